@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Adjoint",
+    platforms: [.macOS(.v15)],
+    products: [
+        // MARK: Public modules
+        .library(name: "Adjoint", targets: ["Adjoint"]),
+        .library(name: "AdjointIR", targets: ["AdjointIR"]),
+        .library(name: "AdjointTensor", targets: ["AdjointTensor"]),
+        .library(name: "AdjointAutodiff", targets: ["AdjointAutodiff"]),
+        .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
+        .executable(name: "adjoint", targets: ["adjoint"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics.git", from: "1.0.0"),
+    ],
+    targets: [
+        // MARK: Public modules
+        .target(name: "AdjointIR"),
+        .target(
+            name: "AdjointTensor",
+            dependencies: [
+                "AdjointIR", "CBLAS",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]
+        ),
+        .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor"]),
+        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff"]),
+        .target(
+            name: "AdjointCLI",
+            dependencies: [
+                "Adjoint",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "adjoint", dependencies: ["AdjointCLI"]),
+
+        // MARK: Implementation
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // MARK: Tests
+        .target(name: "AdjointTestSupport", dependencies: ["Adjoint"], path: "Tests/AdjointTestSupport"),
+        .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
+        .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointAutodiffTests", dependencies: ["AdjointAutodiff", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointTestSupport"], resources: [.copy("Snapshots")]),
+    ],
+    swiftLanguageModes: [.v5]
+)

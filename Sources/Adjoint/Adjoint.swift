@@ -1,0 +1,4 @@
+// The umbrella module: import Adjoint to get the whole public API.
+@_exported import AdjointIR
+@_exported import AdjointTensor
+@_exported import AdjointAutodiff

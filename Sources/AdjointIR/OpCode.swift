@@ -1,0 +1,144 @@
+/// The closed vocabulary of operators Adjoint executes, records and serializes.
+///
+/// Raw values are stable identifiers (`"<family>.<name>"`): they are what the IR printer shows and
+/// what the serialized format stores, so a case may be added but never renamed. Identity is the raw
+/// value, never the declaration order.
+public enum OpCode: String, Codable, CaseIterable, Sendable, Hashable {
+    // MARK: Creation (no differentiable inputs)
+    case full = "creation.full"
+    case arange = "creation.arange"
+    case linspace = "creation.linspace"
+    case randomUniform = "random.uniform"
+    case randomNormal = "random.normal"
+
+    // MARK: Unary elementwise
+    case neg = "elementwise.neg"
+    case abs = "elementwise.abs"
+    case sign = "elementwise.sign"
+    case exp = "elementwise.exp"
+    case expm1 = "elementwise.expm1"
+    case log = "elementwise.log"
+    case log1p = "elementwise.log1p"
+    case sqrt = "elementwise.sqrt"
+    case rsqrt = "elementwise.rsqrt"
+    case sin = "elementwise.sin"
+    case cos = "elementwise.cos"
+    case tanh = "elementwise.tanh"
+    case sigmoid = "elementwise.sigmoid"
+    case relu = "elementwise.relu"
+    case softplus = "elementwise.softplus"
+
+    // MARK: Binary elementwise (NumPy broadcasting)
+    case add = "binary.add"
+    case sub = "binary.sub"
+    case mul = "binary.mul"
+    case div = "binary.div"
+    case pow = "binary.pow"
+    case maximum = "binary.maximum"
+    case minimum = "binary.minimum"
+
+    // MARK: Comparison and selection
+    case equal = "compare.equal"
+    case notEqual = "compare.notEqual"
+    case less = "compare.less"
+    case lessEqual = "compare.lessEqual"
+    case greater = "compare.greater"
+    case greaterEqual = "compare.greaterEqual"
+    case select = "select.where"
+
+    // MARK: Reductions
+    case sum = "reduction.sum"
+    case mean = "reduction.mean"
+    case max = "reduction.max"
+    case min = "reduction.min"
+    case argmax = "reduction.argmax"
+    case logsumexp = "reduction.logsumexp"
+
+    // MARK: Linear algebra
+    case matmul = "linalg.matmul"
+
+    // MARK: Layout
+    case reshape = "layout.reshape"
+    case transpose = "layout.transpose"
+    case broadcastTo = "layout.broadcastTo"
+    case slice = "layout.slice"
+    case concat = "layout.concat"
+    case stack = "layout.stack"
+    case pad = "layout.pad"
+
+    // MARK: Indexing
+    case gather = "indexing.gather"
+    case scatterAdd = "indexing.scatterAdd"
+    case oneHot = "indexing.oneHot"
+
+    // MARK: Neural-network composites (fused, numerically stable kernels)
+    case softmax = "nn.softmax"
+    case logSoftmax = "nn.logSoftmax"
+    case crossEntropyWithLogits = "nn.crossEntropyWithLogits"
+    case meanSquaredError = "nn.meanSquaredError"
+
+    // MARK: Conversion
+    case cast = "convert.cast"
+
+    // MARK: In-place (mutate their first input)
+    case addInPlace = "inplace.add"
+    case mulInPlace = "inplace.mul"
+    case assignInPlace = "inplace.assign"
+}
+
+extension OpCode {
+    /// The family an operator belongs to: the prefix of its raw value.
+    public var family: OpFamily {
+        switch self {
+        case .full, .arange, .linspace, .randomUniform, .randomNormal: return .creation
+        case .neg, .abs, .sign, .exp, .expm1, .log, .log1p, .sqrt, .rsqrt, .sin, .cos, .tanh,
+             .sigmoid, .relu, .softplus: return .unary
+        case .add, .sub, .mul, .div, .pow, .maximum, .minimum: return .binary
+        case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual, .select: return .comparison
+        case .sum, .mean, .max, .min, .argmax, .logsumexp: return .reduction
+        case .matmul: return .linalg
+        case .reshape, .transpose, .broadcastTo, .slice, .concat, .stack, .pad: return .layout
+        case .gather, .scatterAdd, .oneHot: return .indexing
+        case .softmax, .logSoftmax, .crossEntropyWithLogits, .meanSquaredError: return .nn
+        case .cast: return .conversion
+        case .addInPlace, .mulInPlace, .assignInPlace: return .inPlace
+        }
+    }
+
+    /// The number of tensor inputs the operator takes, or `nil` when it is variadic.
+    public var arity: Int? {
+        switch family {
+        case .creation: return 0
+        case .unary, .conversion: return 1
+        case .binary: return 2
+        case .comparison: return self == .select ? 3 : 2
+        case .reduction: return 1
+        case .linalg: return 2
+        case .layout:
+            switch self {
+            case .concat, .stack: return nil
+            default: return 1
+            }
+        case .indexing:
+            switch self {
+            case .gather: return 2
+            case .scatterAdd: return 3
+            default: return 1
+            }
+        case .nn:
+            switch self {
+            case .softmax, .logSoftmax: return 1
+            default: return 2
+            }
+        case .inPlace: return 2
+        }
+    }
+
+    /// Whether the operator writes into its first input instead of producing a new tensor.
+    public var isInPlace: Bool { family == .inPlace }
+}
+
+/// Operator families: one kernel file and one derivative-rule file each.
+public enum OpFamily: String, Codable, CaseIterable, Sendable {
+    case creation, unary, binary, comparison, reduction, linalg, layout, indexing, nn, conversion, inPlace
+}

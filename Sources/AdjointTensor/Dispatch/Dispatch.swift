@@ -1,0 +1,46 @@
+/// The single entry point of every tensor operation.
+///
+/// Validates the inputs and attributes (throwing ``TensorError`` naming the operator), runs the
+/// CPU kernel, and passes the call through the active interpreter levels of the current thread.
+///
+/// - Returns: The operator's outputs (one for every operator today).
+public func dispatch(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> [Tensor] {
+    if let arity = op.arity, arity != inputs.count {
+        throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(arity) inputs, got \(inputs.count)")
+    }
+    let outputs = try Kernels.execute(op, attributes, inputs)
+    let stack = InterpreterStack.current
+    guard stack.isActive else { return outputs }
+    var call = OpCall(op: op, attributes: attributes, inputs: inputs, outputs: outputs)
+    try stack.observe(&call)
+    return call.outputs
+}
+
+/// ``dispatch(_:_:_:)`` for the common single-output case.
+@inline(__always)
+public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> Tensor {
+    try dispatch(op, attributes, inputs)[0]
+}
+
+/// The entry point of in-place operators: writes into `target` (copying first if its storage is
+/// shared with another value), records the written region in the storage's version history, and
+/// passes the call to the interpreter levels as a functional update of `target`.
+public func dispatchInPlace(_ op: OpCode, _ attributes: Attributes, target: inout Tensor, operands: [Tensor]) throws {
+    precondition(op.isInPlace, "dispatchInPlace called with \(op.rawValue)")
+    try Kernels.validateInPlace(op, attributes, target: target, operands: operands)
+    let stack = InterpreterStack.current
+    // Under recording, the levels need the value before the write: keep a copy.
+    var before: Tensor?
+    if stack.isActive, !target.traceTags.isEmpty || operands.contains(where: { !$0.traceTags.isEmpty }) {
+        var copy = try Kernels.contiguousCopy(target)
+        copy.traceTags = target.traceTags
+        before = copy
+    }
+    target.makeUnique()
+    let regions = try Kernels.executeInPlace(op, attributes, target: target, operands: operands)
+    target.storage.recordWrite(regions, op: op.rawValue)
+    guard let before else { return }
+    var call = OpCall(op: op, attributes: attributes, inputs: [before] + operands, outputs: [target.untracked])
+    try stack.observe(&call)
+    target.traceTags = call.outputs[0].traceTags
+}

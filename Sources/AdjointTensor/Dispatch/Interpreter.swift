@@ -1,0 +1,107 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One operator application as interpreter levels see it.
+public struct OpCall {
+    public var op: OpCode
+    public var attributes: Attributes
+    /// The inputs; for in-place operators, input 0 is the target's value *before* the write.
+    public var inputs: [Tensor]
+    /// The outputs; levels may add their tags. For in-place operators, output 0 is the target after.
+    public var outputs: [Tensor]
+}
+
+/// An interpreter on the per-thread stack (JAX's trace stack): reverse-mode tape, forward-mode
+/// tangents, anomaly checking, profiling, graph capture.
+///
+/// ``dispatch(_:_:_:)`` runs the kernel, then offers the call to each active level from the
+/// innermost outwards. While a level handles a call, only the levels below it are active, so the
+/// operators a level runs for its own bookkeeping (a tangent, say) are seen by outer levels only.
+public protocol InterpreterLevel: AnyObject {
+    /// Unique for the life of the process, so a tag from a finished level never matches a new one.
+    var levelID: UInt32 { get }
+    /// Observes `call` after its kernel ran; may tag `call.outputs`.
+    func process(_ call: inout OpCall) throws
+}
+
+/// The interpreter levels active on the current thread.
+public final class InterpreterStack {
+    /// Levels from outermost (index 0) to innermost.
+    public private(set) var levels: [InterpreterLevel] = []
+    /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
+    @usableFromInline var ceiling = Int.max
+
+    private static let nextLevelID = Atomic<UInt32>(1)
+
+    /// A fresh level id.
+    public static func makeLevelID() -> UInt32 {
+        nextLevelID.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    /// The current thread's stack.
+    public static var current: InterpreterStack {
+        if let raw = pthread_getspecific(key) {
+            return Unmanaged<InterpreterStack>.fromOpaque(raw).takeUnretainedValue()
+        }
+        let stack = InterpreterStack()
+        pthread_setspecific(key, Unmanaged.passRetained(stack).toOpaque())
+        return stack
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { raw in
+            #if canImport(Glibc)
+            if let raw { Unmanaged<InterpreterStack>.fromOpaque(raw).release() }
+            #else
+            Unmanaged<InterpreterStack>.fromOpaque(raw).release()
+            #endif
+        }
+        return key
+    }()
+
+    /// Whether any level is visible to dispatch right now.
+    @inlinable public var isActive: Bool { !levels.isEmpty && ceiling > 0 }
+
+    /// Runs `body` with `level` pushed as the innermost level.
+    public func withLevel<R>(_ level: InterpreterLevel, _ body: () throws -> R) rethrows -> R {
+        let savedCeiling = ceiling
+        ceiling = Int.max
+        levels.append(level)
+        defer {
+            levels.removeLast()
+            ceiling = savedCeiling
+        }
+        return try body()
+    }
+
+    /// Whether `level` is on the stack and visible.
+    public func isVisible(_ levelID: UInt32) -> Bool {
+        let top = Swift.min(levels.count, ceiling)
+        for i in 0..<top where levels[i].levelID == levelID { return true }
+        return false
+    }
+
+    /// Offers `call` to the visible levels, innermost first.
+    @usableFromInline
+    func observe(_ call: inout OpCall) throws {
+        let savedCeiling = ceiling
+        defer { ceiling = savedCeiling }
+        var index = Swift.min(levels.count, savedCeiling) - 1
+        while index >= 0 {
+            ceiling = index
+            try levels[index].process(&call)
+            index -= 1
+        }
+    }
+
+    /// Runs `body` with every level hidden (nothing is recorded).
+    public func withoutLevels<R>(_ body: () throws -> R) rethrows -> R {
+        let saved = ceiling
+        ceiling = 0
+        defer { ceiling = saved }
+        return try body()
+    }
+}

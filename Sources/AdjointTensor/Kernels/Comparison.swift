@@ -1,0 +1,66 @@
+extension Kernels {
+    static func compare(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try requireSameDType(a, b, op: op)
+        let shape = try ShapeRules.broadcast(a.shape, b.shape, op: op.rawValue)
+        switch a.dtype {
+        case .float64: return compareTyped(op, a, b, shape, Double.self)
+        case .float32: return compareTyped(op, a, b, shape, Float.self)
+        case .int32: return compareTyped(op, a, b, shape, Int32.self)
+        case .int64: return compareTyped(op, a, b, shape, Int64.self)
+        case .bool:
+            guard op == .equal || op == .notEqual else {
+                throw TensorError.unsupportedDType(op: op.rawValue, dtype: .bool, detail: "bool tensors compare only for (in)equality")
+            }
+            return compareTyped(op, a, b, shape, UInt8.self)
+        case .float16, .bfloat16:
+            throw TensorError.unsupportedDType(op: op.rawValue, dtype: a.dtype, detail: "cast f16/bf16 storage to f32 to compare")
+        }
+    }
+
+    private static func compareTyped<T: Comparable>(_ op: OpCode, _ a: Tensor, _ b: Tensor, _ shape: [Int], _: T.Type) -> Tensor {
+        let out = Tensor(uninitialized: shape, dtype: .bool)
+        let y = out.pointer(Bool.self), pa = a.pointer(T.self), pb = b.pointer(T.self)
+        let predicate: (T, T) -> Bool
+        switch op {
+        case .equal: predicate = { $0 == $1 }
+        case .notEqual: predicate = { $0 != $1 }
+        case .less: predicate = { $0 < $1 }
+        case .lessEqual: predicate = { $0 <= $1 }
+        case .greater: predicate = { $0 > $1 }
+        default: predicate = { $0 >= $1 }
+        }
+        let rows = BroadcastRows(shape: shape, operandStrides: [
+            ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
+        ])
+        let len = rows.rowLength, sa = rows.innerStride(0), sb = rows.innerStride(1)
+        rows.forEachRow { row, o in
+            for i in 0..<len { y[row * len + i] = predicate(pa[o[0] + i * sa], pb[o[1] + i * sb]) }
+        }
+        return out
+    }
+
+    /// `where(condition, a, b)`: elements of `a` where `condition` holds, of `b` elsewhere.
+    static func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        guard condition.dtype == .bool else {
+            throw TensorError.dtypeMismatch(op: OpCode.select.rawValue, detail: "condition must be bool, got \(condition.dtype)")
+        }
+        try requireSameDType(a, b, op: .select)
+        let shape = try ShapeRules.broadcast(condition.shape, try ShapeRules.broadcast(a.shape, b.shape, op: OpCode.select.rawValue),
+                                             op: OpCode.select.rawValue)
+        let out = Tensor(uninitialized: shape, dtype: a.dtype)
+        let rows = BroadcastRows(shape: shape, operandStrides: [
+            ShapeRules.broadcastStrides(condition.shape, to: shape),
+            ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
+        ])
+        let len = rows.rowLength, sc = rows.innerStride(0), sa = rows.innerStride(1), sb = rows.innerStride(2)
+        let pc = condition.pointer(Bool.self), width = a.dtype.byteSize
+        let pa = a.rawPointer, pb = b.rawPointer, py = out.rawPointer
+        rows.forEachRow { row, o in
+            for i in 0..<len {
+                let src = pc[o[0] + i * sc] ? pa + (o[1] + i * sa) * width : pb + (o[2] + i * sb) * width
+                (py + (row * len + i) * width).copyMemory(from: src, byteCount: width)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,75 @@
+extension Kernels {
+    /// Checks an in-place call before anything is written.
+    static func validateInPlace(_ op: OpCode, _ attributes: Attributes, target: Tensor, operands: [Tensor]) throws {
+        guard operands.count == 1 else {
+            throw TensorError.invalidArgument(op: op.rawValue, detail: "takes one operand, got \(operands.count)")
+        }
+        let value = operands[0]
+        switch op {
+        case .addInPlace, .mulInPlace:
+            try requireFloat(target, op: op, role: "target")
+            try requireSameDType(target, value, op: op)
+            let shape = try ShapeRules.broadcast(target.shape, value.shape, op: op.rawValue)
+            guard shape == target.shape else {
+                throw TensorError.shapeMismatch(op: op.rawValue, detail: "operand \(shapeText(value.shape)) does not broadcast to the target's shape \(shapeText(target.shape))")
+            }
+        case .assignInPlace:
+            guard case let .region(starts, ends) = attributes else { throw badAttributes(op, attributes) }
+            try checkRegion(target.shape, starts: starts, ends: ends, op: op.rawValue)
+            try requireSameDType(target, value, op: op)
+            let regionShape = zip(starts, ends).map { $1 - $0 }
+            let shape = try ShapeRules.broadcast(regionShape, value.shape, op: op.rawValue)
+            guard shape == regionShape else {
+                throw TensorError.shapeMismatch(op: op.rawValue, detail: "value \(shapeText(value.shape)) does not broadcast to the region \(shapeText(regionShape))")
+            }
+        default:
+            throw TensorError.invalidArgument(op: op.rawValue, detail: "not an in-place operator")
+        }
+    }
+
+    /// Writes into `target` (already made unique); returns the storage regions written.
+    static func executeInPlace(_ op: OpCode, _ attributes: Attributes, target: Tensor, operands: [Tensor]) throws -> [ElementRegion] {
+        let value = operands[0]
+        switch op {
+        case .addInPlace, .mulInPlace:
+            if target.dtype == .float64 {
+                let p = target.pointer(Double.self)
+                if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.pointer(Double.self), AddFn.self) }
+                else { zipInto(p, target.shape, target, p, value, value.pointer(Double.self), MulFn.self) }
+            } else {
+                let p = target.pointer(Float.self)
+                if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), AddFn.self) }
+                else { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), MulFn.self) }
+            }
+            return [target.region]
+        default:
+            guard case let .region(starts, ends) = attributes else { throw badAttributes(op, attributes) }
+            let regionShape = zip(starts, ends).map { $1 - $0 }
+            let strides = ShapeRules.contiguousStrides(target.shape)
+            let start = target.offset + zip(starts, strides).reduce(0) { $0 + $1.0 * $1.1 }
+            stridedCopy(from: value.storage.pointer, value.offset, ShapeRules.broadcastStrides(value.shape, to: regionShape),
+                        to: target.storage.pointer, start, strides, shape: regionShape, elementSize: target.dtype.byteSize)
+            return writtenRuns(start: start, shape: regionShape, strides: strides)
+        }
+    }
+
+    /// The contiguous runs of storage a block occupies (adjacent runs merged).
+    static func writtenRuns(start: Int, shape: [Int], strides: [Int]) -> [ElementRegion] {
+        guard shape.reduce(1, *) > 0 else { return [] }
+        let rows = BroadcastRows(shape: shape, operandStrides: [strides])
+        let len = rows.rowLength, s = rows.innerStride(0)
+        var runs: [ElementRegion] = []
+        // forEachRow may run chunks in parallel; collect sequentially instead.
+        let count = rows.rowCount
+        var offsets = [Int](repeating: 0, count: count)
+        offsets.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            rows.forEachRow { row, o in base[row] = o[0] }
+        }
+        for o in offsets {
+            let region = s == 1 || len == 1 ? ElementRegion(start + o, start + o + len) : ElementRegion(start + o, start + o + (len - 1) * s + 1)
+            if let last = runs.last, last.upper == region.lower { runs[runs.count - 1].upper = region.upper } else { runs.append(region) }
+        }
+        return runs
+    }
+}

@@ -1,0 +1,17 @@
+import RealModule
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The floating-point types kernels compute in (`Double`, `Float`).
+public protocol KernelFloat: BinaryFloatingPoint, Real, TensorScalar where Self.Magnitude == Self {
+    /// C `pow`: defined for negative bases with integral exponents, unlike `Real.pow`.
+    static func cPow(_ x: Self, _ y: Self) -> Self
+}
+
+extension Double: KernelFloat {
+    @inlinable public static func cPow(_ x: Double, _ y: Double) -> Double { Glibc.pow(x, y) }
+}
+extension Float: KernelFloat {
+    @inlinable public static func cPow(_ x: Float, _ y: Float) -> Float { Glibc.powf(x, y) }
+}

@@ -1,0 +1,48 @@
+/// The CPU kernels behind ``dispatch(_:_:_:)``: one file per operator family.
+public enum Kernels {
+    /// Validates and runs `op`; returns its outputs.
+    static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> [Tensor] {
+        switch op.family {
+        case .creation: return [try creation(op, attributes)]
+        case .unary: return [try unary(op, inputs[0])]
+        case .binary: return [try binary(op, inputs[0], inputs[1])]
+        case .comparison:
+            return [op == .select ? try select(inputs[0], inputs[1], inputs[2]) : try compare(op, inputs[0], inputs[1])]
+        case .reduction: return [try reduction(op, attributes, inputs[0])]
+        case .linalg: return [try matmul(attributes, inputs[0], inputs[1])]
+        case .layout: return [try layout(op, attributes, inputs)]
+        case .indexing: return [try indexing(op, attributes, inputs)]
+        case .nn: return [try nn(op, attributes, inputs)]
+        case .conversion: return [try cast(inputs[0], attributes)]
+        case .inPlace:
+            throw TensorError.invalidArgument(op: op.rawValue, detail: "in-place operators go through dispatchInPlace")
+        }
+    }
+
+    /// Checks an element type is a compute float type.
+    static func requireFloat(_ t: Tensor, op: OpCode, role: String = "input") throws {
+        guard t.dtype == .float64 || t.dtype == .float32 else {
+            throw TensorError.unsupportedDType(
+                op: op.rawValue, dtype: t.dtype,
+                detail: "\(role) must be f64 or f32" + (t.dtype.isFloatingPoint ? " (cast f16/bf16 storage to f32 to compute)" : ""))
+        }
+    }
+
+    static func requireSameDType(_ a: Tensor, _ b: Tensor, op: OpCode) throws {
+        guard a.dtype == b.dtype else {
+            throw TensorError.dtypeMismatch(op: op.rawValue, detail: "\(a.dtype) and \(b.dtype); cast one of them first")
+        }
+    }
+
+    /// Attributes of the wrong case for an operator (only reachable through hand-built calls).
+    static func badAttributes(_ op: OpCode, _ attributes: Attributes) -> TensorError {
+        .invalidArgument(op: op.rawValue, detail: "attributes \(attributes) do not fit this operator")
+    }
+
+    /// A contiguous copy with fresh storage.
+    static func contiguousCopy(_ t: Tensor) throws -> Tensor {
+        let out = Tensor(uninitialized: t.shape, dtype: t.dtype)
+        out.rawPointer.copyMemory(from: t.rawPointer, byteCount: t.elementCount * t.dtype.byteSize)
+        return out
+    }
+}

@@ -1,0 +1,66 @@
+import CBLAS
+
+extension Kernels {
+    /// Batched matrix product of the last two axes through OpenBLAS; batch axes broadcast.
+    ///
+    /// `a` is `[..., M, K]` (`[..., K, M]` with `transposeA`), `b` is `[..., K, N]`
+    /// (`[..., N, K]` with `transposeB`); the result is `[..., M, N]`.
+    static func matmul(_ attributes: Attributes, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        let op = OpCode.matmul.rawValue
+        guard case let .matmul(ta, tb) = attributes else { throw badAttributes(.matmul, attributes) }
+        try requireFloat(a, op: .matmul, role: "left operand")
+        try requireFloat(b, op: .matmul, role: "right operand")
+        try requireSameDType(a, b, op: .matmul)
+        guard a.rank >= 2, b.rank >= 2 else {
+            throw TensorError.shapeMismatch(op: op, detail: "operands need rank ≥ 2, got \(shapeText(a.shape)) and \(shapeText(b.shape)); reshape vectors to [1,n] or [n,1]")
+        }
+        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let m = ta ? ac : ar, k = ta ? ar : ac
+        let kb = tb ? bc : br, n = tb ? br : bc
+        guard k == kb else {
+            throw TensorError.shapeMismatch(op: op, detail: "inner dimensions differ: \(shapeText(a.shape))\(ta ? "ᵀ" : "") × \(shapeText(b.shape))\(tb ? "ᵀ" : "") (\(k) vs \(kb))")
+        }
+        let aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
+        let batch = try ShapeRules.broadcast(aBatch, bBatch, op: op)
+        let out = Tensor(uninitialized: batch + [m, n], dtype: a.dtype)
+        let count = batch.reduce(1, *)
+        if m * n == 0 { return out }
+        if k == 0 {
+            out.rawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: m * n * count * a.dtype.byteSize)
+            return out
+        }
+        // Fold a's batch into M when b is a single matrix and a is not transposed.
+        if bBatch.reduce(1, *) == 1 && !ta && aBatch == batch {
+            gemm(a, 0, b, 0, out, 0, m: m * count, n: n, k: k, ta: false, tb: tb)
+            return out
+        }
+        let aStrides = ShapeRules.broadcastStrides(aBatch, to: batch)
+        let bStrides = ShapeRules.broadcastStrides(bBatch, to: batch)
+        var index = [Int](repeating: 0, count: batch.count)
+        for i in 0..<count {
+            var oa = 0, ob = 0
+            for d in 0..<batch.count { oa += index[d] * aStrides[d]; ob += index[d] * bStrides[d] }
+            gemm(a, oa * ar * ac, b, ob * br * bc, out, i * m * n, m: m, n: n, k: k, ta: ta, tb: tb)
+            var d = batch.count - 1
+            while d >= 0 { index[d] += 1; if index[d] < batch[d] { break }; index[d] = 0; d -= 1 }
+        }
+        return out
+    }
+
+    /// One row-major GEMM: `c[cOff...] = op(a[aOff...]) · op(b[bOff...])`.
+    static func gemm(_ a: Tensor, _ aOff: Int, _ b: Tensor, _ bOff: Int, _ c: Tensor, _ cOff: Int,
+                     m: Int, n: Int, k: Int, ta: Bool, tb: Bool) {
+        let lda = ta ? m : k, ldb = tb ? k : n
+        let transA = ta ? CblasTrans : CblasNoTrans, transB = tb ? CblasTrans : CblasNoTrans
+        if a.dtype == .float64 {
+            cblas_dgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,
+                        a.pointer(Double.self) + aOff, Int32(lda), b.pointer(Double.self) + bOff, Int32(ldb),
+                        0, c.pointer(Double.self) + cOff, Int32(n))
+        } else {
+            cblas_sgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,
+                        a.pointer(Float.self) + aOff, Int32(lda), b.pointer(Float.self) + bOff, Int32(ldb),
+                        0, c.pointer(Float.self) + cOff, Int32(n))
+        }
+    }
+}

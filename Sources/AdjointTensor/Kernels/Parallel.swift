@@ -1,0 +1,74 @@
+import Dispatch
+import Synchronization
+import CBLAS
+
+/// Deterministic data parallelism for the CPU kernels.
+///
+/// Work is cut into chunks whose boundaries depend only on the problem size, never on the number of
+/// threads; each chunk's result is computed the same way whichever thread runs it, and partial
+/// results are combined in a fixed order by the caller. So every kernel gives bitwise-identical
+/// results with 1, 2, 3 or 8 threads.
+public enum Parallelism {
+    private static let threads = Atomic<Int>(Swift.max(1, ProcessInfoShim.activeProcessorCount))
+
+    /// Worker threads used by kernels and by BLAS. Defaults to the number of active cores.
+    public static var threadCount: Int {
+        get { threads.load(ordering: .relaxed) }
+        set {
+            let n = Swift.max(1, newValue)
+            threads.store(n, ordering: .relaxed)
+            openblas_set_num_threads(Int32(n))
+        }
+    }
+
+    /// Elements per chunk for elementwise kernels.
+    public static let elementChunk = 1 << 15
+
+    /// Runs `body(chunkIndex)` for every chunk in `0 ..< chunks`, on up to ``threadCount`` workers.
+    /// `body` must write only to memory owned by its chunk.
+    @inlinable
+    public static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
+        let workers = Swift.min(threadCount, chunks)
+        if workers <= 1 {
+            for c in 0..<chunks { body(c) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let next = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while true {
+                    let c = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    if c >= chunks { break }
+                    body(c)
+                }
+            }
+        }
+    }
+
+    /// Splits `0 ..< count` into chunks of `chunkSize` and runs `body(range)` for each.
+    @inlinable
+    public static func forEachRange(_ count: Int, chunkSize: Int = elementChunk, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let size = Swift.max(1, chunkSize)
+        let chunks = (count + size - 1) / size
+        forEachChunk(chunks) { c in
+            let lo = c * size
+            body(lo ..< Swift.min(count, lo + size))
+        }
+    }
+}
+
+/// Reads the core count without Foundation.
+@usableFromInline
+enum ProcessInfoShim {
+    static var activeProcessorCount: Int {
+        #if canImport(Glibc)
+        return Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        #else
+        return 1
+        #endif
+    }
+}
+#if canImport(Glibc)
+import Glibc
+#endif

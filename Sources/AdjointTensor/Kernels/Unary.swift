@@ -1,0 +1,78 @@
+import RealModule
+
+/// An elementwise function of one float.
+protocol UnaryFunction { static func apply<T: KernelFloat>(_ x: T) -> T }
+
+enum NegFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { -x } }
+enum AbsFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Swift.abs(x) } }
+enum SignFn: UnaryFunction {
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : x) }
+}
+enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.exp(x) } }
+enum Expm1Fn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.expMinusOne(x) } }
+enum LogFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.log(x) } }
+enum Log1pFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.log(onePlus: x) } }
+enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x.squareRoot() } }
+enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { 1 / x.squareRoot() } }
+enum SinFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.sin(x) } }
+enum CosFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.cos(x) } }
+enum TanhFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.tanh(x) } }
+/// σ(x) without overflow: `1 / (1 + e^-x)` for x ≥ 0, `e^x / (1 + e^x)` below.
+enum SigmoidFn: UnaryFunction {
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T {
+        if x >= 0 { return 1 / (1 + T.exp(-x)) }
+        let e = T.exp(x)
+        return e / (1 + e)
+    }
+}
+enum ReluFn: UnaryFunction {
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x > 0 || x.isNaN ? x : 0 }
+}
+/// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for every finite x.
+enum SoftplusFn: UnaryFunction {
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T {
+        Swift.max(x, 0) + T.log(onePlus: T.exp(-Swift.abs(x)))
+    }
+}
+
+extension Kernels {
+    static func unary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
+        try requireFloat(x, op: op)
+        switch op {
+        case .neg: return map(x, NegFn.self)
+        case .abs: return map(x, AbsFn.self)
+        case .sign: return map(x, SignFn.self)
+        case .exp: return map(x, ExpFn.self)
+        case .expm1: return map(x, Expm1Fn.self)
+        case .log: return map(x, LogFn.self)
+        case .log1p: return map(x, Log1pFn.self)
+        case .sqrt: return map(x, SqrtFn.self)
+        case .rsqrt: return map(x, RsqrtFn.self)
+        case .sin: return map(x, SinFn.self)
+        case .cos: return map(x, CosFn.self)
+        case .tanh: return map(x, TanhFn.self)
+        case .sigmoid: return map(x, SigmoidFn.self)
+        case .relu: return map(x, ReluFn.self)
+        case .softplus: return map(x, SoftplusFn.self)
+        default: throw badAttributes(op, .none)
+        }
+    }
+
+    static func map<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
+        let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        if x.dtype == .float64 { mapLoop(x.pointer(Double.self), y.pointer(Double.self), x.elementCount, F.self) }
+        else { mapLoop(x.pointer(Float.self), y.pointer(Float.self), x.elementCount, F.self) }
+        return y
+    }
+
+    @inline(__always)
+    static func mapLoop<T: KernelFloat, F: UnaryFunction>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, _: F.Type) {
+        if n < Parallelism.elementChunk {
+            for i in 0..<n { y[i] = F.apply(x[i]) }
+            return
+        }
+        Parallelism.forEachRange(n) { r in
+            for i in r { y[i] = F.apply(x[i]) }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A process-wide pool of 64-byte-aligned memory blocks, reused by size class.
+///
+/// Freed blocks go back to a per-capacity free list instead of the system allocator, so steady-state
+/// loops (one training step after another, one unrolled time step after another) allocate no new
+/// memory. Capacities are powers of two up to 4 KiB and quarter steps above (at most 25% slack).
+///
+/// The pool is thread-safe; its counters are exact.
+public final class StoragePool: @unchecked Sendable {
+    /// The pool every tensor allocates from.
+    public static let shared = StoragePool()
+
+    /// A snapshot of the pool's counters.
+    public struct Statistics: Equatable, Sendable, CustomStringConvertible {
+        /// Bytes held by live tensors' storages (their capacities).
+        public var liveBytes: Int
+        /// The highest `liveBytes` since the pool started or since ``StoragePool/resetPeak()``.
+        public var peakBytes: Int
+        /// Storage allocations served (from the free lists or the system).
+        public var allocationCount: Int
+        /// Allocations that had to go to the system allocator.
+        public var systemAllocationCount: Int
+        /// Bytes kept in free lists for reuse.
+        public var cachedBytes: Int
+
+        public var description: String {
+            "live \(liveBytes) B, peak \(peakBytes) B, \(allocationCount) allocations (\(systemAllocationCount) from the system), cached \(cachedBytes) B"
+        }
+    }
+
+    private struct State {
+        var freeLists: [Int: [UnsafeMutableRawPointer]] = [:]
+        var stats = Statistics(liveBytes: 0, peakBytes: 0, allocationCount: 0, systemAllocationCount: 0, cachedBytes: 0)
+        var cacheLimit = 1 << 30
+    }
+
+    private let state = Mutex(State())
+
+    /// Alignment of every block, in bytes.
+    public static let alignment = 64
+
+    public init() {}
+
+    /// The capacity a request of `byteCount` bytes is rounded up to.
+    public static func capacity(for byteCount: Int) -> Int {
+        let n = Swift.max(byteCount, alignment)
+        let power = 1 << (Int.bitWidth - (n - 1).leadingZeroBitCount)   // next power of two ≥ n
+        if power <= 4096 { return power }
+        let quarter = power / 8   // steps of 1/8 of the next power = quarters of the previous one
+        return (n + quarter - 1) / quarter * quarter
+    }
+
+    /// Returns a block of at least `byteCount` bytes and its capacity.
+    public func allocate(byteCount: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
+        let capacity = Self.capacity(for: byteCount)
+        let reused: UnsafeMutableRawPointer? = state.withLock { s in
+            s.stats.allocationCount += 1
+            s.stats.liveBytes += capacity
+            if s.stats.liveBytes > s.stats.peakBytes { s.stats.peakBytes = s.stats.liveBytes }
+            if let p = s.freeLists[capacity]?.popLast() {
+                s.stats.cachedBytes -= capacity
+                return p
+            }
+            s.stats.systemAllocationCount += 1
+            return nil
+        }
+        if let reused { return (reused, capacity) }
+        var raw: UnsafeMutableRawPointer?
+        let rc = posix_memalign(&raw, Self.alignment, capacity)
+        guard rc == 0, let raw else {
+            fatalError("StoragePool: the system could not provide \(capacity) bytes (posix_memalign returned \(rc))")
+        }
+        return (raw, capacity)
+    }
+
+    /// Returns a block obtained from ``allocate(byteCount:)``.
+    public func deallocate(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
+        let keep: Bool = state.withLock { s in
+            s.stats.liveBytes -= capacity
+            guard s.stats.cachedBytes + capacity <= s.cacheLimit else { return false }
+            s.freeLists[capacity, default: []].append(pointer)
+            s.stats.cachedBytes += capacity
+            return true
+        }
+        if !keep { free(pointer) }
+    }
+
+    /// The current counters.
+    public var statistics: Statistics { state.withLock { $0.stats } }
+
+    /// Sets the peak to the current live bytes.
+    public func resetPeak() {
+        state.withLock { $0.stats.peakBytes = $0.stats.liveBytes }
+    }
+
+    /// Bytes the free lists may hold before further freed blocks go back to the system.
+    public var cacheLimitBytes: Int {
+        get { state.withLock { $0.cacheLimit } }
+        set { state.withLock { $0.cacheLimit = newValue } }
+    }
+
+    /// Returns every cached block to the system.
+    public func trim() {
+        let blocks: [UnsafeMutableRawPointer] = state.withLock { s in
+            let all = s.freeLists.values.flatMap { $0 }
+            s.freeLists.removeAll()
+            s.stats.cachedBytes = 0
+            return all
+        }
+        for b in blocks { free(b) }
+    }
+}

@@ -1,0 +1,100 @@
+/// Where a tensor's elements live: a device and, on the CPU, a pooled aligned block.
+public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
+    /// Kinds of device. Only the CPU has kernels today; the field keeps room for accelerators.
+    public enum Kind: String, Hashable, Codable, Sendable { case cpu }
+    public var kind: Kind
+    public var ordinal: Int
+
+    public static let cpu = Device(kind: .cpu, ordinal: 0)
+    public var description: String { ordinal == 0 ? kind.rawValue : "\(kind.rawValue):\(ordinal)" }
+}
+
+/// A half-open range of element offsets `lower ..< upper` inside one storage.
+public struct ElementRegion: Hashable, Sendable, CustomStringConvertible {
+    public var lower: Int
+    public var upper: Int
+    public init(_ lower: Int, _ upper: Int) { self.lower = lower; self.upper = upper }
+    public func overlaps(_ other: ElementRegion) -> Bool { lower < other.upper && other.lower < upper }
+    public var description: String { "[\(lower), \(upper))" }
+}
+
+/// The memory behind one or more tensors, with the mutation history the tape checks.
+///
+/// Storage is shared by views (slices along the first axis, reshapes) and by saved values on a
+/// tape; tensors reach it through a ``TensorBuffer`` whose uniqueness decides copy-on-write, so a
+/// tape holding the storage never forces a copy — and an in-place write to memory the tape still
+/// needs is detected at backward instead (``versionConflicts(in:since:)``).
+public final class TensorStorage: @unchecked Sendable {
+    /// A write made by an in-place operator.
+    public struct Write: Sendable {
+        public var version: UInt64
+        public var regions: [ElementRegion]
+        public var op: String
+    }
+
+    public let pointer: UnsafeMutableRawPointer
+    public let capacity: Int
+    public let elementCount: Int
+    public let dtype: DType
+    public let device: Device
+
+    /// Incremented by every in-place write.
+    public private(set) var version: UInt64 = 0
+    /// Writes made while some tape held a saved reference; cleared when none does.
+    private var writes: [Write] = []
+    /// Number of saved references held by tapes.
+    private var saveCount = 0
+
+    public init(dtype: DType, elementCount: Int, device: Device = .cpu) {
+        let bytes = Swift.max(elementCount, 1) * dtype.byteSize
+        let block = StoragePool.shared.allocate(byteCount: bytes)
+        self.pointer = block.pointer
+        self.capacity = block.capacity
+        self.elementCount = elementCount
+        self.dtype = dtype
+        self.device = device
+    }
+
+    deinit {
+        StoragePool.shared.deallocate(pointer, capacity: capacity)
+    }
+
+    /// Typed view of the elements.
+    @inlinable
+    public func typed<T>(_: T.Type) -> UnsafeMutablePointer<T> {
+        pointer.assumingMemoryBound(to: T.self)
+    }
+
+    /// Records an in-place write of `regions` by `op` and bumps the version.
+    public func recordWrite(_ regions: [ElementRegion], op: String) {
+        version &+= 1
+        if saveCount > 0 {
+            writes.append(Write(version: version, regions: regions, op: op))
+        }
+    }
+
+    /// Called when a tape saves a reference to this storage.
+    public func retainSave() { saveCount += 1 }
+
+    /// Called when a tape drops a saved reference.
+    public func releaseSave() {
+        saveCount -= 1
+        if saveCount == 0 { writes.removeAll(keepingCapacity: false) }
+    }
+
+    /// The first write after `version` that touched `region`, if any.
+    public func versionConflicts(in region: ElementRegion, since version: UInt64) -> Write? {
+        guard self.version != version else { return nil }
+        for write in writes where write.version > version {
+            if write.regions.contains(where: { $0.overlaps(region) }) { return write }
+        }
+        return nil
+    }
+}
+
+/// The copy-on-write box a tensor value holds; uniqueness of the box (not of the storage) decides
+/// whether an in-place operator may write without copying.
+public final class TensorBuffer: @unchecked Sendable {
+    public let storage: TensorStorage
+    public init(_ storage: TensorStorage) { self.storage = storage }
+}

@@ -1,0 +1,72 @@
+extension Tensor {
+    // MARK: Unary
+    public func neg() throws -> Tensor { try dispatch1(.neg, .none, [self]) }
+    public func abs() throws -> Tensor { try dispatch1(.abs, .none, [self]) }
+    public func sign() throws -> Tensor { try dispatch1(.sign, .none, [self]) }
+    public func exp() throws -> Tensor { try dispatch1(.exp, .none, [self]) }
+    /// `exp(x) - 1`, accurate near 0.
+    public func expm1() throws -> Tensor { try dispatch1(.expm1, .none, [self]) }
+    public func log() throws -> Tensor { try dispatch1(.log, .none, [self]) }
+    /// `log(1 + x)`, accurate near 0.
+    public func log1p() throws -> Tensor { try dispatch1(.log1p, .none, [self]) }
+    public func sqrt() throws -> Tensor { try dispatch1(.sqrt, .none, [self]) }
+    /// `1 / sqrt(x)`.
+    public func rsqrt() throws -> Tensor { try dispatch1(.rsqrt, .none, [self]) }
+    public func sin() throws -> Tensor { try dispatch1(.sin, .none, [self]) }
+    public func cos() throws -> Tensor { try dispatch1(.cos, .none, [self]) }
+    public func tanh() throws -> Tensor { try dispatch1(.tanh, .none, [self]) }
+    /// `1 / (1 + e^-x)`, evaluated without overflow for any finite x.
+    public func sigmoid() throws -> Tensor { try dispatch1(.sigmoid, .none, [self]) }
+    public func relu() throws -> Tensor { try dispatch1(.relu, .none, [self]) }
+    /// `log(1 + e^x)` as `max(x, 0) + log1p(e^-|x|)`: finite for any finite x.
+    public func softplus() throws -> Tensor { try dispatch1(.softplus, .none, [self]) }
+
+    // MARK: Binary (NumPy broadcasting)
+    public func adding(_ other: Tensor) throws -> Tensor { try dispatch1(.add, .none, [self, other]) }
+    public func subtracting(_ other: Tensor) throws -> Tensor { try dispatch1(.sub, .none, [self, other]) }
+    public func multiplying(_ other: Tensor) throws -> Tensor { try dispatch1(.mul, .none, [self, other]) }
+    public func dividing(_ other: Tensor) throws -> Tensor { try dispatch1(.div, .none, [self, other]) }
+    public func pow(_ exponent: Tensor) throws -> Tensor { try dispatch1(.pow, .none, [self, exponent]) }
+    public func pow(_ exponent: Double) throws -> Tensor { try pow(try scalarLike(exponent)) }
+    public func maximum(_ other: Tensor) throws -> Tensor { try dispatch1(.maximum, .none, [self, other]) }
+    public func minimum(_ other: Tensor) throws -> Tensor { try dispatch1(.minimum, .none, [self, other]) }
+
+    /// A rank-0 tensor of this tensor's dtype.
+    public func scalarLike(_ value: Double) throws -> Tensor { try Tensor.full([], value, dtype: dtype) }
+
+    public static prefix func - (x: Tensor) throws -> Tensor { try x.neg() }
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.adding(b) }
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.subtracting(b) }
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.multiplying(b) }
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.dividing(b) }
+    public static func + (a: Tensor, b: Double) throws -> Tensor { try a.adding(try a.scalarLike(b)) }
+    public static func - (a: Tensor, b: Double) throws -> Tensor { try a.subtracting(try a.scalarLike(b)) }
+    public static func * (a: Tensor, b: Double) throws -> Tensor { try a.multiplying(try a.scalarLike(b)) }
+    public static func / (a: Tensor, b: Double) throws -> Tensor { try a.dividing(try a.scalarLike(b)) }
+    public static func + (a: Double, b: Tensor) throws -> Tensor { try b.scalarLike(a).adding(b) }
+    public static func - (a: Double, b: Tensor) throws -> Tensor { try b.scalarLike(a).subtracting(b) }
+    public static func * (a: Double, b: Tensor) throws -> Tensor { try b.scalarLike(a).multiplying(b) }
+    public static func / (a: Double, b: Tensor) throws -> Tensor { try b.scalarLike(a).dividing(b) }
+
+    // MARK: Comparison and selection (results are bool)
+    public func equal(_ other: Tensor) throws -> Tensor { try dispatch1(.equal, .none, [self, other]) }
+    public func notEqual(_ other: Tensor) throws -> Tensor { try dispatch1(.notEqual, .none, [self, other]) }
+    public func less(_ other: Tensor) throws -> Tensor { try dispatch1(.less, .none, [self, other]) }
+    public func lessEqual(_ other: Tensor) throws -> Tensor { try dispatch1(.lessEqual, .none, [self, other]) }
+    public func greater(_ other: Tensor) throws -> Tensor { try dispatch1(.greater, .none, [self, other]) }
+    public func greaterEqual(_ other: Tensor) throws -> Tensor { try dispatch1(.greaterEqual, .none, [self, other]) }
+
+    /// Elements of `a` where `condition` is true, of `b` elsewhere (all three broadcast).
+    public static func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try dispatch1(.select, .none, [condition, a, b])
+    }
+
+    /// Converts the elements to `dtype` (see ``Kernels`` for rounding and range rules).
+    public func cast(to dtype: DType) throws -> Tensor { try dispatch1(.cast, .dtype(dtype), [self]) }
+
+    // MARK: Linear algebra
+    /// Batched matrix product of the last two axes (OpenBLAS), batch axes broadcast.
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) throws -> Tensor {
+        try dispatch1(.matmul, .matmul(transposeA: transposeSelf, transposeB: transposeOther), [self, other])
+    }
+}

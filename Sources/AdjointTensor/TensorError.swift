@@ -1,0 +1,35 @@
+/// Errors from tensor operations: each names the operation and says what was wrong.
+public enum TensorError: Error, Equatable, CustomStringConvertible {
+    /// Shapes that the operation cannot combine.
+    case shapeMismatch(op: String, detail: String)
+    /// Element types that the operation cannot combine.
+    case dtypeMismatch(op: String, detail: String)
+    /// An element type the operation has no kernel for.
+    case unsupportedDType(op: String, dtype: DType, detail: String)
+    /// An axis outside `-rank ..< rank`.
+    case invalidAxis(op: String, axis: Int, rank: Int)
+    /// An index outside its bound.
+    case indexOutOfRange(op: String, index: Int, bound: Int, position: String)
+    /// An argument that is invalid for another reason.
+    case invalidArgument(op: String, detail: String)
+    /// An element value that cannot be converted or used.
+    case invalidValue(op: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .shapeMismatch(op, detail): return "\(op): shape mismatch: \(detail)"
+        case let .dtypeMismatch(op, detail): return "\(op): dtype mismatch: \(detail)"
+        case let .unsupportedDType(op, dtype, detail): return "\(op): unsupported dtype \(dtype): \(detail)"
+        case let .invalidAxis(op, axis, rank):
+            return "\(op): axis \(axis) is out of range for a tensor of rank \(rank) (valid: \(-rank) ..< \(rank))"
+        case let .indexOutOfRange(op, index, bound, position):
+            return "\(op): index \(index) at \(position) is out of range 0 ..< \(bound)"
+        case let .invalidArgument(op, detail): return "\(op): invalid argument: \(detail)"
+        case let .invalidValue(op, detail): return "\(op): invalid value: \(detail)"
+        }
+    }
+}
+
+/// Shape formatting used in error messages and descriptions: `[2,3]`.
+@usableFromInline
+func shapeText(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ",") + "]" }
