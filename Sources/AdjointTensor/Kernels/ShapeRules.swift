@@ -1,6 +1,6 @@
-/// Shape arithmetic shared by the kernels: broadcasting, strides, axes.
-enum ShapeRules {
-    static func contiguousStrides(_ shape: [Int]) -> [Int] {
+/// Shape arithmetic shared by the kernels and the derivative rules: broadcasting, strides, axes.
+public enum ShapeRules {
+    public static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         var s = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) {
@@ -11,7 +11,7 @@ enum ShapeRules {
     }
 
     /// NumPy broadcasting of two shapes.
-    static func broadcast(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
+    public static func broadcast(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
         if a == b { return a }
         let rank = Swift.max(a.count, b.count)
         var out = [Int](repeating: 1, count: rank)
@@ -42,9 +42,8 @@ enum ShapeRules {
         var outShape: [Int] = []
         var outStrides = [[Int]](repeating: [], count: strides.count)
         for axis in 0..<shape.count where shape[axis] != 1 {
-            if let last = outShape.last,
+            if !outShape.isEmpty,
                strides.indices.allSatisfy({ strides[$0][axis] * shape[axis] == outStrides[$0].last! || (strides[$0][axis] == 0 && outStrides[$0].last! == 0) }) {
-                _ = last
                 outShape[outShape.count - 1] *= shape[axis]
                 for k in strides.indices { outStrides[k][outStrides[k].count - 1] = strides[k][axis] }
             } else {
@@ -59,14 +58,14 @@ enum ShapeRules {
     }
 
     /// Normalizes one axis into `0 ..< rank`.
-    static func axis(_ axis: Int, rank: Int, op: String) throws -> Int {
+    public static func axis(_ axis: Int, rank: Int, op: String) throws -> Int {
         let a = axis < 0 ? axis + rank : axis
         guard a >= 0, a < rank else { throw TensorError.invalidAxis(op: op, axis: axis, rank: rank) }
         return a
     }
 
     /// Normalizes, sorts and de-duplicates axes; an empty list means every axis.
-    static func axes(_ axes: [Int], rank: Int, op: String) throws -> [Int] {
+    public static func axes(_ axes: [Int], rank: Int, op: String) throws -> [Int] {
         if axes.isEmpty { return Array(0..<rank) }
         var out = Set<Int>()
         for a in axes {
@@ -79,7 +78,7 @@ enum ShapeRules {
     }
 
     /// Splits `shape` at `axis` into (product before, extent, product after).
-    static func split(_ shape: [Int], at axis: Int) -> (outer: Int, extent: Int, inner: Int) {
+    public static func split(_ shape: [Int], at axis: Int) -> (outer: Int, extent: Int, inner: Int) {
         (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
     }
 

@@ -1,0 +1,87 @@
+import AdjointTensor
+
+/// A value made of tensors — a model's parameters, an optimizer's state, a tuple of inputs — that
+/// can be differentiated as a whole. The gradient has the same type, holding one cotangent per
+/// tensor.
+///
+/// Conform by visiting every stored tensor in a fixed order, naming each:
+///
+/// ```swift
+/// struct Dense: ParameterCollection {
+///     var weight: Tensor, bias: Tensor
+///     mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+///         try visit("weight", &weight)
+///         try visit("bias", &bias)
+///     }
+/// }
+/// ```
+/// Nested collections forward with a prefix: `try layer.visitTensors { try visit("layer." + $0, &$1) }`.
+public protocol ParameterCollection {
+    /// Calls `visit` on every tensor, in a fixed order, with a stable dotted name.
+    mutating func visitTensors(_ visit: (_ name: String, _ tensor: inout Tensor) throws -> Void) rethrows
+}
+
+extension ParameterCollection {
+    /// The tensors in visiting order.
+    public var tensors: [Tensor] {
+        var copy = self
+        var out: [Tensor] = []
+        copy.visitTensors { _, t in out.append(t) }
+        return out
+    }
+
+    /// The tensors with their names, in visiting order.
+    public var namedTensors: [(name: String, tensor: Tensor)] {
+        var copy = self
+        var out: [(String, Tensor)] = []
+        copy.visitTensors { n, t in out.append((n, t)) }
+        return out
+    }
+
+    /// A copy with each tensor replaced by `transform(tensor)`.
+    public func mapTensors(_ transform: (Tensor) throws -> Tensor) rethrows -> Self {
+        var copy = self
+        try copy.visitTensors { _, t in t = try transform(t) }
+        return copy
+    }
+
+    /// A copy holding `replacements` in visiting order.
+    func replacingTensors(with replacements: [Tensor]) -> Self {
+        var copy = self
+        var index = 0
+        copy.visitTensors { _, t in
+            t = replacements[index]
+            index += 1
+        }
+        return copy
+    }
+}
+
+extension Tensor: ParameterCollection {
+    public mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+        try visit("", &self)
+    }
+}
+
+extension Array: ParameterCollection where Element: ParameterCollection {
+    public mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+        for i in indices {
+            try self[i].visitTensors { name, t in try visit(name.isEmpty ? "\(i)" : "\(i).\(name)", &t) }
+        }
+    }
+}
+
+extension Dictionary: ParameterCollection where Key == String, Value: ParameterCollection {
+    /// Visits entries in sorted key order, so the order is stable.
+    public mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+        for key in keys.sorted() {
+            try self[key]!.visitTensors { name, t in try visit(name.isEmpty ? key : "\(key).\(name)", &t) }
+        }
+    }
+}
+
+extension Optional: ParameterCollection where Wrapped: ParameterCollection {
+    public mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+        if self != nil { try self!.visitTensors(visit) }
+    }
+}

@@ -1,0 +1,30 @@
+import AdjointTensor
+
+extension Tensor {
+    /// Sums a broadcast cotangent back to `shape` (the adjoint of NumPy broadcasting).
+    func unbroadcast(to shape: [Int]) throws -> Tensor {
+        if self.shape == shape { return self }
+        let lead = rank - shape.count
+        var axes = Array(0..<lead)
+        for (i, d) in shape.enumerated() where d == 1 && self.shape[lead + i] != 1 { axes.append(lead + i) }
+        let summed = axes.isEmpty ? self : try sum(axes: axes, keepDims: true)
+        return try summed.reshaped(shape)
+    }
+
+    /// `self` reshaped so that it broadcasts against an input of `shape` reduced over `axes`.
+    func expandReduced(inputShape shape: [Int], attributes: Attributes, op: OpCode) throws -> Tensor {
+        guard case let .reduction(rawAxes, _) = attributes else { return self }
+        let axes = try ShapeRules.axes(rawAxes, rank: shape.count, op: op.rawValue)
+        var keep = shape
+        for a in axes { keep[a] = 1 }
+        return try reshaped(keep)
+    }
+}
+
+extension VJPContext {
+    /// The cotangent summed to input `i`'s shape, or `nil` when `i` needs none.
+    func unbroadcast(_ g: @autoclosure () throws -> Tensor, to i: Int) throws -> Tensor? {
+        guard needsGradient(i) else { return nil }
+        return try g().unbroadcast(to: shape(i))
+    }
+}

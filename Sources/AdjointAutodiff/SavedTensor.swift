@@ -1,0 +1,39 @@
+import AdjointTensor
+
+/// A value a tape keeps for its backward pass: the storage region, the version it had, and its tags
+/// at the other interpreter levels (so a backward pass can itself be differentiated).
+///
+/// Holding the storage — not the tensor's copy-on-write box — means saving never forces a copy; an
+/// in-place write to the saved region is caught by ``restore(level:op:node:input:)``.
+struct SavedTensor {
+    let storage: TensorStorage
+    let offset: Int
+    let shape: [Int]
+    let version: UInt64
+    let tags: TraceTags
+
+    init(_ tensor: Tensor, dropping level: UInt32) {
+        storage = tensor.storage
+        offset = tensor.offset
+        shape = tensor.shape
+        version = tensor.storage.version
+        var t = tensor.traceTags
+        t.remove(level: level)
+        tags = t
+        storage.retainSave()
+    }
+
+    func release() { storage.releaseSave() }
+
+    /// The saved value, after checking no in-place write touched its region since it was saved.
+    func restore(op: OpCode, node: Int, input: String) throws -> Tensor {
+        let region = ElementRegion(offset, offset + shape.reduce(1, *))
+        if let write = storage.versionConflicts(in: region, since: version) {
+            throw AutodiffError.savedTensorModified(op: op, node: node, input: input, shape: shape, savedVersion: version,
+                                                    currentVersion: storage.version, writer: write.op)
+        }
+        var t = Tensor(storage: storage, offset: offset, shape: shape)
+        t.traceTags = tags
+        return t
+    }
+}
