@@ -30,28 +30,62 @@ extension Kernels {
             out.rawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: m * n * count * a.dtype.byteSize)
             return out
         }
-        // Fold a's batch into M when b is a single matrix and a is not transposed.
+        var jobs: [(a: Int, b: Int, c: Int, m: Int)] = []
         if bBatch.reduce(1, *) == 1 && !ta && aBatch == batch {
-            gemm(a, 0, b, 0, out, 0, m: m * count, n: n, k: k, ta: false, tb: tb)
-            return out
+            // Fold a's batch into M when b is a single matrix and a is not transposed.
+            jobs.append((0, 0, 0, m * count))
+        } else {
+            let aStrides = ShapeRules.broadcastStrides(aBatch, to: batch)
+            let bStrides = ShapeRules.broadcastStrides(bBatch, to: batch)
+            var index = [Int](repeating: 0, count: batch.count)
+            for i in 0..<count {
+                var oa = 0, ob = 0
+                for d in 0..<batch.count { oa += index[d] * aStrides[d]; ob += index[d] * bStrides[d] }
+                jobs.append((oa * ar * ac, ob * br * bc, i * m * n, m))
+                var d = batch.count - 1
+                while d >= 0 { index[d] += 1; if index[d] < batch[d] { break }; index[d] = 0; d -= 1 }
+            }
         }
-        let aStrides = ShapeRules.broadcastStrides(aBatch, to: batch)
-        let bStrides = ShapeRules.broadcastStrides(bBatch, to: batch)
-        var index = [Int](repeating: 0, count: batch.count)
-        for i in 0..<count {
-            var oa = 0, ob = 0
-            for d in 0..<batch.count { oa += index[d] * aStrides[d]; ob += index[d] * bStrides[d] }
-            gemm(a, oa * ar * ac, b, ob * br * bc, out, i * m * n, m: m, n: n, k: k, ta: ta, tb: tb)
-            var d = batch.count - 1
-            while d >= 0 { index[d] += 1; if index[d] < batch[d] { break }; index[d] = 0; d -= 1 }
-        }
+        gemmChunked(a, b, out, jobs: jobs, n: n, k: k, ta: ta, tb: tb)
         return out
     }
 
-    /// One row-major GEMM: `c[cOff...] = op(a[aOff...]) · op(b[bOff...])`.
+    /// OpenBLAS runs single-threaded; Adjoint splits every GEMM into row blocks whose boundaries
+    /// depend only on the problem's shape and runs the blocks on its own workers. Each output element
+    /// is then computed by the same single-threaded call whatever the thread count — bitwise
+    /// reproducible — where OpenBLAS's own threading may split the K loop differently per count.
+    static func gemmChunked(_ a: Tensor, _ b: Tensor, _ c: Tensor, jobs: [(a: Int, b: Int, c: Int, m: Int)],
+                            n: Int, k: Int, ta: Bool, tb: Bool) {
+        _ = blasSingleThreaded
+        var blocks: [(job: Int, row: Int, rows: Int)] = []
+        for (j, job) in jobs.enumerated() {
+            let rows = rowsPerBlock(m: job.m, n: n, k: k)
+            var r = 0
+            while r < job.m { blocks.append((j, r, Swift.min(rows, job.m - r))); r += rows }
+        }
+        Parallelism.forEachChunk(blocks.count) { index in
+            let block = blocks[index], job = jobs[block.job]
+            // Row r of op(A): with ta, A is [K, M] and row r starts at column r.
+            let aOffset = job.a + (ta ? block.row : block.row * k)
+            gemm(a, aOffset, b, job.b, c, job.c + block.row * n, m: block.rows, n: n, k: k, ta: ta, tb: tb,
+                 lda: ta ? job.m : k)
+        }
+    }
+
+    /// Row-block height: a function of the shape only (never of the thread count).
+    static func rowsPerBlock(m: Int, n: Int, k: Int) -> Int {
+        let work = m * n * k
+        if work < 1 << 18 { return m }                        // small: one call
+        let rows = Swift.max(16, (m + 7) / 8)                  // about eight blocks
+        return (rows + 15) / 16 * 16
+    }
+
+    static let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
+
+    /// One row-major single-threaded GEMM: `c[cOff...] = op(a[aOff...]) · op(b[bOff...])`.
     static func gemm(_ a: Tensor, _ aOff: Int, _ b: Tensor, _ bOff: Int, _ c: Tensor, _ cOff: Int,
-                     m: Int, n: Int, k: Int, ta: Bool, tb: Bool) {
-        let lda = ta ? m : k, ldb = tb ? k : n
+                     m: Int, n: Int, k: Int, ta: Bool, tb: Bool, lda: Int) {
+        let ldb = tb ? k : n
         let transA = ta ? CblasTrans : CblasNoTrans, transB = tb ? CblasTrans : CblasNoTrans
         if a.dtype == .float64 {
             cblas_dgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,

@@ -1,6 +1,5 @@
 import Dispatch
 import Synchronization
-import CBLAS
 
 /// Deterministic data parallelism for the CPU kernels.
 ///
@@ -11,14 +10,11 @@ import CBLAS
 public enum Parallelism {
     private static let threads = Atomic<Int>(Swift.max(1, ProcessInfoShim.activeProcessorCount))
 
-    /// Worker threads used by kernels and by BLAS. Defaults to the number of active cores.
+    /// Worker threads used by the kernels (GEMM included: OpenBLAS itself runs single-threaded
+    /// inside Adjoint's fixed row blocks). Defaults to the number of active cores.
     public static var threadCount: Int {
         get { threads.load(ordering: .relaxed) }
-        set {
-            let n = Swift.max(1, newValue)
-            threads.store(n, ordering: .relaxed)
-            openblas_set_num_threads(Int32(n))
-        }
+        set { threads.store(Swift.max(1, newValue), ordering: .relaxed) }
     }
 
     /// Elements per chunk for elementwise kernels.
