@@ -26,6 +26,9 @@ public final class Tape: InterpreterLevel {
 
     deinit { releaseSaved() }
 
+    /// Types of the differentiated arguments, in order.
+    var leafTypes: [ValueType] { leaves.map(\.type) }
+
     /// Number of recorded nodes.
     public var nodeCount: Int { nodes.count }
 

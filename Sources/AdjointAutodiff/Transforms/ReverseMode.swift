@@ -27,7 +27,7 @@ public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws 
     var seeds: [(Int32, Tensor)] = []
     if let id = y.traceTags.id(at: tape.levelID) { seeds.append((id, try y.untracked.onesLike())) }
     let cotangents = try tape.backward(seeds: seeds)
-    return (value, try materialize(cotangents, like: x))
+    return (value, try materialize(cotangents, types: tape.leafTypes, into: x))
 }
 
 /// The gradient of a scalar-valued `f` at `x`.
@@ -70,7 +70,10 @@ public func vjp<P: ParameterCollection, R: ParameterCollection>(at x: P, of f: (
         t.traceTags.remove(level: tape.levelID)
         return t
     }
-    let pullback = Pullback<P, R>(tape: tape, template: x,
+    // The template keeps only the argument's structure: holding its tensors would keep their
+    // copy-on-write boxes shared and hide in-place writes from the tape's version checks.
+    let template = x.mapTensors { Tensor(uninitialized: [0], dtype: $0.dtype) }
+    let pullback = Pullback<P, R>(tape: tape, template: template,
                                   outputIDs: outputs.map { $0.traceTags.id(at: tape.levelID) },
                                   outputTypes: outputs.map { ValueType(dtype: $0.dtype, shape: $0.shape) })
     return (value, pullback)
@@ -105,7 +108,7 @@ public struct Pullback<Argument: ParameterCollection, Result: ParameterCollectio
             }
             if let id = outputIDs[i] { pairs.append((id, seed)) }
         }
-        return try materialize(try tape.backward(seeds: pairs), like: template)
+        return try materialize(try tape.backward(seeds: pairs), types: tape.leafTypes, into: template)
     }
 
     /// Frees the tape; later calls throw ``AutodiffError/tapeReleased``.
@@ -113,10 +116,9 @@ public struct Pullback<Argument: ParameterCollection, Result: ParameterCollectio
 }
 
 /// Fills symbolic zeros with zero tensors and packs cotangents into the argument's structure.
-func materialize<P: ParameterCollection>(_ cotangents: [Tensor?], like x: P) throws -> P {
-    let leaves = x.tensors
-    let filled = try zip(cotangents, leaves).map { g, leaf in try g ?? leaf.untracked.zerosLike() }
-    return x.replacingTensors(with: filled)
+func materialize<P: ParameterCollection>(_ cotangents: [Tensor?], types: [ValueType], into structure: P) throws -> P {
+    let filled = try zip(cotangents, types).map { g, type in try g ?? Tensor.zeros(type.shape, dtype: type.dtype) }
+    return structure.replacingTensors(with: filled)
 }
 
 /// Two collections as one (used for multi-argument gradients).
