@@ -1,1 +1,34 @@
 import Adjoint
+import ArgumentParser
+
+/// `adjoint`: the command-line front end of Adjoint.
+public struct AdjointCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "adjoint",
+        abstract: "Adjoint: a differentiable-programming runtime for long-running stateful systems.",
+        discussion: "Run `adjoint <command> --help` for the options of each command.",
+        version: AdjointVersion.current,
+        subcommands: [OpsCommand.self, GradcheckCommand.self]
+    )
+
+    public init() {}
+}
+
+/// The release of this build.
+public enum AdjointVersion {
+    public static let current = "0.1.0"
+}
+
+/// Fixed-width text tables for terminal output.
+enum TextTable {
+    /// Renders `rows` under `header`, columns padded to their widest cell.
+    static func render(header: [String], rows: [[String]]) -> String {
+        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+        return ([line(header), rule] + rows.map(line)).joined(separator: "\n")
+    }
+}

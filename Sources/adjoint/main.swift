@@ -1,1 +1,3 @@
 import AdjointCLI
+
+AdjointCommand.main()

@@ -1,0 +1,52 @@
+import Adjoint
+@testable import AdjointCLI
+import AdjointTestSupport
+import ArgumentParser
+import Foundation
+import Testing
+
+/// Compares `text` with `Snapshots/<name>.txt`; set ADJOINT_RECORD_SNAPSHOTS=1 to rewrite it.
+func assertSnapshot(_ text: String, named name: String, filePath: String = #filePath) throws {
+    let url = URL(fileURLWithPath: filePath).deletingLastPathComponent().appendingPathComponent("Snapshots/\(name).txt")
+    if ProcessInfo.processInfo.environment["ADJOINT_RECORD_SNAPSHOTS"] == "1" {
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return
+    }
+    let expected = try String(contentsOf: url, encoding: .utf8)
+    #expect(text == expected, "snapshot \(name) differs; rerun with ADJOINT_RECORD_SNAPSHOTS=1 after checking the change")
+}
+
+@Suite("adjoint command line")
+struct CLITests {
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck"])
+    func help(_ command: String) throws {
+        let type: ParsableCommand.Type = command == "ops" ? OpsCommand.self : command == "gradcheck" ? GradcheckCommand.self : AdjointCommand.self
+        try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
+    }
+
+    @Test("`adjoint ops` lists every operator with its derivative status")
+    func ops() throws {
+        let text = OpsCommand.render()
+        try assertSnapshot(text, named: "ops")
+        for op in OpCode.allCases { #expect(text.contains(op.rawValue)) }
+        #expect(OpsCommand.render(family: .nn).split(separator: "\n").count == 4 + 2 + 1)   // rows, header and rule, summary
+        #expect(throws: (any Error).self) { try OpsCommand.parse(["--family", "nope"]) }
+    }
+
+    @Test("`adjoint gradcheck` prints a per-op table and fails on a wrong rule")
+    func gradcheck() throws {
+        let report = GradcheckCommand.report(OpSpec.table)
+        #expect(report.passed)
+        let lines = report.text.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("operator") == true)
+        #expect(report.text.hasSuffix("all passed"))
+        #expect(Set(OpSpec.table.map(\.op)).allSatisfy { report.text.contains($0.rawValue) })
+        // A case whose "rule" is wrong: x·stop(x) is checked as if it were x², so it must fail.
+        let wrong = OpSpec(.mul, "deliberately wrong", [InputSpec(.fixed([3]), .uniform(1...2))]) { xs in
+            try xs[0] * withoutDerivative(at: xs[0])
+        }
+        let failing = GradcheckCommand.report([wrong])
+        #expect(!failing.passed && failing.text.contains("FAIL binary.mul"))
+        #expect(throws: ValidationError.self) { var c = try GradcheckCommand.parse(["--op", "definitely-not-an-op"]); try c.run() }
+    }
+}
