@@ -27,6 +27,14 @@ public final class StoragePool: @unchecked Sendable {
         /// Bytes kept in free lists for reuse.
         public var cachedBytes: Int
 
+        public init(liveBytes: Int, peakBytes: Int, allocationCount: Int, systemAllocationCount: Int, cachedBytes: Int) {
+            self.liveBytes = liveBytes
+            self.peakBytes = peakBytes
+            self.allocationCount = allocationCount
+            self.systemAllocationCount = systemAllocationCount
+            self.cachedBytes = cachedBytes
+        }
+
         public var description: String {
             "live \(liveBytes) B, peak \(peakBytes) B, \(allocationCount) allocations (\(systemAllocationCount) from the system), cached \(cachedBytes) B"
         }
