@@ -1,0 +1,24 @@
+// swift-tools-version: 6.1
+// Benchmarks live in their own package so `swift test` in the repository root never builds the
+// benchmark harness. Run with `swift package --disable-sandbox benchmark` from this directory.
+import PackageDescription
+
+let package = Package(
+    name: "AdjointBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "Adjoint", path: ".."),
+        .package(url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "AdjointBenchmarks",
+            dependencies: [
+                .product(name: "Adjoint", package: "Adjoint"),
+                .product(name: "Benchmark", package: "package-benchmark"),
+            ],
+            path: "Benchmarks/AdjointBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)

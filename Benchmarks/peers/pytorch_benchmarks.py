@@ -1,0 +1,89 @@
+"""The Adjoint benchmark workloads in PyTorch eager (CPU), for side-by-side ratios.
+
+Usage: python pytorch_benchmarks.py [--threads 2] [--json out.json]
+Prints the median time of each workload in milliseconds.
+"""
+import argparse, json, statistics, time
+import torch
+
+
+def median_ms(fn, *, min_runs=5, max_seconds=3.0):
+    fn()  # warm-up
+    times, start = [], time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < max_seconds and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def scalar_chain():
+    a = torch.tensor(0.9999, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(0.001, dtype=torch.float64, requires_grad=True)
+    x = torch.tensor(1.0, dtype=torch.float64)
+    for _ in range(20_000):
+        x = x * a + b
+    x.backward()
+    return a.grad, b.grad
+
+
+def mlp():
+    g = torch.Generator().manual_seed(2026)
+    def layer(fan_in, fan_out):
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        return (torch.rand(fan_in, fan_out, generator=g) * 2 * bound - bound).requires_grad_()
+    params = [layer(784, 512), torch.zeros(512, requires_grad=True), layer(512, 512),
+              torch.zeros(512, requires_grad=True), layer(512, 10), torch.zeros(10, requires_grad=True)]
+    x = torch.rand(256, 784, generator=g)
+    labels = (torch.rand(256, generator=g) * 10).long()
+
+    def loss():
+        w1, b1, w2, b2, w3, b3 = params
+        h1 = torch.relu(x @ w1 + b1)
+        h2 = torch.relu(h1 @ w2 + b2)
+        return torch.nn.functional.cross_entropy(h2 @ w3 + b3, labels)
+
+    def forward():
+        with torch.no_grad():
+            return loss()
+
+    def step():
+        for p in params:
+            p.grad = None
+        value = loss()
+        value.backward()
+        with torch.no_grad():
+            for p in params:
+                p.add_(p.grad, alpha=-0.01)
+        return value
+    return forward, step
+
+
+def matmul():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(1024, 1024, generator=g), torch.rand(1024, 1024, generator=g)
+    return lambda: a @ b
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    forward, step = mlp()
+    results = {
+        "scalar chain 2×20000 f64 fwd+bwd": median_ms(scalar_chain),
+        "MLP 784-512-512-10 b256 f32 forward": median_ms(forward),
+        "MLP 784-512-512-10 b256 f32 train step": median_ms(step),
+        "matmul 1024³ f32": median_ms(matmul()),
+    }
+    for name, ms in results.items():
+        print(f"{name:45s} {ms:10.3f} ms")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": args.threads, "median_ms": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
