@@ -8,7 +8,6 @@ import RealModule
 enum Summation {
     static let blockSize = 1 << 15
 
-    @inline(__always)
     static func pairwise<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int) -> T {
         if n <= 64 {
             var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0
