@@ -3,34 +3,36 @@ import AdjointTensor
 /// What a derivative rule sees during backward: the saved values, the attributes, the incoming
 /// cotangent and which inputs need a gradient.
 public struct VJPContext {
-    public let op: OpCode
-    public let attributes: Attributes
-    /// Shapes and dtypes of every input (saved or not).
-    public let inputTypes: [ValueType]
-    /// Output shape and dtype.
-    public let outputType: ValueType
+    let node: Tape.Node
+    let index: Int
     /// The cotangent of the output.
     public let cotangent: Tensor
-    let savedInputs: [Tensor?]
-    let savedOutput: Tensor?
-    let needs: [Bool]
 
-    /// Saved input `i` (the rule must declare it in ``DerivativeRule/Saves``).
+    public var op: OpCode { node.op }
+    public var attributes: Attributes { node.attributes }
+    /// Output shape and dtype.
+    public var outputType: ValueType { node.outputType }
+    /// Shapes and dtypes of every input (saved or not).
+    public var inputTypes: [ValueType] { node.inputs.map(\.type) }
+
+    /// Saved input `i` (the rule must declare it in ``DerivativeRule/Saves``). The tape has checked
+    /// it against in-place writes before the rule runs.
     public func input(_ i: Int) -> Tensor {
-        guard let t = savedInputs[i] else { preconditionFailure("rule of \(op.rawValue) reads input \(i) without saving it") }
-        return t
+        guard let saved = node.inputs[i].saved else { preconditionFailure("rule of \(op.rawValue) reads input \(i) without saving it") }
+        return saved.tensor
     }
 
     /// The saved output (the rule must declare it).
     public var output: Tensor {
-        guard let t = savedOutput else { preconditionFailure("rule of \(op.rawValue) reads its output without saving it") }
-        return t
+        guard let saved = node.savedOutput else { preconditionFailure("rule of \(op.rawValue) reads its output without saving it") }
+        return saved.tensor
     }
 
     /// Whether input `i` needs a gradient (some level tracks it).
-    public func needsGradient(_ i: Int) -> Bool { needs[i] }
-    public func shape(_ i: Int) -> [Int] { inputTypes[i].shape }
-    public func dtype(_ i: Int) -> DType { inputTypes[i].dtype }
+    public func needsGradient(_ i: Int) -> Bool { node.inputs[i].id >= 0 }
+    public func shape(_ i: Int) -> [Int] { node.inputs[i].type.shape }
+    public func dtype(_ i: Int) -> DType { node.inputs[i].type.dtype }
+    public var inputCount: Int { node.inputs.count }
 }
 
 /// An operator's derivative: a VJP, or an explicit statement of why there is none.

@@ -25,15 +25,23 @@ struct SavedTensor {
 
     func release() { storage.releaseSave() }
 
-    /// The saved value, after checking no in-place write touched its region since it was saved.
-    func restore(op: OpCode, node: Int, input: String) throws -> Tensor {
-        let region = ElementRegion(offset, offset + shape.reduce(1, *))
-        if let write = storage.versionConflicts(in: region, since: version) {
-            throw AutodiffError.savedTensorModified(op: op, node: node, input: input, shape: shape, savedVersion: version,
-                                                    currentVersion: storage.version, writer: write.op)
-        }
+    /// The saved value as a tensor (callers ``verify(op:node:input:)`` first).
+    var tensor: Tensor {
         var t = Tensor(storage: storage, offset: offset, shape: shape)
         t.traceTags = tags
         return t
+    }
+
+    /// Throws ``AutodiffError/savedTensorModified`` if an in-place write touched the saved region
+    /// since it was saved. `input` is the input index, or -1 for the output (used in the message).
+    func verify(op: OpCode, node: Int, input: Int) throws {
+        if storage.version != version {
+            let region = ElementRegion(offset, offset + shape.reduce(1, *))
+            if let write = storage.versionConflicts(in: region, since: version) {
+                throw AutodiffError.savedTensorModified(op: op, node: node, input: input < 0 ? "the output" : "input \(input)",
+                                                        shape: shape, savedVersion: version,
+                                                        currentVersion: storage.version, writer: write.op)
+            }
+        }
     }
 }

@@ -3,15 +3,21 @@ import AdjointTensor
 /// The reverse-mode interpreter level: records every operation that reads a tracked value as an IR
 /// node with the values its VJP needs, and runs the VJPs backwards on demand.
 public final class Tape: InterpreterLevel {
+    /// One input of a recorded node.
+    struct Input {
+        /// Tape value id; -1 for a value this tape does not track (a constant).
+        var id: Int32
+        var type: ValueType
+        /// Kept only when the operator's rule reads it.
+        var saved: SavedTensor?
+    }
+
     struct Node {
         var op: OpCode
         var attributes: Attributes
-        /// Tape value ids of the inputs; -1 for values this tape does not track (constants).
-        var inputIDs: [Int32]
-        var inputTypes: [ValueType]
+        var inputs: [Input]
         var outputID: Int32
         var outputType: ValueType
-        var savedInputs: [SavedTensor?]
         var savedOutput: SavedTensor?
     }
 
@@ -52,17 +58,17 @@ public final class Tape: InterpreterLevel {
         if case .nonDifferentiable = rule.status { return }
         let output = call.outputs[0]
         guard output.dtype.isFloatingPoint else { return }
-        var savedInputs = [SavedTensor?](repeating: nil, count: call.inputs.count)
-        for i in rule.saves.inputs where i < call.inputs.count {
-            savedInputs[i] = SavedTensor(call.inputs[i], dropping: levelID)
+        var inputs: [Input] = []
+        inputs.reserveCapacity(call.inputs.count)
+        for (i, input) in call.inputs.enumerated() {
+            inputs.append(Input(id: input.traceTags.id(at: levelID) ?? -1,
+                                type: ValueType(dtype: input.dtype, shape: input.shape),
+                                saved: rule.saves.inputs.contains(i) ? SavedTensor(input, dropping: levelID) : nil))
         }
         let id = newValue()
         nodes.append(Node(
-            op: call.op, attributes: call.attributes,
-            inputIDs: call.inputs.map { $0.traceTags.id(at: levelID) ?? -1 },
-            inputTypes: call.inputs.map { ValueType(dtype: $0.dtype, shape: $0.shape) },
+            op: call.op, attributes: call.attributes, inputs: inputs,
             outputID: id, outputType: ValueType(dtype: output.dtype, shape: output.shape),
-            savedInputs: savedInputs,
             savedOutput: rule.saves.output ? SavedTensor(output, dropping: levelID) : nil))
         call.outputs[0].traceTags.set(TraceTag(level: levelID, id: id))
     }
@@ -75,31 +81,29 @@ public final class Tape: InterpreterLevel {
             cotangents[Int(seed.id)] = try accumulate(cotangents[Int(seed.id)], seed.cotangent)
         }
         for index in stride(from: nodes.count - 1, through: 0, by: -1) {
-            let node = nodes[index]
-            guard let g = cotangents[Int(node.outputID)] else { continue }
-            cotangents[Int(node.outputID)] = nil
-            let rule = DerivativeRules.rule(for: node.op)
+            let outputID = Int(nodes[index].outputID)
+            guard let g = cotangents[outputID] else { continue }
+            cotangents[outputID] = nil
+            let op = nodes[index].op
+            let rule = DerivativeRules.rule(for: op)
             guard let vjp = rule.vjp else {
                 if case let .notImplemented(why) = rule.status {
-                    throw AutodiffError.derivativeNotImplemented(op: node.op, node: index, reason: why)
+                    throw AutodiffError.derivativeNotImplemented(op: op, node: index, reason: why)
                 }
                 continue
             }
-            let context = VJPContext(
-                op: node.op, attributes: node.attributes, inputTypes: node.inputTypes, outputType: node.outputType,
-                cotangent: g,
-                savedInputs: try node.savedInputs.enumerated().map { i, s in
-                    try s?.restore(op: node.op, node: index, input: "input \(i)")
-                },
-                savedOutput: try node.savedOutput?.restore(op: node.op, node: index, input: "the output"),
-                needs: node.inputIDs.map { $0 >= 0 })
-            let grads = try vjp(context)
-            for (i, id) in node.inputIDs.enumerated() where id >= 0 && i < grads.count {
+            // Check every saved value before the rule runs, so the first modified one is reported.
+            for (i, input) in nodes[index].inputs.enumerated() { try input.saved?.verify(op: op, node: index, input: i) }
+            try nodes[index].savedOutput?.verify(op: op, node: index, input: -1)
+            let grads = try vjp(VJPContext(node: nodes[index], index: index, cotangent: g))
+            let inputs = nodes[index].inputs
+            for i in 0..<Swift.min(inputs.count, grads.count) where inputs[i].id >= 0 {
                 guard let grad = grads[i] else { continue }
-                guard grad.shape == node.inputTypes[i].shape else {
-                    throw AutodiffError.ruleProducedWrongShape(op: node.op, input: i, expected: node.inputTypes[i].shape, got: grad.shape)
+                guard grad.shape == inputs[i].type.shape else {
+                    throw AutodiffError.ruleProducedWrongShape(op: op, input: i, expected: inputs[i].type.shape, got: grad.shape)
                 }
-                cotangents[Int(id)] = try accumulate(cotangents[Int(id)], grad)
+                let id = Int(inputs[i].id)
+                cotangents[id] = try accumulate(cotangents[id], grad)
             }
         }
         return leaves.map { cotangents[Int($0.id)] }
@@ -120,7 +124,7 @@ public final class Tape: InterpreterLevel {
 
     private func releaseSaved() {
         for node in nodes {
-            for s in node.savedInputs { s?.release() }
+            for input in node.inputs { input.saved?.release() }
             node.savedOutput?.release()
         }
     }
@@ -132,11 +136,11 @@ public final class Tape: InterpreterLevel {
         var irNodes: [AdjointIR.Node] = []
         for node in nodes {
             var ids: [ValueID] = []
-            for (i, id) in node.inputIDs.enumerated() {
-                if id >= 0 { ids.append(ValueID(Int(id))); continue }
+            for input in node.inputs {
+                if input.id >= 0 { ids.append(ValueID(Int(input.id))); continue }
                 let capture = ValueID(nextCapture)
                 nextCapture += 1
-                inputs.append(GraphInput(id: capture, type: node.inputTypes[i], role: .capture))
+                inputs.append(GraphInput(id: capture, type: input.type, role: .capture))
                 ids.append(capture)
             }
             irNodes.append(AdjointIR.Node(op: node.op, attributes: node.attributes, inputs: ids,

@@ -8,10 +8,10 @@ public func dispatch(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [
     if let arity = op.arity, arity != inputs.count {
         throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(arity) inputs, got \(inputs.count)")
     }
-    let outputs = try Kernels.execute(op, attributes, inputs)
     let stack = InterpreterStack.current
-    guard stack.isActive else { return outputs }
-    var call = OpCall(op: op, attributes: attributes, inputs: inputs, outputs: outputs)
+    guard stack.isActive else { return try Kernels.execute(op, attributes, inputs) }
+    // Built in place so `outputs` has a single owner and levels can tag it without a copy.
+    var call = OpCall(op: op, attributes: attributes, inputs: inputs, outputs: try Kernels.execute(op, attributes, inputs))
     try stack.observe(&call)
     return call.outputs
 }
