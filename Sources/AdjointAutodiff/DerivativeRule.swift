@@ -88,8 +88,13 @@ public struct DerivativeRule {
 
 /// The rule table: one function per operator family, each in its own file under `Rules/`.
 public enum DerivativeRules {
-    /// The derivative rule of `op`.
-    public static func rule(for op: OpCode) -> DerivativeRule {
+    /// The derivative rule of `op` (from a table built once).
+    @inline(__always)
+    public static func rule(for op: OpCode) -> DerivativeRule { table[op.caseIndex] }
+
+    private static let table: [DerivativeRule] = OpCode.allCases.map(makeRule)
+
+    private static func makeRule(_ op: OpCode) -> DerivativeRule {
         switch op.family {
         case .creation: return creation(op)
         case .unary: return unary(op)

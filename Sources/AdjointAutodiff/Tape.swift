@@ -56,7 +56,7 @@ public final class Tape: InterpreterLevel {
         guard tracked else { return }
         let rule = DerivativeRules.rule(for: call.op)
         if case .nonDifferentiable = rule.status { return }
-        let output = call.outputs[0]
+        let output = call.output
         guard output.dtype.isFloatingPoint else { return }
         var inputs: [Input] = []
         inputs.reserveCapacity(call.inputs.count)
@@ -70,7 +70,7 @@ public final class Tape: InterpreterLevel {
             op: call.op, attributes: call.attributes, inputs: inputs,
             outputID: id, outputType: ValueType(dtype: output.dtype, shape: output.shape),
             savedOutput: rule.saves.output ? SavedTensor(output, dropping: levelID) : nil))
-        call.outputs[0].traceTags.set(TraceTag(level: levelID, id: id))
+        call.output.traceTags.set(TraceTag(level: levelID, id: id))
     }
 
     /// Runs the VJPs from the given seeds and returns the cotangent of every leaf (nil: zero).

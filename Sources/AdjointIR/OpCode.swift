@@ -134,6 +134,11 @@ extension OpCode {
         }
     }
 
+    /// Position in `allCases`, for in-memory lookup tables only — never for identity or files
+    /// (those use `rawValue`). A payload-free enum is stored as its case index; a test checks it.
+    @inlinable
+    public var caseIndex: Int { Int(unsafeBitCast(self, to: UInt8.self)) }
+
     /// Whether the operator writes into its first input instead of producing a new tensor.
     public var isInPlace: Bool { family == .inPlace }
 }

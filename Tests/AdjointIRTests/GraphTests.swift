@@ -22,6 +22,9 @@ struct GraphTests {
             #expect(!prefix.isEmpty && op.rawValue.count > prefix.count + 1)
         }
         #expect(OpCode(rawValue: "elementwise.exp") == .exp)
+        // caseIndex (used for in-memory tables) is the position in allCases.
+        for (i, op) in OpCode.allCases.enumerated() { #expect(op.caseIndex == i) }
+        #expect(MemoryLayout<OpCode>.size == 1)
         #expect(OpCode.exp.family == .unary && OpCode.select.arity == 3 && OpCode.concat.arity == nil)
     }
 

@@ -5,21 +5,19 @@
 ///
 /// - Returns: The operator's outputs (one for every operator today).
 public func dispatch(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> [Tensor] {
+    [try dispatch1(op, attributes, inputs)]
+}
+
+/// ``dispatch(_:_:_:)`` for single-output operators (all of them today): the hot path.
+public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> Tensor {
     if let arity = op.arity, arity != inputs.count {
         throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(arity) inputs, got \(inputs.count)")
     }
     let stack = InterpreterStack.current
     guard stack.isActive else { return try Kernels.execute(op, attributes, inputs) }
-    // Built in place so `outputs` has a single owner and levels can tag it without a copy.
-    var call = OpCall(op: op, attributes: attributes, inputs: inputs, outputs: try Kernels.execute(op, attributes, inputs))
+    var call = OpCall(op: op, attributes: attributes, inputs: inputs, output: try Kernels.execute(op, attributes, inputs))
     try stack.observe(&call)
-    return call.outputs
-}
-
-/// ``dispatch(_:_:_:)`` for the common single-output case.
-@inline(__always)
-public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> Tensor {
-    try dispatch(op, attributes, inputs)[0]
+    return call.output
 }
 
 /// The entry point of in-place operators: writes into `target` (copying first if its storage is
@@ -40,7 +38,7 @@ public func dispatchInPlace(_ op: OpCode, _ attributes: Attributes, target: inou
     let regions = try Kernels.executeInPlace(op, attributes, target: target, operands: operands)
     target.storage.recordWrite(regions, op: op.rawValue)
     guard let before else { return }
-    var call = OpCall(op: op, attributes: attributes, inputs: [before] + operands, outputs: [target.untracked])
+    var call = OpCall(op: op, attributes: attributes, inputs: [before] + operands, output: target.untracked)
     try stack.observe(&call)
-    target.traceTags = call.outputs[0].traceTags
+    target.traceTags = call.output.traceTags
 }

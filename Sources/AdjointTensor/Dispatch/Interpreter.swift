@@ -9,8 +9,8 @@ public struct OpCall {
     public var attributes: Attributes
     /// The inputs; for in-place operators, input 0 is the target's value *before* the write.
     public var inputs: [Tensor]
-    /// The outputs; levels may add their tags. For in-place operators, output 0 is the target after.
-    public var outputs: [Tensor]
+    /// The output; levels may add their tags. For in-place operators, the target after the write.
+    public var output: Tensor
 }
 
 /// An interpreter on the per-thread stack (JAX's trace stack): reverse-mode tape, forward-mode
@@ -22,7 +22,7 @@ public struct OpCall {
 public protocol InterpreterLevel: AnyObject {
     /// Unique for the life of the process, so a tag from a finished level never matches a new one.
     var levelID: UInt32 { get }
-    /// Observes `call` after its kernel ran; may tag `call.outputs`.
+    /// Observes `call` after its kernel ran; may tag `call.output`.
     func process(_ call: inout OpCall) throws
 }
 

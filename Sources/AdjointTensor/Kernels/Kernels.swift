@@ -1,19 +1,19 @@
 /// The CPU kernels behind ``dispatch(_:_:_:)``: one file per operator family.
 public enum Kernels {
-    /// Validates and runs `op`; returns its outputs.
-    static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> [Tensor] {
+    /// Validates and runs `op`; returns its output (every operator has one today).
+    static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
         switch op.family {
-        case .creation: return [try creation(op, attributes)]
-        case .unary: return [try unary(op, inputs[0])]
-        case .binary: return [try binary(op, inputs[0], inputs[1])]
+        case .creation: return try creation(op, attributes)
+        case .unary: return try unary(op, inputs[0])
+        case .binary: return try binary(op, inputs[0], inputs[1])
         case .comparison:
-            return [op == .select ? try select(inputs[0], inputs[1], inputs[2]) : try compare(op, inputs[0], inputs[1])]
-        case .reduction: return [try reduction(op, attributes, inputs[0])]
-        case .linalg: return [try matmul(attributes, inputs[0], inputs[1])]
-        case .layout: return [try layout(op, attributes, inputs)]
-        case .indexing: return [try indexing(op, attributes, inputs)]
-        case .nn: return [try nn(op, attributes, inputs)]
-        case .conversion: return [try cast(inputs[0], attributes)]
+            return op == .select ? try select(inputs[0], inputs[1], inputs[2]) : try compare(op, inputs[0], inputs[1])
+        case .reduction: return try reduction(op, attributes, inputs[0])
+        case .linalg: return try matmul(attributes, inputs[0], inputs[1])
+        case .layout: return try layout(op, attributes, inputs)
+        case .indexing: return try indexing(op, attributes, inputs)
+        case .nn: return try nn(op, attributes, inputs)
+        case .conversion: return try cast(inputs[0], attributes)
         case .inPlace:
             throw TensorError.invalidArgument(op: op.rawValue, detail: "in-place operators go through dispatchInPlace")
         }

@@ -41,7 +41,8 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     private struct State {
-        var freeLists: [Int: [UnsafeMutableRawPointer]] = [:]
+        /// Free blocks per size class (indexed by ``StoragePool/classIndex(for:)``).
+        var freeLists = [[UnsafeMutableRawPointer]](repeating: [], count: 64 * 8)
         var stats = Statistics(liveBytes: 0, peakBytes: 0, allocationCount: 0, systemAllocationCount: 0, cachedBytes: 0)
         var cacheLimit = 1 << 30
     }
@@ -62,6 +63,14 @@ public final class StoragePool: @unchecked Sendable {
         return (n + quarter - 1) / quarter * quarter
     }
 
+    /// The free-list slot of a capacity returned by ``capacity(for:)``.
+    static func classIndex(for capacity: Int) -> Int {
+        let log = Int.bitWidth - 1 - capacity.leadingZeroBitCount       // floor(log2)
+        if capacity <= 4096 { return log }
+        let step = 1 << (log - 2)                                       // quarter steps above 2^log
+        return 64 + log * 4 + (capacity - (1 << log)) / step
+    }
+
     /// Returns a block of at least `byteCount` bytes and its capacity.
     public func allocate(byteCount: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let capacity = Self.capacity(for: byteCount)
@@ -69,7 +78,7 @@ public final class StoragePool: @unchecked Sendable {
             s.stats.allocationCount += 1
             s.stats.liveBytes += capacity
             if s.stats.liveBytes > s.stats.peakBytes { s.stats.peakBytes = s.stats.liveBytes }
-            if let p = s.freeLists[capacity]?.popLast() {
+            if let p = s.freeLists[Self.classIndex(for: capacity)].popLast() {
                 s.stats.cachedBytes -= capacity
                 return p
             }
@@ -90,7 +99,7 @@ public final class StoragePool: @unchecked Sendable {
         let keep: Bool = state.withLock { s in
             s.stats.liveBytes -= capacity
             guard s.stats.cachedBytes + capacity <= s.cacheLimit else { return false }
-            s.freeLists[capacity, default: []].append(pointer)
+            s.freeLists[Self.classIndex(for: capacity)].append(pointer)
             s.stats.cachedBytes += capacity
             return true
         }
@@ -114,8 +123,8 @@ public final class StoragePool: @unchecked Sendable {
     /// Returns every cached block to the system.
     public func trim() {
         let blocks: [UnsafeMutableRawPointer] = state.withLock { s in
-            let all = s.freeLists.values.flatMap { $0 }
-            s.freeLists.removeAll()
+            let all = s.freeLists.flatMap { $0 }
+            for i in s.freeLists.indices { s.freeLists[i].removeAll() }
             s.stats.cachedBytes = 0
             return all
         }
