@@ -45,8 +45,9 @@ extension ParameterCollection {
         return copy
     }
 
-    /// A copy holding `replacements` in visiting order.
-    func replacingTensors(with replacements: [Tensor]) -> Self {
+    /// A copy holding `replacements` in visiting order (as many as ``tensors`` has).
+    public func replacingTensors(with replacements: [Tensor]) -> Self {
+        precondition(replacements.count == tensors.count, "replacingTensors: \(replacements.count) tensors for \(tensors.count) slots")
         var copy = self
         var index = 0
         copy.visitTensors { _, t in

@@ -29,6 +29,18 @@ extension Kernels {
         case .greater: predicate = { $0 > $1 }
         default: predicate = { $0 >= $1 }
         }
+        let n = out.elementCount
+        // Fast paths: equal shapes, or one side a single element (relu's backward, masks).
+        if a.elementCount == n && (b.elementCount == n || b.elementCount == 1) {
+            let sb = b.elementCount == n ? 1 : 0
+            switch op {
+            case .greater: for i in 0..<n { y[i] = pa[i] > pb[i * sb] }
+            case .less: for i in 0..<n { y[i] = pa[i] < pb[i * sb] }
+            case .equal: for i in 0..<n { y[i] = pa[i] == pb[i * sb] }
+            default: for i in 0..<n { y[i] = predicate(pa[i], pb[i * sb]) }
+            }
+            return out
+        }
         let rows = BroadcastRows(shape: shape, operandStrides: [
             ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
         ])
@@ -48,6 +60,16 @@ extension Kernels {
         let shape = try ShapeRules.broadcast(condition.shape, try ShapeRules.broadcast(a.shape, b.shape, op: OpCode.select.rawValue),
                                              op: OpCode.select.rawValue)
         let out = Tensor(uninitialized: shape, dtype: a.dtype)
+        let n = out.elementCount
+        if condition.elementCount == n && [a.elementCount, b.elementCount].allSatisfy({ $0 == n || $0 == 1 }) {
+            switch a.dtype.byteSize {
+            case 8: selectContiguous(condition, a, b, out, UInt64.self)
+            case 4: selectContiguous(condition, a, b, out, UInt32.self)
+            case 2: selectContiguous(condition, a, b, out, UInt16.self)
+            default: selectContiguous(condition, a, b, out, UInt8.self)
+            }
+            return out
+        }
         let rows = BroadcastRows(shape: shape, operandStrides: [
             ShapeRules.broadcastStrides(condition.shape, to: shape),
             ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
@@ -62,5 +84,15 @@ extension Kernels {
             }
         }
         return out
+    }
+
+    /// `where` when the condition covers the output and each branch is full-size or one element.
+    private static func selectContiguous<E>(_ condition: Tensor, _ a: Tensor, _ b: Tensor, _ out: Tensor, _: E.Type) {
+        let n = out.elementCount
+        let pc = condition.pointer(Bool.self), pa = a.pointer(E.self), pb = b.pointer(E.self), py = out.pointer(E.self)
+        let sa = a.elementCount == n ? 1 : 0, sb = b.elementCount == n ? 1 : 0
+        Parallelism.forEachRange(n) { r in
+            for i in r { py[i] = pc[i] ? pa[i * sa] : pb[i * sb] }
+        }
     }
 }

@@ -50,51 +50,63 @@ extension Kernels {
         return out
     }
 
-    /// OpenBLAS runs single-threaded; Adjoint splits every GEMM into row blocks whose boundaries
-    /// depend only on the problem's shape and runs the blocks on its own workers. Each output element
-    /// is then computed by the same single-threaded call whatever the thread count — bitwise
-    /// reproducible — where OpenBLAS's own threading may split the K loop differently per count.
+    /// OpenBLAS runs single-threaded; Adjoint splits every GEMM into blocks of output rows or
+    /// columns whose boundaries depend only on the problem's shape and runs the blocks on its own
+    /// workers. Each output element is then computed by the same single-threaded call whatever the
+    /// thread count — bitwise reproducible — where OpenBLAS's own threading may split the K loop
+    /// differently per count. The split is along whichever of M and N duplicates less packing work
+    /// (splitting M re-packs op(B) per block, splitting N re-packs op(A)).
     static func gemmChunked(_ a: Tensor, _ b: Tensor, _ c: Tensor, jobs: [(a: Int, b: Int, c: Int, m: Int)],
                             n: Int, k: Int, ta: Bool, tb: Bool) {
         _ = blasSingleThreaded
-        var blocks: [(job: Int, row: Int, rows: Int)] = []
+        struct Block { var job: Int; var row: Int; var rows: Int; var column: Int; var columns: Int }
+        var blocks: [Block] = []
         for (j, job) in jobs.enumerated() {
-            let rows = rowsPerBlock(m: job.m, n: n, k: k)
-            var r = 0
-            while r < job.m { blocks.append((j, r, Swift.min(rows, job.m - r))); r += rows }
+            let count = blockCount(m: job.m, n: n, k: k)
+            let splitRows = job.m >= n
+            let extent = splitRows ? job.m : n
+            let size = (extent + count - 1) / count
+            var start = 0
+            while start < extent {
+                let length = Swift.min(size, extent - start)
+                blocks.append(splitRows ? Block(job: j, row: start, rows: length, column: 0, columns: n)
+                                        : Block(job: j, row: 0, rows: job.m, column: start, columns: length))
+                start += length
+            }
         }
         Parallelism.forEachChunk(blocks.count) { index in
             let block = blocks[index], job = jobs[block.job]
             // Row r of op(A): with ta, A is [K, M] and row r starts at column r.
             let aOffset = job.a + (ta ? block.row : block.row * k)
-            gemm(a, aOffset, b, job.b, c, job.c + block.row * n, m: block.rows, n: n, k: k, ta: ta, tb: tb,
-                 lda: ta ? job.m : k)
+            // Column j of op(B): with tb, B is [N, K] and column j starts at row j.
+            let bOffset = job.b + (tb ? block.column * k : block.column)
+            gemm(a, aOffset, b, bOffset, c, job.c + block.row * n + block.column,
+                 m: block.rows, n: block.columns, k: k, ta: ta, tb: tb,
+                 lda: ta ? job.m : k, ldb: tb ? k : n, ldc: n)
         }
     }
 
-    /// Row-block height: a function of the shape only (never of the thread count).
-    static func rowsPerBlock(m: Int, n: Int, k: Int) -> Int {
+    /// Number of blocks: a function of the shape only (never of the thread count).
+    static func blockCount(m: Int, n: Int, k: Int) -> Int {
         let work = m * n * k
-        if work < 1 << 18 { return m }                        // small: one call
-        let rows = Swift.max(16, (m + 7) / 8)                  // about eight blocks
-        return (rows + 15) / 16 * 16
+        if work < 1 << 20 { return 1 }          // small: one call
+        return Swift.min(4, Swift.max(m, n) / 64, Swift.max(1, work >> 22))
     }
 
     static let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
 
     /// One row-major single-threaded GEMM: `c[cOff...] = op(a[aOff...]) · op(b[bOff...])`.
     static func gemm(_ a: Tensor, _ aOff: Int, _ b: Tensor, _ bOff: Int, _ c: Tensor, _ cOff: Int,
-                     m: Int, n: Int, k: Int, ta: Bool, tb: Bool, lda: Int) {
-        let ldb = tb ? k : n
+                     m: Int, n: Int, k: Int, ta: Bool, tb: Bool, lda: Int, ldb: Int, ldc: Int) {
         let transA = ta ? CblasTrans : CblasNoTrans, transB = tb ? CblasTrans : CblasNoTrans
         if a.dtype == .float64 {
             cblas_dgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,
                         a.pointer(Double.self) + aOff, Int32(lda), b.pointer(Double.self) + bOff, Int32(ldb),
-                        0, c.pointer(Double.self) + cOff, Int32(n))
+                        0, c.pointer(Double.self) + cOff, Int32(ldc))
         } else {
             cblas_sgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,
                         a.pointer(Float.self) + aOff, Int32(lda), b.pointer(Float.self) + bOff, Int32(ldb),
-                        0, c.pointer(Float.self) + cOff, Int32(n))
+                        0, c.pointer(Float.self) + cOff, Int32(ldc))
         }
     }
 }
