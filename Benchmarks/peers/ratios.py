@@ -3,20 +3,15 @@ import json, sys
 
 
 def adjoint_medians(path):
-    """Median wall-clock time in ms per benchmark, from package-benchmark's JMH format."""
+    """Median wall-clock time in ms per benchmark, from package-benchmark's JMH export."""
+    scale = {"ns": 1e-6, "μs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
     out = {}
     for entry in json.load(open(path)):
-        name = entry["benchmark"].split(".")[-1] if "." in entry["benchmark"] else entry["benchmark"]
-        primary = entry["primaryMetric"]
-        if "Time" not in primary.get("scoreUnit", "") and "s/op" not in primary.get("scoreUnit", ""):
-            pass
-        pct = primary.get("scorePercentiles", {})
-        value = pct.get("50.0", primary["score"])
-        unit = primary["scoreUnit"]
-        scale = {"ns/op": 1e-6, "us/op": 1e-3, "μs/op": 1e-3, "ms/op": 1.0, "s/op": 1e3}.get(unit, None)
-        if scale is None:
+        name = entry["benchmark"].rsplit(".", 1)[-1].replace("_", " ")
+        wall = entry.get("secondaryMetrics", {}).get("Time (wall clock)")
+        if wall is None or wall["scoreUnit"] not in scale:
             continue
-        out[entry.get("params", {}).get("name", name)] = value * scale
+        out[name] = wall["scorePercentiles"]["50.0"] * scale[wall["scoreUnit"]]
     return out
 
 
