@@ -21,7 +21,8 @@ public protocol TensorScalar {
     static var dtype: DType { get }
     /// Exact or nearest conversion to `Double`.
     var doubleValue: Double { get }
-    /// Conversion from `Double` (rounding for floats; integers and bools must be in range).
+    /// Conversion from `Double`: rounding for floats; for integers truncation toward zero that
+    /// saturates at the type's bounds, with NaN giving 0 (never a trap); `x != 0` for bools.
     init(fromDouble value: Double)
 }
 
@@ -48,12 +49,17 @@ extension BFloat16: TensorScalar {
 extension Int32: TensorScalar {
     public static var dtype: DType { .int32 }
     public var doubleValue: Double { Double(self) }
-    public init(fromDouble value: Double) { self = Int32(value) }
+    public init(fromDouble value: Double) {
+        self = value.isNaN ? 0 : value <= Double(Int32.min) ? .min : value >= Double(Int32.max) ? .max : Int32(value)
+    }
 }
 extension Int64: TensorScalar {
     public static var dtype: DType { .int64 }
     public var doubleValue: Double { Double(self) }
-    public init(fromDouble value: Double) { self = Int64(value) }
+    public init(fromDouble value: Double) {
+        // 2^63 is the first double above Int64.max.
+        self = value.isNaN ? 0 : value < -0x1p63 ? .min : value >= 0x1p63 ? .max : Int64(value)
+    }
 }
 extension Bool: TensorScalar {
     public static var dtype: DType { .bool }

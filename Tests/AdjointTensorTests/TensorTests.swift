@@ -56,6 +56,9 @@ struct TensorTests {
         #expect(throws: TensorError.self) { try t([Double.nan]).cast(to: .int64) }
         #expect(throws: TensorError.self) { try t([1e10]).cast(to: .int32) }
         #expect(throws: TensorError.self) { try Tensor([Int64(1) << 40]).cast(to: .int32) }
+        // Reading values out as integers saturates instead of trapping.
+        #expect(t([Double.nan, 1e20, -1e20, -2.5]).scalars(as: Int32.self) == [0, .max, .min, -2])
+        #expect(t([Double.nan, 1e20, -1e20]).scalars(as: Int64.self) == [0, .max, .min])
     }
 
     @Test("storage is 64-byte aligned and pooled; the pool counts live bytes, peak bytes and allocations")
