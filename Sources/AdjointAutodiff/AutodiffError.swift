@@ -13,6 +13,8 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
     case derivativeNotImplemented(op: OpCode, node: Int, reason: String)
     /// The cotangent passed to a pullback does not match the result it is for.
     case cotangentMismatch(index: Int, expected: [Int], expectedDType: DType, got: [Int], gotDType: DType)
+    /// The cotangent passed to a pullback holds a different number of tensors than the result.
+    case cotangentCountMismatch(expected: Int, got: Int)
     /// A derivative rule produced a gradient of the wrong shape (a bug in that rule).
     case ruleProducedWrongShape(op: OpCode, input: Int, expected: [Int], got: [Int])
     /// A differentiated result is not a floating-point tensor.
@@ -31,6 +33,8 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
             return "the derivative of \(op.rawValue) (tape node \(node)) is not implemented: \(reason)"
         case let .cotangentMismatch(index, expected, expectedDType, got, gotDType):
             return "cotangent \(index) is \(gotDType)\(s(got)) but the result it seeds is \(expectedDType)\(s(expected))"
+        case let .cotangentCountMismatch(expected, got):
+            return "the cotangent holds \(got) tensors but the result it seeds holds \(expected); pass one cotangent per result tensor"
         case let .ruleProducedWrongShape(op, input, expected, got):
             return "internal error: the derivative rule of \(op.rawValue) produced a gradient of shape \(s(got)) for input \(input) of shape \(s(expected))"
         case let .nonFloatingPointOutput(dtype):

@@ -75,6 +75,9 @@ struct ReverseModeTests {
         #expect(try pullback(t([1, 1, 1])).doubles == [2, 4, 6])
         #expect(try pullback(t([0, 0, 2])).doubles == [0, 0, 12])
         #expect(throws: AutodiffError.self) { try pullback(t([1, 1])) }
+        let (_, pairPullback) = try vjp(at: x) { x in [try x * 2, try x * 3] }
+        #expect(throws: AutodiffError.cotangentCountMismatch(expected: 2, got: 1)) { try pairPullback([t([1, 1, 1])]) }
+        #expect(try pairPullback([t([1, 1, 1]), t([1, 0, 0])]).doubles == [5, 2, 2])
         pullback.release()
         #expect(throws: AutodiffError.tapeReleased) { try pullback(t([1, 1, 1])) }
     }
@@ -91,6 +94,12 @@ struct ReverseModeTests {
         #expect(g.doubles == [expected])
         #expect(try gradient(at: x) { x in try (x * withoutDerivative(at: x)).sum() }.doubles == [2])
         #expect(try gradient(at: x) { _ in try Tensor.ones([1]).sum() }.doubles == [0])
+        // Work done with every level hidden is not recorded: a constant to differentiation.
+        let hidden = try gradient(at: x) { x in
+            let c = try InterpreterStack.current.withoutLevels { try x * x }
+            return try (c + x).sum()
+        }
+        #expect(hidden.doubles == [1])
     }
 
     @Test("the recorded tape is a list of IR nodes that prints")

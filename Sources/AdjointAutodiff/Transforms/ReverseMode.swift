@@ -98,7 +98,7 @@ public struct Pullback<Argument: ParameterCollection, Result: ParameterCollectio
     public func callAsFunction(_ cotangent: Result) throws -> Argument {
         let seeds = cotangent.tensors
         guard seeds.count == outputTypes.count else {
-            throw AutodiffError.cotangentMismatch(index: seeds.count, expected: [], expectedDType: .float64, got: [], gotDType: .float64)
+            throw AutodiffError.cotangentCountMismatch(expected: outputTypes.count, got: seeds.count)
         }
         var pairs: [(Int32, Tensor)] = []
         for (i, seed) in seeds.enumerated() {

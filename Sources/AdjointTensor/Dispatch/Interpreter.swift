@@ -77,13 +77,6 @@ public final class InterpreterStack {
         return try body()
     }
 
-    /// Whether `level` is on the stack and visible.
-    public func isVisible(_ levelID: UInt32) -> Bool {
-        let top = Swift.min(levels.count, ceiling)
-        for i in 0..<top where levels[i].levelID == levelID { return true }
-        return false
-    }
-
     /// Offers `call` to the visible levels, innermost first.
     @usableFromInline
     func observe(_ call: inout OpCall) throws {

@@ -71,8 +71,7 @@ extension Kernels {
         let index = try readIndices(indices, bound: depth, op: .oneHot, axis: indices.rank)
         let out = try full(indices.shape + [depth], 0, dtype)
         let width = dtype.byteSize
-        var one = try full([], 1, dtype)
-        one = try contiguousCopy(one)
+        let one = try full([], 1, dtype)
         for (i, r) in index.enumerated() {
             (out.rawPointer + (i * depth + r) * width).copyMemory(from: one.rawPointer, byteCount: width)
         }
