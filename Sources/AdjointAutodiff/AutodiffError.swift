@@ -9,14 +9,22 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
     /// A value the tape saved was overwritten in place before backward.
     case savedTensorModified(op: OpCode, node: Int, input: String, shape: [Int], savedVersion: UInt64,
                              currentVersion: UInt64, writer: String)
-    /// A cotangent reached an operator whose derivative is not implemented.
+    /// A cotangent (or tangent) reached an operator whose derivative is not implemented. `node` is
+    /// the tape node, or -1 in forward mode.
     case derivativeNotImplemented(op: OpCode, node: Int, reason: String)
     /// The cotangent passed to a pullback does not match the result it is for.
     case cotangentMismatch(index: Int, expected: [Int], expectedDType: DType, got: [Int], gotDType: DType)
     /// The cotangent passed to a pullback holds a different number of tensors than the result.
     case cotangentCountMismatch(expected: Int, got: Int)
-    /// A derivative rule produced a gradient of the wrong shape (a bug in that rule).
+    /// The direction passed to `jvp` or a linear map does not match the argument it perturbs.
+    case tangentMismatch(index: Int, expected: [Int], expectedDType: DType, got: [Int], gotDType: DType)
+    /// The direction holds a different number of tensors than the argument.
+    case tangentCountMismatch(expected: Int, got: Int)
+    /// A derivative rule produced a gradient of the wrong shape (a bug in that rule). `input` is
+    /// -1 for the output tangent of a JVP.
     case ruleProducedWrongShape(op: OpCode, input: Int, expected: [Int], got: [Int])
+    /// A derivative rule produced a gradient of the wrong element type (a bug in that rule).
+    case ruleProducedWrongDType(op: OpCode, input: Int, expected: DType, got: DType)
     /// A differentiated result is not a floating-point tensor.
     case nonFloatingPointOutput(dtype: DType)
 
@@ -30,13 +38,21 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
         case let .savedTensorModified(op, node, input, shape, saved, current, writer):
             return "one of the values needed for gradient computation has been modified by an in-place operation: \(input) of \(op.rawValue) at tape node \(node) (shape \(s(shape))) was saved at version \(saved) and is now at version \(current), overwritten by \(writer); write a copy instead, or write before recording"
         case let .derivativeNotImplemented(op, node, reason):
-            return "the derivative of \(op.rawValue) (tape node \(node)) is not implemented: \(reason)"
+            return "the derivative of \(op.rawValue) (\(node < 0 ? "forward mode" : "tape node \(node)")) is not implemented: \(reason)"
         case let .cotangentMismatch(index, expected, expectedDType, got, gotDType):
             return "cotangent \(index) is \(gotDType)\(s(got)) but the result it seeds is \(expectedDType)\(s(expected))"
         case let .cotangentCountMismatch(expected, got):
             return "the cotangent holds \(got) tensors but the result it seeds holds \(expected); pass one cotangent per result tensor"
+        case let .tangentMismatch(index, expected, expectedDType, got, gotDType):
+            return "direction \(index) is \(gotDType)\(s(got)) but the argument it perturbs is \(expectedDType)\(s(expected))"
+        case let .tangentCountMismatch(expected, got):
+            return "the direction holds \(got) tensors but the argument holds \(expected); pass one tangent per argument tensor"
         case let .ruleProducedWrongShape(op, input, expected, got):
-            return "internal error: the derivative rule of \(op.rawValue) produced a gradient of shape \(s(got)) for input \(input) of shape \(s(expected))"
+            let what = input < 0 ? "an output tangent" : "a gradient for input \(input)"
+            return "internal error: the derivative rule of \(op.rawValue) produced \(what) of shape \(s(got)) where \(s(expected)) was expected"
+        case let .ruleProducedWrongDType(op, input, expected, got):
+            let what = input < 0 ? "an output tangent" : "a gradient for input \(input)"
+            return "internal error: the derivative rule of \(op.rawValue) produced \(what) of type \(got) where \(expected) was expected"
         case let .nonFloatingPointOutput(dtype):
             return "cannot differentiate a \(dtype) result; only floating-point results have derivatives"
         }

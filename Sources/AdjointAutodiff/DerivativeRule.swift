@@ -1,44 +1,162 @@
 import AdjointTensor
 
-/// What a derivative rule sees during backward: the saved values, the attributes, the incoming
-/// cotangent and which inputs need a gradient.
-public struct VJPContext {
+/// The primal values and types a derivative rule may read, in either mode.
+///
+/// A rule reads only the inputs (and the output) its ``DerivativeRule/Saves`` declares, so the same
+/// rule runs on a live call (forward mode), on a recorded tape node (reverse mode, ``linearize``),
+/// and keeps a tape's memory to what is needed.
+public protocol DerivativeContext {
+    var op: OpCode { get }
+    var attributes: Attributes { get }
+    /// Output shape and dtype.
+    var outputType: ValueType { get }
+    /// Shapes and dtypes of every input (saved or not).
+    var inputTypes: [ValueType] { get }
+    /// Input `i`; the rule must declare it in ``DerivativeRule/Saves``.
+    func input(_ i: Int) -> Tensor
+    /// The output; the rule must declare it in ``DerivativeRule/Saves``.
+    var output: Tensor { get }
+}
+
+extension DerivativeContext {
+    public func shape(_ i: Int) -> [Int] { inputTypes[i].shape }
+    public func dtype(_ i: Int) -> DType { inputTypes[i].dtype }
+    public var inputCount: Int { inputTypes.count }
+}
+
+/// Where a context's primal values come from.
+enum PrimalSource {
+    /// A recorded tape node: only the saved values exist (checked against in-place writes first).
+    case node(Tape.Node)
+    /// A call as it happens (forward mode): every value exists, but a rule may still read only what
+    /// it declares, so that the rule also works on a tape.
+    case call(OpCall, DerivativeRule.Saves)
+
+    var op: OpCode {
+        switch self {
+        case let .node(n): return n.op
+        case let .call(c, _): return c.op
+        }
+    }
+
+    var attributes: Attributes {
+        switch self {
+        case let .node(n): return n.attributes
+        case let .call(c, _): return c.attributes
+        }
+    }
+
+    var outputType: ValueType {
+        switch self {
+        case let .node(n): return n.outputType
+        case let .call(c, _): return c.output.valueType
+        }
+    }
+
+    var inputTypes: [ValueType] {
+        switch self {
+        case let .node(n): return n.inputs.map(\.type)
+        case let .call(c, _): return c.inputs.map { $0.valueType }
+        }
+    }
+
+    func inputType(_ i: Int) -> ValueType {
+        switch self {
+        case let .node(n): return n.inputs[i].type
+        case let .call(c, _): return c.inputs[i].valueType
+        }
+    }
+
+    func input(_ i: Int) -> Tensor {
+        switch self {
+        case let .node(n):
+            guard let saved = n.inputs[i].saved else { preconditionFailure("rule of \(n.op.rawValue) reads input \(i) without saving it") }
+            return saved.tensor
+        case let .call(c, saves):
+            precondition(saves.inputs.contains(i), "rule of \(c.op.rawValue) reads input \(i) without saving it")
+            return c.inputs[i]
+        }
+    }
+
+    var output: Tensor {
+        switch self {
+        case let .node(n):
+            guard let saved = n.savedOutput else { preconditionFailure("rule of \(n.op.rawValue) reads its output without saving it") }
+            return saved.tensor
+        case let .call(c, saves):
+            precondition(saves.output, "rule of \(c.op.rawValue) reads its output without saving it")
+            return c.output
+        }
+    }
+}
+
+/// What a VJP sees during backward: the saved values, the attributes, the incoming cotangent and
+/// which inputs need a gradient.
+public struct VJPContext: DerivativeContext {
     let node: Tape.Node
-    let index: Int
+    let source: PrimalSource
     /// The cotangent of the output.
     public let cotangent: Tensor
 
-    public var op: OpCode { node.op }
-    public var attributes: Attributes { node.attributes }
-    /// Output shape and dtype.
-    public var outputType: ValueType { node.outputType }
-    /// Shapes and dtypes of every input (saved or not).
-    public var inputTypes: [ValueType] { node.inputs.map(\.type) }
-
-    /// Saved input `i` (the rule must declare it in ``DerivativeRule/Saves``). The tape has checked
-    /// it against in-place writes before the rule runs.
-    public func input(_ i: Int) -> Tensor {
-        guard let saved = node.inputs[i].saved else { preconditionFailure("rule of \(op.rawValue) reads input \(i) without saving it") }
-        return saved.tensor
+    init(node: Tape.Node, cotangent: Tensor) {
+        self.node = node
+        source = .node(node)
+        self.cotangent = cotangent
     }
 
-    /// The saved output (the rule must declare it).
-    public var output: Tensor {
-        guard let saved = node.savedOutput else { preconditionFailure("rule of \(op.rawValue) reads its output without saving it") }
-        return saved.tensor
-    }
-
+    public var op: OpCode { source.op }
+    public var attributes: Attributes { source.attributes }
+    public var outputType: ValueType { source.outputType }
+    public var inputTypes: [ValueType] { source.inputTypes }
+    public func shape(_ i: Int) -> [Int] { source.inputType(i).shape }
+    public func dtype(_ i: Int) -> DType { source.inputType(i).dtype }
+    /// Saved input `i` (checked against in-place writes before the rule runs).
+    public func input(_ i: Int) -> Tensor { source.input(i) }
+    public var output: Tensor { source.output }
     /// Whether input `i` needs a gradient (some level tracks it).
     public func needsGradient(_ i: Int) -> Bool { node.inputs[i].id >= 0 }
-    public func shape(_ i: Int) -> [Int] { node.inputs[i].type.shape }
-    public func dtype(_ i: Int) -> DType { node.inputs[i].type.dtype }
-    public var inputCount: Int { node.inputs.count }
+}
+
+/// What a JVP sees: the primal values it declared, the attributes and the tangent of every input
+/// (`nil` is a symbolic zero).
+public struct JVPContext: DerivativeContext {
+    let source: PrimalSource
+    let tangents: [Tensor?]
+
+    init(source: PrimalSource, tangents: [Tensor?]) {
+        self.source = source
+        self.tangents = tangents
+    }
+
+    public var op: OpCode { source.op }
+    public var attributes: Attributes { source.attributes }
+    public var outputType: ValueType { source.outputType }
+    public var inputTypes: [ValueType] { source.inputTypes }
+    public func shape(_ i: Int) -> [Int] { source.inputType(i).shape }
+    public func dtype(_ i: Int) -> DType { source.inputType(i).dtype }
+    public func input(_ i: Int) -> Tensor { source.input(i) }
+    public var output: Tensor { source.output }
+
+    /// The tangent of input `i`, or `nil` when it is zero.
+    public func tangent(_ i: Int) -> Tensor? { i < tangents.count ? tangents[i] : nil }
+
+    /// The tangent of input `i`, with zeros in place of a symbolic zero.
+    public func tangentOrZeros(_ i: Int) throws -> Tensor {
+        if let t = tangent(i) { return t }
+        return try Tensor.zeros(shape(i), dtype: dtype(i))
+    }
+
+    /// The output's tangent built from `t`, broadcast to the output's shape if an input was broadcast.
+    public func fitted(_ t: Tensor) throws -> Tensor {
+        t.shape == outputType.shape ? t : try t.broadcast(to: outputType.shape)
+    }
 }
 
 /// An operator's derivative: a VJP, or an explicit statement of why there is none.
 ///
-/// Rules are written with the same `Tensor` operations as user code, so a backward pass goes through
-/// ``dispatch(_:_:_:)`` and can itself be differentiated.
+/// Rules are written with the same `Tensor` operations as user code, so a backward (or tangent)
+/// pass goes through ``dispatch(_:_:_:)`` and can itself be differentiated: that is what makes
+/// reverse-over-reverse, forward-over-reverse (``hvp(at:direction:of:)``) and higher orders work.
 public struct DerivativeRule {
     /// Whether and why an operator has a derivative.
     public enum Status: Equatable, CustomStringConvertible {
@@ -66,23 +184,49 @@ public struct DerivativeRule {
         public static let nothing = Saves()
     }
 
+    /// Maps the output's cotangent to one cotangent per input (`nil`: a symbolic zero).
     public typealias VJP = (VJPContext) throws -> [Tensor?]
+    /// Maps the inputs' tangents to the output's tangent (`nil`: a symbolic zero).
+    public typealias JVP = (JVPContext) throws -> Tensor?
 
     public let status: Status
     public let saves: Saves
     public let vjp: VJP?
+    public let jvp: JVP?
 
-    /// A VJP returning one cotangent (or `nil`, a symbolic zero) per input.
-    public static func vjp(saving saves: Saves = .nothing, _ body: @escaping VJP) -> DerivativeRule {
-        DerivativeRule(status: .differentiable, saves: saves, vjp: body)
+    /// A rule with both products. Both closures may read only what `saves` declares.
+    public static func differentiable(saving saves: Saves = .nothing, vjp: @escaping VJP, jvp: @escaping JVP) -> DerivativeRule {
+        DerivativeRule(status: .differentiable, saves: saves, vjp: vjp, jvp: jvp)
+    }
+
+    /// An elementwise rule `y = f(x)` given by its derivative times an incoming vector: the VJP
+    /// multiplies the cotangent and the JVP the tangent by the same `f′` (ChainRules' `@scalar_rule`).
+    public static func pointwise(saving saves: Saves = .nothing,
+                                 _ scale: @escaping (any DerivativeContext, Tensor) throws -> Tensor) -> DerivativeRule {
+        .differentiable(saving: saves,
+                        vjp: { c in [try scale(c, c.cotangent)] },
+                        jvp: { c in try c.tangent(0).map { try scale(c, $0) } })
+    }
+
+    /// A rule for an operator that is linear in its floating-point inputs (reshape, slice, sum…):
+    /// the JVP is the operator applied to the tangents; non-floating-point inputs (indices) pass
+    /// through as they are.
+    public static func linear(saving saves: Saves = .nothing, vjp: @escaping VJP) -> DerivativeRule {
+        .differentiable(saving: saves, vjp: vjp, jvp: { c in
+            guard c.tangents.contains(where: { $0 != nil }) else { return nil }
+            let operands = try c.inputTypes.indices.map { i in
+                c.dtype(i).isFloatingPoint ? try c.tangentOrZeros(i) : c.input(i)
+            }
+            return try dispatch1(c.op, c.attributes, operands)
+        })
     }
 
     public static func nonDifferentiable(_ why: String) -> DerivativeRule {
-        DerivativeRule(status: .nonDifferentiable(why), saves: .nothing, vjp: nil)
+        DerivativeRule(status: .nonDifferentiable(why), saves: .nothing, vjp: nil, jvp: nil)
     }
 
     public static func notImplemented(_ why: String) -> DerivativeRule {
-        DerivativeRule(status: .notImplemented(why), saves: .nothing, vjp: nil)
+        DerivativeRule(status: .notImplemented(why), saves: .nothing, vjp: nil, jvp: nil)
     }
 }
 
@@ -107,6 +251,17 @@ public enum DerivativeRules {
         case .nn: return nn(op)
         case .conversion: return conversion(op)
         case .inPlace: return inPlace(op)
+        }
+    }
+
+    /// Throws if a rule's result does not have the type of the value it is the derivative of
+    /// (`input` -1: the output tangent of a JVP).
+    static func check(_ derivative: Tensor, of op: OpCode, input: Int, against type: ValueType) throws {
+        guard derivative.shape == type.shape else {
+            throw AutodiffError.ruleProducedWrongShape(op: op, input: input, expected: type.shape, got: derivative.shape)
+        }
+        guard derivative.dtype == type.dtype else {
+            throw AutodiffError.ruleProducedWrongDType(op: op, input: input, expected: type.dtype, got: derivative.dtype)
         }
     }
 

@@ -62,13 +62,13 @@ public final class Tape: InterpreterLevel {
         inputs.reserveCapacity(call.inputs.count)
         for (i, input) in call.inputs.enumerated() {
             inputs.append(Input(id: input.traceTags.id(at: levelID) ?? -1,
-                                type: ValueType(dtype: input.dtype, shape: input.shape),
+                                type: input.valueType,
                                 saved: rule.saves.inputs.contains(i) ? SavedTensor(input, dropping: levelID) : nil))
         }
         let id = newValue()
         nodes.append(Node(
             op: call.op, attributes: call.attributes, inputs: inputs,
-            outputID: id, outputType: ValueType(dtype: output.dtype, shape: output.shape),
+            outputID: id, outputType: output.valueType,
             savedOutput: rule.saves.output ? SavedTensor(output, dropping: levelID) : nil))
         call.output.traceTags.set(TraceTag(level: levelID, id: id))
     }
@@ -95,18 +95,47 @@ public final class Tape: InterpreterLevel {
             // Check every saved value before the rule runs, so the first modified one is reported.
             for (i, input) in nodes[index].inputs.enumerated() { try input.saved?.verify(op: op, node: index, input: i) }
             try nodes[index].savedOutput?.verify(op: op, node: index, input: -1)
-            let grads = try vjp(VJPContext(node: nodes[index], index: index, cotangent: g))
+            let grads = try vjp(VJPContext(node: nodes[index], cotangent: g))
             let inputs = nodes[index].inputs
             for i in 0..<Swift.min(inputs.count, grads.count) where inputs[i].id >= 0 {
                 guard let grad = grads[i] else { continue }
-                guard grad.shape == inputs[i].type.shape else {
-                    throw AutodiffError.ruleProducedWrongShape(op: op, input: i, expected: inputs[i].type.shape, got: grad.shape)
-                }
+                try DerivativeRules.check(grad, of: op, input: i, against: inputs[i].type)
                 let id = Int(inputs[i].id)
                 cotangents[id] = try accumulate(cotangents[id], grad)
             }
         }
         return leaves.map { cotangents[Int($0.id)] }
+    }
+
+    /// Runs the JVPs from the given leaf tangents (`nil`: zero) over the recorded nodes, reading the
+    /// saved values, and returns the tangent of every value id (`nil`: zero). The primal program is
+    /// not run again: this is the linear map of ``linearize(at:of:)``.
+    func forward(leafTangents: [Tensor?]) throws -> [Tensor?] {
+        guard !isReleased else { throw AutodiffError.tapeReleased }
+        var tangents = [Tensor?](repeating: nil, count: Int(valueCount))
+        for (leaf, tangent) in zip(leaves, leafTangents) { tangents[Int(leaf.id)] = tangent }
+        for (index, node) in nodes.enumerated() {
+            var inputTangents = [Tensor?](repeating: nil, count: node.inputs.count)
+            var any = false
+            for (i, input) in node.inputs.enumerated() where input.id >= 0 {
+                inputTangents[i] = tangents[Int(input.id)]
+                any = any || inputTangents[i] != nil
+            }
+            guard any else { continue }
+            let rule = DerivativeRules.rule(for: node.op)
+            guard let jvp = rule.jvp else {
+                if case let .notImplemented(why) = rule.status {
+                    throw AutodiffError.derivativeNotImplemented(op: node.op, node: index, reason: why)
+                }
+                continue
+            }
+            for (i, input) in node.inputs.enumerated() { try input.saved?.verify(op: node.op, node: index, input: i) }
+            try node.savedOutput?.verify(op: node.op, node: index, input: -1)
+            guard let tangent = try jvp(JVPContext(source: .node(node), tangents: inputTangents)) else { continue }
+            try DerivativeRules.check(tangent, of: node.op, input: -1, against: node.outputType)
+            tangents[Int(node.outputID)] = tangent
+        }
+        return tangents
     }
 
     /// Fan-out: cotangents of a value read several times add up.

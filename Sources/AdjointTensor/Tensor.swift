@@ -1,12 +1,19 @@
-/// The tag an interpreter level puts on a value it tracks: which level, and the value's id there.
-public struct TraceTag: Hashable, Sendable {
+/// The tag an interpreter level puts on a value it tracks: which level, the value's id there, and
+/// optionally the level's data for the value (forward mode keeps the tangent here, so it lives
+/// exactly as long as the value it belongs to).
+public struct TraceTag {
     public var level: UInt32
     public var id: Int32
-    public init(level: UInt32, id: Int32) { self.level = level; self.id = id }
+    public var payload: AnyObject?
+    public init(level: UInt32, id: Int32, payload: AnyObject? = nil) {
+        self.level = level
+        self.id = id
+        self.payload = payload
+    }
 }
 
 /// The levels that track a tensor. Almost always zero or one, so the first is stored inline.
-public struct TraceTags: Sendable {
+public struct TraceTags {
     @usableFromInline var first: TraceTag?
     @usableFromInline var more: [TraceTag]?
 
@@ -20,6 +27,15 @@ public struct TraceTags: Sendable {
         guard let first else { return nil }
         if first.level == level { return first.id }
         if let more { for t in more where t.level == level { return t.id } }
+        return nil
+    }
+
+    /// The whole tag of the given level (with its payload).
+    @inlinable
+    public func tag(at level: UInt32) -> TraceTag? {
+        guard let first else { return nil }
+        if first.level == level { return first }
+        if let more { for t in more where t.level == level { return t } }
         return nil
     }
 
@@ -95,6 +111,8 @@ public struct Tensor {
     public var storage: TensorStorage { buffer.storage }
     public var device: Device { buffer.storage.device }
     public var rank: Int { shape.count }
+    /// Element type and shape, as the IR describes a value.
+    public var valueType: ValueType { ValueType(dtype: dtype, shape: shape) }
     public var elementCount: Int { shape.reduce(1, *) }
     public var isScalar: Bool { elementCount == 1 }
 

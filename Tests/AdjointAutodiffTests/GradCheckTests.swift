@@ -10,6 +10,21 @@ struct GradCheckTests {
         #expect(result.passed, "\(spec): worst error \(result.worstError) > \(result.tolerance); per input \(result.maxRelativeError)")
     }
 
+    @Test("forward mode matches central differences and the forward- and reverse-mode Jacobians agree", arguments: OpSpec.table)
+    func forward(_ spec: OpSpec) throws {
+        let result = try spec.check(mode: .both)
+        #expect(Set(result.errors.keys) == [.reverse, .forward, .jacobianAgreement])
+        #expect(result.passed, "\(spec): \(result.errors)")
+    }
+
+    @Test("Hessian-vector products (forward-over-reverse and reverse-over-reverse) match differences of gradients",
+          arguments: OpSpec.table)
+    func secondOrder(_ spec: OpSpec) throws {
+        let result = try spec.check(mode: .both, order: 2)
+        #expect(Set(result.errors.keys) == [.hvpForwardOverReverse, .hvpReverseOverReverse])
+        #expect(result.passed, "\(spec): \(result.errors)")
+    }
+
     @Test("every differentiable operator has at least one op-spec case")
     func coverage() {
         let covered = Set(OpSpec.table.map(\.op))
@@ -25,5 +40,16 @@ struct GradCheckTests {
         let result = try gradcheck({ xs in try xs[0] * withoutDerivative(at: xs[0]) }, at: [x])
         #expect(!result.passed)
         #expect(result.worstError > 0.1)
+        let forward = try gradcheck({ xs in try xs[0] * withoutDerivative(at: xs[0]) }, at: [x], mode: .forward)
+        #expect(!forward.passed && forward.worstError(.forward)! > 0.1)
+        // Second order: for x²·stop(x) the recorded gradient is 2x·stop(x), whose derivative along
+        // the recorded program is 2·stop(x); differences of that gradient see d/dx 2x² = 4x.
+        let second = try gradcheck({ xs in try xs[0] * xs[0] * withoutDerivative(at: xs[0]) }, at: [x], mode: .both, order: 2)
+        #expect(!second.passed && second.worstError(.hvpForwardOverReverse)! > 0.1 && second.worstError(.hvpReverseOverReverse)! > 0.1)
+    }
+
+    @Test("a bad order is a typed error")
+    func badOrder() {
+        #expect(throws: TensorError.self) { try gradcheck({ $0[0] }, at: [t([1])], order: 3) }
     }
 }

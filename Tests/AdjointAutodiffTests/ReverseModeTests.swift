@@ -222,14 +222,16 @@ struct MutationTests {
 
 @Suite("Rule coverage")
 struct RuleCoverageTests {
-    @Test("every OpCode has a VJP or an explicit reason why not")
+    @Test("every OpCode has a VJP and a JVP, or an explicit reason why not")
     func everyOp() {
         for op in OpCode.allCases {
             let rule = DerivativeRules.rule(for: op)
             switch rule.status {
-            case .differentiable: #expect(rule.vjp != nil, "\(op.rawValue) claims a VJP but has none")
+            case .differentiable:
+                #expect(rule.vjp != nil, "\(op.rawValue) claims a VJP but has none")
+                #expect(rule.jvp != nil, "\(op.rawValue) claims a JVP but has none")
             case let .nonDifferentiable(why), let .notImplemented(why):
-                #expect(rule.vjp == nil && !why.isEmpty, "\(op.rawValue) must give a reason")
+                #expect(rule.vjp == nil && rule.jvp == nil && !why.isEmpty, "\(op.rawValue) must give a reason")
             }
         }
         #expect(DerivativeRules.statusTable.count == OpCode.allCases.count)

@@ -37,8 +37,9 @@ struct CLITests {
     func gradcheck() throws {
         let report = GradcheckCommand.report(OpSpec.table)
         #expect(report.passed)
-        let lines = report.text.split(separator: "\n")
-        #expect(lines.first?.hasPrefix("operator") == true)
+        let header = report.text.split(separator: "\n").first { $0.hasPrefix("operator") }
+        #expect(header?.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                == ["operator", "cases", "rev", "fwd", "fwd=rev", "tolerance", "result"])
         #expect(report.text.hasSuffix("all passed"))
         #expect(Set(OpSpec.table.map(\.op)).allSatisfy { report.text.contains($0.rawValue) })
         // A case whose "rule" is wrong: x·stop(x) is checked as if it were x², so it must fail.
@@ -48,5 +49,29 @@ struct CLITests {
         let failing = GradcheckCommand.report([wrong])
         #expect(!failing.passed && failing.text.contains("FAIL binary.mul"))
         #expect(throws: ValidationError.self) { var c = try GradcheckCommand.parse(["--op", "definitely-not-an-op"]); try c.run() }
+    }
+
+    @Test("`adjoint gradcheck --mode --order` selects the checks", arguments: [
+        (["--mode", "fwd"], ["fwd"]), (["--mode", "rev"], ["rev"]), (["--mode", "both", "--order", "1"], ["rev", "fwd", "fwd=rev"]),
+        (["--order", "2", "--mode", "fwd"], ["hvp fwd/rev"]), (["--order", "2", "--mode", "rev"], ["hvp rev/rev"]),
+        (["--order", "2"], ["hvp fwd/rev", "hvp rev/rev"]),
+    ])
+    func gradcheckModes(_ arguments: [String], _ columns: [String]) throws {
+        let command = try GradcheckCommand.parse(arguments + ["--op", "elementwise.tanh"])
+        let report = GradcheckCommand.report(OpSpec.table.filter { $0.op == .tanh }, mode: command.mode, order: command.order)
+        #expect(report.passed)
+        let header = try #require(report.text.split(separator: "\n").first { $0.hasPrefix("operator") })
+        for column in columns { #expect(header.contains(column)) }
+        let all = ["rev", "fwd", "fwd=rev", "hvp fwd/rev", "hvp rev/rev"]
+        for column in all where !columns.contains(column) {
+            #expect(!header.split(separator: "  ").map { $0.trimmingCharacters(in: .whitespaces) }.contains(column))
+        }
+    }
+
+    @Test("`adjoint gradcheck` rejects a bad mode or order")
+    func gradcheckBadOptions() {
+        #expect(throws: (any Error).self) { try GradcheckCommand.parse(["--mode", "sideways"]) }
+        #expect(throws: (any Error).self) { try GradcheckCommand.parse(["--order", "3"]) }
+        #expect(throws: (any Error).self) { try GradcheckCommand.parse(["--order", "two"]) }
     }
 }

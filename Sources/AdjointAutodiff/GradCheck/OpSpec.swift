@@ -103,9 +103,9 @@ public struct OpSpec: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Runs ``gradcheck(_:at:differentiable:step:tolerance:key:)`` on this case.
-    public func check() throws -> GradcheckResult {
+    /// Runs ``gradcheck(_:at:differentiable:mode:order:step:tolerance:key:)`` on this case.
+    public func check(mode: GradcheckMode = .reverse, order: Int = 1) throws -> GradcheckResult {
         try gradcheck(function, at: try makeInputs(), differentiable: inputs.map(\.isDifferentiable),
-                      step: step, tolerance: tolerance, key: key.fold(in: 99))
+                      mode: mode, order: order, step: step, tolerance: tolerance, key: key.fold(in: 99))
     }
 }

@@ -28,3 +28,25 @@ extension VJPContext {
         return try g().unbroadcast(to: shape(i))
     }
 }
+
+extension JVPContext {
+    /// The sum of the non-zero terms, broadcast to the output's shape; `nil` when every term is zero.
+    func sum(_ terms: Tensor?...) throws -> Tensor? {
+        var total: Tensor?
+        for case let term? in terms { total = try total.map { try $0 + term } ?? term }
+        return try total.map(fitted)
+    }
+}
+
+extension DerivativeContext {
+    /// The reduction's axes, normalized (every axis when the attribute lists none).
+    func reducedAxes() throws -> [Int] {
+        guard case let .reduction(axes, _) = attributes else { return [] }
+        return try ShapeRules.axes(axes, rank: shape(0).count, op: op.rawValue)
+    }
+
+    /// Sums an input-shaped tensor over the reduced axes into the output's shape.
+    func reduceToOutput(_ t: Tensor) throws -> Tensor {
+        try t.sum(axes: reducedAxes(), keepDims: true).reshaped(outputType.shape)
+    }
+}

@@ -75,7 +75,7 @@ public func vjp<P: ParameterCollection, R: ParameterCollection>(at x: P, of f: (
     let template = x.mapTensors { Tensor(uninitialized: [0], dtype: $0.dtype) }
     let pullback = Pullback<P, R>(tape: tape, template: template,
                                   outputIDs: outputs.map { $0.traceTags.id(at: tape.levelID) },
-                                  outputTypes: outputs.map { ValueType(dtype: $0.dtype, shape: $0.shape) })
+                                  outputTypes: outputs.map { $0.valueType })
     return (value, pullback)
 }
 

@@ -17,7 +17,7 @@ public struct OpCall {
 /// tangents, anomaly checking, profiling, graph capture.
 ///
 /// ``dispatch(_:_:_:)`` runs the kernel, then offers the call to each active level from the
-/// innermost outwards. While a level handles a call, only the levels below it are active, so the
+/// outermost inwards. While a level handles a call, only the levels outside it are active, so the
 /// operators a level runs for its own bookkeeping (a tangent, say) are seen by outer levels only.
 public protocol InterpreterLevel: AnyObject {
     /// Unique for the life of the process, so a tag from a finished level never matches a new one.
@@ -77,16 +77,22 @@ public final class InterpreterStack {
         return try body()
     }
 
-    /// Offers `call` to the visible levels, innermost first.
+    /// Offers `call` to the visible levels, outermost first.
+    ///
+    /// Outermost first, so that by the time a level sees the output it already carries the tags of
+    /// every level outside it: a tape that saves the output, or a JVP that reads it, then holds a
+    /// value the outer levels can differentiate through (JAX reaches the same order by binding an
+    /// inner trace's primal computation to the outer traces).
     @usableFromInline
     func observe(_ call: inout OpCall) throws {
         let savedCeiling = ceiling
         defer { ceiling = savedCeiling }
-        var index = Swift.min(levels.count, savedCeiling) - 1
-        while index >= 0 {
+        let visible = Swift.min(levels.count, savedCeiling)
+        var index = 0
+        while index < visible {
             ceiling = index
             try levels[index].process(&call)
-            index -= 1
+            index += 1
         }
     }
 
