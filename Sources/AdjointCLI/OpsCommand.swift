@@ -28,7 +28,9 @@ public struct OpsCommand: ParsableCommand {
         let rows = DerivativeRules.statusTable
             .filter { family == nil || $0.op.family == family }
             .map { op, status in
-                [op.rawValue, op.family.rawValue, op.arity.map(String.init) ?? "n", status.description]
+                let rule = DerivativeRules.rule(for: op)
+                let modes = [rule.vjp != nil ? "VJP" : nil, rule.jvp != nil ? "JVP" : nil].compactMap { $0 }.joined(separator: "+")
+                return [op.rawValue, op.family.rawValue, op.arity.map(String.init) ?? "n", modes.isEmpty ? "-" : modes, status.description]
             }
         let counts = Dictionary(grouping: DerivativeRules.statusTable.filter { family == nil || $0.op.family == family }) {
             switch $0.status {
@@ -39,7 +41,7 @@ public struct OpsCommand: ParsableCommand {
         }.mapValues(\.count)
         let summary = ["differentiable", "non-differentiable", "not implemented"]
             .map { "\(counts[$0] ?? 0) \($0)" }.joined(separator: ", ")
-        return TextTable.render(header: ["operator", "family", "inputs", "derivative (reverse mode)"], rows: rows)
+        return TextTable.render(header: ["operator", "family", "inputs", "rules", "derivative"], rows: rows)
             + "\n\n\(rows.count) operators: \(summary)"
     }
 }

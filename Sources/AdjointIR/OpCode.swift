@@ -36,6 +36,9 @@ public enum OpCode: String, Codable, CaseIterable, Sendable, Hashable {
     case pow = "binary.pow"
     case maximum = "binary.maximum"
     case minimum = "binary.minimum"
+    /// `a·b + c` in one pass (two roundings, so bitwise equal to `a * b + c`); three operands
+    /// broadcast together. Forward-mode rules use it for product-rule sums.
+    case multiplyAdd = "binary.multiplyAdd"
 
     // MARK: Comparison and selection
     case equal = "compare.equal"
@@ -93,7 +96,7 @@ extension OpCode {
         case .full, .arange, .linspace, .randomUniform, .randomNormal: return .creation
         case .neg, .abs, .sign, .exp, .expm1, .log, .log1p, .sqrt, .rsqrt, .sin, .cos, .tanh,
              .sigmoid, .relu, .softplus: return .unary
-        case .add, .sub, .mul, .div, .pow, .maximum, .minimum: return .binary
+        case .add, .sub, .mul, .div, .pow, .maximum, .minimum, .multiplyAdd: return .binary
         case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual, .select: return .comparison
         case .sum, .mean, .max, .min, .argmax, .logsumexp: return .reduction
         case .matmul: return .linalg
@@ -110,7 +113,7 @@ extension OpCode {
         switch family {
         case .creation: return 0
         case .unary, .conversion: return 1
-        case .binary: return 2
+        case .binary: return self == .multiplyAdd ? 3 : 2
         case .comparison: return self == .select ? 3 : 2
         case .reduction: return 1
         case .linalg: return 2

@@ -30,6 +30,11 @@ extension Tensor {
     public func pow(_ exponent: Double) throws -> Tensor { try pow(try scalarLike(exponent)) }
     public func maximum(_ other: Tensor) throws -> Tensor { try dispatch1(.maximum, .none, [self, other]) }
     public func minimum(_ other: Tensor) throws -> Tensor { try dispatch1(.minimum, .none, [self, other]) }
+    /// `self · factor + addend` in one pass, bitwise equal to `self * factor + addend` (the
+    /// product is rounded before the sum; this is not a single-rounding FMA). All three broadcast.
+    public func multiplied(by factor: Tensor, adding addend: Tensor) throws -> Tensor {
+        try dispatch1(.multiplyAdd, .none, [self, factor, addend])
+    }
 
     /// A rank-0 tensor of this tensor's dtype.
     public func scalarLike(_ value: Double) throws -> Tensor { try Tensor.full([], value, dtype: dtype) }

@@ -97,6 +97,35 @@ struct ForwardModeTests {
         #expect(long <= short + 96 << 20, "peak grew by \(short) bytes over 5 steps but \(long) bytes over 200")
     }
 
+    @Test("a tangent nobody reads is never computed; long pending chains are evaluated without deep recursion")
+    func lazyTangents() throws {
+        /// Counts the multiplications dispatched beneath it.
+        final class MulCounter: InterpreterLevel {
+            let levelID = InterpreterStack.makeLevelID()
+            var count = 0
+            func process(_ call: inout OpCall) throws { if call.op == .mul { count += 1 } }
+        }
+        let counter = MulCounter()
+        let x = t([0.5, 1.5])
+        let (_, dy) = try InterpreterStack.current.withLevel(counter) {
+            try jvp(at: x, direction: t([1, 1])) { x in
+                _ = try x.exp() * 3    // its tangent would be one more multiplication
+                return try x.sin()
+            }
+        }
+        #expect(isClose(dy.doubles, x.doubles.map(Foundation.cos)))
+        // The primal `* 3` and the sine's JVP (t · cos x); not the unused product's tangent.
+        #expect(counter.count == 2)
+
+        // 100,000 chained operations: pending chains are cut every few operations.
+        let (_, long) = try jvp(at: t([0.1]), direction: t([1])) { x in
+            var s = x
+            for _ in 0..<100_000 { s = try s * 0.999_99 }
+            return s
+        }
+        #expect(isClose(long.doubles, [Foundation.pow(0.999_99, 100_000)], tolerance: 1e-9))
+    }
+
     @Test("no perturbation confusion: d/dx [x · d/dy (x + y)] = 1 at several x, in every nesting of modes")
     func perturbationConfusion() throws {
         for value in [-2.0, 0.5, 3] {

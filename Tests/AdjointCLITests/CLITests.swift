@@ -29,7 +29,8 @@ struct CLITests {
         let text = OpsCommand.render()
         try assertSnapshot(text, named: "ops")
         for op in OpCode.allCases { #expect(text.contains(op.rawValue)) }
-        #expect(OpsCommand.render(family: .nn).split(separator: "\n").count == 4 + 2 + 1)   // rows, header and rule, summary
+        #expect(OpsCommand.render(family: .nn).split(separator: "\n").count == 4 + 2 + 1)
+        #expect(OpsCommand.render().contains("VJP+JVP"))   // rows, header and rule, summary
         #expect(throws: (any Error).self) { try OpsCommand.parse(["--family", "nope"]) }
     }
 

@@ -56,6 +56,15 @@ extension OpSpec {
                     OpSpec(op, label, [u(.fixed(a), left), InputSpec(.fixed(b), right)]) { try f($0[0], $0[1]) }
                 }
         } + [
+            OpSpec(.multiplyAdd, "random shape", [u(anyShape, -2...2), u(.like(0), -2...2), u(.like(0), -2...2)]) {
+                try $0[0].multiplied(by: $0[1], adding: $0[2])
+            },
+            OpSpec(.multiplyAdd, "broadcast [2,1,3]×[4,1]+[3]", [u(.fixed([2, 1, 3]), -2...2), u(.fixed([4, 1]), -2...2), u(.fixed([3]), -2...2)]) {
+                try $0[0].multiplied(by: $0[1], adding: $0[2])
+            },
+            OpSpec(.multiplyAdd, "scalar addend, squared operand", [u(.fixed([2, 3]), -2...2), u(.fixed([]), -2...2)]) {
+                try $0[0].multiplied(by: $0[0], adding: $0[1])
+            },
             OpSpec(.select, "broadcast mask [2,1]×[2,3]×[3]",
                    [InputSpec(.fixed([2, 1]), .mask), u(.fixed([2, 3]), -2...2), u(.fixed([3]), -2...2)]) {
                 try Tensor.select($0[0], $0[1], $0[2])

@@ -9,12 +9,15 @@ extension DerivativeRules {
                                    jvp: { c in try c.sum(c.tangent(0), c.tangent(1)) })
         case .sub:
             return .differentiable(vjp: { c in [try c.unbroadcast(c.cotangent, to: 0), try c.unbroadcast(-c.cotangent, to: 1)] },
-                                   jvp: { c in try c.sum(c.tangent(0), c.tangent(1).map { try -$0 }) })
+                                   jvp: { c in
+                                       guard let tb = c.tangent(1) else { return try c.sum(c.tangent(0)) }
+                                       return try c.sum(c.tangent(0).map { try $0 - tb } ?? -tb)
+                                   })
         case .mul:
             return .differentiable(saving: ab, vjp: { c in
                 [try c.unbroadcast(c.cotangent * c.input(1), to: 0), try c.unbroadcast(c.cotangent * c.input(0), to: 1)]
             }, jvp: { c in
-                try c.sum(c.tangent(0).map { try $0 * c.input(1) }, c.tangent(1).map { try c.input(0) * $0 })
+                try c.productRule([(c.tangent(0), c.input(1)), (c.tangent(1), c.input(0))])
             })
         case .div:
             return .differentiable(saving: ab, vjp: { c in
@@ -50,6 +53,13 @@ extension DerivativeRules {
             }, jvp: { c in
                 let w = try weightA(c)
                 return try c.sum(c.tangent(0).map { try $0 * w }, c.tangent(1).map { try $0 * (1 - w) })
+            })
+        case .multiplyAdd:
+            return .differentiable(saving: ab, vjp: { c in
+                [try c.unbroadcast(c.cotangent * c.input(1), to: 0), try c.unbroadcast(c.cotangent * c.input(0), to: 1),
+                 try c.unbroadcast(c.cotangent, to: 2)]
+            }, jvp: { c in
+                try c.productRule([(c.tangent(0), c.input(1)), (c.tangent(1), c.input(0))], adding: c.tangent(2))
             })
         default: preconditionFailure("\(op.rawValue) is not a binary operator")
         }

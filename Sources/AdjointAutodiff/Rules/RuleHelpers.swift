@@ -50,3 +50,15 @@ extension DerivativeContext {
         try t.sum(axes: reducedAxes(), keepDims: true).reshaped(outputType.shape)
     }
 }
+
+extension JVPContext {
+    /// `Σ tangentᵢ·factorᵢ (+ addend)` over the non-zero tangents, fused into ``OpCode/multiplyAdd``
+    /// passes (one pass per term instead of a product and a sum), broadcast to the output's shape.
+    func productRule(_ terms: [(tangent: Tensor?, factor: Tensor)], adding addend: Tensor? = nil) throws -> Tensor? {
+        var total = addend
+        for case let (tangent?, factor) in terms {
+            total = try total.map { try tangent.multiplied(by: factor, adding: $0) } ?? tangent * factor
+        }
+        return try total.map(fitted)
+    }
+}

@@ -5,7 +5,8 @@ public enum Kernels {
         switch op.family {
         case .creation: return try creation(op, attributes)
         case .unary: return try unary(op, inputs[0])
-        case .binary: return try binary(op, inputs[0], inputs[1])
+        case .binary:
+            return op == .multiplyAdd ? try multiplyAdd(inputs[0], inputs[1], inputs[2]) : try binary(op, inputs[0], inputs[1])
         case .comparison:
             return op == .select ? try select(inputs[0], inputs[1], inputs[2]) : try compare(op, inputs[0], inputs[1])
         case .reduction: return try reduction(op, attributes, inputs[0])
