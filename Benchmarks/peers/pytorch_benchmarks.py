@@ -65,6 +65,59 @@ def matmul():
     return lambda: a @ b
 
 
+def rosenbrock_workloads():
+    g = torch.Generator().manual_seed(10)
+    x = torch.rand(1_000_000, dtype=torch.float64, generator=g) * 2 - 1
+    v = torch.rand(1_000_000, dtype=torch.float64, generator=g) * 2 - 1
+
+    def rosen(x):
+        head, tail = x[:-1], x[1:]
+        a, b = tail - head * head, 1 - head
+        return (a * a * 100 + b * b).sum()
+
+    def eager_grad():
+        xx = x.detach().requires_grad_()
+        rosen(xx).backward()
+        return xx.grad
+
+    grad = torch.func.grad(rosen)
+    return {
+        "Rosenbrock 1e6 f64 gradient (eager)": eager_grad,
+        "Rosenbrock 1e6 f64 gradient (torch.func)": lambda: grad(x),
+        "Rosenbrock 1e6 f64 HVP (torch.func fwd-over-rev)": lambda: torch.func.jvp(grad, (x,), (v,))[1],
+    }
+
+
+def jacobian_workloads():
+    g = torch.Generator().manual_seed(12)
+    width, bound = 100, 0.1
+    w1, b1, w2, b2 = [(torch.rand(*s, dtype=torch.float64, generator=g) * 2 - 1) * bound
+                      for s in [(width, width), (width,), (width, width), (width,)]]
+    x = torch.rand(width, dtype=torch.float64, generator=g) * 2 - 1
+
+    def mlp(x):
+        return w2 @ torch.tanh(w1 @ x + b1) + b2
+
+    a = (torch.rand(200, 1000, dtype=torch.float64, generator=g) * 2 - 1) * 0.05
+    y = torch.rand(1000, dtype=torch.float64, generator=g) * 2 - 1
+
+    def regression(x):
+        return torch.nn.functional.softplus(a @ x).sum() + (x * x).sum() * 0.5
+
+    grad = torch.func.grad(regression)
+    identity = torch.eye(1000, dtype=torch.float64)
+
+    def hvps():
+        return torch.stack([torch.func.jvp(grad, (y,), (identity[j],))[1] for j in range(1000)], dim=1)
+
+    return {
+        "MLP 100-100-100 f64 Jacobian forward (jacfwd)": lambda: torch.func.jacfwd(mlp)(x),
+        "MLP 100-100-100 f64 Jacobian reverse (jacrev)": lambda: torch.func.jacrev(mlp)(x),
+        "Hessian 1000 params full (torch.func.hessian)": lambda: torch.func.hessian(regression)(y),
+        "Hessian 1000 params by 1000 HVPs (loop)": hvps,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -78,6 +131,8 @@ def main():
         "MLP 784-512-512-10 b256 f32 train step": median_ms(step),
         "matmul 1024³ f32": median_ms(matmul()),
     }
+    for name, fn in {**rosenbrock_workloads(), **jacobian_workloads()}.items():
+        results[name] = median_ms(fn, min_runs=3, max_seconds=3.0 if "1000 HVPs" not in name else 1.0)
     for name, ms in results.items():
         print(f"{name:45s} {ms:10.3f} ms")
     if args.json:

@@ -41,4 +41,29 @@ let benchmarks: @Sendable () -> Void = {
         }
         blackHole(c)
     }
+
+    // Forward mode and second order.
+    let rosenbrockX = try! Tensor.uniform([1_000_000], key: key.fold(in: 10), low: -1, high: 1)
+    let rosenbrockV = try! Tensor.uniform([1_000_000], key: key.fold(in: 11), low: -1, high: 1)
+    Benchmark("Rosenbrock 1e6 f64 gradient") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try gradient(at: rosenbrockX, of: Workloads.rosenbrock)) }
+    }
+    Benchmark("Rosenbrock 1e6 f64 HVP") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try hvp(at: rosenbrockX, direction: rosenbrockV, of: Workloads.rosenbrock)) }
+    }
+    let mlp = try! Workloads.SmallMLP(key: key)
+    let mlpX = try! Tensor.uniform([100], key: key.fold(in: 12), low: -1, high: 1)
+    for mode in JacobianMode.allCases {
+        Benchmark("MLP 100-100-100 f64 Jacobian \(mode.rawValue)") { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try jacobian(of: { try mlp($0) }, at: mlpX, mode: mode)) }
+        }
+    }
+    let regression = try! Workloads.SoftplusRegression(key: key)
+    let regressionX = try! Tensor.uniform([1000], key: key.fold(in: 13), low: -1, high: 1)
+    Benchmark("Hessian 1000 params full", configuration: .init(maxDuration: .seconds(10), maxIterations: 5)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try hessian(of: { try regression($0) }, at: regressionX)) }
+    }
+    Benchmark("Hessian 1000 params by 1000 HVPs", configuration: .init(maxDuration: .seconds(10), maxIterations: 5)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try Workloads.hessianByHVPs({ try regression($0) }, at: regressionX)) }
+    }
 }

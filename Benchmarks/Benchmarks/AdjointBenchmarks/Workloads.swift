@@ -62,3 +62,47 @@ enum Workloads {
         return loss
     }
 }
+
+// MARK: Forward mode and second order (issue: forward mode, Jacobians, HVPs)
+extension Workloads {
+    /// Σᵢ 100 (x_{i+1} − x_i²)² + (1 − x_i)², written with slices as in the PyTorch and JAX peers.
+    static func rosenbrock(_ x: Tensor) throws -> Tensor {
+        let n = x.shape[0]
+        let head = try x.slice(starts: [0], ends: [n - 1]), tail = try x.slice(starts: [1], ends: [n])
+        let a = try tail - head * head, b = try 1 - head
+        return try (a * a * 100 + b * b).sum()
+    }
+
+    /// A 100 → 100 two-layer tanh MLP (hidden 100, float64), for Jacobians.
+    struct SmallMLP {
+        let w1, b1, w2, b2: Tensor
+        init(key: RandomKey, width: Int = 100) throws {
+            let bound = (1.0 / Double(width)).squareRoot()
+            w1 = try Tensor.uniform([width, width], key: key.fold(in: 1), low: -bound, high: bound)
+            b1 = try Tensor.uniform([width], key: key.fold(in: 2), low: -bound, high: bound)
+            w2 = try Tensor.uniform([width, width], key: key.fold(in: 3), low: -bound, high: bound)
+            b2 = try Tensor.uniform([width], key: key.fold(in: 4), low: -bound, high: bound)
+        }
+        func callAsFunction(_ x: Tensor) throws -> Tensor {
+            let h = try (w1.matmul(x.reshaped([-1, 1])).reshaped([-1]) + b1).tanh()
+            return try w2.matmul(h.reshaped([-1, 1])).reshaped([-1]) + b2
+        }
+    }
+
+    /// A smooth 1,000-parameter function for full Hessians: Σ softplus(A x) + ½‖x‖², A 200 × 1000.
+    struct SoftplusRegression {
+        let a: Tensor
+        init(key: RandomKey) throws { a = try Tensor.uniform([200, 1000], key: key.fold(in: 5), low: -0.05, high: 0.05) }
+        func callAsFunction(_ x: Tensor) throws -> Tensor {
+            try a.matmul(x.reshaped([-1, 1])).softplus().sum() + (x * x).sum() * 0.5
+        }
+    }
+
+    /// The full Hessian assembled from one HVP per basis vector (each reruns f and its gradient).
+    static func hessianByHVPs(_ f: (Tensor) throws -> Tensor, at x: Tensor) throws -> Tensor {
+        let n = x.elementCount
+        let identity = try Tensor.arange(0, Double(n)).cast(to: .int64).oneHot(depth: n)
+        let columns = try (0..<n).map { j in try hvp(at: x, direction: identity.slice(starts: [j, 0], ends: [j + 1, n]).reshaped([n]), of: f) }
+        return try Tensor.stack(columns, axis: 1)
+    }
+}

@@ -20,12 +20,21 @@ extension Kernels {
         let pd = dst.assumingMemoryBound(to: E.self) + dstOffset
         let rows = BroadcastRows(shape: shape, operandStrides: [srcStrides, dstStrides])
         let len = rows.rowLength, ss = rows.innerStride(0), ds = rows.innerStride(1)
-        rows.forEachRow { _, o in
-            let s = ps + o[0], d = pd + o[1]
-            if ss == 1 && ds == 1 { d.update(from: s, count: len) }
-            else if ss == 0 { let v = s[0]; for i in 0..<len { d[i * ds] = v } }
-            else { for i in 0..<len { d[i * ds] = s[i * ss] } }
+        func copyRow(_ s: UnsafeMutablePointer<E>, _ d: UnsafeMutablePointer<E>, _ range: Range<Int>) {
+            if ss == 1 && ds == 1 { (d + range.lowerBound).update(from: s + range.lowerBound, count: range.count) }
+            else if ss == 0 && ds == 1 { (d + range.lowerBound).update(repeating: s[0], count: range.count) }
+            else if ss == 0 { let v = s[0]; for i in range { d[i * ds] = v } }
+            else { for i in range { d[i * ds] = s[i * ss] } }
         }
+        if rows.rowCount == 1 && !(ss == 1 && ds == 1) {
+            // One long strided row (a broadcast scalar, say): split the row itself. A contiguous
+            // row stays one memmove: glibc copies large blocks with streaming stores, while cut
+            // into chunks it falls back to `rep movsb`, which is several times slower on AMD when
+            // source and destination are misaligned relative to each other (as in a 1-D pad).
+            Parallelism.forEachRange(len) { range in copyRow(ps, pd, range) }
+            return
+        }
+        rows.forEachRow { _, o in copyRow(ps + o[0], pd + o[1], 0..<len) }
     }
 
     static func layout(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
