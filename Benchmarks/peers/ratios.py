@@ -1,4 +1,8 @@
-"""Prints Adjoint-vs-PyTorch ratios from a package-benchmark JMH export and pytorch_benchmarks.py JSON."""
+"""Prints Adjoint-vs-peer ratios from a package-benchmark JMH export, pytorch_benchmarks.py JSON and
+(optionally) jax_benchmarks.py JSON.
+
+Usage: python ratios.py adjoint.jmh.json torch.json [jax.json]
+"""
 import json, sys
 
 
@@ -19,10 +23,13 @@ def main():
     jmh, torch_json = sys.argv[1], sys.argv[2]
     adj = adjoint_medians(jmh)
     torch = json.load(open(torch_json))["median_ms"]
+    jax = json.load(open(sys.argv[3]))["median_ms"] if len(sys.argv) > 3 else {}
     for k, v in sorted(adj.items()):
-        print(f"adjoint  {k:50s} {v:10.3f} ms")
+        print(f"adjoint  {k:55s} {v:10.3f} ms")
     for k, v in torch.items():
-        print(f"pytorch  {k:50s} {v:10.3f} ms")
+        print(f"pytorch  {k:55s} {v:10.3f} ms")
+    for k, v in jax.items():
+        print(f"jax      {k:55s} {v:10.3f} ms")
 
     def find(table, prefix):
         return next(v for k, v in table.items() if k.startswith(prefix))
@@ -34,6 +41,22 @@ def main():
     print()
     print(f"scalar chain: {chain_a / 40_000 * 1e3:.3f} µs/op (target ≤ 0.5); PyTorch {chain_t / 40_000 * 1e3:.3f} µs/op")
     print(f"MLP step: Adjoint/PyTorch = {step / t_step:.3f} (target ≤ 1.05); (backward+update)/forward = {(step - fwd) / fwd:.2f} (target ≤ 3)")
+    if any(k.startswith("Rosenbrock") for k in adj):
+        g, h = find(adj, "Rosenbrock 1e6 f64 gradient"), find(adj, "Rosenbrock 1e6 f64 HVP")
+        tg, th = find(torch, "Rosenbrock 1e6 f64 gradient (eager)"), find(torch, "Rosenbrock 1e6 f64 HVP")
+        tfg = find(torch, "Rosenbrock 1e6 f64 gradient (torch.func)")
+        line = (f"Rosenbrock 1e6: HVP/gradient = {h / g:.2f} (target ≤ 2.5); PyTorch {th / tfg:.2f} (torch.func), "
+                f"{th / tg:.2f} (vs eager gradient)")
+        if jax:
+            line += f"; JAX {find(jax, 'Rosenbrock 1e6 f64 HVP') / find(jax, 'Rosenbrock 1e6 f64 gradient'):.2f}"
+        print(line)
+        print(f"Rosenbrock 1e6 gradient: Adjoint/PyTorch eager = {g / tg:.2f} (target ≤ 1)")
+        full, loop = find(adj, "Hessian 1000 params full"), find(adj, "Hessian 1000 params by 1000 HVPs")
+        print(f"Hessian 1000 params: full {full:.1f} ms vs 1000 HVPs {loop:.1f} ms ({loop / full:.1f}× slower); "
+              f"PyTorch {find(torch, 'Hessian 1000 params full'):.1f} / {find(torch, 'Hessian 1000 params by'):.1f} ms"
+              + (f"; JAX {find(jax, 'Hessian 1000 params full'):.1f} / {find(jax, 'Hessian 1000 params by'):.1f} ms" if jax else ""))
+        print(f"MLP 100-100-100 Jacobian: forward {find(adj, 'MLP 100-100-100 f64 Jacobian forward'):.3f} ms, "
+              f"reverse {find(adj, 'MLP 100-100-100 f64 Jacobian reverse'):.3f} ms, automatic {find(adj, 'MLP 100-100-100 f64 Jacobian automatic'):.3f} ms")
     print(f"matmul 1024³: dispatch reaches {raw / mm * 100:.1f}% of raw OpenBLAS (target ≥ 90%); {2 * 1024**3 / (mm * 1e-3) / 1e9:.1f} GFLOP/s")
 
 
