@@ -115,6 +115,9 @@ public struct VJPContext: DerivativeContext {
     public var output: Tensor { source.output }
     /// Whether input `i` needs a gradient (some level tracks it).
     public func needsGradient(_ i: Int) -> Bool { node.inputs[i].id >= 0 }
+    /// Whether inputs `i` and `j` are the same tracked value (as in `x * x`), so one cotangent can
+    /// serve both.
+    public func isSameValue(_ i: Int, _ j: Int) -> Bool { node.inputs[i].id >= 0 && node.inputs[i].id == node.inputs[j].id }
 }
 
 /// What a JVP sees: the primal values it declared, the attributes and the tangent of every input

@@ -56,6 +56,7 @@ extension OpSpec {
                     OpSpec(op, label, [u(.fixed(a), left), InputSpec(.fixed(b), right)]) { try f($0[0], $0[1]) }
                 }
         } + [
+            OpSpec(.mul, "squared operand x·x", [u(anyShape, -2...2)]) { try $0[0] * $0[0] },
             OpSpec(.multiplyAdd, "random shape", [u(anyShape, -2...2), u(.like(0), -2...2), u(.like(0), -2...2)]) {
                 try $0[0].multiplied(by: $0[1], adding: $0[2])
             },

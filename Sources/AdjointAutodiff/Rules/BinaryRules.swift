@@ -15,7 +15,9 @@ extension DerivativeRules {
                                    })
         case .mul:
             return .differentiable(saving: ab, vjp: { c in
-                [try c.unbroadcast(c.cotangent * c.input(1), to: 0), try c.unbroadcast(c.cotangent * c.input(0), to: 1)]
+                // x·x: one product and a doubling instead of two products and their sum.
+                if c.isSameValue(0, 1) { return [try c.unbroadcast(c.cotangent * c.input(0) * 2, to: 0), nil] }
+                return [try c.unbroadcast(c.cotangent * c.input(1), to: 0), try c.unbroadcast(c.cotangent * c.input(0), to: 1)]
             }, jvp: { c in
                 try c.productRule([(c.tangent(0), c.input(1)), (c.tangent(1), c.input(0))])
             })
