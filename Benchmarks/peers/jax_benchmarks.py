@@ -4,17 +4,8 @@ Usage: python jax_benchmarks.py [--threads 2] [--json out.json]
 Prints the median time of each workload in milliseconds (compilation excluded: each function is
 called once before timing).
 """
-import argparse, json, os, statistics, sys, time
-
-
-def median_ms(fn, *, min_runs=3, max_seconds=3.0):
-    fn()  # compile and warm up
-    times, start = [], time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < max_seconds and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+import argparse, os, sys
+from timing import median_ms, report
 
 
 def main():
@@ -74,11 +65,7 @@ def main():
         "Hessian 1000 params by 1000 HVPs (jit hvp, loop)": hvps,
     }
     results = {name: median_ms(fn, max_seconds=1.0 if "1000 HVPs" in name else 3.0) for name, fn in results.items()}
-    for name, ms in results.items():
-        print(f"{name:55s} {ms:10.3f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"jax": jax.__version__, "threads": args.threads, "median_ms": results}, f, indent=2)
+    report(results, library="jax", version=jax.__version__, threads=args.threads, json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,9 @@
 Usage: python pytorch_benchmarks.py [--threads 2] [--json out.json]
 Prints the median time of each workload in milliseconds.
 """
-import argparse, json, statistics, time
+import argparse
 import torch
-
-
-def median_ms(fn, *, min_runs=5, max_seconds=3.0):
-    fn()  # warm-up
-    times, start = [], time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < max_seconds and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+from timing import median_ms, report
 
 
 def scalar_chain():
@@ -126,18 +117,14 @@ def main():
     torch.set_num_threads(args.threads)
     forward, step = mlp()
     results = {
-        "scalar chain 2×20000 f64 fwd+bwd": median_ms(scalar_chain),
-        "MLP 784-512-512-10 b256 f32 forward": median_ms(forward),
-        "MLP 784-512-512-10 b256 f32 train step": median_ms(step),
-        "matmul 1024³ f32": median_ms(matmul()),
+        "scalar chain 2×20000 f64 fwd+bwd": median_ms(scalar_chain, min_runs=5),
+        "MLP 784-512-512-10 b256 f32 forward": median_ms(forward, min_runs=5),
+        "MLP 784-512-512-10 b256 f32 train step": median_ms(step, min_runs=5),
+        "matmul 1024³ f32": median_ms(matmul(), min_runs=5),
     }
     for name, fn in {**rosenbrock_workloads(), **jacobian_workloads()}.items():
         results[name] = median_ms(fn, min_runs=3, max_seconds=3.0 if "1000 HVPs" not in name else 1.0)
-    for name, ms in results.items():
-        print(f"{name:45s} {ms:10.3f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": args.threads, "median_ms": results}, f, indent=2)
+    report(results, library="torch", version=torch.__version__, threads=args.threads, json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -40,19 +40,11 @@ public func jvp<P: ParameterCollection, R: ParameterCollection>(
 public func linearize<P: ParameterCollection, R: ParameterCollection>(
     at x: P, of f: (P) throws -> R
 ) throws -> (value: R, differential: Differential<P, R>) {
-    let (tape, y) = try record(x, f)
-    let outputs = y.tensors
-    let value = y.mapTensors { t in
-        var t = t
-        t.traceTags.remove(level: tape.levelID)
-        return t
-    }
+    let recording = try Recording(x, f)
     let differential = Differential<P, R>(
-        tape: tape, argumentTypes: x.tensors.map { $0.valueType },
-        template: y.mapTensors { Tensor(uninitialized: [0], dtype: $0.dtype) },
-        outputIDs: outputs.map { $0.traceTags.id(at: tape.levelID) },
-        outputTypes: outputs.map { $0.valueType })
-    return (value, differential)
+        tape: recording.tape, argumentTypes: x.tensors.map(\.valueType), template: structure(of: recording.value),
+        outputIDs: recording.outputIDs, outputTypes: recording.outputTypes)
+    return (recording.value, differential)
 }
 
 /// The linear map `v ↦ J_f(x)·v` of a function at a point (from ``linearize(at:of:)``).

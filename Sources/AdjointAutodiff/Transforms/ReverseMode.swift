@@ -63,20 +63,39 @@ public func gradient<A: ParameterCollection, B: ParameterCollection, C: Paramete
 /// The pullback can be called any number of times (the tape is kept until ``Pullback/release()``
 /// or until the pullback is freed).
 public func vjp<P: ParameterCollection, R: ParameterCollection>(at x: P, of f: (P) throws -> R) throws -> (value: R, pullback: Pullback<P, R>) {
-    let (tape, y) = try record(x, f)
-    let outputs = y.tensors
-    let value = y.mapTensors { t in
-        var t = t
-        t.traceTags.remove(level: tape.levelID)
-        return t
-    }
+    let recording = try Recording(x, f)
     // The template keeps only the argument's structure: holding its tensors would keep their
     // copy-on-write boxes shared and hide in-place writes from the tape's version checks.
-    let template = x.mapTensors { Tensor(uninitialized: [0], dtype: $0.dtype) }
-    let pullback = Pullback<P, R>(tape: tape, template: template,
-                                  outputIDs: outputs.map { $0.traceTags.id(at: tape.levelID) },
-                                  outputTypes: outputs.map { $0.valueType })
-    return (value, pullback)
+    let pullback = Pullback<P, R>(tape: recording.tape, template: structure(of: x),
+                                  outputIDs: recording.outputIDs, outputTypes: recording.outputTypes)
+    return (recording.value, pullback)
+}
+
+/// `f(x)` recorded on a tape that outlives the call: the result without the tape's tags, and the
+/// ids and types of its tensors on the tape.
+struct Recording<R: ParameterCollection> {
+    let tape: Tape
+    let value: R
+    let outputIDs: [Int32?]
+    let outputTypes: [ValueType]
+
+    init<P: ParameterCollection>(_ x: P, _ f: (P) throws -> R) throws {
+        let (tape, y) = try record(x, f)
+        let outputs = y.tensors
+        self.tape = tape
+        value = y.mapTensors { t in
+            var t = t
+            t.traceTags.remove(level: tape.levelID)
+            return t
+        }
+        outputIDs = outputs.map { $0.traceTags.id(at: tape.levelID) }
+        outputTypes = outputs.map(\.valueType)
+    }
+}
+
+/// `x`'s structure with empty tensors: enough to rebuild a value of its type, holding no data.
+func structure<P: ParameterCollection>(of x: P) -> P {
+    x.mapTensors { Tensor(uninitialized: [0], dtype: $0.dtype) }
 }
 
 /// `x` with every interpreter's tracking removed: a constant to differentiation.
