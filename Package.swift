@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "AdjointIR", targets: ["AdjointIR"]),
         .library(name: "AdjointTensor", targets: ["AdjointTensor"]),
         .library(name: "AdjointAutodiff", targets: ["AdjointAutodiff"]),
+        .library(name: "AdjointTraining", targets: ["AdjointTraining"]),
         .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
         .executable(name: "adjoint", targets: ["adjoint"]),
     ],
@@ -28,7 +29,8 @@ let package = Package(
             ]
         ),
         .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor"]),
-        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff"]),
+        .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
+        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointTraining"]),
         .target(
             name: "AdjointCLI",
             dependencies: [
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointAutodiffTests", dependencies: ["AdjointAutodiff", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointTestSupport"], exclude: ["Snapshots"]),
     ],
     swiftLanguageModes: [.v5]

@@ -2,3 +2,4 @@
 @_exported import AdjointIR
 @_exported import AdjointTensor
 @_exported import AdjointAutodiff
+@_exported import AdjointTraining
