@@ -19,6 +19,13 @@ public final class Tape: InterpreterLevel {
         var outputID: Int32
         var outputType: ValueType
         var savedOutput: SavedTensor?
+
+        /// Throws if an in-place write touched a value this node saved (checked before its rule
+        /// runs, so the first modified value is the one reported).
+        func verifySaved(index: Int) throws {
+            for (i, input) in inputs.enumerated() { try input.saved?.verify(op: op, node: index, input: i) }
+            try savedOutput?.verify(op: op, node: index, input: -1)
+        }
     }
 
     public let levelID = InterpreterStack.makeLevelID()
@@ -92,9 +99,7 @@ public final class Tape: InterpreterLevel {
                 }
                 continue
             }
-            // Check every saved value before the rule runs, so the first modified one is reported.
-            for (i, input) in nodes[index].inputs.enumerated() { try input.saved?.verify(op: op, node: index, input: i) }
-            try nodes[index].savedOutput?.verify(op: op, node: index, input: -1)
+            try nodes[index].verifySaved(index: index)
             let grads = try vjp(VJPContext(node: nodes[index], cotangent: g))
             let inputs = nodes[index].inputs
             for i in 0..<Swift.min(inputs.count, grads.count) where inputs[i].id >= 0 {
@@ -129,8 +134,7 @@ public final class Tape: InterpreterLevel {
                 }
                 continue
             }
-            for (i, input) in node.inputs.enumerated() { try input.saved?.verify(op: node.op, node: index, input: i) }
-            try node.savedOutput?.verify(op: node.op, node: index, input: -1)
+            try node.verifySaved(index: index)
             guard let tangent = try jvp(JVPContext(source: .node(node), tangents: inputTangents)) else { continue }
             try DerivativeRules.check(tangent, of: node.op, input: -1, against: node.outputType)
             tangents[Int(node.outputID)] = tangent
