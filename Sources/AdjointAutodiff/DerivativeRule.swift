@@ -224,6 +224,13 @@ public struct DerivativeRule {
         })
     }
 
+    /// Throws ``AutodiffError/derivativeNotImplemented(op:node:reason:)`` when a derivative reaches
+    /// an operator whose rule is not implemented (`node` -1 in forward mode); a non-differentiable
+    /// operator simply stops the derivative.
+    func requireImplemented(_ op: OpCode, node: Int) throws {
+        if case let .notImplemented(why) = status { throw AutodiffError.derivativeNotImplemented(op: op, node: node, reason: why) }
+    }
+
     public static func nonDifferentiable(_ why: String) -> DerivativeRule {
         DerivativeRule(status: .nonDifferentiable(why), saves: .nothing, vjp: nil, jvp: nil)
     }

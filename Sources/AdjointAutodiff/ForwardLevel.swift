@@ -74,12 +74,7 @@ public final class ForwardLevel: InterpreterLevel {
         }
         guard !boxes.isEmpty, call.output.dtype.isFloatingPoint else { return }
         let rule = DerivativeRules.rule(for: call.op)
-        guard let jvp = rule.jvp else {
-            if case let .notImplemented(why) = rule.status {
-                throw AutodiffError.derivativeNotImplemented(op: call.op, node: -1, reason: why)
-            }
-            return
-        }
+        guard let jvp = rule.jvp else { try rule.requireImplemented(call.op, node: -1); return }
         if depth >= Self.maxPendingDepth {
             for b in boxes { _ = try b?.resolve() }
             depth = 0

@@ -93,12 +93,7 @@ public final class Tape: InterpreterLevel {
             cotangents[outputID] = nil
             let op = nodes[index].op
             let rule = DerivativeRules.rule(for: op)
-            guard let vjp = rule.vjp else {
-                if case let .notImplemented(why) = rule.status {
-                    throw AutodiffError.derivativeNotImplemented(op: op, node: index, reason: why)
-                }
-                continue
-            }
+            guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
             try nodes[index].verifySaved(index: index)
             let grads = try vjp(VJPContext(node: nodes[index], cotangent: g))
             let inputs = nodes[index].inputs
@@ -128,12 +123,7 @@ public final class Tape: InterpreterLevel {
             }
             guard any else { continue }
             let rule = DerivativeRules.rule(for: node.op)
-            guard let jvp = rule.jvp else {
-                if case let .notImplemented(why) = rule.status {
-                    throw AutodiffError.derivativeNotImplemented(op: node.op, node: index, reason: why)
-                }
-                continue
-            }
+            guard let jvp = rule.jvp else { try rule.requireImplemented(node.op, node: index); continue }
             try node.verifySaved(index: index)
             guard let tangent = try jvp(JVPContext(source: .node(node), tangents: inputTangents)) else { continue }
             try DerivativeRules.check(tangent, of: node.op, input: -1, against: node.outputType)

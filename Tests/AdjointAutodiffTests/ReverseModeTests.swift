@@ -1,4 +1,5 @@
 import Adjoint
+@testable import AdjointAutodiff
 import AdjointTestSupport
 import Foundation
 import Testing
@@ -235,6 +236,25 @@ struct RuleCoverageTests {
             }
         }
         #expect(DerivativeRules.statusTable.count == OpCode.allCases.count)
+    }
+
+    @Test("a rule producing a derivative of the wrong shape or dtype is reported, naming operator and input")
+    func wrongDerivativeType() throws {
+        let type = ValueType(dtype: .float64, shape: [2, 3])
+        #expect(throws: AutodiffError.ruleProducedWrongShape(op: .exp, input: 0, expected: [2, 3], got: [3])) {
+            try DerivativeRules.check(Tensor.zeros([3]), of: .exp, input: 0, against: type)
+        }
+        #expect(throws: AutodiffError.ruleProducedWrongDType(op: .exp, input: -1, expected: .float64, got: .float32)) {
+            try DerivativeRules.check(Tensor.zeros([2, 3], dtype: .float32), of: .exp, input: -1, against: type)
+        }
+        try DerivativeRules.check(Tensor.zeros([2, 3]), of: .exp, input: 0, against: type)
+        let message = AutodiffError.ruleProducedWrongDType(op: .exp, input: -1, expected: .float64, got: .float32).description
+        #expect(message.contains("elementwise.exp") && message.contains("output tangent"))
+        #expect(throws: AutodiffError.derivativeNotImplemented(op: .exp, node: -1, reason: "example")) {
+            try DerivativeRule.notImplemented("example").requireImplemented(.exp, node: -1)
+        }
+        #expect(AutodiffError.derivativeNotImplemented(op: .exp, node: -1, reason: "r").description.contains("forward mode"))
+        try DerivativeRule.nonDifferentiable("boolean").requireImplemented(.equal, node: 3)
     }
 
     @Test("a cotangent reaching a not-implemented rule is an error, never a silent zero")

@@ -77,7 +77,11 @@ struct SafeTensorsTests {
         #expect(throws: PersistenceError.self) {   // overlap
             try SafeTensors.decode(file(#"{"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"y":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#, data: 8), path: "f")
         }
-        #expect(throws: PersistenceError.self) { try SafeTensors.read("/nonexistent/dir/model.safetensors") }
+        #expect(throws: PersistenceError.io(path: "/nonexistent/dir/model.safetensors", operation: "open", errno: ENOENT,
+                                            message: String(cString: strerror(ENOENT)))) {
+            try SafeTensors.read("/nonexistent/dir/model.safetensors")
+        }
+        #expect(throws: PersistenceError.self) { try SafeTensors.read(FileManager.default.temporaryDirectory.path) }   // a directory
         #expect(throws: PersistenceError.self) { try SafeTensors.write(["a": Tensor(1.0)], to: "/nonexistent/dir/model.safetensors") }
     }
 

@@ -8,7 +8,7 @@ public enum GradcheckMode: String, Sendable, CaseIterable {
 }
 
 /// One comparison made by ``gradcheck(_:at:differentiable:mode:order:step:tolerance:key:)``.
-public enum GradcheckCheck: String, Sendable, CaseIterable, Comparable {
+public enum GradcheckCheck: String, Sendable, CaseIterable {
     /// Reverse mode: `∇ Σ w⊙f(x)` against central differences, element by element.
     case reverse = "rev"
     /// Forward mode: `J·v` (live forward level) against `(f(x+hv) − f(x−hv)) / 2h`.
@@ -31,10 +31,6 @@ public enum GradcheckCheck: String, Sendable, CaseIterable, Comparable {
         case (.forward, _): return [.hvpForwardOverReverse]
         case (.both, _): return [.hvpForwardOverReverse, .hvpReverseOverReverse]
         }
-    }
-
-    public static func < (a: Self, b: Self) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
 }
 

@@ -58,10 +58,20 @@ public enum AtomicFile {
 
     /// The whole file.
     public static func read(_ path: String) throws -> [UInt8] {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw PersistenceError.io(path: path, operation: "open", errno: ENOENT, message: "cannot open for reading")
+        func fail(_ operation: String) -> PersistenceError {
+            let code = errno
+            return .io(path: path, operation: operation, errno: code, message: String(cString: strerror(code)))
         }
-        defer { try? handle.close() }
-        return [UInt8](try handle.readToEnd() ?? Data())
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("open") }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw fail("read") }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+        }
     }
 }
