@@ -53,8 +53,9 @@ public struct GradcheckCommand: ParsableCommand {
         var rows: [Row] = []
         for spec in specs {
             let name = perCase ? spec.description : spec.op.rawValue
-            if rows.last?.name != name { rows.append(Row(name: name)) }
-            var row = rows.removeLast()
+            // One row per operator even when its cases are not adjacent in the table.
+            let index = rows.firstIndex { $0.name == name } ?? { rows.append(Row(name: name)); return rows.count - 1 }()
+            var row = rows[index]
             row.cases += 1
             row.tolerance = Swift.max(row.tolerance, spec.tolerance)
             do {
@@ -68,7 +69,7 @@ public struct GradcheckCommand: ParsableCommand {
                 for check in checks { row.worst[check] = .infinity }
                 row.failures.append("\(spec.label): \(error)")
             }
-            rows.append(row)
+            rows[index] = row
         }
         let table = TextTable.render(
             header: ["operator", "cases"] + checks.map(\.rawValue) + ["tolerance", "result"],

@@ -43,6 +43,10 @@ struct CLITests {
                 == ["operator", "cases", "rev", "fwd", "fwd=rev", "tolerance", "result"])
         #expect(report.text.hasSuffix("all passed"))
         #expect(Set(OpSpec.table.map(\.op)).allSatisfy { report.text.contains($0.rawValue) })
+        // One row per operator, even for cases that are not adjacent in the table (binary.mul's x·x).
+        for op in Set(OpSpec.table.map(\.op)) {
+            #expect(report.text.split(separator: "\n").filter { $0.hasPrefix(op.rawValue + " ") }.count == 1, "\(op.rawValue)")
+        }
         // A case whose "rule" is wrong: x·stop(x) is checked as if it were x², so it must fail.
         let wrong = OpSpec(.mul, "deliberately wrong", [InputSpec(.fixed([3]), .uniform(1...2))]) { xs in
             try xs[0] * withoutDerivative(at: xs[0])
