@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "AdjointIR", targets: ["AdjointIR"]),
         .library(name: "AdjointTensor", targets: ["AdjointTensor"]),
         .library(name: "AdjointAutodiff", targets: ["AdjointAutodiff"]),
+        .library(name: "AdjointStateful", targets: ["AdjointStateful"]),
         .library(name: "AdjointTraining", targets: ["AdjointTraining"]),
         .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
         .executable(name: "adjoint", targets: ["adjoint"]),
@@ -29,8 +30,9 @@ let package = Package(
             ]
         ),
         .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor"]),
+        .target(name: "AdjointStateful", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
-        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointTraining"]),
+        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointStateful", "AdjointTraining"]),
         .target(
             name: "AdjointCLI",
             dependencies: [
@@ -52,6 +54,7 @@ let package = Package(
         .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointAutodiffTests", dependencies: ["AdjointAutodiff", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointStatefulTests", dependencies: ["AdjointStateful", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointTestSupport"], exclude: ["Snapshots"]),
     ],

@@ -2,4 +2,5 @@
 @_exported import AdjointIR
 @_exported import AdjointTensor
 @_exported import AdjointAutodiff
+@_exported import AdjointStateful
 @_exported import AdjointTraining

@@ -1,4 +1,4 @@
-import Adjoint
+import AdjointTensor
 import AdjointTestSupport
 import Foundation
 import Testing

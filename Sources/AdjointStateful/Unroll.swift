@@ -1,0 +1,257 @@
+import AdjointTensor
+import Foundation
+
+/// The result of ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``.
+public struct UnrollResult<Step: StepFunction> {
+    /// `L = Σ_t ℓ(s[t+1], y[t]) + ℓ_T(s[T])`.
+    public var loss: Double
+    /// `∂L/∂θ`.
+    public var parameterGradient: Step.ParameterGradient
+    /// `∂L/∂s[0]` (for a truncated schedule, through the first window only).
+    public var initialStateGradient: Step.StateCotangent
+    /// `s[T]`.
+    public var finalState: Step.State
+    /// What the schedule did.
+    public var report: UnrollReport
+}
+
+/// Settings of an unroll that do not change its result.
+public struct UnrollOptions {
+    /// Hash every state when first computed and compare each recomputation with it, throwing
+    /// ``ReplayDivergence`` on a mismatch. Costs one pass over each state per evaluation and 8
+    /// bytes per step; turn off for speed once a step is known to be deterministic.
+    public var verifyReplay = true
+    /// Where a multi-tier schedule writes its disk snapshots (a fresh temporary directory, removed
+    /// afterwards, when `nil`).
+    public var snapshotDirectory: String?
+    /// Called after each step evaluation with the evaluations done and the total the schedule will
+    /// run (for progress bars).
+    public var progress: ((_ done: Int, _ total: Int) -> Void)?
+
+    public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil) {
+        self.verifyReplay = verifyReplay
+        self.snapshotDirectory = snapshotDirectory
+        self.progress = progress
+    }
+}
+
+/// Differentiates a loss over the trajectory `s[t+1] = F(s[t], x[t]; θ)`, `t = 0..<steps`, in the
+/// memory the schedule allows.
+///
+/// Returns `L = Σ_t ℓ(s[t+1], y[t]) + ℓ_T(s[T])`, `∂L/∂θ`, `∂L/∂s[0]`, `s[T]` and a report. Every
+/// schedule except a truncated one gives the same gradient as ``CheckpointSchedule/storeAll``,
+/// bitwise for a deterministic step: each step is recorded exactly once and the pullbacks run
+/// last step first, so sums happen in one order whatever the schedule.
+///
+/// - Parameters:
+///   - inputs: `x[t]` for `t = 0..<steps`; read again when a step is recomputed, so it must
+///     return the same input each time (an event log, an array, a pure function of `t`).
+/// - Throws: ``UnrollError`` for bad arguments, ``ReplayDivergence`` when a recomputed state
+///   differs from the original, and whatever the step or loss throws.
+public func unroll<Step: StepFunction>(
+    _ step: Step, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
+    schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions(),
+    inputs: @escaping (Int) throws -> Step.Input
+) throws -> UnrollResult<Step> {
+    let total = options.progress == nil ? 0 : try schedule.cost(steps: steps).evaluations
+    let executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: steps, loss: loss,
+                                      schedule: schedule, options: options, inputs: inputs, plannedEvaluations: total)
+    defer { executor.removeSnapshotFiles() }
+    try schedule.forEachAction(steps: steps) { try executor.perform($0) }
+    return try executor.result()
+}
+
+/// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` over the inputs of an array
+/// (at least `steps` of them).
+public func unroll<Step: StepFunction>(
+    _ step: Step, from initial: Step.State, parameters: Step.Parameters, inputs: [Step.Input], steps: Int? = nil,
+    loss: Step.Loss, schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions()
+) throws -> UnrollResult<Step> {
+    let horizon = steps ?? inputs.count
+    guard inputs.count >= horizon else { throw UnrollError.missingInput(step: inputs.count, available: inputs.count) }
+    return try unroll(step, from: initial, parameters: parameters, steps: horizon, loss: loss, schedule: schedule,
+                      options: options) { inputs[$0] }
+}
+
+/// Runs a schedule's actions against a step.
+final class UnrollExecutor<Step: StepFunction> {
+    let step: Step
+    let parameters: Step.Parameters
+    let steps: Int
+    let loss: Step.Loss
+    let inputs: (Int) throws -> Step.Input
+    let options: UnrollOptions
+    let template: Step.State
+    let diskSlots: Int
+    let plannedEvaluations: Int
+
+    /// The current state and the step it is at (`nil` after its snapshot was consumed).
+    var current: Step.State?
+    var currentStep = 0
+    var memorySnapshots: [Int: Step.State] = [:]
+    var diskSnapshots: [Int: String] = [:]
+    var snapshotBytes: [Int: Int] = [:]
+    var liveSnapshotBytes = 0
+    var recorded: [Int: RecordedStep<Step>] = [:]
+    var cotangent: Step.StateCotangent?
+    var initialCotangent: Step.StateCotangent?
+    var gradient: Step.ParameterGradient?
+    var lossValue = 0.0
+    var finalState: Step.State?
+    /// The hash of each `s[k]` the first time it was computed; 0 means not yet.
+    var hashes: [UInt64]
+    var report = UnrollReport()
+    var directory: String?
+    var ownsDirectory = false
+    var evaluations = 0
+
+    init(_ step: Step, initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
+         schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input,
+         plannedEvaluations: Int) throws {
+        try schedule.validate()
+        guard steps >= 1 else { throw UnrollError.invalidSteps(steps) }
+        self.step = step
+        self.parameters = parameters
+        self.steps = steps
+        self.loss = loss
+        self.inputs = inputs
+        self.options = options
+        self.plannedEvaluations = plannedEvaluations
+        template = initial
+        current = initial
+        if case let .multiTier(_, disk) = schedule { diskSlots = disk } else { diskSlots = 0 }
+        hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps + 1) : []
+        report.steps = steps
+        report.schedule = schedule.description
+        try check(initial, at: 0)
+    }
+
+    func perform(_ action: CheckpointAction) throws {
+        switch action {
+        case let .advance(to):
+            var state = try currentState(for: action)
+            for k in currentStep..<to {
+                state = try step.step(state, input: try input(k), parameters: parameters)
+                report.forwardSteps += 1
+                try check(state, at: k + 1)
+                tick()
+            }
+            current = state
+            currentStep = to
+        case let .store(k):
+            precondition(currentStep == k, "store \(k) with the current state at \(currentStep)")
+            try store(try currentState(for: action), at: k)
+        case let .restore(k):
+            if currentStep == k, current != nil { return }
+            current = try snapshot(k)
+            currentStep = k
+        case let .free(k):
+            if memorySnapshots.removeValue(forKey: k) == nil, let path = diskSnapshots.removeValue(forKey: k) {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+            liveSnapshotBytes -= snapshotBytes.removeValue(forKey: k) ?? 0
+        case let .record(k):
+            precondition(currentStep == k, "record \(k) with the current state at \(currentStep)")
+            let taken = try step.recordStep(try currentState(for: action), input: try input(k), parameters: parameters, loss: loss)
+            report.recordedSteps += 1
+            try check(taken.next, at: k + 1)
+            tick()
+            if k == steps - 1 { finalState = taken.next }
+            recorded[k] = taken
+            report.peakRecordedSteps = max(report.peakRecordedSteps, recorded.count)
+            current = taken.next
+            currentStep = k + 1
+        case let .pullback(k):
+            guard let taken = recorded.removeValue(forKey: k) else { preconditionFailure("pullback \(k) before record \(k)") }
+            if k == steps - 1, let (value, seed) = try step.finalLoss(taken.next, loss: loss) {
+                lossValue += value
+                cotangent = seed
+            }
+            lossValue += taken.loss
+            let (stateCotangent, parameterGradient) = try taken.pullback(cotangent)
+            try step.accumulate(parameterGradient, into: &gradient)
+            cotangent = stateCotangent
+            if k == 0 { initialCotangent = stateCotangent }
+        case .truncate:
+            cotangent = nil
+        }
+    }
+
+    func result() throws -> UnrollResult<Step> {
+        guard let gradient, let initialCotangent, let finalState else {
+            preconditionFailure("the schedule ended before reversing every step")
+        }
+        return UnrollResult(loss: lossValue, parameterGradient: gradient, initialStateGradient: initialCotangent,
+                            finalState: finalState, report: report)
+    }
+
+    func input(_ k: Int) throws -> Step.Input { try inputs(k) }
+
+    func currentState(for action: CheckpointAction) throws -> Step.State {
+        guard let current else { preconditionFailure("'\(action)' with no current state") }
+        return current
+    }
+
+    /// Records or compares the hash of `s[k]`.
+    func check(_ state: Step.State, at k: Int) throws {
+        guard options.verifyReplay else { return }
+        var h = step.hash(state).value
+        if h == 0 { h = 1 }
+        if hashes[k] == 0 {
+            hashes[k] = h
+            return
+        }
+        report.replayChecks += 1
+        guard hashes[k] == h else {
+            throw ReplayDivergence(step: k, original: StateHash(hashes[k]), recomputed: StateHash(h))
+        }
+    }
+
+    func tick() {
+        evaluations += 1
+        options.progress?(evaluations, plannedEvaluations)
+    }
+
+    func store(_ state: Step.State, at k: Int) throws {
+        let bytes = step.byteCount(of: state)
+        if memorySnapshots.count + diskSnapshots.count < diskSlots {
+            let path = try snapshotDirectory() + "/s\(k).snapshot"
+            try AtomicFile.write(try step.serialize(state), to: path)
+            diskSnapshots[k] = path
+            report.diskWrites += 1
+        } else {
+            memorySnapshots[k] = step.copy(state)
+        }
+        snapshotBytes[k] = bytes
+        liveSnapshotBytes += bytes
+        report.peakSnapshots = max(report.peakSnapshots, memorySnapshots.count + diskSnapshots.count)
+        report.peakSnapshotBytes = max(report.peakSnapshotBytes, liveSnapshotBytes)
+    }
+
+    func snapshot(_ k: Int) throws -> Step.State {
+        if let state = memorySnapshots[k] { return step.copy(state) }
+        guard let path = diskSnapshots[k] else { preconditionFailure("restore \(k): no snapshot of s[\(k)]") }
+        report.diskReads += 1
+        return try step.deserialize(try AtomicFile.read(path), like: template)
+    }
+
+    func snapshotDirectory() throws -> String {
+        if let directory { return directory }
+        let path = options.snapshotDirectory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-snapshots-\(UUID().uuidString)").path
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw PersistenceError.io(path: path, operation: "create directory", errno: 0, message: "\(error)")
+        }
+        ownsDirectory = options.snapshotDirectory == nil
+        directory = path
+        return path
+    }
+
+    func removeSnapshotFiles() {
+        for path in diskSnapshots.values { try? FileManager.default.removeItem(atPath: path) }
+        diskSnapshots.removeAll()
+        if ownsDirectory, let directory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+}

@@ -1,0 +1,44 @@
+import AdjointTensor
+
+/// A recomputed state differs from the one the original run produced: the step is not
+/// deterministic (a data race, an unseeded random draw, reading the clock…), so gradients from
+/// recomputation would be of a different trajectory.
+public struct ReplayDivergence: Error, Equatable, CustomStringConvertible {
+    /// The index `k` of the state `s[k]` whose hashes differ.
+    public var step: Int
+    /// The hash of `s[k]` from the first time it was computed.
+    public var original: StateHash
+    /// The hash of `s[k]` recomputed.
+    public var recomputed: StateHash
+
+    public var description: String {
+        "replay diverged at state s[\(step)]: original hash \(original), recomputed \(recomputed); the step is not deterministic"
+    }
+}
+
+/// Bad arguments to an unroll, and failures of its snapshot files.
+public enum UnrollError: Error, Equatable, CustomStringConvertible {
+    /// The schedule cannot work (its text and why).
+    case invalidSchedule(String, reason: String)
+    /// The horizon must be at least one step.
+    case invalidSteps(Int)
+    /// The inputs end before the horizon does.
+    case missingInput(step: Int, available: Int)
+    /// The loss has neither a per-step nor a final term.
+    case emptyLoss
+    /// A schedule asked for a state no snapshot holds (a bug in a hand-written action list).
+    case missingSnapshot(step: Int, action: String)
+    /// A snapshot file could not be written or read back.
+    case snapshotFile(path: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidSchedule(text, reason): return "invalid schedule '\(text)': \(reason)"
+        case let .invalidSteps(n): return "an unroll needs at least 1 step, got \(n)"
+        case let .missingInput(step, available): return "no input for step \(step): the inputs hold \(available)"
+        case .emptyLoss: return "the loss has neither a per-step nor a final-state term"
+        case let .missingSnapshot(step, action): return "'\(action)' needs s[\(step)], which no snapshot or current state holds"
+        case let .snapshotFile(path, detail): return "snapshot file \(path): \(detail)"
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+
+/// What an unroll did: how much it ran, how much it kept, how much it checked.
+public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
+    /// The horizon `T`.
+    public var steps = 0
+    /// The schedule, in its text form.
+    public var schedule = ""
+    /// Steps run without recording (the forward sweep and recomputation).
+    public var forwardSteps = 0
+    /// Steps run with a pullback (each step exactly once).
+    public var recordedSteps = 0
+    /// Step evaluations beyond the first of each step: `forwardSteps + recordedSteps − steps`.
+    public var recomputations: Int { forwardSteps + recordedSteps - steps }
+    /// The most snapshots held at once (in memory and on disk).
+    public var peakSnapshots = 0
+    /// The most bytes snapshots held at once (in memory and on disk).
+    public var peakSnapshotBytes = 0
+    /// The most recorded steps (pullbacks) held at once.
+    public var peakRecordedSteps = 0
+    /// Snapshot files written and read (multi-tier schedules).
+    public var diskWrites = 0
+    public var diskReads = 0
+    /// Recomputed states whose hash was compared with the original run's.
+    public var replayChecks = 0
+
+    public init() {}
+
+    public var description: String {
+        var lines = [
+            "schedule            \(schedule)",
+            "steps               \(steps)",
+            "forward steps       \(forwardSteps)",
+            "recorded steps      \(recordedSteps)",
+            "recomputations      \(recomputations)",
+            "peak snapshots      \(peakSnapshots) (\(Self.bytes(peakSnapshotBytes)))",
+            "peak recorded steps \(peakRecordedSteps)",
+            "replay checks       \(replayChecks)",
+        ]
+        if diskWrites > 0 || diskReads > 0 { lines.append("disk writes/reads   \(diskWrites)/\(diskReads)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
+        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
+        return "\(n) B"
+    }
+}
