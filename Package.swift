@@ -36,11 +36,12 @@ let package = Package(
         .target(
             name: "AdjointCLI",
             dependencies: [
-                "Adjoint",
+                "Adjoint", "AdjointExamples",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "adjoint", dependencies: ["AdjointCLI"]),
+        .target(name: "AdjointExamples", dependencies: ["Adjoint"], path: "Examples/AdjointExamples"),
 
         // MARK: Implementation
         .systemLibrary(
@@ -55,6 +56,7 @@ let package = Package(
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointAutodiffTests", dependencies: ["AdjointAutodiff", "AdjointTestSupport"]),
         .testTarget(name: "AdjointStatefulTests", dependencies: ["AdjointStateful", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointTestSupport"], exclude: ["Snapshots"]),
     ],
