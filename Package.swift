@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "AdjointStatefulTests", dependencies: ["AdjointStateful", "AdjointTestSupport"]),
         .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
-        .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointTestSupport"], exclude: ["Snapshots"]),
+        .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport"], exclude: ["Snapshots"]),
     ],
     swiftLanguageModes: [.v5]
 )

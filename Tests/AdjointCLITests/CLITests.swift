@@ -1,5 +1,6 @@
 import Adjoint
 @testable import AdjointCLI
+import AdjointExamples
 import AdjointTestSupport
 import ArgumentParser
 import Foundation
@@ -18,9 +19,10 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate"])
     func help(_ command: String) throws {
-        let type: ParsableCommand.Type = command == "ops" ? OpsCommand.self : command == "gradcheck" ? GradcheckCommand.self : AdjointCommand.self
+        let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self]
+        let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
     }
 
@@ -78,5 +80,38 @@ struct CLITests {
         #expect(throws: (any Error).self) { try GradcheckCommand.parse(["--mode", "sideways"]) }
         #expect(throws: (any Error).self) { try GradcheckCommand.parse(["--order", "3"]) }
         #expect(throws: (any Error).self) { try GradcheckCommand.parse(["--order", "two"]) }
+    }
+
+    @Test("`adjoint simulate` prints the loss, gradient norm, per-parameter gradients and the report")
+    func simulate() throws {
+        let text = try SimulateCommand.report(.ball, steps: 200, schedule: .binomial(snapshots: 4))
+        let ball = BouncingBallReference.result(steps: 200)
+        #expect(text.contains(String(format: "loss           %.9e", ball.loss)))
+        let norm = ball.parameterGradient.doubles.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        #expect(text.contains(String(format: "gradient norm  %.9e", norm)))
+        #expect(text.contains("∂L/∂restitution"))
+        #expect(text.contains("forward steps       \(Revolve.forwardSteps(steps: 200, snapshots: 4))"))
+        #expect(text.contains("schedule            binomial:4"))
+        for model in SimulateCommand.Model.allCases {
+            let report = try SimulateCommand.report(model, steps: 30, schedule: .uniform(every: 5))
+            #expect(report.hasPrefix("\(model.rawValue): 30 steps, schedule uniform:5"))
+        }
+    }
+
+    @Test("`adjoint simulate` rejects a bad model, schedule or step count")
+    func simulateBadOptions() {
+        #expect(throws: (any Error).self) { try SimulateCommand.parse(["pendulum"]) }
+        #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--schedule", "binomial:0"]) }
+        #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--schedule", "lru"]) }
+        #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--steps", "0"]) }
+        #expect(throws: Never.self) { try SimulateCommand.parse(["chain", "--steps", "10", "--schedule", "multiTier:2+2"]) }
+    }
+}
+
+/// The ball's result computed directly, to compare with what the command prints.
+enum BouncingBallReference {
+    static func result(steps: Int) -> UnrollResult<BouncingBall.Step> {
+        let ball = BouncingBall()
+        return try! ball.gradient(parameters: ball.nominalParameters, steps: steps, schedule: .storeAll)
     }
 }
