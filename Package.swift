@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "AdjointAutodiff", targets: ["AdjointAutodiff"]),
         .library(name: "AdjointStateful", targets: ["AdjointStateful"]),
         .library(name: "AdjointTraining", targets: ["AdjointTraining"]),
+        .library(name: "AdjointSwiftAD", targets: ["AdjointSwiftAD"]),
         .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
         .executable(name: "adjoint", targets: ["adjoint"]),
     ],
@@ -32,6 +33,7 @@ let package = Package(
         .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor"]),
         .target(name: "AdjointStateful", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
+        .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful"]),
         .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointStateful", "AdjointTraining"]),
         .target(
             name: "AdjointCLI",
@@ -42,6 +44,7 @@ let package = Package(
         ),
         .executableTarget(name: "adjoint", dependencies: ["AdjointCLI"]),
         .target(name: "AdjointExamples", dependencies: ["Adjoint"], path: "Examples/AdjointExamples"),
+        .target(name: "AdjointSwiftADExamples", dependencies: ["AdjointSwiftAD", "AdjointExamples"], path: "Examples/AdjointSwiftADExamples"),
 
         // MARK: Implementation
         .systemLibrary(
@@ -57,6 +60,7 @@ let package = Package(
         .testTarget(name: "AdjointAutodiffTests", dependencies: ["AdjointAutodiff", "AdjointTestSupport"]),
         .testTarget(name: "AdjointStatefulTests", dependencies: ["AdjointStateful", "AdjointTestSupport"]),
         .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointSwiftADTests", dependencies: ["AdjointSwiftADExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport"], exclude: ["Snapshots"]),
     ],

@@ -1,0 +1,148 @@
+import _Differentiation
+import AdjointStateful
+import AdjointTensor
+import Foundation
+
+/// A state of a ``SwiftADStep``: differentiable with the toolchain's `_Differentiation`, codable
+/// (for disk snapshots), and hashable bit for bit (for replay verification).
+public protocol SwiftADState: Differentiable, Codable {
+    /// Feeds every bit of the state to `hasher`.
+    func hash(into hasher: inout StateHasher)
+    /// The bytes a snapshot holds in memory.
+    var snapshotByteCount: Int { get }
+    /// A zero tangent with this state's structure (arrays as long as the state's).
+    ///
+    /// `_Differentiation` represents the zero of an array's tangent as an empty array, and a
+    /// pullback through an array element reads the cotangent at that index, so a cotangent that
+    /// never touched an array (a loss that reads only part of the state) must be densified before
+    /// it is pulled back. The adapter adds this zero to every cotangent it passes on.
+    var zeroTangent: TangentVector { get }
+}
+
+extension Double: SwiftADState {
+    public func hash(into hasher: inout StateHasher) { hasher.combine(bitPattern) }
+    public var snapshotByteCount: Int { 8 }
+    public var zeroTangent: Double { 0 }
+}
+
+extension Float: SwiftADState {
+    public func hash(into hasher: inout StateHasher) { hasher.combine(UInt64(bitPattern)) }
+    public var snapshotByteCount: Int { 4 }
+    public var zeroTangent: Float { 0 }
+}
+
+extension Array: SwiftADState where Element: SwiftADState {
+    public func hash(into hasher: inout StateHasher) {
+        hasher.combine(UInt64(count))
+        for x in self { x.hash(into: &hasher) }
+    }
+    public var snapshotByteCount: Int { reduce(0) { $0 + $1.snapshotByteCount } }
+    public var zeroTangent: TangentVector { TangentVector(map(\.zeroTangent)) }
+}
+
+/// A step written in plain Swift and differentiated by the toolchain's `_Differentiation`:
+/// `s[t+1] = body(s[t], x[t], θ)`, run under ``AdjointStateful``'s schedules.
+///
+/// State and parameters conform to `Differentiable`; the loss closures are
+/// `@differentiable(reverse)`. This module is the only one in Adjoint that imports
+/// `_Differentiation`, which is experimental: nothing else depends on it.
+///
+/// ```swift
+/// @differentiable(reverse) func decay(_ s: Double, _ x: Double, _ k: Double) -> Double { s * k + x }
+/// let step = SwiftADStep<Double, Double, Double>(decay)
+/// let loss = SwiftADLoss<Double>.final { s in s * s }
+/// let result = try unroll(step, from: 1.0, parameters: 0.9, steps: 100, loss: loss,
+///                         schedule: .binomial(snapshots: 8)) { _ in 0.1 }
+/// ```
+public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable>: StepFunction {
+    public typealias Loss = SwiftADLoss<State>
+    public typealias StateCotangent = State.TangentVector
+    public typealias ParameterGradient = Parameters.TangentVector
+
+    public let body: @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State
+
+    public init(_ body: @escaping @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State) {
+        self.body = body
+    }
+
+    public func step(_ state: State, input: Input, parameters: Parameters) throws -> State {
+        body(state, input, parameters)
+    }
+
+    public func recordStep(_ state: State, input: Input, parameters: Parameters, loss: Loss) throws -> RecordedStep<Self> {
+        let body = body
+        let (next, pullback) = valueWithPullback(at: state, parameters) { s, p in body(s, input, p) }
+        var value = 0.0
+        var lossGradient: State.TangentVector?
+        if let perStep = loss.perStep {
+            let (l, g) = valueWithGradient(at: next, of: perStep)
+            value = l
+            lossGradient = g
+        }
+        return RecordedStep(next: next, loss: value) { cotangent in
+            var seed = next.zeroTangent
+            if let cotangent { seed += cotangent }
+            if let lossGradient { seed += lossGradient }
+            let (ds, dp) = pullback(seed)
+            return (ds, dp)
+        }
+    }
+
+    public func finalLoss(_ state: State, loss: Loss) throws -> (value: Double, cotangent: State.TangentVector)? {
+        guard let final = loss.final else { return nil }
+        let (value, g) = valueWithGradient(at: state, of: final)
+        return (value, state.zeroTangent + g)
+    }
+
+    public func accumulate(_ gradient: Parameters.TangentVector, into total: inout Parameters.TangentVector?) throws {
+        if total == nil { total = gradient } else { total! += gradient }
+    }
+
+    public func serialize(_ state: State) throws -> [UInt8] {
+        Array(try PropertyListEncoder.binary.encode([state]))
+    }
+
+    public func deserialize(_ bytes: [UInt8], like template: State) throws -> State {
+        do {
+            return try PropertyListDecoder().decode([State].self, from: Data(bytes))[0]
+        } catch {
+            throw PersistenceError.corrupt(path: "<snapshot>", offset: 0, detail: "not a \(State.self) snapshot: \(error)")
+        }
+    }
+
+    public func hash(_ state: State) -> StateHash {
+        var hasher = StateHasher()
+        state.hash(into: &hasher)
+        return hasher.finalize()
+    }
+
+    public func byteCount(of state: State) -> Int { state.snapshotByteCount }
+}
+
+/// The loss of a trajectory run by a ``SwiftADStep``: per-step terms `ℓ(s[t+1])`, a final term
+/// `ℓ_T(s[T])`, or both.
+public struct SwiftADLoss<State: Differentiable> {
+    public let perStep: (@differentiable(reverse) (State) -> Double)?
+    public let final: (@differentiable(reverse) (State) -> Double)?
+
+    public static func perStep(_ loss: @escaping @differentiable(reverse) (State) -> Double) -> Self {
+        Self(perStep: loss, final: nil)
+    }
+
+    public static func final(_ loss: @escaping @differentiable(reverse) (State) -> Double) -> Self {
+        Self(perStep: nil, final: loss)
+    }
+
+    public static func both(perStep: @escaping @differentiable(reverse) (State) -> Double,
+                            final: @escaping @differentiable(reverse) (State) -> Double) -> Self {
+        Self(perStep: perStep, final: final)
+    }
+}
+
+extension PropertyListEncoder {
+    static var binary: PropertyListEncoder {
+        let encoder = PropertyListEncoder()
+        encoder.outputFormat = .binary
+        return encoder
+    }
+}

@@ -1,0 +1,57 @@
+import _Differentiation
+import Adjoint
+import AdjointExamples
+import AdjointSwiftAD
+import AdjointSwiftADExamples
+import AdjointTestSupport
+import Testing
+
+@Suite("_Differentiation adapter")
+struct SwiftADStepTests {
+    @Test("the thermal model in plain Swift matches the tensor model and its gradient")
+    func thermalMatchesTensorModel() throws {
+        let plain = ThermalSwiftAD(), tensor = ThermalModel()
+        let u = (0..<21).map { 0.01 * Double($0 % 5) - 0.02 }
+        let a = try plain.gradient(parameters: u, steps: 40, schedule: .binomial(snapshots: 5))
+        let b = try tensor.gradient(parameters: try Tensor(u, shape: [21]), steps: 40, schedule: .storeAll)
+        #expect(abs(a.loss - b.loss) <= 1e-12 * max(1, abs(b.loss)))
+        #expect(isClose(a.parameterGradient.base, b.parameterGradient.doubles, tolerance: 1e-9))
+        #expect(isClose(a.finalState.slab, b.finalState.slab.doubles, tolerance: 1e-12))
+        let direct = plain.plainGradient(parameters: u, steps: 40)
+        #expect(abs(direct.loss - a.loss) <= 1e-13 * max(1, abs(a.loss)))
+        #expect(isClose(direct.gradient, a.parameterGradient.base, tolerance: 1e-11))
+    }
+
+    @Test("every schedule gives storeAll's gradient bitwise", arguments: [
+        CheckpointSchedule.uniform(every: 4), .binomial(snapshots: 3), .online(snapshots: 4), .multiTier(ram: 1, disk: 2),
+    ])
+    func schedules(_ schedule: CheckpointSchedule) throws {
+        let plain = ThermalSwiftAD()
+        let u = plain.nominalParameters
+        let reference = try plain.gradient(parameters: u, steps: 33, schedule: .storeAll)
+        let result = try plain.gradient(parameters: u, steps: 33, schedule: schedule)
+        #expect(result.loss.bitPattern == reference.loss.bitPattern)
+        #expect(result.parameterGradient.base.map(\.bitPattern) == reference.parameterGradient.base.map(\.bitPattern))
+        #expect(result.report.replayChecks > 0)
+    }
+
+    @Test("a scalar step with per-step and final losses matches its closed form")
+    func scalarDecay() throws {
+        // s[t+1] = k·s[t] + x, ℓ = s², final s²: derivative by hand.
+        let step = SwiftADStep<Double, Double, Double> { s, x, k in s * k + x }
+        let loss = SwiftADLoss<Double>.both(perStep: { s in s * s }, final: { s in s * s })
+        let k = 0.9, x = 0.1, T = 25
+        let result = try unroll(step, from: 1.0, parameters: k, steps: T, loss: loss, schedule: .binomial(snapshots: 3)) { _ in x }
+        var s = 1.0, ds = 0.0, L = 0.0, dL = 0.0
+        for _ in 0..<T {
+            ds = s + k * ds
+            s = k * s + x
+            L += s * s
+            dL += 2 * s * ds
+        }
+        L += s * s
+        dL += 2 * s * ds
+        #expect(abs(result.loss - L) < 1e-12)
+        #expect(abs(result.parameterGradient - dL) < 1e-10)
+    }
+}
