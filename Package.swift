@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "AdjointSwiftAD", targets: ["AdjointSwiftAD"]),
         .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
         .executable(name: "adjoint", targets: ["adjoint"]),
+        // Examples, exported for the benchmark package (not API).
+        .library(name: "AdjointExamples", targets: ["AdjointExamples"]),
+        .library(name: "AdjointSwiftADExamples", targets: ["AdjointSwiftADExamples"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),

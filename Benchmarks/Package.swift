@@ -20,5 +20,16 @@ let package = Package(
             path: "Benchmarks/AdjointBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // Long-horizon unroll benchmarks: one configuration per process, so peak RSS is its own.
+        .executableTarget(
+            name: "TimeBenchmarks",
+            dependencies: [
+                .product(name: "Adjoint", package: "Adjoint"),
+                .product(name: "AdjointSwiftAD", package: "Adjoint"),
+                .product(name: "AdjointExamples", package: "Adjoint"),
+                .product(name: "AdjointSwiftADExamples", package: "Adjoint"),
+            ],
+            path: "Benchmarks/TimeBenchmarks"
+        ),
     ]
 )

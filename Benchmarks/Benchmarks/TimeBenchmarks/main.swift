@@ -1,0 +1,114 @@
+// Long-horizon unroll benchmarks, one configuration per process so that the peak resident set
+// size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
+//
+//   TimeBenchmarks thermal <swiftad|tensor|plain> <steps> [schedule] [repeats]
+//   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
+//   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
+import Adjoint
+import AdjointExamples
+import AdjointSwiftAD
+import AdjointSwiftADExamples
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func peakRSSKiB() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss
+}
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+func emit(_ fields: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+let args = CommandLine.arguments
+guard args.count >= 2 else {
+    FileHandle.standardError.write(Data("usage: TimeBenchmarks thermal|chain|cost …\n".utf8))
+    exit(2)
+}
+Parallelism.threadCount = 2
+
+switch args[1] {
+case "thermal":
+    let adapter = args[2], steps = Int(args[3])!
+    let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .binomial(snapshots: 32)
+    let repeats = args.count > 5 ? Int(args[5])! : 5
+    var times: [Double] = []
+    var loss = 0.0, norm = 0.0, report: UnrollReport?
+    for _ in 0..<repeats {
+        times.append(try seconds {
+            switch adapter {
+            case "swiftad":
+                let m = ThermalSwiftAD()
+                let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
+                                       options: UnrollOptions(verifyReplay: false))
+                loss = r.loss
+                norm = r.parameterGradient.base.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                report = r.report
+            case "tensor":
+                let m = ThermalModel()
+                let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
+                                       options: UnrollOptions(verifyReplay: false))
+                loss = r.loss
+                norm = r.parameterGradient.doubles.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                report = r.report
+            case "plain":
+                let m = ThermalSwiftAD()
+                let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
+                loss = r.loss
+                norm = r.gradient.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            default:
+                fatalError("adapter must be swiftad, tensor or plain")
+            }
+        })
+    }
+    var fields: [String: Any] = ["model": "thermal", "adapter": adapter, "steps": steps, "ms": median(times) * 1000,
+                                 "peak_rss_kib": peakRSSKiB(), "loss": loss, "gradient_norm": norm, "repeats": repeats]
+    if let report {
+        fields["schedule"] = report.schedule
+        fields["forward_steps"] = report.forwardSteps
+        fields["peak_snapshot_bytes"] = report.peakSnapshotBytes
+    }
+    emit(fields)
+case "chain":
+    let steps = Int(args[2])!, budget = Int(args[3])! << 20
+    let verify = !args.contains("--no-verify")
+    let chain = SpringChain()
+    let stateBytes = 2 * chain.masses * 8
+    let snapshots = budget / stateBytes
+    let schedule = CheckpointSchedule.binomial(snapshots: snapshots)
+    let predicted = Revolve.forwardSteps(steps: steps, snapshots: snapshots)
+    var last = 0
+    var result: UnrollResult<SpringChain.Step>?
+    let time = try seconds {
+        result = try chain.gradient(parameters: chain.nominalParameters, steps: steps, schedule: schedule,
+                                    options: UnrollOptions(verifyReplay: verify, progress: { done, total in
+            if done * 20 / total != last {
+                last = done * 20 / total
+                FileHandle.standardError.write(Data("chain: \(last * 5)% (\(done)/\(total))\n".utf8))
+            }
+        }))
+    }
+    let r = result!
+    emit(["model": "chain", "steps": steps, "snapshots": snapshots, "budget_mib": budget >> 20, "seconds": time,
+          "forward_steps": r.report.forwardSteps, "predicted_forward_steps": predicted, "recorded_steps": r.report.recordedSteps,
+          "peak_snapshots": r.report.peakSnapshots, "peak_snapshot_bytes": r.report.peakSnapshotBytes,
+          "replay_checks": r.report.replayChecks, "peak_rss_kib": peakRSSKiB(), "loss": r.loss])
+case "cost":
+    let steps = Int(args[2])!, snapshots = Int(args[3])!
+    emit(["steps": steps, "snapshots": snapshots, "forward_steps": Revolve.forwardSteps(steps: steps, snapshots: snapshots)])
+default:
+    FileHandle.standardError.write(Data("unknown benchmark \(args[1])\n".utf8))
+    exit(2)
+}
