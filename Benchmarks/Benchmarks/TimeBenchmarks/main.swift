@@ -27,6 +27,8 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
+func euclideanNorm(_ xs: [Double]) -> Double { xs.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+
 func emit(_ fields: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -53,21 +55,16 @@ case "thermal":
                 let m = ThermalSwiftAD()
                 let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
                                        options: UnrollOptions(verifyReplay: false))
-                loss = r.loss
-                norm = r.parameterGradient.base.reduce(0) { $0 + $1 * $1 }.squareRoot()
-                report = r.report
+                (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.base), r.report)
             case "tensor":
                 let m = ThermalModel()
                 let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
                                        options: UnrollOptions(verifyReplay: false))
-                loss = r.loss
-                norm = r.parameterGradient.doubles.reduce(0) { $0 + $1 * $1 }.squareRoot()
-                report = r.report
+                (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
             case "plain":
                 let m = ThermalSwiftAD()
                 let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
-                loss = r.loss
-                norm = r.gradient.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                (loss, norm) = (r.loss, euclideanNorm(r.gradient))
             default:
                 fatalError("adapter must be swiftad, tensor or plain")
             }
