@@ -213,6 +213,7 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     func store(_ state: Step.State, at k: Int) throws {
+        precondition(snapshotBytes[k] == nil, "store \(k): s[\(k)] is already stored")
         let bytes = step.byteCount(of: state)
         if memorySnapshots.count + diskSnapshots.count < diskSlots {
             let path = try snapshotDirectory() + "/s\(k).snapshot"

@@ -187,6 +187,10 @@ struct UnrollTests {
             #expect(isClose(result.parameterGradient[name]!.doubles, expected![name]!.doubles, tolerance: 1e-12))
         }
         #expect(bitwiseEqual(result.finalState, state))
+        // Snapshots: the window's states plus the next window's start, never stored twice.
+        #expect(result.report.peakSnapshots == window + 1)
+        #expect(result.report.peakSnapshotBytes == (window + 1) * 24)
+        #expect(try CheckpointSchedule.truncated(window: window).cost(steps: T).peakSnapshots == window + 1)
         // A truncated gradient differs from the full one.
         let full = try Fixture.run(T, .storeAll)
         #expect(!isClose(full.parameterGradient["A"]!.doubles, result.parameterGradient["A"]!.doubles, tolerance: 1e-6))

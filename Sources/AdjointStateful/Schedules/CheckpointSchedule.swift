@@ -155,9 +155,9 @@ public enum CheckpointSchedule: Hashable, Sendable, CustomStringConvertible, Los
             try planner.reverse(emit)
         case let .truncated(window):
             var start = 0
+            try emit(.store(0))
             while start < steps {
                 let end = min(start + window, steps)
-                try emit(.store(start))
                 for k in start..<end - 1 {
                     try emit(.advance(to: k + 1))
                     try emit(.store(k + 1))
