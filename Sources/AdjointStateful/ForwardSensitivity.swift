@@ -101,10 +101,8 @@ extension TensorStep: ForwardSensitivityStep {
         tangents.reserveCapacity(sensitivity.count)
         derivatives.reserveCapacity(sensitivity.count)
         for (k, direction) in try Self.unitDirections(parameters).enumerated() {
-            let (value, tangent) = try jvp(at: arguments, direction: StepArguments(state: sensitivity[k], parameters: direction)) { a in
-                let (s, y) = try body(a.state, input, a.parameters)
-                let l = try loss.perStep.map { try $0(s, y) } ?? Tensor(0.0)
-                return StepResult(state: s, loss: l)
+            let (value, tangent) = try jvp(at: arguments, direction: StepArguments(state: sensitivity[k], parameters: direction)) {
+                try stepAndLoss($0, input: input, loss: loss)
             }
             if next == nil {
                 next = value.state
@@ -115,8 +113,8 @@ extension TensorStep: ForwardSensitivityStep {
         }
         guard let next else {
             // No parameter scalars: nothing to carry.
-            let (s, y) = try body(state, input, parameters)
-            return (s, [], try loss.perStep.map { try $0(s, y).item() } ?? 0, parameters)
+            let result = try stepAndLoss(arguments, input: input, loss: loss)
+            return (result.state, [], try result.loss.item(), parameters)
         }
         return (next, tangents, lossValue, try Self.pack(derivatives, like: parameters))
     }

@@ -31,10 +31,7 @@ public struct TensorStep<State: ParameterCollection, Input, Parameters: Paramete
 
     public func recordStep(_ state: State, input: Input, parameters: Parameters, loss: Loss) throws -> RecordedStep<Self> {
         let (result, pullback) = try vjp(at: StepArguments(state: state, parameters: parameters)) { arguments in
-            let (next, output) = try body(arguments.state, input, arguments.parameters)
-            let value = try loss.perStep.map { try $0(next, output) } ?? Tensor(0.0)
-            guard value.elementCount == 1 else { throw AutodiffError.nonScalarOutput(shape: value.shape) }
-            return StepResult(state: next, loss: value)
+            try stepAndLoss(arguments, input: input, loss: loss)
         }
         let lossValue = try result.loss.item()
         return RecordedStep(next: result.state, loss: lossValue) { cotangent in
@@ -43,6 +40,16 @@ public struct TensorStep<State: ParameterCollection, Input, Parameters: Paramete
             let g = try pullback(seed)
             return (g.state, g.parameters)
         }
+    }
+
+    /// `s[t+1]` and the per-step loss `ℓ(s[t+1], y[t])` (zero without a per-step term): what a
+    /// recorded step differentiates, in reverse (``recordStep(_:input:parameters:loss:)``) and
+    /// forward mode (``stepWithSensitivity(_:sensitivity:input:parameters:loss:)``).
+    func stepAndLoss(_ arguments: StepArguments<State, Parameters>, input: Input, loss: Loss) throws -> StepResult<State> {
+        let (next, output) = try body(arguments.state, input, arguments.parameters)
+        let value = try loss.perStep.map { try $0(next, output) } ?? Tensor(0.0)
+        guard value.elementCount == 1 else { throw AutodiffError.nonScalarOutput(shape: value.shape) }
+        return StepResult(state: next, loss: value)
     }
 
     public func finalLoss(_ state: State, loss: Loss) throws -> (value: Double, cotangent: State)? {

@@ -16,7 +16,8 @@ public struct ReplayDivergence: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Bad arguments to an unroll, and failures of its snapshot files.
+/// Bad arguments to an unroll. (Snapshot files that cannot be written or read back throw
+/// `PersistenceError`, naming the file.)
 public enum UnrollError: Error, Equatable, CustomStringConvertible {
     /// The schedule cannot work (its text and why).
     case invalidSchedule(String, reason: String)
@@ -24,21 +25,12 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
     case invalidSteps(Int)
     /// The inputs end before the horizon does.
     case missingInput(step: Int, available: Int)
-    /// The loss has neither a per-step nor a final term.
-    case emptyLoss
-    /// A schedule asked for a state no snapshot holds (a bug in a hand-written action list).
-    case missingSnapshot(step: Int, action: String)
-    /// A snapshot file could not be written or read back.
-    case snapshotFile(path: String, detail: String)
 
     public var description: String {
         switch self {
         case let .invalidSchedule(text, reason): return "invalid schedule '\(text)': \(reason)"
         case let .invalidSteps(n): return "an unroll needs at least 1 step, got \(n)"
         case let .missingInput(step, available): return "no input for step \(step): the inputs hold \(available)"
-        case .emptyLoss: return "the loss has neither a per-step nor a final-state term"
-        case let .missingSnapshot(step, action): return "'\(action)' needs s[\(step)], which no snapshot or current state holds"
-        case let .snapshotFile(path, detail): return "snapshot file \(path): \(detail)"
         }
     }
 }

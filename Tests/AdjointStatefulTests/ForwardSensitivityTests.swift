@@ -31,6 +31,17 @@ struct ForwardSensitivityTests {
         }
     }
 
+    @Test("before any step: the final-state term alone, or an error when there is nothing to differentiate")
+    func noSteps() throws {
+        let final = try OnlineSensitivity(Fixture.step, state: Fixture.s0, parameters: Fixture.parameters, loss: .final(Fixture.loss.final!))
+        let (value, gradient) = try final.total()
+        #expect(value == (try (Fixture.s0 * Fixture.s0).sum().item()))
+        #expect(gradient["A"]!.doubles.allSatisfy { $0 == 0 })
+        let perStep = try OnlineSensitivity(Fixture.step, state: Fixture.s0, parameters: Fixture.parameters,
+                                            loss: .perStep(Fixture.loss.perStep!))
+        #expect(throws: UnrollError.invalidSteps(0)) { try perStep.total() }
+    }
+
     @Test("memory does not grow with the number of steps")
     func constantMemory() throws {
         // 512 KiB states, two parameters: keeping every step's state and sensitivities for 200 steps

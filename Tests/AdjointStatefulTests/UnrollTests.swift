@@ -268,5 +268,15 @@ struct UnrollTests {
                        inputs: (0..<3).map(Fixture.input), steps: 5, loss: Fixture.loss)
         }
         #expect(throws: UnrollError.self) { try Fixture.run(5, .binomial(snapshots: 0)) }
+        // A per-step loss must be one element, in reverse and in forward mode.
+        let vectorLoss = Fixture.Step.Loss.perStep { s, _ in s }
+        #expect(throws: AutodiffError.nonScalarOutput(shape: [3])) {
+            try unroll(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, steps: 3, loss: vectorLoss,
+                       schedule: .storeAll, inputs: Fixture.input)
+        }
+        #expect(throws: AutodiffError.nonScalarOutput(shape: [3])) {
+            var online = try OnlineSensitivity(Fixture.step, state: Fixture.s0, parameters: Fixture.parameters, loss: vectorLoss)
+            try online.advance(input: Fixture.input(0))
+        }
     }
 }
