@@ -1,7 +1,20 @@
 /// The CPU kernels behind ``dispatch(_:_:_:)``: one file per operator family.
 public enum Kernels {
     /// Validates and runs `op`; returns its output (every operator has one today).
+    ///
+    /// Under ``ExecutionPolicy/float64Debug`` an arithmetic operator whose floating-point inputs are
+    /// all float32 runs on float64 copies and its float result is rounded to float32 once.
     static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
+        if ExecutionPolicy.current.float64Debug, op.family.computesArithmetic,
+           inputs.contains(where: { $0.dtype == .float32 }), !inputs.contains(where: { $0.dtype.isFloatingPoint && $0.dtype != .float32 }) {
+            let promoted = try inputs.map { $0.dtype == .float32 ? try cast($0, .dtype(.float64)) : $0 }
+            let output = try run(op, attributes, promoted)
+            return output.dtype == .float64 ? try cast(output, .dtype(.float32)) : output
+        }
+        return try run(op, attributes, inputs)
+    }
+
+    private static func run(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
         switch op.family {
         case .creation: return try creation(op, attributes)
         case .unary: return try unary(op, inputs[0])
@@ -45,5 +58,16 @@ public enum Kernels {
         let out = Tensor(uninitialized: t.shape, dtype: t.dtype)
         out.rawPointer.copyMemory(from: t.rawPointer, byteCount: t.elementCount * t.dtype.byteSize)
         return out
+    }
+}
+
+extension OpFamily {
+    /// Families whose float32 results depend on the precision they compute in (the float64 debug
+    /// policy promotes these; layout, indexing, creation and casts only move or convert values).
+    var computesArithmetic: Bool {
+        switch self {
+        case .unary, .binary, .comparison, .reduction, .linalg, .nn: return true
+        case .creation, .layout, .indexing, .conversion, .inPlace: return false
+        }
     }
 }

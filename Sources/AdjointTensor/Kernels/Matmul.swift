@@ -59,10 +59,11 @@ extension Kernels {
     static func gemmChunked(_ a: Tensor, _ b: Tensor, _ c: Tensor, jobs: [(a: Int, b: Int, c: Int, m: Int)],
                             n: Int, k: Int, ta: Bool, tb: Bool) {
         _ = blasSingleThreaded
+        let policy = ExecutionPolicy.current.determinism
         struct Block { var job: Int; var row: Int; var rows: Int; var column: Int; var columns: Int }
         var blocks: [Block] = []
         for (j, job) in jobs.enumerated() {
-            let count = blockCount(m: job.m, n: n, k: k)
+            let count = blockCount(m: job.m, n: n, k: k, policy: policy)
             let splitRows = job.m >= n
             let extent = splitRows ? job.m : n
             let size = (extent + count - 1) / count
@@ -86,9 +87,13 @@ extension Kernels {
         }
     }
 
-    /// Number of blocks: a function of the shape only (never of the thread count).
-    static func blockCount(m: Int, n: Int, k: Int) -> Int {
+    /// Number of blocks. Under `.strict` a function of the shape only (never of the thread count);
+    /// otherwise one block per worker thread for anything but small products.
+    static func blockCount(m: Int, n: Int, k: Int, policy: DeterminismPolicy) -> Int {
         let work = m * n * k
+        guard policy == .strict else {
+            return work < 1 << 17 ? 1 : Swift.max(1, Swift.min(Parallelism.threadCount, Swift.max(m, n) / 32))
+        }
         if work < 1 << 20 { return 1 }          // small: one call
         return Swift.min(4, Swift.max(m, n) / 64, Swift.max(1, work >> 22))
     }

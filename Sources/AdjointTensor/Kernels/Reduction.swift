@@ -1,10 +1,12 @@
+import Synchronization
 import RealModule
 
 /// Accurate, deterministic summation.
 ///
-/// A contiguous run is summed pairwise (error O(log n · ε) instead of O(n · ε)); runs longer than
-/// ``blockSize`` are cut into fixed blocks whose partial sums are combined in a fixed binary tree,
-/// so the result is the same whether the blocks run on one thread or many.
+/// A contiguous run is summed pairwise (error O(log n · ε) instead of O(n · ε)). Under
+/// ``DeterminismPolicy/strict`` runs longer than ``blockSize`` are cut into fixed blocks whose
+/// partial sums are combined in a fixed binary tree, so the result is the same whether the blocks
+/// run on one thread or many; the other policies cut one part per worker (see ``sum(_:_:policy:)``).
 enum Summation {
     static let blockSize = 1 << 15
 
@@ -37,9 +39,14 @@ enum Summation {
         return values[0]
     }
 
-    /// Sum of a contiguous run, parallel over blocks when it is long.
-    static func sum<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int) -> T {
+    /// Sum of a contiguous run, parallel when it is long.
+    ///
+    /// `.strict`: fixed blocks, fixed tree. `.bestEffort`: one part per worker thread, partials
+    /// added left to right (reproducible at one thread count). `.fast`: one part per worker, each
+    /// partial added to the total when its worker finishes (no reproducibility promise).
+    static func sum<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int, policy: DeterminismPolicy) -> T {
         if n <= blockSize { return pairwise(p, n) }
+        if policy != .strict { return sumPerWorker(p, n, inCompletionOrder: policy == .fast) }
         let blocks = (n + blockSize - 1) / blockSize
         let partials = UnsafeMutablePointer<T>.allocate(capacity: blocks)
         defer { partials.deallocate() }
@@ -48,6 +55,31 @@ enum Summation {
             partials[b] = pairwise(p + lo, Swift.min(blockSize, n - lo))
         }
         return tree(partials, blocks, +)
+    }
+
+    /// One part per worker thread (the cut moves with ``Parallelism/threadCount``).
+    static func sumPerWorker<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int, inCompletionOrder: Bool) -> T {
+        let parts = Swift.min(Parallelism.threadCount, (n + blockSize - 1) / blockSize)
+        if parts <= 1 { return pairwise(p, n) }
+        let size = (n + parts - 1) / parts
+        if inCompletionOrder {
+            let total = Mutex<T>(0)
+            Parallelism.forEachChunk(parts) { c in
+                let lo = c * size
+                let partial = pairwise(p + lo, Swift.min(size, n - lo))
+                total.withLock { $0 += partial }
+            }
+            return total.withLock { $0 }
+        }
+        let partials = UnsafeMutablePointer<T>.allocate(capacity: parts)
+        defer { partials.deallocate() }
+        Parallelism.forEachChunk(parts) { c in
+            let lo = c * size
+            partials[c] = pairwise(p + lo, Swift.min(size, n - lo))
+        }
+        var total: T = 0
+        for c in 0..<parts { total += partials[c] }
+        return total
     }
 }
 
@@ -69,10 +101,11 @@ extension Kernels {
         let outShape = reducedShape(x.shape, axes: axes, keepDims: keepDims)
         let (grouped, outer, extent, inner) = try groupReducedAxes(x, axes: axes)
         let y = Tensor(uninitialized: outShape, dtype: x.dtype)
+        let policy = ExecutionPolicy.current.determinism
         if x.dtype == .float64 {
-            reduceTyped(op, grouped.pointer(Double.self), outer, extent, inner, y.pointer(Double.self))
+            reduceTyped(op, grouped.pointer(Double.self), outer, extent, inner, y.pointer(Double.self), policy)
         } else {
-            reduceTyped(op, grouped.pointer(Float.self), outer, extent, inner, y.pointer(Float.self))
+            reduceTyped(op, grouped.pointer(Float.self), outer, extent, inner, y.pointer(Float.self), policy)
         }
         return y
     }
@@ -102,16 +135,16 @@ extension Kernels {
     }
 
     static func reduceTyped<T: KernelFloat>(_ op: OpCode, _ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
-                                            _ y: UnsafeMutablePointer<T>) {
+                                            _ y: UnsafeMutablePointer<T>, _ policy: DeterminismPolicy) {
         switch op {
-        case .sum: reduceLayout(x, outer, extent, inner, y, .sum)
+        case .sum: reduceLayout(x, outer, extent, inner, y, .sum, policy)
         case .mean:
-            reduceLayout(x, outer, extent, inner, y, .sum)
+            reduceLayout(x, outer, extent, inner, y, .sum, policy)
             let n = T(extent)
             for i in 0..<(outer * inner) { y[i] = y[i] / n }
-        case .max: reduceLayout(x, outer, extent, inner, y, .max)
-        case .min: reduceLayout(x, outer, extent, inner, y, .min)
-        case .logsumexp: logsumexp(x, outer, extent, inner, y)
+        case .max: reduceLayout(x, outer, extent, inner, y, .max, policy)
+        case .min: reduceLayout(x, outer, extent, inner, y, .min, policy)
+        case .logsumexp: logsumexp(x, outer, extent, inner, y, policy)
         default: break
         }
     }
@@ -127,7 +160,7 @@ extension Kernels {
 
     /// Reduces the middle axis of an (outer, extent, inner) layout into `y` (outer × inner).
     static func reduceLayout<T: KernelFloat>(_ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
-                                             _ y: UnsafeMutablePointer<T>, _ kind: ReduceKind) {
+                                             _ y: UnsafeMutablePointer<T>, _ kind: ReduceKind, _ policy: DeterminismPolicy) {
         if extent == 0 {
             for i in 0..<(outer * inner) { y[i] = 0 }
             return
@@ -136,7 +169,7 @@ extension Kernels {
             let body: (Int) -> Void = { o in
                 let p = UnsafePointer(x + o * extent)
                 switch kind {
-                case .sum: y[o] = Summation.sum(p, extent)
+                case .sum: y[o] = Summation.sum(p, extent, policy: policy)
                 case .max, .min:
                     var acc = p[0]
                     for i in 1..<extent { acc = combine(kind, acc, p[i]) }
@@ -188,14 +221,14 @@ extension Kernels {
 
     /// log Σ exp over the middle axis, shifted by the maximum so nothing overflows.
     static func logsumexp<T: KernelFloat>(_ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
-                                          _ y: UnsafeMutablePointer<T>) {
+                                          _ y: UnsafeMutablePointer<T>, _ policy: DeterminismPolicy) {
         let m = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(1, outer * inner))
         defer { m.deallocate() }
         if extent == 0 {
             for i in 0..<(outer * inner) { y[i] = -T.infinity }
             return
         }
-        reduceLayout(x, outer, extent, inner, m, .max)
+        reduceLayout(x, outer, extent, inner, m, .max, policy)
         let n = outer * extent * inner
         let shifted = UnsafeMutablePointer<T>.allocate(capacity: n)
         defer { shifted.deallocate() }
@@ -206,7 +239,7 @@ extension Kernels {
                 shifted[k] = mk.isFinite ? T.exp(x[k] - mk) : (x[k] == mk ? 1 : 0)
             }
         }
-        reduceLayout(shifted, outer, extent, inner, y, .sum)
+        reduceLayout(shifted, outer, extent, inner, y, .sum, policy)
         for k in 0..<(outer * inner) {
             let mk = m[k]
             y[k] = mk.isFinite ? mk + T.log(y[k]) : mk

@@ -1,0 +1,96 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a run promises about reproducing its own bits.
+///
+/// | Policy | Promise | What the kernels do |
+/// |---|---|---|
+/// | ``strict`` | bitwise identical across runs *and* thread counts on one build | chunk boundaries depend only on sizes; partial results combine in a fixed tree; OpenBLAS is pinned to one thread and every GEMM is cut into blocks that depend only on its shape |
+/// | ``bestEffort`` | bitwise identical across runs at the same thread count | long sums and GEMMs are cut into one part per worker thread, so the cut moves with the thread count |
+/// | ``fast`` | none | as `bestEffort`, and the per-worker partial sums are added in the order the workers finish |
+///
+/// Elementwise, layout, indexing, creation (Philox) and per-row reductions compute every output
+/// element the same way under every policy: only long full reductions (`sum`, `mean`, `mse` over
+/// more than 32,768 contiguous elements) and GEMM (`matmul`) change with the policy. The per-operation
+/// table is in `Documentation/Reproducibility.md`.
+public enum DeterminismPolicy: String, Codable, CaseIterable, Sendable, CustomStringConvertible {
+    case strict
+    case bestEffort
+    case fast
+
+    public var description: String { rawValue }
+}
+
+/// The numeric policy the kernels follow: a ``DeterminismPolicy`` and the float64 debug switch.
+///
+/// A process-wide default (``processDefault``) applies to every thread; ``with(_:_:)`` overrides it
+/// for the calling thread while its body runs (the kernels read the policy on the thread that
+/// dispatched the operator, before splitting work over workers).
+public struct ExecutionPolicy: Codable, Hashable, Sendable, CustomStringConvertible {
+    /// The reproducibility promise.
+    public var determinism: DeterminismPolicy
+    /// The float64 debug policy: every float32 operator computes in float64 and rounds its result
+    /// to float32 once, so accumulation error (in sums, GEMMs, softmax) drops out of float32 runs
+    /// while every tensor keeps its declared dtype. For locating precision problems; slower.
+    public var float64Debug: Bool
+
+    public init(determinism: DeterminismPolicy = .strict, float64Debug: Bool = false) {
+        self.determinism = determinism
+        self.float64Debug = float64Debug
+    }
+
+    public static let strict = ExecutionPolicy(determinism: .strict)
+    public static let bestEffort = ExecutionPolicy(determinism: .bestEffort)
+    public static let fast = ExecutionPolicy(determinism: .fast)
+
+    public var description: String { float64Debug ? "\(determinism)+float64Debug" : determinism.rawValue }
+
+    /// Parses ``description``'s form: `strict`, `bestEffort`, `fast`, optionally `+float64Debug`.
+    public init?(parsing text: String) {
+        var parts = text.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
+        let debug = parts.count == 2 && parts[1] == "float64Debug"
+        if debug { parts.removeLast() }
+        guard parts.count == 1, let determinism = DeterminismPolicy(rawValue: parts[0]) else { return nil }
+        self.init(determinism: determinism, float64Debug: debug)
+    }
+
+    // MARK: Current policy
+
+    private static let defaultCode = Atomic<Int>(0)
+
+    /// The policy of every thread that has no override. Starts as ``strict``.
+    public static var processDefault: ExecutionPolicy {
+        get { ExecutionPolicy(code: defaultCode.load(ordering: .relaxed)) }
+        set { defaultCode.store(newValue.code, ordering: .relaxed) }
+    }
+
+    /// The policy the calling thread's kernels follow now.
+    public static var current: ExecutionPolicy {
+        if let raw = pthread_getspecific(overrideKey) { return ExecutionPolicy(code: Int(bitPattern: raw) - 1) }
+        return processDefault
+    }
+
+    /// Runs `body` with `policy` in force on the calling thread, then restores what was there.
+    public static func with<R>(_ policy: ExecutionPolicy, _ body: () throws -> R) rethrows -> R {
+        let saved = pthread_getspecific(overrideKey)
+        pthread_setspecific(overrideKey, UnsafeRawPointer(bitPattern: policy.code + 1))
+        defer { pthread_setspecific(overrideKey, saved) }
+        return try body()
+    }
+
+    private static let overrideKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    private var code: Int {
+        (DeterminismPolicy.allCases.firstIndex(of: determinism) ?? 0) * 2 + (float64Debug ? 1 : 0)
+    }
+
+    private init(code: Int) {
+        self.init(determinism: DeterminismPolicy.allCases[code / 2], float64Debug: code % 2 == 1)
+    }
+}
