@@ -8,15 +8,10 @@ public struct AdjointCommand: ParsableCommand {
         abstract: "Adjoint: a differentiable-programming runtime for long-running stateful systems.",
         discussion: "Run `adjoint <command> --help` for the options of each command.",
         version: AdjointVersion.current,
-        subcommands: [OpsCommand.self, GradcheckCommand.self, SimulateCommand.self]
+        subcommands: [OpsCommand.self, GradcheckCommand.self, SimulateCommand.self, TrainCommand.self]
     )
 
     public init() {}
-}
-
-/// The release of this build.
-public enum AdjointVersion {
-    public static let current = "0.1.0"
 }
 
 /// Fixed-width text tables for terminal output.

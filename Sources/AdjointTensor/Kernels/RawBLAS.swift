@@ -12,3 +12,17 @@ public enum _RawBLAS {
                     a, Int32(k), b, Int32(n), 0, c, Int32(n))
     }
 }
+
+/// What the kernels run on, for run manifests.
+public enum BLASLibrary {
+    /// OpenBLAS's build configuration (`openblas_get_config`), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH …".
+    public static var configuration: String { String(cString: openblas_get_config()) }
+    /// The CPU kernel set OpenBLAS selected at run time (`openblas_get_corename`).
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+    /// OpenBLAS's own thread count as the kernels use it: 1, because Adjoint calls it inside its
+    /// own fixed blocks (see `Kernels.gemmChunked`).
+    public static var threadCount: Int {
+        _ = Kernels.blasSingleThreaded
+        return Int(openblas_get_num_threads())
+    }
+}

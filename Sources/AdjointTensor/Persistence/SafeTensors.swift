@@ -10,6 +10,9 @@ public enum SafeTensors {
         (.int64, "I64"), (.int32, "I32"), (.bool, "BOOL"),
     ]
 
+    /// The safetensors dtype code of `dtype` ("F32", "BF16", …), if it has one.
+    public static func code(for dtype: DType) -> String? { codes.first { $0.0 == dtype }?.1 }
+
     /// Serializes `tensors` (written in name order, so equal inputs give equal bytes) and `metadata`.
     /// The header is padded with spaces to a multiple of 8 bytes.
     public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = [:]) throws -> [UInt8] {

@@ -12,6 +12,11 @@ public struct Adam: Optimizer {
     public var schedule: LearningRateSchedule { core.schedule }
     public var step: Int { core.step }
     public var state: [String: Tensor] { core.state }
+    public var configuration: OptimizerConfiguration {
+        .adam(learningRate: core.schedule, beta1: core.beta1, beta2: core.beta2, epsilon: core.epsilon, weightDecay: core.weightDecay)
+    }
+
+    public mutating func restore(state: [String: Tensor], step: Int) throws { try core.restore(state, step: step) }
 
     public init(learningRate schedule: LearningRateSchedule, beta1: Double = 0.9, beta2: Double = 0.999,
                 epsilon: Double = 1e-8, weightDecay: Double = 0) throws {
@@ -30,6 +35,11 @@ public struct AdamW: Optimizer {
     public var schedule: LearningRateSchedule { core.schedule }
     public var step: Int { core.step }
     public var state: [String: Tensor] { core.state }
+    public var configuration: OptimizerConfiguration {
+        .adamW(learningRate: core.schedule, beta1: core.beta1, beta2: core.beta2, epsilon: core.epsilon, weightDecay: core.weightDecay)
+    }
+
+    public mutating func restore(state: [String: Tensor], step: Int) throws { try core.restore(state, step: step) }
 
     public init(learningRate schedule: LearningRateSchedule, beta1: Double = 0.9, beta2: Double = 0.999,
                 epsilon: Double = 1e-8, weightDecay: Double = 0.01) throws {
@@ -69,6 +79,13 @@ struct AdamCore {
         for (name, m) in first { out["m.\(name)"] = m }
         for (name, v) in second { out["v.\(name)"] = v }
         return out
+    }
+
+    mutating func restore(_ state: [String: Tensor], step: Int) throws {
+        let slots = try stateBySlot(state, slots: ["m", "v"], step: step)
+        first = slots["m"]!
+        second = slots["v"]!
+        self.step = step
     }
 
     mutating func update<P: ParameterCollection>(_ parameters: inout P, _ gradient: P) throws {

@@ -15,6 +15,13 @@ public protocol Optimizer {
     var schedule: LearningRateSchedule { get }
     /// The optimizer's per-parameter state, named `"<slot>.<parameter name>"` (for checkpoints).
     var state: [String: Tensor] { get }
+    /// The optimizer's kind and hyperparameters (recorded in checkpoints, checked on resume).
+    var configuration: OptimizerConfiguration { get }
+    /// Replaces the per-parameter state and the step counter with a checkpoint's.
+    ///
+    /// - Throws: ``TrainingError/invalidOption(name:value:expected:)`` for a state name whose slot
+    ///   this optimizer does not have or a negative step; nothing is modified in that case.
+    mutating func restore(state: [String: Tensor], step: Int) throws
     /// Applies one update to `parameters` along `gradient` and advances ``step``.
     ///
     /// - Throws: ``TrainingError/gradientMismatch(parameter:detail:)`` when `gradient` does not have
@@ -50,4 +57,37 @@ func forEachParameter<P: ParameterCollection>(
 /// Throws unless `value` lies in `range` (a closed or half-open description for the message).
 func require(_ name: String, _ value: Double, _ test: (Double) -> Bool, _ expected: String) throws {
     guard value.isFinite, test(value) else { throw TrainingError.invalidOption(name: name, value: "\(value)", expected: expected) }
+}
+
+/// An optimizer's kind and hyperparameters as a value: what a checkpoint records so a resume with
+/// a differently configured optimizer is refused instead of silently continuing.
+public enum OptimizerConfiguration: Codable, Equatable, Sendable, CustomStringConvertible {
+    case sgd(learningRate: LearningRateSchedule, momentum: Double, nesterov: Bool, weightDecay: Double)
+    case adam(learningRate: LearningRateSchedule, beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double)
+    case adamW(learningRate: LearningRateSchedule, beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double)
+
+    public var description: String {
+        switch self {
+        case let .sgd(rate, momentum, nesterov, decay):
+            return "SGD(lr: \(rate), momentum: \(momentum), nesterov: \(nesterov), weightDecay: \(decay))"
+        case let .adam(rate, b1, b2, eps, decay):
+            return "Adam(lr: \(rate), beta1: \(b1), beta2: \(b2), epsilon: \(eps), weightDecay: \(decay))"
+        case let .adamW(rate, b1, b2, eps, decay):
+            return "AdamW(lr: \(rate), beta1: \(b1), beta2: \(b2), epsilon: \(eps), weightDecay: \(decay))"
+        }
+    }
+}
+
+/// Splits optimizer state names `"<slot>.<parameter>"` by slot, refusing unknown slots.
+func stateBySlot(_ state: [String: Tensor], slots: [String], step: Int) throws -> [String: [String: Tensor]] {
+    guard step >= 0 else { throw TrainingError.invalidOption(name: "optimizer step", value: "\(step)", expected: "a step ≥ 0") }
+    var out: [String: [String: Tensor]] = Dictionary(uniqueKeysWithValues: slots.map { ($0, [:]) })
+    for (name, tensor) in state {
+        guard let dot = name.firstIndex(of: "."), out[String(name[..<dot])] != nil else {
+            throw TrainingError.invalidOption(name: "optimizer state", value: name,
+                                              expected: "a name \"<slot>.<parameter>\" with slot \(slots.joined(separator: " or "))")
+        }
+        out[String(name[..<dot])]![String(name[name.index(after: dot)...])] = tensor
+    }
+    return out
 }

@@ -31,6 +31,15 @@ public struct SGD: Optimizer {
 
     public var state: [String: Tensor] { Dictionary(uniqueKeysWithValues: buffers.map { ("momentum.\($0.key)", $0.value) }) }
 
+    public var configuration: OptimizerConfiguration {
+        .sgd(learningRate: schedule, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
+    }
+
+    public mutating func restore(state: [String: Tensor], step: Int) throws {
+        buffers = try stateBySlot(state, slots: ["momentum"], step: step)["momentum"]!
+        self.step = step
+    }
+
     public mutating func update<P: ParameterCollection>(_ parameters: inout P, along gradient: P) throws {
         let rate = schedule.value(at: step)
         var buffers = self.buffers
