@@ -6,9 +6,7 @@ import Testing
 @Suite("safetensors files")
 struct SafeTensorsTests {
     static func temporaryPath(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-safetensors-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir.appendingPathComponent(name).path
+        (temporaryDirectory("safetensors") as NSString).appendingPathComponent(name)
     }
 
     static func sample() throws -> [String: Tensor] {
@@ -87,23 +85,7 @@ struct SafeTensorsTests {
 
     @Test("files load in Python's safetensors and files it writes load here")
     func pythonInterop() throws {
-        let python = ProcessInfo.processInfo.environment["ADJOINT_PYTHON"] ?? "python3"
-        func run(_ script: String) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [python, "-c", script]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
-        guard (try? run("import safetensors, numpy"))?.status == 0 else {
-            print("SKIPPED safetensors Python round trip: '\(python)' cannot import safetensors and numpy (set ADJOINT_PYTHON to an interpreter that can)")
-            return
-        }
+        guard let python = python(importing: ["safetensors", "numpy"], for: "safetensors Python round trip") else { return }
         let path = Self.temporaryPath("from-adjoint.safetensors")
         let tensors = ["w": try Tensor.uniform([2, 3], key: RandomKey(seed: 5)), "n": Tensor([Int64(7), 8])]
         try SafeTensors.write(tensors, metadata: ["who": "adjoint"], to: path)
@@ -116,7 +98,7 @@ struct SafeTensorsTests {
             print(repr(t['w'].tolist()), t['n'].tolist(), t['w'].dtype, t['n'].dtype)
             save_file({'w2': t['w'] * 2, 'n': t['n']}, '\(back)', metadata={'who': 'python'})
             """
-        let result = try run(script)
+        let result = try runProcess([python, "-c", script])
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("float64") && result.output.contains("int64") && result.output.contains("[7, 8]"))
         let (fromPython, metadata) = try SafeTensors.read(back)

@@ -30,3 +30,35 @@ public func t(_ values: [Double], _ shape: [Int]? = nil) -> Tensor {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+import Foundation
+
+/// A fresh empty directory under the system's temporary directory.
+public func temporaryDirectory(_ label: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-\(label)-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.path
+}
+
+/// Runs `arguments` (looked up on PATH through /usr/bin/env) to completion; stdout and stderr together.
+public func runProcess(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// A Python interpreter that can import `modules` (`$ADJOINT_PYTHON`, else `python3`), or `nil`
+/// after printing a visible SKIPPED line naming `test`.
+public func python(importing modules: [String], for test: String) -> String? {
+    let python = ProcessInfo.processInfo.environment["ADJOINT_PYTHON"] ?? "python3"
+    if (try? runProcess([python, "-c", "import " + modules.joined(separator: ", ")]))?.status == 0 { return python }
+    print("SKIPPED \(test): '\(python)' cannot import \(modules.joined(separator: " and ")) (set ADJOINT_PYTHON to an interpreter that can)")
+    return nil
+}
