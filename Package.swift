@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointSwiftADTests", dependencies: ["AdjointSwiftADExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
-        .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport"], exclude: ["Snapshots"]),
+        .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport", "adjoint"], exclude: ["Snapshots"]),
     ],
     swiftLanguageModes: [.v5]
 )
