@@ -111,9 +111,10 @@ public struct ThermalModel {
     }
 
     /// Adam on the design parameters (cosine-decayed learning rate from 0.05 in log space); returns the fitted
-    /// parameters and the loss before each iteration and after the last.
+    /// parameters and the loss before each iteration and after the last. `observe` sees each
+    /// iteration's unroll result and the parameters it was taken at.
     public func fit(target: Double = 23, steps: Int, iterations: Int, schedule: CheckpointSchedule = .binomial(snapshots: 16),
-                    progress: ((Int, Double) -> Void)? = nil) throws -> (parameters: Tensor, losses: [Double]) {
+                    observe: ((Int, UnrollResult<Step>, Tensor) throws -> Void)? = nil) throws -> (parameters: Tensor, losses: [Double]) {
         var u = nominalParameters
         var adam = try Adam(learningRate: .cosine(base: 0.05, minimum: 0.002, steps: max(1, iterations)))
         var mask = [Double](repeating: 0, count: Self.names.count)
@@ -123,7 +124,7 @@ public struct ThermalModel {
         for i in 0..<iterations {
             let result = try gradient(parameters: u, target: target, steps: steps, schedule: schedule)
             losses.append(result.loss)
-            progress?(i, result.loss)
+            try observe?(i, result, u)
             try adam.update(&u, along: try result.parameterGradient * designMask)
         }
         losses.append(try gradient(parameters: u, target: target, steps: steps, schedule: schedule).loss)

@@ -116,3 +116,23 @@ enum BouncingBallReference {
         return try! ball.gradient(parameters: ball.nominalParameters, steps: steps, schedule: .storeAll)
     }
 }
+
+@Suite("adjoint repro and train")
+struct ReproCLITests {
+    @Test("`adjoint repro mlp` finds the strict policy bitwise identical across runs and thread counts")
+    func repro() throws {
+        let outcome = try ReproCommand.compare(.mlp, steps: 3, threadCounts: [1, 3], policy: .strict)
+        #expect(outcome.identical && outcome.text.hasSuffix("bitwise identical: 3 runs, thread counts 1, 3"))
+        #expect(outcome.manifest.policy == .strict)
+        for bad in [["mlp", "--threads", "0"], ["mlp", "--threads", "1,x"], ["mlp", "--policy", "loose"], ["mlp", "--steps", "0"], ["nope"]] {
+            #expect(throws: (any Error).self) { try ReproCommand.parse(bad) }
+        }
+    }
+
+    @Test("`adjoint train` validates its options")
+    func trainOptions() throws {
+        for bad in [["--steps", "-1"], ["--save-every", "0"], ["--keep", "0"], ["--threads", "0"], ["--policy", "fastest"]] {
+            #expect(throws: (any Error).self) { try TrainCommand.parse(bad) }
+        }
+    }
+}
