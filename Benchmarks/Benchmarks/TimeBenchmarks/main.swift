@@ -4,6 +4,8 @@
 //   TimeBenchmarks thermal <swiftad|tensor|plain> <steps> [schedule] [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
+//   TimeBenchmarks policy <rounds>                 (strict vs bestEffort vs fast vs float64 debug,
+//                                                   interleaved: MLP training step and thermal unroll)
 import Adjoint
 import AdjointExamples
 import AdjointSwiftAD
@@ -105,6 +107,36 @@ case "chain":
 case "cost":
     let steps = Int(args[2])!, snapshots = Int(args[3])!
     emit(["steps": steps, "snapshots": snapshots, "forward_steps": Revolve.forwardSteps(steps: steps, snapshots: snapshots)])
+case "policy":
+    // The MLP of the side-by-side benchmarks (784-512-512-10, batch 256, float32), here with Adam
+    // and without dropout, and the tensor thermal unroll over one day (2,880 steps, binomial:32).
+    let rounds = args.count > 2 ? Int(args[2])! : 7
+    var configuration = MLPTraining.Configuration()
+    (configuration.examples, configuration.features, configuration.hidden, configuration.classes) = (2048, 784, 512, 10)
+    (configuration.batchSize, configuration.dropout) = (256, 0)
+    var training = try MLPTraining(configuration)
+    let thermal = ThermalModel()
+    let policies: [ExecutionPolicy] = [.strict, .bestEffort, .fast, ExecutionPolicy(determinism: .strict, float64Debug: true)]
+    var mlp = [String: [Double]](), unrollTimes = [String: [Double]]()
+    for _ in 0..<rounds {
+        for policy in policies {
+            try ExecutionPolicy.with(policy) {
+                for _ in 0..<2 { try training.trainStep() }   // warm the pool for this policy
+                mlp[policy.description, default: []].append(try seconds { for _ in 0..<10 { try training.trainStep() } } / 10)
+                unrollTimes[policy.description, default: []].append(try seconds {
+                    _ = try thermal.gradient(parameters: thermal.nominalParameters, steps: 2880, schedule: .binomial(snapshots: 32),
+                                             options: UnrollOptions(verifyReplay: false))
+                })
+            }
+        }
+    }
+    let strictMLP = median(mlp["strict"]!), strictUnroll = median(unrollTimes["strict"]!)
+    for policy in policies {
+        let name = policy.description
+        emit(["policy": name, "threads": Parallelism.threadCount, "rounds": rounds,
+              "mlp_step_ms": median(mlp[name]!) * 1e3, "mlp_vs_strict": median(mlp[name]!) / strictMLP,
+              "thermal_unroll_ms": median(unrollTimes[name]!) * 1e3, "unroll_vs_strict": median(unrollTimes[name]!) / strictUnroll])
+    }
 default:
     FileHandle.standardError.write(Data("unknown benchmark \(args[1])\n".utf8))
     exit(2)
