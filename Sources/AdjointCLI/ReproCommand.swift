@@ -69,13 +69,12 @@ public struct ReproCommand: ParsableCommand {
         let runs = [threadCounts[0]] + threadCounts
         var traces: [RunTrace] = []
         var manifest: RunManifest?
-        let saved = Parallelism.threadCount
-        defer { Parallelism.threadCount = saved }
         for count in runs {
-            Parallelism.threadCount = count
-            try ExecutionPolicy.with(policy) {
-                if manifest == nil { manifest = RunManifest.current(seeds: ["workload": 7]) }
-                traces.append(try trace(workload, steps: steps))
+            try Parallelism.withThreadCount(count) {
+                try ExecutionPolicy.with(policy) {
+                    if manifest == nil { manifest = RunManifest.current(seeds: ["workload": 7]) }
+                    traces.append(try trace(workload, steps: steps))
+                }
             }
         }
         var rows: [[String]] = []

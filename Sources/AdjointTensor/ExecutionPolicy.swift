@@ -94,3 +94,14 @@ public struct ExecutionPolicy: Codable, Hashable, Sendable, CustomStringConverti
         self.init(determinism: DeterminismPolicy.allCases[code / 2], float64Debug: code % 2 == 1)
     }
 }
+
+/// What a kernel reads once on the dispatching thread and hands to code that may run on workers
+/// (where the dispatching thread's overrides are not visible).
+struct KernelPolicy {
+    var determinism: DeterminismPolicy
+    var threads: Int
+
+    static var current: KernelPolicy {
+        KernelPolicy(determinism: ExecutionPolicy.current.determinism, threads: Parallelism.threadCount)
+    }
+}

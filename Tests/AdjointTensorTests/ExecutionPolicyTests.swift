@@ -75,3 +75,21 @@ struct ExecutionPolicyTests {
         #expect(ExecutionPolicy(parsing: text) == nil)
     }
 }
+
+@Suite("Thread-count overrides")
+struct ThreadCountTests {
+    @Test("withThreadCount overrides the calling thread only and nests")
+    func scoped() throws {
+        let base = Parallelism.threadCount
+        Parallelism.withThreadCount(3) {
+            #expect(Parallelism.threadCount == 3)
+            Parallelism.withThreadCount(0) { #expect(Parallelism.threadCount == 1) }
+            final class Box: @unchecked Sendable { var seen = 0 }
+            let box = Box(), done = DispatchSemaphore(value: 0)
+            Thread { box.seen = Parallelism.threadCount; done.signal() }.start()
+            done.wait()
+            #expect(box.seen != 3 || base == 3)
+        }
+        #expect(Parallelism.threadCount == base)
+    }
+}

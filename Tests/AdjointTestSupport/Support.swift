@@ -14,12 +14,10 @@ public func bitwiseEqual(_ a: Tensor, _ b: Tensor) -> Bool {
     return memcmp(a.rawPointer, b.rawPointer, a.elementCount * a.dtype.byteSize) == 0
 }
 
-/// Runs `body` with the kernels' thread count set to `n`, restoring it afterwards.
+/// Runs `body` with the kernels' thread count set to `n` on this thread (tests running at the same
+/// time on other threads are not affected).
 public func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
-    let saved = Parallelism.threadCount
-    Parallelism.threadCount = n
-    defer { Parallelism.threadCount = saved }
-    return try body()
+    try Parallelism.withThreadCount(n, body)
 }
 
 /// A tensor from a literal list (float64).

@@ -82,13 +82,13 @@ extension Kernels {
         }
         let n = a.elementCount
         let out = Tensor(uninitialized: [], dtype: a.dtype)
-        let policy = ExecutionPolicy.current.determinism
+        let policy = KernelPolicy.current
         func run<T: KernelFloat>(_: T.Type) {
             let pa = a.pointer(T.self), pb = b.pointer(T.self)
             let sq = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(n, 1))
             defer { sq.deallocate() }
             Parallelism.forEachRange(n) { r in for i in r { let d = pa[i] - pb[i]; sq[i] = d * d } }
-            out.pointer(T.self)[0] = n == 0 ? T.nan : Summation.sum(sq, n, policy: policy) / T(n)
+            out.pointer(T.self)[0] = n == 0 ? T.nan : Summation.sum(sq, n, policy: policy.determinism, threads: policy.threads) / T(n)
         }
         if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return out

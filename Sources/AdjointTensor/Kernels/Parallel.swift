@@ -1,5 +1,8 @@
 import Dispatch
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Deterministic data parallelism for the CPU kernels.
 ///
@@ -10,12 +13,32 @@ import Synchronization
 public enum Parallelism {
     private static let threads = Atomic<Int>(Swift.max(1, ProcessInfoShim.activeProcessorCount))
 
-    /// Worker threads used by the kernels (GEMM included: OpenBLAS itself runs single-threaded
-    /// inside Adjoint's fixed row blocks). Defaults to the number of active cores.
+    /// Worker threads used by the kernels dispatched from the calling thread (GEMM included:
+    /// OpenBLAS itself runs single-threaded inside Adjoint's fixed row blocks).
+    ///
+    /// Reading gives the calling thread's override (``withThreadCount(_:_:)``) or else the process
+    /// default; setting changes the process default, which starts as the number of active cores.
     public static var threadCount: Int {
-        get { threads.load(ordering: .relaxed) }
+        get {
+            if let raw = pthread_getspecific(overrideKey) { return Int(bitPattern: raw) }
+            return threads.load(ordering: .relaxed)
+        }
         set { threads.store(Swift.max(1, newValue), ordering: .relaxed) }
     }
+
+    /// Runs `body` with `count` worker threads for the kernels it dispatches from this thread.
+    public static func withThreadCount<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
+        let saved = pthread_getspecific(overrideKey)
+        pthread_setspecific(overrideKey, UnsafeRawPointer(bitPattern: Swift.max(1, count)))
+        defer { pthread_setspecific(overrideKey, saved) }
+        return try body()
+    }
+
+    private static let overrideKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     /// Elements per chunk for elementwise kernels.
     public static let elementChunk = 1 << 15

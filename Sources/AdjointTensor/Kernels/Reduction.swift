@@ -44,9 +44,11 @@ enum Summation {
     /// `.strict`: fixed blocks, fixed tree. `.bestEffort`: one part per worker thread, partials
     /// added left to right (reproducible at one thread count). `.fast`: one part per worker, each
     /// partial added to the total when its worker finishes (no reproducibility promise).
-    static func sum<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int, policy: DeterminismPolicy) -> T {
+    ///
+    /// `threads` is the dispatching thread's ``Parallelism/threadCount`` (this may run on a worker).
+    static func sum<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int, policy: DeterminismPolicy, threads: Int) -> T {
         if n <= blockSize { return pairwise(p, n) }
-        if policy != .strict { return sumPerWorker(p, n, inCompletionOrder: policy == .fast) }
+        if policy != .strict { return sumPerWorker(p, n, parts: threads, inCompletionOrder: policy == .fast) }
         let blocks = (n + blockSize - 1) / blockSize
         let partials = UnsafeMutablePointer<T>.allocate(capacity: blocks)
         defer { partials.deallocate() }
@@ -57,9 +59,9 @@ enum Summation {
         return tree(partials, blocks, +)
     }
 
-    /// One part per worker thread (the cut moves with ``Parallelism/threadCount``).
-    static func sumPerWorker<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int, inCompletionOrder: Bool) -> T {
-        let parts = Swift.min(Parallelism.threadCount, (n + blockSize - 1) / blockSize)
+    /// One part per worker thread (the cut moves with the thread count).
+    static func sumPerWorker<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int, parts threads: Int, inCompletionOrder: Bool) -> T {
+        let parts = Swift.min(threads, (n + blockSize - 1) / blockSize)
         if parts <= 1 { return pairwise(p, n) }
         let size = (n + parts - 1) / parts
         if inCompletionOrder {
@@ -101,7 +103,7 @@ extension Kernels {
         let outShape = reducedShape(x.shape, axes: axes, keepDims: keepDims)
         let (grouped, outer, extent, inner) = try groupReducedAxes(x, axes: axes)
         let y = Tensor(uninitialized: outShape, dtype: x.dtype)
-        let policy = ExecutionPolicy.current.determinism
+        let policy = KernelPolicy.current
         if x.dtype == .float64 {
             reduceTyped(op, grouped.pointer(Double.self), outer, extent, inner, y.pointer(Double.self), policy)
         } else {
@@ -135,7 +137,7 @@ extension Kernels {
     }
 
     static func reduceTyped<T: KernelFloat>(_ op: OpCode, _ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
-                                            _ y: UnsafeMutablePointer<T>, _ policy: DeterminismPolicy) {
+                                            _ y: UnsafeMutablePointer<T>, _ policy: KernelPolicy) {
         switch op {
         case .sum: reduceLayout(x, outer, extent, inner, y, .sum, policy)
         case .mean:
@@ -160,7 +162,7 @@ extension Kernels {
 
     /// Reduces the middle axis of an (outer, extent, inner) layout into `y` (outer × inner).
     static func reduceLayout<T: KernelFloat>(_ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
-                                             _ y: UnsafeMutablePointer<T>, _ kind: ReduceKind, _ policy: DeterminismPolicy) {
+                                             _ y: UnsafeMutablePointer<T>, _ kind: ReduceKind, _ policy: KernelPolicy) {
         if extent == 0 {
             for i in 0..<(outer * inner) { y[i] = 0 }
             return
@@ -169,7 +171,7 @@ extension Kernels {
             let body: (Int) -> Void = { o in
                 let p = UnsafePointer(x + o * extent)
                 switch kind {
-                case .sum: y[o] = Summation.sum(p, extent, policy: policy)
+                case .sum: y[o] = Summation.sum(p, extent, policy: policy.determinism, threads: policy.threads)
                 case .max, .min:
                     var acc = p[0]
                     for i in 1..<extent { acc = combine(kind, acc, p[i]) }
@@ -221,7 +223,7 @@ extension Kernels {
 
     /// log Σ exp over the middle axis, shifted by the maximum so nothing overflows.
     static func logsumexp<T: KernelFloat>(_ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
-                                          _ y: UnsafeMutablePointer<T>, _ policy: DeterminismPolicy) {
+                                          _ y: UnsafeMutablePointer<T>, _ policy: KernelPolicy) {
         let m = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(1, outer * inner))
         defer { m.deallocate() }
         if extent == 0 {
