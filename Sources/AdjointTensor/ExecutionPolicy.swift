@@ -1,8 +1,3 @@
-import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// What a run promises about reproducing its own bits.
 ///
 /// | Policy | Promise | What the kernels do |
@@ -58,33 +53,21 @@ public struct ExecutionPolicy: Codable, Hashable, Sendable, CustomStringConverti
 
     // MARK: Current policy
 
-    private static let defaultCode = Atomic<Int>(0)
+    private static let setting = ThreadSetting(default: ExecutionPolicy.strict.code)
 
     /// The policy of every thread that has no override. Starts as ``strict``.
     public static var processDefault: ExecutionPolicy {
-        get { ExecutionPolicy(code: defaultCode.load(ordering: .relaxed)) }
-        set { defaultCode.store(newValue.code, ordering: .relaxed) }
+        get { ExecutionPolicy(code: setting.defaultValue) }
+        set { setting.defaultValue = newValue.code }
     }
 
     /// The policy the calling thread's kernels follow now.
-    public static var current: ExecutionPolicy {
-        if let raw = pthread_getspecific(overrideKey) { return ExecutionPolicy(code: Int(bitPattern: raw) - 1) }
-        return processDefault
-    }
+    public static var current: ExecutionPolicy { ExecutionPolicy(code: setting.value) }
 
     /// Runs `body` with `policy` in force on the calling thread, then restores what was there.
     public static func with<R>(_ policy: ExecutionPolicy, _ body: () throws -> R) rethrows -> R {
-        let saved = pthread_getspecific(overrideKey)
-        pthread_setspecific(overrideKey, UnsafeRawPointer(bitPattern: policy.code + 1))
-        defer { pthread_setspecific(overrideKey, saved) }
-        return try body()
+        try setting.with(policy.code, body)
     }
-
-    private static let overrideKey: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
-    }()
 
     private var code: Int {
         (DeterminismPolicy.allCases.firstIndex(of: determinism) ?? 0) * 2 + (float64Debug ? 1 : 0)

@@ -11,7 +11,7 @@ import Glibc
 /// results are combined in a fixed order by the caller. So every kernel gives bitwise-identical
 /// results with 1, 2, 3 or 8 threads.
 public enum Parallelism {
-    private static let threads = Atomic<Int>(Swift.max(1, ProcessInfoShim.activeProcessorCount))
+    private static let threads = ThreadSetting(default: Swift.max(1, ProcessInfoShim.activeProcessorCount))
 
     /// Worker threads used by the kernels dispatched from the calling thread (GEMM included:
     /// OpenBLAS itself runs single-threaded inside Adjoint's fixed row blocks).
@@ -19,26 +19,14 @@ public enum Parallelism {
     /// Reading gives the calling thread's override (``withThreadCount(_:_:)``) or else the process
     /// default; setting changes the process default, which starts as the number of active cores.
     public static var threadCount: Int {
-        get {
-            if let raw = pthread_getspecific(overrideKey) { return Int(bitPattern: raw) }
-            return threads.load(ordering: .relaxed)
-        }
-        set { threads.store(Swift.max(1, newValue), ordering: .relaxed) }
+        get { threads.value }
+        set { threads.defaultValue = Swift.max(1, newValue) }
     }
 
     /// Runs `body` with `count` worker threads for the kernels it dispatches from this thread.
     public static func withThreadCount<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
-        let saved = pthread_getspecific(overrideKey)
-        pthread_setspecific(overrideKey, UnsafeRawPointer(bitPattern: Swift.max(1, count)))
-        defer { pthread_setspecific(overrideKey, saved) }
-        return try body()
+        try threads.with(Swift.max(1, count), body)
     }
-
-    private static let overrideKey: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
-    }()
 
     /// Elements per chunk for elementwise kernels.
     public static let elementChunk = 1 << 15

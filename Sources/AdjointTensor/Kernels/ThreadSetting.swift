@@ -1,0 +1,39 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small non-negative integer setting with a process-wide default and a per-thread override,
+/// used for the kernels' thread count and execution policy: kernels read it on the thread that
+/// dispatched the operator, so scoped overrides on different threads never interfere.
+final class ThreadSetting: @unchecked Sendable {
+    private let processDefault: Atomic<Int>
+    private let key: pthread_key_t
+
+    init(default value: Int) {
+        processDefault = Atomic(value)
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        self.key = key
+    }
+
+    /// The process-wide value (threads without an override see it).
+    var defaultValue: Int {
+        get { processDefault.load(ordering: .relaxed) }
+        set { processDefault.store(newValue, ordering: .relaxed) }
+    }
+
+    /// The calling thread's override, or else the process-wide value.
+    var value: Int {
+        if let raw = pthread_getspecific(key) { return Int(bitPattern: raw) - 1 }
+        return defaultValue
+    }
+
+    /// Runs `body` with `value` in force on the calling thread, then restores what was there.
+    func with<R>(_ value: Int, _ body: () throws -> R) rethrows -> R {
+        let saved = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: value + 1))
+        defer { pthread_setspecific(key, saved) }
+        return try body()
+    }
+}
