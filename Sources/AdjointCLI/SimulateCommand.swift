@@ -44,6 +44,9 @@ public struct SimulateCommand: ParsableCommand {
     @Flag(name: .long, help: "Never draw a progress bar.")
     var quiet = false
 
+    @Option(name: .long, help: "Write the run manifest (JSON) to this file.")
+    var manifest: String?
+
     public init() {}
 
     var horizon: Int { steps ?? Self.defaultSteps(model) }
@@ -61,6 +64,7 @@ public struct SimulateCommand: ParsableCommand {
     }
 
     public func run() throws {
+        if let manifest { try RunManifest.current().write(to: manifest) }
         let bar = quiet ? nil : ProgressBar(label: "\(model.rawValue) \(schedule)")
         let options = UnrollOptions(verifyReplay: !noVerify, snapshotDirectory: snapshotDirectory,
                                     progress: bar.map { bar in { bar.update($0, of: $1) } })

@@ -34,7 +34,7 @@ public struct TrainCommand: ParsableCommand {
         discussion: """
             With --checkpoint-directory, the newest valid checkpoint there is resumed (damaged newer \
             ones are reported), a checkpoint is saved every --save-every steps and at the end, and \
-            the run manifest is written to run.json. A run resumed after a kill ends bitwise equal to \
+            the run manifest is written to run.json (and to --manifest). A run resumed after a kill ends bitwise equal to \
             one that was never interrupted; the last line's digest shows it.
             """
     )
@@ -56,6 +56,9 @@ public struct TrainCommand: ParsableCommand {
 
     @OptionGroup var execution: ExecutionOptions
 
+    @Option(name: .long, help: "Also write the run manifest (JSON) to this file.")
+    var manifest: String?
+
     @Flag(name: .long, help: "Never draw a progress bar.")
     var quiet = false
 
@@ -74,6 +77,7 @@ public struct TrainCommand: ParsableCommand {
         configuration.hidden = hidden
         var training = try MLPTraining(configuration)
         let run = RunManifest.current(seeds: training.seeds)
+        if let manifest { try run.write(to: manifest) }
         var store: CheckpointStore?
         if let checkpointDirectory {
             let opened = try CheckpointStore(directory: checkpointDirectory, keep: keep)

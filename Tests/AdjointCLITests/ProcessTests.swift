@@ -107,6 +107,9 @@ struct ProcessTests {
                                       "--checkpoint-directory", dir, "--quiet", "--threads", "1"])
         #expect(resumed.status == 0)
         #expect(resumed.output.contains("resumed from step 60") || resumed.output.contains("resumed from step 120"), "\(resumed.output)")
+        // The run manifest of the last run is beside the checkpoints and records its thread count.
+        let manifest = try JSONDecoder().decode(RunManifest.self, from: Data(AtomicFile.read((dir as NSString).appendingPathComponent("run.json"))))
+        #expect(manifest.kernelThreads == 1 && manifest.policy == .strict && manifest.command.contains("--threads"))
         let digest = { (text: String) in text.split(separator: "\n").last { $0.hasPrefix("step 120 ") } }
         #expect(digest(straight.output) != nil && digest(straight.output) == digest(resumed.output), "\(straight.output)\n---\n\(resumed.output)")
     }

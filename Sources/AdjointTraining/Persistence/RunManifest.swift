@@ -67,9 +67,18 @@ public struct RunManifest: Codable, Equatable, Sendable {
         return out
     }
 
+    /// The compiler version, to the patch level for the 6.x releases known when this was written.
     static var compilerVersion: String {
-        #if compiler(>=6.3)
-        return "Swift 6.3 or later"
+        #if compiler(>=6.4)
+        return "Swift 6.4 or later"
+        #elseif compiler(>=6.3.3)
+        return "Swift 6.3.3 or a later 6.3"
+        #elseif compiler(>=6.3.2)
+        return "Swift 6.3.2"
+        #elseif compiler(>=6.3.1)
+        return "Swift 6.3.1"
+        #elseif compiler(>=6.3)
+        return "Swift 6.3"
         #elseif compiler(>=6.2)
         return "Swift 6.2"
         #elseif compiler(>=6.1)
