@@ -22,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics.git", from: "1.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // MARK: Public modules
@@ -34,7 +35,7 @@ let package = Package(
             ]
         ),
         .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor"]),
-        .target(name: "AdjointStateful", dependencies: ["AdjointAutodiff"]),
+        .target(name: "AdjointStateful", dependencies: ["AdjointAutodiff", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful"]),
         .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointStateful", "AdjointTraining"]),

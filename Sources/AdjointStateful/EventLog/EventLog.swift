@@ -1,0 +1,134 @@
+import AdjointTensor
+
+/// An append-only record of a running system's events, numbered from 0 in append order.
+///
+/// Backends: ``MemoryEventLog`` (tests, short runs), ``FileEventLog`` (length-prefixed records
+/// with CRC-32C, torn tails recovered) and ``SQLiteEventLog`` (SQLite through GRDB in WAL mode: the
+/// durable embedded default). Under ``FsyncPolicy/everyRecord``, an `append` that has returned is
+/// on disk: a crash, even SIGKILL or power loss, does not lose it.
+public protocol EventLog: AnyObject {
+    /// Appends `event`; returns its sequence number. Durable on return under `.everyRecord`.
+    @discardableResult
+    func append(_ event: Event) throws -> Int
+    /// Makes every appended event durable now, whatever the policy.
+    func sync() throws
+    /// Events in the log.
+    var count: Int { get }
+    /// Events `range` (clamped to the log), in order.
+    func events(_ range: Range<Int>) throws -> [Event]
+    /// Syncs and releases the log's resources; later calls throw ``EventLogError/closed``.
+    func close() throws
+}
+
+extension EventLog {
+    /// Every event, in order.
+    public func allEvents() throws -> [Event] { try events(0..<count) }
+}
+
+/// When appends reach the disk.
+public enum FsyncPolicy: Equatable, Sendable, CustomStringConvertible {
+    /// Every append is durable when it returns.
+    case everyRecord
+    /// Every `n`-th append syncs (and ``EventLog/sync()``); a crash loses at most the `n − 1`
+    /// appends since the last sync.
+    case every(Int)
+    /// Only ``EventLog/sync()`` and ``EventLog/close()`` sync; a crash loses what the OS had not written.
+    case never
+
+    public var description: String {
+        switch self {
+        case .everyRecord: return "every"
+        case let .every(n): return "\(n)"
+        case .never: return "never"
+        }
+    }
+
+    /// Parses `every`, `never` or a count.
+    public init?(_ text: String) {
+        switch text {
+        case "every", "everyRecord": self = .everyRecord
+        case "never": self = .never
+        default:
+            guard let n = Int(text), n >= 1 else { return nil }
+            self = n == 1 ? .everyRecord : .every(n)
+        }
+    }
+
+    /// Whether the append with this 1-based count must sync.
+    func syncs(afterAppend count: Int) -> Bool {
+        switch self {
+        case .everyRecord: return true
+        case let .every(n): return count % n == 0
+        case .never: return false
+        }
+    }
+}
+
+/// What opening a log found at its end.
+public struct EventLogRecovery: Equatable, Sendable, CustomStringConvertible {
+    /// Valid records kept.
+    public var records: Int
+    /// Byte offset where the valid prefix ends (the file's new length).
+    public var validBytes: Int
+    /// Bytes after it that were discarded (0 for a clean log).
+    public var discardedBytes: Int
+    /// Why the tail was discarded (empty for a clean log).
+    public var reason: String
+
+    public var isClean: Bool { discardedBytes == 0 }
+
+    public var description: String {
+        isClean ? "\(records) records, clean" : "\(records) records; discarded \(discardedBytes) bytes at offset \(validBytes): \(reason)"
+    }
+}
+
+/// Errors of event logs.
+public enum EventLogError: Error, Equatable, CustomStringConvertible {
+    /// A file or database operation failed.
+    case io(path: String, operation: String, detail: String)
+    /// The file does not start with the event-log header (not a log, or a newer format).
+    case notAnEventLog(path: String, detail: String)
+    /// Opened with ``FileEventLog/Recovery/refuse`` and the tail is torn or corrupt.
+    case corruptTail(path: String, offset: Int, detail: String)
+    /// A record's bytes do not parse as an event.
+    case malformedRecord(context: String, detail: String)
+    /// The log was closed.
+    case closed(path: String)
+    /// A replay found the log inconsistent with the system replayed from it.
+    case replayMismatch(step: Int, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .io(path, operation, detail): return "\(path): \(operation) failed: \(detail)"
+        case let .notAnEventLog(path, detail): return "\(path): not an Adjoint event log: \(detail)"
+        case let .corruptTail(path, offset, detail): return "\(path): torn or corrupt record at byte \(offset): \(detail)"
+        case let .malformedRecord(context, detail): return "\(context): malformed record: \(detail)"
+        case let .closed(path): return "\(path): the event log is closed"
+        case let .replayMismatch(step, detail): return "replay diverged from the log at step \(step): \(detail)"
+        }
+    }
+}
+
+/// An in-memory log: fast, lost with the process.
+public final class MemoryEventLog: EventLog {
+    private var storage: [Event] = []
+    private var isClosed = false
+
+    public init(_ events: [Event] = []) { storage = events }
+
+    public func append(_ event: Event) throws -> Int {
+        guard !isClosed else { throw EventLogError.closed(path: "<memory>") }
+        storage.append(event)
+        return storage.count - 1
+    }
+
+    public func sync() throws {}
+    public var count: Int { storage.count }
+
+    public func events(_ range: Range<Int>) throws -> [Event] {
+        guard !isClosed else { throw EventLogError.closed(path: "<memory>") }
+        return Array(storage[range.clamped(to: 0..<storage.count)])
+    }
+
+    public func close() throws { isClosed = true }
+}

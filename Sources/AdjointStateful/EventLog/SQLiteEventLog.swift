@@ -1,0 +1,117 @@
+import AdjointTensor
+import Foundation
+import GRDB
+
+/// An event log in an SQLite database (through GRDB), in WAL mode: the durable embedded default.
+///
+/// One table, `events(seq INTEGER PRIMARY KEY, kind, step, name, body BLOB)`, where `body` is
+/// ``Event/encoded()`` and the other columns are there for queries (`SELECT … WHERE step BETWEEN …`).
+/// SQLite's journal makes a crash lose nothing committed and never leave a half-written record;
+/// the ``FsyncPolicy`` decides what is committed when:
+///
+/// | policy | how |
+/// |---|---|
+/// | `.everyRecord` | `synchronous = FULL`, one transaction per append |
+/// | `.every(n)` | `synchronous = FULL`, one transaction per `n` appends (open between them) |
+/// | `.never` | `synchronous = OFF`, one transaction per append |
+public final class SQLiteEventLog: EventLog {
+    public let path: String
+    public let fsync: FsyncPolicy
+    private var queue: DatabaseQueue?
+    private var rows: Int
+    private var pending = 0     // appends in the open transaction (`.every(n)`)
+
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// - Throws: ``EventLogError/io(path:operation:detail:)`` when SQLite cannot open it or it has
+    ///   an `events` table of another shape.
+    public init(path: String, fsync: FsyncPolicy = .everyRecord) throws {
+        self.path = path
+        self.fsync = fsync
+        do {
+            var configuration = Configuration()
+            configuration.allowsUnsafeTransactions = true   // `.every(n)` keeps a transaction open across appends
+            let synchronous = fsync == .never ? "OFF" : "FULL"
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            }
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: """
+                    CREATE TABLE IF NOT EXISTS events (
+                        seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, step INTEGER NOT NULL,
+                        name TEXT NOT NULL, body BLOB NOT NULL)
+                    """)
+                try db.execute(sql: "CREATE INDEX IF NOT EXISTS events_step ON events(step)")
+            }
+            rows = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") ?? 0 }
+            let maxSeq = try queue.read { db in try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM events") }
+            guard (maxSeq ?? -1) == rows - 1 else {
+                throw EventLogError.io(path: path, operation: "open", detail: "sequence numbers are not 0 ..< \(rows) (max \(maxSeq ?? -1))")
+            }
+            self.queue = queue
+        } catch let error as EventLogError {
+            throw error
+        } catch {
+            throw EventLogError.io(path: path, operation: "open", detail: "\(error)")
+        }
+    }
+
+    public var count: Int { rows }
+
+    public func append(_ event: Event) throws -> Int {
+        guard let queue else { throw EventLogError.closed(path: path) }
+        let seq = rows
+        do {
+            try queue.writeWithoutTransaction { db in
+                if case .every = fsync, pending == 0 { try db.execute(sql: "BEGIN IMMEDIATE") }
+                try db.execute(sql: "INSERT INTO events (seq, kind, step, name, body) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [seq, Int(event.kind.rawValue), event.step, event.name, Data(event.encoded())])
+            }
+        } catch {
+            throw EventLogError.io(path: path, operation: "append", detail: "\(error)")
+        }
+        rows += 1
+        if case .every = fsync {
+            pending += 1
+            if fsync.syncs(afterAppend: rows) { try sync() }
+        }
+        return seq
+    }
+
+    public func sync() throws {
+        guard let queue else { throw EventLogError.closed(path: path) }
+        guard pending > 0 else { return }
+        do { try queue.writeWithoutTransaction { db in try db.execute(sql: "COMMIT") } } catch {
+            throw EventLogError.io(path: path, operation: "commit", detail: "\(error)")
+        }
+        pending = 0
+    }
+
+    public func events(_ range: Range<Int>) throws -> [Event] {
+        guard let queue else { throw EventLogError.closed(path: path) }
+        let r = range.clamped(to: 0..<rows)
+        guard !r.isEmpty else { return [] }
+        do {
+            return try queue.writeWithoutTransaction { db in   // the writer's connection sees its open transaction
+                let bodies = try Data.fetchAll(db, sql: "SELECT body FROM events WHERE seq >= ? AND seq < ? ORDER BY seq",
+                                               arguments: [r.lowerBound, r.upperBound])
+                return try bodies.enumerated().map { i, body in
+                    try Event.decode(ArraySlice(body), context: "\(path) event \(r.lowerBound + i)")
+                }
+            }
+        } catch let error as EventLogError {
+            throw error
+        } catch {
+            throw EventLogError.io(path: path, operation: "read", detail: "\(error)")
+        }
+    }
+
+    public func close() throws {
+        guard queue != nil else { return }
+        try sync()
+        do { try queue?.close() } catch { throw EventLogError.io(path: path, operation: "close", detail: "\(error)") }
+        queue = nil
+    }
+}

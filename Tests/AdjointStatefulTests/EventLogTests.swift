@@ -1,0 +1,133 @@
+import Adjoint
+import AdjointTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Backend: String, CaseIterable, CustomTestStringConvertible {
+    case memory, file, sqlite
+    var testDescription: String { rawValue }
+
+    func open(_ path: String, fsync: FsyncPolicy = .everyRecord) throws -> any EventLog {
+        switch self {
+        case .memory: return MemoryEventLog()
+        case .file: return try FileEventLog(path: path, fsync: fsync)
+        case .sqlite: return try SQLiteEventLog(path: path, fsync: fsync)
+        }
+    }
+}
+
+@Suite("Event logs")
+struct EventLogTests {
+    static func sample() throws -> [Event] {
+        [Event.input(step: 0, try Tensor.uniform([2, 3], key: RandomKey(seed: 1), dtype: .float32)),
+         Event(kind: .external, step: 0, name: "arrival", values: [1.5, -2, .infinity]),
+         Event.random(step: 1, name: "noise", key: RandomKey(seed: 9, stream: 4), counter: 77),
+         Event.decision(step: 1, name: "evict", choice: 3, options: 8),
+         Event.stateHash(step: 2, StateHash(0xDEAD_BEEF_0123_4567)),
+         Event(kind: .checkpoint, step: 2, data: [1, 2, 3]),
+         Event(kind: .marker, step: -1, name: "ünïcode ✓"),
+         Event.input(step: 3, Tensor(Int64(5)))]
+    }
+
+    static func path(_ name: String) -> String { (temporaryDirectory("eventlog") as NSString).appendingPathComponent(name) }
+
+    @Test("appends read back equal, typed readers decode, reopening keeps everything", arguments: Backend.allCases)
+    func roundTrip(_ backend: Backend) throws {
+        let path = Self.path("log")
+        let events = try Self.sample()
+        let log = try backend.open(path)
+        for (i, e) in events.enumerated() { #expect(try log.append(e) == i) }
+        #expect(log.count == events.count)
+        #expect(try log.allEvents() == events)
+        #expect(try log.events(2..<4) == Array(events[2..<4]))
+        #expect(try log.events(6..<100).count == 2)
+        let read = try log.allEvents()
+        #expect(bitwiseEqual(try read[0].tensor(), try events[0].tensor()))
+        #expect(read[2].randomPosition?.counter == 77 && read[2].randomPosition?.key == RandomKey(seed: 9, stream: 4))
+        #expect(read[3].choice == 3 && read[4].hash == StateHash(0xDEAD_BEEF_0123_4567))
+        try log.close()
+        #expect(throws: EventLogError.self) { try log.append(events[0]) }
+        guard backend != .memory else { return }
+        let reopened = try backend.open(path)
+        #expect(try reopened.allEvents() == events)
+        #expect(try reopened.append(events[1]) == events.count)
+        try reopened.close()
+    }
+
+    @Test("every fsync policy keeps every record after close", arguments: Backend.allCases.filter { $0 != .memory },
+          [FsyncPolicy.everyRecord, .every(3), .never])
+    func policies(_ backend: Backend, _ policy: FsyncPolicy) throws {
+        let path = Self.path("log")
+        let log = try backend.open(path, fsync: policy)
+        for i in 0..<10 { try log.append(Event(kind: .marker, step: i)) }
+        #expect(try log.allEvents().map(\.step) == Array(0..<10))   // readable before any sync
+        try log.close()
+        #expect(try backend.open(path).allEvents().map(\.step) == Array(0..<10))
+        #expect(FsyncPolicy("every") == .everyRecord && FsyncPolicy("8") == .every(8) && FsyncPolicy("never") == .never && FsyncPolicy("0") == nil)
+    }
+
+    @Test("a torn tail is reported with its offset, cut off, and appends continue after it")
+    func tornTail() throws {
+        let path = Self.path("log")
+        let log = try FileEventLog(path: path)
+        for i in 0..<5 { try log.append(Event(kind: .marker, step: i, name: "m")) }
+        try log.close()
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        #expect(truncate(path, off_t(size - 3)) == 0)
+        #expect(throws: EventLogError.self) { try FileEventLog(path: path, recovery: .refuse) }
+        let recovered = try FileEventLog(path: path)
+        #expect(recovered.count == 4 && !recovered.recovery.isClean)
+        #expect(recovered.recovery.discardedBytes == size - 3 - recovered.recovery.validBytes)
+        #expect(recovered.recovery.reason.contains("record 4 declares"))
+        try recovered.append(Event(kind: .marker, step: 99))
+        try recovered.close()
+        let again = try FileEventLog(path: path)
+        #expect(again.recovery.isClean)
+        #expect(try again.allEvents().map(\.step) == [0, 1, 2, 3, 99])
+    }
+
+    @Test("a corrupt record ends the valid prefix at its offset")
+    func corruptRecord() throws {
+        let path = Self.path("log")
+        let log = try FileEventLog(path: path)
+        var offsets: [Int] = []
+        for i in 0..<4 {
+            offsets.append(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int)
+            try log.append(Event(kind: .external, step: i, values: [Double(i)]))
+        }
+        try log.close()
+        var bytes = try AtomicFile.read(path)
+        bytes[offsets[2] + 12] ^= 0x40            // inside record 2's payload
+        try AtomicFile.write(bytes, to: path)
+        var refused = false
+        do { _ = try FileEventLog(path: path, recovery: .refuse) } catch let EventLogError.corruptTail(_, offset, detail) {
+            refused = true
+            #expect(offset == offsets[2] && detail.contains("checksum"))
+        }
+        #expect(refused)
+        let recovered = try FileEventLog(path: path)
+        #expect(recovered.count == 2 && recovered.recovery.validBytes == offsets[2])
+    }
+
+    @Test("foreign files, newer versions, a second writer and bad records are refused with a reason")
+    func refusals() throws {
+        let foreign = Self.path("foreign")
+        try AtomicFile.write(Array("hello, this is not a log at all".utf8), to: foreign)
+        #expect(throws: EventLogError.self) { try FileEventLog(path: foreign) }
+        let newer = Self.path("newer")
+        try AtomicFile.write(Array("ADJLOG\0\0".utf8) + [9, 0, 0, 0, 0, 0, 0, 0], to: newer)
+        #expect { try FileEventLog(path: newer) } throws: { "\($0)".contains("format version 9 is newer") }
+        let path = Self.path("locked")
+        let first = try FileEventLog(path: path)
+        #expect(throws: EventLogError.self) { try FileEventLog(path: path) }
+        try first.close()
+        _ = try FileEventLog(path: path)
+        #expect(throws: EventLogError.self) { try FileEventLog(path: "/proc/nope/log") }
+        #expect(throws: EventLogError.self) { try Event.decode([99, 0, 0][...], context: "x") }
+        #expect(throws: EventLogError.self) { try Event.decode(Event(kind: .marker, step: 1).encoded().dropLast()[...], context: "x") }
+        #expect(throws: EventLogError.self) { try Event(kind: .input, step: 0, data: [3, 0x66, 0x36, 0x34, 1, 2, 0, 0, 0, 0, 0, 0, 0]).tensor() }
+    }
+}
