@@ -101,6 +101,12 @@ final class UnrollExecutor<Step: StepFunction> {
     /// The hash of each `s[k]` the first time it was computed; 0 means not yet.
     var hashes: [UInt64]
     var report = UnrollReport()
+    /// For a segment of a longer run (``unroll(_:recorded:parameters:template:loss:schedule:options:)``):
+    /// the index of the segment's first step in the whole run (for messages), and the cotangent of
+    /// the segment's last state when it is not the run's last (then the final loss does not apply).
+    var offset = 0
+    var terminalCotangent: Step.StateCotangent?
+    var appliesFinalLoss = true
     var directory: String?
     var ownsDirectory = false
     var evaluations = 0
@@ -163,9 +169,13 @@ final class UnrollExecutor<Step: StepFunction> {
             currentStep = k + 1
         case let .pullback(k):
             guard let taken = recorded.removeValue(forKey: k) else { preconditionFailure("pullback \(k) before record \(k)") }
-            if k == steps - 1, let (value, seed) = try step.finalLoss(taken.next, loss: loss) {
-                lossValue += value
-                cotangent = seed
+            if k == steps - 1 {
+                if !appliesFinalLoss {
+                    cotangent = terminalCotangent
+                } else if let (value, seed) = try step.finalLoss(taken.next, loss: loss) {
+                    lossValue += value
+                    cotangent = seed
+                }
             }
             lossValue += taken.loss
             let (stateCotangent, parameterGradient) = try taken.pullback(cotangent)
@@ -203,7 +213,7 @@ final class UnrollExecutor<Step: StepFunction> {
         }
         report.replayChecks += 1
         guard hashes[k] == h else {
-            throw ReplayDivergence(step: k, original: StateHash(hashes[k]), recomputed: StateHash(h))
+            throw ReplayDivergence(step: k + offset, original: StateHash(hashes[k]), recomputed: StateHash(h))
         }
     }
 

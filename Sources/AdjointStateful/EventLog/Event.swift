@@ -49,6 +49,10 @@ public struct Event: Equatable, Sendable {
         self.data = data
     }
 
+    /// The name of the marker a resumed ``EventSourcedRun`` logs first: events of an unfinished
+    /// step before it are void.
+    public static let resumeMarker = "adjoint.resume"
+
     // MARK: Typed constructors and readers
 
     /// The input of `step`.
