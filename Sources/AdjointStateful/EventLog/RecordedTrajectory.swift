@@ -99,16 +99,19 @@ public struct RecordedTrajectory {
         return state
     }
 
-    /// Rebuilds `s[end]` from the nearest checkpoint at or before it, stepping through the logged
-    /// inputs and checking every state against the live run's hash.
+    /// Rebuilds `s[end]` (default: the last state) from the checkpoint at `start` (default: the
+    /// nearest at or before `end`; 0 replays the whole run), stepping through the logged inputs and
+    /// checking every state against the live run's hash.
     ///
     /// - Throws: ``EventLogError/replayMismatch(step:detail:)`` naming the first state whose hash
-    ///   differs (the step, or its parameters, are not what the live run used).
+    ///   differs (the step, or its parameters, are not what the live run used), or when `start` is
+    ///   not a checkpoint at or before `end`.
     public func replay<Step: StepFunction>(_ step: Step, parameters: Step.Parameters, like template: Step.State,
-                                           to end: Int? = nil) throws -> Step.State where Step.Input == Tensor {
+                                           from start: Int? = nil, to end: Int? = nil) throws -> Step.State where Step.Input == Tensor {
         let target = end ?? steps
         guard target >= 0, target <= steps else { throw UnrollError.missingInput(step: target, available: steps) }
-        let start = checkpointSteps.last { $0 <= target } ?? 0
+        let start = start ?? checkpointSteps.last { $0 <= target } ?? 0
+        guard start <= target else { throw EventLogError.replayMismatch(step: start, detail: "the replay starts at s[\(start)], after its end s[\(target)]") }
         var state = try checkpoint(at: start, step: step, like: template)
         for k in start..<target {
             state = try step.step(state, input: inputs[k], parameters: parameters)
