@@ -4,6 +4,8 @@
 //   TimeBenchmarks thermal <swiftad|tensor|plain> <steps> [schedule] [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
+//   TimeBenchmarks eventlog <directory> [seconds per configuration]
+//                                                  (appends per second per backend and fsync policy)
 //   TimeBenchmarks policy <rounds>                 (strict vs bestEffort vs fast vs float64 debug,
 //                                                   interleaved: MLP training step and thermal unroll)
 import Adjoint
@@ -107,6 +109,32 @@ case "chain":
 case "cost":
     let steps = Int(args[2])!, snapshots = Int(args[3])!
     emit(["steps": steps, "snapshots": snapshots, "forward_steps": Revolve.forwardSteps(steps: steps, snapshots: snapshots)])
+case "eventlog":
+    // A typical step's records: an input of two float64s and a state hash; appended until the time
+    // per configuration is spent (at least 200 appends).
+    let directory = args[2], budget = args.count > 3 ? Double(args[3])! : 3
+    let input = Event.input(step: 0, try Tensor([0.5, 0.25], shape: [2]))
+    let hash = Event.stateHash(step: 1, StateHash(0x1234_5678_9ABC_DEF0))
+    for backend in ["memory", "file", "sqlite"] {
+        for policy in [FsyncPolicy.everyRecord, .every(64), .never] where backend != "memory" || policy == .never {
+            let path = "\(directory)/bench-\(backend)-\(policy)"
+            try? FileManager.default.removeItem(atPath: path)
+            try? FileManager.default.removeItem(atPath: path + "-wal")
+            try? FileManager.default.removeItem(atPath: path + "-shm")
+            let log: any EventLog = backend == "memory" ? MemoryEventLog()
+                : try EventLogBackend(rawValue: backend)!.open(path: path, fsync: policy)
+            var appends = 0
+            let start = DispatchTime.now().uptimeNanoseconds
+            var elapsed = 0.0
+            while elapsed < budget || appends < 200 {
+                for _ in 0..<8 { try log.append(appends % 2 == 0 ? input : hash); appends += 1 }
+                elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            }
+            try log.close()
+            emit(["backend": backend, "fsync": policy.description, "appends": appends, "seconds": elapsed,
+                  "appends_per_second": Double(appends) / elapsed, "record_bytes": input.encoded().count])
+        }
+    }
 case "policy":
     // The MLP of the side-by-side benchmarks (784-512-512-10, batch 256, float32), here with Adam
     // and without dropout, and the tensor thermal unroll over one day (2,880 steps, binomial:32).
