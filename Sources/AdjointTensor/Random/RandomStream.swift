@@ -1,5 +1,3 @@
-import AdjointTensor
-
 /// A key and a counter: a stream of random tensors whose position is explicit state.
 ///
 /// Each draw reads Philox blocks starting at ``counter`` and then moves the counter past them (one
