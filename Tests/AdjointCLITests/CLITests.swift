@@ -19,10 +19,11 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
-                                                     "train": TrainCommand.self, "repro": ReproCommand.self]
+                                                     "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
+                                                     "log-record": LogCommand.Record.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
     }

@@ -41,6 +41,35 @@ struct EstimatorTests {
         #expect(averaged.se < plain.se, "the baseline should lower the variance")
     }
 
+    @Test("a learned baseline tracks a context-dependent cost: still unbiased, lower variance than a moving average")
+    func learnedBaseline() throws {
+        let theta = -0.3, p = 1 / (1 + exp(-theta))
+        let truth = p * (1 - p) * 2   // cost = context + 2·a, context ~ U(0, 10) independent of a
+        func run(_ baseline: Baseline) throws -> (mean: Double, se: Double) {
+            var samples: [Double] = []
+            for seed in 0..<60 {
+                var boundary = EffectBoundary("coin", semantics: .scoreFunction(baseline: baseline), key: RandomKey(seed: 500 + UInt64(seed)))
+                var contexts = RandomStream(key: RandomKey(seed: 900 + UInt64(seed)))
+                for _ in 0..<60 {
+                    let c = try contexts.uniform([], high: 10).item()
+                    let g = try gradient(at: Tensor(theta)) { z in
+                        let d = try boundary.decideBinary(logits: z)
+                        return try boundary.objective(d, cost: Tensor(c + 2 * (try d.hard.item())), context: [c])
+                    }
+                    samples.append(try g.item())
+                }
+            }
+            return meanAndStandardError(samples)
+        }
+        let learned = try run(.learned(features: 1, learningRate: 0.01)), averaged = try run(.movingAverage(decay: 0.9))
+        #expect(Swift.abs(learned.mean - truth) < 3 * learned.se, "\(learned) vs \(truth)")
+        #expect(learned.se < averaged.se * 0.8, "learned \(learned.se), moving average \(averaged.se)")
+        var wrong = EffectBoundary("coin", semantics: .scoreFunction(baseline: .learned(features: 2, learningRate: 0.1)), key: RandomKey(seed: 1))
+        #expect(throws: TensorError.self) {
+            try gradient(at: Tensor(0.0)) { z in try wrong.objective(try wrong.decideBinary(logits: z), cost: Tensor(1.0), context: [1]) }
+        }
+    }
+
     @Test("score function on a categorical decision is unbiased in every component")
     func categoricalUnbiased() throws {
         let logits = [0.2, -0.5, 1.0, 0.3], costs = [1.0, 4.0, 2.0, 0.5]
@@ -148,6 +177,9 @@ struct EstimatorTests {
         let first = try (0..<20).map { _ in try a.decide(logits: logits).choice.item() }
         #expect(first == (try (0..<20).map { _ in try b.decide(logits: logits).choice.item() }))
         #expect(Set(first).count > 1)
+        let d = try b.decide(logits: logits)
+        let events = d.events(step: 7, boundary: b), chosen = Int(try d.choice.item())
+        #expect(events.map(\.kind) == [.random, .decision] && events[1].choice == chosen && events[0].randomPosition?.counter == d.randomCounter)
         var c = EffectBoundary("x", semantics: .stop, key: RandomKey(seed: 9))
         c.stream = RandomStream(key: RandomKey(seed: 9), counter: a.stream.counter - 4 * 5)
         #expect(try (0..<5).map { _ in try c.decide(logits: logits).choice.item() } == Array(first[15...]))

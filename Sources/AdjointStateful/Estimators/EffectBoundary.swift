@@ -78,6 +78,16 @@ public struct Decision {
     public var probabilities: Tensor
     /// Position of the boundary's random stream before this decision (for logs and replays).
     public var randomCounter: UInt64
+
+    /// The records of this decision for an ``EventLog``: the stream position it drew from and,
+    /// for a single categorical or binary choice, the choice.
+    public func events(step: Int, boundary: EffectBoundary) -> [Event] {
+        var out = [Event.random(step: step, name: boundary.name, key: boundary.stream.key, counter: randomCounter)]
+        if choice.elementCount == 1, let value = try? choice.item() {
+            out.append(Event.decision(step: step, name: boundary.name, choice: Int(value), options: hard.elementCount == 1 ? 2 : hard.elementCount))
+        }
+        return out
+    }
 }
 
 /// An explicit boundary around a non-differentiable action (evict, route, send, drop): it samples
