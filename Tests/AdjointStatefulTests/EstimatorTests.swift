@@ -153,6 +153,30 @@ struct EstimatorTests {
         #expect(throws: TensorError.self) { try SPSA.gradient(of: f, at: x, perturbation: 0, samples: 1, stream: &stream) }
     }
 
+    @Test("SPSA at the boundary, with common random numbers, estimates the gradient of the expected cost")
+    func spsaBoundary() throws {
+        let logits = [0.2, -0.5, 1.0, 0.3], costs = [1.0, 4.0, 2.0, 0.5]
+        let e = logits.map(exp), z = e.reduce(0, +), p = e.map { $0 / z }
+        let expected = zip(p, costs).reduce(0) { $0 + $1.0 * $1.1 }
+        let truth = zip(p, costs).map { $0 * ($1 - expected) }
+        var boundary = EffectBoundary("route", semantics: .spsa(perturbation: 0.3, samples: 4), key: RandomKey(seed: 31))
+        var samples: [[Double]] = []
+        func cost(_ hard: Tensor) throws -> Double { zip(hard.doubles, costs).reduce(0) { $0 + $1.0 * $1.1 } }
+        for _ in 0..<6000 {
+            let g = try gradient(at: t(logits)) { z in
+                let d = try boundary.decide(logits: z)
+                return try boundary.spsaObjective(d, logits: z, cost: cost)
+            }
+            samples.append(g.doubles)
+        }
+        for k in 0..<4 {
+            let (mean, se) = meanAndStandardError(samples.map { $0[k] })
+            #expect(Swift.abs(mean - truth[k]) < 3 * se + 0.01, "component \(k): \(mean) ± \(se) vs \(truth[k])")
+        }
+        var wrong = EffectBoundary("x", semantics: .stop, key: RandomKey(seed: 1))
+        #expect(throws: TensorError.self) { try wrong.spsaObjective(try wrong.decide(logits: t(logits)), logits: t(logits), cost: cost) }
+    }
+
     @Test("a surrogate fitted to a linear cost passes back the exact gradient of the expected cost")
     func surrogate() throws {
         let w = [1.0, 4.0, 2.0], logits = t([0.1, -0.3, 0.4])

@@ -13,7 +13,8 @@ public enum DerivativeSemantics: Sendable, CustomStringConvertible {
     case relaxed(temperature: Double, form: Relaxation)
     /// REINFORCE: the objective gets `(cost − b)·∇log p(a)`; unbiased for the expected cost.
     case scoreFunction(baseline: Baseline)
-    /// Finite perturbations of the parameters (see ``SPSA``); nothing flows through the action.
+    /// Finite perturbations of the logits with common random numbers
+    /// (``EffectBoundary/spsaObjective(_:logits:cost:)``), or of any parameters (``SPSA``).
     case spsa(perturbation: Double, samples: Int)
     /// The gradient of a differentiable cost model fitted to observed (context, action, cost).
     case surrogate(LinearSurrogate)
@@ -78,6 +79,11 @@ public struct Decision {
     public var probabilities: Tensor
     /// Position of the boundary's random stream before this decision (for logs and replays).
     public var randomCounter: UInt64
+    /// The uniforms the decision drew (nil in deployment), so it can be re-taken at other logits
+    /// with common random numbers (SPSA).
+    public var noise: Tensor?
+    /// Whether the decision is binary.
+    public var isBinary: Bool
 
     /// The records of this decision for an ``EventLog``: the stream position it drew from and,
     /// for a single categorical or binary choice, the choice.
@@ -160,7 +166,42 @@ public struct EffectBoundary {
             }
         }
         return Decision(hard: hard, choice: choice, value: value, logProbability: logProbability, probabilities: p,
-                        randomCounter: counter)
+                        randomCounter: counter, noise: u, isBinary: binary)
+    }
+
+    /// The hard action `decision` would have been at `logits`, with the same random numbers.
+    static func hardAction(_ decision: Decision, at z: Tensor) throws -> Tensor {
+        let zd = z.untracked
+        guard let u = decision.noise else {
+            return decision.isBinary ? try zd.greater(zd.scalarLike(0)).cast(to: z.dtype)
+                                     : try zd.argmax(axis: -1).oneHot(depth: z.shape.last ?? 1, dtype: z.dtype)
+        }
+        if decision.isBinary { return try u.less(zd.sigmoid()).cast(to: z.dtype) }
+        return try (zd - (try u.log().neg()).log()).argmax(axis: -1).oneHot(depth: z.shape.last ?? 1, dtype: z.dtype)
+    }
+
+    /// The objective for ``DerivativeSemantics/spsa(perturbation:samples:)``: SPSA on the logits
+    /// with common random numbers. Each sample draws Δ = ±1 per logit from the boundary's stream,
+    /// re-takes the decision at `z ± cΔ` with the decision's own uniforms, and evaluates `cost` on
+    /// both hard actions; ĝ = mean of `(cost₊ − cost₋)/(2c)·Δ` estimates ∂E[cost]/∂z (bias O(c²) for
+    /// the smoothed expectation). The result's value is `cost(hard)` and its gradient flows into the
+    /// logits as ĝ (and on to whatever produced them).
+    ///
+    /// - Throws: `TensorError.invalidArgument` when the boundary's semantics are not `.spsa`.
+    public mutating func spsaObjective(_ decision: Decision, logits z: Tensor, cost: (Tensor) throws -> Double) throws -> Tensor {
+        guard case let .spsa(c, samples) = semantics, c > 0, samples >= 1 else {
+            throw TensorError.invalidArgument(op: "EffectBoundary(\(name))", detail: "spsaObjective needs .spsa semantics with perturbation > 0 and samples ≥ 1, not \(semantics)")
+        }
+        let base = z.untracked
+        var estimate = try base.zerosLike()
+        for _ in 0..<samples {
+            let delta = try stream.uniform(base.shape, dtype: base.dtype).less(base.scalarLike(0.5)).cast(to: base.dtype) * 2 - 1
+            let up = try cost(Self.hardAction(decision, at: base + delta * c))
+            let down = try cost(Self.hardAction(decision, at: base - delta * c))
+            estimate = try estimate + delta * ((up - down) / (2 * c * Double(samples)))
+        }
+        let observed = try cost(decision.hard)
+        return try (estimate * (z - base)).sum() + observed
     }
 
     private func relax(_ z: Tensor, binary: Bool, temperature: Double, form: Relaxation, noise u: Tensor) throws -> Tensor {
