@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "AdjointAutodiff", targets: ["AdjointAutodiff"]),
         .library(name: "AdjointStateful", targets: ["AdjointStateful"]),
         .library(name: "AdjointTraining", targets: ["AdjointTraining"]),
+        .library(name: "AdjointPolicies", targets: ["AdjointPolicies"]),
         .library(name: "AdjointSwiftAD", targets: ["AdjointSwiftAD"]),
         .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
         .executable(name: "adjoint", targets: ["adjoint"]),
@@ -38,7 +39,8 @@ let package = Package(
         .target(name: "AdjointStateful", dependencies: ["AdjointAutodiff", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful"]),
-        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointStateful", "AdjointTraining"]),
+        .target(name: "AdjointPolicies", dependencies: ["AdjointStateful", "AdjointTraining", "CZstd", "CZlib"]),
+        .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointAutodiff", "AdjointStateful", "AdjointTraining", "AdjointPolicies"]),
         .target(
             name: "AdjointCLI",
             dependencies: [
@@ -56,6 +58,8 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Tests
         .target(name: "AdjointTestSupport", dependencies: ["Adjoint"], path: "Tests/AdjointTestSupport"),
@@ -66,6 +70,7 @@ let package = Package(
         .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointSwiftADTests", dependencies: ["AdjointSwiftADExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointPoliciesTests", dependencies: ["AdjointPolicies", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport", "adjoint"], exclude: ["Snapshots"]),
     ],
     swiftLanguageModes: [.v5]

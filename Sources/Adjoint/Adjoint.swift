@@ -4,3 +4,4 @@
 @_exported import AdjointAutodiff
 @_exported import AdjointStateful
 @_exported import AdjointTraining
+@_exported import AdjointPolicies
