@@ -18,6 +18,8 @@ public protocol CachePolicy {
     mutating func evict(_ request: CacheRequest)
     /// Inserts a missed object; room was made.
     mutating func insert(_ request: CacheRequest)
+    /// One request: true on a hit. The default runs find / canInsert / evict until it fits / insert.
+    mutating func access(_ request: CacheRequest) -> Bool
 }
 
 extension CachePolicy {

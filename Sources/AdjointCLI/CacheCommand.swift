@@ -1,0 +1,232 @@
+import Adjoint
+import ArgumentParser
+import Foundation
+
+extension SizeMode: ExpressibleByArgument {}
+extension CacheTrainingMethod: ExpressibleByArgument {}
+
+/// Where the requests come from: a trace file, or the built-in synthetic workload.
+struct WorkloadOptions: ParsableArguments {
+    @Option(name: .long, help: "A trace: libCacheSim oracleGeneral (.bin, .zst), CSV (.csv[.gz]) or text ids (one per line, .gz allowed). Default: the built-in synthetic workload.")
+    var trace: String?
+
+    @Option(name: .long, help: "Trace format: oracleGeneral, csv or text (default: from the file name).")
+    var format: String?
+
+    @Option(name: .long, help: "CSV: the id column (name with --csv-header, else a 0-based index).")
+    var csvId = "0"
+    @Option(name: .long, help: "CSV: the time column.")
+    var csvTime: String?
+    @Option(name: .long, help: "CSV: the size column.")
+    var csvSize: String?
+    @Flag(name: .long, help: "CSV: the first line is a header.")
+    var csvHeader = false
+
+    @Option(name: .long, help: "Read at most this many requests.")
+    var limit: Int?
+
+    @Option(name: .long, help: "Synthetic workload: requests (without --trace).")
+    var requests = 200_000
+
+    @Option(name: .long, help: "Cache sizes count objects (unit) or bytes.")
+    var sizes: SizeMode = .unit
+
+    func validate() throws {
+        if let format, TraceFormat(rawValue: format) == nil { throw ValidationError("--format must be oracleGeneral, csv or text, got '\(format)'") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
+    }
+
+    /// The workload's name and its requests with next accesses.
+    func load() throws -> (name: String, requests: [CacheRequest]) {
+        var requests: [CacheRequest]
+        let name: String
+        if let trace {
+            func column(_ text: String?) -> CSVTraceReader.ColumnRef? { text.map { Int($0).map { .index($0) } ?? .name($0) } }
+            switch format.flatMap(TraceFormat.init(rawValue:)) ?? TraceFormat.guess(path: trace) {
+            case .oracleGeneral:
+                var r = try OracleGeneralReader(path: trace)
+                requests = try r.readAll(limit: limit ?? .max)
+            case .csv:
+                var r = try CSVTraceReader(path: trace, columns: .init(id: column(csvId)!, time: column(csvTime), size: column(csvSize)), hasHeader: csvHeader)
+                requests = try r.readAll(limit: limit ?? .max)
+            case .text:
+                var r = try TextTraceReader(path: trace)
+                requests = try r.readAll(limit: limit ?? .max)
+            }
+            name = (trace as NSString).lastPathComponent
+        } else {
+            var w = try SyntheticWorkload.standard(requests: self.requests)
+            requests = try w.readAll()
+            name = "synthetic (drifting Zipf + scans + loop)"
+        }
+        NextAccess.annotate(&requests)
+        return (name, requests)
+    }
+}
+
+/// `adjoint cache`: simulate, compare and train eviction policies.
+public struct CacheCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "cache",
+        abstract: "Simulate cache eviction policies, compare them with a learned policy, and train it.",
+        subcommands: [Simulate.self, Compare.self, Train.self]
+    )
+    public init() {}
+
+    /// Distinct objects (unit) or their total bytes: what cache-size fractions refer to.
+    static func footprint(_ requests: [CacheRequest], _ mode: SizeMode) -> Int64 {
+        var sizes: [UInt64: Int64] = [:]
+        for r in requests { sizes[r.id] = r.size }
+        return mode == .unit ? Int64(sizes.count) : sizes.values.reduce(0, +)
+    }
+
+    /// "1000" is an absolute size; "5%" a fraction of the footprint.
+    static func capacity(_ text: String, footprint: Int64) throws -> Int64 {
+        if text.hasSuffix("%"), let p = Double(text.dropLast()), p > 0 { return Swift.max(1, Int64(Double(footprint) * p / 100)) }
+        if let n = Int64(text), n > 0 { return n }
+        throw ValidationError("cache size '\(text)' is neither a positive count nor a percentage like 5%")
+    }
+
+    public struct Simulate: ParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Run one policy over a workload and print its miss ratios.")
+        @OptionGroup var workload: WorkloadOptions
+        @Option(name: .long, help: "FIFO, LRU, LFU, ARC, 2Q, S3-FIFO, SIEVE, Belady, or Learned (with --model).")
+        var policy = "LRU"
+        @Option(name: .long, help: "Cache size: a count (objects or bytes) or a percentage of the footprint.")
+        var cacheSize = "5%"
+        @Option(name: .long, help: "A trained model (from `adjoint cache train`), for --policy Learned.")
+        var model: String?
+        public init() {}
+
+        public func validate() throws {
+            guard PolicyKind(name: policy) != nil || policy.lowercased() == "learned" else { throw ValidationError("unknown policy '\(policy)'") }
+            if policy.lowercased() == "learned", model == nil { throw ValidationError("--policy Learned needs --model FILE") }
+        }
+
+        public func run() throws {
+            let (name, requests) = try workload.load()
+            let capacity = try CacheCommand.capacity(cacheSize, footprint: CacheCommand.footprint(requests, workload.sizes))
+            let result: SimulationResult
+            var validation = ""
+            if let kind = PolicyKind(name: policy) {
+                result = CacheSimulation.run(kind, capacity: capacity, requests: requests, mode: workload.sizes)
+            } else {
+                var learned = try CacheModel.read(model!).policy(capacity: capacity)
+                result = CacheSimulation.run(&learned, requests: requests, mode: workload.sizes)
+                validation = "\nvalidator: \(learned.validation)"
+            }
+            print("\(name): \(result.requests) requests, cache \(capacity) \(workload.sizes == .unit ? "objects" : "bytes")")
+            print(String(format: "%@: miss ratio %.4f, byte miss ratio %.4f", result.policy, result.missRatio, result.byteMissRatio) + validation)
+        }
+    }
+
+    public struct Compare: ParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Every policy over several cache sizes: a table and an SVG plot of miss ratio against cache size.",
+            discussion: "Without --model, a learned policy is first trained (imitation of Belady) on the workload at the middle cache size.")
+        @OptionGroup var workload: WorkloadOptions
+        @Option(name: .long, help: "Comma-separated cache sizes: counts or percentages of the footprint.")
+        var cacheSizes = "1%,2%,5%,10%,20%"
+        @Option(name: .long, help: "A trained model for the Learned policy (default: train one now).")
+        var model: String?
+        @Flag(name: .long, help: "Leave the learned policy out.")
+        var noLearned = false
+        @Option(name: .long, help: "Write the plot here.")
+        var svg = "cache-compare.svg"
+        @Flag(name: .long, help: "Never draw a progress bar.")
+        var quiet = false
+        public init() {}
+
+        public func run() throws {
+            let (name, requests) = try workload.load()
+            let footprint = CacheCommand.footprint(requests, workload.sizes)
+            let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint) }
+            print("\(name): \(requests.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
+            var learned: CacheModel?
+            if !noLearned {
+                if let model { learned = try CacheModel.read(model) } else {
+                    var options = CacheTrainingOptions(capacity: capacities[capacities.count / 2])
+                    options.mode = workload.sizes
+                    options.rounds = 3
+                    learned = try CacheTraining.train(requests, options: options, traceName: name) { round, total, message in
+                        if !quiet { printError("training \(round)/\(total): \(message)") }
+                    }
+                }
+            }
+            let bar = quiet ? nil : ProgressBar(label: "compare", minimumTotal: 1, unit: "simulations")
+            var results: [SimulationResult] = []
+            let kinds = PolicyKind.allCases
+            let total = capacities.count * (kinds.count + (learned == nil ? 0 : 1))
+            for capacity in capacities {
+                for kind in kinds {
+                    results.append(CacheSimulation.run(kind, capacity: capacity, requests: requests, mode: workload.sizes))
+                    bar?.update(results.count, of: total)
+                }
+                if let learned {
+                    var policy = learned.policy(capacity: capacity)
+                    results.append(CacheSimulation.run(&policy, requests: requests, mode: workload.sizes))
+                    bar?.update(results.count, of: total)
+                }
+            }
+            bar?.finish()
+            let policies = results.map(\.policy).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            let rows = policies.map { p in [p] + capacities.map { c in String(format: "%.4f", results.first { $0.policy == p && $0.capacity == c }!.missRatio) } }
+            print(TextTable.render(header: ["miss ratio"] + capacities.map { "\($0)" }, rows: rows))
+            try AtomicFile.write(Array(MissRatioPlot.svg(results, title: "Miss ratio: \(name)").utf8), to: svg)
+            print("plot: \(svg)")
+        }
+    }
+
+    public struct Train: ParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Train the learned eviction policy; resumes from its last checkpoint after an interruption.")
+        @OptionGroup var workload: WorkloadOptions
+        @Option(name: .long, help: "imitation, relaxed, straightThrough or scoreFunction.")
+        var method: CacheTrainingMethod = .imitation
+        @Option(name: .long, help: "Cache size to train at: a count or a percentage of the footprint.")
+        var cacheSize = "5%"
+        @Option(name: .long, help: "Hidden units of the scorer (0: linear).")
+        var hidden = 0
+        @Option(name: .long, help: "Training rounds.")
+        var rounds = 4
+        @Option(name: .long, help: "Seed of every random choice in training.")
+        var seed: UInt64 = 7
+        @Option(name: .long, help: "The model file to write (safetensors; metadata also in FILE.json).")
+        var model = "cache-model.safetensors"
+        @Option(name: .long, help: "Checkpoint directory (default: MODEL.checkpoints).")
+        var checkpointDirectory: String?
+        @Flag(name: .long, help: "Never draw a progress bar.")
+        var quiet = false
+        public init() {}
+
+        public func validate() throws {
+            guard hidden >= 0, rounds >= 1 else { throw ValidationError("--hidden must be ≥ 0 and --rounds ≥ 1") }
+        }
+
+        public func run() throws {
+            let (name, requests) = try workload.load()
+            let capacity = try CacheCommand.capacity(cacheSize, footprint: CacheCommand.footprint(requests, workload.sizes))
+            var options = CacheTrainingOptions(capacity: capacity)
+            options.method = method
+            options.mode = workload.sizes
+            options.hidden = hidden
+            options.rounds = rounds
+            options.seed = seed
+            let store = try CheckpointStore(directory: checkpointDirectory ?? model + ".checkpoints")
+            let bar = quiet ? nil : ProgressBar(label: "train \(method.rawValue)", minimumTotal: 1, unit: "rounds")
+            let trained = try CacheTraining.train(requests, options: options, traceName: name, store: store) { round, total, message in
+                bar?.update(round, of: total)
+                print(message)
+            }
+            bar?.finish()
+            try trained.write(to: model)
+            var policy = trained.policy(capacity: capacity)
+            let learned = CacheSimulation.run(&policy, requests: requests, mode: workload.sizes)
+            let lru = CacheSimulation.run(.lru, capacity: capacity, requests: requests, mode: workload.sizes)
+            let belady = CacheSimulation.run(.belady, capacity: capacity, requests: requests, mode: workload.sizes)
+            print(String(format: "model %@: miss ratio %.4f (LRU %.4f, Belady %.4f) at cache %lld; validator: %@", model,
+                         learned.missRatio, lru.missRatio, belady.missRatio, capacity, policy.validation.description))
+        }
+    }
+}

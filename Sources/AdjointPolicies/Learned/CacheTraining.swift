@@ -1,0 +1,117 @@
+import AdjointAutodiff
+import AdjointTensor
+import AdjointTraining
+import Foundation
+
+/// How the learned policy's scorer is trained.
+public enum CacheTrainingMethod: String, CaseIterable, Sendable {
+    /// Cross-entropy toward Belady's choice among the sampled candidates, on the policy's own
+    /// trajectory (DAgger).
+    case imitation
+    /// Gradients through a relaxed simulator (soft residency, softmax eviction at a temperature
+    /// that anneals), unrolled with checkpointing over windows of the trace.
+    case relaxed
+    /// Hard evictions in the forward pass, the softmax's gradient in the backward pass.
+    case straightThrough
+    /// REINFORCE over sampled evictions, cost = misses in the window, moving-average baseline.
+    case scoreFunction
+}
+
+public struct CacheTrainingOptions: Sendable {
+    public var method: CacheTrainingMethod = .imitation
+    public var capacity: Int64
+    public var mode: SizeMode = .unit
+    public var hidden = 0
+    public var candidates = 32
+    public var rounds = 4
+    public var epochs = 3
+    public var learningRate = 0.02
+    public var seed: UInt64 = 7
+    /// Windows (relaxed, straight-through, score function): requests per window, objects tracked.
+    public var window = 400
+    public var windowsPerRound = 6
+
+    public init(capacity: Int64) { self.capacity = capacity }
+}
+
+/// Trains a ``CacheModel`` on a workload, in rounds, checkpointing after each so an interrupted
+/// run resumes where it stopped (bitwise: each round depends only on the checkpointed state).
+public enum CacheTraining {
+    /// - Parameters:
+    ///   - requests: the training workload, with next accesses (``NextAccess/annotate(_:)``).
+    ///   - store: checkpoints (resumed from when it holds one); `nil` trains without.
+    ///   - progress: after each round: the round, the total, and a line to show.
+    public static func train(_ requests: [CacheRequest], options: CacheTrainingOptions, traceName: String,
+                             store: CheckpointStore? = nil, progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> CacheModel {
+        let key = RandomKey(seed: options.seed)
+        let normalization = try calibrate(requests, options: options, key: key)
+        var scorer = try EvictionScorer(hidden: options.hidden, key: key.fold(in: 1))
+        var adam = try Adam(learningRate: .constant(options.learningRate))
+        var first = 0
+        var lastMiss: Double?
+        if let store, let loaded = try store.latest() {
+            try loaded.checkpoint.restore(model: &scorer, optimizer: &adam)
+            first = Int(loaded.checkpoint.manifest.metadata["round"] ?? "") ?? 0
+            lastMiss = Double(loaded.checkpoint.manifest.metadata["missRatio"] ?? "")
+            progress(first, options.rounds, "resumed after round \(first) (\(loaded.path))")
+        }
+        for round in first..<options.rounds {
+            let roundKey = key.fold(in: 100 + UInt64(round))
+            let message: String
+            switch options.method {
+            case .imitation:
+                let (samples, result) = ImitationTraining.collect(requests, capacity: options.capacity, mode: options.mode, scorer: scorer,
+                                                                   normalization: normalization, candidates: options.candidates, key: roundKey)
+                let losses = try fitImitation(&scorer, &adam, samples: samples, options: options, key: roundKey)
+                lastMiss = result.missRatio
+                message = String(format: "round %d: miss ratio %.4f on the policy's own run, %d evictions, imitation loss %.4f",
+                                 round + 1, result.missRatio, samples.count, losses.last ?? .nan)
+            case .relaxed, .straightThrough, .scoreFunction:
+                let loss = try RelaxedTraining.round(&scorer, &adam, requests: requests, options: options, normalization: normalization,
+                                                     round: round, key: roundKey)
+                var policy = LearnedPolicy(capacity: options.capacity, scorer: scorer, normalization: normalization,
+                                           candidates: options.candidates, key: roundKey)
+                let result = CacheSimulation.run(&policy, requests: requests, mode: options.mode)
+                lastMiss = result.missRatio
+                message = String(format: "round %d: %@ objective %.4f per window, hard miss ratio %.4f", round + 1,
+                                 options.method.rawValue, loss, result.missRatio)
+            }
+            if let store {
+                try store.save(Checkpoint(model: scorer, optimizer: adam,
+                                          metadata: ["round": "\(round + 1)", "missRatio": "\(lastMiss ?? .nan)", "method": options.method.rawValue]))
+            }
+            progress(round + 1, options.rounds, message)
+        }
+        return CacheModel(scorer: scorer, metadata: .init(normalization: normalization, hidden: options.hidden, candidates: options.candidates,
+                                                          method: options.method.rawValue, trace: traceName, cacheSize: options.capacity,
+                                                          sizeMode: options.mode.rawValue, seed: options.seed, rounds: options.rounds,
+                                                          trainingMissRatio: lastMiss))
+    }
+
+    /// Feature statistics from an LRU-like run of the initial scorer (a deterministic pass).
+    static func calibrate(_ requests: [CacheRequest], options: CacheTrainingOptions, key: RandomKey) throws -> FeatureNormalization {
+        var rows: [Double] = []
+        var policy = LearnedPolicy(capacity: options.capacity, scorer: try EvictionScorer(hidden: 0), candidates: options.candidates, key: key)
+        policy.observer = { _, features, _ in if rows.count < 2_000_000 { rows += features } }
+        _ = CacheSimulation.run(&policy, requests: requests, mode: options.mode)
+        return FeatureNormalization.fit(rows)
+    }
+
+    static func fitImitation(_ scorer: inout EvictionScorer, _ adam: inout Adam, samples: [EvictionSample], options: CacheTrainingOptions,
+                             key: RandomKey) throws -> [Double] {
+        guard !samples.isEmpty else { return [] }
+        var batches = try ShuffledBatches(count: samples.count, batchSize: Swift.min(128, samples.count), key: key)
+        var losses: [Double] = []
+        for _ in 0..<options.epochs {
+            var total = 0.0
+            for _ in 0..<batches.batchesPerEpoch {
+                let batch = ArraySlice(try batches.next().doubles.map { samples[Int($0)] })
+                let (value, gradient) = try valueWithGradient(at: scorer) { s in try ImitationTraining.loss(s, batch, candidates: options.candidates) }
+                try adam.update(&scorer, along: gradient)
+                total += try value.item()
+            }
+            losses.append(total / Double(batches.batchesPerEpoch))
+        }
+        return losses
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// What the learned policy knows about an object: how it has been requested so far.
+public struct ObjectHistory: Sendable {
+    public var firstAccess: Int64
+    public var lastAccess: Int64
+    public var count: Int64
+    public var size: Int64
+    /// Exponential moving average (α = 0.3) of the gaps between requests (0 before the second).
+    public var meanGap: Double
+    public var lastGap: Int64
+
+    public init(at time: Int64, size: Int64) {
+        firstAccess = time
+        lastAccess = time
+        count = 1
+        self.size = size
+        meanGap = 0
+        lastGap = 0
+    }
+
+    mutating func record(at time: Int64, size: Int64) {
+        let gap = time - lastAccess
+        meanGap = count == 1 ? Double(gap) : 0.7 * meanGap + 0.3 * Double(gap)
+        lastGap = gap
+        lastAccess = time
+        count += 1
+        self.size = size
+    }
+}
+
+/// The per-object features of the learned policy, at request index `now` (all log-scaled):
+///
+/// | # | feature |
+/// |---|---|
+/// | 0 | recency: log(1 + now − last request) |
+/// | 1 | frequency: log(1 + requests so far) |
+/// | 2 | age: log(1 + now − first request) |
+/// | 3 | size: log(1 + bytes) |
+/// | 4 | mean inter-arrival gap: log(1 + EMA of gaps) (0 before the second request) |
+/// | 5 | overdue: log(1 + recency / (1 + mean gap)) — how late the next request is by the object's own rhythm |
+/// | 6 | last gap: log(1 + the latest gap) |
+public enum ObjectFeatures {
+    public static let count = 7
+    public static let names = ["recency", "frequency", "age", "size", "meanGap", "overdue", "lastGap"]
+
+    @inline(__always)
+    public static func write(_ h: ObjectHistory, now: Int64, into out: UnsafeMutablePointer<Double>) {
+        let recency = Double(now - h.lastAccess)
+        out[0] = log1p(recency)
+        out[1] = log1p(Double(h.count))
+        out[2] = log1p(Double(now - h.firstAccess))
+        out[3] = log1p(Double(h.size))
+        out[4] = log1p(h.meanGap)
+        out[5] = log1p(recency / (1 + h.meanGap))
+        out[6] = log1p(Double(h.lastGap))
+    }
+}
+
+/// Per-feature standardisation `(x − mean) / std`, fitted on training data and saved with a model.
+public struct FeatureNormalization: Codable, Equatable, Sendable {
+    public var mean: [Double]
+    public var std: [Double]
+
+    public static let identity = FeatureNormalization(mean: [Double](repeating: 0, count: ObjectFeatures.count),
+                                                      std: [Double](repeating: 1, count: ObjectFeatures.count))
+
+    /// Mean and standard deviation of rows of `ObjectFeatures.count` features (a std below 1e-6 becomes 1).
+    public static func fit(_ rows: [Double]) -> FeatureNormalization {
+        let d = ObjectFeatures.count, n = Swift.max(1, rows.count / d)
+        var mean = [Double](repeating: 0, count: d), variance = [Double](repeating: 0, count: d)
+        for r in 0..<n { for j in 0..<d { mean[j] += rows[r * d + j] } }
+        for j in 0..<d { mean[j] /= Double(n) }
+        for r in 0..<n { for j in 0..<d { let x = rows[r * d + j] - mean[j]; variance[j] += x * x } }
+        let std = variance.map { v -> Double in let s = (v / Double(n)).squareRoot(); return s < 1e-6 ? 1 : s }
+        return FeatureNormalization(mean: mean, std: std)
+    }
+
+    @inline(__always)
+    public func apply(_ x: UnsafeMutablePointer<Double>) {
+        for j in 0..<mean.count { x[j] = (x[j] - mean[j]) / std[j] }
+    }
+}
