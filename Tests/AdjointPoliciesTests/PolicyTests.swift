@@ -1,0 +1,79 @@
+import Adjoint
+import AdjointTestSupport
+import Foundation
+import Testing
+
+@Suite("Cache policies")
+struct PolicyTests {
+    static func workload(sizes: SyntheticWorkload.Sizes = .unit, requests: Int = 20_000) throws -> [CacheRequest] {
+        var w = try SyntheticWorkload(.mixture([(.zipf(objects: 2000, alpha: 0.9, driftEvery: 5000, driftStep: 300), 0.8), (.scan, 0.1), (.loop(objects: 300), 0.1)]),
+                                      requests: requests, key: RandomKey(seed: 12), sizes: sizes)
+        var r = try w.readAll()
+        NextAccess.annotate(&r)
+        return r
+    }
+
+    static func allPolicies(_ capacity: Int64) throws -> [any CachePolicy] {
+        PolicyKind.allCases.map { $0.make(capacity: capacity) }
+            + [LearnedPolicy(capacity: capacity, scorer: try EvictionScorer(hidden: 8, key: RandomKey(seed: 3)), candidates: 16)]
+    }
+
+    @Test("capacity is never exceeded and hits are only of objects seen before", arguments: SizeMode.allCases)
+    func invariants(_ mode: SizeMode) throws {
+        let requests = try Self.workload(sizes: .perObject(min: 1, max: 50))
+        let capacity: Int64 = mode == .unit ? 150 : 4000
+        for var policy in try Self.allPolicies(capacity) {
+            var seen = Set<UInt64>()
+            for var r in requests {
+                if mode == .unit { r.size = 1 }
+                let hit = policy.access(r)
+                #expect(!hit || seen.contains(r.id), "\(policy.name): a hit on a new object")
+                #expect(policy.occupied <= capacity, "\(policy.name): \(policy.occupied) > \(capacity)")
+                seen.insert(r.id)
+                if policy.occupied > capacity { break }
+            }
+        }
+    }
+
+    @Test("Belady misses no more than any policy; simulating a stream equals simulating an array")
+    func beladyIsOptimal() throws {
+        let requests = try Self.workload()
+        for capacity: Int64 in [50, 200, 800] {
+            let belady = CacheSimulation.run(.belady, capacity: capacity, requests: requests, mode: .unit)
+            for var policy in try Self.allPolicies(capacity) {
+                let r = CacheSimulation.run(&policy, requests: requests, mode: .unit)
+                #expect(belady.misses <= r.misses, "\(r.policy) at \(capacity): \(r.misses) < Belady \(belady.misses)")
+            }
+        }
+        var stream = try SyntheticWorkload(.zipf(objects: 500, alpha: 1), requests: 5000, key: RandomKey(seed: 1))
+        var array = try SyntheticWorkload(.zipf(objects: 500, alpha: 1), requests: 5000, key: RandomKey(seed: 1))
+        var a = LRUPolicy(capacity: 100), b = LRUPolicy(capacity: 100)
+        #expect(try CacheSimulation.run(&a, source: &stream, mode: .unit) == CacheSimulation.run(&b, requests: try array.readAll(), mode: .unit))
+    }
+
+    @Test("hand-checked sequences", arguments: [
+        (PolicyKind.lru, [false, false, true, false, true, false]),
+        (.fifo, [false, false, true, false, false, false]),
+        (.lfu, [false, false, true, false, true, false]),
+        (.sieve, [false, false, true, false, true, false]),
+        (.belady, [false, false, true, false, true, false]),
+    ])
+    func sequences(_ kind: PolicyKind, _ hits: [Bool]) {
+        // Capacity 2; requests 1 2 1 3 1 2. When 3 arrives LRU, LFU, SIEVE and Belady evict 2 (1 is
+        // more recent, more frequent, visited, and needed sooner); FIFO evicts 1, the oldest.
+        var policy = kind.make(capacity: 2)
+        var requests = [1, 2, 1, 3, 1, 2].enumerated().map { CacheRequest(time: Int64($0.offset), id: UInt64($0.element)) }
+        NextAccess.annotate(&requests)
+        #expect(requests.map { policy.access($0) } == hits, "\(kind)")
+        #expect(PolicyKind(name: "S3FIFO") == .s3fifo && PolicyKind(name: "TwoQ") == .twoQ && PolicyKind(name: "sieve") == .sieve && PolicyKind(name: "x") == nil)
+    }
+
+    @Test("objects larger than the cache are missed and not admitted")
+    func oversized() {
+        for kind in PolicyKind.allCases {
+            var policy = kind.make(capacity: 100)
+            let big = CacheRequest(time: 0, id: 1, size: 500, nextAccess: 1)
+            #expect(!policy.access(big) && !policy.access(big) && policy.occupied == 0, "\(kind)")
+        }
+    }
+}
