@@ -18,6 +18,20 @@ public struct CacheModel {
         public var seed: UInt64
         public var rounds: Int
         public var trainingMissRatio: Double?
+
+        public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
+                    sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {
+            self.normalization = normalization
+            self.hidden = hidden
+            self.candidates = candidates
+            self.method = method
+            self.trace = trace
+            self.cacheSize = cacheSize
+            self.sizeMode = sizeMode
+            self.seed = seed
+            self.rounds = rounds
+            self.trainingMissRatio = trainingMissRatio
+        }
     }
 
     public var scorer: EvictionScorer

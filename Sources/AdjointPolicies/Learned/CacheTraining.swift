@@ -67,7 +67,7 @@ public enum CacheTraining {
                 message = String(format: "round %d: miss ratio %.4f on the policy's own run, %d evictions, imitation loss %.4f",
                                  round + 1, result.missRatio, samples.count, losses.last ?? .nan)
             case .relaxed, .straightThrough, .scoreFunction:
-                let loss = try RelaxedTraining.round(&scorer, &adam, requests: requests, options: options, normalization: normalization,
+                let loss = try RelaxedCacheSimulator.round(&scorer, &adam, requests: requests, options: options, normalization: normalization,
                                                      round: round, key: roundKey)
                 var policy = LearnedPolicy(capacity: options.capacity, scorer: scorer, normalization: normalization,
                                            candidates: options.candidates, key: roundKey)

@@ -20,13 +20,18 @@ import Foundation
 /// softmax's gradient. **Score function** samples each victim from `w` on hard residency and
 /// weights `∇ log p(victims)` by the window's misses minus a moving-average baseline. Sizes count
 /// as 1 (unit mode); byte-size caches train on the unit relaxation.
-enum RelaxedTraining {
-    typealias Step = TensorStep<Tensor, Tensor, EvictionScorer, Tensor>
+public enum RelaxedCacheSimulator {
+    /// The relaxed step: state `r` [N], input [N, d + 1], output the soft miss; parameters the scorer.
+    public typealias Step = TensorStep<Tensor, Tensor, EvictionScorer, Tensor>
 
-    struct Window {
-        var tracked: Int
-        var initial: Tensor          // r0 [N]
-        var inputs: [Tensor]         // per step [N, d + 1]: normalised features, then the one-hot request
+    /// A window of the trace, ready to unroll.
+    public struct Window {
+        /// N: objects tracked (resident at the start, or requested in the window).
+        public var tracked: Int
+        /// `r[0]` [N].
+        public var initial: Tensor
+        /// Per step [N, d + 1]: normalised features, then the one-hot request.
+        public var inputs: [Tensor]
     }
 
     static func temperature(round: Int) -> Double { Swift.max(0.05, Foundation.pow(0.5, Double(round))) }
@@ -40,12 +45,12 @@ enum RelaxedTraining {
         for w in 0..<options.windowsPerRound {
             let bits = key.bits(block: UInt64(w))
             let start = Int((UInt64(bits.0) << 32 | UInt64(bits.1)) % UInt64(span))
-            let window = try prepare(requests, start: start, length: Swift.min(options.window, requests.count - start),
+            let window = try self.window(requests, start: start, length: Swift.min(options.window, requests.count - start),
                                      capacity: options.capacity, normalization: normalization)
             let (value, gradient): (Double, EvictionScorer)
             switch options.method {
             case .relaxed, .straightThrough:
-                let step = makeStep(capacity: Double(options.capacity), temperature: temperature(round: round),
+                let step = self.step(capacity: Double(options.capacity), temperature: temperature(round: round),
                                     straightThrough: options.method == .straightThrough)
                 let result = try unroll(step, from: window.initial, parameters: scorer, inputs: window.inputs,
                                         loss: .perStep { _, miss in miss }, schedule: .binomial(snapshots: 16))
@@ -63,8 +68,8 @@ enum RelaxedTraining {
         return total / Double(options.windowsPerRound)
     }
 
-    /// The relaxed (or straight-through) step: state r [N], input [N, d+1], output the soft miss.
-    static func makeStep(capacity: Double, temperature: Double, straightThrough: Bool) -> Step {
+    /// The relaxed (or straight-through: hard evictions forward, the softmax's gradient backward) step.
+    public static func step(capacity: Double, temperature: Double, straightThrough: Bool = false) -> Step {
         Step { r, input, scorer in
             let n = input.shape[0], d = ObjectFeatures.count
             let x = try input.slice(starts: [0, 0], ends: [n, d]), request = try input.slice(starts: [0, d], ends: [n, d + 1]).reshaped([n])
@@ -116,8 +121,8 @@ enum RelaxedTraining {
 
     /// The tracked objects of the window at `start`, their residency there (the LRU contents),
     /// and each step's features and request.
-    static func prepare(_ requests: [CacheRequest], start: Int, length: Int, capacity: Int64,
-                        normalization: FeatureNormalization) throws -> Window {
+    public static func window(_ requests: [CacheRequest], start: Int, length: Int, capacity: Int64,
+                              normalization: FeatureNormalization) throws -> Window {
         var histories: [UInt64: ObjectHistory] = [:]
         for (i, r) in requests[..<start].enumerated() {
             if var h = histories[r.id] { h.record(at: Int64(i), size: r.size); histories[r.id] = h }

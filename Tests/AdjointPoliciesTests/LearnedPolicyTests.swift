@@ -1,0 +1,123 @@
+import Adjoint
+import AdjointTestSupport
+import Foundation
+import Testing
+
+@Suite("Learned eviction policy")
+struct LearnedPolicyTests {
+    @Test("the compiled scorer agrees with the tensor scorer", arguments: [0, 8])
+    func compiled(_ hidden: Int) throws {
+        let scorer = try EvictionScorer(hidden: hidden, key: RandomKey(seed: 4))
+        let x = try Tensor.normal([5, ObjectFeatures.count], key: RandomKey(seed: 5))
+        let tensorScores = try scorer.scores(x).doubles
+        let rows = x.doubles
+        let compiled = scorer.compiled()
+        for i in 0..<5 {
+            let s = rows.withUnsafeBufferPointer { compiled.score($0.baseAddress! + i * ObjectFeatures.count) }
+            #expect(Swift.abs(s - tensorScores[i]) < 1e-12)
+        }
+    }
+
+    @Test("pinned objects are never evicted: proposals are repaired, and refused when nothing else can go")
+    func pinned() throws {
+        let requests = try PolicyTests.workload(requests: 8000)
+        let hot = Set(requests.prefix(40).map(\.id))
+        var policy = LearnedPolicy(capacity: 100, scorer: try EvictionScorer(hidden: 0), candidates: 100, pinned: hot)
+        var resident = Set<UInt64>()
+        for r in requests {
+            let hit = policy.access(r)
+            if hot.contains(r.id), resident.contains(r.id) { #expect(hit, "pinned \(r.id) was evicted") }
+            resident.insert(r.id)
+        }
+        #expect(policy.validation.repaired > 0 && policy.validation.reasons["pinned"] == policy.validation.repaired)
+        // Every resident object pinned: the proposal is refused and the new object not admitted.
+        var full = LearnedPolicy(capacity: 2, scorer: try EvictionScorer(hidden: 0), pinned: [1, 2])
+        #expect(!full.access(CacheRequest(time: 0, id: 1)) && !full.access(CacheRequest(time: 1, id: 2)))
+        #expect(!full.access(CacheRequest(time: 2, id: 3)) && full.occupied == 2)
+        #expect(full.validation.refused == 1)
+        #expect(full.access(CacheRequest(time: 3, id: 1)) && full.access(CacheRequest(time: 4, id: 2)))
+    }
+
+    @Test("imitation training beats LRU on the synthetic workload; training resumes bitwise from its checkpoints")
+    func imitationAndResume() throws {
+        var workload = try SyntheticWorkload.standard(requests: 20_000)
+        var requests = try workload.readAll()
+        NextAccess.annotate(&requests)
+        var options = CacheTrainingOptions(capacity: 400)
+        options.rounds = 3
+        options.epochs = 2
+        let straight = try CacheTraining.train(requests, options: options, traceName: "synthetic")
+        var policy = straight.policy(capacity: 400)
+        let learned = CacheSimulation.run(&policy, requests: requests, mode: .unit)
+        let lru = CacheSimulation.run(.lru, capacity: 400, requests: requests, mode: .unit)
+        #expect(learned.missRatio < lru.missRatio - 0.02, "learned \(learned.missRatio), LRU \(lru.missRatio)")
+
+        let store = try CheckpointStore(directory: temporaryDirectory("cache-train"))
+        var partial = options
+        partial.rounds = 2
+        _ = try CacheTraining.train(requests, options: partial, traceName: "synthetic", store: store)
+        var messages: [String] = []
+        let resumed = try CacheTraining.train(requests, options: options, traceName: "synthetic", store: store) { _, _, m in messages.append(m) }
+        #expect(messages.first?.hasPrefix("resumed after round 2") == true && messages.count == 2)
+        #expect(zip(resumed.scorer.tensors, straight.scorer.tensors).allSatisfy(bitwiseEqual))
+    }
+
+    @Test("gradients through the relaxed simulator match finite differences of its loss")
+    func relaxedGradient() throws {
+        let requests = try PolicyTests.workload(requests: 2000)
+        let window = try RelaxedCacheSimulator.window(requests, start: 1500, length: 25, capacity: 20, normalization: .identity)
+        let step = RelaxedCacheSimulator.step(capacity: 20, temperature: 0.7, straightThrough: false)
+        func loss(_ s: EvictionScorer) throws -> UnrollResult<RelaxedCacheSimulator.Step> {
+            try unroll(step, from: window.initial, parameters: s, inputs: window.inputs, loss: .perStep { _, miss in miss }, schedule: .binomial(snapshots: 4))
+        }
+        var scorer = try EvictionScorer(hidden: 0)
+        scorer.w1 = try Tensor([-0.5, 0.3, -0.1, 0.05, 0.2, -0.4, 0.1], shape: [ObjectFeatures.count, 1])
+        let g = try loss(scorer).parameterGradient.w1.doubles
+        let h = 1e-6
+        for j in 0..<ObjectFeatures.count {
+            var up = scorer, down = scorer
+            var w = scorer.w1.doubles
+            w[j] += h; up.w1 = try Tensor(w, shape: [ObjectFeatures.count, 1])
+            w[j] -= 2 * h; down.w1 = try Tensor(w, shape: [ObjectFeatures.count, 1])
+            let fd = (try loss(up).loss - loss(down).loss) / (2 * h)
+            #expect(Swift.abs(fd - g[j]) <= 1e-5 * Swift.max(1, Swift.abs(fd)), "feature \(j): \(g[j]) vs \(fd)")
+        }
+        // The soft misses of a window are between 0 and its length; a perfect score order cannot
+        // do worse than the bound of distinct new objects.
+        let value = try loss(scorer).loss
+        #expect(value > 0 && value <= 25)
+    }
+
+    @Test("every training method improves on LRU's start", arguments: [CacheTrainingMethod.relaxed, .straightThrough, .scoreFunction])
+    func methods(_ method: CacheTrainingMethod) throws {
+        let requests = try PolicyTests.workload(requests: 12_000)
+        var options = CacheTrainingOptions(capacity: 200)
+        options.method = method
+        options.rounds = 2
+        options.window = 150
+        options.windowsPerRound = 3
+        let model = try CacheTraining.train(requests, options: options, traceName: "synthetic")
+        var policy = model.policy(capacity: 200)
+        let learned = CacheSimulation.run(&policy, requests: requests, mode: .unit)
+        var start = LearnedPolicy(capacity: 200, scorer: try EvictionScorer(hidden: 0), normalization: model.metadata.normalization,
+                                  candidates: options.candidates, key: RandomKey(seed: 7))
+        let initial = CacheSimulation.run(&start, requests: requests, mode: .unit)
+        #expect(learned.missRatio < initial.missRatio, "\(method): \(learned.missRatio) vs the initial \(initial.missRatio)")
+    }
+
+    @Test("model files round-trip; foreign files are refused with a reason")
+    func modelFiles() throws {
+        let dir = temporaryDirectory("cache-model")
+        let path = (dir as NSString).appendingPathComponent("m.safetensors")
+        let model = CacheModel(scorer: try EvictionScorer(hidden: 4, key: RandomKey(seed: 2)),
+                               metadata: .init(normalization: .identity, hidden: 4, candidates: 16, method: "imitation", trace: "t",
+                                               cacheSize: 100, sizeMode: "unit", seed: 1, rounds: 2, trainingMissRatio: 0.5))
+        try model.write(to: path)
+        let back = try CacheModel.read(path)
+        #expect(back.metadata == model.metadata && zip(back.scorer.tensors, model.scorer.tensors).allSatisfy(bitwiseEqual))
+        #expect(FileManager.default.fileExists(atPath: path + ".json"))
+        let foreign = (dir as NSString).appendingPathComponent("f.safetensors")
+        try SafeTensors.write(["w": Tensor(1.0)], to: foreign)
+        #expect(throws: TraceError.self) { try CacheModel.read(foreign) }
+    }
+}
