@@ -4,6 +4,9 @@ import AdjointExamples
 import AdjointTestSupport
 import ArgumentParser
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 
 /// Compares `text` with `Snapshots/<name>.txt`; set ADJOINT_RECORD_SNAPSHOTS=1 to rewrite it.
@@ -19,11 +22,12 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
                                                      "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
-                                                     "log-record": LogCommand.Record.self]
+                                                     "log-record": LogCommand.Record.self,
+                                                     "cache": CacheCommand.self, "cache-compare": CacheCommand.Compare.self, "cache-train": CacheCommand.Train.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
     }
@@ -163,5 +167,53 @@ struct LogCLITests {
         #expect(recorded.checkpointSteps == [0, 40, 80, 120])
         #expect(throws: (any Error).self) { try LogCommand.Record.parse(["--log", path, "--fsync", "zero"]) }
         #expect(throws: (any Error).self) { try LogCommand.Inspect.report(path + ".missing") }
+    }
+}
+
+@Suite("adjoint cache")
+struct CacheCLITests {
+    @Test("compare prints every policy at every size and writes an SVG with one line per policy")
+    func compare() throws {
+        let svg = (temporaryDirectory("cache-cli") as NSString).appendingPathComponent("plot.svg")
+        var command = try CacheCommand.Compare.parse(["--requests", "8000", "--cache-sizes", "2%,10%", "--svg", svg, "--quiet"])
+        try command.run()
+        let text = try String(contentsOfFile: svg, encoding: .utf8)
+        let parser = XMLParser(data: Data(text.utf8))
+        #expect(parser.parse(), "the SVG is not well-formed XML")
+        let lines = text.components(separatedBy: "<polyline").count - 1
+        #expect(lines == PolicyKind.allCases.count + 1)
+        for kind in PolicyKind.allCases { #expect(text.contains(">\(kind.rawValue)<")) }
+        #expect(text.contains(">Learned<"))
+    }
+
+    @Test("train writes a model that simulate loads, and a second run resumes from the checkpoints")
+    func trainAndSimulate() throws {
+        let dir = temporaryDirectory("cache-train-cli")
+        let model = (dir as NSString).appendingPathComponent("model.safetensors")
+        let args = ["--requests", "6000", "--cache-size", "3%", "--rounds", "2", "--model", model, "--quiet"]
+        var train = try CacheCommand.Train.parse(args)
+        try train.run()
+        #expect(FileManager.default.fileExists(atPath: model) && FileManager.default.fileExists(atPath: model + ".json"))
+        let first = try CacheModel.read(model)
+        var again = try CacheCommand.Train.parse(args)   // resumes: every round is checkpointed already
+        try again.run()
+        #expect(zip(try CacheModel.read(model).scorer.tensors, first.scorer.tensors).allSatisfy(bitwiseEqual))
+        var simulate = try CacheCommand.Simulate.parse(["--requests", "6000", "--policy", "Learned", "--model", model, "--cache-size", "3%"])
+        try simulate.run()
+        for bad in [["--policy", "MRU"], ["--policy", "Learned"], ["--format", "parquet"], ["--limit", "0"]] {
+            #expect(throws: (any Error).self) { try CacheCommand.Simulate.parse(bad) }
+        }
+        #expect(throws: (any Error).self) { try CacheCommand.capacity("-3%", footprint: 100) }
+        #expect(try CacheCommand.capacity("5%", footprint: 1000) == 50 && CacheCommand.capacity("70", footprint: 1000) == 70)
+    }
+
+    @Test("a missing or damaged trace is reported with the file name")
+    func badTrace() throws {
+        var missing = try CacheCommand.Simulate.parse(["--trace", "/nonexistent/x.bin"])
+        #expect { try missing.run() } throws: { "\($0)".contains("/nonexistent/x.bin") }
+        let path = (temporaryDirectory("cache-bad") as NSString).appendingPathComponent("t.bin")
+        try AtomicFile.write([UInt8](repeating: 1, count: 30), to: path)
+        var truncated = try CacheCommand.Simulate.parse(["--trace", path])
+        #expect { try truncated.run() } throws: { "\($0)".contains("truncated at record 1") }
     }
 }
