@@ -8,6 +8,29 @@ let benchmarks: @Sendable () -> Void = {
     Parallelism.threadCount = 2
 
     // 40,000 dependent scalar ops, forward and backward, per iteration.
+    // Cache simulation in steady state: 100,000 requests through a policy that has already seen
+    // them once (so the cache is full); mallocs per iteration should be ~0.
+    let cacheRequests: [CacheRequest] = {
+        var w = try! SyntheticWorkload.standard(requests: 100_000)
+        var r = try! w.readAll()
+        NextAccess.annotate(&r)
+        return r
+    }()
+    for kind in [PolicyKind.lru, .arc, .s3fifo, .sieve] {
+        Benchmark("cache \(kind.rawValue) 100k requests, 2000 objects, steady state", configuration: .init(scalingFactor: .one)) { benchmark in
+            var policy = kind.make(capacity: 2000)
+            _ = CacheSimulation.run(&policy, requests: cacheRequests, mode: .unit)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { blackHole(CacheSimulation.run(&policy, requests: cacheRequests, mode: .unit)) }
+        }
+    }
+    Benchmark("cache Learned 100k requests, 2000 objects, steady state", configuration: .init(scalingFactor: .one)) { benchmark in
+        var policy = LearnedPolicy(capacity: 2000, scorer: try EvictionScorer(hidden: 0))
+        _ = CacheSimulation.run(&policy, requests: cacheRequests, mode: .unit)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { blackHole(CacheSimulation.run(&policy, requests: cacheRequests, mode: .unit)) }
+    }
+
     Benchmark("scalar chain 2×20000 f64 fwd+bwd", configuration: .init(scalingFactor: .one)) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try Workloads.scalarChain()) }
     }
