@@ -20,7 +20,8 @@ let package = Package(
             path: "Benchmarks/AdjointBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        // Long-horizon unroll benchmarks: one configuration per process, so peak RSS is its own.
+        // Long-horizon unroll, policy and event-log benchmarks: one configuration per process, so peak
+        // RSS is its own. Outside Benchmarks/ so the benchmark plugin does not run it as a suite.
         .executableTarget(
             name: "TimeBenchmarks",
             dependencies: [
@@ -29,7 +30,7 @@ let package = Package(
                 .product(name: "AdjointExamples", package: "Adjoint"),
                 .product(name: "AdjointSwiftADExamples", package: "Adjoint"),
             ],
-            path: "Benchmarks/TimeBenchmarks"
+            path: "Tools/TimeBenchmarks"
         ),
     ]
 )

@@ -7,20 +7,26 @@ import Foundation
 /// when no candidate qualifies the proposal is refused (the policy then falls back to the oldest
 /// unpinned resident object, or does not admit the new one).
 public struct EvictionValidator: DecisionValidator {
+    /// The eviction's candidates and their scores, and the cache's residency (no copies: the
+    /// dictionary and set are shared, the buffers are the policy's scratch space).
     public struct Context {
-        /// Candidate ids in increasing score (the first is the proposal's preferred order).
-        public var ranked: [UInt64]
-        public var isResident: (UInt64) -> Bool
+        public var candidates: UnsafeBufferPointer<UInt64>
+        public var scores: UnsafeBufferPointer<Double>
+        public var resident: [UInt64: Int]
         public var pinned: Set<UInt64>
     }
 
     public init() {}
 
     public func validate(_ proposal: UInt64, in context: Context) -> Verdict<UInt64> {
-        func allowed(_ id: UInt64) -> Bool { context.isResident(id) && !context.pinned.contains(id) }
+        func allowed(_ id: UInt64) -> Bool { context.resident[id] != nil && !context.pinned.contains(id) }
         if allowed(proposal) { return .accept }
-        let reason = context.isResident(proposal) ? "pinned" : "not resident"
-        if let fix = context.ranked.first(where: allowed) { return .repair(fix, reason: reason) }
+        let reason = context.resident[proposal] != nil ? "pinned" : "not resident"
+        var fix: Int?
+        for i in context.candidates.indices where allowed(context.candidates[i]) {
+            if fix == nil || context.scores[i] < context.scores[fix!] { fix = i }
+        }
+        if let fix { return .repair(context.candidates[fix], reason: reason) }
         return .refuse(reason: "no evictable candidate (\(reason))")
     }
 }
@@ -62,7 +68,7 @@ public struct LearnedPolicy: CachePolicy {
         self.candidates = Swift.max(1, candidates)
         self.pinned = pinned
         stream = key
-        buffer = FeatureBuffer(count: self.candidates * ObjectFeatures.count)
+        buffer = FeatureBuffer(candidates: self.candidates)
     }
 
     public mutating func find(_ request: CacheRequest) -> Bool {
@@ -96,37 +102,40 @@ public struct LearnedPolicy: CachePolicy {
     }
 
     /// Samples candidates, scores them, validates the proposal and evicts; false if nothing can go.
+    /// Uses the policy's scratch buffers: no allocation per eviction (unless an observer is attached).
     mutating func evictOne() -> Bool {
         guard !resident.isEmpty else { return false }
         let k = Swift.min(candidates, resident.count)
-        var chosen: [UInt64] = []
-        chosen.reserveCapacity(k)
+        let chosen = buffer.ids, scores = buffer.scores
+        var count = 0
         if k == resident.count {
-            chosen = resident
+            for id in resident { chosen[count] = id; count += 1 }
         } else {
-            var seen = Set<UInt64>()
-            while chosen.count < k {
+            while count < k {
                 let bits = stream.bits(block: draws)
                 draws += 1
                 let id = resident[Int((UInt64(bits.0) << 32 | UInt64(bits.1)) % UInt64(resident.count))]
-                if seen.insert(id).inserted { chosen.append(id) }
+                var duplicate = false
+                for i in 0..<count where chosen[i] == id { duplicate = true; break }
+                if !duplicate { chosen[count] = id; count += 1 }
             }
         }
-        var scored: [(score: Double, id: UInt64)] = []
-        scored.reserveCapacity(k)
-        for (i, id) in chosen.enumerated() {
+        var best = 0
+        for i in 0..<count {
             let row = features + i * ObjectFeatures.count
-            ObjectFeatures.write(history[id]!, now: now, into: row)
+            ObjectFeatures.write(history[chosen[i]]!, now: now, into: row)
             normalization.apply(row)
-            scored.append((scorer.score(row), id))
+            scores[i] = scorer.score(row)
+            if scores[i] < scores[best] { best = i }
         }
-        let ranked = scored.enumerated().sorted { ($0.element.score, $0.offset) < ($1.element.score, $1.offset) }.map(\.element.id)
-        let context = EvictionValidator.Context(ranked: ranked, isResident: { [position] in position[$0] != nil }, pinned: pinned)
-        var victim = guarded.check(ranked[0], in: context)
+        let context = EvictionValidator.Context(candidates: UnsafeBufferPointer(start: chosen, count: count),
+                                                scores: UnsafeBufferPointer(start: scores, count: count), resident: position, pinned: pinned)
+        var victim = guarded.check(chosen[best], in: context)
         if victim == nil { victim = resident.first { !pinned.contains($0) } }
         guard let id = victim else { return false }
         if let observer {
-            observer(chosen, Array(UnsafeBufferPointer(start: features, count: k * ObjectFeatures.count)), id)
+            observer(Array(UnsafeBufferPointer(start: chosen, count: count)),
+                     Array(UnsafeBufferPointer(start: features, count: count * ObjectFeatures.count)), id)
         }
         remove(id)
         return true
@@ -143,9 +152,19 @@ public struct LearnedPolicy: CachePolicy {
     }
 }
 
-/// Scratch rows of candidate features, owned by one policy (freed with it).
+/// Scratch space of one policy's evictions (freed with it): candidate ids, their feature rows and scores.
 final class FeatureBuffer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Double>
-    init(count: Int) { pointer = .allocate(capacity: count) }
-    deinit { pointer.deallocate() }
+    let ids: UnsafeMutablePointer<UInt64>
+    let scores: UnsafeMutablePointer<Double>
+    init(candidates: Int) {
+        pointer = .allocate(capacity: candidates * ObjectFeatures.count)
+        ids = .allocate(capacity: candidates)
+        scores = .allocate(capacity: candidates)
+    }
+    deinit {
+        pointer.deallocate()
+        ids.deallocate()
+        scores.deallocate()
+    }
 }
