@@ -72,6 +72,9 @@ public final class Tape: InterpreterLevel {
                                 type: input.valueType,
                                 saved: rule.saves.inputs.contains(i) ? SavedTensor(input, dropping: levelID) : nil))
         }
+        if let limit = InterpreterStack.current.maxTapeNodes, nodes.count >= limit {
+            throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
+        }
         let id = newValue()
         nodes.append(Node(
             op: call.op, attributes: call.attributes, inputs: inputs,
@@ -95,6 +98,10 @@ public final class Tape: InterpreterLevel {
             let rule = DerivativeRules.rule(for: op)
             guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
             try nodes[index].verifySaved(index: index)
+            let stack = InterpreterStack.current
+            let outer = stack.backwardNode
+            stack.backwardNode = (index, op)
+            defer { stack.backwardNode = outer }
             let grads = try vjp(VJPContext(node: nodes[index], cotangent: g))
             let inputs = nodes[index].inputs
             for i in 0..<Swift.min(inputs.count, grads.count) where inputs[i].id >= 0 {

@@ -133,10 +133,15 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     func perform(_ action: CheckpointAction) throws {
+        // Diagnostics (anomaly reports, profiles) name the step being taken.
+        let stack = InterpreterStack.current
+        let outerStep = stack.unrollStep
+        defer { stack.unrollStep = outerStep }
         switch action {
         case let .advance(to):
             var state = try currentState(for: action)
             for k in currentStep..<to {
+                stack.unrollStep = k + offset
                 state = try step.step(state, input: try input(k), parameters: parameters)
                 report.forwardSteps += 1
                 try check(state, at: k + 1)
@@ -158,6 +163,7 @@ final class UnrollExecutor<Step: StepFunction> {
             liveSnapshotBytes -= snapshotBytes.removeValue(forKey: k) ?? 0
         case let .record(k):
             precondition(currentStep == k, "record \(k) with the current state at \(currentStep)")
+            stack.unrollStep = k + offset
             let taken = try step.recordStep(try currentState(for: action), input: try input(k), parameters: parameters, loss: loss)
             report.recordedSteps += 1
             try check(taken.next, at: k + 1)
@@ -169,6 +175,7 @@ final class UnrollExecutor<Step: StepFunction> {
             currentStep = k + 1
         case let .pullback(k):
             guard let taken = recorded.removeValue(forKey: k) else { preconditionFailure("pullback \(k) before record \(k)") }
+            stack.unrollStep = k + offset
             if k == steps - 1 {
                 if !appliesFinalLoss {
                     cotangent = terminalCotangent

@@ -14,10 +14,33 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
         throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(arity) inputs, got \(inputs.count)")
     }
     let stack = InterpreterStack.current
-    guard stack.isActive else { return try Kernels.execute(op, attributes, inputs) }
-    var call = OpCall(op: op, attributes: attributes, inputs: inputs, output: try Kernels.execute(op, attributes, inputs))
+    if stack.limits == nil, stack.timer == nil {
+        guard stack.isActive else { return try Kernels.execute(op, attributes, inputs) }
+        var call = OpCall(op: op, attributes: attributes, inputs: inputs, output: try Kernels.execute(op, attributes, inputs))
+        try stack.observe(&call)
+        return call.output
+    }
+    return try dispatchObserved(op, attributes, inputs, stack)
+}
+
+/// The slow path: timing and resource limits around the kernel.
+func dispatchObserved(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor], _ stack: InterpreterStack) throws -> Tensor {
+    let started = stack.timer?.begin(op)
+    let output = try Kernels.execute(op, attributes, inputs)
+    if let started { stack.timer?.end(op, started: started, inputs: inputs, output: output) }
+    try stack.limits?.check(op, output: output)
+    guard stack.isActive else { return output }
+    var call = OpCall(op: op, attributes: attributes, inputs: inputs, output: output)
     try stack.observe(&call)
     return call.output
+}
+
+/// Receives the timing of every operator dispatched on a thread (the profiler implements it).
+public protocol OperatorTimer: AnyObject {
+    /// Called before the kernel runs; returns a start token (e.g. a timestamp).
+    func begin(_ op: OpCode) -> UInt64
+    /// Called after the kernel ran.
+    func end(_ op: OpCode, started: UInt64, inputs: [Tensor], output: Tensor)
 }
 
 /// The entry point of in-place operators: writes into `target` (copying first if its storage is

@@ -32,6 +32,16 @@ public final class InterpreterStack {
     public private(set) var levels: [InterpreterLevel] = []
     /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
     @usableFromInline var ceiling = Int.max
+    /// The ``ResourceLimits`` in force on this thread, if any.
+    var limits: ActiveLimits?
+    /// ``ResourceLimits/maxTapeNodes`` in force on this thread (for tapes as they record).
+    public var maxTapeNodes: Int? { limits?.limits.maxTapeNodes }
+    /// Observers of every dispatched operator's timing (the profiler), if any.
+    public var timer: OperatorTimer?
+    /// Where the current operations come from, for diagnostics: the unroll step being taken, and
+    /// the tape node whose derivative is being computed.
+    public var unrollStep: Int?
+    public var backwardNode: (index: Int, op: OpCode)?
 
     private static let nextLevelID = Atomic<UInt32>(1)
 
