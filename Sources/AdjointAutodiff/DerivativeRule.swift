@@ -261,6 +261,7 @@ public enum DerivativeRules {
         case .nn: return nn(op)
         case .conversion: return conversion(op)
         case .inPlace: return inPlace(op)
+        case .custom: return custom(op)
         }
     }
 

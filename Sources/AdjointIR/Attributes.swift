@@ -31,6 +31,8 @@ public enum Attributes: Hashable, Codable, Sendable {
     case linspace(start: Double, end: Double, count: Int, dtype: DType)
     /// Counter-based random numbers: Philox key, stream and counter offset (random.*).
     case random(shape: [Int], dtype: DType, seed: UInt64, stream: UInt64, counter: UInt64, low: Double, high: Double)
+    /// The registered name of a custom operator.
+    case custom(name: String)
 }
 
 extension Attributes: CustomStringConvertible {
@@ -56,6 +58,7 @@ extension Attributes: CustomStringConvertible {
         case let .random(s, d, seed, stream, counter, lo, hi):
             fields = ["shape=\(list(s))", "dtype=\(d)", "seed=\(seed)", "stream=\(stream)",
                       "counter=\(counter)", "low=\(lo)", "high=\(hi)"]
+        case let .custom(name): fields = ["name=\(name)"]
         }
         return "{" + fields.joined(separator: ", ") + "}"
     }

@@ -87,6 +87,11 @@ public enum OpCode: String, Codable, CaseIterable, Sendable, Hashable {
     case addInPlace = "inplace.add"
     case mulInPlace = "inplace.mul"
     case assignInPlace = "inplace.assign"
+
+    // MARK: Custom (registered at run time; the name is an attribute)
+    /// A user-registered operator (`Attributes.custom(name:)`); its kernel and derivatives come from
+    /// the registry in `AdjointTensor` (`CustomOperators`).
+    case customCall = "custom.call"
 }
 
 extension OpCode {
@@ -105,6 +110,7 @@ extension OpCode {
         case .softmax, .logSoftmax, .crossEntropyWithLogits, .meanSquaredError: return .nn
         case .cast: return .conversion
         case .addInPlace, .mulInPlace, .assignInPlace: return .inPlace
+        case .customCall: return .custom
         }
     }
 
@@ -134,6 +140,7 @@ extension OpCode {
             default: return 2
             }
         case .inPlace: return 2
+        case .custom: return nil
         }
     }
 
@@ -148,5 +155,5 @@ extension OpCode {
 
 /// Operator families: one kernel file and one derivative-rule file each.
 public enum OpFamily: String, Codable, CaseIterable, Sendable {
-    case creation, unary, binary, comparison, reduction, linalg, layout, indexing, nn, conversion, inPlace
+    case creation, unary, binary, comparison, reduction, linalg, layout, indexing, nn, conversion, inPlace, custom
 }

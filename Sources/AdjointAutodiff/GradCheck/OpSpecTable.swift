@@ -155,5 +155,26 @@ extension OpSpec {
         OpSpec(.assignInPlace, "block of rows", [u(.fixed([4, 3]), -2...2), u(.fixed([2, 3]), -2...2)]) {
             var t = try $0[0] * 2; try t.assign($0[1], at: [1..<3]); return try t * $0[0]
         },
+        // A registered custom operator: its own VJP and JVP are what is checked.
+        OpSpec(.customCall, "registered x·y²", [u(.fixed([3]), -2...2), u(.like(0), -2...2)]) {
+            try Tensor.custom(OpSpec.exampleCustomOperator, $0)
+        },
     ]
+
+    /// The custom operator the op-spec table checks (x·y² with its VJP and JVP), registered on first use.
+    public static let exampleCustomOperator: String = {
+        let name = "adjoint.example.xy2"
+        try? CustomOperators.register(CustomOperator(name: name, forward: { xs in try xs[0] * xs[1] * xs[1] },
+            vjp: { xs, _, g in [try g * xs[1] * xs[1], try g * xs[0] * xs[1] * 2] },
+            jvp: { xs, _, t in
+                let a = try t[0].map { try $0 * xs[1] * xs[1] }, b = try t[1].map { try $0 * xs[0] * xs[1] * 2 }
+                switch (a, b) {
+                case let (a?, b?): return try a + b
+                case let (a?, nil): return a
+                case let (nil, b?): return b
+                case (nil, nil): return nil
+                }
+            }), replacing: true)
+        return name
+    }()
 }

@@ -30,6 +30,7 @@ public enum Kernels {
         case .conversion: return try cast(inputs[0], attributes)
         case .inPlace:
             throw TensorError.invalidArgument(op: op.rawValue, detail: "in-place operators go through dispatchInPlace")
+        case .custom: return try CustomOperators.execute(attributes, inputs)
         }
     }
 
@@ -67,7 +68,7 @@ extension OpFamily {
     var computesArithmetic: Bool {
         switch self {
         case .unary, .binary, .comparison, .reduction, .linalg, .nn: return true
-        case .creation, .layout, .indexing, .conversion, .inPlace: return false
+        case .creation, .layout, .indexing, .conversion, .inPlace, .custom: return false
         }
     }
 }

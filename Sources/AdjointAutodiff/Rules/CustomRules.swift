@@ -1,0 +1,38 @@
+import AdjointTensor
+
+extension DerivativeRules {
+    /// `custom.call`: the registered operator's own VJP and JVP, validated on every use.
+    static func custom(_ op: OpCode) -> DerivativeRule {
+        func registered(_ c: any DerivativeContext) throws -> CustomOperator {
+            guard case let .custom(name) = c.attributes else { throw CustomOperatorError.unknown(name: "\(c.attributes)") }
+            return try CustomOperators.lookup(name)
+        }
+        func inputs(_ c: any DerivativeContext) -> [Tensor] { (0..<c.inputCount).map { c.input($0) } }
+        return .differentiable(saving: DerivativeRule.Saves(inputs: Array(0..<64), output: true), vjp: { c in
+            let op = try registered(c)
+            guard let vjp = op.vjp else {
+                throw AutodiffError.derivativeNotImplemented(op: .customCall, node: -1, reason: "custom operator '\(op.name)' was registered without a VJP")
+            }
+            let grads = try vjp(inputs(c), c.output, c.cotangent)
+            guard grads.count == c.inputCount else { throw CustomOperatorError.wrongGradientCount(name: op.name, expected: c.inputCount, got: grads.count) }
+            for (i, g) in grads.enumerated() {
+                guard let g else { continue }
+                let expected = c.inputTypes[i]
+                guard g.shape == expected.shape, g.dtype == expected.dtype else {
+                    throw CustomOperatorError.wrongGradient(name: op.name, input: i, expected: "\(expected)", got: "\(g.valueType)")
+                }
+            }
+            return grads
+        }, jvp: { c in
+            let op = try registered(c)
+            guard let jvp = op.jvp else {
+                throw AutodiffError.derivativeNotImplemented(op: .customCall, node: -1, reason: "custom operator '\(op.name)' was registered without a JVP")
+            }
+            let tangent = try jvp(inputs(c), c.output, (0..<c.inputCount).map { c.tangent($0) })
+            if let tangent, tangent.shape != c.outputType.shape || tangent.dtype != c.outputType.dtype {
+                throw CustomOperatorError.wrongTangent(name: op.name, expected: "\(c.outputType)", got: "\(tangent.valueType)")
+            }
+            return tangent
+        })
+    }
+}
