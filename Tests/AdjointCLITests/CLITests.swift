@@ -22,12 +22,13 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "graph"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
                                                      "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
                                                      "log-record": LogCommand.Record.self,
-                                                     "cache": CacheCommand.self, "cache-compare": CacheCommand.Compare.self, "cache-train": CacheCommand.Train.self]
+                                                     "cache": CacheCommand.self, "cache-compare": CacheCommand.Compare.self, "cache-train": CacheCommand.Train.self,
+                                                     "graph": GraphCommand.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
     }
@@ -215,5 +216,21 @@ struct CacheCLITests {
         try AtomicFile.write([UInt8](repeating: 1, count: 30), to: path)
         var truncated = try CacheCommand.Simulate.parse(["--trace", path])
         #expect { try truncated.run() } throws: { "\($0)".contains("truncated at record 1") }
+    }
+}
+
+@Suite("adjoint graph")
+struct GraphCLITests {
+    @Test("export a thermal step, verify it, print it")
+    func exportVerifyPrint() throws {
+        let path = (temporaryDirectory("graph-cli") as NSString).appendingPathComponent("thermal.agraph")
+        var export = try GraphCommand.Export.parse([path])
+        try export.run()
+        let report = try GraphCommand.Verify.report(path)
+        #expect(report.contains("OK") && report.contains("bitwise identical on a second run"), "\(report)")
+        var bytes = try AtomicFile.read(path)
+        bytes[bytes.count - 1] ^= 0x80
+        try AtomicFile.write(bytes, to: path)
+        #expect { _ = try GraphCommand.Verify.report(path) } throws: { "\($0)".contains("checksum mismatch") }
     }
 }

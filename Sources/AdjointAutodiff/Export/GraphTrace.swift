@@ -1,0 +1,158 @@
+import AdjointTensor
+import Foundation
+
+/// A traced program with the values of its captured constants: what ``traceGraph(_:at:)``
+/// produces, what ``write(to:)`` stores, and what ``execute(_:)`` runs again.
+///
+/// On disk it is one safetensors file: each capture's value as tensor `"capture.<id>"`, and in the
+/// metadata the graph in Adjoint's versioned interchange format (``GraphCodec``) under
+/// `adjoint.graph` with `adjoint.graph.checksum` = `crc32c:XXXXXXXX` over the graph text and the
+/// capture bytes. A damaged file, a file of a newer version, or a graph that does not verify gets
+/// an ``IRError``.
+public struct GraphBundle {
+    public var graph: Graph
+    /// The value of every `.capture` input.
+    public var captures: [ValueID: Tensor]
+
+    public init(graph: Graph, captures: [ValueID: Tensor]) {
+        self.graph = graph
+        self.captures = captures
+    }
+
+    /// Runs the graph on `arguments` (one per `.argument` input, in order) through the dispatch
+    /// point — the same kernels as the traced run, so the outputs are bitwise equal to it.
+    ///
+    /// - Throws: ``IRError/corruptFile(_:)``-style errors for a wrong argument count or type, and
+    ///   whatever an operator throws.
+    public func execute(_ arguments: [Tensor]) throws -> [Tensor] {
+        var values: [ValueID: Tensor] = captures
+        let argumentInputs = graph.inputs.filter { $0.role == .argument }
+        guard argumentInputs.count == arguments.count else {
+            throw IRError.corruptFile("the graph takes \(argumentInputs.count) arguments, got \(arguments.count)")
+        }
+        for (input, value) in zip(argumentInputs, arguments) {
+            guard input.type == value.valueType else {
+                throw IRError.corruptFile("argument \(input.id) is \(input.type), got \(value.valueType)")
+            }
+            values[input.id] = value
+        }
+        for node in graph.nodes {
+            let inputs = try node.inputs.map { id -> Tensor in
+                guard let v = values[id] else { throw IRError.corruptFile("value \(id) is used before it is defined") }
+                return v
+            }
+            let output = try dispatch1(node.op, node.attributes, inputs)
+            values[node.outputs[0]] = output
+        }
+        return try graph.outputs.map { id in
+            guard let v = values[id] else { throw IRError.corruptFile("output \(id) is never defined") }
+            return v
+        }
+    }
+
+    static let graphKey = "adjoint.graph", checksumKey = "adjoint.graph.checksum"
+
+    /// The file's bytes.
+    public func encoded() throws -> [UInt8] {
+        let text = String(decoding: try GraphCodec.encode(graph), as: UTF8.self)
+        var tensors: [String: Tensor] = [:]
+        for (id, t) in captures { tensors["capture.\(id.rawValue)"] = t }
+        return try SafeTensors.encode(tensors, metadata: [Self.graphKey: text, Self.checksumKey: Self.checksum(text, tensors)])
+    }
+
+    /// Parses and verifies a bundle; `path` names it in errors.
+    public static func decode(_ bytes: [UInt8], path: String = "<memory>") throws -> GraphBundle {
+        let (tensors, metadata): ([String: Tensor], [String: String])
+        do { (tensors, metadata) = try SafeTensors.decode(bytes, path: path) } catch {
+            throw IRError.corruptFile("\(path): \(error)")
+        }
+        guard let text = metadata[graphKey] else { throw IRError.corruptFile("\(path): no '\(graphKey)' metadata; not an exported Adjoint graph") }
+        let graph = try GraphCodec.decode(Data(text.utf8))   // version first, then structure
+        let computed = checksum(text, tensors)
+        guard metadata[checksumKey] == computed else {
+            throw IRError.corruptFile("\(path): checksum mismatch (stored \(metadata[checksumKey] ?? "none"), computed \(computed))")
+        }
+        var captures: [ValueID: Tensor] = [:]
+        for input in graph.inputs where input.role == .capture {
+            guard let t = tensors["capture.\(input.id.rawValue)"], t.valueType == input.type else {
+                throw IRError.corruptFile("\(path): capture \(input.id) is missing or not \(input.type)")
+            }
+            captures[input.id] = t
+        }
+        return GraphBundle(graph: graph, captures: captures)
+    }
+
+    public func write(to path: String) throws { try AtomicFile.write(encoded(), to: path) }
+    public static func read(_ path: String) throws -> GraphBundle { try decode(AtomicFile.read(path), path: path) }
+
+    static func checksum(_ text: String, _ tensors: [String: Tensor]) -> String {
+        var crc = CRC32C()
+        crc.update(Array(text.utf8))
+        for name in tensors.keys.sorted() {
+            let t = tensors[name]!
+            crc.update(Array(name.utf8) + [0])
+            crc.update(UnsafeRawBufferPointer(start: t.rawPointer, count: t.elementCount * t.dtype.byteSize))
+        }
+        return "crc32c:" + String(format: "%08x", crc.value)
+    }
+}
+
+/// Runs `f` once on `arguments`, recording every operation that depends on them as an IR graph;
+/// tensors it reads that do not depend on the arguments become captures, with their values.
+/// Returns the bundle and `f`'s outputs. (Operations that depend on no argument are folded into
+/// the captures they produce.)
+public func traceGraph(_ f: ([Tensor]) throws -> [Tensor], at arguments: [Tensor]) throws -> (bundle: GraphBundle, outputs: [Tensor]) {
+    let level = GraphCaptureLevel()
+    var tagged = arguments
+    var inputs: [GraphInput] = []
+    for i in tagged.indices {
+        let id = level.newValue()
+        tagged[i].traceTags.set(TraceTag(level: level.levelID, id: Int32(id.rawValue)))
+        inputs.append(GraphInput(id: id, type: tagged[i].valueType, role: .argument))
+    }
+    let outputs = try InterpreterStack.current.withLevel(level) { try f(tagged) }
+    var graphOutputs: [ValueID] = []
+    for output in outputs {
+        if let id = output.traceTags.id(at: level.levelID) { graphOutputs.append(ValueID(Int(id))) } else {
+            graphOutputs.append(level.capture(output))   // an output that depends on no argument
+        }
+    }
+    let graph = Graph(inputs: inputs + level.captureInputs, nodes: level.nodes, outputs: graphOutputs)
+    try graph.verify()
+    return (GraphBundle(graph: graph, captures: level.captureValues), outputs.map(\.untracked))
+}
+
+/// The interpreter level behind ``traceGraph(_:at:)``.
+final class GraphCaptureLevel: InterpreterLevel {
+    let levelID = InterpreterStack.makeLevelID()
+    var nodes: [Node] = []
+    var captureInputs: [GraphInput] = []
+    var captureValues: [ValueID: Tensor] = [:]
+    private var next = 0
+
+    func newValue() -> ValueID {
+        defer { next += 1 }
+        return ValueID(next)
+    }
+
+    func capture(_ t: Tensor) -> ValueID {
+        let id = newValue()
+        captureInputs.append(GraphInput(id: id, type: t.valueType, role: .capture))
+        captureValues[id] = t.untracked
+        return id
+    }
+
+    func process(_ call: inout OpCall) throws {
+        guard call.inputs.contains(where: { $0.traceTags.id(at: levelID) != nil }) else { return }
+        if call.op.isInPlace {
+            throw IRError.corruptFile("graph capture does not record in-place \(call.op.rawValue); write the traced function without in-place updates")
+        }
+        let inputs = call.inputs.map { t -> ValueID in
+            if let id = t.traceTags.id(at: levelID) { return ValueID(Int(id)) }
+            return capture(t)
+        }
+        let id = newValue()
+        nodes.append(Node(op: call.op, attributes: call.attributes, inputs: inputs, outputs: [id], outputTypes: [call.output.valueType]))
+        call.output.traceTags.set(TraceTag(level: levelID, id: Int32(id.rawValue)))
+    }
+}
