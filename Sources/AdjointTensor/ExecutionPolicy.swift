@@ -88,3 +88,36 @@ struct KernelPolicy {
         KernelPolicy(determinism: ExecutionPolicy.current.determinism, threads: Parallelism.threadCount)
     }
 }
+
+/// The mixed-precision compute policy: float32 operators keep float32 arithmetic and
+/// accumulation, but their results are stored in float16 or bfloat16 (rounded, with float16's
+/// range — so values beyond ±65,504 overflow to infinity as on real hardware) and GEMM inputs are
+/// rounded to the low precision first (float32 accumulation, as tensor cores do). Tensors keep the
+/// float32 dtype, so master weights stay float32 and an optimizer updates them in float32.
+///
+/// A process-wide default plus a per-thread override, like ``ExecutionPolicy``.
+public enum MixedPrecision {
+    private static let setting = ThreadSetting(default: 0)
+
+    private static func code(_ d: DType?) -> Int { d == .float16 ? 1 : d == .bfloat16 ? 2 : 0 }
+    private static func dtype(_ c: Int) -> DType? { c == 1 ? .float16 : c == 2 ? .bfloat16 : nil }
+
+    /// The storage precision in force on the calling thread (`nil`: full float32).
+    public static var current: DType? { dtype(setting.value) }
+
+    /// The process-wide default.
+    public static var processDefault: DType? {
+        get { dtype(setting.defaultValue) }
+        set { setting.defaultValue = code(newValue) }
+    }
+
+    /// Runs `body` with `storage` (`.float16`, `.bfloat16`, or `nil` for none) on this thread.
+    ///
+    /// - Throws: `TensorError.invalidArgument` for another dtype.
+    public static func with<R>(_ storage: DType?, _ body: () throws -> R) throws -> R {
+        guard storage == nil || storage == .float16 || storage == .bfloat16 else {
+            throw TensorError.invalidArgument(op: "MixedPrecision", detail: "storage must be f16 or bf16, not \(storage!)")
+        }
+        return try setting.with(code(storage), body)
+    }
+}
