@@ -80,17 +80,20 @@ struct DiagnosticsTests {
             return y
         } } } throws: { ($0 as? ResourceError) == .tapeTooLong(nodes: 11, limit: 10) }
         // The pool is process-wide and other tests run beside this one, so leaks are checked on the
-        // scope's own storages: once the error has unwound the scope, none may be alive.
-        weak var probe: TensorStorage?
-        #expect { try ResourceLimits(memoryQuota: 1 << 20).enforce {
+        // scope's own memory account: once the error has unwound the scope, it must be back to 0.
+        let account = MemoryAccount()
+        #expect { try ResourceLimits(memoryQuota: 1 << 20).enforce(account: account) {
             var kept: [Tensor] = []
-            for _ in 0..<100 {
-                kept.append(try Tensor.zeros([16_384]))   // 128 KiB each
-                probe = kept[0].storage
-            }
+            for _ in 0..<100 { kept.append(try Tensor.zeros([16_384])) }   // 128 KiB each
             return kept.count
         } } throws: { if case .memoryQuotaExceeded = $0 as? ResourceError { return true } else { return false } }
-        #expect(probe == nil, "a limit left the scope's tensors alive")
+        #expect(account.liveBytes == 0 && account.peakBytes > 1 << 20, "live \(account.liveBytes), peak \(account.peakBytes)")
+        let deadlineAccount = MemoryAccount()
+        _ = try? ResourceLimits(deadline: 0.02).enforce(account: deadlineAccount) {
+            var x = try Tensor.uniform([10_000], key: RandomKey(seed: 5))
+            while true { x = try x.exp().log() }
+        }
+        #expect(deadlineAccount.liveBytes == 0)
         #expect { try ResourceLimits(deadline: 0.05).enforce {
             var x = try Tensor.uniform([100_000], key: RandomKey(seed: 3))
             while true { x = try x.tanh() }

@@ -7,13 +7,16 @@ import Glibc
 /// the error unwinds it (the pool's live bytes return to their prior value).
 ///
 /// Checked at the dispatch point after each operator (so one operator's output may briefly exist
-/// before the error frees it), and by the reverse-mode tape as it records.
+/// before the error frees it), and by the reverse-mode tape as it records. The scope's memory is
+/// counted by a ``MemoryAccount``: after the scope, failed or not, its live bytes show what the
+/// scope still holds (0 when nothing escaped).
 public struct ResourceLimits: Sendable, Equatable {
     /// Most elements any one tensor produced in the scope may have.
     public var maxElementsPerTensor: Int?
     /// Most nodes one reverse-mode tape may record.
     public var maxTapeNodes: Int?
-    /// Most bytes the storage pool may hold live above what it held when the scope began.
+    /// Most bytes the tensors created in the scope may hold live at once (a ``MemoryAccount`` of
+    /// the scope: exact whatever other threads allocate).
     public var memoryQuota: Int?
     /// Seconds after the scope began by which every operation must have finished.
     public var deadline: Double?
@@ -26,12 +29,13 @@ public struct ResourceLimits: Sendable, Equatable {
     }
 
     /// Runs `body` under these limits on the calling thread (nested scopes: the inner one applies).
-    public func enforce<R>(_ body: () throws -> R) throws -> R {
+    /// `account` (a fresh one by default) counts the scope's live bytes; pass one to read them after.
+    public func enforce<R>(account: MemoryAccount = MemoryAccount(), _ body: () throws -> R) throws -> R {
         let stack = InterpreterStack.current
         let saved = stack.limits
-        stack.limits = ActiveLimits(self, baseline: StoragePool.shared.statistics.liveBytes)
+        stack.limits = ActiveLimits(self, account: account)
         defer { stack.limits = saved }
-        return try body()
+        return try account.track(body)
     }
 }
 
@@ -55,12 +59,12 @@ public enum ResourceError: Error, Equatable, CustomStringConvertible {
 /// The limits in force, with what they are measured from.
 final class ActiveLimits {
     let limits: ResourceLimits
-    let baseline: Int
+    let account: MemoryAccount
     let start: Double
 
-    init(_ limits: ResourceLimits, baseline: Int) {
+    init(_ limits: ResourceLimits, account: MemoryAccount) {
         self.limits = limits
-        self.baseline = baseline
+        self.account = account
         start = ActiveLimits.now()
     }
 
@@ -75,7 +79,7 @@ final class ActiveLimits {
             throw ResourceError.tensorTooLarge(op: op.rawValue, elements: output.elementCount, limit: max)
         }
         if let quota = limits.memoryQuota {
-            let used = StoragePool.shared.statistics.liveBytes - baseline
+            let used = account.liveBytes
             if used > quota { throw ResourceError.memoryQuotaExceeded(op: op.rawValue, bytes: used, quota: quota) }
         }
         if let deadline = limits.deadline {

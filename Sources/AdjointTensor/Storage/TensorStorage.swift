@@ -44,6 +44,8 @@ public final class TensorStorage: @unchecked Sendable {
     private var writes: [Write] = []
     /// Number of saved references held by tapes.
     private var saveCount = 0
+    /// The memory accounts charged for this storage (see ``MemoryAccount``).
+    private let account: AccountChain?
 
     public init(dtype: DType, elementCount: Int, device: Device = .cpu) {
         let bytes = Swift.max(elementCount, 1) * dtype.byteSize
@@ -53,9 +55,12 @@ public final class TensorStorage: @unchecked Sendable {
         self.elementCount = elementCount
         self.dtype = dtype
         self.device = device
+        account = AccountChain.current
+        account?.charge(block.capacity)
     }
 
     deinit {
+        account?.charge(-capacity)
         StoragePool.shared.deallocate(pointer, capacity: capacity)
     }
 
