@@ -135,12 +135,5 @@ public struct MLPTraining {
 
 /// A short fingerprint of named tensors' bytes, for comparing runs.
 public enum TensorDigest {
-    public static func of(_ tensors: [(name: String, tensor: Tensor)]) -> String {
-        var crc = CRC32C()
-        for (name, t) in tensors {
-            crc.update(Array(name.utf8) + [0])
-            crc.update(UnsafeRawBufferPointer(start: t.rawPointer, count: t.elementCount * t.dtype.byteSize))
-        }
-        return "crc32c:" + String(format: "%08x", crc.value)
-    }
+    public static func of(_ tensors: [(name: String, tensor: Tensor)]) -> String { CRC32C.digest(tensors: tensors) }
 }

@@ -85,16 +85,7 @@ public struct GraphBundle {
     public func write(to path: String) throws { try AtomicFile.write(encoded(), to: path) }
     public static func read(_ path: String) throws -> GraphBundle { try decode(AtomicFile.read(path), path: path) }
 
-    static func checksum(_ text: String, _ tensors: [String: Tensor]) -> String {
-        var crc = CRC32C()
-        crc.update(Array(text.utf8))
-        for name in tensors.keys.sorted() {
-            let t = tensors[name]!
-            crc.update(Array(name.utf8) + [0])
-            crc.update(UnsafeRawBufferPointer(start: t.rawPointer, count: t.elementCount * t.dtype.byteSize))
-        }
-        return "crc32c:" + String(format: "%08x", crc.value)
-    }
+    static func checksum(_ text: String, _ tensors: [String: Tensor]) -> String { CRC32C.digest(text: text, tensors: tensors) }
 }
 
 /// Runs `f` once on `arguments`, recording every operation that depends on them as an IR graph;

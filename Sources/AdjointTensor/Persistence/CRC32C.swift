@@ -59,3 +59,23 @@ public struct CRC32C: Sendable {
         return t
     }()
 }
+
+extension CRC32C {
+    /// `crc32c:XXXXXXXX` of `text` followed by each tensor's name, a zero byte and its bytes, in the
+    /// order given: the checksum of checkpoints, graph bundles and run digests.
+    public static func digest(text: String = "", tensors: [(name: String, tensor: Tensor)]) -> String {
+        var crc = CRC32C()
+        crc.update(Array(text.utf8))
+        for (name, t) in tensors {
+            crc.update(Array(name.utf8) + [0])
+            crc.update(UnsafeRawBufferPointer(start: t.rawPointer, count: t.elementCount * t.dtype.byteSize))
+        }
+        let hex = String(crc.value, radix: 16)
+        return "crc32c:" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// ``digest(text:tensors:)`` over a dictionary of tensors, in name order.
+    public static func digest(text: String = "", tensors: [String: Tensor]) -> String {
+        digest(text: text, tensors: tensors.keys.sorted().map { ($0, tensors[$0]!) })
+    }
+}

@@ -160,13 +160,6 @@ public struct Checkpoint {
 
     /// `crc32c:XXXXXXXX` over the manifest text, then each tensor's name and bytes in name order.
     static func checksum(manifestText: String, tensors: [String: Tensor]) -> String {
-        var crc = CRC32C()
-        crc.update(Array(manifestText.utf8))
-        for name in tensors.keys.sorted() {
-            let t = tensors[name]!
-            crc.update(Array(name.utf8) + [0])
-            crc.update(UnsafeRawBufferPointer(start: t.rawPointer, count: t.elementCount * t.dtype.byteSize))
-        }
-        return "crc32c:" + String(format: "%08x", crc.value)
+        CRC32C.digest(text: manifestText, tensors: tensors)
     }
 }
