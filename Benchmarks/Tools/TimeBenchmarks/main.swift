@@ -135,6 +135,28 @@ case "eventlog":
                   "appends_per_second": Double(appends) / elapsed, "record_bytes": input.encoded().count])
         }
     }
+case "profile-mlp":
+    // Where an MLP training step (784-512-512-10, batch 256, float32, Adam) spends its time.
+    var configuration = MLPTraining.Configuration()
+    (configuration.examples, configuration.features, configuration.hidden, configuration.classes) = (2048, 784, 512, 10)
+    (configuration.batchSize, configuration.dropout) = (256, 0)
+    var training = try MLPTraining(configuration)
+    for _ in 0..<5 { try training.trainStep() }
+    let profiler = Profiler()
+    try profiler.record { for _ in 0..<20 { try training.trainStep() } }
+    print(profiler.summary())
+    if args.count > 2 { try profiler.writeChromeTrace(to: args[2]) }
+case "micro":
+    // Per-element cost of a few elementwise kernels on a [256, 512] float32 tensor.
+    let x = try Tensor.uniform([256, 512], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)
+    let g = try Tensor.uniform([256, 512], key: RandomKey(seed: 2), dtype: .float32)
+    let c = try x.greater(x.scalarLike(0)), zero = try g.scalarLike(0), pos = try x.abs()
+    for (name, f) in [("mul", { _ = try x * g }), ("greater", { _ = try x.greater(zero) }), ("select", { _ = try Tensor.select(c, g, zero) }),
+                      ("sqrt", { _ = try pos.sqrt() }), ("exp", { _ = try x.exp() })] as [(String, () throws -> Void)] {
+        for _ in 0..<20 { try f() }
+        let t = try seconds { for _ in 0..<200 { try f() } } / 200
+        emit(["kernel": name, "microseconds": t * 1e6, "ns_per_element": t * 1e9 / Double(x.elementCount)])
+    }
 case "policy":
     // The MLP of the side-by-side benchmarks (784-512-512-10, batch 256, float32), here with Adam
     // and without dropout, and the tensor thermal unroll over one day (2,880 steps, binomial:32).

@@ -12,8 +12,8 @@ enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(
 enum Expm1Fn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.expMinusOne(x) } }
 enum LogFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.log(x) } }
 enum Log1pFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.log(onePlus: x) } }
-enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x.squareRoot() } }
-enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { 1 / x.squareRoot() } }
+enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.hardwareSquareRoot(x) } }
+enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { 1 / T.hardwareSquareRoot(x) } }
 enum SinFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.sin(x) } }
 enum CosFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.cos(x) } }
 enum TanhFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.tanh(x) } }
@@ -46,7 +46,7 @@ extension Kernels {
         case .expm1: return map(x, Expm1Fn.self)
         case .log: return map(x, LogFn.self)
         case .log1p: return map(x, Log1pFn.self)
-        case .sqrt: return map(x, SqrtFn.self)
+        case .sqrt: return squareRoot(x)
         case .rsqrt: return map(x, RsqrtFn.self)
         case .sin: return map(x, SinFn.self)
         case .cos: return map(x, CosFn.self)
@@ -56,6 +56,27 @@ extension Kernels {
         case .softplus: return map(x, SoftplusFn.self)
         default: throw badAttributes(op, .none)
         }
+    }
+
+    /// √x in 8-wide SIMD (`SIMD8.squareRoot()` lowers to the vector instruction; the scalar
+    /// `squareRoot()` is a libm call per element on Linux).
+    static func squareRoot(_ x: Tensor) -> Tensor {
+        let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        func run<T: KernelFloat & SIMDScalar>(_: T.Type) where T.SIMD8Storage.Scalar == T {
+            let px = x.pointer(T.self), py = y.pointer(T.self)
+            Parallelism.forEachRange(x.elementCount) { r in
+                var i = r.lowerBound
+                let raw = UnsafeMutableRawPointer(py), src = UnsafeRawPointer(px)
+                while i + 8 <= r.upperBound {
+                    let v = src.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.stride, as: SIMD8<T>.self)
+                    raw.storeBytes(of: v.squareRoot(), toByteOffset: i * MemoryLayout<T>.stride, as: SIMD8<T>.self)
+                    i += 8
+                }
+                while i < r.upperBound { py[i] = T.hardwareSquareRoot(px[i]); i += 1 }
+            }
+        }
+        if x.dtype == .float64 { run(Double.self) } else { run(Float.self) }
+        return y
     }
 
     static func map<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
