@@ -103,10 +103,18 @@ public final class Profiler: OperatorTimer {
         }
         let total = Swift.max(1, byOp.values.reduce(0) { $0 + $1.time })
         let rows = byOp.sorted { $0.value.time > $1.value.time }
-        var lines = [String(format: "%-28@ %8@ %12@ %10@ %7@ %12@ %8@", "operator", "calls", "total ms", "mean µs", "share", "MB moved", "allocs")]
+        let width = Swift.max(8, rows.map(\.key.count).max() ?? 0)
+        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+            let fill = String(repeating: " ", count: Swift.max(0, n - s.count))
+            return left ? s + fill : fill + s
+        }
+        var lines = [pad("operator", width, left: true) + pad("calls", 8) + pad("total ms", 12) + pad("mean µs", 10) + pad("share", 8)
+                     + pad("MB moved", 11) + pad("allocs", 9)]
         for (name, e) in rows {
-            lines.append(String(format: "%-28@ %8d %12.3f %10.2f %6.1f%% %12.2f %8d", name, e.calls, Double(e.time) / 1e6,
-                                Double(e.time) / Double(e.calls) / 1e3, 100 * Double(e.time) / Double(total), Double(e.bytes) / 1e6, e.allocations))
+            lines.append(pad(name, width, left: true) + pad("\(e.calls)", 8) + pad(String(format: "%.3f", Double(e.time) / 1e6), 12)
+                         + pad(String(format: "%.2f", Double(e.time) / Double(e.calls) / 1e3), 10)
+                         + pad(String(format: "%.1f%%", 100 * Double(e.time) / Double(total)), 8)
+                         + pad(String(format: "%.2f", Double(e.bytes) / 1e6), 11) + pad("\(e.allocations)", 9))
         }
         return lines.joined(separator: "\n")
     }
