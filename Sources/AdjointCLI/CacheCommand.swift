@@ -143,6 +143,7 @@ public struct CacheCommand: ParsableCommand {
             let footprint = CacheCommand.footprint(requests, workload.sizes)
             let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint) }
             print("\(name): \(requests.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
+            fflush(stdout)
             var learned: CacheModel?
             if !noLearned {
                 if let model { learned = try CacheModel.read(model) } else {
