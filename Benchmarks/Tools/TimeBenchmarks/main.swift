@@ -1,7 +1,7 @@
 // Long-horizon unroll benchmarks, one configuration per process so that the peak resident set
 // size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
 //
-//   TimeBenchmarks thermal <swiftad|tensor|plain> <steps> [schedule] [repeats]
+//   TimeBenchmarks thermal <swiftad|tensor|compiled|plain> <steps> [schedule] [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
 //   TimeBenchmarks eventlog <directory> [seconds per configuration]
@@ -65,12 +65,19 @@ case "thermal":
                 let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
                                        options: UnrollOptions(verifyReplay: false))
                 (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
+            case "compiled":
+                let m = ThermalModel()
+                let compiled = try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0),
+                                                parameters: m.nominalParameters)
+                let r = try unroll(compiled, from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23),
+                                   schedule: schedule, options: UnrollOptions(verifyReplay: false), inputs: m.forcing)
+                (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
             case "plain":
                 let m = ThermalSwiftAD()
                 let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
                 (loss, norm) = (r.loss, euclideanNorm(r.gradient))
             default:
-                fatalError("adapter must be swiftad, tensor or plain")
+                fatalError("adapter must be swiftad, tensor, compiled or plain")
             }
         })
     }

@@ -1,0 +1,36 @@
+import Adjoint
+import AdjointTestSupport
+import Testing
+
+@Suite("Compiled steps")
+struct CompiledStepTests {
+    static func compiled() throws -> CompiledStep<Tensor, [String: Tensor], Tensor> {
+        try CompiledStep(Fixture.step, loss: Fixture.loss, state: Fixture.s0, input: Fixture.input(0), parameters: Fixture.parameters)
+    }
+
+    @Test("a compiled step unrolls to the TensorStep's loss and gradients, bitwise, under any schedule",
+          arguments: [CheckpointSchedule.storeAll, .binomial(snapshots: 3), .online(snapshots: 4)])
+    func matchesTensorStep(_ schedule: CheckpointSchedule) throws {
+        let step = try Self.compiled()
+        let counts = step.operationCounts
+        #expect(counts.forward > 0 && counts.fusedForward >= counts.forward && counts.fusedBackward > 0)
+        let compiled = try unroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
+                                  schedule: schedule, inputs: Fixture.input)
+        let reference = try Fixture.run(40, .storeAll)
+        #expect(compiled.loss.bitPattern == reference.loss.bitPattern)
+        #expect(zip(compiled.parameterGradient.tensors, reference.parameterGradient.tensors).allSatisfy(bitwiseEqual))
+        #expect(bitwiseEqual(compiled.initialStateGradient, reference.initialStateGradient) && bitwiseEqual(compiled.finalState, reference.finalState))
+        #expect(bitwiseEqual(try step.step(Fixture.s0, input: Fixture.input(3), parameters: Fixture.parameters),
+                             try Fixture.step.step(Fixture.s0, input: Fixture.input(3), parameters: Fixture.parameters)))
+    }
+
+    @Test("new parameter values flow through the plan (they are arguments, not captures)")
+    func newParameters() throws {
+        let step = try Self.compiled()
+        var other = Fixture.parameters
+        other["b"] = t([0.3, 0.1, -0.2])
+        let a = try unroll(step, from: Fixture.s0, parameters: other, steps: 10, loss: Fixture.loss, schedule: .storeAll, inputs: Fixture.input)
+        let b = try Fixture.run(10, .storeAll, parameters: other)
+        #expect(a.loss.bitPattern == b.loss.bitPattern)
+    }
+}
