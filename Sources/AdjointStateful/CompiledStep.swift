@@ -11,8 +11,8 @@ import AdjointTensor
 /// values the backward reads) and those that do (run by the pullback). Execution walks a plan of
 /// slot indices with every interpreter level hidden: no tape, no closures, no per-operation
 /// bookkeeping beyond the kernel. Results are bitwise those of the ``TensorStep`` (the same kernels
-/// in the same order; tested). A recorded step keeps its forward values until its pullback runs,
-/// as a tape would.
+/// in the same order; tested). Each value is dropped after its last reader; a recorded step keeps
+/// only the forward values its backward still reads, as a tape would.
 ///
 /// The trace freezes control flow: a step whose operations depend on data (a branch on a value,
 /// the bouncing ball's impact) must stay a ``TensorStep``. The plan is compiled for the per-step
@@ -28,8 +28,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     public let base: TensorStep<State, Tensor, Parameters, Output>
     let stateTemplate: State
     let parameterTemplate: Parameters
-    let forward: Plan
-    let record: Plan
+    var forward: Plan
+    var record: Plan
     /// The fused plan's operations not reading the cotangent, then those that do (as indices).
     let recordForward: [Int], recordBackward: [Int]
     let stateCount: Int, parameterCount: Int
@@ -73,6 +73,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         }
         recordForward = fwd
         recordBackward = bwd
+        forward.computeReleases(order: Array(forward.nodes.indices))
+        record.computeReleases(order: fwd + bwd)
     }
 
     public func step(_ state: State, input: Tensor, parameters: Parameters) throws -> State {
@@ -126,6 +128,17 @@ struct Plan {
     let argumentSlots: [Int]
     let graphOutputs: [Int]
     let template: [Tensor?]     // captures in place, everything else nil
+    /// Slots to drop after each instruction: values whose last reader it is (outputs are kept).
+    var releases: [[Int]] = []
+
+    /// Frees every value right after its last reader in `order`, so a plan holds only live values.
+    mutating func computeReleases(order: [Int]) {
+        var last: [Int: Int] = [:]
+        for i in order { for s in nodes[i].inputs { last[s] = i } }
+        let kept = Set(graphOutputs)
+        releases = [[Int]](repeating: [], count: nodes.count)
+        for (slot, i) in last where !kept.contains(slot) { releases[i].append(slot) }
+    }
 
     init(_ bundle: GraphBundle) {
         let graph = bundle.graph
@@ -173,6 +186,7 @@ struct Plan {
                     buffer.append(t)
                 }
                 slots[instruction.output] = try dispatch1(instruction.op, instruction.attributes, buffer)
+                if i < releases.count { for s in releases[i] { slots[s] = nil } }
             }
         }
     }

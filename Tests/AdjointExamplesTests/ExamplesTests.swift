@@ -78,3 +78,16 @@ struct ExamplesTests {
         }
     }
 }
+
+@Suite("Thermal model, compiled")
+struct ThermalCompiledTests {
+    @Test("the compiled thermal step gives the tensor step's gradient bitwise")
+    func compiled() throws {
+        let m = ThermalModel()
+        let step = try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters)
+        let a = try unroll(step, from: m.initialState, parameters: m.nominalParameters, steps: 60, loss: m.loss(target: 23),
+                           schedule: .binomial(snapshots: 4), inputs: m.forcing)
+        let b = try m.gradient(parameters: m.nominalParameters, steps: 60, schedule: .storeAll)
+        #expect(a.loss.bitPattern == b.loss.bitPattern && bitwiseEqual(a.parameterGradient, b.parameterGradient))
+    }
+}
