@@ -159,7 +159,9 @@ struct CheckpointTests {
         #expect(manifest.adjointVersion == AdjointVersion.current && manifest.swiftVersion.hasPrefix("Swift"))
         #expect(manifest.blas.contains("OpenBLAS") && manifest.blasThreads == 1 && manifest.kernelThreads == Parallelism.threadCount)
         #expect(manifest.cpuModel != "unknown" && !manifest.cpuFlags.isEmpty && manifest.operatingSystem.contains("Linux"))
-        #expect(manifest.policy == .bestEffort && manifest.seeds == ["data": 3])
+        #expect(manifest.policy == .bestEffort && manifest.seeds == ["data": 3] && manifest.mixedPrecision == nil)
+        let half = try MixedPrecision.with(.bfloat16) { RunManifest.current() }
+        #expect(half.mixedPrecision == "bf16" && half.differences(from: manifest).contains("mixedPrecision"))
         var other = manifest
         other.policy = .strict
         other.startedAt = "later"

@@ -21,6 +21,8 @@ public struct RunManifest: Codable, Equatable, Sendable {
     /// Distribution, kernel release and machine.
     public var operatingSystem: String
     public var policy: ExecutionPolicy
+    /// The mixed-precision storage type in force (`"f16"`, `"bf16"`), or nil for full precision.
+    public var mixedPrecision: String?
     /// Named seeds of the run (data, initialisation, dropout, …).
     public var seeds: [String: UInt64]
     public var command: [String]
@@ -32,7 +34,8 @@ public struct RunManifest: Codable, Equatable, Sendable {
         RunManifest(adjointVersion: AdjointVersion.current, swiftVersion: compilerVersion,
                     blas: BLASLibrary.configuration, blasCore: BLASLibrary.coreName, blasThreads: BLASLibrary.threadCount,
                     kernelThreads: Parallelism.threadCount, cpuModel: cpuInfo.model, cpuFlags: cpuInfo.flags,
-                    operatingSystem: operatingSystemName, policy: ExecutionPolicy.current, seeds: seeds,
+                    operatingSystem: operatingSystemName, policy: ExecutionPolicy.current,
+                    mixedPrecision: MixedPrecision.current?.rawValue, seeds: seeds,
                     command: CommandLine.arguments, startedAt: ISO8601DateFormatter().string(from: Date()))
     }
 
@@ -63,6 +66,7 @@ public struct RunManifest: Codable, Equatable, Sendable {
         check("cpuFlags", cpuFlags, other.cpuFlags)
         check("operatingSystem", operatingSystem, other.operatingSystem)
         check("policy", policy, other.policy)
+        check("mixedPrecision", mixedPrecision, other.mixedPrecision)
         check("seeds", seeds, other.seeds)
         return out
     }
