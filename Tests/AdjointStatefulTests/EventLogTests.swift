@@ -44,6 +44,9 @@ struct EventLogTests {
         #expect(try log.allEvents() == events)
         #expect(try log.events(2..<4) == Array(events[2..<4]))
         #expect(try log.events(6..<100).count == 2)
+        // A batch: one write (and one sync) for several records, numbered in order.
+        #expect(try log.append(contentsOf: Array(events[0..<3])) == events.count..<(events.count + 3))
+        #expect(try log.events(events.count..<(events.count + 3)) == Array(events[0..<3]))
         let read = try log.allEvents()
         #expect(bitwiseEqual(try read[0].tensor(), try events[0].tensor()))
         #expect(read[2].randomPosition?.counter == 77 && read[2].randomPosition?.key == RandomKey(seed: 9, stream: 4))
@@ -52,8 +55,8 @@ struct EventLogTests {
         #expect(throws: EventLogError.self) { try log.append(events[0]) }
         guard backend != .memory else { return }
         let reopened = try backend.open(path)
-        #expect(try reopened.allEvents() == events)
-        #expect(try reopened.append(events[1]) == events.count)
+        #expect(try reopened.allEvents() == events + Array(events[0..<3]))
+        #expect(try reopened.append(events[1]) == events.count + 3)
         try reopened.close()
     }
 

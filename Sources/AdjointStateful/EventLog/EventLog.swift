@@ -18,9 +18,21 @@ public protocol EventLog: AnyObject {
     func events(_ range: Range<Int>) throws -> [Event]
     /// Syncs and releases the log's resources; later calls throw ``EventLogError/closed``.
     func close() throws
+    /// Appends `events` in order as one unit of durability: under ``FsyncPolicy/everyRecord`` they
+    /// are all on disk when it returns, after one sync instead of one per record. A crash during the
+    /// call may keep a prefix of them. Returns their sequence numbers.
+    @discardableResult
+    func append(contentsOf events: [Event]) throws -> Range<Int>
 }
 
 extension EventLog {
+    /// One `append` per event (backends with a cheaper batch override this).
+    public func append(contentsOf events: [Event]) throws -> Range<Int> {
+        let start = count
+        for e in events { try append(e) }
+        return start..<count
+    }
+
     /// Every event, in order.
     public func allEvents() throws -> [Event] { try events(0..<count) }
 }

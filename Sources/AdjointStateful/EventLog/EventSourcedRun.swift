@@ -49,20 +49,26 @@ public final class EventSourcedRun<Step: StepFunction> where Step.Input == Tenso
 
     /// Logs `events` (re-stamped with the current step) and the input, takes the step, and logs
     /// the new state's hash (and a checkpoint when one is due). Returns the new state.
+    ///
+    /// The step's records are appended as one batch after the step ran (one sync under
+    /// ``FsyncPolicy/everyRecord``); a crash before the batch is durable leaves no trace of the
+    /// step, or a prefix of it without its state hash, which readers ignore.
     @discardableResult
     public func advance(input: Tensor, events: [Event] = []) throws -> Step.State {
-        for var event in events {
-            event.step = time
-            try log.append(event)
-        }
-        try log.append(Event.input(step: time, input))
         let next = try step.step(state, input: input, parameters: parameters)
+        var records = events.map { event -> Event in
+            var stamped = event
+            stamped.step = time
+            return stamped
+        }
+        records.append(Event.input(step: time, input))
+        if checkpointEvery > 0, (time + 1) % checkpointEvery == 0 {
+            records.append(Event(kind: .checkpoint, step: time + 1, data: try step.serialize(next)))
+        }
+        records.append(Event.stateHash(step: time + 1, step.hash(next)))
+        try log.append(contentsOf: records)
         state = next
         time += 1
-        if checkpointEvery > 0, time % checkpointEvery == 0 {
-            try log.append(Event(kind: .checkpoint, step: time, data: try step.serialize(next)))
-        }
-        try log.append(Event.stateHash(step: time, step.hash(next)))
         return next
     }
 }

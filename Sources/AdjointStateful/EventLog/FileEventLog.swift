@@ -80,22 +80,32 @@ public final class FileEventLog: EventLog {
     public var count: Int { offsets.count }
 
     public func append(_ event: Event) throws -> Int {
+        try append(contentsOf: [event]).lowerBound
+    }
+
+    /// All records in one write and, under `.everyRecord` (or when an `.every(n)` boundary falls
+    /// inside the batch), one sync.
+    public func append(contentsOf events: [Event]) throws -> Range<Int> {
         guard fd >= 0 else { throw EventLogError.closed(path: path) }
-        let payload = event.encoded()
-        var record: [UInt8] = []
-        record.reserveCapacity(8 + payload.count)
-        withUnsafeBytes(of: UInt32(payload.count).littleEndian) { record += $0 }
-        withUnsafeBytes(of: CRC32C.checksum(payload).littleEndian) { record += $0 }
-        record += payload
-        do { try Self.writeAll(fd, record, at: end, path: path) } catch {
+        var bytes: [UInt8] = []
+        var starts: [Int] = []
+        for event in events {
+            let payload = event.encoded()
+            starts.append(end + bytes.count)
+            withUnsafeBytes(of: UInt32(payload.count).littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: CRC32C.checksum(payload).littleEndian) { bytes += $0 }
+            bytes += payload
+        }
+        do { try Self.writeAll(fd, bytes, at: end, path: path) } catch {
             _ = ftruncate(fd, off_t(end))   // do not leave half a record behind
             throw error
         }
-        offsets.append(end)
-        end += record.count
-        appendsSinceSync += 1
-        if fsync.syncs(afterAppend: offsets.count) { try sync() }
-        return offsets.count - 1
+        let first = offsets.count
+        offsets += starts
+        end += bytes.count
+        appendsSinceSync += events.count
+        if (first..<offsets.count).contains(where: { fsync.syncs(afterAppend: $0 + 1) }) { try sync() }
+        return first..<offsets.count
     }
 
     public func sync() throws {

@@ -80,6 +80,30 @@ public final class SQLiteEventLog: EventLog {
         return seq
     }
 
+    /// One transaction for the whole batch (one commit, so one sync under `.everyRecord`);
+    /// `.every(n)` keeps its rolling transaction.
+    public func append(contentsOf events: [Event]) throws -> Range<Int> {
+        guard let queue else { throw EventLogError.closed(path: path) }
+        if case .every = fsync {
+            let start = rows
+            for e in events { try append(e) }
+            return start..<rows
+        }
+        let start = rows
+        do {
+            try queue.write { db in
+                for (i, event) in events.enumerated() {
+                    try db.execute(sql: "INSERT INTO events (seq, kind, step, name, body) VALUES (?, ?, ?, ?, ?)",
+                                   arguments: [start + i, Int(event.kind.rawValue), event.step, event.name, Data(event.encoded())])
+                }
+            }
+        } catch {
+            throw EventLogError.io(path: path, operation: "append", detail: "\(error)")
+        }
+        rows += events.count
+        return start..<rows
+    }
+
     public func sync() throws {
         guard let queue else { throw EventLogError.closed(path: path) }
         guard pending > 0 else { return }
