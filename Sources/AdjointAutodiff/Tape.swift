@@ -35,7 +35,10 @@ public final class Tape: InterpreterLevel {
     private var valueCount: Int32 = 0
     private(set) var isReleased = false
 
-    public init() {}
+    /// ``ResourceLimits/maxTapeNodes`` in force when the tape was created (read once, not per node).
+    private let maxNodes: Int?
+
+    public init() { maxNodes = InterpreterStack.current.maxTapeNodes }
 
     deinit { releaseSaved() }
 
@@ -72,7 +75,7 @@ public final class Tape: InterpreterLevel {
                                 type: input.valueType,
                                 saved: rule.saves.inputs.contains(i) ? SavedTensor(input, dropping: levelID) : nil))
         }
-        if let limit = InterpreterStack.current.maxTapeNodes, nodes.count >= limit {
+        if let limit = maxNodes, nodes.count >= limit {
             throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
         }
         let id = newValue()

@@ -53,27 +53,25 @@ public struct ExecutionPolicy: Codable, Hashable, Sendable, CustomStringConverti
 
     // MARK: Current policy
 
-    private static let setting = ThreadSetting(default: ExecutionPolicy.strict.code)
-
     /// The policy of every thread that has no override. Starts as ``strict``.
     public static var processDefault: ExecutionPolicy {
-        get { ExecutionPolicy(code: setting.defaultValue) }
-        set { setting.defaultValue = newValue.code }
+        get { ExecutionPolicy(code: NumericSettings.policyField(NumericSettings.setting.defaultValue)) }
+        set { NumericSettings.setting.defaultValue = NumericSettings.replacingPolicy(NumericSettings.setting.defaultValue, newValue.code) }
     }
 
     /// The policy the calling thread's kernels follow now.
-    public static var current: ExecutionPolicy { ExecutionPolicy(code: setting.value) }
+    public static var current: ExecutionPolicy { ExecutionPolicy(code: NumericSettings.policyField(NumericSettings.setting.value)) }
 
     /// Runs `body` with `policy` in force on the calling thread, then restores what was there.
     public static func with<R>(_ policy: ExecutionPolicy, _ body: () throws -> R) rethrows -> R {
-        try setting.with(policy.code, body)
+        try NumericSettings.setting.with(NumericSettings.replacingPolicy(NumericSettings.setting.value, policy.code), body)
     }
 
-    private var code: Int {
+    fileprivate var code: Int {
         (DeterminismPolicy.allCases.firstIndex(of: determinism) ?? 0) * 2 + (float64Debug ? 1 : 0)
     }
 
-    private init(code: Int) {
+    fileprivate init(code: Int) {
         self.init(determinism: DeterminismPolicy.allCases[code / 2], float64Debug: code % 2 == 1)
     }
 }
@@ -97,18 +95,16 @@ struct KernelPolicy {
 ///
 /// A process-wide default plus a per-thread override, like ``ExecutionPolicy``.
 public enum MixedPrecision {
-    private static let setting = ThreadSetting(default: 0)
-
-    private static func code(_ d: DType?) -> Int { d == .float16 ? 1 : d == .bfloat16 ? 2 : 0 }
-    private static func dtype(_ c: Int) -> DType? { c == 1 ? .float16 : c == 2 ? .bfloat16 : nil }
+    fileprivate static func code(_ d: DType?) -> Int { d == .float16 ? 1 : d == .bfloat16 ? 2 : 0 }
+    fileprivate static func dtype(_ c: Int) -> DType? { c == 1 ? .float16 : c == 2 ? .bfloat16 : nil }
 
     /// The storage precision in force on the calling thread (`nil`: full float32).
-    public static var current: DType? { dtype(setting.value) }
+    public static var current: DType? { dtype(NumericSettings.precisionField(NumericSettings.setting.value)) }
 
     /// The process-wide default.
     public static var processDefault: DType? {
-        get { dtype(setting.defaultValue) }
-        set { setting.defaultValue = code(newValue) }
+        get { dtype(NumericSettings.precisionField(NumericSettings.setting.defaultValue)) }
+        set { NumericSettings.setting.defaultValue = NumericSettings.replacingPrecision(NumericSettings.setting.defaultValue, code(newValue)) }
     }
 
     /// Runs `body` with `storage` (`.float16`, `.bfloat16`, or `nil` for none) on this thread.
@@ -118,6 +114,23 @@ public enum MixedPrecision {
         guard storage == nil || storage == .float16 || storage == .bfloat16 else {
             throw TensorError.invalidArgument(op: "MixedPrecision", detail: "storage must be f16 or bf16, not \(storage!)")
         }
-        return try setting.with(code(storage), body)
+        return try NumericSettings.setting.with(NumericSettings.replacingPrecision(NumericSettings.setting.value, code(storage)), body)
+    }
+}
+
+/// The execution policy and the mixed-precision type share one thread setting, so a kernel reads
+/// both with one thread-local lookup: bits 0–2 hold the policy, bits 3–4 the storage type.
+enum NumericSettings {
+    static let setting = ThreadSetting(default: ExecutionPolicy.strict.code)
+
+    static func policyField(_ code: Int) -> Int { code & 7 }
+    static func precisionField(_ code: Int) -> Int { code >> 3 }
+    static func replacingPolicy(_ code: Int, _ policy: Int) -> Int { (code & ~7) | policy }
+    static func replacingPrecision(_ code: Int, _ precision: Int) -> Int { (code & 7) | precision << 3 }
+
+    /// Both settings of the calling thread, from one lookup.
+    static var current: (policy: ExecutionPolicy, lowPrecision: DType?) {
+        let code = setting.value
+        return (ExecutionPolicy(code: policyField(code)), MixedPrecision.dtype(precisionField(code)))
     }
 }

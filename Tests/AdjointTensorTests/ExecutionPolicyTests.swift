@@ -93,3 +93,22 @@ struct ThreadCountTests {
         #expect(Parallelism.threadCount == base)
     }
 }
+
+@Suite("Policy and precision settings")
+struct NumericSettingsTests {
+    @Test("the execution policy and the mixed-precision type nest independently")
+    func independent() throws {
+        try ExecutionPolicy.with(.fast) {
+            try MixedPrecision.with(.bfloat16) {
+                #expect(ExecutionPolicy.current == .fast && MixedPrecision.current == .bfloat16)
+                ExecutionPolicy.with(ExecutionPolicy(determinism: .bestEffort, float64Debug: true)) {
+                    #expect(MixedPrecision.current == .bfloat16 && ExecutionPolicy.current.float64Debug)
+                }
+                try MixedPrecision.with(.float16) { #expect(ExecutionPolicy.current == .fast && MixedPrecision.current == .float16) }
+                #expect(MixedPrecision.current == .bfloat16)
+            }
+            #expect(ExecutionPolicy.current == .fast && MixedPrecision.current == nil)
+        }
+        #expect(ExecutionPolicy.current == ExecutionPolicy.processDefault && MixedPrecision.current == MixedPrecision.processDefault)
+    }
+}

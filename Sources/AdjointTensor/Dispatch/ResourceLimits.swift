@@ -13,7 +13,7 @@ import Glibc
 public struct ResourceLimits: Sendable, Equatable {
     /// Most elements any one tensor produced in the scope may have.
     public var maxElementsPerTensor: Int?
-    /// Most nodes one reverse-mode tape may record.
+    /// Most nodes one reverse-mode tape may record (a tape reads the limit in force when it is created).
     public var maxTapeNodes: Int?
     /// Most bytes the tensors created in the scope may hold live at once (a ``MemoryAccount`` of
     /// the scope: exact whatever other threads allocate).

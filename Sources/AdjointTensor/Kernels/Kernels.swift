@@ -5,7 +5,8 @@ public enum Kernels {
     /// Under ``ExecutionPolicy/float64Debug`` an arithmetic operator whose floating-point inputs are
     /// all float32 runs on float64 copies and its float result is rounded to float32 once.
     static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
-        if let low = MixedPrecision.current, op.family.computesArithmetic,
+        let settings = NumericSettings.current
+        if let low = settings.lowPrecision, op.family.computesArithmetic,
            inputs.contains(where: { $0.dtype == .float32 }), !inputs.contains(where: { $0.dtype.isFloatingPoint && $0.dtype != .float32 }) {
             // Mixed precision: GEMM inputs rounded to the storage precision, float32 arithmetic,
             // the float result stored in the low precision.
@@ -14,7 +15,7 @@ public enum Kernels {
             let output = try run(op, attributes, operands)
             return output.dtype == .float32 ? try round(output) : output
         }
-        if ExecutionPolicy.current.float64Debug, op.family.computesArithmetic,
+        if settings.policy.float64Debug, op.family.computesArithmetic,
            inputs.contains(where: { $0.dtype == .float32 }), !inputs.contains(where: { $0.dtype.isFloatingPoint && $0.dtype != .float32 }) {
             let promoted = try inputs.map { $0.dtype == .float32 ? try cast($0, .dtype(.float64)) : $0 }
             let output = try run(op, attributes, promoted)
