@@ -8,17 +8,18 @@ import AdjointTensor
 /// ``step(_:input:parameters:)``), and forward and backward fused — the step, its per-step loss,
 /// and the VJP with the cotangent of `s[t+1]` as one more argument. The fused program is split
 /// into the operations that do not depend on that cotangent (run by ``recordStep``, keeping the
-/// values the backward reads) and those that do (run by the pullback). Execution walks a plan of
-/// slot indices with every interpreter level hidden: no tape, no closures, no per-operation
-/// bookkeeping beyond the kernel. Results are bitwise those of the ``TensorStep`` (the same kernels
-/// in the same order; tested). Each value is dropped after its last reader; a recorded step keeps
-/// only the forward values its backward still reads, as a tape would.
+/// values the backward reads) and those that do (run by the pullback). Both programs are compiled
+/// to ``CompiledProgram``s: every value has a fixed place in a preallocated frame, layout operators
+/// become aliases or index gathers, and the kernels write into the frame — no tape, no closures,
+/// and no allocation per operation in steady state. A recorded step holds one frame (the forward
+/// values its backward reads live there) until its pullback is released; the frames are then reused.
+/// Results are bitwise those of the ``TensorStep`` (the same kernel loops in the same order; tested).
 ///
 /// The trace freezes control flow: a step whose operations depend on data (a branch on a value,
 /// the bouncing ball's impact) must stay a ``TensorStep``. The plan is compiled for the per-step
-/// loss given at construction; `recordStep`'s `loss` argument must be that loss. Each operation
-/// still allocates its output from the storage pool (pooled: no system allocation in steady
-/// state); kernels writing into preallocated buffers are not built yet.
+/// loss given at construction; `recordStep`'s `loss` argument must be that loss. Operators the
+/// compiled form does not cover natively (see ``CompiledProgram``) still run, through temporary
+/// tensors; ``programStatistics`` says how many there are.
 public struct CompiledStep<State: ParameterCollection, Parameters: ParameterCollection, Output: ParameterCollection>: StepFunction {
     public typealias Input = Tensor
     public typealias Loss = TrajectoryLoss<State, Output>
@@ -28,10 +29,11 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     public let base: TensorStep<State, Tensor, Parameters, Output>
     let stateTemplate: State
     let parameterTemplate: Parameters
-    var forward: Plan
-    var record: Plan
-    /// The fused plan's operations not reading the cotangent, then those that do (as indices).
-    let recordForward: [Int], recordBackward: [Int]
+    /// The forward step alone.
+    let forward: CompiledProgram
+    /// Forward, per-step loss and backward, split at the cotangent (`boundary`).
+    let record: CompiledProgram
+    let boundary: Int
     let stateCount: Int, parameterCount: Int
 
     /// Traces `step` at example arguments (shapes and dtypes are fixed from them).
@@ -46,7 +48,6 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         let (forwardBundle, _) = try traceGraph({ a in
             try step.body(state.replacingTensors(with: Array(a[0..<sc])), a[sc], parameters.replacingTensors(with: Array(a[(sc + 1)...]))).state.tensors
         }, at: arguments)
-        forward = Plan(forwardBundle)
         let cotangentExample = try state.tensors.map { try $0.zerosLike() }
         let (recordBundle, _) = try traceGraph({ a in
             let s = state.replacingTensors(with: Array(a[0..<sc])), x = a[sc]
@@ -58,7 +59,6 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
             let g = try pullback(StepResult(state: lambda, loss: try result.loss.onesLike()))
             return result.state.tensors + [result.loss] + g.state.tensors + g.parameters.tensors
         }, at: arguments + cotangentExample)
-        record = Plan(recordBundle)
         // Operations reading (transitively) a cotangent argument form the backward part.
         let cotangentIDs = Set(recordBundle.graph.inputs.filter { $0.role == .argument }.suffix(sc).map(\.id))
         var dependent = cotangentIDs
@@ -71,33 +71,35 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
                 fwd.append(i)
             }
         }
-        recordForward = fwd
-        recordBackward = bwd
-        forward.computeReleases(order: Array(forward.nodes.indices))
-        record.computeReleases(order: fwd + bwd)
+        forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures)
+        record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count)
+        boundary = fwd.count
     }
 
     public func step(_ state: State, input: Tensor, parameters: Parameters) throws -> State {
-        var slots = forward.slots(arguments: state.tensors + [input] + parameters.tensors)
-        try forward.run(forward.nodes.indices, &slots)
-        return stateTemplate.replacingTensors(with: try forward.outputs(slots))
+        let frame = forward.makeFrame()
+        try forward.bind(state.tensors + [input] + parameters.tensors, in: frame)
+        try forward.run(forward.positions, in: frame)
+        return stateTemplate.replacingTensors(with: (0..<stateCount).map { forward.output($0, in: frame) })
     }
 
     public func recordStep(_ state: State, input: Tensor, parameters: Parameters, loss: Loss) throws -> RecordedStep<Self> {
-        var slots = record.slots(arguments: state.tensors + [input] + parameters.tensors)
-        try record.run(recordForward, &slots)
-        let outputs = record.graphOutputs
-        let next = try (0..<stateCount).map { try record.value(outputs[$0], slots) }
-        let lossValue = try record.value(outputs[stateCount], slots).item()
-        let (sc, pc, plan, backward, template) = (stateCount, parameterCount, record, recordBackward, stateTemplate)
-        let saved = slots
-        return RecordedStep(next: stateTemplate.replacingTensors(with: next), loss: lossValue) { cotangent in
-            var slots = saved
-            let lambda = try cotangent?.tensors ?? next.map { try $0.zerosLike() }
-            plan.bind(cotangents: lambda, into: &slots)
-            try plan.run(backward, &slots)
-            let grads = try (0..<(sc + pc)).map { try plan.value(outputs[sc + 1 + $0], slots) }
-            return (template.replacingTensors(with: Array(grads[0..<sc])), self.parameterTemplate.replacingTensors(with: Array(grads[sc...])))
+        let (sc, pc, program, template, parameterTemplate) = (stateCount, parameterCount, record, stateTemplate, parameterTemplate)
+        let frame = program.makeFrame()
+        try program.bind(state.tensors + [input] + parameters.tensors, in: frame)
+        try program.run(0..<boundary, in: frame)
+        let next = template.replacingTensors(with: (0..<sc).map { program.output($0, in: frame) })
+        let lossValue = try program.output(sc, in: frame).item()
+        let backward = boundary..<program.positions.upperBound
+        return RecordedStep(next: next, loss: lossValue) { cotangent in
+            if let cotangent {
+                try program.bind(cotangent.tensors, from: sc + 1 + pc, in: frame)
+            } else {
+                program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
+            }
+            try program.run(backward, in: frame)
+            let grads = (0..<(sc + pc)).map { program.output(sc + 1 + $0, in: frame) }
+            return (template.replacingTensors(with: Array(grads[0..<sc])), parameterTemplate.replacingTensors(with: Array(grads[sc...])))
         }
     }
 
@@ -109,92 +111,14 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     public func hash(_ state: State) -> StateHash { base.hash(state) }
     public func byteCount(of state: State) -> Int { base.byteCount(of: state) }
 
-    /// Operations in the compiled plans (forward alone; fused forward and backward).
+    /// Operations in the compiled programs (forward alone; fused forward and backward).
     public var operationCounts: (forward: Int, fusedForward: Int, fusedBackward: Int) {
-        (forward.nodes.count, recordForward.count, recordBackward.count)
-    }
-}
-
-/// A graph bundle as a flat plan: slot indices instead of value ids, captures preloaded.
-struct Plan {
-    struct Instruction {
-        var op: OpCode
-        var attributes: Attributes
-        var inputs: [Int]
-        var output: Int
+        (forward.statistics.operations, boundary, record.statistics.operations - boundary)
     }
 
-    let nodes: [Instruction]
-    let argumentSlots: [Int]
-    let graphOutputs: [Int]
-    let template: [Tensor?]     // captures in place, everything else nil
-    /// Slots to drop after each instruction: values whose last reader it is (outputs are kept).
-    var releases: [[Int]] = []
-
-    /// Frees every value right after its last reader in `order`, so a plan holds only live values.
-    mutating func computeReleases(order: [Int]) {
-        var last: [Int: Int] = [:]
-        for i in order { for s in nodes[i].inputs { last[s] = i } }
-        let kept = Set(graphOutputs)
-        releases = [[Int]](repeating: [], count: nodes.count)
-        for (slot, i) in last where !kept.contains(slot) { releases[i].append(slot) }
+    /// What compilation made of the two programs (aliases, gathers, operators through temporary
+    /// tensors, frame sizes).
+    public var programStatistics: (forward: CompiledProgram.Statistics, record: CompiledProgram.Statistics) {
+        (forward.statistics, record.statistics)
     }
-
-    init(_ bundle: GraphBundle) {
-        let graph = bundle.graph
-        var slotOf: [ValueID: Int] = [:]
-        func slot(_ id: ValueID) -> Int {
-            if let s = slotOf[id] { return s }
-            slotOf[id] = slotOf.count
-            return slotOf.count - 1
-        }
-        let arguments = graph.inputs.filter { $0.role == .argument }.map { slot($0.id) }
-        var template: [Tensor?] = []
-        for input in graph.inputs where input.role == .capture {
-            let s = slot(input.id)
-            if template.count <= s { template += [Tensor?](repeating: nil, count: s + 1 - template.count) }
-            template[s] = bundle.captures[input.id]
-        }
-        nodes = graph.nodes.map { Instruction(op: $0.op, attributes: $0.attributes, inputs: $0.inputs.map(slot), output: slot($0.outputs[0])) }
-        graphOutputs = graph.outputs.map(slot)
-        argumentSlots = arguments
-        self.template = template + [Tensor?](repeating: nil, count: Swift.max(0, slotOf.count - template.count))
-    }
-
-    /// The slot array with the captures and the leading `arguments` bound.
-    func slots(arguments: [Tensor]) -> [Tensor?] {
-        var slots = template
-        for (s, t) in zip(argumentSlots, arguments) { slots[s] = t }
-        return slots
-    }
-
-    /// Binds the trailing arguments (the cotangents of a fused plan).
-    func bind(cotangents: [Tensor], into slots: inout [Tensor?]) {
-        for (s, t) in zip(argumentSlots.suffix(cotangents.count), cotangents) { slots[s] = t }
-    }
-
-    /// Runs the instructions at `indices`, in order, with every interpreter level hidden.
-    func run<C: Collection>(_ indices: C, _ slots: inout [Tensor?]) throws where C.Element == Int {
-        var buffer: [Tensor] = []
-        buffer.reserveCapacity(4)
-        try InterpreterStack.current.withoutLevels {
-            for i in indices {
-                let instruction = nodes[i]
-                buffer.removeAll(keepingCapacity: true)
-                for s in instruction.inputs {
-                    guard let t = slots[s] else { throw IRError.corruptFile("slot \(s) read before it is written") }
-                    buffer.append(t)
-                }
-                slots[instruction.output] = try dispatch1(instruction.op, instruction.attributes, buffer)
-                if i < releases.count { for s in releases[i] { slots[s] = nil } }
-            }
-        }
-    }
-
-    func value(_ slot: Int, _ slots: [Tensor?]) throws -> Tensor {
-        guard let t = slots[slot] else { throw IRError.corruptFile("output slot \(slot) was never written") }
-        return t
-    }
-
-    func outputs(_ slots: [Tensor?]) throws -> [Tensor] { try graphOutputs.map { try value($0, slots) } }
 }

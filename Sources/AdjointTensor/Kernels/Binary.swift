@@ -17,32 +17,64 @@ enum MinFn: BinaryFunction {
     @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a.isNaN || a <= b ? a : b }
 }
 
+/// Work parameterised by an elementwise function of two floats (see ``Kernels/withBinaryFunction(_:_:)``).
+protocol BinaryKernelBody { func run<F: BinaryFunction>(_: F.Type) }
+
 extension Kernels {
     static func binary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
         try requireFloat(a, op: op, role: "left operand")
         try requireFloat(b, op: op, role: "right operand")
         try requireSameDType(a, b, op: op)
         let shape = try ShapeRules.broadcast(a.shape, b.shape, op: op.rawValue)
-        switch op {
-        case .add: return zipMap(a, b, shape, AddFn.self)
-        case .sub: return zipMap(a, b, shape, SubFn.self)
-        case .mul: return zipMap(a, b, shape, MulFn.self)
-        case .div: return zipMap(a, b, shape, DivFn.self)
-        case .pow: return zipMap(a, b, shape, PowFn.self)
-        case .maximum: return zipMap(a, b, shape, MaxFn.self)
-        case .minimum: return zipMap(a, b, shape, MinFn.self)
-        default: throw badAttributes(op, .none)
-        }
+        let out = Tensor(uninitialized: shape, dtype: a.dtype)
+        let found = a.dtype == .float64
+            ? withBinaryFunction(op, ZipBody(y: out.pointer(Double.self), shape: shape, a: a, pa: a.pointer(Double.self), b: b, pb: b.pointer(Double.self)))
+            : withBinaryFunction(op, ZipBody(y: out.pointer(Float.self), shape: shape, a: a, pa: a.pointer(Float.self), b: b, pb: b.pointer(Float.self)))
+        guard found else { throw badAttributes(op, .none) }
+        return out
     }
 
-    static func zipMap<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _ shape: [Int], _: F.Type) -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: a.dtype)
-        if a.dtype == .float64 {
-            zipInto(out.pointer(Double.self), shape, a, a.pointer(Double.self), b, b.pointer(Double.self), F.self)
-        } else {
-            zipInto(out.pointer(Float.self), shape, a, a.pointer(Float.self), b, b.pointer(Float.self), F.self)
+    /// Runs `body` with the function of binary operator `op`; false when `op` is not one.
+    @inline(__always)
+    static func withBinaryFunction<B: BinaryKernelBody>(_ op: OpCode, _ body: B) -> Bool {
+        switch op {
+        case .add: body.run(AddFn.self)
+        case .sub: body.run(SubFn.self)
+        case .mul: body.run(MulFn.self)
+        case .div: body.run(DivFn.self)
+        case .pow: body.run(PowFn.self)
+        case .maximum: body.run(MaxFn.self)
+        case .minimum: body.run(MinFn.self)
+        default: return false
         }
-        return out
+        return true
+    }
+
+    struct ZipBody<T: KernelFloat>: BinaryKernelBody {
+        let y: UnsafeMutablePointer<T>, shape: [Int], a: Tensor, pa: UnsafeMutablePointer<T>, b: Tensor, pb: UnsafeMutablePointer<T>
+        @inline(__always) func run<F: BinaryFunction>(_: F.Type) { zipInto(y, shape, a, pa, b, pb, F.self) }
+    }
+
+    /// `y[i] = F(a[i], b[i])` for `i < n` where a scalar operand is read at index 0 throughout
+    /// (`aScalar`/`bScalar`); parallel above one chunk.
+    @inline(__always)
+    static func zipFlat<T: KernelFloat, F: BinaryFunction>(_ y: UnsafeMutablePointer<T>, _ pa: UnsafeMutablePointer<T>, aScalar: Bool,
+                                                            _ pb: UnsafeMutablePointer<T>, bScalar: Bool, _ n: Int, _: F.Type) {
+        if !aScalar && !bScalar {
+            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(pa[i], pb[i]) }; return }
+            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(pa[i], pb[i]) } }
+        } else if bScalar && !aScalar {
+            let s = pb[0]
+            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(pa[i], s) }; return }
+            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(pa[i], s) } }
+        } else if aScalar && !bScalar {
+            let s = pa[0]
+            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(s, pb[i]) }; return }
+            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(s, pb[i]) } }
+        } else {
+            let v = F.apply(pa[0], pb[0])
+            for i in 0..<n { y[i] = v }
+        }
     }
 
     /// `out[i] = F(a[i], b[i])` over the broadcast `shape` (out contiguous; may alias a).
@@ -53,16 +85,11 @@ extension Kernels {
         let n = shape.reduce(1, *)
         let na = a.elementCount, nb = b.elementCount
         if na == n && nb == n {
-            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(pa[i], pb[i]) }; return }
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(pa[i], pb[i]) } }
+            zipFlat(y, pa, aScalar: false, pb, bScalar: false, n, F.self)
         } else if nb == 1 && na == n {
-            let s = pb[0]
-            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(pa[i], s) }; return }
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(pa[i], s) } }
+            zipFlat(y, pa, aScalar: false, pb, bScalar: true, n, F.self)
         } else if na == 1 && nb == n {
-            let s = pa[0]
-            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(s, pb[i]) }; return }
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(s, pb[i]) } }
+            zipFlat(y, pa, aScalar: true, pb, bScalar: false, n, F.self)
         } else {
             let rows = BroadcastRows(shape: shape, operandStrides: [
                 ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
@@ -97,14 +124,17 @@ extension Kernels {
         return out
     }
 
+    /// `x·y + z` rounded after the product and after the sum (no fused multiply-add).
+    @inline(__always)
+    static func productSum<T: KernelFloat>(_ x: T, _ y: T, _ z: T) -> T { let p = x * y; return p + z }
+
     static func multiplyAddInto<T: KernelFloat>(
         _ y: UnsafeMutablePointer<T>, _ shape: [Int],
         _ a: Tensor, _ pa: UnsafeMutablePointer<T>, _ b: Tensor, _ pb: UnsafeMutablePointer<T>, _ c: Tensor, _ pc: UnsafeMutablePointer<T>
     ) {
         let n = shape.reduce(1, *)
-        @inline(__always) func fma(_ x: T, _ y: T, _ z: T) -> T { let p = x * y; return p + z }
         if a.elementCount == n && b.elementCount == n && c.elementCount == n {
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = fma(pa[i], pb[i], pc[i]) } }
+            Parallelism.forEachRange(n) { r in for i in r { y[i] = productSum(pa[i], pb[i], pc[i]) } }
             return
         }
         let rows = BroadcastRows(shape: shape, operandStrides: [
@@ -114,7 +144,7 @@ extension Kernels {
         let len = rows.rowLength, sa = rows.innerStride(0), sb = rows.innerStride(1), sc = rows.innerStride(2)
         rows.forEachRow { row, offsets in
             let pa = pa + offsets[0], pb = pb + offsets[1], pc = pc + offsets[2], py = y + row * len
-            for i in 0..<len { py[i] = fma(pa[i * sa], pb[i * sb], pc[i * sc]) }
+            for i in 0..<len { py[i] = productSum(pa[i * sa], pb[i * sb], pc[i * sc]) }
         }
     }
 }

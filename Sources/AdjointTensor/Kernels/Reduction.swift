@@ -187,6 +187,18 @@ extension Kernels {
         // Strided: accumulate fixed blocks of rows vectorized over `inner`, then combine the
         // blocks in a fixed tree. Work is split over (outer, inner-chunk) pairs.
         let rowBlock = 64
+        if extent <= rowBlock && outer * inner < Parallelism.elementChunk {
+            // One block and little work: the same row-by-row accumulation, without scratch memory.
+            for o in 0..<outer {
+                let base = x + o * extent * inner, dst = y + o * inner
+                for i in 0..<inner { dst[i] = base[i] }
+                for r in 1..<extent {
+                    let src = base + r * inner
+                    for i in 0..<inner { dst[i] = combine(kind, dst[i], src[i]) }
+                }
+            }
+            return
+        }
         let blocks = (extent + rowBlock - 1) / rowBlock
         let width = 1024
         let innerChunks = (inner + width - 1) / width

@@ -35,27 +35,50 @@ enum SoftplusFn: UnaryFunction {
     }
 }
 
+/// Work parameterised by an elementwise function of one float (``Kernels/withUnaryFunction(_:_:)``
+/// picks the function for an operator once; the kernel loop is specialised for it).
+protocol UnaryKernelBody { func run<F: UnaryFunction>(_: F.Type) }
+
 extension Kernels {
     static func unary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
         try requireFloat(x, op: op)
+        if op == .sqrt { return squareRoot(x) }
+        let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        let found = x.dtype == .float64
+            ? withUnaryFunction(op, MapBody(x: x.pointer(Double.self), y: y.pointer(Double.self), n: x.elementCount))
+            : withUnaryFunction(op, MapBody(x: x.pointer(Float.self), y: y.pointer(Float.self), n: x.elementCount))
+        guard found else { throw badAttributes(op, .none) }
+        return y
+    }
+
+    /// Runs `body` with the function of elementwise operator `op`; false when `op` is not one.
+    @inline(__always)
+    static func withUnaryFunction<B: UnaryKernelBody>(_ op: OpCode, _ body: B) -> Bool {
         switch op {
-        case .neg: return map(x, NegFn.self)
-        case .abs: return map(x, AbsFn.self)
-        case .sign: return map(x, SignFn.self)
-        case .exp: return map(x, ExpFn.self)
-        case .expm1: return map(x, Expm1Fn.self)
-        case .log: return map(x, LogFn.self)
-        case .log1p: return map(x, Log1pFn.self)
-        case .sqrt: return squareRoot(x)
-        case .rsqrt: return map(x, RsqrtFn.self)
-        case .sin: return map(x, SinFn.self)
-        case .cos: return map(x, CosFn.self)
-        case .tanh: return map(x, TanhFn.self)
-        case .sigmoid: return map(x, SigmoidFn.self)
-        case .relu: return map(x, ReluFn.self)
-        case .softplus: return map(x, SoftplusFn.self)
-        default: throw badAttributes(op, .none)
+        case .neg: body.run(NegFn.self)
+        case .abs: body.run(AbsFn.self)
+        case .sign: body.run(SignFn.self)
+        case .exp: body.run(ExpFn.self)
+        case .expm1: body.run(Expm1Fn.self)
+        case .log: body.run(LogFn.self)
+        case .log1p: body.run(Log1pFn.self)
+        case .sqrt: body.run(SqrtFn.self)
+        case .rsqrt: body.run(RsqrtFn.self)
+        case .sin: body.run(SinFn.self)
+        case .cos: body.run(CosFn.self)
+        case .tanh: body.run(TanhFn.self)
+        case .sigmoid: body.run(SigmoidFn.self)
+        case .relu: body.run(ReluFn.self)
+        case .softplus: body.run(SoftplusFn.self)
+        default: return false
         }
+        return true
+    }
+
+    /// `y[i] = F(x[i])` for `i < n`.
+    struct MapBody<T: KernelFloat>: UnaryKernelBody {
+        let x: UnsafeMutablePointer<T>, y: UnsafeMutablePointer<T>, n: Int
+        @inline(__always) func run<F: UnaryFunction>(_: F.Type) { mapLoop(x, y, n, F.self) }
     }
 
     /// √x in 8-wide SIMD (`SIMD8.squareRoot()` lowers to the vector instruction; the scalar
@@ -76,13 +99,6 @@ extension Kernels {
             }
         }
         if x.dtype == .float64 { run(Double.self) } else { run(Float.self) }
-        return y
-    }
-
-    static func map<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
-        let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
-        if x.dtype == .float64 { mapLoop(x.pointer(Double.self), y.pointer(Double.self), x.elementCount, F.self) }
-        else { mapLoop(x.pointer(Float.self), y.pointer(Float.self), x.elementCount, F.self) }
         return y
     }
 

@@ -1,0 +1,105 @@
+import AdjointIR
+
+extension CompiledProgram {
+    /// Runs `range` of the instructions on the frame at `base`.
+    func execute(_ range: Range<Int>, _ base: UnsafeMutableRawPointer) throws {
+        guard !range.isEmpty else { return }
+        let settings = NumericSettings.current
+        let exact = settings.lowPrecision == nil && !settings.policy.float64Debug
+        let policy = hasReductions ? KernelPolicy.current : KernelPolicy(determinism: .strict, threads: 1)
+        try instructions.withUnsafeBufferPointer { instructions in
+            try tables.withUnsafeBufferPointer { tables in
+                for k in range {
+                    let instruction = instructions.baseAddress! + k
+                    switch instruction.pointee.kind {
+                    case .gather:
+                        if instruction.pointee.float64 { gather(instruction, base, tables, Double.self) } else { gather(instruction, base, tables, Float.self) }
+                    case .unary where exact:
+                        if instruction.pointee.float64 { unary(instruction, base, Double.self) } else { unary(instruction, base, Float.self) }
+                    case .binary where exact:
+                        if instruction.pointee.float64 { binary(instruction, base, tables, Double.self) } else { binary(instruction, base, tables, Float.self) }
+                    case .multiplyAdd where exact:
+                        if instruction.pointee.float64 { multiplyAdd(instruction, base, tables, Double.self) } else { multiplyAdd(instruction, base, tables, Float.self) }
+                    case .reduce where exact:
+                        if instruction.pointee.float64 { reduce(instruction, base, policy, Double.self) } else { reduce(instruction, base, policy, Float.self) }
+                    default:
+                        try runFallback(k, base)
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private func pointer<T>(_ base: UnsafeMutableRawPointer, _ offset: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+        (base + offset).assumingMemoryBound(to: T.self)
+    }
+
+    private func unary<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _: T.Type) {
+        _ = Kernels.withUnaryFunction(i.pointee.op, Kernels.MapBody(x: pointer(base, i.pointee.a, T.self), y: pointer(base, i.pointee.y, T.self), n: i.pointee.n))
+    }
+
+    private func binary<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
+        let y = pointer(base, i.pointee.y, T.self), a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self)
+        let n = i.pointee.n
+        if i.pointee.table < 0 {
+            _ = Kernels.withBinaryFunction(i.pointee.op, FlatBody(y: y, a: a, aScalar: i.pointee.aScalar, b: b, bScalar: i.pointee.bScalar, n: n))
+        } else {
+            let ta = tables.baseAddress! + i.pointee.table
+            _ = Kernels.withBinaryFunction(i.pointee.op, TableBody(y: y, a: a, ta: ta, b: b, tb: ta + n, n: n))
+        }
+    }
+
+    private func multiplyAdd<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
+        let y = pointer(base, i.pointee.y, T.self), a = pointer(base, i.pointee.a, T.self)
+        let b = pointer(base, i.pointee.b, T.self), c = pointer(base, i.pointee.c, T.self)
+        let n = i.pointee.n
+        if i.pointee.table < 0 {
+            for k in 0..<n { y[k] = Kernels.productSum(a[k], b[k], c[k]) }
+        } else {
+            let ta = tables.baseAddress! + i.pointee.table, tb = ta + n, tc = tb + n
+            for k in 0..<n { y[k] = Kernels.productSum(a[ta[k]], b[tb[k]], c[tc[k]]) }
+        }
+    }
+
+    private func gather<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
+        let y = pointer(base, i.pointee.y, T.self), frame = base.assumingMemoryBound(to: T.self)
+        let table = tables.baseAddress! + i.pointee.table, pad = T(i.pointee.pad)
+        for k in 0..<i.pointee.n {
+            let source = table[k]
+            y[k] = source < 0 ? pad : frame[source]
+        }
+    }
+
+    private func reduce<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ policy: KernelPolicy, _: T.Type) {
+        Kernels.reduceTyped(i.pointee.op, pointer(base, i.pointee.a, T.self), i.pointee.outer, i.pointee.extent, i.pointee.inner,
+                            pointer(base, i.pointee.y, T.self), policy)
+    }
+
+    /// Runs instruction `k` through the ordinary kernel on temporary tensors.
+    private func runFallback(_ k: Int, _ base: UnsafeMutableRawPointer) throws {
+        let f = fallbacks[k]
+        let inputs = f.inputs.map { operand -> Tensor in
+            let t = Tensor(uninitialized: operand.type.shape, dtype: operand.type.dtype)
+            t.rawPointer.copyMemory(from: base + operand.offset, byteCount: operand.type.byteCount)
+            return t
+        }
+        let output = try Kernels.execute(f.op, f.attributes, inputs)
+        guard output.valueType == f.output.type else {
+            throw TensorError.shapeMismatch(op: f.op.rawValue, detail: "the compiled program expects \(f.output.type), the operator returned \(output.valueType)")
+        }
+        (base + f.output.offset).copyMemory(from: output.rawPointer, byteCount: f.output.type.byteCount)
+    }
+}
+
+/// A binary function over flat operands (a single-element operand read throughout).
+private struct FlatBody<T: KernelFloat>: BinaryKernelBody {
+    let y: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, aScalar: Bool, b: UnsafeMutablePointer<T>, bScalar: Bool, n: Int
+    @inline(__always) func run<F: BinaryFunction>(_: F.Type) { Kernels.zipFlat(y, a, aScalar: aScalar, b, bScalar: bScalar, n, F.self) }
+}
+
+/// A binary function over broadcast operands read through index tables.
+private struct TableBody<T: KernelFloat>: BinaryKernelBody {
+    let y: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, ta: UnsafePointer<Int>, b: UnsafeMutablePointer<T>, tb: UnsafePointer<Int>, n: Int
+    @inline(__always) func run<F: BinaryFunction>(_: F.Type) { for k in 0..<n { y[k] = F.apply(a[ta[k]], b[tb[k]]) } }
+}

@@ -1,0 +1,201 @@
+import AdjointIR
+import Synchronization
+
+/// A graph compiled to run in preallocated memory: every value has a fixed place in a *frame*, one
+/// block of memory per execution, and operators write their results there.
+///
+/// Compilation plans the memory once. Each value gets a byte offset in the frame; values whose
+/// lifetimes do not overlap share space. Layout operators (reshape, slice, transpose, broadcast,
+/// concat, stack, pad) become either nothing — an alias into their input, when the result is a
+/// contiguous run of one input (a reshape, a leading-axis slice) — or a gather through an index
+/// table computed at compile time by running the operator itself on encoded indices. Elementwise
+/// operators, `multiplyAdd` and reductions over a run of axes call the same kernel loops as
+/// ``dispatch(_:_:_:)``, so results are bitwise those of the interpreted graph. Anything else (matmul,
+/// comparisons, casts, indexing with index tensors, custom operators, non-float dtypes) runs through
+/// the ordinary kernels on temporary tensors and is copied into the frame: correct, not
+/// allocation-free; ``Statistics/fallbacks`` counts these.
+///
+/// In steady state, running a compiled program allocates nothing per operation: a frame comes from
+/// the program's cache (or, the first time, from ``StoragePool``), and only binding arguments and
+/// reading outputs touch tensors. A program may run on several threads at once, each with its own
+/// frame.
+///
+/// A program can run in segments (``run(_:in:)`` with a range of positions): compiled with a
+/// `boundary`, every value computed before the boundary and read after it is kept until the end,
+/// so the part after the boundary (a backward pass, say) can be run again on the same frame —
+/// with new arguments bound — and reads the same saved values.
+///
+/// Mixed precision and ``ExecutionPolicy/float64Debug`` change how arithmetic rounds; under either,
+/// arithmetic operators run through the ordinary kernels so the results still match `dispatch`.
+public final class CompiledProgram: @unchecked Sendable {
+    /// What compilation made of the graph.
+    public struct Statistics: Equatable, Sendable, CustomStringConvertible {
+        /// Operators in the compiled order.
+        public var operations: Int
+        /// Layout operators that became aliases (no work at run time).
+        public var aliases: Int
+        /// Layout operators that became index-table gathers.
+        public var gathers: Int
+        /// Operators run through the ordinary kernels on temporary tensors (they allocate).
+        public var fallbacks: Int
+        /// Bytes of one frame (captures, arguments and every live value at the peak).
+        public var frameBytes: Int
+
+        public var description: String {
+            "\(operations) operations (\(aliases) aliases, \(gathers) gathers, \(fallbacks) through temporary tensors), frame \(frameBytes) B"
+        }
+    }
+
+    /// One operand of a fallback instruction: where it lives and what it is.
+    struct Operand { var offset: Int; var type: ValueType }
+
+    struct Fallback {
+        var op: OpCode
+        var attributes: Attributes
+        var inputs: [Operand]
+        var output: Operand
+    }
+
+    /// The compiled instructions, in order (aliases have none).
+    let instructions: [Instruction]
+    /// Index tables of gathers and broadcasting operands.
+    let tables: [Int]
+    /// For each instruction, how to run it through the ordinary kernels.
+    let fallbacks: [Fallback]
+    /// `instructionStart[p]`: the first instruction at order position `p` or later (one extra
+    /// entry at the end).
+    let instructionStart: [Int]
+    let arguments: [Operand]
+    let outputs: [Operand]
+    /// The captures' bytes, copied to the start of every new frame.
+    let constantImage: [UInt8]
+    public let statistics: Statistics
+    /// Whether any instruction reads the reduction policy.
+    let hasReductions: Bool
+
+    private let cache = Mutex<[(UnsafeMutableRawPointer, Int)]>([])
+    /// Frames kept for reuse after they are released.
+    static let cachedFrameLimit = 32
+
+    /// Compiles `graph` with its captures' values.
+    ///
+    /// - Parameters:
+    ///   - order: The node indices to run, in order (default: all, in graph order). Nodes not
+    ///     listed are not run; every node's inputs must be computed earlier in `order` or be graph
+    ///     inputs.
+    ///   - boundary: A position in `order` after which the program may be re-run (see the type's
+    ///     discussion).
+    /// - Throws: ``TensorError`` for a capture that is missing or has the wrong type, a node with
+    ///   other than one output, or an order that reads a value before it is computed.
+    public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil) throws {
+        try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundary: boundary))
+    }
+
+    init(planning planner: ProgramPlanner) throws {
+        let plan = try planner.plan()
+        instructions = plan.instructions
+        tables = plan.tables
+        fallbacks = plan.fallbacks
+        instructionStart = plan.instructionStart
+        arguments = plan.arguments
+        outputs = plan.outputs
+        constantImage = plan.constantImage
+        statistics = plan.statistics
+        hasReductions = plan.instructions.contains { $0.kind == .reduce }
+    }
+
+    deinit {
+        for (p, capacity) in cache.withLock({ $0 }) { StoragePool.shared.deallocate(p, capacity: capacity) }
+    }
+
+    /// Positions in the compiled order (``run(_:in:)`` takes a range of them).
+    public var positions: Range<Int> { 0..<(instructionStart.count - 1) }
+    /// The graph's argument inputs, in order.
+    public var argumentTypes: [ValueType] { arguments.map(\.type) }
+    /// The graph's outputs, in order.
+    public var outputTypes: [ValueType] { outputs.map(\.type) }
+
+    /// Memory for one execution. Returned to the program when released.
+    public final class Frame: @unchecked Sendable {
+        let program: CompiledProgram
+        let base: UnsafeMutableRawPointer
+        let capacity: Int
+
+        init(program: CompiledProgram, base: UnsafeMutableRawPointer, capacity: Int) {
+            self.program = program
+            self.base = base
+            self.capacity = capacity
+        }
+
+        deinit { program.recycle(base, capacity) }
+    }
+
+    /// A frame with the captures in place (from the cache when one is free).
+    public func makeFrame() -> Frame {
+        if let (p, capacity) = cache.withLock({ $0.popLast() }) { return Frame(program: self, base: p, capacity: capacity) }
+        let (p, capacity) = StoragePool.shared.allocate(byteCount: Swift.max(statistics.frameBytes, 1))
+        constantImage.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return Frame(program: self, base: p, capacity: capacity)
+    }
+
+    func recycle(_ p: UnsafeMutableRawPointer, _ capacity: Int) {
+        let kept = cache.withLock { frames -> Bool in
+            guard frames.count < Self.cachedFrameLimit else { return false }
+            frames.append((p, capacity))
+            return true
+        }
+        if !kept { StoragePool.shared.deallocate(p, capacity: capacity) }
+    }
+
+    /// Copies `values` into arguments `first ..< first + values.count` of `frame`.
+    ///
+    /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` naming the argument when a value's
+    ///   dtype or shape differs from the compiled one.
+    public func bind(_ values: [Tensor], from first: Int = 0, in frame: Frame) throws {
+        guard first >= 0, first + values.count <= arguments.count else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments \(first)..<\(first + values.count) of a program with \(arguments.count)")
+        }
+        for (k, value) in values.enumerated() {
+            let argument = arguments[first + k]
+            guard value.valueType == argument.type else {
+                throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "argument \(first + k) was compiled as \(argument.type), got \(value.valueType)")
+            }
+            (frame.base + argument.offset).copyMemory(from: value.rawPointer, byteCount: argument.type.byteCount)
+        }
+    }
+
+    /// Sets arguments `range` of `frame` to zero.
+    public func bindZeros(_ range: Range<Int>, in frame: Frame) {
+        for argument in arguments[range] { (frame.base + argument.offset).initializeMemory(as: UInt8.self, repeating: 0, count: argument.type.byteCount) }
+    }
+
+    /// Output `index` of the graph as a new tensor (a copy out of `frame`).
+    public func output(_ index: Int, in frame: Frame) -> Tensor {
+        let operand = outputs[index]
+        let t = Tensor(uninitialized: operand.type.shape, dtype: operand.type.dtype)
+        t.rawPointer.copyMemory(from: frame.base + operand.offset, byteCount: operand.type.byteCount)
+        return t
+    }
+
+    /// Runs the operators at `positions` of the compiled order on `frame`.
+    ///
+    /// Interpreter levels (recording, anomaly checks, timers, resource limits) do not see these
+    /// operators: a compiled program is already the recorded form.
+    public func run(_ positions: Range<Int>, in frame: Frame) throws {
+        precondition(frame.program === self, "a frame of another program")
+        try execute(instructionStart[positions.lowerBound]..<instructionStart[positions.upperBound], frame.base)
+    }
+
+    /// Binds `arguments`, runs the whole program and returns its outputs.
+    public func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
+        let frame = makeFrame()
+        try bind(arguments, in: frame)
+        try run(positions, in: frame)
+        return outputs.indices.map { output($0, in: frame) }
+    }
+}
+
+extension ValueType {
+    /// Bytes of a contiguous value of this type.
+    var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
+}

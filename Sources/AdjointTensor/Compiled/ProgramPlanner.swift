@@ -1,0 +1,312 @@
+import AdjointIR
+
+extension CompiledProgram {
+    /// One operator of a compiled program, as plain data (no references: reading it retains nothing).
+    struct Instruction {
+        enum Kind: UInt8 { case unary, binary, multiplyAdd, gather, reduce, fallback }
+        var kind: Kind
+        var op: OpCode
+        var float64: Bool
+        /// Byte offsets of the output and up to three inputs in the frame.
+        var y = 0, a = 0, b = 0, c = 0
+        /// Output elements.
+        var n = 0
+        /// Binary operators without tables: which operand is a single element read throughout.
+        var aScalar = false, bScalar = false
+        /// Start of this instruction's index tables in ``CompiledProgram/tables``, or -1: a gather's
+        /// table (absolute element offsets, -1 = padding), or one table of element offsets per
+        /// broadcast operand (`n` entries each, in operand order).
+        var table = -1
+        /// A reduction's (outer, extent, inner) layout.
+        var outer = 0, extent = 0, inner = 0
+        /// A gather's padding value.
+        var pad = 0.0
+    }
+}
+
+/// Turns a graph into a ``CompiledProgram``'s instructions and memory plan.
+struct ProgramPlanner {
+    typealias Operand = CompiledProgram.Operand
+    typealias Instruction = CompiledProgram.Instruction
+
+    struct Plan {
+        var instructions: [Instruction] = []
+        var tables: [Int] = []
+        var fallbacks: [CompiledProgram.Fallback] = []
+        var instructionStart: [Int] = []
+        var arguments: [Operand] = []
+        var outputs: [Operand] = []
+        var constantImage: [UInt8] = []
+        var statistics = CompiledProgram.Statistics(operations: 0, aliases: 0, gathers: 0, fallbacks: 0, frameBytes: 0)
+    }
+
+    /// Where a value's memory comes from: its own region, or an element offset into another
+    /// value's region.
+    struct Placement { var root: ValueID; var elementOffset: Int }
+
+    let graph: Graph
+    let captures: [ValueID: Tensor]
+    let order: [Int]
+    let boundary: Int?
+
+    static let op = "CompiledProgram"
+
+    func plan() throws -> Plan {
+        var types: [ValueID: ValueType] = [:]
+        for input in graph.inputs { types[input.id] = input.type }
+        for node in graph.nodes {
+            guard node.outputs.count == 1, node.outputTypes.count == 1 else {
+                throw TensorError.invalidArgument(op: Self.op, detail: "\(node.op.rawValue) has \(node.outputs.count) outputs; compiled programs take single-output operators")
+            }
+            types[node.outputs[0]] = node.outputTypes[0]
+        }
+        for input in graph.inputs where input.role == .capture {
+            guard let value = captures[input.id] else { throw TensorError.invalidArgument(op: Self.op, detail: "no value for capture \(input.id)") }
+            guard value.valueType == input.type else {
+                throw TensorError.shapeMismatch(op: Self.op, detail: "capture \(input.id) is \(input.type) in the graph, its value is \(value.valueType)")
+            }
+        }
+
+        // Which values exist when, and which layout operators are aliases.
+        var defined = Set(graph.inputs.map(\.id))
+        var placement: [ValueID: Placement] = [:]
+        var definedAt: [ValueID: Int] = [:]
+        var gathers: [Int: [(input: Int, index: Int)?]] = [:]   // position → encoded table
+        func place(_ id: ValueID) -> Placement { placement[id] ?? Placement(root: id, elementOffset: 0) }
+        for (p, i) in order.enumerated() {
+            guard graph.nodes.indices.contains(i) else { throw TensorError.invalidArgument(op: Self.op, detail: "order names node \(i) of \(graph.nodes.count)") }
+            let node = graph.nodes[i]
+            for v in node.inputs where !defined.contains(v) {
+                throw TensorError.invalidArgument(op: Self.op, detail: "node \(i) (\(node.op.rawValue)) reads \(v) before it is computed in this order")
+            }
+            let out = node.outputs[0]
+            defined.insert(out)
+            definedAt[out] = p
+            guard node.op.family == .layout, let type = types[out], type.dtype.isComputeFloat,
+                  node.inputs.allSatisfy({ types[$0]?.dtype == type.dtype }),
+                  let table = try? Self.layoutTable(node, inputs: node.inputs.map { types[$0]! }) else { continue }
+            if let (k, start) = Self.contiguousRun(table) {
+                let source = place(node.inputs[k])
+                placement[out] = Placement(root: source.root, elementOffset: source.elementOffset + start)
+            } else {
+                gathers[p] = table
+            }
+        }
+        for v in graph.outputs where !defined.contains(v) {
+            throw TensorError.invalidArgument(op: Self.op, detail: "graph output \(v) is not computed by this order")
+        }
+
+        // Lifetimes of regions (roots): to their last reader; outputs, arguments and values kept
+        // across the boundary to the end.
+        let forever = Int.max
+        var lastUse: [ValueID: Int] = [:]
+        for (p, i) in order.enumerated() where placement[graph.nodes[i].outputs[0]] == nil {
+            lastUse[graph.nodes[i].outputs[0]] = p
+        }
+        for input in graph.inputs { lastUse[input.id] = forever }
+        for (p, i) in order.enumerated() {
+            for v in graph.nodes[i].inputs {
+                let root = place(v).root
+                let keep = boundary.map { p >= $0 && (definedAt[root] ?? -1) < $0 } ?? false
+                lastUse[root] = keep ? forever : Swift.max(lastUse[root] ?? p, p)
+            }
+        }
+        for v in graph.outputs { lastUse[place(v).root] = forever }
+
+        // Memory: captures first (the constant image), then arguments, then values in order.
+        var memory = RegionAllocator()
+        var region: [ValueID: Int] = [:]
+        var result = Plan()
+        for input in graph.inputs where input.role == .capture {
+            region[input.id] = memory.allocate(input.type.byteCount)
+        }
+        result.constantImage = [UInt8](repeating: 0, count: memory.end)
+        for input in graph.inputs where input.role == .capture {
+            let bytes = input.type.byteCount, start = region[input.id]!
+            result.constantImage.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: start).copyMemory(from: captures[input.id]!.rawPointer, byteCount: bytes) }
+        }
+        for input in graph.inputs where input.role == .argument {
+            region[input.id] = memory.allocate(input.type.byteCount)
+        }
+        var releases: [Int: [ValueID]] = [:]
+        for (root, p) in lastUse where p != forever && region[root] == nil { releases[p, default: []].append(root) }
+        func offset(_ v: ValueID) -> Int { region[place(v).root]! + place(v).elementOffset * types[v]!.dtype.byteSize }
+        for (p, i) in order.enumerated() {
+            let out = graph.nodes[i].outputs[0]
+            if placement[out] == nil { region[out] = memory.allocate(types[out]!.byteCount) }
+            for root in releases[p] ?? [] { memory.release(region[root]!, types[root]!.byteCount) }
+        }
+
+        // Instructions.
+        result.arguments = graph.inputs.filter { $0.role == .argument }.map { Operand(offset: region[$0.id]!, type: $0.type) }
+        result.outputs = graph.outputs.map { Operand(offset: offset($0), type: types[$0]!) }
+        for (p, i) in order.enumerated() {
+            result.instructionStart.append(result.instructions.count)
+            let node = graph.nodes[i]
+            let out = node.outputs[0]
+            guard placement[out] == nil else { result.statistics.aliases += 1; continue }
+            let operands = node.inputs.map { Operand(offset: offset($0), type: types[$0]!) }
+            let output = Operand(offset: offset(out), type: types[out]!)
+            var instruction = select(node, operands, output, gather: gathers[p], into: &result.tables, offset: offset)
+            if instruction.kind == .gather { result.statistics.gathers += 1 }
+            if instruction.kind == .fallback { result.statistics.fallbacks += 1 }
+            instruction.y = output.offset
+            result.instructions.append(instruction)
+            result.fallbacks.append(CompiledProgram.Fallback(op: node.op, attributes: node.attributes, inputs: operands, output: output))
+        }
+        result.instructionStart.append(result.instructions.count)
+        result.statistics.operations = order.count
+        result.statistics.frameBytes = memory.peak
+        return result
+    }
+
+    /// The instruction for one operator.
+    func select(_ node: Node, _ inputs: [Operand], _ output: Operand, gather table: [(input: Int, index: Int)?]?,
+                into tables: inout [Int], offset: (ValueID) -> Int) -> Instruction {
+        let type = output.type
+        let float = type.dtype.isComputeFloat && inputs.allSatisfy { $0.type.dtype == type.dtype }
+        var instruction = Instruction(kind: .fallback, op: node.op, float64: type.dtype == .float64)
+        instruction.n = type.shape.reduce(1, *)
+        guard float else { return instruction }
+        if let table {
+            instruction.kind = .gather
+            instruction.table = tables.count
+            let size = type.dtype.byteSize
+            tables += table.map { entry in entry.map { inputs[$0.input].offset / size + $0.index } ?? -1 }
+            if case let .pad(_, _, value) = node.attributes { instruction.pad = value }
+            return instruction
+        }
+        switch node.op.family {
+        case .unary:
+            instruction.kind = .unary
+            instruction.a = inputs[0].offset
+        case .binary:
+            instruction.kind = node.op == .multiplyAdd ? .multiplyAdd : .binary
+            for (k, input) in inputs.enumerated() {
+                switch k { case 0: instruction.a = input.offset; case 1: instruction.b = input.offset; default: instruction.c = input.offset }
+            }
+            let counts = inputs.map { $0.type.shape.reduce(1, *) }
+            let n = instruction.n
+            if counts.allSatisfy({ $0 == n }) { break }
+            if node.op != .multiplyAdd, counts[0] == n, counts[1] == 1 { instruction.bScalar = true; break }
+            if node.op != .multiplyAdd, counts[0] == 1, counts[1] == n { instruction.aScalar = true; break }
+            instruction.table = tables.count
+            for input in inputs { tables += Self.broadcastTable(input.type.shape, to: type.shape) }
+        case .reduction:
+            guard [.sum, .mean, .max, .min, .logsumexp].contains(node.op), case let .reduction(rawAxes, _) = node.attributes,
+                  let layout = Self.reductionLayout(inputs[0].type.shape, rawAxes),
+                  layout.extent > 0 || node.op == .sum || node.op == .mean else { return instruction }
+            instruction.kind = .reduce
+            instruction.a = inputs[0].offset
+            (instruction.outer, instruction.extent, instruction.inner) = layout
+        default:
+            break
+        }
+        return instruction
+    }
+
+    /// A layout operator as a table: for each output element, the input and element it copies, or
+    /// nil where it pads. Computed by running the operator's kernel on float64 tensors holding
+    /// encoded positions, so it is exactly the kernel's semantics.
+    static func layoutTable(_ node: Node, inputs: [ValueType]) throws -> [(input: Int, index: Int)?] {
+        var prefix: [Int] = [], total = 0
+        var encoded: [Tensor] = []
+        for type in inputs {
+            prefix.append(total)
+            let n = type.shape.reduce(1, *)
+            let t = Tensor(uninitialized: type.shape, dtype: .float64)
+            let p = t.pointer(Double.self)
+            for i in 0..<n { p[i] = Double(total + i + 1) }
+            total += n
+            encoded.append(t)
+        }
+        var attributes = node.attributes
+        if case let .pad(low, high, _) = attributes { attributes = .pad(low: low, high: high, value: 0) }
+        let out = try Kernels.layout(node.op, attributes, encoded)
+        let p = out.pointer(Double.self)
+        return (0..<out.elementCount).map { i -> (input: Int, index: Int)? in
+            let code = Int(p[i])
+            guard code > 0 else { return nil }
+            let k = prefix.lastIndex { $0 < code }!
+            return (k, code - 1 - prefix[k])
+        }
+    }
+
+    /// `(input, start)` when `table` copies a contiguous run of one input.
+    static func contiguousRun(_ table: [(input: Int, index: Int)?]) -> (Int, Int)? {
+        guard let first = table.first ?? nil else { return nil }
+        for (i, entry) in table.enumerated() {
+            guard let entry, entry.input == first.input, entry.index == first.index + i else { return nil }
+        }
+        return (first.input, first.index)
+    }
+
+    /// For each element of `shape`, the element of a `source`-shaped operand broadcast to it.
+    static func broadcastTable(_ source: [Int], to shape: [Int]) -> [Int] {
+        let strides = ShapeRules.broadcastStrides(source, to: shape)
+        let n = shape.reduce(1, *)
+        var table = [Int](repeating: 0, count: n)
+        var index = [Int](repeating: 0, count: shape.count)
+        var offset = 0
+        for i in 0..<n {
+            table[i] = offset
+            var d = shape.count - 1
+            while d >= 0 {
+                index[d] += 1
+                offset += strides[d]
+                if index[d] < shape[d] { break }
+                offset -= strides[d] * index[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+        return table
+    }
+
+    /// (outer, extent, inner) of a reduction over `rawAxes` when the axes are one run.
+    static func reductionLayout(_ shape: [Int], _ rawAxes: [Int]) -> (outer: Int, extent: Int, inner: Int)? {
+        guard let axes = try? ShapeRules.axes(rawAxes, rank: shape.count, op: op) else { return nil }
+        if axes.isEmpty { return (shape.reduce(1, *), 1, 1) }
+        guard axes.last! - axes.first! + 1 == axes.count else { return nil }
+        return (shape[..<axes.first!].reduce(1, *), axes.reduce(1) { $0 * shape[$1] }, shape[(axes.last! + 1)...].reduce(1, *))
+    }
+}
+
+/// First-fit allocation of 64-byte-aligned regions in a frame, reusing released ones.
+struct RegionAllocator {
+    private var free: [(offset: Int, size: Int)] = []
+    private(set) var end = 0
+    var peak: Int { end }
+
+    static func rounded(_ bytes: Int) -> Int { Swift.max(64, (bytes + 63) / 64 * 64) }
+
+    mutating func allocate(_ bytes: Int) -> Int {
+        let size = Self.rounded(bytes)
+        if let k = free.firstIndex(where: { $0.size >= size }) {
+            let block = free[k]
+            if block.size == size { free.remove(at: k) } else { free[k] = (block.offset + size, block.size - size) }
+            return block.offset
+        }
+        end += size
+        return end - size
+    }
+
+    mutating func release(_ offset: Int, _ bytes: Int) {
+        let size = Self.rounded(bytes)
+        let k = free.firstIndex { $0.offset > offset } ?? free.count
+        free.insert((offset, size), at: k)
+        if k + 1 < free.count, free[k].offset + free[k].size == free[k + 1].offset {
+            free[k].size += free[k + 1].size
+            free.remove(at: k + 1)
+        }
+        if k > 0, free[k - 1].offset + free[k - 1].size == free[k].offset {
+            free[k - 1].size += free[k].size
+            free.remove(at: k)
+        }
+    }
+}
+
+extension DType {
+    /// float64 or float32: the types arithmetic kernels compute in.
+    var isComputeFloat: Bool { self == .float64 || self == .float32 }
+}
