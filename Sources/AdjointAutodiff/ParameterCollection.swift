@@ -47,13 +47,14 @@ extension ParameterCollection {
 
     /// A copy holding `replacements` in visiting order (as many as ``tensors`` has).
     public func replacingTensors(with replacements: [Tensor]) -> Self {
-        precondition(replacements.count == tensors.count, "replacingTensors: \(replacements.count) tensors for \(tensors.count) slots")
         var copy = self
         var index = 0
         copy.visitTensors { _, t in
+            precondition(index < replacements.count, "replacingTensors: \(replacements.count) tensors for more slots")
             t = replacements[index]
             index += 1
         }
+        precondition(index == replacements.count, "replacingTensors: \(replacements.count) tensors for \(index) slots")
         return copy
     }
 }

@@ -57,12 +57,16 @@ public struct GraphCommand: ParsableCommand {
             }
             let outputs = try bundle.execute(arguments)
             let first = try bundle.execute(arguments)
-            let deterministic = zip(outputs, first).allSatisfy { a, b in
-                a.valueType == b.valueType && memcmp(a.rawPointer, b.rawPointer, a.elementCount * a.dtype.byteSize) == 0
+            func identical(_ x: [Tensor], _ y: [Tensor]) -> Bool {
+                zip(x, y).allSatisfy { a, b in a.valueType == b.valueType && memcmp(a.rawPointer, b.rawPointer, a.elementCount * a.dtype.byteSize) == 0 }
             }
+            let deterministic = identical(outputs, first)
+            let program = try bundle.compiled()
+            let compiledMatches = identical(outputs, try program(arguments))
             return "\(file): OK — format version \(GraphCodec.currentVersion), checksum verified, \(bundle.graph.nodes.count) nodes, "
                 + "\(bundle.captures.count) captures; ran on random arguments: outputs \(outputs.map { "\($0.valueType)" }.joined(separator: ", "))"
                 + (deterministic ? ", bitwise identical on a second run" : ", NOT identical on a second run")
+                + "; compiled (\(program.statistics)): " + (compiledMatches ? "bitwise identical to the interpreter" : "NOT identical to the interpreter")
         }
     }
 }

@@ -78,29 +78,47 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
 
     public func step(_ state: State, input: Tensor, parameters: Parameters) throws -> State {
         let frame = forward.makeFrame()
-        try forward.bind(state.tensors + [input] + parameters.tensors, in: frame)
+        try bindArguments(forward, state, input, parameters, frame)
         try forward.run(forward.positions, in: frame)
-        return stateTemplate.replacingTensors(with: (0..<stateCount).map { forward.output($0, in: frame) })
+        return outputs(forward, frame, from: 0, into: stateTemplate)
     }
 
     public func recordStep(_ state: State, input: Tensor, parameters: Parameters, loss: Loss) throws -> RecordedStep<Self> {
-        let (sc, pc, program, template, parameterTemplate) = (stateCount, parameterCount, record, stateTemplate, parameterTemplate)
+        let (sc, pc, program) = (stateCount, parameterCount, record)
         let frame = program.makeFrame()
-        try program.bind(state.tensors + [input] + parameters.tensors, in: frame)
+        try bindArguments(program, state, input, parameters, frame)
         try program.run(0..<boundary, in: frame)
-        let next = template.replacingTensors(with: (0..<sc).map { program.output($0, in: frame) })
-        let lossValue = try program.output(sc, in: frame).item()
+        let next = outputs(program, frame, from: 0, into: stateTemplate)
+        let lossValue = try program.scalarOutput(sc, in: frame)
         let backward = boundary..<program.positions.upperBound
         return RecordedStep(next: next, loss: lossValue) { cotangent in
-            if let cotangent {
-                try program.bind(cotangent.tensors, from: sc + 1 + pc, in: frame)
+            if var cotangent {
+                var k = sc + 1 + pc
+                try cotangent.visitTensors { _, t in try program.bind(t, at: k, in: frame); k += 1 }
             } else {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
             try program.run(backward, in: frame)
-            let grads = (0..<(sc + pc)).map { program.output(sc + 1 + $0, in: frame) }
-            return (template.replacingTensors(with: Array(grads[0..<sc])), parameterTemplate.replacingTensors(with: Array(grads[sc...])))
+            return (self.outputs(program, frame, from: sc + 1, into: self.stateTemplate),
+                    self.outputs(program, frame, from: 2 * sc + 1, into: self.parameterTemplate))
         }
+    }
+
+    /// Binds a state, an input and parameters as a program's leading arguments.
+    private func bindArguments(_ program: CompiledProgram, _ state: State, _ input: Tensor, _ parameters: Parameters,
+                               _ frame: CompiledProgram.Frame) throws {
+        var (s, p, k) = (state, parameters, 0)
+        try s.visitTensors { _, t in try program.bind(t, at: k, in: frame); k += 1 }
+        try program.bind(input, at: k, in: frame)
+        k += 1
+        try p.visitTensors { _, t in try program.bind(t, at: k, in: frame); k += 1 }
+    }
+
+    /// `template` with its tensors replaced by the program's outputs `first`, `first + 1`, ….
+    private func outputs<C: ParameterCollection>(_ program: CompiledProgram, _ frame: CompiledProgram.Frame, from first: Int, into template: C) -> C {
+        var result = template, k = first
+        result.visitTensors { _, t in t = program.output(k, in: frame); k += 1 }
+        return result
     }
 
     public func finalLoss(_ state: State, loss: Loss) throws -> (value: Double, cotangent: State)? { try base.finalLoss(state, loss: loss) }

@@ -13,7 +13,7 @@ struct CompiledStepTests {
     func matchesTensorStep(_ schedule: CheckpointSchedule) throws {
         let step = try Self.compiled()
         let counts = step.operationCounts
-        #expect(counts.forward > 0 && counts.fusedForward >= counts.forward && counts.fusedBackward > 0)
+        #expect(counts.forward > 0 && counts.fusedForward >= counts.forward && counts.fusedBackward > 0, "\(counts)")
         let compiled = try unroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
                                   schedule: schedule, inputs: Fixture.input)
         let reference = try Fixture.run(40, .storeAll)

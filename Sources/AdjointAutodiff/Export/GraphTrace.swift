@@ -50,6 +50,12 @@ public struct GraphBundle {
         }
     }
 
+    /// The graph compiled to run in one preallocated frame (see ``CompiledProgram``): bitwise the
+    /// outputs of ``execute(_:)``, without a tensor per operation.
+    public func compiled(order: [Int]? = nil, boundary: Int? = nil) throws -> CompiledProgram {
+        try CompiledProgram(graph, captures: captures, order: order, boundary: boundary)
+    }
+
     static let graphKey = "adjoint.graph", checksumKey = "adjoint.graph.checksum"
 
     /// The file's bytes.

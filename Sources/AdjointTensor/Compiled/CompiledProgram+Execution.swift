@@ -22,6 +22,9 @@ extension CompiledProgram {
                         if instruction.pointee.float64 { multiplyAdd(instruction, base, tables, Double.self) } else { multiplyAdd(instruction, base, tables, Float.self) }
                     case .reduce where exact:
                         if instruction.pointee.float64 { reduce(instruction, base, policy, Double.self) } else { reduce(instruction, base, policy, Float.self) }
+                    case .matmul where exact:
+                        let i = instruction.pointee
+                        products[i.product].run(i.float64 ? .float64 : .float32, base + i.a, base + i.b, base + i.y)
                     default:
                         try runFallback(k, base)
                     }

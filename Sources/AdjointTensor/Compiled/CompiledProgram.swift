@@ -9,9 +9,9 @@ import Synchronization
 /// concat, stack, pad) become either nothing — an alias into their input, when the result is a
 /// contiguous run of one input (a reshape, a leading-axis slice) — or a gather through an index
 /// table computed at compile time by running the operator itself on encoded indices. Elementwise
-/// operators, `multiplyAdd` and reductions over a run of axes call the same kernel loops as
-/// ``dispatch(_:_:_:)``, so results are bitwise those of the interpreted graph. Anything else (matmul,
-/// comparisons, casts, indexing with index tensors, custom operators, non-float dtypes) runs through
+/// operators, `multiplyAdd`, matmul and reductions over a run of axes call the same kernel loops as
+/// ``dispatch(_:_:_:)``, so results are bitwise those of the interpreted graph. Anything else
+/// (comparisons, casts, indexing with index tensors, custom operators, non-float dtypes) runs through
 /// the ordinary kernels on temporary tensors and is copied into the frame: correct, not
 /// allocation-free; ``Statistics/fallbacks`` counts these.
 ///
@@ -62,6 +62,8 @@ public final class CompiledProgram: @unchecked Sendable {
     let tables: [Int]
     /// For each instruction, how to run it through the ordinary kernels.
     let fallbacks: [Fallback]
+    /// The GEMM jobs of matmul instructions.
+    let products: [Kernels.MatmulPlan]
     /// `instructionStart[p]`: the first instruction at order position `p` or later (one extra
     /// entry at the end).
     let instructionStart: [Int]
@@ -96,6 +98,7 @@ public final class CompiledProgram: @unchecked Sendable {
         instructions = plan.instructions
         tables = plan.tables
         fallbacks = plan.fallbacks
+        products = plan.products
         instructionStart = plan.instructionStart
         arguments = plan.arguments
         outputs = plan.outputs
@@ -155,13 +158,22 @@ public final class CompiledProgram: @unchecked Sendable {
         guard first >= 0, first + values.count <= arguments.count else {
             throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments \(first)..<\(first + values.count) of a program with \(arguments.count)")
         }
-        for (k, value) in values.enumerated() {
-            let argument = arguments[first + k]
-            guard value.valueType == argument.type else {
-                throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "argument \(first + k) was compiled as \(argument.type), got \(value.valueType)")
-            }
-            (frame.base + argument.offset).copyMemory(from: value.rawPointer, byteCount: argument.type.byteCount)
+        for (k, value) in values.enumerated() { try bind(value, at: first + k, in: frame) }
+    }
+
+    /// Copies `value` into argument `index` of `frame`.
+    ///
+    /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` naming the argument when the value's
+    ///   dtype or shape differs from the compiled one.
+    public func bind(_ value: Tensor, at index: Int, in frame: Frame) throws {
+        guard arguments.indices.contains(index) else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "argument \(index) of a program with \(arguments.count)")
         }
+        let argument = arguments[index]
+        guard value.dtype == argument.type.dtype, value.shape == argument.type.shape else {
+            throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "argument \(index) was compiled as \(argument.type), got \(value.valueType)")
+        }
+        (frame.base + argument.offset).copyMemory(from: value.rawPointer, byteCount: argument.type.byteCount)
     }
 
     /// Sets arguments `range` of `frame` to zero.
@@ -175,6 +187,16 @@ public final class CompiledProgram: @unchecked Sendable {
         let t = Tensor(uninitialized: operand.type.shape, dtype: operand.type.dtype)
         t.rawPointer.copyMemory(from: frame.base + operand.offset, byteCount: operand.type.byteCount)
         return t
+    }
+
+    /// Output `index` of the graph, a single float64 or float32 element, as a `Double`.
+    public func scalarOutput(_ index: Int, in frame: Frame) throws -> Double {
+        let operand = outputs[index]
+        guard operand.type.shape.reduce(1, *) == 1, operand.type.dtype.isComputeFloat else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.scalarOutput", detail: "output \(index) is \(operand.type), not one float")
+        }
+        let p = frame.base + operand.offset
+        return operand.type.dtype == .float64 ? p.load(as: Double.self) : Double(p.load(as: Float.self))
     }
 
     /// Runs the operators at `positions` of the compiled order on `frame`.

@@ -3,7 +3,7 @@ import AdjointIR
 extension CompiledProgram {
     /// One operator of a compiled program, as plain data (no references: reading it retains nothing).
     struct Instruction {
-        enum Kind: UInt8 { case unary, binary, multiplyAdd, gather, reduce, fallback }
+        enum Kind: UInt8 { case unary, binary, multiplyAdd, gather, reduce, matmul, fallback }
         var kind: Kind
         var op: OpCode
         var float64: Bool
@@ -21,6 +21,8 @@ extension CompiledProgram {
         var outer = 0, extent = 0, inner = 0
         /// A gather's padding value.
         var pad = 0.0
+        /// A matmul's plan in ``CompiledProgram/products``.
+        var product = -1
     }
 }
 
@@ -33,6 +35,7 @@ struct ProgramPlanner {
         var instructions: [Instruction] = []
         var tables: [Int] = []
         var fallbacks: [CompiledProgram.Fallback] = []
+        var products: [Kernels.MatmulPlan] = []
         var instructionStart: [Int] = []
         var arguments: [Operand] = []
         var outputs: [Operand] = []
@@ -147,7 +150,7 @@ struct ProgramPlanner {
             guard placement[out] == nil else { result.statistics.aliases += 1; continue }
             let operands = node.inputs.map { Operand(offset: offset($0), type: types[$0]!) }
             let output = Operand(offset: offset(out), type: types[out]!)
-            var instruction = select(node, operands, output, gather: gathers[p], into: &result.tables, offset: offset)
+            var instruction = select(node, operands, output, gather: gathers[p], into: &result)
             if instruction.kind == .gather { result.statistics.gathers += 1 }
             if instruction.kind == .fallback { result.statistics.fallbacks += 1 }
             instruction.y = output.offset
@@ -162,7 +165,7 @@ struct ProgramPlanner {
 
     /// The instruction for one operator.
     func select(_ node: Node, _ inputs: [Operand], _ output: Operand, gather table: [(input: Int, index: Int)?]?,
-                into tables: inout [Int], offset: (ValueID) -> Int) -> Instruction {
+                into plan: inout Plan) -> Instruction {
         let type = output.type
         let float = type.dtype.isComputeFloat && inputs.allSatisfy { $0.type.dtype == type.dtype }
         var instruction = Instruction(kind: .fallback, op: node.op, float64: type.dtype == .float64)
@@ -170,9 +173,9 @@ struct ProgramPlanner {
         guard float else { return instruction }
         if let table {
             instruction.kind = .gather
-            instruction.table = tables.count
+            instruction.table = plan.tables.count
             let size = type.dtype.byteSize
-            tables += table.map { entry in entry.map { inputs[$0.input].offset / size + $0.index } ?? -1 }
+            plan.tables += table.map { entry in entry.map { inputs[$0.input].offset / size + $0.index } ?? -1 }
             if case let .pad(_, _, value) = node.attributes { instruction.pad = value }
             return instruction
         }
@@ -190,8 +193,8 @@ struct ProgramPlanner {
             if counts.allSatisfy({ $0 == n }) { break }
             if node.op != .multiplyAdd, counts[0] == n, counts[1] == 1 { instruction.bScalar = true; break }
             if node.op != .multiplyAdd, counts[0] == 1, counts[1] == n { instruction.aScalar = true; break }
-            instruction.table = tables.count
-            for input in inputs { tables += Self.broadcastTable(input.type.shape, to: type.shape) }
+            instruction.table = plan.tables.count
+            for input in inputs { plan.tables += Self.broadcastTable(input.type.shape, to: type.shape) }
         case .reduction:
             guard [.sum, .mean, .max, .min, .logsumexp].contains(node.op), case let .reduction(rawAxes, _) = node.attributes,
                   let layout = Self.reductionLayout(inputs[0].type.shape, rawAxes),
@@ -199,6 +202,14 @@ struct ProgramPlanner {
             instruction.kind = .reduce
             instruction.a = inputs[0].offset
             (instruction.outer, instruction.extent, instruction.inner) = layout
+        case .linalg:
+            guard case let .matmul(ta, tb) = node.attributes,
+                  let product = try? Kernels.MatmulPlan(inputs[0].type.shape, inputs[1].type.shape, ta: ta, tb: tb),
+                  product.shape == type.shape else { return instruction }
+            instruction.kind = .matmul
+            (instruction.a, instruction.b) = (inputs[0].offset, inputs[1].offset)
+            instruction.product = plan.products.count
+            plan.products.append(product)
         default:
             break
         }

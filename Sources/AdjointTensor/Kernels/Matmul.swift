@@ -6,48 +6,68 @@ extension Kernels {
     /// `a` is `[..., M, K]` (`[..., K, M]` with `transposeA`), `b` is `[..., K, N]`
     /// (`[..., N, K]` with `transposeB`); the result is `[..., M, N]`.
     static func matmul(_ attributes: Attributes, _ a: Tensor, _ b: Tensor) throws -> Tensor {
-        let op = OpCode.matmul.rawValue
         guard case let .matmul(ta, tb) = attributes else { throw badAttributes(.matmul, attributes) }
         try requireFloat(a, op: .matmul, role: "left operand")
         try requireFloat(b, op: .matmul, role: "right operand")
         try requireSameDType(a, b, op: .matmul)
-        guard a.rank >= 2, b.rank >= 2 else {
-            throw TensorError.shapeMismatch(op: op, detail: "operands need rank ≥ 2, got \(shapeText(a.shape)) and \(shapeText(b.shape)); reshape vectors to [1,n] or [n,1]")
-        }
-        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
-        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
-        let m = ta ? ac : ar, k = ta ? ar : ac
-        let kb = tb ? bc : br, n = tb ? br : bc
-        guard k == kb else {
-            throw TensorError.shapeMismatch(op: op, detail: "inner dimensions differ: \(shapeText(a.shape))\(ta ? "ᵀ" : "") × \(shapeText(b.shape))\(tb ? "ᵀ" : "") (\(k) vs \(kb))")
-        }
-        let aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
-        let batch = try ShapeRules.broadcast(aBatch, bBatch, op: op)
-        let out = Tensor(uninitialized: batch + [m, n], dtype: a.dtype)
-        let count = batch.reduce(1, *)
-        if m * n == 0 { return out }
-        if k == 0 {
-            out.rawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: m * n * count * a.dtype.byteSize)
-            return out
-        }
-        var jobs: [(a: Int, b: Int, c: Int, m: Int)] = []
-        if bBatch.reduce(1, *) == 1 && !ta && aBatch == batch {
-            // Fold a's batch into M when b is a single matrix and a is not transposed.
-            jobs.append((0, 0, 0, m * count))
-        } else {
-            let aStrides = ShapeRules.broadcastStrides(aBatch, to: batch)
-            let bStrides = ShapeRules.broadcastStrides(bBatch, to: batch)
-            var index = [Int](repeating: 0, count: batch.count)
-            for i in 0..<count {
-                var oa = 0, ob = 0
-                for d in 0..<batch.count { oa += index[d] * aStrides[d]; ob += index[d] * bStrides[d] }
-                jobs.append((oa * ar * ac, ob * br * bc, i * m * n, m))
-                var d = batch.count - 1
-                while d >= 0 { index[d] += 1; if index[d] < batch[d] { break }; index[d] = 0; d -= 1 }
-            }
-        }
-        gemmChunked(a, b, out, jobs: jobs, n: n, k: k, ta: ta, tb: tb)
+        let product = try MatmulPlan(a.shape, b.shape, ta: ta, tb: tb)
+        let out = Tensor(uninitialized: product.shape, dtype: a.dtype)
+        product.run(a.dtype, a.rawPointer, b.rawPointer, out.rawPointer)
         return out
+    }
+
+    /// A batched product's output shape and its GEMM jobs, from the operand shapes alone.
+    struct MatmulPlan {
+        typealias Job = (a: Int, b: Int, c: Int, m: Int)
+        let shape: [Int]
+        let jobs: [Job]
+        let m: Int, n: Int, k: Int
+        let ta: Bool, tb: Bool
+
+        init(_ aShape: [Int], _ bShape: [Int], ta: Bool, tb: Bool) throws {
+            let op = OpCode.matmul.rawValue
+            guard aShape.count >= 2, bShape.count >= 2 else {
+                throw TensorError.shapeMismatch(op: op, detail: "operands need rank ≥ 2, got \(shapeText(aShape)) and \(shapeText(bShape)); reshape vectors to [1,n] or [n,1]")
+            }
+            let (ar, ac) = (aShape[aShape.count - 2], aShape[aShape.count - 1])
+            let (br, bc) = (bShape[bShape.count - 2], bShape[bShape.count - 1])
+            let m = ta ? ac : ar, k = ta ? ar : ac
+            let kb = tb ? bc : br, n = tb ? br : bc
+            guard k == kb else {
+                throw TensorError.shapeMismatch(op: op, detail: "inner dimensions differ: \(shapeText(aShape))\(ta ? "ᵀ" : "") × \(shapeText(bShape))\(tb ? "ᵀ" : "") (\(k) vs \(kb))")
+            }
+            let aBatch = Array(aShape.dropLast(2)), bBatch = Array(bShape.dropLast(2))
+            let batch = try ShapeRules.broadcast(aBatch, bBatch, op: op)
+            let count = batch.reduce(1, *)
+            var jobs: [Job] = []
+            if bBatch.reduce(1, *) == 1 && !ta && aBatch == batch {
+                // Fold a's batch into M when b is a single matrix and a is not transposed.
+                jobs.append((0, 0, 0, m * count))
+            } else {
+                let aStrides = ShapeRules.broadcastStrides(aBatch, to: batch)
+                let bStrides = ShapeRules.broadcastStrides(bBatch, to: batch)
+                var index = [Int](repeating: 0, count: batch.count)
+                for i in 0..<count {
+                    var oa = 0, ob = 0
+                    for d in 0..<batch.count { oa += index[d] * aStrides[d]; ob += index[d] * bStrides[d] }
+                    jobs.append((oa * ar * ac, ob * br * bc, i * m * n, m))
+                    var d = batch.count - 1
+                    while d >= 0 { index[d] += 1; if index[d] < batch[d] { break }; index[d] = 0; d -= 1 }
+                }
+            }
+            (shape, self.jobs, self.m, self.n, self.k, self.ta, self.tb) = (batch + [m, n], jobs, m, n, k, ta, tb)
+        }
+
+        /// Writes the product of the operands at `a` and `b` to `c` (contiguous, `dtype` f32 or f64).
+        func run(_ dtype: DType, _ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ c: UnsafeMutableRawPointer) {
+            let outputs = shape.reduce(1, *)
+            if outputs == 0 { return }
+            if k == 0 {
+                c.initializeMemory(as: UInt8.self, repeating: 0, count: outputs * dtype.byteSize)
+                return
+            }
+            gemmChunked(dtype, a, b, c, jobs: jobs, n: n, k: k, ta: ta, tb: tb)
+        }
     }
 
     /// OpenBLAS runs single-threaded; Adjoint splits every GEMM into blocks of output rows or
@@ -56,10 +76,15 @@ extension Kernels {
     /// thread count — bitwise reproducible — where OpenBLAS's own threading may split the K loop
     /// differently per count. The split is along whichever of M and N duplicates less packing work
     /// (splitting M re-packs op(B) per block, splitting N re-packs op(A)).
-    static func gemmChunked(_ a: Tensor, _ b: Tensor, _ c: Tensor, jobs: [(a: Int, b: Int, c: Int, m: Int)],
-                            n: Int, k: Int, ta: Bool, tb: Bool) {
+    static func gemmChunked(_ dtype: DType, _ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ c: UnsafeMutableRawPointer,
+                            jobs: [(a: Int, b: Int, c: Int, m: Int)], n: Int, k: Int, ta: Bool, tb: Bool) {
         _ = blasSingleThreaded
         let policy = ExecutionPolicy.current.determinism
+        if jobs.count == 1, blockCount(m: jobs[0].m, n: n, k: k, policy: policy) == 1 {
+            let job = jobs[0]   // one call: no block list
+            gemm(dtype, a, job.a, b, job.b, c, job.c, m: job.m, n: n, k: k, ta: ta, tb: tb, lda: ta ? job.m : k, ldb: tb ? k : n, ldc: n)
+            return
+        }
         struct Block { var job: Int; var row: Int; var rows: Int; var column: Int; var columns: Int }
         var blocks: [Block] = []
         for (j, job) in jobs.enumerated() {
@@ -81,7 +106,7 @@ extension Kernels {
             let aOffset = job.a + (ta ? block.row : block.row * k)
             // Column j of op(B): with tb, B is [N, K] and column j starts at row j.
             let bOffset = job.b + (tb ? block.column * k : block.column)
-            gemm(a, aOffset, b, bOffset, c, job.c + block.row * n + block.column,
+            gemm(dtype, a, aOffset, b, bOffset, c, job.c + block.row * n + block.column,
                  m: block.rows, n: block.columns, k: k, ta: ta, tb: tb,
                  lda: ta ? job.m : k, ldb: tb ? k : n, ldc: n)
         }
@@ -101,17 +126,17 @@ extension Kernels {
     static let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
 
     /// One row-major single-threaded GEMM: `c[cOff...] = op(a[aOff...]) · op(b[bOff...])`.
-    static func gemm(_ a: Tensor, _ aOff: Int, _ b: Tensor, _ bOff: Int, _ c: Tensor, _ cOff: Int,
-                     m: Int, n: Int, k: Int, ta: Bool, tb: Bool, lda: Int, ldb: Int, ldc: Int) {
+    static func gemm(_ dtype: DType, _ a: UnsafeMutableRawPointer, _ aOff: Int, _ b: UnsafeMutableRawPointer, _ bOff: Int,
+                     _ c: UnsafeMutableRawPointer, _ cOff: Int, m: Int, n: Int, k: Int, ta: Bool, tb: Bool, lda: Int, ldb: Int, ldc: Int) {
         let transA = ta ? CblasTrans : CblasNoTrans, transB = tb ? CblasTrans : CblasNoTrans
-        if a.dtype == .float64 {
+        if dtype == .float64 {
             cblas_dgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,
-                        a.pointer(Double.self) + aOff, Int32(lda), b.pointer(Double.self) + bOff, Int32(ldb),
-                        0, c.pointer(Double.self) + cOff, Int32(ldc))
+                        a.assumingMemoryBound(to: Double.self) + aOff, Int32(lda), b.assumingMemoryBound(to: Double.self) + bOff, Int32(ldb),
+                        0, c.assumingMemoryBound(to: Double.self) + cOff, Int32(ldc))
         } else {
             cblas_sgemm(CblasRowMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1,
-                        a.pointer(Float.self) + aOff, Int32(lda), b.pointer(Float.self) + bOff, Int32(ldb),
-                        0, c.pointer(Float.self) + cOff, Int32(ldc))
+                        a.assumingMemoryBound(to: Float.self) + aOff, Int32(lda), b.assumingMemoryBound(to: Float.self) + bOff, Int32(ldb),
+                        0, c.assumingMemoryBound(to: Float.self) + cOff, Int32(ldc))
         }
     }
 }

@@ -1,0 +1,135 @@
+import Adjoint
+import AdjointTestSupport
+import Testing
+
+/// ``CompiledProgram`` against the interpreter (``GraphBundle/execute(_:)``), on traced graphs.
+@Suite("Compiled programs")
+struct CompiledProgramTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let description: String
+        let shapes: [[Int]]
+        var dtype: DType = .float64
+        /// Expected operators through temporary tensors (nil: do not check).
+        var fallbacks: Int? = 0
+        let body: @Sendable ([Tensor]) throws -> [Tensor]
+
+        func arguments(seed: UInt64) throws -> [Tensor] {
+            try shapes.enumerated().map { i, shape in
+                try Tensor.uniform(shape, key: RandomKey(seed: seed, stream: UInt64(i)), low: 0.25, high: 1.75, dtype: dtype)
+            }
+        }
+    }
+
+    static let unary: @Sendable ([Tensor]) throws -> [Tensor] = { a in
+        let x = a[0]
+        return try [x.neg(), x.abs(), (x - 1).sign(), x.exp(), x.expm1(), x.log(), x.log1p(), x.sqrt(), x.rsqrt(), x.sin(), x.cos(),
+                    x.tanh(), (x - 1).sigmoid(), (x - 1).relu(), (x - 1).softplus()]
+    }
+
+    static let cases: [Case] = [
+        Case(description: "every elementwise operator, f64", shapes: [[5]], body: unary),
+        Case(description: "every elementwise operator, f32", shapes: [[5]], dtype: .float32, body: unary),
+        Case(description: "binary operators with broadcasting and scalars", shapes: [[3, 1], [1, 4], [4], []]) { a in
+            let (x, y, z, s) = (a[0], a[1], a[2], a[3])
+            return try [x + y, x - z, x * y, y / x, x.pow(y), x.maximum(y), x.minimum(z), x * s, s - y, (x + y) / s, s * s]
+        },
+        Case(description: "multiply-add, flat and broadcast", shapes: [[3, 4], [3, 4], [4], [3, 1]], dtype: .float32) { a in
+            try [a[0].multiplied(by: a[1], adding: a[0]), a[0].multiplied(by: a[2], adding: a[3])]
+        },
+        Case(description: "reductions over runs of axes", shapes: [[2, 3, 4], [100, 3]], fallbacks: 1) { a in
+            let (x, w) = (a[0], a[1])
+            return try [x.sum(axes: [1]), x.sum(axes: [0, 1]), x.sum(), x.mean(axes: [2], keepDims: true), x.max(axes: [1]), x.min(),
+                        x.logsumexp(axes: [2]), w.sum(axes: [0]), w.mean(axes: [1]),
+                        x.sum(axes: [0, 2])]   // not a run: through a temporary tensor
+        },
+        Case(description: "layout operators: aliases and gathers", shapes: [[2, 3, 4], [2, 5, 4]]) { a in
+            let (x, y) = (a[0], a[1])
+            return try [x.transposed([2, 0, 1]), x.reshaped([6, 4]) * 2, x.slice([0..<1]) + 1, x.slice([0..<2, 1..<3, 1..<4]),
+                        x.padded(low: [0, 1, 2], high: [1, 0, 0], value: 1.5), Tensor.concat([x, y], axis: 1),
+                        Tensor.stack([x, x * 3], axis: 1), x.broadcast(to: [5, 2, 3, 4]), x.reshaped([24]).slice([4..<10])]
+        },
+        Case(description: "matmul, and operators run through temporary tensors", shapes: [[3, 4], [4, 2], [3, 4]], fallbacks: 3) { a in
+            let (x, w, y) = (a[0], a[1], a[2])
+            return try [x.matmul(w), x.matmul(y, transposeOther: true), Tensor.stack([x, y]).matmul(w),
+                        Tensor.select(x.less(y), x, y), x.cast(to: .float32)]
+        },
+        Case(description: "a traced gradient (forward and backward fused)", shapes: [[4, 3], [3, 5], [5]]) { a in
+            let (x, w, b) = (a[0], a[1], a[2])
+            let (_, pullback) = try vjp(at: [w, b]) { p in try ((x.matmul(p[0]) + p[1]).tanh() * 2 - 1).softplus().mean() }
+            return try pullback(try Tensor.full([], 1))
+        },
+    ]
+
+    @Test("a compiled program gives the interpreter's outputs bitwise", arguments: cases)
+    func matchesInterpreter(_ c: Case) throws {
+        let (bundle, traced) = try traceGraph(c.body, at: try c.arguments(seed: 1))
+        let program = try bundle.compiled()
+        if let fallbacks = c.fallbacks { #expect(program.statistics.fallbacks == fallbacks, "\(program.statistics)") }
+        #expect(zip(try program(try c.arguments(seed: 1)), traced).allSatisfy(bitwiseEqual))
+        let other = try c.arguments(seed: 2)
+        #expect(zip(try program(other), try bundle.execute(other)).allSatisfy(bitwiseEqual))
+    }
+
+    @Test("layout operators that copy a contiguous run become aliases; the frame is smaller than the values")
+    func aliasesAndReuse() throws {
+        let (bundle, _) = try traceGraph({ a in
+            var x = a[0]
+            for _ in 0..<20 { x = try (x * 1.5).reshaped([2, 8]).reshaped([16]).slice([0..<16]).tanh() }
+            return [x]
+        }, at: [try Tensor.zeros([16])])
+        let program = try bundle.compiled()
+        #expect(program.statistics.aliases == 60 && program.statistics.gathers == 0 && program.statistics.fallbacks == 0, "\(program.statistics)")
+        // 20 scalar captures (64 bytes each), the argument, and two of the 40 computed values live at once.
+        #expect(program.statistics.frameBytes == 20 * 64 + 128 + 2 * 128, "\(program.statistics)")
+    }
+
+    @Test("the part after the boundary can be re-run with new arguments and reads the saved values")
+    func rerunAfterBoundary() throws {
+        let x = try Tensor.uniform([6], key: RandomKey(seed: 3), low: -1, high: 1)
+        let (bundle, _) = try traceGraph({ a in
+            let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp() }
+            return [y, try pullback(a[1])]
+        }, at: [x, try Tensor.ones([6])])
+        // Forward: the operators that do not read the cotangent (argument 1).
+        let cotangent = bundle.graph.inputs.filter { $0.role == .argument }[1].id
+        var dependent: Set<ValueID> = [cotangent]
+        var forward: [Int] = [], backward: [Int] = []
+        for (i, node) in bundle.graph.nodes.enumerated() {
+            if node.inputs.contains(where: dependent.contains) { dependent.formUnion(node.outputs); backward.append(i) } else { forward.append(i) }
+        }
+        let program = try bundle.compiled(order: forward + backward, boundary: forward.count)
+        let frame = program.makeFrame()
+        try program.bind([x], in: frame)
+        try program.run(0..<forward.count, in: frame)
+        for seed in [try Tensor.ones([6]), try Tensor.uniform([6], key: RandomKey(seed: 4), low: -2, high: 2), try Tensor.zeros([6])] {
+            try program.bind([seed], from: 1, in: frame)
+            try program.run(forward.count..<program.positions.upperBound, in: frame)
+            #expect(bitwiseEqual(program.output(1, in: frame), try bundle.execute([x, seed])[1]))
+        }
+    }
+
+    @Test("wrong arguments are typed errors naming the argument")
+    func badArguments() throws {
+        let (bundle, _) = try traceGraph({ a in [try a[0] * 2] }, at: [try Tensor.zeros([3])])
+        let program = try bundle.compiled()
+        #expect(program.argumentTypes == [ValueType(dtype: .float64, shape: [3])] && program.outputTypes == program.argumentTypes)
+        #expect { _ = try program([try Tensor.zeros([4])]) } throws: { "\($0)".contains("argument 0 was compiled as f64[3], got f64[4]") }
+        #expect { _ = try program([try Tensor.zeros([3], dtype: .float32)]) } throws: { "\($0)".contains("argument 0") }
+        #expect { try program.bind([try Tensor.zeros([3]), try Tensor.zeros([3])], in: program.makeFrame()) } throws: { "\($0)".contains("arguments 0..<2 of a program with 1") }
+        #expect { _ = try bundle.compiled(order: [0, 0, 5]) } throws: { "\($0)".contains("names node 5") }
+    }
+
+    @Test("mixed precision and the float64 debug policy reach the compiled arithmetic")
+    func numericPolicies() throws {
+        let x = try Tensor.uniform([64], key: RandomKey(seed: 5), low: 0, high: 3, dtype: .float32)
+        let (bundle, _) = try traceGraph({ a in [try (a[0].exp() * 1.001).sum()] }, at: [x])
+        let program = try bundle.compiled()
+        let plain = try program([x])[0]
+        let halfCompiled = try MixedPrecision.with(.float16) { try program([x])[0] }
+        let halfInterpreted = try MixedPrecision.with(.float16) { try bundle.execute([x])[0] }
+        #expect(bitwiseEqual(halfCompiled, halfInterpreted) && !bitwiseEqual(halfCompiled, plain))
+        let debugCompiled = try ExecutionPolicy.with(ExecutionPolicy(determinism: .strict, float64Debug: true)) { try program([x])[0] }
+        let debugInterpreted = try ExecutionPolicy.with(ExecutionPolicy(determinism: .strict, float64Debug: true)) { try bundle.execute([x])[0] }
+        #expect(bitwiseEqual(debugCompiled, debugInterpreted) && !bitwiseEqual(debugCompiled, plain))
+    }
+}
