@@ -15,6 +15,7 @@ let package = Package(
             name: "AdjointBenchmarks",
             dependencies: [
                 .product(name: "Adjoint", package: "Adjoint"),
+                .product(name: "AdjointExamples", package: "Adjoint"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/AdjointBenchmarks",

@@ -1,4 +1,5 @@
 import Adjoint
+import AdjointExamples
 import Benchmark
 
 let benchmarks: @Sendable () -> Void = {
@@ -29,6 +30,38 @@ let benchmarks: @Sendable () -> Void = {
         _ = CacheSimulation.run(&policy, requests: cacheRequests, mode: .unit)
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(CacheSimulation.run(&policy, requests: cacheRequests, mode: .unit)) }
+    }
+
+    // The thermal step's forward and backward pass as one compiled program, 1,000 runs on one
+    // frame: no allocation per operation, so mallocs per iteration should be 0.
+    Benchmark("thermal step fwd+bwd compiled program ×1000, one frame", configuration: .init(scalingFactor: .one)) { benchmark in
+        let (program, arguments) = try Workloads.thermalGradientProgram()
+        let frame = program.makeFrame()
+        try program.bind(arguments, in: frame)
+        try program.run(program.positions, in: frame)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            for _ in 0..<1000 { try program.run(program.positions, in: frame) }
+        }
+        benchmark.stopMeasurement()
+        blackHole(try program.scalarOutput(0, in: frame))
+    }
+    // A simulated day (2,880 steps, binomial:32) end to end: per-step costs of the adapters.
+    let thermal = ThermalModel()
+    let compiledThermal = try! CompiledStep(thermal.step, loss: thermal.loss(target: 23), state: thermal.initialState,
+                                            input: thermal.forcing(0), parameters: thermal.nominalParameters)
+    Benchmark("thermal day gradient, CompiledStep, binomial:32", configuration: .init(scalingFactor: .one)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try unroll(compiledThermal, from: thermal.initialState, parameters: thermal.nominalParameters, steps: 2880,
+                                 loss: thermal.loss(target: 23), schedule: .binomial(snapshots: 32),
+                                 options: UnrollOptions(verifyReplay: false), inputs: thermal.forcing).loss)
+        }
+    }
+    Benchmark("thermal day gradient, TensorStep, binomial:32", configuration: .init(scalingFactor: .one, maxIterations: 10)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try thermal.gradient(parameters: thermal.nominalParameters, steps: 2880, schedule: .binomial(snapshots: 32),
+                                           options: UnrollOptions(verifyReplay: false)).loss)
+        }
     }
 
     Benchmark("scalar chain 2×20000 f64 fwd+bwd", configuration: .init(scalingFactor: .one)) { benchmark in

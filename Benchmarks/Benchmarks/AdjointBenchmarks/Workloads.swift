@@ -1,4 +1,5 @@
 import Adjoint
+import AdjointExamples
 
 /// The workloads, shared by the package-benchmark suite and by `side-by-side` runs.
 enum Workloads {
@@ -104,5 +105,27 @@ extension Workloads {
         let identity = try Tensor.arange(0, Double(n)).cast(to: .int64).oneHot(depth: n)
         let columns = try (0..<n).map { j in try hvp(at: x, direction: identity.slice(starts: [j, 0], ends: [j + 1, n]).reshaped([n]), of: f) }
         return try Tensor.stack(columns, axis: 1)
+    }
+
+    /// The thermal step and the gradient of `(mean slab after it − 23)²` with respect to the state
+    /// and the parameters, traced into one graph and compiled; with its arguments (state, forcing,
+    /// parameters).
+    static func thermalGradientProgram() throws -> (CompiledProgram, [Tensor]) {
+        let m = ThermalModel()
+        let s = m.initialState
+        let n = s.tensors.count
+        let arguments = s.tensors + [m.forcing(100), m.nominalParameters]
+        let step = m.step
+        func gradient(_ a: [Tensor]) throws -> [Tensor] {
+            let x = a[n]
+            let (loss, pullback) = try vjp(at: Array(a[0..<n]) + [a[n + 1]]) { (v: [Tensor]) throws -> Tensor in
+                let next: ThermalModel.State = try step.body(s.replacingTensors(with: Array(v[0..<n])), x, v[n]).state
+                return try (next.slab.mean() - 23).pow(2)
+            }
+            let seed = try loss.onesLike()
+            return [loss] + (try pullback(seed))
+        }
+        let (bundle, _) = try traceGraph(gradient, at: arguments)
+        return (try bundle.compiled(), arguments)
     }
 }

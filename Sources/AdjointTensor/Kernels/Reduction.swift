@@ -168,7 +168,8 @@ extension Kernels {
             return
         }
         if inner == 1 {
-            let body: (Int) -> Void = { o in
+            // A local function, not a closure value: calling it allocates no context.
+            func body(_ o: Int) {
                 let p = UnsafePointer(x + o * extent)
                 switch kind {
                 case .sum: y[o] = Summation.sum(p, extent, policy: policy.determinism, threads: policy.threads)
