@@ -1,9 +1,10 @@
 """Long-horizon unroll benchmarks, side by side, one configuration per process:
 
     swift build -c release --product TimeBenchmarks      # in Benchmarks/
-    python3 time.py [--python PEERS_PYTHON] [--quick] [--chain-steps N] [--out DIR]
+    python3 time.py [--python PEERS_PYTHON] [--quick] [--thermal-only] [--chain-steps N] [--out DIR]
 
-1. The thermal gradient at T = 20 and T = 100,000: the _Differentiation adapter (SwiftADStep,
+1. The thermal gradient at T = 20 and T = 100,000: the compiled adapter (CompiledStep, binomial:32;
+   tracing and compiling, done once, timed apart as compile_ms), the _Differentiation adapter (SwiftADStep,
    binomial:32), the tensor adapter (TensorStep), plain _Differentiation without checkpointing
    (one pullback through the whole loop), and PyTorch eager (peers/thermal_torch.py; skipped
    without a Python that has torch).
@@ -63,6 +64,7 @@ def main():
     parser.add_argument("--python", default=os.environ.get("PEERS_PYTHON", "python3"))
     parser.add_argument("--quick", action="store_true", help="smaller horizons (T up to 10,000)")
     parser.add_argument("--chain-steps", type=int, default=1_000_000)
+    parser.add_argument("--thermal-only", action="store_true", help="only the thermal gradient table")
     parser.add_argument("--out", default=tempfile.mkdtemp())
     args = parser.parse_args()
     long = 10_000 if args.quick else 100_000
@@ -72,7 +74,8 @@ def main():
     print("| T | adapter | schedule | time (ms) | peak RSS (MiB) | loss |")
     print("|---|---|---|---|---|---|")
     for steps in (20, long):
-        rows = [run("thermal", "swiftad", steps, "binomial:32", 20 if steps == 20 else 3),
+        rows = [run("thermal", "compiled", steps, "binomial:32", 20 if steps == 20 else 3),
+                run("thermal", "swiftad", steps, "binomial:32", 20 if steps == 20 else 3),
                 run("thermal", "tensor", steps, "binomial:32", 20 if steps == 20 else 1),
                 run("thermal", "plain", steps, "storeAll", 20 if steps == 20 else 3)]
         try:
@@ -85,13 +88,17 @@ def main():
             print(f"| {steps:,} | {r['adapter']} | {r.get('schedule', '—')} | {r['ms']:.3f} | {r['peak_rss_kib'] / 1024:.1f} | {r['loss']:.9g} |")
         results["thermal"] += rows
         by = {r["adapter"]: r for r in rows}
-        ratios = [f"swiftad/plain = {by['swiftad']['ms'] / by['plain']['ms']:.2f}×",
+        ratios = [f"compiled/plain = {by['compiled']['ms'] / by['plain']['ms']:.2f}×",
+                  f"swiftad/plain = {by['swiftad']['ms'] / by['plain']['ms']:.2f}×",
                   f"memory plain/swiftad = {by['plain']['peak_rss_kib'] / by['swiftad']['peak_rss_kib']:.1f}×"]
         if "pytorch" in by:
+            ratios.append(f"pytorch/compiled = {by['pytorch']['ms'] / by['compiled']['ms']:.1f}×")
             ratios.append(f"pytorch/swiftad = {by['pytorch']['ms'] / by['swiftad']['ms']:.1f}×")
             ratios.append(f"pytorch/tensor = {by['pytorch']['ms'] / by['tensor']['ms']:.1f}×")
         print(f"\nT = {steps:,}: " + ", ".join(ratios) + "\n")
 
+    if args.thermal_only:
+        return
     print("## Memory and time against T (SwiftADStep)\n")
     print("| schedule | T | time (ms) | peak RSS (MiB) | forward steps |")
     print("|---|---|---|---|---|")

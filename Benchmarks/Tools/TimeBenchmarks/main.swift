@@ -2,6 +2,7 @@
 // size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
 //
 //   TimeBenchmarks thermal <swiftad|tensor|compiled|plain> <steps> [schedule] [repeats]
+//   TimeBenchmarks scalar-chain [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
 //   TimeBenchmarks eventlog <directory> [seconds per configuration]
@@ -159,6 +160,21 @@ case "profile-mlp":
     try profiler.record { for _ in 0..<20 { try training.trainStep() } }
     print(profiler.summary())
     if args.count > 2 { try profiler.writeChromeTrace(to: args[2]) }
+case "scalar-chain":
+    // x ← x·a + b, 20,000 times, forward and backward (the foundation benchmark), repeated.
+    let repeats = args.count > 2 ? Int(args[2])! : 20
+    let a = Tensor(0.999_9), b = Tensor(0.001)
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        times.append(try seconds {
+            _ = try gradient(at: a, b) { a, b in
+                var x = Tensor(1.0)
+                for _ in 0..<20_000 { x = try x * a + b }
+                return x
+            }
+        })
+    }
+    emit(["benchmark": "scalar chain", "ms": median(times) * 1e3, "us_per_op": median(times) * 1e6 / 40_000])
 case "micro":
     // Per-element cost of a few elementwise kernels on a [256, 512] float32 tensor.
     let x = try Tensor.uniform([256, 512], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)
