@@ -89,7 +89,11 @@ case "thermal":
     }
     var fields: [String: Any] = ["model": "thermal", "adapter": adapter, "steps": steps, "ms": median(times) * 1000,
                                  "peak_rss_kib": peakRSSKiB(), "loss": loss, "gradient_norm": norm, "repeats": repeats]
-    if adapter == "compiled" { fields["compile_ms"] = compileSeconds * 1000 }
+    if adapter == "compiled", let record = compiled?.programStatistics.record {
+        fields["compile_ms"] = compileSeconds * 1000
+        fields["fused_program"] = ["operations": record.operations, "aliases": record.aliases, "gathers": record.gathers,
+                                   "fallbacks": record.fallbacks, "frame_bytes": record.frameBytes]
+    }
     if let report {
         fields["schedule"] = report.schedule
         fields["forward_steps"] = report.forwardSteps
