@@ -15,8 +15,10 @@ import AdjointTensor
 /// values its backward reads live there) until its pullback is released; the frames are then reused.
 /// Results are bitwise those of the ``TensorStep`` (the same kernel loops in the same order; tested).
 ///
-/// The trace freezes control flow: a step whose operations depend on data (a branch on a value,
-/// the bouncing ball's impact) must stay a ``TensorStep``. The plan is compiled for the per-step
+/// The trace freezes control flow. A branch written with `Tensor.select` is data (the bouncing
+/// ball's impact compiles); a Swift `if` on a tensor's value is not, and a step that reads a traced
+/// value as numbers while it is traced (`item()`, `doubles`, `scalars(as:)`) is refused with
+/// ``UnrollError/valueReadWhileTracing(afterOperators:)`` — keep such a step a ``TensorStep``. The plan is compiled for the per-step
 /// loss given at construction; `recordStep`'s `loss` argument must be that loss. Operators the
 /// compiled form does not cover natively (see ``CompiledProgram``) still run, through temporary
 /// tensors; ``programStatistics`` says how many there are.
@@ -71,6 +73,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
                 fwd.append(i)
             }
         }
+        let reads = forwardBundle.valueReads.isEmpty ? recordBundle.valueReads : forwardBundle.valueReads
+        guard reads.isEmpty else { throw UnrollError.valueReadWhileTracing(afterOperators: reads) }
         forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures)
         record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count)
         boundary = fwd.count

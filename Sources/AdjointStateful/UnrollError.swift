@@ -25,12 +25,19 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
     case invalidSteps(Int)
     /// The inputs end before the horizon does.
     case missingInput(step: Int, available: Int)
+    /// A step given to ``CompiledStep`` read traced values as numbers while it was traced
+    /// (`afterOperators`: how many operators each read came after).
+    case valueReadWhileTracing(afterOperators: [Int])
 
     public var description: String {
         switch self {
         case let .invalidSchedule(text, reason): return "invalid schedule '\(text)': \(reason)"
         case let .invalidSteps(n): return "an unroll needs at least 1 step, got \(n)"
         case let .missingInput(step, available): return "no input for step \(step): the inputs hold \(available)"
+        case let .valueReadWhileTracing(positions):
+            return "the step read a traced value as numbers (item(), doubles or scalars(as:)) \(positions.count) time(s) while it was traced "
+                + "(after operator \(positions.map(String.init).joined(separator: ", "))); a branch on such a value would be frozen at the example's "
+                + "values in a compiled plan — express it with Tensor.select, or keep the step a TensorStep"
         }
     }
 }

@@ -80,6 +80,7 @@ extension Tensor {
     /// The elements converted to `T`, row-major.
     public func scalars<T: TensorScalar>(as _: T.Type) -> [T] {
         if dtype == T.dtype {
+            if !traceTags.isEmpty { InterpreterStack.current.reportValueRead(self) }
             return Array(UnsafeBufferPointer(start: pointer(T.self), count: elementCount))
         }
         return doubles.map { T(fromDouble: $0) }
@@ -87,6 +88,7 @@ extension Tensor {
 
     /// The elements as `Double`, row-major, whatever the dtype.
     public var doubles: [Double] {
+        if !traceTags.isEmpty { InterpreterStack.current.reportValueRead(self) }
         let n = elementCount
         switch dtype {
         case .float64: return Array(UnsafeBufferPointer(start: pointer(Double.self), count: n))

@@ -1,5 +1,7 @@
 import Adjoint
 import AdjointTestSupport
+import Dispatch
+import Synchronization
 import Testing
 
 /// ``CompiledProgram`` against the interpreter (``GraphBundle/execute(_:)``), on traced graphs.
@@ -106,6 +108,24 @@ struct CompiledProgramTests {
             try program.run(forward.count..<program.positions.upperBound, in: frame)
             #expect(bitwiseEqual(program.output(1, in: frame), try bundle.execute([x, seed])[1]))
         }
+    }
+
+    @Test("outputs that are arguments, empty values, and concurrent runs on separate frames")
+    func edgeCases() throws {
+        let x = try Tensor.uniform([2, 3], key: RandomKey(seed: 6), low: -1, high: 1)
+        let empty = try Tensor.zeros([0, 3])
+        let (bundle, _) = try traceGraph({ a in
+            [a[0], try a[0].exp(), try a[1] * 2, try a[1].sum(axes: [0]), try Tensor.concat([a[1], a[0]], axis: 0).transposed()]
+        }, at: [x, empty])
+        let program = try bundle.compiled()
+        let expected = try bundle.execute([x, empty])
+        #expect(zip(try program([x, empty]), expected).allSatisfy(bitwiseEqual))
+        let results = Mutex<[[Tensor]]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<50 { if let out = try? program([x, empty]) { results.withLock { $0.append(out) } } }
+        }
+        let all = results.withLock { $0 }
+        #expect(all.count == 400 && all.allSatisfy { zip($0, expected).allSatisfy(bitwiseEqual) })
     }
 
     @Test("wrong arguments are typed errors naming the argument")

@@ -33,4 +33,29 @@ struct CompiledStepTests {
         let b = try Fixture.run(10, .storeAll, parameters: other)
         #expect(a.loss.bitPattern == b.loss.bitPattern)
     }
+
+    @Test("a branch written with select compiles; a Swift branch on a traced value is refused")
+    func controlFlow() throws {
+        typealias Step = TensorStep<Tensor, Tensor, Tensor, NoOutput>
+        let loss = Step.Loss.final { s in try (s * s).sum() }
+        let s0 = t([1.0, 0.4]), p = t([0.9]), input = { (k: Int) in t([0.05 * Double(k % 7) - 0.2]) }
+        let bounce = Step { s, x, p in
+            let next = try s + x * p
+            return (try Tensor.select(next.less(next.scalarLike(0)), try next.neg() * 0.8, next), NoOutput())
+        }
+        let compiled = try CompiledStep(bounce, loss: loss, state: s0, input: input(0), parameters: p)
+        #expect(compiled.programStatistics.record.fallbacks > 0)   // the comparison and the select
+        let a = try unroll(compiled, from: s0, parameters: p, steps: 30, loss: loss, schedule: .binomial(snapshots: 4), inputs: input)
+        let b = try unroll(bounce, from: s0, parameters: p, steps: 30, loss: loss, schedule: .storeAll, inputs: input)
+        #expect(a.loss.bitPattern == b.loss.bitPattern && bitwiseEqual(a.parameterGradient, b.parameterGradient)
+                && bitwiseEqual(a.initialStateGradient, b.initialStateGradient))
+
+        let branchy = Step { s, x, p in
+            (try s.sum().item() > 0 ? try s - x * p : try s + x * p, NoOutput())
+        }
+        #expect { _ = try CompiledStep(branchy, loss: loss, state: s0, input: input(0), parameters: p) } throws: { error in
+            guard case let .valueReadWhileTracing(positions)? = error as? UnrollError else { return false }
+            return positions == [1] && "\(error)".contains("Tensor.select")
+        }
+    }
 }

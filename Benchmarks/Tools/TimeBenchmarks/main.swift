@@ -179,6 +179,59 @@ case "scalar-chain":
         })
     }
     emit(["benchmark": "scalar chain", "ms": median(times) * 1e3, "us_per_op": median(times) * 1e6 / 40_000])
+case "profile-mlp-sgd":
+    // The side-by-side MLP training step (784-512-512-10, batch 256, float32, plain SGD in place):
+    // per-operator profile of forward + backward + update, then the step time.
+    let key = RandomKey(seed: 2026)
+    func layer(_ i: Int, _ fanIn: Int, _ fanOut: Int) throws -> Tensor {
+        let bound = (6.0 / Double(fanIn + fanOut)).squareRoot()
+        return try Tensor.uniform([fanIn, fanOut], key: key.fold(in: UInt64(i)), low: -bound, high: bound, dtype: .float32)
+    }
+    var model: [String: Tensor] = ["w1": try layer(1, 784, 512), "b1": try .zeros([512], dtype: .float32),
+                                   "w2": try layer(2, 512, 512), "b2": try .zeros([512], dtype: .float32),
+                                   "w3": try layer(3, 512, 10), "b3": try .zeros([10], dtype: .float32)]
+    let x = try Tensor.uniform([256, 784], key: key.fold(in: 100), dtype: .float32)
+    let labels = try (Tensor.uniform([256], key: key.fold(in: 101)) * 10).cast(to: .int64)
+    let lr = try Tensor(-0.01, dtype: .float32)
+    func trainStep() throws {
+        let (_, grads) = try valueWithGradient(at: model) { m in
+            let h1 = try (x.matmul(m["w1"]!) + m["b1"]!).relu()
+            let h2 = try (h1.matmul(m["w2"]!) + m["b2"]!).relu()
+            return try (h2.matmul(m["w3"]!) + m["b3"]!).crossEntropy(labels: labels).mean()
+        }
+        for name in model.keys.sorted() {
+            var g = grads[name]!
+            try g.mul_(lr)
+            try model[name]!.add_(g)
+        }
+    }
+    for _ in 0..<5 { try trainStep() }
+    let profiler = Profiler()
+    try profiler.record { for _ in 0..<20 { try trainStep() } }
+    print(profiler.summary())
+    var times: [Double] = []
+    for _ in 0..<50 { times.append(try seconds { try trainStep() }) }
+    emit(["benchmark": "MLP train step (SGD)", "ms_p50": median(times) * 1e3])
+case "gemm-shapes":
+    // The MLP step's eight products, one by one: milliseconds and GFLOP/s through dispatch.
+    func gemm(_ name: String, _ aShape: [Int], _ bShape: [Int], ta: Bool, tb: Bool) throws {
+        let a = try Tensor.uniform(aShape, key: RandomKey(seed: 1), dtype: .float32)
+        let b = try Tensor.uniform(bShape, key: RandomKey(seed: 2), dtype: .float32)
+        for _ in 0..<5 { _ = try a.matmul(b, transposeSelf: ta, transposeOther: tb) }
+        var times: [Double] = []
+        for _ in 0..<40 { times.append(try seconds { _ = try a.matmul(b, transposeSelf: ta, transposeOther: tb) }) }
+        let m = ta ? aShape[1] : aShape[0], k = ta ? aShape[0] : aShape[1], n = tb ? bShape[0] : bShape[1]
+        let t = median(times)
+        emit(["product": name, "m": m, "n": n, "k": k, "ms": t * 1e3, "gflops": 2.0 * Double(m * n * k) / t / 1e9])
+    }
+    try gemm("x·W1", [256, 784], [784, 512], ta: false, tb: false)
+    try gemm("h1·W2", [256, 512], [512, 512], ta: false, tb: false)
+    try gemm("h2·W3", [256, 512], [512, 10], ta: false, tb: false)
+    try gemm("g3·W3ᵀ", [256, 10], [512, 10], ta: false, tb: true)
+    try gemm("h2ᵀ·g3", [256, 512], [256, 10], ta: true, tb: false)
+    try gemm("g2·W2ᵀ", [256, 512], [512, 512], ta: false, tb: true)
+    try gemm("h1ᵀ·g2", [256, 512], [256, 512], ta: true, tb: false)
+    try gemm("xᵀ·g1", [256, 784], [256, 512], ta: true, tb: false)
 case "micro":
     // Per-element cost of a few elementwise kernels on a [256, 512] float32 tensor.
     let x = try Tensor.uniform([256, 512], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)

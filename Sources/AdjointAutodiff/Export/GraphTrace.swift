@@ -13,6 +13,11 @@ public struct GraphBundle {
     public var graph: Graph
     /// The value of every `.capture` input.
     public var captures: [ValueID: Tensor]
+    /// When the traced function read a traced value as numbers (`item()`, `doubles`,
+    /// `scalars(as:)`): for each read, the number of operators recorded before it. Such a read can
+    /// steer control flow, which the graph freezes at the traced values. Empty for a graph read
+    /// from a file.
+    public var valueReads: [Int] = []
 
     public init(graph: Graph, captures: [ValueID: Tensor]) {
         self.graph = graph
@@ -116,7 +121,9 @@ public func traceGraph(_ f: ([Tensor]) throws -> [Tensor], at arguments: [Tensor
     }
     let graph = Graph(inputs: inputs + level.captureInputs, nodes: level.nodes, outputs: graphOutputs)
     try graph.verify()
-    return (GraphBundle(graph: graph, captures: level.captureValues), outputs.map(\.untracked))
+    var bundle = GraphBundle(graph: graph, captures: level.captureValues)
+    bundle.valueReads = level.valueReads
+    return (bundle, outputs.map(\.untracked))
 }
 
 /// The interpreter level behind ``traceGraph(_:at:)``.
@@ -125,7 +132,13 @@ final class GraphCaptureLevel: InterpreterLevel {
     var nodes: [Node] = []
     var captureInputs: [GraphInput] = []
     var captureValues: [ValueID: Tensor] = [:]
+    /// Reads of traced values as numbers, each with the number of operators recorded before it.
+    var valueReads: [Int] = []
     private var next = 0
+
+    func valueRead(_ tensor: Tensor) {
+        if tensor.traceTags.id(at: levelID) != nil { valueReads.append(nodes.count) }
+    }
 
     func newValue() -> ValueID {
         defer { next += 1 }

@@ -24,6 +24,14 @@ public protocol InterpreterLevel: AnyObject {
     var levelID: UInt32 { get }
     /// Observes `call` after its kernel ran; may tag `call.output`.
     func process(_ call: inout OpCall) throws
+    /// Told when code reads the elements of a tagged tensor as numbers (``Tensor/doubles``,
+    /// ``Tensor/scalars(as:)``, ``Tensor/item()``): a read that can steer control flow, which a
+    /// recorded program does not see. The default ignores it.
+    func valueRead(_ tensor: Tensor)
+}
+
+extension InterpreterLevel {
+    public func valueRead(_ tensor: Tensor) {}
 }
 
 /// The interpreter levels active on the current thread.
@@ -104,6 +112,11 @@ public final class InterpreterStack {
             try levels[index].process(&call)
             index += 1
         }
+    }
+
+    /// Tells the visible levels that `tensor`'s elements were read as numbers.
+    public func reportValueRead(_ tensor: Tensor) {
+        for level in levels.prefix(Swift.min(levels.count, ceiling)) { level.valueRead(tensor) }
     }
 
     /// Runs `body` with every level hidden (nothing is recorded).
