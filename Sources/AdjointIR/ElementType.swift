@@ -46,4 +46,9 @@ public struct ValueType: Hashable, Codable, Sendable, CustomStringConvertible {
     public var description: String {
         "\(dtype)[\(shape.map(String.init).joined(separator: ","))]"
     }
+
+    /// Elements of a value of this type.
+    public var elementCount: Int { shape.reduce(1, *) }
+    /// Bytes of a contiguous value of this type.
+    public var byteCount: Int { elementCount * dtype.byteSize }
 }

@@ -103,10 +103,15 @@ public struct TensorStep<State: ParameterCollection, Input, Parameters: Paramete
 extension StateHasher {
     /// Mixes in a tensor's dtype, shape and every byte of its elements.
     public mutating func combine(_ tensor: Tensor) {
-        combine(UInt64(DType.allCases.firstIndex(of: tensor.dtype)!))
-        combine(UInt64(tensor.rank))
-        for d in tensor.shape { combine(UInt64(d)) }
-        combine(bytes: tensor.rawPointer, count: tensor.elementCount * tensor.dtype.byteSize)
+        combine(tensor.valueType, bytes: tensor.rawPointer)
+    }
+
+    /// Mixes in a value of `type` whose elements are at `bytes` (as ``combine(_:)`` does a tensor's).
+    mutating func combine(_ type: ValueType, bytes: UnsafeRawPointer) {
+        combine(UInt64(DType.allCases.firstIndex(of: type.dtype)!))
+        combine(UInt64(type.shape.count))
+        for d in type.shape { combine(UInt64(d)) }
+        combine(bytes: bytes, count: type.byteCount)
     }
 }
 

@@ -24,6 +24,27 @@ struct CompiledStepTests {
                              try Fixture.step.step(Fixture.s0, input: Fixture.input(3), parameters: Fixture.parameters)))
     }
 
+    /// The generic `unroll`, whatever the step's type (a compiled step's own overload packs states).
+    static func genericUnroll<S: StepFunction>(_ step: S, from s0: S.State, parameters: S.Parameters, steps: Int, loss: S.Loss,
+                                              schedule: CheckpointSchedule, inputs: @escaping (Int) throws -> S.Input) throws -> UnrollResult<S> {
+        try unroll(step, from: s0, parameters: parameters, steps: steps, loss: loss, schedule: schedule, inputs: inputs)
+    }
+
+    @Test("a compiled step's packed unroll equals the generic one bitwise, report included, under every schedule",
+          arguments: [CheckpointSchedule.storeAll, .uniform(every: 7), .binomial(snapshots: 3), .online(snapshots: 4),
+                      .multiTier(ram: 2, disk: 2), .truncated(window: 6)])
+    func packedMatchesGeneric(_ schedule: CheckpointSchedule) throws {
+        let step = try Self.compiled()
+        let packed = try unroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
+                                schedule: schedule, inputs: Fixture.input)
+        let generic = try Self.genericUnroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
+                                             schedule: schedule, inputs: Fixture.input)
+        #expect(packed.loss.bitPattern == generic.loss.bitPattern && packed.report == generic.report, "\(packed.report)")
+        #expect(zip(packed.parameterGradient.tensors, generic.parameterGradient.tensors).allSatisfy(bitwiseEqual))
+        #expect(bitwiseEqual(packed.initialStateGradient, generic.initialStateGradient) && bitwiseEqual(packed.finalState, generic.finalState))
+        #expect(schedule == .storeAll || packed.report.recomputations > 0 || schedule == .truncated(window: 6))
+    }
+
     @Test("new parameter values flow through the plan (they are arguments, not captures)")
     func newParameters() throws {
         let step = try Self.compiled()

@@ -176,6 +176,21 @@ public final class CompiledProgram: @unchecked Sendable {
         (frame.base + argument.offset).copyMemory(from: value.rawPointer, byteCount: argument.type.byteCount)
     }
 
+    /// Copies an argument's bytes (exactly its compiled size) from `source` into argument `index`.
+    public func bind(bytes source: UnsafeRawPointer, count: Int, at index: Int, in frame: Frame) throws {
+        guard arguments.indices.contains(index), arguments[index].type.byteCount == count else {
+            throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "\(count) bytes for argument \(index) of \(arguments.count)"
+                                            + (arguments.indices.contains(index) ? " (compiled as \(arguments[index].type))" : ""))
+        }
+        (frame.base + arguments[index].offset).copyMemory(from: source, byteCount: count)
+    }
+
+    /// Copies output `index`'s bytes out of `frame` to `destination`.
+    public func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
+        let operand = outputs[index]
+        destination.copyMemory(from: frame.base + operand.offset, byteCount: operand.type.byteCount)
+    }
+
     /// Sets arguments `range` of `frame` to zero.
     public func bindZeros(_ range: Range<Int>, in frame: Frame) {
         for argument in arguments[range] { (frame.base + argument.offset).initializeMemory(as: UInt8.self, repeating: 0, count: argument.type.byteCount) }
@@ -215,9 +230,4 @@ public final class CompiledProgram: @unchecked Sendable {
         try run(positions, in: frame)
         return outputs.indices.map { output($0, in: frame) }
     }
-}
-
-extension ValueType {
-    /// Bytes of a contiguous value of this type.
-    var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
 }

@@ -1,0 +1,184 @@
+import AdjointAutodiff
+import AdjointTensor
+
+/// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` for a ``CompiledStep``: the same
+/// schedules and the same results, bitwise, with each state kept as one packed byte buffer between
+/// steps instead of a collection of tensors — a step copies bytes into its frame and back, and
+/// makes no tensor. Chosen over the generic `unroll` whenever the step's type is known to be a
+/// `CompiledStep`. Replay hashes are those the tensor form would give.
+public func unroll<State, Parameters, Output>(
+    _ step: CompiledStep<State, Parameters, Output>, from initial: State, parameters: Parameters, steps: Int,
+    loss: CompiledStep<State, Parameters, Output>.Loss, schedule: CheckpointSchedule = .binomial(snapshots: 32),
+    options: UnrollOptions = UnrollOptions(), inputs: @escaping (Int) throws -> Tensor
+) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
+    let state = PackedLayout(step.stateTemplate), parameterLayout = PackedLayout(step.parameterTemplate)
+    let packed = PackedStep(forward: step.forward, record: step.record, boundary: step.boundary, state: state, parameters: parameterLayout)
+    let (base, template) = (step.base, step.stateTemplate)
+    let packedLoss = PackedStep.Loss { s in
+        guard let (value, cotangent) = try base.finalLoss(state.unpack(s, into: template), loss: loss) else { return nil }
+        return (value, try state.pack(cotangent))
+    }
+    let result = try unroll(packed, from: try state.pack(initial), parameters: try parameterLayout.pack(parameters), steps: steps,
+                            loss: packedLoss, schedule: schedule, options: options, inputs: inputs)
+    return UnrollResult(loss: result.loss, parameterGradient: parameterLayout.unpack(result.parameterGradient, into: step.parameterTemplate),
+                        initialStateGradient: state.unpack(result.initialStateGradient, into: template),
+                        finalState: state.unpack(result.finalState, into: template), report: result.report)
+}
+
+/// Where each tensor of a collection lives in its packed bytes.
+struct PackedLayout {
+    struct Segment { var offset: Int; var type: ValueType }
+    let segments: [Segment]
+    let byteCount: Int
+
+    init<C: ParameterCollection>(_ example: C) {
+        var offset = 0
+        segments = example.tensors.map { t in
+            defer { offset += t.elementCount * t.dtype.byteSize }
+            return Segment(offset: offset, type: t.valueType)
+        }
+        byteCount = offset
+    }
+
+    func pack<C: ParameterCollection>(_ value: C) throws -> [UInt8] {
+        let tensors = value.tensors
+        guard tensors.map(\.valueType) == segments.map(\.type) else {
+            throw TensorError.shapeMismatch(op: "CompiledStep", detail: "compiled for \(segments.map(\.type)), got \(tensors.map(\.valueType))")
+        }
+        return [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
+            for (segment, t) in zip(segments, tensors) {
+                UnsafeMutableRawPointer(buffer.baseAddress! + segment.offset).copyMemory(from: t.rawPointer, byteCount: segment.type.byteCount)
+            }
+            count = byteCount
+        }
+    }
+
+    func unpack<C: ParameterCollection>(_ bytes: [UInt8], into template: C) -> C {
+        var result = template, k = 0
+        bytes.withUnsafeBytes { raw in
+            result.visitTensors { _, t in
+                let segment = segments[k]
+                t = Tensor(uninitialized: segment.type.shape, dtype: segment.type.dtype)
+                t.rawPointer.copyMemory(from: raw.baseAddress! + segment.offset, byteCount: segment.type.byteCount)
+                k += 1
+            }
+        }
+        return result
+    }
+
+    /// Copies `bytes`, one segment per argument, into arguments `first…` of `frame`.
+    func bind(_ bytes: [UInt8], to program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) throws {
+        try bytes.withUnsafeBytes { raw in
+            for (k, segment) in segments.enumerated() {
+                try program.bind(bytes: raw.baseAddress! + segment.offset, count: segment.type.byteCount, at: first + k, in: frame)
+            }
+        }
+    }
+
+    /// Outputs `first…` of `frame`, one per segment, packed.
+    func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
+            for (k, segment) in segments.enumerated() { program.copyOutput(first + k, to: UnsafeMutableRawPointer(buffer.baseAddress! + segment.offset), in: frame) }
+            count = byteCount
+        }
+    }
+}
+
+/// A ``CompiledStep`` over packed states, parameters and gradients: the step the packed `unroll`
+/// drives. Not generic, so the unroll executor is specialised for it.
+struct PackedStep: StepFunction {
+    typealias State = [UInt8]
+    typealias Input = Tensor
+    typealias Parameters = [UInt8]
+    typealias StateCotangent = [UInt8]
+    typealias ParameterGradient = [UInt8]
+
+    /// The final-state loss and its cotangent, packed (the per-step loss is compiled in).
+    struct Loss {
+        let final: ([UInt8]) throws -> (value: Double, cotangent: [UInt8])?
+    }
+
+    let forward: CompiledProgram
+    let record: CompiledProgram
+    let boundary: Int
+    let state: PackedLayout
+    let parameters: PackedLayout
+
+    /// Binds a state, an input and parameters as a program's leading arguments.
+    private func bindArguments(_ program: CompiledProgram, _ s: [UInt8], _ input: Tensor, _ p: [UInt8], _ frame: CompiledProgram.Frame) throws {
+        try state.bind(s, to: program, from: 0, in: frame)
+        try program.bind(input, at: state.segments.count, in: frame)
+        try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
+    }
+
+    func step(_ s: [UInt8], input: Tensor, parameters p: [UInt8]) throws -> [UInt8] {
+        let frame = forward.makeFrame()
+        try bindArguments(forward, s, input, p, frame)
+        try forward.run(forward.positions, in: frame)
+        return state.read(forward, from: 0, in: frame)
+    }
+
+    func recordStep(_ s: [UInt8], input: Tensor, parameters p: [UInt8], loss: Loss) throws -> RecordedStep<Self> {
+        let (program, sc, pc, boundary) = (record, state.segments.count, parameters.segments.count, boundary)
+        let frame = program.makeFrame()
+        try bindArguments(program, s, input, p, frame)
+        try program.run(0..<boundary, in: frame)
+        let (stateLayout, parameterLayout) = (state, parameters)
+        return RecordedStep(next: state.read(program, from: 0, in: frame), loss: try program.scalarOutput(sc, in: frame)) { cotangent in
+            if let cotangent {
+                try stateLayout.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
+            } else {
+                program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
+            }
+            try program.run(boundary..<program.positions.upperBound, in: frame)
+            return (stateLayout.read(program, from: sc + 1, in: frame), parameterLayout.read(program, from: 2 * sc + 1, in: frame))
+        }
+    }
+
+    func finalLoss(_ s: [UInt8], loss: Loss) throws -> (value: Double, cotangent: [UInt8])? { try loss.final(s) }
+
+    /// `total[i] + gradient[i]` per element, as the tensor form's in-place `add_` computes it.
+    func accumulate(_ gradient: [UInt8], into total: inout [UInt8]?) throws {
+        guard total != nil else {
+            total = gradient
+            return
+        }
+        try total!.withUnsafeMutableBytes { sum in
+            try gradient.withUnsafeBytes { g in
+                for segment in parameters.segments {
+                    let n = segment.type.elementCount
+                    switch segment.type.dtype {
+                    case .float64: add(sum.baseAddress! + segment.offset, g.baseAddress! + segment.offset, n, Double.self)
+                    case .float32: add(sum.baseAddress! + segment.offset, g.baseAddress! + segment.offset, n, Float.self)
+                    default: throw TensorError.unsupportedDType(op: "CompiledStep", dtype: segment.type.dtype, detail: "parameter gradients must be f64 or f32")
+                    }
+                }
+            }
+        }
+    }
+
+    private func add<T: BinaryFloatingPoint>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeRawPointer, _ n: Int, _: T.Type) {
+        let s = sum.assumingMemoryBound(to: T.self), a = g.assumingMemoryBound(to: T.self)
+        for i in 0..<n { s[i] = s[i] + a[i] }
+    }
+
+    func serialize(_ s: [UInt8]) throws -> [UInt8] { s }
+
+    func deserialize(_ bytes: [UInt8], like template: [UInt8]) throws -> [UInt8] {
+        guard bytes.count == state.byteCount else {
+            throw PersistenceError.corrupt(path: "<snapshot>", offset: 0, detail: "\(bytes.count) bytes for a packed state of \(state.byteCount)")
+        }
+        return bytes
+    }
+
+    /// The hash ``TensorStep/hash(_:)`` gives the unpacked state.
+    func hash(_ s: [UInt8]) -> StateHash {
+        var hasher = StateHasher()
+        s.withUnsafeBytes { raw in
+            for segment in state.segments { hasher.combine(segment.type, bytes: raw.baseAddress! + segment.offset) }
+        }
+        return hasher.finalize()
+    }
+
+    func byteCount(of s: [UInt8]) -> Int { s.count }
+}
