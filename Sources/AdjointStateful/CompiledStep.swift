@@ -15,6 +15,12 @@ import AdjointTensor
 /// values its backward reads live there) until its pullback is released; the frames are then reused.
 /// Results are bitwise those of the ``TensorStep`` (the same kernel loops in the same order; tested).
 ///
+/// `unroll` has an overload for compiled steps that keeps each state, the parameters and the
+/// gradients as packed bytes between steps (copied into and out of the frames) rather than as
+/// tensors, and runs the schedule's executor specialised for that form: the same schedules, results
+/// and reports, bitwise, with no tensor made per step. It is chosen whenever the step's static type
+/// is `CompiledStep`; generic code over `StepFunction` gets the tensor form.
+///
 /// The trace freezes control flow. A branch written with `Tensor.select` is data (the bouncing
 /// ball's impact compiles); a Swift `if` on a tensor's value is not, and a step that reads a traced
 /// value as numbers while it is traced (`item()`, `doubles`, `scalars(as:)`) is refused with
