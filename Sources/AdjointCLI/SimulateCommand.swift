@@ -35,6 +35,9 @@ public struct SimulateCommand: ParsableCommand {
     @Option(name: .long, help: "Checkpoint schedule, e.g. binomial:32, uniform:100, storeAll.")
     var schedule: CheckpointSchedule = .binomial(snapshots: 32)
 
+    @Flag(name: .long, help: "Trace the step once and run it as a compiled program (thermal and chain; same results, bitwise).")
+    var compiled = false
+
     @Flag(name: .long, help: "Skip hashing states to verify recomputation (faster).")
     var noVerify = false
 
@@ -61,6 +64,9 @@ public struct SimulateCommand: ParsableCommand {
 
     public func validate() throws {
         guard horizon >= 1 else { throw ValidationError("--steps must be at least 1, got \(horizon)") }
+        if compiled && model == .ball {
+            throw ValidationError("--compiled: the ball's step takes no input tensor and is not compiled; use thermal or chain")
+        }
     }
 
     public func run() throws {
@@ -68,36 +74,45 @@ public struct SimulateCommand: ParsableCommand {
         let bar = quiet ? nil : ProgressBar(label: "\(model.rawValue) \(schedule)")
         let options = UnrollOptions(verifyReplay: !noVerify, snapshotDirectory: snapshotDirectory,
                                     progress: bar.map { bar in { bar.update($0, of: $1) } })
-        let text = try Self.report(model, steps: horizon, schedule: schedule, options: options)
+        let text = try Self.report(model, steps: horizon, schedule: schedule, options: options, compiled: compiled)
         bar?.finish()
         print(text)
     }
 
     /// Runs the model and renders what `simulate` prints.
     public static func report(_ model: Model, steps: Int, schedule: CheckpointSchedule,
-                              options: UnrollOptions = UnrollOptions()) throws -> String {
+                              options: UnrollOptions = UnrollOptions(), compiled: Bool = false) throws -> String {
         let start = DispatchTime.now()
         let loss: Double, gradient: Tensor, names: [String], report: UnrollReport
         switch model {
         case .thermal:
             let m = ThermalModel()
-            let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options)
-            (loss, gradient, names, report) = (r.loss, r.parameterGradient, ThermalModel.names.map { "∂L/∂log " + $0 }, r.report)
+            let r = compiled
+                ? try unroll(try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters),
+                             from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23), schedule: schedule,
+                             options: options, inputs: m.forcing).parameterGradientResult
+                : try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options).parameterGradientResult
+            (loss, gradient, names, report) = (r.loss, r.gradient, ThermalModel.names.map { "∂L/∂log " + $0 }, r.report)
         case .ball:
             let m = BouncingBall()
             let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options)
             (loss, gradient, names, report) = (r.loss, r.parameterGradient, BouncingBall.names.map { "∂L/∂" + $0 }, r.report)
         case .chain:
             let m = SpringChain()
-            let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options)
-            (loss, gradient, names, report) = (r.loss, r.parameterGradient, SpringChain.names.map { "∂L/∂" + $0 }, r.report)
+            let r = compiled
+                ? try unroll(try CompiledStep(m.step, loss: m.loss, state: m.initialState, input: m.drive(0), parameters: m.nominalParameters),
+                             from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss, schedule: schedule,
+                             options: options, inputs: m.drive).parameterGradientResult
+                : try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options).parameterGradientResult
+            (loss, gradient, names, report) = (r.loss, r.gradient, SpringChain.names.map { "∂L/∂" + $0 }, r.report)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let adapter = compiled ? ", compiled" : ""
         let g = gradient.doubles
         let norm = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let rows = zip(names, g).map { [$0, String(format: "% .6e", $1)] }
         return """
-            \(model.rawValue): \(steps) steps, schedule \(schedule), \(String(format: "%.2f", seconds)) s
+            \(model.rawValue): \(steps) steps, schedule \(schedule)\(adapter), \(String(format: "%.2f", seconds)) s
             loss           \(String(format: "%.9e", loss))
             gradient norm  \(String(format: "%.9e", norm))
 
@@ -146,4 +161,9 @@ final class ProgressBar {
     func finish() {
         if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
     }
+}
+
+extension UnrollResult where Step.ParameterGradient == Tensor {
+    /// The loss, the gradient tensor and the report (what `simulate` prints, whatever the adapter).
+    var parameterGradientResult: (loss: Double, gradient: Tensor, report: UnrollReport) { (loss, parameterGradient, report) }
 }

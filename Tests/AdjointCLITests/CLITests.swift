@@ -105,6 +105,15 @@ struct CLITests {
         }
     }
 
+    @Test("`adjoint simulate --compiled` prints exactly what the tensor step does", arguments: [SimulateCommand.Model.thermal, .chain])
+    func simulateCompiled(_ model: SimulateCommand.Model) throws {
+        let tensor = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4))
+        let compiled = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true)
+        #expect(compiled.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, "))
+        #expect(tensor.split(separator: "\n").dropFirst() == compiled.split(separator: "\n").dropFirst())
+        #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--compiled"]) }
+    }
+
     @Test("`adjoint simulate` rejects a bad model, schedule or step count")
     func simulateBadOptions() {
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["pendulum"]) }
