@@ -232,6 +232,23 @@ case "gemm-shapes":
     try gemm("g2·W2ᵀ", [256, 512], [512, 512], ta: false, tb: true)
     try gemm("h1ᵀ·g2", [256, 512], [256, 512], ta: true, tb: false)
     try gemm("xᵀ·g1", [256, 784], [256, 512], ta: true, tb: false)
+    // The same eight back to back, as a training step runs them (without the other operators).
+    let shapes: [([Int], [Int], Bool, Bool)] = [([256, 784], [784, 512], false, false), ([256, 512], [512, 512], false, false),
+                                                ([256, 512], [512, 10], false, false), ([256, 10], [512, 10], false, true),
+                                                ([256, 512], [256, 10], true, false), ([256, 512], [512, 512], false, true),
+                                                ([256, 512], [256, 512], true, false), ([256, 784], [256, 512], true, false)]
+    let operands = try shapes.enumerated().map { i, s in
+        (try Tensor.uniform(s.0, key: RandomKey(seed: UInt64(10 + i)), dtype: .float32), try Tensor.uniform(s.1, key: RandomKey(seed: UInt64(20 + i)), dtype: .float32), s.2, s.3)
+    }
+    for policy in [ExecutionPolicy.strict, .fast] {
+        var sequence: [Double] = []
+        try ExecutionPolicy.with(policy) {
+            for _ in 0..<40 {
+                sequence.append(try seconds { for (a, b, ta, tb) in operands { _ = try a.matmul(b, transposeSelf: ta, transposeOther: tb) } })
+            }
+        }
+        emit(["product": "all eight in sequence", "policy": policy.description, "ms": median(sequence) * 1e3])
+    }
 case "micro":
     // Per-element cost of a few elementwise kernels on a [256, 512] float32 tensor.
     let x = try Tensor.uniform([256, 512], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)
@@ -239,9 +256,13 @@ case "micro":
     let c = try x.greater(x.scalarLike(0)), zero = try g.scalarLike(0), pos = try x.abs()
     for (name, f) in [("mul", { _ = try x * g }), ("greater", { _ = try x.greater(zero) }), ("select", { _ = try Tensor.select(c, g, zero) }),
                       ("sqrt", { _ = try pos.sqrt() }), ("exp", { _ = try x.exp() })] as [(String, () throws -> Void)] {
-        for _ in 0..<20 { try f() }
-        let t = try seconds { for _ in 0..<200 { try f() } } / 200
-        emit(["kernel": name, "microseconds": t * 1e6, "ns_per_element": t * 1e9 / Double(x.elementCount)])
+        for threads in [1, 2] {
+            try Parallelism.withThreadCount(threads) {
+                for _ in 0..<20 { try f() }
+                let t = try seconds { for _ in 0..<200 { try f() } } / 200
+                emit(["kernel": name, "threads": threads, "microseconds": t * 1e6, "ns_per_element": t * 1e9 / Double(x.elementCount)])
+            }
+        }
     }
 case "policy":
     // The MLP of the side-by-side benchmarks (784-512-512-10, batch 256, float32), here with Adam

@@ -1,19 +1,39 @@
 import RealModule
 
 /// An elementwise function of two floats.
-protocol BinaryFunction { static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T }
+protocol BinaryFunction {
+    static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T
+    /// A few instructions per element: loops over it are memory-bound (see ``Parallelism/lightChunk``).
+    static var isLight: Bool { get }
+}
 
-enum AddFn: BinaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a + b } }
-enum SubFn: BinaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a - b } }
-enum MulFn: BinaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a * b } }
-enum DivFn: BinaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a / b } }
+extension BinaryFunction { static var isLight: Bool { false } }
+
+enum AddFn: BinaryFunction {
+    static var isLight: Bool { true }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a + b }
+}
+enum SubFn: BinaryFunction {
+    static var isLight: Bool { true }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a - b }
+}
+enum MulFn: BinaryFunction {
+    static var isLight: Bool { true }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a * b }
+}
+enum DivFn: BinaryFunction {
+    static var isLight: Bool { true }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a / b }
+}
 enum PowFn: BinaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { T.cPow(a, b) } }
 /// NaN-propagating maximum.
 enum MaxFn: BinaryFunction {
+    static var isLight: Bool { true }
     @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a.isNaN || a >= b ? a : b }
 }
 /// NaN-propagating minimum.
 enum MinFn: BinaryFunction {
+    static var isLight: Bool { true }
     @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a.isNaN || a <= b ? a : b }
 }
 
@@ -60,17 +80,18 @@ extension Kernels {
     @inline(__always)
     static func zipFlat<T: KernelFloat, F: BinaryFunction>(_ y: UnsafeMutablePointer<T>, _ pa: UnsafeMutablePointer<T>, aScalar: Bool,
                                                             _ pb: UnsafeMutablePointer<T>, bScalar: Bool, _ n: Int, _: F.Type) {
+        let chunk = F.isLight ? Parallelism.lightChunk : Parallelism.elementChunk
         if !aScalar && !bScalar {
-            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(pa[i], pb[i]) }; return }
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(pa[i], pb[i]) } }
+            if n < chunk { for i in 0..<n { y[i] = F.apply(pa[i], pb[i]) }; return }
+            Parallelism.forEachRange(n, chunkSize: chunk) { r in for i in r { y[i] = F.apply(pa[i], pb[i]) } }
         } else if bScalar && !aScalar {
             let s = pb[0]
-            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(pa[i], s) }; return }
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(pa[i], s) } }
+            if n < chunk { for i in 0..<n { y[i] = F.apply(pa[i], s) }; return }
+            Parallelism.forEachRange(n, chunkSize: chunk) { r in for i in r { y[i] = F.apply(pa[i], s) } }
         } else if aScalar && !bScalar {
             let s = pa[0]
-            if n < Parallelism.elementChunk { for i in 0..<n { y[i] = F.apply(s, pb[i]) }; return }
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = F.apply(s, pb[i]) } }
+            if n < chunk { for i in 0..<n { y[i] = F.apply(s, pb[i]) }; return }
+            Parallelism.forEachRange(n, chunkSize: chunk) { r in for i in r { y[i] = F.apply(s, pb[i]) } }
         } else {
             let v = F.apply(pa[0], pb[0])
             for i in 0..<n { y[i] = v }
@@ -134,7 +155,7 @@ extension Kernels {
     ) {
         let n = shape.reduce(1, *)
         if a.elementCount == n && b.elementCount == n && c.elementCount == n {
-            Parallelism.forEachRange(n) { r in for i in r { y[i] = productSum(pa[i], pb[i], pc[i]) } }
+            Parallelism.forEachRange(n, chunkSize: Parallelism.lightChunk) { r in for i in r { y[i] = productSum(pa[i], pb[i], pc[i]) } }
             return
         }
         let rows = BroadcastRows(shape: shape, operandStrides: [

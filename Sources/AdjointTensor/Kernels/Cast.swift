@@ -61,6 +61,6 @@ extension Kernels {
 
     @inline(__always)
     static func convert<S, D>(_ src: UnsafeMutablePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int, _ f: (S) -> D) {
-        Parallelism.forEachRange(n) { r in for i in r { dst[i] = f(src[i]) } }
+        Parallelism.forEachRange(n, chunkSize: Parallelism.lightChunk) { r in for i in r { dst[i] = f(src[i]) } }
     }
 }

@@ -99,7 +99,7 @@ extension Kernels {
         let pa = a.pointer(E.self), pb = b.pointer(E.self), py = out.pointer(E.self)
         // One loop per broadcast case, so each is a plain stride-1 loop the compiler vectorizes.
         let fullA = a.elementCount == n, fullB = b.elementCount == n
-        Parallelism.forEachRange(n) { r in
+        Parallelism.forEachRange(n, chunkSize: Parallelism.lightChunk) { r in
             switch (fullA, fullB) {
             case (true, true):
                 for i in r { let m = E(0) &- E(truncatingIfNeeded: pc[i] & 1); py[i] = (pa[i] & m) | (pb[i] & ~m) }

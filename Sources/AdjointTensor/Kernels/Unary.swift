@@ -1,11 +1,24 @@
 import RealModule
 
 /// An elementwise function of one float.
-protocol UnaryFunction { static func apply<T: KernelFloat>(_ x: T) -> T }
+protocol UnaryFunction {
+    static func apply<T: KernelFloat>(_ x: T) -> T
+    /// A few instructions per element: loops over it are memory-bound (see ``Parallelism/lightChunk``).
+    static var isLight: Bool { get }
+}
 
-enum NegFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { -x } }
-enum AbsFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Swift.abs(x) } }
+extension UnaryFunction { static var isLight: Bool { false } }
+
+enum NegFn: UnaryFunction {
+    static var isLight: Bool { true }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { -x }
+}
+enum AbsFn: UnaryFunction {
+    static var isLight: Bool { true }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Swift.abs(x) }
+}
 enum SignFn: UnaryFunction {
+    static var isLight: Bool { true }
     @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : x) }
 }
 enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.exp(x) } }
@@ -26,6 +39,7 @@ enum SigmoidFn: UnaryFunction {
     }
 }
 enum ReluFn: UnaryFunction {
+    static var isLight: Bool { true }
     @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x > 0 || x.isNaN ? x : 0 }
 }
 /// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for every finite x.
@@ -104,11 +118,12 @@ extension Kernels {
 
     @inline(__always)
     static func mapLoop<T: KernelFloat, F: UnaryFunction>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, _: F.Type) {
-        if n < Parallelism.elementChunk {
+        let chunk = F.isLight ? Parallelism.lightChunk : Parallelism.elementChunk
+        if n < chunk {
             for i in 0..<n { y[i] = F.apply(x[i]) }
             return
         }
-        Parallelism.forEachRange(n) { r in
+        Parallelism.forEachRange(n, chunkSize: chunk) { r in
             for i in r { y[i] = F.apply(x[i]) }
         }
     }
