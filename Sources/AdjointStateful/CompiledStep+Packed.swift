@@ -14,7 +14,14 @@ public func unroll<State, Parameters, Output>(
     let state = PackedLayout(step.stateTemplate), parameterLayout = PackedLayout(step.parameterTemplate)
     let packed = PackedStep(forward: step.forward, record: step.record, boundary: step.boundary, state: state, parameters: parameterLayout)
     let (base, template) = (step.base, step.stateTemplate)
+    let finalProgram = step.finalProgram
     let packedLoss = PackedStep.Loss { s in
+        if let program = finalProgram {
+            let frame = program.makeFrame()
+            try state.bind(s, to: program, from: 0, in: frame)
+            try program.run(program.positions, in: frame)
+            return (try program.scalarOutput(0, in: frame), state.read(program, from: 1, in: frame))
+        }
         guard let (value, cotangent) = try base.finalLoss(state.unpack(s, into: template), loss: loss) else { return nil }
         return (value, try state.pack(cotangent))
     }

@@ -25,7 +25,8 @@ import AdjointTensor
 /// ball's impact compiles); a Swift `if` on a tensor's value is not, and a step that reads a traced
 /// value as numbers while it is traced (`item()`, `doubles`, `scalars(as:)`) is refused with
 /// ``UnrollError/valueReadWhileTracing(afterOperators:)`` — keep such a step a ``TensorStep``. The plan is compiled for the per-step
-/// loss given at construction; `recordStep`'s `loss` argument must be that loss. Operators the
+/// loss given at construction (the final-state loss too, for the packed `unroll`); the `loss`
+/// passed to `recordStep` and `unroll` must be that loss. Operators the
 /// compiled form does not cover natively (see ``CompiledProgram``) still run, through temporary
 /// tensors; ``programStatistics`` says how many there are.
 public struct CompiledStep<State: ParameterCollection, Parameters: ParameterCollection, Output: ParameterCollection>: StepFunction {
@@ -42,6 +43,9 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     /// Forward, per-step loss and backward, split at the cotangent (`boundary`).
     let record: CompiledProgram
     let boundary: Int
+    /// The final-state loss and its gradient (state in, value and cotangent out), when the loss
+    /// has a final term that could be traced.
+    let finalProgram: CompiledProgram?
     let stateCount: Int, parameterCount: Int
 
     /// Traces `step` at example arguments (shapes and dtypes are fixed from them).
@@ -84,6 +88,16 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures)
         record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count)
         boundary = fwd.count
+        if let finalLoss = loss.final {
+            let (finalBundle, _) = try traceGraph({ a in
+                let (value, gradient) = try valueWithGradient(at: state.replacingTensors(with: a), of: finalLoss)
+                return [value] + gradient.tensors
+            }, at: state.tensors)
+            // A final loss that reads values stays on the tape (``finalLoss(_:loss:)`` of the base).
+            finalProgram = finalBundle.valueReads.isEmpty ? try finalBundle.compiled() : nil
+        } else {
+            finalProgram = nil
+        }
     }
 
     public func step(_ state: State, input: Tensor, parameters: Parameters) throws -> State {
