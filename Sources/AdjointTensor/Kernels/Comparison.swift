@@ -31,13 +31,23 @@ extension Kernels {
         }
         let n = out.elementCount
         // Fast paths: equal shapes, or one side a single element (relu's backward, masks).
-        if a.elementCount == n && (b.elementCount == n || b.elementCount == 1) {
-            let sb = b.elementCount == n ? 1 : 0
+        if a.elementCount == n && b.elementCount == 1 {
+            // Against one value (relu's backward, masks): a plain loop the compiler vectorizes.
+            let s = pb[0]
             switch op {
-            case .greater: for i in 0..<n { y[i] = pa[i] > pb[i * sb] }
-            case .less: for i in 0..<n { y[i] = pa[i] < pb[i * sb] }
-            case .equal: for i in 0..<n { y[i] = pa[i] == pb[i * sb] }
-            default: for i in 0..<n { y[i] = predicate(pa[i], pb[i * sb]) }
+            case .greater: for i in 0..<n { y[i] = pa[i] > s }
+            case .less: for i in 0..<n { y[i] = pa[i] < s }
+            case .equal: for i in 0..<n { y[i] = pa[i] == s }
+            default: for i in 0..<n { y[i] = predicate(pa[i], s) }
+            }
+            return out
+        }
+        if a.elementCount == n && b.elementCount == n {
+            switch op {
+            case .greater: for i in 0..<n { y[i] = pa[i] > pb[i] }
+            case .less: for i in 0..<n { y[i] = pa[i] < pb[i] }
+            case .equal: for i in 0..<n { y[i] = pa[i] == pb[i] }
+            default: for i in 0..<n { y[i] = predicate(pa[i], pb[i]) }
             }
             return out
         }
