@@ -87,6 +87,8 @@ public enum OpCode: String, Codable, CaseIterable, Sendable, Hashable {
     case addInPlace = "inplace.add"
     case mulInPlace = "inplace.mul"
     case assignInPlace = "inplace.assign"
+    /// `target += a·b` (an optimizer's update `w += (−lr)·g` in one pass).
+    case multiplyAddInPlace = "inplace.multiplyAdd"
 
     // MARK: Custom (registered at run time; the name is an attribute)
     /// A user-registered operator (`Attributes.custom(name:)`); its kernel and derivatives come from
@@ -109,7 +111,7 @@ extension OpCode {
         case .gather, .scatterAdd, .oneHot: return .indexing
         case .softmax, .logSoftmax, .crossEntropyWithLogits, .meanSquaredError: return .nn
         case .cast: return .conversion
-        case .addInPlace, .mulInPlace, .assignInPlace: return .inPlace
+        case .addInPlace, .mulInPlace, .assignInPlace, .multiplyAddInPlace: return .inPlace
         case .customCall: return .custom
         }
     }
@@ -139,7 +141,7 @@ extension OpCode {
             case .softmax, .logSoftmax: return 1
             default: return 2
             }
-        case .inPlace: return 2
+        case .inPlace: return self == .multiplyAddInPlace ? 3 : 2
         case .custom: return nil
         }
     }

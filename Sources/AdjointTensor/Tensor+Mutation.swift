@@ -12,6 +12,13 @@ extension Tensor {
         try dispatchInPlace(.mulInPlace, .none, target: &self, operands: [other])
     }
 
+    /// `self += factor·other` in place, in one pass (both broadcast to self's shape; rounded after
+    /// the product and after the sum, so bitwise `self + factor * other`). An optimizer's update
+    /// `w += (−lr)·g` without a temporary.
+    public mutating func multiplyAdd_(_ factor: Tensor, _ other: Tensor) throws {
+        try dispatchInPlace(.multiplyAddInPlace, .none, target: &self, operands: [factor, other])
+    }
+
     /// Indexed assignment: writes `value` (broadcast) into the block `ranges` on the leading axes.
     public mutating func assign(_ value: Tensor, at ranges: [Range<Int>]) throws {
         let (starts, ends) = try regionBounds(ranges, op: OpCode.assignInPlace.rawValue)

@@ -49,15 +49,15 @@ enum Workloads {
         }
     }
 
-    /// One training step: forward, backward, w ← w − lr·g in place.
+    /// One training step: forward, backward, w ← w + (−lr)·g in place, one pass per parameter (as
+    /// PyTorch's `p.add_(g, alpha=-lr)`).
     static func trainStep(_ model: inout MLP, _ batch: MLPBatch, learningRate: Double = 0.01) throws -> Tensor {
         let (loss, grads) = try valueWithGradient(at: model) { m in try m.loss(batch.x, batch.labels) }
         let lr = try Tensor(-learningRate, dtype: .float32)
-        var g = grads.tensors
+        let g = grads.tensors
         var i = 0
         try model.visitTensors { _, w in
-            try g[i].mul_(lr)
-            try w.add_(g[i])
+            try w.multiplyAdd_(g[i], lr)
             i += 1
         }
         return loss

@@ -199,11 +199,7 @@ case "profile-mlp-sgd":
             let h2 = try (h1.matmul(m["w2"]!) + m["b2"]!).relu()
             return try (h2.matmul(m["w3"]!) + m["b3"]!).crossEntropy(labels: labels).mean()
         }
-        for name in model.keys.sorted() {
-            var g = grads[name]!
-            try g.mul_(lr)
-            try model[name]!.add_(g)
-        }
+        for name in model.keys.sorted() { try model[name]!.multiplyAdd_(grads[name]!, lr) }
     }
     for _ in 0..<5 { try trainStep() }
     let profiler = Profiler()

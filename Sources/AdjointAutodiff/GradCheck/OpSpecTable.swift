@@ -152,6 +152,9 @@ extension OpSpec {
         OpSpec(.mulInPlace, "same shape", [u(.fixed([3, 4]), -2...2), u(.like(0), -2...2)]) {
             var t = $0[0]; try t.mul_($0[1]); return t
         },
+        OpSpec(.multiplyAddInPlace, "scalar factor, broadcast row", [u(.fixed([3, 4]), -2...2), u(.fixed([]), -2...2), u(.fixed([4]), -2...2)]) {
+            var t = $0[0]; try t.multiplyAdd_($0[1], $0[2]); return try t * $0[0]
+        },
         OpSpec(.assignInPlace, "block of rows", [u(.fixed([4, 3]), -2...2), u(.fixed([2, 3]), -2...2)]) {
             var t = try $0[0] * 2; try t.assign($0[1], at: [1..<3]); return try t * $0[0]
         },

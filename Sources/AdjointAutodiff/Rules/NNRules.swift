@@ -62,6 +62,14 @@ extension DerivativeRules {
         switch op {
         case .addInPlace: return binary(.add)
         case .mulInPlace: return binary(.mul)
+        case .multiplyAddInPlace:
+            // target + a·b, inputs (target before the write, a, b).
+            return .differentiable(saving: DerivativeRule.Saves(inputs: [1, 2]), vjp: { c in
+                [try c.unbroadcast(c.cotangent, to: 0), try c.unbroadcast(c.cotangent * c.input(2), to: 1),
+                 try c.unbroadcast(c.cotangent * c.input(1), to: 2)]
+            }, jvp: { c in
+                try c.productRule([(c.tangent(1), c.input(2)), (c.tangent(2), c.input(1))], adding: c.tangent(0))
+            })
         case .assignInPlace:
             return .differentiable(vjp: { c in
                 guard case let .region(starts, ends) = c.attributes else { return [nil, nil] }

@@ -158,6 +158,15 @@ extension Kernels {
             Parallelism.forEachRange(n, chunkSize: Parallelism.lightChunk) { r in for i in r { y[i] = productSum(pa[i], pb[i], pc[i]) } }
             return
         }
+        if c.elementCount == n && (a.elementCount == 1 || b.elementCount == 1) && a.elementCount * b.elementCount == n {
+            // A scalar factor (an optimizer's learning rate): one stride-1 loop.
+            let (s, pv) = a.elementCount == 1 ? (pa[0], pb) : (pb[0], pa)
+            let scalarFirst = a.elementCount == 1
+            Parallelism.forEachRange(n, chunkSize: Parallelism.lightChunk) { r in
+                if scalarFirst { for i in r { y[i] = productSum(s, pv[i], pc[i]) } } else { for i in r { y[i] = productSum(pv[i], s, pc[i]) } }
+            }
+            return
+        }
         let rows = BroadcastRows(shape: shape, operandStrides: [
             ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
             ShapeRules.broadcastStrides(c.shape, to: shape),

@@ -1,11 +1,20 @@
 extension Kernels {
     /// Checks an in-place call before anything is written.
     static func validateInPlace(_ op: OpCode, _ attributes: Attributes, target: Tensor, operands: [Tensor]) throws {
-        guard operands.count == 1 else {
-            throw TensorError.invalidArgument(op: op.rawValue, detail: "takes one operand, got \(operands.count)")
+        let expected = op == .multiplyAddInPlace ? 2 : 1
+        guard operands.count == expected else {
+            throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(expected) operand\(expected == 1 ? "" : "s"), got \(operands.count)")
         }
         let value = operands[0]
         switch op {
+        case .multiplyAddInPlace:
+            try requireFloat(target, op: op, role: "target")
+            try requireSameDType(target, operands[0], op: op)
+            try requireSameDType(target, operands[1], op: op)
+            let shape = try ShapeRules.broadcast(ShapeRules.broadcast(target.shape, operands[0].shape, op: op.rawValue), operands[1].shape, op: op.rawValue)
+            guard shape == target.shape else {
+                throw TensorError.shapeMismatch(op: op.rawValue, detail: "operands \(shapeText(operands[0].shape)) and \(shapeText(operands[1].shape)) do not broadcast to the target's shape \(shapeText(target.shape))")
+            }
         case .addInPlace, .mulInPlace:
             try requireFloat(target, op: op, role: "target")
             try requireSameDType(target, value, op: op)
@@ -40,6 +49,16 @@ extension Kernels {
                 let p = target.pointer(Float.self)
                 if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), AddFn.self) }
                 else { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), MulFn.self) }
+            }
+            return [target.region]
+        case .multiplyAddInPlace:
+            let (a, b) = (operands[0], operands[1])
+            if target.dtype == .float64 {
+                let p = target.pointer(Double.self)
+                multiplyAddInto(p, target.shape, a, a.pointer(Double.self), b, b.pointer(Double.self), target, p)
+            } else {
+                let p = target.pointer(Float.self)
+                multiplyAddInto(p, target.shape, a, a.pointer(Float.self), b, b.pointer(Float.self), target, p)
             }
             return [target.region]
         default:

@@ -103,7 +103,8 @@ struct AdamCore {
             first[name] = m
             second[name] = v
             let denominator = try (v / correction2).sqrt() + epsilon
-            try w.add_((m / correction1) / denominator * -rate)
+            let delta = try (m / correction1) / denominator
+            try w.multiplyAdd_(delta, delta.scalarLike(-rate))   // w + delta·(−lr), one pass
         }
         self.first = first
         self.second = second

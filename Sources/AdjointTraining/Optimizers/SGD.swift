@@ -51,7 +51,7 @@ public struct SGD: Optimizer {
                 buffers[name] = b
                 direction = nesterov ? try d + b * momentum : b
             }
-            try w.add_(direction * -rate)
+            try w.multiplyAdd_(direction, direction.scalarLike(-rate))   // w + d·(−lr), one pass
         }
         self.buffers = buffers
         step += 1
