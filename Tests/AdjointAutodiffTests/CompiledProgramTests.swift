@@ -137,6 +137,9 @@ struct CompiledProgramTests {
         #expect { _ = try program([try Tensor.zeros([3], dtype: .float32)]) } throws: { "\($0)".contains("argument 0") }
         #expect { try program.bind([try Tensor.zeros([3]), try Tensor.zeros([3])], in: program.makeFrame()) } throws: { "\($0)".contains("arguments 0..<2 of a program with 1") }
         #expect { _ = try bundle.compiled(order: [0, 0, 5]) } throws: { "\($0)".contains("names node 5") }
+        let other = try bundle.compiled()
+        #expect { try program.run(program.positions, in: other.makeFrame()) } throws: { "\($0)".contains("another program") }
+        #expect { try program.run(0..<5, in: program.makeFrame()) } throws: { "\($0)".contains("outside") }
     }
 
     @Test("mixed precision and the float64 debug policy reach the compiled arithmetic")

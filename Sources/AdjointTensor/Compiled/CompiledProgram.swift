@@ -218,8 +218,16 @@ public final class CompiledProgram: @unchecked Sendable {
     ///
     /// Interpreter levels (recording, anomaly checks, timers, resource limits) do not see these
     /// operators: a compiled program is already the recorded form.
+    ///
+    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame of another program or
+    ///   positions outside ``positions``, and whatever an operator run through the ordinary kernels throws.
     public func run(_ positions: Range<Int>, in frame: Frame) throws {
-        precondition(frame.program === self, "a frame of another program")
+        guard frame.program === self else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: "the frame belongs to another program")
+        }
+        guard positions.lowerBound >= 0, positions.upperBound < instructionStart.count else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: "positions \(positions) outside 0..<\(instructionStart.count - 1)")
+        }
         try execute(instructionStart[positions.lowerBound]..<instructionStart[positions.upperBound], frame.base)
     }
 
