@@ -25,6 +25,10 @@ import Synchronization
 /// so the part after the boundary (a backward pass, say) can be run again on the same frame —
 /// with new arguments bound — and reads the same saved values.
 ///
+/// Gathers and broadcasting operands read through index tables (one `Int` per element, built at
+/// compile time) in serial loops: compiled programs are made for many small operators (a
+/// simulator's step); a program of a few huge broadcasts is better run through `dispatch`.
+///
 /// Mixed precision and ``ExecutionPolicy/float64Debug`` change how arithmetic rounds; under either,
 /// arithmetic operators run through the ordinary kernels so the results still match `dispatch`.
 public final class CompiledProgram: @unchecked Sendable {
