@@ -85,6 +85,25 @@ struct CompiledProgramTests {
         #expect(program.statistics.frameBytes == 20 * 64 + 128 + 2 * 128, "\(program.statistics)")
     }
 
+    @Test("a gather read once by a binary operator is folded into it, under every numeric policy")
+    func foldedGathers() throws {
+        let x = try Tensor.uniform([3, 4], key: RandomKey(seed: 8), low: -1, high: 1, dtype: .float32)
+        let y = try Tensor.uniform([4, 6], key: RandomKey(seed: 9), low: -1, high: 1, dtype: .float32)
+        let (bundle, _) = try traceGraph({ a in
+            let (x, y) = (a[0], a[1])
+            let shared = try x.transposed()
+            return [try x.padded(low: [1, 1], high: [0, 1]) + y,             // folded (zero padding)
+                    try x.transposed() * y.slice([0..<4, 0..<3]),            // both operands folded
+                    try x.padded(low: [1, 0], high: [0, 2], value: 1.5) - y,  // not folded: nonzero padding
+                    try shared * 2, try shared.exp()]                        // not folded: two readers
+        }, at: [x, y])
+        let program = try bundle.compiled()
+        #expect(program.statistics.foldedGathers == 3 && program.statistics.gathers == 2 && program.statistics.fallbacks == 0, "\(program.statistics)")
+        #expect(zip(try program([x, y]), try bundle.execute([x, y])).allSatisfy(bitwiseEqual))
+        let half = try MixedPrecision.with(.bfloat16) { (try program([x, y]), try bundle.execute([x, y])) }
+        #expect(zip(half.0, half.1).allSatisfy(bitwiseEqual))
+    }
+
     @Test("the part after the boundary can be re-run with new arguments and reads the saved values")
     func rerunAfterBoundary() throws {
         let x = try Tensor.uniform([6], key: RandomKey(seed: 3), low: -1, high: 1)

@@ -91,7 +91,7 @@ case "thermal":
                                  "peak_rss_kib": peakRSSKiB(), "loss": loss, "gradient_norm": norm, "repeats": repeats]
     if adapter == "compiled", let record = compiled?.programStatistics.record {
         fields["compile_ms"] = compileSeconds * 1000
-        fields["fused_program"] = ["operations": record.operations, "aliases": record.aliases, "gathers": record.gathers,
+        fields["fused_program"] = ["operations": record.operations, "aliases": record.aliases, "gathers": record.gathers, "folded_gathers": record.foldedGathers,
                                    "fallbacks": record.fallbacks, "frame_bytes": record.frameBytes]
     }
     if let report {

@@ -43,25 +43,27 @@ extension CompiledProgram {
     }
 
     private func binary<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
-        let y = pointer(base, i.pointee.y, T.self), a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self)
+        let y = pointer(base, i.pointee.y, T.self)
         let n = i.pointee.n
         if i.pointee.table < 0 {
+            let a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self)
             _ = Kernels.withBinaryFunction(i.pointee.op, FlatBody(y: y, a: a, aScalar: i.pointee.aScalar, b: b, bScalar: i.pointee.bScalar, n: n))
         } else {
             let ta = tables.baseAddress! + i.pointee.table
-            _ = Kernels.withBinaryFunction(i.pointee.op, TableBody(y: y, a: a, ta: ta, b: b, tb: ta + n, n: n))
+            _ = Kernels.withBinaryFunction(i.pointee.op, TableBody(y: y, frame: base.assumingMemoryBound(to: T.self), ta: ta, tb: ta + n, n: n))
         }
     }
 
     private func multiplyAdd<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
-        let y = pointer(base, i.pointee.y, T.self), a = pointer(base, i.pointee.a, T.self)
-        let b = pointer(base, i.pointee.b, T.self), c = pointer(base, i.pointee.c, T.self)
+        let y = pointer(base, i.pointee.y, T.self)
         let n = i.pointee.n
         if i.pointee.table < 0 {
+            let a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self), c = pointer(base, i.pointee.c, T.self)
             for k in 0..<n { y[k] = Kernels.productSum(a[k], b[k], c[k]) }
         } else {
+            let frame = base.assumingMemoryBound(to: T.self)
             let ta = tables.baseAddress! + i.pointee.table, tb = ta + n, tc = tb + n
-            for k in 0..<n { y[k] = Kernels.productSum(a[ta[k]], b[tb[k]], c[tc[k]]) }
+            for k in 0..<n { y[k] = Kernels.productSum(frame[ta[k]], frame[tb[k]], frame[tc[k]]) }
         }
     }
 
@@ -84,7 +86,17 @@ extension CompiledProgram {
         let f = fallbacks[k]
         let inputs = f.inputs.map { operand -> Tensor in
             let t = Tensor(uninitialized: operand.type.shape, dtype: operand.type.dtype)
-            t.rawPointer.copyMemory(from: base + operand.offset, byteCount: operand.type.byteCount)
+            if operand.table >= 0 {
+                // A folded gather: its elements through its table (only f64/f32 gathers fold).
+                let size = operand.type.dtype.byteSize
+                for k in 0..<operand.type.elementCount {
+                    let source = tables[operand.table + k]
+                    if source >= 0 { (t.rawPointer + k * size).copyMemory(from: base + source * size, byteCount: size) }
+                    else { (t.rawPointer + k * size).initializeMemory(as: UInt8.self, repeating: 0, count: size) }
+                }
+            } else {
+                t.rawPointer.copyMemory(from: base + operand.offset, byteCount: operand.type.byteCount)
+            }
             return t
         }
         let output = try Kernels.execute(f.op, f.attributes, inputs)
@@ -101,8 +113,14 @@ private struct FlatBody<T: KernelFloat>: BinaryKernelBody {
     @inline(__always) func run<F: BinaryFunction>(_: F.Type) { Kernels.zipFlat(y, a, aScalar: aScalar, b, bScalar: bScalar, n, F.self) }
 }
 
-/// A binary function over broadcast operands read through index tables.
+/// A binary function over operands read through index tables of absolute element offsets in the
+/// frame (-1: a zero from a folded gather's padding).
 private struct TableBody<T: KernelFloat>: BinaryKernelBody {
-    let y: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, ta: UnsafePointer<Int>, b: UnsafeMutablePointer<T>, tb: UnsafePointer<Int>, n: Int
-    @inline(__always) func run<F: BinaryFunction>(_: F.Type) { for k in 0..<n { y[k] = F.apply(a[ta[k]], b[tb[k]]) } }
+    let y: UnsafeMutablePointer<T>, frame: UnsafeMutablePointer<T>, ta: UnsafePointer<Int>, tb: UnsafePointer<Int>, n: Int
+    @inline(__always) func run<F: BinaryFunction>(_: F.Type) {
+        for k in 0..<n {
+            let i = ta[k], j = tb[k]
+            y[k] = F.apply(i >= 0 ? frame[i] : 0, j >= 0 ? frame[j] : 0)
+        }
+    }
 }

@@ -8,7 +8,9 @@ import Synchronization
 /// lifetimes do not overlap share space. Layout operators (reshape, slice, transpose, broadcast,
 /// concat, stack, pad) become either nothing — an alias into their input, when the result is a
 /// contiguous run of one input (a reshape, a leading-axis slice) — or a gather through an index
-/// table computed at compile time by running the operator itself on encoded indices. Elementwise
+/// table computed at compile time by running the operator itself on encoded indices; a gather
+/// padded with zeros whose value one binary operator reads is folded into that reader, which reads
+/// through the table (``Statistics/foldedGathers``). Elementwise
 /// operators, `multiplyAdd`, matmul and reductions over a run of axes call the same kernel loops as
 /// ``dispatch(_:_:_:)``, so results are bitwise those of the interpreted graph. Anything else
 /// (comparisons, casts, indexing with index tensors, custom operators, non-float dtypes) runs through
@@ -40,18 +42,27 @@ public final class CompiledProgram: @unchecked Sendable {
         public var aliases: Int
         /// Layout operators that became index-table gathers.
         public var gathers: Int
+        /// Gathers whose one reader, a binary operator, reads through their table instead (no
+        /// instruction, no memory).
+        public var foldedGathers: Int
         /// Operators run through the ordinary kernels on temporary tensors (they allocate).
         public var fallbacks: Int
         /// Bytes of one frame (captures, arguments and every live value at the peak).
         public var frameBytes: Int
 
         public var description: String {
-            "\(operations) operations (\(aliases) aliases, \(gathers) gathers, \(fallbacks) through temporary tensors), frame \(frameBytes) B"
+            "\(operations) operations (\(aliases) aliases, \(gathers) gathers, \(foldedGathers) gathers folded into their reader, \(fallbacks) through temporary tensors), frame \(frameBytes) B"
         }
     }
 
-    /// One operand of a fallback instruction: where it lives and what it is.
-    struct Operand { var offset: Int; var type: ValueType }
+    /// One operand of an instruction: where it lives and what it is. An operand folded from a
+    /// gather has no place of its own (`offset` -1) but a table in ``tables`` (its elements'
+    /// absolute offsets, -1 for zero padding) from `table`.
+    struct Operand {
+        var offset: Int
+        var type: ValueType
+        var table = -1
+    }
 
     struct Fallback {
         var op: OpCode

@@ -40,7 +40,7 @@ struct ProgramPlanner {
         var arguments: [Operand] = []
         var outputs: [Operand] = []
         var constantImage: [UInt8] = []
-        var statistics = CompiledProgram.Statistics(operations: 0, aliases: 0, gathers: 0, fallbacks: 0, frameBytes: 0)
+        var statistics = CompiledProgram.Statistics(operations: 0, aliases: 0, gathers: 0, foldedGathers: 0, fallbacks: 0, frameBytes: 0)
     }
 
     /// Where a value's memory comes from: its own region, or an element offset into another
@@ -98,17 +98,20 @@ struct ProgramPlanner {
         for v in graph.outputs where !defined.contains(v) {
             throw TensorError.invalidArgument(op: Self.op, detail: "graph output \(v) is not computed by this order")
         }
+        let folded = foldableGathers(gathers, types: types)
 
         // Lifetimes of regions (roots): to their last reader; outputs, arguments and values kept
         // across the boundary to the end.
         let forever = Int.max
         var lastUse: [ValueID: Int] = [:]
-        for (p, i) in order.enumerated() where placement[graph.nodes[i].outputs[0]] == nil {
+        for (p, i) in order.enumerated() where placement[graph.nodes[i].outputs[0]] == nil && folded[graph.nodes[i].outputs[0]] == nil {
             lastUse[graph.nodes[i].outputs[0]] = p
         }
         for input in graph.inputs { lastUse[input.id] = forever }
-        for (p, i) in order.enumerated() {
-            for v in graph.nodes[i].inputs {
+        for (p, i) in order.enumerated() where folded[graph.nodes[i].outputs[0]] == nil {
+            // A folded gather's inputs are read where its one reader runs.
+            let reads = graph.nodes[i].inputs.flatMap { v in folded[v].map { graph.nodes[order[$0]].inputs } ?? [v] }
+            for v in reads {
                 let root = place(v).root
                 let keep = boundary.map { p >= $0 && (definedAt[root] ?? -1) < $0 } ?? false
                 lastUse[root] = keep ? forever : Swift.max(lastUse[root] ?? p, p)
@@ -136,7 +139,7 @@ struct ProgramPlanner {
         func offset(_ v: ValueID) -> Int { region[place(v).root]! + place(v).elementOffset * types[v]!.dtype.byteSize }
         for (p, i) in order.enumerated() {
             let out = graph.nodes[i].outputs[0]
-            if placement[out] == nil { region[out] = memory.allocate(types[out]!.byteCount) }
+            if placement[out] == nil && folded[out] == nil { region[out] = memory.allocate(types[out]!.byteCount) }
             for root in releases[p] ?? [] { memory.release(region[root]!, types[root]!.byteCount) }
         }
 
@@ -148,7 +151,19 @@ struct ProgramPlanner {
             let node = graph.nodes[i]
             let out = node.outputs[0]
             guard placement[out] == nil else { result.statistics.aliases += 1; continue }
-            let operands = node.inputs.map { Operand(offset: offset($0), type: types[$0]!) }
+            guard folded[out] == nil else { result.statistics.foldedGathers += 1; continue }
+            // A folded gather operand is read through its table (absolute element offsets, -1 = 0).
+            func gatherTable(_ position: Int) -> [Int] {
+                let gather = graph.nodes[order[position]], size = types[gather.outputs[0]]!.dtype.byteSize
+                return gathers[position]!.map { entry in entry.map { offset(gather.inputs[$0.input]) / size + $0.index } ?? -1 }
+            }
+            let operands = node.inputs.map { v -> Operand in
+                guard let position = folded[v] else { return Operand(offset: offset(v), type: types[v]!) }
+                var operand = Operand(offset: -1, type: types[v]!)
+                operand.table = result.tables.count
+                result.tables += gatherTable(position)
+                return operand
+            }
             let output = Operand(offset: offset(out), type: types[out]!)
             var instruction = select(node, operands, output, gather: gathers[p], into: &result)
             if instruction.kind == .gather { result.statistics.gathers += 1 }
@@ -188,13 +203,26 @@ struct ProgramPlanner {
             for (k, input) in inputs.enumerated() {
                 switch k { case 0: instruction.a = input.offset; case 1: instruction.b = input.offset; default: instruction.c = input.offset }
             }
-            let counts = inputs.map { $0.type.shape.reduce(1, *) }
-            let n = instruction.n
-            if counts.allSatisfy({ $0 == n }) { break }
-            if node.op != .multiplyAdd, counts[0] == n, counts[1] == 1 { instruction.bScalar = true; break }
-            if node.op != .multiplyAdd, counts[0] == 1, counts[1] == n { instruction.aScalar = true; break }
+            let counts = inputs.map { $0.type.elementCount }
+            let n = instruction.n, gathered = inputs.contains { $0.table >= 0 }
+            if !gathered {
+                if counts.allSatisfy({ $0 == n }) { break }
+                if node.op != .multiplyAdd, counts[0] == n, counts[1] == 1 { instruction.bScalar = true; break }
+                if node.op != .multiplyAdd, counts[0] == 1, counts[1] == n { instruction.aScalar = true; break }
+            }
+            // Absolute element offsets per operand (through a folded gather's table, -1 = 0).
+            let size = type.dtype.byteSize
+            var tables: [Int] = []
+            for input in inputs {
+                let broadcast = Self.broadcastTable(input.type.shape, to: type.shape)
+                if input.table >= 0 {
+                    tables += broadcast.map { plan.tables[input.table + $0] }
+                } else {
+                    tables += broadcast.map { input.offset / size + $0 }
+                }
+            }
             instruction.table = plan.tables.count
-            for input in inputs { plan.tables += Self.broadcastTable(input.type.shape, to: type.shape) }
+            plan.tables += tables
         case .reduction:
             guard [.sum, .mean, .max, .min, .logsumexp].contains(node.op), case let .reduction(rawAxes, _) = node.attributes,
                   let layout = Self.reductionLayout(inputs[0].type.shape, rawAxes),
@@ -214,6 +242,28 @@ struct ProgramPlanner {
             break
         }
         return instruction
+    }
+
+    /// Gathers padded with zeros whose value has exactly one reader, a native binary operator on
+    /// the same side of the boundary: that reader reads through the gather's table instead, and
+    /// the gather runs no instruction and needs no memory. Returns gather output → its position.
+    func foldableGathers(_ gathers: [Int: [(input: Int, index: Int)?]], types: [ValueID: ValueType]) -> [ValueID: Int] {
+        var readers: [ValueID: [Int]] = [:]
+        for (p, i) in order.enumerated() { for v in graph.nodes[i].inputs { readers[v, default: []].append(p) } }
+        let outputs = Set(graph.outputs)
+        var folded: [ValueID: Int] = [:]
+        for position in gathers.keys.sorted() {
+            let gather = graph.nodes[order[position]], out = gather.outputs[0]
+            guard !outputs.contains(out), let reads = readers[out], reads.count == 1 else { continue }
+            if case let .pad(_, _, value) = gather.attributes, value != 0 { continue }
+            let reader = graph.nodes[order[reads[0]]]
+            let dtype = types[out]!.dtype
+            guard reader.op.family == .binary, reader.op != .multiplyAdd, types[reader.outputs[0]]!.dtype == dtype,
+                  reader.inputs.allSatisfy({ types[$0]!.dtype == dtype }),
+                  boundary.map({ (position < $0) == (reads[0] < $0) }) ?? true else { continue }
+            folded[out] = position
+        }
+        return folded
     }
 
     /// A layout operator as a table: for each output element, the input and element it copies, or
