@@ -12,6 +12,7 @@ public enum DType: String, Codable, CaseIterable, Sendable, Hashable, CustomStri
     case bool = "bool"
 
     /// Bytes per element.
+    @inlinable
     public var byteSize: Int {
         switch self {
         case .float64, .int64: return 8
@@ -48,7 +49,7 @@ public struct ValueType: Hashable, Codable, Sendable, CustomStringConvertible {
     }
 
     /// Elements of a value of this type.
-    public var elementCount: Int { shape.reduce(1, *) }
+    @inlinable public var elementCount: Int { shape.reduce(1, *) }
     /// Bytes of a contiguous value of this type.
-    public var byteCount: Int { elementCount * dtype.byteSize }
+    @inlinable public var byteCount: Int { elementCount * dtype.byteSize }
 }

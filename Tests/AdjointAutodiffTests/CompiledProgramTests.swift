@@ -156,6 +156,10 @@ struct CompiledProgramTests {
         #expect { _ = try program([try Tensor.zeros([3], dtype: .float32)]) } throws: { "\($0)".contains("argument 0") }
         #expect { try program.bind([try Tensor.zeros([3]), try Tensor.zeros([3])], in: program.makeFrame()) } throws: { "\($0)".contains("arguments 0..<2 of a program with 1") }
         #expect { _ = try bundle.compiled(order: [0, 0, 5]) } throws: { "\($0)".contains("names node 5") }
+        let frame = program.makeFrame()
+        #expect { try [0.0, 1.0].withUnsafeBytes { try program.bind(bytes: $0.baseAddress!, count: 16, at: 0, in: frame) } } throws: {
+            "\($0)".contains("16 bytes for argument 0") && "\($0)".contains("f64[3]")
+        }
         let other = try bundle.compiled()
         #expect { try program.run(program.positions, in: other.makeFrame()) } throws: { "\($0)".contains("another program") }
         #expect { try program.run(0..<5, in: program.makeFrame()) } throws: { "\($0)".contains("outside") }

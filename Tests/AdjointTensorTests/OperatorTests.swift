@@ -204,6 +204,12 @@ struct OperatorErrorTests {
         #expect(throws: TensorError.self) { try v.add_(t([1, 2, 3])) }
         #expect(throws: TensorError.self) { try v.assign(t([1, 2, 3]), at: [0..<1]) }
         #expect(throws: TensorError.self) { try v.assign(t([1, 2]), at: [0..<3]) }
+        #expect { try v.multiplyAdd_(t([1, 2, 3]), t([1])) } throws: { "\($0)".contains("inplace.multiplyAdd: shape mismatch") }
+        #expect { try v.multiplyAdd_(t(Array(repeating: 1, count: 12), [3, 2, 2]), t([1])) } throws: {
+            "\($0)".contains("do not broadcast to the target's shape [2,2]")
+        }
+        #expect(throws: TensorError.self) { try v.multiplyAdd_(t([1]).cast(to: .float32), t([1])) }
+        #expect(throws: TensorError.self) { try dispatchInPlace(.multiplyAddInPlace, .none, target: &v, operands: [t([1])]) }
         #expect(v.doubles == [1, 2, 3, 4])   // failed writes leave the target untouched
         let message = String(describing: TensorError.invalidAxis(op: "reduction.sum", axis: 3, rank: 2))
         #expect(message.contains("reduction.sum") && message.contains("axis 3") && message.contains("rank 2"))

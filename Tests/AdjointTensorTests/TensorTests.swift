@@ -104,6 +104,15 @@ struct TensorTests {
         let storage = c.storage
         try c.mul_(t([2]))
         #expect(c.storage === storage && c.doubles == [2, 4, 6])
+        // w += a·b in one pass is bitwise w + a * b: scalar factor either side, full operands.
+        let w = try Tensor.uniform([3, 70_000], key: RandomKey(seed: 4), low: -1, high: 1, dtype: .float32)
+        let g = try Tensor.uniform([3, 70_000], key: RandomKey(seed: 5), low: -1, high: 1, dtype: .float32)
+        let lr = try g.scalarLike(-0.013)
+        for (a, b) in [(g, lr), (lr, g), (g, g)] {
+            var updated = w
+            try updated.multiplyAdd_(a, b)
+            #expect(bitwiseEqual(updated, try w + a * b) && w.doubles.first != updated.doubles.first)
+        }
         // Views share storage until written.
         let m = t([1, 2, 3, 4, 5, 6], [3, 2])
         var row = try m[1..<2]
