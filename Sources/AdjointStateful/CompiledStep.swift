@@ -48,8 +48,11 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     let finalProgram: CompiledProgram?
     let stateCount: Int, parameterCount: Int
 
-    /// Traces `step` at example arguments (shapes and dtypes are fixed from them).
-    public init(_ step: TensorStep<State, Tensor, Parameters, Output>, loss: Loss, state: State, input: Tensor, parameters: Parameters) throws {
+    /// Traces `step` at example arguments (shapes and dtypes are fixed from them); with `native`,
+    /// the programs' arithmetic is also compiled to machine code (``NativeCode``; same results,
+    /// bitwise).
+    public init(_ step: TensorStep<State, Tensor, Parameters, Output>, loss: Loss, state: State, input: Tensor, parameters: Parameters,
+                native: NativeCode = .off) throws {
         base = step
         stateTemplate = state
         parameterTemplate = parameters
@@ -85,8 +88,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         }
         let reads = forwardBundle.valueReads.isEmpty ? recordBundle.valueReads : forwardBundle.valueReads
         guard reads.isEmpty else { throw UnrollError.valueReadWhileTracing(afterOperators: reads) }
-        forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures)
-        record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count)
+        forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures, native: native)
+        record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count, native: native)
         boundary = fwd.count
         if let finalLoss = loss.final {
             let (finalBundle, _) = try traceGraph({ a in
@@ -94,7 +97,7 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
                 return [value] + gradient.tensors
             }, at: state.tensors)
             // A final loss that reads values stays on the tape (``finalLoss(_:loss:)`` of the base).
-            finalProgram = finalBundle.valueReads.isEmpty ? try finalBundle.compiled() : nil
+            finalProgram = finalBundle.valueReads.isEmpty ? try finalBundle.compiled(native: native) : nil
         } else {
             finalProgram = nil
         }

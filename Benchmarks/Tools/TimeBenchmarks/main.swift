@@ -1,7 +1,7 @@
 // Long-horizon unroll benchmarks, one configuration per process so that the peak resident set
 // size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
 //
-//   TimeBenchmarks thermal <swiftad|tensor|compiled|plain> <steps> [schedule] [repeats]
+//   TimeBenchmarks thermal <swiftad|tensor|compiled|native|plain> <steps> [schedule] [repeats]
 //   TimeBenchmarks scalar-chain [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
@@ -56,9 +56,10 @@ case "thermal":
     // The compiled adapter traces and compiles once (timed apart, like a JIT's compilation).
     let thermal = ThermalModel()
     var compiled: CompiledStep<ThermalModel.State, Tensor, NoOutput>?
-    let compileSeconds = adapter != "compiled" ? 0 : try seconds {
+    // "native": the same, with the programs' arithmetic compiled to machine code (NativeCode).
+    let compileSeconds = adapter != "compiled" && adapter != "native" ? 0 : try seconds {
         compiled = try CompiledStep(thermal.step, loss: thermal.loss(target: 23), state: thermal.initialState, input: thermal.forcing(0),
-                                    parameters: thermal.nominalParameters)
+                                    parameters: thermal.nominalParameters, native: adapter == "native" ? .required : .off)
     }
     for _ in 0..<repeats {
         times.append(try seconds {
@@ -73,7 +74,7 @@ case "thermal":
                 let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
                                        options: UnrollOptions(verifyReplay: false))
                 (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
-            case "compiled":
+            case "compiled", "native":
                 let m = thermal
                 let r = try unroll(compiled!, from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23),
                                    schedule: schedule, options: UnrollOptions(verifyReplay: false), inputs: m.forcing)
@@ -83,16 +84,16 @@ case "thermal":
                 let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
                 (loss, norm) = (r.loss, euclideanNorm(r.gradient))
             default:
-                fatalError("adapter must be swiftad, tensor, compiled or plain")
+                fatalError("adapter must be swiftad, tensor, compiled, native or plain")
             }
         })
     }
     var fields: [String: Any] = ["model": "thermal", "adapter": adapter, "steps": steps, "ms": median(times) * 1000,
                                  "peak_rss_kib": peakRSSKiB(), "loss": loss, "gradient_norm": norm, "repeats": repeats]
-    if adapter == "compiled", let record = compiled?.programStatistics.record {
+    if let record = compiled?.programStatistics.record {
         fields["compile_ms"] = compileSeconds * 1000
         fields["fused_program"] = ["operations": record.operations, "aliases": record.aliases, "gathers": record.gathers, "folded_gathers": record.foldedGathers,
-                                   "fallbacks": record.fallbacks, "frame_bytes": record.frameBytes]
+                                   "fallbacks": record.fallbacks, "frame_bytes": record.frameBytes, "native_instructions": record.nativeInstructions]
     }
     if let report {
         fields["schedule"] = report.schedule

@@ -56,9 +56,10 @@ public struct GraphBundle {
     }
 
     /// The graph compiled to run in one preallocated frame (see ``CompiledProgram``): bitwise the
-    /// outputs of ``execute(_:)``, without a tensor per operation.
-    public func compiled(order: [Int]? = nil, boundary: Int? = nil) throws -> CompiledProgram {
-        try CompiledProgram(graph, captures: captures, order: order, boundary: boundary)
+    /// outputs of ``execute(_:)``, without a tensor per operation (with `native`, runs of its
+    /// arithmetic as machine code).
+    public func compiled(order: [Int]? = nil, boundary: Int? = nil, native: NativeCode = .off) throws -> CompiledProgram {
+        try CompiledProgram(graph, captures: captures, order: order, boundary: boundary, native: native)
     }
 
     static let graphKey = "adjoint.graph", checksumKey = "adjoint.graph.checksum"

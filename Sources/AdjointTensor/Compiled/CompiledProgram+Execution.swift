@@ -9,7 +9,17 @@ extension CompiledProgram {
         let policy = hasReductions ? KernelPolicy.current : KernelPolicy(determinism: .strict, threads: 1)
         try instructions.withUnsafeBufferPointer { instructions in
             try tables.withUnsafeBufferPointer { tables in
-                for k in range {
+                var k = range.lowerBound
+                while k < range.upperBound {
+                    // A run compiled to machine code, when the whole run is asked for.
+                    if exact, let native {
+                        let s = Int(native.start[k])
+                        if s >= 0, native.end[s] <= range.upperBound {
+                            native.functions[s](base)
+                            k = native.end[s]
+                            continue
+                        }
+                    }
                     let instruction = instructions.baseAddress! + k
                     switch instruction.pointee.kind {
                     case .gather:
@@ -28,6 +38,7 @@ extension CompiledProgram {
                     default:
                         try runFallback(k, base)
                     }
+                    k += 1
                 }
             }
         }

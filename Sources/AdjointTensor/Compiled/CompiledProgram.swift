@@ -49,9 +49,12 @@ public final class CompiledProgram: @unchecked Sendable {
         public var fallbacks: Int
         /// Bytes of one frame (captures, arguments and every live value at the peak).
         public var frameBytes: Int
+        /// Instructions compiled to machine code (``NativeCode``); the rest are interpreted.
+        public var nativeInstructions = 0
 
         public var description: String {
             "\(operations) operations (\(aliases) aliases, \(gathers) gathers, \(foldedGathers) gathers folded into their reader, \(fallbacks) through temporary tensors), frame \(frameBytes) B"
+                + (nativeInstructions > 0 ? ", \(nativeInstructions) instructions as native code" : "")
         }
     }
 
@@ -89,6 +92,19 @@ public final class CompiledProgram: @unchecked Sendable {
     public let statistics: Statistics
     /// Whether any instruction reads the reduction policy.
     let hasReductions: Bool
+    /// Machine code for runs of instructions, when compiled with ``NativeCode``.
+    let native: NativeSegments?
+    /// Why native code was not made under ``NativeCode/automatic`` (nil when it was, or was not asked for).
+    public let nativeCodeFailure: String?
+
+    /// Runs of instructions as loaded machine code.
+    struct NativeSegments {
+        let library: NativeLibrary
+        let functions: [NativeLibrary.Segment]
+        /// Per instruction: the run starting there, or -1.
+        let start: [Int32]
+        let end: [Int]
+    }
 
     private let cache = Mutex<[(UnsafeMutableRawPointer, Int)]>([])
     /// Frames kept for reuse after they are released.
@@ -102,13 +118,19 @@ public final class CompiledProgram: @unchecked Sendable {
     ///     inputs.
     ///   - boundary: A position in `order` after which the program may be re-run (see the type's
     ///     discussion).
+    ///   - native: Whether to compile runs of arithmetic instructions to machine code with the
+    ///     system's C compiler (see ``NativeCode``); results are the same bit for bit.
     /// - Throws: ``TensorError`` for a capture that is missing or has the wrong type, a node with
-    ///   other than one output, or an order that reads a value before it is computed.
-    public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil) throws {
-        try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundary: boundary))
+    ///   other than one output, or an order that reads a value before it is computed;
+    ///   ``NativeCodeError`` (or ``PersistenceError`` for the library cache) under
+    ///   ``NativeCode/required`` when machine code cannot be made.
+    public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil,
+                            native: NativeCode = .off) throws {
+        try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundary: boundary),
+                      native: native)
     }
 
-    init(planning planner: ProgramPlanner) throws {
+    init(planning planner: ProgramPlanner, native mode: NativeCode = .off) throws {
         let plan = try planner.plan()
         instructions = plan.instructions
         tables = plan.tables
@@ -118,8 +140,30 @@ public final class CompiledProgram: @unchecked Sendable {
         arguments = plan.arguments
         outputs = plan.outputs
         constantImage = plan.constantImage
-        statistics = plan.statistics
         hasReductions = plan.instructions.contains { $0.kind == .reduce }
+        var statistics = plan.statistics
+        var native: NativeSegments?, failure: String?
+        if mode != .off {
+            do {
+                let generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables)
+                // A run may not cross the boundary: the part after it is run on its own.
+                let segments = generator.segments(splits: Set(planner.boundary.map { [plan.instructionStart[$0]] } ?? []))
+                if !segments.isEmpty, let compiler = try mode.resolve() {
+                    let library = try compiler.library(generator.source(segments))
+                    var start = [Int32](repeating: -1, count: plan.instructions.count)
+                    for (k, segment) in segments.enumerated() { start[segment.lowerBound] = Int32(k) }
+                    native = NativeSegments(library: library, functions: try segments.indices.map { try library.function(NativeCodeGenerator.functionName($0)) },
+                                            start: start, end: segments.map(\.upperBound))
+                    statistics.nativeInstructions = segments.reduce(0) { $0 + $1.count }
+                }
+            } catch {
+                if mode != .automatic { throw error }
+                failure = "\(error)"
+            }
+        }
+        self.native = native
+        self.nativeCodeFailure = failure
+        self.statistics = statistics
     }
 
     deinit {

@@ -1,0 +1,236 @@
+import AdjointIR
+
+/// Writes C for runs of a ``CompiledProgram``'s instructions: one function per run, taking the
+/// frame's base address, with every offset, size and index table a constant.
+///
+/// The C does exactly what the interpreted instruction does, operation for operation, in the same
+/// order: the same loops, the same libm functions (`exp`, `log1p`, `tanh`, …, the ones Swift
+/// Numerics calls), the same comparisons for `max`, `relu` and `sign`, the same pairwise summation
+/// with four accumulators. Compiled with `-ffp-contract=off` and without fast-math, each result is
+/// the interpreter's bit for bit (tested per operator family and dtype on edge inputs). What is
+/// covered: elementwise unary and binary operators, `multiplyAdd`, gathers, and sum/mean/max/min
+/// reductions small enough to run serially; matmul, logsumexp, large operators and fallbacks stay
+/// interpreted.
+struct NativeCodeGenerator {
+    typealias Instruction = CompiledProgram.Instruction
+
+    /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
+    static let version = 1
+    /// The largest elementwise instruction compiled natively: larger ones keep the interpreter's
+    /// parallel loops.
+    static let elementLimit = 4096
+    /// Index tables up to this length are unrolled into constant indices.
+    static let unrollLimit = 32
+
+    let instructions: [Instruction]
+    let tables: [Int]
+
+    /// Whether instruction `i` has a native form.
+    static func supports(_ i: Instruction) -> Bool {
+        switch i.kind {
+        case .unary: return i.n <= elementLimit && unaryExpression(i.op, "x", float64: true) != nil
+        case .binary: return i.n <= elementLimit && binaryExpression(i.op, "a", "b", float64: true) != nil
+        case .multiplyAdd, .gather: return i.n <= elementLimit
+        case .reduce:
+            guard [.sum, .mean, .max, .min].contains(i.op), i.outer * Swift.max(i.extent, 1) * i.inner <= 1 << 16 else { return false }
+            return i.inner == 1 ? i.extent <= Summation.blockSize : i.extent <= 64 && i.outer * i.inner < Parallelism.elementChunk
+        case .matmul, .fallback: return false
+        }
+    }
+
+    /// Maximal runs of supported instructions, not crossing `splits` (instruction indices a run
+    /// may start at, such as a program's boundary).
+    func segments(splits: Set<Int>) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        var start: Int?
+        for k in instructions.indices {
+            if splits.contains(k), let s = start { result.append(s..<k); start = nil }
+            if Self.supports(instructions[k]) { if start == nil { start = k } }
+            else if let s = start { result.append(s..<k); start = nil }
+        }
+        if let s = start { result.append(s..<instructions.count) }
+        return result
+    }
+
+    /// A C translation unit defining `adjoint_segment_<k>` for each of `segments`.
+    func source(_ segments: [Range<Int>]) -> String {
+        var out = Self.prelude
+        for (k, segment) in segments.enumerated() {
+            out += "\nvoid adjoint_segment_\(k)(unsigned char *base) {\n"
+            for i in segment { out += emit(instructions[i]) }
+            out += "}\n"
+        }
+        return out
+    }
+
+    static func functionName(_ k: Int) -> String { "adjoint_segment_\(k)" }
+
+    // MARK: - Expressions
+
+    /// C for unary operator `op` of `x`, or nil when it has no native form.
+    static func unaryExpression(_ op: OpCode, _ x: String, float64: Bool) -> String? {
+        let f = float64 ? "" : "f", t = float64 ? "d" : "f", one = float64 ? "1.0" : "1.0f"
+        switch op {
+        case .neg: return "(-\(x))"
+        case .abs: return "fabs\(f)(\(x))"
+        case .sign: return "adjoint_sign_\(t)(\(x))"
+        case .exp: return "exp\(f)(\(x))"
+        case .expm1: return "expm1\(f)(\(x))"
+        case .log: return "log\(f)(\(x))"
+        case .log1p: return "log1p\(f)(\(x))"
+        case .sqrt: return "__builtin_sqrt\(f)(\(x))"
+        case .rsqrt: return "(\(one) / __builtin_sqrt\(f)(\(x)))"
+        case .sin: return "sin\(f)(\(x))"
+        case .cos: return "cos\(f)(\(x))"
+        case .tanh: return "tanh\(f)(\(x))"
+        case .sigmoid: return "adjoint_sigmoid_\(t)(\(x))"
+        case .relu: return "adjoint_relu_\(t)(\(x))"
+        case .softplus: return "adjoint_softplus_\(t)(\(x))"
+        default: return nil
+        }
+    }
+
+    /// C for binary operator `op` of `a` and `b`, or nil when it has no native form.
+    static func binaryExpression(_ op: OpCode, _ a: String, _ b: String, float64: Bool) -> String? {
+        let f = float64 ? "" : "f", t = float64 ? "d" : "f"
+        switch op {
+        case .add: return "(\(a) + \(b))"
+        case .sub: return "(\(a) - \(b))"
+        case .mul: return "(\(a) * \(b))"
+        case .div: return "(\(a) / \(b))"
+        case .pow: return "pow\(f)(\(a), \(b))"
+        case .maximum: return "adjoint_max_\(t)(\(a), \(b))"
+        case .minimum: return "adjoint_min_\(t)(\(a), \(b))"
+        default: return nil
+        }
+    }
+
+    /// The helpers, each the C twin of a kernel function (``SigmoidFn``, ``MaxFn``, …).
+    static let prelude = """
+    /* Generated by Adjoint (native code version \(version)). */
+    #include <math.h>
+    #define ADJOINT_HELPERS(T, S, E, L1P, ABS, ONE, ZERO) \\
+    static inline T adjoint_sign_##S(T x) { return x > ZERO ? ONE : (x < ZERO ? -ONE : x); } \\
+    static inline T adjoint_sigmoid_##S(T x) { if (x >= ZERO) return ONE / (ONE + E(-x)); T e = E(x); return e / (ONE + e); } \\
+    static inline T adjoint_relu_##S(T x) { return (x > ZERO || x != x) ? x : ZERO; } \\
+    static inline T adjoint_softplus_##S(T x) { T m = ZERO >= x ? ZERO : x; return m + L1P(E(-ABS(x))); } \\
+    static inline T adjoint_max_##S(T a, T b) { return (a != a || a >= b) ? a : b; } \\
+    static inline T adjoint_min_##S(T a, T b) { return (a != a || a <= b) ? a : b; } \\
+    static T adjoint_pairwise_##S(const T *p, long n) { \\
+        if (n <= 64) { \\
+            T s0 = ZERO, s1 = ZERO, s2 = ZERO, s3 = ZERO; long i = 0; \\
+            while (i + 4 <= n) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; i += 4; } \\
+            while (i < n) { s0 += p[i]; i += 1; } \\
+            return (s0 + s1) + (s2 + s3); \\
+        } \\
+        long half = (n / 2) & ~3L; \\
+        return adjoint_pairwise_##S(p, half) + adjoint_pairwise_##S(p + half, n - half); \\
+    }
+    ADJOINT_HELPERS(double, d, exp, log1p, fabs, 1.0, 0.0)
+    ADJOINT_HELPERS(float, f, expf, log1pf, fabsf, 1.0f, 0.0f)
+    static inline double adjoint_bits_d(unsigned long long u) { double d; __builtin_memcpy(&d, &u, 8); return d; }
+    static inline float adjoint_bits_f(unsigned int u) { float f; __builtin_memcpy(&f, &u, 4); return f; }
+
+    """
+
+    // MARK: - Instructions
+
+    private func emit(_ i: Instruction) -> String {
+        let t = i.float64 ? "double" : "float", zero = i.float64 ? "0.0" : "0.0f"
+        func pointer(_ name: String, _ offset: Int) -> String { "\(t) *\(name) = (\(t) *)(base + \(offset));" }
+        /// A frame element through an absolute table entry (-1: zero).
+        func element(_ entry: Int) -> String { entry < 0 ? zero : "frame[\(entry)]" }
+        /// `body(output index, operand reads)` for each element, unrolled when short.
+        func tableLoop(_ operands: Int, _ body: (String, [String]) -> String) -> String {
+            let start = i.table
+            if i.n <= Self.unrollLimit {
+                return (0..<i.n).map { k in body(String(k), (0..<operands).map { element(tables[start + $0 * i.n + k]) }) + "\n" }.joined()
+            }
+            var s = ""
+            for o in 0..<operands {
+                s += "static const long t\(o)[\(i.n)] = {\(tables[(start + o * i.n)..<(start + (o + 1) * i.n)].map(String.init).joined(separator: ","))};\n"
+            }
+            let reads = (0..<operands).map { "(t\($0)[k] >= 0 ? frame[t\($0)[k]] : \(zero))" }
+            return s + "for (long k = 0; k < \(i.n); k++) " + body("k", reads) + "\n"
+        }
+        var body = ""
+        switch i.kind {
+        case .unary:
+            body = pointer("x", i.a) + pointer("y", i.y)
+                + "for (long k = 0; k < \(i.n); k++) y[k] = \(Self.unaryExpression(i.op, "x[k]", float64: i.float64)!);\n"
+        case .binary:
+            func op(_ a: String, _ b: String) -> String { Self.binaryExpression(i.op, a, b, float64: i.float64)! }
+            if i.table >= 0 {
+                body = pointer("frame", 0) + pointer("y", i.y)
+                body += tableLoop(2) { k, r in "y[\(k)] = \(op(r[0], r[1]));" }
+            } else {
+                body = pointer("a", i.a) + pointer("b", i.b) + pointer("y", i.y)
+                switch (i.aScalar, i.bScalar) {
+                case (false, false): body += "for (long k = 0; k < \(i.n); k++) y[k] = \(op("a[k]", "b[k]"));\n"
+                case (false, true): body += "\(t) s = b[0]; for (long k = 0; k < \(i.n); k++) y[k] = \(op("a[k]", "s"));\n"
+                case (true, false): body += "\(t) s = a[0]; for (long k = 0; k < \(i.n); k++) y[k] = \(op("s", "b[k]"));\n"
+                case (true, true): body += "\(t) v = \(op("a[0]", "b[0]")); for (long k = 0; k < \(i.n); k++) y[k] = v;\n"
+                }
+            }
+        case .multiplyAdd:
+            // Rounded after the product and after the sum (Kernels.productSum), never fused.
+            if i.table >= 0 {
+                body = pointer("frame", 0) + pointer("y", i.y)
+                body += tableLoop(3) { k, r in "{ \(t) p = \(r[0]) * \(r[1]); y[\(k)] = p + \(r[2]); }" }
+            } else {
+                body = pointer("a", i.a) + pointer("b", i.b) + pointer("c", i.c) + pointer("y", i.y)
+                    + "for (long k = 0; k < \(i.n); k++) { \(t) p = a[k] * b[k]; y[k] = p + c[k]; }\n"
+            }
+        case .gather:
+            let pad = i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
+            body = pointer("frame", 0) + pointer("y", i.y) + "\(t) pad = \(pad);\n"
+            if i.n <= Self.unrollLimit {
+                for k in 0..<i.n {
+                    let source = tables[i.table + k]
+                    body += "y[\(k)] = \(source < 0 ? "pad" : "frame[\(source)]");\n"
+                }
+            } else {
+                body += "static const long t0[\(i.n)] = {\(tables[i.table..<(i.table + i.n)].map(String.init).joined(separator: ","))};\n"
+                    + "for (long k = 0; k < \(i.n); k++) y[k] = t0[k] < 0 ? pad : frame[t0[k]];\n"
+            }
+        case .reduce:
+            body = emitReduce(i, t)
+        case .matmul, .fallback:
+            preconditionFailure("no native form for \(i.kind)")
+        }
+        return "{\n" + body + "}\n"
+    }
+
+    /// ``Kernels/reduceTyped`` for the serial cases ``supports(_:)`` admits.
+    private func emitReduce(_ i: Instruction, _ t: String) -> String {
+        let s = i.float64 ? "d" : "f", zero = i.float64 ? "0.0" : "0.0f"
+        let (outer, extent, inner) = (i.outer, i.extent, i.inner)
+        var body = "\(t) *x = (\(t) *)(base + \(i.a)); \(t) *y = (\(t) *)(base + \(i.y));\n"
+        let kind = i.op == .mean ? OpCode.sum : i.op
+        if extent == 0 {
+            body += "for (long k = 0; k < \(outer * inner); k++) y[k] = \(zero);\n"
+        } else if inner == 1 {
+            body += "for (long o = 0; o < \(outer); o++) {\n\(t) *p = x + o * \(extent);\n"
+            if kind == .sum {
+                body += "y[o] = adjoint_pairwise_\(s)(p, \(extent));\n"
+            } else {
+                body += "\(t) acc = p[0]; for (long k = 1; k < \(extent); k++) acc = adjoint_\(kind == .max ? "max" : "min")_\(s)(acc, p[k]);\ny[o] = acc;\n"
+            }
+            body += "}\n"
+        } else {
+            let combine = kind == .sum ? "dst[k] + src[k]" : "adjoint_\(kind == .max ? "max" : "min")_\(s)(dst[k], src[k])"
+            body += """
+            for (long o = 0; o < \(outer); o++) {
+            \(t) *b = x + o * \(extent * inner), *dst = y + o * \(inner);
+            for (long k = 0; k < \(inner); k++) dst[k] = b[k];
+            for (long r = 1; r < \(extent); r++) { \(t) *src = b + r * \(inner); for (long k = 0; k < \(inner); k++) dst[k] = \(combine); }
+            }
+
+            """
+        }
+        if i.op == .mean {
+            body += "for (long k = 0; k < \(outer * inner); k++) y[k] = y[k] / (\(t))\(extent);\n"
+        }
+        return body
+    }
+}

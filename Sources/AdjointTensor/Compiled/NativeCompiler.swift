@@ -1,0 +1,167 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whether a ``CompiledProgram`` also compiles its arithmetic to machine code.
+public enum NativeCode: Sendable, Equatable {
+    /// Interpret every instruction (no C compiler involved).
+    case off
+    /// Compile with ``NativeCompiler/system`` when one is found; interpret when none is, or when
+    /// compilation fails (``CompiledProgram/nativeCodeFailure`` says why).
+    case automatic
+    /// Compile with ``NativeCompiler/system``, and throw ``NativeCodeError`` when that is not possible.
+    case required
+    /// Compile with this compiler and cache, and throw when that is not possible.
+    case compiler(NativeCompiler)
+
+    /// The compiler to use, nil for `.off`.
+    func resolve() throws -> NativeCompiler? {
+        switch self {
+        case .off: return nil
+        case .automatic, .required: return try NativeCompiler.system()
+        case let .compiler(c): return c
+        }
+    }
+}
+
+/// Why native code could not be made.
+public enum NativeCodeError: Error, Equatable, CustomStringConvertible {
+    /// No C compiler: `ADJOINT_CC` unset and none of the names found on `PATH`.
+    case compilerNotFound(searched: [String])
+    /// The compiler ran and failed (its command line, exit status and the start of its output).
+    case compilationFailed(command: String, status: Int32, output: String)
+    /// The compiled library could not be loaded, or lacks a function it should define.
+    case loadFailed(path: String, message: String)
+
+    public var description: String {
+        switch self {
+        case let .compilerNotFound(searched):
+            return "native code: no C compiler found (set ADJOINT_CC; searched PATH for \(searched.joined(separator: ", ")))"
+        case let .compilationFailed(command, status, output):
+            return "native code: `\(command)` exited with status \(status): \(output)"
+        case let .loadFailed(path, message): return "native code: cannot load \(path): \(message)"
+        }
+    }
+}
+
+/// The C compiler that turns a ``CompiledProgram``'s instructions into a shared library, and the
+/// directory where compiled libraries are kept.
+///
+/// Libraries are cached by a hash of the source, the compiler and its flags: a program compiled
+/// once (in any process) is loaded, not compiled, the next time. A library is written to a
+/// temporary name and renamed into place, so concurrent processes and a crash at any moment leave
+/// either no library or a whole one.
+public struct NativeCompiler: Sendable, Equatable {
+    /// The compiler executable (a path or a name looked up on `PATH`).
+    public var executable: String
+    /// Where compiled libraries are kept.
+    public var cacheDirectory: String
+
+    /// Flags that keep the machine code's arithmetic that of the interpreter: no contraction into
+    /// fused multiply-adds, no fast-math reassociation; `-fno-math-errno` only lets `sqrt` be the
+    /// instruction the interpreter uses.
+    public static let flags = ["-O2", "-fPIC", "-shared", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-w"]
+    static let candidates = ["cc", "clang", "gcc"]
+
+    public init(executable: String, cacheDirectory: String) {
+        self.executable = executable
+        self.cacheDirectory = cacheDirectory
+    }
+
+    /// `ADJOINT_CC`, or the first of `cc`, `clang`, `gcc` on `PATH`; libraries in
+    /// `ADJOINT_NATIVE_CACHE`, else `$XDG_CACHE_HOME/adjoint/native`, else
+    /// `~/.cache/adjoint/native`.
+    public static func system() throws -> NativeCompiler {
+        let environment = ProcessInfo.processInfo.environment
+        let cache = environment["ADJOINT_NATIVE_CACHE"]
+            ?? environment["XDG_CACHE_HOME"].map { $0 + "/adjoint/native" }
+            ?? environment["HOME"].map { $0 + "/.cache/adjoint/native" }
+            ?? NSTemporaryDirectory() + "adjoint-native"
+        if let cc = environment["ADJOINT_CC"], !cc.isEmpty { return NativeCompiler(executable: cc, cacheDirectory: cache) }
+        let path = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+        for name in candidates {
+            for directory in path where access("\(directory)/\(name)", X_OK) == 0 {
+                return NativeCompiler(executable: "\(directory)/\(name)", cacheDirectory: cache)
+            }
+        }
+        throw NativeCodeError.compilerNotFound(searched: candidates)
+    }
+
+    /// Compiles `source` (or finds it compiled) and loads it.
+    func library(_ source: String) throws -> NativeLibrary {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in (source + executable + Self.flags.joined(separator: " ") + " -lm").utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        let name = String(hash, radix: 16)
+        let library = "\(cacheDirectory)/\(name).so"
+        if access(library, R_OK) != 0 {
+            do {
+                try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
+            } catch {
+                throw PersistenceError.io(path: cacheDirectory, operation: "create directory", errno: 0, message: "\(error)")
+            }
+            let unique = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+            let sourcePath = "\(cacheDirectory)/\(name)-\(unique).c", temporary = "\(cacheDirectory)/\(name)-\(unique).so"
+            defer { unlink(sourcePath); unlink(temporary) }
+            try AtomicFile.write(Array(source.utf8), to: sourcePath)
+            // Linked against libm so its functions bind to the current symbol versions, those the
+            // interpreter calls (an unversioned reference binds to the oldest, whose error
+            // handling differs: `log(-1)` would be +NaN instead of -NaN).
+            try run(Self.flags + ["-o", temporary, sourcePath, "-lm"])
+            guard rename(temporary, library) == 0 else {
+                let code = errno
+                throw PersistenceError.io(path: library, operation: "rename", errno: code, message: String(cString: strerror(code)))
+            }
+        }
+        return try NativeLibrary(path: library)
+    }
+
+    private func run(_ arguments: [String]) throws {
+        let process = Process()
+        if executable.contains("/") {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [executable] + arguments
+        }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let command = ([executable] + arguments).joined(separator: " ")
+        do {
+            try process.run()
+        } catch {
+            throw NativeCodeError.compilationFailed(command: command, status: -1, output: "\(error)")
+        }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw NativeCodeError.compilationFailed(command: command, status: process.terminationStatus, output: String(text.prefix(2000)))
+        }
+    }
+}
+
+/// A loaded shared library of compiled segments (unloaded with its last reference).
+final class NativeLibrary: @unchecked Sendable {
+    typealias Segment = @convention(c) (UnsafeMutableRawPointer) -> Void
+    let path: String
+    private let handle: UnsafeMutableRawPointer
+
+    init(path: String) throws {
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw NativeCodeError.loadFailed(path: path, message: dlerror().map { String(cString: $0) } ?? "dlopen failed")
+        }
+        self.path = path
+        self.handle = handle
+    }
+
+    deinit { dlclose(handle) }
+
+    func function(_ name: String) throws -> Segment {
+        guard let symbol = dlsym(handle, name) else { throw NativeCodeError.loadFailed(path: path, message: "no symbol \(name)") }
+        return unsafeBitCast(symbol, to: Segment.self)
+    }
+}

@@ -1,0 +1,155 @@
+import Adjoint
+import AdjointTestSupport
+import Dispatch
+import Foundation
+import Synchronization
+import Testing
+
+/// ``CompiledProgram`` with ``NativeCode``: machine code from the system's C compiler, bitwise the
+/// interpreter's results (a NaN is a NaN: its sign can depend on operand order, see
+/// ``bitwiseEqualUpToNaN(_:_:)``).
+@Suite("Native code for compiled programs")
+struct NativeCodeTests {
+    /// Values where implementations of the same formula part ways: signed zeros, NaN, infinities,
+    /// subnormals, overflow of `exp`, the sigmoid and softplus branches.
+    static let edges: [Double] = [-0.0, 0.0, .nan, -.nan, .infinity, -.infinity, Double(bitPattern: 0x0000_0100_0000_0001), -Double.leastNonzeroMagnitude, 1e3, -1e3, 710, -745, 0.5, -2.5, 1, -1, 3e38, 1e-40]
+
+    static func edgeArguments(_ c: CompiledProgramTests.Case, offset: Int) throws -> [Tensor] {
+        try c.shapes.enumerated().map { i, shape in
+            let n = shape.reduce(1, *)
+            let values = (0..<n).map { edges[(($0 + offset) * 7 + i * 3) % edges.count] }
+            return try Tensor(values, shape: shape).cast(to: c.dtype)
+        }
+    }
+
+    /// Output index, element, and both values' bits for each difference.
+    static func mismatches(_ a: [Tensor], _ b: [Tensor], _ arguments: [Tensor]) -> String {
+        var found: [String] = []
+        for (k, (x, y)) in zip(a, b).enumerated() where !bitwiseEqual(x, y) {
+            let (u, v) = ((try? x.cast(to: .float64).doubles) ?? [], (try? y.cast(to: .float64).doubles) ?? [])
+            for i in u.indices where u[i].bitPattern != v[i].bitPattern && !(u[i].isNaN && v[i].isNaN) {
+                found.append("output \(k)[\(i)]: \(u[i]) (\(String(u[i].bitPattern, radix: 16))) vs \(v[i]) (\(String(v[i].bitPattern, radix: 16)))")
+            }
+        }
+        return found.joined(separator: "; ") + " for \(arguments)"
+    }
+
+    static func cacheDirectory() -> String {
+        NSTemporaryDirectory() + "adjoint-native-test-\(UUID().uuidString)"
+    }
+
+    @Test("every operator family compiles and matches the interpreter bitwise, on edge values too",
+          arguments: CompiledProgramTests.cases)
+    func matchesInterpreter(_ c: CompiledProgramTests.Case) throws {
+        let (bundle, _) = try traceGraph(c.body, at: try c.arguments(seed: 1))
+        let program = try bundle.compiled(native: .required)
+        let interpreted = try bundle.compiled()
+        #expect(program.statistics.nativeInstructions > 0, "\(program.statistics)")
+        #expect(program.statistics.fallbacks == interpreted.statistics.fallbacks)
+        for arguments in [try c.arguments(seed: 1), try c.arguments(seed: 2), try Self.edgeArguments(c, offset: 0), try Self.edgeArguments(c, offset: 5)] {
+            let native = try program(arguments), expected = try bundle.execute(arguments)
+            #expect(zip(native, expected).allSatisfy(bitwiseEqualUpToNaN), "\(c): \(Self.mismatches(native, expected, arguments))")
+            #expect(zip(try interpreted(arguments), expected).allSatisfy(bitwiseEqual))
+        }
+    }
+
+    @Test("long operands: index tables as arrays, pairwise sums over more than 64 elements, strided reductions")
+    func longOperands() throws {
+        for dtype in [DType.float64, .float32] {
+            let x = try Tensor.uniform([8, 1], key: RandomKey(seed: 1), low: -2, high: 2, dtype: dtype)
+            let y = try Tensor.uniform([1, 40], key: RandomKey(seed: 2), low: -2, high: 2, dtype: dtype)
+            let w = try Tensor.uniform([3, 300], key: RandomKey(seed: 3), low: -2, high: 2, dtype: dtype)
+            let (bundle, _) = try traceGraph({ a in
+                let (x, y, w) = (a[0], a[1], a[2])
+                return try [x + y, (x * y).multiplied(by: x, adding: y), w.sum(axes: [1]), w.mean(axes: [1]), w.max(axes: [1]),
+                            w.reshaped([30, 30]).sum(axes: [0]), w.reshaped([3, 10, 30]).min(axes: [1]),
+                            w.padded(low: [1, 2], high: [0, 1]) * 3, w.transposed().sin(), Tensor.concat([y, y], axis: 1).tanh()]
+            }, at: [x, y, w])
+            let program = try bundle.compiled(native: .required)
+            #expect(program.statistics.nativeInstructions >= 10 && program.statistics.fallbacks == 0, "\(program.statistics)")
+            #expect(zip(try program([x, y, w]), try bundle.execute([x, y, w])).allSatisfy(bitwiseEqual), "\(dtype)")
+        }
+    }
+
+    @Test("a program split at a boundary re-runs its native backward part; concurrent frames")
+    func boundaryAndConcurrency() throws {
+        let x = try Tensor.uniform([6], key: RandomKey(seed: 3), low: -1, high: 1)
+        let (bundle, _) = try traceGraph({ a in
+            let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp().sigmoid() }
+            return [y, try pullback(a[1])]
+        }, at: [x, try Tensor.ones([6])])
+        let cotangent = bundle.graph.inputs.filter { $0.role == .argument }[1].id
+        var dependent: Set<ValueID> = [cotangent]
+        var forward: [Int] = [], backward: [Int] = []
+        for (i, node) in bundle.graph.nodes.enumerated() {
+            if node.inputs.contains(where: dependent.contains) { dependent.formUnion(node.outputs); backward.append(i) } else { forward.append(i) }
+        }
+        let program = try bundle.compiled(order: forward + backward, boundary: forward.count, native: .required)
+        #expect(program.statistics.nativeInstructions > 0)
+        let frame = program.makeFrame()
+        try program.bind([x], in: frame)
+        try program.run(0..<forward.count, in: frame)
+        for seed in [try Tensor.ones([6]), try Tensor.uniform([6], key: RandomKey(seed: 4), low: -2, high: 2)] {
+            try program.bind([seed], from: 1, in: frame)
+            try program.run(forward.count..<program.positions.upperBound, in: frame)
+            #expect(bitwiseEqual(program.output(1, in: frame), try bundle.execute([x, seed])[1]))
+        }
+        // Any range of positions runs (instructions outside a whole native run are interpreted).
+        let whole = try program([x, try Tensor.ones([6])])
+        let piecewise = program.makeFrame()
+        try program.bind([x, try Tensor.ones([6])], in: piecewise)
+        for p in program.positions { try program.run(p..<(p + 1), in: piecewise) }
+        #expect(zip(whole, program.outputTypes.indices.map { program.output($0, in: piecewise) }).allSatisfy(bitwiseEqual))
+        let expected = try bundle.execute([x, try Tensor.ones([6])])
+        let results = Mutex<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<50 where (try? program([x, try Tensor.ones([6])]))?.elementsEqual(expected, by: bitwiseEqual) == true {
+                results.withLock { $0 += 1 }
+            }
+        }
+        #expect(results.withLock { $0 } == 400)
+    }
+
+    @Test("under mixed precision and float64 debug the native runs step aside for the ordinary kernels")
+    func numericPolicies() throws {
+        let x = try Tensor.uniform([64], key: RandomKey(seed: 5), low: 0, high: 3, dtype: .float32)
+        let (bundle, _) = try traceGraph({ a in [try (a[0].exp() * 1.001).sum()] }, at: [x])
+        let program = try bundle.compiled(native: .required)
+        #expect(program.statistics.nativeInstructions == 3)
+        let half = try MixedPrecision.with(.float16) { (try program([x])[0], try bundle.execute([x])[0]) }
+        let plain = try program([x])[0]
+        #expect(bitwiseEqual(half.0, half.1) && !bitwiseEqual(half.0, plain))
+        let policy = ExecutionPolicy(determinism: .strict, float64Debug: true)
+        let debug = try ExecutionPolicy.with(policy) { (try program([x])[0], try bundle.execute([x])[0]) }
+        #expect(bitwiseEqual(debug.0, debug.1))
+    }
+
+    @Test("libraries are cached by content and written whole; compiler failures are typed errors")
+    func cacheAndErrors() throws {
+        let (bundle, _) = try traceGraph({ a in [try a[0].exp() + 1] }, at: [try Tensor.zeros([3])])
+        let directory = Self.cacheDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let compiler = try NativeCompiler.system()
+        let local = NativeCompiler(executable: compiler.executable, cacheDirectory: directory)
+        let first = try bundle.compiled(native: .compiler(local))
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(files.count == 1 && files[0].hasSuffix(".so"), "\(files)")
+        let second = try bundle.compiled(native: .compiler(local))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == files)
+        let (a, b) = (try first([try Tensor.ones([3])])[0], try second([try Tensor.ones([3])])[0])
+        #expect(bitwiseEqual(a, b))
+        let automatic = try bundle.compiled(native: .automatic)
+        #expect(first.nativeCodeFailure == nil && automatic.nativeCodeFailure == nil && automatic.statistics.nativeInstructions == 2)
+
+        let failing = NativeCompiler(executable: "/bin/false", cacheDirectory: directory)
+        #expect { _ = try bundle.compiled(native: .compiler(failing)) } throws: { error in
+            guard case let NativeCodeError.compilationFailed(command, status, _) = error else { return false }
+            return command.hasPrefix("/bin/false -O2") && status == 1
+        }
+        let missing = NativeCompiler(executable: "/nonexistent/cc", cacheDirectory: directory)
+        #expect { _ = try bundle.compiled(native: .compiler(missing)) } throws: { "\($0)".contains("/nonexistent/cc") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == files)   // nothing left behind
+        let off = try bundle.compiled(native: .off)
+        #expect(off.statistics.nativeInstructions == 0 && off.nativeCodeFailure == nil)
+    }
+}
