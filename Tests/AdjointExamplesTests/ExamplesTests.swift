@@ -81,13 +81,18 @@ struct ExamplesTests {
 
 @Suite("Thermal model, compiled")
 struct ThermalCompiledTests {
-    @Test("the compiled thermal step gives the tensor step's gradient bitwise")
-    func compiled() throws {
+    @Test("the compiled thermal step gives the tensor step's gradient bitwise, interpreted and as native code",
+          arguments: [NativeCode.off, .required])
+    func compiled(_ native: NativeCode) throws {
         let m = ThermalModel()
-        let step = try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters)
+        let step = try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters,
+                                    native: native)
+        let statistics = step.programStatistics
+        #expect((statistics.forward.nativeInstructions > 0 && statistics.record.nativeInstructions > 0) == (native == .required))
         let a = try unroll(step, from: m.initialState, parameters: m.nominalParameters, steps: 60, loss: m.loss(target: 23),
                            schedule: .binomial(snapshots: 4), inputs: m.forcing)
         let b = try m.gradient(parameters: m.nominalParameters, steps: 60, schedule: .storeAll)
         #expect(a.loss.bitPattern == b.loss.bitPattern && bitwiseEqual(a.parameterGradient, b.parameterGradient))
+        #expect(bitwiseEqual(a.initialStateGradient.slab, b.initialStateGradient.slab) && bitwiseEqual(a.finalState.room, b.finalState.room))
     }
 }

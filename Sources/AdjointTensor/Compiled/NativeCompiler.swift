@@ -104,12 +104,13 @@ public struct NativeCompiler: Sendable, Equatable {
             }
             let unique = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
             let sourcePath = "\(cacheDirectory)/\(name)-\(unique).c", temporary = "\(cacheDirectory)/\(name)-\(unique).so"
-            defer { unlink(sourcePath); unlink(temporary) }
+            let log = "\(cacheDirectory)/\(name)-\(unique).log"
+            defer { unlink(sourcePath); unlink(temporary); unlink(log) }
             try AtomicFile.write(Array(source.utf8), to: sourcePath)
             // Linked against libm so its functions bind to the current symbol versions, those the
             // interpreter calls (an unversioned reference binds to the oldest, whose error
             // handling differs: `log(-1)` would be +NaN instead of -NaN).
-            try run(Self.flags + ["-o", temporary, sourcePath, "-lm"])
+            try run(Self.flags + ["-o", temporary, sourcePath, "-lm"], log: log)
             guard rename(temporary, library) == 0 else {
                 let code = errno
                 throw PersistenceError.io(path: library, operation: "rename", errno: code, message: String(cString: strerror(code)))
@@ -118,28 +119,32 @@ public struct NativeCompiler: Sendable, Equatable {
         return try NativeLibrary(path: library)
     }
 
-    private func run(_ arguments: [String]) throws {
-        let process = Process()
-        if executable.contains("/") {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [executable] + arguments
+    /// Runs the compiler (`posix_spawnp`, output to a file beside the library, `waitpid` retried
+    /// on EINTR).
+    private func run(_ arguments: [String], log: String) throws {
+        let argv = [executable] + arguments
+        let command = argv.joined(separator: " ")
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for p in cArguments { free(p) } }
+        var pid = pid_t()
+        let spawned = posix_spawnp(&pid, executable, &actions, nil, &cArguments, environ)
+        guard spawned == 0 else {
+            throw NativeCodeError.compilationFailed(command: command, status: -1, output: String(cString: strerror(spawned)))
         }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let command = ([executable] + arguments).joined(separator: " ")
-        do {
-            try process.run()
-        } catch {
-            throw NativeCodeError.compilationFailed(command: command, status: -1, output: "\(error)")
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw NativeCodeError.compilationFailed(command: command, status: -1, output: "waitpid: \(String(cString: strerror(errno)))") }
         }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw NativeCodeError.compilationFailed(command: command, status: process.terminationStatus, output: String(text.prefix(2000)))
+        // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
+        let exited = status & 0x7f == 0, code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            let output = (try? AtomicFile.read(log)).map { String(decoding: $0.prefix(2000), as: UTF8.self) } ?? ""
+            throw NativeCodeError.compilationFailed(command: command, status: exited ? code : -(status & 0x7f), output: output)
         }
     }
 }
