@@ -38,6 +38,9 @@ public struct SimulateCommand: ParsableCommand {
     @Flag(name: .long, help: "Trace the step once and run it as a compiled program (thermal and chain; same results, bitwise).")
     var compiled = false
 
+    @Flag(name: .long, help: "With --compiled: also compile the programs' arithmetic to machine code with the system C compiler (ADJOINT_CC, else cc; same results, bitwise).")
+    var native = false
+
     @Flag(name: .long, help: "Skip hashing states to verify recomputation (faster).")
     var noVerify = false
 
@@ -67,6 +70,7 @@ public struct SimulateCommand: ParsableCommand {
         if compiled && model == .ball {
             throw ValidationError("--compiled: the ball's step takes no input tensor and is not compiled; use thermal or chain")
         }
+        if native && !compiled { throw ValidationError("--native needs --compiled") }
     }
 
     public func run() throws {
@@ -74,21 +78,23 @@ public struct SimulateCommand: ParsableCommand {
         let bar = quiet ? nil : ProgressBar(label: "\(model.rawValue) \(schedule)")
         let options = UnrollOptions(verifyReplay: !noVerify, snapshotDirectory: snapshotDirectory,
                                     progress: bar.map { bar in { bar.update($0, of: $1) } })
-        let text = try Self.report(model, steps: horizon, schedule: schedule, options: options, compiled: compiled)
+        let text = try Self.report(model, steps: horizon, schedule: schedule, options: options, compiled: compiled, native: native)
         bar?.finish()
         print(text)
     }
 
     /// Runs the model and renders what `simulate` prints.
     public static func report(_ model: Model, steps: Int, schedule: CheckpointSchedule,
-                              options: UnrollOptions = UnrollOptions(), compiled: Bool = false) throws -> String {
+                              options: UnrollOptions = UnrollOptions(), compiled: Bool = false, native: Bool = false) throws -> String {
         let start = DispatchTime.now()
+        let code: NativeCode = native ? .required : .off
         let loss: Double, gradient: Tensor, names: [String], report: UnrollReport
         switch model {
         case .thermal:
             let m = ThermalModel()
             let r = compiled
-                ? try unroll(try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters),
+                ? try unroll(try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters,
+                                                 native: code),
                              from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23), schedule: schedule,
                              options: options, inputs: m.forcing).parameterGradientResult
                 : try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options).parameterGradientResult
@@ -100,14 +106,14 @@ public struct SimulateCommand: ParsableCommand {
         case .chain:
             let m = SpringChain()
             let r = compiled
-                ? try unroll(try CompiledStep(m.step, loss: m.loss, state: m.initialState, input: m.drive(0), parameters: m.nominalParameters),
+                ? try unroll(try CompiledStep(m.step, loss: m.loss, state: m.initialState, input: m.drive(0), parameters: m.nominalParameters, native: code),
                              from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss, schedule: schedule,
                              options: options, inputs: m.drive).parameterGradientResult
                 : try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options).parameterGradientResult
             (loss, gradient, names, report) = (r.loss, r.gradient, SpringChain.names.map { "∂L/∂" + $0 }, r.report)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        let adapter = compiled ? ", compiled" : ""
+        let adapter = compiled ? (native ? ", compiled, native code" : ", compiled") : ""
         let g = gradient.doubles
         let norm = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let rows = zip(names, g).map { [$0, String(format: "% .6e", $1)] }

@@ -12,7 +12,8 @@ public func unroll<State, Parameters, Output>(
     options: UnrollOptions = UnrollOptions(), inputs: @escaping (Int) throws -> Tensor
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
     let state = PackedLayout(step.stateTemplate), parameterLayout = PackedLayout(step.parameterTemplate)
-    let packed = PackedStep(forward: step.forward, record: step.record, boundary: step.boundary, state: state, parameters: parameterLayout)
+    let packed = PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record, boundary: step.boundary,
+                            state: state, parameters: parameterLayout)
     let (base, template) = (step.base, step.stateTemplate)
     let finalProgram = step.finalProgram
     let packedLoss = PackedStep.Loss { s in
@@ -85,9 +86,14 @@ struct PackedLayout {
     /// Outputs `first…` of `frame`, one per segment, packed.
     func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
-            for (k, segment) in segments.enumerated() { program.copyOutput(first + k, to: UnsafeMutableRawPointer(buffer.baseAddress! + segment.offset), in: frame) }
+            read(program, from: first, in: frame, into: UnsafeMutableRawPointer(buffer.baseAddress!))
             count = byteCount
         }
+    }
+
+    /// Outputs `first…` of `frame`, packed into `destination` (``byteCount`` bytes).
+    func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame, into destination: UnsafeMutableRawPointer) {
+        for (k, segment) in segments.enumerated() { program.copyOutput(first + k, to: destination + segment.offset, in: frame) }
     }
 }
 
@@ -106,6 +112,8 @@ struct PackedStep: StepFunction {
     }
 
     let forward: CompiledProgram
+    /// Positions of `forward` that depend on the parameters only.
+    let forwardInvariant: Int
     let record: CompiledProgram
     let boundary: Int
     let state: PackedLayout
@@ -123,6 +131,28 @@ struct PackedStep: StepFunction {
         try bindArguments(forward, s, input, p, frame)
         try forward.run(forward.positions, in: frame)
         return state.read(forward, from: 0, in: frame)
+    }
+
+    /// One frame for the whole run: the parameters are bound and their loop-invariant transforms
+    /// computed once; each step binds the state and the input, runs the rest, and reads the next
+    /// state back into the same buffer (no allocation per step beyond the input the caller makes).
+    func advance(_ s: [UInt8], through steps: Range<Int>, parameters p: [UInt8], inputs: (Int) throws -> Tensor, hashing: Bool,
+                 before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> [UInt8] {
+        guard !steps.isEmpty else { return s }
+        let frame = forward.makeFrame()
+        try parameters.bind(p, to: forward, from: state.segments.count + 1, in: frame)
+        try forward.run(0..<forwardInvariant, in: frame)
+        let perStep = forwardInvariant..<forward.positions.upperBound
+        var next = s
+        for k in steps {
+            before(k)
+            try state.bind(next, to: forward, from: 0, in: frame)
+            try forward.bind(try inputs(k), at: state.segments.count, in: frame)
+            try forward.run(perStep, in: frame)
+            next.withUnsafeMutableBytes { state.read(forward, from: 0, in: frame, into: $0.baseAddress!) }
+            try after(k, hashing ? hash(next) : nil)
+        }
+        return next
     }
 
     func recordStep(_ s: [UInt8], input: Tensor, parameters p: [UInt8], loss: Loss) throws -> RecordedStep<Self> {

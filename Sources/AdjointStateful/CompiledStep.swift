@@ -38,8 +38,10 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     public let base: TensorStep<State, Tensor, Parameters, Output>
     let stateTemplate: State
     let parameterTemplate: Parameters
-    /// The forward step alone.
+    /// The forward step alone: first the operators that depend on the parameters only
+    /// (`forwardInvariant` positions), then the rest.
     let forward: CompiledProgram
+    let forwardInvariant: Int
     /// Forward, per-step loss and backward, split at the cotangent (`boundary`).
     let record: CompiledProgram
     let boundary: Int
@@ -88,7 +90,23 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         }
         let reads = forwardBundle.valueReads.isEmpty ? recordBundle.valueReads : forwardBundle.valueReads
         guard reads.isEmpty else { throw UnrollError.valueReadWhileTracing(afterOperators: reads) }
-        forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures, native: native)
+        // Loop-invariant code motion: operators that read neither the state nor the input (the
+        // parameters' transforms) come first, before a boundary, so a run of many steps with the
+        // same parameters computes them once (``advance``) and re-runs only the rest.
+        let varying = Set(forwardBundle.graph.inputs.filter { $0.role == .argument }.prefix(sc + 1).map(\.id))
+        var perStep = varying
+        var invariant: [Int] = [], stepOrder: [Int] = []
+        for (i, node) in forwardBundle.graph.nodes.enumerated() {
+            if node.inputs.contains(where: perStep.contains) {
+                perStep.formUnion(node.outputs)
+                stepOrder.append(i)
+            } else {
+                invariant.append(i)
+            }
+        }
+        forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures, order: invariant + stepOrder,
+                                      boundary: invariant.count, native: native)
+        forwardInvariant = invariant.count
         record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count, native: native)
         boundary = fwd.count
         if let finalLoss = loss.final {
@@ -160,6 +178,10 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     public var operationCounts: (forward: Int, fusedForward: Int, fusedBackward: Int) {
         (forward.statistics.operations, boundary, record.statistics.operations - boundary)
     }
+
+    /// Operators of the forward step that read neither the state nor the input: a packed `unroll`
+    /// computes them once per run of steps instead of once per step (same values).
+    public var loopInvariantOperations: Int { forwardInvariant }
 
     /// What compilation made of the two programs (aliases, gathers, operators through temporary
     /// tensors, frame sizes).

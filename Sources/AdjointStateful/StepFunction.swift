@@ -45,6 +45,13 @@ public protocol StepFunction {
 
     /// The bytes a snapshot of `state` holds in memory.
     func byteCount(of state: State) -> Int
+
+    /// `state` stepped through `steps` without recording: ``step(_:input:parameters:)`` once per
+    /// step (the default), or anything with the same result that is faster — a compiled step keeps
+    /// one frame for the whole run. Calls `before(k)` before step `k` and `after(k, hash)` after
+    /// it, with ``hash(_:)`` of `s[k+1]` when `hashing` (nil otherwise).
+    func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: Bool,
+                 before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State
 }
 
 /// A step taken with its pullback.
@@ -66,4 +73,15 @@ public struct RecordedStep<Step: StepFunction> {
 
 extension StepFunction {
     public func copy(_ state: State) -> State { state }
+
+    public func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: Bool,
+                        before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State {
+        var state = state
+        for k in steps {
+            before(k)
+            state = try step(state, input: try inputs(k), parameters: parameters)
+            try after(k, hashing ? hash(state) : nil)
+        }
+        return state
+    }
 }

@@ -92,7 +92,11 @@ final class UnrollExecutor<Step: StepFunction> {
     var diskSnapshots: [Int: String] = [:]
     var snapshotBytes: [Int: Int] = [:]
     var liveSnapshotBytes = 0
+    /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
+    /// records one step and reverses it at once never touches the dictionary), older ones in
+    /// `recorded`.
     var recorded: [Int: RecordedStep<Step>] = [:]
+    var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
     var cotangent: Step.StateCotangent?
     var initialCotangent: Step.StateCotangent?
     var gradient: Step.ParameterGradient?
@@ -139,15 +143,13 @@ final class UnrollExecutor<Step: StepFunction> {
         defer { stack.unrollStep = outerStep }
         switch action {
         case let .advance(to):
-            var state = try currentState(for: action)
-            for k in currentStep..<to {
-                stack.unrollStep = k + offset
-                state = try step.step(state, input: try input(k), parameters: parameters)
-                report.forwardSteps += 1
-                try check(state, at: k + 1)
-                tick()
+            let offset = offset, observed = options.progress != nil
+            current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters, inputs: inputs,
+                                       hashing: options.verifyReplay, before: { stack.unrollStep = $0 + offset }) { k, hash in
+                if let hash { try check(hash, at: k + 1) }
+                if observed { tick() } else { evaluations += 1 }
             }
-            current = state
+            report.forwardSteps += to - currentStep
             currentStep = to
         case let .store(k):
             precondition(currentStep == k, "store \(k) with the current state at \(currentStep)")
@@ -169,12 +171,20 @@ final class UnrollExecutor<Step: StepFunction> {
             try check(taken.next, at: k + 1)
             tick()
             if k == steps - 1 { finalState = taken.next }
-            recorded[k] = taken
-            report.peakRecordedSteps = max(report.peakRecordedSteps, recorded.count)
+            if let last = lastRecorded { recorded[last.step] = last.taken }
+            lastRecorded = (k, taken)
+            report.peakRecordedSteps = max(report.peakRecordedSteps, recorded.count + 1)
             current = taken.next
             currentStep = k + 1
         case let .pullback(k):
-            guard let taken = recorded.removeValue(forKey: k) else { preconditionFailure("pullback \(k) before record \(k)") }
+            let taken: RecordedStep<Step>
+            if let last = lastRecorded, last.step == k {
+                taken = last.taken
+                lastRecorded = nil
+            } else {
+                guard let older = recorded.removeValue(forKey: k) else { preconditionFailure("pullback \(k) before record \(k)") }
+                taken = older
+            }
             stack.unrollStep = k + offset
             if k == steps - 1 {
                 if !appliesFinalLoss {
@@ -212,7 +222,11 @@ final class UnrollExecutor<Step: StepFunction> {
     /// Records or compares the hash of `s[k]`.
     func check(_ state: Step.State, at k: Int) throws {
         guard options.verifyReplay else { return }
-        var h = step.hash(state).value
+        try check(step.hash(state), at: k)
+    }
+
+    func check(_ hash: StateHash, at k: Int) throws {
+        var h = hash.value
         if h == 0 { h = 1 }
         if hashes[k] == 0 {
             hashes[k] = h

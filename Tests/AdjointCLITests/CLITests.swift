@@ -111,7 +111,11 @@ struct CLITests {
         let compiled = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true)
         #expect(compiled.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, "))
         #expect(tensor.split(separator: "\n").dropFirst() == compiled.split(separator: "\n").dropFirst())
+        let native = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true, native: true)
+        #expect(native.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, native code, "))
+        #expect(tensor.split(separator: "\n").dropFirst() == native.split(separator: "\n").dropFirst())
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--compiled"]) }
+        #expect(throws: (any Error).self) { try SimulateCommand.parse(["thermal", "--native"]) }
     }
 
     @Test("`adjoint simulate` rejects a bad model, schedule or step count")

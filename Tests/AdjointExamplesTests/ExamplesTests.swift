@@ -89,6 +89,9 @@ struct ThermalCompiledTests {
                                     native: native)
         let statistics = step.programStatistics
         #expect((statistics.forward.nativeInstructions > 0 && statistics.record.nativeInstructions > 0) == (native == .required))
+        // Read only the parameters, hoisted out of the per-step part: `nominal * u.exp()`, its 21
+        // slices and the flow `q(6) * q(7)`.
+        #expect(step.loopInvariantOperations == 24, "\(step.loopInvariantOperations)")
         let a = try unroll(step, from: m.initialState, parameters: m.nominalParameters, steps: 60, loss: m.loss(target: 23),
                            schedule: .binomial(snapshots: 4), inputs: m.forcing)
         let b = try m.gradient(parameters: m.nominalParameters, steps: 60, schedule: .storeAll)
