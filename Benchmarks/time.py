@@ -4,7 +4,9 @@
     python3 time.py [--python PEERS_PYTHON] [--quick] [--thermal-only] [--chain-steps N] [--out DIR]
 
 1. The thermal gradient at T = 20 and T = 100,000: the compiled adapter (CompiledStep, binomial:32;
-   tracing and compiling, done once, timed apart as compile_ms), the _Differentiation adapter (SwiftADStep,
+   tracing and compiling, done once, timed apart as compile_ms), the same with its arithmetic as
+   native code ("native"; also with binomial:1024 at the long horizon — 144 KiB of snapshots — to show
+   what a larger snapshot budget buys), the _Differentiation adapter (SwiftADStep,
    binomial:32), the tensor adapter (TensorStep), plain _Differentiation without checkpointing
    (one pullback through the whole loop), and PyTorch eager (peers/thermal_torch.py; skipped
    without a Python that has torch).
@@ -77,8 +79,11 @@ def main():
     for steps in (20,) if args.short_only else (20, long):
         # At T = 20 the adapters also run storeAll: no recomputation, the same work as plain
         # _Differentiation, which isolates the adapters' own overhead.
-        short = [run("thermal", "compiled", 20, "storeAll", 20), run("thermal", "swiftad", 20, "storeAll", 20)] if steps == 20 else []
-        rows = short + [run("thermal", "compiled", steps, "binomial:32", 20 if steps == 20 else 3),
+        short = [run("thermal", "compiled", 20, "storeAll", 20), run("thermal", "native", 20, "storeAll", 20),
+                 run("thermal", "swiftad", 20, "storeAll", 20)] if steps == 20 else []
+        larger = [] if steps == 20 else [dict(run("thermal", "native", steps, "binomial:1024", 3), adapter="native (binomial:1024)")]
+        rows = short + larger + [run("thermal", "compiled", steps, "binomial:32", 20 if steps == 20 else 3),
+                run("thermal", "native", steps, "binomial:32", 20 if steps == 20 else 3),
                 run("thermal", "swiftad", steps, "binomial:32", 20 if steps == 20 else 3),
                 run("thermal", "tensor", steps, "binomial:32", 20 if steps == 20 else 1),
                 run("thermal", "plain", steps, "storeAll", 20 if steps == 20 else 3)]
@@ -93,10 +98,14 @@ def main():
         results["thermal"] += rows
         by = {r["adapter"]: r for r in rows if r.get("schedule") != "storeAll"}
         ratios = [f"compiled/plain = {by['compiled']['ms'] / by['plain']['ms']:.2f}×",
+                  f"native/plain = {by['native']['ms'] / by['plain']['ms']:.2f}×",
                   f"swiftad/plain = {by['swiftad']['ms'] / by['plain']['ms']:.2f}×",
                   f"memory plain/swiftad = {by['plain']['peak_rss_kib'] / by['swiftad']['peak_rss_kib']:.1f}×"]
         if "pytorch" in by:
             ratios.append(f"pytorch/compiled = {by['pytorch']['ms'] / by['compiled']['ms']:.1f}×")
+            ratios.append(f"pytorch/native = {by['pytorch']['ms'] / by['native']['ms']:.1f}×")
+            if "native (binomial:1024)" in by:
+                ratios.append(f"pytorch/native (binomial:1024) = {by['pytorch']['ms'] / by['native (binomial:1024)']['ms']:.1f}×")
             ratios.append(f"pytorch/swiftad = {by['pytorch']['ms'] / by['swiftad']['ms']:.1f}×")
             ratios.append(f"pytorch/tensor = {by['pytorch']['ms'] / by['tensor']['ms']:.1f}×")
         for r in short:

@@ -88,9 +88,14 @@ final class UnrollExecutor<Step: StepFunction> {
     /// The current state and the step it is at (`nil` after its snapshot was consumed).
     var current: Step.State?
     var currentStep = 0
-    var memorySnapshots: [Int: Step.State] = [:]
-    var diskSnapshots: [Int: String] = [:]
-    var snapshotBytes: [Int: Int] = [:]
+    /// Stored states by step: in memory, or in a file (multi-tier), with the bytes each holds.
+    var snapshots: [Int: Snapshot] = [:]
+
+    struct Snapshot {
+        enum Place { case memory(Step.State), disk(String) }
+        var place: Place
+        var bytes: Int
+    }
     var liveSnapshotBytes = 0
     /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
     /// records one step and reverses it at once never touches the dictionary), older ones in
@@ -159,10 +164,10 @@ final class UnrollExecutor<Step: StepFunction> {
             current = try snapshot(k)
             currentStep = k
         case let .free(k):
-            if memorySnapshots.removeValue(forKey: k) == nil, let path = diskSnapshots.removeValue(forKey: k) {
-                try? FileManager.default.removeItem(atPath: path)
+            if let freed = snapshots.removeValue(forKey: k) {
+                if case let .disk(path) = freed.place { try? FileManager.default.removeItem(atPath: path) }
+                liveSnapshotBytes -= freed.bytes
             }
-            liveSnapshotBytes -= snapshotBytes.removeValue(forKey: k) ?? 0
         case let .record(k):
             precondition(currentStep == k, "record \(k) with the current state at \(currentStep)")
             stack.unrollStep = k + offset
@@ -244,27 +249,30 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     func store(_ state: Step.State, at k: Int) throws {
-        precondition(snapshotBytes[k] == nil, "store \(k): s[\(k)] is already stored")
+        precondition(snapshots[k] == nil, "store \(k): s[\(k)] is already stored")
         let bytes = step.byteCount(of: state)
-        if memorySnapshots.count + diskSnapshots.count < diskSlots {
+        if snapshots.count < diskSlots {
             let path = try snapshotDirectory() + "/s\(k).snapshot"
             try AtomicFile.write(try step.serialize(state), to: path)
-            diskSnapshots[k] = path
+            snapshots[k] = Snapshot(place: .disk(path), bytes: bytes)
             report.diskWrites += 1
         } else {
-            memorySnapshots[k] = step.copy(state)
+            snapshots[k] = Snapshot(place: .memory(step.copy(state)), bytes: bytes)
         }
-        snapshotBytes[k] = bytes
         liveSnapshotBytes += bytes
-        report.peakSnapshots = max(report.peakSnapshots, memorySnapshots.count + diskSnapshots.count)
+        report.peakSnapshots = max(report.peakSnapshots, snapshots.count)
         report.peakSnapshotBytes = max(report.peakSnapshotBytes, liveSnapshotBytes)
     }
 
     func snapshot(_ k: Int) throws -> Step.State {
-        if let state = memorySnapshots[k] { return step.copy(state) }
-        guard let path = diskSnapshots[k] else { preconditionFailure("restore \(k): no snapshot of s[\(k)]") }
-        report.diskReads += 1
-        return try step.deserialize(try AtomicFile.read(path), like: template)
+        guard let stored = snapshots[k] else { preconditionFailure("restore \(k): no snapshot of s[\(k)]") }
+        switch stored.place {
+        case let .memory(state):
+            return step.copy(state)
+        case let .disk(path):
+            report.diskReads += 1
+            return try step.deserialize(try AtomicFile.read(path), like: template)
+        }
     }
 
     func snapshotDirectory() throws -> String {
@@ -282,8 +290,8 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     func removeSnapshotFiles() {
-        for path in diskSnapshots.values { try? FileManager.default.removeItem(atPath: path) }
-        diskSnapshots.removeAll()
+        for case let .disk(path) in snapshots.values.map(\.place) { try? FileManager.default.removeItem(atPath: path) }
+        snapshots = snapshots.filter { if case .disk = $0.value.place { false } else { true } }
         if ownsDirectory, let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }
