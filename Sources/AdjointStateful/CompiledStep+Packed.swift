@@ -12,8 +12,8 @@ public func unroll<State, Parameters, Output>(
     options: UnrollOptions = UnrollOptions(), inputs: @escaping (Int) throws -> Tensor
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
     let state = PackedLayout(step.stateTemplate), parameterLayout = PackedLayout(step.parameterTemplate)
-    let packed = PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record, boundary: step.boundary,
-                            state: state, parameters: parameterLayout)
+    let packed = PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record,
+                            recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout)
     let (base, template) = (step.base, step.stateTemplate)
     let finalProgram = step.finalProgram
     let packedLoss = PackedStep.Loss { s in
@@ -118,6 +118,33 @@ struct PackedStep: StepFunction {
     let boundary: Int
     let state: PackedLayout
     let parameters: PackedLayout
+    /// The forward frame of this unroll, kept between stretches of steps with the parameters it
+    /// was bound with and their loop-invariant operators computed (a schedule with many snapshots
+    /// advances a step or two at a time).
+    let forwardFrame = ForwardFrame()
+    /// Positions of `record` that depend on the parameters only.
+    let recordInvariant: Int
+    /// Frames of `record` whose pullback has run, with the parameters bound and their invariant
+    /// operators computed (kept across a boundary, so nothing later overwrites them).
+    let recordFrames = RecordFrames()
+
+    final class ForwardFrame {
+        var frame: CompiledProgram.Frame?
+        var parameters: [UInt8] = []
+    }
+
+    final class RecordFrames {
+        var free: [CompiledProgram.Frame] = []
+        var parameters: [UInt8] = []
+        /// Enough for schedules that reverse each step as soon as it is recorded.
+        static let limit = 8
+    }
+
+    init(forward: CompiledProgram, forwardInvariant: Int, record: CompiledProgram, recordInvariant: Int, boundary: Int,
+         state: PackedLayout, parameters: PackedLayout) {
+        (self.forward, self.forwardInvariant, self.record, self.recordInvariant, self.boundary, self.state, self.parameters) =
+            (forward, forwardInvariant, record, recordInvariant, boundary, state, parameters)
+    }
 
     /// Binds a state, an input and parameters as a program's leading arguments.
     private func bindArguments(_ program: CompiledProgram, _ s: [UInt8], _ input: Tensor, _ p: [UInt8], _ frame: CompiledProgram.Frame) throws {
@@ -133,15 +160,21 @@ struct PackedStep: StepFunction {
         return state.read(forward, from: 0, in: frame)
     }
 
-    /// One frame for the whole run: the parameters are bound and their loop-invariant transforms
-    /// computed once; each step binds the state and the input, runs the rest, and reads the next
+    /// One frame for the whole unroll: the parameters are bound and their loop-invariant
+    /// transforms computed once; each step binds the state and the input, runs the rest, and reads the next
     /// state back into the same buffer (no allocation per step beyond the input the caller makes).
     func advance(_ s: [UInt8], through steps: Range<Int>, parameters p: [UInt8], inputs: (Int) throws -> Tensor, hashing: Bool,
                  before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> [UInt8] {
         guard !steps.isEmpty else { return s }
-        let frame = forward.makeFrame()
-        try parameters.bind(p, to: forward, from: state.segments.count + 1, in: frame)
-        try forward.run(0..<forwardInvariant, in: frame)
+        let frame: CompiledProgram.Frame
+        if let kept = forwardFrame.frame, forwardFrame.parameters == p {
+            frame = kept
+        } else {
+            frame = forward.makeFrame()
+            try parameters.bind(p, to: forward, from: state.segments.count + 1, in: frame)
+            try forward.run(0..<forwardInvariant, in: frame)
+            (forwardFrame.frame, forwardFrame.parameters) = (frame, p)
+        }
         let perStep = forwardInvariant..<forward.positions.upperBound
         var next = s
         for k in steps {
@@ -155,20 +188,39 @@ struct PackedStep: StepFunction {
         return next
     }
 
+    /// Runs on a frame that already holds these parameters' invariant values when one is free;
+    /// the pullback hands its frame back (so it runs once).
     func recordStep(_ s: [UInt8], input: Tensor, parameters p: [UInt8], loss: Loss) throws -> RecordedStep<Self> {
         let (program, sc, pc, boundary) = (record, state.segments.count, parameters.segments.count, boundary)
-        let frame = program.makeFrame()
-        try bindArguments(program, s, input, p, frame)
-        try program.run(0..<boundary, in: frame)
+        let frames = recordFrames
+        if frames.parameters != p { (frames.free, frames.parameters) = ([], p) }
+        let frame: CompiledProgram.Frame
+        if let kept = frames.free.popLast() {
+            frame = kept
+        } else {
+            frame = program.makeFrame()
+            try parameters.bind(p, to: program, from: sc + 1, in: frame)
+            try program.run(0..<recordInvariant, in: frame)
+        }
+        try state.bind(s, to: program, from: 0, in: frame)
+        try program.bind(input, at: sc, in: frame)
+        try program.run(recordInvariant..<boundary, in: frame)
         let (stateLayout, parameterLayout) = (state, parameters)
+        var pulled = false
         return RecordedStep(next: state.read(program, from: 0, in: frame), loss: try program.scalarOutput(sc, in: frame)) { cotangent in
+            guard !pulled else {
+                throw TensorError.invalidArgument(op: "CompiledStep", detail: "the pullback of a step in a packed unroll runs once")
+            }
+            pulled = true
             if let cotangent {
                 try stateLayout.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
             } else {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
             try program.run(boundary..<program.positions.upperBound, in: frame)
-            return (stateLayout.read(program, from: sc + 1, in: frame), parameterLayout.read(program, from: 2 * sc + 1, in: frame))
+            let result = (stateLayout.read(program, from: sc + 1, in: frame), parameterLayout.read(program, from: 2 * sc + 1, in: frame))
+            if frames.parameters == p && frames.free.count < RecordFrames.limit { frames.free.append(frame) }
+            return result
         }
     }
 

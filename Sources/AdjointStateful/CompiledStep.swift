@@ -42,8 +42,10 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     /// (`forwardInvariant` positions), then the rest.
     let forward: CompiledProgram
     let forwardInvariant: Int
-    /// Forward, per-step loss and backward, split at the cotangent (`boundary`).
+    /// Forward, per-step loss and backward, split at the cotangent (`boundary`); the first
+    /// `recordInvariant` positions read only the parameters.
     let record: CompiledProgram
+    let recordInvariant: Int
     let boundary: Int
     /// The final-state loss and its gradient (state in, value and cotangent out), when the loss
     /// has a final term that could be traced.
@@ -107,7 +109,23 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures, order: invariant + stepOrder,
                                       boundary: invariant.count, native: native)
         forwardInvariant = invariant.count
-        record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: fwd + bwd, boundary: fwd.count, native: native)
+        // The fused program's forward part is ordered the same way, with a boundary after its
+        // invariant operators too: a frame that ran them keeps their values (see ``PackedStep``).
+        let recordVarying = Set(recordBundle.graph.inputs.filter { $0.role == .argument }.prefix(sc + 1).map(\.id))
+        var recordPerStep = recordVarying
+        var recordInvariant: [Int] = [], recordRest: [Int] = []
+        for i in fwd {
+            let node = recordBundle.graph.nodes[i]
+            if node.inputs.contains(where: recordPerStep.contains) {
+                recordPerStep.formUnion(node.outputs)
+                recordRest.append(i)
+            } else {
+                recordInvariant.append(i)
+            }
+        }
+        record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: recordInvariant + recordRest + bwd,
+                                     boundaries: [recordInvariant.count, fwd.count], native: native)
+        self.recordInvariant = recordInvariant.count
         boundary = fwd.count
         if let finalLoss = loss.final {
             let (finalBundle, _) = try traceGraph({ a in

@@ -129,6 +129,39 @@ struct CompiledProgramTests {
         }
     }
 
+    @Test("with two boundaries, the part after either can be re-run; values from before it survive", arguments: [NativeCode.off, .required])
+    func twoBoundaries(_ native: NativeCode) throws {
+        let x = try Tensor.uniform([5], key: RandomKey(seed: 11), low: -1, high: 1)
+        let (bundle, _) = try traceGraph({ a in
+            let e = try a[0].exp() * 2
+            return [try ((e * a[1] + a[1].sin()) * a[2] + e).tanh()]
+        }, at: [x, x, x])
+        // Nodes reading neither later argument, those reading argument 1 (not 2), those reading 2.
+        let arguments = bundle.graph.inputs.filter { $0.role == .argument }.map(\.id)
+        var second: Set<ValueID> = [arguments[1]], third: Set<ValueID> = [arguments[2]]
+        var parts: [[Int]] = [[], [], []]
+        for (i, node) in bundle.graph.nodes.enumerated() {
+            if node.inputs.contains(where: third.contains) { third.formUnion(node.outputs); parts[2].append(i) }
+            else if node.inputs.contains(where: second.contains) { second.formUnion(node.outputs); third.formUnion(node.outputs); parts[1].append(i) }
+            else { parts[0].append(i) }
+        }
+        #expect(parts.allSatisfy { !$0.isEmpty })
+        let program = try CompiledProgram(bundle.graph, captures: bundle.captures, order: parts.flatMap { $0 },
+                                          boundaries: [parts[0].count, parts[0].count + parts[1].count], native: native)
+        let frame = program.makeFrame()
+        var values = [x, try x * 3, try x - 1]
+        try program.bind(values, in: frame)
+        try program.run(program.positions, in: frame)
+        #expect(bitwiseEqual(program.output(0, in: frame), try bundle.execute(values)[0]))
+        for round in 0..<3 {
+            let b = round % 2 == 0 ? 1 : 2, start = b == 1 ? parts[0].count : parts[0].count + parts[1].count
+            values[b] = try Tensor.uniform([5], key: RandomKey(seed: UInt64(20 + round)), low: -2, high: 2)
+            try program.bind([values[b]], from: b, in: frame)
+            try program.run(start..<program.positions.upperBound, in: frame)
+            #expect(bitwiseEqual(program.output(0, in: frame), try bundle.execute(values)[0]), "round \(round)")
+        }
+    }
+
     @Test("outputs that are arguments, empty values, and concurrent runs on separate frames")
     func edgeCases() throws {
         let x = try Tensor.uniform([2, 3], key: RandomKey(seed: 6), low: -1, high: 1)
@@ -156,6 +189,10 @@ struct CompiledProgramTests {
         #expect { _ = try program([try Tensor.zeros([3], dtype: .float32)]) } throws: { "\($0)".contains("argument 0") }
         #expect { try program.bind([try Tensor.zeros([3]), try Tensor.zeros([3])], in: program.makeFrame()) } throws: { "\($0)".contains("arguments 0..<2 of a program with 1") }
         #expect { _ = try bundle.compiled(order: [0, 0, 5]) } throws: { "\($0)".contains("names node 5") }
+        #expect { _ = try bundle.compiled(boundary: 7) } throws: { "\($0)".contains("boundary 7 outside 0...") }
+        #expect { _ = try CompiledProgram(bundle.graph, captures: bundle.captures, order: nil, boundaries: [0, -1]) } throws: {
+            "\($0)".contains("boundary -1 outside")
+        }
         let frame = program.makeFrame()
         #expect { try [0.0, 1.0].withUnsafeBytes { try program.bind(bytes: $0.baseAddress!, count: 16, at: 0, in: frame) } } throws: {
             "\($0)".contains("16 bytes for argument 0") && "\($0)".contains("f64[3]")

@@ -126,7 +126,13 @@ public final class CompiledProgram: @unchecked Sendable {
     ///   ``NativeCode/required`` when machine code cannot be made.
     public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil,
                             native: NativeCode = .off) throws {
-        try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundary: boundary),
+        try self.init(graph, captures: captures, order: order, boundaries: boundary.map { [$0] } ?? [], native: native)
+    }
+
+    /// Compiles `graph` with several boundaries: the part after each can be re-run on its own
+    /// (``init(_:captures:order:boundary:native:)`` is the one-boundary case).
+    public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]?, boundaries: [Int], native: NativeCode = .off) throws {
+        try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundaries: boundaries),
                       native: native)
     }
 
@@ -146,8 +152,8 @@ public final class CompiledProgram: @unchecked Sendable {
         if mode != .off {
             do {
                 let generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables)
-                // A run may not cross the boundary: the part after it is run on its own.
-                let segments = generator.segments(splits: Set(planner.boundary.map { [plan.instructionStart[$0]] } ?? []))
+                // A run may not cross a boundary: the part after it is run on its own.
+                let segments = generator.segments(splits: Set(planner.boundaries.map { plan.instructionStart[$0] }))
                 if !segments.isEmpty, let compiler = try mode.resolve() {
                     let library = try compiler.library(generator.source(segments))
                     var start = [Int32](repeating: -1, count: plan.instructions.count)

@@ -50,11 +50,15 @@ struct ProgramPlanner {
     let graph: Graph
     let captures: [ValueID: Tensor]
     let order: [Int]
-    let boundary: Int?
+    /// Positions after which the program may be re-run (see ``CompiledProgram``).
+    let boundaries: [Int]
 
     static let op = "CompiledProgram"
 
     func plan() throws -> Plan {
+        for b in boundaries where !(0...order.count).contains(b) {
+            throw TensorError.invalidArgument(op: Self.op, detail: "boundary \(b) outside 0...\(order.count) (positions of the order)")
+        }
         var types: [ValueID: ValueType] = [:]
         for input in graph.inputs { types[input.id] = input.type }
         for node in graph.nodes {
@@ -113,7 +117,7 @@ struct ProgramPlanner {
             let reads = graph.nodes[i].inputs.flatMap { v in folded[v].map { graph.nodes[order[$0]].inputs } ?? [v] }
             for v in reads {
                 let root = place(v).root
-                let keep = boundary.map { p >= $0 && (definedAt[root] ?? -1) < $0 } ?? false
+                let keep = boundaries.contains { p >= $0 && (definedAt[root] ?? -1) < $0 }
                 lastUse[root] = keep ? forever : Swift.max(lastUse[root] ?? p, p)
             }
         }
@@ -260,7 +264,7 @@ struct ProgramPlanner {
             let dtype = types[out]!.dtype
             guard reader.op.family == .binary, reader.op != .multiplyAdd, types[reader.outputs[0]]!.dtype == dtype,
                   reader.inputs.allSatisfy({ types[$0]!.dtype == dtype }),
-                  boundary.map({ (position < $0) == (reads[0] < $0) }) ?? true else { continue }
+                  boundaries.allSatisfy({ (position < $0) == (reads[0] < $0) }) else { continue }
             folded[out] = position
         }
         return folded
