@@ -128,17 +128,20 @@ struct PackedStep: StepFunction {
     /// operators computed (kept across a boundary, so nothing later overwrites them).
     let recordFrames = RecordFrames()
 
+    // Used by one unroll on one thread: no dynamic exclusivity checks (see ``UnrollExecutor``).
     final class ForwardFrame {
-        var frame: CompiledProgram.Frame?
-        var parameters: [UInt8] = []
+        @exclusivity(unchecked) var frame: CompiledProgram.Frame?
+        @exclusivity(unchecked) var parameters: [UInt8] = []
     }
 
     final class RecordFrames {
-        var free: [CompiledProgram.Frame] = []
-        var parameters: [UInt8] = []
+        @exclusivity(unchecked) var free: [CompiledProgram.Frame] = []
+        @exclusivity(unchecked) var parameters: [UInt8] = []
         /// Enough for schedules that reverse each step as soon as it is recorded.
         static let limit = 8
     }
+
+    final class Flag { @exclusivity(unchecked) var value = false }
 
     init(forward: CompiledProgram, forwardInvariant: Int, record: CompiledProgram, recordInvariant: Int, boundary: Int,
          state: PackedLayout, parameters: PackedLayout) {
@@ -206,12 +209,12 @@ struct PackedStep: StepFunction {
         try program.bind(input, at: sc, in: frame)
         try program.run(recordInvariant..<boundary, in: frame)
         let (stateLayout, parameterLayout) = (state, parameters)
-        var pulled = false
+        let pulled = Flag()
         return RecordedStep(next: state.read(program, from: 0, in: frame), loss: try program.scalarOutput(sc, in: frame)) { cotangent in
-            guard !pulled else {
+            guard !pulled.value else {
                 throw TensorError.invalidArgument(op: "CompiledStep", detail: "the pullback of a step in a packed unroll runs once")
             }
-            pulled = true
+            pulled.value = true
             if let cotangent {
                 try stateLayout.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
             } else {

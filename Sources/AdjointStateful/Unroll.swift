@@ -75,6 +75,8 @@ public func unroll<Step: StepFunction>(
 
 /// Runs a schedule's actions against a step.
 final class UnrollExecutor<Step: StepFunction> {
+    // Mutable state is `@exclusivity(unchecked)`: an executor runs on one thread and never
+    // re-enters itself, and the dynamic checks cost ~5% of a compiled step's unroll.
     let step: Step
     let parameters: Step.Parameters
     let steps: Int
@@ -86,39 +88,39 @@ final class UnrollExecutor<Step: StepFunction> {
     let plannedEvaluations: Int
 
     /// The current state and the step it is at (`nil` after its snapshot was consumed).
-    var current: Step.State?
-    var currentStep = 0
+    @exclusivity(unchecked) var current: Step.State?
+    @exclusivity(unchecked) var currentStep = 0
     /// Stored states by step: in memory, or in a file (multi-tier), with the bytes each holds.
-    var snapshots: [Int: Snapshot] = [:]
+    @exclusivity(unchecked) var snapshots: [Int: Snapshot] = [:]
 
     struct Snapshot {
         enum Place { case memory(Step.State), disk(String) }
         var place: Place
         var bytes: Int
     }
-    var liveSnapshotBytes = 0
+    @exclusivity(unchecked) var liveSnapshotBytes = 0
     /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
     /// records one step and reverses it at once never touches the dictionary), older ones in
     /// `recorded`.
-    var recorded: [Int: RecordedStep<Step>] = [:]
-    var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
-    var cotangent: Step.StateCotangent?
-    var initialCotangent: Step.StateCotangent?
-    var gradient: Step.ParameterGradient?
-    var lossValue = 0.0
-    var finalState: Step.State?
+    @exclusivity(unchecked) var recorded: [Int: RecordedStep<Step>] = [:]
+    @exclusivity(unchecked) var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
+    @exclusivity(unchecked) var cotangent: Step.StateCotangent?
+    @exclusivity(unchecked) var initialCotangent: Step.StateCotangent?
+    @exclusivity(unchecked) var gradient: Step.ParameterGradient?
+    @exclusivity(unchecked) var lossValue = 0.0
+    @exclusivity(unchecked) var finalState: Step.State?
     /// The hash of each `s[k]` the first time it was computed; 0 means not yet.
-    var hashes: [UInt64]
-    var report = UnrollReport()
+    @exclusivity(unchecked) var hashes: [UInt64]
+    @exclusivity(unchecked) var report = UnrollReport()
     /// For a segment of a longer run (``unroll(_:recorded:parameters:template:loss:schedule:options:)``):
     /// the index of the segment's first step in the whole run (for messages), and the cotangent of
     /// the segment's last state when it is not the run's last (then the final loss does not apply).
-    var offset = 0
-    var terminalCotangent: Step.StateCotangent?
-    var appliesFinalLoss = true
-    var directory: String?
-    var ownsDirectory = false
-    var evaluations = 0
+    @exclusivity(unchecked) var offset = 0
+    @exclusivity(unchecked) var terminalCotangent: Step.StateCotangent?
+    @exclusivity(unchecked) var appliesFinalLoss = true
+    @exclusivity(unchecked) var directory: String?
+    @exclusivity(unchecked) var ownsDirectory = false
+    @exclusivity(unchecked) var evaluations = 0
 
     init(_ step: Step, initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
          schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input,
