@@ -53,12 +53,14 @@ struct PackedLayout {
         guard tensors.map(\.valueType) == segments.map(\.type) else {
             throw TensorError.shapeMismatch(op: "CompiledStep", detail: "compiled for \(segments.map(\.type)), got \(tensors.map(\.valueType))")
         }
-        return [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
+        var bytes = Self.buffer(byteCount)
+        bytes.withUnsafeMutableBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
             for (segment, t) in zip(segments, tensors) {
-                UnsafeMutableRawPointer(buffer.baseAddress! + segment.offset).copyMemory(from: t.rawPointer, byteCount: segment.type.byteCount)
+                (base + segment.offset).copyMemory(from: t.rawPointer, byteCount: segment.type.byteCount)
             }
-            count = byteCount
         }
+        return bytes
     }
 
     func unpack<C: ParameterCollection>(_ bytes: [UInt8], into template: C) -> C {
@@ -67,7 +69,7 @@ struct PackedLayout {
             result.visitTensors { _, t in
                 let segment = segments[k]
                 t = Tensor(uninitialized: segment.type.shape, dtype: segment.type.dtype)
-                t.rawPointer.copyMemory(from: raw.baseAddress! + segment.offset, byteCount: segment.type.byteCount)
+                if segment.type.byteCount > 0 { t.rawPointer.copyMemory(from: raw.baseAddress! + segment.offset, byteCount: segment.type.byteCount) }
                 k += 1
             }
         }
@@ -77,7 +79,8 @@ struct PackedLayout {
     /// Copies `bytes`, one segment per argument, into arguments `first…` of `frame`.
     func bind(_ bytes: [UInt8], to program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) throws {
         try bytes.withUnsafeBytes { raw in
-            for (k, segment) in segments.enumerated() {
+            // An empty value has no bytes to copy (and an all-empty state no buffer address).
+            for (k, segment) in segments.enumerated() where segment.type.byteCount > 0 {
                 try program.bind(bytes: raw.baseAddress! + segment.offset, count: segment.type.byteCount, at: first + k, in: frame)
             }
         }
@@ -85,11 +88,17 @@ struct PackedLayout {
 
     /// Outputs `first…` of `frame`, one per segment, packed.
     func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
-            read(program, from: first, in: frame, into: UnsafeMutableRawPointer(buffer.baseAddress!))
-            count = byteCount
+        var bytes = Self.buffer(byteCount)
+        bytes.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress { read(program, from: first, in: frame, into: base) }
         }
+        return bytes
     }
+
+    /// `count` zero bytes (`init(repeating:count:)` is specialized for `UInt8`; the
+    /// `unsafeUninitializedCapacity` initializer is not, and costs hundreds of instructions in
+    /// metadata lookups per call).
+    static func buffer(_ count: Int) -> [UInt8] { [UInt8](repeating: 0, count: count) }
 
     /// Outputs `first…` of `frame`, packed into `destination` (``byteCount`` bytes).
     func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame, into destination: UnsafeMutableRawPointer) {
@@ -185,7 +194,9 @@ struct PackedStep: StepFunction {
             try state.bind(next, to: forward, from: 0, in: frame)
             try forward.bind(try inputs(k), at: state.segments.count, in: frame)
             try forward.run(perStep, in: frame)
-            next.withUnsafeMutableBytes { state.read(forward, from: 0, in: frame, into: $0.baseAddress!) }
+            next.withUnsafeMutableBytes { raw in
+                if let base = raw.baseAddress { state.read(forward, from: 0, in: frame, into: base) }
+            }
             try after(k, hashing ? hash(next) : nil)
         }
         return next
@@ -237,7 +248,7 @@ struct PackedStep: StepFunction {
         }
         try total!.withUnsafeMutableBytes { sum in
             try gradient.withUnsafeBytes { g in
-                for segment in parameters.segments {
+                for segment in parameters.segments where segment.type.elementCount > 0 {
                     let n = segment.type.elementCount
                     switch segment.type.dtype {
                     case .float64: add(sum.baseAddress! + segment.offset, g.baseAddress! + segment.offset, n, Double.self)
@@ -266,8 +277,12 @@ struct PackedStep: StepFunction {
     /// The hash ``TensorStep/hash(_:)`` gives the unpacked state.
     func hash(_ s: [UInt8]) -> StateHash {
         var hasher = StateHasher()
-        s.withUnsafeBytes { raw in
-            for segment in state.segments { hasher.combine(segment.type, bytes: raw.baseAddress! + segment.offset) }
+        // A state of empty tensors has no buffer; its segments read zero bytes from any address.
+        withUnsafeBytes(of: UInt64(0)) { none in
+            s.withUnsafeBytes { raw in
+                let base = raw.baseAddress ?? none.baseAddress!
+                for segment in state.segments { hasher.combine(segment.type, bytes: base + segment.offset) }
+            }
         }
         return hasher.finalize()
     }

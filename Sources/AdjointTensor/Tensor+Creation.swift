@@ -8,18 +8,26 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "Tensor.init", detail: "\(scalars.count) scalars for shape \(shapeText(shape)) (\(shape.reduce(1, *)) elements)")
         }
         self.init(uninitialized: shape, dtype: T.dtype)
-        scalars.withUnsafeBufferPointer { src in
-            guard let base = src.baseAddress else { return }
-            pointer(T.self).update(from: base, count: scalars.count)
-        }
+        copyElements(scalars)
     }
 
     /// A 1-D tensor.
     public init<T: TensorScalar>(_ scalars: [T]) {
         self.init(uninitialized: [scalars.count], dtype: T.dtype)
-        scalars.withUnsafeBufferPointer { src in
+        copyElements(scalars)
+    }
+
+    /// Copies `scalars` into the (uninitialized, exactly as large) storage: one `memcpy` for the
+    /// trivial scalar types (this generic code is not specialized in callers, and the element-wise
+    /// generic copy costs several times the allocation).
+    private func copyElements<T: TensorScalar>(_ scalars: [T]) {
+        scalars.withUnsafeBytes { src in
             guard let base = src.baseAddress else { return }
-            pointer(T.self).update(from: base, count: scalars.count)
+            if _isPOD(T.self) {
+                rawPointer.copyMemory(from: base, byteCount: src.count)
+            } else {
+                pointer(T.self).update(from: base.assumingMemoryBound(to: T.self), count: scalars.count)
+            }
         }
     }
 

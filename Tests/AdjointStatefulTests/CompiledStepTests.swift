@@ -79,4 +79,20 @@ struct CompiledStepTests {
             return positions == [1] && "\(error)".contains("Tensor.select")
         }
     }
+
+    @Test("states with empty tensors unroll packed, hashed and verified, like the tensor step")
+    func emptyTensors() throws {
+        typealias Step = TensorStep<[String: Tensor], Tensor, Tensor, NoOutput>
+        let loss = Step.Loss.final { s in try (s["x"]! * s["x"]!).sum() }
+        let s0: [String: Tensor] = ["x": t([1.0, -0.5]), "e": try Tensor.zeros([0])]
+        let p = t([0.9]), input = { (k: Int) in t([0.01 * Double(k)]) }
+        let step = Step { s, x, p in (["x": try s["x"]! * p + x, "e": try s["e"]! * 2], NoOutput()) }
+        let compiled = try CompiledStep(step, loss: loss, state: s0, input: input(0), parameters: p)
+        for schedule in [CheckpointSchedule.binomial(snapshots: 3), .storeAll] {
+            let a = try unroll(compiled, from: s0, parameters: p, steps: 12, loss: loss, schedule: schedule, inputs: input)
+            let b = try unroll(step, from: s0, parameters: p, steps: 12, loss: loss, schedule: .storeAll, inputs: input)
+            #expect(a.loss.bitPattern == b.loss.bitPattern && bitwiseEqual(a.parameterGradient, b.parameterGradient))
+            #expect(a.finalState["e"]!.shape == [0] && bitwiseEqual(a.initialStateGradient["x"]!, b.initialStateGradient["x"]!))
+        }
+    }
 }
