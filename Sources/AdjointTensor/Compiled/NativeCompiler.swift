@@ -49,7 +49,8 @@ public enum NativeCodeError: Error, Equatable, CustomStringConvertible {
 /// directory where compiled libraries are kept.
 ///
 /// Libraries are cached by a hash of the source, the compiler and its flags: a program compiled
-/// once (in any process) is loaded, not compiled, the next time. A library is written to a
+/// once (in any process) is loaded, not compiled, the next time. Each library's C source is kept
+/// beside it (`<hash>.c`). A library is written to a
 /// temporary name and renamed into place, so concurrent processes and a crash at any moment leave
 /// either no library or a whole one.
 public struct NativeCompiler: Sendable, Equatable {
@@ -111,6 +112,8 @@ public struct NativeCompiler: Sendable, Equatable {
             // interpreter calls (an unversioned reference binds to the oldest, whose error
             // handling differs: `log(-1)` would be +NaN instead of -NaN).
             try run(Self.flags + ["-o", temporary, sourcePath, "-lm"], log: log)
+            // The source stays beside its library (`<hash>.c`), for reading what was compiled.
+            _ = rename(sourcePath, "\(cacheDirectory)/\(name).c")
             guard rename(temporary, library) == 0 else {
                 let code = errno
                 throw PersistenceError.io(path: library, operation: "rename", errno: code, message: String(cString: strerror(code)))
