@@ -48,14 +48,13 @@ struct PackedLayout {
         byteCount = offset
     }
 
-    func pack<C: ParameterCollection>(_ value: C) throws -> [UInt8] {
+    func pack<C: ParameterCollection>(_ value: C) throws -> PackedBytes {
         let tensors = value.tensors
         guard tensors.map(\.valueType) == segments.map(\.type) else {
             throw TensorError.shapeMismatch(op: "CompiledStep", detail: "compiled for \(segments.map(\.type)), got \(tensors.map(\.valueType))")
         }
-        var bytes = Self.buffer(byteCount)
-        bytes.withUnsafeMutableBytes { buffer in
-            guard let base = buffer.baseAddress else { return }
+        let bytes = PackedBytes.make(byteCount)
+        bytes.withBase { base in
             for (segment, t) in zip(segments, tensors) {
                 (base + segment.offset).copyMemory(from: t.rawPointer, byteCount: segment.type.byteCount)
             }
@@ -63,13 +62,13 @@ struct PackedLayout {
         return bytes
     }
 
-    func unpack<C: ParameterCollection>(_ bytes: [UInt8], into template: C) -> C {
+    func unpack<C: ParameterCollection>(_ bytes: PackedBytes, into template: C) -> C {
         var result = template, k = 0
-        bytes.withUnsafeBytes { raw in
+        bytes.withBase { base in
             result.visitTensors { _, t in
                 let segment = segments[k]
                 t = Tensor(uninitialized: segment.type.shape, dtype: segment.type.dtype)
-                if segment.type.byteCount > 0 { t.rawPointer.copyMemory(from: raw.baseAddress! + segment.offset, byteCount: segment.type.byteCount) }
+                t.rawPointer.copyMemory(from: base + segment.offset, byteCount: segment.type.byteCount)
                 k += 1
             }
         }
@@ -77,28 +76,20 @@ struct PackedLayout {
     }
 
     /// Copies `bytes`, one segment per argument, into arguments `first…` of `frame`.
-    func bind(_ bytes: [UInt8], to program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) throws {
-        try bytes.withUnsafeBytes { raw in
-            // An empty value has no bytes to copy (and an all-empty state no buffer address).
-            for (k, segment) in segments.enumerated() where segment.type.byteCount > 0 {
-                try program.bind(bytes: raw.baseAddress! + segment.offset, count: segment.type.byteCount, at: first + k, in: frame)
+    func bind(_ bytes: PackedBytes, to program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) throws {
+        try bytes.withBase { base in
+            for (k, segment) in segments.enumerated() {
+                try program.bind(bytes: base + segment.offset, count: segment.type.byteCount, at: first + k, in: frame)
             }
         }
     }
 
     /// Outputs `first…` of `frame`, one per segment, packed.
-    func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) -> [UInt8] {
-        var bytes = Self.buffer(byteCount)
-        bytes.withUnsafeMutableBytes { raw in
-            if let base = raw.baseAddress { read(program, from: first, in: frame, into: base) }
-        }
+    func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) -> PackedBytes {
+        let bytes = PackedBytes.make(byteCount)
+        bytes.withBase { read(program, from: first, in: frame, into: $0) }
         return bytes
     }
-
-    /// `count` zero bytes (`init(repeating:count:)` is specialized for `UInt8`; the
-    /// `unsafeUninitializedCapacity` initializer is not, and costs hundreds of instructions in
-    /// metadata lookups per call).
-    static func buffer(_ count: Int) -> [UInt8] { [UInt8](repeating: 0, count: count) }
 
     /// Outputs `first…` of `frame`, packed into `destination` (``byteCount`` bytes).
     func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame, into destination: UnsafeMutableRawPointer) {
@@ -109,15 +100,15 @@ struct PackedLayout {
 /// A ``CompiledStep`` over packed states, parameters and gradients: the step the packed `unroll`
 /// drives. Not generic, so the unroll executor is specialised for it.
 struct PackedStep: StepFunction {
-    typealias State = [UInt8]
+    typealias State = PackedBytes
     typealias Input = Tensor
-    typealias Parameters = [UInt8]
-    typealias StateCotangent = [UInt8]
-    typealias ParameterGradient = [UInt8]
+    typealias Parameters = PackedBytes
+    typealias StateCotangent = PackedBytes
+    typealias ParameterGradient = PackedBytes
 
     /// The final-state loss and its cotangent, packed (the per-step loss is compiled in).
     struct Loss {
-        let final: ([UInt8]) throws -> (value: Double, cotangent: [UInt8])?
+        let final: (PackedBytes) throws -> (value: Double, cotangent: PackedBytes)?
     }
 
     let forward: CompiledProgram
@@ -140,12 +131,12 @@ struct PackedStep: StepFunction {
     // Used by one unroll on one thread: no dynamic exclusivity checks (see ``UnrollExecutor``).
     final class ForwardFrame {
         @exclusivity(unchecked) var frame: CompiledProgram.Frame?
-        @exclusivity(unchecked) var parameters: [UInt8] = []
+        @exclusivity(unchecked) var parameters: PackedBytes?
     }
 
     final class RecordFrames {
         @exclusivity(unchecked) var free: [CompiledProgram.Frame] = []
-        @exclusivity(unchecked) var parameters: [UInt8] = []
+        @exclusivity(unchecked) var parameters: PackedBytes?
         /// Enough for schedules that reverse each step as soon as it is recorded.
         static let limit = 8
     }
@@ -159,13 +150,13 @@ struct PackedStep: StepFunction {
     }
 
     /// Binds a state, an input and parameters as a program's leading arguments.
-    private func bindArguments(_ program: CompiledProgram, _ s: [UInt8], _ input: Tensor, _ p: [UInt8], _ frame: CompiledProgram.Frame) throws {
+    private func bindArguments(_ program: CompiledProgram, _ s: PackedBytes, _ input: Tensor, _ p: PackedBytes, _ frame: CompiledProgram.Frame) throws {
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: state.segments.count, in: frame)
         try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
     }
 
-    func step(_ s: [UInt8], input: Tensor, parameters p: [UInt8]) throws -> [UInt8] {
+    func step(_ s: PackedBytes, input: Tensor, parameters p: PackedBytes) throws -> PackedBytes {
         let frame = forward.makeFrame()
         try bindArguments(forward, s, input, p, frame)
         try forward.run(forward.positions, in: frame)
@@ -175,11 +166,12 @@ struct PackedStep: StepFunction {
     /// One frame for the whole unroll: the parameters are bound and their loop-invariant
     /// transforms computed once; each step binds the state and the input, runs the rest, and reads the next
     /// state back into the same buffer (no allocation per step beyond the input the caller makes).
-    func advance(_ s: [UInt8], through steps: Range<Int>, parameters p: [UInt8], inputs: (Int) throws -> Tensor, hashing: Bool,
-                 before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> [UInt8] {
+    func advance(_ s: PackedBytes, through steps: Range<Int>, parameters p: PackedBytes, inputs: (Int) throws -> Tensor, hashing: Bool,
+                 before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> PackedBytes {
         guard !steps.isEmpty else { return s }
         let frame: CompiledProgram.Frame
-        if let kept = forwardFrame.frame, forwardFrame.parameters == p {
+        // The executor passes the same parameters object throughout an unroll.
+        if let kept = forwardFrame.frame, forwardFrame.parameters === p {
             frame = kept
         } else {
             frame = forward.makeFrame()
@@ -188,26 +180,27 @@ struct PackedStep: StepFunction {
             (forwardFrame.frame, forwardFrame.parameters) = (frame, p)
         }
         let perStep = forwardInvariant..<forward.positions.upperBound
-        var next = s
-        for k in steps {
-            before(k)
-            try state.bind(next, to: forward, from: 0, in: frame)
-            try forward.bind(try inputs(k), at: state.segments.count, in: frame)
-            try forward.run(perStep, in: frame)
-            next.withUnsafeMutableBytes { raw in
-                if let base = raw.baseAddress { state.read(forward, from: 0, in: frame, into: base) }
+        // `s` may be a snapshot: the run writes into its own copy.
+        let next = s.copy()
+        try next.withBase { base in
+            for k in steps {
+                before(k)
+                try state.bind(next, to: forward, from: 0, in: frame)
+                try forward.bind(try inputs(k), at: state.segments.count, in: frame)
+                try forward.run(perStep, in: frame)
+                state.read(forward, from: 0, in: frame, into: base)
+                try after(k, hashing ? hash(next) : nil)
             }
-            try after(k, hashing ? hash(next) : nil)
         }
         return next
     }
 
     /// Runs on a frame that already holds these parameters' invariant values when one is free;
     /// the pullback hands its frame back (so it runs once).
-    func recordStep(_ s: [UInt8], input: Tensor, parameters p: [UInt8], loss: Loss) throws -> RecordedStep<Self> {
+    func recordStep(_ s: PackedBytes, input: Tensor, parameters p: PackedBytes, loss: Loss) throws -> RecordedStep<Self> {
         let (program, sc, pc, boundary) = (record, state.segments.count, parameters.segments.count, boundary)
         let frames = recordFrames
-        if frames.parameters != p { (frames.free, frames.parameters) = ([], p) }
+        if frames.parameters !== p { (frames.free, frames.parameters) = ([], p) }
         let frame: CompiledProgram.Frame
         if let kept = frames.free.popLast() {
             frame = kept
@@ -233,26 +226,28 @@ struct PackedStep: StepFunction {
             }
             try program.run(boundary..<program.positions.upperBound, in: frame)
             let result = (stateLayout.read(program, from: sc + 1, in: frame), parameterLayout.read(program, from: 2 * sc + 1, in: frame))
-            if frames.parameters == p && frames.free.count < RecordFrames.limit { frames.free.append(frame) }
+            if frames.parameters === p && frames.free.count < RecordFrames.limit { frames.free.append(frame) }
             return result
         }
     }
 
-    func finalLoss(_ s: [UInt8], loss: Loss) throws -> (value: Double, cotangent: [UInt8])? { try loss.final(s) }
+    func finalLoss(_ s: PackedBytes, loss: Loss) throws -> (value: Double, cotangent: PackedBytes)? { try loss.final(s) }
 
     /// `total[i] + gradient[i]` per element, as the tensor form's in-place `add_` computes it.
-    func accumulate(_ gradient: [UInt8], into total: inout [UInt8]?) throws {
-        guard total != nil else {
+    /// The first gradient becomes the total and is added into afterwards (each pullback returns
+    /// a buffer of its own).
+    func accumulate(_ gradient: PackedBytes, into total: inout PackedBytes?) throws {
+        guard let sum = total else {
             total = gradient
             return
         }
-        try total!.withUnsafeMutableBytes { sum in
-            try gradient.withUnsafeBytes { g in
-                for segment in parameters.segments where segment.type.elementCount > 0 {
+        try sum.withBase { sum in
+            try gradient.withBase { g in
+                for segment in parameters.segments {
                     let n = segment.type.elementCount
                     switch segment.type.dtype {
-                    case .float64: add(sum.baseAddress! + segment.offset, g.baseAddress! + segment.offset, n, Double.self)
-                    case .float32: add(sum.baseAddress! + segment.offset, g.baseAddress! + segment.offset, n, Float.self)
+                    case .float64: add(sum + segment.offset, g + segment.offset, n, Double.self)
+                    case .float32: add(sum + segment.offset, g + segment.offset, n, Float.self)
                     default: throw TensorError.unsupportedDType(op: "CompiledStep", dtype: segment.type.dtype, detail: "parameter gradients must be f64 or f32")
                     }
                 }
@@ -260,32 +255,67 @@ struct PackedStep: StepFunction {
         }
     }
 
-    private func add<T: BinaryFloatingPoint>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeRawPointer, _ n: Int, _: T.Type) {
+    private func add<T: BinaryFloatingPoint>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
         let s = sum.assumingMemoryBound(to: T.self), a = g.assumingMemoryBound(to: T.self)
         for i in 0..<n { s[i] = s[i] + a[i] }
     }
 
-    func serialize(_ s: [UInt8]) throws -> [UInt8] { s }
+    func serialize(_ s: PackedBytes) throws -> [UInt8] { s.array }
 
-    func deserialize(_ bytes: [UInt8], like template: [UInt8]) throws -> [UInt8] {
+    func deserialize(_ bytes: [UInt8], like template: PackedBytes) throws -> PackedBytes {
         guard bytes.count == state.byteCount else {
             throw PersistenceError.corrupt(path: "<snapshot>", offset: 0, detail: "\(bytes.count) bytes for a packed state of \(state.byteCount)")
         }
-        return bytes
+        return PackedBytes.from(bytes)
     }
 
     /// The hash ``TensorStep/hash(_:)`` gives the unpacked state.
-    func hash(_ s: [UInt8]) -> StateHash {
+    func hash(_ s: PackedBytes) -> StateHash {
         var hasher = StateHasher()
-        // A state of empty tensors has no buffer; its segments read zero bytes from any address.
-        withUnsafeBytes(of: UInt64(0)) { none in
-            s.withUnsafeBytes { raw in
-                let base = raw.baseAddress ?? none.baseAddress!
-                for segment in state.segments { hasher.combine(segment.type, bytes: base + segment.offset) }
-            }
+        s.withBase { base in
+            for segment in state.segments { hasher.combine(segment.type, bytes: base + segment.offset) }
         }
         return hasher.finalize()
     }
 
-    func byteCount(of s: [UInt8]) -> Int { s.count }
+    func byteCount(of s: PackedBytes) -> Int { s.count }
+}
+
+/// A packed state, parameter vector or gradient: bytes in one allocation, passed by reference. A
+/// buffer is not written after it is handed to the schedule (a run of steps writes into its own
+/// copy; a gradient total is the first pullback's own buffer). A class rather than `[UInt8]`:
+/// creating an array goes through the runtime's generic metadata lookup, hundreds of
+/// instructions per step.
+final class PackedBytes: ManagedBuffer<Int, UInt8> {
+    /// `count` bytes (zeroed).
+    static func make(_ count: Int) -> PackedBytes {
+        let bytes = unsafeDowncast(create(minimumCapacity: count) { _ in count }, to: PackedBytes.self)
+        bytes.withUnsafeMutablePointerToElements { $0.initialize(repeating: 0, count: count) }
+        return bytes
+    }
+
+    /// A copy of `array`.
+    static func from(_ array: [UInt8]) -> PackedBytes {
+        let bytes = make(array.count)
+        bytes.withUnsafeMutablePointerToElements { p in
+            array.withUnsafeBufferPointer { if let source = $0.baseAddress { p.update(from: source, count: array.count) } }
+        }
+        return bytes
+    }
+
+    var count: Int { header }
+
+    /// Runs `body` with the address of the first byte (valid, and never dereferenced, when empty).
+    @inline(__always)
+    func withBase<R>(_ body: (UnsafeMutableRawPointer) throws -> R) rethrows -> R {
+        try withUnsafeMutablePointerToElements { try body(UnsafeMutableRawPointer($0)) }
+    }
+
+    func copy() -> PackedBytes {
+        let other = PackedBytes.make(count)
+        withBase { source in other.withBase { $0.copyMemory(from: source, byteCount: count) } }
+        return other
+    }
+
+    var array: [UInt8] { withUnsafeMutablePointerToElements { Array(UnsafeBufferPointer(start: $0, count: count)) } }
 }
