@@ -87,6 +87,10 @@ public final class CompiledProgram: @unchecked Sendable {
     let instructionStart: [Int]
     let arguments: [Operand]
     let outputs: [Operand]
+    /// Byte offset and byte count per argument and per output, apart from their types: the
+    /// per-step binding path reads these without touching a shape array (no retain/release).
+    let argumentPlaces: [(offset: Int, bytes: Int)]
+    let outputPlaces: [(offset: Int, bytes: Int)]
     /// The captures' bytes, copied to the start of every new frame.
     let constantImage: [UInt8]
     public let statistics: Statistics
@@ -145,6 +149,8 @@ public final class CompiledProgram: @unchecked Sendable {
         instructionStart = plan.instructionStart
         arguments = plan.arguments
         outputs = plan.outputs
+        argumentPlaces = plan.arguments.map { ($0.offset, $0.type.byteCount) }
+        outputPlaces = plan.outputs.map { ($0.offset, $0.type.byteCount) }
         constantImage = plan.constantImage
         hasReductions = plan.instructions.contains { $0.kind == .reduce }
         var statistics = plan.statistics
@@ -243,17 +249,17 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// Copies an argument's bytes (exactly its compiled size) from `source` into argument `index`.
     public func bind(bytes source: UnsafeRawPointer, count: Int, at index: Int, in frame: Frame) throws {
-        guard arguments.indices.contains(index), arguments[index].type.byteCount == count else {
+        guard argumentPlaces.indices.contains(index), argumentPlaces[index].bytes == count else {
             throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "\(count) bytes for argument \(index) of \(arguments.count)"
                                             + (arguments.indices.contains(index) ? " (compiled as \(arguments[index].type))" : ""))
         }
-        (frame.base + arguments[index].offset).copyMemory(from: source, byteCount: count)
+        (frame.base + argumentPlaces[index].offset).copyMemory(from: source, byteCount: count)
     }
 
     /// Copies output `index`'s bytes out of `frame` to `destination`.
     public func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
-        let operand = outputs[index]
-        destination.copyMemory(from: frame.base + operand.offset, byteCount: operand.type.byteCount)
+        let place = outputPlaces[index]
+        destination.copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
     }
 
     /// Sets arguments `range` of `frame` to zero.
