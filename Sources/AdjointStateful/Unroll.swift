@@ -27,11 +27,18 @@ public struct UnrollOptions {
     /// Called after each step evaluation with the evaluations done and the total the schedule will
     /// run (for progress bars).
     public var progress: ((_ done: Int, _ total: Int) -> Void)?
+    /// Inputs kept for recomputation: `x[k]` is read from `inputs` once and kept in slot
+    /// `k % inputCacheSlots` until another step's input takes the slot, so a schedule that
+    /// recomputes a stretch of steps reads each input once rather than once per recomputation
+    /// (`inputs` must return the same input each time anyway). 0 reads every time.
+    public var inputCacheSlots: Int
 
-    public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil) {
+    public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil,
+                inputCacheSlots: Int = 4096) {
         self.verifyReplay = verifyReplay
         self.snapshotDirectory = snapshotDirectory
         self.progress = progress
+        self.inputCacheSlots = Swift.max(0, inputCacheSlots)
     }
 }
 
@@ -121,6 +128,11 @@ final class UnrollExecutor<Step: StepFunction> {
     @exclusivity(unchecked) var directory: String?
     @exclusivity(unchecked) var ownsDirectory = false
     @exclusivity(unchecked) var evaluations = 0
+    /// The input cache (``UnrollOptions/inputCacheSlots``): the step each slot holds (-1: none).
+    @exclusivity(unchecked) var cachedSteps: [Int]
+    @exclusivity(unchecked) var cachedInputs: [Step.Input?]
+    /// Reads of `inputs` (the rest came from the cache).
+    @exclusivity(unchecked) var inputReads = 0
 
     init(_ step: Step, initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
          schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input,
@@ -138,6 +150,9 @@ final class UnrollExecutor<Step: StepFunction> {
         current = initial
         if case let .multiTier(_, disk) = schedule { diskSlots = disk } else { diskSlots = 0 }
         hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps + 1) : []
+        let slots = Swift.min(options.inputCacheSlots, steps)
+        cachedSteps = [Int](repeating: -1, count: slots)
+        cachedInputs = [Step.Input?](repeating: nil, count: slots)
         report.steps = steps
         report.schedule = schedule.description
         try check(initial, at: 0)
@@ -151,7 +166,7 @@ final class UnrollExecutor<Step: StepFunction> {
         switch action {
         case let .advance(to):
             let offset = offset, observed = options.progress != nil
-            current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters, inputs: inputs,
+            current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters, inputs: input,
                                        hashing: options.verifyReplay, before: { stack.unrollStep = $0 + offset }) { k, hash in
                 if let hash { try check(hash, at: k + 1) }
                 if observed { tick() } else { evaluations += 1 }
@@ -215,11 +230,25 @@ final class UnrollExecutor<Step: StepFunction> {
         guard let gradient, let initialCotangent, let finalState else {
             preconditionFailure("the schedule ended before reversing every step")
         }
+        var report = report
+        report.inputReads = inputReads
         return UnrollResult(loss: lossValue, parameterGradient: gradient, initialStateGradient: initialCotangent,
                             finalState: finalState, report: report)
     }
 
-    func input(_ k: Int) throws -> Step.Input { try inputs(k) }
+    func input(_ k: Int) throws -> Step.Input {
+        let slots = cachedSteps.count
+        guard slots > 0 else {
+            inputReads += 1
+            return try inputs(k)
+        }
+        let slot = k % slots
+        if cachedSteps[slot] == k, let x = cachedInputs[slot] { return x }
+        let x = try inputs(k)
+        inputReads += 1
+        (cachedSteps[slot], cachedInputs[slot]) = (k, x)
+        return x
+    }
 
     func currentState(for action: CheckpointAction) throws -> Step.State {
         guard let current else { preconditionFailure("'\(action)' with no current state") }

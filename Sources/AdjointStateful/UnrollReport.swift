@@ -23,6 +23,9 @@ public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
     public var diskReads = 0
     /// Recomputed states whose hash was compared with the original run's.
     public var replayChecks = 0
+    /// Calls of `inputs` (the other evaluations found their input in the cache,
+    /// ``UnrollOptions/inputCacheSlots``).
+    public var inputReads = 0
 
     public init() {}
 
@@ -36,6 +39,7 @@ public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
             "peak snapshots      \(peakSnapshots) (\(Self.bytes(peakSnapshotBytes)))",
             "peak recorded steps \(peakRecordedSteps)",
             "replay checks       \(replayChecks)",
+            "input reads         \(inputReads)",
         ]
         if diskWrites > 0 || diskReads > 0 { lines.append("disk writes/reads   \(diskWrites)/\(diskReads)") }
         return lines.joined(separator: "\n")

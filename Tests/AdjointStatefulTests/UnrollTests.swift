@@ -1,6 +1,7 @@
 import Adjoint
 import AdjointTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// A small nonlinear system: s' = tanh(A·s + b + x), y = s'·s', loss = mean((s' − 0.3)²) + 0.01·y,
@@ -87,6 +88,31 @@ struct UnrollTests {
             let result = try Fixture.run(T, schedule)
             #expect(sameBits(reference, result), "\(schedule) at T = \(T)")
             #expect(result.report.recordedSteps == T)
+        }
+    }
+
+    @Test("recomputation finds its inputs in the cache: fewer reads, the same result bitwise",
+          arguments: [CheckpointSchedule.binomial(snapshots: 3), .uniform(every: 10), .online(snapshots: 4)])
+    func inputCache(_ schedule: CheckpointSchedule) throws {
+        let reads = Mutex(0)
+        func run(_ slots: Int) throws -> UnrollResult<Fixture.Step> {
+            reads.withLock { $0 = 0 }
+            return try unroll(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, steps: 60, loss: Fixture.loss, schedule: schedule,
+                              options: UnrollOptions(inputCacheSlots: slots)) { k in
+                reads.withLock { $0 += 1 }
+                return Fixture.input(k)
+            }
+        }
+        let uncached = try run(0)
+        let uncachedReads = reads.withLock { $0 }
+        #expect(uncached.report.inputReads == uncachedReads && uncachedReads == uncached.report.forwardSteps + uncached.report.recordedSteps)
+        let cached = try run(4096)
+        #expect(cached.report.inputReads == reads.withLock { $0 } && cached.report.inputReads == 60, "\(cached.report)")
+        let small = try run(7)   // slots shared between steps: more reads, never a wrong input
+        #expect(small.report.inputReads > 60 && small.report.inputReads <= uncachedReads)
+        for r in [cached, small] {
+            #expect(r.loss.bitPattern == uncached.loss.bitPattern && bitwiseEqual(r.initialStateGradient, uncached.initialStateGradient))
+            #expect(zip(r.parameterGradient.tensors, uncached.parameterGradient.tensors).allSatisfy(bitwiseEqual))
         }
     }
 

@@ -62,6 +62,7 @@ extension UnrollReport {
         forwardSteps += other.forwardSteps
         recordedSteps += other.recordedSteps
         replayChecks += other.replayChecks
+        inputReads += other.inputReads
         diskWrites += other.diskWrites
         diskReads += other.diskReads
         peakSnapshots = Swift.max(peakSnapshots, other.peakSnapshots)
