@@ -11,7 +11,7 @@ public func unroll<State, Parameters, Output>(
     loss: CompiledStep<State, Parameters, Output>.Loss, schedule: CheckpointSchedule = .binomial(snapshots: 32),
     options: UnrollOptions = UnrollOptions(), inputs: @escaping (Int) throws -> Tensor
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
-    let state = PackedLayout(step.stateTemplate), parameterLayout = PackedLayout(step.parameterTemplate)
+    let (state, parameterLayout) = (step.stateLayout, step.parameterLayout)
     let packed = PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record,
                             recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout)
     let (base, template) = (step.base, step.stateTemplate)
@@ -50,7 +50,8 @@ struct PackedLayout {
 
     func pack<C: ParameterCollection>(_ value: C) throws -> PackedBytes {
         let tensors = value.tensors
-        guard tensors.map(\.valueType) == segments.map(\.type) else {
+        guard tensors.count == segments.count,
+              zip(tensors, segments).allSatisfy({ $0.dtype == $1.type.dtype && $0.shape == $1.type.shape }) else {
             throw TensorError.shapeMismatch(op: "CompiledStep", detail: "compiled for \(segments.map(\.type)), got \(tensors.map(\.valueType))")
         }
         let bytes = PackedBytes.make(byteCount)

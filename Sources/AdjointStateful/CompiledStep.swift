@@ -38,6 +38,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     public let base: TensorStep<State, Tensor, Parameters, Output>
     let stateTemplate: State
     let parameterTemplate: Parameters
+    /// Where each tensor of a state and of the parameters lives in their packed form.
+    let stateLayout: PackedLayout, parameterLayout: PackedLayout
     /// The forward step alone: first the operators that depend on the parameters only
     /// (`forwardInvariant` positions), then the rest.
     let forward: CompiledProgram
@@ -60,6 +62,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         base = step
         stateTemplate = state
         parameterTemplate = parameters
+        stateLayout = PackedLayout(state)
+        parameterLayout = PackedLayout(parameters)
         stateCount = state.tensors.count
         parameterCount = parameters.tensors.count
         let (sc, pc) = (stateCount, parameterCount)

@@ -321,8 +321,11 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     func removeSnapshotFiles() {
-        for case let .disk(path) in snapshots.values.map(\.place) { try? FileManager.default.removeItem(atPath: path) }
-        snapshots = snapshots.filter { if case .disk = $0.value.place { false } else { true } }
+        for (k, stored) in snapshots {
+            guard case let .disk(path) = stored.place else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+            snapshots[k] = nil
+        }
         if ownsDirectory, let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }

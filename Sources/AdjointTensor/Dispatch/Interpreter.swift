@@ -35,21 +35,25 @@ extension InterpreterLevel {
 }
 
 /// The interpreter levels active on the current thread.
+///
+/// One stack per thread, used only by that thread and never re-entered while a property is being
+/// modified, so its state skips dynamic exclusivity checks (they cost tens of instructions per
+/// access on every dispatched operator).
 public final class InterpreterStack {
     /// Levels from outermost (index 0) to innermost.
-    public private(set) var levels: [InterpreterLevel] = []
+    @exclusivity(unchecked) public private(set) var levels: [InterpreterLevel] = []
     /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
-    @usableFromInline var ceiling = Int.max
+    @exclusivity(unchecked) @usableFromInline var ceiling = Int.max
     /// The ``ResourceLimits`` in force on this thread, if any.
-    var limits: ActiveLimits?
+    @exclusivity(unchecked) var limits: ActiveLimits?
     /// ``ResourceLimits/maxTapeNodes`` in force on this thread (for tapes as they record).
     public var maxTapeNodes: Int? { limits?.limits.maxTapeNodes }
     /// Observers of every dispatched operator's timing (the profiler), if any.
-    public var timer: OperatorTimer?
+    @exclusivity(unchecked) public var timer: OperatorTimer?
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
-    public var unrollStep: Int?
-    public var backwardNode: (index: Int, op: OpCode)?
+    @exclusivity(unchecked) public var unrollStep: Int?
+    @exclusivity(unchecked) public var backwardNode: (index: Int, op: OpCode)?
 
     private static let nextLevelID = Atomic<UInt32>(1)
 
