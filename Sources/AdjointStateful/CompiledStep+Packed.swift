@@ -304,7 +304,9 @@ final class PackedBytes: ManagedBuffer<Int, UInt8> {
         return bytes
     }
 
-    var count: Int { header }
+    /// The byte count (read through the header's pointer: the `header` property is checked for
+    /// exclusive access on every read).
+    var count: Int { withUnsafeMutablePointerToHeader { $0.pointee } }
 
     /// Runs `body` with the address of the first byte (valid, and never dereferenced, when empty).
     @inline(__always)

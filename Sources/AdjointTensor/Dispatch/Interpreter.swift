@@ -52,8 +52,21 @@ public final class InterpreterStack {
     @exclusivity(unchecked) public var timer: OperatorTimer?
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
-    @exclusivity(unchecked) public var unrollStep: Int?
+    public var unrollStep: Int? {
+        get { unrollStepSlot.pointee == .min ? nil : unrollStepSlot.pointee }
+        set { unrollStepSlot.pointee = newValue ?? .min }
+    }
     @exclusivity(unchecked) public var backwardNode: (index: Int, op: OpCode)?
+    /// `unrollStep` (`Int.min`: none) in memory of its own: an unroll sets it around every action,
+    /// and a class property accessed from another module is checked for exclusive access at each
+    /// access, `@exclusivity(unchecked)` notwithstanding once inlined across modules.
+    private let unrollStepSlot: UnsafeMutablePointer<Int> = {
+        let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        p.initialize(to: .min)
+        return p
+    }()
+
+    deinit { unrollStepSlot.deallocate() }
 
     private static let nextLevelID = Atomic<UInt32>(1)
 
