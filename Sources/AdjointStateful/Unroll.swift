@@ -150,6 +150,7 @@ final class UnrollExecutor<Step: StepFunction> {
         current = initial
         if case let .multiTier(_, disk) = schedule { diskSlots = disk } else { diskSlots = 0 }
         hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps + 1) : []
+        snapshots.reserveCapacity(Swift.min(steps + 1, 64))   // no rehashing as the first few are stored
         let slots = Swift.min(options.inputCacheSlots, steps)
         cachedSteps = [Int](repeating: -1, count: slots)
         cachedInputs = [Step.Input?](repeating: nil, count: slots)
