@@ -83,50 +83,21 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
             return result.state.tensors + [result.loss] + g.state.tensors + g.parameters.tensors
         }, at: arguments + cotangentExample)
         // Operations reading (transitively) a cotangent argument form the backward part.
-        let cotangentIDs = Set(recordBundle.graph.inputs.filter { $0.role == .argument }.suffix(sc).map(\.id))
-        var dependent = cotangentIDs
-        var fwd: [Int] = [], bwd: [Int] = []
-        for (i, node) in recordBundle.graph.nodes.enumerated() {
-            if node.inputs.contains(where: dependent.contains) {
-                dependent.formUnion(node.outputs)
-                bwd.append(i)
-            } else {
-                fwd.append(i)
-            }
-        }
+        let recordArguments = recordBundle.graph.inputs.filter { $0.role == .argument }.map(\.id)
+        let (fwd, bwd) = Self.split(recordBundle.graph, Array(recordBundle.graph.nodes.indices), readingAnyOf: Set(recordArguments.suffix(sc)))
         let reads = forwardBundle.valueReads.isEmpty ? recordBundle.valueReads : forwardBundle.valueReads
         guard reads.isEmpty else { throw UnrollError.valueReadWhileTracing(afterOperators: reads) }
         // Loop-invariant code motion: operators that read neither the state nor the input (the
         // parameters' transforms) come first, before a boundary, so a run of many steps with the
         // same parameters computes them once (``advance``) and re-runs only the rest.
         let varying = Set(forwardBundle.graph.inputs.filter { $0.role == .argument }.prefix(sc + 1).map(\.id))
-        var perStep = varying
-        var invariant: [Int] = [], stepOrder: [Int] = []
-        for (i, node) in forwardBundle.graph.nodes.enumerated() {
-            if node.inputs.contains(where: perStep.contains) {
-                perStep.formUnion(node.outputs)
-                stepOrder.append(i)
-            } else {
-                invariant.append(i)
-            }
-        }
+        let (invariant, stepOrder) = Self.split(forwardBundle.graph, Array(forwardBundle.graph.nodes.indices), readingAnyOf: varying)
         forward = try CompiledProgram(forwardBundle.graph, captures: forwardBundle.captures, order: invariant + stepOrder,
                                       boundary: invariant.count, native: native)
         forwardInvariant = invariant.count
         // The fused program's forward part is ordered the same way, with a boundary after its
         // invariant operators too: a frame that ran them keeps their values (see ``PackedStep``).
-        let recordVarying = Set(recordBundle.graph.inputs.filter { $0.role == .argument }.prefix(sc + 1).map(\.id))
-        var recordPerStep = recordVarying
-        var recordInvariant: [Int] = [], recordRest: [Int] = []
-        for i in fwd {
-            let node = recordBundle.graph.nodes[i]
-            if node.inputs.contains(where: recordPerStep.contains) {
-                recordPerStep.formUnion(node.outputs)
-                recordRest.append(i)
-            } else {
-                recordInvariant.append(i)
-            }
-        }
+        let (recordInvariant, recordRest) = Self.split(recordBundle.graph, fwd, readingAnyOf: Set(recordArguments.prefix(sc + 1)))
         record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: recordInvariant + recordRest + bwd,
                                      boundaries: [recordInvariant.count, fwd.count], native: native)
         self.recordInvariant = recordInvariant.count
@@ -141,6 +112,23 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         } else {
             finalProgram = nil
         }
+    }
+
+    /// `nodes` (indices into `graph`, in order) split into those that do not read any of `sources`,
+    /// directly or through earlier nodes, and those that do.
+    static func split(_ graph: Graph, _ nodes: [Int], readingAnyOf sources: Set<ValueID>) -> (independent: [Int], dependent: [Int]) {
+        var reached = sources
+        var independent: [Int] = [], dependent: [Int] = []
+        for i in nodes {
+            let node = graph.nodes[i]
+            if node.inputs.contains(where: reached.contains) {
+                reached.formUnion(node.outputs)
+                dependent.append(i)
+            } else {
+                independent.append(i)
+            }
+        }
+        return (independent, dependent)
     }
 
     public func step(_ state: State, input: Tensor, parameters: Parameters) throws -> State {

@@ -62,6 +62,17 @@ struct CompiledProgramTests {
         },
     ]
 
+    /// The graph's nodes that do not read argument `index` (directly or through other nodes), and
+    /// those that do, each in graph order.
+    static func split(_ bundle: GraphBundle, readingArgument index: Int) -> (independent: [Int], dependent: [Int]) {
+        var reached: Set<ValueID> = [bundle.graph.inputs.filter { $0.role == .argument }[index].id]
+        var independent: [Int] = [], dependent: [Int] = []
+        for (i, node) in bundle.graph.nodes.enumerated() {
+            if node.inputs.contains(where: reached.contains) { reached.formUnion(node.outputs); dependent.append(i) } else { independent.append(i) }
+        }
+        return (independent, dependent)
+    }
+
     @Test("a compiled program gives the interpreter's outputs bitwise", arguments: cases)
     func matchesInterpreter(_ c: Case) throws {
         let (bundle, traced) = try traceGraph(c.body, at: try c.arguments(seed: 1))
@@ -112,12 +123,7 @@ struct CompiledProgramTests {
             return [y, try pullback(a[1])]
         }, at: [x, try Tensor.ones([6])])
         // Forward: the operators that do not read the cotangent (argument 1).
-        let cotangent = bundle.graph.inputs.filter { $0.role == .argument }[1].id
-        var dependent: Set<ValueID> = [cotangent]
-        var forward: [Int] = [], backward: [Int] = []
-        for (i, node) in bundle.graph.nodes.enumerated() {
-            if node.inputs.contains(where: dependent.contains) { dependent.formUnion(node.outputs); backward.append(i) } else { forward.append(i) }
-        }
+        let (forward, backward) = Self.split(bundle, readingArgument: 1)
         let program = try bundle.compiled(order: forward + backward, boundary: forward.count)
         let frame = program.makeFrame()
         try program.bind([x], in: frame)

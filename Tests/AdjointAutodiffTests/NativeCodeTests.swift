@@ -78,12 +78,7 @@ struct NativeCodeTests {
             let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp().sigmoid() }
             return [y, try pullback(a[1])]
         }, at: [x, try Tensor.ones([6])])
-        let cotangent = bundle.graph.inputs.filter { $0.role == .argument }[1].id
-        var dependent: Set<ValueID> = [cotangent]
-        var forward: [Int] = [], backward: [Int] = []
-        for (i, node) in bundle.graph.nodes.enumerated() {
-            if node.inputs.contains(where: dependent.contains) { dependent.formUnion(node.outputs); backward.append(i) } else { forward.append(i) }
-        }
+        let (forward, backward) = CompiledProgramTests.split(bundle, readingArgument: 1)
         let program = try bundle.compiled(order: forward + backward, boundary: forward.count, native: .required)
         #expect(program.statistics.nativeInstructions > 0)
         let frame = program.makeFrame()

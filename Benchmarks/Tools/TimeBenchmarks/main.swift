@@ -99,6 +99,7 @@ case "thermal":
         fields["schedule"] = report.schedule
         fields["forward_steps"] = report.forwardSteps
         fields["peak_snapshot_bytes"] = report.peakSnapshotBytes
+        fields["input_reads"] = report.inputReads
     }
     emit(fields)
 case "chain":
