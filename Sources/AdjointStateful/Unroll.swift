@@ -1,3 +1,4 @@
+import AdjointAutodiff
 import AdjointTensor
 import Foundation
 
@@ -32,13 +33,17 @@ public struct UnrollOptions {
     /// recomputes a stretch of steps reads each input once rather than once per recomputation
     /// (`inputs` must return the same input each time anyway). 0 reads every time.
     public var inputCacheSlots: Int
+    /// The most bytes of tensor inputs (`Tensor` or a ``ParameterCollection``) the cache holds:
+    /// an input that would take it past this is used and not kept.
+    public var inputCacheBytes: Int
 
     public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil,
-                inputCacheSlots: Int = 4096) {
+                inputCacheSlots: Int = 4096, inputCacheBytes: Int = 64 << 20) {
         self.verifyReplay = verifyReplay
         self.snapshotDirectory = snapshotDirectory
         self.progress = progress
         self.inputCacheSlots = Swift.max(0, inputCacheSlots)
+        self.inputCacheBytes = Swift.max(0, inputCacheBytes)
     }
 }
 
@@ -131,6 +136,9 @@ final class UnrollExecutor<Step: StepFunction> {
     /// The input cache (``UnrollOptions/inputCacheSlots``): the step each slot holds (-1: none).
     @exclusivity(unchecked) var cachedSteps: [Int]
     @exclusivity(unchecked) var cachedInputs: [Step.Input?]
+    /// Bytes of the tensors the cache holds, per slot and in all.
+    @exclusivity(unchecked) var cachedInputBytes: [Int]
+    @exclusivity(unchecked) var cachedBytes = 0
     /// Reads of `inputs` (the rest came from the cache).
     @exclusivity(unchecked) var inputReads = 0
 
@@ -154,6 +162,7 @@ final class UnrollExecutor<Step: StepFunction> {
         let slots = Swift.min(options.inputCacheSlots, steps)
         cachedSteps = [Int](repeating: -1, count: slots)
         cachedInputs = [Step.Input?](repeating: nil, count: slots)
+        cachedInputBytes = [Int](repeating: 0, count: slots)
         report.steps = steps
         report.schedule = schedule.description
         try check(initial, at: 0)
@@ -247,8 +256,22 @@ final class UnrollExecutor<Step: StepFunction> {
         if cachedSteps[slot] == k, let x = cachedInputs[slot] { return x }
         let x = try inputs(k)
         inputReads += 1
-        (cachedSteps[slot], cachedInputs[slot]) = (k, x)
+        let bytes = Self.tensorBytes(x)
+        cachedBytes -= cachedInputBytes[slot]
+        if cachedBytes + bytes <= options.inputCacheBytes {
+            (cachedSteps[slot], cachedInputs[slot], cachedInputBytes[slot]) = (k, x, bytes)
+            cachedBytes += bytes
+        } else {
+            (cachedSteps[slot], cachedInputs[slot], cachedInputBytes[slot]) = (-1, nil, 0)
+        }
         return x
+    }
+
+    /// The bytes of a tensor input's elements (0 for inputs of other types).
+    static func tensorBytes(_ x: Step.Input) -> Int {
+        if let t = x as? Tensor { return t.elementCount * t.dtype.byteSize }
+        if let c = x as? any ParameterCollection { return c.tensors.reduce(0) { $0 + $1.elementCount * $1.dtype.byteSize } }
+        return 0
     }
 
     func currentState(for action: CheckpointAction) throws -> Step.State {

@@ -95,10 +95,10 @@ struct UnrollTests {
           arguments: [CheckpointSchedule.binomial(snapshots: 3), .uniform(every: 10), .online(snapshots: 4)])
     func inputCache(_ schedule: CheckpointSchedule) throws {
         let reads = Mutex(0)
-        func run(_ slots: Int) throws -> UnrollResult<Fixture.Step> {
+        func run(_ slots: Int, bytes: Int = 64 << 20) throws -> UnrollResult<Fixture.Step> {
             reads.withLock { $0 = 0 }
             return try unroll(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, steps: 60, loss: Fixture.loss, schedule: schedule,
-                              options: UnrollOptions(inputCacheSlots: slots)) { k in
+                              options: UnrollOptions(inputCacheSlots: slots, inputCacheBytes: bytes)) { k in
                 reads.withLock { $0 += 1 }
                 return Fixture.input(k)
             }
@@ -110,7 +110,11 @@ struct UnrollTests {
         #expect(cached.report.inputReads == reads.withLock { $0 } && cached.report.inputReads == 60, "\(cached.report)")
         let small = try run(7)   // slots shared between steps: more reads, never a wrong input
         #expect(small.report.inputReads > 60 && small.report.inputReads <= uncachedReads)
-        for r in [cached, small] {
+        let budget = try run(4096, bytes: 5 * 24)   // room for five 3-element inputs at a time
+        #expect(budget.report.inputReads > 60 && budget.report.inputReads <= uncachedReads)
+        let none = try run(4096, bytes: 0)
+        #expect(none.report.inputReads == uncachedReads)
+        for r in [cached, small, budget, none] {
             #expect(r.loss.bitPattern == uncached.loss.bitPattern && bitwiseEqual(r.initialStateGradient, uncached.initialStateGradient))
             #expect(zip(r.parameterGradient.tensors, uncached.parameterGradient.tensors).allSatisfy(bitwiseEqual))
         }
