@@ -78,11 +78,7 @@ struct PackedLayout {
 
     /// Copies `bytes`, one segment per argument, into arguments `first…` of `frame`.
     func bind(_ bytes: PackedBytes, to program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame) throws {
-        try bytes.withBase { base in
-            for (k, segment) in segments.enumerated() {
-                try program.bind(bytes: base + segment.offset, count: segment.type.byteCount, at: first + k, in: frame)
-            }
-        }
+        try bytes.withBase { try program.bind(packed: $0, count: byteCount, arguments: first..<(first + segments.count), in: frame) }
     }
 
     /// Outputs `first…` of `frame`, one per segment, packed.
@@ -94,7 +90,7 @@ struct PackedLayout {
 
     /// Outputs `first…` of `frame`, packed into `destination` (``byteCount`` bytes).
     func read(_ program: CompiledProgram, from first: Int, in frame: CompiledProgram.Frame, into destination: UnsafeMutableRawPointer) {
-        for (k, segment) in segments.enumerated() { program.copyOutput(first + k, to: destination + segment.offset, in: frame) }
+        program.copyOutputs(first..<(first + segments.count), packedTo: destination, in: frame)
     }
 }
 

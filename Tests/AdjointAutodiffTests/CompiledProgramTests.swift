@@ -186,6 +186,19 @@ struct CompiledProgramTests {
         #expect(all.count == 400 && all.allSatisfy { zip($0, expected).allSatisfy(bitwiseEqual) })
     }
 
+    @Test("packed binding and reading: arguments and outputs back to back in one call")
+    func packedBinding() throws {
+        let (bundle, _) = try traceGraph({ a in [try a[0] * 2, try a[1] + 1, try a[0].sum()] }, at: [try Tensor.zeros([3]), try Tensor.zeros([2])])
+        let program = try bundle.compiled()
+        let frame = program.makeFrame()
+        let packed: [Double] = [1, 2, 3, 10, 20]
+        try packed.withUnsafeBytes { try program.bind(packed: $0.baseAddress!, count: 40, arguments: 0..<2, in: frame) }
+        try program.run(program.positions, in: frame)
+        var out = [Double](repeating: 0, count: 6)
+        out.withUnsafeMutableBytes { program.copyOutputs(0..<3, packedTo: $0.baseAddress!, in: frame) }
+        #expect(out == [2, 4, 6, 11, 21, 6])
+    }
+
     @Test("wrong arguments are typed errors naming the argument")
     func badArguments() throws {
         let (bundle, _) = try traceGraph({ a in [try a[0] * 2] }, at: [try Tensor.zeros([3])])
@@ -202,6 +215,12 @@ struct CompiledProgramTests {
         let frame = program.makeFrame()
         #expect { try [0.0, 1.0].withUnsafeBytes { try program.bind(bytes: $0.baseAddress!, count: 16, at: 0, in: frame) } } throws: {
             "\($0)".contains("16 bytes for argument 0") && "\($0)".contains("f64[3]")
+        }
+        #expect { try [0.0, 1.0].withUnsafeBytes { try program.bind(packed: $0.baseAddress!, count: 16, arguments: 0..<1, in: frame) } } throws: {
+            "\($0)".contains("16 bytes for arguments 0..<1, which take 24")
+        }
+        #expect { try [0.0].withUnsafeBytes { try program.bind(packed: $0.baseAddress!, count: 8, arguments: 0..<2, in: frame) } } throws: {
+            "\($0)".contains("arguments 0..<2 of a program with 1")
         }
         let other = try bundle.compiled()
         #expect { try program.run(program.positions, in: other.makeFrame()) } throws: { "\($0)".contains("another program") }

@@ -256,6 +256,36 @@ public final class CompiledProgram: @unchecked Sendable {
         (frame.base + argumentPlaces[index].offset).copyMemory(from: source, byteCount: count)
     }
 
+    /// Copies `count` bytes from `source`, the arguments `range` laid out back to back in order,
+    /// into those arguments (one call for a packed collection of tensors).
+    ///
+    /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` when `count` is not the arguments'
+    ///   total size, ``TensorError/invalidArgument(op:detail:)`` for a range outside the arguments.
+    public func bind(packed source: UnsafeRawPointer, count: Int, arguments range: Range<Int>, in frame: Frame) throws {
+        guard range.lowerBound >= 0, range.upperBound <= argumentPlaces.count else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments \(range) of a program with \(argumentPlaces.count)")
+        }
+        var offset = 0
+        for place in argumentPlaces[range] { offset += place.bytes }
+        guard offset == count else {
+            throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "\(count) bytes for arguments \(range), which take \(offset)")
+        }
+        offset = 0
+        for place in argumentPlaces[range] {
+            (frame.base + place.offset).copyMemory(from: source + offset, byteCount: place.bytes)
+            offset += place.bytes
+        }
+    }
+
+    /// Copies outputs `range` out of `frame` to `destination`, back to back in order.
+    public func copyOutputs(_ range: Range<Int>, packedTo destination: UnsafeMutableRawPointer, in frame: Frame) {
+        var offset = 0
+        for place in outputPlaces[range] {
+            (destination + offset).copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
+            offset += place.bytes
+        }
+    }
+
     /// Copies output `index`'s bytes out of `frame` to `destination`.
     public func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
         let place = outputPlaces[index]
