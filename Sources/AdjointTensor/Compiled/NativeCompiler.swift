@@ -65,6 +65,13 @@ public struct NativeCompiler: Sendable, Equatable {
     public static let flags = ["-O2", "-fPIC", "-shared", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-w"]
     static let candidates = ["cc", "clang", "gcc"]
 
+    /// `uname -m`: the architecture libraries are built for.
+    static let machine: String = {
+        var names = utsname()
+        uname(&names)
+        return withUnsafeBytes(of: &names.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }()
+
     public init(executable: String, cacheDirectory: String) {
         self.executable = executable
         self.cacheDirectory = cacheDirectory
@@ -92,7 +99,9 @@ public struct NativeCompiler: Sendable, Equatable {
     /// Compiles `source` (or finds it compiled) and loads it.
     func library(_ source: String) throws -> NativeLibrary {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in (source + executable + Self.flags.joined(separator: " ") + " -lm").utf8 {
+        // The machine is in the key too: a cache directory shared between machines of other
+        // architectures must not hand one a library it cannot load.
+        for byte in (source + executable + Self.flags.joined(separator: " ") + " -lm " + Self.machine).utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         let name = String(hash, radix: 16)
