@@ -9,17 +9,8 @@ extension CompiledProgram {
         let policy = hasReductions ? KernelPolicy.current : KernelPolicy(determinism: .strict, threads: 1)
         try instructions.withUnsafeBufferPointer { instructions in
             try tables.withUnsafeBufferPointer { tables in
-                var k = range.lowerBound
-                while k < range.upperBound {
-                    // A run compiled to machine code, when the whole run is asked for.
-                    if exact, let native {
-                        let s = Int(native.start[k])
-                        if s >= 0, native.end[s] <= range.upperBound {
-                            native.functions[s](base)
-                            k = native.end[s]
-                            continue
-                        }
-                    }
+                /// Instruction `k` through the kernels' loops (or the ordinary kernels).
+                @inline(__always) func interpret(_ k: Int) throws {
                     let instruction = instructions.baseAddress! + k
                     switch instruction.pointee.kind {
                     case .gather:
@@ -38,7 +29,28 @@ extension CompiledProgram {
                     default:
                         try runFallback(k, base)
                     }
-                    k += 1
+                }
+                guard exact, let native else {
+                    for k in range { try interpret(k) }
+                    return
+                }
+                // Runs compiled to machine code, where a whole run is asked for.
+                try native.start.withUnsafeBufferPointer { start in
+                    try native.end.withUnsafeBufferPointer { end in
+                        try native.functions.withUnsafeBufferPointer { functions in
+                            var k = range.lowerBound
+                            while k < range.upperBound {
+                                let s = Int(start[k])
+                                if s >= 0, end[s] <= range.upperBound {
+                                    functions[s](base)
+                                    k = end[s]
+                                } else {
+                                    try interpret(k)
+                                    k += 1
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
