@@ -111,19 +111,14 @@ struct PackedStep: StepFunction {
     let forward: CompiledProgram
     /// Positions of `forward` that depend on the parameters only.
     let forwardInvariant: Int
-    let record: CompiledProgram
-    let boundary: Int
     let state: PackedLayout
     let parameters: PackedLayout
     /// The forward frame of this unroll, kept between stretches of steps with the parameters it
     /// was bound with and their loop-invariant operators computed (a schedule with many snapshots
     /// advances a step or two at a time).
     let forwardFrame = ForwardFrame()
-    /// Positions of `record` that depend on the parameters only.
-    let recordInvariant: Int
-    /// Frames of `record` whose pullback has run, with the parameters bound and their invariant
-    /// operators computed (kept across a boundary, so nothing later overwrites them).
-    let recordFrames = RecordFrames()
+    /// The record program and the frames it reuses.
+    let recorder: Recorder
 
     // Used by one unroll on one thread: no dynamic exclusivity checks (see ``UnrollExecutor``).
     final class ForwardFrame {
@@ -131,19 +126,93 @@ struct PackedStep: StepFunction {
         @exclusivity(unchecked) var parameters: PackedBytes?
     }
 
-    final class RecordFrames {
-        @exclusivity(unchecked) var free: [CompiledProgram.Frame] = []
-        @exclusivity(unchecked) var parameters: PackedBytes?
-        /// Enough for schedules that reverse each step as soon as it is recorded.
-        static let limit = 8
+    /// The record program (forward and backward of a step, split at `boundary`) with the layouts
+    /// its pullback reads, and what recording reuses: records (each with a frame of `program` that
+    /// holds the parameters and their invariant operators) and state-sized and gradient-sized
+    /// buffers, each taken again once nothing but this pool refers to it — its pullback can no
+    /// longer be called, the buffer was dropped by the schedule. At most ``ReusePool/limit`` of each are kept,
+    /// enough for schedules that reverse a step soon after recording it; a schedule that keeps
+    /// more (`storeAll`), or keeps states as snapshots, gets fresh ones beyond that (see ``ReusePool``).
+    final class Recorder {
+        let program: CompiledProgram
+        /// Positions of `program` that depend on the parameters only.
+        let invariant: Int
+        let boundary: Int
+        let state: PackedLayout
+        let parameters: PackedLayout
+        @exclusivity(unchecked) var records = ReusePool<Record>()
+        /// The parameters the pooled records' frames hold.
+        @exclusivity(unchecked) var boundParameters: PackedBytes?
+        @exclusivity(unchecked) var stateBuffers = ReusePool<PackedBytes>()
+        @exclusivity(unchecked) var gradientBuffers = ReusePool<PackedBytes>()
+
+        init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) {
+            (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
+        }
+
+        /// A record whose frame holds `p` and its invariant values.
+        func record(parameters p: PackedBytes) throws -> Record {
+            if boundParameters !== p { (records, boundParameters) = (ReusePool(), p) }
+            if let record = records.takeUnreferenced() {
+                record.pulled = false
+                return record
+            }
+            let frame = program.makeFrame()
+            try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
+            try program.run(0..<invariant, in: frame)
+            let record = Record(self, frame)
+            records.keep(record)
+            return record
+        }
+
+        /// A buffer of `layout.byteCount` bytes from `pool` (its contents are overwritten by the caller).
+        static func buffer(_ pool: inout ReusePool<PackedBytes>, _ layout: PackedLayout) -> PackedBytes {
+            if let bytes = pool.takeUnreferenced() { return bytes }
+            let bytes = PackedBytes.make(layout.byteCount)
+            pool.keep(bytes)
+            return bytes
+        }
+
+        /// Outputs `first…` of `frame` packed into a pooled buffer.
+        func read(_ layout: PackedLayout, from first: Int, in frame: CompiledProgram.Frame, pool: inout ReusePool<PackedBytes>) -> PackedBytes {
+            let bytes = Self.buffer(&pool, layout)
+            bytes.withBase { layout.read(program, from: first, in: frame, into: $0) }
+            return bytes
+        }
     }
 
-    final class Flag { @exclusivity(unchecked) var value = false }
+    /// One recorded step's frame, until its pullback (which runs once) has run and nothing refers
+    /// to the record any more.
+    final class Record {
+        /// Unowned: the recorder pools its records.
+        unowned let recorder: Recorder
+        let frame: CompiledProgram.Frame
+        @exclusivity(unchecked) var pulled = false
+
+        init(_ recorder: Recorder, _ frame: CompiledProgram.Frame) { (self.recorder, self.frame) = (recorder, frame) }
+
+        func pullback(_ cotangent: PackedBytes?) throws -> (state: PackedBytes, parameters: PackedBytes) {
+            guard !pulled else {
+                throw TensorError.invalidArgument(op: "CompiledStep", detail: "the pullback of a step in a packed unroll runs once")
+            }
+            pulled = true
+            let r = recorder, program = recorder.program
+            let (sc, pc) = (r.state.segments.count, r.parameters.segments.count)
+            if let cotangent {
+                try r.state.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
+            } else {
+                program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
+            }
+            try program.run(r.boundary..<program.positions.upperBound, in: frame)
+            return (r.read(r.state, from: sc + 1, in: frame, pool: &r.stateBuffers),
+                    r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &r.gradientBuffers))
+        }
+    }
 
     init(forward: CompiledProgram, forwardInvariant: Int, record: CompiledProgram, recordInvariant: Int, boundary: Int,
          state: PackedLayout, parameters: PackedLayout) {
-        (self.forward, self.forwardInvariant, self.record, self.recordInvariant, self.boundary, self.state, self.parameters) =
-            (forward, forwardInvariant, record, recordInvariant, boundary, state, parameters)
+        (self.forward, self.forwardInvariant, self.state, self.parameters) = (forward, forwardInvariant, state, parameters)
+        recorder = Recorder(program: record, invariant: recordInvariant, boundary: boundary, state: state, parameters: parameters)
     }
 
     /// Binds a state, an input and parameters as a program's leading arguments.
@@ -192,39 +261,16 @@ struct PackedStep: StepFunction {
         return next
     }
 
-    /// Runs on a frame that already holds these parameters' invariant values when one is free;
-    /// the pullback hands its frame back (so it runs once).
+    /// Runs on a pooled record's frame (see ``Recorder``).
     func recordStep(_ s: PackedBytes, input: Tensor, parameters p: PackedBytes, loss: Loss) throws -> RecordedStep<Self> {
-        let (program, sc, pc, boundary) = (record, state.segments.count, parameters.segments.count, boundary)
-        let frames = recordFrames
-        if frames.parameters !== p { (frames.free, frames.parameters) = ([], p) }
-        let frame: CompiledProgram.Frame
-        if let kept = frames.free.popLast() {
-            frame = kept
-        } else {
-            frame = program.makeFrame()
-            try parameters.bind(p, to: program, from: sc + 1, in: frame)
-            try program.run(0..<recordInvariant, in: frame)
-        }
+        let r = recorder, program = recorder.program, sc = state.segments.count
+        let record = try r.record(parameters: p)
+        let frame = record.frame
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
-        try program.run(recordInvariant..<boundary, in: frame)
-        let (stateLayout, parameterLayout) = (state, parameters)
-        let pulled = Flag()
-        return RecordedStep(next: state.read(program, from: 0, in: frame), loss: try program.scalarOutput(sc, in: frame)) { cotangent in
-            guard !pulled.value else {
-                throw TensorError.invalidArgument(op: "CompiledStep", detail: "the pullback of a step in a packed unroll runs once")
-            }
-            pulled.value = true
-            if let cotangent {
-                try stateLayout.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
-            } else {
-                program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
-            }
-            try program.run(boundary..<program.positions.upperBound, in: frame)
-            let result = (stateLayout.read(program, from: sc + 1, in: frame), parameterLayout.read(program, from: 2 * sc + 1, in: frame))
-            if frames.parameters === p && frames.free.count < RecordFrames.limit { frames.free.append(frame) }
-            return result
+        try program.run(r.invariant..<r.boundary, in: frame)
+        return RecordedStep(next: r.read(state, from: 0, in: frame, pool: &r.stateBuffers), loss: try program.scalarOutput(sc, in: frame)) {
+            try record.pullback($0)
         }
     }
 
@@ -276,6 +322,31 @@ struct PackedStep: StepFunction {
     }
 
     func byteCount(of s: PackedBytes) -> Int { s.count }
+}
+
+/// Up to ``limit`` objects kept for reuse, each taken again once nothing but the pool refers to
+/// it. When all are in use, a new object takes the slot of the one kept longest, so objects held
+/// for long (snapshots) do not crowd out the short-lived ones the pool is for.
+struct ReusePool<Element: AnyObject> {
+    private var items: [Element] = []
+    private var oldest = 0
+    static var limit: Int { 8 }
+
+    /// An element nothing else refers to, if any.
+    mutating func takeUnreferenced() -> Element? {
+        for i in items.indices where isKnownUniquelyReferenced(&items[i]) { return items[i] }
+        return nil
+    }
+
+    /// Keeps `element` for later reuse.
+    mutating func keep(_ element: Element) {
+        if items.count < Self.limit {
+            items.append(element)
+        } else {
+            items[oldest] = element
+            oldest = (oldest + 1) % Self.limit
+        }
+    }
 }
 
 /// A packed state, parameter vector or gradient: bytes in one allocation, passed by reference. A

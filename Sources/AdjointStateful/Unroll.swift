@@ -69,7 +69,7 @@ public func unroll<Step: StepFunction>(
     let executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: steps, loss: loss,
                                       schedule: schedule, options: options, inputs: inputs, plannedEvaluations: total)
     defer { executor.removeSnapshotFiles() }
-    try schedule.forEachAction(steps: steps) { try executor.perform($0) }
+    try executor.run(schedule)
     return try executor.result()
 }
 
@@ -103,7 +103,9 @@ final class UnrollExecutor<Step: StepFunction> {
     @exclusivity(unchecked) var current: Step.State?
     @exclusivity(unchecked) var currentStep = 0
     /// Stored states by step: in memory, or in a file (multi-tier), with the bytes each holds.
-    @exclusivity(unchecked) var snapshots: [Int: Snapshot] = [:]
+    @exclusivity(unchecked) var snapshots: StepTable<Snapshot>
+    /// This thread's interpreter stack, whose `unrollStep` names the step being taken.
+    let stack = InterpreterStack.current
 
     struct Snapshot {
         enum Place { case memory(Step.State), disk(String) }
@@ -114,7 +116,7 @@ final class UnrollExecutor<Step: StepFunction> {
     /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
     /// records one step and reverses it at once never touches the dictionary), older ones in
     /// `recorded`.
-    @exclusivity(unchecked) var recorded: [Int: RecordedStep<Step>] = [:]
+    @exclusivity(unchecked) var recorded = StepTable<RecordedStep<Step>>()
     @exclusivity(unchecked) var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
     @exclusivity(unchecked) var cotangent: Step.StateCotangent?
     @exclusivity(unchecked) var initialCotangent: Step.StateCotangent?
@@ -158,7 +160,7 @@ final class UnrollExecutor<Step: StepFunction> {
         current = initial
         if case let .multiTier(_, disk) = schedule { diskSlots = disk } else { diskSlots = 0 }
         hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps + 1) : []
-        snapshots.reserveCapacity(Swift.min(steps + 1, 64))   // no rehashing as the first few are stored
+        snapshots = StepTable(capacity: Swift.min(steps + 1, 64))
         let slots = Swift.min(options.inputCacheSlots, steps)
         cachedSteps = [Int](repeating: -1, count: slots)
         cachedInputs = [Step.Input?](repeating: nil, count: slots)
@@ -168,15 +170,22 @@ final class UnrollExecutor<Step: StepFunction> {
         try check(initial, at: 0)
     }
 
-    func perform(_ action: CheckpointAction) throws {
-        // Diagnostics (anomaly reports, profiles) name the step being taken.
-        let stack = InterpreterStack.current
+    /// Performs the schedule's actions for `steps` steps. Diagnostics (anomaly reports, profiles)
+    /// name the step being taken meanwhile (``InterpreterStack/unrollStep``).
+    func run(_ schedule: CheckpointSchedule) throws {
         let outerStep = stack.unrollStep
         defer { stack.unrollStep = outerStep }
+        try schedule.forEachAction(steps: steps) { try perform($0) }
+    }
+
+    /// Performs one action (inside ``run(_:)``).
+    func perform(_ action: CheckpointAction) throws {
+        let stack = stack
         switch action {
         case let .advance(to):
             let offset = offset, observed = options.progress != nil
-            current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters, inputs: input,
+            current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters,
+                                       inputs: { try input($0) },
                                        hashing: options.verifyReplay, before: { stack.unrollStep = $0 + offset }) { k, hash in
                 if let hash { try check(hash, at: k + 1) }
                 if observed { tick() } else { evaluations += 1 }
@@ -191,7 +200,7 @@ final class UnrollExecutor<Step: StepFunction> {
             current = try snapshot(k)
             currentStep = k
         case let .free(k):
-            if let freed = snapshots.removeValue(forKey: k) {
+            if let freed = snapshots.remove(k) {
                 if case let .disk(path) = freed.place { try? FileManager.default.removeItem(atPath: path) }
                 liveSnapshotBytes -= freed.bytes
             }
@@ -203,7 +212,7 @@ final class UnrollExecutor<Step: StepFunction> {
             try check(taken.next, at: k + 1)
             tick()
             if k == steps - 1 { finalState = taken.next }
-            if let last = lastRecorded { recorded[last.step] = last.taken }
+            if let last = lastRecorded { recorded.set(last.taken, at: last.step) }
             lastRecorded = (k, taken)
             report.peakRecordedSteps = max(report.peakRecordedSteps, recorded.count + 1)
             current = taken.next
@@ -214,7 +223,7 @@ final class UnrollExecutor<Step: StepFunction> {
                 taken = last.taken
                 lastRecorded = nil
             } else {
-                guard let older = recorded.removeValue(forKey: k) else { preconditionFailure("pullback \(k) before record \(k)") }
+                guard let older = recorded.remove(k) else { preconditionFailure("pullback \(k) before record \(k)") }
                 taken = older
             }
             stack.unrollStep = k + offset
@@ -309,10 +318,10 @@ final class UnrollExecutor<Step: StepFunction> {
         if snapshots.count < diskSlots {
             let path = try snapshotDirectory() + "/s\(k).snapshot"
             try AtomicFile.write(try step.serialize(state), to: path)
-            snapshots[k] = Snapshot(place: .disk(path), bytes: bytes)
+            snapshots.set(Snapshot(place: .disk(path), bytes: bytes), at: k)
             report.diskWrites += 1
         } else {
-            snapshots[k] = Snapshot(place: .memory(step.copy(state)), bytes: bytes)
+            snapshots.set(Snapshot(place: .memory(step.copy(state)), bytes: bytes), at: k)
         }
         liveSnapshotBytes += bytes
         report.peakSnapshots = max(report.peakSnapshots, snapshots.count)
@@ -345,11 +354,11 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     func removeSnapshotFiles() {
-        for (k, stored) in snapshots {
+        for (_, stored) in snapshots.entries {
             guard case let .disk(path) = stored.place else { continue }
             try? FileManager.default.removeItem(atPath: path)
-            snapshots[k] = nil
         }
+        snapshots.removeAll()
         if ownsDirectory, let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }

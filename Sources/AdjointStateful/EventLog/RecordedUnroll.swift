@@ -44,7 +44,7 @@ public func unroll<Step: StepFunction>(
         if options.verifyReplay {
             for k in 0...(end - start) { executor.hashes[k] = Swift.max(1, recorded.hash(at: start + k).value) }
         }
-        try schedule.forEachAction(steps: end - start) { try executor.perform($0) }
+        try executor.run(schedule)
         let segment = try executor.result()
         cotangent = segment.initialStateGradient
         gradient = segment.parameterGradient

@@ -53,6 +53,7 @@ public enum Revolve {
     /// grow with the horizon.
     static func reverse(from a: Int, to b: Int, snapshots: Int, _ emit: (CheckpointAction) throws -> Void) throws {
         var frames = [(a: a, b: b, s: snapshots)]
+        frames.reserveCapacity(Swift.min(snapshots, b - a) + 1)   // the deepest the stack goes
         while let frame = frames.last {
             let l = frame.b - frame.a
             try emit(.restore(frame.a))

@@ -6,7 +6,8 @@ extension CompiledProgram {
         guard !range.isEmpty else { return }
         let settings = NumericSettings.current
         let exact = settings.lowPrecision == nil && !settings.policy.float64Debug
-        let policy = hasReductions ? KernelPolicy.current : KernelPolicy(determinism: .strict, threads: 1)
+        let policy = KernelPolicy(determinism: hasReductions ? settings.policy.determinism : .strict,
+                                  threads: hasReductions ? Parallelism.threadCount : 1)
         try instructions.withUnsafeBufferPointer { instructions in
             try tables.withUnsafeBufferPointer { tables in
                 /// Instruction `k` through the kernels' loops (or the ordinary kernels).
