@@ -8,51 +8,43 @@ extension CompiledProgram {
         let exact = settings.lowPrecision == nil && !settings.policy.float64Debug
         let policy = KernelPolicy(determinism: hasReductions ? settings.policy.determinism : .strict,
                                   threads: hasReductions ? Parallelism.threadCount : 1)
-        try instructions.withUnsafeBufferPointer { instructions in
-            try tables.withUnsafeBufferPointer { tables in
-                /// Instruction `k` through the kernels' loops (or the ordinary kernels).
-                @inline(__always) func interpret(_ k: Int) throws {
-                    let instruction = instructions.baseAddress! + k
-                    switch instruction.pointee.kind {
-                    case .gather:
-                        if instruction.pointee.float64 { gather(instruction, base, tables, Double.self) } else { gather(instruction, base, tables, Float.self) }
-                    case .unary where exact:
-                        if instruction.pointee.float64 { unary(instruction, base, Double.self) } else { unary(instruction, base, Float.self) }
-                    case .binary where exact:
-                        if instruction.pointee.float64 { binary(instruction, base, tables, Double.self) } else { binary(instruction, base, tables, Float.self) }
-                    case .multiplyAdd where exact:
-                        if instruction.pointee.float64 { multiplyAdd(instruction, base, tables, Double.self) } else { multiplyAdd(instruction, base, tables, Float.self) }
-                    case .reduce where exact:
-                        if instruction.pointee.float64 { reduce(instruction, base, policy, Double.self) } else { reduce(instruction, base, policy, Float.self) }
-                    case .matmul where exact:
-                        let i = instruction.pointee
-                        products[i.product].run(i.float64 ? .float64 : .float32, base + i.a, base + i.b, base + i.y)
-                    default:
-                        try runFallback(k, base)
-                    }
-                }
-                guard exact, let native else {
-                    for k in range { try interpret(k) }
-                    return
-                }
-                // Runs compiled to machine code, where a whole run is asked for.
-                try native.start.withUnsafeBufferPointer { start in
-                    try native.end.withUnsafeBufferPointer { end in
-                        try native.functions.withUnsafeBufferPointer { functions in
-                            var k = range.lowerBound
-                            while k < range.upperBound {
-                                let s = Int(start[k])
-                                if s >= 0, end[s] <= range.upperBound {
-                                    functions[s](base)
-                                    k = end[s]
-                                } else {
-                                    try interpret(k)
-                                    k += 1
-                                }
-                            }
-                        }
-                    }
-                }
+        let (instructions, tables) = (instructions, tables)
+        /// Instruction `k` through the kernels' loops (or the ordinary kernels).
+        @inline(__always) func interpret(_ k: Int) throws {
+            let instruction = instructions.baseAddress! + k
+            switch instruction.pointee.kind {
+            case .gather:
+                if instruction.pointee.float64 { gather(instruction, base, tables, Double.self) } else { gather(instruction, base, tables, Float.self) }
+            case .unary where exact:
+                if instruction.pointee.float64 { unary(instruction, base, Double.self) } else { unary(instruction, base, Float.self) }
+            case .binary where exact:
+                if instruction.pointee.float64 { binary(instruction, base, tables, Double.self) } else { binary(instruction, base, tables, Float.self) }
+            case .multiplyAdd where exact:
+                if instruction.pointee.float64 { multiplyAdd(instruction, base, tables, Double.self) } else { multiplyAdd(instruction, base, tables, Float.self) }
+            case .reduce where exact:
+                if instruction.pointee.float64 { reduce(instruction, base, policy, Double.self) } else { reduce(instruction, base, policy, Float.self) }
+            case .matmul where exact:
+                let i = instruction.pointee
+                products[i.product].run(i.float64 ? .float64 : .float32, base + i.a, base + i.b, base + i.y)
+            default:
+                try runFallback(k, base)
+            }
+        }
+        guard exact, let native else {
+            for k in range { try interpret(k) }
+            return
+        }
+        // Runs compiled to machine code, where a whole run is asked for.
+        let (start, end, functions) = (native.start, native.end, native.functions)
+        var k = range.lowerBound
+        while k < range.upperBound {
+            let s = Int(start[k])
+            if s >= 0, end[s] <= range.upperBound {
+                functions[s](base)
+                k = end[s]
+            } else {
+                try interpret(k)
+                k += 1
             }
         }
     }

@@ -74,10 +74,12 @@ public final class CompiledProgram: @unchecked Sendable {
         var output: Operand
     }
 
-    /// The compiled instructions, in order (aliases have none).
-    let instructions: [Instruction]
+    /// The compiled instructions, in order (aliases have none). This and `tables` are memory the
+    /// program owns rather than arrays: a run reads them through pointers, where an array property
+    /// would be retained and released on every run.
+    let instructions: UnsafeBufferPointer<Instruction>
     /// Index tables of gathers and broadcasting operands.
-    let tables: [Int]
+    let tables: UnsafeBufferPointer<Int>
     /// For each instruction, how to run it through the ordinary kernels.
     let fallbacks: [Fallback]
     /// The GEMM jobs of matmul instructions.
@@ -101,13 +103,27 @@ public final class CompiledProgram: @unchecked Sendable {
     /// Why native code was not made under ``NativeCode/automatic`` (nil when it was, or was not asked for).
     public let nativeCodeFailure: String?
 
-    /// Runs of instructions as loaded machine code.
-    struct NativeSegments {
+    /// Runs of instructions as loaded machine code (tables in memory of its own, like `instructions`).
+    final class NativeSegments {
         let library: NativeLibrary
-        let functions: [NativeLibrary.Segment]
+        let functions: UnsafeBufferPointer<NativeLibrary.Segment>
         /// Per instruction: the run starting there, or -1.
-        let start: [Int32]
-        let end: [Int]
+        let start: UnsafeBufferPointer<Int32>
+        /// Per run: the instruction after it.
+        let end: UnsafeBufferPointer<Int>
+
+        init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int]) {
+            self.library = library
+            self.functions = UnsafeBufferPointer(owning: functions)
+            self.start = UnsafeBufferPointer(owning: start)
+            self.end = UnsafeBufferPointer(owning: end)
+        }
+
+        deinit {
+            functions.deallocate()
+            start.deallocate()
+            end.deallocate()
+        }
     }
 
     private let cache = Mutex<[(UnsafeMutableRawPointer, Int)]>([])
@@ -142,8 +158,8 @@ public final class CompiledProgram: @unchecked Sendable {
 
     init(planning planner: ProgramPlanner, native mode: NativeCode = .off) throws {
         let plan = try planner.plan()
-        instructions = plan.instructions
-        tables = plan.tables
+        instructions = UnsafeBufferPointer(owning: plan.instructions)
+        tables = UnsafeBufferPointer(owning: plan.tables)
         fallbacks = plan.fallbacks
         products = plan.products
         instructionStart = plan.instructionStart
@@ -180,6 +196,8 @@ public final class CompiledProgram: @unchecked Sendable {
 
     deinit {
         for (p, capacity) in cache.withLock({ $0 }) { StoragePool.shared.deallocate(p, capacity: capacity) }
+        instructions.deallocate()
+        tables.deallocate()
     }
 
     /// Positions in the compiled order (``run(_:in:)`` takes a range of them).
@@ -338,5 +356,15 @@ public final class CompiledProgram: @unchecked Sendable {
         try bind(arguments, in: frame)
         try run(positions, in: frame)
         return outputs.indices.map { output($0, in: frame) }
+    }
+}
+
+extension UnsafeBufferPointer {
+    /// A copy of `array` in new memory, which the caller deallocates (the elements are trivial).
+    init(owning array: [Element]) {
+        precondition(_isPOD(Element.self), "UnsafeBufferPointer(owning:) holds trivial elements only")
+        let memory = UnsafeMutableBufferPointer<Element>.allocate(capacity: Swift.max(array.count, 1))
+        _ = memory.initialize(from: array)
+        self.init(start: memory.baseAddress, count: array.count)
     }
 }
