@@ -79,17 +79,20 @@ def main():
     for steps in (20,) if args.short_only else (20, long):
         # At T = 20 the adapters also run storeAll: no recomputation, the same work as plain
         # _Differentiation, which isolates the adapters' own overhead.
-        short = [run("thermal", "compiled", 20, "storeAll", 20), run("thermal", "native", 20, "storeAll", 20),
-                 run("thermal", "swiftad", 20, "storeAll", 20)] if steps == 20 else []
+        # T = 20 takes microseconds to milliseconds: medians of many repeats (PyTorch: 30 after its
+        # warm-up), so one scheduling hiccup of this shared VM does not decide the ratio.
+        short = [run("thermal", "compiled", 20, "storeAll", 200), run("thermal", "native", 20, "storeAll", 200),
+                 run("thermal", "swiftad", 20, "storeAll", 200)] if steps == 20 else []
         larger = [] if steps == 20 else [dict(run("thermal", "native", steps, "binomial:1024", 3), adapter="native (binomial:1024)")]
-        rows = short + larger + [run("thermal", "compiled", steps, "binomial:32", 20 if steps == 20 else 3),
-                run("thermal", "native", steps, "binomial:32", 20 if steps == 20 else 3),
-                run("thermal", "swiftad", steps, "binomial:32", 20 if steps == 20 else 3),
-                run("thermal", "tensor", steps, "binomial:32", 20 if steps == 20 else 1),
-                run("thermal", "plain", steps, "storeAll", 20 if steps == 20 else 3)]
+        rows = short + larger + [run("thermal", "compiled", steps, "binomial:32", 200 if steps == 20 else 3),
+                run("thermal", "native", steps, "binomial:32", 200 if steps == 20 else 3),
+                run("thermal", "swiftad", steps, "binomial:32", 200 if steps == 20 else 3),
+                run("thermal", "tensor", steps, "binomial:32", 200 if steps == 20 else 1),
+                run("thermal", "plain", steps, "storeAll", 200 if steps == 20 else 3)]
         try:
             out = subprocess.run([args.python, os.path.join(HERE, "peers", "thermal_torch.py"), "--steps", str(steps),
-                                  "--threads", "2"], check=True, capture_output=True, text=True).stdout
+                                  "--threads", "2", "--repeats", "30" if steps == 20 else "3"],
+                                 check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
         except (subprocess.CalledProcessError, FileNotFoundError) as error:
             print(f"(PyTorch skipped: {error})", file=sys.stderr)
