@@ -114,7 +114,7 @@ final class UnrollExecutor<Step: StepFunction> {
     }
     @exclusivity(unchecked) var liveSnapshotBytes = 0
     /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
-    /// records one step and reverses it at once never touches the dictionary), older ones in
+    /// records one step and reverses it at once never touches the table), older ones in
     /// `recorded`.
     @exclusivity(unchecked) var recorded = StepTable<RecordedStep<Step>>()
     @exclusivity(unchecked) var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
