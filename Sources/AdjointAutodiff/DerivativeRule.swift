@@ -26,52 +26,55 @@ extension DerivativeContext {
 
 /// Where a context's primal values come from.
 enum PrimalSource {
-    /// A recorded tape node: only the saved values exist (checked against in-place writes first).
-    case node(Tape.Node)
+    /// Node `index` of a tape: only the saved values exist (checked against in-place writes first).
+    case node(Tape, Int)
     /// A call as it happens (forward mode): every value exists, but a rule may still read only what
     /// it declares, so that the rule also works on a tape.
     case call(OpCall, DerivativeRule.Saves)
 
     var op: OpCode {
         switch self {
-        case let .node(n): return n.op
+        case let .node(tape, n): return tape.nodes[n].op
         case let .call(c, _): return c.op
         }
     }
 
     var attributes: Attributes {
         switch self {
-        case let .node(n): return n.attributes
+        case let .node(tape, n): return tape.nodes[n].attributes
         case let .call(c, _): return c.attributes
         }
     }
 
     var outputType: ValueType {
         switch self {
-        case let .node(n): return n.outputType
+        case let .node(tape, n): return tape.nodes[n].outputType
         case let .call(c, _): return c.output.valueType
         }
     }
 
     var inputTypes: [ValueType] {
         switch self {
-        case let .node(n): return n.inputs.map(\.type)
+        case let .node(tape, n): return tape.inputs[tape.nodes[n].inputRange].map(\.type)
         case let .call(c, _): return c.inputs.map { $0.valueType }
         }
     }
 
     func inputType(_ i: Int) -> ValueType {
         switch self {
-        case let .node(n): return n.inputs[i].type
+        case let .node(tape, n): return tape.inputs[tape.nodes[n].inputStart + i].type
         case let .call(c, _): return c.inputs[i].valueType
         }
     }
 
     func input(_ i: Int) -> Tensor {
         switch self {
-        case let .node(n):
-            guard let saved = n.inputs[i].saved else { preconditionFailure("rule of \(n.op.rawValue) reads input \(i) without saving it") }
-            return saved.tensor
+        case let .node(tape, n):
+            let k = tape.nodes[n].inputStart + i
+            guard let saved = tape.inputs[k].saved else {
+                preconditionFailure("rule of \(tape.nodes[n].op.rawValue) reads input \(i) without saving it")
+            }
+            return saved.tensor(shape: tape.inputs[k].type.shape)
         case let .call(c, saves):
             precondition(saves.inputs.contains(i), "rule of \(c.op.rawValue) reads input \(i) without saving it")
             return c.inputs[i]
@@ -80,9 +83,11 @@ enum PrimalSource {
 
     var output: Tensor {
         switch self {
-        case let .node(n):
-            guard let saved = n.savedOutput else { preconditionFailure("rule of \(n.op.rawValue) reads its output without saving it") }
-            return saved.tensor
+        case let .node(tape, n):
+            guard let saved = tape.nodes[n].savedOutput else {
+                preconditionFailure("rule of \(tape.nodes[n].op.rawValue) reads its output without saving it")
+            }
+            return saved.tensor(shape: tape.nodes[n].outputType.shape)
         case let .call(c, saves):
             precondition(saves.output, "rule of \(c.op.rawValue) reads its output without saving it")
             return c.output
@@ -93,31 +98,38 @@ enum PrimalSource {
 /// What a VJP sees during backward: the saved values, the attributes, the incoming cotangent and
 /// which inputs need a gradient.
 public struct VJPContext: DerivativeContext {
-    let node: Tape.Node
-    let source: PrimalSource
+    let tape: Tape
+    let index: Int
     /// The cotangent of the output.
     public let cotangent: Tensor
 
-    init(node: Tape.Node, cotangent: Tensor) {
-        self.node = node
-        source = .node(node)
+    init(tape: Tape, node index: Int, cotangent: Tensor) {
+        self.tape = tape
+        self.index = index
         self.cotangent = cotangent
     }
 
-    public var op: OpCode { source.op }
-    public var attributes: Attributes { source.attributes }
-    public var outputType: ValueType { source.outputType }
+    var source: PrimalSource { .node(tape, index) }
+    public var op: OpCode { tape.nodes[index].op }
+    public var attributes: Attributes { tape.nodes[index].attributes }
+    public var outputType: ValueType { tape.nodes[index].outputType }
     public var inputTypes: [ValueType] { source.inputTypes }
-    public func shape(_ i: Int) -> [Int] { source.inputType(i).shape }
-    public func dtype(_ i: Int) -> DType { source.inputType(i).dtype }
+    public func shape(_ i: Int) -> [Int] { tape.inputs[slot(i)].type.shape }
+    public func dtype(_ i: Int) -> DType { tape.inputs[slot(i)].type.dtype }
     /// Saved input `i` (checked against in-place writes before the rule runs).
     public func input(_ i: Int) -> Tensor { source.input(i) }
     public var output: Tensor { source.output }
     /// Whether input `i` needs a gradient (some level tracks it).
-    public func needsGradient(_ i: Int) -> Bool { node.inputs[i].id >= 0 }
+    public func needsGradient(_ i: Int) -> Bool { tape.inputs[slot(i)].id >= 0 }
     /// Whether inputs `i` and `j` are the same tracked value (as in `x * x`), so one cotangent can
     /// serve both.
-    public func isSameValue(_ i: Int, _ j: Int) -> Bool { node.inputs[i].id >= 0 && node.inputs[i].id == node.inputs[j].id }
+    public func isSameValue(_ i: Int, _ j: Int) -> Bool {
+        let id = tape.inputs[slot(i)].id
+        return id >= 0 && id == tape.inputs[slot(j)].id
+    }
+
+    /// Where input `i` of the node sits in the tape's input list.
+    private func slot(_ i: Int) -> Int { tape.nodes[index].inputStart + i }
 }
 
 /// What a JVP sees: the primal values it declared, the attributes and the tangent of every input
@@ -160,7 +172,10 @@ public struct JVPContext: DerivativeContext {
 /// Rules are written with the same `Tensor` operations as user code, so a backward (or tangent)
 /// pass goes through ``dispatch(_:_:_:)`` and can itself be differentiated: that is what makes
 /// reverse-over-reverse, forward-over-reverse (``hvp(at:direction:of:)``) and higher orders work.
-public struct DerivativeRule {
+///
+/// A class: the tape looks a rule up for every recorded operation and every backward step, and a
+/// reference is one count to copy where the fields are five.
+public final class DerivativeRule {
     /// Whether and why an operator has a derivative.
     public enum Status: Equatable, CustomStringConvertible {
         /// Has a VJP.
@@ -196,6 +211,13 @@ public struct DerivativeRule {
     public let saves: Saves
     public let vjp: VJP?
     public let jvp: JVP?
+
+    init(status: Status, saves: Saves, vjp: VJP?, jvp: JVP?) {
+        self.status = status
+        self.saves = saves
+        self.vjp = vjp
+        self.jvp = jvp
+    }
 
     /// A rule with both products. Both closures may read only what `saves` declares.
     public static func differentiable(saving saves: Saves = .nothing, vjp: @escaping VJP, jvp: @escaping JVP) -> DerivativeRule {

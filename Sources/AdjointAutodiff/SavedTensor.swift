@@ -8,14 +8,12 @@ import AdjointTensor
 struct SavedTensor {
     let storage: TensorStorage
     let offset: Int
-    let shape: [Int]
     let version: UInt64
     let tags: TraceTags
 
     init(_ tensor: Tensor, dropping level: UInt32) {
         storage = tensor.storage
         offset = tensor.offset
-        shape = tensor.shape
         version = tensor.storage.version
         var t = tensor.traceTags
         t.remove(level: level)
@@ -25,8 +23,9 @@ struct SavedTensor {
 
     func release() { storage.releaseSave() }
 
-    /// The saved value as a tensor (callers ``verify(op:node:input:)`` first).
-    var tensor: Tensor {
+    /// The saved value as a tensor of `shape` — the shape it was saved with, which the tape keeps
+    /// as the value's type (callers ``verify(op:node:input:shape:)`` first).
+    func tensor(shape: [Int]) -> Tensor {
         var t = Tensor(storage: storage, offset: offset, shape: shape)
         t.traceTags = tags
         return t
@@ -34,7 +33,7 @@ struct SavedTensor {
 
     /// Throws ``AutodiffError/savedTensorModified`` if an in-place write touched the saved region
     /// since it was saved. `input` is the input index, or -1 for the output (used in the message).
-    func verify(op: OpCode, node: Int, input: Int) throws {
+    func verify(op: OpCode, node: Int, input: Int, shape: [Int]) throws {
         if storage.version != version {
             let region = ElementRegion(offset, offset + shape.reduce(1, *))
             if let write = storage.versionConflicts(in: region, since: version) {

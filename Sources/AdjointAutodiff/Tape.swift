@@ -12,24 +12,24 @@ public final class Tape: InterpreterLevel {
         var saved: SavedTensor?
     }
 
+    /// A recorded operation. Its inputs are `inputs[inputStart ..< inputStart + inputCount]` of
+    /// the tape (one array for the whole tape, not one per node).
     struct Node {
         var op: OpCode
-        var attributes: Attributes
-        var inputs: [Input]
+        var inputCount: Int32
         var outputID: Int32
+        var inputStart: Int
+        var attributes: Attributes
         var outputType: ValueType
         var savedOutput: SavedTensor?
 
-        /// Throws if an in-place write touched a value this node saved (checked before its rule
-        /// runs, so the first modified value is the one reported).
-        func verifySaved(index: Int) throws {
-            for (i, input) in inputs.enumerated() { try input.saved?.verify(op: op, node: index, input: i) }
-            try savedOutput?.verify(op: op, node: index, input: -1)
-        }
+        var inputRange: Range<Int> { inputStart ..< inputStart + Int(inputCount) }
     }
 
     public let levelID = InterpreterStack.makeLevelID()
     private(set) var nodes: [Node] = []
+    /// The inputs of every node, in node order.
+    private(set) var inputs: [Input] = []
     /// Ids and types of the differentiated arguments, in order.
     private(set) var leaves: [(id: Int32, type: ValueType)] = []
     private var valueCount: Int32 = 0
@@ -66,30 +66,40 @@ public final class Tape: InterpreterLevel {
         guard tracked else { return }
         let rule = DerivativeRules.rule(for: call.op)
         if case .nonDifferentiable = rule.status { return }
-        let output = call.output
-        guard output.dtype.isFloatingPoint else { return }
-        var inputs: [Input] = []
-        inputs.reserveCapacity(call.inputs.count)
-        for (i, input) in call.inputs.enumerated() {
+        guard call.output.dtype.isFloatingPoint else { return }
+        if let limit = maxNodes, nodes.count >= limit {
+            throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
+        }
+        let start = inputs.count
+        for i in call.inputs.indices {
+            let input = call.inputs[i]
             inputs.append(Input(id: input.traceTags.id(at: levelID) ?? -1,
                                 type: input.valueType,
                                 saved: rule.saves.inputs.contains(i) ? SavedTensor(input, dropping: levelID) : nil))
         }
-        if let limit = maxNodes, nodes.count >= limit {
-            throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
-        }
         let id = newValue()
         nodes.append(Node(
-            op: call.op, attributes: call.attributes, inputs: inputs,
-            outputID: id, outputType: output.valueType,
-            savedOutput: rule.saves.output ? SavedTensor(output, dropping: levelID) : nil))
+            op: call.op, inputCount: Int32(call.inputs.count), outputID: id, inputStart: start,
+            attributes: call.attributes, outputType: call.output.valueType,
+            savedOutput: rule.saves.output ? SavedTensor(call.output, dropping: levelID) : nil))
         call.output.traceTags.set(TraceTag(level: levelID, id: id))
+    }
+
+    /// Throws if an in-place write touched a value node `index` saved (checked before its rule
+    /// runs, so the first modified value is the one reported).
+    func verifySaved(node index: Int) throws {
+        let op = nodes[index].op
+        for (i, k) in nodes[index].inputRange.enumerated() {
+            try inputs[k].saved?.verify(op: op, node: index, input: i, shape: inputs[k].type.shape)
+        }
+        try nodes[index].savedOutput?.verify(op: op, node: index, input: -1, shape: nodes[index].outputType.shape)
     }
 
     /// Runs the VJPs from the given seeds and returns the cotangent of every leaf (nil: zero).
     func backward(seeds: [(id: Int32, cotangent: Tensor)]) throws -> [Tensor?] {
         guard !isReleased else { throw AutodiffError.tapeReleased }
         var cotangents = [Tensor?](repeating: nil, count: Int(valueCount))
+        let stack = InterpreterStack.current
         for seed in seeds {
             cotangents[Int(seed.id)] = try accumulate(cotangents[Int(seed.id)], seed.cotangent)
         }
@@ -100,17 +110,16 @@ public final class Tape: InterpreterLevel {
             let op = nodes[index].op
             let rule = DerivativeRules.rule(for: op)
             guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
-            try nodes[index].verifySaved(index: index)
-            let stack = InterpreterStack.current
+            try verifySaved(node: index)
             let outer = stack.backwardNode
             stack.backwardNode = (index, op)
             defer { stack.backwardNode = outer }
-            let grads = try vjp(VJPContext(node: nodes[index], cotangent: g))
-            let inputs = nodes[index].inputs
-            for i in 0..<Swift.min(inputs.count, grads.count) where inputs[i].id >= 0 {
-                guard let grad = grads[i] else { continue }
-                try DerivativeRules.check(grad, of: op, input: i, against: inputs[i].type)
-                let id = Int(inputs[i].id)
+            let grads = try vjp(VJPContext(tape: self, node: index, cotangent: g))
+            let start = nodes[index].inputStart
+            for i in 0..<Swift.min(Int(nodes[index].inputCount), grads.count) {
+                let id = Int(inputs[start + i].id)
+                guard id >= 0, let grad = grads[i] else { continue }
+                try DerivativeRules.check(grad, of: op, input: i, against: inputs[start + i].type)
                 cotangents[id] = try accumulate(cotangents[id], grad)
             }
         }
@@ -125,17 +134,17 @@ public final class Tape: InterpreterLevel {
         var tangents = [Tensor?](repeating: nil, count: Int(valueCount))
         for (leaf, tangent) in zip(leaves, leafTangents) { tangents[Int(leaf.id)] = tangent }
         for (index, node) in nodes.enumerated() {
-            var inputTangents = [Tensor?](repeating: nil, count: node.inputs.count)
+            var inputTangents = [Tensor?](repeating: nil, count: Int(node.inputCount))
             var any = false
-            for (i, input) in node.inputs.enumerated() where input.id >= 0 {
-                inputTangents[i] = tangents[Int(input.id)]
+            for (i, k) in node.inputRange.enumerated() where inputs[k].id >= 0 {
+                inputTangents[i] = tangents[Int(inputs[k].id)]
                 any = any || inputTangents[i] != nil
             }
             guard any else { continue }
             let rule = DerivativeRules.rule(for: node.op)
             guard let jvp = rule.jvp else { try rule.requireImplemented(node.op, node: index); continue }
-            try node.verifySaved(index: index)
-            guard let tangent = try jvp(JVPContext(source: .node(node), tangents: inputTangents)) else { continue }
+            try verifySaved(node: index)
+            guard let tangent = try jvp(JVPContext(source: .node(self, index), tangents: inputTangents)) else { continue }
             try DerivativeRules.check(tangent, of: node.op, input: -1, against: node.outputType)
             tangents[Int(node.outputID)] = tangent
         }
@@ -152,14 +161,13 @@ public final class Tape: InterpreterLevel {
     public func release() {
         releaseSaved()
         nodes = []
+        inputs = []
         isReleased = true
     }
 
     private func releaseSaved() {
-        for node in nodes {
-            for input in node.inputs { input.saved?.release() }
-            node.savedOutput?.release()
-        }
+        for input in inputs { input.saved?.release() }
+        for node in nodes { node.savedOutput?.release() }
     }
 
     /// The recorded program as an IR graph: leaves are arguments, untracked inputs are captures.
@@ -169,7 +177,7 @@ public final class Tape: InterpreterLevel {
         var irNodes: [AdjointIR.Node] = []
         for node in nodes {
             var ids: [ValueID] = []
-            for input in node.inputs {
+            for input in self.inputs[node.inputRange] {
                 if input.id >= 0 { ids.append(ValueID(Int(input.id))); continue }
                 let capture = ValueID(nextCapture)
                 nextCapture += 1
