@@ -128,6 +128,13 @@ enum NumericSettings {
     static func replacingPolicy(_ code: Int, _ policy: Int) -> Int { (code & ~7) | policy }
     static func replacingPrecision(_ code: Int, _ precision: Int) -> Int { (code & 7) | precision << 3 }
 
+    /// Whether the calling thread runs arithmetic as written — no ``ExecutionPolicy/float64Debug``
+    /// promotion, no ``MixedPrecision`` storage — decided from one lookup without decoding either.
+    static var arithmeticIsPlain: Bool {
+        let code = setting.value
+        return code & 1 == 0 && precisionField(code) == 0
+    }
+
     /// Both settings of the calling thread, from one lookup.
     static var current: (policy: ExecutionPolicy, lowPrecision: DType?) {
         let code = setting.value

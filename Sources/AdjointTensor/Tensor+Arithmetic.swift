@@ -1,35 +1,35 @@
 extension Tensor {
     // MARK: Unary
-    public func neg() throws -> Tensor { try dispatch1(.neg, .none, [self]) }
-    public func abs() throws -> Tensor { try dispatch1(.abs, .none, [self]) }
-    public func sign() throws -> Tensor { try dispatch1(.sign, .none, [self]) }
-    public func exp() throws -> Tensor { try dispatch1(.exp, .none, [self]) }
+    public func neg() throws -> Tensor { try dispatchUnary(.neg, self) }
+    public func abs() throws -> Tensor { try dispatchUnary(.abs, self) }
+    public func sign() throws -> Tensor { try dispatchUnary(.sign, self) }
+    public func exp() throws -> Tensor { try dispatchUnary(.exp, self) }
     /// `exp(x) - 1`, accurate near 0.
-    public func expm1() throws -> Tensor { try dispatch1(.expm1, .none, [self]) }
-    public func log() throws -> Tensor { try dispatch1(.log, .none, [self]) }
+    public func expm1() throws -> Tensor { try dispatchUnary(.expm1, self) }
+    public func log() throws -> Tensor { try dispatchUnary(.log, self) }
     /// `log(1 + x)`, accurate near 0.
-    public func log1p() throws -> Tensor { try dispatch1(.log1p, .none, [self]) }
-    public func sqrt() throws -> Tensor { try dispatch1(.sqrt, .none, [self]) }
+    public func log1p() throws -> Tensor { try dispatchUnary(.log1p, self) }
+    public func sqrt() throws -> Tensor { try dispatchUnary(.sqrt, self) }
     /// `1 / sqrt(x)`.
-    public func rsqrt() throws -> Tensor { try dispatch1(.rsqrt, .none, [self]) }
-    public func sin() throws -> Tensor { try dispatch1(.sin, .none, [self]) }
-    public func cos() throws -> Tensor { try dispatch1(.cos, .none, [self]) }
-    public func tanh() throws -> Tensor { try dispatch1(.tanh, .none, [self]) }
+    public func rsqrt() throws -> Tensor { try dispatchUnary(.rsqrt, self) }
+    public func sin() throws -> Tensor { try dispatchUnary(.sin, self) }
+    public func cos() throws -> Tensor { try dispatchUnary(.cos, self) }
+    public func tanh() throws -> Tensor { try dispatchUnary(.tanh, self) }
     /// `1 / (1 + e^-x)`, evaluated without overflow for any finite x.
-    public func sigmoid() throws -> Tensor { try dispatch1(.sigmoid, .none, [self]) }
-    public func relu() throws -> Tensor { try dispatch1(.relu, .none, [self]) }
+    public func sigmoid() throws -> Tensor { try dispatchUnary(.sigmoid, self) }
+    public func relu() throws -> Tensor { try dispatchUnary(.relu, self) }
     /// `log(1 + e^x)` as `max(x, 0) + log1p(e^-|x|)`: finite for any finite x.
-    public func softplus() throws -> Tensor { try dispatch1(.softplus, .none, [self]) }
+    public func softplus() throws -> Tensor { try dispatchUnary(.softplus, self) }
 
     // MARK: Binary (NumPy broadcasting)
-    public func adding(_ other: Tensor) throws -> Tensor { try dispatch1(.add, .none, [self, other]) }
-    public func subtracting(_ other: Tensor) throws -> Tensor { try dispatch1(.sub, .none, [self, other]) }
-    public func multiplying(_ other: Tensor) throws -> Tensor { try dispatch1(.mul, .none, [self, other]) }
-    public func dividing(_ other: Tensor) throws -> Tensor { try dispatch1(.div, .none, [self, other]) }
-    public func pow(_ exponent: Tensor) throws -> Tensor { try dispatch1(.pow, .none, [self, exponent]) }
+    public func adding(_ other: Tensor) throws -> Tensor { try dispatchBinary(.add, self, other) }
+    public func subtracting(_ other: Tensor) throws -> Tensor { try dispatchBinary(.sub, self, other) }
+    public func multiplying(_ other: Tensor) throws -> Tensor { try dispatchBinary(.mul, self, other) }
+    public func dividing(_ other: Tensor) throws -> Tensor { try dispatchBinary(.div, self, other) }
+    public func pow(_ exponent: Tensor) throws -> Tensor { try dispatchBinary(.pow, self, exponent) }
     public func pow(_ exponent: Double) throws -> Tensor { try pow(try scalarLike(exponent)) }
-    public func maximum(_ other: Tensor) throws -> Tensor { try dispatch1(.maximum, .none, [self, other]) }
-    public func minimum(_ other: Tensor) throws -> Tensor { try dispatch1(.minimum, .none, [self, other]) }
+    public func maximum(_ other: Tensor) throws -> Tensor { try dispatchBinary(.maximum, self, other) }
+    public func minimum(_ other: Tensor) throws -> Tensor { try dispatchBinary(.minimum, self, other) }
     /// `self · factor + addend` in one pass, bitwise equal to `self * factor + addend` (the
     /// product is rounded before the sum; this is not a single-rounding FMA). All three broadcast.
     public func multiplied(by factor: Tensor, adding addend: Tensor) throws -> Tensor {

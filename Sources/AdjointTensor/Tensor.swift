@@ -12,57 +12,86 @@ public struct TraceTag {
     }
 }
 
-/// The levels that track a tensor. Almost always zero or one, so the first is stored inline.
+/// The levels that track a tensor. Almost always zero or one, so the first tag's level and id are
+/// stored inline and a tensor copy counts one reference here: the first tag's payload, or — with
+/// several tags — a shared immutable list of all of them.
 public struct TraceTags {
-    @usableFromInline var first: TraceTag?
-    @usableFromInline var more: [TraceTag]?
+    /// The first tag's level (0: no tags; level ids start at 1) and id.
+    @usableFromInline var firstLevel: UInt32 = 0
+    @usableFromInline var firstID: Int32 = 0
+    /// With one tag, its payload; with several (`isList`), a ``TraceTagList`` holding them all.
+    @usableFromInline var extra: AnyObject?
+    @usableFromInline var isList = false
 
     public init() {}
 
-    @inlinable public var isEmpty: Bool { first == nil }
+    @inlinable public var isEmpty: Bool { firstLevel == 0 }
 
     /// The id the given level knows this value by.
     @inlinable
     public func id(at level: UInt32) -> Int32? {
-        guard let first else { return nil }
-        if first.level == level { return first.id }
-        if let more { for t in more where t.level == level { return t.id } }
-        return nil
+        if firstLevel == level, level != 0 { return firstID }
+        guard isList else { return nil }
+        return list.tags.first(where: { $0.level == level })?.id
     }
 
     /// The whole tag of the given level (with its payload).
     @inlinable
     public func tag(at level: UInt32) -> TraceTag? {
-        guard let first else { return nil }
-        if first.level == level { return first }
-        if let more { for t in more where t.level == level { return t } }
-        return nil
+        guard level != 0, firstLevel != 0 else { return nil }
+        if isList { return list.tags.first(where: { $0.level == level }) }
+        return firstLevel == level ? TraceTag(level: firstLevel, id: firstID, payload: extra) : nil
     }
+
+    @usableFromInline var list: TraceTagList { unsafeDowncast(extra!, to: TraceTagList.self) }
 
     /// Adds or replaces the tag of `tag.level`.
     public mutating func set(_ tag: TraceTag) {
-        guard let f = first else { first = tag; return }
-        if f.level == tag.level { first = tag; return }
-        if let i = more?.firstIndex(where: { $0.level == tag.level }) { more![i] = tag; return }
-        more = (more ?? []) + [tag]
+        if firstLevel == 0 || (!isList && firstLevel == tag.level) {
+            (firstLevel, firstID, extra) = (tag.level, tag.id, tag.payload)
+            return
+        }
+        var tags = all
+        if let i = tags.firstIndex(where: { $0.level == tag.level }) { tags[i] = tag } else { tags.append(tag) }
+        self = TraceTags(tags)
     }
 
     /// Removes the tag of `level`.
     public mutating func remove(level: UInt32) {
-        if first?.level == level {
-            first = more?.first
-            if more != nil { more!.removeFirst(); if more!.isEmpty { more = nil } }
-        } else if let i = more?.firstIndex(where: { $0.level == level }) {
-            more!.remove(at: i)
-            if more!.isEmpty { more = nil }
+        guard level != 0, firstLevel != 0 else { return }
+        if !isList {
+            if firstLevel == level { self = TraceTags() }
+            return
         }
+        let tags = list.tags
+        guard tags.contains(where: { $0.level == level }) else { return }
+        self = TraceTags(tags.filter { $0.level != level })
     }
 
     /// All tags.
     public var all: [TraceTag] {
-        guard let first else { return [] }
-        return [first] + (more ?? [])
+        if firstLevel == 0 { return [] }
+        return isList ? list.tags : [TraceTag(level: firstLevel, id: firstID, payload: extra)]
     }
+
+    /// Tags holding exactly `tags` (levels distinct).
+    init(_ tags: [TraceTag]) {
+        guard let first = tags.first else { return }
+        (firstLevel, firstID) = (first.level, first.id)
+        if tags.count == 1 {
+            extra = first.payload
+        } else {
+            extra = TraceTagList(tags)
+            isList = true
+        }
+    }
+}
+
+/// Several tags of one tensor (immutable: a change makes a new list, so copies never see it).
+@usableFromInline
+final class TraceTagList {
+    @usableFromInline let tags: [TraceTag]
+    init(_ tags: [TraceTag]) { self.tags = tags }
 }
 
 /// An n-dimensional array with value semantics.

@@ -23,6 +23,32 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
     return try dispatchObserved(op, attributes, inputs, stack)
 }
 
+/// ``dispatch1(_:_:_:)`` for an elementwise operator of one operand (``OpFamily/unary``).
+///
+/// Where no interpreter level, resource limit or timer is active on the thread and arithmetic is
+/// plain (a backward pass, an update, evaluation outside any transform), the kernel runs on the
+/// operand directly: no input list is built, which for small tensors is a third of the cost.
+/// Otherwise it is exactly ``dispatch1(_:_:_:)``.
+public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
+    precondition(op.family == .unary, "dispatchUnary called with \(op.rawValue)")
+    let stack = InterpreterStack.current
+    if !stack.isActive, stack.limits == nil, stack.timer == nil, NumericSettings.arithmeticIsPlain {
+        return try Kernels.unary(op, x)
+    }
+    return try dispatch1(op, .none, [x])
+}
+
+/// ``dispatch1(_:_:_:)`` for an elementwise operator of two broadcast operands (add, sub, mul,
+/// div, pow, maximum, minimum), with the direct path of ``dispatchUnary(_:_:)``.
+public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+    precondition(op.family == .binary && op != .multiplyAdd, "dispatchBinary called with \(op.rawValue)")
+    let stack = InterpreterStack.current
+    if !stack.isActive, stack.limits == nil, stack.timer == nil, NumericSettings.arithmeticIsPlain {
+        return try Kernels.binary(op, a, b)
+    }
+    return try dispatch1(op, .none, [a, b])
+}
+
 /// The slow path: timing and resource limits around the kernel.
 func dispatchObserved(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor], _ stack: InterpreterStack) throws -> Tensor {
     let started = stack.timer?.begin(op)

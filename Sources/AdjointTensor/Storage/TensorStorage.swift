@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Where a tensor's elements live: a device and, on the CPU, a pooled aligned block.
 public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
     /// Kinds of device. Only the CPU has kernels today; the field keeps room for accelerators.
@@ -38,12 +40,15 @@ public final class TensorStorage: @unchecked Sendable {
     public let dtype: DType
     public let device: Device
 
+    // The version and the write list change only under an in-place write, which needs exclusive
+    // use of the storage anyway; they skip dynamic exclusivity checks (one per saved value).
     /// Incremented by every in-place write.
-    public private(set) var version: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var version: UInt64 = 0
     /// Writes made while some tape held a saved reference; cleared when none does.
-    private var writes: [Write] = []
-    /// Number of saved references held by tapes.
-    private var saveCount = 0
+    @exclusivity(unchecked) private var writes: [Write] = []
+    /// Number of saved references held by tapes (atomic: tapes on several threads may save the
+    /// same storage, a shared parameter say).
+    private let saveCount = Atomic<Int>(0)
     /// The memory accounts charged for this storage (see ``MemoryAccount``).
     private let account: AccountChain?
 
@@ -73,18 +78,19 @@ public final class TensorStorage: @unchecked Sendable {
     /// Records an in-place write of `regions` by `op` and bumps the version.
     public func recordWrite(_ regions: [ElementRegion], op: String) {
         version &+= 1
-        if saveCount > 0 {
+        if saveCount.load(ordering: .acquiring) > 0 {
             writes.append(Write(version: version, regions: regions, op: op))
         }
     }
 
     /// Called when a tape saves a reference to this storage.
-    public func retainSave() { saveCount += 1 }
+    public func retainSave() { saveCount.wrappingAdd(1, ordering: .acquiringAndReleasing) }
 
     /// Called when a tape drops a saved reference.
     public func releaseSave() {
-        saveCount -= 1
-        if saveCount == 0 { writes.removeAll(keepingCapacity: false) }
+        if saveCount.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0, !writes.isEmpty {
+            writes.removeAll(keepingCapacity: false)
+        }
     }
 
     /// The first write after `version` that touched `region`, if any.
