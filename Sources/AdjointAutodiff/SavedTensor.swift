@@ -14,10 +14,14 @@ struct SavedTensor {
     init(_ tensor: Tensor, dropping level: UInt32) {
         storage = tensor.storage
         offset = tensor.offset
-        version = tensor.storage.version
-        var t = tensor.traceTags
-        t.remove(level: level)
-        tags = t
+        version = storage.version
+        if tensor.traceTags.count == 1, tensor.traceTags.id(at: level) != nil {
+            tags = TraceTags()   // the common case: tracked by this level only
+        } else {
+            var t = tensor.traceTags
+            t.remove(level: level)
+            tags = t
+        }
         storage.retainSave()
     }
 

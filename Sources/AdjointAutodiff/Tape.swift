@@ -64,8 +64,11 @@ public final class Tape: InterpreterLevel {
     }
 
     public func process(_ call: inout OpCall) throws {
-        var tracked = false
-        for input in call.inputs where input.traceTags.id(at: levelID) != nil { tracked = true; break }
+        let level = levelID
+        // The inputs are read in place (a `for … in` over the array copies every tensor).
+        let tracked = call.inputs.withUnsafeBufferPointer { inputs in
+            inputs.contains { $0.traceTags.id(at: level) != nil }
+        }
         guard tracked else { return }
         let rule = DerivativeRules.rule(for: call.op)
         if case .nonDifferentiable = rule.status { return }
@@ -74,18 +77,20 @@ public final class Tape: InterpreterLevel {
             throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
         }
         let start = inputs.count
-        for i in call.inputs.indices {
-            let input = call.inputs[i]
-            inputs.append(Input(id: input.traceTags.id(at: levelID) ?? -1,
-                                type: input.valueType,
-                                saved: rule.saves.inputs.contains(i) ? SavedTensor(input, dropping: levelID) : nil))
+        let saves = rule.saves.inputs
+        call.inputs.withUnsafeBufferPointer { callInputs in
+            for i in callInputs.indices {
+                inputs.append(Input(id: callInputs[i].traceTags.id(at: level) ?? -1,
+                                    type: ValueType(dtype: callInputs[i].dtype, shape: callInputs[i].shape),
+                                    saved: saves.contains(i) ? SavedTensor(callInputs[i], dropping: level) : nil))
+            }
         }
         let id = newValue()
         nodes.append(Node(
             op: call.op, inputCount: Int32(call.inputs.count), outputID: id, inputStart: start,
-            attributes: call.attributes, outputType: call.output.valueType,
-            savedOutput: rule.saves.output ? SavedTensor(call.output, dropping: levelID) : nil))
-        call.output.traceTags.set(TraceTag(level: levelID, id: id))
+            attributes: call.attributes, outputType: ValueType(dtype: call.output.dtype, shape: call.output.shape),
+            savedOutput: rule.saves.output ? SavedTensor(call.output, dropping: level) : nil))
+        call.output.traceTags.set(TraceTag(level: level, id: id))
     }
 
     /// Throws if an in-place write touched a value node `index` saved (checked before its rule
@@ -103,13 +108,10 @@ public final class Tape: InterpreterLevel {
         guard !isReleased else { throw AutodiffError.tapeReleased }
         var cotangents = [Tensor?](repeating: nil, count: Int(valueCount))
         let stack = InterpreterStack.current
-        for seed in seeds {
-            cotangents[Int(seed.id)] = try accumulate(cotangents[Int(seed.id)], seed.cotangent)
-        }
+        for seed in seeds { try accumulate(seed.cotangent, into: &cotangents[Int(seed.id)]) }
         for index in stride(from: nodes.count - 1, through: 0, by: -1) {
-            let outputID = Int(nodes[index].outputID)
-            guard let g = cotangents[outputID] else { continue }
-            cotangents[outputID] = nil
+            // Moved out, not copied: the node's cotangent is not needed after its rule.
+            guard let g = cotangents[Int(nodes[index].outputID)].take() else { continue }
             let op = nodes[index].op
             let rule = DerivativeRules.rule(for: op)
             guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
@@ -123,7 +125,7 @@ public final class Tape: InterpreterLevel {
                 let id = Int(inputs[start + i].id)
                 guard id >= 0, let grad = grads[i] else { continue }
                 try DerivativeRules.check(grad, of: op, input: i, against: inputs[start + i].type)
-                cotangents[id] = try accumulate(cotangents[id], grad)
+                try accumulate(grad, into: &cotangents[id])
             }
         }
         return leaves.map { cotangents[Int($0.id)] }
@@ -155,9 +157,9 @@ public final class Tape: InterpreterLevel {
     }
 
     /// Fan-out: cotangents of a value read several times add up.
-    private func accumulate(_ existing: Tensor?, _ new: Tensor) throws -> Tensor {
-        guard let existing else { return new }
-        return try existing + new
+    private func accumulate(_ new: Tensor, into total: inout Tensor?) throws {
+        guard let existing = total.take() else { total = new; return }
+        total = try existing + new
     }
 
     /// Frees every saved value; later backward passes throw ``AutodiffError/tapeReleased``.

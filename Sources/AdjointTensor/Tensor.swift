@@ -27,6 +27,9 @@ public struct TraceTags {
 
     @inlinable public var isEmpty: Bool { firstLevel == 0 }
 
+    /// The number of levels tracking the value.
+    @inlinable public var count: Int { firstLevel == 0 ? 0 : isList ? list.tags.count : 1 }
+
     /// The id the given level knows this value by.
     @inlinable
     public func id(at level: UInt32) -> Int32? {
