@@ -2,6 +2,7 @@
 /// optionally the level's data for the value (forward mode keeps the tangent here, so it lives
 /// exactly as long as the value it belongs to).
 public struct TraceTag {
+    /// The level's ``InterpreterLevel/levelID`` (never 0: ``TraceTags`` ignores a level-0 tag).
     public var level: UInt32
     public var id: Int32
     public var payload: AnyObject?

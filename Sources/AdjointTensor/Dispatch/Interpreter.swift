@@ -70,9 +70,12 @@ public final class InterpreterStack {
 
     private static let nextLevelID = Atomic<UInt32>(1)
 
-    /// A fresh level id.
+    /// A fresh level id (never 0, which ``TraceTags`` reserves for "no tag", even after wrapping).
     public static func makeLevelID() -> UInt32 {
-        nextLevelID.wrappingAdd(1, ordering: .relaxed).oldValue
+        while true {
+            let id = nextLevelID.wrappingAdd(1, ordering: .relaxed).oldValue
+            if id != 0 { return id }
+        }
     }
 
     /// The current thread's stack.
