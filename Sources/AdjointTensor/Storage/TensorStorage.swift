@@ -40,8 +40,9 @@ public final class TensorStorage: @unchecked Sendable {
     public let dtype: DType
     public let device: Device
 
-    // The version and the write list change only under an in-place write, which needs exclusive
-    // use of the storage anyway; they skip dynamic exclusivity checks (one per saved value).
+    // The version and the write list change only under an in-place write (which needs exclusive
+    // use of the storage anyway) and when the last saved reference goes; they skip dynamic
+    // exclusivity checks (one per saved value).
     /// Incremented by every in-place write.
     @exclusivity(unchecked) public private(set) var version: UInt64 = 0
     /// Writes made while some tape held a saved reference; cleared when none does.
