@@ -31,8 +31,7 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
 /// Otherwise it is exactly ``dispatch1(_:_:_:)``.
 public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
     precondition(op.family == .unary, "dispatchUnary called with \(op.rawValue)")
-    let stack = InterpreterStack.current
-    if !stack.isActive, stack.limits == nil, stack.timer == nil, NumericSettings.arithmeticIsPlain {
+    if kernelMayRunDirectly() {
         return try Kernels.unary(op, x)
     }
     return try dispatch1(op, .none, [x])
@@ -42,11 +41,17 @@ public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
 /// div, pow, maximum, minimum), with the direct path of ``dispatchUnary(_:_:)``.
 public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     precondition(op.family == .binary && op != .multiplyAdd, "dispatchBinary called with \(op.rawValue)")
-    let stack = InterpreterStack.current
-    if !stack.isActive, stack.limits == nil, stack.timer == nil, NumericSettings.arithmeticIsPlain {
+    if kernelMayRunDirectly() {
         return try Kernels.binary(op, a, b)
     }
     return try dispatch1(op, .none, [a, b])
+}
+
+/// Whether nothing observes or reshapes an operation on this thread: no visible interpreter level,
+/// no resource limit, no timer, plain arithmetic.
+private func kernelMayRunDirectly() -> Bool {
+    let stack = InterpreterStack.current
+    return !stack.isActive && stack.limits == nil && stack.timer == nil && NumericSettings.arithmeticIsPlain
 }
 
 /// The slow path: timing and resource limits around the kernel.
