@@ -3,8 +3,9 @@ import AdjointTensor
 /// A value a tape keeps for its backward pass: the storage region, the version it had, and its tags
 /// at the other interpreter levels (so a backward pass can itself be differentiated).
 ///
-/// Holding the storage — not the tensor's copy-on-write box — means saving never forces a copy; an
-/// in-place write to the saved region is caught by ``restore(level:op:node:input:)``.
+/// The storage reference is counted as a save (``TensorStorage/retainSave()``), which copy-on-write
+/// does not count as sharing: saving never forces a copy, and an in-place write to the saved region
+/// is caught by ``verify(op:node:input:shape:)``.
 struct SavedTensor {
     let storage: TensorStorage
     let offset: Int

@@ -1,8 +1,9 @@
 extension Tensor {
     /// `self += other` in place (other broadcasts to self's shape).
     ///
-    /// Writes the shared storage directly when this value owns its copy-on-write box; a tape that
-    /// saved the old contents then fails at backward, naming this write.
+    /// Writes the storage directly when no other tensor value refers to it (a tape's saved
+    /// reference does not count); a tape that saved the old contents then fails at backward,
+    /// naming this write.
     public mutating func add_(_ other: Tensor) throws {
         try dispatchInPlace(.addInPlace, .none, target: &self, operands: [other])
     }

@@ -102,10 +102,12 @@ final class TraceTagList {
 ///
 /// A tensor is a shape, an element type and a contiguous range of elements inside a
 /// ``TensorStorage`` (pooled, 64-byte aligned). Copies share storage until one of them is written in
-/// place (copy-on-write). Every operation goes through ``dispatch(_:_:_:)``, where interpreter levels
+/// place (copy-on-write; references a tape holds to saved values do not count as sharing, see
+/// ``TensorStorage/isShared(_:)``). Every operation goes through ``dispatch(_:_:_:)``, where interpreter levels
 /// (reverse-mode tape, and later forward mode, profiling, capture) observe it.
 public struct Tensor {
-    @usableFromInline var buffer: TensorBuffer
+    /// The memory this value's elements lie in (shared with copies and views of it).
+    public private(set) var storage: TensorStorage
     /// Offset of the first element inside the storage, in elements.
     public private(set) var offset: Int
     /// Extent of each axis.
@@ -119,17 +121,17 @@ public struct Tensor {
     public init(storage: TensorStorage, offset: Int = 0, shape: [Int]) {
         precondition(offset >= 0 && offset + shape.reduce(1, *) <= storage.elementCount || shape.reduce(1, *) == 0,
                      "Tensor(storage:offset:shape:) out of bounds")
-        self.buffer = TensorBuffer(storage)
+        self.storage = storage
         self.offset = offset
         self.shape = shape
         self.dtype = storage.dtype
         self.traceTags = TraceTags()
     }
 
-    /// A view sharing this tensor's copy-on-write box (used for leading-axis slices and reshapes).
+    /// A view sharing this tensor's storage (used for leading-axis slices and reshapes).
     @usableFromInline
     init(viewOf base: Tensor, offset: Int, shape: [Int]) {
-        self.buffer = base.buffer
+        self.storage = base.storage
         self.offset = offset
         self.shape = shape
         self.dtype = base.dtype
@@ -141,8 +143,7 @@ public struct Tensor {
         self.init(storage: TensorStorage(dtype: dtype, elementCount: shape.reduce(1, *)), shape: shape)
     }
 
-    public var storage: TensorStorage { buffer.storage }
-    public var device: Device { buffer.storage.device }
+    public var device: Device { storage.device }
     public var rank: Int { shape.count }
     /// Element type and shape, as the IR describes a value.
     public var valueType: ValueType { ValueType(dtype: dtype, shape: shape) }
@@ -155,12 +156,12 @@ public struct Tensor {
     /// Pointer to the first element, typed.
     @inlinable
     public func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {
-        buffer.storage.typed(T.self) + offset
+        storage.typed(T.self) + offset
     }
 
     /// Raw pointer to the first element.
     public var rawPointer: UnsafeMutableRawPointer {
-        buffer.storage.pointer + offset * dtype.byteSize
+        storage.pointer + offset * dtype.byteSize
     }
 
     /// This value without any interpreter tags: a constant to every level.
@@ -171,16 +172,16 @@ public struct Tensor {
     }
 
     /// Whether two tensors share storage.
-    public func sharesStorage(with other: Tensor) -> Bool { buffer.storage === other.buffer.storage }
+    public func sharesStorage(with other: Tensor) -> Bool { storage === other.storage }
 
     /// Makes the storage exclusively this value's before an in-place write (copy-on-write).
     /// Returns whether a copy was made.
     @discardableResult
     mutating func makeUnique() -> Bool {
-        if isKnownUniquelyReferenced(&buffer) { return false }
+        if !TensorStorage.isShared(&storage) { return false }
         let fresh = Tensor(uninitialized: shape, dtype: dtype)
         fresh.rawPointer.copyMemory(from: rawPointer, byteCount: elementCount * dtype.byteSize)
-        buffer = fresh.buffer
+        storage = fresh.storage
         offset = 0
         return true
     }

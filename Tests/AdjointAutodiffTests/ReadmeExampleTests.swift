@@ -23,9 +23,9 @@ struct ReadmeExampleTests {
             try (x.matmul(layer.weight) + layer.bias).crossEntropy(labels: labels).mean()
         }
         let (before, grads) = try valueWithGradient(at: layer, of: loss)
-        let storage = layer.weight.storage
+        let elements = layer.weight.rawPointer
         try layer.weight.add_(grads.weight * -0.1)
-        #expect(layer.weight.storage === storage)          // updated in place
+        #expect(layer.weight.rawPointer == elements)          // updated in place
         try layer.bias.add_(grads.bias * -0.1)
         #expect(try loss(layer).item() < before.item())
 

@@ -99,11 +99,17 @@ struct TensorTests {
         #expect(a.doubles == [1, 2, 3])
         #expect(b.doubles == [11, 12, 13])
         #expect(!a.sharesStorage(with: b))
-        // A uniquely held tensor is written in place.
+        // A uniquely held tensor is written in place (its elements stay where they were; a copy
+        // would be allocated while the old block is still held, so at another address).
         var c = t([1, 2, 3])
-        let storage = c.storage
+        let elements = c.rawPointer
         try c.mul_(t([2]))
-        #expect(c.storage === storage && c.doubles == [2, 4, 6])
+        #expect(c.rawPointer == elements && c.doubles == [2, 4, 6])
+        // Holding the storage object is sharing it: the write copies.
+        var d = t([1, 2, 3])
+        let held = d.storage
+        try d.mul_(t([2]))
+        #expect(d.storage !== held && held.typed(Double.self)[1] == 2 && d.doubles == [2, 4, 6])
         // w += a·b in one pass is bitwise w + a * b: scalar factor either side, full operands.
         let w = try Tensor.uniform([3, 70_000], key: RandomKey(seed: 4), low: -1, high: 1, dtype: .float32)
         let g = try Tensor.uniform([3, 70_000], key: RandomKey(seed: 5), low: -1, high: 1, dtype: .float32)

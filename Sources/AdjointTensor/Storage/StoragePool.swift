@@ -41,18 +41,32 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     private struct State {
-        /// Free blocks per size class (indexed by ``StoragePool/classIndex(for:)``).
-        var freeLists = [[UnsafeMutableRawPointer]](repeating: [], count: 64 * 8)
+        /// The first free block of each size class (indexed by ``StoragePool/classIndex(for:)``);
+        /// a free block's first word points to the next one of its class (an intrusive list: no
+        /// array to grow or check for uniqueness under the lock).
+        let heads: UnsafeMutablePointer<UnsafeMutableRawPointer?>
         var stats = Statistics(liveBytes: 0, peakBytes: 0, allocationCount: 0, systemAllocationCount: 0, cachedBytes: 0)
         var cacheLimit = 1 << 30
     }
 
-    private let state = Mutex(State())
+    /// Number of size classes: powers of two up to 4 KiB, then four steps per power.
+    private static let classCount = 64 * 8
+
+    private let state: Mutex<State>
 
     /// Alignment of every block, in bytes.
     public static let alignment = 64
 
-    public init() {}
+    public init() {
+        let heads = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: Self.classCount)
+        heads.initialize(repeating: nil, count: Self.classCount)
+        state = Mutex(State(heads: heads))
+    }
+
+    deinit {
+        trim()
+        state.withLock { $0.heads.deallocate() }
+    }
 
     /// The capacity a request of `byteCount` bytes is rounded up to.
     public static func capacity(for byteCount: Int) -> Int {
@@ -78,7 +92,9 @@ public final class StoragePool: @unchecked Sendable {
             s.stats.allocationCount += 1
             s.stats.liveBytes += capacity
             if s.stats.liveBytes > s.stats.peakBytes { s.stats.peakBytes = s.stats.liveBytes }
-            if let p = s.freeLists[Self.classIndex(for: capacity)].popLast() {
+            let head = s.heads + Self.classIndex(for: capacity)
+            if let p = head.pointee {
+                head.pointee = p.load(as: UnsafeMutableRawPointer?.self)
                 s.stats.cachedBytes -= capacity
                 return p
             }
@@ -99,7 +115,9 @@ public final class StoragePool: @unchecked Sendable {
         let keep: Bool = state.withLock { s in
             s.stats.liveBytes -= capacity
             guard s.stats.cachedBytes + capacity <= s.cacheLimit else { return false }
-            s.freeLists[Self.classIndex(for: capacity)].append(pointer)
+            let head = s.heads + Self.classIndex(for: capacity)
+            pointer.storeBytes(of: head.pointee, as: UnsafeMutableRawPointer?.self)
+            head.pointee = pointer
             s.stats.cachedBytes += capacity
             return true
         }
@@ -122,12 +140,19 @@ public final class StoragePool: @unchecked Sendable {
 
     /// Returns every cached block to the system.
     public func trim() {
-        let blocks: [UnsafeMutableRawPointer] = state.withLock { s in
-            let all = s.freeLists.flatMap { $0 }
-            for i in s.freeLists.indices { s.freeLists[i].removeAll() }
+        let lists: [UnsafeMutableRawPointer] = state.withLock { s in
             s.stats.cachedBytes = 0
-            return all
+            return (0..<Self.classCount).compactMap { i in
+                defer { s.heads[i] = nil }
+                return s.heads[i]
+            }
         }
-        for b in blocks { free(b) }
+        for first in lists {
+            var block: UnsafeMutableRawPointer? = first
+            while let b = block {
+                block = b.load(as: UnsafeMutableRawPointer?.self)
+                free(b)
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CSwiftRuntime
 import Synchronization
 
 /// Where a tensor's elements live: a device and, on the CPU, a pooled aligned block.
@@ -22,10 +23,10 @@ public struct ElementRegion: Hashable, Sendable, CustomStringConvertible {
 
 /// The memory behind one or more tensors, with the mutation history the tape checks.
 ///
-/// Storage is shared by views (slices along the first axis, reshapes) and by saved values on a
-/// tape; tensors reach it through a ``TensorBuffer`` whose uniqueness decides copy-on-write, so a
-/// tape holding the storage never forces a copy — and an in-place write to memory the tape still
-/// needs is detected at backward instead (``versionConflicts(in:since:)``).
+/// Storage is shared by tensor values (copies, views along the first axis, reshapes) and by saved
+/// values on a tape. Copy-on-write counts only the first kind (``isShared(_:)``), so a tape holding
+/// the storage never forces a copy — and an in-place write to memory the tape still needs is
+/// detected at backward instead (``versionConflicts(in:since:)``).
 public final class TensorStorage: @unchecked Sendable {
     /// A write made by an in-place operator.
     public struct Write: Sendable {
@@ -84,10 +85,10 @@ public final class TensorStorage: @unchecked Sendable {
         }
     }
 
-    /// Called when a tape saves a reference to this storage.
+    /// Called when a tape saves a reference to this storage, after taking its strong reference.
     public func retainSave() { saveCount.wrappingAdd(1, ordering: .acquiringAndReleasing) }
 
-    /// Called when a tape drops a saved reference.
+    /// Called when a tape drops a saved reference, before releasing its strong reference.
     public func releaseSave() {
         if saveCount.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0, !writes.isEmpty {
             writes.removeAll(keepingCapacity: false)
@@ -104,9 +105,23 @@ public final class TensorStorage: @unchecked Sendable {
     }
 }
 
-/// The copy-on-write box a tensor value holds; uniqueness of the box (not of the storage) decides
-/// whether an in-place operator may write without copying.
-public final class TensorBuffer: @unchecked Sendable {
-    public let storage: TensorStorage
-    public init(_ storage: TensorStorage) { self.storage = storage }
+extension TensorStorage {
+    /// Whether anything besides the tensor value holding `storage` refers to it (another tensor, a
+    /// view, a held `TensorStorage` reference) — an in-place write through that value must copy
+    /// first. References a tape holds to saved values (those between ``retainSave()`` and
+    /// ``releaseSave()``) do not count.
+    ///
+    /// Without saves this is `isKnownUniquelyReferenced`. With saves, the strong reference count
+    /// (`swift_retainCount`, the Swift runtime's entry point behind the standard library's
+    /// `_getRetainCount`) is compared with 1 + the save count. A tape takes its strong reference
+    /// before counting the save and uncounts it before releasing, so on any thread the count of
+    /// saves never exceeds the references they hold: a race can only make this answer `true` (an
+    /// unneeded copy), never `false` wrongly. `storage` is `inout` so that asking adds no reference.
+    public static func isShared(_ storage: inout TensorStorage) -> Bool {
+        if isKnownUniquelyReferenced(&storage) { return false }
+        let saves = storage.saveCount.load(ordering: .acquiring)
+        guard saves > 0 else { return true }
+        let object = Unmanaged.passUnretained(storage).toOpaque()
+        return swift_retainCount(object) != 1 + saves
+    }
 }
