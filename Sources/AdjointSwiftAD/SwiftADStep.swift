@@ -37,7 +37,9 @@ extension Array: SwiftADState where Element: SwiftADState {
         for x in self { x.hash(into: &hasher) }
     }
     public var snapshotByteCount: Int { reduce(0) { $0 + $1.snapshotByteCount } }
-    public var zeroTangent: TangentVector { TangentVector(map(\.zeroTangent)) }
+    // Inlinable (specialized where the element type is known) and with a closure, not a key path:
+    // unspecialized, the map instantiated generic metadata and a key path on every call.
+    @inlinable public var zeroTangent: TangentVector { TangentVector(map { $0.zeroTangent }) }
 }
 
 /// A step written in plain Swift and differentiated by the toolchain's `_Differentiation`:
@@ -61,8 +63,19 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
 
     public let body: @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State
 
+    /// `total += gradient` and `seed += cotangent`, made where the step is created. The unroll
+    /// driver calls this adapter through its protocol, unspecialized; the toolchain's `+` on an
+    /// array's tangent (`Array.DifferentiableView`) run unspecialized instantiates generic
+    /// metadata for every call (≈ 70 K instructions for 21 parameters). Closures formed in the
+    /// inlinable initializer are compiled for the caller's concrete types.
+    @usableFromInline let addParameterGradient: (inout Parameters.TangentVector, Parameters.TangentVector) -> Void
+    @usableFromInline let addStateCotangent: (inout State.TangentVector, State.TangentVector) -> Void
+
+    @inlinable
     public init(_ body: @escaping @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State) {
         self.body = body
+        addParameterGradient = { $0 += $1 }
+        addStateCotangent = { $0 += $1 }
     }
 
     public func step(_ state: State, input: Input, parameters: Parameters) throws -> State {
@@ -70,7 +83,7 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
     }
 
     public func recordStep(_ state: State, input: Input, parameters: Parameters, loss: Loss) throws -> RecordedStep<Self> {
-        let body = body
+        let body = body, add = addStateCotangent
         let (next, pullback) = valueWithPullback(at: state, parameters) { s, p in body(s, input, p) }
         var value = 0.0
         var lossGradient: State.TangentVector?
@@ -81,8 +94,8 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
         }
         return RecordedStep(next: next, loss: value) { cotangent in
             var seed = next.zeroTangent
-            if let cotangent { seed += cotangent }
-            if let lossGradient { seed += lossGradient }
+            if let cotangent { add(&seed, cotangent) }
+            if let lossGradient { add(&seed, lossGradient) }
             let (ds, dp) = pullback(seed)
             return (ds, dp)
         }
@@ -91,11 +104,13 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
     public func finalLoss(_ state: State, loss: Loss) throws -> (value: Double, cotangent: State.TangentVector)? {
         guard let final = loss.final else { return nil }
         let (value, g) = valueWithGradient(at: state, of: final)
-        return (value, state.zeroTangent + g)
+        var cotangent = state.zeroTangent
+        addStateCotangent(&cotangent, g)
+        return (value, cotangent)
     }
 
     public func accumulate(_ gradient: Parameters.TangentVector, into total: inout Parameters.TangentVector?) throws {
-        if total == nil { total = gradient } else { total! += gradient }
+        if total == nil { total = gradient } else { addParameterGradient(&total!, gradient) }
     }
 
     public func serialize(_ state: State) throws -> [UInt8] {
