@@ -174,6 +174,11 @@ public struct Tensor {
     /// Whether two tensors share storage.
     public func sharesStorage(with other: Tensor) -> Bool { storage === other.storage }
 
+    /// Whether an in-place write to this value would copy first: another tensor value, a view or a
+    /// held `TensorStorage` reference shares its storage (a tape's saved references do not count;
+    /// see ``TensorStorage/isShared(_:)``). `mutating` only so that asking adds no reference.
+    public mutating func hasSharedStorage() -> Bool { TensorStorage.isShared(&storage) }
+
     /// Makes the storage exclusively this value's before an in-place write (copy-on-write).
     /// Returns whether a copy was made.
     @discardableResult

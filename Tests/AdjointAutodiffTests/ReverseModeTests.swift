@@ -174,7 +174,9 @@ struct MutationTests {
     func invalidation() throws {
         var w = t([1, 2, 3])
         let (_, pullback) = try vjp(at: w) { w in try (w * w).sum() }
-        try w.add_(t([1]))   // w's box is unique again: writes the storage the tape saved
+        let elements = w.rawPointer
+        try w.add_(t([1]))   // only the tape's counted save shares w's storage: written in place
+        #expect(w.rawPointer == elements)
         do {
             _ = try pullback(Tensor(1.0))
             Issue.record("backward should have failed")
@@ -197,6 +199,25 @@ struct MutationTests {
         #expect(try pullback(Tensor(1.0)).doubles == [2, 4, 0, 0, 0, 0])
         try buffer.assign(t([9], [1, 1]), starts: [0, 1], ends: [1, 2])   // overlaps row 0
         #expect(throws: AutodiffError.self) { try pullback(Tensor(1.0)) }
+    }
+
+    @Test("saves of several tapes do not count as sharing; a released tape's saves are gone")
+    func savesAcrossTapes() throws {
+        var w = t([1, 2, 3])
+        let (_, first) = try vjp(at: w) { w in try (w * w).sum() }
+        let (_, second) = try vjp(at: w) { w in try (w * 3).sum() }
+        let alone = w.hasSharedStorage()
+        var withCopy = false
+        do {
+            let copy = w
+            withCopy = w.hasSharedStorage()   // a tensor value is sharing
+            _ = copy
+        }
+        second.release()
+        let afterRelease = w.hasSharedStorage()
+        #expect(!alone && withCopy && !afterRelease)
+        try w.mul_(t([2]))
+        #expect(throws: AutodiffError.self) { try first(Tensor(1.0)) }
     }
 
     @Test("a copy is never invalidated: copy-on-write protects values the caller still holds")
