@@ -64,33 +64,42 @@ public final class Tape: InterpreterLevel {
     }
 
     public func process(_ call: inout OpCall) throws {
-        let level = levelID
+        var output = call.output
         // The inputs are read in place (a `for … in` over the array copies every tensor).
-        let tracked = call.inputs.withUnsafeBufferPointer { inputs in
-            inputs.contains { $0.traceTags.id(at: level) != nil }
-        }
-        guard tracked else { return }
-        let rule = DerivativeRules.rule(for: call.op)
+        try call.inputs.withUnsafeBufferPointer { try record(call.op, call.attributes, $0, output: &output) }
+        call.output = output
+    }
+
+    /// The elementwise hot path (``dispatchBinary(_:_:_:)``, ``dispatchUnary(_:_:)``): the same
+    /// recording as ``process(_:)``, from operands the dispatcher holds on its stack.
+    public func processElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+        try record(op, .none, operands, output: &output)
+    }
+
+    /// Records `op` as a node when one of `operands` is tracked here and the op is differentiable;
+    /// tags `output` with the node's value id.
+    private func record(_ op: OpCode, _ attributes: Attributes, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+        let level = levelID
+        guard operands.contains(where: { $0.traceTags.id(at: level) != nil }) else { return }
+        let rule = DerivativeRules.rule(for: op)
         if case .nonDifferentiable = rule.status { return }
-        guard call.output.dtype.isFloatingPoint else { return }
+        guard output.dtype.isFloatingPoint else { return }
         if let limit = maxNodes, nodes.count >= limit {
             throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
         }
         let start = inputs.count
         let saves = rule.saves.inputs
-        call.inputs.withUnsafeBufferPointer { callInputs in
-            for i in callInputs.indices {
-                inputs.append(Input(id: callInputs[i].traceTags.id(at: level) ?? -1,
-                                    type: ValueType(dtype: callInputs[i].dtype, shape: callInputs[i].shape),
-                                    saved: saves.contains(i) ? SavedTensor(callInputs[i], dropping: level) : nil))
-            }
+        for i in operands.indices {
+            inputs.append(Input(id: operands[i].traceTags.id(at: level) ?? -1,
+                                type: ValueType(dtype: operands[i].dtype, shape: operands[i].shape),
+                                saved: saves.contains(i) ? SavedTensor(operands[i], dropping: level) : nil))
         }
         let id = newValue()
         nodes.append(Node(
-            op: call.op, inputCount: Int32(call.inputs.count), outputID: id, inputStart: start,
-            attributes: call.attributes, outputType: ValueType(dtype: call.output.dtype, shape: call.output.shape),
-            savedOutput: rule.saves.output ? SavedTensor(call.output, dropping: level) : nil))
-        call.output.traceTags.set(TraceTag(level: level, id: id))
+            op: op, inputCount: Int32(operands.count), outputID: id, inputStart: start,
+            attributes: attributes, outputType: ValueType(dtype: output.dtype, shape: output.shape),
+            savedOutput: rule.saves.output ? SavedTensor(output, dropping: level) : nil))
+        output.traceTags.set(TraceTag(level: level, id: id))
     }
 
     /// Throws if an in-place write touched a value node `index` saved (checked before its rule

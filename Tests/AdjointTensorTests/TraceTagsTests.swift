@@ -68,6 +68,27 @@ struct TraceTagsTests {
         }
     }
 
+    @Test("under a tape the elementwise path records what dispatch records: same values, same gradients, bitwise")
+    func recordedLikeDispatch() throws {
+        let a = try Tensor.uniform([3, 4], key: RandomKey(seed: 3), low: 0.5, high: 2)
+        let b = try Tensor.uniform([4], key: RandomKey(seed: 4), low: 0.5, high: 2)
+        for op in Self.binaryOps {
+            let direct = try valueWithGradient(at: a, b) { x, y in try dispatchBinary(op, x, y).sum() }
+            let general = try valueWithGradient(at: a, b) { x, y in try dispatch1(op, .none, [x, y]).sum() }
+            #expect(direct.value.doubles == general.value.doubles, "\(op.rawValue)")
+            #expect(direct.gradient.0.doubles == general.gradient.0.doubles && direct.gradient.1.doubles == general.gradient.1.doubles,
+                    "\(op.rawValue)")
+        }
+        for op in Self.unaryOps {
+            let direct = try valueWithGradient(at: a) { x in try dispatchUnary(op, x).sum() }
+            let general = try valueWithGradient(at: a) { x in try dispatch1(op, .none, [x]).sum() }
+            #expect(direct.value.doubles == general.value.doubles && direct.gradient.doubles == general.gradient.doubles, "\(op.rawValue)")
+        }
+        // An untracked operand is a constant on the tape either way.
+        let c = try valueWithGradient(at: a) { x in try dispatchBinary(.mul, x, b).sum() }
+        #expect(c.gradient.doubles == (try b.broadcast(to: [3, 4])).doubles)
+    }
+
     @Test("levels, limits and mixed precision still see or shape every elementwise call")
     func fallsBackWhenObserved() throws {
         let x = try Tensor([1.0, 2, 3], shape: [3]).cast(to: .float32), y = try Tensor([0.5, 0.25, 4], shape: [3]).cast(to: .float32)

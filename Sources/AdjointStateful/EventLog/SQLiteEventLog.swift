@@ -86,7 +86,7 @@ public final class SQLiteEventLog: EventLog {
         guard let queue else { throw EventLogError.closed(path: path) }
         if case .every = fsync {
             let start = rows
-            for e in events { try append(e) }
+            for e in events { _ = try append(e) }
             return start..<rows
         }
         let start = rows

@@ -25,33 +25,48 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
 
 /// ``dispatch1(_:_:_:)`` for an elementwise operator of one operand (``OpFamily/unary``).
 ///
-/// Where no interpreter level, resource limit or timer is active on the thread and arithmetic is
-/// plain (a backward pass, an update, evaluation outside any transform), the kernel runs on the
-/// operand directly: no input list is built, which for small tensors is a third of the cost.
-/// Otherwise it is exactly ``dispatch1(_:_:_:)``.
+/// Where no resource limit or timer is active on the thread and arithmetic is plain (no float64
+/// debugging, no mixed-precision storage), the kernel runs on the operand directly and the visible
+/// interpreter levels, if any, see the call through
+/// ``InterpreterLevel/processElementwise(_:_:output:)`` with the operand in place: no input list
+/// and no ``OpCall`` are built, which for small tensors is a third of the cost. Otherwise it is
+/// exactly ``dispatch1(_:_:_:)``.
 public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
     precondition(op.family == .unary, "dispatchUnary called with \(op.rawValue)")
-    if kernelMayRunDirectly() {
-        return try Kernels.unary(op, x)
+    let stack = InterpreterStack.current
+    guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [x]) }
+    var output = try Kernels.unary(op, x)
+    guard stack.isActive else { return output }
+    try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 1) { operands in
+        _ = operands.initialize(from: CollectionOfOne(x))
+        defer { operands.deinitialize() }
+        try stack.observeElementwise(op, UnsafeBufferPointer(operands), output: &output)
     }
-    return try dispatch1(op, .none, [x])
+    return output
 }
 
 /// ``dispatch1(_:_:_:)`` for an elementwise operator of two broadcast operands (add, sub, mul,
 /// div, pow, maximum, minimum), with the direct path of ``dispatchUnary(_:_:)``.
 public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     precondition(op.family == .binary && op != .multiplyAdd, "dispatchBinary called with \(op.rawValue)")
-    if kernelMayRunDirectly() {
-        return try Kernels.binary(op, a, b)
+    let stack = InterpreterStack.current
+    guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [a, b]) }
+    var output = try Kernels.binary(op, a, b)
+    guard stack.isActive else { return output }
+    try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 2) { operands in
+        operands.initializeElement(at: 0, to: a)
+        operands.initializeElement(at: 1, to: b)
+        defer { operands.deinitialize() }
+        try stack.observeElementwise(op, UnsafeBufferPointer(operands), output: &output)
     }
-    return try dispatch1(op, .none, [a, b])
+    return output
 }
 
-/// Whether nothing observes or reshapes an operation on this thread: no visible interpreter level,
-/// no resource limit, no timer, plain arithmetic.
-private func kernelMayRunDirectly() -> Bool {
-    let stack = InterpreterStack.current
-    return !stack.isActive && stack.limits == nil && stack.timer == nil && NumericSettings.arithmeticIsPlain
+/// Whether the kernel may run on the operands directly: no resource limit or timer on the
+/// thread (they wrap the kernel) and plain arithmetic (float64 debugging and mixed-precision
+/// storage round through ``Kernels/execute(_:_:_:)``). Interpreter levels may be active.
+private func kernelMayRunDirectly(_ stack: InterpreterStack) -> Bool {
+    stack.limits == nil && stack.timer == nil && NumericSettings.arithmeticIsPlain
 }
 
 /// The slow path: timing and resource limits around the kernel.

@@ -24,6 +24,11 @@ public protocol InterpreterLevel: AnyObject {
     var levelID: UInt32 { get }
     /// Observes `call` after its kernel ran; may tag `call.output`.
     func process(_ call: inout OpCall) throws
+    /// Observes an elementwise call (``OpFamily/unary`` or ``OpFamily/binary`` without
+    /// attributes) from operands the dispatcher holds in place, without an ``OpCall``; may tag
+    /// `output`. The default builds the `OpCall` and calls ``process(_:)``; a level on the hot
+    /// path (the reverse-mode tape) reads the operands directly.
+    func processElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws
     /// Told when code reads the elements of a tagged tensor as numbers (``Tensor/doubles``,
     /// ``Tensor/scalars(as:)``, ``Tensor/item()``): a read that can steer control flow, which a
     /// recorded program does not see. The default ignores it.
@@ -32,6 +37,12 @@ public protocol InterpreterLevel: AnyObject {
 
 extension InterpreterLevel {
     public func valueRead(_ tensor: Tensor) {}
+
+    public func processElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+        var call = OpCall(op: op, attributes: .none, inputs: Array(operands), output: output)
+        try process(&call)
+        output = call.output
+    }
 }
 
 /// The interpreter levels active on the current thread.
@@ -130,6 +141,19 @@ public final class InterpreterStack {
         while index < visible {
             ceiling = index
             try levels[index].process(&call)
+            index += 1
+        }
+    }
+
+    /// ``observe(_:)`` for an elementwise call whose operands the dispatcher holds in place.
+    func observeElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+        let savedCeiling = ceiling
+        defer { ceiling = savedCeiling }
+        let visible = Swift.min(levels.count, savedCeiling)
+        var index = 0
+        while index < visible {
+            ceiling = index
+            try levels[index].processElementwise(op, operands, output: &output)
             index += 1
         }
     }
