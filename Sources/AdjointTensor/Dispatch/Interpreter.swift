@@ -134,26 +134,25 @@ public final class InterpreterStack {
     /// inner trace's primal computation to the outer traces).
     @usableFromInline
     func observe(_ call: inout OpCall) throws {
-        let savedCeiling = ceiling
-        defer { ceiling = savedCeiling }
-        let visible = Swift.min(levels.count, savedCeiling)
-        var index = 0
-        while index < visible {
-            ceiling = index
-            try levels[index].process(&call)
-            index += 1
-        }
+        try forEachVisibleLevel { try $0.process(&call) }
     }
 
     /// ``observe(_:)`` for an elementwise call whose operands the dispatcher holds in place.
     func observeElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+        try forEachVisibleLevel { try $0.processElementwise(op, operands, output: &output) }
+    }
+
+    /// Runs `body` on each visible level, outermost first, with only the levels outside it visible
+    /// meanwhile.
+    @inline(__always)
+    private func forEachVisibleLevel(_ body: (InterpreterLevel) throws -> Void) throws {
         let savedCeiling = ceiling
         defer { ceiling = savedCeiling }
         let visible = Swift.min(levels.count, savedCeiling)
         var index = 0
         while index < visible {
             ceiling = index
-            try levels[index].processElementwise(op, operands, output: &output)
+            try body(levels[index])
             index += 1
         }
     }
