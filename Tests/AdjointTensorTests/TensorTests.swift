@@ -83,6 +83,18 @@ struct TensorTests {
         #expect(pool.statistics.liveBytes == 0 && pool.statistics.peakBytes == 0)
         pool.trim()
         #expect(pool.statistics.cachedBytes == 0)
+        // Several free blocks of one class come back last-freed first, each once; then the system.
+        let blocks = (0..<3).map { _ in pool.allocate(byteCount: 200) }
+        for block in blocks { pool.deallocate(block.pointer, capacity: block.capacity) }
+        let system = pool.statistics.systemAllocationCount
+        let again = (0..<3).map { _ in pool.allocate(byteCount: 256).pointer }
+        #expect(again == blocks.reversed().map(\.pointer) && pool.statistics.systemAllocationCount == system)
+        let fresh = pool.allocate(byteCount: 256)
+        #expect(pool.statistics.systemAllocationCount == system + 1 && !again.contains(fresh.pointer))
+        for p in again + [fresh.pointer] { pool.deallocate(p, capacity: 256) }
+        #expect(pool.statistics.cachedBytes == 4 * 256)
+        pool.trim()
+        #expect(pool.statistics.cachedBytes == 0 && pool.statistics.liveBytes == 0)
         #expect(StoragePool.capacity(for: 1) == 64)
         #expect(StoragePool.capacity(for: 5000) == 5120)
         // Tensors release their storage to the shared pool when the last value goes away.
