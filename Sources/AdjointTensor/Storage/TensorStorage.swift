@@ -48,9 +48,14 @@ public final class TensorStorage: @unchecked Sendable {
     @exclusivity(unchecked) public private(set) var version: UInt64 = 0
     /// Writes made while some tape held a saved reference; cleared when none does.
     @exclusivity(unchecked) private var writes: [Write] = []
-    /// Number of saved references held by tapes (atomic: tapes on several threads may save the
-    /// same storage, a shared parameter say).
-    private let saveCount = Atomic<Int>(0)
+    /// Saved references held by tapes (atomic: tapes on several threads may save the same
+    /// storage, a shared parameter say): their number in the low 32 bits and, above them, a
+    /// generation that every save and release advances, so a reader can tell that no save or
+    /// release happened between two loads (``isShared(_:)``).
+    private let saveState = Atomic<Int>(0)
+    private static let saveMask = (1 << 32) - 1
+    private static let generation = 1 << 32
+    private var saveCount: Int { saveState.load(ordering: .acquiring) & Self.saveMask }
     /// The memory accounts charged for this storage (see ``MemoryAccount``).
     private let account: AccountChain?
 
@@ -80,17 +85,18 @@ public final class TensorStorage: @unchecked Sendable {
     /// Records an in-place write of `regions` by `op` and bumps the version.
     public func recordWrite(_ regions: [ElementRegion], op: String) {
         version &+= 1
-        if saveCount.load(ordering: .acquiring) > 0 {
+        if saveCount > 0 {
             writes.append(Write(version: version, regions: regions, op: op))
         }
     }
 
     /// Called when a tape saves a reference to this storage, after taking its strong reference.
-    public func retainSave() { saveCount.wrappingAdd(1, ordering: .acquiringAndReleasing) }
+    public func retainSave() { saveState.wrappingAdd(Self.generation + 1, ordering: .acquiringAndReleasing) }
 
     /// Called when a tape drops a saved reference, before releasing its strong reference.
     public func releaseSave() {
-        if saveCount.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0, !writes.isEmpty {
+        let state = saveState.wrappingAdd(Self.generation - 1, ordering: .acquiringAndReleasing).newValue
+        if state & Self.saveMask == 0, !writes.isEmpty {
             writes.removeAll(keepingCapacity: false)
         }
     }
@@ -114,14 +120,18 @@ extension TensorStorage {
     /// Without saves this is `isKnownUniquelyReferenced`. With saves, the strong reference count
     /// (`swift_retainCount`, the Swift runtime's entry point behind the standard library's
     /// `_getRetainCount`) is compared with 1 + the save count. A tape takes its strong reference
-    /// before counting the save and uncounts it before releasing, so on any thread the count of
-    /// saves never exceeds the references they hold: a race can only make this answer `true` (an
-    /// unneeded copy), never `false` wrongly. `storage` is `inout` so that asking adds no reference.
+    /// before counting the save and uncounts it before releasing, so the count of saves never
+    /// exceeds the references they hold; and the save state is read before and after the strong
+    /// count, with a generation every save and release advances, so an answer of `false` means
+    /// no save came or went meanwhile. A race with another thread's tape can therefore only cause
+    /// an unneeded copy. `storage` is `inout` so that asking adds no reference.
     public static func isShared(_ storage: inout TensorStorage) -> Bool {
         if isKnownUniquelyReferenced(&storage) { return false }
-        let saves = storage.saveCount.load(ordering: .acquiring)
+        let before = storage.saveState.load(ordering: .acquiring)
+        let saves = before & saveMask
         guard saves > 0 else { return true }
-        let object = Unmanaged.passUnretained(storage).toOpaque()
-        return swift_retainCount(object) != 1 + saves
+        let strong = swift_retainCount(Unmanaged.passUnretained(storage).toOpaque())
+        guard storage.saveState.load(ordering: .acquiring) == before else { return true }
+        return strong != 1 + saves
     }
 }
