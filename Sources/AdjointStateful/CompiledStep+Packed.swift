@@ -1,5 +1,6 @@
 import AdjointAutodiff
 import AdjointTensor
+import Synchronization
 
 /// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` for a ``CompiledStep``: the same
 /// schedules and the same results, bitwise, with each state kept as one packed byte buffer between
@@ -12,25 +13,50 @@ public func unroll<State, Parameters, Output>(
     options: UnrollOptions = UnrollOptions(), inputs: @escaping (Int) throws -> Tensor
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
     let (state, parameterLayout) = (step.stateLayout, step.parameterLayout)
-    let packed = PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record,
-                            recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout)
-    let (base, template) = (step.base, step.stateTemplate)
-    let finalProgram = step.finalProgram
-    let packedLoss = PackedStep.Loss { s in
-        if let program = finalProgram {
+    // The frames, records and buffers of the last unroll of this step, unless another thread has them.
+    let packed = step.packedSteps.take()
+        ?? PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record,
+                      recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout)
+    defer { step.packedSteps.keep(packed) }
+    let packedLoss: PackedStep.Loss
+    if let program = step.finalProgram {
+        packedLoss = PackedStep.Loss { s in
             let frame = program.makeFrame()
             try state.bind(s, to: program, from: 0, in: frame)
             try program.run(program.positions, in: frame)
             return (try program.scalarOutput(0, in: frame), state.read(program, from: 1, in: frame))
         }
-        guard let (value, cotangent) = try base.finalLoss(state.unpack(s, into: template), loss: loss) else { return nil }
-        return (value, try state.pack(cotangent))
+    } else if loss.final == nil {
+        packedLoss = PackedStep.Loss { _ in nil }
+    } else {
+        let (base, template) = (step.base, step.stateTemplate)
+        packedLoss = PackedStep.Loss { s in
+            guard let (value, cotangent) = try base.finalLoss(state.unpack(s, into: template), loss: loss) else { return nil }
+            return (value, try state.pack(cotangent))
+        }
     }
     let result = try unroll(packed, from: try state.pack(initial), parameters: try parameterLayout.pack(parameters), steps: steps,
                             loss: packedLoss, schedule: schedule, options: options, inputs: inputs)
     return UnrollResult(loss: result.loss, parameterGradient: parameterLayout.unpack(result.parameterGradient, into: step.parameterTemplate),
-                        initialStateGradient: state.unpack(result.initialStateGradient, into: template),
-                        finalState: state.unpack(result.finalState, into: template), report: result.report)
+                        initialStateGradient: state.unpack(result.initialStateGradient, into: step.stateTemplate),
+                        finalState: state.unpack(result.finalState, into: step.stateTemplate), report: result.report)
+}
+
+/// The ``PackedStep`` a ``CompiledStep``'s packed unrolls reuse: one unroll takes it and puts it
+/// back when done, so its frames, records and buffers outlive the unroll; an unroll that starts
+/// while another has it makes its own (the last one back is kept).
+final class PackedStepCache: @unchecked Sendable {
+    private let lock = Mutex<Void>(())
+    private var kept: PackedStep?
+
+    func take() -> PackedStep? {
+        lock.withLock { _ in
+            defer { kept = nil }
+            return kept
+        }
+    }
+
+    func keep(_ step: PackedStep) { lock.withLock { _ in kept = step } }
 }
 
 /// Where each tensor of a collection lives in its packed bytes.
@@ -49,16 +75,20 @@ struct PackedLayout {
     }
 
     func pack<C: ParameterCollection>(_ value: C) throws -> PackedBytes {
-        let tensors = value.tensors
-        guard tensors.count == segments.count,
-              zip(tensors, segments).allSatisfy({ $0.dtype == $1.type.dtype && $0.shape == $1.type.shape }) else {
-            throw TensorError.shapeMismatch(op: "CompiledStep", detail: "compiled for \(segments.map(\.type)), got \(tensors.map(\.valueType))")
-        }
         let bytes = PackedBytes.make(byteCount)
+        var copy = value, k = 0, matches = true
         bytes.withBase { base in
-            for (segment, t) in zip(segments, tensors) {
-                (base + segment.offset).copyMemory(from: t.rawPointer, byteCount: segment.type.byteCount)
+            copy.visitTensors { _, t in
+                if k < segments.count, t.dtype == segments[k].type.dtype, t.shape == segments[k].type.shape {
+                    (base + segments[k].offset).copyMemory(from: t.rawPointer, byteCount: segments[k].type.byteCount)
+                } else {
+                    matches = false
+                }
+                k += 1
             }
+        }
+        guard matches, k == segments.count else {
+            throw TensorError.shapeMismatch(op: "CompiledStep", detail: "compiled for \(segments.map(\.type)), got \(value.tensors.map(\.valueType))")
         }
         return bytes
     }
@@ -127,12 +157,18 @@ struct PackedStep: StepFunction {
     }
 
     /// The record program (forward and backward of a step, split at `boundary`) with the layouts
-    /// its pullback reads, and what recording reuses: records (each with a frame of `program` that
-    /// holds the parameters and their invariant operators) and state-sized and gradient-sized
-    /// buffers, each taken again once nothing but this pool refers to it — its pullback can no
-    /// longer be called, the buffer was dropped by the schedule. At most ``ReusePool/limit`` of each are kept,
-    /// enough for schedules that reverse a step soon after recording it; a schedule that keeps
-    /// more (`storeAll`), or keeps states as snapshots, gets fresh ones beyond that (see ``ReusePool``).
+    /// its pullback reads, and what recording reuses: records (each with a frame of `program`),
+    /// free again once their pullback has run (it runs once; the executor drops a step after
+    /// pulling it back), and state-sized and gradient-sized buffers, each taken again once nothing
+    /// but this pool refers to it (the schedule dropped it). Up to ``ReusePool/limit(forBytes:)``
+    /// of each are kept (at least 8; as many as fit in 16 MiB up to 256), enough for a schedule
+    /// that reverses a step soon after recording it, and for `storeAll` over short horizons;
+    /// beyond that a schedule gets fresh ones.
+    ///
+    /// A record's frame holds the parameters it was last prepared with and their loop-invariant
+    /// values. A record taken for other parameters gets them from the ``prototype`` frame by
+    /// ``CompiledProgram/copyPrefix(before:from:into:)`` — one copy of the prefix instead of
+    /// binding the parameters and running the invariant operators in every frame.
     final class Recorder {
         let program: CompiledProgram
         /// Positions of `program` that depend on the parameters only.
@@ -140,28 +176,41 @@ struct PackedStep: StepFunction {
         let boundary: Int
         let state: PackedLayout
         let parameters: PackedLayout
-        @exclusivity(unchecked) var records = ReusePool<Record>()
-        /// The parameters the pooled records' frames hold.
-        @exclusivity(unchecked) var boundParameters: PackedBytes?
-        @exclusivity(unchecked) var stateBuffers = ReusePool<PackedBytes>()
-        @exclusivity(unchecked) var gradientBuffers = ReusePool<PackedBytes>()
+        /// Records whose pullback has run, the last freed last.
+        @exclusivity(unchecked) var freeRecords: [Record] = []
+        let recordLimit: Int
+        /// A frame of `program` that ran the invariant positions for ``prototypeParameters``.
+        @exclusivity(unchecked) var prototype: CompiledProgram.Frame?
+        @exclusivity(unchecked) var prototypeParameters: PackedBytes?
+        @exclusivity(unchecked) var stateBuffers: ReusePool<PackedBytes>
+        @exclusivity(unchecked) var gradientBuffers: ReusePool<PackedBytes>
 
         init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) {
             (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
+            recordLimit = ReusePool<Record>.limit(forBytes: program.statistics.frameBytes)
+            stateBuffers = ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: state.byteCount))
+            gradientBuffers = ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: parameters.byteCount))
         }
 
         /// A record whose frame holds `p` and its invariant values.
         func record(parameters p: PackedBytes) throws -> Record {
-            if boundParameters !== p { (records, boundParameters) = (ReusePool(), p) }
-            if let record = records.takeUnreferenced() {
+            let record: Record
+            if let free = freeRecords.popLast() {
+                record = free
                 record.pulled = false
-                return record
+            } else {
+                record = Record(self, program.makeFrame())
             }
-            let frame = program.makeFrame()
-            try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
-            try program.run(0..<invariant, in: frame)
-            let record = Record(self, frame)
-            records.keep(record)
+            if record.parameters !== p {
+                if prototypeParameters !== p {
+                    let frame = prototype ?? program.makeFrame()
+                    try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
+                    try program.run(0..<invariant, in: frame)
+                    (prototype, prototypeParameters) = (frame, p)
+                }
+                try program.copyPrefix(before: invariant, from: prototype!, into: record.frame)
+                record.parameters = p
+            }
             return record
         }
 
@@ -181,13 +230,15 @@ struct PackedStep: StepFunction {
         }
     }
 
-    /// One recorded step's frame, until its pullback (which runs once) has run and nothing refers
-    /// to the record any more.
+    /// One recorded step's frame, until its pullback (which runs once) has run.
     final class Record {
         /// Unowned: the recorder pools its records.
         unowned let recorder: Recorder
         let frame: CompiledProgram.Frame
         @exclusivity(unchecked) var pulled = false
+        /// The parameters whose values and invariant operators `frame` holds (held, so the identity
+        /// cannot pass to other parameters).
+        @exclusivity(unchecked) var parameters: PackedBytes?
 
         init(_ recorder: Recorder, _ frame: CompiledProgram.Frame) { (self.recorder, self.frame) = (recorder, frame) }
 
@@ -204,8 +255,11 @@ struct PackedStep: StepFunction {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
             try program.run(r.boundary..<program.positions.upperBound, in: frame)
-            return (r.read(r.state, from: sc + 1, in: frame, pool: &r.stateBuffers),
-                    r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &r.gradientBuffers))
+            let result = (r.read(r.state, from: sc + 1, in: frame, pool: &r.stateBuffers),
+                          r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &r.gradientBuffers))
+            // The frame is not read again: the next recording may use it.
+            if r.freeRecords.count < r.recordLimit { r.freeRecords.append(self) }
+            return result
         }
     }
 
@@ -330,21 +384,38 @@ struct PackedStep: StepFunction {
 struct ReusePool<Element: AnyObject> {
     private var items: [Element] = []
     private var oldest = 0
-    static var limit: Int { 8 }
+    /// Where the next search starts: after the slot last taken, so taking several objects in a
+    /// row (a schedule that records many steps before reversing them) looks at each slot about once.
+    private var next = 0
+    let limit: Int
+
+    init(limit: Int = 8) { self.limit = Swift.max(1, limit) }
+
+    /// A limit for objects of `bytes` bytes each: as many as fit in 16 MiB, at least 8 and at most 256.
+    static func limit(forBytes bytes: Int) -> Int { Swift.min(256, Swift.max(8, (16 << 20) / Swift.max(1, bytes))) }
 
     /// An element nothing else refers to, if any.
     mutating func takeUnreferenced() -> Element? {
-        for i in items.indices where isKnownUniquelyReferenced(&items[i]) { return items[i] }
+        let n = items.count
+        guard n > 0 else { return nil }
+        var i = next < n ? next : 0
+        for _ in 0..<n {
+            if isKnownUniquelyReferenced(&items[i]) {
+                next = i + 1
+                return items[i]
+            }
+            i = i + 1 == n ? 0 : i + 1
+        }
         return nil
     }
 
     /// Keeps `element` for later reuse.
     mutating func keep(_ element: Element) {
-        if items.count < Self.limit {
+        if items.count < limit {
             items.append(element)
         } else {
             items[oldest] = element
-            oldest = (oldest + 1) % Self.limit
+            oldest = (oldest + 1) % limit
         }
     }
 }

@@ -53,6 +53,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     /// has a final term that could be traced.
     let finalProgram: CompiledProgram?
     let stateCount: Int, parameterCount: Int
+    /// What the packed `unroll` reuses from one unroll to the next (frames, records, buffers).
+    let packedSteps = PackedStepCache()
 
     /// Traces `step` at example arguments (shapes and dtypes are fixed from them); with `native`,
     /// the programs' arithmetic is also compiled to machine code (``NativeCode``; same results,

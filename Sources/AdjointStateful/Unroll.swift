@@ -31,7 +31,8 @@ public struct UnrollOptions {
     /// Inputs kept for recomputation: `x[k]` is read from `inputs` once and kept in slot
     /// `k % inputCacheSlots` until another step's input takes the slot, so a schedule that
     /// recomputes a stretch of steps reads each input once rather than once per recomputation
-    /// (`inputs` must return the same input each time anyway). 0 reads every time.
+    /// (`inputs` must return the same input each time anyway). 0 reads every time; `storeAll`,
+    /// which reads each input once, keeps none.
     public var inputCacheSlots: Int
     /// The most bytes of tensor inputs (`Tensor` or a ``ParameterCollection``) the cache holds:
     /// an input that would take it past this is used and not kept.
@@ -161,7 +162,9 @@ final class UnrollExecutor<Step: StepFunction> {
         if case let .multiTier(_, disk) = schedule { diskSlots = disk } else { diskSlots = 0 }
         hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps + 1) : []
         snapshots = StepTable(capacity: Swift.min(steps + 1, 64))
-        let slots = Swift.min(options.inputCacheSlots, steps)
+        if schedule == .storeAll { recorded = StepTable(capacity: Swift.min(steps, 1024)) }
+        // `storeAll` reads each input once: nothing to cache.
+        let slots = schedule == .storeAll ? 0 : Swift.min(options.inputCacheSlots, steps)
         cachedSteps = [Int](repeating: -1, count: slots)
         cachedInputs = [Step.Input?](repeating: nil, count: slots)
         cachedInputBytes = [Int](repeating: 0, count: slots)

@@ -37,7 +37,7 @@ struct StepTableTests {
         var pool = ReusePool<Box>()
         #expect(pool.takeUnreferenced() == nil)
         var held: [Box] = []
-        for _ in 0..<ReusePool<Box>.limit {
+        for _ in 0..<pool.limit {
             let box = Box()
             pool.keep(box)
             held.append(box)
@@ -51,7 +51,24 @@ struct StepTableTests {
         #expect(isKnownUniquelyReferenced(&held[0]), "the displaced object is held by its holder alone")
         #expect(pool.takeUnreferenced().map(ObjectIdentifier.init) == released)
         held.removeLast()
-        #expect(pool.takeUnreferenced() != nil && pool.takeUnreferenced().map(ObjectIdentifier.init) != released,
-                "the newest object, no longer held, comes first (slot 0)")
+        let newest = pool.takeUnreferenced().map(ObjectIdentifier.init)
+        #expect(newest != nil && newest != released, "the newest object, no longer held, comes first (slot 0)")
+    }
+
+    @Test("a reuse pool's limit follows the object size; objects taken in a row are distinct while held")
+    func reusePoolLimit() {
+        #expect(ReusePool<Box>.limit(forBytes: 1) == 256 && ReusePool<Box>.limit(forBytes: 1 << 20) == 16)
+        #expect(ReusePool<Box>.limit(forBytes: 1 << 30) == 8 && ReusePool<Box>.limit(forBytes: 0) == 256)
+        var pool = ReusePool<Box>(limit: 20)
+        var held: [Box] = []
+        for _ in 0..<20 { pool.keep(Box()) }
+        for _ in 0..<20 {
+            guard let box = pool.takeUnreferenced() else { Issue.record("a free object was not found"); return }
+            #expect(!held.contains { $0 === box })
+            held.append(box)
+        }
+        #expect(pool.takeUnreferenced() == nil)
+        held.remove(at: 7)
+        #expect(pool.takeUnreferenced() != nil)
     }
 }

@@ -61,6 +61,7 @@ case "thermal":
         compiled = try CompiledStep(thermal.step, loss: thermal.loss(target: 23), state: thermal.initialState, input: thermal.forcing(0),
                                     parameters: thermal.nominalParameters, native: adapter == "native" ? .required : .off)
     }
+    let compiledStep = compiled
     for _ in 0..<repeats {
         times.append(try seconds {
             switch adapter {
@@ -76,7 +77,7 @@ case "thermal":
                 (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
             case "compiled", "native":
                 let m = thermal
-                let r = try unroll(compiled!, from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23),
+                let r = try unroll(compiledStep!, from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23),
                                    schedule: schedule, options: UnrollOptions(verifyReplay: false), inputs: m.forcing)
                 (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
             case "plain":

@@ -51,9 +51,13 @@ public final class CompiledProgram: @unchecked Sendable {
         public var frameBytes: Int
         /// Instructions compiled to machine code (``NativeCode``); the rest are interpreted.
         public var nativeInstructions = 0
+        /// Additions of a folded gather into a sum that dies there, done in the sum's memory:
+        /// native code writes only the elements the gather supplies (the backward pass of slicing).
+        public var accumulationsInPlace = 0
 
         public var description: String {
             "\(operations) operations (\(aliases) aliases, \(gathers) gathers, \(foldedGathers) gathers folded into their reader, \(fallbacks) through temporary tensors), frame \(frameBytes) B"
+                + (accumulationsInPlace > 0 ? ", \(accumulationsInPlace) accumulations in place" : "")
                 + (nativeInstructions > 0 ? ", \(nativeInstructions) instructions as native code" : "")
         }
     }
@@ -87,6 +91,9 @@ public final class CompiledProgram: @unchecked Sendable {
     /// `instructionStart[p]`: the first instruction at order position `p` or later (one extra
     /// entry at the end).
     let instructionStart: [Int]
+    /// `prefixEnds[p]`: the end of the frame bytes that the captures, the arguments and the values
+    /// of positions before `p` occupy (see ``copyPrefix(before:from:into:)``).
+    let prefixEnds: [Int]
     let arguments: [Operand]
     let outputs: [Operand]
     /// Byte offset and byte count per argument and per output, apart from their types: the
@@ -163,6 +170,7 @@ public final class CompiledProgram: @unchecked Sendable {
         fallbacks = plan.fallbacks
         products = plan.products
         instructionStart = plan.instructionStart
+        prefixEnds = plan.prefixEnds
         arguments = plan.arguments
         outputs = plan.outputs
         argumentPlaces = plan.arguments.map { ($0.offset, $0.type.byteCount) }
@@ -290,8 +298,19 @@ public final class CompiledProgram: @unchecked Sendable {
         }
         offset = 0
         for place in argumentPlaces[range] {
-            (frame.base + place.offset).copyMemory(from: source + offset, byteCount: place.bytes)
+            Self.copy(place.bytes, from: source + offset, to: frame.base + place.offset)
             offset += place.bytes
+        }
+    }
+
+    /// Copies `count` bytes: a single float64 or float32 (the elements of small states) without a
+    /// call to `memcpy`.
+    @inline(__always)
+    static func copy(_ count: Int, from source: UnsafeRawPointer, to destination: UnsafeMutableRawPointer) {
+        switch count {
+        case 8: destination.storeBytes(of: source.loadUnaligned(as: UInt64.self), as: UInt64.self)
+        case 4: destination.storeBytes(of: source.loadUnaligned(as: UInt32.self), as: UInt32.self)
+        default: destination.copyMemory(from: source, byteCount: count)
         }
     }
 
@@ -299,7 +318,7 @@ public final class CompiledProgram: @unchecked Sendable {
     public func copyOutputs(_ range: Range<Int>, packedTo destination: UnsafeMutableRawPointer, in frame: Frame) {
         var offset = 0
         for place in outputPlaces[range] {
-            (destination + offset).copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
+            Self.copy(place.bytes, from: frame.base + place.offset, to: destination + offset)
             offset += place.bytes
         }
     }
@@ -308,6 +327,34 @@ public final class CompiledProgram: @unchecked Sendable {
     public func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
         let place = outputPlaces[index]
         destination.copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
+    }
+
+    /// Copies into `destination` what positions after `position` read of `source`'s frame that was
+    /// there before them: the captures, the arguments and every value computed at a position
+    /// before `position`. A frame that ran positions `0..<position` thereby prepares another to run
+    /// from `position` on with the same results, bit for bit, without running them again (the
+    /// copied bytes are at most ``prefixByteCount(before:)``: the captures, the same in every
+    /// frame, are not copied; bytes of the prefix that the rest of the program reuses are copied
+    /// too and overwritten before they are read).
+    ///
+    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame of another program or a
+    ///   position outside `0...positions.count`.
+    public func copyPrefix(before position: Int, from source: Frame, into destination: Frame) throws {
+        guard source.program === self, destination.program === self else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.copyPrefix", detail: "a frame belongs to another program")
+        }
+        // The captures come first and are the same in every frame.
+        let start = constantImage.count, end = try prefixByteCount(before: position)
+        guard source !== destination, end > start else { return }
+        (destination.base + start).copyMemory(from: source.base + start, byteCount: end - start)
+    }
+
+    /// The bytes ``copyPrefix(before:from:into:)`` copies for `position`.
+    public func prefixByteCount(before position: Int) throws -> Int {
+        guard prefixEnds.indices.contains(position) else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.copyPrefix", detail: "position \(position) outside 0...\(prefixEnds.count - 1)")
+        }
+        return prefixEnds[position]
     }
 
     /// Sets arguments `range` of `frame` to zero.

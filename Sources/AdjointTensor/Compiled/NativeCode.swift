@@ -160,7 +160,23 @@ struct NativeCodeGenerator {
                 + "for (long k = 0; k < \(i.n); k++) y[k] = \(Self.unaryExpression(i.op, "x[k]", float64: i.float64)!);\n"
         case .binary:
             func op(_ a: String, _ b: String) -> String { Self.binaryExpression(i.op, a, b, float64: i.float64)! }
-            if i.table >= 0 {
+            if i.accumulator >= 0 {
+                // In place: only the elements the other operand supplies change (see `accumulator`).
+                let other = i.table + (1 - i.accumulator) * i.n
+                let written = (0..<i.n).filter { tables[other + $0] >= 0 }
+                body = pointer("frame", 0) + pointer("y", i.y)
+                if written.count <= Self.unrollLimit {
+                    for k in written {
+                        let r = [i.table, i.table + i.n].map { "frame[\(tables[$0 + k])]" }
+                        body += "y[\(k)] = \(op(r[0], r[1]));\n"
+                    }
+                } else {
+                    func list(_ values: [Int]) -> String { values.map(String.init).joined(separator: ",") }
+                    body += "static const long k0[\(written.count)] = {\(list(written))};\n"
+                    for o in 0..<2 { body += "static const long t\(o)[\(written.count)] = {\(list(written.map { tables[i.table + o * i.n + $0] }))};\n" }
+                    body += "for (long j = 0; j < \(written.count); j++) y[k0[j]] = \(op("frame[t0[j]]", "frame[t1[j]]"));\n"
+                }
+            } else if i.table >= 0 {
                 body = pointer("frame", 0) + pointer("y", i.y)
                 body += tableLoop(2) { k, r in "y[\(k)] = \(op(r[0], r[1]));" }
             } else {

@@ -23,6 +23,10 @@ extension CompiledProgram {
         var pad = 0.0
         /// A matmul's plan in ``CompiledProgram/products``.
         var product = -1
+        /// An addition accumulating in place: the operand (0 or 1) whose region is the output's.
+        /// That operand holds no -0.0, so where the other operand reads padding (zero) the sum is
+        /// the element already there, and native code leaves it unwritten (-1: not in place).
+        var accumulator = -1
     }
 }
 
@@ -37,6 +41,9 @@ struct ProgramPlanner {
         var fallbacks: [CompiledProgram.Fallback] = []
         var products: [Kernels.MatmulPlan] = []
         var instructionStart: [Int] = []
+        /// Per position `p` (and one past the last): the end of the frame bytes that the captures,
+        /// the arguments and the values of positions before `p` occupy.
+        var prefixEnds: [Int] = []
         var arguments: [Operand] = []
         var outputs: [Operand] = []
         var constantImage: [UInt8] = []
@@ -122,6 +129,7 @@ struct ProgramPlanner {
             }
         }
         for v in graph.outputs { lastUse[place(v).root] = forever }
+        let accumulators = inPlaceAccumulations(placement: placement, folded: folded, gathers: gathers, lastUse: lastUse, types: types)
 
         // Memory: captures first (the constant image), then arguments, then values in order.
         var memory = RegionAllocator()
@@ -142,10 +150,18 @@ struct ProgramPlanner {
         for (root, p) in lastUse where p != forever && region[root] == nil { releases[p, default: []].append(root) }
         func offset(_ v: ValueID) -> Int { region[place(v).root]! + place(v).elementOffset * types[v]!.dtype.byteSize }
         for (p, i) in order.enumerated() {
-            let out = graph.nodes[i].outputs[0]
-            if placement[out] == nil && folded[out] == nil { region[out] = memory.allocate(types[out]!.byteCount) }
-            for root in releases[p] ?? [] { memory.release(region[root]!, types[root]!.byteCount) }
+            result.prefixEnds.append(memory.end)
+            let node = graph.nodes[i], out = node.outputs[0]
+            // An accumulation in place takes over its accumulator's region (which dies here).
+            let taken = accumulators[p].map { node.inputs[$0] }
+            if let taken {
+                region[out] = region[taken]!
+            } else if placement[out] == nil && folded[out] == nil {
+                region[out] = memory.allocate(types[out]!.byteCount)
+            }
+            for root in releases[p] ?? [] where root != taken { memory.release(region[root]!, types[root]!.byteCount) }
         }
+        result.prefixEnds.append(memory.end)
 
         // Instructions.
         result.arguments = graph.inputs.filter { $0.role == .argument }.map { Operand(offset: region[$0.id]!, type: $0.type) }
@@ -170,6 +186,10 @@ struct ProgramPlanner {
             }
             let output = Operand(offset: offset(out), type: types[out]!)
             var instruction = select(node, operands, output, gather: gathers[p], into: &result)
+            if let k = accumulators[p], instruction.kind == .binary, instruction.table >= 0 {
+                instruction.accumulator = k
+                result.statistics.accumulationsInPlace += 1
+            }
             if instruction.kind == .gather { result.statistics.gathers += 1 }
             if instruction.kind == .fallback { result.statistics.fallbacks += 1 }
             instruction.y = output.offset
@@ -246,6 +266,57 @@ struct ProgramPlanner {
             break
         }
         return instruction
+    }
+
+    /// Additions that can accumulate in place: position → the operand whose region the output
+    /// takes. The pattern is the backward pass of slicing, `total = total + pad(gradient)`, where
+    /// the padded operand is a folded gather reading zero for most elements. The accumulator must
+    /// have the output's type, be its own region (not an alias, argument or capture), die at this
+    /// position, not be read by the other operand, and hold no negative zero anywhere — then
+    /// `total[k] + 0` is `total[k]` bit for bit, and native code writes only the elements the
+    /// gather supplies (``Instruction/accumulator``).
+    func inPlaceAccumulations(placement: [ValueID: Placement], folded: [ValueID: Int], gathers: [Int: [(input: Int, index: Int)?]],
+                              lastUse: [ValueID: Int], types: [ValueID: ValueType]) -> [Int: Int] {
+        let inputs = Set(graph.inputs.map(\.id))
+        func root(_ v: ValueID) -> ValueID { placement[v]?.root ?? v }
+        // Values none of whose elements is -0.0 (a conservative analysis: sums with a term that is
+        // never -0.0, and operators whose results are never -0.0).
+        var noNegativeZero = Set<ValueID>()
+        /// Whether element `k` of operand `v` (read by a node of `n` output elements) is never -0.0.
+        func elementIsNotNegativeZero(_ v: ValueID, _ k: Int, _ n: Int) -> Bool {
+            guard let position = folded[v] else { return noNegativeZero.contains(v) }
+            guard types[v]!.elementCount == n else { return false }
+            guard let entry = gathers[position]![k] else { return true }   // padding: +0
+            return noNegativeZero.contains(graph.nodes[order[position]].inputs[entry.input])
+        }
+        var result: [Int: Int] = [:]
+        for (p, i) in order.enumerated() {
+            let node = graph.nodes[i], out = node.outputs[0]
+            guard let type = types[out], type.dtype.isComputeFloat else { continue }
+            if let source = placement[out], noNegativeZero.contains(source.root) { noNegativeZero.insert(out) }
+            switch node.op {
+            case .exp, .sigmoid, .softplus, .abs, .relu:
+                noNegativeZero.insert(out)
+            case .add where node.inputs.count == 2 && node.inputs.allSatisfy({ types[$0]?.dtype == type.dtype }):
+                let (a, b) = (node.inputs[0], node.inputs[1]), n = type.elementCount
+                if noNegativeZero.contains(a) || noNegativeZero.contains(b)
+                    || (0..<n).allSatisfy({ elementIsNotNegativeZero(a, $0, n) || elementIsNotNegativeZero(b, $0, n) }) {
+                    noNegativeZero.insert(out)
+                }
+                guard placement[out] == nil, folded[out] == nil else { continue }
+                for (k, total) in [a, b].enumerated() {
+                    let other = [a, b][1 - k]
+                    guard folded[total] == nil, let gather = folded[other], placement[total] == nil, !inputs.contains(total),
+                          types[total] == type, types[other] == type, lastUse[total] == p, noNegativeZero.contains(total),
+                          graph.nodes[order[gather]].inputs.allSatisfy({ root($0) != total }) else { continue }
+                    result[p] = k
+                    break
+                }
+            default:
+                continue
+            }
+        }
+        return result
     }
 
     /// Gathers padded with zeros whose value has exactly one reader, a native binary operator on
