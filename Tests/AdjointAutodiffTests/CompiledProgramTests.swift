@@ -135,6 +135,33 @@ struct CompiledProgramTests {
         }
     }
 
+    @Test("a frame that ran the part before a boundary prepares another by copying its prefix", arguments: [NativeCode.off, .required])
+    func copyPrefix(_ native: NativeCode) throws {
+        let x = try Tensor.uniform([6], key: RandomKey(seed: 13), low: -1, high: 1)
+        let (bundle, _) = try traceGraph({ a in
+            let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp() }
+            return [y, try pullback(a[1])]
+        }, at: [x, try Tensor.ones([6])])
+        let (forward, backward) = Self.split(bundle, readingArgument: 1)
+        let program = try bundle.compiled(order: forward + backward, boundary: forward.count, native: native)
+        let source = program.makeFrame()
+        try program.bind([x], in: source)
+        try program.run(0..<forward.count, in: source)
+        let bytes = try program.prefixByteCount(before: forward.count)
+        let start = try program.prefixByteCount(before: 0)
+        #expect(bytes > 0 && bytes <= program.statistics.frameBytes && start <= bytes)
+        for seed in [try Tensor.ones([6]), try Tensor.uniform([6], key: RandomKey(seed: 14), low: -2, high: 2)] {
+            let frame = program.makeFrame()   // never ran the forward part
+            try program.copyPrefix(before: forward.count, from: source, into: frame)
+            try program.bind([seed], from: 1, in: frame)
+            try program.run(forward.count..<program.positions.upperBound, in: frame)
+            #expect(bitwiseEqual(program.output(1, in: frame), try bundle.execute([x, seed])[1]))
+        }
+        let other = try bundle.compiled()
+        #expect(throws: TensorError.self) { try program.copyPrefix(before: forward.count, from: other.makeFrame(), into: source) }
+        #expect(throws: TensorError.self) { try program.copyPrefix(before: program.positions.count + 1, from: source, into: program.makeFrame()) }
+    }
+
     @Test("with two boundaries, the part after either can be re-run; values from before it survive", arguments: [NativeCode.off, .required])
     func twoBoundaries(_ native: NativeCode) throws {
         let x = try Tensor.uniform([5], key: RandomKey(seed: 11), low: -1, high: 1)

@@ -71,6 +71,36 @@ struct NativeCodeTests {
         }
     }
 
+    @Test("the gradient of slices accumulates in place; a sum that may hold -0.0 does not; results stay bitwise",
+          arguments: [NativeCode.off, .required])
+    func accumulationInPlace(_ native: NativeCode) throws {
+        // The backward pass of slicing: each slice's gradient, padded to the whole, added to the total.
+        let p = try Tensor.uniform([6], key: RandomKey(seed: 31), low: -1, high: 1)
+        let (gradient, _) = try traceGraph({ a in
+            let (_, pullback) = try vjp(at: a[0]) { p in
+                try (p.slice([0..<1]) * p.slice([2..<3]) + p.slice([4..<5]).exp() * p.slice([1..<2]) + p.slice([0..<1]).sin()).sum()
+            }
+            return [try pullback(a[1])]
+        }, at: [p, try Tensor.ones([])])
+        let program = try gradient.compiled(native: native)
+        #expect(program.statistics.accumulationsInPlace >= 2, "\(program.statistics)")
+        let signed = try Tensor([-0.0, 0.5, -0.0, 2, 0, -1.5], shape: [6])
+        for (x, seed) in [(p, 1.0), (signed, 1.0), (signed, -0.0), (p, 0.0)] {
+            let arguments = [x, try Tensor(seed)]
+            #expect(zip(try program(arguments), try gradient.execute(arguments)).allSatisfy(bitwiseEqual), "seed \(seed)")
+        }
+        // `x * y` may hold -0.0 (x + 0 would then be +0): added to in a fresh place. `|x|` cannot.
+        let (sums, _) = try traceGraph({ a in
+            [try a[0] * a[1] + a[2].padded(low: [1], high: [3]), try a[0].abs() + a[2].padded(low: [2], high: [2])]
+        }, at: [signed, p, try Tensor.ones([2])])
+        let both = try sums.compiled(native: native)
+        #expect(both.statistics.accumulationsInPlace == 1 && both.statistics.foldedGathers == 2, "\(both.statistics)")
+        let arguments = [signed, try Tensor.ones([6]), try Tensor([-0.0, 3], shape: [2])]
+        let (compiled, expected) = (try both(arguments), try sums.execute(arguments))
+        #expect(zip(compiled, expected).allSatisfy(bitwiseEqual))
+        #expect(compiled[0].doubles[0].sign == .plus && compiled[0].doubles[2].sign == .plus, "-0 · 1 + 0 is +0")
+    }
+
     @Test("a program split at a boundary re-runs its native backward part; concurrent frames")
     func boundaryAndConcurrency() throws {
         let x = try Tensor.uniform([6], key: RandomKey(seed: 3), low: -1, high: 1)

@@ -1,6 +1,8 @@
 import Adjoint
 import AdjointTestSupport
 import Testing
+import Dispatch
+import Synchronization
 
 @Suite("Compiled steps")
 struct CompiledStepTests {
@@ -53,6 +55,30 @@ struct CompiledStepTests {
         let a = try unroll(step, from: Fixture.s0, parameters: other, steps: 10, loss: Fixture.loss, schedule: .storeAll, inputs: Fixture.input)
         let b = try Fixture.run(10, .storeAll, parameters: other)
         #expect(a.loss.bitPattern == b.loss.bitPattern)
+    }
+
+    @Test("one compiled step unrolled again and again — other parameters, schedules, threads — reuses its frames and stays exact")
+    func repeatedUnrolls() throws {
+        let step = try Self.compiled()
+        var other = Fixture.parameters
+        other["b"] = t([0.3, 0.1, -0.2])
+        let parameterSets = [Fixture.parameters, other]
+        let references = try parameterSets.map { try Fixture.run(24, .storeAll, parameters: $0) }
+        func check(_ k: Int, _ schedule: CheckpointSchedule) throws -> Bool {
+            let result = try unroll(step, from: Fixture.s0, parameters: parameterSets[k % 2], steps: 24, loss: Fixture.loss,
+                                    schedule: schedule, inputs: Fixture.input)
+            let reference = references[k % 2]
+            return result.loss.bitPattern == reference.loss.bitPattern
+                && zip(result.parameterGradient.tensors, reference.parameterGradient.tensors).allSatisfy(bitwiseEqual)
+                && bitwiseEqual(result.initialStateGradient, reference.initialStateGradient)
+        }
+        let schedules: [CheckpointSchedule] = [.storeAll, .binomial(snapshots: 3), .storeAll, .uniform(every: 5), .binomial(snapshots: 30)]
+        for (k, schedule) in schedules.enumerated() { #expect(try check(k, schedule), "unroll \(k), \(schedule)") }
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { k in
+            if (try? check(k, k % 3 == 0 ? .storeAll : .binomial(snapshots: 4))) != true { failures.withLock { $0 += 1 } }
+        }
+        #expect(failures.withLock { $0 } == 0)
     }
 
     @Test("a branch written with select compiles; a Swift branch on a traced value is refused")
