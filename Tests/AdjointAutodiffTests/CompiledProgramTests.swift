@@ -115,16 +115,21 @@ struct CompiledProgramTests {
         #expect(zip(half.0, half.1).allSatisfy(bitwiseEqual))
     }
 
-    @Test("the part after the boundary can be re-run with new arguments and reads the saved values")
-    func rerunAfterBoundary() throws {
-        let x = try Tensor.uniform([6], key: RandomKey(seed: 3), low: -1, high: 1)
+    /// `exp(sin(x)·x)` and its pullback of argument 1, traced at `x` and compiled with a boundary
+    /// after the forward part (the operators that do not read the cotangent).
+    static func forwardAndBackward(at x: Tensor, native: NativeCode = .off) throws -> (GraphBundle, forward: [Int], CompiledProgram) {
         let (bundle, _) = try traceGraph({ a in
             let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp() }
             return [y, try pullback(a[1])]
         }, at: [x, try Tensor.ones([6])])
-        // Forward: the operators that do not read the cotangent (argument 1).
-        let (forward, backward) = Self.split(bundle, readingArgument: 1)
-        let program = try bundle.compiled(order: forward + backward, boundary: forward.count)
+        let (forward, backward) = split(bundle, readingArgument: 1)
+        return (bundle, forward, try bundle.compiled(order: forward + backward, boundary: forward.count, native: native))
+    }
+
+    @Test("the part after the boundary can be re-run with new arguments and reads the saved values")
+    func rerunAfterBoundary() throws {
+        let x = try Tensor.uniform([6], key: RandomKey(seed: 3), low: -1, high: 1)
+        let (bundle, forward, program) = try Self.forwardAndBackward(at: x)
         let frame = program.makeFrame()
         try program.bind([x], in: frame)
         try program.run(0..<forward.count, in: frame)
@@ -138,12 +143,7 @@ struct CompiledProgramTests {
     @Test("a frame that ran the part before a boundary prepares another by copying its prefix", arguments: [NativeCode.off, .required])
     func copyPrefix(_ native: NativeCode) throws {
         let x = try Tensor.uniform([6], key: RandomKey(seed: 13), low: -1, high: 1)
-        let (bundle, _) = try traceGraph({ a in
-            let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp() }
-            return [y, try pullback(a[1])]
-        }, at: [x, try Tensor.ones([6])])
-        let (forward, backward) = Self.split(bundle, readingArgument: 1)
-        let program = try bundle.compiled(order: forward + backward, boundary: forward.count, native: native)
+        let (bundle, forward, program) = try Self.forwardAndBackward(at: x, native: native)
         let source = program.makeFrame()
         try program.bind([x], in: source)
         try program.run(0..<forward.count, in: source)

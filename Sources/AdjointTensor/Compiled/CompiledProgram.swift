@@ -329,13 +329,13 @@ public final class CompiledProgram: @unchecked Sendable {
         destination.copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
     }
 
-    /// Copies into `destination` what positions after `position` read of `source`'s frame that was
-    /// there before them: the captures, the arguments and every value computed at a position
-    /// before `position`. A frame that ran positions `0..<position` thereby prepares another to run
-    /// from `position` on with the same results, bit for bit, without running them again (the
-    /// copied bytes are at most ``prefixByteCount(before:)``: the captures, the same in every
-    /// frame, are not copied; bytes of the prefix that the rest of the program reuses are copied
-    /// too and overwritten before they are read).
+    /// Copies into `destination` what the positions from `position` on read of `source` that was
+    /// there before them: the arguments and every value computed at a position before `position`
+    /// (the captures are the same in every frame and are not copied). A frame that ran positions
+    /// `0..<position` thereby prepares another to run from `position` on with the same results,
+    /// bit for bit, without running them again. Everything live across `position` lies in the
+    /// frame's first ``prefixByteCount(before:)`` bytes; bytes there that later positions reuse are
+    /// copied too and overwritten before they are read.
     ///
     /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame of another program or a
     ///   position outside `0...positions.count`.
@@ -349,7 +349,8 @@ public final class CompiledProgram: @unchecked Sendable {
         (destination.base + start).copyMemory(from: source.base + start, byteCount: end - start)
     }
 
-    /// The bytes ``copyPrefix(before:from:into:)`` copies for `position`.
+    /// The end of the frame bytes ``copyPrefix(before:from:into:)`` copies for `position` (it
+    /// starts after the captures).
     public func prefixByteCount(before position: Int) throws -> Int {
         guard prefixEnds.indices.contains(position) else {
             throw TensorError.invalidArgument(op: "CompiledProgram.copyPrefix", detail: "position \(position) outside 0...\(prefixEnds.count - 1)")
