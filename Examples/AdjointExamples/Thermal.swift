@@ -67,8 +67,27 @@ public struct ThermalModel {
 
     /// `[cos φ, max(0, sin φ)]` at step `k`, φ the phase of the day.
     public func forcing(_ k: Int) -> Tensor {
+        let (cosine, daylight) = forcingValues(k)
+        return try! Tensor([cosine, daylight], shape: [2])
+    }
+
+    /// The same inputs as ``forcing(_:)`` from one tensor refilled in place at each call
+    /// (``Tensor/withUnsafeMutableScalars(as:_:)``): once the unroll has let go of the previous
+    /// step's input — the packed unroll of a ``CompiledStep`` copies it into its frame and drops it —
+    /// producing an input allocates nothing. Where something still holds the previous one (an
+    /// input cache, a tape), the refill writes a copy, so every step sees its own values.
+    public func forcingInputs() -> (Int) throws -> Tensor {
+        var x = forcing(0)
+        return { k in
+            let (cosine, daylight) = forcingValues(k)
+            try x.withUnsafeMutableScalars(as: Double.self) { $0[0] = cosine; $0[1] = daylight }
+            return x
+        }
+    }
+
+    private func forcingValues(_ k: Int) -> (cosine: Double, daylight: Double) {
         let phase = 2 * Double.pi * Double(k) * dt / 86_400
-        return try! Tensor([cos(phase), max(0, sin(phase))], shape: [2])
+        return (cos(phase), max(0, sin(phase)))
     }
 
     /// The step, written with Adjoint tensors.

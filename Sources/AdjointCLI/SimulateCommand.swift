@@ -96,7 +96,7 @@ public struct SimulateCommand: ParsableCommand {
                 ? try unroll(try CompiledStep(m.step, loss: m.loss(target: 23), state: m.initialState, input: m.forcing(0), parameters: m.nominalParameters,
                                                  native: code),
                              from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23), schedule: schedule,
-                             options: options, inputs: m.forcing).parameterGradientResult
+                             options: options, inputs: m.forcingInputs()).parameterGradientResult
                 : try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule, options: options).parameterGradientResult
             (loss, gradient, names, report) = (r.loss, r.gradient, ThermalModel.names.map { "∂L/∂log " + $0 }, r.report)
         case .ball:

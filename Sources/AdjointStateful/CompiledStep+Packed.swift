@@ -232,8 +232,10 @@ struct PackedStep: StepFunction {
 
     /// One recorded step's frame, until its pullback (which runs once) has run.
     final class Record {
-        /// Unowned: the recorder pools its records.
-        unowned let recorder: Recorder
+        /// Not counted (the recorder pools its records): a record is reachable only from its
+        /// recorder's pool and from the recorded steps of an unroll, whose executor holds the
+        /// `PackedStep` and so the recorder, for as long as it runs.
+        unowned(unsafe) let recorder: Recorder
         let frame: CompiledProgram.Frame
         @exclusivity(unchecked) var pulled = false
         /// The parameters whose values and invariant operators `frame` holds (held, so the identity

@@ -58,7 +58,10 @@ public struct UnrollOptions {
 ///
 /// - Parameters:
 ///   - inputs: `x[t]` for `t = 0..<steps`; read again when a step is recomputed, so it must
-///     return the same input each time (an event log, an array, a pure function of `t`).
+///     return the same input each time (an event log, an array, a pure function of `t`). It may
+///     refill one tensor at each call (``Tensor/withUnsafeMutableScalars(as:_:)``): an input the
+///     unroll still holds (an input cache, a tape) is then copied rather than overwritten, and one
+///     it has let go of is rewritten in place, so producing inputs allocates nothing.
 /// - Throws: ``UnrollError`` for bad arguments, ``ReplayDivergence`` when a recomputed state
 ///   differs from the original, and whatever the step or loss throws.
 public func unroll<Step: StepFunction>(

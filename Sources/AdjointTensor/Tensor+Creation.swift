@@ -2,6 +2,8 @@ extension Tensor {
     /// A tensor holding `scalars` in row-major order.
     ///
     /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` when the count does not match `shape`.
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     public init<T: TensorScalar>(_ scalars: [T], shape: [Int]) throws {
         try ShapeRules.checkShape(shape, op: "Tensor.init")
         guard shape.reduce(1, *) == scalars.count else {
@@ -12,6 +14,8 @@ extension Tensor {
     }
 
     /// A 1-D tensor.
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     public init<T: TensorScalar>(_ scalars: [T]) {
         self.init(uninitialized: [scalars.count], dtype: T.dtype)
         copyElements(scalars)
@@ -32,6 +36,8 @@ extension Tensor {
     }
 
     /// A rank-0 tensor.
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     public init<T: TensorScalar>(_ scalar: T) {
         self.init(uninitialized: [], dtype: T.dtype)
         pointer(T.self).pointee = scalar

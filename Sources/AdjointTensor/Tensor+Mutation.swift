@@ -20,6 +20,40 @@ extension Tensor {
         try dispatchInPlace(.multiplyAddInPlace, .none, target: &self, operands: [factor, other])
     }
 
+    /// Runs `body` with this tensor's elements, row-major, as a mutable buffer of `T` — to refill a
+    /// tensor in place (a simulator's input at each step, a batch) instead of making a new one.
+    ///
+    /// The elements are made this value's own first: they are copied when anything else refers
+    /// to the storage — another tensor value, a view, or a tape that saved it — so a computation
+    /// that already read the old values keeps them (and never fails at backward because of this
+    /// write). Otherwise the write is in place and allocates nothing. Tracked values (those an
+    /// interpreter level has tagged) cannot be written this way: the write would bypass
+    /// differentiation.
+    ///
+    /// - Throws: ``TensorError/dtypeMismatch(op:detail:)`` when `T` is not the element type;
+    ///   ``TensorError/invalidArgument(op:detail:)`` when an interpreter level tracks the tensor.
+    @inlinable
+    public mutating func withUnsafeMutableScalars<T: TensorScalar, R>(as _: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) throws -> R {
+        let base = try exclusiveElements(T.dtype, scalarType: T.self)
+        return try body(UnsafeMutableBufferPointer(start: base.assumingMemoryBound(to: T.self), count: elementCount))
+    }
+
+    /// The first element, after checking `dtype` and making the storage this value's own (the
+    /// part of ``withUnsafeMutableScalars(as:_:)`` that does not depend on the element type).
+    @usableFromInline
+    mutating func exclusiveElements(_ elementType: DType, scalarType: Any.Type) throws -> UnsafeMutableRawPointer {
+        let op = "Tensor.withUnsafeMutableScalars"
+        guard elementType == dtype else {
+            throw TensorError.dtypeMismatch(op: op, detail: "\(scalarType) elements asked of a \(dtype) tensor")
+        }
+        guard traceTags.isEmpty else {
+            throw TensorError.invalidArgument(op: op, detail: "the tensor is tracked by interpreter level \(traceTags.firstLevel); write an untracked copy (`untracked`) instead")
+        }
+        makeExclusive()
+        storage.recordUnsavedWrite()
+        return rawPointer
+    }
+
     /// Indexed assignment: writes `value` (broadcast) into the block `ranges` on the leading axes.
     public mutating func assign(_ value: Tensor, at ranges: [Range<Int>]) throws {
         let (starts, ends) = try regionBounds(ranges, op: OpCode.assignInPlace.rawValue)

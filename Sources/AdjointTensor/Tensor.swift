@@ -191,6 +191,15 @@ public struct Tensor {
         return true
     }
 
+    /// Makes the storage referred to by this value alone, a tape's saved references included
+    /// (unlike ``makeUnique()``): copies the elements into new storage when anything else refers to it.
+    mutating func makeExclusive() {
+        if isKnownUniquelyReferenced(&storage) { return }
+        let fresh = Tensor(uninitialized: shape, dtype: dtype)
+        fresh.rawPointer.copyMemory(from: rawPointer, byteCount: elementCount * dtype.byteSize)
+        (storage, offset) = (fresh.storage, 0)
+    }
+
     /// Reinterprets the shape without touching data (callers check element counts).
     func withShape(_ newShape: [Int]) -> Tensor {
         Tensor(viewOf: self, offset: offset, shape: newShape)

@@ -229,6 +229,52 @@ struct MutationTests {
         #expect(try pullback(Tensor(1.0)).doubles == [2, 4, 6])
     }
 
+    @Test("withUnsafeMutableScalars refills a tensor in place when nothing else refers to it")
+    func refillInPlace() throws {
+        var x = t([1, 2])
+        let elements = x.rawPointer
+        for k in 0..<3 {
+            try x.withUnsafeMutableScalars(as: Double.self) { $0[0] = Double(k); $0[1] = Double(-k) }
+        }
+        #expect(x.rawPointer == elements && x.doubles == [2, -2])
+        // Another value shares the storage: the write goes to a copy, the other value keeps its elements.
+        let held = x
+        try x.withUnsafeMutableScalars(as: Double.self) { $0[0] = 7 }
+        #expect(x.rawPointer != elements && x.doubles == [7, -2] && held.doubles == [2, -2])
+        // A view's elements are its own region of the storage, copied out when shared.
+        var row = try t([1, 2, 3, 4], [2, 2])[1..<2]
+        try row.withUnsafeMutableScalars(as: Double.self) { #expect($0.count == 2); $0[1] = 9 }
+        #expect(row.doubles == [3, 9] && row.shape == [1, 2])
+    }
+
+    @Test("withUnsafeMutableScalars copies what a tape saved, so backward still sees the old values")
+    func refillAfterSave() throws {
+        var x = t([1, 2, 3])
+        let (_, pullback) = try vjp(at: t([1, 1, 1])) { w in try (w * x).sum() }
+        try x.withUnsafeMutableScalars(as: Double.self) { for i in $0.indices { $0[i] = 10 } }
+        #expect(try pullback(Tensor(1.0)).doubles == [1, 2, 3])
+        #expect(x.doubles == [10, 10, 10])
+    }
+
+    @Test("withUnsafeMutableScalars rejects another element type and tracked values")
+    func refillErrors() throws {
+        var x = t([1, 2])
+        #expect(throws: TensorError.dtypeMismatch(op: "Tensor.withUnsafeMutableScalars", detail: "Float elements asked of a f64 tensor")) {
+            try x.withUnsafeMutableScalars(as: Float.self) { $0[0] = 1 }
+        }
+        _ = try gradient(at: x) { w in
+            var tracked = w
+            #expect {
+                try tracked.withUnsafeMutableScalars(as: Double.self) { $0[0] = 1 }
+            } throws: { error in
+                guard case let TensorError.invalidArgument(op, detail) = error else { return false }
+                return op == "Tensor.withUnsafeMutableScalars" && detail.contains("tracked by interpreter level")
+            }
+            return try w.sum()
+        }
+        #expect(x.doubles == [1, 2])
+    }
+
     @Test("in-place updates inside the function are differentiated")
     func inPlaceInside() throws {
         let g = try gradient(at: t([1, 2])) { x in

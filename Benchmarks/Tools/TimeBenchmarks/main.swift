@@ -78,7 +78,7 @@ case "thermal":
             case "compiled", "native":
                 let m = thermal
                 let r = try unroll(compiledStep!, from: m.initialState, parameters: m.nominalParameters, steps: steps, loss: m.loss(target: 23),
-                                   schedule: schedule, options: UnrollOptions(verifyReplay: false), inputs: m.forcing)
+                                   schedule: schedule, options: UnrollOptions(verifyReplay: false), inputs: m.forcingInputs())
                 (loss, norm, report) = (r.loss, euclideanNorm(r.parameterGradient.doubles), r.report)
             case "plain":
                 let m = ThermalSwiftAD()

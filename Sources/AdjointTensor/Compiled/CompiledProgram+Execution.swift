@@ -4,10 +4,9 @@ extension CompiledProgram {
     /// Runs `range` of the instructions on the frame at `base`.
     func execute(_ range: Range<Int>, _ base: UnsafeMutableRawPointer) throws {
         guard !range.isEmpty else { return }
-        let settings = NumericSettings.current
-        let exact = settings.lowPrecision == nil && !settings.policy.float64Debug
-        let policy = KernelPolicy(determinism: hasReductions ? settings.policy.determinism : .strict,
-                                  threads: hasReductions ? Parallelism.threadCount : 1)
+        let exact = NumericSettings.arithmeticIsPlain
+        let policy = hasReductions ? KernelPolicy(determinism: NumericSettings.current.policy.determinism, threads: Parallelism.threadCount)
+                                   : KernelPolicy(determinism: .strict, threads: 1)
         let (instructions, tables) = (instructions, tables)
         /// Instruction `k` through the kernels' loops (or the ordinary kernels).
         @inline(__always) func interpret(_ k: Int) throws {

@@ -90,6 +90,13 @@ public final class TensorStorage: @unchecked Sendable {
         }
     }
 
+    /// Bumps the version for a write made while nothing but the writer refers to the storage (so
+    /// no tape holds a saved reference that would need the write's regions).
+    func recordUnsavedWrite() {
+        assert(saveCount == 0, "recordUnsavedWrite with \(saveCount) saved references")
+        version &+= 1
+    }
+
     /// Called when a tape saves a reference to this storage, after taking its strong reference.
     public func retainSave() { saveState.wrappingAdd(Self.generation + 1, ordering: .acquiringAndReleasing) }
 
