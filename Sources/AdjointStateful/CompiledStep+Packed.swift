@@ -17,7 +17,7 @@ public func unroll<State, Parameters, Output>(
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
     let (state, parameterLayout) = (step.stateLayout, step.parameterLayout)
     // The frames, records and buffers of the last unroll of this step, unless another thread has them.
-    let packed = step.packedSteps.take()
+    let packed = try step.packedSteps.take()
         ?? PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record,
                       recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout)
     defer { step.packedSteps.keep(packed) }
@@ -150,6 +150,8 @@ struct PackedStep: StepFunction {
     /// was bound with and their loop-invariant operators computed (a schedule with many snapshots
     /// advances a step or two at a time).
     let forwardFrame = ForwardFrame()
+    /// The positions of `forward` after the invariant ones, prepared.
+    let perStep: CompiledProgram.PreparedRun
     /// The record program and the frames it reuses.
     let recorder: Recorder
 
@@ -179,6 +181,9 @@ struct PackedStep: StepFunction {
         let boundary: Int
         let state: PackedLayout
         let parameters: PackedLayout
+        /// The per-step forward positions (`invariant..<boundary`) and the backward ones, prepared.
+        let forwardRun: CompiledProgram.PreparedRun
+        let backwardRun: CompiledProgram.PreparedRun
         /// Records whose pullback has run, the last freed last.
         @exclusivity(unchecked) var freeRecords: [Record] = []
         let recordLimit: Int
@@ -188,8 +193,10 @@ struct PackedStep: StepFunction {
         @exclusivity(unchecked) var stateBuffers: ReusePool<PackedBytes>
         @exclusivity(unchecked) var gradientBuffers: ReusePool<PackedBytes>
 
-        init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) {
+        init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) throws {
             (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
+            forwardRun = try program.prepare(invariant..<boundary)
+            backwardRun = try program.prepare(boundary..<program.positions.upperBound)
             recordLimit = ReusePool<Record>.limit(forBytes: program.statistics.frameBytes)
             stateBuffers = ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: state.byteCount))
             gradientBuffers = ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: parameters.byteCount))
@@ -259,7 +266,7 @@ struct PackedStep: StepFunction {
             } else {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
-            try program.run(r.boundary..<program.positions.upperBound, in: frame)
+            try program.run(r.backwardRun, in: frame)
             let result = (r.read(r.state, from: sc + 1, in: frame, pool: &r.stateBuffers),
                           r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &r.gradientBuffers))
             // The frame is not read again: the next recording may use it.
@@ -269,9 +276,10 @@ struct PackedStep: StepFunction {
     }
 
     init(forward: CompiledProgram, forwardInvariant: Int, record: CompiledProgram, recordInvariant: Int, boundary: Int,
-         state: PackedLayout, parameters: PackedLayout) {
+         state: PackedLayout, parameters: PackedLayout) throws {
         (self.forward, self.forwardInvariant, self.state, self.parameters) = (forward, forwardInvariant, state, parameters)
-        recorder = Recorder(program: record, invariant: recordInvariant, boundary: boundary, state: state, parameters: parameters)
+        perStep = try forward.prepare(forwardInvariant..<forward.positions.upperBound)
+        recorder = try Recorder(program: record, invariant: recordInvariant, boundary: boundary, state: state, parameters: parameters)
     }
 
     /// `p`, or the parameters object of an earlier unroll holding the same bytes: frames prepared
@@ -313,7 +321,6 @@ struct PackedStep: StepFunction {
             try forward.run(0..<forwardInvariant, in: frame)
             (forwardFrame.frame, forwardFrame.parameters) = (frame, p)
         }
-        let perStep = forwardInvariant..<forward.positions.upperBound
         // `s` may be a snapshot: the run writes into its own copy.
         let next = s.copy()
         try next.withBase { base in
@@ -336,7 +343,7 @@ struct PackedStep: StepFunction {
         let frame = record.frame
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
-        try program.run(r.invariant..<r.boundary, in: frame)
+        try program.run(r.forwardRun, in: frame)
         return RecordedStep(next: r.read(state, from: 0, in: frame, pool: &r.stateBuffers), loss: try program.scalarOutput(sc, in: frame)) {
             try record.pullback($0)
         }

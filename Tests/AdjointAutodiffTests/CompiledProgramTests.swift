@@ -121,7 +121,7 @@ struct CompiledProgramTests {
         let (bundle, _) = try traceGraph({ a in
             let (y, pullback) = try vjp(at: a[0]) { x in try (x.sin() * x).exp() }
             return [y, try pullback(a[1])]
-        }, at: [x, try Tensor.ones([6])])
+        }, at: [x, try Tensor.ones([6], dtype: x.dtype)])
         let (forward, backward) = split(bundle, readingArgument: 1)
         return (bundle, forward, try bundle.compiled(order: forward + backward, boundary: forward.count, native: native))
     }
@@ -137,6 +137,42 @@ struct CompiledProgramTests {
             try program.bind([seed], from: 1, in: frame)
             try program.run(forward.count..<program.positions.upperBound, in: frame)
             #expect(bitwiseEqual(program.output(1, in: frame), try bundle.execute([x, seed])[1]))
+        }
+    }
+
+    @Test("prepared positions run as the positions do, under mixed precision too; another program's are refused", arguments: [NativeCode.off, .required])
+    func preparedRuns(_ native: NativeCode) throws {
+        let x = try Tensor.uniform([6], key: RandomKey(seed: 23), low: -1, high: 1, dtype: .float32)
+        let (bundle, forward, program) = try Self.forwardAndBackward(at: x, native: native)
+        let (head, tail) = (try program.prepare(0..<forward.count), try program.prepare(forward.count..<program.positions.upperBound))
+        #expect(head.positions == 0..<forward.count)
+        func run(_ seed: Tensor, prepared: Bool) throws -> Tensor {
+            let frame = program.makeFrame()
+            try program.bind([x, seed], in: frame)
+            if prepared {
+                try program.run(head, in: frame)
+                try program.run(tail, in: frame)
+            } else {
+                try program.run(0..<forward.count, in: frame)
+                try program.run(forward.count..<program.positions.upperBound, in: frame)
+            }
+            return program.output(1, in: frame)
+        }
+        let seed = try Tensor.uniform([6], key: RandomKey(seed: 24), low: -2, high: 2, dtype: .float32)
+        let plain = try run(seed, prepared: true)
+        let (unprepared, interpreted) = (try run(seed, prepared: false), try bundle.execute([x, seed])[1])
+        #expect(bitwiseEqual(plain, unprepared) && bitwiseEqual(plain, interpreted))
+        // Under mixed precision the machine code is not used: the result is the interpreter's under it.
+        let half = try MixedPrecision.with(.float16) { try run(seed, prepared: true) }
+        let halfInterpreted = try MixedPrecision.with(.float16) { try bundle.execute([x, seed])[1] }
+        #expect(bitwiseEqual(half, halfInterpreted) && !bitwiseEqual(half, plain))
+        #expect(throws: TensorError.self) { try program.prepare(0..<(program.positions.upperBound + 1)) }
+        let other = try bundle.compiled(order: forward + Self.split(bundle, readingArgument: 1).1, boundary: forward.count, native: native)
+        #expect(throws: TensorError.invalidArgument(op: "CompiledProgram.run", detail: "the prepared positions belong to another program")) {
+            try program.run(try other.prepare(0..<forward.count), in: program.makeFrame())
+        }
+        #expect(throws: TensorError.invalidArgument(op: "CompiledProgram.run", detail: "the frame belongs to another program")) {
+            try program.run(head, in: other.makeFrame())
         }
     }
 

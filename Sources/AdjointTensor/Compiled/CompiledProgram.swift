@@ -103,6 +103,9 @@ public final class CompiledProgram: @unchecked Sendable {
     /// The captures' bytes, copied to the start of every new frame.
     let constantImage: [UInt8]
     public let statistics: Statistics
+    /// Distinct for every program made in this process (what a ``PreparedRun`` checks it belongs to).
+    let serial = CompiledProgram.serials.wrappingAdd(1, ordering: .relaxed).oldValue
+    private static let serials = Atomic<Int>(0)
     /// Whether any instruction reads the reduction policy.
     let hasReductions: Bool
     /// Machine code for runs of instructions, when compiled with ``NativeCode``.
@@ -396,6 +399,50 @@ public final class CompiledProgram: @unchecked Sendable {
             throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: "positions \(positions) outside 0..<\(instructionStart.count - 1)")
         }
         try execute(instructionStart[positions.lowerBound]..<instructionStart[positions.upperBound], frame.base)
+    }
+
+    /// Positions prepared to be run again and again — the per-step part of an unrolled step: their
+    /// instructions are looked up once, and when one machine-code function covers them all, a run
+    /// of them is that one call (under the thread's plain arithmetic; otherwise the instructions
+    /// run as ``run(_:in:)`` runs them).
+    public struct PreparedRun: Sendable {
+        /// The positions prepared.
+        public let positions: Range<Int>
+        let program: Int
+        let instructions: Range<Int>
+        let function: NativeLibrary.Segment?
+    }
+
+    /// `positions` prepared for ``run(_:in:)-(PreparedRun,_)``.
+    ///
+    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for positions outside ``positions``.
+    public func prepare(_ positions: Range<Int>) throws -> PreparedRun {
+        guard positions.lowerBound >= 0, positions.upperBound < instructionStart.count else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.prepare", detail: "positions \(positions) outside 0..<\(instructionStart.count - 1)")
+        }
+        let instructions = instructionStart[positions.lowerBound]..<instructionStart[positions.upperBound]
+        var function: NativeLibrary.Segment?
+        if let native, !instructions.isEmpty {
+            let s = Int(native.start[instructions.lowerBound])
+            if s >= 0, native.end[s] == instructions.upperBound { function = native.functions[s] }
+        }
+        return PreparedRun(positions: positions, program: serial, instructions: instructions, function: function)
+    }
+
+    /// Runs prepared positions on `frame`: the same as ``run(_:in:)-(Range<Int>,_)`` with `prepared.positions`.
+    ///
+    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame or prepared positions of
+    ///   another program, and whatever an operator run through the ordinary kernels throws.
+    public func run(_ prepared: PreparedRun, in frame: Frame) throws {
+        guard frame.program === self, prepared.program == serial else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: frame.program === self ? "the prepared positions belong to another program"
+                                                                                                        : "the frame belongs to another program")
+        }
+        if let function = prepared.function, NumericSettings.arithmeticIsPlain {
+            function(frame.base)
+            return
+        }
+        try execute(prepared.instructions, frame.base)
     }
 
     /// Binds `arguments`, runs the whole program and returns its outputs.
