@@ -98,8 +98,8 @@ public final class CompiledProgram: @unchecked Sendable {
     let outputs: [Operand]
     /// Byte offset and byte count per argument and per output, apart from their types: the
     /// per-step binding path reads these without touching a shape array (no retain/release).
-    let argumentPlaces: [(offset: Int, bytes: Int)]
-    let outputPlaces: [(offset: Int, bytes: Int)]
+    let argumentPlaces: UnsafeBufferPointer<(offset: Int, bytes: Int)>
+    let outputPlaces: UnsafeBufferPointer<(offset: Int, bytes: Int)>
     /// The captures' bytes, copied to the start of every new frame.
     let constantImage: [UInt8]
     public let statistics: Statistics
@@ -168,18 +168,8 @@ public final class CompiledProgram: @unchecked Sendable {
 
     init(planning planner: ProgramPlanner, native mode: NativeCode = .off) throws {
         let plan = try planner.plan()
-        instructions = UnsafeBufferPointer(owning: plan.instructions)
-        tables = UnsafeBufferPointer(owning: plan.tables)
-        fallbacks = plan.fallbacks
-        products = plan.products
-        instructionStart = plan.instructionStart
-        prefixEnds = plan.prefixEnds
-        arguments = plan.arguments
-        outputs = plan.outputs
-        argumentPlaces = plan.arguments.map { ($0.offset, $0.type.byteCount) }
-        outputPlaces = plan.outputs.map { ($0.offset, $0.type.byteCount) }
-        constantImage = plan.constantImage
-        hasReductions = plan.instructions.contains { $0.kind == .reduce }
+        // Everything that can throw comes first: the memory owned below is freed by `deinit`, which
+        // does not run for an initializer that throws.
         var statistics = plan.statistics
         var native: NativeSegments?, failure: String?
         if mode != .off {
@@ -200,6 +190,18 @@ public final class CompiledProgram: @unchecked Sendable {
                 failure = "\(error)"
             }
         }
+        instructions = UnsafeBufferPointer(owning: plan.instructions)
+        tables = UnsafeBufferPointer(owning: plan.tables)
+        fallbacks = plan.fallbacks
+        products = plan.products
+        instructionStart = plan.instructionStart
+        prefixEnds = plan.prefixEnds
+        arguments = plan.arguments
+        outputs = plan.outputs
+        argumentPlaces = UnsafeBufferPointer(owning: plan.arguments.map { ($0.offset, $0.type.byteCount) })
+        outputPlaces = UnsafeBufferPointer(owning: plan.outputs.map { ($0.offset, $0.type.byteCount) })
+        constantImage = plan.constantImage
+        hasReductions = plan.instructions.contains { $0.kind == .reduce }
         self.native = native
         self.nativeCodeFailure = failure
         self.statistics = statistics
@@ -209,6 +211,8 @@ public final class CompiledProgram: @unchecked Sendable {
         for (p, capacity) in cache.withLock({ $0 }) { StoragePool.shared.deallocate(p, capacity: capacity) }
         instructions.deallocate()
         tables.deallocate()
+        argumentPlaces.deallocate()
+        outputPlaces.deallocate()
     }
 
     /// Positions in the compiled order (``run(_:in:)`` takes a range of them).
@@ -319,6 +323,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// Copies outputs `range` out of `frame` to `destination`, back to back in order.
     public func copyOutputs(_ range: Range<Int>, packedTo destination: UnsafeMutableRawPointer, in frame: Frame) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= outputPlaces.count, "outputs \(range) of a program with \(outputPlaces.count)")
         var offset = 0
         for place in outputPlaces[range] {
             Self.copy(place.bytes, from: frame.base + place.offset, to: destination + offset)
@@ -328,6 +333,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// Copies output `index`'s bytes out of `frame` to `destination`.
     public func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
+        precondition(outputPlaces.indices.contains(index), "output \(index) of a program with \(outputPlaces.count)")
         let place = outputPlaces[index]
         destination.copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
     }
