@@ -81,11 +81,13 @@ def main():
         # _Differentiation, which isolates the adapters' own overhead.
         # T = 20 takes microseconds to milliseconds: medians of many repeats (PyTorch: 30 after its
         # warm-up), so one scheduling hiccup of this shared VM does not decide the ratio.
-        short = [run("thermal", "compiled", 20, "storeAll", 200), run("thermal", "native", 20, "storeAll", 200),
+        # The compiled adapters take tens of microseconds here: 2,000 repeats (tens of
+        # milliseconds) so that a disturbance of a millisecond or two does not move the median.
+        short = [run("thermal", "compiled", 20, "storeAll", 2000), run("thermal", "native", 20, "storeAll", 2000),
                  run("thermal", "swiftad", 20, "storeAll", 200)] if steps == 20 else []
         larger = [] if steps == 20 else [dict(run("thermal", "native", steps, "binomial:1024", 3), adapter="native (binomial:1024)")]
-        rows = short + larger + [run("thermal", "compiled", steps, "binomial:32", 200 if steps == 20 else 3),
-                run("thermal", "native", steps, "binomial:32", 200 if steps == 20 else 3),
+        rows = short + larger + [run("thermal", "compiled", steps, "binomial:32", 2000 if steps == 20 else 3),
+                run("thermal", "native", steps, "binomial:32", 2000 if steps == 20 else 3),
                 run("thermal", "swiftad", steps, "binomial:32", 200 if steps == 20 else 3),
                 run("thermal", "tensor", steps, "binomial:32", 200 if steps == 20 else 1),
                 run("thermal", "plain", steps, "storeAll", 200 if steps == 20 else 3)]
@@ -97,7 +99,7 @@ def main():
         except (subprocess.CalledProcessError, FileNotFoundError) as error:
             print(f"(PyTorch skipped: {error})", file=sys.stderr)
         for r in rows:
-            print(f"| {steps:,} | {r['adapter']} | {r.get('schedule', '—')} | {r['ms']:.3f} | {r['peak_rss_kib'] / 1024:.1f} | {r['loss']:.9g} |")
+            print(f"| {steps:,} | {r['adapter']} | {r.get('schedule', '—')} | {r['ms']:.4f} | {r['peak_rss_kib'] / 1024:.1f} | {r['loss']:.9g} |")
         results["thermal"] += rows
         by = {r["adapter"]: r for r in rows if r.get("schedule") != "storeAll"}
         ratios = [f"compiled/plain = {by['compiled']['ms'] / by['plain']['ms']:.2f}×",
@@ -113,6 +115,8 @@ def main():
             ratios.append(f"pytorch/tensor = {by['pytorch']['ms'] / by['tensor']['ms']:.1f}×")
         for r in short:
             ratios.append(f"{r['adapter']} storeAll/plain = {r['ms'] / by['plain']['ms']:.2f}×")
+            if "pytorch" in by:
+                ratios.append(f"pytorch/{r['adapter']} storeAll = {by['pytorch']['ms'] / r['ms']:.1f}×")
         print(f"\nT = {steps:,}: " + ", ".join(ratios) + "\n")
 
     if args.thermal_only:
