@@ -184,17 +184,18 @@ public struct Tensor {
     @discardableResult
     mutating func makeUnique() -> Bool {
         if !TensorStorage.isShared(&storage) { return false }
-        let fresh = Tensor(uninitialized: shape, dtype: dtype)
-        fresh.rawPointer.copyMemory(from: rawPointer, byteCount: elementCount * dtype.byteSize)
-        storage = fresh.storage
-        offset = 0
+        moveToOwnStorage()
         return true
     }
 
     /// Makes the storage referred to by this value alone, a tape's saved references included
     /// (unlike ``makeUnique()``): copies the elements into new storage when anything else refers to it.
     mutating func makeExclusive() {
-        if isKnownUniquelyReferenced(&storage) { return }
+        if !isKnownUniquelyReferenced(&storage) { moveToOwnStorage() }
+    }
+
+    /// Copies the elements into new storage of their own.
+    private mutating func moveToOwnStorage() {
         let fresh = Tensor(uninitialized: shape, dtype: dtype)
         fresh.rawPointer.copyMemory(from: rawPointer, byteCount: elementCount * dtype.byteSize)
         (storage, offset) = (fresh.storage, 0)
