@@ -12,16 +12,25 @@ struct SavedTensor {
     let version: UInt64
     let tags: TraceTags
 
-    init(_ tensor: Tensor, dropping level: UInt32) {
-        storage = tensor.storage
-        offset = tensor.offset
+    init(_ tensor: borrowing Tensor, dropping level: UInt32) {
+        self.init(storage: tensor.storage, offset: tensor.offset, tags: tensor.traceTags, dropping: level)
+    }
+
+    /// The tensor at `tensor`, read field by field (loading the whole value would copy it).
+    init(at tensor: UnsafePointer<Tensor>, dropping level: UInt32) {
+        self.init(storage: tensor.pointee.storage, offset: tensor.pointee.offset, tags: tensor.pointee.traceTags, dropping: level)
+    }
+
+    private init(storage: TensorStorage, offset: Int, tags: TraceTags, dropping level: UInt32) {
+        self.storage = storage
+        self.offset = offset
         version = storage.version
-        if tensor.traceTags.count == 1, tensor.traceTags.id(at: level) != nil {
-            tags = TraceTags()   // the common case: tracked by this level only
+        if tags.count == 1, tags.id(at: level) != nil {
+            self.tags = TraceTags()   // the common case: tracked by this level only
         } else {
-            var t = tensor.traceTags
+            var t = tags
             t.remove(level: level)
-            tags = t
+            self.tags = t
         }
         storage.retainSave()
     }
@@ -35,6 +44,9 @@ struct SavedTensor {
         t.traceTags = tags
         return t
     }
+
+    /// The first saved element, as `T` (the saved dtype's element type) — a rank-0 value.
+    func scalar<T: TensorScalar>(_: T.Type) -> T { storage.typed(T.self)[offset] }
 
     /// Throws ``AutodiffError/savedTensorModified`` if an in-place write touched the saved region
     /// since it was saved. `input` is the input index, or -1 for the output (used in the message).

@@ -22,6 +22,9 @@ public final class Tape: InterpreterLevel {
         var attributes: Attributes
         var outputType: ValueType
         var savedOutput: SavedTensor?
+        /// Set when the op has a rank-0 rule and every input and the output are float64 or
+        /// float32 scalars of one dtype (see ``ScalarVJP``).
+        var scalarForm: ScalarVJP?
 
         var inputRange: Range<Int> { inputStart ..< inputStart + Int(inputCount) }
     }
@@ -41,9 +44,15 @@ public final class Tape: InterpreterLevel {
     /// ``ResourceLimits/maxTapeNodes`` in force when the tape was created (read once, not per node).
     private let maxNodes: Int?
 
-    public init() { maxNodes = InterpreterStack.current.maxTapeNodes }
+    public init() {
+        maxNodes = InterpreterStack.current.maxTapeNodes
+        (nodes, inputs) = TapeMemory.current.takeLists()
+    }
 
-    deinit { releaseSaved() }
+    deinit {
+        releaseSaved()
+        TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
+    }
 
     /// Types of the differentiated arguments, in order.
     var leafTypes: [ValueType] { leaves.map(\.type) }
@@ -80,7 +89,9 @@ public final class Tape: InterpreterLevel {
     /// tags `output` with the node's value id.
     private func record(_ op: OpCode, _ attributes: Attributes, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
         let level = levelID
-        guard operands.contains(where: { $0.traceTags.id(at: level) != nil }) else { return }
+        // Fields are read through the pointer: subscripting the buffer would copy each tensor.
+        guard let operand = operands.baseAddress,
+              operands.indices.contains(where: { operand[$0].traceTags.id(at: level) != nil }) else { return }
         let rule = DerivativeRules.rule(for: op)
         if case .nonDifferentiable = rule.status { return }
         guard output.dtype.isFloatingPoint else { return }
@@ -89,16 +100,21 @@ public final class Tape: InterpreterLevel {
         }
         let start = inputs.count
         let saves = rule.saves.inputs
+        var scalarForm = ScalarVJP(op)
+        if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32)
+            || operands.indices.contains(where: { !operand[$0].shape.isEmpty || operand[$0].dtype != output.dtype }) {
+            scalarForm = nil
+        }
         for i in operands.indices {
-            inputs.append(Input(id: operands[i].traceTags.id(at: level) ?? -1,
-                                type: ValueType(dtype: operands[i].dtype, shape: operands[i].shape),
-                                saved: saves.contains(i) ? SavedTensor(operands[i], dropping: level) : nil))
+            inputs.append(Input(id: operand[i].traceTags.id(at: level) ?? -1,
+                                type: ValueType(dtype: operand[i].dtype, shape: operand[i].shape),
+                                saved: saves.contains(i) ? SavedTensor(at: operand + i, dropping: level) : nil))
         }
         let id = newValue()
         nodes.append(Node(
             op: op, inputCount: Int32(operands.count), outputID: id, inputStart: start,
             attributes: attributes, outputType: ValueType(dtype: output.dtype, shape: output.shape),
-            savedOutput: rule.saves.output ? SavedTensor(output, dropping: level) : nil))
+            savedOutput: rule.saves.output ? SavedTensor(output, dropping: level) : nil, scalarForm: scalarForm))
         output.traceTags.set(TraceTag(level: level, id: id))
     }
 
@@ -115,12 +131,27 @@ public final class Tape: InterpreterLevel {
     /// Runs the VJPs from the given seeds and returns the cotangent of every leaf (nil: zero).
     func backward(seeds: [(id: Int32, cotangent: Tensor)]) throws -> [Tensor?] {
         guard !isReleased else { throw AutodiffError.tapeReleased }
-        var cotangents = [Tensor?](repeating: nil, count: Int(valueCount))
+        let memory = TapeMemory.current
+        var cotangents = memory.takeCotangents(count: Int(valueCount))
+        defer { memory.keep(&cotangents) }
         let stack = InterpreterStack.current
-        for seed in seeds { try accumulate(seed.cotangent, into: &cotangents[Int(seed.id)]) }
+        // Rank-0 rules may compute directly only where nothing would observe the rules' operations.
+        let numbersAllowed = stack.runsUnobserved
+        for seed in seeds { try cotangents.add(seed.cotangent, to: Int(seed.id)) }
         for index in stride(from: nodes.count - 1, through: 0, by: -1) {
+            let outputID = Int(nodes[index].outputID)
+            guard cotangents.contains(outputID) else { continue }
+            if numbersAllowed, let form = nodes[index].scalarForm {
+                try verifySaved(node: index)
+                if nodes[index].outputType.dtype == .float32 {
+                    backward(node: index, form, &cotangents, as: Float.self)
+                } else {
+                    backward(node: index, form, &cotangents, as: Double.self)
+                }
+                continue
+            }
             // Moved out, not copied: the node's cotangent is not needed after its rule.
-            guard let g = cotangents[Int(nodes[index].outputID)].take() else { continue }
+            guard let g = try cotangents.takeTensor(outputID, dtype: nodes[index].outputType.dtype) else { continue }
             let op = nodes[index].op
             let rule = DerivativeRules.rule(for: op)
             guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
@@ -134,10 +165,25 @@ public final class Tape: InterpreterLevel {
                 let id = Int(inputs[start + i].id)
                 guard id >= 0, let grad = grads[i] else { continue }
                 try DerivativeRules.check(grad, of: op, input: i, against: inputs[start + i].type)
-                try accumulate(grad, into: &cotangents[id])
+                try cotangents.add(grad, to: id)
             }
         }
-        return leaves.map { cotangents[Int($0.id)] }
+        return try leaves.map { try cotangents.takeTensor(Int($0.id), dtype: $0.type.dtype) }
+    }
+
+    /// The backward step of a node with a rank-0 rule (``Node/scalarForm``) in the element type
+    /// `T` of its values, which the caller checked against in-place writes.
+    private func backward<T: BinaryFloatingPoint & TensorScalar>(node index: Int, _ form: ScalarVJP,
+                                                                 _ cotangents: inout Cotangents, as _: T.Type) {
+        guard let g = cotangents.takeNumber(Int(nodes[index].outputID), as: T.self) else { return }
+        let start = nodes[index].inputStart, count = Int(nodes[index].inputCount)
+        let id0 = inputs[start].id, id1 = count > 1 ? inputs[start + 1].id : -1
+        let x0 = inputs[start].saved?.scalar(T.self) ?? 0
+        let x1 = count > 1 ? inputs[start + 1].saved?.scalar(T.self) ?? 0 : 0
+        let y = nodes[index].savedOutput?.scalar(T.self) ?? 0
+        let (g0, g1) = form.cotangents(g, x0, x1, output: y, sameValue: id0 >= 0 && id0 == id1)
+        if id0 >= 0, let g0 { cotangents.add(g0, to: Int(id0)) }
+        if id1 >= 0, let g1 { cotangents.add(g1, to: Int(id1)) }
     }
 
     /// Runs the JVPs from the given leaf tangents (`nil`: zero) over the recorded nodes, reading the
@@ -165,15 +211,10 @@ public final class Tape: InterpreterLevel {
         return tangents
     }
 
-    /// Fan-out: cotangents of a value read several times add up.
-    private func accumulate(_ new: Tensor, into total: inout Tensor?) throws {
-        guard let existing = total.take() else { total = new; return }
-        total = try existing + new
-    }
-
     /// Frees every saved value; later backward passes throw ``AutodiffError/tapeReleased``.
     public func release() {
         releaseSaved()
+        TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
         nodes = []
         inputs = []
         isReleased = true

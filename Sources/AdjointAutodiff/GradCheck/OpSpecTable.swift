@@ -30,7 +30,7 @@ extension OpSpec {
         return ops.flatMap { op, f, domains in
             domains.map { label, domain in
                 OpSpec(op, label.isEmpty ? "random shape" : label, [InputSpec(anyShape, domain)]) { try f($0[0]) }
-            }
+            } + [OpSpec(op, "scalar", [InputSpec(.fixed([]), domains[0].1)]) { try f($0[0]) }]   // the rank-0 rules
         }
     }()
 
@@ -51,12 +51,14 @@ extension OpSpec {
             ("broadcast scalar×[2,2]", [], [2, 2]),
         ]
         return ops.flatMap { op, f, left, right in
-            [OpSpec(op, "random shape", [u(anyShape, left), InputSpec(.like(0), right)]) { try f($0[0], $0[1]) }]
+            [OpSpec(op, "random shape", [u(anyShape, left), InputSpec(.like(0), right)]) { try f($0[0], $0[1]) },
+             OpSpec(op, "scalar×scalar", [u(.fixed([]), left), InputSpec(.fixed([]), right)]) { try f($0[0], $0[1]) }]
                 + broadcasts.map { label, a, b in
                     OpSpec(op, label, [u(.fixed(a), left), InputSpec(.fixed(b), right)]) { try f($0[0], $0[1]) }
                 }
         } + [
             OpSpec(.mul, "squared operand x·x", [u(anyShape, -2...2)]) { try $0[0] * $0[0] },
+            OpSpec(.mul, "squared scalar x·x", [u(.fixed([]), -2...2)]) { try $0[0] * $0[0] },
             OpSpec(.multiplyAdd, "random shape", [u(anyShape, -2...2), u(.like(0), -2...2), u(.like(0), -2...2)]) {
                 try $0[0].multiplied(by: $0[1], adding: $0[2])
             },

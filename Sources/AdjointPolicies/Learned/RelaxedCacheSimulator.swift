@@ -95,7 +95,7 @@ public enum RelaxedCacheSimulator {
         var misses = 0.0
         let g = try gradient(at: scorer) { s in
             var resident = window.initial.untracked.doubles.map { $0 > 0.5 }
-            var logp = try Tensor(0.0)
+            var logp = Tensor(0.0)
             var stream = RandomStream(key: key)
             for input in window.inputs {
                 let n = input.shape[0], d = ObjectFeatures.count

@@ -37,12 +37,8 @@ public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
     guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [x]) }
     var output = try Kernels.unary(op, x)
     guard stack.isActive else { return output }
-    try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 1) { operands in
-        _ = operands.initialize(from: CollectionOfOne(x))
-        defer { operands.deinitialize() }
-        try stack.observeElementwise(op, UnsafeBufferPointer(operands), output: &output)
-    }
-    return output
+    try withBorrowedOperand(x) { try stack.observeElementwise(op, $0, output: &output) }
+    return consume output
 }
 
 /// ``dispatch1(_:_:_:)`` for an elementwise operator of two broadcast operands (add, sub, mul,
@@ -53,13 +49,29 @@ public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Ten
     guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [a, b]) }
     var output = try Kernels.binary(op, a, b)
     guard stack.isActive else { return output }
-    try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 2) { operands in
-        operands.initializeElement(at: 0, to: a)
-        operands.initializeElement(at: 1, to: b)
-        defer { operands.deinitialize() }
-        try stack.observeElementwise(op, UnsafeBufferPointer(operands), output: &output)
+    try withBorrowedOperands(a, b) { try stack.observeElementwise(op, $0, output: &output) }
+    return consume output
+}
+
+/// Runs `body` with the operands side by side in a buffer, as bitwise copies that are neither
+/// retained nor released: the buffer borrows the caller's operands, which outlive the call, and
+/// levels only read it (copying an element out of it retains as usual). For small tensors the
+/// retains and releases of real copies were an eighth of a recorded operation.
+@inline(__always)
+private func withBorrowedOperands(_ a: borrowing Tensor, _ b: borrowing Tensor,
+                                  _ body: (UnsafeBufferPointer<Tensor>) throws -> Void) rethrows {
+    try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 2) { buffer in
+        let slot = UnsafeMutableRawPointer(buffer.baseAddress!), size = MemoryLayout<Tensor>.stride
+        withUnsafePointer(to: a) { slot.copyMemory(from: $0, byteCount: size) }
+        withUnsafePointer(to: b) { slot.advanced(by: size).copyMemory(from: $0, byteCount: size) }
+        try body(UnsafeBufferPointer(buffer))
     }
-    return output
+}
+
+/// ``withBorrowedOperands(_:_:_:)`` for one operand.
+@inline(__always)
+private func withBorrowedOperand(_ x: borrowing Tensor, _ body: (UnsafeBufferPointer<Tensor>) throws -> Void) rethrows {
+    try withUnsafePointer(to: x) { try body(UnsafeBufferPointer(start: $0, count: 1)) }
 }
 
 /// Whether the kernel may run on the operands directly: no resource limit or timer on the

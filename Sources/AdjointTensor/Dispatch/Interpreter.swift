@@ -90,29 +90,21 @@ public final class InterpreterStack {
     }
 
     /// The current thread's stack.
-    public static var current: InterpreterStack {
-        if let raw = pthread_getspecific(key) {
-            return Unmanaged<InterpreterStack>.fromOpaque(raw).takeUnretainedValue()
-        }
-        let stack = InterpreterStack()
-        pthread_setspecific(key, Unmanaged.passRetained(stack).toOpaque())
-        return stack
-    }
+    public static var current: InterpreterStack { stacks.value }
 
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key) { raw in
-            #if canImport(Glibc)
-            if let raw { Unmanaged<InterpreterStack>.fromOpaque(raw).release() }
-            #else
-            Unmanaged<InterpreterStack>.fromOpaque(raw).release()
-            #endif
-        }
-        return key
-    }()
+    private static let stacks = ThreadLocal { InterpreterStack() }
 
     /// Whether any level is visible to dispatch right now.
     @inlinable public var isActive: Bool { !levels.isEmpty && ceiling > 0 }
+
+    /// Whether an operator dispatched now would run its kernel with nothing observing it: no
+    /// visible level, no resource limit, no timer, and plain arithmetic (no float64 debugging, no
+    /// mixed-precision storage). Code that would only dispatch elementwise arithmetic on rank-0
+    /// values may then compute them directly — the tape's rank-0 backward does — because nothing
+    /// would record, time, check or round those operations differently.
+    public var runsUnobserved: Bool {
+        !isActive && limits == nil && timer == nil && NumericSettings.arithmeticIsPlain
+    }
 
     /// Runs `body` with `level` pushed as the innermost level.
     public func withLevel<R>(_ level: InterpreterLevel, _ body: () throws -> R) rethrows -> R {

@@ -45,6 +45,15 @@ extension Kernels {
         try requireFloat(a, op: op, role: "left operand")
         try requireFloat(b, op: op, role: "right operand")
         try requireSameDType(a, b, op: op)
+        if a.shape.isEmpty, b.shape.isEmpty {
+            // Two scalars: no broadcasting to work out and one element to compute.
+            let out = Tensor(uninitialized: [], dtype: a.dtype)
+            let found = a.dtype == .float64
+                ? withBinaryFunction(op, ScalarBody(y: out.pointer(Double.self), a: a.pointer(Double.self), b: b.pointer(Double.self)))
+                : withBinaryFunction(op, ScalarBody(y: out.pointer(Float.self), a: a.pointer(Float.self), b: b.pointer(Float.self)))
+            guard found else { throw badAttributes(op, .none) }
+            return out
+        }
         let shape = try ShapeRules.broadcast(a.shape, b.shape, op: op.rawValue)
         let out = Tensor(uninitialized: shape, dtype: a.dtype)
         let found = a.dtype == .float64
@@ -68,6 +77,11 @@ extension Kernels {
         default: return false
         }
         return true
+    }
+
+    struct ScalarBody<T: KernelFloat>: BinaryKernelBody {
+        let y: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, b: UnsafeMutablePointer<T>
+        @inline(__always) func run<F: BinaryFunction>(_: F.Type) { y.pointee = F.apply(a.pointee, b.pointee) }
     }
 
     struct ZipBody<T: KernelFloat>: BinaryKernelBody {

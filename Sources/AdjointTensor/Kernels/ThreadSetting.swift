@@ -37,3 +37,33 @@ final class ThreadSetting: @unchecked Sendable {
         return try body()
     }
 }
+
+/// One object per thread, made on the thread's first access and released when the thread ends
+/// (the interpreter stack, the memory a finished tape leaves for the next one).
+public final class ThreadLocal<Value: AnyObject>: @unchecked Sendable {
+    private let key: pthread_key_t
+    private let make: () -> Value
+
+    public init(_ make: @escaping () -> Value) {
+        self.make = make
+        var key = pthread_key_t()
+        pthread_key_create(&key) { raw in
+            #if canImport(Glibc)
+            if let raw { Unmanaged<AnyObject>.fromOpaque(raw).release() }
+            #else
+            Unmanaged<AnyObject>.fromOpaque(raw).release()
+            #endif
+        }
+        self.key = key
+    }
+
+    /// The calling thread's object.
+    public var value: Value {
+        if let raw = pthread_getspecific(key) {
+            return unsafeDowncast(Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue(), to: Value.self)
+        }
+        let value = make()
+        pthread_setspecific(key, Unmanaged.passRetained(value as AnyObject).toOpaque())
+        return value
+    }
+}

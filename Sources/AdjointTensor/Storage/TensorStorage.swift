@@ -43,9 +43,11 @@ public final class TensorStorage: @unchecked Sendable {
 
     // The version and the write list change only under an in-place write (which needs exclusive
     // use of the storage anyway) and when the last saved reference goes; they skip dynamic
-    // exclusivity checks (one per saved value).
+    // exclusivity checks (one per saved value). Other modules read the version through a getter:
+    // a stored class property accessed from another module is checked whatever its attribute.
+    @exclusivity(unchecked) private var versionValue: UInt64 = 0
     /// Incremented by every in-place write.
-    @exclusivity(unchecked) public private(set) var version: UInt64 = 0
+    public var version: UInt64 { versionValue }
     /// Writes made while some tape held a saved reference; cleared when none does.
     @exclusivity(unchecked) private var writes: [Write] = []
     /// Saved references held by tapes (atomic: tapes on several threads may save the same
@@ -84,7 +86,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Records an in-place write of `regions` by `op` and bumps the version.
     public func recordWrite(_ regions: [ElementRegion], op: String) {
-        version &+= 1
+        versionValue &+= 1
         if saveCount > 0 {
             writes.append(Write(version: version, regions: regions, op: op))
         }
@@ -94,7 +96,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// no tape holds a saved reference that would need the write's regions).
     func recordUnsavedWrite() {
         assert(saveCount == 0, "recordUnsavedWrite with \(saveCount) saved references")
-        version &+= 1
+        versionValue &+= 1
     }
 
     /// Called when a tape saves a reference to this storage, after taking its strong reference.
