@@ -185,8 +185,19 @@ extension Kernels {
             }
             return
         }
-        // Strided: accumulate fixed blocks of rows vectorized over `inner`, then combine the
-        // blocks in a fixed tree. Work is split over (outer, inner-chunk) pairs.
+        // Strided: the combining function as a type, so the loops over `inner` vectorize.
+        switch kind {
+        case .sum: reduceStrided(x, outer, extent, inner, y, AddFn.self)
+        case .max: reduceStrided(x, outer, extent, inner, y, MaxFn.self)
+        case .min: reduceStrided(x, outer, extent, inner, y, MinFn.self)
+        }
+    }
+
+    /// ``reduceLayout(_:_:_:_:_:_:_:)`` for `inner > 1`: accumulates fixed blocks of rows
+    /// vectorized over `inner`, then combines the blocks in a fixed tree. Work is split over
+    /// (outer, inner-chunk) pairs.
+    static func reduceStrided<T: KernelFloat, F: BinaryFunction>(_ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
+                                                                  _ y: UnsafeMutablePointer<T>, _: F.Type) {
         let rowBlock = 64
         if extent <= rowBlock && outer * inner < Parallelism.elementChunk {
             // One block and little work: the same row-by-row accumulation, without scratch memory.
@@ -195,7 +206,7 @@ extension Kernels {
                 for i in 0..<inner { dst[i] = base[i] }
                 for r in 1..<extent {
                     let src = base + r * inner
-                    for i in 0..<inner { dst[i] = combine(kind, dst[i], src[i]) }
+                    for i in 0..<inner { dst[i] = F.apply(dst[i], src[i]) }
                 }
             }
             return
@@ -216,7 +227,7 @@ extension Kernels {
                 for i in 0..<w { acc[i] = src0[i] }
                 for r in (r0 + 1)..<Swift.min(extent, r0 + rowBlock) {
                     let src = base + r * inner
-                    for i in 0..<w { acc[i] = combine(kind, acc[i], src[i]) }
+                    for i in 0..<w { acc[i] = F.apply(acc[i], src[i]) }
                 }
             }
             var step = 1
@@ -224,7 +235,7 @@ extension Kernels {
                 var b = 0
                 while b + step < blocks {
                     let a = scratch + b * w, c = scratch + (b + step) * w
-                    for i in 0..<w { a[i] = combine(kind, a[i], c[i]) }
+                    for i in 0..<w { a[i] = F.apply(a[i], c[i]) }
                     b += 2 * step
                 }
                 step *= 2
