@@ -9,23 +9,13 @@ import AdjointTensor
 /// node is a float64 or float32 scalar of one dtype, the tape evaluates this form instead: the
 /// same operations in the same order as the tensor rule in `Rules/`, in the element type, so the
 /// result is bitwise the one the tensor rule gives (the rule-table test checks every case).
-enum ScalarVJP {
-    case add, sub, mul, div, neg, exp, expm1, log, log1p, sqrt, tanh, sigmoid
+struct ScalarVJP {
+    let op: OpCode
 
+    /// Nil for an operator without a rank-0 form.
     init?(_ op: OpCode) {
         switch op {
-        case .add: self = .add
-        case .sub: self = .sub
-        case .mul: self = .mul
-        case .div: self = .div
-        case .neg: self = .neg
-        case .exp: self = .exp
-        case .expm1: self = .expm1
-        case .log: self = .log
-        case .log1p: self = .log1p
-        case .sqrt: self = .sqrt
-        case .tanh: self = .tanh
-        case .sigmoid: self = .sigmoid
+        case .add, .sub, .mul, .div, .neg, .exp, .expm1, .log, .log1p, .sqrt, .tanh, .sigmoid: self.op = op
         default: return nil
         }
     }
@@ -35,7 +25,7 @@ enum ScalarVJP {
     /// is passed as 0). `sameValue`: inputs 0 and 1 are one tracked value (`x * x`).
     @inline(__always)
     func cotangents<T: BinaryFloatingPoint>(_ g: T, _ x0: T, _ x1: T, output y: T, sameValue: Bool) -> (T?, T?) {
-        switch self {
+        switch op {
         case .add: return (g, g)
         case .sub: return (g, -g)
         case .mul: return sameValue ? (g * x0 * 2, nil) : (g * x1, g * x0)
@@ -48,6 +38,7 @@ enum ScalarVJP {
         case .sqrt: return (g / (y * 2), nil)
         case .tanh: return (g * (1 - y * y), nil)
         case .sigmoid: return (g * y * (1 - y), nil)
+        default: preconditionFailure("\(op.rawValue) has no rank-0 rule")
         }
     }
 }
