@@ -13,14 +13,8 @@ struct Cotangents {
 
     /// All zero, for `count` values; in the memory of `spare` (an earlier pass's lists) if given.
     init(count: Int, reusing spare: Cotangents? = nil) {
-        if let spare {
-            (tensors, numbers, isNumber) = (spare.tensors, spare.numbers, spare.isNumber)
-            tensors.removeAll(keepingCapacity: true)
-            numbers.removeAll(keepingCapacity: true)
-            isNumber.removeAll(keepingCapacity: true)
-        } else {
-            (tensors, numbers, isNumber) = ([], [], [])
-        }
+        (tensors, numbers, isNumber) = spare.map { ($0.tensors, $0.numbers, $0.isNumber) } ?? ([], [], [])
+        clear()
         tensors.append(contentsOf: repeatElement(nil, count: count))
         numbers.append(contentsOf: repeatElement(0, count: count))
         isNumber.append(contentsOf: repeatElement(false, count: count))
@@ -45,7 +39,7 @@ struct Cotangents {
     mutating func takeTensor(_ id: Int, dtype: DType) throws -> Tensor? {
         if isNumber[id] {
             isNumber[id] = false
-            return dtype == .float32 ? Tensor(Float(numbers[id])) : try Tensor(numbers[id], dtype: dtype)
+            return try numberAsTensor(id, dtype: dtype)
         }
         return tensors[id].take()
     }
@@ -64,12 +58,16 @@ struct Cotangents {
     mutating func add(_ new: Tensor, to id: Int) throws {
         if isNumber[id] {
             isNumber[id] = false
-            let existing = new.dtype == .float32 ? Tensor(Float(numbers[id])) : try Tensor(numbers[id], dtype: new.dtype)
-            tensors[id] = try existing + new
+            tensors[id] = try numberAsTensor(id, dtype: new.dtype) + new
             return
         }
         guard let existing = tensors[id].take() else { tensors[id] = new; return }
         tensors[id] = try existing + new
+    }
+
+    /// The number of `id` as a rank-0 tensor of `dtype`.
+    private func numberAsTensor(_ id: Int, dtype: DType) throws -> Tensor {
+        dtype == .float32 ? Tensor(Float(numbers[id])) : try Tensor(numbers[id], dtype: dtype)
     }
 
     /// Adds the number `new` to the cotangent of rank-0 value `id` of `new`'s type, in that type
