@@ -45,6 +45,27 @@ struct OperatorTests {
         #expect(try t([Double.nan, 1]).maximum(t([0, Double.nan])).doubles.allSatisfy(\.isNaN))
     }
 
+    @Test("two scalars (their own kernel path) give the element-wise result, in both dtypes and with errors",
+          arguments: [DType.float64, .float32])
+    func scalarOperands(_ dtype: DType) throws {
+        let pairs: [(Double, Double)] = [(1.5, -0.25), (-3, 7), (0.1, 0.3), (2, 0.5), (.nan, 1)]
+        let ops: [(Tensor, Tensor) throws -> Tensor] = [{ try $0 + $1 }, { try $0 - $1 }, { try $0 * $1 }, { try $0 / $1 },
+                                                        { try $0.pow($1) }, { try $0.maximum($1) }, { try $0.minimum($1) }]
+        for (x, y) in pairs {
+            let a = try Tensor(x, dtype: dtype), b = try Tensor(y, dtype: dtype)
+            let va = try Tensor.full([1], x, dtype: dtype), vb = try Tensor.full([1], y, dtype: dtype)
+            for op in ops {
+                let scalar = try op(a, b), vector = try op(va, vb)
+                #expect(scalar.shape == [] && scalar.dtype == dtype)
+                let (s, v) = (scalar.doubles[0], vector.doubles[0])
+                #expect(s.bitPattern == v.bitPattern || (s.isNaN && v.isNaN), "\(x), \(y): \(s) vs \(v)")
+            }
+        }
+        #expect(try (Tensor(3.0) * Tensor(0.5)).item() == 1.5)
+        #expect(throws: TensorError.self) { _ = try Tensor(1.0) + Tensor(Float(1)) }
+        #expect(throws: TensorError.self) { _ = try Tensor(1.0) + Tensor(Int64(1)) }
+    }
+
     @Test("comparisons give bool tensors; where selects")
     func comparisons() throws {
         let a = t([1, 2, 3]), b = t([3, 2, 1])

@@ -1,7 +1,4 @@
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// One operator application as interpreter levels see it.
 public struct OpCall {
