@@ -27,3 +27,10 @@ enum TextTable {
         return ([line(header), rule] + rows.map(line)).joined(separator: "\n")
     }
 }
+
+/// A command that ran and failed on its input (exit status 1, no usage text): the message says
+/// which input and why.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

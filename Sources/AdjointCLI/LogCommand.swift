@@ -84,19 +84,59 @@ public struct LogCommand: ParsableCommand {
         }
     }
 
+    /// Opens `path` for reading only; a file log with damaged ranges is refused unless `validPrefix`,
+    /// which shows the records before the first damage (and says so on standard error).
+    static func openForReading(_ path: String, validPrefix: Bool) throws -> any EventLog {
+        let log = try EventLogBackend.openForReading(path: path, extent: validPrefix ? .validPrefix : .allValidRecords)
+        if let file = log as? FileEventLog, !file.recovery.damaged.isEmpty {
+            guard validPrefix else {
+                try? log.close()
+                throw CommandFailure("""
+                    \(EventLogError.damaged(path: path, ranges: file.recovery.damaged))
+                    Rerun with --valid-prefix to use the \(file.recovery.prefixRecords) records before the first damage.
+                    """)
+            }
+            FileHandle.standardError.write(Data("warning: \(path) is damaged; using the \(file.count) records before the first damage\n".utf8))
+        }
+        return log
+    }
+
     public struct Inspect: ParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Count a log's events by kind and report what opening it recovered.")
+        public static let configuration = CommandConfiguration(
+            abstract: "Count a log's events by kind and report damaged ranges and a torn tail; never modifies the log.",
+            discussion: """
+                Exit status 1 when valid records follow damaged bytes (a torn tail alone is what a crash \
+                leaves, and is reported but not an error). --salvage NEW copies every valid record into \
+                a new file log, written atomically; the original stays as it is.
+                """
+        )
 
         @Argument(help: "The event log.")
         var log: String
 
+        @Option(name: .long, help: "Copy the valid records of a file log into this new file (never overwritten).")
+        var salvage: String?
+
         public init() {}
 
-        public func run() throws { print(try Self.report(log)) }
+        public func run() throws {
+            if let salvage {
+                guard EventLogBackend.detect(path: log) == .file else {
+                    throw ValidationError("--salvage reads file logs; \(log) is not one (SQLite databases recover themselves)")
+                }
+                let found = try FileEventLog.salvage(log, to: salvage)
+                print("\(log): \(found)")
+                print("salvaged \(found.records) records into \(salvage)")
+                return
+            }
+            let (text, damaged) = try Self.report(log)
+            print(text)
+            if damaged { throw ExitCode(1) }
+        }
 
-        static func report(_ path: String) throws -> String {
-            guard let backend = EventLogBackend.detect(path: path) else { throw ValidationError("\(path): no such event log") }
-            let log = try backend.open(path: path)
+        /// The report, and whether the log has damaged ranges.
+        static func report(_ path: String) throws -> (String, Bool) {
+            let log = try EventLogBackend.openForReading(path: path)
             defer { try? log.close() }
             var counts: [Event.Kind: Int] = [:]
             var steps = Set<Int>()
@@ -105,10 +145,12 @@ public struct LogCommand: ParsableCommand {
                 for e in try log.events(start..<(start + 4096)) { counts[e.kind, default: 0] += 1; steps.insert(e.step) }
                 start += 4096
             }
+            let backend = log is FileEventLog ? EventLogBackend.file : .sqlite
             var lines = ["\(path): \(backend.rawValue) log, \(log.count) events over \(steps.count) steps"]
-            if let file = log as? FileEventLog { lines.append("recovery: \(file.recovery)") }
+            let file = log as? FileEventLog
+            if let file { lines.append("recovery: \(file.recovery)") }
             lines.append(TextTable.render(header: ["kind", "events"], rows: Event.Kind.allCases.map { [$0.description, "\(counts[$0] ?? 0)"] }))
-            return lines.joined(separator: "\n")
+            return (lines.joined(separator: "\n"), !(file?.recovery.damaged.isEmpty ?? true))
         }
     }
 
@@ -118,10 +160,14 @@ public struct LogCommand: ParsableCommand {
         @Argument(help: "The event log.")
         var log: String
 
+        @Flag(name: .long, help: "Use the records before the first damaged range of a damaged file log.")
+        var validPrefix = false
+
         public init() {}
 
         public func run() throws {
-            let log = try LogCommand.open(self.log, backend: nil, fsync: .never)
+            let log = try LogCommand.openForReading(self.log, validPrefix: validPrefix)
+            defer { try? log.close() }
             let recorded = try RecordedTrajectory(log: log)
             let model = LogCommand.model
             let state = try recorded.replay(model.step, parameters: model.nominalParameters, like: model.initialState, from: 0)
@@ -144,10 +190,14 @@ public struct LogCommand: ParsableCommand {
         @Option(name: .long, help: "Checkpoint schedule within each logged segment.")
         var schedule: CheckpointSchedule = .binomial(snapshots: 16)
 
+        @Flag(name: .long, help: "Use the records before the first damaged range of a damaged file log.")
+        var validPrefix = false
+
         public init() {}
 
         public func run() throws {
-            let log = try LogCommand.open(self.log, backend: nil, fsync: .never)
+            let log = try LogCommand.openForReading(self.log, validPrefix: validPrefix)
+            defer { try? log.close() }
             let recorded = try RecordedTrajectory(log: log)
             let model = LogCommand.model
             let result = try unroll(model.step, recorded: recorded, parameters: model.nominalParameters, template: model.initialState,

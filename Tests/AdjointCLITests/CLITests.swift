@@ -165,7 +165,8 @@ struct LogCLITests {
         try record.run()
         var more = try LogCommand.Record.parse(["--log", path, "--steps", "200"])   // resumes, backend detected
         try more.run()
-        let report = try LogCommand.Inspect.report(path)
+        let (report, damaged) = try LogCommand.Inspect.report(path)
+        #expect(!damaged)
         #expect(report.contains("\(backend) log") && report.contains("input       200") && report.contains("stateHash   201"), "\(report)")
         var replay = try LogCommand.Replay.parse([path])
         try replay.run()
@@ -181,6 +182,46 @@ struct LogCLITests {
         #expect(recorded.checkpointSteps == [0, 40, 80, 120])
         #expect(throws: (any Error).self) { try LogCommand.Record.parse(["--log", path, "--fsync", "zero"]) }
         #expect(throws: (any Error).self) { try LogCommand.Inspect.report(path + ".missing") }
+    }
+
+    @Test("inspect, replay and gradient never modify a damaged log; replay refuses it unless --valid-prefix; --salvage copies it")
+    func damagedLog() throws {
+        let directory = temporaryDirectory("cli-log-damaged")
+        let path = (directory as NSString).appendingPathComponent("thermal.log")
+        var record = try LogCommand.Record.parse(["--log", path, "--backend", "file", "--steps", "300", "--checkpoint-every", "40"])
+        try record.run()
+        var bytes = try AtomicFile.read(path)
+        bytes[bytes.count / 2] ^= 0x10             // one flipped bit in the middle
+        try AtomicFile.write(bytes, to: path)
+        let (report, damaged) = try LogCommand.Inspect.report(path)
+        #expect(damaged && report.contains("damaged: bytes "), "\(report)")
+        #expect { var c = try LogCommand.Inspect.parse([path]); try c.run() } throws: { ($0 as? ExitCode)?.rawValue == 1 }
+        #expect { var c = try LogCommand.Replay.parse([path]); try c.run() } throws: { "\($0)".contains("--valid-prefix") }
+        #expect { var c = try LogCommand.Gradient.parse([path]); try c.run() } throws: { "\($0)".contains("damaged") }
+        var prefix = try LogCommand.Replay.parse([path, "--valid-prefix"])
+        try prefix.run()
+        var gradient = try LogCommand.Gradient.parse([path, "--valid-prefix"])
+        try gradient.run()
+        #expect { var c = try LogCommand.Record.parse(["--log", path, "--steps", "400"]); try c.run() } throws: { "\($0)".contains("damaged") }
+        #expect(try AtomicFile.read(path) == bytes, "a command modified the log")
+        let salvaged = (directory as NSString).appendingPathComponent("salvaged.log")
+        var salvage = try LogCommand.Inspect.parse([path, "--salvage", salvaged])
+        try salvage.run()
+        #expect(try AtomicFile.read(path) == bytes)
+        let (copy, copyDamaged) = try LogCommand.Inspect.report(salvaged)
+        #expect(!copyDamaged && copy.contains("clean"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["salvaged.log", "thermal.log"])
+    }
+
+    @Test("read commands on a missing log create nothing", arguments: ["inspect", "replay", "gradient"])
+    func missingLog(_ command: String) throws {
+        let directory = temporaryDirectory("cli-log-missing")
+        let path = (directory as NSString).appendingPathComponent("NOSUCH")
+        #expect(throws: (any Error).self) {
+            var c = try LogCommand.parseAsRoot([command, path])
+            try c.run()
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
     }
 }
 

@@ -92,27 +92,114 @@ struct EventLogTests {
         #expect(try again.allEvents().map(\.step) == [0, 1, 2, 3, 99])
     }
 
-    @Test("a corrupt record ends the valid prefix at its offset")
-    func corruptRecord() throws {
-        let path = Self.path("log")
+    /// Writes `n` external events to a new file log; returns the path and each record's offset.
+    static func fileLog(_ name: String, records n: Int) throws -> (String, [Int]) {
+        let path = Self.path(name)
         let log = try FileEventLog(path: path)
         var offsets: [Int] = []
-        for i in 0..<4 {
+        for i in 0..<n {
             offsets.append(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int)
-            try log.append(Event(kind: .external, step: i, values: [Double(i)]))
+            _ = try log.append(Event(kind: .external, step: i, values: [Double(i)]))
         }
         try log.close()
+        return (path, offsets)
+    }
+
+    @Test("a torn last record is cut by a writer only")
+    func corruptLastRecord() throws {
+        let (path, offsets) = try Self.fileLog("log", records: 4)
         var bytes = try AtomicFile.read(path)
-        bytes[offsets[2] + 12] ^= 0x40            // inside record 2's payload
+        bytes[offsets[3] + 12] ^= 0x40            // inside the last record's payload
         try AtomicFile.write(bytes, to: path)
+        let reader = try FileEventLog(readingAt: path)
+        #expect(reader.count == 3 && reader.recovery.discardedBytes == bytes.count - offsets[3] && reader.recovery.damaged.isEmpty)
+        #expect(reader.recovery.tailOffset == offsets[3] && reader.recovery.reason.contains("checksum"))
+        #expect(throws: EventLogError.readOnly(path: path)) { try reader.append(Event(kind: .marker, step: 0)) }
+        try reader.close()
+        #expect(try AtomicFile.read(path) == bytes)
         var refused = false
         do { _ = try FileEventLog(path: path, recovery: .refuse) } catch let EventLogError.corruptTail(_, offset, detail) {
             refused = true
-            #expect(offset == offsets[2] && detail.contains("checksum"))
+            #expect(offset == offsets[3] && detail.contains("checksum"))
         }
         #expect(refused)
         let recovered = try FileEventLog(path: path)
-        #expect(recovered.count == 2 && recovered.recovery.validBytes == offsets[2])
+        #expect(recovered.count == 3 && recovered.recovery.validBytes == offsets[3])
+    }
+
+    @Test("a damaged record with valid records after it is never cut; readers skip it, writers refuse, salvage copies the rest",
+          arguments: [12, 0, 2, 5])   // a byte in the payload, two in the length field, one in the checksum
+    func damagedMiddle(_ byte: Int) throws {
+        let (path, offsets) = try Self.fileLog("log-\(byte)", records: 40)
+        var bytes = try AtomicFile.read(path)
+        bytes[offsets[10] + byte] ^= byte == 0 ? 0x7f : 0x40
+        try AtomicFile.write(bytes, to: path)
+        let reader = try FileEventLog(readingAt: path)
+        #expect(reader.count == 39 && reader.recovery.records == 39 && reader.recovery.discardedBytes == 0)
+        let expected = EventLogDamage(offset: offsets[10], length: offsets[11] - offsets[10], recordsBefore: 10,
+                                      reason: reader.recovery.damaged.first?.reason ?? "")
+        #expect(reader.recovery.damaged == [expected])
+        #expect(try reader.allEvents().map(\.step) == Array(0..<10) + Array(11..<40))
+        #expect(reader.recovery.prefixRecords == 10 && reader.recovery.validBytes == offsets[10])
+        let prefix = try FileEventLog(readingAt: path, extent: .validPrefix)
+        #expect(try prefix.allEvents().map(\.step) == Array(0..<10))
+        // A writer refuses and cuts nothing.
+        #expect { try FileEventLog(path: path) } throws: { error in
+            guard case let EventLogError.damaged(p, ranges) = error else { return false }
+            return p == path && ranges == reader.recovery.damaged && "\(error)".contains("--salvage")
+        }
+        #expect(try AtomicFile.read(path) == bytes)
+        // Salvage: every valid record in a new, clean log; the original stays; an existing file is never overwritten.
+        let salvaged = Self.path("salvaged-\(byte)")
+        #expect(try FileEventLog.salvage(path, to: salvaged).damaged.count == 1)
+        let copy = try FileEventLog(path: salvaged)
+        #expect(copy.recovery.isClean)
+        #expect(try copy.allEvents() == reader.allEvents())
+        try copy.close()
+        #expect(try AtomicFile.read(path) == bytes)
+        #expect(throws: EventLogError.self) { try FileEventLog.salvage(path, to: salvaged) }
+    }
+
+    @Test("reading a log creates, writes and locks nothing", arguments: [Backend.file, .sqlite])
+    func readOnly(_ backend: Backend) throws {
+        let directory = temporaryDirectory("eventlog-readonly-\(backend)")
+        let path = (directory as NSString).appendingPathComponent("log")
+        let writer = try backend.open(path)
+        for i in 0..<20 { try writer.append(Event(kind: .marker, step: i)) }
+        try writer.close()
+        let reader = try EventLogBackend.openForReading(path: path)
+        let concurrentWriter = try backend.open(path)   // a reader holds no lock
+        try concurrentWriter.close()
+        let before = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        let bytes = try AtomicFile.read(path)
+        #expect(try reader.allEvents().map(\.step) == Array(0..<20))
+        #expect(throws: EventLogError.readOnly(path: path)) { try reader.append(Event(kind: .marker, step: 0)) }
+        try reader.close()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == before)
+        #expect(try AtomicFile.read(path) == bytes)
+        let missing = (directory as NSString).appendingPathComponent("missing")
+        #expect { try EventLogBackend.openForReading(path: missing) } throws: { "\($0)".contains("no such file") }
+        #expect { try SQLiteEventLog(readingAt: missing) } throws: { "\($0)".contains("no such file") }
+        #expect(throws: EventLogError.self) { try FileEventLog(readingAt: missing) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == before)
+    }
+
+    @Test("an SQLite log left in WAL mode without its -wal file is read without creating one")
+    func walModeWithoutWALFile() throws {
+        let directory = temporaryDirectory("eventlog-wal")
+        let path = (directory as NSString).appendingPathComponent("log.sqlite")
+        let writer = try SQLiteEventLog(path: path)
+        for i in 0..<5 { _ = try writer.append(Event(kind: .marker, step: i)) }
+        try writer.close()
+        // What an older writer left: WAL mode in the header, every page checkpointed, no -wal file.
+        var bytes = try AtomicFile.read(path)
+        #expect(bytes[18] == 1 && bytes[19] == 1)   // the writer left rollback mode
+        bytes[18] = 2; bytes[19] = 2
+        try AtomicFile.write(bytes, to: path)
+        let reader = try EventLogBackend.openForReading(path: path)
+        #expect(try reader.allEvents().map(\.step) == Array(0..<5))
+        try reader.close()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["log.sqlite"])
     }
 
     @Test("foreign files, newer versions, a second writer and bad records are refused with a reason")

@@ -76,22 +76,64 @@ public enum FsyncPolicy: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// What opening a log found at its end.
+/// What opening a file log found: its valid records, damaged ranges and torn tail.
 public struct EventLogRecovery: Equatable, Sendable, CustomStringConvertible {
-    /// Valid records kept.
+    /// Valid records in the file (damaged ranges skipped).
     public var records: Int
-    /// Byte offset where the valid prefix ends (the file's new length).
+    /// Byte offset where the valid prefix ends: the first damaged range, else the torn tail, else
+    /// the end of the file. A writer's file is cut back to it when only a torn tail follows.
     public var validBytes: Int
-    /// Bytes after it that were discarded (0 for a clean log).
+    /// Bytes of the torn tail: after the last valid record, no valid record after them (0 when none).
     public var discardedBytes: Int
-    /// Why the tail was discarded (empty for a clean log).
+    /// Why the tail is not a record (empty when there is none).
     public var reason: String
+    /// Where the torn tail starts (the file's length when there is none).
+    public var tailOffset: Int
+    /// Damaged ranges: bytes that are no valid record, with valid records after them.
+    public var damaged: [EventLogDamage]
 
-    public var isClean: Bool { discardedBytes == 0 }
+    public init(records: Int, validBytes: Int, discardedBytes: Int, reason: String, tailOffset: Int? = nil, damaged: [EventLogDamage] = []) {
+        self.records = records
+        self.tailOffset = tailOffset ?? validBytes
+        self.validBytes = validBytes
+        self.discardedBytes = discardedBytes
+        self.reason = reason
+        self.damaged = damaged
+    }
+
+    /// No damaged range and no torn tail.
+    public var isClean: Bool { discardedBytes == 0 && damaged.isEmpty }
+    /// Valid records before the first damaged range (all of them when there is none).
+    public var prefixRecords: Int { damaged.first?.recordsBefore ?? records }
 
     public var description: String {
-        isClean ? "\(records) records, clean" : "\(records) records; discarded \(discardedBytes) bytes at offset \(validBytes): \(reason)"
+        var parts = ["\(records) records"]
+        parts += damaged.map { "damaged: \($0)" }
+        if discardedBytes > 0 { parts.append("torn tail of \(discardedBytes) bytes at offset \(tailOffset): \(reason)") }
+        if !damaged.isEmpty { parts.append("\(prefixRecords) records before the first damage") }
+        return isClean ? "\(records) records, clean" : parts.joined(separator: "; ")
     }
+}
+
+/// A byte range of a file log that holds no valid record but is followed by valid records.
+public struct EventLogDamage: Equatable, Sendable, CustomStringConvertible {
+    /// First byte of the range.
+    public var offset: Int
+    /// Bytes in the range.
+    public var length: Int
+    /// Valid records before it.
+    public var recordsBefore: Int
+    /// Why the record at `offset` is not valid.
+    public var reason: String
+
+    public init(offset: Int, length: Int, recordsBefore: Int, reason: String) {
+        self.offset = offset
+        self.length = length
+        self.recordsBefore = recordsBefore
+        self.reason = reason
+    }
+
+    public var description: String { "bytes \(offset)..<\(offset + length) after \(recordsBefore) valid records (\(reason))" }
 }
 
 /// Errors of event logs.
@@ -108,6 +150,10 @@ public enum EventLogError: Error, Equatable, CustomStringConvertible {
     case closed(path: String)
     /// A replay found the log inconsistent with the system replayed from it.
     case replayMismatch(step: Int, detail: String)
+    /// Valid records follow damaged bytes: the log is not opened for writing and never cut.
+    case damaged(path: String, ranges: [EventLogDamage])
+    /// The log was opened for reading.
+    case readOnly(path: String)
 
     public var description: String {
         switch self {
@@ -117,6 +163,10 @@ public enum EventLogError: Error, Equatable, CustomStringConvertible {
         case let .malformedRecord(context, detail): return "\(context): malformed record: \(detail)"
         case let .closed(path): return "\(path): the event log is closed"
         case let .replayMismatch(step, detail): return "replay diverged from the log at step \(step): \(detail)"
+        case let .damaged(path, ranges):
+            return "\(path): damaged: " + ranges.map(\.description).joined(separator: "; ")
+                + ". Valid records follow, so nothing was cut; `adjoint log inspect --salvage NEW` copies the valid records into a new log"
+        case let .readOnly(path): return "\(path): the event log is open for reading only"
         }
     }
 }

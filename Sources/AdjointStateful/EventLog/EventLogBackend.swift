@@ -15,6 +15,21 @@ public enum EventLogBackend: String, CaseIterable, Sendable {
         return head.starts(with: Array("SQLite format 3".utf8)) ? .sqlite : .file
     }
 
+    /// Opens the existing log at `path` for reading only, with the backend its header names:
+    /// nothing is created, written, cut or locked.
+    ///
+    /// - Throws: ``EventLogError/io(path:operation:detail:)`` when there is no such file (or it is
+    ///   empty); the errors of ``FileEventLog/init(readingAt:extent:)`` and ``SQLiteEventLog/init(readingAt:)``.
+    public static func openForReading(path: String, extent: FileEventLog.Extent = .allValidRecords) throws -> any EventLog {
+        switch detect(path: path) {
+        case .file: return try FileEventLog(readingAt: path, extent: extent)
+        case .sqlite: return try SQLiteEventLog(readingAt: path)
+        case nil:
+            let detail = FileManager.default.fileExists(atPath: path) ? "the file is empty" : "no such file"
+            throw EventLogError.io(path: path, operation: "open for reading", detail: detail)
+        }
+    }
+
     /// Opens a log of this backend.
     public func open(path: String, fsync: FsyncPolicy = .everyRecord) throws -> any EventLog {
         switch self {

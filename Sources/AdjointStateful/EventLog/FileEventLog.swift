@@ -7,40 +7,55 @@ import Glibc
 /// An event log in one file: a 16-byte header (`ADJLOG` magic, format version), then records of
 /// `[u32 length][u32 CRC-32C of the payload][payload = Event.encoded()]`, little-endian.
 ///
-/// Opening scans the file. A record cut short by a crash (a torn tail) or whose checksum fails
-/// ends the valid prefix: with ``Recovery/truncate`` (the default) the file is cut back to it, the
-/// loss is reported in ``recovery`` (offset, bytes, why), and appends continue after it; with
-/// ``Recovery/refuse`` opening throws ``EventLogError/corruptTail(path:offset:detail:)``.
+/// Opening scans the whole file and sorts its bytes into valid records, **damaged ranges** (bytes
+/// that are no valid record but are followed by valid records: a flipped bit, an overwritten block)
+/// and a **torn tail** (bytes after the last valid record: a record a crash cut short). The result
+/// is ``recovery``.
 ///
-/// One writer at a time: the file is locked (`flock`) while open, so a second process opening it
-/// gets an error instead of interleaving records. Not thread-safe; use it from one thread.
+/// - Opened for writing (``init(path:fsync:recovery:)``), a torn tail is cut off (under
+///   ``Recovery/truncate``, the default) so appends continue after the last valid record; a damaged
+///   range is never cut: opening throws ``EventLogError/damaged(path:ranges:)`` and the file is left
+///   as it is. ``salvage(_:to:)`` copies the valid records into a new file.
+/// - Opened for reading (``init(readingAt:extent:)``), nothing is written, created or locked: the
+///   log shows every valid record (or, with ``Extent/validPrefix``, those before the first damage).
+///
+/// One writer at a time: a writer locks the file (`flock`), so a second writer gets an error
+/// instead of interleaving records. Not thread-safe; use it from one thread.
 public final class FileEventLog: EventLog {
     public enum Recovery: Sendable { case truncate, refuse }
+    /// Which records a log opened for reading shows.
+    public enum Extent: Sendable { case allValidRecords, validPrefix }
 
     public let path: String
     public let fsync: FsyncPolicy
-    /// What opening found at the end of the file.
+    /// What opening found: valid records, damaged ranges, the torn tail.
     public private(set) var recovery: EventLogRecovery
+    /// Whether this log was opened for reading (appends throw ``EventLogError/readOnly(path:)``).
+    public let isReadOnly: Bool
 
     static let magic: [UInt8] = Array("ADJLOG\0\0".utf8)
     /// The format version this build writes and the newest it reads.
     public static let formatVersion: UInt32 = 1
     static let headerSize = 16
+    /// The smallest payload an event encodes to (kind, step, name length, value count, data length).
+    static let minimumPayload = 19
 
     private var fd: Int32
-    private var offsets: [Int] = []      // byte offset of each record
-    private var end: Int                 // offset after the last valid record
+    private var offsets: [Int] = []      // byte offset of each visible record
+    private var end: Int                 // offset after the last visible record
     private var appendsSinceSync = 0
 
-    /// Opens `path`, creating it (with its header, durably) when missing.
+    /// Opens `path` for appending, creating it (with its header, durably) when missing.
     ///
     /// - Throws: ``EventLogError/io(path:operation:detail:)`` when the file cannot be opened,
     ///   locked (another process has it open) or read; ``EventLogError/notAnEventLog(path:detail:)``
-    ///   for a file with another header or a newer version; ``EventLogError/corruptTail(path:offset:detail:)``
-    ///   under ``Recovery/refuse``.
+    ///   for a file with another header or a newer version; ``EventLogError/damaged(path:ranges:)``
+    ///   when valid records follow a damaged range (nothing is cut); ``EventLogError/corruptTail(path:offset:detail:)``
+    ///   for a torn tail under ``Recovery/refuse``.
     public init(path: String, fsync: FsyncPolicy = .everyRecord, recovery mode: Recovery = .truncate) throws {
         self.path = path
         self.fsync = fsync
+        isReadOnly = false
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Self.failure(path, "open") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
@@ -49,9 +64,7 @@ public final class FileEventLog: EventLog {
             throw error
         }
         do {
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { throw Self.failure(path, "stat") }
-            let size = Int(info.st_size)
+            let size = try Self.size(fd, path: path)
             if size == 0 {
                 var header = Self.magic
                 withUnsafeBytes(of: Self.formatVersion.littleEndian) { header += $0 }
@@ -63,9 +76,10 @@ public final class FileEventLog: EventLog {
                 recovery = EventLogRecovery(records: 0, validBytes: end, discardedBytes: 0, reason: "")
             } else {
                 (offsets, end, recovery) = try Self.scan(fd, size: size, path: path)
-                if !recovery.isClean {
+                guard recovery.damaged.isEmpty else { throw EventLogError.damaged(path: path, ranges: recovery.damaged) }
+                if recovery.discardedBytes > 0 {
                     if mode == .refuse { throw EventLogError.corruptTail(path: path, offset: recovery.validBytes, detail: recovery.reason) }
-                    guard ftruncate(fd, off_t(end)) == 0 else { throw Self.failure(path, "truncate to the valid prefix") }
+                    guard ftruncate(fd, off_t(end)) == 0 else { throw Self.failure(path, "truncate the torn tail") }
                     guard Glibc.fsync(fd) == 0 else { throw Self.failure(path, "fsync") }
                 }
             }
@@ -73,6 +87,66 @@ public final class FileEventLog: EventLog {
             Glibc.close(fd)
             throw error
         }
+    }
+
+    /// Opens an existing log for reading only: the file is opened `O_RDONLY`, never locked, cut or
+    /// created, so a log being written by another process, or on a read-only file system, can be read.
+    ///
+    /// - Throws: ``EventLogError/io(path:operation:detail:)`` when the file does not exist or cannot
+    ///   be read; ``EventLogError/notAnEventLog(path:detail:)`` for another header or a newer version.
+    public init(readingAt path: String, extent: Extent = .allValidRecords) throws {
+        self.path = path
+        fsync = .never
+        isReadOnly = true
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Self.failure(path, "open for reading") }
+        do {
+            let size = try Self.size(fd, path: path)
+            (offsets, end, recovery) = try Self.scan(fd, size: size, path: path)
+            if extent == .validPrefix, let first = recovery.damaged.first {
+                offsets.removeSubrange(first.recordsBefore...)
+                end = first.offset
+            }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// Copies the valid records of the log at `source` (read only, never modified) into a new log
+    /// at `destination`, written atomically (a temporary file renamed into place). Returns what the
+    /// scan of `source` found.
+    ///
+    /// - Throws: ``EventLogError/io(path:operation:detail:)`` when `destination` exists (it is never
+    ///   overwritten) or cannot be written; the errors of ``init(readingAt:extent:)``.
+    @discardableResult
+    public static func salvage(_ source: String, to destination: String) throws -> EventLogRecovery {
+        guard !FileManager.default.fileExists(atPath: destination) else {
+            throw EventLogError.io(path: destination, operation: "salvage", detail: "the destination exists; choose a new path")
+        }
+        let log = try FileEventLog(readingAt: source)
+        defer { try? log.close() }
+        do {
+            try AtomicFile.write(to: destination) { write in
+                var header = magic
+                withUnsafeBytes(of: formatVersion.littleEndian) { header += $0 }
+                try write(header + [0, 0, 0, 0])
+                var i = 0
+                while i < log.offsets.count {     // in batches, so memory stays bounded by the batch
+                    let upper = Swift.min(i + 4096, log.offsets.count)
+                    var bytes: [UInt8] = []
+                    for k in i..<upper {
+                        let length = try log.recordLength(at: log.offsets[k])
+                        bytes += try readAll(log.fd, count: 8 + length, at: log.offsets[k], path: source)
+                    }
+                    try write(bytes)
+                    i = upper
+                }
+            }
+        } catch let error as PersistenceError {
+            throw EventLogError.io(path: destination, operation: "salvage", detail: "\(error)")
+        }
+        return log.recovery
     }
 
     deinit { if fd >= 0 { Glibc.close(fd) } }
@@ -87,6 +161,7 @@ public final class FileEventLog: EventLog {
     /// inside the batch), one sync.
     public func append(contentsOf events: [Event]) throws -> Range<Int> {
         guard fd >= 0 else { throw EventLogError.closed(path: path) }
+        guard !isReadOnly else { throw EventLogError.readOnly(path: path) }
         var bytes: [UInt8] = []
         var starts: [Int] = []
         for event in events {
@@ -136,7 +211,14 @@ public final class FileEventLog: EventLog {
 
     // MARK: Scanning
 
-    /// Reads the header and every record, stopping at the first torn or corrupt one.
+    private func recordLength(at offset: Int) throws -> Int {
+        let header = try Self.readAll(fd, count: 4, at: offset, path: path)
+        return header.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))) }
+    }
+
+    /// Reads the header and every record. Where a record fails (cut short, checksum, parse), the
+    /// scan looks for the next offset where a valid record starts: found, the bytes between are a
+    /// damaged range; not found, they are the torn tail.
     static func scan(_ fd: Int32, size: Int, path: String) throws -> ([Int], Int, EventLogRecovery) {
         guard size >= headerSize else {
             throw EventLogError.notAnEventLog(path: path, detail: "\(size) bytes, shorter than the \(headerSize)-byte header")
@@ -147,43 +229,83 @@ public final class FileEventLog: EventLog {
         guard version <= formatVersion else {
             throw EventLogError.notAnEventLog(path: path, detail: "format version \(version) is newer than this build reads (\(formatVersion))")
         }
+        var reader = WindowReader(fd: fd, size: size, path: path)
         var offsets: [Int] = []
-        var position = headerSize
-        var buffer: [UInt8] = [], bufferStart = position
-        func ensure(_ n: Int, at offset: Int) throws -> Bool {   // bytes [offset, offset+n) in buffer?
+        var damaged: [EventLogDamage] = []
+        var position = headerSize, end = headerSize
+        while position < size {
+            let length: Int
+            switch try reader.record(at: position, index: offsets.count) {
+            case let .valid(n): length = n
+            case let .invalid(reason):
+                var next = position + 1
+                while next < size, case .invalid = try reader.record(at: next, index: offsets.count, resynchronizing: true) { next += 1 }
+                guard next < size else {
+                    return (offsets, end, EventLogRecovery(records: offsets.count, validBytes: damaged.first?.offset ?? end,
+                                                           discardedBytes: size - position, reason: reason, tailOffset: position, damaged: damaged))
+                }
+                damaged.append(EventLogDamage(offset: position, length: next - position, recordsBefore: offsets.count, reason: reason))
+                position = next
+                continue
+            }
+            offsets.append(position)
+            position += 8 + length
+            end = position
+        }
+        return (offsets, end, EventLogRecovery(records: offsets.count, validBytes: damaged.first?.offset ?? end,
+                                               discardedBytes: 0, reason: "", tailOffset: size, damaged: damaged))
+    }
+
+    /// Reads a file through a 1 MiB window, for the scan.
+    struct WindowReader {
+        let fd: Int32, size: Int, path: String
+        var buffer: [UInt8] = [], bufferStart = 0
+
+        enum Outcome { case valid(length: Int), invalid(String) }
+
+        /// Whether bytes `[offset, offset + n)` exist; when they do, they are in the buffer.
+        mutating func ensure(_ n: Int, at offset: Int) throws -> Bool {
             if offset >= bufferStart, offset + n <= bufferStart + buffer.count { return true }
-            guard offset + n <= size else { return false }
+            guard n <= size - offset else { return false }
             bufferStart = offset
             buffer = try readAll(fd, count: Swift.min(size - offset, Swift.max(n, 1 << 20)), at: offset, path: path)
             return true
         }
-        func stop(_ reason: String) -> ([Int], Int, EventLogRecovery) {
-            (offsets, position, EventLogRecovery(records: offsets.count, validBytes: position, discardedBytes: size - position, reason: reason))
-        }
-        while position < size {
-            guard try ensure(8, at: position) else { return stop("a record header cut short (\(size - position) of 8 bytes)") }
-            let b = position - bufferStart
+
+        /// Whether a valid record starts at `offset`. While resynchronizing, cheap checks (a
+        /// payload long enough for an event, a known event kind) come before the checksum.
+        mutating func record(at offset: Int, index: Int, resynchronizing: Bool = false) throws -> Outcome {
+            guard try ensure(8, at: offset) else { return .invalid("a record header cut short (\(size - offset) of 8 bytes)") }
+            let b = offset - bufferStart
             let length = buffer[b..<(b + 4)].withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))) }
             let stored = buffer[(b + 4)..<(b + 8)].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
-            guard try ensure(8 + length, at: position) else {
-                return stop("record \(offsets.count) declares \(length) bytes, \(size - position - 8) remain")
+            if resynchronizing {
+                guard length >= minimumPayload, length <= size - offset - 8, try ensure(9, at: offset),
+                      Event.Kind(rawValue: buffer[offset - bufferStart + 8]) != nil else { return .invalid("") }
             }
-            let p = position - bufferStart + 8
+            guard try ensure(8 + length, at: offset) else {
+                return .invalid("record \(index) declares \(length) bytes, \(size - offset - 8) remain")
+            }
+            let p = offset - bufferStart + 8
             let payload = buffer[p..<(p + length)]
             let computed = CRC32C.checksum(payload)
             guard computed == stored else {
-                return stop("record \(offsets.count) fails its checksum (stored \(hex(stored)), computed \(hex(computed)))")
+                return .invalid("record \(index) fails its checksum (stored \(hex(stored)), computed \(hex(computed)))")
             }
-            do { _ = try Event.decode(payload, context: "\(path) record \(offsets.count)") } catch {
-                return stop("record \(offsets.count) does not parse: \(error)")
+            do { _ = try Event.decode(payload, context: "\(path) record \(index)") } catch {
+                return .invalid("record \(index) does not parse: \(error)")
             }
-            offsets.append(position)
-            position += 8 + length
+            return .valid(length: length)
         }
-        return stop("")
     }
 
     // MARK: System calls
+
+    static func size(_ fd: Int32, path: String) throws -> Int {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure(path, "stat") }
+        return Int(info.st_size)
+    }
 
     static func failure(_ path: String, _ operation: String) -> EventLogError {
         .io(path: path, operation: operation, detail: String(cString: strerror(errno)) + " (errno \(errno))")

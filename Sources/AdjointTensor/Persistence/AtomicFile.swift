@@ -29,6 +29,14 @@ public enum AtomicFile {
     /// Writes `data` to a temporary file beside `path`, flushes it to disk (`fsync`), renames it over
     /// `path`, and flushes the directory so the rename itself is durable.
     public static func write(_ data: [UInt8], to path: String) throws {
+        try write(to: path) { try $0(data) }
+    }
+
+    /// Streams a file into place atomically: `body` calls the writer it is given with successive
+    /// chunks; they go to a temporary file beside `path`, which is flushed (`fsync`) and renamed over
+    /// `path` (the directory flushed too) only when `body` returns. When `body` or a write throws,
+    /// the temporary file is removed and `path` is untouched.
+    public static func write(to path: String, _ body: (_ write: ([UInt8]) throws -> Void) throws -> Void) throws {
         let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         let temporary = "\(path).tmp-\(getpid())"
         func fail(_ operation: String, _ file: String = path) -> PersistenceError {
@@ -37,17 +45,24 @@ public enum AtomicFile {
         }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fail("open", temporary) }
-        var written = 0
-        let ok: Bool = data.withUnsafeBytes { raw in
-            while written < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                written += n
+        do {
+            try body { chunk in
+                var written = 0
+                let ok: Bool = chunk.withUnsafeBytes { raw in
+                    while written < raw.count {
+                        let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+                        if n < 0 { if errno == EINTR { continue }; return false }
+                        written += n
+                    }
+                    return true
+                }
+                guard ok else { throw fail("write", temporary) }
             }
-            return true
+            guard fsync(fd) == 0 else { throw fail("fsync", temporary) }
+        } catch {
+            close(fd); unlink(temporary)
+            throw error
         }
-        guard ok else { let e = fail("write", temporary); close(fd); unlink(temporary); throw e }
-        guard fsync(fd) == 0 else { let e = fail("fsync", temporary); close(fd); unlink(temporary); throw e }
         guard close(fd) == 0 else { let e = fail("close", temporary); unlink(temporary); throw e }
         guard rename(temporary, path) == 0 else { let e = fail("rename"); unlink(temporary); throw e }
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
