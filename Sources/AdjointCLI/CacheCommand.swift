@@ -55,6 +55,7 @@ struct WorkloadOptions: ParsableArguments {
                 requests = try r.readAll(limit: limit ?? .max)
             }
             name = (trace as NSString).lastPathComponent
+            guard !requests.isEmpty else { throw TraceError.empty(path: trace) }
         } else {
             var w = try SyntheticWorkload.standard(requests: self.requests)
             requests = try w.readAll()
@@ -81,11 +82,20 @@ public struct CacheCommand: ParsableCommand {
         return mode == .unit ? Int64(sizes.count) : sizes.values.reduce(0, +)
     }
 
-    /// "1000" is an absolute size; "5%" a fraction of the footprint.
-    static func capacity(_ text: String, footprint: Int64) throws -> Int64 {
-        if text.hasSuffix("%"), let p = Double(text.dropLast()), p > 0 { return Swift.max(1, Int64(Double(footprint) * p / 100)) }
-        if let n = Int64(text), n > 0 { return n }
-        throw ValidationError("cache size '\(text)' is neither a positive count nor a percentage like 5%")
+    /// "1000" is an absolute size (1 ... Int64.max); "5%" a fraction of the footprint (above 0%,
+    /// at most 100%). `option` names the option in errors.
+    static func capacity(_ text: String, footprint: Int64, option: String = "--cache-size") throws -> Int64 {
+        if text.hasSuffix("%") {
+            guard let p = Double(text.dropLast()), p.isFinite, p > 0, p <= 100 else {
+                throw ValidationError("\(option) '\(text)': a percentage of the footprint must be a number above 0% and at most 100%")
+            }
+            let size = (Double(footprint) * p / 100).rounded(.down)
+            return size >= Double(Int64.max) ? .max : Swift.max(1, Int64(size))   // 2^63 does not fit
+        }
+        guard let n = Int64(text), n > 0 else {
+            throw ValidationError("\(option) '\(text)': expected a count from 1 to \(Int64.max) or a percentage like 5%")
+        }
+        return n
     }
 
     public struct Simulate: ParsableCommand {
@@ -141,7 +151,8 @@ public struct CacheCommand: ParsableCommand {
         public func run() throws {
             let (name, requests) = try workload.load()
             let footprint = CacheCommand.footprint(requests, workload.sizes)
-            let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint) }
+            let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint, option: "--cache-sizes") }
+            guard !capacities.isEmpty else { throw ValidationError("--cache-sizes '\(cacheSizes)': expected at least one size, e.g. 1%,5%,10%") }
             print("\(name): \(requests.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
             fflush(stdout)
             var learned: CacheModel?
@@ -203,6 +214,13 @@ public struct CacheCommand: ParsableCommand {
 
         public func validate() throws {
             guard hidden >= 0, rounds >= 1 else { throw ValidationError("--hidden must be ≥ 0 and --rounds ≥ 1") }
+            for (option, path) in [("--model", model), ("--checkpoint-directory", checkpointDirectory ?? model + ".checkpoints")] {
+                let parent = (path as NSString).deletingLastPathComponent
+                var isDirectory: ObjCBool = false
+                guard parent.isEmpty || (FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+                    throw ValidationError("\(option) '\(path)': the directory '\(parent)' does not exist (it is not created)")
+                }
+            }
         }
 
         public func run() throws {

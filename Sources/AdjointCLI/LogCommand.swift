@@ -187,7 +187,7 @@ public struct LogCommand: ParsableCommand {
         @Option(name: .long, help: "Target slab temperature, °C.")
         var target = 23.0
 
-        @Option(name: .long, help: "Checkpoint schedule within each logged segment.")
+        @Option(name: .long, help: "Checkpoint schedule within each logged segment (default: binomial:16).", transform: CheckpointSchedule.parse)
         var schedule: CheckpointSchedule = .binomial(snapshots: 16)
 
         @Flag(name: .long, help: "Use the records before the first damaged range of a damaged file log.")

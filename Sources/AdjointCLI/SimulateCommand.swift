@@ -3,10 +3,6 @@ import AdjointExamples
 import ArgumentParser
 import Foundation
 
-extension CheckpointSchedule: ExpressibleByArgument {
-    public init?(argument: String) { self.init(argument) }
-}
-
 /// `adjoint simulate`: differentiates one of the example systems through time.
 public struct SimulateCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -32,7 +28,7 @@ public struct SimulateCommand: ParsableCommand {
     @Option(name: .long, help: "Time steps (default: thermal 2880 = one day, ball 1000, chain 10000).")
     var steps: Int?
 
-    @Option(name: .long, help: "Checkpoint schedule, e.g. binomial:32, uniform:100, storeAll.")
+    @Option(name: .long, help: "Checkpoint schedule, e.g. binomial:32, uniform:100, storeAll (default: binomial:32).", transform: CheckpointSchedule.parse)
     var schedule: CheckpointSchedule = .binomial(snapshots: 32)
 
     @Flag(name: .long, help: "Trace the step once and run it as a compiled program (thermal and chain; same results, bitwise).")
@@ -66,7 +62,9 @@ public struct SimulateCommand: ParsableCommand {
     }
 
     public func validate() throws {
-        guard horizon >= 1 else { throw ValidationError("--steps must be at least 1, got \(horizon)") }
+        guard horizon >= 1, horizon <= CheckpointSchedule.maximumSteps else {
+            throw ValidationError("--steps must be in 1...\(CheckpointSchedule.maximumSteps) (2^48), got \(horizon)")
+        }
         if compiled && model == .ball {
             throw ValidationError("--compiled: the ball's step takes no input tensor and is not compiled; use thermal or chain")
         }

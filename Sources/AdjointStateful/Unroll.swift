@@ -152,7 +152,7 @@ final class UnrollExecutor<Step: StepFunction> {
          schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input,
          plannedEvaluations: Int) throws {
         try schedule.validate()
-        guard steps >= 1 else { throw UnrollError.invalidSteps(steps) }
+        guard steps >= 1, steps <= CheckpointSchedule.maximumSteps else { throw UnrollError.invalidSteps(steps) }
         self.step = step
         self.parameters = parameters
         self.steps = steps

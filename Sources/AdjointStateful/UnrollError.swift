@@ -21,7 +21,7 @@ public struct ReplayDivergence: Error, Equatable, CustomStringConvertible {
 public enum UnrollError: Error, Equatable, CustomStringConvertible {
     /// The schedule cannot work (its text and why).
     case invalidSchedule(String, reason: String)
-    /// The horizon must be at least one step.
+    /// The horizon must be `1 ... CheckpointSchedule.maximumSteps` steps.
     case invalidSteps(Int)
     /// The inputs end before the horizon does.
     case missingInput(step: Int, available: Int)
@@ -32,7 +32,8 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .invalidSchedule(text, reason): return "invalid schedule '\(text)': \(reason)"
-        case let .invalidSteps(n): return "an unroll needs at least 1 step, got \(n)"
+        case let .invalidSteps(n):
+            return "an unroll's steps must be in 1...\(CheckpointSchedule.maximumSteps) (2^48), got \(n)"
         case let .missingInput(step, available): return "no input for step \(step): the inputs hold \(available)"
         case let .valueReadWhileTracing(positions):
             return "the step read a traced value as numbers (item(), doubles or scalars(as:)) \(positions.count) time(s) while it was traced "

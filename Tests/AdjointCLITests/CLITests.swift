@@ -125,6 +125,16 @@ struct CLITests {
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--schedule", "lru"]) }
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--steps", "0"]) }
         #expect(throws: Never.self) { try SimulateCommand.parse(["chain", "--steps", "10", "--schedule", "multiTier:2+2"]) }
+        // Overflowing counts are errors naming the field and the limit, not traps.
+        for schedule in ["binomial:9223372036854775807", "multiTier:9223372036854775807+1", "multiTier:4611686018427387904+4611686018427387904",
+                         "uniform:9223372036854775807", "online:9223372036854775807", "truncated:9223372036854775807", "binomial:99999999999999999999"] {
+            #expect(throws: (any Error).self, "\(schedule)") { try SimulateCommand.parse(["thermal", "--steps", "10", "--schedule", schedule]) }
+            #expect { try CheckpointSchedule.parse(schedule) } throws: { "\($0)".contains("at most \(CheckpointSchedule.maximumCount)") || "\($0)".contains("integer") }
+        }
+        #expect { try SimulateCommand.parse(["thermal", "--steps", "9223372036854775807"]) } throws: { error in
+            SimulateCommand.message(for: error).contains("\(CheckpointSchedule.maximumSteps)")
+        }
+        #expect(throws: UnrollError.invalidSteps(Int.max)) { try CheckpointSchedule.binomial(snapshots: 32).cost(steps: .max) }
     }
 }
 
@@ -260,6 +270,46 @@ struct CacheCLITests {
         }
         #expect(throws: (any Error).self) { try CacheCommand.capacity("-3%", footprint: 100) }
         #expect(try CacheCommand.capacity("5%", footprint: 1000) == 50 && CacheCommand.capacity("70", footprint: 1000) == 70)
+    }
+
+    @Test("hostile cache sizes are errors naming the option and the limit", arguments: [
+        "1e30%", "inf%", "-inf%", "nan%", "0%", "100.5%", "%", "-3", "0", "99999999999999999999", "1e3", "",
+    ])
+    func hostileCacheSize(_ text: String) throws {
+        #expect { try CacheCommand.capacity(text, footprint: .max) } throws: { "\($0)".contains("--cache-size '\(text)'") }
+        #expect(try CacheCommand.capacity("100%", footprint: .max) == .max && CacheCommand.capacity("100%", footprint: 0) == 1)
+    }
+
+    @Test("training that sees no eviction, an empty trace and an empty size list are errors, not traps", arguments: [
+        ["--limit", "1"], ["--cache-size", "100%"], ["--sizes", "bytes", "--csv-size", "1"],
+    ])
+    func noEvictions(_ extra: [String]) throws {
+        let dir = temporaryDirectory("cache-no-evictions")
+        let trace = (dir as NSString).appendingPathComponent("zero.csv")
+        try AtomicFile.write(Array("1,0\n2,0\n3,0\n1,0\n2,0\n".utf8), to: trace)   // all sizes 0 in bytes mode
+        let model = (dir as NSString).appendingPathComponent("m.safetensors")
+        var train = try CacheCommand.Train.parse(["--trace", trace, "--model", model, "--quiet"] + extra)
+        #expect { try train.run() } throws: { "\($0)".contains("training sees no eviction") }
+        let compareExtra = extra.map { $0 == "--cache-size" ? "--cache-sizes" : $0 }
+        var compare = try CacheCommand.Compare.parse(["--trace", trace, "--quiet", "--svg", (dir as NSString).appendingPathComponent("p.svg")] + compareExtra)
+        #expect { try compare.run() } throws: { "\($0)".contains("training sees no eviction") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["zero.csv"])
+        let empty = (dir as NSString).appendingPathComponent("empty.csv")
+        try AtomicFile.write([], to: empty)
+        var simulate = try CacheCommand.Simulate.parse(["--trace", empty])
+        #expect { try simulate.run() } throws: { "\($0)".contains("holds no requests") }
+        var noSizes = try CacheCommand.Compare.parse(["--trace", trace, "--cache-sizes", ",", "--no-learned", "--quiet"])
+        #expect { try noSizes.run() } throws: { "\($0)".contains("at least one size") }
+    }
+
+    @Test("cache train refuses a model path whose directory does not exist, and creates nothing")
+    func missingModelDirectory() throws {
+        let dir = temporaryDirectory("cache-model-dir")
+        let model = (dir as NSString).appendingPathComponent("missing/m.safetensors")
+        #expect { try CacheCommand.Train.parse(["--requests", "2000", "--model", model, "--quiet"]) } throws: {
+            CacheCommand.Train.message(for: $0).contains("does not exist")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
     }
 
     @Test("a missing or damaged trace is reported with the file name")

@@ -72,6 +72,26 @@ struct WorkloadTests {
         #expect { _ = try short.readAll() } throws: { "\($0)".contains("has 3 fields") }
     }
 
+    @Test("a header read as data is refused; sizes beyond the oracleGeneral limit are named")
+    func csvHeaderSniffing() throws {
+        let path = Self.temp("header.csv")
+        try AtomicFile.write(Array("version,time,op,size,lbn\n1,5633898,2a,512,42932745\n1,5633898,2a,512,42932746\n".utf8), to: path)
+        var unheaded = try CSVTraceReader(path: path, columns: .init(id: 0), hasHeader: false)
+        #expect { _ = try unheaded.readAll() } throws: { "\($0)".contains("looks like a header") && "\($0)".contains("version,time,op,size,lbn") }
+        var headed = try CSVTraceReader(path: path, columns: .init(id: "lbn", size: "size"), hasHeader: true)
+        #expect(try headed.readAll().map(\.id) == [42932745, 42932746])
+        // Names on every line are string ids, not a header.
+        let names = Self.temp("names.csv")
+        try AtomicFile.write(Array("get,alpha\nget,beta\nput,alpha\n".utf8), to: names)
+        var strings = try CSVTraceReader(path: names, columns: .init(id: 1), hasHeader: false)
+        let ids = try strings.readAll().map(\.id)
+        #expect(ids.count == 3 && ids[0] == ids[2] && ids[0] != ids[1])
+        let huge = Self.temp("huge.csv")
+        try AtomicFile.write(Array("1,9223372036854775807\n".utf8), to: huge)
+        var sized = try CSVTraceReader(path: huge, columns: .init(id: 0, size: 1), hasHeader: false)
+        #expect { _ = try sized.readAll() } throws: { "\($0)".contains("0...\(CSVTraceReader.maximumSize)") && "\($0)".contains("line 1") }
+    }
+
     @Test("plain text ids, and gzip-compressed text")
     func text() throws {
         let path = Self.temp("ids.txt")

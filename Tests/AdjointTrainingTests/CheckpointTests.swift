@@ -133,7 +133,17 @@ struct CheckpointTests {
         _ = try CheckpointStore(directory: dir)
         #expect(!FileManager.default.fileExists(atPath: dead) && FileManager.default.fileExists(atPath: live))
         #expect(throws: TrainingError.self) { try CheckpointStore(directory: dir, keep: 0) }
-        #expect(throws: PersistenceError.self) { try CheckpointStore(directory: "/proc/adjoint-cannot-create") }
+        // Opening creates nothing; the first save creates the directory, not its missing parents.
+        let missing = (temporaryDirectory("store-missing") as NSString).appendingPathComponent("parent/store")
+        let lazy = try CheckpointStore(directory: missing)
+        #expect(try lazy.latest() == nil && lazy.steps().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: (missing as NSString).deletingLastPathComponent))
+        let checkpoint = Checkpoint(model: net, optimizer: adam)
+        #expect(throws: PersistenceError.self) { try lazy.save(checkpoint) }
+        #expect(!FileManager.default.fileExists(atPath: (missing as NSString).deletingLastPathComponent))
+        let fresh = (temporaryDirectory("store-fresh") as NSString).appendingPathComponent("store")
+        try CheckpointStore(directory: fresh).save(checkpoint)
+        #expect(try CheckpointStore(directory: fresh).steps() == [4])
     }
 
     @Test("checkpoints load in Python's safetensors with the manifest in the metadata")

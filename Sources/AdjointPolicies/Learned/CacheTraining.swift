@@ -34,6 +34,20 @@ public struct CacheTrainingOptions: Sendable {
     public init(capacity: Int64) { self.capacity = capacity }
 }
 
+/// Why a learned policy cannot be trained on a workload.
+public enum CacheTrainingError: Error, Equatable, CustomStringConvertible {
+    /// The workload at this cache size never evicts, so there is no decision to learn from.
+    case noEvictions(requests: Int, capacity: Int64, mode: SizeMode)
+
+    public var description: String {
+        switch self {
+        case let .noEvictions(requests, capacity, mode):
+            return "training sees no eviction: \(requests) requests never fill a cache of \(capacity) \(mode == .unit ? "objects" : "bytes")"
+                + " (the workload's footprint fits); choose a smaller cache size or a longer trace"
+        }
+    }
+}
+
 /// Trains a ``CacheModel`` on a workload, in rounds, checkpointing after each so an interrupted
 /// run resumes where it stopped (bitwise: each round depends only on the checkpointed state).
 public enum CacheTraining {
@@ -41,6 +55,8 @@ public enum CacheTraining {
     ///   - requests: the training workload, with next accesses (``NextAccess/annotate(_:)``).
     ///   - store: checkpoints (resumed from when it holds one); `nil` trains without.
     ///   - progress: after each round: the round, the total, and a line to show.
+    /// - Throws: ``CacheTrainingError/noEvictions(requests:capacity:mode:)`` when the workload never
+    ///   evicts at `options.capacity`; errors of the checkpoint store and of training.
     public static func train(_ requests: [CacheRequest], options: CacheTrainingOptions, traceName: String,
                              store: CheckpointStore? = nil, progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> CacheModel {
         let key = RandomKey(seed: options.seed)
@@ -94,6 +110,7 @@ public enum CacheTraining {
         var policy = LearnedPolicy(capacity: options.capacity, scorer: try EvictionScorer(hidden: 0), candidates: options.candidates, key: key)
         policy.observer = { _, features, _ in if rows.count < 2_000_000 { rows += features } }
         _ = CacheSimulation.run(&policy, requests: requests, mode: options.mode)
+        guard !rows.isEmpty else { throw CacheTrainingError.noEvictions(requests: requests.count, capacity: options.capacity, mode: options.mode) }
         return FeatureNormalization.fit(rows)
     }
 

@@ -10,6 +10,8 @@ public enum TraceError: Error, Equatable, CustomStringConvertible {
     case decompression(path: String, offset: Int, detail: String)
     /// Options that do not fit the file (a column that does not exist, an unknown format).
     case invalidOptions(path: String, detail: String)
+    /// The trace holds no request (a miss ratio over it would mean nothing).
+    case empty(path: String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum TraceError: Error, Equatable, CustomStringConvertible {
         case let .malformed(path, record, offset, detail): return "\(path): record \(record) (byte \(offset)): \(detail)"
         case let .decompression(path, offset, detail): return "\(path): compressed data damaged near byte \(offset) of the file: \(detail)"
         case let .invalidOptions(path, detail): return "\(path): \(detail)"
+        case let .empty(path): return "\(path): the trace holds no requests"
         }
     }
 }

@@ -37,6 +37,11 @@ public struct OracleGeneralReader: RequestSource {
 
 /// Delimited text with chosen columns for the id and, optionally, time and size; a header line or
 /// not. Ids that are not integers are hashed (FNV-1a, 64 bits) so string keys work.
+///
+/// A file read without a header whose first line looks like one (several fields, none a number,
+/// while the next line has numbers) is refused with ``TraceError/invalidOptions(path:detail:)``
+/// instead of being counted as a request. Sizes are limited to ``maximumSize`` (that of
+/// oracleGeneral's `u32` field), so sums over billions of requests cannot overflow.
 public struct CSVTraceReader: RequestSource {
     public struct Columns: Sendable {
         /// 0-based column indices, or names when the file has a header.
@@ -62,13 +67,19 @@ public struct CSVTraceReader: RequestSource {
     private let bytes: BufferedBytes
     private let delimiter: Character
     private let idColumn: Int, timeColumn: Int?, sizeColumn: Int?
+    private let hasHeader: Bool
     private var line = 0, index = 0
+    private var pending: (text: Substring, offset: Int)?
+
+    /// The largest object size a CSV trace may give (bytes).
+    public static let maximumSize = Int64(UInt32.max)
 
     /// - Throws: ``TraceError/invalidOptions(path:detail:)`` for a column name that is not in the
     ///   header (or a name without a header).
     public init(path: String, columns: Columns, hasHeader: Bool, delimiter: Character = ",") throws {
         self.path = path
         self.delimiter = delimiter
+        self.hasHeader = hasHeader
         let file = try FileStream(path: path)
         bytes = BufferedBytes(path.hasSuffix(".gz") ? try GzipStream(file) : file)
         var header: [String] = []
@@ -95,13 +106,32 @@ public struct CSVTraceReader: RequestSource {
         sizeColumn = try resolve(columns.size, "size")
     }
 
-    public mutating func next() throws -> CacheRequest? {
+    /// The next line that is not blank, and its byte offset.
+    private mutating func nextLine() throws -> (text: Substring, offset: Int)? {
+        if let line = pending { pending = nil; return line }
         while true {
             let offset = bytes.consumed
             guard let text = try bytes.readLine() else { return nil }
             line += 1
-            if text.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }   // blank lines
+            if text.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
+            return (text, offset)
+        }
+    }
+
+    public mutating func next() throws -> CacheRequest? {
+        while true {
+            guard let (text, offset) = try nextLine() else { return nil }
             let fields = text.split(separator: delimiter, omittingEmptySubsequences: false)
+            if index == 0, !hasHeader, fields.count >= 2, !fields.contains(where: Self.isNumber) {
+                // Names only: a header, if the next line has numbers.
+                if let following = try nextLine() {
+                    pending = following
+                    if following.text.split(separator: delimiter, omittingEmptySubsequences: false).contains(where: Self.isNumber) {
+                        throw TraceError.invalidOptions(path: path, detail: "the first line (\(text.prefix(120))) looks like a header: no field is a number, "
+                            + "while the next line has numbers; read it with a header (--csv-header) and name the columns")
+                    }
+                }
+            }
             func field(_ column: Int, _ role: String) throws -> Substring {
                 guard column < fields.count else {
                     throw TraceError.malformed(path: path, record: index, offset: offset, detail: "line \(line) has \(fields.count) fields, the \(role) is column \(column)")
@@ -121,8 +151,9 @@ public struct CSVTraceReader: RequestSource {
             }
             if let sizeColumn {
                 let s = try field(sizeColumn, "size")
-                guard let value = Int64(s), value >= 0 else {
-                    throw TraceError.malformed(path: path, record: index, offset: offset, detail: "line \(line): size '\(s)' is not a non-negative integer")
+                guard let value = Int64(s), value >= 0, value <= Self.maximumSize else {
+                    throw TraceError.malformed(path: path, record: index, offset: offset,
+                                               detail: "line \(line): size '\(s)' is not an integer in 0...\(Self.maximumSize)")
                 }
                 size = value
             }
@@ -156,6 +187,12 @@ public enum TraceFormat: String, CaseIterable, Sendable {
         if lower.hasSuffix(".bin") || lower.hasSuffix(".bin.zst") || lower.hasSuffix(".zst") { return .oracleGeneral }
         if lower.hasSuffix(".csv") || lower.hasSuffix(".csv.gz") { return .csv }
         return .text
+    }
+}
+
+extension CSVTraceReader {
+    static func isNumber(_ field: Substring) -> Bool {
+        Double(field.trimmingCharacters(in: .whitespaces)) != nil
     }
 }
 

@@ -77,10 +77,23 @@ public enum CheckpointSchedule: Hashable, Sendable, CustomStringConvertible, Los
         return schedule
     }
 
+    /// The largest horizon an unroll takes (2^48 steps: over three days at a nanosecond a step), so
+    /// that no count a schedule keeps can overflow.
+    public static let maximumSteps = 1 << 48
+    /// The largest snapshot count, interval or window a schedule takes (2^40). Counts above the
+    /// horizon act as the horizon.
+    public static let maximumCount = 1 << 40
+
     /// Throws ``UnrollError/invalidSchedule(_:reason:)`` for counts that cannot work.
     public func validate() throws {
         func positive(_ n: Int, _ what: String) throws {
             guard n >= 1 else { throw UnrollError.invalidSchedule(description, reason: "\(what) must be at least 1, got \(n)") }
+            try bounded(n, what)
+        }
+        func bounded(_ n: Int, _ what: String) throws {
+            guard n <= Self.maximumCount else {
+                throw UnrollError.invalidSchedule(description, reason: "\(what) must be at most \(Self.maximumCount) (2^40), got \(n)")
+            }
         }
         switch self {
         case .storeAll: break
@@ -88,7 +101,10 @@ public enum CheckpointSchedule: Hashable, Sendable, CustomStringConvertible, Los
         case let .binomial(snapshots): try positive(snapshots, "snapshots")
         case let .online(snapshots):
             guard snapshots >= 2 else { throw UnrollError.invalidSchedule(description, reason: "online needs at least 2 snapshots, got \(snapshots)") }
+            try bounded(snapshots, "snapshots")
         case let .multiTier(ram, disk):
+            try bounded(ram, "ram")
+            try bounded(disk, "disk")
             guard ram >= 0, disk >= 0, ram + disk >= 1 else {
                 throw UnrollError.invalidSchedule(description, reason: "ram and disk must be non-negative with at least one snapshot, got \(ram)+\(disk)")
             }
@@ -113,7 +129,7 @@ public enum CheckpointSchedule: Hashable, Sendable, CustomStringConvertible, Los
         try forEachAction(steps: steps) { action in
             switch action {
             case let .advance(to):
-                cost.forwardSteps += to - current
+                cost.forwardSteps = Self.saturatingSum(cost.forwardSteps, to - current)
                 current = to
             case let .restore(k): current = k
             case let .record(k):
@@ -132,11 +148,16 @@ public enum CheckpointSchedule: Hashable, Sendable, CustomStringConvertible, Los
         return cost
     }
 
+    static func saturatingSum(_ a: Int, _ b: Int) -> Int {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : sum
+    }
+
     /// Calls `emit` with each of the schedule's actions for `steps` steps, in order, without
     /// running anything (the unroll runs the same sequence).
     public func forEachAction(steps: Int, _ emit: (CheckpointAction) throws -> Void) throws {
         try validate()
-        guard steps >= 1 else { throw UnrollError.invalidSteps(steps) }
+        guard steps >= 1, steps <= Self.maximumSteps else { throw UnrollError.invalidSteps(steps) }
         switch self {
         case .storeAll:
             for k in 0..<steps { try emit(.record(k)) }
@@ -248,6 +269,7 @@ public struct ScheduleCost: Equatable, Sendable {
     /// The most recorded steps held at once.
     public var peakRecordedSteps = 0
     /// Every step evaluation, recorded or not.
-    public var evaluations: Int { forwardSteps + recordedSteps }
+    /// Forward and recorded steps together (`Int.max` when that does not fit in an `Int`).
+    public var evaluations: Int { CheckpointSchedule.saturatingSum(forwardSteps, recordedSteps) }
     public init() {}
 }

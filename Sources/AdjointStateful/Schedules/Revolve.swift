@@ -9,7 +9,9 @@ public enum Revolve {
     public static func beta(_ s: Int, _ r: Int) -> Int {
         guard s >= 0, r >= 0 else { return 0 }
         let k = min(s, r)
-        let n = s + r
+        guard k > 0 else { return 1 }
+        let (n, nOverflow) = s.addingReportingOverflow(r)
+        if nOverflow { return Int.max }
         var value = 1
         for i in 0..<k {
             // value · (n − i) / (i + 1) stays an integer at every step.
@@ -20,9 +22,10 @@ public enum Revolve {
         return value
     }
 
-    /// The least `r` with `β(s, r) ≥ steps`.
-    public static func repetitionNumber(steps: Int, snapshots s: Int) -> Int {
-        precondition(s >= 1 && steps >= 1)
+    /// The least `r` with `β(s, r) ≥ steps` (0 when `steps ≤ 1`).
+    public static func repetitionNumber(steps: Int, snapshots: Int) -> Int {
+        // More snapshots than steps act as `steps` of them (β(s, 1) = s + 1 ≥ steps either way).
+        let s = max(1, min(snapshots, steps))
         var r = 0
         var b = 1  // β(s, 0)
         while b < steps {
@@ -37,13 +40,15 @@ public enum Revolve {
     /// `t(steps, s)`: the forward steps Revolve runs besides the recorded ones.
     public static func forwardSteps(steps: Int, snapshots s: Int) -> Int {
         let r = repetitionNumber(steps: steps, snapshots: s)
-        return r * steps - beta(s + 1, r - 1)
+        let (product, overflow) = r.multipliedReportingOverflow(by: steps)
+        return overflow ? Int.max : product - beta(min(s, steps) + 1, r - 1)
     }
 
     /// How far to advance from the start of `l` steps with `s` snapshots: any `m` in
     /// `[max(l − β(s−1, r), β(s, r−2)), min(β(s, r−1), l − β(s−1, r−1))]` is optimal; the lower end
     /// is taken.
-    static func split(_ l: Int, _ s: Int) -> Int {
+    static func split(_ l: Int, _ snapshots: Int) -> Int {
+        let s = min(snapshots, l)
         let r = repetitionNumber(steps: l, snapshots: s)
         return max(1, l - beta(s - 1, r), beta(s, r - 2))
     }

@@ -22,17 +22,16 @@ public struct CheckpointStore {
         public var rejected: [(path: String, error: Error)]
     }
 
-    /// Opens (creating if needed) the store at `directory`.
+    /// Opens the store at `directory`. Nothing is created until the first ``save(_:)``, which
+    /// creates the directory itself (its parent must exist); a store whose directory does not exist
+    /// yet is empty.
     ///
     /// - Throws: ``TrainingError/invalidOption(name:value:expected:)`` for `keep < 1`;
-    ///   `PersistenceError.io` when the directory cannot be created or listed.
+    ///   `PersistenceError.io` when the directory cannot be listed.
     public init(directory: String, keep: Int = 2) throws {
         guard keep >= 1 else { throw TrainingError.invalidOption(name: "checkpoints kept", value: "\(keep)", expected: "at least 1") }
         self.directory = directory
         self.keep = keep
-        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw PersistenceError.io(path: directory, operation: "create directory", errno: errno, message: "\(error.localizedDescription)")
-        }
         for name in try listing() where name.contains(".tmp-") {
             if let pid = Int32(name.split(separator: "-").last ?? ""), kill(pid, 0) == 0 || errno == EPERM { continue }
             unlink(path(named: name))
@@ -53,6 +52,10 @@ public struct CheckpointStore {
     /// Saves `checkpoint` as the one of its step, then removes all but the newest ``keep``.
     @discardableResult
     public func save(_ checkpoint: Checkpoint) throws -> String {
+        if mkdir(directory, 0o755) != 0, errno != EEXIST {
+            let code = errno
+            throw PersistenceError.io(path: directory, operation: "create the checkpoint directory", errno: code, message: String(cString: strerror(code)))
+        }
         let file = path(step: checkpoint.manifest.step)
         try checkpoint.write(to: file)
         for old in try steps().dropLast(keep) { unlink(path(step: old)) }
@@ -77,6 +80,8 @@ public struct CheckpointStore {
     private func path(named name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
     private func listing() throws -> [String] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else { return [] }
         do { return try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
             throw PersistenceError.io(path: directory, operation: "list directory", errno: ENOENT, message: "\(error.localizedDescription)")
         }
