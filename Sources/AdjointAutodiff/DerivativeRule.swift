@@ -76,7 +76,7 @@ enum PrimalSource {
             }
             return saved.tensor(shape: tape.inputs[k].type.shape)
         case let .call(c, saves):
-            precondition(saves.inputs.contains(i), "rule of \(c.op.rawValue) reads input \(i) without saving it")
+            precondition(saves.savesInput(i), "rule of \(c.op.rawValue) reads input \(i) without saving it")
             return c.inputs[i]
         }
     }
@@ -198,8 +198,13 @@ public final class DerivativeRule {
     public struct Saves {
         public var inputs: [Int]
         public var output: Bool
-        public init(inputs: [Int] = [], output: Bool = false) { self.inputs = inputs; self.output = output }
+        /// Every input, however many the call has (custom operators).
+        public var allInputs: Bool
+        public init(inputs: [Int] = [], output: Bool = false) { self.inputs = inputs; self.output = output; allInputs = false }
+        public init(allInputs: Bool, output: Bool = false) { inputs = []; self.output = output; self.allInputs = allInputs }
         public static let nothing = Saves()
+        /// Whether input `i` is saved.
+        @inlinable public func savesInput(_ i: Int) -> Bool { allInputs || inputs.contains(i) }
     }
 
     /// Maps the output's cotangent to one cotangent per input (`nil`: a symbolic zero).

@@ -99,7 +99,7 @@ public final class Tape: InterpreterLevel {
             throw ResourceError.tapeTooLong(nodes: nodes.count + 1, limit: limit)
         }
         let start = inputs.count
-        let saves = rule.saves.inputs
+        let saves = rule.saves
         var scalarForm = ScalarVJP(op)
         if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32)
             || operands.indices.contains(where: { !operand[$0].shape.isEmpty || operand[$0].dtype != output.dtype }) {
@@ -108,7 +108,7 @@ public final class Tape: InterpreterLevel {
         for i in operands.indices {
             inputs.append(Input(id: operand[i].traceTags.id(at: level) ?? -1,
                                 type: ValueType(dtype: operand[i].dtype, shape: operand[i].shape),
-                                saved: saves.contains(i) ? SavedTensor(at: operand + i, dropping: level) : nil))
+                                saved: saves.savesInput(i) ? SavedTensor(at: operand + i, dropping: level) : nil))
         }
         let id = newValue()
         nodes.append(Node(

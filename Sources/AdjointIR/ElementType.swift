@@ -50,6 +50,20 @@ public struct ValueType: Hashable, Codable, Sendable, CustomStringConvertible {
 
     /// Elements of a value of this type.
     @inlinable public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Bytes of a contiguous value of this type, or `nil` when a dimension is negative or the
+    /// element or byte count does not fit in an `Int` (a shape read from a file, not yet trusted).
+    public var checkedByteCount: Int? {
+        var count = 1
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else { return nil }
+            count = product
+        }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+        return overflow ? nil : bytes
+    }
     /// Bytes of a contiguous value of this type.
     @inlinable public var byteCount: Int { elementCount * dtype.byteSize }
 }

@@ -10,6 +10,11 @@ public enum IRError: Error, Equatable, CustomStringConvertible {
     case outputTypeCount(op: OpCode, node: Int, outputs: Int, types: Int)
     /// A graph output is not defined.
     case undefinedOutput(ValueID)
+    /// A value's declared type has a negative dimension, an element or byte count that overflows,
+    /// or more bytes than `limit` (`node` is `nil` for a graph input).
+    case valueTooLarge(ValueID, node: Int?, type: ValueType, limit: Int)
+    /// A node declares an output type other than the one its operator computes.
+    case declaredTypeMismatch(node: Int, op: OpCode, declared: ValueType, computed: ValueType)
     /// The serialized data is not an Adjoint graph, or is damaged.
     case corruptFile(String)
     /// The serialized data was written by a newer format version than this build reads.
@@ -27,6 +32,11 @@ public enum IRError: Error, Equatable, CustomStringConvertible {
             return "node \(node) (\(op.rawValue)) lists \(outputs) outputs but \(types) output types"
         case let .undefinedOutput(v):
             return "graph output \(v) is not defined by any input or node"
+        case let .valueTooLarge(v, node, type, limit):
+            let size = type.checkedByteCount.map { "\($0) bytes" } ?? "a negative dimension or an element count that overflows"
+            return "\(v) of type \(type)" + (node.map { " (node \($0))" } ?? " (graph input)") + " has \(size); the limit is \(limit) bytes"
+        case let .declaredTypeMismatch(node, op, declared, computed):
+            return "node \(node) (\(op.rawValue)) declares its output \(declared), but the operator computes \(computed)"
         case let .corruptFile(why):
             return "not a valid Adjoint graph file: \(why)"
         case let .unsupportedVersion(found, supported):

@@ -12,7 +12,29 @@ struct CustomOperatorTests {
             vjp: { _, _, g in [try g.cast(to: .float32)] }))
         try! CustomOperators.register(CustomOperator(name: "test.alias", forward: { xs in xs[0] }))
         try! CustomOperators.register(CustomOperator(name: "test.noVJP", forward: { xs in try xs[0].exp() }))
+        // Σ_i i·x_i over any number of inputs; its VJP reads every input.
+        try! CustomOperators.register(CustomOperator(name: "test.weightedSum",
+            forward: { xs in try xs.enumerated().reduce(try xs[0] * 0) { try $0 + $1.element * Double($1.offset) } },
+            vjp: { xs, _, g in try xs.indices.map { i in try g * xs[i].onesLike() * Double(i) } },
+            jvp: { _, _, ts in try ts.enumerated().reduce(nil as Tensor?) { sum, t in
+                guard let tangent = t.element else { return sum }
+                let term = try tangent * Double(t.offset)
+                return try sum.map { try $0 + term } ?? term
+            } }))
     }()
+
+    @Test("a custom operator with 200 inputs differentiates in both modes (more inputs than a fixed save list)")
+    func manyInputs() throws {
+        let xs = (0..<200).map { t([Double($0) / 10]) }
+        let grads = try gradient(at: xs) { xs in try Tensor.custom("test.weightedSum", xs).sum() }
+        #expect(grads.map { $0.doubles[0] } == (0..<200).map(Double.init))
+        let (_, tangent) = try jvp(at: xs[150], direction: t([1])) { x in
+            var inputs = xs
+            inputs[150] = x
+            return try Tensor.custom("test.weightedSum", inputs)
+        }
+        #expect(tangent.doubles == [150])
+    }
 
     init() { _ = Self.registered }
 

@@ -40,4 +40,51 @@ struct GraphExportTests {
         let future = try SafeTensors.encode(["capture.1": bundle.captures.values.first!], metadata: ["adjoint.graph": text, "adjoint.graph.checksum": "x"])
         #expect(throws: IRError.unsupportedVersion(found: 99, supported: 1)) { try GraphBundle.decode(future, path: "g") }
     }
+
+    /// A bundle whose graph is `bundle`'s with `edit` applied, re-encoded with a valid checksum:
+    /// what a forger (or a buggy writer) produces.
+    static func forged(_ bundle: GraphBundle, _ edit: (inout Graph) -> Void) throws -> [UInt8] {
+        var graph = bundle.graph
+        edit(&graph)
+        return try GraphBundle(graph: graph, captures: bundle.captures).encoded()
+    }
+
+    @Test("well-formed files with huge, overflowing or negative shapes are refused before anything is allocated", arguments: [
+        [1 << 40, 1 << 40], [Int.max, 2], [1 << 20, 1 << 20, 1 << 4], [-1, 3], [3, -4],
+    ])
+    func hostileShapes(_ shape: [Int]) throws {
+        let (bundle, _) = try traceGraph(Self.f, at: Self.arguments)
+        let argument = try Self.forged(bundle) { $0.inputs[0].type.shape = shape }
+        #expect { try GraphBundle.decode(argument, path: "g") } throws: { error in
+            guard case IRError.valueTooLarge(_, nil, let type, _) = error else { return false }
+            return type.shape == shape && "\(error)".contains("limit")
+        }
+        let output = try Self.forged(bundle) { $0.nodes[0].outputTypes[0].shape = shape }
+        #expect { try GraphBundle.decode(output, path: "g") } throws: { error in
+            guard case IRError.valueTooLarge(_, 0, _, _) = error else { return false }
+            return true
+        }
+    }
+
+    @Test("a node whose declared type is not what its operator computes is refused before it is run or compiled")
+    func lyingTypes() throws {
+        let (bundle, _) = try traceGraph(Self.f, at: Self.arguments)
+        for index in bundle.graph.nodes.indices {
+            func lie(_ graph: inout Graph) {
+                var shape = graph.nodes[index].outputTypes[0].shape
+                if shape.isEmpty { shape = [7] } else { shape[0] += 5 }
+                graph.nodes[index].outputTypes[0].shape = shape
+            }
+            #expect("node \(index)") { try GraphBundle.decode(try Self.forged(bundle, lie), path: "g") } throws: { error in
+                guard case let IRError.declaredTypeMismatch(node, _, declared, computed) = error else { return false }
+                return node == index && declared != computed
+            }
+            var graph = bundle.graph
+            lie(&graph)
+            let inMemory = GraphBundle(graph: graph, captures: bundle.captures)
+            #expect(throws: IRError.self, "node \(index)") { try inMemory.execute(Self.arguments) }
+            #expect(throws: IRError.self, "node \(index)") { try inMemory.compiled() }
+        }
+        #expect(throws: Never.self) { try bundle.compiled() }
+    }
 }

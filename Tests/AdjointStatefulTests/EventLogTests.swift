@@ -92,6 +92,18 @@ struct EventLogTests {
         #expect(try again.allEvents().map(\.step) == [0, 1, 2, 3, 99])
     }
 
+    @Test("tensors in records: overflowing shapes and bool bytes other than 0 and 1 are malformed records")
+    func hostileTensorRecords() throws {
+        func record(_ dtype: String, _ shape: [Int64], _ payload: [UInt8]) -> Event {
+            var data = [UInt8(dtype.utf8.count)] + Array(dtype.utf8) + [UInt8(shape.count)]
+            for d in shape { withUnsafeBytes(of: d.littleEndian) { data += $0 } }
+            return Event(kind: .input, step: 0, data: data + payload)
+        }
+        #expect { try record("f64", [1 << 39, 1 << 39, 1 << 39], []).tensor() } throws: { "\($0)".contains("overflows") }
+        #expect { try record("bool", [2], [1, 2]).tensor() } throws: { "\($0)".contains("bool element 1 is the byte 2") }
+        #expect(try record("bool", [2], [1, 0]).tensor().doubles == [1, 0])
+    }
+
     /// Writes `n` external events to a new file log; returns the path and each record's offset.
     static func fileLog(_ name: String, records n: Int) throws -> (String, [Int]) {
         let path = Self.path(name)

@@ -81,6 +81,14 @@ struct SafeTensorsTests {
         }
         #expect(throws: PersistenceError.self) { try SafeTensors.read(FileManager.default.temporaryDirectory.path) }   // a directory
         #expect(throws: PersistenceError.self) { try SafeTensors.write(["a": Tensor(1.0)], to: "/nonexistent/dir/model.safetensors") }
+        // Shapes whose product overflows, with offsets that would wrap to the byte count.
+        for shape in ["[4611686018427387904,4]", "[9223372036854775807,2]", "[4294967296,4294967296,2]", "[2305843009213693952,4]"] {
+            #expect("\(shape)") { try SafeTensors.decode(file(#"{"x":{"dtype":"F64","shape":"# + shape + #","data_offsets":[0,0]}}"#, data: 0), path: "f") }
+                throws: { "\($0)".contains("overflows") }
+        }
+        // A bool byte that is neither 0 nor 1 is not a Bool.
+        #expect { try SafeTensors.decode(file(#"{"m":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]}}"#, data: 0) + [1, 0, 7], path: "f") }
+            throws: { "\($0)".contains("bool element 2 is the byte 7") && "\($0)".contains("tensor 'm'") }
     }
 
     @Test("files load in Python's safetensors and files it writes load here")

@@ -19,6 +19,9 @@ public struct GraphBundle {
     /// from a file.
     public var valueReads: [Int] = []
 
+    /// Whether ``checkDeclaredTypes()`` has passed for this graph (set by ``decode(_:path:)``).
+    private var typesChecked = false
+
     public init(graph: Graph, captures: [ValueID: Tensor]) {
         self.graph = graph
         self.captures = captures
@@ -41,12 +44,16 @@ public struct GraphBundle {
             }
             values[input.id] = value
         }
-        for node in graph.nodes {
+        for (index, node) in graph.nodes.enumerated() {
             let inputs = try node.inputs.map { id -> Tensor in
                 guard let v = values[id] else { throw IRError.corruptFile("value \(id) is used before it is defined") }
                 return v
             }
             let output = try dispatch1(node.op, node.attributes, inputs)
+            guard node.outputTypes.count == 1, output.valueType == node.outputTypes[0] else {
+                throw IRError.declaredTypeMismatch(node: index, op: node.op, declared: node.outputTypes.first ?? ValueType(dtype: output.dtype, shape: []),
+                                                   computed: output.valueType)
+            }
             values[node.outputs[0]] = output
         }
         return try graph.outputs.map { id in
@@ -58,8 +65,26 @@ public struct GraphBundle {
     /// The graph compiled to run in one preallocated frame (see ``CompiledProgram``): bitwise the
     /// outputs of ``execute(_:)``, without a tensor per operation (with `native`, runs of its
     /// arithmetic as machine code).
+    ///
+    /// The compiler plans memory from the declared types, so a bundle not made by ``decode(_:path:)``
+    /// (which checks them) has its types checked first (``checkDeclaredTypes()``).
     public func compiled(order: [Int]? = nil, boundary: Int? = nil, native: NativeCode = .off) throws -> CompiledProgram {
-        try CompiledProgram(graph, captures: captures, order: order, boundary: boundary, native: native)
+        if !typesChecked { try checkDeclaredTypes() }
+        return try CompiledProgram(graph, captures: captures, order: order, boundary: boundary, native: native)
+    }
+
+    /// Runs the graph once on arguments of its declared types (ones for floating-point types,
+    /// zeros otherwise) and checks that every node computes exactly the type it declares: types
+    /// read from a file are never trusted.
+    ///
+    /// - Throws: ``IRError/declaredTypeMismatch(node:op:declared:computed:)``, or what an operator
+    ///   throws on those arguments.
+    public func checkDeclaredTypes() throws {
+        let arguments = try graph.inputs.filter { $0.role == .argument }.map { input in
+            input.type.dtype.isFloatingPoint ? try Tensor.ones(input.type.shape, dtype: input.type.dtype)
+                                             : try Tensor.zeros(input.type.shape, dtype: input.type.dtype)
+        }
+        _ = try execute(arguments)
     }
 
     static let graphKey = "adjoint.graph", checksumKey = "adjoint.graph.checksum"
@@ -91,7 +116,12 @@ public struct GraphBundle {
             }
             captures[input.id] = t
         }
-        return GraphBundle(graph: graph, captures: captures)
+        var bundle = GraphBundle(graph: graph, captures: captures)
+        do { try bundle.checkDeclaredTypes() } catch let error as IRError { throw error } catch {
+            throw IRError.corruptFile("\(path): running the graph once to check its declared types failed: \(error)")
+        }
+        bundle.typesChecked = true
+        return bundle
     }
 
     public func write(to path: String) throws { try AtomicFile.write(encoded(), to: path) }

@@ -8,7 +8,7 @@ extension DerivativeRules {
             return try CustomOperators.lookup(name)
         }
         func inputs(_ c: any DerivativeContext) -> [Tensor] { (0..<c.inputCount).map { c.input($0) } }
-        return .differentiable(saving: DerivativeRule.Saves(inputs: Array(0..<64), output: true), vjp: { c in
+        return .differentiable(saving: DerivativeRule.Saves(allInputs: true, output: true), vjp: { c in
             let op = try registered(c)
             guard let vjp = op.vjp else {
                 throw AutodiffError.derivativeNotImplemented(op: .customCall, node: -1, reason: "custom operator '\(op.name)' was registered without a VJP")

@@ -187,13 +187,11 @@ enum TensorBytes {
             guard d >= 0, d < 1 << 40 else { throw EventLogError.malformedRecord(context: context, detail: "dimension \(d)") }
             shape.append(Int(d))
         }
-        let count = shape.reduce(1, *) * dtype.byteSize
-        guard count == reader.remaining else {
-            throw EventLogError.malformedRecord(context: context, detail: "a \(dtype) tensor of shape \(shape) needs \(count) bytes, the record has \(reader.remaining)")
+        let payload = try reader.bytes(reader.remaining)
+        do {
+            return try payload.withUnsafeBytes { try Tensor(copyingBytes: $0, shape: shape, dtype: dtype, context: "tensor") }
+        } catch {
+            throw EventLogError.malformedRecord(context: context, detail: "\(error)")
         }
-        let t = Tensor(uninitialized: shape, dtype: dtype)
-        let payload = try reader.bytes(count)
-        if count > 0 { payload.withUnsafeBytes { t.rawPointer.copyMemory(from: $0.baseAddress!, byteCount: count) } }
-        return t
     }
 }

@@ -70,7 +70,9 @@ public enum SafeTensors {
                 throw PersistenceError.corrupt(path: path, offset: dataStart + max(0, offsets[0]),
                                                detail: "tensor '\(name)' has offsets \(offsets) outside the \(dataLength) data bytes or a negative extent")
             }
-            let expected = shape.reduce(1, *) * dtype.byteSize
+            guard let expected = ValueType(dtype: dtype, shape: shape).checkedByteCount else {
+                throw PersistenceError.corrupt(path: path, offset: 8, detail: "tensor '\(name)' has shape \(shape), whose size overflows")
+            }
             guard offsets[1] - offsets[0] == expected else {
                 throw PersistenceError.corrupt(path: path, offset: dataStart + offsets[0],
                                                detail: "tensor '\(name)' of shape \(shape) \(code) needs \(expected) bytes, its offsets span \(offsets[1] - offsets[0])")
@@ -91,11 +93,14 @@ public enum SafeTensors {
         }
         var tensors: [String: Tensor] = [:]
         for entry in entries {
-            let t = Tensor(uninitialized: entry.shape, dtype: entry.dtype)
-            bytes.withUnsafeBytes { raw in
-                t.rawPointer.copyMemory(from: raw.baseAddress! + dataStart + entry.begin, byteCount: entry.end - entry.begin)
+            do {
+                tensors[entry.name] = try bytes.withUnsafeBytes { raw in
+                    try Tensor(copyingBytes: UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.begin)..<(dataStart + entry.end)]),
+                               shape: entry.shape, dtype: entry.dtype, context: "tensor '\(entry.name)'")
+                }
+            } catch let error as TensorError {
+                throw PersistenceError.corrupt(path: path, offset: dataStart + entry.begin, detail: "\(error)")
             }
-            tensors[entry.name] = t
         }
         return (tensors, metadata)
     }
