@@ -65,7 +65,7 @@ public struct TrainCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        guard steps >= 0 else { throw ValidationError("--steps must be at least 0, got \(steps)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard saveEvery >= 1 else { throw ValidationError("--save-every must be at least 1, got \(saveEvery)") }
         guard keep >= 1 else { throw ValidationError("--keep must be at least 1, got \(keep)") }
         guard hidden >= 1 else { throw ValidationError("--hidden must be at least 1, got \(hidden)") }
@@ -82,6 +82,7 @@ public struct TrainCommand: ParsableCommand {
         if let checkpointDirectory {
             let opened = try CheckpointStore(directory: checkpointDirectory, keep: keep)
             store = opened
+            try opened.createDirectory()
             try run.write(to: (checkpointDirectory as NSString).appendingPathComponent("run.json"))
             if let loaded = try opened.latest() {
                 for (path, error) in loaded.rejected { printError("warning: skipped \(path): \(error)") }
@@ -91,7 +92,7 @@ public struct TrainCommand: ParsableCommand {
             }
         }
         let bar = quiet ? nil : ProgressBar(label: "train mlp", minimumTotal: 1, unit: "steps")
-        let target = steps
+        let target = steps, stepsAtStart = training.step
         while training.step < target {
             try training.trainStep()
             bar?.update(training.step, of: target)
@@ -102,7 +103,11 @@ public struct TrainCommand: ParsableCommand {
             }
         }
         bar?.finish()
-        print(String(format: "step %d loss %.6f digest %@", training.step, training.lastLoss, training.digest))
+        if training.step == stepsAtStart {   // resumed at or past the target: no step ran here, no loss to print
+            print("step \(training.step): nothing to train (the checkpoint is at step \(training.step), --steps \(target)); digest \(training.digest)")
+        } else {
+            print(String(format: "step %d loss %.6f digest %@", training.step, training.lastLoss, training.digest))
+        }
     }
 }
 

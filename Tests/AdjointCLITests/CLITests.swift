@@ -160,9 +160,18 @@ struct ReproCLITests {
 
     @Test("`adjoint train` validates its options")
     func trainOptions() throws {
-        for bad in [["--steps", "-1"], ["--save-every", "0"], ["--keep", "0"], ["--threads", "0"], ["--policy", "fastest"]] {
+        for bad in [["--steps", "-1"], ["--steps", "0"], ["--save-every", "0"], ["--keep", "0"], ["--threads", "0"], ["--policy", "fastest"]] {
             #expect(throws: (any Error).self) { try TrainCommand.parse(bad) }
         }
+    }
+
+    @Test("`adjoint train` resumed at or past --steps says there is nothing to train instead of printing a NaN loss")
+    func trainNothingToDo() throws {
+        let dir = (temporaryDirectory("train-nothing") as NSString).appendingPathComponent("run")
+        let first = try runProcess([try adjointExecutable(), "train", "--steps", "4", "--save-every", "2", "--checkpoint-directory", dir, "--quiet"])
+        #expect(first.status == 0 && first.output.contains("step 4 loss "), "\(first.output)")
+        let again = try runProcess([try adjointExecutable(), "train", "--steps", "2", "--checkpoint-directory", dir, "--quiet"])
+        #expect(again.status == 0 && again.output.contains("step 4: nothing to train") && !again.output.lowercased().contains("nan"), "\(again.output)")
     }
 }
 

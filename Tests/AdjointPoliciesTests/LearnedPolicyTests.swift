@@ -60,6 +60,19 @@ struct LearnedPolicyTests {
         let resumed = try CacheTraining.train(requests, options: options, traceName: "synthetic", store: store) { _, _, m in messages.append(m) }
         #expect(messages.first?.hasPrefix("resumed after round 2") == true && messages.count == 2)
         #expect(zip(resumed.scorer.tensors, straight.scorer.tensors).allSatisfy(bitwiseEqual))
+        // A checkpoint of another training is refused, naming what differs.
+        var otherSize = options
+        otherSize.capacity += 1
+        #expect { try CacheTraining.train(requests, options: otherSize, traceName: "synthetic", store: store) } throws: { error in
+            guard case let CacheTrainingError.checkpointMismatch(_, field, checkpoint, requested) = error else { return false }
+            return field == "cacheSize" && checkpoint == "\(options.capacity)" && requested == "\(options.capacity + 1)"
+        }
+        var otherRequests = requests
+        otherRequests[17].id &+= 1
+        #expect { try CacheTraining.train(otherRequests, options: options, traceName: "synthetic", store: store) } throws: { error in
+            guard case let CacheTrainingError.checkpointMismatch(_, field, _, _) = error else { return false }
+            return field == "workloadFingerprint"
+        }
     }
 
     @Test("gradients through the relaxed simulator match finite differences of its loss")
@@ -118,6 +131,60 @@ struct LearnedPolicyTests {
         #expect(FileManager.default.fileExists(atPath: path + ".json"))
         let foreign = (dir as NSString).appendingPathComponent("f.safetensors")
         try SafeTensors.write(["w": Tensor(1.0)], to: foreign)
-        #expect(throws: TraceError.self) { try CacheModel.read(foreign) }
+        #expect { try CacheModel.read(foreign) } throws: { "\($0)".contains("not an Adjoint cache model") }
+    }
+
+    static func metadata(_ edit: (inout CacheModel.Metadata) -> Void = { _ in }) -> CacheModel.Metadata {
+        var m = CacheModel.Metadata(normalization: .identity, hidden: 4, candidates: 16, method: "imitation", trace: "t",
+                                    cacheSize: 100, sizeMode: "unit", seed: 1, rounds: 2, trainingMissRatio: 0.5)
+        edit(&m)
+        return m
+    }
+
+    @Test("model files with a valid checksum but values a policy cannot use are refused, naming the field", arguments: [
+        ("candidates", { (m: inout CacheModel.Metadata) in m.candidates = 0 }),
+        ("candidates", { m in m.candidates = -5 }),
+        ("candidates", { m in m.candidates = 1 << 40 }),
+        ("hidden", { m in m.hidden = 1 << 40 }),
+        ("normalization.std", { m in m.normalization.std[2] = 0 }),
+        ("normalization.std", { m in m.normalization.std[0] = -1 }),   // (JSON cannot hold NaN or infinity)
+        ("normalization", { m in m.normalization.mean.removeLast() }),
+        ("cacheSize", { m in m.cacheSize = 0 }),
+        ("sizeMode", { m in m.sizeMode = "pages" }),
+        ("formatVersion", { m in m.formatVersion = 2 }),
+    ] as [(String, @Sendable (inout CacheModel.Metadata) -> Void)])
+    func hostileModelMetadata(_ field: String, _ edit: @Sendable (inout CacheModel.Metadata) -> Void) throws {
+        let path = (temporaryDirectory("cache-model-bad") as NSString).appendingPathComponent("m.safetensors")
+        let metadata = Self.metadata(edit)
+        try CacheModel(scorer: try EvictionScorer(hidden: 4, key: RandomKey(seed: 2)), metadata: metadata).write(to: path)
+        #expect { try CacheModel.read(path) } throws: { error in
+            guard case let CacheModelError.invalid(p, f, _) = error else { return false }
+            return p == path && f == field
+        }
+    }
+
+    @Test("model files: NaN weights, a damaged byte and a sidecar that disagrees are refused")
+    func damagedModelFiles() throws {
+        let dir = temporaryDirectory("cache-model-damaged")
+        let path = (dir as NSString).appendingPathComponent("m.safetensors")
+        let scorer = try EvictionScorer(hidden: 4, key: RandomKey(seed: 2))
+        var tensors = scorer.tensors
+        tensors[0] = try tensors[0] * Double.nan
+        try CacheModel(scorer: scorer.replacingTensors(with: tensors), metadata: Self.metadata()).write(to: path)
+        #expect { try CacheModel.read(path) } throws: { "\($0)".contains("NaN or infinite") }
+        try CacheModel(scorer: scorer, metadata: Self.metadata()).write(to: path)
+        _ = try CacheModel.read(path)
+        var bytes = try AtomicFile.read(path)
+        bytes[bytes.count - 3] ^= 0x20
+        try AtomicFile.write(bytes, to: path)
+        #expect { try CacheModel.read(path) } throws: { "\($0)".contains("checksum") }
+        try CacheModel(scorer: scorer, metadata: Self.metadata()).write(to: path)
+        let sidecar = try String(contentsOfFile: path + ".json", encoding: .utf8)
+        try sidecar.replacingOccurrences(of: "\"candidates\" : 16", with: "\"candidates\" : 8").write(toFile: path + ".json", atomically: true, encoding: .utf8)
+        #expect { try CacheModel.read(path) } throws: { "\($0)".contains("sidecar") && "\($0)".contains("differs") }
+        try "not json".write(toFile: path + ".json", atomically: true, encoding: .utf8)
+        #expect { try CacheModel.read(path) } throws: { "\($0)".contains("does not decode") }
+        try FileManager.default.removeItem(atPath: path + ".json")
+        _ = try CacheModel.read(path)   // no sidecar: the model file alone
     }
 }

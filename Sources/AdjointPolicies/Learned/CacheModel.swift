@@ -1,9 +1,30 @@
 import AdjointTensor
 import Foundation
 
+/// Why a cache model file is refused: names the file, the field and what is wrong.
+public enum CacheModelError: Error, Equatable, CustomStringConvertible {
+    case invalid(path: String, field: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .invalid(path, field, detail): return "\(path): cache model field '\(field)': \(detail)"
+        }
+    }
+}
+
 /// A trained eviction model on disk: the scorer's tensors in safetensors, with JSON metadata
-/// (under `adjoint.cacheModel`) naming the features, the normalisation and how it was trained.
+/// (under `adjoint.cacheModel`) naming the features, the normalisation and how it was trained,
+/// and a CRC-32C of both (`adjoint.cacheModel.checksum`).
+///
+/// Reading checks everything a policy relies on: the checksum, the format, the features, finite
+/// weights, a normalisation of finite means and positive finite deviations, `1 ... 4096`
+/// candidates, `0 ... 4096` hidden units, a positive cache size. The `<path>.json` sidecar is a
+/// copy of the metadata for people; when it is present and says something else than the model
+/// file, reading refuses (an edit of the sidecar would otherwise be silently ignored).
 public struct CacheModel {
+    /// The most candidates and hidden units a model file may declare.
+    public static let maximumCandidates = 4096, maximumHidden = 4096
+
     public struct Metadata: Codable, Equatable, Sendable {
         public var format = "adjoint.cacheModel"
         public var formatVersion = 1
@@ -48,39 +69,75 @@ public struct CacheModel {
                       pinned: pinned, key: key)
     }
 
-    static let key = "adjoint.cacheModel"
+    static let key = "adjoint.cacheModel", checksumKey = "adjoint.cacheModel.checksum"
 
     /// Writes the model atomically (and `<path>.json`, the metadata alone, for reading).
     public func write(to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let json = try encoder.encode(metadata)
-        try SafeTensors.write(Dictionary(uniqueKeysWithValues: scorer.namedTensors.map { ($0.name, $0.tensor) }),
-                              metadata: [Self.key: String(decoding: json, as: UTF8.self)], to: path)
+        let text = String(decoding: json, as: UTF8.self)
+        let tensors = Dictionary(uniqueKeysWithValues: scorer.namedTensors.map { ($0.name, $0.tensor) })
+        try SafeTensors.write(tensors, metadata: [Self.key: text, Self.checksumKey: CRC32C.digest(text: text, tensors: tensors)], to: path)
         try AtomicFile.write(Array(json) + [0x0A], to: path + ".json")
     }
 
-    /// Reads a model file; errors name the file and what is missing or unexpected.
+    /// Reads a model file; errors name the file, the field and what is wrong (``CacheModelError``).
     public static func read(_ path: String) throws -> CacheModel {
         let (tensors, meta) = try SafeTensors.read(path)
-        guard let text = meta[key], let metadata = try? JSONDecoder().decode(Metadata.self, from: Data(text.utf8)),
-              metadata.format == "adjoint.cacheModel" else {
-            throw TraceError.invalidOptions(path: path, detail: "not an Adjoint cache model (no '\(key)' metadata)")
+        func invalid(_ field: String, _ detail: String) -> CacheModelError { .invalid(path: path, field: field, detail: detail) }
+        guard let text = meta[key] else { throw invalid(key, "missing: not an Adjoint cache model") }
+        guard let stored = meta[checksumKey] else { throw invalid(checksumKey, "missing: the file was not written by this format") }
+        let computed = CRC32C.digest(text: text, tensors: tensors)
+        guard stored == computed else { throw invalid(checksumKey, "stored \(stored), computed \(computed): the file was modified or damaged") }
+        let metadata: Metadata
+        do { metadata = try JSONDecoder().decode(Metadata.self, from: Data(text.utf8)) } catch {
+            throw invalid(key, "the metadata does not decode: \(error)")
         }
-        guard metadata.formatVersion <= 1 else {
-            throw TraceError.invalidOptions(path: path, detail: "cache model format version \(metadata.formatVersion) is newer than this build reads (1)")
-        }
-        guard metadata.features == ObjectFeatures.names else {
-            throw TraceError.invalidOptions(path: path, detail: "the model uses features \(metadata.features), this build computes \(ObjectFeatures.names)")
+        try metadata.validate(invalid)
+        let sidecar = path + ".json"
+        if FileManager.default.fileExists(atPath: sidecar) {
+            let copy: Metadata
+            do { copy = try JSONDecoder().decode(Metadata.self, from: Data(try AtomicFile.read(sidecar))) } catch {
+                throw invalid("sidecar", "\(sidecar) does not decode (\(error)); it must be the model's metadata or absent")
+            }
+            guard copy == metadata else {
+                throw invalid("sidecar", "\(sidecar) differs from the metadata inside the model; the model file is what is used — "
+                              + "regenerate or delete the sidecar")
+            }
         }
         var scorer = try EvictionScorer(hidden: metadata.hidden)
         let names = scorer.namedTensors
         for (name, current) in names {
             guard let t = tensors[name], t.shape == current.shape, t.dtype == current.dtype else {
-                throw TraceError.invalidOptions(path: path, detail: "tensor '\(name)' is missing or not \(current.valueType)")
+                throw invalid("tensor \(name)", "missing or not \(current.valueType)")
             }
+            guard t.doubles.allSatisfy(\.isFinite) else { throw invalid("tensor \(name)", "holds NaN or infinite weights") }
         }
         scorer = scorer.replacingTensors(with: names.map { tensors[$0.name]! })
         return CacheModel(scorer: scorer, metadata: metadata)
+    }
+}
+
+extension CacheModel.Metadata {
+    /// Throws `invalid(field, detail)` for the first field a policy could not use.
+    func validate(_ invalid: (String, String) -> CacheModelError) throws {
+        guard format == "adjoint.cacheModel" else { throw invalid("format", "'\(format)', expected 'adjoint.cacheModel'") }
+        guard formatVersion >= 1, formatVersion <= 1 else { throw invalid("formatVersion", "\(formatVersion); this build reads version 1") }
+        guard features == ObjectFeatures.names else { throw invalid("features", "\(features); this build computes \(ObjectFeatures.names)") }
+        let d = ObjectFeatures.count
+        guard normalization.mean.count == d, normalization.std.count == d else {
+            throw invalid("normalization", "\(normalization.mean.count) means and \(normalization.std.count) deviations for \(d) features")
+        }
+        guard normalization.mean.allSatisfy(\.isFinite) else { throw invalid("normalization.mean", "\(normalization.mean) is not all finite") }
+        guard normalization.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw invalid("normalization.std", "\(normalization.std): every deviation must be finite and above 0")
+        }
+        guard (1...CacheModel.maximumCandidates).contains(candidates) else {
+            throw invalid("candidates", "\(candidates), expected 1...\(CacheModel.maximumCandidates)")
+        }
+        guard (0...CacheModel.maximumHidden).contains(hidden) else { throw invalid("hidden", "\(hidden), expected 0...\(CacheModel.maximumHidden)") }
+        guard cacheSize >= 1 else { throw invalid("cacheSize", "\(cacheSize), expected at least 1") }
+        guard SizeMode(rawValue: sizeMode) != nil else { throw invalid("sizeMode", "'\(sizeMode)', expected unit or bytes") }
     }
 }

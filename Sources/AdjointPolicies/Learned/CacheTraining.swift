@@ -38,12 +38,18 @@ public struct CacheTrainingOptions: Sendable {
 public enum CacheTrainingError: Error, Equatable, CustomStringConvertible {
     /// The workload at this cache size never evicts, so there is no decision to learn from.
     case noEvictions(requests: Int, capacity: Int64, mode: SizeMode)
+    /// The checkpoint to resume from was made by another training (another workload, cache size,
+    /// method, model shape or seed).
+    case checkpointMismatch(path: String, field: String, checkpoint: String, requested: String)
 
     public var description: String {
         switch self {
         case let .noEvictions(requests, capacity, mode):
             return "training sees no eviction: \(requests) requests never fill a cache of \(capacity) \(mode == .unit ? "objects" : "bytes")"
                 + " (the workload's footprint fits); choose a smaller cache size or a longer trace"
+        case let .checkpointMismatch(path, field, checkpoint, requested):
+            return "\(path) was made by another training: its \(field) is \(checkpoint), this run's is \(requested); "
+                + "use another checkpoint directory (or remove this one) to start afresh"
         }
     }
 }
@@ -65,7 +71,14 @@ public enum CacheTraining {
         var adam = try Adam(learningRate: .constant(options.learningRate))
         var first = 0
         var lastMiss: Double?
+        let identity = trainingIdentity(requests, options: options, traceName: traceName)
         if let store, let loaded = try store.latest() {
+            for (field, value) in identity.sorted(by: { $0.key < $1.key }) {
+                let stored = loaded.checkpoint.manifest.metadata[field] ?? "(not recorded)"
+                guard stored == value else {
+                    throw CacheTrainingError.checkpointMismatch(path: loaded.path, field: field, checkpoint: stored, requested: value)
+                }
+            }
             try loaded.checkpoint.restore(model: &scorer, optimizer: &adam)
             first = Int(loaded.checkpoint.manifest.metadata["round"] ?? "") ?? 0
             lastMiss = Double(loaded.checkpoint.manifest.metadata["missRatio"] ?? "")
@@ -94,7 +107,7 @@ public enum CacheTraining {
             }
             if let store {
                 try store.save(Checkpoint(model: scorer, optimizer: adam,
-                                          metadata: ["round": "\(round + 1)", "missRatio": "\(lastMiss ?? .nan)", "method": options.method.rawValue]))
+                                          metadata: identity.merging(["round": "\(round + 1)", "missRatio": "\(lastMiss ?? .nan)"]) { a, _ in a }))
             }
             progress(round + 1, options.rounds, message)
         }
@@ -102,6 +115,20 @@ public enum CacheTraining {
                                                           method: options.method.rawValue, trace: traceName, cacheSize: options.capacity,
                                                           sizeMode: options.mode.rawValue, seed: options.seed, rounds: options.rounds,
                                                           trainingMissRatio: lastMiss))
+    }
+
+    /// What a checkpoint must match to be resumed: the workload (name, length and a fingerprint of
+    /// its ids and sizes), the cache size and everything that shapes training.
+    static func trainingIdentity(_ requests: [CacheRequest], options: CacheTrainingOptions, traceName: String) -> [String: String] {
+        var fingerprint: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a over (id, size)
+        for r in requests {
+            for word in [r.id, UInt64(bitPattern: r.size)] {
+                for shift in stride(from: 0, to: 64, by: 8) { fingerprint = (fingerprint ^ ((word >> UInt64(shift)) & 0xFF)) &* 0x0000_0100_0000_01B3 }
+            }
+        }
+        return ["trace": traceName, "requests": "\(requests.count)", "workloadFingerprint": String(fingerprint, radix: 16),
+                "cacheSize": "\(options.capacity)", "sizeMode": options.mode.rawValue, "method": options.method.rawValue,
+                "hidden": "\(options.hidden)", "candidates": "\(options.candidates)", "seed": "\(options.seed)"]
     }
 
     /// Feature statistics from an LRU-like run of the initial scorer (a deterministic pass).

@@ -52,14 +52,20 @@ public struct CheckpointStore {
     /// Saves `checkpoint` as the one of its step, then removes all but the newest ``keep``.
     @discardableResult
     public func save(_ checkpoint: Checkpoint) throws -> String {
-        if mkdir(directory, 0o755) != 0, errno != EEXIST {
-            let code = errno
-            throw PersistenceError.io(path: directory, operation: "create the checkpoint directory", errno: code, message: String(cString: strerror(code)))
-        }
+        try createDirectory()
         let file = path(step: checkpoint.manifest.step)
         try checkpoint.write(to: file)
         for old in try steps().dropLast(keep) { unlink(path(step: old)) }
         return file
+    }
+
+    /// Creates the store's directory when it does not exist (not its parent: a missing parent is an
+    /// error, so a mistyped path does not become a tree of directories).
+    public func createDirectory() throws {
+        if mkdir(directory, 0o755) != 0, errno != EEXIST {
+            let code = errno
+            throw PersistenceError.io(path: directory, operation: "create the checkpoint directory", errno: code, message: String(cString: strerror(code)))
+        }
     }
 
     /// The newest checkpoint that loads and verifies, or `nil` when the store is empty. Damaged newer
