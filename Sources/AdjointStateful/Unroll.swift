@@ -18,10 +18,16 @@ public struct UnrollResult<Step: StepFunction> {
 
 /// Settings of an unroll that do not change its result.
 public struct UnrollOptions {
-    /// Hash every state when first computed and compare each recomputation with it, throwing
-    /// ``ReplayDivergence`` on a mismatch. Costs one pass over each state per evaluation and 8
-    /// bytes per step; turn off for speed once a step is known to be deterministic.
+    /// Hash states when first computed and compare each recomputation with it, throwing
+    /// ``ReplayDivergence`` on a mismatch. Costs one pass over each checked state per evaluation
+    /// and 8 bytes per kept hash (see ``verificationHashes``); turn off for speed once a step is
+    /// known to be deterministic.
     public var verifyReplay = true
+    /// The most state hashes replay verification keeps, so its memory is bounded whatever the
+    /// horizon (8 MiB by default). Up to this many steps every state is checked; beyond, every
+    /// `S`-th state and the last, `S = ⌈(steps + 1) / verificationHashes⌉` (a divergence is then
+    /// reported at the first checked state after it, with `S` in ``ReplayDivergence/checkedEvery``).
+    public var verificationHashes: Int
     /// Where a multi-tier schedule writes its disk snapshots (a fresh temporary directory, removed
     /// afterwards, when `nil`).
     public var snapshotDirectory: String?
@@ -39,8 +45,9 @@ public struct UnrollOptions {
     public var inputCacheBytes: Int
 
     public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil,
-                inputCacheSlots: Int = 4096, inputCacheBytes: Int = 64 << 20) {
+                inputCacheSlots: Int = 4096, inputCacheBytes: Int = 64 << 20, verificationHashes: Int = 1 << 20) {
         self.verifyReplay = verifyReplay
+        self.verificationHashes = Swift.max(3, verificationHashes)
         self.snapshotDirectory = snapshotDirectory
         self.progress = progress
         self.inputCacheSlots = Swift.max(0, inputCacheSlots)
@@ -127,8 +134,11 @@ final class UnrollExecutor<Step: StepFunction> {
     @exclusivity(unchecked) var gradient: Step.ParameterGradient?
     @exclusivity(unchecked) var lossValue = 0.0
     @exclusivity(unchecked) var finalState: Step.State?
-    /// The hash of each `s[k]` the first time it was computed; 0 means not yet.
+    /// The hash of each checked `s[k]` the first time it was computed (slot `k / hashStride`,
+    /// `s[steps]` in the last slot); 0 means not yet.
     @exclusivity(unchecked) var hashes: [UInt64]
+    /// Every `hashStride`-th state is checked (1 when the horizon fits ``UnrollOptions/verificationHashes``).
+    let hashStride: Int
     @exclusivity(unchecked) var report = UnrollReport()
     /// For a segment of a longer run (``unroll(_:recorded:parameters:template:loss:schedule:options:)``):
     /// the index of the segment's first step in the whole run (for messages), and the cotangent of
@@ -163,7 +173,9 @@ final class UnrollExecutor<Step: StepFunction> {
         template = initial
         current = initial
         if case let .multiTier(_, disk) = schedule { diskSlots = disk } else { diskSlots = 0 }
-        hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps + 1) : []
+        let budget = options.verificationHashes
+        hashStride = steps + 2 <= budget ? 1 : (steps + budget - 2) / (budget - 2)   // ⌈(steps + 1) / (budget − 2)⌉: ≤ budget slots
+        hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps / hashStride + 2) : []
         snapshots = StepTable(capacity: Swift.min(steps + 1, 64))
         if schedule == .storeAll { recorded = StepTable(capacity: Swift.min(steps, 1024)) }
         // `storeAll` reads each input once: nothing to cache.
@@ -173,6 +185,8 @@ final class UnrollExecutor<Step: StepFunction> {
         cachedInputBytes = [Int](repeating: 0, count: slots)
         report.steps = steps
         report.schedule = schedule.description
+        report.verificationHashes = hashes.count
+        report.checkedEvery = hashStride
         try check(initial, at: 0)
     }
 
@@ -294,22 +308,29 @@ final class UnrollExecutor<Step: StepFunction> {
         return current
     }
 
+    /// The hash slot of `s[k]`, or `nil` when `s[k]` is not checked.
+    @inline(__always) func hashSlot(_ k: Int) -> Int? {
+        if k == steps { return hashes.count - 1 }
+        return k % hashStride == 0 ? k / hashStride : nil
+    }
+
     /// Records or compares the hash of `s[k]`.
     func check(_ state: Step.State, at k: Int) throws {
-        guard options.verifyReplay else { return }
+        guard options.verifyReplay, hashSlot(k) != nil else { return }
         try check(step.hash(state), at: k)
     }
 
     func check(_ hash: StateHash, at k: Int) throws {
+        guard let slot = hashSlot(k) else { return }
         var h = hash.value
         if h == 0 { h = 1 }
-        if hashes[k] == 0 {
-            hashes[k] = h
+        if hashes[slot] == 0 {
+            hashes[slot] = h
             return
         }
         report.replayChecks += 1
-        guard hashes[k] == h else {
-            throw ReplayDivergence(step: k + offset, original: StateHash(hashes[k]), recomputed: StateHash(h))
+        guard hashes[slot] == h else {
+            throw ReplayDivergence(step: k + offset, original: StateHash(hashes[slot]), recomputed: StateHash(h), checkedEvery: hashStride)
         }
     }
 

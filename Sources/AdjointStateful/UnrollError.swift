@@ -10,9 +10,20 @@ public struct ReplayDivergence: Error, Equatable, CustomStringConvertible {
     public var original: StateHash
     /// The hash of `s[k]` recomputed.
     public var recomputed: StateHash
+    /// How often states were checked (``UnrollOptions/verificationHashes``): 1 names the exact
+    /// state; `S > 1` says the divergence arose within the `S` steps up to `s[k]`.
+    public var checkedEvery: Int = 1
+
+    public init(step: Int, original: StateHash, recomputed: StateHash, checkedEvery: Int = 1) {
+        self.step = step
+        self.original = original
+        self.recomputed = recomputed
+        self.checkedEvery = checkedEvery
+    }
 
     public var description: String {
         "replay diverged at state s[\(step)]: original hash \(original), recomputed \(recomputed); the step is not deterministic"
+            + (checkedEvery > 1 ? " (states are checked every \(checkedEvery) steps: it diverged after s[\(Swift.max(0, step - checkedEvery))])" : "")
     }
 }
 

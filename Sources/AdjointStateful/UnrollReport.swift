@@ -23,6 +23,10 @@ public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
     public var diskReads = 0
     /// Recomputed states whose hash was compared with the original run's.
     public var replayChecks = 0
+    /// State hashes replay verification kept (at most ``UnrollOptions/verificationHashes``), and
+    /// how often states were checked (1: every state).
+    public var verificationHashes = 0
+    public var checkedEvery = 1
     /// Calls of `inputs` (the other evaluations found their input in the cache,
     /// ``UnrollOptions/inputCacheSlots``).
     public var inputReads = 0
@@ -38,7 +42,8 @@ public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
             "recomputations      \(recomputations)",
             "peak snapshots      \(peakSnapshots) (\(Self.bytes(peakSnapshotBytes)))",
             "peak recorded steps \(peakRecordedSteps)",
-            "replay checks       \(replayChecks)",
+            "replay checks       \(replayChecks)" + (verificationHashes == 0 ? "" : " (\(checkedEvery == 1 ? "every state" : "every \(checkedEvery)-th state");"
+                + " \(verificationHashes) hashes, \(Self.bytes(8 * verificationHashes)))"),
             "input reads         \(inputReads)",
         ]
         if diskWrites > 0 || diskReads > 0 { lines.append("disk writes/reads   \(diskWrites)/\(diskReads)") }

@@ -251,6 +251,35 @@ struct UnrollTests {
         #expect(unchecked.report.replayChecks == 0)
     }
 
+    @Test("replay verification keeps at most verificationHashes hashes, checks every S-th state beyond, and still catches divergence")
+    func boundedVerification() throws {
+        final class Counter { var calls = 0 }
+        let counter = Counter()
+        let noisy = Fixture.Step { s, x, p in
+            counter.calls += 1
+            let (next, y) = try Fixture.step.body(s, x, p)
+            return (try next + Double(counter.calls) * 1e-15, y)
+        }
+        let options = UnrollOptions(verificationHashes: 8)
+        do {
+            _ = try unroll(noisy, from: Fixture.s0, parameters: Fixture.parameters, steps: 100, loss: Fixture.loss,
+                           schedule: .binomial(snapshots: 4), options: options, inputs: Fixture.input)
+            Issue.record("no divergence detected")
+        } catch let error as ReplayDivergence {
+            #expect(error.checkedEvery == 17 && (error.step % 17 == 0 || error.step == 100))
+            #expect(error.description.contains("checked every 17 steps"))
+        }
+        let exact = try Fixture.run(100, .binomial(snapshots: 4), options: options)
+        #expect(exact.report.verificationHashes <= 8 && exact.report.checkedEvery == 17 && exact.report.replayChecks > 0)
+        #expect(exact.report.description.contains("every 17-th state; \(exact.report.verificationHashes) hashes"))
+        let everyState = try Fixture.run(6, .binomial(snapshots: 2), options: UnrollOptions(verificationHashes: 8))
+        #expect(everyState.report.checkedEvery == 1 && everyState.report.verificationHashes == 8)
+        // The same gradient whatever the budget: verification observes, never changes, the run.
+        let full = try Fixture.run(100, .binomial(snapshots: 4))
+        #expect(bitwiseEqual(full.parameterGradient["A"]!, exact.parameterGradient["A"]!))
+        #expect(full.report.checkedEvery == 1 && full.report.verificationHashes == 102)
+    }
+
     @Test("multi-tier snapshots go to files in the directory given, which are removed afterwards")
     func multiTierFiles() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-mt-\(UUID().uuidString)").path
