@@ -11,8 +11,14 @@ import Glibc
 ///
 /// The pool is thread-safe; its counters are exact.
 public final class StoragePool: @unchecked Sendable {
-    /// The pool every tensor allocates from.
-    public static let shared = StoragePool()
+    /// The pool every tensor allocates from. With the environment variable
+    /// `ADJOINT_STORAGE_POOL=off` it keeps no free block (``cacheLimitBytes`` 0): every block comes
+    /// from `posix_memalign` and goes back to `free`, so AddressSanitizer sees each use after free
+    /// and each overflow of a block's bytes (the sanitizer runs in `.ci/run` set it).
+    public static let shared = StoragePool(cacheLimit: getenv("ADJOINT_STORAGE_POOL").map { String(cString: $0) == "off" } == true ? 0 : 1 << 30)
+
+    /// Whether the shared pool keeps no free blocks (`ADJOINT_STORAGE_POOL=off`).
+    public static var isBypassed: Bool { shared.cacheLimitBytes == 0 }
 
     /// A snapshot of the pool's counters.
     public struct Statistics: Equatable, Sendable, CustomStringConvertible {
@@ -57,10 +63,11 @@ public final class StoragePool: @unchecked Sendable {
     /// Alignment of every block, in bytes.
     public static let alignment = 64
 
-    public init() {
+    /// A pool whose free lists hold at most `cacheLimit` bytes.
+    public init(cacheLimit: Int = 1 << 30) {
         let heads = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: Self.classCount)
         heads.initialize(repeating: nil, count: Self.classCount)
-        state = Mutex(State(heads: heads))
+        state = Mutex(State(heads: heads, cacheLimit: cacheLimit))
     }
 
     deinit {
