@@ -314,6 +314,11 @@ final class UnrollExecutor<Step: StepFunction> {
         return k % hashStride == 0 ? k / hashStride : nil
     }
 
+    /// Sets the original hash of `s[k]` (a recorded run's live hash) before the unroll runs.
+    func seedHash(_ hash: StateHash, at k: Int) {
+        if let slot = hashSlot(k) { hashes[slot] = Swift.max(1, hash.value) }
+    }
+
     /// Records or compares the hash of `s[k]`.
     func check(_ state: Step.State, at k: Int) throws {
         guard options.verifyReplay, hashSlot(k) != nil else { return }

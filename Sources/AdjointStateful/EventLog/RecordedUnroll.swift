@@ -42,7 +42,7 @@ public func unroll<Step: StepFunction>(
         executor.gradient = gradient
         executor.lossValue = lossValue
         if options.verifyReplay {
-            for k in 0...(end - start) { executor.hashes[k] = Swift.max(1, recorded.hash(at: start + k).value) }
+            for k in 0...(end - start) { executor.seedHash(recorded.hash(at: start + k), at: k) }
         }
         try executor.run(schedule)
         let segment = try executor.result()
@@ -62,6 +62,8 @@ extension UnrollReport {
         forwardSteps += other.forwardSteps
         recordedSteps += other.recordedSteps
         replayChecks += other.replayChecks
+        verificationHashes = Swift.max(verificationHashes, other.verificationHashes)
+        checkedEvery = Swift.max(checkedEvery, other.checkedEvery)
         inputReads += other.inputReads
         diskWrites += other.diskWrites
         diskReads += other.diskReads
