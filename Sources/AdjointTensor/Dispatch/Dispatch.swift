@@ -56,14 +56,17 @@ public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Ten
 /// Runs `body` with the operands side by side in a buffer, as bitwise copies that are neither
 /// retained nor released: the buffer borrows the caller's operands, which outlive the call, and
 /// levels only read it (copying an element out of it retains as usual). For small tensors the
-/// retains and releases of real copies were an eighth of a recorded operation.
+/// retains and releases of real copies were an eighth of a recorded operation. Each copy is the
+/// type's `size` bytes read from the operand (its `stride` would read past it), into slots a
+/// `stride` apart; the AddressSanitizer run of `.ci/run` checks both.
 @inline(__always)
 private func withBorrowedOperands(_ a: borrowing Tensor, _ b: borrowing Tensor,
                                   _ body: (UnsafeBufferPointer<Tensor>) throws -> Void) rethrows {
     try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 2) { buffer in
-        let slot = UnsafeMutableRawPointer(buffer.baseAddress!), size = MemoryLayout<Tensor>.stride
+        let slot = UnsafeMutableRawPointer(buffer.baseAddress!)
+        let size = MemoryLayout<Tensor>.size, stride = MemoryLayout<Tensor>.stride
         withUnsafePointer(to: a) { slot.copyMemory(from: $0, byteCount: size) }
-        withUnsafePointer(to: b) { slot.advanced(by: size).copyMemory(from: $0, byteCount: size) }
+        withUnsafePointer(to: b) { slot.advanced(by: stride).copyMemory(from: $0, byteCount: size) }
         try body(UnsafeBufferPointer(buffer))
     }
 }
