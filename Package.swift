@@ -62,6 +62,10 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
+        // MARK: Fuzzing (`scripts/fuzz`; Documentation/Robustness.md)
+        .target(name: "AdjointFuzzTargets", dependencies: ["Adjoint"], path: "Fuzz/Targets"),
+        .executableTarget(name: "adjoint-fuzz", dependencies: ["AdjointFuzzTargets"], path: "Fuzz/Driver"),
+
         // MARK: Tests
         .target(name: "AdjointTestSupport", dependencies: ["Adjoint"], path: "Tests/AdjointTestSupport"),
         .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
@@ -72,6 +76,7 @@ let package = Package(
         .testTarget(name: "AdjointSwiftADTests", dependencies: ["AdjointSwiftADExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
         .testTarget(name: "AdjointPoliciesTests", dependencies: ["AdjointPolicies", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointFuzzTargetsTests", dependencies: ["AdjointFuzzTargets"], path: "Fuzz/Tests"),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport", "adjoint"], exclude: ["Snapshots"]),
     ],
     swiftLanguageModes: [.v5]

@@ -82,20 +82,9 @@ public struct CacheCommand: ParsableCommand {
         return mode == .unit ? Int64(sizes.count) : sizes.values.reduce(0, +)
     }
 
-    /// "1000" is an absolute size (1 ... Int64.max); "5%" a fraction of the footprint (above 0%,
-    /// at most 100%). `option` names the option in errors.
+    /// ``CacheSize/parse(_:footprint:field:)``, with `option` naming the option in errors.
     static func capacity(_ text: String, footprint: Int64, option: String = "--cache-size") throws -> Int64 {
-        if text.hasSuffix("%") {
-            guard let p = Double(text.dropLast()), p.isFinite, p > 0, p <= 100 else {
-                throw ValidationError("\(option) '\(text)': a percentage of the footprint must be a number above 0% and at most 100%")
-            }
-            let size = (Double(footprint) * p / 100).rounded(.down)
-            return size >= Double(Int64.max) ? .max : Swift.max(1, Int64(size))   // 2^63 does not fit
-        }
-        guard let n = Int64(text), n > 0 else {
-            throw ValidationError("\(option) '\(text)': expected a count from 1 to \(Int64.max) or a percentage like 5%")
-        }
-        return n
+        try CacheSize.parse(text, footprint: footprint, field: option)
     }
 
     public struct Simulate: ParsableCommand {

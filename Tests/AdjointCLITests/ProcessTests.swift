@@ -57,8 +57,14 @@ final class Child {
     }
 }
 
-@Suite("Real processes: kills and resumes", .serialized)
-struct ProcessTests {
+extension Tag {
+    /// Tests that start and SIGKILL real `adjoint` processes: slow, so `.ci/run` runs them in a step of
+    /// their own (`--filter ProcessKill`), once, in the debug build.
+    @Tag static var processKill: Self
+}
+
+@Suite("Real processes: kills and resumes", .serialized, .tags(.processKill))
+struct ProcessKillTests {
     @Test("SIGKILL at random moments, some inside saves, never loses an acknowledged checkpoint")
     func killDuringSave() throws {
         let dir = temporaryDirectory("kill")
@@ -116,8 +122,8 @@ struct ProcessTests {
     }
 }
 
-@Suite("Real processes: event-log writers killed at random", .serialized)
-struct EventLogKillTests {
+@Suite("Real processes: event-log writers killed at random", .serialized, .tags(.processKill))
+struct EventLogProcessKillTests {
     /// Kills `adjoint log record --ack` at random moments; every step it acknowledged must be in the
     /// log afterwards, the log must reopen (recovering a torn tail if any) and replay, and the next
     /// writer resumes where the log ends.
