@@ -29,7 +29,7 @@ struct FuzzDriver {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
         typealias RunDriver = @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>, Callback) -> Int32
-        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: -2) /* RTLD_DEFAULT */, "LLVMFuzzerRunDriver") ?? dlsym(nil, "LLVMFuzzerRunDriver") {
+        if let symbol = dlsym(nil, "LLVMFuzzerRunDriver") {   // nil: RTLD_DEFAULT, the whole process
             let runDriver = unsafeBitCast(symbol, to: RunDriver.self)
             var argc = Int32(arguments.count)
             var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]

@@ -49,7 +49,7 @@ public func unroll<State, Parameters, Output>(
 /// back when done, so its frames, records and buffers outlive the unroll; an unroll that starts
 /// while another has it makes its own (the last one back is kept).
 final class PackedStepCache: @unchecked Sendable {
-    private let lock = Mutex<Void>(())
+    private let lock = Lock<Void>(())
     private var kept: PackedStep?
 
     func take() -> PackedStep? {

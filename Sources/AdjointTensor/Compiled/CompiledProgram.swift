@@ -136,7 +136,7 @@ public final class CompiledProgram: @unchecked Sendable {
         }
     }
 
-    private let cache = Mutex<[(UnsafeMutableRawPointer, Int)]>([])
+    private let cache = Lock<[(UnsafeMutableRawPointer, Int)]>([])
     /// Frames kept for reuse after they are released.
     static let cachedFrameLimit = 32
 

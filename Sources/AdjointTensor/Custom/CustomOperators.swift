@@ -50,7 +50,7 @@ public enum CustomOperatorError: Error, Equatable, CustomStringConvertible {
 
 /// The process-wide registry of custom operators.
 public enum CustomOperators {
-    private static let registry = Mutex<[String: CustomOperator]>([:])
+    private static let registry = Lock<[String: CustomOperator]>([:])
 
     /// Registers `op` under its name.
     ///

@@ -65,7 +65,7 @@ enum Summation {
         if parts <= 1 { return pairwise(p, n) }
         let size = (n + parts - 1) / parts
         if inCompletionOrder {
-            let total = Mutex<T>(0)
+            let total = Lock<T>(0)
             Parallelism.forEachChunk(parts) { c in
                 let lo = c * size
                 let partial = pairwise(p + lo, Swift.min(size, n - lo))

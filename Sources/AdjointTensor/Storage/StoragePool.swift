@@ -58,7 +58,7 @@ public final class StoragePool: @unchecked Sendable {
     /// Number of size classes: powers of two up to 4 KiB, then four steps per power.
     private static let classCount = 64 * 8
 
-    private let state: Mutex<State>
+    private let state: Lock<State>
 
     /// Alignment of every block, in bytes.
     public static let alignment = 64
@@ -67,7 +67,7 @@ public final class StoragePool: @unchecked Sendable {
     public init(cacheLimit: Int = 1 << 30) {
         let heads = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: Self.classCount)
         heads.initialize(repeating: nil, count: Self.classCount)
-        state = Mutex(State(heads: heads, cacheLimit: cacheLimit))
+        state = Lock(State(heads: heads, cacheLimit: cacheLimit))
     }
 
     deinit {
