@@ -241,7 +241,7 @@ struct CompiledProgramTests {
         let program = try bundle.compiled()
         let expected = try bundle.execute([x, empty])
         #expect(zip(try program([x, empty]), expected).allSatisfy(bitwiseEqual))
-        let results = Mutex<[[Tensor]]>([])
+        let results = Lock<[[Tensor]]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             for _ in 0..<50 { if let out = try? program([x, empty]) { results.withLock { $0.append(out) } } }
         }

@@ -126,7 +126,7 @@ struct NativeCodeTests {
         for p in program.positions { try program.run(p..<(p + 1), in: piecewise) }
         #expect(zip(whole, program.outputTypes.indices.map { program.output($0, in: piecewise) }).allSatisfy(bitwiseEqual))
         let expected = try bundle.execute([x, try Tensor.ones([6])])
-        let results = Mutex<Int>(0)
+        let results = Lock<Int>(0)
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             for _ in 0..<50 where (try? program([x, try Tensor.ones([6])]))?.elementsEqual(expected, by: bitwiseEqual) == true {
                 results.withLock { $0 += 1 }

@@ -89,7 +89,7 @@ struct CompiledStepTests {
             }
         }
         #expect(nudgedReference.loss.bitPattern != references[0].loss.bitPattern)
-        let failures = Mutex(0)
+        let failures = Lock(0)
         DispatchQueue.concurrentPerform(iterations: 8) { k in
             if (try? check(k, k % 3 == 0 ? .storeAll : .binomial(snapshots: 4))) != true { failures.withLock { $0 += 1 } }
         }

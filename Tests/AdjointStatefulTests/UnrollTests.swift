@@ -94,7 +94,7 @@ struct UnrollTests {
     @Test("recomputation finds its inputs in the cache: fewer reads, the same result bitwise",
           arguments: [CheckpointSchedule.binomial(snapshots: 3), .uniform(every: 10), .online(snapshots: 4)])
     func inputCache(_ schedule: CheckpointSchedule) throws {
-        let reads = Mutex(0)
+        let reads = Lock(0)
         func run(_ slots: Int, bytes: Int = 64 << 20) throws -> UnrollResult<Fixture.Step> {
             reads.withLock { $0 = 0 }
             return try unroll(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, steps: 60, loss: Fixture.loss, schedule: schedule,
