@@ -125,7 +125,10 @@ struct CLITests {
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--schedule", "lru"]) }
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--steps", "0"]) }
         #expect(throws: Never.self) { try SimulateCommand.parse(["chain", "--steps", "10", "--schedule", "multiTier:2+2"]) }
-        // Overflowing counts are errors naming the field and the limit, not traps.
+        // Empty and degenerate texts (found by fuzzing: "" trapped) and overflowing counts are errors.
+        for text in ["", ":", "::", ":5", "binomial:", "multiTier:", "multiTier:+", "multiTier:1+2+3", "uniform:-1"] {
+            #expect(throws: UnrollError.self, "'\(text)'") { try CheckpointSchedule.parse(text) }
+        }
         for schedule in ["binomial:9223372036854775807", "multiTier:9223372036854775807+1", "multiTier:4611686018427387904+4611686018427387904",
                          "uniform:9223372036854775807", "online:9223372036854775807", "truncated:9223372036854775807", "binomial:99999999999999999999"] {
             #expect(throws: (any Error).self, "\(schedule)") { try SimulateCommand.parse(["thermal", "--steps", "10", "--schedule", schedule]) }

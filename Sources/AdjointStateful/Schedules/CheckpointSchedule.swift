@@ -47,8 +47,8 @@ public enum CheckpointSchedule: Hashable, Sendable, CustomStringConvertible, Los
 
     /// Parses the text form, throwing ``UnrollError/invalidSchedule(_:reason:)`` naming what is wrong.
     public static func parse(_ text: String) throws -> CheckpointSchedule {
-        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-        let name = parts[0].lowercased()
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let name = parts[0].lowercased()   // split never returns nothing when empty pieces are kept
         func count(_ label: String, _ value: String?) throws -> Int {
             guard let value, let n = Int(value) else {
                 throw UnrollError.invalidSchedule(text, reason: "expected '\(parts[0]):<\(label)>' with an integer \(label)")
