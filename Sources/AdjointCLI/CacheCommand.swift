@@ -37,32 +37,42 @@ struct WorkloadOptions: ParsableArguments {
         guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
     }
 
-    /// The workload's name and its requests with next accesses.
-    func load() throws -> (name: String, requests: [CacheRequest]) {
-        var requests: [CacheRequest]
-        let name: String
+    /// The workload, read once into a temporary copy with next accesses (``SpilledTrace``): each
+    /// simulation then streams it in constant memory.
+    func load() throws -> SpilledTrace {
         if let trace {
             func column(_ text: String?) -> CSVTraceReader.ColumnRef? { text.map { Int($0).map { .index($0) } ?? .name($0) } }
+            let name = (trace as NSString).lastPathComponent
             switch format.flatMap(TraceFormat.init(rawValue:)) ?? TraceFormat.guess(path: trace) {
             case .oracleGeneral:
                 var r = try OracleGeneralReader(path: trace)
-                requests = try r.readAll(limit: limit ?? .max)
+                return try SpilledTrace(&r, name: name, limit: limit ?? .max)
             case .csv:
                 var r = try CSVTraceReader(path: trace, columns: .init(id: column(csvId)!, time: column(csvTime), size: column(csvSize)), hasHeader: csvHeader)
-                requests = try r.readAll(limit: limit ?? .max)
+                return try SpilledTrace(&r, name: name, limit: limit ?? .max)
             case .text:
                 var r = try TextTraceReader(path: trace)
-                requests = try r.readAll(limit: limit ?? .max)
+                return try SpilledTrace(&r, name: name, limit: limit ?? .max)
             }
-            name = (trace as NSString).lastPathComponent
-            guard !requests.isEmpty else { throw TraceError.empty(path: trace) }
-        } else {
-            var w = try SyntheticWorkload.standard(requests: self.requests)
-            requests = try w.readAll()
-            name = "synthetic (drifting Zipf + scans + loop)"
         }
-        NextAccess.annotate(&requests)
-        return (name, requests)
+        var w = try SyntheticWorkload.standard(requests: self.requests)
+        return try SpilledTrace(&w, name: "synthetic (drifting Zipf + scans + loop)")
+    }
+}
+
+/// Passes a source's requests through, advancing a progress bar every 65,536.
+struct ProgressSource<Base: RequestSource>: RequestSource {
+    var base: Base
+    let total: Int
+    let bar: ProgressBar?
+    var done = 0
+    var name: String { base.name }
+
+    mutating func next() throws -> CacheRequest? {
+        guard let r = try base.next() else { return nil }
+        done += 1
+        if done & 0xFFFF == 0 || done == total { bar?.update(done, of: total) }
+        return r
     }
 }
 
@@ -74,13 +84,6 @@ public struct CacheCommand: ParsableCommand {
         subcommands: [Simulate.self, Compare.self, Train.self]
     )
     public init() {}
-
-    /// Distinct objects (unit) or their total bytes: what cache-size fractions refer to.
-    static func footprint(_ requests: [CacheRequest], _ mode: SizeMode) -> Int64 {
-        var sizes: [UInt64: Int64] = [:]
-        for r in requests { sizes[r.id] = r.size }
-        return mode == .unit ? Int64(sizes.count) : sizes.values.reduce(0, +)
-    }
 
     /// ``CacheSize/parse(_:footprint:field:)``, with `option` naming the option in errors.
     static func capacity(_ text: String, footprint: Int64, option: String = "--cache-size") throws -> Int64 {
@@ -104,18 +107,20 @@ public struct CacheCommand: ParsableCommand {
         }
 
         public func run() throws {
-            let (name, requests) = try workload.load()
-            let capacity = try CacheCommand.capacity(cacheSize, footprint: CacheCommand.footprint(requests, workload.sizes))
+            let trace = try workload.load()
+            let capacity = try CacheCommand.capacity(cacheSize, footprint: trace.footprint(workload.sizes))
             let result: SimulationResult
             var validation = ""
+            var source = trace.makeSource()
             if let kind = PolicyKind(name: policy) {
-                result = CacheSimulation.run(kind, capacity: capacity, requests: requests, mode: workload.sizes)
+                var policy = kind.make(capacity: capacity)
+                result = try CacheSimulation.run(&policy, source: &source, mode: workload.sizes)
             } else {
                 var learned = try CacheModel.read(model!).policy(capacity: capacity)
-                result = CacheSimulation.run(&learned, requests: requests, mode: workload.sizes)
+                result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
                 validation = "\nvalidator: \(learned.validation)"
             }
-            print("\(name): \(result.requests) requests, cache \(capacity) \(workload.sizes == .unit ? "objects" : "bytes")")
+            print("\(trace.name): \(result.requests) requests, cache \(capacity) \(workload.sizes == .unit ? "objects" : "bytes")")
             print(String(format: "%@: miss ratio %.4f, byte miss ratio %.4f", result.policy, result.missRatio, result.byteMissRatio) + validation)
         }
     }
@@ -131,6 +136,8 @@ public struct CacheCommand: ParsableCommand {
         var model: String?
         @Flag(name: .long, help: "Leave the learned policy out.")
         var noLearned = false
+        @Option(name: .long, help: "Without --model: train on at most this many requests from the start of the trace (held in memory).")
+        var trainingRequests = 1_000_000
         @Option(name: .long, help: "Write the plot here.")
         var svg = "cache-compare.svg"
         @Flag(name: .long, help: "Never draw a progress bar.")
@@ -138,11 +145,11 @@ public struct CacheCommand: ParsableCommand {
         public init() {}
 
         public func run() throws {
-            let (name, requests) = try workload.load()
-            let footprint = CacheCommand.footprint(requests, workload.sizes)
+            let trace = try workload.load()
+            let footprint = trace.footprint(workload.sizes)
             let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint, option: "--cache-sizes") }
             guard !capacities.isEmpty else { throw ValidationError("--cache-sizes '\(cacheSizes)': expected at least one size, e.g. 1%,5%,10%") }
-            print("\(name): \(requests.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
+            print("\(trace.name): \(trace.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
             fflush(stdout)
             var learned: CacheModel?
             if !noLearned {
@@ -150,31 +157,26 @@ public struct CacheCommand: ParsableCommand {
                     var options = CacheTrainingOptions(capacity: capacities[capacities.count / 2])
                     options.mode = workload.sizes
                     options.rounds = 3
-                    learned = try CacheTraining.train(requests, options: options, traceName: name) { round, total, message in
+                    let requests = try trace.requests(prefix: trainingRequests)
+                    learned = try CacheTraining.train(requests, options: options, traceName: trace.name) { round, total, message in
                         if !quiet { printError("training \(round)/\(total): \(message)") }
                     }
                 }
             }
-            let bar = quiet ? nil : ProgressBar(label: "compare", minimumTotal: 1, unit: "simulations")
-            var results: [SimulationResult] = []
-            let kinds = PolicyKind.allCases
-            let total = capacities.count * (kinds.count + (learned == nil ? 0 : 1))
+            // Every policy at every size side by side, in one pass over the trace.
+            var policies: [any CachePolicy] = []
             for capacity in capacities {
-                for kind in kinds {
-                    results.append(CacheSimulation.run(kind, capacity: capacity, requests: requests, mode: workload.sizes))
-                    bar?.update(results.count, of: total)
-                }
-                if let learned {
-                    var policy = learned.policy(capacity: capacity)
-                    results.append(CacheSimulation.run(&policy, requests: requests, mode: workload.sizes))
-                    bar?.update(results.count, of: total)
-                }
+                for kind in PolicyKind.allCases { policies.append(kind.make(capacity: capacity)) }
+                if let learned { policies.append(learned.policy(capacity: capacity)) }
             }
+            let bar = quiet ? nil : ProgressBar(label: "compare \(policies.count) simulations", minimumTotal: 1, unit: "requests")
+            var source = ProgressSource(base: trace.makeSource(), total: trace.count, bar: bar)
+            let results = try CacheSimulation.run(&policies, source: &source, mode: workload.sizes)
             bar?.finish()
-            let policies = results.map(\.policy).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-            let rows = policies.map { p in [p] + capacities.map { c in String(format: "%.4f", results.first { $0.policy == p && $0.capacity == c }!.missRatio) } }
+            let names = results.map(\.policy).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            let rows = names.map { p in [p] + capacities.map { c in String(format: "%.4f", results.first { $0.policy == p && $0.capacity == c }!.missRatio) } }
             print(TextTable.render(header: ["miss ratio"] + capacities.map { "\($0)" }, rows: rows))
-            try AtomicFile.write(Array(MissRatioPlot.svg(results, title: "Miss ratio: \(name)").utf8), to: svg)
+            try AtomicFile.write(Array(MissRatioPlot.svg(results, title: "Miss ratio: \(trace.name)").utf8), to: svg)
             print("plot: \(svg)")
         }
     }
@@ -213,8 +215,10 @@ public struct CacheCommand: ParsableCommand {
         }
 
         public func run() throws {
-            let (name, requests) = try workload.load()
-            let capacity = try CacheCommand.capacity(cacheSize, footprint: CacheCommand.footprint(requests, workload.sizes))
+            let trace = try workload.load()
+            let capacity = try CacheCommand.capacity(cacheSize, footprint: trace.footprint(workload.sizes))
+            let requests = try trace.requests(prefix: trace.count)   // training samples windows: in memory
+            let name = trace.name
             var options = CacheTrainingOptions(capacity: capacity)
             options.method = method
             options.mode = workload.sizes

@@ -134,6 +134,30 @@ struct LearnedPolicyTests {
         #expect { try CacheModel.read(foreign) } throws: { "\($0)".contains("not an Adjoint cache model") }
     }
 
+    @Test("the learned policy keeps histories for resident objects and its last historyLimit departures only")
+    func boundedHistories() throws {
+        // 60,000 requests over 30,000 objects, each named twice, far apart: an unbounded table would hold 30,000.
+        var requests = (0..<60_000).map { CacheRequest(time: Int64($0), id: UInt64($0 % 30_000), size: 1) }
+        NextAccess.annotate(&requests)
+        let scorer = try EvictionScorer(hidden: 0)
+        var bounded = LearnedPolicy(capacity: 100, scorer: scorer, candidates: 8, historyLimit: 500)
+        var unbounded = LearnedPolicy(capacity: 100, scorer: scorer, candidates: 8)
+        var peak = 0
+        for r in requests {
+            _ = bounded.access(r)
+            _ = unbounded.access(r)
+            peak = max(peak, bounded.trackedHistories)
+        }
+        #expect(peak <= 100 + 500 + 1, "peak \(peak)")
+        #expect(unbounded.trackedHistories == 30_000)
+        // When the limit is not reached, bounding changes nothing.
+        var small = (0..<5_000).map { CacheRequest(time: Int64($0), id: UInt64($0 * 7 % 300), size: 1) }
+        NextAccess.annotate(&small)
+        var limited = LearnedPolicy(capacity: 50, scorer: scorer, candidates: 8, historyLimit: 1_000)
+        var free = LearnedPolicy(capacity: 50, scorer: scorer, candidates: 8)
+        #expect(CacheSimulation.run(&limited, requests: small, mode: .unit) == CacheSimulation.run(&free, requests: small, mode: .unit))
+    }
+
     static func metadata(_ edit: (inout CacheModel.Metadata) -> Void = { _ in }) -> CacheModel.Metadata {
         var m = CacheModel.Metadata(normalization: .identity, hidden: 4, candidates: 16, method: "imitation", trace: "t",
                                     cacheSize: 100, sizeMode: "unit", seed: 1, rounds: 2, trainingMissRatio: 0.5)

@@ -35,6 +35,11 @@ public struct EvictionValidator: DecisionValidator {
 /// objects (Philox, so a run is reproducible), scores their features with f_θ, and proposes the
 /// lowest-scoring one; the ``EvictionValidator`` checks every proposal (counts in ``validation``).
 /// Capacity is enforced by the simulator loop: nothing is inserted unless it fits.
+///
+/// Histories (the features' inputs) are kept for resident objects and for the ``historyLimit``
+/// most recent departures (evictions and refused admissions); an object that left longer ago
+/// starts afresh when it returns. Memory is bounded by the cache plus that limit, not by the
+/// number of objects a trace ever names.
 public struct LearnedPolicy: CachePolicy {
     public var name: String { "Learned" }
     public let capacity: Int64
@@ -50,6 +55,13 @@ public struct LearnedPolicy: CachePolicy {
     public var observer: ((_ candidates: [UInt64], _ features: [Double], _ victim: UInt64) -> Void)?
 
     var history: [UInt64: ObjectHistory] = [:]
+    /// Histories of objects not in the cache kept at most (default 2^20).
+    public let historyLimit: Int
+    /// Departed objects, a ring of the last ``historyLimit`` departures with their times.
+    var departures: [(id: UInt64, at: Int64)] = []
+    var departureHead = 0
+    /// Histories held now (resident objects and recent departures).
+    public var trackedHistories: Int { history.count }
     var resident: [UInt64] = []
     var position: [UInt64: Int] = [:]
     var sizes: [UInt64: Int64] = [:]
@@ -61,8 +73,9 @@ public struct LearnedPolicy: CachePolicy {
     var features: UnsafeMutablePointer<Double> { buffer.pointer }
 
     public init(capacity: Int64, scorer: EvictionScorer, normalization: FeatureNormalization = .identity,
-                candidates: Int = 64, pinned: Set<UInt64> = [], key: RandomKey = RandomKey(seed: 7)) {
+                candidates: Int = 64, pinned: Set<UInt64> = [], key: RandomKey = RandomKey(seed: 7), historyLimit: Int = 1 << 20) {
         self.capacity = capacity
+        self.historyLimit = Swift.max(1, historyLimit)
         self.scorer = scorer.compiled()
         self.normalization = normalization
         self.candidates = Swift.max(1, candidates)
@@ -84,9 +97,9 @@ public struct LearnedPolicy: CachePolicy {
 
     public mutating func access(_ request: CacheRequest) -> Bool {
         if find(request) { return true }
-        guard canInsert(request) else { return false }
+        guard canInsert(request) else { departed(request.id); return false }
         while occupied + request.size > capacity {
-            guard evictOne() else { return false }   // everything left is pinned: do not admit
+            guard evictOne() else { departed(request.id); return false }   // everything left is pinned: do not admit
         }
         insert(request)
         return false
@@ -149,6 +162,20 @@ public struct LearnedPolicy: CachePolicy {
             position[last] = i
         }
         occupied -= sizes.removeValue(forKey: id)!
+        departed(id)
+    }
+
+    /// Notes that `id` left (or never entered) the cache now; the history of the departure this one
+    /// pushes out of the ring is dropped unless its object came back since.
+    mutating func departed(_ id: UInt64) {
+        guard departures.count == historyLimit else {
+            departures.append((id, now))
+            return
+        }
+        let (old, at) = departures[departureHead]
+        departures[departureHead] = (id, now)
+        departureHead = (departureHead + 1) % historyLimit
+        if position[old] == nil, let h = history[old], h.lastAccess <= at { history.removeValue(forKey: old) }
     }
 }
 

@@ -73,6 +73,17 @@ public enum CacheSimulation {
         return result
     }
 
+    /// Streams `source` once through every policy of `policies` side by side (one pass, constant
+    /// memory beyond the policies' own); results in the order of `policies`.
+    public static func run<S: RequestSource>(_ policies: inout [any CachePolicy], source: inout S, mode: SizeMode) throws -> [SimulationResult] {
+        var results = policies.map { SimulationResult(policy: $0.name, capacity: $0.capacity, mode: mode) }
+        while var r = try source.next() {
+            if mode == .unit { r.size = 1 }
+            for i in policies.indices { results[i].count(r, hit: policies[i].access(r)) }
+        }
+        return results
+    }
+
     /// Runs a policy chosen by kind.
     public static func run(_ kind: PolicyKind, capacity: Int64, requests: [CacheRequest], mode: SizeMode) -> SimulationResult {
         var policy = kind.make(capacity: capacity)
