@@ -226,15 +226,20 @@ struct UnrollTests {
         #expect(!isClose(full.parameterGradient["A"]!.doubles, result.parameterGradient["A"]!.doubles, tolerance: 1e-6))
     }
 
-    @Test("a non-deterministic step raises ReplayDivergence naming the state and both hashes")
-    func replayDivergence() throws {
+    /// The fixture's step plus a drift that grows with every call: recomputations differ.
+    static func noisyStep() -> Fixture.Step {
         final class Counter { var calls = 0 }
         let counter = Counter()
-        let noisy = Fixture.Step { s, x, p in
+        return Fixture.Step { s, x, p in
             counter.calls += 1
             let (next, y) = try Fixture.step.body(s, x, p)
             return (try next + Double(counter.calls) * 1e-15, y)
         }
+    }
+
+    @Test("a non-deterministic step raises ReplayDivergence naming the state and both hashes")
+    func replayDivergence() throws {
+        let noisy = Self.noisyStep()
         do {
             _ = try unroll(noisy, from: Fixture.s0, parameters: Fixture.parameters, steps: 12, loss: Fixture.loss,
                            schedule: .binomial(snapshots: 3), inputs: Fixture.input)
@@ -253,13 +258,7 @@ struct UnrollTests {
 
     @Test("replay verification keeps at most verificationHashes hashes, checks every S-th state beyond, and still catches divergence")
     func boundedVerification() throws {
-        final class Counter { var calls = 0 }
-        let counter = Counter()
-        let noisy = Fixture.Step { s, x, p in
-            counter.calls += 1
-            let (next, y) = try Fixture.step.body(s, x, p)
-            return (try next + Double(counter.calls) * 1e-15, y)
-        }
+        let noisy = Self.noisyStep()
         let options = UnrollOptions(verificationHashes: 8)
         do {
             _ = try unroll(noisy, from: Fixture.s0, parameters: Fixture.parameters, steps: 100, loss: Fixture.loss,
