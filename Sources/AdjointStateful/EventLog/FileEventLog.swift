@@ -37,6 +37,8 @@ public final class FileEventLog: EventLog {
     /// The format version this build writes and the newest it reads.
     public static let formatVersion: UInt32 = 1
     static let headerSize = 16
+    /// The 16 bytes every log starts with: magic, format version, 4 reserved bytes.
+    static var header: [UInt8] { magic + withUnsafeBytes(of: formatVersion.littleEndian, Array.init) + [0, 0, 0, 0] }
     /// The smallest payload an event encodes to (kind, step, name length, value count, data length).
     static let minimumPayload = 19
 
@@ -66,10 +68,7 @@ public final class FileEventLog: EventLog {
         do {
             let size = try Self.size(fd, path: path)
             if size == 0 {
-                var header = Self.magic
-                withUnsafeBytes(of: Self.formatVersion.littleEndian) { header += $0 }
-                header += [0, 0, 0, 0]
-                try Self.writeAll(fd, header, at: 0, path: path)
+                try Self.writeAll(fd, Self.header, at: 0, path: path)
                 guard Glibc.fsync(fd) == 0 else { throw Self.failure(path, "fsync") }
                 try Self.syncDirectory(of: path)
                 end = Self.headerSize
@@ -128,9 +127,7 @@ public final class FileEventLog: EventLog {
         defer { try? log.close() }
         do {
             try AtomicFile.write(to: destination) { write in
-                var header = magic
-                withUnsafeBytes(of: formatVersion.littleEndian) { header += $0 }
-                try write(header + [0, 0, 0, 0])
+                try write(header)
                 var i = 0
                 while i < log.offsets.count {     // in batches, so memory stays bounded by the batch
                     let upper = Swift.min(i + 4096, log.offsets.count)
