@@ -66,6 +66,8 @@ struct GraphExportTests {
         }
     }
 
+    static func lieAboutNode0(_ graph: inout Graph) { graph.nodes[0].outputTypes[0].shape[0] += 5 }
+
     @Test("a node whose declared type is not what its operator computes is refused before it is run or compiled")
     func lyingTypes() throws {
         let (bundle, _) = try traceGraph(Self.f, at: Self.arguments)
@@ -86,5 +88,9 @@ struct GraphExportTests {
             #expect(throws: IRError.self, "node \(index)") { try inMemory.compiled() }
         }
         #expect(throws: Never.self) { try bundle.compiled() }
+        // A decoded (checked) bundle whose graph is changed afterwards is checked again.
+        var decoded = try GraphBundle.decode(try bundle.encoded(), path: "g")
+        Self.lieAboutNode0(&decoded.graph)
+        #expect(throws: IRError.self) { try decoded.compiled() }
     }
 }

@@ -19,8 +19,9 @@ public struct GraphBundle {
     /// from a file.
     public var valueReads: [Int] = []
 
-    /// Whether ``checkDeclaredTypes()`` has passed for this graph (set by ``decode(_:path:)``).
-    private var typesChecked = false
+    /// The graph ``checkDeclaredTypes()`` passed for (set by ``decode(_:path:)``); `graph` is
+    /// public and may change after, so ``compiled(order:boundary:native:)`` compares the two.
+    private var checkedGraph: Graph?
 
     public init(graph: Graph, captures: [ValueID: Tensor]) {
         self.graph = graph
@@ -66,10 +67,10 @@ public struct GraphBundle {
     /// outputs of ``execute(_:)``, without a tensor per operation (with `native`, runs of its
     /// arithmetic as machine code).
     ///
-    /// The compiler plans memory from the declared types, so a bundle not made by ``decode(_:path:)``
-    /// (which checks them) has its types checked first (``checkDeclaredTypes()``).
+    /// The compiler plans memory from the declared types, so a graph other than the one
+    /// ``decode(_:path:)`` checked has its types checked first (``checkDeclaredTypes()``).
     public func compiled(order: [Int]? = nil, boundary: Int? = nil, native: NativeCode = .off) throws -> CompiledProgram {
-        if !typesChecked { try checkDeclaredTypes() }
+        if checkedGraph != graph { try checkDeclaredTypes() }
         return try CompiledProgram(graph, captures: captures, order: order, boundary: boundary, native: native)
     }
 
@@ -120,7 +121,7 @@ public struct GraphBundle {
         do { try bundle.checkDeclaredTypes() } catch let error as IRError { throw error } catch {
             throw IRError.corruptFile("\(path): running the graph once to check its declared types failed: \(error)")
         }
-        bundle.typesChecked = true
+        bundle.checkedGraph = graph
         return bundle
     }
 
