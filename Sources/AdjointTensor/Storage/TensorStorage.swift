@@ -41,15 +41,25 @@ public final class TensorStorage: @unchecked Sendable {
     public let dtype: DType
     public let device: Device
 
-    // The version and the write list change only under an in-place write (which needs exclusive
-    // use of the storage anyway) and when the last saved reference goes; they skip dynamic
-    // exclusivity checks (one per saved value). Other modules read the version through a getter:
-    // a stored class property accessed from another module is checked whatever its attribute.
-    @exclusivity(unchecked) private var versionValue: UInt64 = 0
+    /// Incremented by every in-place write; read by tapes (possibly on other threads) to tell
+    /// whether a saved value was overwritten. Atomic, so a read racing a write is defined.
+    private let versionValue = Atomic<UInt64>(0)
     /// Incremented by every in-place write.
-    public var version: UInt64 { versionValue }
-    /// Writes made while some tape held a saved reference; cleared when none does.
-    @exclusivity(unchecked) private var writes: [Write] = []
+    public var version: UInt64 { versionValue.load(ordering: .acquiring) }
+    /// Writes made while some tape held a saved reference; cleared when none does. Behind a lock
+    /// (a writer appends while a tape on another thread may release its last save), held inline —
+    /// a ``Lock`` would be one more allocation per tensor — and reached only through ``withWrites(_:)``.
+    private let writes = Mutex<[Write]>([])
+
+    /// Runs `body` on the write list under its lock, reported to ThreadSanitizer like a ``Lock``'s.
+    private func withWrites<R>(_ body: (inout [Write]) -> R) -> R {
+        let token = Unmanaged.passUnretained(self).toOpaque()
+        return writes.withLock { list in
+            ThreadSanitizer.acquire(token)
+            defer { ThreadSanitizer.release(token) }
+            return body(&list)
+        }
+    }
     /// Saved references held by tapes (atomic: tapes on several threads may save the same
     /// storage, a shared parameter say): their number in the low 32 bits and, above them, a
     /// generation that every save and release advances, so a reader can tell that no save or
@@ -85,10 +95,10 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     /// Records an in-place write of `regions` by `op` and bumps the version.
-    public func recordWrite(_ regions: [ElementRegion], op: String) {
-        versionValue &+= 1
+    package func recordWrite(_ regions: [ElementRegion], op: String) {
+        let version = versionValue.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue
         if saveCount > 0 {
-            writes.append(Write(version: version, regions: regions, op: op))
+            withWrites { $0.append(Write(version: version, regions: regions, op: op)) }
         }
     }
 
@@ -96,27 +106,26 @@ public final class TensorStorage: @unchecked Sendable {
     /// no tape holds a saved reference that would need the write's regions).
     func recordUnsavedWrite() {
         assert(saveCount == 0, "recordUnsavedWrite with \(saveCount) saved references")
-        versionValue &+= 1
+        versionValue.wrappingAdd(1, ordering: .acquiringAndReleasing)
     }
 
     /// Called when a tape saves a reference to this storage, after taking its strong reference.
-    public func retainSave() { saveState.wrappingAdd(Self.generation + 1, ordering: .acquiringAndReleasing) }
+    package func retainSave() { saveState.wrappingAdd(Self.generation + 1, ordering: .acquiringAndReleasing) }
 
     /// Called when a tape drops a saved reference, before releasing its strong reference.
-    public func releaseSave() {
+    package func releaseSave() {
         let state = saveState.wrappingAdd(Self.generation - 1, ordering: .acquiringAndReleasing).newValue
-        if state & Self.saveMask == 0, !writes.isEmpty {
-            writes.removeAll(keepingCapacity: false)
+        if state & Self.saveMask == 0 {
+            withWrites { if !$0.isEmpty { $0.removeAll(keepingCapacity: false) } }
         }
     }
 
     /// The first write after `version` that touched `region`, if any.
     public func versionConflicts(in region: ElementRegion, since version: UInt64) -> Write? {
         guard self.version != version else { return nil }
-        for write in writes where write.version > version {
-            if write.regions.contains(where: { $0.overlaps(region) }) { return write }
+        return withWrites { writes in
+            writes.first { $0.version > version && $0.regions.contains(where: { $0.overlaps(region) }) }
         }
-        return nil
     }
 }
 

@@ -10,8 +10,9 @@ import Glibc
 /// next and reports every access inside them as a race. When the process runs under
 /// ThreadSanitizer (its `__tsan_acquire` and `__tsan_release` resolve), each critical section
 /// reports an acquire of this lock's address on entry and a release on exit; otherwise the two
-/// calls are a load and a branch. Every lock in the runtime is one of these, so the sanitizer run
-/// of `.ci/run` checks the data they guard rather than drowning in false reports.
+/// calls are a load and a branch. Every lock in the runtime is one of these (or, where one more
+/// allocation would cost, an inline `Mutex` reporting the same way: a storage's write list), so
+/// the sanitizer run of `.ci/run` checks the data they guard rather than drowning in false reports.
 package final class Lock<Value>: @unchecked Sendable {
     // @unchecked: the value is reached only through `withLock`, under the mutex.
     private let mutex: Mutex<Value>
