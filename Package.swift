@@ -79,5 +79,5 @@ let package = Package(
         .testTarget(name: "AdjointFuzzTargetsTests", dependencies: ["AdjointFuzzTargets"], path: "Fuzz/Tests"),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport", "adjoint"], exclude: ["Snapshots"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -175,7 +175,10 @@ public struct JVPContext: DerivativeContext {
 ///
 /// A class: the tape looks a rule up for every recorded operation and every backward step, and a
 /// reference is one count to copy where the fields are five.
-public final class DerivativeRule {
+// @unchecked Sendable: every property is a `let` set at construction, and the rule closures of the
+// table capture only constants (operator codes, other immutable rules); the table is shared by
+// every thread's tape.
+public final class DerivativeRule: @unchecked Sendable {
     /// Whether and why an operator has a derivative.
     public enum Status: Equatable, CustomStringConvertible {
         /// Has a VJP.
@@ -195,7 +198,7 @@ public final class DerivativeRule {
     }
 
     /// The values the VJP reads, so the tape keeps only those alive.
-    public struct Saves {
+    public struct Saves: Sendable {
         public var inputs: [Int]
         public var output: Bool
         /// Every input, however many the call has (custom operators).

@@ -150,7 +150,7 @@ public struct CacheCommand: ParsableCommand {
             let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint, option: "--cache-sizes") }
             guard !capacities.isEmpty else { throw ValidationError("--cache-sizes '\(cacheSizes)': expected at least one size, e.g. 1%,5%,10%") }
             print("\(trace.name): \(trace.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
-            fflush(stdout)
+            fflush(nil)
             var learned: CacheModel?
             if !noLearned {
                 if let model { learned = try CacheModel.read(model) } else {

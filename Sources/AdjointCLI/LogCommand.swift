@@ -20,7 +20,7 @@ public struct LogCommand: ParsableCommand {
 
     /// The live thermal system: the example's forcing plus weather noise drawn from a Philox
     /// stream whose position is logged with every step.
-    static let model = ThermalModel()
+    static var model: ThermalModel { ThermalModel() }
     static let noiseKey = RandomKey(seed: 2026, stream: 1)
 
     static func input(_ k: Int) throws -> (Tensor, Event) {
@@ -76,7 +76,7 @@ public struct LogCommand: ParsableCommand {
             while run.time < steps {
                 let (input, random) = try LogCommand.input(run.time)
                 try run.advance(input: input, events: [random])
-                if ack { print("logged step \(run.time)"); fflush(stdout) }
+                if ack { print("logged step \(run.time)"); fflush(nil) }
             }
             try log.close()
             print(String(format: "step %d: slab %.4f °C, room %.4f °C, %d events", run.time,

@@ -18,7 +18,7 @@ public struct SimulateCommand: ParsableCommand {
             """
     )
 
-    public enum Model: String, ExpressibleByArgument, CaseIterable {
+    public enum Model: String, ExpressibleByArgument, CaseIterable, Sendable {
         case thermal, ball, chain
     }
 

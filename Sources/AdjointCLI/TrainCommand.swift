@@ -99,7 +99,7 @@ public struct TrainCommand: ParsableCommand {
             if let store, training.step % saveEvery == 0 || training.step == target {
                 let path = try store.save(training.checkpoint(run: run))
                 print("saved step \(training.step): \(path)")
-                fflush(stdout)
+                fflush(nil)
             }
         }
         bar?.finish()

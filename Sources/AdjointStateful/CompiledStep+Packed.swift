@@ -48,6 +48,7 @@ public func unroll<State, Parameters, Output>(
 /// The ``PackedStep`` a ``CompiledStep``'s packed unrolls reuse: one unroll takes it and puts it
 /// back when done, so its frames, records and buffers outlive the unroll; an unroll that starts
 /// while another has it makes its own (the last one back is kept).
+// @unchecked Sendable: `kept` is read and written only under `lock`.
 final class PackedStepCache: @unchecked Sendable {
     private let lock = Lock<Void>(())
     private var kept: PackedStep?

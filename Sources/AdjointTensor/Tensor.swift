@@ -212,4 +212,6 @@ public struct Tensor {
     }
 }
 
+// @unchecked Sendable: a value (shape, offset, dtype) over a `TensorStorage` (see there) and trace
+// tags whose payload objects are written only by the level that owns them, on its thread.
 extension Tensor: @unchecked Sendable {}

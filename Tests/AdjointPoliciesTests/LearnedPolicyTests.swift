@@ -158,7 +158,7 @@ struct LearnedPolicyTests {
         #expect(CacheSimulation.run(&limited, requests: small, mode: .unit) == CacheSimulation.run(&free, requests: small, mode: .unit))
     }
 
-    static func metadata(_ edit: (inout CacheModel.Metadata) -> Void = { _ in }) -> CacheModel.Metadata {
+    static func metadata(_ edit: @Sendable (inout CacheModel.Metadata) -> Void = { _ in }) -> CacheModel.Metadata {
         var m = CacheModel.Metadata(normalization: .identity, hidden: 4, candidates: 16, method: "imitation", trace: "t",
                                     cacheSize: 100, sizeMode: "unit", seed: 1, rounds: 2, trainingMissRatio: 0.5)
         edit(&m)
@@ -166,7 +166,7 @@ struct LearnedPolicyTests {
     }
 
     @Test("model files with a valid checksum but values a policy cannot use are refused, naming the field", arguments: [
-        ("candidates", { (m: inout CacheModel.Metadata) in m.candidates = 0 }),
+        ("candidates", { @Sendable (m: inout CacheModel.Metadata) in m.candidates = 0 }),
         ("candidates", { m in m.candidates = -5 }),
         ("candidates", { m in m.candidates = 1 << 40 }),
         ("hidden", { m in m.hidden = 1 << 40 }),

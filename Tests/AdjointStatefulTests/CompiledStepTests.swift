@@ -90,8 +90,9 @@ struct CompiledStepTests {
         }
         #expect(nudgedReference.loss.bitPattern != references[0].loss.bitPattern)
         let failures = Lock(0)
+        let shared = UncheckedSendable(check)   // the point: one compiled step unrolled from several threads at once
         DispatchQueue.concurrentPerform(iterations: 8) { k in
-            if (try? check(k, k % 3 == 0 ? .storeAll : .binomial(snapshots: 4))) != true { failures.withLock { $0 += 1 } }
+            if (try? shared.value(k, k % 3 == 0 ? .storeAll : .binomial(snapshots: 4))) != true { failures.withLock { $0 += 1 } }
         }
         #expect(failures.withLock { $0 } == 0)
     }

@@ -7,10 +7,10 @@ struct DeterministicSchedulerTests {
     struct Shared { var x: Tensor; var theta: Tensor }
 
     /// `x += 1` and `x *= θ`, each a read into a register and a write back: two atomic operations.
-    static let tasks: [SimulatedTask<Shared>] = [
+    static var tasks: [SimulatedTask<Shared>] { [
         SimulatedTask("increment", [{ s, r in r["x"] = s.x }, { s, r in s.x = try r["x"]! + 1 }]),
         SimulatedTask("double", [{ s, r in r["x"] = s.x }, { s, r in s.x = try r["x"]! * s.theta }]),
-    ]
+    ] }
 
     /// Every interleaving of two two-operation tasks, with x₀ = 3, θ = 2: the final x and its
     /// derivatives (∂x/∂x₀, ∂x/∂θ) along that interleaving.

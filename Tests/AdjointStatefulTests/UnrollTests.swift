@@ -8,14 +8,14 @@ import Testing
 /// final loss Σ s².
 struct Fixture {
     typealias Step = TensorStep<Tensor, Tensor, [String: Tensor], Tensor>
-    static let step = Step { s, x, p in
+    static var step: Step { Step { s, x, p in
         let pre = try p["A"]!.matmul(s.reshaped([3, 1])).reshaped([3]) + p["b"]! + x
         let next = try pre.tanh()
         return (next, try (next * next).sum())
-    }
-    static let loss = Step.Loss.both(
+    } }
+    static var loss: Step.Loss { Step.Loss.both(
         perStep: { s, y in try (s - 0.3).pow(2).mean() + y * 0.01 },
-        final: { s in try (s * s).sum() })
+        final: { s in try (s * s).sum() }) }
     static let parameters: [String: Tensor] = [
         "A": t([0.5, -0.3, 0.2, 0.1, 0.4, -0.6, 0.3, 0.2, 0.1], [3, 3]),
         "b": t([0.05, -0.1, 0.2]),

@@ -5,7 +5,7 @@ import Testing
 /// Every kernel must give bitwise-identical results with 1, 2, 3 and 8 threads.
 @Suite("Determinism across thread counts", .serialized)
 struct DeterminismTests {
-    static let workloads: [(String, () throws -> [Tensor])] = [
+    static var workloads: [(String, () throws -> [Tensor])] { [
         ("elementwise", {
             let x = try Tensor.uniform([300_001], key: RandomKey(seed: 1), low: -3, high: 3)
             return [try x.exp(), try x.tanh() * x + x.sigmoid(), try x.softplus()]
@@ -37,7 +37,7 @@ struct DeterminismTests {
             let x = try Tensor.uniform([300, 500], key: RandomKey(seed: 14))
             return [try gradient(at: w) { try $0.matmul(x).tanh().logsumexp(axes: [0]).sum() }]
         }),
-    ]
+    ] }
 
     @Test("bitwise identical with 1, 2, 3 and 8 threads", arguments: workloads.indices)
     func identical(_ index: Int) throws {

@@ -68,3 +68,10 @@ public func python(importing modules: [String], for test: String) -> String? {
     print("SKIPPED \(test): '\(python)' cannot import \(modules.joined(separator: " and ")) (set ADJOINT_PYTHON to an interpreter that can)")
     return nil
 }
+
+/// A value handed to other threads on purpose, in tests that check what happens then (the thread
+/// sanitizer step of `.ci/run` watches them).
+public struct UncheckedSendable<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
+}

@@ -180,6 +180,9 @@ public struct LearnedPolicy: CachePolicy {
 }
 
 /// Scratch space of one policy's evictions (freed with it): candidate ids, their feature rows and scores.
+// @unchecked Sendable: scratch memory of one policy, which runs on one thread at a time. Copies of
+// a `LearnedPolicy` share it, so two copies must not run concurrently (each simulation makes its
+// own policy with `CacheModel.policy(capacity:)`).
 final class FeatureBuffer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Double>
     let ids: UnsafeMutablePointer<UInt64>

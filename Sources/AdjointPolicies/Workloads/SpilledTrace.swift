@@ -11,8 +11,8 @@ import Glibc
 /// pass keep one entry per object), never to its length: a trace of billions of requests costs 32
 /// bytes of temporary disk per request. The file is unlinked as soon as it is created, so nothing
 /// is left behind, even after a kill.
+// @unchecked Sendable: after the initializer the file is only read (pread), from any thread.
 public final class SpilledTrace: @unchecked Sendable {
-    // @unchecked: the file descriptor is only read (pread) after the initializer, from any thread.
     public let name: String
     /// Requests in the trace.
     public let count: Int

@@ -78,6 +78,7 @@ public struct SyntheticWorkload: RequestSource {
     }
 
     /// Draws ids for a pattern; components get disjoint id spaces (the top 8 bits).
+    // @unchecked Sendable: both properties are constants set at construction.
     final class Sampler: @unchecked Sendable {
         enum Kind { case zipf(cdf: [Double], every: Int, step: Int), scan, loop(Int), mixture([(Sampler, Double)]) }
         let kind: Kind

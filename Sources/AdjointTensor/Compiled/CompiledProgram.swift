@@ -33,6 +33,8 @@ import Synchronization
 ///
 /// Mixed precision and ``ExecutionPolicy/float64Debug`` change how arithmetic rounds; under either,
 /// arithmetic operators run through the ordinary kernels so the results still match `dispatch`.
+// @unchecked Sendable: immutable after initialization except the cache of free frames, behind a
+// `Lock`; every run uses a frame of its own.
 public final class CompiledProgram: @unchecked Sendable {
     /// What compilation made of the graph.
     public struct Statistics: Equatable, Sendable, CustomStringConvertible {
@@ -136,7 +138,14 @@ public final class CompiledProgram: @unchecked Sendable {
         }
     }
 
-    private let cache = Lock<[(UnsafeMutableRawPointer, Int)]>([])
+    private let cache = Lock<[FreeFrame]>([])
+
+    /// A frame's memory waiting for reuse. `@unchecked Sendable`: the program owns the block and
+    /// hands it to one frame at a time, under `cache`'s lock.
+    struct FreeFrame: @unchecked Sendable {
+        let base: UnsafeMutableRawPointer
+        let capacity: Int
+    }
     /// Frames kept for reuse after they are released.
     static let cachedFrameLimit = 32
 
@@ -208,7 +217,7 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     deinit {
-        for (p, capacity) in cache.withLock({ $0 }) { StoragePool.shared.deallocate(p, capacity: capacity) }
+        for frame in cache.withLock({ $0 }) { StoragePool.shared.deallocate(frame.base, capacity: frame.capacity) }
         instructions.deallocate()
         tables.deallocate()
         argumentPlaces.deallocate()
@@ -223,6 +232,8 @@ public final class CompiledProgram: @unchecked Sendable {
     public var outputTypes: [ValueType] { outputs.map(\.type) }
 
     /// Memory for one execution. Returned to the program when released.
+    // @unchecked Sendable: a frame is used by one run at a time; passing it to another thread hands
+    // it over.
     public final class Frame: @unchecked Sendable {
         let program: CompiledProgram
         let base: UnsafeMutableRawPointer
@@ -239,7 +250,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// A frame with the captures in place (from the cache when one is free).
     public func makeFrame() -> Frame {
-        if let (p, capacity) = cache.withLock({ $0.popLast() }) { return Frame(program: self, base: p, capacity: capacity) }
+        if let free = cache.withLock({ $0.popLast() }) { return Frame(program: self, base: free.base, capacity: free.capacity) }
         let (p, capacity) = StoragePool.shared.allocate(byteCount: Swift.max(statistics.frameBytes, 1))
         constantImage.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return Frame(program: self, base: p, capacity: capacity)
@@ -248,7 +259,7 @@ public final class CompiledProgram: @unchecked Sendable {
     func recycle(_ p: UnsafeMutableRawPointer, _ capacity: Int) {
         let kept = cache.withLock { frames -> Bool in
             guard frames.count < Self.cachedFrameLimit else { return false }
-            frames.append((p, capacity))
+            frames.append(FreeFrame(base: p, capacity: capacity))
             return true
         }
         if !kept { StoragePool.shared.deallocate(p, capacity: capacity) }

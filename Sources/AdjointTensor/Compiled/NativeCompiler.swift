@@ -162,6 +162,7 @@ public struct NativeCompiler: Sendable, Equatable {
 }
 
 /// A loaded shared library of compiled segments (unloaded with its last reference).
+// @unchecked Sendable: an immutable handle and function pointers; unloaded in `deinit`.
 final class NativeLibrary: @unchecked Sendable {
     typealias Segment = @convention(c) (UnsafeMutableRawPointer) -> Void
     let path: String

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The floating-point types kernels compute in (`Double`, `Float`).
-public protocol KernelFloat: BinaryFloatingPoint, Real, TensorScalar where Self.Magnitude == Self {
+public protocol KernelFloat: BinaryFloatingPoint, Real, TensorScalar, Sendable where Self.Magnitude == Self {
     /// C `pow`: defined for negative bases with integral exponents, unlike `Real.pow`.
     static func cPow(_ x: Self, _ y: Self) -> Self
     /// The correctly rounded square root as the hardware instruction (generic `squareRoot()` can

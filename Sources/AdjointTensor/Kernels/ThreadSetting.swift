@@ -6,6 +6,7 @@ import Glibc
 /// A small non-negative integer setting with a process-wide default and a per-thread override,
 /// used for the kernels' thread count and execution policy: kernels read it on the thread that
 /// dispatched the operator, so scoped overrides on different threads never interfere.
+// @unchecked Sendable: the process default is atomic; overrides live in a pthread key per thread.
 final class ThreadSetting: @unchecked Sendable {
     private let processDefault: Atomic<Int>
     private let key: pthread_key_t
@@ -40,6 +41,7 @@ final class ThreadSetting: @unchecked Sendable {
 
 /// One object per thread, made on the thread's first access and released when the thread ends
 /// (the interpreter stack, the memory a finished tape leaves for the next one).
+// @unchecked Sendable: a pthread key and a factory; each thread reaches only its own value.
 public final class ThreadLocal<Value: AnyObject>: @unchecked Sendable {
     private let key: pthread_key_t
     private let make: () -> Value

@@ -9,6 +9,7 @@ import Glibc
 /// when it is freed, on whatever thread.
 ///
 /// ``ResourceLimits/memoryQuota`` is enforced against the scope's account.
+// @unchecked Sendable: its only mutable state is two atomics.
 public final class MemoryAccount: @unchecked Sendable {
     private let bytes = Atomic<Int>(0)
     private let peak = Atomic<Int>(0)
@@ -37,6 +38,7 @@ public final class MemoryAccount: @unchecked Sendable {
 }
 
 /// The accounts active on a thread, innermost first; a storage keeps the chain it was created under.
+// @unchecked Sendable: immutable (two `let`s); the per-thread current chain is a pthread key.
 final class AccountChain: @unchecked Sendable {
     let account: MemoryAccount
     let next: AccountChain?

@@ -10,6 +10,7 @@ import Glibc
 /// memory. Capacities are powers of two up to 4 KiB and quarter steps above (at most 25% slack).
 ///
 /// The pool is thread-safe; its counters are exact.
+// @unchecked Sendable: all mutable state is `state`, behind a `Lock`.
 public final class StoragePool: @unchecked Sendable {
     /// The pool every tensor allocates from. With the environment variable
     /// `ADJOINT_STORAGE_POOL=off` it keeps no free block (``cacheLimitBytes`` 0): every block comes
@@ -46,7 +47,9 @@ public final class StoragePool: @unchecked Sendable {
         }
     }
 
-    private struct State {
+    /// `@unchecked Sendable`: it holds raw pointers to free blocks that only the pool touches, and
+    /// only under its lock.
+    private struct State: @unchecked Sendable {
         /// The first free block of each size class (indexed by ``StoragePool/classIndex(for:)``);
         /// a free block's first word points to the next one of its class (an intrusive list: no
         /// array to grow or check for uniqueness under the lock).

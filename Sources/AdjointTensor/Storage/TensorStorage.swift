@@ -27,6 +27,9 @@ public struct ElementRegion: Hashable, Sendable, CustomStringConvertible {
 /// values on a tape. Copy-on-write counts only the first kind (``isShared(_:)``), so a tape holding
 /// the storage never forces a copy — and an in-place write to memory the tape still needs is
 /// detected at backward instead (``versionConflicts(in:since:)``).
+// @unchecked Sendable: the elements are written only by a holder that copy-on-write found exclusive
+// (or through a view the caller owns); the bookkeeping other threads touch is atomic (version, save
+// state) or behind a lock (the write list).
 public final class TensorStorage: @unchecked Sendable {
     /// A write made by an in-place operator.
     public struct Write: Sendable {
