@@ -243,10 +243,12 @@ struct PackedStep: StepFunction {
 
     /// One recorded step's frame, until its pullback (which runs once) has run.
     final class Record {
-        /// Not counted (the recorder pools its records): a record is reachable only from its
-        /// recorder's pool and from the recorded steps of an unroll, whose executor holds the
-        /// `PackedStep` and so the recorder, for as long as it runs.
-        unowned(unsafe) let recorder: Recorder
+        /// Not counted (the recorder pools its records, so a strong reference would be a cycle): a
+        /// record is reachable only from its recorder's pool and from the recorded steps of an
+        /// unroll, whose executor holds the `PackedStep` and so the recorder, for as long as it
+        /// runs. `unowned` (checked): a record outliving its recorder traps instead of reading freed
+        /// memory.
+        unowned let recorder: Recorder
         let frame: CompiledProgram.Frame
         @exclusivity(unchecked) var pulled = false
         /// The parameters whose values and invariant operators `frame` holds (held, so the identity
