@@ -138,6 +138,9 @@ public struct CacheCommand: ParsableCommand {
         var noLearned = false
         @Option(name: .long, help: "Without --model: train on at most this many requests from the start of the trace (held in memory).")
         var trainingRequests = 1_000_000
+        public func validate() throws {
+            guard trainingRequests >= 1 else { throw ValidationError("--training-requests must be at least 1, got \(trainingRequests)") }
+        }
         @Option(name: .long, help: "Write the plot here.")
         var svg = "cache-compare.svg"
         @Flag(name: .long, help: "Never draw a progress bar.")

@@ -24,9 +24,10 @@ public struct UnrollOptions {
     /// known to be deterministic.
     public var verifyReplay = true
     /// The most state hashes replay verification keeps, so its memory is bounded whatever the
-    /// horizon (8 MiB by default). Up to this many steps every state is checked; beyond, every
-    /// `S`-th state and the last, `S = ⌈(steps + 1) / verificationHashes⌉` (a divergence is then
-    /// reported at the first checked state after it, with `S` in ``ReplayDivergence/checkedEvery``).
+    /// horizon (8 MiB by default). Up to this many steps (less two) every state is checked;
+    /// beyond, every `S`-th state and the last, `S = ⌈(steps + 1) / (verificationHashes − 2)⌉` (a
+    /// divergence is then reported at the first checked state after it, with `S` in
+    /// ``ReplayDivergence/checkedEvery``). At least 3.
     public var verificationHashes: Int
     /// Where a multi-tier schedule writes its disk snapshots (a fresh temporary directory, removed
     /// afterwards, when `nil`).

@@ -310,6 +310,9 @@ struct CacheCLITests {
         try AtomicFile.write([], to: empty)
         var simulate = try CacheCommand.Simulate.parse(["--trace", empty])
         #expect { try simulate.run() } throws: { "\($0)".contains("holds no requests") }
+        for bad in ["0", "-5", "99999999999999999999"] {
+            #expect(throws: (any Error).self) { try CacheCommand.Compare.parse(["--training-requests", bad]) }
+        }
         var noSizes = try CacheCommand.Compare.parse(["--trace", trace, "--cache-sizes", ",", "--no-learned", "--quiet"])
         #expect { try noSizes.run() } throws: { "\($0)".contains("at least one size") }
     }
