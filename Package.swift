@@ -31,7 +31,7 @@ let package = Package(
         .target(
             name: "AdjointTensor",
             dependencies: [
-                "AdjointIR", "CBLAS", "CSwiftRuntime",
+                "AdjointIR", "CBLAS",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]
         ),
@@ -58,7 +58,6 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .systemLibrary(name: "CSwiftRuntime"),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 

@@ -6,9 +6,6 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
     case nonScalarOutput(shape: [Int])
     /// A pullback was called after ``Pullback/release()``.
     case tapeReleased
-    /// A value the tape saved was overwritten in place before backward.
-    case savedTensorModified(op: OpCode, node: Int, input: String, shape: [Int], savedVersion: UInt64,
-                             currentVersion: UInt64, writer: String)
     /// A cotangent (or tangent) reached an operator whose derivative is not implemented. `node` is
     /// the tape node, or -1 in forward mode.
     case derivativeNotImplemented(op: OpCode, node: Int, reason: String)
@@ -35,8 +32,6 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
             return "gradient needs a scalar result, but the function returned shape \(s(shape)); use vjp(at:of:) and pass a cotangent, or reduce the result (sum, mean) first"
         case .tapeReleased:
             return "backward through a released tape: this pullback's tape was released; record the function again"
-        case let .savedTensorModified(op, node, input, shape, saved, current, writer):
-            return "one of the values needed for gradient computation has been modified by an in-place operation: \(input) of \(op.rawValue) at tape node \(node) (shape \(s(shape))) was saved at version \(saved) and is now at version \(current), overwritten by \(writer); write a copy instead, or write before recording"
         case let .derivativeNotImplemented(op, node, reason):
             return "the derivative of \(op.rawValue) (\(node < 0 ? "forward mode" : "tape node \(node)")) is not implemented: \(reason)"
         case let .cotangentMismatch(index, expected, expectedDType, got, gotDType):

@@ -50,7 +50,6 @@ public final class Tape: InterpreterLevel {
     }
 
     deinit {
-        releaseSaved()
         TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
     }
 
@@ -118,16 +117,6 @@ public final class Tape: InterpreterLevel {
         output.traceTags.set(TraceTag(level: level, id: id))
     }
 
-    /// Throws if an in-place write touched a value node `index` saved (checked before its rule
-    /// runs, so the first modified value is the one reported).
-    func verifySaved(node index: Int) throws {
-        let op = nodes[index].op
-        for (i, k) in nodes[index].inputRange.enumerated() {
-            try inputs[k].saved?.verify(op: op, node: index, input: i, shape: inputs[k].type.shape)
-        }
-        try nodes[index].savedOutput?.verify(op: op, node: index, input: -1, shape: nodes[index].outputType.shape)
-    }
-
     /// Runs the VJPs from the given seeds and returns the cotangent of every leaf (nil: zero).
     func backward(seeds: [(id: Int32, cotangent: Tensor)]) throws -> [Tensor?] {
         guard !isReleased else { throw AutodiffError.tapeReleased }
@@ -142,7 +131,6 @@ public final class Tape: InterpreterLevel {
             let outputID = Int(nodes[index].outputID)
             guard cotangents.contains(outputID) else { continue }
             if numbersAllowed, let form = nodes[index].scalarForm {
-                try verifySaved(node: index)
                 if nodes[index].outputType.dtype == .float32 {
                     backward(node: index, form, &cotangents, as: Float.self)
                 } else {
@@ -155,7 +143,6 @@ public final class Tape: InterpreterLevel {
             let op = nodes[index].op
             let rule = DerivativeRules.rule(for: op)
             guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
-            try verifySaved(node: index)
             let outer = stack.backwardNode
             stack.backwardNode = (index, op)
             defer { stack.backwardNode = outer }
@@ -172,7 +159,7 @@ public final class Tape: InterpreterLevel {
     }
 
     /// The backward step of a node with a rank-0 rule (``Node/scalarForm``) in the element type
-    /// `T` of its values, which the caller checked against in-place writes.
+    /// `T` of its values.
     private func backward<T: BinaryFloatingPoint & TensorScalar>(node index: Int, _ form: ScalarVJP,
                                                                  _ cotangents: inout Cotangents, as _: T.Type) {
         guard let g = cotangents.takeNumber(Int(nodes[index].outputID), as: T.self) else { return }
@@ -203,7 +190,6 @@ public final class Tape: InterpreterLevel {
             guard any else { continue }
             let rule = DerivativeRules.rule(for: node.op)
             guard let jvp = rule.jvp else { try rule.requireImplemented(node.op, node: index); continue }
-            try verifySaved(node: index)
             guard let tangent = try jvp(JVPContext(source: .node(self, index), tangents: inputTangents)) else { continue }
             try DerivativeRules.check(tangent, of: node.op, input: -1, against: node.outputType)
             tangents[Int(node.outputID)] = tangent
@@ -213,16 +199,10 @@ public final class Tape: InterpreterLevel {
 
     /// Frees every saved value; later backward passes throw ``AutodiffError/tapeReleased``.
     public func release() {
-        releaseSaved()
         TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
         nodes = []
         inputs = []
         isReleased = true
-    }
-
-    private func releaseSaved() {
-        for input in inputs { input.saved?.release() }
-        for node in nodes { node.savedOutput?.release() }
     }
 
     /// The recorded program as an IR graph: leaves are arguments, untracked inputs are captures.

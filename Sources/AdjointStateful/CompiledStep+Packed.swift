@@ -311,7 +311,7 @@ struct PackedStep: StepFunction {
     /// One frame for the whole unroll: the parameters are bound and their loop-invariant
     /// transforms computed once; each step binds the state and the input, runs the rest, and reads the next
     /// state back into the same buffer (no allocation per step beyond the input the caller makes).
-    func advance(_ s: PackedBytes, through steps: Range<Int>, parameters p: PackedBytes, inputs: (Int) throws -> Tensor, hashing: Bool,
+    func advance(_ s: PackedBytes, through steps: Range<Int>, parameters p: PackedBytes, inputs: (Int) throws -> Tensor, hashing: (Int) -> Bool,
                  before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> PackedBytes {
         guard !steps.isEmpty else { return s }
         let frame: CompiledProgram.Frame
@@ -333,7 +333,7 @@ struct PackedStep: StepFunction {
                 try forward.bind(try inputs(k), at: state.segments.count, in: frame)
                 try forward.run(perStep, in: frame)
                 state.read(forward, from: 0, in: frame, into: base)
-                try after(k, hashing ? hash(next) : nil)
+                try after(k, hashing(k + 1) ? hash(next) : nil)
             }
         }
         return next

@@ -49,8 +49,9 @@ public protocol StepFunction {
     /// `state` stepped through `steps` without recording: ``step(_:input:parameters:)`` once per
     /// step (the default), or anything with the same result that is faster — a compiled step keeps
     /// one frame for the whole run. Calls `before(k)` before step `k` and `after(k, hash)` after
-    /// it, with ``hash(_:)`` of `s[k+1]` when `hashing` (nil otherwise).
-    func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: Bool,
+    /// it, with ``hash(_:)`` of `s[k+1]` when `hashing(k + 1)` (nil otherwise: a state nobody
+    /// checks is not hashed).
+    func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: (Int) -> Bool,
                  before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State
 }
 
@@ -74,13 +75,13 @@ public struct RecordedStep<Step: StepFunction> {
 extension StepFunction {
     public func copy(_ state: State) -> State { state }
 
-    public func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: Bool,
+    public func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: (Int) -> Bool,
                         before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State {
         var state = state
         for k in steps {
             before(k)
             state = try step(state, input: try inputs(k), parameters: parameters)
-            try after(k, hashing ? hash(state) : nil)
+            try after(k, hashing(k + 1) ? hash(state) : nil)
         }
         return state
     }

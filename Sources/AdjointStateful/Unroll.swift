@@ -78,7 +78,7 @@ public func unroll<Step: StepFunction>(
     inputs: @escaping (Int) throws -> Step.Input
 ) throws -> UnrollResult<Step> {
     let total = options.progress == nil ? 0 : try schedule.cost(steps: steps).evaluations
-    let executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: steps, loss: loss,
+    var executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: steps, loss: loss,
                                       schedule: schedule, options: options, inputs: inputs, plannedEvaluations: total)
     defer { executor.removeSnapshotFiles() }
     try executor.run(schedule)
@@ -98,9 +98,10 @@ public func unroll<Step: StepFunction>(
 }
 
 /// Runs a schedule's actions against a step.
-final class UnrollExecutor<Step: StepFunction> {
-    // Mutable state is `@exclusivity(unchecked)`: an executor runs on one thread and never
-    // re-enters itself, and the dynamic checks cost ~5% of a compiled step's unroll.
+///
+/// A value with `mutating` methods, owned by the one call that runs the schedule: the compiler
+/// checks exclusive access to its state statically, so the per-step path pays no dynamic checks.
+struct UnrollExecutor<Step: StepFunction> {
     let step: Step
     let parameters: Step.Parameters
     let steps: Int
@@ -112,10 +113,10 @@ final class UnrollExecutor<Step: StepFunction> {
     let plannedEvaluations: Int
 
     /// The current state and the step it is at (`nil` after its snapshot was consumed).
-    @exclusivity(unchecked) var current: Step.State?
-    @exclusivity(unchecked) var currentStep = 0
+    var current: Step.State?
+    var currentStep = 0
     /// Stored states by step: in memory, or in a file (multi-tier), with the bytes each holds.
-    @exclusivity(unchecked) var snapshots: StepTable<Snapshot>
+    var snapshots: StepTable<Snapshot>
     /// This thread's interpreter stack, whose `unrollStep` names the step being taken.
     let stack = InterpreterStack.current
 
@@ -124,40 +125,40 @@ final class UnrollExecutor<Step: StepFunction> {
         var place: Place
         var bytes: Int
     }
-    @exclusivity(unchecked) var liveSnapshotBytes = 0
+    var liveSnapshotBytes = 0
     /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
     /// records one step and reverses it at once never touches the table), older ones in
     /// `recorded`.
-    @exclusivity(unchecked) var recorded = StepTable<RecordedStep<Step>>()
-    @exclusivity(unchecked) var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
-    @exclusivity(unchecked) var cotangent: Step.StateCotangent?
-    @exclusivity(unchecked) var initialCotangent: Step.StateCotangent?
-    @exclusivity(unchecked) var gradient: Step.ParameterGradient?
-    @exclusivity(unchecked) var lossValue = 0.0
-    @exclusivity(unchecked) var finalState: Step.State?
+    var recorded = StepTable<RecordedStep<Step>>()
+    var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
+    var cotangent: Step.StateCotangent?
+    var initialCotangent: Step.StateCotangent?
+    var gradient: Step.ParameterGradient?
+    var lossValue = 0.0
+    var finalState: Step.State?
     /// The hash of each checked `s[k]` the first time it was computed (slot `k / hashStride`,
     /// `s[steps]` in the last slot); 0 means not yet.
-    @exclusivity(unchecked) var hashes: [UInt64]
+    var hashes: [UInt64]
     /// Every `hashStride`-th state is checked (1 when the horizon fits ``UnrollOptions/verificationHashes``).
     let hashStride: Int
-    @exclusivity(unchecked) var report = UnrollReport()
+    var report = UnrollReport()
     /// For a segment of a longer run (``unroll(_:recorded:parameters:template:loss:schedule:options:)``):
     /// the index of the segment's first step in the whole run (for messages), and the cotangent of
     /// the segment's last state when it is not the run's last (then the final loss does not apply).
-    @exclusivity(unchecked) var offset = 0
-    @exclusivity(unchecked) var terminalCotangent: Step.StateCotangent?
-    @exclusivity(unchecked) var appliesFinalLoss = true
-    @exclusivity(unchecked) var directory: String?
-    @exclusivity(unchecked) var ownsDirectory = false
-    @exclusivity(unchecked) var evaluations = 0
+    var offset = 0
+    var terminalCotangent: Step.StateCotangent?
+    var appliesFinalLoss = true
+    var directory: String?
+    var ownsDirectory = false
+    var evaluations = 0
     /// The input cache (``UnrollOptions/inputCacheSlots``): the step each slot holds (-1: none).
-    @exclusivity(unchecked) var cachedSteps: [Int]
-    @exclusivity(unchecked) var cachedInputs: [Step.Input?]
+    var cachedSteps: [Int]
+    var cachedInputs: [Step.Input?]
     /// Bytes of the tensors the cache holds, per slot and in all.
-    @exclusivity(unchecked) var cachedInputBytes: [Int]
-    @exclusivity(unchecked) var cachedBytes = 0
+    var cachedInputBytes: [Int]
+    var cachedBytes = 0
     /// Reads of `inputs` (the rest came from the cache).
-    @exclusivity(unchecked) var inputReads = 0
+    var inputReads = 0
 
     init(_ step: Step, initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
          schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input,
@@ -193,21 +194,21 @@ final class UnrollExecutor<Step: StepFunction> {
 
     /// Performs the schedule's actions for `steps` steps. Diagnostics (anomaly reports, profiles)
     /// name the step being taken meanwhile (``InterpreterStack/unrollStep``).
-    func run(_ schedule: CheckpointSchedule) throws {
+    mutating func run(_ schedule: CheckpointSchedule) throws {
         let outerStep = stack.unrollStep
         defer { stack.unrollStep = outerStep }
         try schedule.forEachAction(steps: steps) { try perform($0) }
     }
 
     /// Performs one action (inside ``run(_:)``).
-    func perform(_ action: CheckpointAction) throws {
+    mutating func perform(_ action: CheckpointAction) throws {
         let stack = stack
         switch action {
         case let .advance(to):
-            let offset = offset, observed = options.progress != nil
+            let offset = offset, observed = options.progress != nil, verify = options.verifyReplay
             current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters,
                                        inputs: { try input($0) },
-                                       hashing: options.verifyReplay, before: { stack.unrollStep = $0 + offset }) { k, hash in
+                                       hashing: { verify && hashSlot($0) != nil }, before: { stack.unrollStep = $0 + offset }) { k, hash in
                 if let hash { try check(hash, at: k + 1) }
                 if observed { tick() } else { evaluations += 1 }
             }
@@ -276,7 +277,7 @@ final class UnrollExecutor<Step: StepFunction> {
                             finalState: finalState, report: report)
     }
 
-    func input(_ k: Int) throws -> Step.Input {
+    mutating func input(_ k: Int) throws -> Step.Input {
         let slots = cachedSteps.count
         guard slots > 0 else {
             inputReads += 1
@@ -316,17 +317,17 @@ final class UnrollExecutor<Step: StepFunction> {
     }
 
     /// Sets the original hash of `s[k]` (a recorded run's live hash) before the unroll runs.
-    func seedHash(_ hash: StateHash, at k: Int) {
+    mutating func seedHash(_ hash: StateHash, at k: Int) {
         if let slot = hashSlot(k) { hashes[slot] = Swift.max(1, hash.value) }
     }
 
     /// Records or compares the hash of `s[k]`.
-    func check(_ state: Step.State, at k: Int) throws {
+    mutating func check(_ state: Step.State, at k: Int) throws {
         guard options.verifyReplay, hashSlot(k) != nil else { return }
         try check(step.hash(state), at: k)
     }
 
-    func check(_ hash: StateHash, at k: Int) throws {
+    mutating func check(_ hash: StateHash, at k: Int) throws {
         guard let slot = hashSlot(k) else { return }
         var h = hash.value
         if h == 0 { h = 1 }
@@ -340,12 +341,12 @@ final class UnrollExecutor<Step: StepFunction> {
         }
     }
 
-    func tick() {
+    mutating func tick() {
         evaluations += 1
         options.progress?(evaluations, plannedEvaluations)
     }
 
-    func store(_ state: Step.State, at k: Int) throws {
+    mutating func store(_ state: Step.State, at k: Int) throws {
         precondition(snapshots[k] == nil, "store \(k): s[\(k)] is already stored")
         let bytes = step.byteCount(of: state)
         if snapshots.count < diskSlots {
@@ -361,7 +362,7 @@ final class UnrollExecutor<Step: StepFunction> {
         report.peakSnapshotBytes = max(report.peakSnapshotBytes, liveSnapshotBytes)
     }
 
-    func snapshot(_ k: Int) throws -> Step.State {
+    mutating func snapshot(_ k: Int) throws -> Step.State {
         guard let stored = snapshots[k] else { preconditionFailure("restore \(k): no snapshot of s[\(k)]") }
         switch stored.place {
         case let .memory(state):
@@ -372,7 +373,7 @@ final class UnrollExecutor<Step: StepFunction> {
         }
     }
 
-    func snapshotDirectory() throws -> String {
+    mutating func snapshotDirectory() throws -> String {
         if let directory { return directory }
         let path = options.snapshotDirectory
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-snapshots-\(UUID().uuidString)").path
@@ -386,7 +387,7 @@ final class UnrollExecutor<Step: StepFunction> {
         return path
     }
 
-    func removeSnapshotFiles() {
+    mutating func removeSnapshotFiles() {
         for (_, stored) in snapshots.entries {
             guard case let .disk(path) = stored.place else { continue }
             try? FileManager.default.removeItem(atPath: path)

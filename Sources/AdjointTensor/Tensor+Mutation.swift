@@ -49,8 +49,7 @@ extension Tensor {
         guard traceTags.isEmpty else {
             throw TensorError.invalidArgument(op: op, detail: "the tensor is tracked by interpreter level \(traceTags.firstLevel); write an untracked copy (`untracked`) instead")
         }
-        makeExclusive()
-        storage.recordUnsavedWrite()
+        makeUnique()
         return rawPointer
     }
 

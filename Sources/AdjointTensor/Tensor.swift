@@ -101,10 +101,10 @@ final class TraceTagList {
 /// An n-dimensional array with value semantics.
 ///
 /// A tensor is a shape, an element type and a contiguous range of elements inside a
-/// ``TensorStorage`` (pooled, 64-byte aligned). Copies share storage until one of them is written in
-/// place (copy-on-write; references a tape holds to saved values do not count as sharing, see
-/// ``TensorStorage/isShared(_:)``). Every operation goes through ``dispatch(_:_:_:)``, where interpreter levels
-/// (reverse-mode tape, and later forward mode, profiling, capture) observe it.
+/// ``TensorStorage`` (pooled, 64-byte aligned). Copies — and a tape's saved values — share storage
+/// until one of them is written in place (copy-on-write, see ``hasSharedStorage()``). Every
+/// operation goes through ``dispatch(_:_:_:)``, where interpreter levels (reverse-mode tape, forward
+/// mode, profiling, capture) observe it.
 public struct Tensor {
     /// The memory this value's elements lie in (shared with copies and views of it).
     public private(set) var storage: TensorStorage
@@ -150,9 +150,6 @@ public struct Tensor {
     public var elementCount: Int { shape.reduce(1, *) }
     public var isScalar: Bool { elementCount == 1 }
 
-    /// The elements this tensor covers inside its storage.
-    public var region: ElementRegion { ElementRegion(offset, offset + elementCount) }
-
     /// Pointer to the first element, typed.
     @inlinable
     public func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {
@@ -174,24 +171,19 @@ public struct Tensor {
     /// Whether two tensors share storage.
     public func sharesStorage(with other: Tensor) -> Bool { storage === other.storage }
 
-    /// Whether an in-place write to this value would copy first: another tensor value, a view or a
-    /// held `TensorStorage` reference shares its storage (a tape's saved references do not count;
-    /// see ``TensorStorage/isShared(_:)``). `mutating` only so that asking adds no reference.
-    public mutating func hasSharedStorage() -> Bool { TensorStorage.isShared(&storage) }
+    /// Whether an in-place write to this value would copy first: anything else refers to its
+    /// storage — another tensor value, a view, a tape's saved value, a held `TensorStorage`.
+    /// `mutating` only so that asking adds no reference.
+    public mutating func hasSharedStorage() -> Bool { !isKnownUniquelyReferenced(&storage) }
 
-    /// Makes the storage exclusively this value's before an in-place write (copy-on-write).
-    /// Returns whether a copy was made.
+    /// Makes the storage referred to by this value alone before an in-place write (copy-on-write):
+    /// copies the elements into new storage when anything else refers to it. Returns whether a
+    /// copy was made.
     @discardableResult
     mutating func makeUnique() -> Bool {
-        if !TensorStorage.isShared(&storage) { return false }
+        if isKnownUniquelyReferenced(&storage) { return false }
         moveToOwnStorage()
         return true
-    }
-
-    /// Makes the storage referred to by this value alone, a tape's saved references included
-    /// (unlike ``makeUnique()``): copies the elements into new storage when anything else refers to it.
-    mutating func makeExclusive() {
-        if !isKnownUniquelyReferenced(&storage) { moveToOwnStorage() }
     }
 
     /// Copies the elements into new storage of their own.

@@ -65,7 +65,7 @@ public func gradient<A: ParameterCollection, B: ParameterCollection, C: Paramete
 public func vjp<P: ParameterCollection, R: ParameterCollection>(at x: P, of f: (P) throws -> R) throws -> (value: R, pullback: Pullback<P, R>) {
     let recording = try Recording(x, f)
     // The template keeps only the argument's structure: holding its tensors would keep their
-    // storage shared (copy-on-write) and hide in-place writes from the tape's version checks.
+    // storage shared, so in-place writes to the argument would copy even after ``Pullback/release()``.
     let pullback = Pullback<P, R>(tape: recording.tape, template: structure(of: x),
                                   outputIDs: recording.outputIDs, outputTypes: recording.outputTypes)
     return (recording.value, pullback)

@@ -33,7 +33,7 @@ public final class SpilledTrace: @unchecked Sendable {
         self.name = name
         var template = Array(((directory as NSString).appendingPathComponent("adjoint-trace-XXXXXX")).utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        let path = String(cString: template)
+        let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard fd >= 0 else { throw TraceError.io(path: path, detail: "cannot create a temporary file: \(String(cString: strerror(errno)))") }
         unlink(path)   // nothing to clean up, whatever happens next
         self.fd = fd

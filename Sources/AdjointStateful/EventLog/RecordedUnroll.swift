@@ -32,9 +32,9 @@ public func unroll<Step: StepFunction>(
     for (index, start) in starts.enumerated().reversed() {
         let end = index + 1 < starts.count ? starts[index + 1] : horizon
         let initial = try recorded.checkpoint(at: start, step: step, like: template)
-        let executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: end - start, loss: loss,
+        var executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: end - start, loss: loss,
                                           schedule: schedule, options: options, inputs: { try recorded.input(start + $0) },
-                                          plannedEvaluations: 0)
+                                        plannedEvaluations: 0)
         defer { executor.removeSnapshotFiles() }
         executor.offset = start
         executor.appliesFinalLoss = end == horizon

@@ -104,23 +104,21 @@ public protocol OperatorTimer: AnyObject {
     func end(_ op: OpCode, started: UInt64, inputs: [Tensor], output: Tensor)
 }
 
-/// The entry point of in-place operators: writes into `target` (copying first if its storage is
-/// shared with another value), records the written region in the storage's version history, and
-/// passes the call to the interpreter levels as a functional update of `target`.
+/// The entry point of in-place operators: writes into `target` (copying first if anything else
+/// refers to its storage) and passes the call to the interpreter levels as a functional update of
+/// `target`.
 public func dispatchInPlace(_ op: OpCode, _ attributes: Attributes, target: inout Tensor, operands: [Tensor]) throws {
     precondition(op.isInPlace, "dispatchInPlace called with \(op.rawValue)")
     try Kernels.validateInPlace(op, attributes, target: target, operands: operands)
     let stack = InterpreterStack.current
-    // Under recording, the levels need the value before the write: keep a copy.
+    // Under recording, the levels need the value before the write: holding it makes the write
+    // below go to a copy.
     var before: Tensor?
     if stack.isActive, !target.traceTags.isEmpty || operands.contains(where: { !$0.traceTags.isEmpty }) {
-        var copy = try Kernels.contiguousCopy(target)
-        copy.traceTags = target.traceTags
-        before = copy
+        before = target
     }
     target.makeUnique()
-    let regions = try Kernels.executeInPlace(op, attributes, target: target, operands: operands)
-    target.storage.recordWrite(regions, op: op.rawValue)
+    try Kernels.executeInPlace(op, attributes, target: target, operands: operands)
     guard let before else { return }
     var call = OpCall(op: op, attributes: attributes, inputs: [before] + operands, output: target.untracked)
     try stack.observe(&call)

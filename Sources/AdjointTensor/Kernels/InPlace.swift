@@ -36,8 +36,8 @@ extension Kernels {
         }
     }
 
-    /// Writes into `target` (already made unique); returns the storage regions written.
-    static func executeInPlace(_ op: OpCode, _ attributes: Attributes, target: Tensor, operands: [Tensor]) throws -> [ElementRegion] {
+    /// Writes into `target` (already made unique).
+    static func executeInPlace(_ op: OpCode, _ attributes: Attributes, target: Tensor, operands: [Tensor]) throws {
         let value = operands[0]
         switch op {
         case .addInPlace, .mulInPlace:
@@ -50,7 +50,6 @@ extension Kernels {
                 if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), AddFn.self) }
                 else { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), MulFn.self) }
             }
-            return [target.region]
         case .multiplyAddInPlace:
             let (a, b) = (operands[0], operands[1])
             if target.dtype == .float64 {
@@ -60,7 +59,6 @@ extension Kernels {
                 let p = target.pointer(Float.self)
                 multiplyAddInto(p, target.shape, a, a.pointer(Float.self), b, b.pointer(Float.self), target, p)
             }
-            return [target.region]
         default:
             guard case let .region(starts, ends) = attributes else { throw badAttributes(op, attributes) }
             let regionShape = zip(starts, ends).map { $1 - $0 }
@@ -68,27 +66,6 @@ extension Kernels {
             let start = target.offset + zip(starts, strides).reduce(0) { $0 + $1.0 * $1.1 }
             stridedCopy(from: value.storage.pointer, value.offset, ShapeRules.broadcastStrides(value.shape, to: regionShape),
                         to: target.storage.pointer, start, strides, shape: regionShape, elementSize: target.dtype.byteSize)
-            return writtenRuns(start: start, shape: regionShape, strides: strides)
         }
-    }
-
-    /// The contiguous runs of storage a block occupies (adjacent runs merged).
-    static func writtenRuns(start: Int, shape: [Int], strides: [Int]) -> [ElementRegion] {
-        guard shape.reduce(1, *) > 0 else { return [] }
-        let rows = BroadcastRows(shape: shape, operandStrides: [strides])
-        let len = rows.rowLength, s = rows.innerStride(0)
-        var runs: [ElementRegion] = []
-        // forEachRow may run chunks in parallel; collect sequentially instead.
-        let count = rows.rowCount
-        var offsets = [Int](repeating: 0, count: count)
-        offsets.withUnsafeMutableBufferPointer { buffer in
-            let base = buffer.baseAddress!
-            rows.forEachRow { row, o in base[row] = o[0] }
-        }
-        for o in offsets {
-            let region = s == 1 || len == 1 ? ElementRegion(start + o, start + o + len) : ElementRegion(start + o, start + o + (len - 1) * s + 1)
-            if let last = runs.last, last.upper == region.lower { runs[runs.count - 1].upper = region.upper } else { runs.append(region) }
-        }
-        return runs
     }
 }
