@@ -30,16 +30,13 @@ public final class Tape: InterpreterLevel {
     }
 
     public let levelID = InterpreterStack.makeLevelID()
-    // A tape records and runs backward on one thread and never re-enters itself while a property
-    // is being modified, so its state skips dynamic exclusivity checks (a rule reading the node it
-    // runs for would otherwise pay one per access: ~7% of a scalar operation).
-    @exclusivity(unchecked) private(set) var nodes: [Node] = []
+    private(set) var nodes: [Node] = []
     /// The inputs of every node, in node order.
-    @exclusivity(unchecked) private(set) var inputs: [Input] = []
+    private(set) var inputs: [Input] = []
     /// Ids and types of the differentiated arguments, in order.
-    @exclusivity(unchecked) private(set) var leaves: [(id: Int32, type: ValueType)] = []
-    @exclusivity(unchecked) private var valueCount: Int32 = 0
-    @exclusivity(unchecked) private(set) var isReleased = false
+    private(set) var leaves: [(id: Int32, type: ValueType)] = []
+    private var valueCount: Int32 = 0
+    private(set) var isReleased = false
 
     /// ``ResourceLimits/maxTapeNodes`` in force when the tape was created (read once, not per node).
     private let maxNodes: Int?
@@ -74,23 +71,23 @@ public final class Tape: InterpreterLevel {
     public func process(_ call: inout OpCall) throws {
         var output = call.output
         // The inputs are read in place (a `for … in` over the array copies every tensor).
-        try call.inputs.withUnsafeBufferPointer { try record(call.op, call.attributes, $0, output: &output) }
+        guard !call.inputs.isEmpty else { return }
+        try call.inputs.withUnsafeBufferPointer { try record(call.op, call.attributes, ElementwiseOperands(list: $0), output: &output) }
         call.output = output
     }
 
     /// The elementwise hot path (``dispatchBinary(_:_:_:)``, ``dispatchUnary(_:_:)``): the same
     /// recording as ``process(_:)``, from operands the dispatcher holds on its stack.
-    public func processElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+    public func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
         try record(op, .none, operands, output: &output)
     }
 
     /// Records `op` as a node when one of `operands` is tracked here and the op is differentiable;
     /// tags `output` with the node's value id.
-    private func record(_ op: OpCode, _ attributes: Attributes, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+    private func record(_ op: OpCode, _ attributes: Attributes, _ operand: ElementwiseOperands, output: inout Tensor) throws {
         let level = levelID
-        // Fields are read through the pointer: subscripting the buffer would copy each tensor.
-        guard let operand = operands.baseAddress,
-              operands.indices.contains(where: { operand[$0].traceTags.id(at: level) != nil }) else { return }
+        // Fields are read through the pointers: loading a whole operand would copy it.
+        guard operand.indices.contains(where: { operand[$0].pointee.traceTags.id(at: level) != nil }) else { return }
         let rule = DerivativeRules.rule(for: op)
         if case .nonDifferentiable = rule.status { return }
         guard output.dtype.isFloatingPoint else { return }
@@ -101,17 +98,17 @@ public final class Tape: InterpreterLevel {
         let saves = rule.saves
         var scalarForm = ScalarVJP(op)
         if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32)
-            || operands.indices.contains(where: { !operand[$0].shape.isEmpty || operand[$0].dtype != output.dtype }) {
+            || operand.indices.contains(where: { !operand[$0].pointee.shape.isEmpty || operand[$0].pointee.dtype != output.dtype }) {
             scalarForm = nil
         }
-        for i in operands.indices {
-            inputs.append(Input(id: operand[i].traceTags.id(at: level) ?? -1,
-                                type: ValueType(dtype: operand[i].dtype, shape: operand[i].shape),
-                                saved: saves.savesInput(i) ? SavedTensor(at: operand + i, dropping: level) : nil))
+        for i in operand.indices {
+            inputs.append(Input(id: operand[i].pointee.traceTags.id(at: level) ?? -1,
+                                type: ValueType(dtype: operand[i].pointee.dtype, shape: operand[i].pointee.shape),
+                                saved: saves.savesInput(i) ? SavedTensor(at: operand[i], dropping: level) : nil))
         }
         let id = newValue()
         nodes.append(Node(
-            op: op, inputCount: Int32(operands.count), outputID: id, inputStart: start,
+            op: op, inputCount: Int32(operand.count), outputID: id, inputStart: start,
             attributes: attributes, outputType: ValueType(dtype: output.dtype, shape: output.shape),
             savedOutput: rule.saves.output ? SavedTensor(output, dropping: level) : nil, scalarForm: scalarForm))
         output.traceTags.set(TraceTag(level: level, id: id))

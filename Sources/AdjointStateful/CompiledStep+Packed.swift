@@ -156,10 +156,9 @@ struct PackedStep: StepFunction {
     /// The record program and the frames it reuses.
     let recorder: Recorder
 
-    // Used by one unroll on one thread: no dynamic exclusivity checks (see ``UnrollExecutor``).
     final class ForwardFrame {
-        @exclusivity(unchecked) var frame: CompiledProgram.Frame?
-        @exclusivity(unchecked) var parameters: PackedBytes?
+        var frame: CompiledProgram.Frame?
+        var parameters: PackedBytes?
     }
 
     /// The record program (forward and backward of a step, split at `boundary`) with the layouts
@@ -186,13 +185,13 @@ struct PackedStep: StepFunction {
         let forwardRun: CompiledProgram.PreparedRun
         let backwardRun: CompiledProgram.PreparedRun
         /// Records whose pullback has run, the last freed last.
-        @exclusivity(unchecked) var freeRecords: [Record] = []
+        var freeRecords: [Record] = []
         let recordLimit: Int
         /// A frame of `program` that ran the invariant positions for ``prototypeParameters``.
-        @exclusivity(unchecked) var prototype: CompiledProgram.Frame?
-        @exclusivity(unchecked) var prototypeParameters: PackedBytes?
-        @exclusivity(unchecked) var stateBuffers: ReusePool<PackedBytes>
-        @exclusivity(unchecked) var gradientBuffers: ReusePool<PackedBytes>
+        var prototype: CompiledProgram.Frame?
+        var prototypeParameters: PackedBytes?
+        var stateBuffers: ReusePool<PackedBytes>
+        var gradientBuffers: ReusePool<PackedBytes>
 
         init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) throws {
             (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
@@ -250,10 +249,10 @@ struct PackedStep: StepFunction {
         /// memory.
         unowned let recorder: Recorder
         let frame: CompiledProgram.Frame
-        @exclusivity(unchecked) var pulled = false
+        var pulled = false
         /// The parameters whose values and invariant operators `frame` holds (held, so the identity
         /// cannot pass to other parameters).
-        @exclusivity(unchecked) var parameters: PackedBytes?
+        var parameters: PackedBytes?
 
         init(_ recorder: Recorder, _ frame: CompiledProgram.Frame) { (self.recorder, self.frame) = (recorder, frame) }
 

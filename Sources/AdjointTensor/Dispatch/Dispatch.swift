@@ -53,28 +53,52 @@ public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Ten
     return consume output
 }
 
-/// Runs `body` with the operands side by side in a buffer, as bitwise copies that are neither
-/// retained nor released: the buffer borrows the caller's operands, which outlive the call, and
-/// levels only read it (copying an element out of it retains as usual). For small tensors the
-/// retains and releases of real copies were an eighth of a recorded operation. Each copy is the
-/// type's `size` bytes read from the operand (its `stride` would read past it), into slots a
-/// `stride` apart; the AddressSanitizer run of `.ci/run` checks both.
+/// Runs `body` with pointers to the operands themselves, valid for the call: levels read them in
+/// place (copying a field out retains as usual), so nothing is copied, retained or released.
 @inline(__always)
 private func withBorrowedOperands(_ a: borrowing Tensor, _ b: borrowing Tensor,
-                                  _ body: (UnsafeBufferPointer<Tensor>) throws -> Void) rethrows {
-    try withUnsafeTemporaryAllocation(of: Tensor.self, capacity: 2) { buffer in
-        let slot = UnsafeMutableRawPointer(buffer.baseAddress!)
-        let size = MemoryLayout<Tensor>.size, stride = MemoryLayout<Tensor>.stride
-        withUnsafePointer(to: a) { slot.copyMemory(from: $0, byteCount: size) }
-        withUnsafePointer(to: b) { slot.advanced(by: stride).copyMemory(from: $0, byteCount: size) }
-        try body(UnsafeBufferPointer(buffer))
+                                  _ body: (ElementwiseOperands) throws -> Void) rethrows {
+    try withUnsafePointer(to: a) { a in
+        try withUnsafePointer(to: b) { b in try body(ElementwiseOperands(a, b)) }
     }
 }
 
 /// ``withBorrowedOperands(_:_:_:)`` for one operand.
 @inline(__always)
-private func withBorrowedOperand(_ x: borrowing Tensor, _ body: (UnsafeBufferPointer<Tensor>) throws -> Void) rethrows {
-    try withUnsafePointer(to: x) { try body(UnsafeBufferPointer(start: $0, count: 1)) }
+private func withBorrowedOperand(_ x: borrowing Tensor, _ body: (ElementwiseOperands) throws -> Void) rethrows {
+    try withUnsafePointer(to: x) { try body(ElementwiseOperands($0)) }
+}
+
+/// The operands of an elementwise call, read in place: one or two pointers to tensors the caller
+/// holds for the duration of the call (``InterpreterLevel/processElementwise(_:_:output:)``), or
+/// the elements of an input list.
+public struct ElementwiseOperands {
+    private let first: UnsafePointer<Tensor>
+    /// The second operand; `first + 1` for a list.
+    private let second: UnsafePointer<Tensor>?
+    /// 1 or 2 (up to the list's length for a list).
+    public let count: Int
+
+    init(_ only: UnsafePointer<Tensor>) { (first, second, count) = (only, nil, 1) }
+    init(_ a: UnsafePointer<Tensor>, _ b: UnsafePointer<Tensor>) { (first, second, count) = (a, b, 2) }
+
+    /// The elements of `list`, which must stay alive and unchanged while the value is used.
+    public init(list: UnsafeBufferPointer<Tensor>) {
+        precondition(!list.isEmpty, "an operand list is not empty")
+        first = list.baseAddress!
+        second = list.count > 1 ? list.baseAddress! + 1 : nil
+        count = list.count
+    }
+
+    public var indices: Range<Int> { 0..<count }
+
+    /// The `i`-th operand, in place (read its fields through `pointee`; loading the whole value
+    /// copies it).
+    @inline(__always)
+    public subscript(i: Int) -> UnsafePointer<Tensor> {
+        precondition(i >= 0 && i < count, "operand \(i) of \(count)")
+        return i == 0 ? first : i == 1 ? second! : first + i
+    }
 }
 
 /// Whether the kernel may run on the operands directly: no resource limit or timer on the

@@ -25,7 +25,7 @@ public protocol InterpreterLevel: AnyObject {
     /// attributes) from operands the dispatcher holds in place, without an ``OpCall``; may tag
     /// `output`. The default builds the `OpCall` and calls ``process(_:)``; a level on the hot
     /// path (the reverse-mode tape) reads the operands directly.
-    func processElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws
+    func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws
     /// Told when code reads the elements of a tagged tensor as numbers (``Tensor/doubles``,
     /// ``Tensor/scalars(as:)``, ``Tensor/item()``): a read that can steer control flow, which a
     /// recorded program does not see. The default ignores it.
@@ -35,8 +35,8 @@ public protocol InterpreterLevel: AnyObject {
 extension InterpreterLevel {
     public func valueRead(_ tensor: Tensor) {}
 
-    public func processElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
-        var call = OpCall(op: op, attributes: .none, inputs: Array(operands), output: output)
+    public func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
+        var call = OpCall(op: op, attributes: .none, inputs: operands.indices.map { operands[$0].pointee }, output: output)
         try process(&call)
         output = call.output
     }
@@ -44,37 +44,22 @@ extension InterpreterLevel {
 
 /// The interpreter levels active on the current thread.
 ///
-/// One stack per thread, used only by that thread and never re-entered while a property is being
-/// modified, so its state skips dynamic exclusivity checks (they cost tens of instructions per
-/// access on every dispatched operator).
+/// One stack per thread, used only by that thread.
 public final class InterpreterStack {
     /// Levels from outermost (index 0) to innermost.
-    @exclusivity(unchecked) public private(set) var levels: [InterpreterLevel] = []
+    public private(set) var levels: [InterpreterLevel] = []
     /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
-    @exclusivity(unchecked) @usableFromInline var ceiling = Int.max
+    @usableFromInline var ceiling = Int.max
     /// The ``ResourceLimits`` in force on this thread, if any.
-    @exclusivity(unchecked) var limits: ActiveLimits?
+    var limits: ActiveLimits?
     /// ``ResourceLimits/maxTapeNodes`` in force on this thread (for tapes as they record).
     public var maxTapeNodes: Int? { limits?.limits.maxTapeNodes }
     /// Observers of every dispatched operator's timing (the profiler), if any.
-    @exclusivity(unchecked) public var timer: OperatorTimer?
+    public var timer: OperatorTimer?
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
-    public var unrollStep: Int? {
-        get { unrollStepSlot.pointee == .min ? nil : unrollStepSlot.pointee }
-        set { unrollStepSlot.pointee = newValue ?? .min }
-    }
-    @exclusivity(unchecked) public var backwardNode: (index: Int, op: OpCode)?
-    /// `unrollStep` (`Int.min`: none) in memory of its own: an unroll sets it around every action,
-    /// and a class property accessed from another module is checked for exclusive access at each
-    /// access, `@exclusivity(unchecked)` notwithstanding once inlined across modules.
-    private let unrollStepSlot: UnsafeMutablePointer<Int> = {
-        let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-        p.initialize(to: .min)
-        return p
-    }()
-
-    deinit { unrollStepSlot.deallocate() }
+    public var unrollStep: Int?
+    public var backwardNode: (index: Int, op: OpCode)?
 
     private static let nextLevelID = Atomic<UInt32>(1)
 
@@ -127,7 +112,7 @@ public final class InterpreterStack {
     }
 
     /// ``observe(_:)`` for an elementwise call whose operands the dispatcher holds in place.
-    func observeElementwise(_ op: OpCode, _ operands: UnsafeBufferPointer<Tensor>, output: inout Tensor) throws {
+    func observeElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
         try forEachVisibleLevel { try $0.processElementwise(op, operands, output: &output) }
     }
 

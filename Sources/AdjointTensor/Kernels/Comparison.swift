@@ -104,11 +104,26 @@ extension Kernels {
     @_specialize(where E == UInt16)
     @_specialize(where E == UInt8)
     private static func selectContiguous<E: FixedWidthInteger & UnsignedInteger>(_ condition: Tensor, _ a: Tensor, _ b: Tensor, _ out: Tensor, _: E.Type) {
-        let n = out.elementCount
-        let pc = condition.rawPointer.assumingMemoryBound(to: UInt8.self)
-        let pa = a.pointer(E.self), pb = b.pointer(E.self), py = out.pointer(E.self)
+        // The elements are blended as unsigned words of their width: their memory is rebound to
+        // `E` (and the condition's bools to bytes) for the duration of the loop.
+        condition.rawPointer.withMemoryRebound(to: UInt8.self, capacity: condition.elementCount) { pc in
+            a.rawPointer.withMemoryRebound(to: E.self, capacity: a.elementCount) { pa in
+                b.rawPointer.withMemoryRebound(to: E.self, capacity: b.elementCount) { pb in
+                    out.rawPointer.withMemoryRebound(to: E.self, capacity: out.elementCount) { py in
+                        selectWords(n: out.elementCount, pc, pa, fullA: a.elementCount == out.elementCount,
+                                    pb, fullB: b.elementCount == out.elementCount, py)
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func selectWords<E: FixedWidthInteger & UnsignedInteger>(
+        n: Int, _ pc: UnsafeMutablePointer<UInt8>, _ pa: UnsafeMutablePointer<E>, fullA: Bool,
+        _ pb: UnsafeMutablePointer<E>, fullB: Bool, _ py: UnsafeMutablePointer<E>
+    ) {
         // One loop per broadcast case, so each is a plain stride-1 loop the compiler vectorizes.
-        let fullA = a.elementCount == n, fullB = b.elementCount == n
         Parallelism.forEachRange(n, chunkSize: Parallelism.lightChunk) { r in
             switch (fullA, fullB) {
             case (true, true):

@@ -64,8 +64,8 @@ extension Kernels {
             let regionShape = zip(starts, ends).map { $1 - $0 }
             let strides = ShapeRules.contiguousStrides(target.shape)
             let start = target.offset + zip(starts, strides).reduce(0) { $0 + $1.0 * $1.1 }
-            stridedCopy(from: value.storage.pointer, value.offset, ShapeRules.broadcastStrides(value.shape, to: regionShape),
-                        to: target.storage.pointer, start, strides, shape: regionShape, elementSize: target.dtype.byteSize)
+            stridedCopy(from: value.storage, value.offset, ShapeRules.broadcastStrides(value.shape, to: regionShape),
+                        to: target.storage, start, strides, shape: regionShape)
         }
     }
 }

@@ -1,11 +1,12 @@
 extension Kernels {
     /// Copies a `shape`-shaped block, reading `src` at element strides `srcStrides` from `srcOffset`
     /// and writing `dst` at `dstStrides` from `dstOffset`. Strides may be 0 (broadcast).
-    static func stridedCopy(from src: UnsafeMutableRawPointer, _ srcOffset: Int, _ srcStrides: [Int],
-                            to dst: UnsafeMutableRawPointer, _ dstOffset: Int, _ dstStrides: [Int],
-                            shape: [Int], elementSize: Int) {
+    /// The elements are moved as unsigned words of their width: both storages' memory is rebound
+    /// to that word type for the copy (`src` and `dst` hold the same element type).
+    static func stridedCopy(from src: TensorStorage, _ srcOffset: Int, _ srcStrides: [Int],
+                            to dst: TensorStorage, _ dstOffset: Int, _ dstStrides: [Int], shape: [Int]) {
         guard shape.reduce(1, *) > 0 else { return }
-        switch elementSize {
+        switch src.dtype.byteSize {
         case 8: stridedCopyTyped(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, UInt64.self)
         case 4: stridedCopyTyped(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, UInt32.self)
         case 2: stridedCopyTyped(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, UInt16.self)
@@ -13,11 +14,18 @@ extension Kernels {
         }
     }
 
-    private static func stridedCopyTyped<E>(_ src: UnsafeMutableRawPointer, _ srcOffset: Int, _ srcStrides: [Int],
-                                            _ dst: UnsafeMutableRawPointer, _ dstOffset: Int, _ dstStrides: [Int],
+    private static func stridedCopyTyped<E>(_ src: TensorStorage, _ srcOffset: Int, _ srcStrides: [Int],
+                                            _ dst: TensorStorage, _ dstOffset: Int, _ dstStrides: [Int],
                                             _ shape: [Int], _: E.Type) {
-        let ps = src.assumingMemoryBound(to: E.self) + srcOffset
-        let pd = dst.assumingMemoryBound(to: E.self) + dstOffset
+        src.pointer.withMemoryRebound(to: E.self, capacity: src.capacity / MemoryLayout<E>.stride) { ps in
+            dst.pointer.withMemoryRebound(to: E.self, capacity: dst.capacity / MemoryLayout<E>.stride) { pd in
+                stridedCopyWords(ps + srcOffset, srcStrides, pd + dstOffset, dstStrides, shape)
+            }
+        }
+    }
+
+    private static func stridedCopyWords<E>(_ ps: UnsafeMutablePointer<E>, _ srcStrides: [Int],
+                                            _ pd: UnsafeMutablePointer<E>, _ dstStrides: [Int], _ shape: [Int]) {
         let rows = BroadcastRows(shape: shape, operandStrides: [srcStrides, dstStrides])
         let len = rows.rowLength, ss = rows.innerStride(0), ds = rows.innerStride(1)
         func copyRow(_ s: UnsafeMutablePointer<E>, _ d: UnsafeMutablePointer<E>, _ range: Range<Int>) {
@@ -79,8 +87,8 @@ extension Kernels {
         let strides = ShapeRules.contiguousStrides(x.shape)
         let shape = permutation.map { x.shape[$0] }
         let out = Tensor(uninitialized: shape, dtype: x.dtype)
-        stridedCopy(from: x.storage.pointer, x.offset, permutation.map { strides[$0] },
-                    to: out.storage.pointer, 0, ShapeRules.contiguousStrides(shape), shape: shape, elementSize: x.dtype.byteSize)
+        stridedCopy(from: x.storage, x.offset, permutation.map { strides[$0] },
+                    to: out.storage, 0, ShapeRules.contiguousStrides(shape), shape: shape)
         return out
     }
 
@@ -93,8 +101,8 @@ extension Kernels {
         }
         if x.shape == shape { return x.withShape(shape) }
         let out = Tensor(uninitialized: shape, dtype: x.dtype)
-        stridedCopy(from: x.storage.pointer, x.offset, ShapeRules.broadcastStrides(x.shape, to: shape),
-                    to: out.storage.pointer, 0, ShapeRules.contiguousStrides(shape), shape: shape, elementSize: x.dtype.byteSize)
+        stridedCopy(from: x.storage, x.offset, ShapeRules.broadcastStrides(x.shape, to: shape),
+                    to: out.storage, 0, ShapeRules.contiguousStrides(shape), shape: shape)
         return out
     }
 
@@ -124,8 +132,8 @@ extension Kernels {
         }
         if contiguous { return x.leadingView(elementOffset: start, shape: shape) }
         let out = Tensor(uninitialized: shape, dtype: x.dtype)
-        stridedCopy(from: x.storage.pointer, x.offset + start, strides,
-                    to: out.storage.pointer, 0, ShapeRules.contiguousStrides(shape), shape: shape, elementSize: x.dtype.byteSize)
+        stridedCopy(from: x.storage, x.offset + start, strides,
+                    to: out.storage, 0, ShapeRules.contiguousStrides(shape), shape: shape)
         return out
     }
 
@@ -148,8 +156,8 @@ extension Kernels {
         let outStrides = ShapeRules.contiguousStrides(shape)
         var position = 0
         for t in inputs {
-            stridedCopy(from: t.storage.pointer, t.offset, ShapeRules.contiguousStrides(t.shape),
-                        to: out.storage.pointer, position * outStrides[axis], outStrides, shape: t.shape, elementSize: t.dtype.byteSize)
+            stridedCopy(from: t.storage, t.offset, ShapeRules.contiguousStrides(t.shape),
+                        to: out.storage, position * outStrides[axis], outStrides, shape: t.shape)
             position += t.shape[axis]
         }
         return out
@@ -178,8 +186,8 @@ extension Kernels {
         let out = try full(shape, value, x.dtype)
         let strides = ShapeRules.contiguousStrides(shape)
         let start = zip(low, strides).reduce(0) { $0 + $1.0 * $1.1 }
-        stridedCopy(from: x.storage.pointer, x.offset, ShapeRules.contiguousStrides(x.shape),
-                    to: out.storage.pointer, start, strides, shape: x.shape, elementSize: x.dtype.byteSize)
+        stridedCopy(from: x.storage, x.offset, ShapeRules.contiguousStrides(x.shape),
+                    to: out.storage, start, strides, shape: x.shape)
         return out
     }
 }

@@ -31,6 +31,9 @@ public final class TensorStorage: @unchecked Sendable {
     public init(dtype: DType, elementCount: Int, device: Device = .cpu) {
         let bytes = Swift.max(elementCount, 1) * dtype.byteSize
         let block = StoragePool.shared.allocate(byteCount: bytes)
+        // A pooled block may have held elements of another type: bind it to this storage's
+        // element type, so typed access (``typed(_:)``) is to memory bound to that type.
+        dtype.bindElements(block.pointer, capacity: block.capacity / dtype.byteSize)
         self.pointer = block.pointer
         self.capacity = block.capacity
         self.elementCount = elementCount
@@ -45,9 +48,28 @@ public final class TensorStorage: @unchecked Sendable {
         StoragePool.shared.deallocate(pointer, capacity: capacity)
     }
 
-    /// Typed view of the elements.
+    /// Typed view of the elements: `T` is the element type of ``dtype`` (the memory is bound to
+    /// it; code that reads the bytes as another type rebinds them for the access,
+    /// `withMemoryRebound`).
     @inlinable
     public func typed<T>(_: T.Type) -> UnsafeMutablePointer<T> {
-        pointer.assumingMemoryBound(to: T.self)
+        assert(MemoryLayout<T>.size == dtype.byteSize && (T.self as? any TensorScalar.Type)?.dtype ?? dtype == dtype,
+               "\(T.self) elements of a \(dtype) storage")
+        return pointer.assumingMemoryBound(to: T.self)
+    }
+}
+
+extension DType {
+    /// Binds `capacity` elements at `pointer` to this type's Swift element type.
+    func bindElements(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
+        switch self {
+        case .float64: pointer.bindMemory(to: Double.self, capacity: capacity)
+        case .float32: pointer.bindMemory(to: Float.self, capacity: capacity)
+        case .float16: pointer.bindMemory(to: Float16.self, capacity: capacity)
+        case .bfloat16: pointer.bindMemory(to: BFloat16.self, capacity: capacity)
+        case .int32: pointer.bindMemory(to: Int32.self, capacity: capacity)
+        case .int64: pointer.bindMemory(to: Int64.self, capacity: capacity)
+        case .bool: pointer.bindMemory(to: Bool.self, capacity: capacity)
+        }
     }
 }
