@@ -22,6 +22,8 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
     case ruleProducedWrongShape(op: OpCode, input: Int, expected: [Int], got: [Int])
     /// A derivative rule produced a gradient of the wrong element type (a bug in that rule).
     case ruleProducedWrongDType(op: OpCode, input: Int, expected: DType, got: DType)
+    /// A custom operator's VJP or JVP returned derivatives of the wrong count, shape or dtype.
+    case customDerivative(name: String, detail: String)
     /// A differentiated result is not a floating-point tensor.
     case nonFloatingPointOutput(dtype: DType)
 
@@ -32,6 +34,8 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
             return "gradient needs a scalar result, but the function returned shape \(s(shape)); use vjp(at:of:) and pass a cotangent, or reduce the result (sum, mean) first"
         case .tapeReleased:
             return "backward through a released tape: this pullback's tape was released; record the function again"
+        case let .customDerivative(name, detail):
+            return "custom operator '\(name)': \(detail)"
         case let .derivativeNotImplemented(op, node, reason):
             return "the derivative of \(op.rawValue) (\(node < 0 ? "forward mode" : "tape node \(node)")) is not implemented: \(reason)"
         case let .cotangentMismatch(index, expected, expectedDType, got, gotDType):

@@ -1,6 +1,7 @@
 import Adjoint
 import ArgumentParser
 import Foundation
+import AdjointIO
 
 extension SizeMode: ExpressibleByArgument {}
 extension CacheTrainingMethod: ExpressibleByArgument {}

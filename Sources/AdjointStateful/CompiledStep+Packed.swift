@@ -1,19 +1,46 @@
 import AdjointAutodiff
 import AdjointTensor
 import Synchronization
+import AdjointIO
+import AdjointCompiler
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` for a ``CompiledStep``: the same
-/// schedules and the same results, bitwise, with each state kept as one packed byte buffer between
-/// steps instead of a collection of tensors — a step copies bytes into its frame and back, and
-/// makes no tensor. Chosen over the generic `unroll` whenever the step's type is known to be a
-/// `CompiledStep`. Replay hashes are those the tensor form would give.
-public func unroll<State, Parameters, Output>(
+/// A step with a packed unroll (``UnrollEngine/packed``): ``CompiledStep``.
+protocol PackedUnrolling: StepFunction {
+    /// The packed unroll of this step, for a caller that holds it as `Step` (the same type).
+    func unrollPacked<Step: StepFunction>(
+        as _: Step.Type, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
+        schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input
+    ) throws -> UnrollResult<Step>
+}
+
+extension CompiledStep: PackedUnrolling {
+    func unrollPacked<Step: StepFunction>(
+        as _: Step.Type, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
+        schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input
+    ) throws -> UnrollResult<Step> {
+        // `Step` is `Self` (the caller found this step through a cast of its own value), so these
+        // casts only restate the types.
+        guard Step.self == Self.self, let initial = initial as? State, let parameters = parameters as? Parameters,
+              let loss = loss as? Loss, let tensorInputs = inputs as? (Int) throws -> Tensor else {
+            preconditionFailure("unrollPacked(as: \(Step.self)) called on \(Self.self)")
+        }
+        let result = try packedUnroll(self, from: initial, parameters: parameters, steps: steps, loss: loss,
+                                      schedule: schedule, options: options, inputs: tensorInputs)
+        return result as! UnrollResult<Step>   // Step == Self, checked above
+    }
+}
+
+/// The packed unroll of a ``CompiledStep`` (``UnrollEngine/packed``): the same schedules and the
+/// same results, bitwise, with each state kept as one packed byte buffer between steps instead of
+/// a collection of tensors — a step copies bytes into its frame and back, and makes no tensor.
+/// Replay hashes are those the tensor form would give.
+func packedUnroll<State, Parameters, Output>(
     _ step: CompiledStep<State, Parameters, Output>, from initial: State, parameters: Parameters, steps: Int,
-    loss: CompiledStep<State, Parameters, Output>.Loss, schedule: CheckpointSchedule = .binomial(snapshots: 32),
-    options: UnrollOptions = UnrollOptions(), inputs: @escaping (Int) throws -> Tensor
+    loss: CompiledStep<State, Parameters, Output>.Loss, schedule: CheckpointSchedule,
+    options: UnrollOptions, inputs: @escaping (Int) throws -> Tensor
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
     let (state, parameterLayout) = (step.stateLayout, step.parameterLayout)
     // The frames, records and buffers of the last unroll of this step, unless another thread has them.
@@ -38,11 +65,15 @@ public func unroll<State, Parameters, Output>(
             return (value, try state.pack(cotangent))
         }
     }
+    var packedOptions = options
+    packedOptions.engine = .stepFunction   // the packed step itself runs through the protocol
     let result = try unroll(packed, from: try state.pack(initial), parameters: packed.known(try parameterLayout.pack(parameters)), steps: steps,
-                            loss: packedLoss, schedule: schedule, options: options, inputs: inputs)
+                            loss: packedLoss, schedule: schedule, options: packedOptions, inputs: inputs)
+    var report = result.report
+    report.engine = .packed
     return UnrollResult(loss: result.loss, parameterGradient: parameterLayout.unpack(result.parameterGradient, into: step.parameterTemplate),
                         initialStateGradient: state.unpack(result.initialStateGradient, into: step.stateTemplate),
-                        finalState: state.unpack(result.finalState, into: step.stateTemplate), report: result.report)
+                        finalState: state.unpack(result.finalState, into: step.stateTemplate), report: report)
 }
 
 /// The ``PackedStep`` a ``CompiledStep``'s packed unrolls reuse: one unroll takes it and puts it
@@ -184,41 +215,54 @@ struct PackedStep: StepFunction {
         /// The per-step forward positions (`invariant..<boundary`) and the backward ones, prepared.
         let forwardRun: CompiledProgram.PreparedRun
         let backwardRun: CompiledProgram.PreparedRun
-        /// Records whose pullback has run, the last freed last.
-        var freeRecords: [Record] = []
         let recordLimit: Int
-        /// A frame of `program` that ran the invariant positions for ``prototypeParameters``.
-        var prototype: CompiledProgram.Frame?
-        var prototypeParameters: PackedBytes?
-        var stateBuffers: ReusePool<PackedBytes>
-        var gradientBuffers: ReusePool<PackedBytes>
+        /// What recording reuses, in one value so that each recording or pullback checks exclusive
+        /// access to it once (``withReuse(_:)``) rather than once per field.
+        struct Reuse {
+            /// Records whose pullback has run, the last freed last.
+            var freeRecords: [Record] = []
+            /// A frame of `program` that ran the invariant positions for `prototypeParameters`.
+            var prototype: CompiledProgram.Frame?
+            var prototypeParameters: PackedBytes?
+            var stateBuffers: ReusePool<PackedBytes>
+            var gradientBuffers: ReusePool<PackedBytes>
+        }
+        private var reuse: Reuse
+
+        /// Runs `body` with exclusive access to what recording reuses.
+        func withReuse<R>(_ body: (inout Reuse) throws -> R) rethrows -> R { try body(&reuse) }
+
+        /// The parameters the prototype frame was prepared for.
+        var prototypeParameters: PackedBytes? { reuse.prototypeParameters }
 
         init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) throws {
             (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
             forwardRun = try program.prepare(invariant..<boundary)
             backwardRun = try program.prepare(boundary..<program.positions.upperBound)
             recordLimit = ReusePool<Record>.limit(forBytes: program.statistics.frameBytes)
-            stateBuffers = ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: state.byteCount))
-            gradientBuffers = ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: parameters.byteCount))
+            reuse = Reuse(stateBuffers: ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: state.byteCount)),
+                          gradientBuffers: ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: parameters.byteCount)))
         }
 
         /// A record whose frame holds `p` and its invariant values.
         func record(parameters p: PackedBytes) throws -> Record {
             let record: Record
-            if let free = freeRecords.popLast() {
+            if let free = withReuse({ $0.freeRecords.popLast() }) {
                 record = free
-                record.pulled = false
+                record.pulled.store(false, ordering: .relaxed)
             } else {
                 record = Record(self, program.makeFrame())
             }
             if record.parameters !== p {
-                if prototypeParameters !== p {
-                    let frame = prototype ?? program.makeFrame()
-                    try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
-                    try program.run(0..<invariant, in: frame)
-                    (prototype, prototypeParameters) = (frame, p)
+                try withReuse { reuse in
+                    if reuse.prototypeParameters !== p {
+                        let frame = reuse.prototype ?? program.makeFrame()
+                        try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
+                        try program.run(0..<invariant, in: frame)
+                        (reuse.prototype, reuse.prototypeParameters) = (frame, p)
+                    }
+                    try program.copyPrefix(before: invariant, from: reuse.prototype!, into: record.frame)
                 }
-                try program.copyPrefix(before: invariant, from: prototype!, into: record.frame)
                 record.parameters = p
             }
             return record
@@ -249,7 +293,9 @@ struct PackedStep: StepFunction {
         /// memory.
         unowned let recorder: Recorder
         let frame: CompiledProgram.Frame
-        var pulled = false
+        /// Whether the pullback ran (an atomic only so that reading and setting it is one
+        /// operation with no exclusivity check; a record is used by one thread at a time).
+        let pulled = Atomic<Bool>(false)
         /// The parameters whose values and invariant operators `frame` holds (held, so the identity
         /// cannot pass to other parameters).
         var parameters: PackedBytes?
@@ -257,10 +303,9 @@ struct PackedStep: StepFunction {
         init(_ recorder: Recorder, _ frame: CompiledProgram.Frame) { (self.recorder, self.frame) = (recorder, frame) }
 
         func pullback(_ cotangent: PackedBytes?) throws -> (state: PackedBytes, parameters: PackedBytes) {
-            guard !pulled else {
+            guard !pulled.exchange(true, ordering: .relaxed) else {
                 throw TensorError.invalidArgument(op: "CompiledStep", detail: "the pullback of a step in a packed unroll runs once")
             }
-            pulled = true
             let r = recorder, program = recorder.program
             let (sc, pc) = (r.state.segments.count, r.parameters.segments.count)
             if let cotangent {
@@ -269,11 +314,13 @@ struct PackedStep: StepFunction {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
             try program.run(r.backwardRun, in: frame)
-            let result = (r.read(r.state, from: sc + 1, in: frame, pool: &r.stateBuffers),
-                          r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &r.gradientBuffers))
-            // The frame is not read again: the next recording may use it.
-            if r.freeRecords.count < r.recordLimit { r.freeRecords.append(self) }
-            return result
+            return r.withReuse { reuse in
+                let result = (r.read(r.state, from: sc + 1, in: frame, pool: &reuse.stateBuffers),
+                              r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &reuse.gradientBuffers))
+                // The frame is not read again: the next recording may use it.
+                if reuse.freeRecords.count < r.recordLimit { reuse.freeRecords.append(self) }
+                return result
+            }
         }
     }
 
@@ -346,7 +393,8 @@ struct PackedStep: StepFunction {
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
         try program.run(r.forwardRun, in: frame)
-        return RecordedStep(next: r.read(state, from: 0, in: frame, pool: &r.stateBuffers), loss: try program.scalarOutput(sc, in: frame)) {
+        let next = r.withReuse { r.read(state, from: 0, in: frame, pool: &$0.stateBuffers) }
+        return RecordedStep(next: next, loss: try program.scalarOutput(sc, in: frame)) {
             try record.pullback($0)
         }
     }

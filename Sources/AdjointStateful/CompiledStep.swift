@@ -1,5 +1,6 @@
 import AdjointAutodiff
 import AdjointTensor
+import AdjointCompiler
 
 /// A ``TensorStep`` traced once into IR and re-executed from a compiled plan: adapter (b) of the
 /// step protocol.

@@ -1,5 +1,6 @@
 import AdjointAutodiff
 import AdjointTensor
+import AdjointIO
 
 /// A step written with Adjoint tensors: `(s[t+1], y[t]) = body(s[t], x[t], θ)`, recorded on a fresh
 /// tape each time it is taken with a pullback.

@@ -1,6 +1,7 @@
 import AdjointAutodiff
 import AdjointTensor
 import Foundation
+import AdjointIO
 
 /// The result of ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``.
 public struct UnrollResult<Step: StepFunction> {
@@ -44,9 +45,16 @@ public struct UnrollOptions {
     /// The most bytes of tensor inputs (`Tensor` or a ``ParameterCollection``) the cache holds:
     /// an input that would take it past this is used and not kept.
     public var inputCacheBytes: Int
+    /// The engine: `nil` picks ``UnrollEngine/packed`` for a ``CompiledStep`` (whatever the static
+    /// type the caller holds it as) and ``UnrollEngine/stepFunction`` for any other step; the
+    /// report says which ran (``UnrollReport/engine``). Asking for `.packed` for a step that is
+    /// not a `CompiledStep` throws ``UnrollError/engineUnavailable(_:step:)``.
+    public var engine: UnrollEngine?
 
     public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil,
-                inputCacheSlots: Int = 4096, inputCacheBytes: Int = 64 << 20, verificationHashes: Int = 1 << 20) {
+                inputCacheSlots: Int = 4096, inputCacheBytes: Int = 64 << 20, verificationHashes: Int = 1 << 20,
+                engine: UnrollEngine? = nil) {
+        self.engine = engine
         self.verifyReplay = verifyReplay
         self.verificationHashes = Swift.max(3, verificationHashes)
         self.snapshotDirectory = snapshotDirectory
@@ -70,6 +78,8 @@ public struct UnrollOptions {
 ///     refill one tensor at each call (``Tensor/withUnsafeMutableScalars(as:_:)``): an input the
 ///     unroll still holds (an input cache, a tape) is then copied rather than overwritten, and one
 ///     it has let go of is rewritten in place, so producing inputs allocates nothing.
+/// The engine is ``UnrollOptions/engine``.
+///
 /// - Throws: ``UnrollError`` for bad arguments, ``ReplayDivergence`` when a recomputed state
 ///   differs from the original, and whatever the step or loss throws.
 public func unroll<Step: StepFunction>(
@@ -77,6 +87,13 @@ public func unroll<Step: StepFunction>(
     schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions(),
     inputs: @escaping (Int) throws -> Step.Input
 ) throws -> UnrollResult<Step> {
+    if options.engine != .stepFunction {
+        if let packed = step as? any PackedUnrolling {
+            return try packed.unrollPacked(as: Step.self, from: initial, parameters: parameters, steps: steps, loss: loss,
+                                           schedule: schedule, options: options, inputs: inputs)
+        }
+        if options.engine == .packed { throw UnrollError.engineUnavailable(.packed, step: "\(Step.self)") }
+    }
     let total = options.progress == nil ? 0 : try schedule.cost(steps: steps).evaluations
     var executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: steps, loss: loss,
                                       schedule: schedule, options: options, inputs: inputs, plannedEvaluations: total)
@@ -205,7 +222,9 @@ struct UnrollExecutor<Step: StepFunction> {
         let stack = stack
         switch action {
         case let .advance(to):
-            let offset = offset, observed = options.progress != nil, verify = options.verifyReplay
+            // The closures below mutate the executor, so `step` and `parameters` are read out first
+            // (once per stretch of steps).
+            let offset = offset, observed = options.progress != nil, verify = options.verifyReplay, step = step, parameters = parameters
             current = try step.advance(try currentState(for: action), through: currentStep..<to, parameters: parameters,
                                        inputs: { try input($0) },
                                        hashing: { verify && hashSlot($0) != nil }, before: { stack.unrollStep = $0 + offset }) { k, hash in
@@ -229,7 +248,10 @@ struct UnrollExecutor<Step: StepFunction> {
         case let .record(k):
             precondition(currentStep == k, "record \(k) with the current state at \(currentStep)")
             stack.unrollStep = k + offset
-            let taken = try step.recordStep(try currentState(for: action), input: try input(k), parameters: parameters, loss: loss)
+            // Arguments first: `input(_:)` mutates the executor, which would make the call below
+            // copy `step` to read it meanwhile.
+            let (state, x) = (try currentState(for: action), try input(k))
+            let taken = try step.recordStep(state, input: x, parameters: parameters, loss: loss)
             report.recordedSteps += 1
             try check(taken.next, at: k + 1)
             tick()
@@ -259,7 +281,9 @@ struct UnrollExecutor<Step: StepFunction> {
             }
             lossValue += taken.loss
             let (stateCotangent, parameterGradient) = try taken.pullback(cotangent)
-            try step.accumulate(parameterGradient, into: &gradient)
+            var sum = gradient.take()   // out of the executor, so the call does not copy `step`
+            try step.accumulate(parameterGradient, into: &sum)
+            gradient = sum
             cotangent = stateCotangent
             if k == 0 { initialCotangent = stateCotangent }
         case .truncate:

@@ -1,4 +1,5 @@
 import AdjointTensor
+import AdjointIO
 
 /// A recomputed state differs from the one the original run produced: the step is not
 /// deterministic (a data race, an unseeded random draw, reading the clock…), so gradients from
@@ -39,6 +40,8 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
     /// A step given to ``CompiledStep`` read traced values as numbers while it was traced
     /// (`afterOperators`: how many operators each read came after).
     case valueReadWhileTracing(afterOperators: [Int])
+    /// ``UnrollOptions/engine`` asked for an engine this step cannot run on (the step's type).
+    case engineUnavailable(UnrollEngine, step: String)
 
     public var description: String {
         switch self {
@@ -50,6 +53,8 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
             return "the step read a traced value as numbers (item(), doubles or scalars(as:)) \(positions.count) time(s) while it was traced "
                 + "(after operator \(positions.map(String.init).joined(separator: ", "))); a branch on such a value would be frozen at the example's "
                 + "values in a compiled plan — express it with Tensor.select, or keep the step a TensorStep"
+        case let .engineUnavailable(engine, step):
+            return "the \(engine) unroll engine runs CompiledStep only, not \(step); leave UnrollOptions.engine nil or use .stepFunction"
         }
     }
 }

@@ -1,9 +1,23 @@
 import Foundation
 
+/// How an unroll runs its steps (``UnrollOptions/engine``). Both give the same results, bitwise.
+public enum UnrollEngine: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    /// Through the ``StepFunction`` protocol: states, inputs and cotangents are the step's own
+    /// values (for a ``CompiledStep``, tensor collections bound into its frames at every step).
+    case stepFunction
+    /// For a ``CompiledStep`` only: each state is one packed byte buffer between steps, copied
+    /// into the step's frame and back — no tensor made per step.
+    case packed
+
+    public var description: String { rawValue }
+}
+
 /// What an unroll did: how much it ran, how much it kept, how much it checked.
 public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
     /// The horizon `T`.
     public var steps = 0
+    /// The engine that ran the steps (``UnrollOptions/engine`` resolved).
+    public var engine = UnrollEngine.stepFunction
     /// The schedule, in its text form.
     public var schedule = ""
     /// Steps run without recording (the forward sweep and recomputation).
@@ -36,6 +50,7 @@ public struct UnrollReport: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         var lines = [
             "schedule            \(schedule)",
+            "engine              \(engine)",
             "steps               \(steps)",
             "forward steps       \(forwardSteps)",
             "recorded steps      \(recordedSteps)",

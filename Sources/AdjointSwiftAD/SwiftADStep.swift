@@ -2,6 +2,7 @@ import _Differentiation
 import AdjointStateful
 import AdjointTensor
 import Foundation
+import AdjointIO
 
 /// A state of a ``SwiftADStep``: differentiable with the toolchain's `_Differentiation`, codable
 /// (for disk snapshots), and hashable bit for bit (for replay verification).

@@ -78,11 +78,13 @@ public struct ExecutionPolicy: Codable, Hashable, Sendable, CustomStringConverti
 
 /// What a kernel reads once on the dispatching thread and hands to code that may run on workers
 /// (where the dispatching thread's overrides are not visible).
-struct KernelPolicy {
-    var determinism: DeterminismPolicy
-    var threads: Int
+package struct KernelPolicy {
+    package var determinism: DeterminismPolicy
+    package var threads: Int
 
-    static var current: KernelPolicy {
+    package init(determinism: DeterminismPolicy, threads: Int) { (self.determinism, self.threads) = (determinism, threads) }
+
+    package static var current: KernelPolicy {
         KernelPolicy(determinism: ExecutionPolicy.current.determinism, threads: Parallelism.threadCount)
     }
 }
@@ -120,7 +122,7 @@ public enum MixedPrecision {
 
 /// The execution policy and the mixed-precision type share one thread setting, so a kernel reads
 /// both with one thread-local lookup: bits 0–2 hold the policy, bits 3–4 the storage type.
-enum NumericSettings {
+package enum NumericSettings {
     static let setting = ThreadSetting(default: ExecutionPolicy.strict.code)
 
     static func policyField(_ code: Int) -> Int { code & 7 }
@@ -130,13 +132,13 @@ enum NumericSettings {
 
     /// Whether the calling thread runs arithmetic as written — no ``ExecutionPolicy/float64Debug``
     /// promotion, no ``MixedPrecision`` storage — decided from one lookup without decoding either.
-    static var arithmeticIsPlain: Bool {
+    package static var arithmeticIsPlain: Bool {
         let code = setting.value
         return code & 1 == 0 && precisionField(code) == 0
     }
 
     /// Both settings of the calling thread, from one lookup.
-    static var current: (policy: ExecutionPolicy, lowPrecision: DType?) {
+    package static var current: (policy: ExecutionPolicy, lowPrecision: DType?) {
         let code = setting.value
         return (ExecutionPolicy(code: policyField(code)), MixedPrecision.dtype(precisionField(code)))
     }

@@ -105,15 +105,22 @@ struct CLITests {
         }
     }
 
-    @Test("`adjoint simulate --compiled` prints exactly what the tensor step does", arguments: [SimulateCommand.Model.thermal, .chain])
+    @Test("`adjoint simulate --compiled` prints exactly what the tensor step does, on the packed engine", arguments: [SimulateCommand.Model.thermal, .chain])
     func simulateCompiled(_ model: SimulateCommand.Model) throws {
-        let tensor = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4))
-        let compiled = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true)
-        #expect(compiled.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, "))
-        #expect(tensor.split(separator: "\n").dropFirst() == compiled.split(separator: "\n").dropFirst())
-        let native = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true, native: true)
-        #expect(native.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, native code, "))
-        #expect(tensor.split(separator: "\n").dropFirst() == native.split(separator: "\n").dropFirst())
+        /// The report's lines after the title, the engine's apart.
+        func body(_ text: String) -> (lines: [Substring], engine: [Substring]) {
+            let lines = text.split(separator: "\n").dropFirst()
+            return (lines.filter { !$0.hasPrefix("engine ") }, lines.filter { $0.hasPrefix("engine ") })
+        }
+        let tensor = body(try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4)))
+        let compiledText = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true)
+        #expect(compiledText.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, "))
+        let compiled = body(compiledText)
+        #expect(tensor.lines == compiled.lines)
+        #expect(tensor.engine == ["engine              stepFunction"] && compiled.engine == ["engine              packed"])
+        let nativeText = try SimulateCommand.report(model, steps: 40, schedule: .binomial(snapshots: 4), compiled: true, native: true)
+        #expect(nativeText.hasPrefix("\(model.rawValue): 40 steps, schedule binomial:4, compiled, native code, "))
+        #expect(tensor.lines == body(nativeText).lines && body(nativeText).engine == compiled.engine)
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["ball", "--compiled"]) }
         #expect(throws: (any Error).self) { try SimulateCommand.parse(["thermal", "--native"]) }
     }

@@ -26,25 +26,50 @@ struct CompiledStepTests {
                              try Fixture.step.step(Fixture.s0, input: Fixture.input(3), parameters: Fixture.parameters)))
     }
 
-    /// The generic `unroll`, whatever the step's type (a compiled step's own overload packs states).
+    /// `unroll` through a generic function: the static type says nothing of the engine.
     static func genericUnroll<S: StepFunction>(_ step: S, from s0: S.State, parameters: S.Parameters, steps: Int, loss: S.Loss,
-                                              schedule: CheckpointSchedule, inputs: @escaping (Int) throws -> S.Input) throws -> UnrollResult<S> {
-        try unroll(step, from: s0, parameters: parameters, steps: steps, loss: loss, schedule: schedule, inputs: inputs)
+                                              schedule: CheckpointSchedule, engine: UnrollEngine?,
+                                              inputs: @escaping (Int) throws -> S.Input) throws -> UnrollResult<S> {
+        try unroll(step, from: s0, parameters: parameters, steps: steps, loss: loss, schedule: schedule,
+                   options: UnrollOptions(engine: engine), inputs: inputs)
     }
 
-    @Test("a compiled step's packed unroll equals the generic one bitwise, report included, under every schedule",
+    @Test("the packed engine equals the step-function engine bitwise, report included, under every schedule",
           arguments: [CheckpointSchedule.storeAll, .uniform(every: 7), .binomial(snapshots: 3), .online(snapshots: 4),
                       .multiTier(ram: 2, disk: 2), .truncated(window: 6)])
     func packedMatchesGeneric(_ schedule: CheckpointSchedule) throws {
         let step = try Self.compiled()
         let packed = try unroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
-                                schedule: schedule, inputs: Fixture.input)
-        let generic = try Self.genericUnroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
-                                             schedule: schedule, inputs: Fixture.input)
-        #expect(packed.loss.bitPattern == generic.loss.bitPattern && packed.report == generic.report, "\(packed.report)")
+                                schedule: schedule, options: UnrollOptions(engine: .packed), inputs: Fixture.input)
+        let generic = try unroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 40, loss: Fixture.loss,
+                                 schedule: schedule, options: UnrollOptions(engine: .stepFunction), inputs: Fixture.input)
+        #expect(packed.report.engine == .packed && generic.report.engine == .stepFunction)
+        var same = packed.report
+        same.engine = .stepFunction
+        #expect(packed.loss.bitPattern == generic.loss.bitPattern && same == generic.report, "\(packed.report)")
         #expect(zip(packed.parameterGradient.tensors, generic.parameterGradient.tensors).allSatisfy(bitwiseEqual))
         #expect(bitwiseEqual(packed.initialStateGradient, generic.initialStateGradient) && bitwiseEqual(packed.finalState, generic.finalState))
         #expect(schedule == .storeAll || packed.report.recomputations > 0 || schedule == .truncated(window: 6))
+    }
+
+    @Test("the engine is chosen by the options and the step's dynamic type, never by the static type it is held as")
+    func engineChoice() throws {
+        let step = try Self.compiled()
+        for engine: UnrollEngine? in [nil, .packed, .stepFunction] {
+            let direct = try unroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 8, loss: Fixture.loss,
+                                    schedule: .storeAll, options: UnrollOptions(engine: engine), inputs: Fixture.input)
+            let generic = try Self.genericUnroll(step, from: Fixture.s0, parameters: Fixture.parameters, steps: 8, loss: Fixture.loss,
+                                                 schedule: .storeAll, engine: engine, inputs: Fixture.input)
+            #expect(direct.report.engine == (engine ?? .packed) && generic.report.engine == direct.report.engine)
+        }
+        // A step that is not compiled runs through the protocol; asking it for the packed engine is an error.
+        let tensorStep = try Self.genericUnroll(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, steps: 4, loss: Fixture.loss,
+                                                schedule: .storeAll, engine: nil, inputs: Fixture.input)
+        #expect(tensorStep.report.engine == .stepFunction)
+        #expect(throws: UnrollError.engineUnavailable(.packed, step: "\(type(of: Fixture.step))")) {
+            try Self.genericUnroll(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, steps: 4, loss: Fixture.loss,
+                                   schedule: .storeAll, engine: .packed, inputs: Fixture.input)
+        }
     }
 
     @Test("new parameter values flow through the plan (they are arguments, not captures)")

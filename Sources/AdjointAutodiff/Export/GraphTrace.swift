@@ -1,5 +1,7 @@
 import AdjointTensor
 import Foundation
+import AdjointIO
+import AdjointCompiler
 
 /// A traced program with the values of its captured constants: what ``traceGraph(_:at:)``
 /// produces, what ``write(to:)`` stores, and what ``execute(_:)`` runs again.

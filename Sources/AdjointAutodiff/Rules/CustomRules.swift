@@ -14,12 +14,12 @@ extension DerivativeRules {
                 throw AutodiffError.derivativeNotImplemented(op: .customCall, node: -1, reason: "custom operator '\(op.name)' was registered without a VJP")
             }
             let grads = try vjp(inputs(c), c.output, c.cotangent)
-            guard grads.count == c.inputCount else { throw CustomOperatorError.wrongGradientCount(name: op.name, expected: c.inputCount, got: grads.count) }
+            guard grads.count == c.inputCount else { throw AutodiffError.customDerivative(name: op.name, detail: "the VJP returned \(grads.count) cotangents for \(c.inputCount) inputs") }
             for (i, g) in grads.enumerated() {
                 guard let g else { continue }
                 let expected = c.inputTypes[i]
                 guard g.shape == expected.shape, g.dtype == expected.dtype else {
-                    throw CustomOperatorError.wrongGradient(name: op.name, input: i, expected: "\(expected)", got: "\(g.valueType)")
+                    throw AutodiffError.customDerivative(name: op.name, detail: "the cotangent of input \(i) is \(g.valueType), the input is \(expected)")
                 }
             }
             return grads
@@ -30,7 +30,7 @@ extension DerivativeRules {
             }
             let tangent = try jvp(inputs(c), c.output, (0..<c.inputCount).map { c.tangent($0) })
             if let tangent, tangent.shape != c.outputType.shape || tangent.dtype != c.outputType.dtype {
-                throw CustomOperatorError.wrongTangent(name: op.name, expected: "\(c.outputType)", got: "\(tangent.valueType)")
+                throw AutodiffError.customDerivative(name: op.name, detail: "the JVP returned \(tangent.valueType), the output is \(c.outputType)")
             }
             return tangent
         })

@@ -1,5 +1,6 @@
 import AdjointTensor
 import Foundation
+import AdjointIO
 
 /// Why a cache model file is refused: names the file, the field and what is wrong.
 public enum CacheModelError: Error, Equatable, CustomStringConvertible {

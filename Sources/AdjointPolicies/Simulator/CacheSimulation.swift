@@ -13,6 +13,11 @@ public struct SimulationResult: Equatable, Sendable {
     public var bytesRequested: Int64 = 0
     public var bytesMissed: Int64 = 0
 
+    /// A result with no requests counted yet.
+    public init(policy: String, capacity: Int64, mode: SizeMode) {
+        (self.policy, self.capacity, self.mode) = (policy, capacity, mode)
+    }
+
     public var missRatio: Double { requests == 0 ? 0 : Double(misses) / Double(requests) }
     public var byteMissRatio: Double { bytesRequested == 0 ? 0 : Double(bytesMissed) / Double(bytesRequested) }
 

@@ -1,6 +1,7 @@
 import AdjointTensor
 import CZstd
 import Foundation
+import AdjointIO
 
 /// Writes requests in libCacheSim's oracleGeneral format (with their next-access indices), raw or
 /// Zstandard-compressed (`.zst`), atomically — to export synthetic or converted workloads that

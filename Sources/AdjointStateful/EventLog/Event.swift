@@ -1,4 +1,5 @@
 import AdjointTensor
+import AdjointIO
 
 /// One record of an ``EventLog``: something a running system consumed or decided at a step.
 ///

@@ -1,5 +1,6 @@
 import AdjointTensor
 import Foundation
+import AdjointIO
 #if canImport(Glibc)
 import Glibc
 #endif

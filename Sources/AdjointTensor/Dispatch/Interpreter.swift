@@ -58,7 +58,15 @@ public final class InterpreterStack {
     public var timer: OperatorTimer?
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
-    public var unrollStep: Int?
+    public var unrollStep: Int? {
+        get { let k = unrollStepValue.load(ordering: .relaxed); return k == .min ? nil : k }
+        set { unrollStepValue.store(newValue ?? .min, ordering: .relaxed) }
+    }
+    /// `unrollStep` (`Int.min`: none). An unroll sets it around every step, so it is a value with
+    /// its own synchronisation (a relaxed atomic: one plain load or store on the machines we run
+    /// on) rather than a stored property each access of which is checked for exclusivity at run
+    /// time.
+    private let unrollStepValue = Atomic<Int>(.min)
     public var backwardNode: (index: Int, op: OpCode)?
 
     private static let nextLevelID = Atomic<UInt32>(1)

@@ -4,7 +4,7 @@ public enum Kernels {
     ///
     /// Under ``ExecutionPolicy/float64Debug`` an arithmetic operator whose floating-point inputs are
     /// all float32 runs on float64 copies and its float result is rounded to float32 once.
-    static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
+    package static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
         let settings = NumericSettings.current
         if let low = settings.lowPrecision, op.family.computesArithmetic,
            inputs.contains(where: { $0.dtype == .float32 }), !inputs.contains(where: { $0.dtype.isFloatingPoint && $0.dtype != .float32 }) {
@@ -40,7 +40,7 @@ public enum Kernels {
         case .conversion: return try cast(inputs[0], attributes)
         case .inPlace:
             throw TensorError.invalidArgument(op: op.rawValue, detail: "in-place operators go through dispatchInPlace")
-        case .custom: return try CustomOperators.execute(attributes, inputs)
+        case .custom: return try CustomKernels.execute(attributes, inputs)
         }
     }
 

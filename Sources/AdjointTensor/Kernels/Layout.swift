@@ -45,7 +45,7 @@ extension Kernels {
         rows.forEachRow { _, o in copyRow(ps + o[0], pd + o[1], 0..<len) }
     }
 
-    static func layout(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
+    package static func layout(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
         switch (op, attributes) {
         case let (.reshape, .shape(shape)): return try reshape(inputs[0], shape)
         case let (.transpose, .permutation(p)): return try permute(inputs[0], p)

@@ -17,14 +17,14 @@ extension Kernels {
     }
 
     /// A batched product's output shape and its GEMM jobs, from the operand shapes alone.
-    struct MatmulPlan {
+    package struct MatmulPlan {
         typealias Job = (a: Int, b: Int, c: Int, m: Int)
-        let shape: [Int]
+        package let shape: [Int]
         let jobs: [Job]
         let m: Int, n: Int, k: Int
         let ta: Bool, tb: Bool
 
-        init(_ aShape: [Int], _ bShape: [Int], ta: Bool, tb: Bool) throws {
+        package init(_ aShape: [Int], _ bShape: [Int], ta: Bool, tb: Bool) throws {
             let op = OpCode.matmul.rawValue
             guard aShape.count >= 2, bShape.count >= 2 else {
                 throw TensorError.shapeMismatch(op: op, detail: "operands need rank ≥ 2, got \(shapeText(aShape)) and \(shapeText(bShape)); reshape vectors to [1,n] or [n,1]")
@@ -59,7 +59,7 @@ extension Kernels {
         }
 
         /// Writes the product of the operands at `a` and `b` to `c` (contiguous, `dtype` f32 or f64).
-        func run(_ dtype: DType, _ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ c: UnsafeMutableRawPointer) {
+        package func run(_ dtype: DType, _ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ c: UnsafeMutableRawPointer) {
             let outputs = shape.reduce(1, *)
             if outputs == 0 { return }
             if k == 0 {

@@ -7,8 +7,8 @@ import RealModule
 /// ``DeterminismPolicy/strict`` runs longer than ``blockSize`` are cut into fixed blocks whose
 /// partial sums are combined in a fixed binary tree, so the result is the same whether the blocks
 /// run on one thread or many; the other policies cut one part per worker (see ``sum(_:_:policy:)``).
-enum Summation {
-    static let blockSize = 1 << 15
+package enum Summation {
+    package static let blockSize = 1 << 15
 
     static func pairwise<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int) -> T {
         if n <= 64 {
@@ -136,7 +136,7 @@ extension Kernels {
         return (permuted, x.elementCount / Swift.max(extent, 1), extent, 1)
     }
 
-    static func reduceTyped<T: KernelFloat>(_ op: OpCode, _ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
+    package static func reduceTyped<T: KernelFloat>(_ op: OpCode, _ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
                                             _ y: UnsafeMutablePointer<T>, _ policy: KernelPolicy) {
         switch op {
         case .sum: reduceLayout(x, outer, extent, inner, y, .sum, policy)

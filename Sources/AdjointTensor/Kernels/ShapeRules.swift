@@ -27,7 +27,7 @@ public enum ShapeRules {
     }
 
     /// Strides that read a contiguous tensor of `shape` as if it had shape `out` (0 on broadcast axes).
-    static func broadcastStrides(_ shape: [Int], to out: [Int]) -> [Int] {
+    package static func broadcastStrides(_ shape: [Int], to out: [Int]) -> [Int] {
         let own = contiguousStrides(shape)
         var strides = [Int](repeating: 0, count: out.count)
         let lead = out.count - shape.count

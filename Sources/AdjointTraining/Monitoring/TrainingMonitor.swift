@@ -1,6 +1,7 @@
 import AdjointAutodiff
 import AdjointTensor
 import Foundation
+import AdjointIO
 
 /// Statistics of one tensor: mean, standard deviation, extremes over the finite elements, and how
 /// many elements were NaN or infinite.

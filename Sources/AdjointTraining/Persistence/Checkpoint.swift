@@ -1,6 +1,7 @@
 import AdjointAutodiff
 import AdjointTensor
 import Foundation
+import AdjointIO
 
 /// The JSON record of a checkpoint: where training stood and how to continue it.
 public struct CheckpointManifest: Codable, Equatable, Sendable {

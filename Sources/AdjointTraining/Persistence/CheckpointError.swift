@@ -1,4 +1,5 @@
 import AdjointTensor
+import AdjointIO
 
 /// Errors reading, verifying or restoring training checkpoints. Damage at the byte level (a short
 /// file, a bad safetensors header, a failed system call) surfaces as `PersistenceError`.

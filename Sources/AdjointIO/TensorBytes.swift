@@ -1,3 +1,4 @@
+import AdjointTensor
 import AdjointIR
 
 extension Tensor {

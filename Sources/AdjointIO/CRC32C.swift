@@ -1,3 +1,4 @@
+import AdjointTensor
 /// CRC-32C (Castagnoli, polynomial 0x1EDC6F41, reflected), the checksum of iSCSI, ext4 and
 /// LevelDB logs: checkpoint files and event-log records carry it so damage is detected on load.
 ///

@@ -1,3 +1,4 @@
+import AdjointIO
 import AdjointTensor
 import AdjointTestSupport
 import Foundation

@@ -1,3 +1,4 @@
+import AdjointTensor
 import AdjointIR
 
 /// Writes C for runs of a ``CompiledProgram``'s instructions: one function per run, taking the

@@ -1,8 +1,9 @@
+import Adjoint
 import Foundation
 
 /// An SVG line chart of miss ratio against cache size (log scale), one line per policy.
-public enum MissRatioPlot {
-    public static func svg(_ results: [SimulationResult], title: String) -> String {
+enum MissRatioPlot {
+    static func svg(_ results: [SimulationResult], title: String) -> String {
         let width = 760.0, height = 460.0, left = 70.0, right = 170.0, top = 40.0, bottom = 60.0
         let sizes = Array(Set(results.map(\.capacity))).sorted()
         let policies = results.map(\.policy).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }

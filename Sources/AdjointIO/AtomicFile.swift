@@ -1,3 +1,4 @@
+import AdjointTensor
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import AdjointTensor
 import Foundation
 
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header

@@ -1,5 +1,7 @@
+import AdjointTensor
 import AdjointIR
 import Synchronization
+import AdjointIO
 
 /// A graph compiled to run in preallocated memory: every value has a fixed place in a *frame*, one
 /// block of memory per execution, and operators write their results there.

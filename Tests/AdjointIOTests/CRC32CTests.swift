@@ -1,4 +1,4 @@
-import Adjoint
+import AdjointIO
 import Testing
 
 @Suite("CRC-32C")
