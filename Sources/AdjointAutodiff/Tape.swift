@@ -30,41 +30,52 @@ public final class Tape: InterpreterLevel {
     }
 
     public let levelID = InterpreterStack.makeLevelID()
-    private(set) var nodes: [Node] = []
-    /// The inputs of every node, in node order.
-    private(set) var inputs: [Input] = []
-    /// Ids and types of the differentiated arguments, in order.
-    private(set) var leaves: [(id: Int32, type: ValueType)] = []
-    private var valueCount: Int32 = 0
-    private(set) var isReleased = false
+
+    /// Everything recorded, in one value: recording an operation modifies it in one access (one
+    /// exclusivity check) rather than one per field.
+    struct Recorded {
+        var nodes: [Node] = []
+        /// The inputs of every node, in node order.
+        var inputs: [Input] = []
+        /// Ids and types of the differentiated arguments, in order.
+        var leaves: [(id: Int32, type: ValueType)] = []
+        var valueCount: Int32 = 0
+        var isReleased = false
+
+        mutating func newValue() -> Int32 {
+            defer { valueCount += 1 }
+            return valueCount
+        }
+    }
+    private var recorded = Recorded()
+
+    var nodes: [Node] { recorded.nodes }
+    var inputs: [Input] { recorded.inputs }
+    var leaves: [(id: Int32, type: ValueType)] { recorded.leaves }
+    var isReleased: Bool { recorded.isReleased }
 
     /// ``ResourceLimits/maxTapeNodes`` in force when the tape was created (read once, not per node).
     private let maxNodes: Int?
 
     public init() {
         maxNodes = InterpreterStack.current.maxTapeNodes
-        (nodes, inputs) = TapeMemory.current.takeLists()
+        (recorded.nodes, recorded.inputs) = TapeMemory.current.takeLists()
     }
 
     deinit {
-        TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
+        TapeMemory.current.keep(nodes: &recorded.nodes, inputs: &recorded.inputs)
     }
 
     /// Types of the differentiated arguments, in order.
     var leafTypes: [ValueType] { leaves.map(\.type) }
 
     /// Number of recorded nodes.
-    public var nodeCount: Int { nodes.count }
-
-    private func newValue() -> Int32 {
-        defer { valueCount += 1 }
-        return valueCount
-    }
+    public var nodeCount: Int { recorded.nodes.count }
 
     /// Starts tracking `tensor` as a differentiated argument.
     func track(_ tensor: inout Tensor) {
-        let id = newValue()
-        leaves.append((id, ValueType(dtype: tensor.dtype, shape: tensor.shape)))
+        let id = recorded.newValue()
+        recorded.leaves.append((id, ValueType(dtype: tensor.dtype, shape: tensor.shape)))
         tensor.traceTags.set(TraceTag(level: levelID, id: id))
     }
 
@@ -85,7 +96,14 @@ public final class Tape: InterpreterLevel {
     /// Records `op` as a node when one of `operands` is tracked here and the op is differentiable;
     /// tags `output` with the node's value id.
     private func record(_ op: OpCode, _ attributes: Attributes, _ operand: ElementwiseOperands, output: inout Tensor) throws {
-        let level = levelID
+        try recorded.record(op, attributes, operand, output: &output, level: levelID, maxNodes: maxNodes)
+    }
+}
+
+extension Tape.Recorded {
+    /// ``Tape/record(_:_:_:output:)`` on the recorded value.
+    mutating func record(_ op: OpCode, _ attributes: Attributes, _ operand: ElementwiseOperands, output: inout Tensor,
+                         level: UInt32, maxNodes: Int?) throws {
         // Fields are read through the pointers: loading a whole operand would copy it.
         guard operand.indices.contains(where: { operand[$0].pointee.traceTags.id(at: level) != nil }) else { return }
         let rule = DerivativeRules.rule(for: op)
@@ -102,21 +120,25 @@ public final class Tape: InterpreterLevel {
             scalarForm = nil
         }
         for i in operand.indices {
-            inputs.append(Input(id: operand[i].pointee.traceTags.id(at: level) ?? -1,
+            inputs.append(Tape.Input(id: operand[i].pointee.traceTags.id(at: level) ?? -1,
                                 type: ValueType(dtype: operand[i].pointee.dtype, shape: operand[i].pointee.shape),
                                 saved: saves.savesInput(i) ? SavedTensor(at: operand[i], dropping: level) : nil))
         }
         let id = newValue()
-        nodes.append(Node(
+        nodes.append(Tape.Node(
             op: op, inputCount: Int32(operand.count), outputID: id, inputStart: start,
             attributes: attributes, outputType: ValueType(dtype: output.dtype, shape: output.shape),
             savedOutput: rule.saves.output ? SavedTensor(output, dropping: level) : nil, scalarForm: scalarForm))
         output.traceTags.set(TraceTag(level: level, id: id))
     }
+}
 
+extension Tape {
     /// Runs the VJPs from the given seeds and returns the cotangent of every leaf (nil: zero).
     func backward(seeds: [(id: Int32, cotangent: Tensor)]) throws -> [Tensor?] {
         guard !isReleased else { throw AutodiffError.tapeReleased }
+        // Read once: rules read the tape meanwhile, and backward does not modify it.
+        let (nodes, inputs, valueCount) = (recorded.nodes, recorded.inputs, recorded.valueCount)
         let memory = TapeMemory.current
         var cotangents = memory.takeCotangents(count: Int(valueCount))
         defer { memory.keep(&cotangents) }
@@ -129,9 +151,9 @@ public final class Tape: InterpreterLevel {
             guard cotangents.contains(outputID) else { continue }
             if numbersAllowed, let form = nodes[index].scalarForm {
                 if nodes[index].outputType.dtype == .float32 {
-                    backward(node: index, form, &cotangents, as: Float.self)
+                    backward(node: index, nodes, inputs, form, &cotangents, as: Float.self)
                 } else {
-                    backward(node: index, form, &cotangents, as: Double.self)
+                    backward(node: index, nodes, inputs, form, &cotangents, as: Double.self)
                 }
                 continue
             }
@@ -152,12 +174,12 @@ public final class Tape: InterpreterLevel {
                 try cotangents.add(grad, to: id)
             }
         }
-        return try leaves.map { try cotangents.takeTensor(Int($0.id), dtype: $0.type.dtype) }
+        return try recorded.leaves.map { try cotangents.takeTensor(Int($0.id), dtype: $0.type.dtype) }
     }
 
     /// The backward step of a node with a rank-0 rule (``Node/scalarForm``) in the element type
     /// `T` of its values.
-    private func backward<T: BinaryFloatingPoint & TensorScalar>(node index: Int, _ form: ScalarVJP,
+    private func backward<T: BinaryFloatingPoint & TensorScalar>(node index: Int, _ nodes: [Node], _ inputs: [Input], _ form: ScalarVJP,
                                                                  _ cotangents: inout Cotangents, as _: T.Type) {
         guard let g = cotangents.takeNumber(Int(nodes[index].outputID), as: T.self) else { return }
         let start = nodes[index].inputStart, count = Int(nodes[index].inputCount)
@@ -175,7 +197,8 @@ public final class Tape: InterpreterLevel {
     /// not run again: this is the linear map of ``linearize(at:of:)``.
     func forward(leafTangents: [Tensor?]) throws -> [Tensor?] {
         guard !isReleased else { throw AutodiffError.tapeReleased }
-        var tangents = [Tensor?](repeating: nil, count: Int(valueCount))
+        let (nodes, inputs, leaves) = (recorded.nodes, recorded.inputs, recorded.leaves)
+        var tangents = [Tensor?](repeating: nil, count: Int(recorded.valueCount))
         for (leaf, tangent) in zip(leaves, leafTangents) { tangents[Int(leaf.id)] = tangent }
         for (index, node) in nodes.enumerated() {
             var inputTangents = [Tensor?](repeating: nil, count: Int(node.inputCount))
@@ -196,20 +219,21 @@ public final class Tape: InterpreterLevel {
 
     /// Frees every saved value; later backward passes throw ``AutodiffError/tapeReleased``.
     public func release() {
-        TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
-        nodes = []
-        inputs = []
-        isReleased = true
+        TapeMemory.current.keep(nodes: &recorded.nodes, inputs: &recorded.inputs)
+        recorded.nodes = []
+        recorded.inputs = []
+        recorded.isReleased = true
     }
 
     /// The recorded program as an IR graph: leaves are arguments, untracked inputs are captures.
     public func graph(outputs: [Int32] = []) -> Graph {
-        var inputs = leaves.map { GraphInput(id: ValueID(Int($0.id)), type: $0.type, role: .argument) }
-        var nextCapture = Int(valueCount)
+        let (nodes, recordedInputs) = (recorded.nodes, recorded.inputs)
+        var inputs = recorded.leaves.map { GraphInput(id: ValueID(Int($0.id)), type: $0.type, role: .argument) }
+        var nextCapture = Int(recorded.valueCount)
         var irNodes: [AdjointIR.Node] = []
         for node in nodes {
             var ids: [ValueID] = []
-            for input in self.inputs[node.inputRange] {
+            for input in recordedInputs[node.inputRange] {
                 if input.id >= 0 { ids.append(ValueID(Int(input.id))); continue }
                 let capture = ValueID(nextCapture)
                 nextCapture += 1

@@ -7,29 +7,11 @@ import AdjointCompiler
 import Glibc
 #endif
 
-/// A step with a packed unroll (``UnrollEngine/packed``): ``CompiledStep``.
-protocol PackedUnrolling: StepFunction {
-    /// The packed unroll of this step, for a caller that holds it as `Step` (the same type).
-    func unrollPacked<Step: StepFunction>(
-        as _: Step.Type, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
-        schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input
-    ) throws -> UnrollResult<Step>
-}
-
-extension CompiledStep: PackedUnrolling {
-    func unrollPacked<Step: StepFunction>(
-        as _: Step.Type, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
-        schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input
-    ) throws -> UnrollResult<Step> {
-        // `Step` is `Self` (the caller found this step through a cast of its own value), so these
-        // casts only restate the types.
-        guard Step.self == Self.self, let initial = initial as? State, let parameters = parameters as? Parameters,
-              let loss = loss as? Loss, let tensorInputs = inputs as? (Int) throws -> Tensor else {
-            preconditionFailure("unrollPacked(as: \(Step.self)) called on \(Self.self)")
-        }
-        let result = try packedUnroll(self, from: initial, parameters: parameters, steps: steps, loss: loss,
-                                      schedule: schedule, options: options, inputs: tensorInputs)
-        return result as! UnrollResult<Step>   // Step == Self, checked above
+extension CompiledStep {
+    public func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,
+                             options: UnrollOptions, inputs: @escaping (Int) throws -> Tensor) throws -> UnrollResult<Self>? {
+        try AdjointStateful.packedUnroll(self, from: initial, parameters: parameters, steps: steps, loss: loss,
+                                         schedule: schedule, options: options, inputs: inputs)
     }
 }
 

@@ -53,6 +53,13 @@ public protocol StepFunction {
     /// checks is not hashed).
     func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: (Int) -> Bool,
                  before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State
+
+    /// The whole unroll on the step's own ``UnrollEngine/packed`` engine, or `nil` when the step
+    /// has none (the default; ``CompiledStep`` has one). ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``
+    /// calls it unless ``UnrollOptions/engine`` is ``UnrollEngine/stepFunction``, so the engine
+    /// follows the step's dynamic type and the options, never the static type a caller holds.
+    func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,
+                      options: UnrollOptions, inputs: @escaping (Int) throws -> Input) throws -> UnrollResult<Self>?
 }
 
 /// A step taken with its pullback.
@@ -74,6 +81,9 @@ public struct RecordedStep<Step: StepFunction> {
 
 extension StepFunction {
     public func copy(_ state: State) -> State { state }
+
+    public func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,
+                             options: UnrollOptions, inputs: @escaping (Int) throws -> Input) throws -> UnrollResult<Self>? { nil }
 
     public func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: (Int) -> Bool,
                         before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State {

@@ -88,9 +88,9 @@ public func unroll<Step: StepFunction>(
     inputs: @escaping (Int) throws -> Step.Input
 ) throws -> UnrollResult<Step> {
     if options.engine != .stepFunction {
-        if let packed = step as? any PackedUnrolling {
-            return try packed.unrollPacked(as: Step.self, from: initial, parameters: parameters, steps: steps, loss: loss,
-                                           schedule: schedule, options: options, inputs: inputs)
+        if let result = try step.packedUnroll(from: initial, parameters: parameters, steps: steps, loss: loss,
+                                              schedule: schedule, options: options, inputs: inputs) {
+            return result
         }
         if options.engine == .packed { throw UnrollError.engineUnavailable(.packed, step: "\(Step.self)") }
     }
