@@ -42,6 +42,13 @@ public final class Tape: InterpreterLevel {
         var valueCount: Int32 = 0
         var isReleased = false
 
+        /// Leaves the node and input lists, emptied, to the next tape on the thread (one access
+        /// to the tape's property for both lists).
+        mutating func keepLists() {
+            TapeMemory.current.keep(nodes: &nodes, inputs: &inputs)
+            (nodes, inputs) = ([], [])
+        }
+
         mutating func newValue() -> Int32 {
             defer { valueCount += 1 }
             return valueCount
@@ -62,9 +69,7 @@ public final class Tape: InterpreterLevel {
         (recorded.nodes, recorded.inputs) = TapeMemory.current.takeLists()
     }
 
-    deinit {
-        TapeMemory.current.keep(nodes: &recorded.nodes, inputs: &recorded.inputs)
-    }
+    deinit { recorded.keepLists() }
 
     /// Types of the differentiated arguments, in order.
     var leafTypes: [ValueType] { leaves.map(\.type) }
@@ -219,9 +224,7 @@ extension Tape {
 
     /// Frees every saved value; later backward passes throw ``AutodiffError/tapeReleased``.
     public func release() {
-        TapeMemory.current.keep(nodes: &recorded.nodes, inputs: &recorded.inputs)
-        recorded.nodes = []
-        recorded.inputs = []
+        recorded.keepLists()
         recorded.isReleased = true
     }
 
