@@ -14,7 +14,7 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
         throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(arity) inputs, got \(inputs.count)")
     }
     let stack = InterpreterStack.current
-    if stack.limits == nil, stack.timer == nil {
+    if !stack.wrapsKernels {
         guard stack.isActive else { return try Kernels.execute(op, attributes, inputs) }
         var call = OpCall(op: op, attributes: attributes, inputs: inputs, output: try Kernels.execute(op, attributes, inputs))
         try stack.observe(&call)
@@ -105,7 +105,7 @@ public struct ElementwiseOperands {
 /// thread (they wrap the kernel) and plain arithmetic (float64 debugging and mixed-precision
 /// storage round through ``Kernels/execute(_:_:_:)``). Interpreter levels may be active.
 private func kernelMayRunDirectly(_ stack: InterpreterStack) -> Bool {
-    stack.limits == nil && stack.timer == nil && NumericSettings.arithmeticIsPlain
+    !stack.wrapsKernels && NumericSettings.arithmeticIsPlain
 }
 
 /// The slow path: timing and resource limits around the kernel.

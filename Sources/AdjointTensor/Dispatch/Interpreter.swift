@@ -47,15 +47,28 @@ extension InterpreterLevel {
 /// One stack per thread, used only by that thread.
 public final class InterpreterStack {
     /// Levels from outermost (index 0) to innermost.
-    public private(set) var levels: [InterpreterLevel] = []
+    public private(set) var levels: [InterpreterLevel] = [] { didSet { summarize() } }
     /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
-    @usableFromInline var ceiling = Int.max
+    var ceiling = Int.max { didSet { summarize() } }
     /// The ``ResourceLimits`` in force on this thread, if any.
-    var limits: ActiveLimits?
+    var limits: ActiveLimits? { didSet { summarize() } }
     /// ``ResourceLimits/maxTapeNodes`` in force on this thread (for tapes as they record).
     public var maxTapeNodes: Int? { limits?.limits.maxTapeNodes }
     /// Observers of every dispatched operator's timing (the profiler), if any.
-    public var timer: OperatorTimer?
+    public var timer: OperatorTimer? { didSet { summarize() } }
+
+    /// What dispatch asks of the properties above on every operator, kept in one word it reads
+    /// without an exclusivity check (a relaxed atomic, used by this thread only): bit 0 is set
+    /// when a limit or a timer is installed, the bits above hold the number of visible levels.
+    private let summary = Atomic<Int>(0)
+
+    private func summarize() {
+        let visible = Swift.min(levels.count, ceiling)
+        summary.store((limits != nil || timer != nil ? 1 : 0) | visible << 1, ordering: .relaxed)
+    }
+
+    /// Whether a resource limit or a timer wraps every kernel on this thread.
+    var wrapsKernels: Bool { summary.load(ordering: .relaxed) & 1 != 0 }
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
     public var unrollStep: Int? {
@@ -85,7 +98,7 @@ public final class InterpreterStack {
     private static let stacks = ThreadLocal { InterpreterStack() }
 
     /// Whether any level is visible to dispatch right now.
-    @inlinable public var isActive: Bool { !levels.isEmpty && ceiling > 0 }
+    public var isActive: Bool { summary.load(ordering: .relaxed) > 1 }
 
     /// Whether an operator dispatched now would run its kernel with nothing observing it: no
     /// visible level, no resource limit, no timer, and plain arithmetic (no float64 debugging, no
@@ -93,7 +106,7 @@ public final class InterpreterStack {
     /// values may then compute them directly — the tape's rank-0 backward does — because nothing
     /// would record, time, check or round those operations differently.
     public var runsUnobserved: Bool {
-        !isActive && limits == nil && timer == nil && NumericSettings.arithmeticIsPlain
+        summary.load(ordering: .relaxed) == 0 && NumericSettings.arithmeticIsPlain
     }
 
     /// Runs `body` with `level` pushed as the innermost level.
