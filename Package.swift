@@ -38,9 +38,9 @@ let package = Package(
             ]
         ),
         .target(name: "AdjointIO", dependencies: ["AdjointTensor"]),
-        .target(name: "AdjointCompiler", dependencies: ["AdjointTensor", "AdjointIO"]),
-        .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor", "AdjointIO", "AdjointCompiler"]),
-        .target(name: "AdjointStateful", dependencies: ["AdjointAutodiff", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor", "AdjointIO"]),
+        .target(name: "AdjointCompiler", dependencies: ["AdjointAutodiff", "AdjointIO"]),
+        .target(name: "AdjointStateful", dependencies: ["AdjointCompiler", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful"]),
         .target(name: "AdjointPolicies", dependencies: ["AdjointStateful", "AdjointTraining", "CZstd", "CZlib"]),

@@ -1,7 +1,6 @@
 import AdjointTensor
 import Foundation
 import AdjointIO
-import AdjointCompiler
 
 /// A traced program with the values of its captured constants: what ``traceGraph(_:at:)``
 /// produces, what ``write(to:)`` stores, and what ``execute(_:)`` runs again.
@@ -23,7 +22,7 @@ public struct GraphBundle {
 
     /// The graph ``checkDeclaredTypes()`` passed for (set by ``decode(_:path:)``); `graph` is
     /// public and may change after, so ``compiled(order:boundary:native:)`` compares the two.
-    private var checkedGraph: Graph?
+    package private(set) var checkedGraph: Graph?
 
     public init(graph: Graph, captures: [ValueID: Tensor]) {
         self.graph = graph
@@ -63,17 +62,6 @@ public struct GraphBundle {
             guard let v = values[id] else { throw IRError.corruptFile("output \(id) is never defined") }
             return v
         }
-    }
-
-    /// The graph compiled to run in one preallocated frame (see ``CompiledProgram``): bitwise the
-    /// outputs of ``execute(_:)``, without a tensor per operation (with `native`, runs of its
-    /// arithmetic as machine code).
-    ///
-    /// The compiler plans memory from the declared types, so a graph other than the one
-    /// ``decode(_:path:)`` checked has its types checked first (``checkDeclaredTypes()``).
-    public func compiled(order: [Int]? = nil, boundary: Int? = nil, native: NativeCode = .off) throws -> CompiledProgram {
-        if checkedGraph != graph { try checkDeclaredTypes() }
-        return try CompiledProgram(graph, captures: captures, order: order, boundary: boundary, native: native)
     }
 
     /// Runs the graph once on arguments of its declared types (ones for floating-point types,
