@@ -2,7 +2,8 @@ import Adjoint
 import Foundation
 import Testing
 
-/// `../shared/data` relative to the checkout (tests skip, visibly, when it is absent).
+/// `../shared/data` relative to the checkout (tests that need it are disabled, and reported as
+/// skipped by the test runner, when it is absent).
 let sharedData: String = {
     var url = URL(fileURLWithPath: #filePath)
     for _ in 0..<3 { url.deleteLastPathComponent() }
@@ -35,21 +36,20 @@ func traceFile(_ name: String) -> String? {
     return nil
 }
 
+/// The reference groups whose trace is present.
+let availableReferenceGroups = referenceGroups.filter { traceFile($0[0].trace) != nil }
+
 @Suite("Simulator against libCacheSim's reference results")
 struct ReferenceTests {
-    @Test("miss ratios within 0.002 (FIFO, LRU, Belady) or 0.01 (the others) of libCacheSim", arguments: referenceGroups)
+    @Test("miss ratios within 0.002 (FIFO, LRU, Belady) or 0.01 (the others) of libCacheSim",
+          .enabled(if: !availableReferenceGroups.isEmpty, "needs ../shared/data/libcachesim-reference.csv and its traces"),
+          arguments: availableReferenceGroups)
     func reference(_ rows: [ReferenceRow]) throws {
-        guard let path = traceFile(rows[0].trace) else {
-            print("SKIPPED \(rows[0].trace): trace not in \(sharedData)/traces")
-            return
-        }
+        let path = try #require(traceFile(rows[0].trace))
         var reader = try OracleGeneralReader(path: path)
         let requests = try reader.readAll()
         for row in rows {
-            guard let kind = PolicyKind(name: row.policy) else {
-                print("not compared: \(row.policy) (\(row.trace)) — not one of Adjoint's policies")
-                continue
-            }
+            guard let kind = PolicyKind(name: row.policy) else { continue }   // a libCacheSim policy Adjoint does not have
             let result = CacheSimulation.run(kind, capacity: row.capacity, requests: requests, mode: row.mode)
             let tolerance = [.fifo, .lru, .belady].contains(kind) ? 0.002 : 0.01
             print(String(format: "%@ %@ %lld %@: %.4f vs libCacheSim %.4f (bytes %.4f vs %.4f)", row.trace, row.mode.rawValue, row.capacity,
@@ -57,5 +57,12 @@ struct ReferenceTests {
             #expect(Swift.abs(result.missRatio - row.missRatio) <= tolerance, "\(row.testDescription): \(result.missRatio) vs \(row.missRatio)")
             #expect(Swift.abs(result.byteMissRatio - row.byteMissRatio) <= tolerance, "\(row.testDescription) bytes: \(result.byteMissRatio) vs \(row.byteMissRatio)")
         }
+    }
+
+    @Test("every trace of the reference table that ../shared/data names is there",
+          .enabled(if: !referenceGroups.isEmpty, "needs ../shared/data/libcachesim-reference.csv"))
+    func referenceTracesPresent() {
+        let missing = Set(referenceGroups.map { $0[0].trace }).filter { traceFile($0) == nil }
+        #expect(missing.isEmpty, "absent from \(sharedData)/traces: \(missing.sorted())")
     }
 }

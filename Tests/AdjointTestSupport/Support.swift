@@ -60,14 +60,17 @@ public func runProcess(_ arguments: [String]) throws -> (status: Int32, output: 
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// A Python interpreter that can import `modules` (`$ADJOINT_PYTHON`, else `python3`), or `nil`
-/// after printing a visible SKIPPED line naming `test`.
-public func python(importing modules: [String], for test: String) -> String? {
+/// A Python interpreter that can import `modules` (`$ADJOINT_PYTHON`, else `python3`), or `nil`.
+/// Tests that need one say so with ``pythonAvailable(importing:)`` in `.enabled(if:)`, so the
+/// runner reports them as skipped without it.
+public func pythonInterpreter(importing modules: [String]) -> String? {
     let python = ProcessInfo.processInfo.environment["ADJOINT_PYTHON"] ?? "python3"
     if (try? runProcess([python, "-c", "import " + modules.joined(separator: ", ")]))?.status == 0 { return python }
-    print("SKIPPED \(test): '\(python)' cannot import \(modules.joined(separator: " and ")) (set ADJOINT_PYTHON to an interpreter that can)")
     return nil
 }
+
+/// Whether ``pythonInterpreter(importing:)`` finds an interpreter (for `.enabled(if:)`).
+public func pythonAvailable(importing modules: [String]) -> Bool { pythonInterpreter(importing: modules) != nil }
 
 /// A value handed to other threads on purpose, in tests that check what happens then (the thread
 /// sanitizer step of `.ci/run` watches them).

@@ -146,9 +146,10 @@ struct CheckpointTests {
         #expect(try CheckpointStore(directory: fresh).steps() == [4])
     }
 
-    @Test("checkpoints load in Python's safetensors with the manifest in the metadata")
+    @Test("checkpoints load in Python's safetensors with the manifest in the metadata",
+          .enabled(if: pythonAvailable(importing: ["safetensors", "numpy"]), "needs python3 with safetensors and numpy (or ADJOINT_PYTHON)"))
     func pythonLoad() throws {
-        guard let python = python(importing: ["safetensors", "numpy"], for: "checkpoint Python load") else { return }
+        let python = try #require(pythonInterpreter(importing: ["safetensors", "numpy"]))
         let path = (temporaryDirectory("checkpoint-py") as NSString).appendingPathComponent("c.safetensors")
         try Self.sample().write(to: path)
         let script = """
