@@ -54,32 +54,32 @@ extension CompiledProgram {
         (base + offset).assumingMemoryBound(to: T.self)
     }
 
-    private func unary<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _: T.Type) {
-        _ = Kernels.withUnaryFunction(i.pointee.op, Kernels.MapBody(x: pointer(base, i.pointee.a, T.self), y: pointer(base, i.pointee.y, T.self), n: i.pointee.n))
+    private func unary<T: FrameFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _: T.Type) {
+        _ = T.mapLoop(i.pointee.op, pointer(base, i.pointee.a, T.self), pointer(base, i.pointee.y, T.self), i.pointee.n)
     }
 
-    private func binary<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
+    private func binary<T: FrameFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
         let y = pointer(base, i.pointee.y, T.self)
         let n = i.pointee.n
         if i.pointee.table < 0 {
             let a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self)
-            _ = Kernels.withBinaryFunction(i.pointee.op, FlatBody(y: y, a: a, aScalar: i.pointee.aScalar, b: b, bScalar: i.pointee.bScalar, n: n))
+            _ = T.zipLoop(i.pointee.op, y, a, aScalar: i.pointee.aScalar, b, bScalar: i.pointee.bScalar, n)
         } else {
             let ta = tables.baseAddress! + i.pointee.table
-            _ = Kernels.withBinaryFunction(i.pointee.op, TableBody(y: y, frame: base.assumingMemoryBound(to: T.self), ta: ta, tb: ta + n, n: n))
+            _ = T.zipTableLoop(i.pointee.op, y, frame: base.assumingMemoryBound(to: T.self), ta, ta + n, n)
         }
     }
 
-    private func multiplyAdd<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
+    private func multiplyAdd<T: FrameFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ tables: UnsafeBufferPointer<Int>, _: T.Type) {
         let y = pointer(base, i.pointee.y, T.self)
         let n = i.pointee.n
         if i.pointee.table < 0 {
             let a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self), c = pointer(base, i.pointee.c, T.self)
-            for k in 0..<n { y[k] = Kernels.productSum(a[k], b[k], c[k]) }
+            T.multiplyAddLoop(y, a, b, c, n)
         } else {
             let frame = base.assumingMemoryBound(to: T.self)
             let ta = tables.baseAddress! + i.pointee.table, tb = ta + n, tc = tb + n
-            for k in 0..<n { y[k] = Kernels.productSum(frame[ta[k]], frame[tb[k]], frame[tc[k]]) }
+            T.multiplyAddTableLoop(y, frame: frame, ta, tb, tc, n)
         }
     }
 
@@ -92,8 +92,8 @@ extension CompiledProgram {
         }
     }
 
-    private func reduce<T: KernelFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ policy: KernelPolicy, _: T.Type) {
-        Kernels.reduceTyped(i.pointee.op, pointer(base, i.pointee.a, T.self), i.pointee.outer, i.pointee.extent, i.pointee.inner,
+    private func reduce<T: FrameFloat>(_ i: UnsafePointer<Instruction>, _ base: UnsafeMutableRawPointer, _ policy: KernelPolicy, _: T.Type) {
+        T.reduceLoop(i.pointee.op, pointer(base, i.pointee.a, T.self), i.pointee.outer, i.pointee.extent, i.pointee.inner,
                             pointer(base, i.pointee.y, T.self), policy)
     }
 
@@ -120,23 +120,5 @@ extension CompiledProgram {
             throw TensorError.shapeMismatch(op: f.op.rawValue, detail: "the compiled program expects \(f.output.type), the operator returned \(output.valueType)")
         }
         (base + f.output.offset).copyMemory(from: output.rawPointer, byteCount: f.output.type.byteCount)
-    }
-}
-
-/// A binary function over flat operands (a single-element operand read throughout).
-private struct FlatBody<T: KernelFloat>: BinaryKernelBody {
-    let y: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, aScalar: Bool, b: UnsafeMutablePointer<T>, bScalar: Bool, n: Int
-    @inline(__always) func run<F: BinaryFunction>(_: F.Type) { Kernels.zipFlat(y, a, aScalar: aScalar, b, bScalar: bScalar, n, F.self) }
-}
-
-/// A binary function over operands read through index tables of absolute element offsets in the
-/// frame (-1: a zero from a folded gather's padding).
-private struct TableBody<T: KernelFloat>: BinaryKernelBody {
-    let y: UnsafeMutablePointer<T>, frame: UnsafeMutablePointer<T>, ta: UnsafePointer<Int>, tb: UnsafePointer<Int>, n: Int
-    @inline(__always) func run<F: BinaryFunction>(_: F.Type) {
-        for k in 0..<n {
-            let i = ta[k], j = tb[k]
-            y[k] = F.apply(i >= 0 ? frame[i] : 0, j >= 0 ? frame[j] : 0)
-        }
     }
 }

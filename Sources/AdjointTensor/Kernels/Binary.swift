@@ -1,7 +1,7 @@
 import RealModule
 
 /// An elementwise function of two floats.
-package protocol BinaryFunction {
+protocol BinaryFunction {
     static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T
     /// A few instructions per element: loops over it are memory-bound (see ``Parallelism/lightChunk``).
     static var isLight: Bool { get }
@@ -38,7 +38,7 @@ enum MinFn: BinaryFunction {
 }
 
 /// Work parameterised by an elementwise function of two floats (see ``Kernels/withBinaryFunction(_:_:)``).
-package protocol BinaryKernelBody { func run<F: BinaryFunction>(_: F.Type) }
+protocol BinaryKernelBody { func run<F: BinaryFunction>(_: F.Type) }
 
 extension Kernels {
     static func binary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
@@ -65,7 +65,7 @@ extension Kernels {
 
     /// Runs `body` with the function of binary operator `op`; false when `op` is not one.
     @inline(__always)
-    package static func withBinaryFunction<B: BinaryKernelBody>(_ op: OpCode, _ body: B) -> Bool {
+    static func withBinaryFunction<B: BinaryKernelBody>(_ op: OpCode, _ body: B) -> Bool {
         switch op {
         case .add: body.run(AddFn.self)
         case .sub: body.run(SubFn.self)
@@ -92,7 +92,7 @@ extension Kernels {
     /// `y[i] = F(a[i], b[i])` for `i < n` where a scalar operand is read at index 0 throughout
     /// (`aScalar`/`bScalar`); parallel above one chunk.
     @inline(__always)
-    package static func zipFlat<T: KernelFloat, F: BinaryFunction>(_ y: UnsafeMutablePointer<T>, _ pa: UnsafeMutablePointer<T>, aScalar: Bool,
+    static func zipFlat<T: KernelFloat, F: BinaryFunction>(_ y: UnsafeMutablePointer<T>, _ pa: UnsafeMutablePointer<T>, aScalar: Bool,
                                                             _ pb: UnsafeMutablePointer<T>, bScalar: Bool, _ n: Int, _: F.Type) {
         let chunk = F.isLight ? Parallelism.lightChunk : Parallelism.elementChunk
         if !aScalar && !bScalar {
@@ -161,7 +161,7 @@ extension Kernels {
 
     /// `x·y + z` rounded after the product and after the sum (no fused multiply-add).
     @inline(__always)
-    package static func productSum<T: KernelFloat>(_ x: T, _ y: T, _ z: T) -> T { let p = x * y; return p + z }
+    static func productSum<T: KernelFloat>(_ x: T, _ y: T, _ z: T) -> T { let p = x * y; return p + z }
 
     static func multiplyAddInto<T: KernelFloat>(
         _ y: UnsafeMutablePointer<T>, _ shape: [Int],

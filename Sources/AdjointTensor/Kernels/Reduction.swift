@@ -136,7 +136,7 @@ extension Kernels {
         return (permuted, x.elementCount / Swift.max(extent, 1), extent, 1)
     }
 
-    package static func reduceTyped<T: KernelFloat>(_ op: OpCode, _ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
+    static func reduceTyped<T: KernelFloat>(_ op: OpCode, _ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
                                             _ y: UnsafeMutablePointer<T>, _ policy: KernelPolicy) {
         switch op {
         case .sum: reduceLayout(x, outer, extent, inner, y, .sum, policy)

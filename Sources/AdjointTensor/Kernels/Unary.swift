@@ -1,7 +1,7 @@
 import RealModule
 
 /// An elementwise function of one float.
-package protocol UnaryFunction {
+protocol UnaryFunction {
     static func apply<T: KernelFloat>(_ x: T) -> T
     /// A few instructions per element: loops over it are memory-bound (see ``Parallelism/lightChunk``).
     static var isLight: Bool { get }
@@ -51,7 +51,7 @@ enum SoftplusFn: UnaryFunction {
 
 /// Work parameterised by an elementwise function of one float (``Kernels/withUnaryFunction(_:_:)``
 /// picks the function for an operator once; the kernel loop is specialised for it).
-package protocol UnaryKernelBody { func run<F: UnaryFunction>(_: F.Type) }
+protocol UnaryKernelBody { func run<F: UnaryFunction>(_: F.Type) }
 
 extension Kernels {
     static func unary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
@@ -67,7 +67,7 @@ extension Kernels {
 
     /// Runs `body` with the function of elementwise operator `op`; false when `op` is not one.
     @inline(__always)
-    package static func withUnaryFunction<B: UnaryKernelBody>(_ op: OpCode, _ body: B) -> Bool {
+    static func withUnaryFunction<B: UnaryKernelBody>(_ op: OpCode, _ body: B) -> Bool {
         switch op {
         case .neg: body.run(NegFn.self)
         case .abs: body.run(AbsFn.self)
@@ -90,10 +90,9 @@ extension Kernels {
     }
 
     /// `y[i] = F(x[i])` for `i < n`.
-    package struct MapBody<T: KernelFloat>: UnaryKernelBody {
+    struct MapBody<T: KernelFloat>: UnaryKernelBody {
         let x: UnsafeMutablePointer<T>, y: UnsafeMutablePointer<T>, n: Int
-        package init(x: UnsafeMutablePointer<T>, y: UnsafeMutablePointer<T>, n: Int) { (self.x, self.y, self.n) = (x, y, n) }
-        @inline(__always) package func run<F: UnaryFunction>(_: F.Type) { mapLoop(x, y, n, F.self) }
+        @inline(__always) func run<F: UnaryFunction>(_: F.Type) { mapLoop(x, y, n, F.self) }
     }
 
     /// √x in 8-wide SIMD (`SIMD8.squareRoot()` lowers to the vector instruction; the scalar
