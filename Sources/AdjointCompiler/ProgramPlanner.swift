@@ -2,33 +2,8 @@ import AdjointTensor
 import AdjointIR
 
 extension CompiledProgram {
-    /// One operator of a compiled program, as plain data (no references: reading it retains nothing).
-    struct Instruction {
-        enum Kind: UInt8 { case unary, binary, multiplyAdd, gather, reduce, matmul, fallback }
-        var kind: Kind
-        var op: OpCode
-        var float64: Bool
-        /// Byte offsets of the output and up to three inputs in the frame.
-        var y = 0, a = 0, b = 0, c = 0
-        /// Output elements.
-        var n = 0
-        /// Binary operators without tables: which operand is a single element read throughout.
-        var aScalar = false, bScalar = false
-        /// Start of this instruction's index tables in ``CompiledProgram/tables``, or -1: a gather's
-        /// table (absolute element offsets, -1 = padding), or one table of element offsets per
-        /// broadcast operand (`n` entries each, in operand order).
-        var table = -1
-        /// A reduction's (outer, extent, inner) layout.
-        var outer = 0, extent = 0, inner = 0
-        /// A gather's padding value.
-        var pad = 0.0
-        /// A matmul's plan in ``CompiledProgram/products``.
-        var product = -1
-        /// An addition accumulating in place: the operand (0 or 1) whose region is the output's.
-        /// That operand holds no -0.0, so where the other operand reads padding (zero) the sum is
-        /// the element already there, and native code leaves it unwritten (-1: not in place).
-        var accumulator = -1
-    }
+    /// One operator of a compiled program (defined beside the kernels that run it).
+    typealias Instruction = FrameInstruction
 }
 
 /// Turns a graph into a ``CompiledProgram``'s instructions and memory plan.
