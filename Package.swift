@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics.git", from: "1.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        // `swift package generate-documentation` (DocC); a plugin, so it adds nothing to the build.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // MARK: Public modules
@@ -72,6 +74,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "AdjointTestSupport", dependencies: ["Adjoint"], path: "Tests/AdjointTestSupport"),
         .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
+        .testTarget(name: "AdjointTests", dependencies: ["Adjoint", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointIOTests", dependencies: ["AdjointIO", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCompilerTests", dependencies: ["AdjointCompiler", "AdjointTestSupport"]),
