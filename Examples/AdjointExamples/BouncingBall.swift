@@ -11,7 +11,7 @@ import Foundation
 /// a small change of the parameters does not move an impact to another step. It does not include
 /// the "saltation" term of the continuous system (how moving the impact *time* changes the state);
 /// the discrete loss jumps where an impact changes step, and there the gradient describes only the
-/// piece the parameters are on. ``BouncingBallTests`` shows both: agreement with central
+/// piece the parameters are on. `BouncingBallTests` shows both: agreement with central
 /// differences between switches, and a jump in the loss across one.
 public struct BouncingBall {
     /// `[gravity m/s², restitution, drag 1/m]`.

@@ -100,7 +100,7 @@ public struct MLPTraining {
 
     /// Continues from `checkpoint` (taken from a run with the same configuration).
     ///
-    /// - Throws: ``CheckpointError/incompatible(detail:)`` when the checkpoint belongs to another
+    /// - Throws: `CheckpointError.incompatible(detail:)` when the checkpoint belongs to another
     ///   configuration or lacks the dropout stream or data position.
     public mutating func restore(from checkpoint: Checkpoint) throws {
         guard checkpoint.manifest.metadata["configuration"] == configurationText else {

@@ -11,7 +11,7 @@ import Foundation
 /// on the same scale for an optimizer. Input per step: `[cos φ, max(0, sin φ)]` of the time of day,
 /// driving the outdoor temperature and solar gain.
 ///
-/// The fit (``fit(target:steps:iterations:schedule:progress:)``) sizes the *design* parameters —
+/// The fit (`fit(target:steps:iterations:schedule:progress:)`) sizes the *design* parameters —
 /// heater power, set point, controller gain, pump flow, pipe–slab conductance (pipe spacing) and
 /// tank insulation — so that the slab reaches a target temperature after a given time; the environment parameters keep
 /// their nominal values but get gradients too.
@@ -72,8 +72,8 @@ public struct ThermalModel {
     }
 
     /// The same inputs as ``forcing(_:)`` from one tensor refilled in place at each call
-    /// (``Tensor/withUnsafeMutableScalars(as:_:)``): once the unroll has let go of the previous
-    /// step's input — the packed unroll of a ``CompiledStep`` copies it into its frame and drops it —
+    /// (`Tensor.withUnsafeMutableScalars(as:_:)`): once the unroll has let go of the previous
+    /// step's input — the packed unroll of a `CompiledStep` copies it into its frame and drops it —
     /// producing an input allocates nothing. Where something still holds the previous one (an
     /// input cache, a tape), the refill writes a copy, so every step sees its own values.
     public func forcingInputs() -> (Int) throws -> Tensor {

@@ -4,7 +4,7 @@ import AdjointStateful
 import AdjointSwiftAD
 import Foundation
 
-/// ``ThermalModel`` written in plain Swift and differentiated by the toolchain's
+/// `ThermalModel` written in plain Swift and differentiated by the toolchain's
 /// `_Differentiation` (the adapter-(c) form of the thermal benchmark): the same equations, the same
 /// 21 log-multiplier parameters, the same forcing.
 public struct ThermalSwiftAD {

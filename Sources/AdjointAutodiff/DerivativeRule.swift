@@ -3,7 +3,7 @@ import AdjointTensor
 /// The primal values and types a derivative rule may read, in either mode.
 ///
 /// A rule reads only the inputs (and the output) its ``DerivativeRule/Saves`` declares, so the same
-/// rule runs on a live call (forward mode), on a recorded tape node (reverse mode, ``linearize``),
+/// rule runs on a live call (forward mode), on a recorded tape node (reverse mode, `linearize`),
 /// and keeps a tape's memory to what is needed.
 public protocol DerivativeContext {
     var op: OpCode { get }
@@ -170,7 +170,7 @@ public struct JVPContext: DerivativeContext {
 /// An operator's derivative: a VJP, or an explicit statement of why there is none.
 ///
 /// Rules are written with the same `Tensor` operations as user code, so a backward (or tangent)
-/// pass goes through ``dispatch(_:_:_:)`` and can itself be differentiated: that is what makes
+/// pass goes through `dispatch(_:_:_:)` and can itself be differentiated: that is what makes
 /// reverse-over-reverse, forward-over-reverse (``hvp(at:direction:of:)``) and higher orders work.
 ///
 /// A class: the tape looks a rule up for every recorded operation and every backward step, and a

@@ -92,7 +92,7 @@ public final class Tape: InterpreterLevel {
         call.output = output
     }
 
-    /// The elementwise hot path (``dispatchBinary(_:_:_:)``, ``dispatchUnary(_:_:)``): the same
+    /// The elementwise hot path (`dispatchBinary(_:_:_:)`, `dispatchUnary(_:_:)`): the same
     /// recording as ``process(_:)``, from operands the dispatcher holds on its stack.
     public func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
         try record(op, .none, operands, output: &output)

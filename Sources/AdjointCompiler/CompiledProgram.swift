@@ -14,17 +14,17 @@ import AdjointIO
 /// padded with zeros whose value one binary operator reads is folded into that reader, which reads
 /// through the table (``Statistics/foldedGathers``). Elementwise
 /// operators, `multiplyAdd`, matmul and reductions over a run of axes call the same kernel loops as
-/// ``dispatch(_:_:_:)``, so results are bitwise those of the interpreted graph. Anything else
+/// `dispatch(_:_:_:)`, so results are bitwise those of the interpreted graph. Anything else
 /// (comparisons, casts, indexing with index tensors, custom operators, non-float dtypes) runs through
 /// the ordinary kernels on temporary tensors and is copied into the frame: correct, not
 /// allocation-free; ``Statistics/fallbacks`` counts these.
 ///
 /// In steady state, running a compiled program allocates nothing per operation: a frame comes from
-/// the program's cache (or, the first time, from ``StoragePool``), and only binding arguments and
+/// the program's cache (or, the first time, from `StoragePool`), and only binding arguments and
 /// reading outputs touch tensors. A program may run on several threads at once, each with its own
 /// frame.
 ///
-/// A program can run in segments (``run(_:in:)`` with a range of positions): compiled with a
+/// A program can run in segments (`run(_:in:)` with a range of positions): compiled with a
 /// `boundary`, every value computed before the boundary and read after it is kept until the end,
 /// so the part after the boundary (a backward pass, say) can be run again on the same frame —
 /// with new arguments bound — and reads the same saved values.
@@ -33,7 +33,7 @@ import AdjointIO
 /// compile time) in serial loops: compiled programs are made for many small operators (a
 /// simulator's step); a program of a few huge broadcasts is better run through `dispatch`.
 ///
-/// Mixed precision and ``ExecutionPolicy/float64Debug`` change how arithmetic rounds; under either,
+/// Mixed precision and `ExecutionPolicy.float64Debug` change how arithmetic rounds; under either,
 /// arithmetic operators run through the ordinary kernels so the results still match `dispatch`.
 // @unchecked Sendable: immutable after initialization except the cache of free frames, behind a
 // `Lock`; every run uses a frame of its own.
@@ -154,6 +154,8 @@ public final class CompiledProgram: @unchecked Sendable {
     /// Compiles `graph` with its captures' values.
     ///
     /// - Parameters:
+    ///   - graph: The graph, verified.
+    ///   - captures: The values of the graph's captured inputs.
     ///   - order: The node indices to run, in order (default: all, in graph order). Nodes not
     ///     listed are not run; every node's inputs must be computed earlier in `order` or be graph
     ///     inputs.
@@ -161,9 +163,9 @@ public final class CompiledProgram: @unchecked Sendable {
     ///     discussion).
     ///   - native: Whether to compile runs of arithmetic instructions to machine code with the
     ///     system's C compiler (see ``NativeCode``); results are the same bit for bit.
-    /// - Throws: ``TensorError`` for a capture that is missing or has the wrong type, a node with
+    /// - Throws: `TensorError` for a capture that is missing or has the wrong type, a node with
     ///   other than one output, or an order that reads a value before it is computed;
-    ///   ``NativeCodeError`` (or ``PersistenceError`` for the library cache) under
+    ///   ``NativeCodeError`` (or `PersistenceError` for the library cache) under
     ///   ``NativeCode/required`` when machine code cannot be made.
     public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil,
                             native: NativeCode = .off) throws {
@@ -226,7 +228,7 @@ public final class CompiledProgram: @unchecked Sendable {
         outputPlaces.deallocate()
     }
 
-    /// Positions in the compiled order (``run(_:in:)`` takes a range of them).
+    /// Positions in the compiled order (`run(_:in:)` takes a range of them).
     public var positions: Range<Int> { 0..<(instructionStart.count - 1) }
     /// The graph's argument inputs, in order.
     public var argumentTypes: [ValueType] { arguments.map(\.type) }
@@ -269,7 +271,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// Copies `values` into arguments `first ..< first + values.count` of `frame`.
     ///
-    /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` naming the argument when a value's
+    /// - Throws: `TensorError.shapeMismatch(op:detail:)` naming the argument when a value's
     ///   dtype or shape differs from the compiled one.
     public func bind(_ values: [Tensor], from first: Int = 0, in frame: Frame) throws {
         guard first >= 0, first + values.count <= arguments.count else {
@@ -280,7 +282,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// Copies `value` into argument `index` of `frame`.
     ///
-    /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` naming the argument when the value's
+    /// - Throws: `TensorError.shapeMismatch(op:detail:)` naming the argument when the value's
     ///   dtype or shape differs from the compiled one.
     public func bind(_ value: Tensor, at index: Int, in frame: Frame) throws {
         guard arguments.indices.contains(index) else {
@@ -305,8 +307,8 @@ public final class CompiledProgram: @unchecked Sendable {
     /// Copies `count` bytes from `source`, the arguments `range` laid out back to back in order,
     /// into those arguments (one call for a packed collection of tensors).
     ///
-    /// - Throws: ``TensorError/shapeMismatch(op:detail:)`` when `count` is not the arguments'
-    ///   total size, ``TensorError/invalidArgument(op:detail:)`` for a range outside the arguments.
+    /// - Throws: `TensorError.shapeMismatch(op:detail:)` when `count` is not the arguments'
+    ///   total size, `TensorError.invalidArgument(op:detail:)` for a range outside the arguments.
     public func bind(packed source: UnsafeRawPointer, count: Int, arguments range: Range<Int>, in frame: Frame) throws {
         guard range.lowerBound >= 0, range.upperBound <= argumentPlaces.count else {
             throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments \(range) of a program with \(argumentPlaces.count)")
@@ -359,7 +361,7 @@ public final class CompiledProgram: @unchecked Sendable {
     /// frame's first ``prefixByteCount(before:)`` bytes; bytes there that later positions reuse are
     /// copied too and overwritten before they are read.
     ///
-    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame of another program or a
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` for a frame of another program or a
     ///   position outside `0...positions.count`.
     public func copyPrefix(before position: Int, from source: Frame, into destination: Frame) throws {
         guard source.program === self, destination.program === self else {
@@ -408,7 +410,7 @@ public final class CompiledProgram: @unchecked Sendable {
     /// Interpreter levels (recording, anomaly checks, timers, resource limits) do not see these
     /// operators: a compiled program is already the recorded form.
     ///
-    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame of another program or
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` for a frame of another program or
     ///   positions outside ``positions``, and whatever an operator run through the ordinary kernels throws.
     public func run(_ positions: Range<Int>, in frame: Frame) throws {
         guard frame.program === self else {
@@ -423,7 +425,7 @@ public final class CompiledProgram: @unchecked Sendable {
     /// Positions prepared to be run again and again — the per-step part of an unrolled step: their
     /// instructions are looked up once, and when one machine-code function covers them all, a run
     /// of them is that one call (under the thread's plain arithmetic; otherwise the instructions
-    /// run as ``run(_:in:)`` runs them).
+    /// run as `run(_:in:)` runs them).
     public struct PreparedRun: Sendable {
         /// The positions prepared.
         public let positions: Range<Int>
@@ -432,9 +434,9 @@ public final class CompiledProgram: @unchecked Sendable {
         let function: NativeLibrary.Segment?
     }
 
-    /// `positions` prepared for ``run(_:in:)-(PreparedRun,_)``.
+    /// `positions` prepared for `run(_:in:)-(PreparedRun,_)`.
     ///
-    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for positions outside ``positions``.
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` for positions outside ``positions``.
     public func prepare(_ positions: Range<Int>) throws -> PreparedRun {
         guard positions.lowerBound >= 0, positions.upperBound < instructionStart.count else {
             throw TensorError.invalidArgument(op: "CompiledProgram.prepare", detail: "positions \(positions) outside 0..<\(instructionStart.count - 1)")
@@ -450,7 +452,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// Runs prepared positions on `frame`: the same as ``run(_:in:)-(Range<Int>,_)`` with `prepared.positions`.
     ///
-    /// - Throws: ``TensorError/invalidArgument(op:detail:)`` for a frame or prepared positions of
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` for a frame or prepared positions of
     ///   another program, and whatever an operator run through the ordinary kernels throws.
     public func run(_ prepared: PreparedRun, in frame: Frame) throws {
         guard frame.program === self, prepared.program == serial else {

@@ -9,10 +9,10 @@ import Glibc
 public enum NativeCode: Sendable, Equatable {
     /// Interpret every instruction (no C compiler involved).
     case off
-    /// Compile with ``NativeCompiler/system`` when one is found; interpret when none is, or when
+    /// Compile with `NativeCompiler.system` when one is found; interpret when none is, or when
     /// compilation fails (``CompiledProgram/nativeCodeFailure`` says why).
     case automatic
-    /// Compile with ``NativeCompiler/system``, and throw ``NativeCodeError`` when that is not possible.
+    /// Compile with `NativeCompiler.system`, and throw ``NativeCodeError`` when that is not possible.
     case required
     /// Compile with this compiler and cache, and throw when that is not possible.
     case compiler(NativeCompiler)

@@ -7,7 +7,7 @@ extension Tensor {
     /// with overflow checks and must match `bytes.count` exactly; a `bool` tensor's bytes must each
     /// be 0 or 1 (any other bit pattern is not a valid `Bool`).
     ///
-    /// - Throws: ``TensorError/invalidValue(op:detail:)`` naming `context`, the shape and, for a
+    /// - Throws: `TensorError.invalidValue(op:detail:)` naming `context`, the shape and, for a
     ///   bad bool, the byte's index and value.
     public init(copyingBytes bytes: UnsafeRawBufferPointer, shape: [Int], dtype: DType, context: String) throws {
         guard let count = ValueType(dtype: dtype, shape: shape).checkedByteCount else {

@@ -42,7 +42,7 @@ public struct GraphInput: Hashable, Codable, Sendable {
 /// A program as plain data (JAX's jaxpr): inputs, equations in execution order, outputs.
 ///
 /// A graph is a value: it can be compared, printed (``Graph/description``), checked
-/// (``Graph/verify()``) and serialized (``GraphCodec``).
+/// (`Graph.verify()`) and serialized (``GraphCodec``).
 public struct Graph: Hashable, Codable, Sendable {
     public var inputs: [GraphInput]
     public var nodes: [Node]

@@ -5,12 +5,12 @@ import AdjointCompiler
 /// A ``TensorStep`` traced once into IR and re-executed from a compiled plan: adapter (b) of the
 /// step protocol.
 ///
-/// At construction the step is traced twice with ``traceGraph(_:at:)``: forward alone (for
+/// At construction the step is traced twice with `traceGraph(_:at:)`: forward alone (for
 /// ``step(_:input:parameters:)``), and forward and backward fused — the step, its per-step loss,
 /// and the VJP with the cotangent of `s[t+1]` as one more argument. The fused program is split
-/// into the operations that do not depend on that cotangent (run by ``recordStep``, keeping the
+/// into the operations that do not depend on that cotangent (run by `recordStep`, keeping the
 /// values the backward reads) and those that do (run by the pullback). Both programs are compiled
-/// to ``CompiledProgram``s: every value has a fixed place in a preallocated frame, layout operators
+/// to `CompiledProgram`s: every value has a fixed place in a preallocated frame, layout operators
 /// become aliases or index gathers, and the kernels write into the frame — no tape, no closures,
 /// and no allocation per operation in steady state. A recorded step holds one frame (the forward
 /// values its backward reads live there) until its pullback is released; the frames are then reused.
@@ -28,7 +28,7 @@ import AdjointCompiler
 /// ``UnrollError/valueReadWhileTracing(afterOperators:)`` — keep such a step a ``TensorStep``. The plan is compiled for the per-step
 /// loss given at construction (the final-state loss too, for the packed `unroll`); the `loss`
 /// passed to `recordStep` and `unroll` must be that loss. Operators the
-/// compiled form does not cover natively (see ``CompiledProgram``) still run, through temporary
+/// compiled form does not cover natively (see `CompiledProgram`) still run, through temporary
 /// tensors; ``programStatistics`` says how many there are.
 public struct CompiledStep<State: ParameterCollection, Parameters: ParameterCollection, Output: ParameterCollection>: StepFunction {
     public typealias Input = Tensor
@@ -58,7 +58,7 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     let packedSteps = PackedStepCache()
 
     /// Traces `step` at example arguments (shapes and dtypes are fixed from them); with `native`,
-    /// the programs' arithmetic is also compiled to machine code (``NativeCode``; same results,
+    /// the programs' arithmetic is also compiled to machine code (`NativeCode`; same results,
     /// bitwise).
     public init(_ step: TensorStep<State, Tensor, Parameters, Output>, loss: Loss, state: State, input: Tensor, parameters: Parameters,
                 native: NativeCode = .off) throws {

@@ -5,7 +5,7 @@ import AdjointIO
 /// A step written with Adjoint tensors: `(s[t+1], y[t]) = body(s[t], x[t], θ)`, recorded on a fresh
 /// tape each time it is taken with a pullback.
 ///
-/// State, parameters and output are ``ParameterCollection``s (a tensor, an array or dictionary of
+/// State, parameters and output are `ParameterCollection`s (a tensor, an array or dictionary of
 /// tensors, or your own struct); the input is anything (`Void`, a tensor, a trace record). Use
 /// ``NoOutput`` for a step whose loss reads only the state.
 ///

@@ -42,7 +42,7 @@ public struct UnrollOptions {
     /// (`inputs` must return the same input each time anyway). 0 reads every time; `storeAll`,
     /// which reads each input once, keeps none.
     public var inputCacheSlots: Int
-    /// The most bytes of tensor inputs (`Tensor` or a ``ParameterCollection``) the cache holds:
+    /// The most bytes of tensor inputs (`Tensor` or a `ParameterCollection`) the cache holds:
     /// an input that would take it past this is used and not kept.
     public var inputCacheBytes: Int
     /// The engine: `nil` picks ``UnrollEngine/packed`` for a ``CompiledStep`` (whatever the static
@@ -73,9 +73,16 @@ public struct UnrollOptions {
 /// last step first, so sums happen in one order whatever the schedule.
 ///
 /// - Parameters:
+///   - step: the step function.
+///   - initial: `s[0]`.
+///   - parameters: `θ`.
+///   - steps: the horizon `T`.
+///   - loss: the trajectory loss.
+///   - schedule: what to keep and what to recompute (default `binomial(snapshots: 32)`).
+///   - options: settings that do not change the result (verification, engine, input cache, progress).
 ///   - inputs: `x[t]` for `t = 0..<steps`; read again when a step is recomputed, so it must
 ///     return the same input each time (an event log, an array, a pure function of `t`). It may
-///     refill one tensor at each call (``Tensor/withUnsafeMutableScalars(as:_:)``): an input the
+///     refill one tensor at each call (`Tensor.withUnsafeMutableScalars(as:_:)`): an input the
 ///     unroll still holds (an input cache, a tape) is then copied rather than overwritten, and one
 ///     it has let go of is rewritten in place, so producing inputs allocates nothing.
 /// The engine is ``UnrollOptions/engine``.

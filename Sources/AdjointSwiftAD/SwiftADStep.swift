@@ -44,7 +44,7 @@ extension Array: SwiftADState where Element: SwiftADState {
 }
 
 /// A step written in plain Swift and differentiated by the toolchain's `_Differentiation`:
-/// `s[t+1] = body(s[t], x[t], θ)`, run under ``AdjointStateful``'s schedules.
+/// `s[t+1] = body(s[t], x[t], θ)`, run under `AdjointStateful`'s schedules.
 ///
 /// State and parameters conform to `Differentiable`; the loss closures are
 /// `@differentiable(reverse)`. This module is the only one in Adjoint that imports

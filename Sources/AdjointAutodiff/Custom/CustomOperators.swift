@@ -6,7 +6,7 @@ import AdjointTensor
 /// attribute), so tapes, forward mode, the profiler, anomaly checks and limits all see it.
 ///
 /// Every call is validated: an output that shares storage with an input is rejected
-/// (``CustomOperatorError``), and so is a derivative of the wrong count, shape or dtype
+/// (`CustomOperatorError`), and so is a derivative of the wrong count, shape or dtype
 /// (``AutodiffError/customDerivative(name:detail:)``) — with the operator's name in the message.
 public struct CustomOperator: Sendable {
     public typealias Forward = @Sendable (_ inputs: [Tensor]) throws -> Tensor
@@ -35,7 +35,7 @@ public enum CustomOperators {
 
     /// Registers `op` under its name.
     ///
-    /// - Throws: ``CustomOperatorError/duplicate(name:)`` when the name is taken and `replacing` is false.
+    /// - Throws: `CustomOperatorError.duplicate(name:)` when the name is taken and `replacing` is false.
     public static func register(_ op: CustomOperator, replacing: Bool = false) throws {
         try registry.withLock { table in
             if table[op.name] != nil, !replacing { throw CustomOperatorError.duplicate(name: op.name) }

@@ -13,7 +13,7 @@ public struct AnomalyReport: Error, Equatable, CustomStringConvertible {
     /// 0-based index of the operation among those the scope saw.
     public var index: Int
     public var phase: Phase
-    /// The unroll step being taken or reversed, when inside ``unroll``.
+    /// The unroll step being taken or reversed, when inside `unroll`.
     public var unrollStep: Int?
     /// What was found and where: "NaN at element 3 of f64[4]".
     public var value: String

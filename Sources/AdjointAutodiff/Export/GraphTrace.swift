@@ -6,10 +6,10 @@ import AdjointIO
 /// produces, what ``write(to:)`` stores, and what ``execute(_:)`` runs again.
 ///
 /// On disk it is one safetensors file: each capture's value as tensor `"capture.<id>"`, and in the
-/// metadata the graph in Adjoint's versioned interchange format (``GraphCodec``) under
+/// metadata the graph in Adjoint's versioned interchange format (`GraphCodec`) under
 /// `adjoint.graph` with `adjoint.graph.checksum` = `crc32c:XXXXXXXX` over the graph text and the
 /// capture bytes. A damaged file, a file of a newer version, or a graph that does not verify gets
-/// an ``IRError``.
+/// an `IRError`.
 public struct GraphBundle {
     public var graph: Graph
     /// The value of every `.capture` input.
@@ -32,7 +32,7 @@ public struct GraphBundle {
     /// Runs the graph on `arguments` (one per `.argument` input, in order) through the dispatch
     /// point — the same kernels as the traced run, so the outputs are bitwise equal to it.
     ///
-    /// - Throws: ``IRError/corruptFile(_:)``-style errors for a wrong argument count or type, and
+    /// - Throws: `IRError.corruptFile(_:)`-style errors for a wrong argument count or type, and
     ///   whatever an operator throws.
     public func execute(_ arguments: [Tensor]) throws -> [Tensor] {
         var values: [ValueID: Tensor] = captures
@@ -68,7 +68,7 @@ public struct GraphBundle {
     /// zeros otherwise) and checks that every node computes exactly the type it declares: types
     /// read from a file are never trusted.
     ///
-    /// - Throws: ``IRError/declaredTypeMismatch(node:op:declared:computed:)``, or what an operator
+    /// - Throws: `IRError.declaredTypeMismatch(node:op:declared:computed:)`, or what an operator
     ///   throws on those arguments.
     public func checkDeclaredTypes() throws {
         let arguments = try graph.inputs.filter { $0.role == .argument }.map { input in

@@ -70,10 +70,14 @@ public struct GradcheckResult: Sendable {
 /// derivative rules, not rounding.
 ///
 /// - Parameters:
+///   - f: the function, of the inputs, to a scalar.
+///   - inputs: where to check.
 ///   - differentiable: which inputs to check (default: every floating-point input).
 ///   - mode: forward, reverse or both.
 ///   - order: 1 (first derivatives) or 2 (Hessian-vector products).
 ///   - step: the finite-difference step, scaled by `max(1, |x|)`.
+///   - tolerance: the largest relative error that passes.
+///   - key: the random directions' key.
 /// - Complexity: first-order reverse: two evaluations of `f` per input element; forward and second
 ///   order: two evaluations (of `f` or of its gradient) per input; Jacobian agreement: one
 ///   replay per input and output element.

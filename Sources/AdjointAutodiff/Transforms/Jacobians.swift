@@ -21,8 +21,11 @@ public enum JacobianMode: String, Sendable, CaseIterable {
 /// The Jacobian of `f` at `x`: a tensor of shape `f(x).shape + x.shape` whose element
 /// `[i…, j…]` is `∂f(x)[i…] / ∂x[j…]`.
 ///
-/// - Parameter mode: `.automatic` (default) picks forward mode when `x` has no more elements than
-///   `f(x)`, reverse mode otherwise; either can be forced.
+/// - Parameters:
+///   - f: the function.
+///   - x: the point.
+///   - mode: `.automatic` (default) picks forward mode when `x` has no more elements than
+///     `f(x)`, reverse mode otherwise; either can be forced.
 /// - Complexity: `f` runs once; then one JVP replay per input element (forward) or one backward
 ///   pass per output element (reverse).
 public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: JacobianMode = .automatic) throws -> Tensor {

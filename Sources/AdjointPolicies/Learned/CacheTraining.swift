@@ -59,6 +59,8 @@ public enum CacheTrainingError: Error, Equatable, CustomStringConvertible {
 public enum CacheTraining {
     /// - Parameters:
     ///   - requests: the training workload, with next accesses (``NextAccess/annotate(_:)``).
+    ///   - options: cache size, size mode, rounds, epochs, estimator and the scorer's shape.
+    ///   - traceName: the workload's name, recorded in the model and checked on resume.
     ///   - store: checkpoints (resumed from when it holds one); `nil` trains without.
     ///   - progress: after each round: the round, the total, and a line to show.
     /// - Throws: ``CacheTrainingError/noEvictions(requests:capacity:mode:)`` when the workload never

@@ -13,7 +13,7 @@ import Foundation
 /// `w_i ∝ r_i · exp(−f_θ(x_i)/τ)` over the other objects (`r_i ← max(0, r_i − e·w_i)`), so low
 /// scores go first and, as the temperature τ → 0, exactly the lowest-scored resident object goes.
 /// Features `x_i` come from the trace (recency, frequency, …), so only the scores depend on θ.
-/// The window is differentiated with ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``
+/// The window is differentiated with `unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`
 /// under a binomial schedule; τ anneals from round to round (`τ = 1 · 0.5^round`, at least 0.05).
 ///
 /// **Straight-through** uses hard evictions in the same simulator (the argmax of `w`) with the

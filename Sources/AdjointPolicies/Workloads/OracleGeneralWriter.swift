@@ -7,7 +7,10 @@ import AdjointIO
 /// Zstandard-compressed (`.zst`), atomically — to export synthetic or converted workloads that
 /// libCacheSim and Adjoint both read.
 public enum OracleGeneralWriter {
-    /// - Parameter compress: Zstandard level 3 when true (use a `.zst` name).
+    /// - Parameters:
+    ///   - requests: the requests, in order, with their next-access indices.
+    ///   - path: the file, written atomically.
+    ///   - compress: Zstandard level 3 when true (use a `.zst` name).
     public static func write(_ requests: [CacheRequest], to path: String, compress: Bool = false) throws {
         var annotated = requests
         NextAccess.annotate(&annotated)

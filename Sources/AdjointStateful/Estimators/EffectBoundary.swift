@@ -226,8 +226,11 @@ public struct EffectBoundary {
     ///   cost) (the observation is added, and the model refitted every 32 observations);
     /// - the others: `∇cost` (what flows through ``Decision/value``).
     ///
-    /// - Parameter context: features of the state the decision was taken in (learned baseline,
-    ///   surrogate); empty when unused.
+    /// - Parameters:
+    ///   - decision: the decision ``decide(logits:mode:)`` returned.
+    ///   - cost: the consequence's cost, a scalar tensor tracked through ``Decision/value``.
+    ///   - context: features of the state the decision was taken in (learned baseline,
+    ///     surrogate); empty when unused.
     public mutating func objective(_ decision: Decision, cost: Tensor, context: [Double] = []) throws -> Tensor {
         let observed = try cost.untracked.item()
         switch semantics {

@@ -16,7 +16,7 @@ public protocol EventLog: AnyObject {
     var count: Int { get }
     /// Events `range` (clamped to the log), in order.
     func events(_ range: Range<Int>) throws -> [Event]
-    /// Syncs and releases the log's resources; later calls throw ``EventLogError/closed``.
+    /// Syncs and releases the log's resources; later calls throw `EventLogError.closed`.
     func close() throws
     /// Appends `events` in order as one unit of durability: under ``FsyncPolicy/everyRecord`` they
     /// are all on disk when it returns, after one sync instead of one per record. A crash during the

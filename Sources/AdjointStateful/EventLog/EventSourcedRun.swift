@@ -9,7 +9,7 @@ import AdjointTensor
 /// (checked against every logged hash) and stepping continues where the log ends. A step is
 /// durable once ``advance(input:events:)`` returns under ``FsyncPolicy/everyRecord``.
 ///
-/// Afterwards, ``RecordedTrajectory`` reads the run back, ``RecordedTrajectory/replay(_:parameters:like:to:)``
+/// Afterwards, ``RecordedTrajectory`` reads the run back, `RecordedTrajectory.replay(_:parameters:like:to:)`
 /// rebuilds any state, and ``unroll(_:recorded:parameters:template:loss:schedule:options:)``
 /// differentiates the run after the fact.
 public final class EventSourcedRun<Step: StepFunction> where Step.Input == Tensor {

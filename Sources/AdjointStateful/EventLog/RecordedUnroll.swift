@@ -13,8 +13,13 @@ import AdjointTensor
 /// ``ReplayDivergence`` naming the state.
 ///
 /// - Parameters:
-///   - template: a state of the run's structure, for deserializing checkpoints.
+///   - step: the step the live run took.
+///   - recorded: the run's log, read (``RecordedTrajectory``).
 ///   - parameters: `θ` to differentiate at (for hashes to match, the live run's parameters).
+///   - template: a state of the run's structure, for deserializing checkpoints.
+///   - loss: the trajectory loss.
+///   - schedule: the checkpoint schedule of each segment.
+///   - options: settings that do not change the result (replay verification against the live hashes).
 public func unroll<Step: StepFunction>(
     _ step: Step, recorded: RecordedTrajectory, parameters: Step.Parameters, template: Step.State, loss: Step.Loss,
     schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions()

@@ -3,7 +3,7 @@
 /// With `s` snapshots (the one of the start state included), reversing `l` steps needs at least
 /// `t(l, s) = r·l − β(s+1, r−1)` forward steps besides the `l` recorded ones, where
 /// `β(s, r) = C(s+r, s)` and the *repetition number* `r` is the least integer with `β(s, r) ≥ l`
-/// (no step is run more than `r + 1` times). ``reverse(from:to:snapshots:_:)`` attains it.
+/// (no step is run more than `r + 1` times). `reverse(from:to:snapshots:_:)` attains it.
 public enum Revolve {
     /// `β(s, r) = C(s + r, s)`, saturating at `Int.max`.
     public static func beta(_ s: Int, _ r: Int) -> Int {

@@ -23,7 +23,7 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
     return try dispatchObserved(op, attributes, inputs, stack)
 }
 
-/// ``dispatch1(_:_:_:)`` for an elementwise operator of one operand (``OpFamily/unary``).
+/// ``dispatch1(_:_:_:)`` for an elementwise operator of one operand (`OpFamily.unary`).
 ///
 /// Where no resource limit or timer is active on the thread and arithmetic is plain (no float64
 /// debugging, no mixed-precision storage), the kernel runs on the operand directly and the visible

@@ -21,7 +21,7 @@ public protocol InterpreterLevel: AnyObject {
     var levelID: UInt32 { get }
     /// Observes `call` after its kernel ran; may tag `call.output`.
     func process(_ call: inout OpCall) throws
-    /// Observes an elementwise call (``OpFamily/unary`` or ``OpFamily/binary`` without
+    /// Observes an elementwise call (`OpFamily.unary` or `OpFamily.binary` without
     /// attributes) from operands the dispatcher holds in place, without an ``OpCall``; may tag
     /// `output`. The default builds the `OpCall` and calls ``process(_:)``; a level on the hot
     /// path (the reverse-mode tape) reads the operands directly.

@@ -15,7 +15,7 @@ public struct RunManifest: Codable, Equatable, Sendable {
     public var blas: String
     public var blasCore: String
     public var blasThreads: Int
-    /// ``Parallelism/threadCount`` when the manifest was taken.
+    /// `Parallelism.threadCount` when the manifest was taken.
     public var kernelThreads: Int
     public var cpuModel: String
     public var cpuFlags: [String]
