@@ -258,11 +258,9 @@ struct PackedStep: StepFunction {
             return bytes
         }
 
-        /// Outputs `first…` of `frame` packed into a pooled buffer.
-        func read(_ layout: PackedLayout, from first: Int, in frame: CompiledProgram.Frame, pool: inout ReusePool<PackedBytes>) -> PackedBytes {
-            let bytes = Self.buffer(&pool, layout)
+        /// Outputs `first…` of `frame` packed into `bytes`.
+        func fill(_ bytes: PackedBytes, _ layout: PackedLayout, from first: Int, in frame: CompiledProgram.Frame) {
             bytes.withBase { layout.read(program, from: first, in: frame, into: $0) }
-            return bytes
         }
     }
 
@@ -296,13 +294,17 @@ struct PackedStep: StepFunction {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
             try program.run(r.backwardRun, in: frame)
-            return r.withReuse { reuse in
-                let result = (r.read(r.state, from: sc + 1, in: frame, pool: &reuse.stateBuffers),
-                              r.read(r.parameters, from: 2 * sc + 1, in: frame, pool: &reuse.gradientBuffers))
-                // The frame is not read again: the next recording may use it.
+            // The output buffers and the free list in one access. The record goes back to the free
+            // list before its outputs are copied out below: only a later recording takes it, after
+            // this pullback has returned.
+            let (stateBytes, gradientBytes) = r.withReuse { reuse in
+                let buffers = (Recorder.buffer(&reuse.stateBuffers, r.state), Recorder.buffer(&reuse.gradientBuffers, r.parameters))
                 if reuse.freeRecords.count < r.recordLimit { reuse.freeRecords.append(self) }
-                return result
+                return buffers
             }
+            r.fill(stateBytes, r.state, from: sc + 1, in: frame)
+            r.fill(gradientBytes, r.parameters, from: 2 * sc + 1, in: frame)
+            return (stateBytes, gradientBytes)
         }
     }
 
@@ -375,7 +377,8 @@ struct PackedStep: StepFunction {
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
         try program.run(r.forwardRun, in: frame)
-        let next = r.withReuse { r.read(state, from: 0, in: frame, pool: &$0.stateBuffers) }
+        let next = r.withReuse { Recorder.buffer(&$0.stateBuffers, state) }
+        r.fill(next, state, from: 0, in: frame)
         return RecordedStep(next: next, loss: try program.scalarOutput(sc, in: frame)) {
             try record.pullback($0)
         }
