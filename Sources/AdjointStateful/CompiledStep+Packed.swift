@@ -198,8 +198,9 @@ struct PackedStep: StepFunction {
         let forwardRun: CompiledProgram.PreparedRun
         let backwardRun: CompiledProgram.PreparedRun
         let recordLimit: Int
-        /// What recording reuses, in one value so that each recording or pullback checks exclusive
-        /// access to it once (``withReuse(_:)``) rather than once per field.
+        /// What recording reuses, in one value whose `mutating` methods do each step's work on it,
+        /// so that a recording or a pullback checks exclusive access to it once rather than once per
+        /// field, with nothing but those methods running inside the access.
         struct Reuse {
             /// Records whose pullback has run, the last freed last.
             var freeRecords: [Record] = []
@@ -208,11 +209,31 @@ struct PackedStep: StepFunction {
             var prototypeParameters: PackedBytes?
             var stateBuffers: ReusePool<PackedBytes>
             var gradientBuffers: ReusePool<PackedBytes>
+
+            /// A free record, if any, and a state-sized buffer for the step's next state.
+            mutating func startRecording(_ state: PackedLayout) -> (Record?, PackedBytes) {
+                (freeRecords.popLast(), Recorder.buffer(&stateBuffers, state))
+            }
+
+            /// Buffers for a pullback's two results; `record` goes back to the free list.
+            mutating func finishPullback(_ record: Record, limit: Int, _ state: PackedLayout, _ parameters: PackedLayout)
+                -> (state: PackedBytes, parameters: PackedBytes) {
+                if freeRecords.count < limit { freeRecords.append(record) }
+                return (Recorder.buffer(&stateBuffers, state), Recorder.buffer(&gradientBuffers, parameters))
+            }
         }
         private var reuse: Reuse
 
-        /// Runs `body` with exclusive access to what recording reuses.
+        /// Runs `body` with exclusive access to what recording reuses (the rare paths).
         func withReuse<R>(_ body: (inout Reuse) throws -> R) rethrows -> R { try body(&reuse) }
+
+        /// ``Reuse/startRecording(_:)``, as one access.
+        func startRecording() -> (Record?, PackedBytes) { reuse.startRecording(state) }
+
+        /// ``Reuse/finishPullback(_:limit:_:_:)``, as one access.
+        func finishPullback(_ record: Record) -> (state: PackedBytes, parameters: PackedBytes) {
+            reuse.finishPullback(record, limit: recordLimit, state, parameters)
+        }
 
         /// The parameters the prototype frame was prepared for.
         var prototypeParameters: PackedBytes? { reuse.prototypeParameters }
@@ -226,10 +247,11 @@ struct PackedStep: StepFunction {
                           gradientBuffers: ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: parameters.byteCount)))
         }
 
-        /// A record whose frame holds `p` and its invariant values.
-        func record(parameters p: PackedBytes) throws -> Record {
+        /// A record whose frame holds `p` and its invariant values (`free`: a record from the free
+        /// list, if one was there).
+        func record(parameters p: PackedBytes, free: Record?) throws -> Record {
             let record: Record
-            if let free = withReuse({ $0.freeRecords.popLast() }) {
+            if let free {
                 record = free
                 record.pulled.store(false, ordering: .relaxed)
             } else {
@@ -297,11 +319,7 @@ struct PackedStep: StepFunction {
             // The output buffers and the free list in one access. The record goes back to the free
             // list before its outputs are copied out below: only a later recording takes it, after
             // this pullback has returned.
-            let (stateBytes, gradientBytes) = r.withReuse { reuse in
-                let buffers = (Recorder.buffer(&reuse.stateBuffers, r.state), Recorder.buffer(&reuse.gradientBuffers, r.parameters))
-                if reuse.freeRecords.count < r.recordLimit { reuse.freeRecords.append(self) }
-                return buffers
-            }
+            let (stateBytes, gradientBytes) = r.finishPullback(self)
             r.fill(stateBytes, r.state, from: sc + 1, in: frame)
             r.fill(gradientBytes, r.parameters, from: 2 * sc + 1, in: frame)
             return (stateBytes, gradientBytes)
@@ -372,12 +390,12 @@ struct PackedStep: StepFunction {
     /// Runs on a pooled record's frame (see ``Recorder``).
     func recordStep(_ s: PackedBytes, input: Tensor, parameters p: PackedBytes, loss: Loss) throws -> RecordedStep<Self> {
         let r = recorder, program = recorder.program, sc = state.segments.count
-        let record = try r.record(parameters: p)
+        let (free, next) = r.startRecording()
+        let record = try r.record(parameters: p, free: free)
         let frame = record.frame
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
         try program.run(r.forwardRun, in: frame)
-        let next = r.withReuse { Recorder.buffer(&$0.stateBuffers, state) }
         r.fill(next, state, from: 0, in: frame)
         return RecordedStep(next: next, loss: try program.scalarOutput(sc, in: frame)) {
             try record.pullback($0)
