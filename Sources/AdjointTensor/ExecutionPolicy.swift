@@ -78,13 +78,11 @@ public struct ExecutionPolicy: Codable, Hashable, Sendable, CustomStringConverti
 
 /// What a kernel reads once on the dispatching thread and hands to code that may run on workers
 /// (where the dispatching thread's overrides are not visible).
-package struct KernelPolicy {
-    package var determinism: DeterminismPolicy
-    package var threads: Int
+struct KernelPolicy {
+    var determinism: DeterminismPolicy
+    var threads: Int
 
-    package init(determinism: DeterminismPolicy, threads: Int) { (self.determinism, self.threads) = (determinism, threads) }
-
-    package static var current: KernelPolicy {
+    static var current: KernelPolicy {
         KernelPolicy(determinism: ExecutionPolicy.current.determinism, threads: Parallelism.threadCount)
     }
 }
@@ -138,7 +136,7 @@ package enum NumericSettings {
     }
 
     /// Both settings of the calling thread, from one lookup.
-    package static var current: (policy: ExecutionPolicy, lowPrecision: DType?) {
+    static var current: (policy: ExecutionPolicy, lowPrecision: DType?) {
         let code = setting.value
         return (ExecutionPolicy(code: policyField(code)), MixedPrecision.dtype(precisionField(code)))
     }

@@ -49,7 +49,10 @@ public final class InterpreterStack {
     /// Levels from outermost (index 0) to innermost.
     public private(set) var levels: [InterpreterLevel] = [] { didSet { summarize() } }
     /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
-    var ceiling = Int.max { didSet { summarize() } }
+    var ceiling = Int.max {
+        // Set twice per level on every recorded operator: the limit/timer bit cannot change here.
+        didSet { summary.store(summary.load(ordering: .relaxed) & 1 | Swift.min(levels.count, ceiling) << 1, ordering: .relaxed) }
+    }
     /// The ``ResourceLimits`` in force on this thread, if any.
     var limits: ActiveLimits? { didSet { summarize() } }
     /// ``ResourceLimits/maxTapeNodes`` in force on this thread (for tapes as they record).

@@ -43,7 +43,7 @@ package struct FrameInterpreter {
     /// Arithmetic is plain (no float64 debugging or mixed-precision storage): otherwise every
     /// instruction but gathers goes to the fallback, which runs the ordinary kernels.
     package let exact: Bool
-    package let policy: KernelPolicy
+    let policy: KernelPolicy
 
     package init(instructions: UnsafeBufferPointer<FrameInstruction>, tables: UnsafeBufferPointer<Int>, products: [Kernels.MatmulPlan],
                  hasReductions: Bool) {
