@@ -175,18 +175,23 @@ struct PackedStep: StepFunction {
     }
 
     /// The record program (forward and backward of a step, split at `boundary`) with the layouts
-    /// its pullback reads, and what recording reuses: records (each with a frame of `program`),
-    /// free again once their pullback has run (it runs once; the executor drops a step after
-    /// pulling it back), and state-sized and gradient-sized buffers, each taken again once nothing
-    /// but this pool refers to it (the schedule dropped it). Up to ``ReusePool/limit(forBytes:)``
-    /// of each are kept (at least 8; as many as fit in 16 MiB up to 256), enough for a schedule
-    /// that reverses a step soon after recording it, and for `storeAll` over short horizons;
-    /// beyond that a schedule gets fresh ones.
+    /// its pullback reads, and the records it reuses: each record has a frame of `program` and
+    /// the buffers its step last wrote (the next state, and the pullback's state cotangent and
+    /// parameter gradient). A record is free again once its pullback has run (it runs once; the
+    /// executor drops a step after pulling it back), and a recording that takes it writes into
+    /// each of its buffers that nothing else refers to any more (the schedule dropped it), and
+    /// into a fresh one otherwise. Up to ``recordLimit`` free records are kept (as many frames as
+    /// fit in 16 MiB, at least 8 and at most 256): enough for a schedule that reverses a step soon
+    /// after recording it, and for `storeAll` over short horizons.
     ///
     /// A record's frame holds the parameters it was last prepared with and their loop-invariant
     /// values. A record taken for other parameters gets them from the ``prototype`` frame by
     /// ``CompiledProgram/copyPrefix(before:from:into:)`` — one copy of the prefix instead of
     /// binding the parameters and running the invariant operators in every frame.
+    ///
+    /// Each step's accesses to the free list and to a record's buffers are loads and stores with
+    /// no call inside them, so the optimizer proves that no two overlap and checks them
+    /// statically; a stored property of a class is otherwise checked at run time on every access.
     final class Recorder {
         let program: CompiledProgram
         /// Positions of `program` that depend on the parameters only.
@@ -197,88 +202,72 @@ struct PackedStep: StepFunction {
         /// The per-step forward positions (`invariant..<boundary`) and the backward ones, prepared.
         let forwardRun: CompiledProgram.PreparedRun
         let backwardRun: CompiledProgram.PreparedRun
+        /// The most free records kept.
         let recordLimit: Int
-        /// What recording reuses, in one value whose `mutating` methods do each step's work on it,
-        /// so that a recording or a pullback checks exclusive access to it once rather than once per
-        /// field, with nothing but those methods running inside the access.
-        struct Reuse {
-            /// Records whose pullback has run, the last freed last.
-            var freeRecords: [Record] = []
-            /// A frame of `program` that ran the invariant positions for `prototypeParameters`.
-            var prototype: CompiledProgram.Frame?
-            var prototypeParameters: PackedBytes?
-            var stateBuffers: ReusePool<PackedBytes>
-            var gradientBuffers: ReusePool<PackedBytes>
-
-            /// A free record, if any, and a state-sized buffer for the step's next state.
-            mutating func startRecording(_ state: PackedLayout) -> (Record?, PackedBytes) {
-                (freeRecords.popLast(), Recorder.buffer(&stateBuffers, state))
-            }
-
-            /// Buffers for a pullback's two results; `record` goes back to the free list.
-            mutating func finishPullback(_ record: Record, limit: Int, _ state: PackedLayout, _ parameters: PackedLayout)
-                -> (state: PackedBytes, parameters: PackedBytes) {
-                if freeRecords.count < limit { freeRecords.append(record) }
-                return (Recorder.buffer(&stateBuffers, state), Recorder.buffer(&gradientBuffers, parameters))
-            }
-        }
-        private var reuse: Reuse
-
-        /// Runs `body` with exclusive access to what recording reuses (the rare paths).
-        func withReuse<R>(_ body: (inout Reuse) throws -> R) rethrows -> R { try body(&reuse) }
-
-        /// ``Reuse/startRecording(_:)``, as one access.
-        func startRecording() -> (Record?, PackedBytes) { reuse.startRecording(state) }
-
-        /// ``Reuse/finishPullback(_:limit:_:_:)``, as one access.
-        func finishPullback(_ record: Record) -> (state: PackedBytes, parameters: PackedBytes) {
-            reuse.finishPullback(record, limit: recordLimit, state, parameters)
-        }
-
-        /// The parameters the prototype frame was prepared for.
-        var prototypeParameters: PackedBytes? { reuse.prototypeParameters }
+        /// The free records, the last freed first, linked through ``Record/nextFree``.
+        private var firstFree: Record?
+        private var freeCount = 0
+        /// A frame of `program` that ran the invariant positions for `prototypeParameters`.
+        private var prototype: CompiledProgram.Frame?
+        private(set) var prototypeParameters: PackedBytes?
 
         init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) throws {
             (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
             forwardRun = try program.prepare(invariant..<boundary)
             backwardRun = try program.prepare(boundary..<program.positions.upperBound)
-            recordLimit = ReusePool<Record>.limit(forBytes: program.statistics.frameBytes)
-            reuse = Reuse(stateBuffers: ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: state.byteCount)),
-                          gradientBuffers: ReusePool(limit: ReusePool<PackedBytes>.limit(forBytes: parameters.byteCount)))
+            recordLimit = Self.limit(forBytes: program.statistics.frameBytes)
         }
 
-        /// A record whose frame holds `p` and its invariant values (`free`: a record from the free
-        /// list, if one was there).
-        func record(parameters p: PackedBytes, free: Record?) throws -> Record {
+        /// A limit for objects of `bytes` bytes each: as many as fit in 16 MiB, at least 8 and at most 256.
+        static func limit(forBytes bytes: Int) -> Int { Swift.min(256, Swift.max(8, (16 << 20) / Swift.max(1, bytes))) }
+
+        /// A free record (the last freed), or a new one; its frame holds `p` and its invariant values.
+        func takeRecord(parameters p: PackedBytes) throws -> Record {
             let record: Record
-            if let free {
+            if let free = firstFree {
+                firstFree = free.nextFree
+                free.nextFree = nil
+                freeCount -= 1
+                free.pulled.store(false, ordering: .relaxed)
                 record = free
-                record.pulled.store(false, ordering: .relaxed)
             } else {
                 record = Record(self, program.makeFrame())
             }
             if record.parameters !== p {
-                try withReuse { reuse in
-                    if reuse.prototypeParameters !== p {
-                        let frame = reuse.prototype ?? program.makeFrame()
-                        try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
-                        try program.run(0..<invariant, in: frame)
-                        (reuse.prototype, reuse.prototypeParameters) = (frame, p)
-                    }
-                    try program.copyPrefix(before: invariant, from: reuse.prototype!, into: record.frame)
-                }
+                try prepare(record, for: p)
                 record.parameters = p
             }
             return record
         }
 
-        /// A buffer of `layout.byteCount` bytes from `pool` (its contents are overwritten by the caller).
-        static func buffer(_ pool: inout ReusePool<PackedBytes>, _ layout: PackedLayout) -> PackedBytes {
-            if let bytes = pool.takeUnreferenced() { return bytes }
-            let bytes = PackedBytes.make(layout.byteCount)
-            pool.keep(bytes)
-            return bytes
+        /// Puts `record`, whose pullback has run, on the free list (unless ``recordLimit`` are there).
+        func free(_ record: Record) {
+            guard freeCount < recordLimit else { return }
+            record.nextFree = firstFree
+            firstFree = record
+            freeCount += 1
         }
+
+        /// Copies the parameters `p` and their invariant values into `record`'s frame, from the
+        /// prototype frame (prepared for `p` first if it was prepared for other parameters).
+        private func prepare(_ record: Record, for p: PackedBytes) throws {
+            let frame: CompiledProgram.Frame
+            if let prepared = prototype, prototypeParameters === p {
+                frame = prepared
+            } else {
+                frame = prototype ?? program.makeFrame()
+                prototypeParameters = nil
+                try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
+                try program.run(0..<invariant, in: frame)
+                (prototype, prototypeParameters) = (frame, p)
+            }
+            try program.copyPrefix(before: invariant, from: frame, into: record.frame)
+        }
+
+        /// `slot`'s buffer when nothing else refers to it, else `nil`. The access to `slot` holds
+        /// the check alone: a new buffer is made outside it (``Record/keep(_:in:)``).
+        @inline(__always)
+        static func unshared(_ slot: inout PackedBytes?) -> PackedBytes? { isKnownUniquelyReferenced(&slot) ? slot : nil }
 
         /// Outputs `first…` of `frame` packed into `bytes`.
         func fill(_ bytes: PackedBytes, _ layout: PackedLayout, from first: Int, in frame: CompiledProgram.Frame) {
@@ -286,10 +275,11 @@ struct PackedStep: StepFunction {
         }
     }
 
-    /// One recorded step's frame, until its pullback (which runs once) has run.
+    /// One recorded step's frame, until its pullback (which runs once) has run, and the buffers
+    /// its step writes (see ``Recorder``).
     final class Record {
         /// Not counted (the recorder pools its records, so a strong reference would be a cycle): a
-        /// record is reachable only from its recorder's pool and from the recorded steps of an
+        /// record is reachable only from its recorder's free list and from the recorded steps of an
         /// unroll, whose executor holds the `PackedStep` and so the recorder, for as long as it
         /// runs. `unowned` (checked): a record outliving its recorder traps instead of reading freed
         /// memory.
@@ -301,6 +291,27 @@ struct PackedStep: StepFunction {
         /// The parameters whose values and invariant operators `frame` holds (held, so the identity
         /// cannot pass to other parameters).
         var parameters: PackedBytes?
+        /// The next record on the recorder's free list.
+        var nextFree: Record?
+        /// The buffers this record's step last wrote: its next state, and its pullback's state
+        /// cotangent and parameter gradient.
+        var next: PackedBytes?
+        var stateCotangent: PackedBytes?
+        var parameterGradient: PackedBytes?
+
+        /// The buffer slots of a record.
+        enum Slot { case next, stateCotangent, parameterGradient }
+
+        /// A new buffer of `layout.byteCount` bytes, kept in `slot` for the record's next use.
+        func keep(_ layout: PackedLayout, in slot: Slot) -> PackedBytes {
+            let bytes = PackedBytes.make(layout.byteCount)
+            switch slot {
+            case .next: next = bytes
+            case .stateCotangent: stateCotangent = bytes
+            case .parameterGradient: parameterGradient = bytes
+            }
+            return bytes
+        }
 
         init(_ recorder: Recorder, _ frame: CompiledProgram.Frame) { (self.recorder, self.frame) = (recorder, frame) }
 
@@ -316,12 +327,12 @@ struct PackedStep: StepFunction {
                 program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame)
             }
             try program.run(r.backwardRun, in: frame)
-            // The output buffers and the free list in one access. The record goes back to the free
-            // list before its outputs are copied out below: only a later recording takes it, after
-            // this pullback has returned.
-            let (stateBytes, gradientBytes) = r.finishPullback(self)
+            let stateBytes = Recorder.unshared(&stateCotangent) ?? keep(r.state, in: .stateCotangent)
+            let gradientBytes = Recorder.unshared(&parameterGradient) ?? keep(r.parameters, in: .parameterGradient)
             r.fill(stateBytes, r.state, from: sc + 1, in: frame)
             r.fill(gradientBytes, r.parameters, from: 2 * sc + 1, in: frame)
+            // Free only now: a later recording takes the record, after this pullback has returned.
+            r.free(self)
             return (stateBytes, gradientBytes)
         }
     }
@@ -390,8 +401,8 @@ struct PackedStep: StepFunction {
     /// Runs on a pooled record's frame (see ``Recorder``).
     func recordStep(_ s: PackedBytes, input: Tensor, parameters p: PackedBytes, loss: Loss) throws -> RecordedStep<Self> {
         let r = recorder, program = recorder.program, sc = state.segments.count
-        let (free, next) = r.startRecording()
-        let record = try r.record(parameters: p, free: free)
+        let record = try r.takeRecord(parameters: p)
+        let next = Recorder.unshared(&record.next) ?? record.keep(state, in: .next)
         let frame = record.frame
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
@@ -450,52 +461,6 @@ struct PackedStep: StepFunction {
     }
 
     func byteCount(of s: PackedBytes) -> Int { s.count }
-}
-
-/// Up to ``limit`` objects kept for reuse, each taken again once nothing but the pool refers to
-/// it. When all are in use, a new object takes the slot of the one kept longest, so objects held
-/// for long (snapshots) do not crowd out the short-lived ones the pool is for.
-struct ReusePool<Element: AnyObject> {
-    private var items: [Element] = []
-    private var oldest = 0
-    /// Where the next search starts: after the slot last taken, so taking several objects in a
-    /// row (a schedule that records many steps before reversing them) looks at each slot about once.
-    private var next = 0
-    let limit: Int
-
-    init(limit: Int = 8) { self.limit = Swift.max(1, limit) }
-
-    /// A limit for objects of `bytes` bytes each: as many as fit in 16 MiB, at least 8 and at most 256.
-    static func limit(forBytes bytes: Int) -> Int { Swift.min(256, Swift.max(8, (16 << 20) / Swift.max(1, bytes))) }
-
-    /// An element nothing else refers to, if any.
-    mutating func takeUnreferenced() -> Element? {
-        let n = items.count
-        guard n > 0 else { return nil }
-        let start = next < n ? next : 0
-        // One uniqueness check of the array, not one per slot looked at.
-        let found: Int? = items.withUnsafeMutableBufferPointer { slots in
-            var i = start
-            for _ in 0..<n {
-                if isKnownUniquelyReferenced(&slots[i]) { return i }
-                i = i + 1 == n ? 0 : i + 1
-            }
-            return nil
-        }
-        guard let found else { return nil }
-        next = found + 1
-        return items[found]
-    }
-
-    /// Keeps `element` for later reuse.
-    mutating func keep(_ element: Element) {
-        if items.count < limit {
-            items.append(element)
-        } else {
-            items[oldest] = element
-            oldest = (oldest + 1) % limit
-        }
-    }
 }
 
 /// A packed state, parameter vector or gradient: bytes in one allocation, passed by reference. A

@@ -336,11 +336,11 @@ struct CacheCLITests {
 
     @Test("a missing or damaged trace is reported with the file name")
     func badTrace() throws {
-        var missing = try CacheCommand.Simulate.parse(["--trace", "/nonexistent/x.bin"])
+        let missing = try CacheCommand.Simulate.parse(["--trace", "/nonexistent/x.bin"])
         #expect { try missing.run() } throws: { "\($0)".contains("/nonexistent/x.bin") }
         let path = (temporaryDirectory("cache-bad") as NSString).appendingPathComponent("t.bin")
         try AtomicFile.write([UInt8](repeating: 1, count: 30), to: path)
-        var truncated = try CacheCommand.Simulate.parse(["--trace", path])
+        let truncated = try CacheCommand.Simulate.parse(["--trace", path])
         #expect { try truncated.run() } throws: { "\($0)".contains("truncated at record 1") }
     }
 }
@@ -350,7 +350,7 @@ struct GraphCLITests {
     @Test("export a thermal step, verify it, print it")
     func exportVerifyPrint() throws {
         let path = (temporaryDirectory("graph-cli") as NSString).appendingPathComponent("thermal.agraph")
-        var export = try GraphCommand.Export.parse([path])
+        let export = try GraphCommand.Export.parse([path])
         try export.run()
         let report = try GraphCommand.Verify.report(path)
         #expect(report.contains("OK") && report.contains("bitwise identical on a second run"), "\(report)")

@@ -30,45 +30,20 @@ struct StepTableTests {
         #expect(table.count == 0 && table[3] == nil && table.remove(3) == nil)
     }
 
-    final class Box {}
-
-    @Test("a reuse pool hands out only objects nothing else refers to, and replaces long-held ones")
-    func reusePool() {
-        var pool = ReusePool<Box>()
-        #expect(pool.takeUnreferenced() == nil)
-        var held: [Box] = []
-        for _ in 0..<pool.limit {
-            let box = Box()
-            pool.keep(box)
-            held.append(box)
-        }
-        #expect(pool.takeUnreferenced() == nil, "every pooled object is still held")
-        let released = ObjectIdentifier(held.removeLast())   // the pool's reference is the only one left
-        #expect(pool.takeUnreferenced().map(ObjectIdentifier.init) == released)
-        // A new object takes the oldest slot; the object it displaced stays valid for its holder.
-        held.append(Box())
-        pool.keep(held.last!)
-        #expect(isKnownUniquelyReferenced(&held[0]), "the displaced object is held by its holder alone")
-        #expect(pool.takeUnreferenced().map(ObjectIdentifier.init) == released)
-        held.removeLast()
-        let newest = pool.takeUnreferenced().map(ObjectIdentifier.init)
-        #expect(newest != nil && newest != released, "the newest object, no longer held, comes first (slot 0)")
+    @Test("the packed recorder keeps as many free records as fit in 16 MiB, at least 8 and at most 256")
+    func recordLimit() {
+        #expect(PackedStep.Recorder.limit(forBytes: 1) == 256 && PackedStep.Recorder.limit(forBytes: 1 << 20) == 16)
+        #expect(PackedStep.Recorder.limit(forBytes: 1 << 30) == 8 && PackedStep.Recorder.limit(forBytes: 0) == 256)
     }
 
-    @Test("a reuse pool's limit follows the object size; objects taken in a row are distinct while held")
-    func reusePoolLimit() {
-        #expect(ReusePool<Box>.limit(forBytes: 1) == 256 && ReusePool<Box>.limit(forBytes: 1 << 20) == 16)
-        #expect(ReusePool<Box>.limit(forBytes: 1 << 30) == 8 && ReusePool<Box>.limit(forBytes: 0) == 256)
-        var pool = ReusePool<Box>(limit: 20)
-        var held: [Box] = []
-        for _ in 0..<20 { pool.keep(Box()) }
-        for _ in 0..<20 {
-            guard let box = pool.takeUnreferenced() else { Issue.record("a free object was not found"); return }
-            #expect(!held.contains { $0 === box })
-            held.append(box)
-        }
-        #expect(pool.takeUnreferenced() == nil)
-        held.remove(at: 7)
-        #expect(pool.takeUnreferenced() != nil)
+    @Test("a record's buffer is written again only when nothing else holds it")
+    func recordBuffers() throws {
+        var slot: PackedBytes?
+        #expect(PackedStep.Recorder.unshared(&slot) == nil, "an empty slot")
+        slot = PackedBytes.make(24)
+        var held = slot
+        #expect(PackedStep.Recorder.unshared(&slot) == nil, "another reference holds the buffer")
+        held = nil
+        #expect(PackedStep.Recorder.unshared(&slot) === slot && held == nil, "only the slot holds it")
     }
 }
