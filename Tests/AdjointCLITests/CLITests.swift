@@ -62,7 +62,7 @@ struct CLITests {
         }
         let failing = GradcheckCommand.report([wrong])
         #expect(!failing.passed && failing.text.contains("FAIL binary.mul"))
-        #expect(throws: ValidationError.self) { var c = try GradcheckCommand.parse(["--op", "definitely-not-an-op"]); try c.run() }
+        #expect(throws: ValidationError.self) { let c = try GradcheckCommand.parse(["--op", "definitely-not-an-op"]); try c.run() }
     }
 
     @Test("`adjoint gradcheck --mode --order` selects the checks", arguments: [
@@ -190,14 +190,14 @@ struct LogCLITests {
     @Test("record, inspect, replay and differentiate a live thermal run", arguments: ["file", "sqlite"])
     func roundTrip(_ backend: String) throws {
         let path = (temporaryDirectory("cli-log") as NSString).appendingPathComponent("thermal.\(backend)")
-        var record = try LogCommand.Record.parse(["--log", path, "--backend", backend, "--steps", "150", "--checkpoint-every", "40"])
+        let record = try LogCommand.Record.parse(["--log", path, "--backend", backend, "--steps", "150", "--checkpoint-every", "40"])
         try record.run()
-        var more = try LogCommand.Record.parse(["--log", path, "--steps", "200"])   // resumes, backend detected
+        let more = try LogCommand.Record.parse(["--log", path, "--steps", "200"])   // resumes, backend detected
         try more.run()
         let (report, damaged) = try LogCommand.Inspect.report(path)
         #expect(!damaged)
         #expect(report.contains("\(backend) log") && report.contains("input       200") && report.contains("stateHash   201"), "\(report)")
-        var replay = try LogCommand.Replay.parse([path])
+        let replay = try LogCommand.Replay.parse([path])
         try replay.run()
         // The recorded run's gradient equals a direct unroll over the same (noisy) inputs, bitwise.
         let log = try EventLogBackend(rawValue: backend)!.open(path: path)
@@ -217,24 +217,24 @@ struct LogCLITests {
     func damagedLog() throws {
         let directory = temporaryDirectory("cli-log-damaged")
         let path = (directory as NSString).appendingPathComponent("thermal.log")
-        var record = try LogCommand.Record.parse(["--log", path, "--backend", "file", "--steps", "300", "--checkpoint-every", "40"])
+        let record = try LogCommand.Record.parse(["--log", path, "--backend", "file", "--steps", "300", "--checkpoint-every", "40"])
         try record.run()
         var bytes = try AtomicFile.read(path)
         bytes[bytes.count / 2] ^= 0x10             // one flipped bit in the middle
         try AtomicFile.write(bytes, to: path)
         let (report, damaged) = try LogCommand.Inspect.report(path)
         #expect(damaged && report.contains("damaged: bytes "), "\(report)")
-        #expect { var c = try LogCommand.Inspect.parse([path]); try c.run() } throws: { ($0 as? ExitCode)?.rawValue == 1 }
-        #expect { var c = try LogCommand.Replay.parse([path]); try c.run() } throws: { "\($0)".contains("--valid-prefix") }
-        #expect { var c = try LogCommand.Gradient.parse([path]); try c.run() } throws: { "\($0)".contains("damaged") }
-        var prefix = try LogCommand.Replay.parse([path, "--valid-prefix"])
+        #expect { let c = try LogCommand.Inspect.parse([path]); try c.run() } throws: { ($0 as? ExitCode)?.rawValue == 1 }
+        #expect { let c = try LogCommand.Replay.parse([path]); try c.run() } throws: { "\($0)".contains("--valid-prefix") }
+        #expect { let c = try LogCommand.Gradient.parse([path]); try c.run() } throws: { "\($0)".contains("damaged") }
+        let prefix = try LogCommand.Replay.parse([path, "--valid-prefix"])
         try prefix.run()
-        var gradient = try LogCommand.Gradient.parse([path, "--valid-prefix"])
+        let gradient = try LogCommand.Gradient.parse([path, "--valid-prefix"])
         try gradient.run()
-        #expect { var c = try LogCommand.Record.parse(["--log", path, "--steps", "400"]); try c.run() } throws: { "\($0)".contains("damaged") }
+        #expect { let c = try LogCommand.Record.parse(["--log", path, "--steps", "400"]); try c.run() } throws: { "\($0)".contains("damaged") }
         #expect(try AtomicFile.read(path) == bytes, "a command modified the log")
         let salvaged = (directory as NSString).appendingPathComponent("salvaged.log")
-        var salvage = try LogCommand.Inspect.parse([path, "--salvage", salvaged])
+        let salvage = try LogCommand.Inspect.parse([path, "--salvage", salvaged])
         try salvage.run()
         #expect(try AtomicFile.read(path) == bytes)
         let (copy, copyDamaged) = try LogCommand.Inspect.report(salvaged)
@@ -259,7 +259,7 @@ struct CacheCLITests {
     @Test("compare prints every policy at every size and writes an SVG with one line per policy")
     func compare() throws {
         let svg = (temporaryDirectory("cache-cli") as NSString).appendingPathComponent("plot.svg")
-        var command = try CacheCommand.Compare.parse(["--requests", "8000", "--cache-sizes", "2%,10%", "--svg", svg, "--quiet"])
+        let command = try CacheCommand.Compare.parse(["--requests", "8000", "--cache-sizes", "2%,10%", "--svg", svg, "--quiet"])
         try command.run()
         let text = try String(contentsOfFile: svg, encoding: .utf8)
         let parser = XMLParser(data: Data(text.utf8))
@@ -275,14 +275,14 @@ struct CacheCLITests {
         let dir = temporaryDirectory("cache-train-cli")
         let model = (dir as NSString).appendingPathComponent("model.safetensors")
         let args = ["--requests", "6000", "--cache-size", "3%", "--rounds", "2", "--model", model, "--quiet"]
-        var train = try CacheCommand.Train.parse(args)
+        let train = try CacheCommand.Train.parse(args)
         try train.run()
         #expect(FileManager.default.fileExists(atPath: model) && FileManager.default.fileExists(atPath: model + ".json"))
         let first = try CacheModel.read(model)
-        var again = try CacheCommand.Train.parse(args)   // resumes: every round is checkpointed already
+        let again = try CacheCommand.Train.parse(args)   // resumes: every round is checkpointed already
         try again.run()
         #expect(zip(try CacheModel.read(model).scorer.tensors, first.scorer.tensors).allSatisfy(bitwiseEqual))
-        var simulate = try CacheCommand.Simulate.parse(["--requests", "6000", "--policy", "Learned", "--model", model, "--cache-size", "3%"])
+        let simulate = try CacheCommand.Simulate.parse(["--requests", "6000", "--policy", "Learned", "--model", model, "--cache-size", "3%"])
         try simulate.run()
         for bad in [["--policy", "MRU"], ["--policy", "Learned"], ["--format", "parquet"], ["--limit", "0"]] {
             #expect(throws: (any Error).self) { try CacheCommand.Simulate.parse(bad) }
@@ -307,20 +307,20 @@ struct CacheCLITests {
         let trace = (dir as NSString).appendingPathComponent("zero.csv")
         try AtomicFile.write(Array("1,0\n2,0\n3,0\n1,0\n2,0\n".utf8), to: trace)   // all sizes 0 in bytes mode
         let model = (dir as NSString).appendingPathComponent("m.safetensors")
-        var train = try CacheCommand.Train.parse(["--trace", trace, "--model", model, "--quiet"] + extra)
+        let train = try CacheCommand.Train.parse(["--trace", trace, "--model", model, "--quiet"] + extra)
         #expect { try train.run() } throws: { "\($0)".contains("training sees no eviction") }
         let compareExtra = extra.map { $0 == "--cache-size" ? "--cache-sizes" : $0 }
-        var compare = try CacheCommand.Compare.parse(["--trace", trace, "--quiet", "--svg", (dir as NSString).appendingPathComponent("p.svg")] + compareExtra)
+        let compare = try CacheCommand.Compare.parse(["--trace", trace, "--quiet", "--svg", (dir as NSString).appendingPathComponent("p.svg")] + compareExtra)
         #expect { try compare.run() } throws: { "\($0)".contains("training sees no eviction") }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["zero.csv"])
         let empty = (dir as NSString).appendingPathComponent("empty.csv")
         try AtomicFile.write([], to: empty)
-        var simulate = try CacheCommand.Simulate.parse(["--trace", empty])
+        let simulate = try CacheCommand.Simulate.parse(["--trace", empty])
         #expect { try simulate.run() } throws: { "\($0)".contains("holds no requests") }
         for bad in ["0", "-5", "99999999999999999999"] {
             #expect(throws: (any Error).self) { try CacheCommand.Compare.parse(["--training-requests", bad]) }
         }
-        var noSizes = try CacheCommand.Compare.parse(["--trace", trace, "--cache-sizes", ",", "--no-learned", "--quiet"])
+        let noSizes = try CacheCommand.Compare.parse(["--trace", trace, "--cache-sizes", ",", "--no-learned", "--quiet"])
         #expect { try noSizes.run() } throws: { "\($0)".contains("at least one size") }
     }
 
