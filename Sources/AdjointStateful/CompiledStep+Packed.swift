@@ -319,7 +319,8 @@ struct PackedStep: StepFunction {
             guard !pulled.exchange(true, ordering: .relaxed) else {
                 throw TensorError.invalidArgument(op: "CompiledStep", detail: "the pullback of a step in a packed unroll runs once")
             }
-            let r = recorder, program = recorder.program
+            let r = recorder   // one load of the unowned reference
+            let program = r.program
             let (sc, pc) = (r.state.segments.count, r.parameters.segments.count)
             if let cotangent {
                 try r.state.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
