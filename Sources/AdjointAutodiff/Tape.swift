@@ -184,7 +184,7 @@ extension Tape {
 
     /// The backward step of a node with a rank-0 rule (``Node/scalarForm``) in the element type
     /// `T` of its values.
-    private func backward<T: BinaryFloatingPoint & TensorScalar>(node index: Int, _ nodes: [Node], _ inputs: [Input], _ form: ScalarVJP,
+    private func backward<T: KernelFloat>(node index: Int, _ nodes: [Node], _ inputs: [Input], _ form: ScalarVJP,
                                                                  _ cotangents: inout Cotangents, as _: T.Type) {
         guard let g = cotangents.takeNumber(Int(nodes[index].outputID), as: T.self) else { return }
         let start = nodes[index].inputStart, count = Int(nodes[index].inputCount)

@@ -438,9 +438,10 @@ struct PackedStep: StepFunction {
         }
     }
 
-    private func add<T: BinaryFloatingPoint>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
+    /// The `add` kernel's formula (``Pointwise/add(_:_:)``) over the two buffers' elements.
+    private func add<T: KernelFloat>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
         let s = sum.assumingMemoryBound(to: T.self), a = g.assumingMemoryBound(to: T.self)
-        for i in 0..<n { s[i] = s[i] + a[i] }
+        for i in 0..<n { s[i] = Pointwise.add(Number(s[i]), Number(a[i])).value }
     }
 
     func serialize(_ s: PackedBytes) throws -> [UInt8] { s.array }

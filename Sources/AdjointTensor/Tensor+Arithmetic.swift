@@ -75,3 +75,15 @@ extension Tensor {
         try dispatch1(.matmul, .matmul(transposeA: transposeSelf, transposeB: transposeOther), [self, other])
     }
 }
+
+/// Tensors evaluate the pointwise derivative formulas of the rules (see ``PointwiseValue``): each
+/// operation of a formula is one dispatched operator, so a rule's backward pass is recorded,
+/// profiled and differentiated again like any other computation.
+extension Tensor: PointwiseValue {
+    package typealias Failure = any Error
+    package typealias Condition = Tensor
+
+    package func constant(_ value: Double) throws -> Tensor { try scalarLike(value) }
+    package static func indicator(_ condition: Tensor, like: Tensor) throws -> Tensor { try condition.cast(to: like.dtype) }
+    package static func select(_ condition: Tensor, _ a: Tensor, else b: Tensor) throws -> Tensor { try select(condition, a, b) }
+}

@@ -30,7 +30,7 @@ private func bits(_ t: Tensor) -> [UInt64] {
 
 @Suite("Rank-0 backward")
 struct ScalarBackwardTests {
-    /// Every operator with a rank-0 rule, fan-out, `x · x`, constants, a chain long enough to
+    /// Operators with a rank-0 rule, fan-out, `x · x`, constants, a chain long enough to
     /// round differently if any step did.
     static func scalarProgram(_ v: [Tensor]) throws -> Tensor {
         let (x, y) = (v[0], v[1])
@@ -59,6 +59,11 @@ struct ScalarBackwardTests {
             ("exp", { v in try v[0].exp() }), ("expm1", { v in try v[0].expm1() }), ("log", { v in try v[0].abs().log() }),
             ("log1p", { v in try v[0].abs().log1p() }), ("sqrt", { v in try v[0].abs().sqrt() }),
             ("tanh", { v in try v[0].tanh() }), ("sigmoid", { v in try v[0].sigmoid() }),
+            ("abs", { v in try v[1].abs() }), ("rsqrt", { v in try v[0].rsqrt() }), ("sin", { v in try v[0].sin() }),
+            ("cos", { v in try v[1].cos() }), ("relu", { v in try (v[0] - 1.5).relu() }), ("softplus", { v in try v[1].softplus() }),
+            ("pow", { v in try v[0].pow(v[1]) }), ("pow of 0", { v in try (v[0] * 0).pow(v[0]) }),
+            ("maximum", { v in try v[0].maximum(v[1].neg()) }), ("minimum", { v in try v[0].minimum(v[1].neg()) }),
+            ("tie", { v in try v[0].maximum(v[0] * 1) }),
         ]
         let draws = try Tensor.uniform([3, 64], key: RandomKey(seed: 11), low: 0.1, high: 3).doubles
         for (name, program) in programs {

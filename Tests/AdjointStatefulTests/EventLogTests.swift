@@ -76,7 +76,7 @@ struct EventLogTests {
     func tornTail() throws {
         let path = Self.path("log")
         let log = try FileEventLog(path: path)
-        for i in 0..<5 { try log.append(Event(kind: .marker, step: i, name: "m")) }
+        for i in 0..<5 { _ = try log.append(Event(kind: .marker, step: i, name: "m")) }
         try log.close()
         let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
         #expect(truncate(path, off_t(size - 3)) == 0)
@@ -85,7 +85,7 @@ struct EventLogTests {
         #expect(recovered.count == 4 && !recovered.recovery.isClean)
         #expect(recovered.recovery.discardedBytes == size - 3 - recovered.recovery.validBytes)
         #expect(recovered.recovery.reason.contains("record 4 declares"))
-        try recovered.append(Event(kind: .marker, step: 99))
+        _ = try recovered.append(Event(kind: .marker, step: 99))
         try recovered.close()
         let again = try FileEventLog(path: path)
         #expect(again.recovery.isClean)

@@ -9,32 +9,33 @@ protocol BinaryFunction {
 
 extension BinaryFunction { static var isLight: Bool { false } }
 
+/// The kernels' elementwise functions of two floats: each evaluates its ``Pointwise`` formula.
 enum AddFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a + b }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.add(Number(a), Number(b)).value }
 }
 enum SubFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a - b }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.sub(Number(a), Number(b)).value }
 }
 enum MulFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a * b }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.mul(Number(a), Number(b)).value }
 }
 enum DivFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a / b }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.div(Number(a), Number(b)).value }
 }
-enum PowFn: BinaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { T.cPow(a, b) } }
-/// NaN-propagating maximum.
+enum PowFn: BinaryFunction {
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.pow(Number(a), Number(b)).value }
+}
 enum MaxFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a.isNaN || a >= b ? a : b }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.maximum(Number(a), Number(b)).value }
 }
-/// NaN-propagating minimum.
 enum MinFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { a.isNaN || a <= b ? a : b }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.minimum(Number(a), Number(b)).value }
 }
 
 /// Work parameterised by an elementwise function of two floats (see ``Kernels/withBinaryFunction(_:_:)``).

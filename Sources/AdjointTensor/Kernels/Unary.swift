@@ -9,45 +9,34 @@ protocol UnaryFunction {
 
 extension UnaryFunction { static var isLight: Bool { false } }
 
+/// The kernels' elementwise functions: each evaluates its ``Pointwise`` formula over one float.
 enum NegFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { -x }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.neg(Number(x)).value }
 }
 enum AbsFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Swift.abs(x) }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.abs(Number(x)).value }
 }
 enum SignFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : x) }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sign(Number(x)).value }
 }
-enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.exp(x) } }
-enum Expm1Fn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.expMinusOne(x) } }
-enum LogFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.log(x) } }
-enum Log1pFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.log(onePlus: x) } }
-enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.hardwareSquareRoot(x) } }
-enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { 1 / T.hardwareSquareRoot(x) } }
-enum SinFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.sin(x) } }
-enum CosFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.cos(x) } }
-enum TanhFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { T.tanh(x) } }
-/// σ(x) without overflow: `1 / (1 + e^-x)` for x ≥ 0, `e^x / (1 + e^x)` below.
-enum SigmoidFn: UnaryFunction {
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T {
-        if x >= 0 { return 1 / (1 + T.exp(-x)) }
-        let e = T.exp(x)
-        return e / (1 + e)
-    }
-}
+enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.exp(Number(x)).value } }
+enum Expm1Fn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.expm1(Number(x)).value } }
+enum LogFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.log(Number(x)).value } }
+enum Log1pFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.log1p(Number(x)).value } }
+enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sqrt(Number(x)).value } }
+enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.rsqrt(Number(x)).value } }
+enum SinFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sin(Number(x)).value } }
+enum CosFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.cos(Number(x)).value } }
+enum TanhFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.tanh(Number(x)).value } }
+enum SigmoidFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sigmoid(Number(x)).value } }
 enum ReluFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { x > 0 || x.isNaN ? x : 0 }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.relu(Number(x)).value }
 }
-/// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for every finite x.
-enum SoftplusFn: UnaryFunction {
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T {
-        Swift.max(x, 0) + T.log(onePlus: T.exp(-Swift.abs(x)))
-    }
-}
+enum SoftplusFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.softplus(Number(x)).value } }
 
 /// Work parameterised by an elementwise function of one float (``Kernels/withUnaryFunction(_:_:)``
 /// picks the function for an operator once; the kernel loop is specialised for it).

@@ -1,0 +1,206 @@
+import RealModule
+
+/// A value a pointwise formula computes with: one float, a tensor, or a C expression.
+///
+/// Each operator's elementwise function and each pointwise derivative is written once, as a
+/// function generic over this protocol, and every backend evaluates that one definition: the
+/// kernels and the rank-0 backward pass over floats (``Number``), the derivative rules over
+/// tensors, the native code generator over C expressions. A formula performs its operations in the
+/// order written, so the backends agree bit for bit wherever they compute in the same element type
+/// (the kernels' and native code's bitwise tests and the rank-0 rules' test check it).
+package protocol PointwiseValue {
+    associatedtype Failure: Error
+    /// What a comparison gives: a truth value per element.
+    associatedtype Condition
+
+    static func + (a: Self, b: Self) throws(Failure) -> Self
+    static func - (a: Self, b: Self) throws(Failure) -> Self
+    static func * (a: Self, b: Self) throws(Failure) -> Self
+    static func / (a: Self, b: Self) throws(Failure) -> Self
+    static prefix func - (x: Self) throws(Failure) -> Self
+
+    /// `value` in this value's element type (exact for the constants formulas use).
+    func constant(_ value: Double) throws(Failure) -> Self
+
+    func exp() throws(Failure) -> Self
+    func expm1() throws(Failure) -> Self
+    func log() throws(Failure) -> Self
+    func log1p() throws(Failure) -> Self
+    func sqrt() throws(Failure) -> Self
+    func sin() throws(Failure) -> Self
+    func cos() throws(Failure) -> Self
+    func sign() throws(Failure) -> Self
+    func sigmoid() throws(Failure) -> Self
+    func pow(_ exponent: Self) throws(Failure) -> Self
+
+    func greater(_ other: Self) throws(Failure) -> Condition
+    func less(_ other: Self) throws(Failure) -> Condition
+    func equal(_ other: Self) throws(Failure) -> Condition
+    /// 1 where `condition` holds, else 0, in the element type of `like`.
+    static func indicator(_ condition: Condition, like: Self) throws(Failure) -> Self
+    /// `a` where `condition` holds, else `b`.
+    static func select(_ condition: Condition, _ a: Self, else b: Self) throws(Failure) -> Self
+}
+
+extension PointwiseValue {
+    @inline(__always) package static func + (a: Self, b: Double) throws(Failure) -> Self { try a + a.constant(b) }
+    @inline(__always) package static func - (a: Self, b: Double) throws(Failure) -> Self { try a - a.constant(b) }
+    @inline(__always) package static func * (a: Self, b: Double) throws(Failure) -> Self { try a * a.constant(b) }
+    @inline(__always) package static func / (a: Self, b: Double) throws(Failure) -> Self { try a / a.constant(b) }
+    @inline(__always) package static func + (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) + b }
+    @inline(__always) package static func - (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) - b }
+    @inline(__always) package static func * (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) * b }
+    @inline(__always) package static func / (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) / b }
+}
+
+/// A value an operator's elementwise function is computed with, one element at a time: a float
+/// in a kernel loop (``Number``) or a C expression in native code.
+package protocol ElementValue: PointwiseValue where Failure == Never {
+    func abs() -> Self
+    func tanh() -> Self
+    /// The correctly rounded square root, as the hardware instruction computes it.
+    func squareRoot() -> Self
+    /// C `pow`, defined for negative bases with integral exponents.
+    func power(_ exponent: Self) -> Self
+    func greaterOrEqual(_ other: Self) -> Condition
+    func lessOrEqual(_ other: Self) -> Condition
+    func isNaN() -> Condition
+    static func or(_ a: Condition, _ b: Condition) -> Condition
+    /// `a()` where `condition` holds, else `b()`, evaluating only the branch taken.
+    static func choose(_ condition: Condition, _ a: () -> Self, else b: () -> Self) -> Self
+    /// The value computed once and reused wherever the result is used (a C variable; a float
+    /// is one already).
+    func named() -> Self
+}
+
+/// The elementwise functions of the operators, each written once (see ``PointwiseValue``); the
+/// kernels (``UnaryFunction``, ``BinaryFunction``) run them over floats and the native code
+/// generator prints them as C.
+package enum Pointwise {
+    @inline(__always) package static func neg<V: ElementValue>(_ x: V) -> V { -x }
+    @inline(__always) package static func abs<V: ElementValue>(_ x: V) -> V { x.abs() }
+    /// 1, −1 or `x` itself (±0, NaN).
+    @inline(__always) package static func sign<V: ElementValue>(_ x: V) -> V {
+        let zero = x.constant(0)
+        return V.choose(x.greater(zero), { x.constant(1) }, else: { V.choose(x.less(zero), { x.constant(-1) }, else: { x }) })
+    }
+    @inline(__always) package static func exp<V: ElementValue>(_ x: V) -> V { x.exp() }
+    @inline(__always) package static func expm1<V: ElementValue>(_ x: V) -> V { x.expm1() }
+    @inline(__always) package static func log<V: ElementValue>(_ x: V) -> V { x.log() }
+    @inline(__always) package static func log1p<V: ElementValue>(_ x: V) -> V { x.log1p() }
+    @inline(__always) package static func sqrt<V: ElementValue>(_ x: V) -> V { x.squareRoot() }
+    @inline(__always) package static func rsqrt<V: ElementValue>(_ x: V) -> V { 1 / x.squareRoot() }
+    @inline(__always) package static func sin<V: ElementValue>(_ x: V) -> V { x.sin() }
+    @inline(__always) package static func cos<V: ElementValue>(_ x: V) -> V { x.cos() }
+    @inline(__always) package static func tanh<V: ElementValue>(_ x: V) -> V { x.tanh() }
+    /// σ(x) without overflow: `1 / (1 + e^-x)` for x ≥ 0, `e^x / (1 + e^x)` below.
+    @inline(__always) package static func sigmoid<V: ElementValue>(_ x: V) -> V {
+        V.choose(x.greaterOrEqual(x.constant(0)), { 1 / (1 + (-x).exp()) }, else: {
+            let e = x.exp().named()
+            return e / (1 + e)
+        })
+    }
+    /// `x` where positive or NaN, else 0.
+    @inline(__always) package static func relu<V: ElementValue>(_ x: V) -> V {
+        V.choose(V.or(x.greater(x.constant(0)), x.isNaN()), { x }, else: { x.constant(0) })
+    }
+    /// log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for every finite x.
+    @inline(__always) package static func softplus<V: ElementValue>(_ x: V) -> V {
+        let positivePart = V.choose(x.lessOrEqual(x.constant(0)), { x.constant(0) }, else: { x })
+        return positivePart + (-x.abs()).exp().log1p()
+    }
+
+    @inline(__always) package static func add<V: ElementValue>(_ a: V, _ b: V) -> V { a + b }
+    @inline(__always) package static func sub<V: ElementValue>(_ a: V, _ b: V) -> V { a - b }
+    @inline(__always) package static func mul<V: ElementValue>(_ a: V, _ b: V) -> V { a * b }
+    @inline(__always) package static func div<V: ElementValue>(_ a: V, _ b: V) -> V { a / b }
+    @inline(__always) package static func pow<V: ElementValue>(_ a: V, _ b: V) -> V { a.power(b) }
+    /// The larger operand; NaN when `a` is NaN.
+    @inline(__always) package static func maximum<V: ElementValue>(_ a: V, _ b: V) -> V {
+        V.choose(V.or(a.isNaN(), a.greaterOrEqual(b)), { a }, else: { b })
+    }
+    /// The smaller operand; NaN when `a` is NaN.
+    @inline(__always) package static func minimum<V: ElementValue>(_ a: V, _ b: V) -> V {
+        V.choose(V.or(a.isNaN(), a.lessOrEqual(b)), { a }, else: { b })
+    }
+
+    /// The elementwise function of unary operator `op` applied to `x`; nil when `op` is not one.
+    package static func unary<V: ElementValue>(_ op: OpCode, _ x: V) -> V? {
+        switch op {
+        case .neg: neg(x)
+        case .abs: abs(x)
+        case .sign: sign(x)
+        case .exp: exp(x)
+        case .expm1: expm1(x)
+        case .log: log(x)
+        case .log1p: log1p(x)
+        case .sqrt: sqrt(x)
+        case .rsqrt: rsqrt(x)
+        case .sin: sin(x)
+        case .cos: cos(x)
+        case .tanh: tanh(x)
+        case .sigmoid: sigmoid(x)
+        case .relu: relu(x)
+        case .softplus: softplus(x)
+        default: nil
+        }
+    }
+
+    /// The elementwise function of binary operator `op` applied to `a` and `b`; nil when `op` is not one.
+    package static func binary<V: ElementValue>(_ op: OpCode, _ a: V, _ b: V) -> V? {
+        switch op {
+        case .add: add(a, b)
+        case .sub: sub(a, b)
+        case .mul: mul(a, b)
+        case .div: div(a, b)
+        case .pow: pow(a, b)
+        case .maximum: maximum(a, b)
+        case .minimum: minimum(a, b)
+        default: nil
+        }
+    }
+}
+
+/// One float as a ``PointwiseValue``: formulas evaluated in a kernel loop or a rank-0 backward
+/// pass (specialised and inlined, it is the float itself).
+package struct Number<T: KernelFloat>: ElementValue {
+    package typealias Failure = Never
+    package typealias Condition = Bool
+    package var value: T
+
+    @inline(__always) package init(_ value: T) { self.value = value }
+
+    @inline(__always) package static func + (a: Self, b: Self) -> Self { Self(a.value + b.value) }
+    @inline(__always) package static func - (a: Self, b: Self) -> Self { Self(a.value - b.value) }
+    @inline(__always) package static func * (a: Self, b: Self) -> Self { Self(a.value * b.value) }
+    @inline(__always) package static func / (a: Self, b: Self) -> Self { Self(a.value / b.value) }
+    @inline(__always) package static prefix func - (x: Self) -> Self { Self(-x.value) }
+    @inline(__always) package func constant(_ value: Double) -> Self { Self(T(value)) }
+
+    @inline(__always) package func exp() -> Self { Self(T.exp(value)) }
+    @inline(__always) package func expm1() -> Self { Self(T.expMinusOne(value)) }
+    @inline(__always) package func log() -> Self { Self(T.log(value)) }
+    @inline(__always) package func log1p() -> Self { Self(T.log(onePlus: value)) }
+    @inline(__always) package func sqrt() -> Self { squareRoot() }
+    @inline(__always) package func sin() -> Self { Self(T.sin(value)) }
+    @inline(__always) package func cos() -> Self { Self(T.cos(value)) }
+    @inline(__always) package func tanh() -> Self { Self(T.tanh(value)) }
+    @inline(__always) package func abs() -> Self { Self(Swift.abs(value)) }
+    @inline(__always) package func sign() -> Self { Pointwise.sign(self) }
+    @inline(__always) package func sigmoid() -> Self { Pointwise.sigmoid(self) }
+    @inline(__always) package func pow(_ exponent: Self) -> Self { power(exponent) }
+    @inline(__always) package func squareRoot() -> Self { Self(T.hardwareSquareRoot(value)) }
+    @inline(__always) package func power(_ exponent: Self) -> Self { Self(T.cPow(value, exponent.value)) }
+
+    @inline(__always) package func greater(_ other: Self) -> Bool { value > other.value }
+    @inline(__always) package func less(_ other: Self) -> Bool { value < other.value }
+    @inline(__always) package func equal(_ other: Self) -> Bool { value == other.value }
+    @inline(__always) package func greaterOrEqual(_ other: Self) -> Bool { value >= other.value }
+    @inline(__always) package func lessOrEqual(_ other: Self) -> Bool { value <= other.value }
+    @inline(__always) package func isNaN() -> Bool { value.isNaN }
+    @inline(__always) package static func or(_ a: Bool, _ b: Bool) -> Bool { a || b }
+    @inline(__always) package static func indicator(_ condition: Bool, like: Self) -> Self { Self(condition ? 1 : 0) }
+    @inline(__always) package static func select(_ condition: Bool, _ a: Self, else b: Self) -> Self { condition ? a : b }
+    @inline(__always) package static func choose(_ condition: Bool, _ a: () -> Self, else b: () -> Self) -> Self { condition ? a() : b() }
+    @inline(__always) package func named() -> Self { self }
+}
