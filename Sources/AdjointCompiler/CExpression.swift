@@ -75,7 +75,7 @@ struct CExpression: ElementValue {
     func cos() -> Self { call("cos", "cosf", self) }
     func tanh() -> Self { call("tanh", "tanhf", self) }
     func abs() -> Self { call("fabs", "fabsf", self) }
-    func sign() -> Self { Pointwise.sign(self) }
+    func signum() -> Self { Pointwise.sign(self) }
     func sigmoid() -> Self { Pointwise.sigmoid(self) }
     func pow(_ exponent: Self) -> Self { power(exponent) }
     func squareRoot() -> Self { call("__builtin_sqrt", "__builtin_sqrtf", self) }
@@ -86,7 +86,7 @@ struct CExpression: ElementValue {
     func equal(_ other: Self) -> Self { Self.infix(self, "==", other) }
     func greaterOrEqual(_ other: Self) -> Self { Self.infix(self, ">=", other) }
     func lessOrEqual(_ other: Self) -> Self { Self.infix(self, "<=", other) }
-    func isNaN() -> Self { Self.infix(self, "!=", self) }
+    func isNotANumber() -> Self { Self.infix(self, "!=", self) }
     static func or(_ a: Self, _ b: Self) -> Self { infix(a, "||", b) }
     static func indicator(_ condition: Self, like: Self) -> Self {
         condition.with("(\(condition.text) ? \(like.constant(1).text) : \(like.constant(0).text))")

@@ -441,7 +441,7 @@ struct PackedStep: StepFunction {
     /// The `add` kernel's formula (``Pointwise/add(_:_:)``) over the two buffers' elements.
     private func add<T: KernelFloat>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
         let s = sum.assumingMemoryBound(to: T.self), a = g.assumingMemoryBound(to: T.self)
-        for i in 0..<n { s[i] = Pointwise.add(Number(s[i]), Number(a[i])).value }
+        for i in 0..<n { s[i] = Pointwise.add(s[i], a[i]) }
     }
 
     func serialize(_ s: PackedBytes) throws -> [UInt8] { s.array }

@@ -84,6 +84,7 @@ extension Tensor: PointwiseValue {
     package typealias Condition = Tensor
 
     package func constant(_ value: Double) throws -> Tensor { try scalarLike(value) }
+    package func signum() throws -> Tensor { try sign() }
     package static func indicator(_ condition: Tensor, like: Tensor) throws -> Tensor { try condition.cast(to: like.dtype) }
     package static func select(_ condition: Tensor, _ a: Tensor, else b: Tensor) throws -> Tensor { try select(condition, a, b) }
 }

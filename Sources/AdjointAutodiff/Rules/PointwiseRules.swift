@@ -28,7 +28,7 @@ enum PointwiseRules {
     static func unary<V: PointwiseValue>(_ op: OpCode, _ g: V, x: () -> V, y: () -> V) throws(V.Failure) -> V? {
         switch op {
         case .neg: return try -g
-        case .abs: return try g * x().sign()
+        case .abs: return try g * x().signum()
         case .exp: return try g * y()
         case .expm1: return try g * (y() + 1)
         case .log: return try g / x()

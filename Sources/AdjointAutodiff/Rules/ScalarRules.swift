@@ -25,11 +25,10 @@ struct ScalarVJP {
     /// tracked value (`x * x`).
     @inline(__always)
     func cotangents<T: KernelFloat>(_ g: T, _ x0: T, _ x1: T, output y: T, sameValue: Bool) -> (T?, T?) {
-        let (g, a, b, y) = (Number(g), Number(x0), Number(x1), Number(y))
-        if let d = PointwiseRules.unary(op, g, x: { a }, y: { y }) { return (d.value, nil) }
-        guard let (d0, d1) = PointwiseRules.binary(op, g, g, a: { a }, b: { b }, y: { y }, sameValue: sameValue) else {
+        if let d = PointwiseRules.unary(op, g, x: { x0 }, y: { y }) { return (d, nil) }
+        guard let terms = PointwiseRules.binary(op, g, g, a: { x0 }, b: { x1 }, y: { y }, sameValue: sameValue) else {
             preconditionFailure("\(op.rawValue) has no rank-0 rule")
         }
-        return (d0?.value, d1?.value)
+        return terms
     }
 }

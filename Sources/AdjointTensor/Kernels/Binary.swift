@@ -12,30 +12,30 @@ extension BinaryFunction { static var isLight: Bool { false } }
 /// The kernels' elementwise functions of two floats: each evaluates its ``Pointwise`` formula.
 enum AddFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.add(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.add(a, b) }
 }
 enum SubFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.sub(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.sub(a, b) }
 }
 enum MulFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.mul(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.mul(a, b) }
 }
 enum DivFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.div(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.div(a, b) }
 }
 enum PowFn: BinaryFunction {
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.pow(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.pow(a, b) }
 }
 enum MaxFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.maximum(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.maximum(a, b) }
 }
 enum MinFn: BinaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.minimum(Number(a), Number(b)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ a: T, _ b: T) -> T { Pointwise.minimum(a, b) }
 }
 
 /// Work parameterised by an elementwise function of two floats (see ``Kernels/withBinaryFunction(_:_:)``).

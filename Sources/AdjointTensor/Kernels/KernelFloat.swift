@@ -3,8 +3,10 @@ import RealModule
 import Glibc
 #endif
 
-/// The floating-point types kernels compute in (`Double`, `Float`).
-public protocol KernelFloat: BinaryFloatingPoint, Real, TensorScalar, Sendable where Self.Magnitude == Self {
+/// The floating-point types kernels compute in (`Double`, `Float`), which evaluate the
+/// ``Pointwise`` formulas themselves.
+package protocol KernelFloat: BinaryFloatingPoint, Real, TensorScalar, Sendable, ElementValue
+    where Self.Magnitude == Self, Failure == Never, Condition == Bool {
     /// C `pow`: defined for negative bases with integral exponents, unlike `Real.pow`.
     static func cPow(_ x: Self, _ y: Self) -> Self
     /// The correctly rounded square root as the hardware instruction (generic `squareRoot()` can
@@ -13,10 +15,10 @@ public protocol KernelFloat: BinaryFloatingPoint, Real, TensorScalar, Sendable w
 }
 
 extension Double: KernelFloat {
-    @inlinable public static func cPow(_ x: Double, _ y: Double) -> Double { Glibc.pow(x, y) }
-    @inlinable @inline(__always) public static func hardwareSquareRoot(_ x: Double) -> Double { x.squareRoot() }
+    @inlinable package static func cPow(_ x: Double, _ y: Double) -> Double { Glibc.pow(x, y) }
+    @inlinable @inline(__always) package static func hardwareSquareRoot(_ x: Double) -> Double { x.squareRoot() }
 }
 extension Float: KernelFloat {
-    @inlinable public static func cPow(_ x: Float, _ y: Float) -> Float { Glibc.powf(x, y) }
-    @inlinable @inline(__always) public static func hardwareSquareRoot(_ x: Float) -> Float { x.squareRoot() }
+    @inlinable package static func cPow(_ x: Float, _ y: Float) -> Float { Glibc.powf(x, y) }
+    @inlinable @inline(__always) package static func hardwareSquareRoot(_ x: Float) -> Float { x.squareRoot() }
 }

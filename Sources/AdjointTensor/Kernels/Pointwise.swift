@@ -4,7 +4,7 @@ import RealModule
 ///
 /// Each operator's elementwise function and each pointwise derivative is written once, as a
 /// function generic over this protocol, and every backend evaluates that one definition: the
-/// kernels and the rank-0 backward pass over floats (``Number``), the derivative rules over
+/// kernels and the rank-0 backward pass over floats (``KernelFloat``), the derivative rules over
 /// tensors, the native code generator over C expressions. A formula performs its operations in the
 /// order written, so the backends agree bit for bit wherever they compute in the same element type
 /// (the kernels' and native code's bitwise tests and the rank-0 rules' test check it).
@@ -29,7 +29,8 @@ package protocol PointwiseValue {
     func sqrt() throws(Failure) -> Self
     func sin() throws(Failure) -> Self
     func cos() throws(Failure) -> Self
-    func sign() throws(Failure) -> Self
+    /// 1, −1 or the value itself (±0, NaN): `sign` as an operator (not `FloatingPoint.sign`).
+    func signum() throws(Failure) -> Self
     func sigmoid() throws(Failure) -> Self
     func pow(_ exponent: Self) throws(Failure) -> Self
 
@@ -54,7 +55,7 @@ extension PointwiseValue {
 }
 
 /// A value an operator's elementwise function is computed with, one element at a time: a float
-/// in a kernel loop (``Number``) or a C expression in native code.
+/// in a kernel loop (``KernelFloat``) or a C expression in native code.
 package protocol ElementValue: PointwiseValue where Failure == Never {
     func abs() -> Self
     func tanh() -> Self
@@ -64,7 +65,7 @@ package protocol ElementValue: PointwiseValue where Failure == Never {
     func power(_ exponent: Self) -> Self
     func greaterOrEqual(_ other: Self) -> Condition
     func lessOrEqual(_ other: Self) -> Condition
-    func isNaN() -> Condition
+    func isNotANumber() -> Condition
     static func or(_ a: Condition, _ b: Condition) -> Condition
     /// `a()` where `condition` holds, else `b()`, evaluating only the branch taken.
     static func choose(_ condition: Condition, _ a: () -> Self, else b: () -> Self) -> Self
@@ -102,7 +103,7 @@ package enum Pointwise {
     }
     /// `x` where positive or NaN, else 0.
     @inline(__always) package static func relu<V: ElementValue>(_ x: V) -> V {
-        V.choose(V.or(x.greater(x.constant(0)), x.isNaN()), { x }, else: { x.constant(0) })
+        V.choose(V.or(x.greater(x.constant(0)), x.isNotANumber()), { x }, else: { x.constant(0) })
     }
     /// log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for every finite x.
     @inline(__always) package static func softplus<V: ElementValue>(_ x: V) -> V {
@@ -117,11 +118,11 @@ package enum Pointwise {
     @inline(__always) package static func pow<V: ElementValue>(_ a: V, _ b: V) -> V { a.power(b) }
     /// The larger operand; NaN when `a` is NaN.
     @inline(__always) package static func maximum<V: ElementValue>(_ a: V, _ b: V) -> V {
-        V.choose(V.or(a.isNaN(), a.greaterOrEqual(b)), { a }, else: { b })
+        V.choose(V.or(a.isNotANumber(), a.greaterOrEqual(b)), { a }, else: { b })
     }
     /// The smaller operand; NaN when `a` is NaN.
     @inline(__always) package static func minimum<V: ElementValue>(_ a: V, _ b: V) -> V {
-        V.choose(V.or(a.isNaN(), a.lessOrEqual(b)), { a }, else: { b })
+        V.choose(V.or(a.isNotANumber(), a.lessOrEqual(b)), { a }, else: { b })
     }
 
     /// The elementwise function of unary operator `op` applied to `x`; nil when `op` is not one.
@@ -161,45 +162,32 @@ package enum Pointwise {
     }
 }
 
-/// One float as a ``PointwiseValue``: formulas evaluated in a kernel loop or a rank-0 backward
-/// pass (specialised and inlined, it is the float itself).
-package struct Number<T: KernelFloat>: ElementValue {
-    package typealias Failure = Never
-    package typealias Condition = Bool
-    package var value: T
-
-    @inline(__always) package init(_ value: T) { self.value = value }
-
-    @inline(__always) package static func + (a: Self, b: Self) -> Self { Self(a.value + b.value) }
-    @inline(__always) package static func - (a: Self, b: Self) -> Self { Self(a.value - b.value) }
-    @inline(__always) package static func * (a: Self, b: Self) -> Self { Self(a.value * b.value) }
-    @inline(__always) package static func / (a: Self, b: Self) -> Self { Self(a.value / b.value) }
-    @inline(__always) package static prefix func - (x: Self) -> Self { Self(-x.value) }
-    @inline(__always) package func constant(_ value: Double) -> Self { Self(T(value)) }
-
-    @inline(__always) package func exp() -> Self { Self(T.exp(value)) }
-    @inline(__always) package func expm1() -> Self { Self(T.expMinusOne(value)) }
-    @inline(__always) package func log() -> Self { Self(T.log(value)) }
-    @inline(__always) package func log1p() -> Self { Self(T.log(onePlus: value)) }
-    @inline(__always) package func sqrt() -> Self { squareRoot() }
-    @inline(__always) package func sin() -> Self { Self(T.sin(value)) }
-    @inline(__always) package func cos() -> Self { Self(T.cos(value)) }
-    @inline(__always) package func tanh() -> Self { Self(T.tanh(value)) }
-    @inline(__always) package func abs() -> Self { Self(Swift.abs(value)) }
-    @inline(__always) package func sign() -> Self { Pointwise.sign(self) }
+/// The floats are pointwise values themselves: a formula specialised for `Double` or `Float` and
+/// inlined is the arithmetic a hand-written kernel would do.
+extension KernelFloat {
+    @inline(__always) package func constant(_ value: Double) -> Self { Self(value) }
+    @inline(__always) package func exp() -> Self { Self.exp(self) }
+    @inline(__always) package func expm1() -> Self { Self.expMinusOne(self) }
+    @inline(__always) package func log() -> Self { Self.log(self) }
+    @inline(__always) package func log1p() -> Self { Self.log(onePlus: self) }
+    @inline(__always) package func sqrt() -> Self { Self.hardwareSquareRoot(self) }
+    @inline(__always) package func sin() -> Self { Self.sin(self) }
+    @inline(__always) package func cos() -> Self { Self.cos(self) }
+    @inline(__always) package func tanh() -> Self { Self.tanh(self) }
+    @inline(__always) package func abs() -> Self { Swift.abs(self) }
+    @inline(__always) package func signum() -> Self { Pointwise.sign(self) }
     @inline(__always) package func sigmoid() -> Self { Pointwise.sigmoid(self) }
-    @inline(__always) package func pow(_ exponent: Self) -> Self { power(exponent) }
-    @inline(__always) package func squareRoot() -> Self { Self(T.hardwareSquareRoot(value)) }
-    @inline(__always) package func power(_ exponent: Self) -> Self { Self(T.cPow(value, exponent.value)) }
+    @inline(__always) package func pow(_ exponent: Self) -> Self { Self.cPow(self, exponent) }
+    @inline(__always) package func power(_ exponent: Self) -> Self { Self.cPow(self, exponent) }
 
-    @inline(__always) package func greater(_ other: Self) -> Bool { value > other.value }
-    @inline(__always) package func less(_ other: Self) -> Bool { value < other.value }
-    @inline(__always) package func equal(_ other: Self) -> Bool { value == other.value }
-    @inline(__always) package func greaterOrEqual(_ other: Self) -> Bool { value >= other.value }
-    @inline(__always) package func lessOrEqual(_ other: Self) -> Bool { value <= other.value }
-    @inline(__always) package func isNaN() -> Bool { value.isNaN }
+    @inline(__always) package func greater(_ other: Self) -> Bool { self > other }
+    @inline(__always) package func less(_ other: Self) -> Bool { self < other }
+    @inline(__always) package func equal(_ other: Self) -> Bool { self == other }
+    @inline(__always) package func greaterOrEqual(_ other: Self) -> Bool { self >= other }
+    @inline(__always) package func lessOrEqual(_ other: Self) -> Bool { self <= other }
+    @inline(__always) package func isNotANumber() -> Bool { isNaN }
     @inline(__always) package static func or(_ a: Bool, _ b: Bool) -> Bool { a || b }
-    @inline(__always) package static func indicator(_ condition: Bool, like: Self) -> Self { Self(condition ? 1 : 0) }
+    @inline(__always) package static func indicator(_ condition: Bool, like: Self) -> Self { condition ? 1 : 0 }
     @inline(__always) package static func select(_ condition: Bool, _ a: Self, else b: Self) -> Self { condition ? a : b }
     @inline(__always) package static func choose(_ condition: Bool, _ a: () -> Self, else b: () -> Self) -> Self { condition ? a() : b() }
     @inline(__always) package func named() -> Self { self }

@@ -12,31 +12,31 @@ extension UnaryFunction { static var isLight: Bool { false } }
 /// The kernels' elementwise functions: each evaluates its ``Pointwise`` formula over one float.
 enum NegFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.neg(Number(x)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.neg(x) }
 }
 enum AbsFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.abs(Number(x)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.abs(x) }
 }
 enum SignFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sign(Number(x)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sign(x) }
 }
-enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.exp(Number(x)).value } }
-enum Expm1Fn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.expm1(Number(x)).value } }
-enum LogFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.log(Number(x)).value } }
-enum Log1pFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.log1p(Number(x)).value } }
-enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sqrt(Number(x)).value } }
-enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.rsqrt(Number(x)).value } }
-enum SinFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sin(Number(x)).value } }
-enum CosFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.cos(Number(x)).value } }
-enum TanhFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.tanh(Number(x)).value } }
-enum SigmoidFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sigmoid(Number(x)).value } }
+enum ExpFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.exp(x) } }
+enum Expm1Fn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.expm1(x) } }
+enum LogFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.log(x) } }
+enum Log1pFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.log1p(x) } }
+enum SqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sqrt(x) } }
+enum RsqrtFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.rsqrt(x) } }
+enum SinFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sin(x) } }
+enum CosFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.cos(x) } }
+enum TanhFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.tanh(x) } }
+enum SigmoidFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.sigmoid(x) } }
 enum ReluFn: UnaryFunction {
     static var isLight: Bool { true }
-    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.relu(Number(x)).value }
+    @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.relu(x) }
 }
-enum SoftplusFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.softplus(Number(x)).value } }
+enum SoftplusFn: UnaryFunction { @inline(__always) static func apply<T: KernelFloat>(_ x: T) -> T { Pointwise.softplus(x) } }
 
 /// Work parameterised by an elementwise function of one float (``Kernels/withUnaryFunction(_:_:)``
 /// picks the function for an operator once; the kernel loop is specialised for it).
