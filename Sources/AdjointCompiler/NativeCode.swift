@@ -95,9 +95,9 @@ struct NativeCodeGenerator {
                 let scope = CExpression.Scope(float64: float64)
                 let (x, a, b) = (CExpression("x", scope), CExpression("a", scope), CExpression("b", scope))
                 if let y = Pointwise.unary(op, x) {
-                    out += "static inline \(t) \(helperName(op, float64: float64))(\(t) x) { \(scope.body(returning: y)) }\n"
+                    out += "static inline __attribute__((always_inline)) \(t) \(helperName(op, float64: float64))(\(t) x) { \(scope.body(returning: y)) }\n"
                 } else if let y = Pointwise.binary(op, a, b) {
-                    out += "static inline \(t) \(helperName(op, float64: float64))(\(t) a, \(t) b) { \(scope.body(returning: y)) }\n"
+                    out += "static inline __attribute__((always_inline)) \(t) \(helperName(op, float64: float64))(\(t) a, \(t) b) { \(scope.body(returning: y)) }\n"
                 }
             }
         }

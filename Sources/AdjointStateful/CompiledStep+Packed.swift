@@ -416,7 +416,8 @@ struct PackedStep: StepFunction {
 
     func finalLoss(_ s: PackedBytes, loss: Loss) throws -> (value: Double, cotangent: PackedBytes)? { try loss.final(s) }
 
-    /// `total[i] + gradient[i]` per element, as the tensor form's in-place `add_` computes it.
+    /// `total[i] + gradient[i]` per element by the `add` kernel's function
+    /// (``Kernels/accumulate(_:_:count:)``), as the tensor form's in-place `add_` computes it.
     /// The first gradient becomes the total and is added into afterwards (each pullback returns
     /// a buffer of its own).
     func accumulate(_ gradient: PackedBytes, into total: inout PackedBytes?) throws {
@@ -429,8 +430,12 @@ struct PackedStep: StepFunction {
                 for segment in parameters.segments {
                     let n = segment.type.elementCount
                     switch segment.type.dtype {
-                    case .float64: add(sum + segment.offset, g + segment.offset, n, Double.self)
-                    case .float32: add(sum + segment.offset, g + segment.offset, n, Float.self)
+                    case .float64:
+                        let (s, a) = typed(sum + segment.offset, g + segment.offset, Double.self)
+                        Kernels.accumulate(s, a, count: n)
+                    case .float32:
+                        let (s, a) = typed(sum + segment.offset, g + segment.offset, Float.self)
+                        Kernels.accumulate(s, a, count: n)
                     default: throw TensorError.unsupportedDType(op: "CompiledStep", dtype: segment.type.dtype, detail: "parameter gradients must be f64 or f32")
                     }
                 }
@@ -438,10 +443,10 @@ struct PackedStep: StepFunction {
         }
     }
 
-    /// The `add` kernel's formula (``Pointwise/add(_:_:)``) over the two buffers' elements.
-    private func add<T: KernelFloat>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _ n: Int, _: T.Type) {
-        let s = sum.assumingMemoryBound(to: T.self), a = g.assumingMemoryBound(to: T.self)
-        for i in 0..<n { s[i] = Pointwise.add(s[i], a[i]) }
+    /// A segment of the total and of the gradient as elements of type `T` (the buffers' bytes
+    /// were written as `T` by the compiled program's outputs).
+    private func typed<T>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _: T.Type) -> (UnsafeMutablePointer<T>, UnsafePointer<T>) {
+        (sum.assumingMemoryBound(to: T.self), UnsafePointer(g.assumingMemoryBound(to: T.self)))
     }
 
     func serialize(_ s: PackedBytes) throws -> [UInt8] { s.array }

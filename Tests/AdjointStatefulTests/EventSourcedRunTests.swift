@@ -42,7 +42,7 @@ struct EventSourcedRunTests {
         let first = try FileEventLog(path: path)
         _ = try Self.live(first, steps: 0..<50)
         // A crash inside step 50: its input is logged, the state hash is not.
-        try first.append(Event.input(step: 50, Fixture.input(50)))
+        _ = try first.append(Event.input(step: 50, Fixture.input(50)))
         try first.close()
         let reopened = try FileEventLog(path: path)
         let resumed = try EventSourcedRun(Fixture.step, from: Fixture.s0, parameters: Fixture.parameters, log: reopened, checkpointEvery: 25)

@@ -7,8 +7,9 @@ extension DerivativeRules {
     static func binary(_ op: OpCode) -> DerivativeRule {
         if op == .multiplyAdd {
             return .differentiable(saving: DerivativeRule.Saves(inputs: [0, 1]), vjp: { c in
-                let (da, db) = try partials(.mul, c, c.cotangent, c.cotangent)
-                return [try c.unbroadcast(da!, to: 0), try c.unbroadcast(db!, to: 1), try c.unbroadcast(c.cotangent, to: 2)]
+                let (da, db) = try partials(.mul, c, c.needed(0), c.needed(1))
+                return [try da.flatMap { try c.unbroadcast($0, to: 0) }, try db.flatMap { try c.unbroadcast($0, to: 1) },
+                        try c.unbroadcast(c.cotangent, to: 2)]
             }, jvp: { c in
                 let (da, db) = try partials(.mul, c, c.tangent(0), c.tangent(1))
                 return try c.sum(c.tangent(2), da, db)
@@ -16,7 +17,7 @@ extension DerivativeRules {
         }
         guard let saves = PointwiseRules.saves(op) else { preconditionFailure("\(op.rawValue) is not a binary operator") }
         return .differentiable(saving: saves, vjp: { c in
-            let (d0, d1) = try partials(op, c, c.cotangent, c.cotangent, sameValue: c.isSameValue(0, 1))
+            let (d0, d1) = try partials(op, c, c.needed(0), c.needed(1), sameValue: c.isSameValue(0, 1))
             return [try d0.flatMap { try c.unbroadcast($0, to: 0) }, try d1.flatMap { try c.unbroadcast($0, to: 1) }]
         }, jvp: { c in
             let (d0, d1) = try partials(op, c, c.tangent(0), c.tangent(1))

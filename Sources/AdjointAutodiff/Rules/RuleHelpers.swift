@@ -22,6 +22,10 @@ extension Tensor {
 }
 
 extension VJPContext {
+    /// The cotangent when input `i` needs a gradient, else `nil` (a formula then computes nothing
+    /// for it).
+    func needed(_ i: Int) -> Tensor? { needsGradient(i) ? cotangent : nil }
+
     /// The cotangent summed to input `i`'s shape, or `nil` when `i` needs none.
     func unbroadcast(_ g: @autoclosure () throws -> Tensor, to i: Int) throws -> Tensor? {
         guard needsGradient(i) else { return nil }

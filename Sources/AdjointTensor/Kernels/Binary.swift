@@ -193,3 +193,17 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// `sum[i] = sum[i] + g[i]` for `i < count`, the `add` kernel's function in place (the packed
+    /// unroll's gradient accumulation: `add_` on its raw buffers). Non-generic entry points, so a
+    /// caller in another module runs the loop specialised here.
+    package static func accumulate(_ sum: UnsafeMutablePointer<Double>, _ g: UnsafePointer<Double>, count: Int) {
+        for i in 0..<count { sum[i] = AddFn.apply(sum[i], g[i]) }
+    }
+
+    /// The float32 form of ``accumulate(_:_:count:)-(UnsafeMutablePointer<Double>,_,_)``.
+    package static func accumulate(_ sum: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { sum[i] = AddFn.apply(sum[i], g[i]) }
+    }
+}

@@ -44,14 +44,14 @@ package protocol PointwiseValue {
 }
 
 extension PointwiseValue {
-    @inline(__always) package static func + (a: Self, b: Double) throws(Failure) -> Self { try a + a.constant(b) }
-    @inline(__always) package static func - (a: Self, b: Double) throws(Failure) -> Self { try a - a.constant(b) }
-    @inline(__always) package static func * (a: Self, b: Double) throws(Failure) -> Self { try a * a.constant(b) }
-    @inline(__always) package static func / (a: Self, b: Double) throws(Failure) -> Self { try a / a.constant(b) }
-    @inline(__always) package static func + (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) + b }
-    @inline(__always) package static func - (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) - b }
-    @inline(__always) package static func * (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) * b }
-    @inline(__always) package static func / (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) / b }
+    @inlinable @inline(__always) package static func + (a: Self, b: Double) throws(Failure) -> Self { try a + a.constant(b) }
+    @inlinable @inline(__always) package static func - (a: Self, b: Double) throws(Failure) -> Self { try a - a.constant(b) }
+    @inlinable @inline(__always) package static func * (a: Self, b: Double) throws(Failure) -> Self { try a * a.constant(b) }
+    @inlinable @inline(__always) package static func / (a: Self, b: Double) throws(Failure) -> Self { try a / a.constant(b) }
+    @inlinable @inline(__always) package static func + (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) + b }
+    @inlinable @inline(__always) package static func - (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) - b }
+    @inlinable @inline(__always) package static func * (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) * b }
+    @inlinable @inline(__always) package static func / (a: Double, b: Self) throws(Failure) -> Self { try b.constant(a) / b }
 }
 
 /// A value an operator's elementwise function is computed with, one element at a time: a float
@@ -78,55 +78,55 @@ package protocol ElementValue: PointwiseValue where Failure == Never {
 /// kernels (``UnaryFunction``, ``BinaryFunction``) run them over floats and the native code
 /// generator prints them as C.
 package enum Pointwise {
-    @inline(__always) package static func neg<V: ElementValue>(_ x: V) -> V { -x }
-    @inline(__always) package static func abs<V: ElementValue>(_ x: V) -> V { x.abs() }
+    @inlinable @inline(__always) package static func neg<V: ElementValue>(_ x: V) -> V { -x }
+    @inlinable @inline(__always) package static func abs<V: ElementValue>(_ x: V) -> V { x.abs() }
     /// 1, −1 or `x` itself (±0, NaN).
-    @inline(__always) package static func sign<V: ElementValue>(_ x: V) -> V {
+    @inlinable @inline(__always) package static func sign<V: ElementValue>(_ x: V) -> V {
         let zero = x.constant(0)
         return V.choose(x.greater(zero), { x.constant(1) }, else: { V.choose(x.less(zero), { x.constant(-1) }, else: { x }) })
     }
-    @inline(__always) package static func exp<V: ElementValue>(_ x: V) -> V { x.exp() }
-    @inline(__always) package static func expm1<V: ElementValue>(_ x: V) -> V { x.expm1() }
-    @inline(__always) package static func log<V: ElementValue>(_ x: V) -> V { x.log() }
-    @inline(__always) package static func log1p<V: ElementValue>(_ x: V) -> V { x.log1p() }
-    @inline(__always) package static func sqrt<V: ElementValue>(_ x: V) -> V { x.squareRoot() }
-    @inline(__always) package static func rsqrt<V: ElementValue>(_ x: V) -> V { 1 / x.squareRoot() }
-    @inline(__always) package static func sin<V: ElementValue>(_ x: V) -> V { x.sin() }
-    @inline(__always) package static func cos<V: ElementValue>(_ x: V) -> V { x.cos() }
-    @inline(__always) package static func tanh<V: ElementValue>(_ x: V) -> V { x.tanh() }
+    @inlinable @inline(__always) package static func exp<V: ElementValue>(_ x: V) -> V { x.exp() }
+    @inlinable @inline(__always) package static func expm1<V: ElementValue>(_ x: V) -> V { x.expm1() }
+    @inlinable @inline(__always) package static func log<V: ElementValue>(_ x: V) -> V { x.log() }
+    @inlinable @inline(__always) package static func log1p<V: ElementValue>(_ x: V) -> V { x.log1p() }
+    @inlinable @inline(__always) package static func sqrt<V: ElementValue>(_ x: V) -> V { x.squareRoot() }
+    @inlinable @inline(__always) package static func rsqrt<V: ElementValue>(_ x: V) -> V { 1 / x.squareRoot() }
+    @inlinable @inline(__always) package static func sin<V: ElementValue>(_ x: V) -> V { x.sin() }
+    @inlinable @inline(__always) package static func cos<V: ElementValue>(_ x: V) -> V { x.cos() }
+    @inlinable @inline(__always) package static func tanh<V: ElementValue>(_ x: V) -> V { x.tanh() }
     /// σ(x) without overflow: `1 / (1 + e^-x)` for x ≥ 0, `e^x / (1 + e^x)` below.
-    @inline(__always) package static func sigmoid<V: ElementValue>(_ x: V) -> V {
+    @inlinable @inline(__always) package static func sigmoid<V: ElementValue>(_ x: V) -> V {
         V.choose(x.greaterOrEqual(x.constant(0)), { 1 / (1 + (-x).exp()) }, else: {
             let e = x.exp().named()
             return e / (1 + e)
         })
     }
     /// `x` where positive or NaN, else 0.
-    @inline(__always) package static func relu<V: ElementValue>(_ x: V) -> V {
+    @inlinable @inline(__always) package static func relu<V: ElementValue>(_ x: V) -> V {
         V.choose(V.or(x.greater(x.constant(0)), x.isNotANumber()), { x }, else: { x.constant(0) })
     }
     /// log(1 + e^x) = max(x, 0) + log1p(e^-|x|): finite for every finite x.
-    @inline(__always) package static func softplus<V: ElementValue>(_ x: V) -> V {
+    @inlinable @inline(__always) package static func softplus<V: ElementValue>(_ x: V) -> V {
         let positivePart = V.choose(x.lessOrEqual(x.constant(0)), { x.constant(0) }, else: { x })
         return positivePart + (-x.abs()).exp().log1p()
     }
 
-    @inline(__always) package static func add<V: ElementValue>(_ a: V, _ b: V) -> V { a + b }
-    @inline(__always) package static func sub<V: ElementValue>(_ a: V, _ b: V) -> V { a - b }
-    @inline(__always) package static func mul<V: ElementValue>(_ a: V, _ b: V) -> V { a * b }
-    @inline(__always) package static func div<V: ElementValue>(_ a: V, _ b: V) -> V { a / b }
-    @inline(__always) package static func pow<V: ElementValue>(_ a: V, _ b: V) -> V { a.power(b) }
+    @inlinable @inline(__always) package static func add<V: ElementValue>(_ a: V, _ b: V) -> V { a + b }
+    @inlinable @inline(__always) package static func sub<V: ElementValue>(_ a: V, _ b: V) -> V { a - b }
+    @inlinable @inline(__always) package static func mul<V: ElementValue>(_ a: V, _ b: V) -> V { a * b }
+    @inlinable @inline(__always) package static func div<V: ElementValue>(_ a: V, _ b: V) -> V { a / b }
+    @inlinable @inline(__always) package static func pow<V: ElementValue>(_ a: V, _ b: V) -> V { a.power(b) }
     /// The larger operand; NaN when `a` is NaN.
-    @inline(__always) package static func maximum<V: ElementValue>(_ a: V, _ b: V) -> V {
+    @inlinable @inline(__always) package static func maximum<V: ElementValue>(_ a: V, _ b: V) -> V {
         V.choose(V.or(a.isNotANumber(), a.greaterOrEqual(b)), { a }, else: { b })
     }
     /// The smaller operand; NaN when `a` is NaN.
-    @inline(__always) package static func minimum<V: ElementValue>(_ a: V, _ b: V) -> V {
+    @inlinable @inline(__always) package static func minimum<V: ElementValue>(_ a: V, _ b: V) -> V {
         V.choose(V.or(a.isNotANumber(), a.lessOrEqual(b)), { a }, else: { b })
     }
 
     /// The elementwise function of unary operator `op` applied to `x`; nil when `op` is not one.
-    package static func unary<V: ElementValue>(_ op: OpCode, _ x: V) -> V? {
+    @inlinable package static func unary<V: ElementValue>(_ op: OpCode, _ x: V) -> V? {
         switch op {
         case .neg: neg(x)
         case .abs: abs(x)
@@ -148,7 +148,7 @@ package enum Pointwise {
     }
 
     /// The elementwise function of binary operator `op` applied to `a` and `b`; nil when `op` is not one.
-    package static func binary<V: ElementValue>(_ op: OpCode, _ a: V, _ b: V) -> V? {
+    @inlinable package static func binary<V: ElementValue>(_ op: OpCode, _ a: V, _ b: V) -> V? {
         switch op {
         case .add: add(a, b)
         case .sub: sub(a, b)
@@ -165,30 +165,30 @@ package enum Pointwise {
 /// The floats are pointwise values themselves: a formula specialised for `Double` or `Float` and
 /// inlined is the arithmetic a hand-written kernel would do.
 extension KernelFloat {
-    @inline(__always) package func constant(_ value: Double) -> Self { Self(value) }
-    @inline(__always) package func exp() -> Self { Self.exp(self) }
-    @inline(__always) package func expm1() -> Self { Self.expMinusOne(self) }
-    @inline(__always) package func log() -> Self { Self.log(self) }
-    @inline(__always) package func log1p() -> Self { Self.log(onePlus: self) }
-    @inline(__always) package func sqrt() -> Self { Self.hardwareSquareRoot(self) }
-    @inline(__always) package func sin() -> Self { Self.sin(self) }
-    @inline(__always) package func cos() -> Self { Self.cos(self) }
-    @inline(__always) package func tanh() -> Self { Self.tanh(self) }
-    @inline(__always) package func abs() -> Self { Swift.abs(self) }
-    @inline(__always) package func signum() -> Self { Pointwise.sign(self) }
-    @inline(__always) package func sigmoid() -> Self { Pointwise.sigmoid(self) }
-    @inline(__always) package func pow(_ exponent: Self) -> Self { Self.cPow(self, exponent) }
-    @inline(__always) package func power(_ exponent: Self) -> Self { Self.cPow(self, exponent) }
+    @inlinable @inline(__always) package func constant(_ value: Double) -> Self { Self(value) }
+    @inlinable @inline(__always) package func exp() -> Self { Self.exp(self) }
+    @inlinable @inline(__always) package func expm1() -> Self { Self.expMinusOne(self) }
+    @inlinable @inline(__always) package func log() -> Self { Self.log(self) }
+    @inlinable @inline(__always) package func log1p() -> Self { Self.log(onePlus: self) }
+    @inlinable @inline(__always) package func sqrt() -> Self { Self.hardwareSquareRoot(self) }
+    @inlinable @inline(__always) package func sin() -> Self { Self.sin(self) }
+    @inlinable @inline(__always) package func cos() -> Self { Self.cos(self) }
+    @inlinable @inline(__always) package func tanh() -> Self { Self.tanh(self) }
+    @inlinable @inline(__always) package func abs() -> Self { Swift.abs(self) }
+    @inlinable @inline(__always) package func signum() -> Self { Pointwise.sign(self) }
+    @inlinable @inline(__always) package func sigmoid() -> Self { Pointwise.sigmoid(self) }
+    @inlinable @inline(__always) package func pow(_ exponent: Self) -> Self { Self.cPow(self, exponent) }
+    @inlinable @inline(__always) package func power(_ exponent: Self) -> Self { Self.cPow(self, exponent) }
 
-    @inline(__always) package func greater(_ other: Self) -> Bool { self > other }
-    @inline(__always) package func less(_ other: Self) -> Bool { self < other }
-    @inline(__always) package func equal(_ other: Self) -> Bool { self == other }
-    @inline(__always) package func greaterOrEqual(_ other: Self) -> Bool { self >= other }
-    @inline(__always) package func lessOrEqual(_ other: Self) -> Bool { self <= other }
-    @inline(__always) package func isNotANumber() -> Bool { isNaN }
-    @inline(__always) package static func or(_ a: Bool, _ b: Bool) -> Bool { a || b }
-    @inline(__always) package static func indicator(_ condition: Bool, like: Self) -> Self { condition ? 1 : 0 }
-    @inline(__always) package static func select(_ condition: Bool, _ a: Self, else b: Self) -> Self { condition ? a : b }
-    @inline(__always) package static func choose(_ condition: Bool, _ a: () -> Self, else b: () -> Self) -> Self { condition ? a() : b() }
-    @inline(__always) package func named() -> Self { self }
+    @inlinable @inline(__always) package func greater(_ other: Self) -> Bool { self > other }
+    @inlinable @inline(__always) package func less(_ other: Self) -> Bool { self < other }
+    @inlinable @inline(__always) package func equal(_ other: Self) -> Bool { self == other }
+    @inlinable @inline(__always) package func greaterOrEqual(_ other: Self) -> Bool { self >= other }
+    @inlinable @inline(__always) package func lessOrEqual(_ other: Self) -> Bool { self <= other }
+    @inlinable @inline(__always) package func isNotANumber() -> Bool { isNaN }
+    @inlinable @inline(__always) package static func or(_ a: Bool, _ b: Bool) -> Bool { a || b }
+    @inlinable @inline(__always) package static func indicator(_ condition: Bool, like: Self) -> Self { condition ? 1 : 0 }
+    @inlinable @inline(__always) package static func select(_ condition: Bool, _ a: Self, else b: Self) -> Self { condition ? a : b }
+    @inlinable @inline(__always) package static func choose(_ condition: Bool, _ a: () -> Self, else b: () -> Self) -> Self { condition ? a() : b() }
+    @inlinable @inline(__always) package func named() -> Self { self }
 }
