@@ -46,7 +46,7 @@ public final class ForwardLevel: InterpreterLevel {
     /// The longest chain of pending tangents before the level computes the inputs of the next one.
     public static let maxPendingDepth = 16
 
-    public let levelID = InterpreterStack.makeLevelID()
+    package let levelID = InterpreterStack.makeLevelID()
 
     public init() {}
 
@@ -63,7 +63,7 @@ public final class ForwardLevel: InterpreterLevel {
     /// The tangent this level carries for `x`; `nil` when it is zero (`x` does not depend on the seeds).
     func tangent(of x: Tensor) throws -> Tensor? { try box(of: x)?.resolve() }
 
-    public func process(_ call: inout OpCall) throws {
+    package func process(_ call: inout OpCall) throws {
         var boxes: [Tangent?] = []
         var depth = 0
         for (i, input) in call.inputs.enumerated() {

@@ -29,7 +29,7 @@ public final class Tape: InterpreterLevel {
         var inputRange: Range<Int> { inputStart ..< inputStart + Int(inputCount) }
     }
 
-    public let levelID = InterpreterStack.makeLevelID()
+    package let levelID = InterpreterStack.makeLevelID()
 
     /// Everything recorded, in one value: recording an operation modifies it in one access (one
     /// exclusivity check) rather than one per field.
@@ -84,7 +84,7 @@ public final class Tape: InterpreterLevel {
         tensor.traceTags.set(TraceTag(level: levelID, id: id))
     }
 
-    public func process(_ call: inout OpCall) throws {
+    package func process(_ call: inout OpCall) throws {
         var output = call.output
         // The inputs are read in place (a `for … in` over the array copies every tensor).
         guard !call.inputs.isEmpty else { return }
@@ -94,7 +94,7 @@ public final class Tape: InterpreterLevel {
 
     /// The elementwise hot path (`dispatchBinary(_:_:_:)`, `dispatchUnary(_:_:)`): the same
     /// recording as ``process(_:)``, from operands the dispatcher holds on its stack.
-    public func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
+    package func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
         try record(op, .none, operands, output: &output)
     }
 

@@ -66,7 +66,7 @@ extension Tensor {
         try dispatch1(.select, .none, [condition, a, b])
     }
 
-    /// Converts the elements to `dtype` (see ``Kernels`` for rounding and range rules).
+    /// Converts the elements to `dtype` (narrowing rounds to nearest-even; float-to-integer truncates and refuses NaN, infinities and values out of range).
     public func cast(to dtype: DType) throws -> Tensor { try dispatch1(.cast, .dtype(dtype), [self]) }
 
     // MARK: Linear algebra

@@ -1,12 +1,13 @@
 /// The tag an interpreter level puts on a value it tracks: which level, the value's id there, and
 /// optionally the level's data for the value (forward mode keeps the tangent here, so it lives
 /// exactly as long as the value it belongs to).
-public struct TraceTag {
+@usableFromInline
+package struct TraceTag {
     /// The level's ``InterpreterLevel/levelID`` (never 0: ``TraceTags`` ignores a level-0 tag).
-    public var level: UInt32
-    public var id: Int32
-    public var payload: AnyObject?
-    public init(level: UInt32, id: Int32, payload: AnyObject? = nil) {
+    package var level: UInt32
+    package var id: Int32
+    package var payload: AnyObject?
+    package init(level: UInt32, id: Int32, payload: AnyObject? = nil) {
         self.level = level
         self.id = id
         self.payload = payload
@@ -16,7 +17,7 @@ public struct TraceTag {
 /// The levels that track a tensor. Almost always zero or one, so the first tag's level and id are
 /// stored inline and a tensor copy counts one reference here: the first tag's payload, or — with
 /// several tags — a shared immutable list of all of them.
-public struct TraceTags {
+package struct TraceTags {
     /// The first tag's level (0: no tags; level ids start at 1) and id.
     @usableFromInline var firstLevel: UInt32 = 0
     @usableFromInline var firstID: Int32 = 0
@@ -24,16 +25,16 @@ public struct TraceTags {
     @usableFromInline var extra: AnyObject?
     @usableFromInline var isList = false
 
-    public init() {}
+    package init() {}
 
-    @inlinable public var isEmpty: Bool { firstLevel == 0 }
+    @inlinable package var isEmpty: Bool { firstLevel == 0 }
 
     /// The number of levels tracking the value.
-    @inlinable public var count: Int { firstLevel == 0 ? 0 : isList ? list.tags.count : 1 }
+    @inlinable package var count: Int { firstLevel == 0 ? 0 : isList ? list.tags.count : 1 }
 
     /// The id the given level knows this value by.
     @inlinable
-    public func id(at level: UInt32) -> Int32? {
+    package func id(at level: UInt32) -> Int32? {
         if firstLevel == level, level != 0 { return firstID }
         guard isList else { return nil }
         return list.tags.first(where: { $0.level == level })?.id
@@ -41,7 +42,7 @@ public struct TraceTags {
 
     /// The whole tag of the given level (with its payload).
     @inlinable
-    public func tag(at level: UInt32) -> TraceTag? {
+    package func tag(at level: UInt32) -> TraceTag? {
         guard level != 0, firstLevel != 0 else { return nil }
         if isList { return list.tags.first(where: { $0.level == level }) }
         return firstLevel == level ? TraceTag(level: firstLevel, id: firstID, payload: extra) : nil
@@ -50,7 +51,7 @@ public struct TraceTags {
     @usableFromInline var list: TraceTagList { unsafeDowncast(extra!, to: TraceTagList.self) }
 
     /// Adds or replaces the tag of `tag.level`.
-    public mutating func set(_ tag: TraceTag) {
+    package mutating func set(_ tag: TraceTag) {
         if firstLevel == 0 || (!isList && firstLevel == tag.level) {
             (firstLevel, firstID, extra) = (tag.level, tag.id, tag.payload)
             return
@@ -61,7 +62,7 @@ public struct TraceTags {
     }
 
     /// Removes the tag of `level`.
-    public mutating func remove(level: UInt32) {
+    package mutating func remove(level: UInt32) {
         guard level != 0, firstLevel != 0 else { return }
         if !isList {
             if firstLevel == level { self = TraceTags() }
@@ -73,7 +74,7 @@ public struct TraceTags {
     }
 
     /// All tags.
-    public var all: [TraceTag] {
+    package var all: [TraceTag] {
         if firstLevel == 0 { return [] }
         return isList ? list.tags : [TraceTag(level: firstLevel, id: firstID, payload: extra)]
     }
@@ -115,7 +116,7 @@ public struct Tensor {
     /// Element type.
     public let dtype: DType
     /// The interpreter levels that track this value (see ``InterpreterLevel``).
-    public var traceTags: TraceTags
+    package var traceTags: TraceTags
 
     /// Wraps existing storage (`offset ..< offset + shape.product` must lie inside it).
     public init(storage: TensorStorage, offset: Int = 0, shape: [Int]) {

@@ -60,12 +60,12 @@ public final class Profiler: OperatorTimer {
         return try body()
     }
 
-    public func begin(_ op: OpCode) -> UInt64 {
+    package func begin(_ op: OpCode) -> UInt64 {
         pendingAllocations.append(StoragePool.shared.statistics.allocationCount)
         return Profiler.clock()
     }
 
-    public func end(_ op: OpCode, started: UInt64, inputs: [Tensor], output: Tensor) {
+    package func end(_ op: OpCode, started: UInt64, inputs: [Tensor], output: Tensor) {
         let end = Profiler.clock()
         let stats = StoragePool.shared.statistics
         let allocations = stats.allocationCount - (pendingAllocations.popLast() ?? stats.allocationCount)

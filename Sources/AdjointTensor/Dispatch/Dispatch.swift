@@ -9,7 +9,7 @@ public func dispatch(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [
 }
 
 /// ``dispatch(_:_:_:)`` for single-output operators (all of them today): the hot path.
-public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> Tensor {
+package func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> Tensor {
     if let arity = op.arity, arity != inputs.count {
         throw TensorError.invalidArgument(op: op.rawValue, detail: "takes \(arity) inputs, got \(inputs.count)")
     }
@@ -31,7 +31,7 @@ public func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: 
 /// ``InterpreterLevel/processElementwise(_:_:output:)`` with the operand in place: no input list
 /// and no ``OpCall`` are built, which for small tensors is a third of the cost. Otherwise it is
 /// exactly ``dispatch1(_:_:_:)``.
-public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
+package func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
     precondition(op.family == .unary, "dispatchUnary called with \(op.rawValue)")
     let stack = InterpreterStack.current
     guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [x]) }
@@ -43,7 +43,7 @@ public func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
 
 /// ``dispatch1(_:_:_:)`` for an elementwise operator of two broadcast operands (add, sub, mul,
 /// div, pow, maximum, minimum), with the direct path of ``dispatchUnary(_:_:)``.
-public func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+package func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     precondition(op.family == .binary && op != .multiplyAdd, "dispatchBinary called with \(op.rawValue)")
     let stack = InterpreterStack.current
     guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [a, b]) }
@@ -72,30 +72,30 @@ private func withBorrowedOperand(_ x: borrowing Tensor, _ body: (ElementwiseOper
 /// The operands of an elementwise call, read in place: one or two pointers to tensors the caller
 /// holds for the duration of the call (``InterpreterLevel/processElementwise(_:_:output:)``), or
 /// the elements of an input list.
-public struct ElementwiseOperands {
+package struct ElementwiseOperands {
     private let first: UnsafePointer<Tensor>
     /// The second operand; `first + 1` for a list.
     private let second: UnsafePointer<Tensor>?
     /// 1 or 2 (up to the list's length for a list).
-    public let count: Int
+    package let count: Int
 
     init(_ only: UnsafePointer<Tensor>) { (first, second, count) = (only, nil, 1) }
     init(_ a: UnsafePointer<Tensor>, _ b: UnsafePointer<Tensor>) { (first, second, count) = (a, b, 2) }
 
     /// The elements of `list`, which must stay alive and unchanged while the value is used.
-    public init(list: UnsafeBufferPointer<Tensor>) {
+    package init(list: UnsafeBufferPointer<Tensor>) {
         precondition(!list.isEmpty, "an operand list is not empty")
         first = list.baseAddress!
         second = list.count > 1 ? list.baseAddress! + 1 : nil
         count = list.count
     }
 
-    public var indices: Range<Int> { 0..<count }
+    package var indices: Range<Int> { 0..<count }
 
     /// The `i`-th operand, in place (read its fields through `pointee`; loading the whole value
     /// copies it).
     @inline(__always)
-    public subscript(i: Int) -> UnsafePointer<Tensor> {
+    package subscript(i: Int) -> UnsafePointer<Tensor> {
         precondition(i >= 0 && i < count, "operand \(i) of \(count)")
         return i == 0 ? first : i == 1 ? second! : first + i
     }
@@ -121,7 +121,7 @@ func dispatchObserved(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]
 }
 
 /// Receives the timing of every operator dispatched on a thread (the profiler implements it).
-public protocol OperatorTimer: AnyObject {
+package protocol OperatorTimer: AnyObject {
     /// Called before the kernel runs; returns a start token (e.g. a timestamp).
     func begin(_ op: OpCode) -> UInt64
     /// Called after the kernel ran.
@@ -131,7 +131,7 @@ public protocol OperatorTimer: AnyObject {
 /// The entry point of in-place operators: writes into `target` (copying first if anything else
 /// refers to its storage) and passes the call to the interpreter levels as a functional update of
 /// `target`.
-public func dispatchInPlace(_ op: OpCode, _ attributes: Attributes, target: inout Tensor, operands: [Tensor]) throws {
+package func dispatchInPlace(_ op: OpCode, _ attributes: Attributes, target: inout Tensor, operands: [Tensor]) throws {
     precondition(op.isInPlace, "dispatchInPlace called with \(op.rawValue)")
     try Kernels.validateInPlace(op, attributes, target: target, operands: operands)
     let stack = InterpreterStack.current

@@ -1,13 +1,13 @@
 import Synchronization
 
 /// One operator application as interpreter levels see it.
-public struct OpCall {
-    public var op: OpCode
-    public var attributes: Attributes
+package struct OpCall {
+    package var op: OpCode
+    package var attributes: Attributes
     /// The inputs; for in-place operators, input 0 is the target's value *before* the write.
-    public var inputs: [Tensor]
+    package var inputs: [Tensor]
     /// The output; levels may add their tags. For in-place operators, the target after the write.
-    public var output: Tensor
+    package var output: Tensor
 }
 
 /// An interpreter on the per-thread stack (JAX's trace stack): reverse-mode tape, forward-mode
@@ -16,7 +16,7 @@ public struct OpCall {
 /// ``dispatch(_:_:_:)`` runs the kernel, then offers the call to each active level from the
 /// outermost inwards. While a level handles a call, only the levels outside it are active, so the
 /// operators a level runs for its own bookkeeping (a tangent, say) are seen by outer levels only.
-public protocol InterpreterLevel: AnyObject {
+package protocol InterpreterLevel: AnyObject {
     /// Unique for the life of the process, so a tag from a finished level never matches a new one.
     var levelID: UInt32 { get }
     /// Observes `call` after its kernel ran; may tag `call.output`.
@@ -33,9 +33,9 @@ public protocol InterpreterLevel: AnyObject {
 }
 
 extension InterpreterLevel {
-    public func valueRead(_ tensor: Tensor) {}
+    package func valueRead(_ tensor: Tensor) {}
 
-    public func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
+    package func processElementwise(_ op: OpCode, _ operands: ElementwiseOperands, output: inout Tensor) throws {
         var call = OpCall(op: op, attributes: .none, inputs: operands.indices.map { operands[$0].pointee }, output: output)
         try process(&call)
         output = call.output
@@ -45,9 +45,9 @@ extension InterpreterLevel {
 /// The interpreter levels active on the current thread.
 ///
 /// One stack per thread, used only by that thread.
-public final class InterpreterStack {
+package final class InterpreterStack {
     /// Levels from outermost (index 0) to innermost.
-    public private(set) var levels: [InterpreterLevel] = [] { didSet { summarize() } }
+    package private(set) var levels: [InterpreterLevel] = [] { didSet { summarize() } }
     /// Levels at index ≥ `ceiling` are hidden while a lower level handles a call.
     var ceiling = Int.max {
         // Set twice per level on every recorded operator: the limit/timer bit cannot change here.
@@ -56,9 +56,9 @@ public final class InterpreterStack {
     /// The ``ResourceLimits`` in force on this thread, if any.
     var limits: ActiveLimits? { didSet { summarize() } }
     /// ``ResourceLimits/maxTapeNodes`` in force on this thread (for tapes as they record).
-    public var maxTapeNodes: Int? { limits?.limits.maxTapeNodes }
+    package var maxTapeNodes: Int? { limits?.limits.maxTapeNodes }
     /// Observers of every dispatched operator's timing (the profiler), if any.
-    public var timer: OperatorTimer? { didSet { summarize() } }
+    package var timer: OperatorTimer? { didSet { summarize() } }
 
     /// What dispatch asks of the properties above on every operator, kept in one word it reads
     /// without an exclusivity check (a relaxed atomic, used by this thread only): bit 0 is set
@@ -74,7 +74,7 @@ public final class InterpreterStack {
     var wrapsKernels: Bool { summary.load(ordering: .relaxed) & 1 != 0 }
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
-    public var unrollStep: Int? {
+    package var unrollStep: Int? {
         get { let k = unrollStepValue.load(ordering: .relaxed); return k == .min ? nil : k }
         set { unrollStepValue.store(newValue ?? .min, ordering: .relaxed) }
     }
@@ -83,12 +83,12 @@ public final class InterpreterStack {
     /// on) rather than a stored property each access of which is checked for exclusivity at run
     /// time.
     private let unrollStepValue = Atomic<Int>(.min)
-    public var backwardNode: (index: Int, op: OpCode)?
+    package var backwardNode: (index: Int, op: OpCode)?
 
     private static let nextLevelID = Atomic<UInt32>(1)
 
     /// A fresh level id (never 0, which ``TraceTags`` reserves for "no tag", even after wrapping).
-    public static func makeLevelID() -> UInt32 {
+    package static func makeLevelID() -> UInt32 {
         while true {
             let id = nextLevelID.wrappingAdd(1, ordering: .relaxed).oldValue
             if id != 0 { return id }
@@ -96,24 +96,24 @@ public final class InterpreterStack {
     }
 
     /// The current thread's stack.
-    public static var current: InterpreterStack { stacks.value }
+    package static var current: InterpreterStack { stacks.value }
 
     private static let stacks = ThreadLocal { InterpreterStack() }
 
     /// Whether any level is visible to dispatch right now.
-    public var isActive: Bool { summary.load(ordering: .relaxed) > 1 }
+    package var isActive: Bool { summary.load(ordering: .relaxed) > 1 }
 
     /// Whether an operator dispatched now would run its kernel with nothing observing it: no
     /// visible level, no resource limit, no timer, and plain arithmetic (no float64 debugging, no
     /// mixed-precision storage). Code that would only dispatch elementwise arithmetic on rank-0
     /// values may then compute them directly — the tape's rank-0 backward does — because nothing
     /// would record, time, check or round those operations differently.
-    public var runsUnobserved: Bool {
+    package var runsUnobserved: Bool {
         summary.load(ordering: .relaxed) == 0 && NumericSettings.arithmeticIsPlain
     }
 
     /// Runs `body` with `level` pushed as the innermost level.
-    public func withLevel<R>(_ level: InterpreterLevel, _ body: () throws -> R) rethrows -> R {
+    package func withLevel<R>(_ level: InterpreterLevel, _ body: () throws -> R) rethrows -> R {
         let savedCeiling = ceiling
         ceiling = Int.max
         levels.append(level)
@@ -156,12 +156,12 @@ public final class InterpreterStack {
     }
 
     /// Tells the visible levels that `tensor`'s elements were read as numbers.
-    public func reportValueRead(_ tensor: Tensor) {
+    package func reportValueRead(_ tensor: Tensor) {
         for level in levels.prefix(Swift.min(levels.count, ceiling)) { level.valueRead(tensor) }
     }
 
     /// Runs `body` with every level hidden (nothing is recorded).
-    public func withoutLevels<R>(_ body: () throws -> R) rethrows -> R {
+    package func withoutLevels<R>(_ body: () throws -> R) rethrows -> R {
         let saved = ceiling
         ceiling = 0
         defer { ceiling = saved }

@@ -1,5 +1,5 @@
 /// The CPU kernels behind ``dispatch(_:_:_:)``: one file per operator family.
-public enum Kernels {
+package enum Kernels {
     /// Validates and runs `op`; returns its output (every operator has one today).
     ///
     /// Under ``ExecutionPolicy/float64Debug`` an arithmetic operator whose floating-point inputs are

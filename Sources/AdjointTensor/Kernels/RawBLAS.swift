@@ -14,14 +14,14 @@ public enum _RawBLAS {
 }
 
 /// What the kernels run on, for run manifests.
-public enum BLASLibrary {
+package enum BLASLibrary {
     /// OpenBLAS's build configuration (`openblas_get_config`), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH …".
-    public static var configuration: String { String(cString: openblas_get_config()) }
+    package static var configuration: String { String(cString: openblas_get_config()) }
     /// The CPU kernel set OpenBLAS selected at run time (`openblas_get_corename`).
-    public static var coreName: String { String(cString: openblas_get_corename()) }
+    package static var coreName: String { String(cString: openblas_get_corename()) }
     /// OpenBLAS's own thread count as the kernels use it: 1, because Adjoint calls it inside its
     /// own fixed blocks (see `Kernels.gemmChunked`).
-    public static var threadCount: Int {
+    package static var threadCount: Int {
         _ = Kernels.blasSingleThreaded
         return Int(openblas_get_num_threads())
     }

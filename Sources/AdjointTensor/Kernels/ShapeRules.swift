@@ -1,6 +1,6 @@
 /// Shape arithmetic shared by the kernels and the derivative rules: broadcasting, strides, axes.
-public enum ShapeRules {
-    public static func contiguousStrides(_ shape: [Int]) -> [Int] {
+package enum ShapeRules {
+    package static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         var s = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) {
@@ -11,7 +11,7 @@ public enum ShapeRules {
     }
 
     /// NumPy broadcasting of two shapes.
-    public static func broadcast(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
+    package static func broadcast(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
         if a == b { return a }
         let rank = Swift.max(a.count, b.count)
         var out = [Int](repeating: 1, count: rank)
@@ -58,14 +58,14 @@ public enum ShapeRules {
     }
 
     /// Normalizes one axis into `0 ..< rank`.
-    public static func axis(_ axis: Int, rank: Int, op: String) throws -> Int {
+    package static func axis(_ axis: Int, rank: Int, op: String) throws -> Int {
         let a = axis < 0 ? axis + rank : axis
         guard a >= 0, a < rank else { throw TensorError.invalidAxis(op: op, axis: axis, rank: rank) }
         return a
     }
 
     /// Normalizes, sorts and de-duplicates axes; an empty list means every axis.
-    public static func axes(_ axes: [Int], rank: Int, op: String) throws -> [Int] {
+    package static func axes(_ axes: [Int], rank: Int, op: String) throws -> [Int] {
         if axes.isEmpty { return Array(0..<rank) }
         var out = Set<Int>()
         for a in axes {
@@ -78,7 +78,7 @@ public enum ShapeRules {
     }
 
     /// Splits `shape` at `axis` into (product before, extent, product after).
-    public static func split(_ shape: [Int], at axis: Int) -> (outer: Int, extent: Int, inner: Int) {
+    package static func split(_ shape: [Int], at axis: Int) -> (outer: Int, extent: Int, inner: Int) {
         (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
     }
 

@@ -42,11 +42,11 @@ final class ThreadSetting: @unchecked Sendable {
 /// One object per thread, made on the thread's first access and released when the thread ends
 /// (the interpreter stack, the memory a finished tape leaves for the next one).
 // @unchecked Sendable: a pthread key and a factory; each thread reaches only its own value.
-public final class ThreadLocal<Value: AnyObject>: @unchecked Sendable {
+package final class ThreadLocal<Value: AnyObject>: @unchecked Sendable {
     private let key: pthread_key_t
     private let make: () -> Value
 
-    public init(_ make: @escaping () -> Value) {
+    package init(_ make: @escaping () -> Value) {
         self.make = make
         var key = pthread_key_t()
         pthread_key_create(&key) { raw in
@@ -60,7 +60,7 @@ public final class ThreadLocal<Value: AnyObject>: @unchecked Sendable {
     }
 
     /// The calling thread's object.
-    public var value: Value {
+    package var value: Value {
         if let raw = pthread_getspecific(key) {
             return unsafeDowncast(Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue(), to: Value.self)
         }
