@@ -167,14 +167,14 @@ public final class CompiledProgram: @unchecked Sendable {
     ///   other than one output, or an order that reads a value before it is computed;
     ///   ``NativeCodeError`` (or `PersistenceError` for the library cache) under
     ///   ``NativeCode/required`` when machine code cannot be made.
-    public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil,
+    package convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]? = nil, boundary: Int? = nil,
                             native: NativeCode = .off) throws {
         try self.init(graph, captures: captures, order: order, boundaries: boundary.map { [$0] } ?? [], native: native)
     }
 
     /// Compiles `graph` with several boundaries: the part after each can be re-run on its own
     /// (``init(_:captures:order:boundary:native:)`` is the one-boundary case).
-    public convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]?, boundaries: [Int], native: NativeCode = .off) throws {
+    package convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]?, boundaries: [Int], native: NativeCode = .off) throws {
         try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundaries: boundaries),
                       native: native)
     }
@@ -296,7 +296,7 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// Copies an argument's bytes (exactly its compiled size) from `source` into argument `index`.
-    public func bind(bytes source: UnsafeRawPointer, count: Int, at index: Int, in frame: Frame) throws {
+    package func bind(bytes source: UnsafeRawPointer, count: Int, at index: Int, in frame: Frame) throws {
         guard argumentPlaces.indices.contains(index), argumentPlaces[index].bytes == count else {
             throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "\(count) bytes for argument \(index) of \(arguments.count)"
                                             + (arguments.indices.contains(index) ? " (compiled as \(arguments[index].type))" : ""))
@@ -309,7 +309,7 @@ public final class CompiledProgram: @unchecked Sendable {
     ///
     /// - Throws: `TensorError.shapeMismatch(op:detail:)` when `count` is not the arguments'
     ///   total size, `TensorError.invalidArgument(op:detail:)` for a range outside the arguments.
-    public func bind(packed source: UnsafeRawPointer, count: Int, arguments range: Range<Int>, in frame: Frame) throws {
+    package func bind(packed source: UnsafeRawPointer, count: Int, arguments range: Range<Int>, in frame: Frame) throws {
         guard range.lowerBound >= 0, range.upperBound <= argumentPlaces.count else {
             throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments \(range) of a program with \(argumentPlaces.count)")
         }
@@ -337,7 +337,7 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// Copies outputs `range` out of `frame` to `destination`, back to back in order.
-    public func copyOutputs(_ range: Range<Int>, packedTo destination: UnsafeMutableRawPointer, in frame: Frame) {
+    package func copyOutputs(_ range: Range<Int>, packedTo destination: UnsafeMutableRawPointer, in frame: Frame) {
         precondition(range.lowerBound >= 0 && range.upperBound <= outputPlaces.count, "outputs \(range) of a program with \(outputPlaces.count)")
         var offset = 0
         for place in outputPlaces[range] {
@@ -347,7 +347,7 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// Copies output `index`'s bytes out of `frame` to `destination`.
-    public func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
+    package func copyOutput(_ index: Int, to destination: UnsafeMutableRawPointer, in frame: Frame) {
         precondition(outputPlaces.indices.contains(index), "output \(index) of a program with \(outputPlaces.count)")
         let place = outputPlaces[index]
         destination.copyMemory(from: frame.base + place.offset, byteCount: place.bytes)
@@ -363,7 +363,7 @@ public final class CompiledProgram: @unchecked Sendable {
     ///
     /// - Throws: `TensorError.invalidArgument(op:detail:)` for a frame of another program or a
     ///   position outside `0...positions.count`.
-    public func copyPrefix(before position: Int, from source: Frame, into destination: Frame) throws {
+    package func copyPrefix(before position: Int, from source: Frame, into destination: Frame) throws {
         guard source.program === self, destination.program === self else {
             throw TensorError.invalidArgument(op: "CompiledProgram.copyPrefix", detail: "a frame belongs to another program")
         }
@@ -375,7 +375,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// The end of the frame bytes ``copyPrefix(before:from:into:)`` copies for `position` (it
     /// starts after the captures).
-    public func prefixByteCount(before position: Int) throws -> Int {
+    package func prefixByteCount(before position: Int) throws -> Int {
         guard prefixEnds.indices.contains(position) else {
             throw TensorError.invalidArgument(op: "CompiledProgram.copyPrefix", detail: "position \(position) outside 0...\(prefixEnds.count - 1)")
         }
@@ -383,7 +383,7 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// Sets arguments `range` of `frame` to zero.
-    public func bindZeros(_ range: Range<Int>, in frame: Frame) {
+    package func bindZeros(_ range: Range<Int>, in frame: Frame) {
         for argument in arguments[range] { (frame.base + argument.offset).initializeMemory(as: UInt8.self, repeating: 0, count: argument.type.byteCount) }
     }
 
@@ -426,9 +426,9 @@ public final class CompiledProgram: @unchecked Sendable {
     /// instructions are looked up once, and when one machine-code function covers them all, a run
     /// of them is that one call (under the thread's plain arithmetic; otherwise the instructions
     /// run as `run(_:in:)` runs them).
-    public struct PreparedRun: Sendable {
+    package struct PreparedRun: Sendable {
         /// The positions prepared.
-        public let positions: Range<Int>
+        package let positions: Range<Int>
         let program: Int
         let instructions: Range<Int>
         let function: NativeLibrary.Segment?
@@ -437,7 +437,7 @@ public final class CompiledProgram: @unchecked Sendable {
     /// `positions` prepared for `run(_:in:)-(PreparedRun,_)`.
     ///
     /// - Throws: `TensorError.invalidArgument(op:detail:)` for positions outside ``positions``.
-    public func prepare(_ positions: Range<Int>) throws -> PreparedRun {
+    package func prepare(_ positions: Range<Int>) throws -> PreparedRun {
         guard positions.lowerBound >= 0, positions.upperBound < instructionStart.count else {
             throw TensorError.invalidArgument(op: "CompiledProgram.prepare", detail: "positions \(positions) outside 0..<\(instructionStart.count - 1)")
         }
@@ -454,7 +454,7 @@ public final class CompiledProgram: @unchecked Sendable {
     ///
     /// - Throws: `TensorError.invalidArgument(op:detail:)` for a frame or prepared positions of
     ///   another program, and whatever an operator run through the ordinary kernels throws.
-    public func run(_ prepared: PreparedRun, in frame: Frame) throws {
+    package func run(_ prepared: PreparedRun, in frame: Frame) throws {
         guard frame.program === self, prepared.program == serial else {
             throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: frame.program === self ? "the prepared positions belong to another program"
                                                                                                         : "the frame belongs to another program")
