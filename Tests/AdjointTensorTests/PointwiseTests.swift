@@ -1,0 +1,55 @@
+@testable import AdjointTensor
+import AdjointIR
+import Testing
+
+/// The elementwise formulas (`Pointwise`) are the kernels' definition: evaluated over one float they
+/// give the dispatched kernel's element bit for bit, in both element types, on values where
+/// implementations part ways.
+@Suite("Pointwise formulas")
+struct PointwiseTests {
+    static let edges: [Double] = [-0.0, 0.0, .nan, .infinity, -.infinity, 1e-310, -1e-310, 710, -745, 0.5, -2.5, 1, -1, 3e38, 1e-40, 40, -40]
+
+    static let unary: [OpCode] = [.neg, .abs, .sign, .exp, .expm1, .log, .log1p, .sqrt, .rsqrt, .sin, .cos, .tanh, .sigmoid, .relu, .softplus]
+    static let binary: [OpCode] = [.add, .sub, .mul, .div, .pow, .maximum, .minimum]
+
+    /// The same value bit for bit (float32 widens exactly), or both NaN.
+    static func same<T: KernelFloat>(_ a: T, _ b: T) -> Bool { a.isNaN ? b.isNaN : Double(a).bitPattern == Double(b).bitPattern }
+
+    static func check<T: KernelFloat>(_: T.Type, _ dtype: DType) throws {
+        let values = Self.edges.map { T($0) }
+        let x = try Tensor(values.map { $0.doubleValue }, shape: [values.count]).cast(to: dtype)
+        for op in unary {
+            let kernel = try dispatch1(op, .none, [x]).scalars(as: T.self)
+            for (i, v) in values.enumerated() {
+                let formula = try #require(Pointwise.unary(op, v), "\(op.rawValue) has a formula")
+                #expect(same(formula, kernel[i]),
+                        "\(op.rawValue)(\(v)) in \(dtype): formula \(formula), kernel \(kernel[i])")
+            }
+        }
+        for op in binary {
+            let a = try Tensor(values.flatMap { v in values.map { _ in v.doubleValue } }, shape: [values.count * values.count]).cast(to: dtype)
+            let b = try Tensor(values.flatMap { _ in values.map { $0.doubleValue } }, shape: [values.count * values.count]).cast(to: dtype)
+            let kernel = try dispatch1(op, .none, [a, b]).scalars(as: T.self)
+            for (i, u) in values.enumerated() {
+                for (j, v) in values.enumerated() {
+                    let formula = try #require(Pointwise.binary(op, u, v))
+                    let k = kernel[i * values.count + j]
+                    #expect(same(formula, k), "\(op.rawValue)(\(u), \(v)) in \(dtype)")
+                }
+            }
+        }
+    }
+
+    @Test("each formula over one float is the kernel's element, float64 and float32")
+    func formulasAreTheKernels() throws {
+        try Self.check(Double.self, .float64)
+        try Self.check(Float.self, .float32)
+    }
+
+    @Test("operators outside the elementwise families have no formula")
+    func onlyElementwise() {
+        for op in OpCode.allCases where !Self.unary.contains(op) && !Self.binary.contains(op) {
+            #expect(Pointwise.unary(op, 1.0) == nil && Pointwise.binary(op, 1.0, 2.0) == nil, "\(op.rawValue)")
+        }
+    }
+}
