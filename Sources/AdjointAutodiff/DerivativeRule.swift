@@ -5,7 +5,7 @@ import AdjointTensor
 /// A rule reads only the inputs (and the output) its ``DerivativeRule/Saves`` declares, so the same
 /// rule runs on a live call (forward mode), on a recorded tape node (reverse mode, `linearize`),
 /// and keeps a tape's memory to what is needed.
-public protocol DerivativeContext {
+package protocol DerivativeContext {
     var op: OpCode { get }
     var attributes: Attributes { get }
     /// Output shape and dtype.
@@ -19,9 +19,9 @@ public protocol DerivativeContext {
 }
 
 extension DerivativeContext {
-    public func shape(_ i: Int) -> [Int] { inputTypes[i].shape }
-    public func dtype(_ i: Int) -> DType { inputTypes[i].dtype }
-    public var inputCount: Int { inputTypes.count }
+    package func shape(_ i: Int) -> [Int] { inputTypes[i].shape }
+    package func dtype(_ i: Int) -> DType { inputTypes[i].dtype }
+    package var inputCount: Int { inputTypes.count }
 }
 
 /// Where a context's primal values come from.
@@ -97,11 +97,11 @@ enum PrimalSource {
 
 /// What a VJP sees during backward: the saved values, the attributes, the incoming cotangent and
 /// which inputs need a gradient.
-public struct VJPContext: DerivativeContext {
+package struct VJPContext: DerivativeContext {
     let tape: Tape
     let index: Int
     /// The cotangent of the output.
-    public let cotangent: Tensor
+    package let cotangent: Tensor
 
     init(tape: Tape, node index: Int, cotangent: Tensor) {
         self.tape = tape
@@ -110,20 +110,20 @@ public struct VJPContext: DerivativeContext {
     }
 
     var source: PrimalSource { .node(tape, index) }
-    public var op: OpCode { tape.nodes[index].op }
-    public var attributes: Attributes { tape.nodes[index].attributes }
-    public var outputType: ValueType { tape.nodes[index].outputType }
-    public var inputTypes: [ValueType] { source.inputTypes }
-    public func shape(_ i: Int) -> [Int] { tape.inputs[slot(i)].type.shape }
-    public func dtype(_ i: Int) -> DType { tape.inputs[slot(i)].type.dtype }
+    package var op: OpCode { tape.nodes[index].op }
+    package var attributes: Attributes { tape.nodes[index].attributes }
+    package var outputType: ValueType { tape.nodes[index].outputType }
+    package var inputTypes: [ValueType] { source.inputTypes }
+    package func shape(_ i: Int) -> [Int] { tape.inputs[slot(i)].type.shape }
+    package func dtype(_ i: Int) -> DType { tape.inputs[slot(i)].type.dtype }
     /// Saved input `i` (checked against in-place writes before the rule runs).
-    public func input(_ i: Int) -> Tensor { source.input(i) }
-    public var output: Tensor { source.output }
+    package func input(_ i: Int) -> Tensor { source.input(i) }
+    package var output: Tensor { source.output }
     /// Whether input `i` needs a gradient (some level tracks it).
-    public func needsGradient(_ i: Int) -> Bool { tape.inputs[slot(i)].id >= 0 }
+    package func needsGradient(_ i: Int) -> Bool { tape.inputs[slot(i)].id >= 0 }
     /// Whether inputs `i` and `j` are the same tracked value (as in `x * x`), so one cotangent can
     /// serve both.
-    public func isSameValue(_ i: Int, _ j: Int) -> Bool {
+    package func isSameValue(_ i: Int, _ j: Int) -> Bool {
         let id = tape.inputs[slot(i)].id
         return id >= 0 && id == tape.inputs[slot(j)].id
     }
@@ -134,7 +134,7 @@ public struct VJPContext: DerivativeContext {
 
 /// What a JVP sees: the primal values it declared, the attributes and the tangent of every input
 /// (`nil` is a symbolic zero).
-public struct JVPContext: DerivativeContext {
+package struct JVPContext: DerivativeContext {
     let source: PrimalSource
     let tangents: [Tensor?]
 
@@ -143,26 +143,26 @@ public struct JVPContext: DerivativeContext {
         self.tangents = tangents
     }
 
-    public var op: OpCode { source.op }
-    public var attributes: Attributes { source.attributes }
-    public var outputType: ValueType { source.outputType }
-    public var inputTypes: [ValueType] { source.inputTypes }
-    public func shape(_ i: Int) -> [Int] { source.inputType(i).shape }
-    public func dtype(_ i: Int) -> DType { source.inputType(i).dtype }
-    public func input(_ i: Int) -> Tensor { source.input(i) }
-    public var output: Tensor { source.output }
+    package var op: OpCode { source.op }
+    package var attributes: Attributes { source.attributes }
+    package var outputType: ValueType { source.outputType }
+    package var inputTypes: [ValueType] { source.inputTypes }
+    package func shape(_ i: Int) -> [Int] { source.inputType(i).shape }
+    package func dtype(_ i: Int) -> DType { source.inputType(i).dtype }
+    package func input(_ i: Int) -> Tensor { source.input(i) }
+    package var output: Tensor { source.output }
 
     /// The tangent of input `i`, or `nil` when it is zero.
-    public func tangent(_ i: Int) -> Tensor? { i < tangents.count ? tangents[i] : nil }
+    package func tangent(_ i: Int) -> Tensor? { i < tangents.count ? tangents[i] : nil }
 
     /// The tangent of input `i`, with zeros in place of a symbolic zero.
-    public func tangentOrZeros(_ i: Int) throws -> Tensor {
+    package func tangentOrZeros(_ i: Int) throws -> Tensor {
         if let t = tangent(i) { return t }
         return try Tensor.zeros(shape(i), dtype: dtype(i))
     }
 
     /// The output's tangent built from `t`, broadcast to the output's shape if an input was broadcast.
-    public func fitted(_ t: Tensor) throws -> Tensor {
+    package func fitted(_ t: Tensor) throws -> Tensor {
         t.shape == outputType.shape ? t : try t.broadcast(to: outputType.shape)
     }
 }
@@ -178,9 +178,9 @@ public struct JVPContext: DerivativeContext {
 // @unchecked Sendable: every property is a `let` set at construction, and the rule closures of the
 // table capture only constants (operator codes, other immutable rules); the table is shared by
 // every thread's tape.
-public final class DerivativeRule: @unchecked Sendable {
+package final class DerivativeRule: @unchecked Sendable {
     /// Whether and why an operator has a derivative.
-    public enum Status: Equatable, CustomStringConvertible {
+    package enum Status: Equatable, CustomStringConvertible {
         /// Has a VJP.
         case differentiable
         /// Has no derivative by nature (integer or boolean results, random draws); gradients stop.
@@ -188,7 +188,7 @@ public final class DerivativeRule: @unchecked Sendable {
         /// Could have a derivative but Adjoint does not provide it; a cotangent reaching it is an error.
         case notImplemented(String)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .differentiable: return "differentiable"
             case let .nonDifferentiable(why): return "non-differentiable (\(why))"
@@ -198,27 +198,27 @@ public final class DerivativeRule: @unchecked Sendable {
     }
 
     /// The values the VJP reads, so the tape keeps only those alive.
-    public struct Saves: Sendable {
-        public var inputs: [Int]
-        public var output: Bool
+    package struct Saves: Sendable {
+        package var inputs: [Int]
+        package var output: Bool
         /// Every input, however many the call has (custom operators).
-        public var allInputs: Bool
-        public init(inputs: [Int] = [], output: Bool = false) { self.inputs = inputs; self.output = output; allInputs = false }
-        public init(allInputs: Bool, output: Bool = false) { inputs = []; self.output = output; self.allInputs = allInputs }
-        public static let nothing = Saves()
+        package var allInputs: Bool
+        package init(inputs: [Int] = [], output: Bool = false) { self.inputs = inputs; self.output = output; allInputs = false }
+        package init(allInputs: Bool, output: Bool = false) { inputs = []; self.output = output; self.allInputs = allInputs }
+        package static let nothing = Saves()
         /// Whether input `i` is saved.
         @inlinable public func savesInput(_ i: Int) -> Bool { allInputs || inputs.contains(i) }
     }
 
     /// Maps the output's cotangent to one cotangent per input (`nil`: a symbolic zero).
-    public typealias VJP = (VJPContext) throws -> [Tensor?]
+    package typealias VJP = (VJPContext) throws -> [Tensor?]
     /// Maps the inputs' tangents to the output's tangent (`nil`: a symbolic zero).
-    public typealias JVP = (JVPContext) throws -> Tensor?
+    package typealias JVP = (JVPContext) throws -> Tensor?
 
-    public let status: Status
-    public let saves: Saves
-    public let vjp: VJP?
-    public let jvp: JVP?
+    package let status: Status
+    package let saves: Saves
+    package let vjp: VJP?
+    package let jvp: JVP?
 
     init(status: Status, saves: Saves, vjp: VJP?, jvp: JVP?) {
         self.status = status
@@ -228,13 +228,13 @@ public final class DerivativeRule: @unchecked Sendable {
     }
 
     /// A rule with both products. Both closures may read only what `saves` declares.
-    public static func differentiable(saving saves: Saves = .nothing, vjp: @escaping VJP, jvp: @escaping JVP) -> DerivativeRule {
+    package static func differentiable(saving saves: Saves = .nothing, vjp: @escaping VJP, jvp: @escaping JVP) -> DerivativeRule {
         DerivativeRule(status: .differentiable, saves: saves, vjp: vjp, jvp: jvp)
     }
 
     /// An elementwise rule `y = f(x)` given by its derivative times an incoming vector: the VJP
     /// multiplies the cotangent and the JVP the tangent by the same `f′` (ChainRules' `@scalar_rule`).
-    public static func pointwise(saving saves: Saves = .nothing,
+    package static func pointwise(saving saves: Saves = .nothing,
                                  _ scale: @escaping (any DerivativeContext, Tensor) throws -> Tensor) -> DerivativeRule {
         .differentiable(saving: saves,
                         vjp: { c in [try scale(c, c.cotangent)] },
@@ -244,7 +244,7 @@ public final class DerivativeRule: @unchecked Sendable {
     /// A rule for an operator that is linear in its floating-point inputs (reshape, slice, sum…):
     /// the JVP is the operator applied to the tangents; non-floating-point inputs (indices) pass
     /// through as they are.
-    public static func linear(saving saves: Saves = .nothing, vjp: @escaping VJP) -> DerivativeRule {
+    package static func linear(saving saves: Saves = .nothing, vjp: @escaping VJP) -> DerivativeRule {
         .differentiable(saving: saves, vjp: vjp, jvp: { c in
             guard c.tangents.contains(where: { $0 != nil }) else { return nil }
             let operands = try c.inputTypes.indices.map { i in
@@ -261,20 +261,20 @@ public final class DerivativeRule: @unchecked Sendable {
         if case let .notImplemented(why) = status { throw AutodiffError.derivativeNotImplemented(op: op, node: node, reason: why) }
     }
 
-    public static func nonDifferentiable(_ why: String) -> DerivativeRule {
+    package static func nonDifferentiable(_ why: String) -> DerivativeRule {
         DerivativeRule(status: .nonDifferentiable(why), saves: .nothing, vjp: nil, jvp: nil)
     }
 
-    public static func notImplemented(_ why: String) -> DerivativeRule {
+    package static func notImplemented(_ why: String) -> DerivativeRule {
         DerivativeRule(status: .notImplemented(why), saves: .nothing, vjp: nil, jvp: nil)
     }
 }
 
 /// The rule table: one function per operator family, each in its own file under `Rules/`.
-public enum DerivativeRules {
+package enum DerivativeRules {
     /// The derivative rule of `op` (from a table built once).
     @inline(__always)
-    public static func rule(for op: OpCode) -> DerivativeRule { table[op.caseIndex] }
+    package static func rule(for op: OpCode) -> DerivativeRule { table[op.caseIndex] }
 
     private static let table: [DerivativeRule] = OpCode.allCases.map(makeRule)
 
@@ -307,7 +307,7 @@ public enum DerivativeRules {
     }
 
     /// Every operator's status, in `OpCode.allCases` order.
-    public static var statusTable: [(op: OpCode, status: DerivativeRule.Status)] {
+    package static var statusTable: [(op: OpCode, status: DerivativeRule.Status)] {
         OpCode.allCases.map { ($0, rule(for: $0).status) }
     }
 }

@@ -1,9 +1,9 @@
 import AdjointTensor
 
 /// One input of an op-spec case: its shape and the domain its values are drawn from.
-public struct InputSpec: Sendable {
+package struct InputSpec: Sendable {
     /// How the input's shape is chosen.
-    public enum Shape: Sendable {
+    package enum Shape: Sendable {
         /// Exactly this shape.
         case fixed([Int])
         /// A random shape of rank in `ranks` with extents 1…4, drawn from the case's key.
@@ -13,7 +13,7 @@ public struct InputSpec: Sendable {
     }
 
     /// Where values come from.
-    public enum Domain: Sendable {
+    package enum Domain: Sendable {
         /// Uniform in the range.
         case uniform(ClosedRange<Double>)
         /// Magnitude uniform in the range, random sign (keeps away from a kink at 0).
@@ -24,15 +24,15 @@ public struct InputSpec: Sendable {
         case mask
     }
 
-    public var shape: Shape
-    public var domain: Domain
+    package var shape: Shape
+    package var domain: Domain
 
-    public init(_ shape: Shape, _ domain: Domain) {
+    package init(_ shape: Shape, _ domain: Domain) {
         self.shape = shape
         self.domain = domain
     }
 
-    public var isDifferentiable: Bool {
+    package var isDifferentiable: Bool {
         switch domain {
         case .uniform, .awayFromZero: return true
         case .indices, .mask: return false
@@ -42,17 +42,17 @@ public struct InputSpec: Sendable {
 
 /// One row of the op-spec table: an operator applied to inputs from given domains, with the
 /// finite-difference step and tolerance it is checked at.
-public struct OpSpec: Sendable, CustomStringConvertible {
+package struct OpSpec: Sendable, CustomStringConvertible {
     /// The operator the case exercises.
-    public var op: OpCode
+    package var op: OpCode
     /// What distinguishes this case (shape family, broadcasting, edge domain).
-    public var label: String
-    public var inputs: [InputSpec]
-    public var function: @Sendable ([Tensor]) throws -> Tensor
-    public var step: Double
-    public var tolerance: Double
+    package var label: String
+    package var inputs: [InputSpec]
+    package var function: @Sendable ([Tensor]) throws -> Tensor
+    package var step: Double
+    package var tolerance: Double
 
-    public init(_ op: OpCode, _ label: String, _ inputs: [InputSpec], step: Double = 1e-6, tolerance: Double = 1e-6,
+    package init(_ op: OpCode, _ label: String, _ inputs: [InputSpec], step: Double = 1e-6, tolerance: Double = 1e-6,
                 _ function: @escaping @Sendable ([Tensor]) throws -> Tensor) {
         self.op = op
         self.label = label
@@ -62,17 +62,17 @@ public struct OpSpec: Sendable, CustomStringConvertible {
         self.tolerance = tolerance
     }
 
-    public var description: String { "\(op.rawValue) \(label)" }
+    package var description: String { "\(op.rawValue) \(label)" }
 
     /// A key derived from the case's name (FNV-1a), so every case draws its own fixed numbers.
-    public var key: RandomKey {
+    package var key: RandomKey {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in description.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return RandomKey(seed: hash)
     }
 
     /// Draws the inputs (float64) from the case's key.
-    public func makeInputs() throws -> [Tensor] {
+    package func makeInputs() throws -> [Tensor] {
         let key = self.key
         var shapes: [[Int]] = []
         for (i, input) in inputs.enumerated() {
@@ -104,7 +104,7 @@ public struct OpSpec: Sendable, CustomStringConvertible {
     }
 
     /// Runs ``gradcheck(_:at:differentiable:mode:order:step:tolerance:key:)`` on this case.
-    public func check(mode: GradcheckMode = .reverse, order: Int = 1) throws -> GradcheckResult {
+    package func check(mode: GradcheckMode = .reverse, order: Int = 1) throws -> GradcheckResult {
         try gradcheck(function, at: try makeInputs(), differentiable: inputs.map(\.isDifferentiable),
                       mode: mode, order: order, step: step, tolerance: tolerance, key: key.fold(in: 99))
     }

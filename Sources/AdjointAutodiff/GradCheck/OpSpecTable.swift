@@ -3,7 +3,7 @@ import AdjointTensor
 extension OpSpec {
     /// Every differentiable operator over random shapes, broadcasting cases and edge domains.
     /// Drives the gradcheck tests and `adjoint gradcheck`.
-    public static let table: [OpSpec] = unaryCases + binaryCases + reductionCases + otherCases
+    package static let table: [OpSpec] = unaryCases + binaryCases + reductionCases + otherCases
 
     private static func u(_ shape: InputSpec.Shape, _ range: ClosedRange<Double>) -> InputSpec { InputSpec(shape, .uniform(range)) }
     private static let anyShape = InputSpec.Shape.random(ranks: 0...3)
@@ -167,7 +167,7 @@ extension OpSpec {
     ]
 
     /// The custom operator the op-spec table checks (x·y² with its VJP and JVP), registered on first use.
-    public static let exampleCustomOperator: String = {
+    package static let exampleCustomOperator: String = {
         let name = "adjoint.example.xy2"
         try? CustomOperators.register(CustomOperator(name: name, forward: { xs in try xs[0] * xs[1] * xs[1] },
             vjp: { xs, _, g in [try g * xs[1] * xs[1], try g * xs[0] * xs[1] * 2] },
