@@ -119,7 +119,7 @@ public struct Tensor {
     package var traceTags: TraceTags
 
     /// Wraps existing storage (`offset ..< offset + shape.product` must lie inside it).
-    public init(storage: TensorStorage, offset: Int = 0, shape: [Int]) {
+    package init(storage: TensorStorage, offset: Int = 0, shape: [Int]) {
         precondition(offset >= 0 && offset + shape.reduce(1, *) <= storage.elementCount || shape.reduce(1, *) == 0,
                      "Tensor(storage:offset:shape:) out of bounds")
         self.storage = storage

@@ -36,12 +36,12 @@ public enum Parallelism {
     /// on the development VM, more than such a loop over 2^17 elements takes alone (`TimeBenchmarks
     /// micro`: a float32 multiply of 131,072 elements, 19 µs on one thread, 37 µs on two).
     /// Elementwise results do not depend on the chunking.
-    public static let lightChunk = 1 << 18
+    package static let lightChunk = 1 << 18
 
     /// Runs `body(chunkIndex)` for every chunk in `0 ..< chunks`, on up to ``threadCount`` workers.
     /// `body` must write only to memory owned by its chunk.
     @inlinable
-    public static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
+    package static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
         let workers = Swift.min(threadCount, chunks)
         if workers <= 1 {
             for c in 0..<chunks { body(c) }
@@ -62,7 +62,7 @@ public enum Parallelism {
 
     /// Splits `0 ..< count` into chunks of `chunkSize` and runs `body(range)` for each.
     @inlinable
-    public static func forEachRange(_ count: Int, chunkSize: Int = elementChunk, _ body: (Range<Int>) -> Void) {
+    package static func forEachRange(_ count: Int, chunkSize: Int = elementChunk, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let size = Swift.max(1, chunkSize)
         let chunks = (count + size - 1) / size

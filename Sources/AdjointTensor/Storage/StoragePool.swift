@@ -64,10 +64,10 @@ public final class StoragePool: @unchecked Sendable {
     private let state: Lock<State>
 
     /// Alignment of every block, in bytes.
-    public static let alignment = 64
+    package static let alignment = 64
 
     /// A pool whose free lists hold at most `cacheLimit` bytes.
-    public init(cacheLimit: Int = 1 << 30) {
+    package init(cacheLimit: Int = 1 << 30) {
         let heads = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: Self.classCount)
         heads.initialize(repeating: nil, count: Self.classCount)
         state = Lock(State(heads: heads, cacheLimit: cacheLimit))
@@ -79,7 +79,7 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     /// The capacity a request of `byteCount` bytes is rounded up to.
-    public static func capacity(for byteCount: Int) -> Int {
+    package static func capacity(for byteCount: Int) -> Int {
         let n = Swift.max(byteCount, alignment)
         let power = 1 << (Int.bitWidth - (n - 1).leadingZeroBitCount)   // next power of two ≥ n
         if power <= 4096 { return power }
@@ -96,7 +96,7 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     /// Returns a block of at least `byteCount` bytes and its capacity.
-    public func allocate(byteCount: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
+    package func allocate(byteCount: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let capacity = Self.capacity(for: byteCount)
         let reused: UnsafeMutableRawPointer? = state.withLock { s in
             s.stats.allocationCount += 1
@@ -121,7 +121,7 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     /// Returns a block obtained from ``allocate(byteCount:)``.
-    public func deallocate(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
+    package func deallocate(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
         let keep: Bool = state.withLock { s in
             s.stats.liveBytes -= capacity
             guard s.stats.cachedBytes + capacity <= s.cacheLimit else { return false }
@@ -149,7 +149,7 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     /// Returns every cached block to the system.
-    public func trim() {
+    package func trim() {
         let lists: [UnsafeMutableRawPointer] = state.withLock { s in
             s.stats.cachedBytes = 0
             return (0..<Self.classCount).compactMap { i in

@@ -28,7 +28,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// The memory accounts charged for this storage (see ``MemoryAccount``).
     private let account: AccountChain?
 
-    public init(dtype: DType, elementCount: Int, device: Device = .cpu) {
+    package init(dtype: DType, elementCount: Int, device: Device = .cpu) {
         let bytes = Swift.max(elementCount, 1) * dtype.byteSize
         let block = StoragePool.shared.allocate(byteCount: bytes)
         // A pooled block may have held elements of another type: bind it to this storage's
