@@ -46,7 +46,7 @@ public struct GradcheckCommand: ParsableCommand {
     }
 
     /// Checks `specs`; returns the printed table and whether every case passed.
-    public static func report(_ specs: [OpSpec], mode: GradcheckMode = .both, order: Int = 1,
+    package static func report(_ specs: [OpSpec], mode: GradcheckMode = .both, order: Int = 1,
                               perCase: Bool = false) -> (text: String, passed: Bool) {
         let checks = GradcheckCheck.selected(mode: mode, order: order)
         struct Row { var name: String; var cases = 0; var worst: [GradcheckCheck: Double] = [:]; var tolerance = 0.0; var failures: [String] = [] }
