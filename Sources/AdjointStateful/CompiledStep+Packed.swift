@@ -431,22 +431,19 @@ struct PackedStep: StepFunction {
                     let n = segment.type.elementCount
                     switch segment.type.dtype {
                     case .float64:
-                        let (s, a) = typed(sum + segment.offset, g + segment.offset, Double.self)
-                        Kernels.accumulate(s, a, count: n)
+                        // The buffers' memory is bound to bytes (`PackedBytes`): rebound to the element type for the call.
+                        (sum + segment.offset).withMemoryRebound(to: Double.self, capacity: n) { s in
+                            (g + segment.offset).withMemoryRebound(to: Double.self, capacity: n) { Kernels.accumulate(s, $0, count: n) }
+                        }
                     case .float32:
-                        let (s, a) = typed(sum + segment.offset, g + segment.offset, Float.self)
-                        Kernels.accumulate(s, a, count: n)
+                        (sum + segment.offset).withMemoryRebound(to: Float.self, capacity: n) { s in
+                            (g + segment.offset).withMemoryRebound(to: Float.self, capacity: n) { Kernels.accumulate(s, $0, count: n) }
+                        }
                     default: throw TensorError.unsupportedDType(op: "CompiledStep", dtype: segment.type.dtype, detail: "parameter gradients must be f64 or f32")
                     }
                 }
             }
         }
-    }
-
-    /// A segment of the total and of the gradient as elements of type `T` (the buffers' bytes
-    /// were written as `T` by the compiled program's outputs).
-    private func typed<T>(_ sum: UnsafeMutableRawPointer, _ g: UnsafeMutableRawPointer, _: T.Type) -> (UnsafeMutablePointer<T>, UnsafePointer<T>) {
-        (sum.assumingMemoryBound(to: T.self), UnsafePointer(g.assumingMemoryBound(to: T.self)))
     }
 
     func serialize(_ s: PackedBytes) throws -> [UInt8] { s.array }
