@@ -4,6 +4,9 @@ import AdjointTensor
 public enum AutodiffError: Error, Equatable, CustomStringConvertible {
     /// `gradient`/`valueWithGradient` of a function whose result has more than one element.
     case nonScalarOutput(shape: [Int])
+    /// `hessian`, `hvp` or `gradientAndHVP` (the `transform`) of a function whose result has more
+    /// than one element: second derivatives of that kind exist for scalar functions only.
+    case nonScalarFunction(transform: String, shape: [Int])
     /// A pullback was called after ``Pullback/release()``.
     case tapeReleased
     /// A cotangent (or tangent) reached an operator whose derivative is not implemented. `node` is
@@ -32,6 +35,8 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .nonScalarOutput(shape):
             return "gradient needs a scalar result, but the function returned shape \(s(shape)); use vjp(at:of:) and pass a cotangent, or reduce the result (sum, mean) first"
+        case let .nonScalarFunction(transform, shape):
+            return "\(transform) needs a scalar-valued function, but it returned shape \(s(shape)); reduce the result to one element first (sum, mean, or pick a component), or take jacobian(of:at:) of its jacobian for a vector-valued function"
         case .tapeReleased:
             return "backward through a released tape: this pullback's tape was released; record the function again"
         case let .customDerivative(name, detail):

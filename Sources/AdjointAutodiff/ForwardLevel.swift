@@ -47,8 +47,15 @@ public final class ForwardLevel: InterpreterLevel {
     public static let maxPendingDepth = 16
 
     package let levelID = InterpreterStack.makeLevelID()
+    /// Whether a read of a tracked value has been reported (``ValueReadDiagnostics``).
+    private var reportedValueRead = false
 
     public init() {}
+
+    package func valueRead(_ tensor: Tensor) {
+        guard tensor.traceTags.tag(at: levelID) != nil else { return }
+        ValueReadDiagnostics.report(tensor, transform: "forward mode (jvp, hvp, jacobian)", reported: &reportedValueRead)
+    }
 
     /// Starts tracking `x` with tangent `direction` (same shape and dtype, checked by the caller).
     func seed(_ x: inout Tensor, direction: Tensor) {

@@ -30,6 +30,13 @@ public final class Tape: InterpreterLevel {
     }
 
     package let levelID = InterpreterStack.makeLevelID()
+    /// Whether a read of a tracked value has been reported (``ValueReadDiagnostics``).
+    private var reportedValueRead = false
+
+    package func valueRead(_ tensor: Tensor) {
+        guard tensor.traceTags.id(at: levelID) != nil else { return }
+        ValueReadDiagnostics.report(tensor, transform: "reverse mode (gradient, vjp, hvp)", reported: &reportedValueRead)
+    }
 
     /// Everything recorded, in one value: recording an operation modifies it in one access (one
     /// exclusivity check) rather than one per field.

@@ -106,15 +106,15 @@ extension TensorStep: ForwardSensitivityStep {
             }
             if next == nil {
                 next = value.state
-                lossValue = try value.loss.item()
+                lossValue = try value.loss.untracked.item()
             }
             tangents.append(tangent.state)
-            derivatives.append(try tangent.loss.item())
+            derivatives.append(try tangent.loss.untracked.item())
         }
         guard let next else {
             // No parameter scalars: nothing to carry.
             let result = try stepAndLoss(arguments, input: input, loss: loss)
-            return (result.state, [], try result.loss.item(), parameters)
+            return (result.state, [], try result.loss.untracked.item(), parameters)
         }
         return (next, tangents, lossValue, try Self.pack(derivatives, like: parameters))
     }
@@ -123,7 +123,7 @@ extension TensorStep: ForwardSensitivityStep {
         guard let (value, g) = try finalLoss(state, loss: loss) else { return nil }
         let flat = g.tensors
         let derivatives = try sensitivity.map { s in
-            try zip(flat, s.tensors).reduce(0.0) { sum, pair in sum + (try (pair.0 * pair.1).sum().item()) }
+            try zip(flat, s.tensors).reduce(0.0) { sum, pair in sum + (try (pair.0 * pair.1).sum().untracked.item()) }
         }
         return (value, try Self.pack(derivatives, like: parameters))
     }

@@ -34,7 +34,7 @@ public struct TensorStep<State: ParameterCollection, Input, Parameters: Paramete
         let (result, pullback) = try vjp(at: StepArguments(state: state, parameters: parameters)) { arguments in
             try stepAndLoss(arguments, input: input, loss: loss)
         }
-        let lossValue = try result.loss.item()
+        let lossValue = try result.loss.untracked.item()
         return RecordedStep(next: result.state, loss: lossValue) { cotangent in
             let seed = StepResult(state: try cotangent ?? result.state.mapTensors { try $0.zerosLike() },
                                   loss: try result.loss.onesLike())

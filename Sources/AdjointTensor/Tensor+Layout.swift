@@ -22,26 +22,32 @@ extension Tensor {
         try dispatch1(.slice, .region(starts: starts, ends: ends), [self])
     }
 
-    /// `ranges` on the leading axes; whole extents on the rest.
+    /// `ranges` on the leading axes; whole extents on the rest. A negative bound counts from the
+    /// end of its axis (`-1` is the last element), as in NumPy.
     public func slice(_ ranges: [Range<Int>]) throws -> Tensor {
         let (starts, ends) = try regionBounds(ranges, op: OpCode.slice.rawValue)
         return try slice(starts: starts, ends: ends)
     }
 
-    /// `x[r0, r1, …]` on the leading axes.
-    public subscript(_ ranges: Range<Int>...) -> Tensor {
-        get throws { try slice(ranges) }
-    }
-
+    /// The region of `ranges` on the leading axes, negative bounds counted from the end.
     func regionBounds(_ ranges: [Range<Int>], op: String) throws -> ([Int], [Int]) {
         guard ranges.count <= rank else {
-            throw TensorError.invalidArgument(op: op, detail: "\(ranges.count) ranges for a tensor of rank \(rank)")
+            throw TensorError.invalidArgument(op: op, detail: "\(ranges.count) ranges for a tensor of rank \(rank), shape \(shapeText(shape))")
         }
         var starts = [Int](repeating: 0, count: rank), ends = shape
-        for (axis, r) in ranges.enumerated() { starts[axis] = r.lowerBound; ends[axis] = r.upperBound }
+        for (axis, r) in ranges.enumerated() {
+            let n = shape[axis]
+            starts[axis] = r.lowerBound < 0 ? r.lowerBound + n : r.lowerBound
+            ends[axis] = r.upperBound < 0 ? r.upperBound + n : r.upperBound
+            guard 0 <= starts[axis], starts[axis] <= ends[axis], ends[axis] <= n else {
+                throw TensorError.sliceOutOfBounds(op: op, shape: shape, axis: axis, requested: "\(r.lowerBound)..<\(r.upperBound)")
+            }
+        }
         return (starts, ends)
     }
 
+    /// The tensors joined along an existing `axis` (to join rank-0 tensors or add an axis, use
+    /// ``stack(_:axis:)``).
     public static func concat(_ tensors: [Tensor], axis: Int = 0) throws -> Tensor {
         try dispatch1(.concat, .axis(axis), tensors)
     }

@@ -10,6 +10,9 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case invalidAxis(op: String, axis: Int, rank: Int)
     /// An index outside its bound.
     case indexOutOfRange(op: String, index: Int, bound: Int, position: String)
+    /// A slice that does not lie within the tensor: `requested` as written, `axis` the first axis
+    /// where it does not fit.
+    case sliceOutOfBounds(op: String, shape: [Int], axis: Int, requested: String)
     /// An argument that is invalid for another reason.
     case invalidArgument(op: String, detail: String)
     /// An element value that cannot be converted or used.
@@ -24,6 +27,9 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
             return "\(op): axis \(axis) is out of range for a tensor of rank \(rank) (valid: \(-rank) ..< \(rank))"
         case let .indexOutOfRange(op, index, bound, position):
             return "\(op): index \(index) at \(position) is out of range 0 ..< \(bound)"
+        case let .sliceOutOfBounds(op, shape, axis, requested):
+            let n = axis < shape.count ? shape[axis] : 0
+            return "\(op): the slice \(requested) on axis \(axis) does not fit a tensor of shape \(shapeText(shape)): axis \(axis) has \(n) elements, so bounds must lie in 0...\(n) (or -\(n)...-1, counted from the end)"
         case let .invalidArgument(op, detail): return "\(op): invalid argument: \(detail)"
         case let .invalidValue(op, detail): return "\(op): invalid value: \(detail)"
         }

@@ -56,7 +56,14 @@ public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: Jacobi
 /// to each basis vector, so `f` and its backward pass run once and each column costs one tangent
 /// replay of the backward pass.
 public func hessian(of f: (Tensor) throws -> Tensor, at x: Tensor) throws -> Tensor {
-    try jacobian(of: { try gradient(at: $0, of: f) }, at: x, mode: .forward)
+    try scalarOnly("hessian") { try jacobian(of: { try gradient(at: $0, of: f) }, at: x, mode: .forward) }
+}
+
+/// Runs a second-order transform, naming it when the function it differentiates is not scalar.
+private func scalarOnly<R>(_ transform: String, _ body: () throws -> R) throws -> R {
+    do { return try body() } catch AutodiffError.nonScalarOutput(let shape) {
+        throw AutodiffError.nonScalarFunction(transform: transform, shape: shape)
+    }
 }
 
 /// The Hessian-vector product `∇²f(x)·v` of a scalar-valued `f`, by forward-over-reverse: the
@@ -71,7 +78,7 @@ public func hvp<P: ParameterCollection>(at x: P, direction: P, of f: (P) throws 
 public func gradientAndHVP<P: ParameterCollection>(
     at x: P, direction: P, of f: (P) throws -> Tensor
 ) throws -> (gradient: P, hvp: P) {
-    let (g, hv) = try jvp(at: x, direction: direction) { try gradient(at: $0, of: f) }
+    let (g, hv) = try scalarOnly("hvp") { try jvp(at: x, direction: direction) { try gradient(at: $0, of: f) } }
     return (g, hv)
 }
 

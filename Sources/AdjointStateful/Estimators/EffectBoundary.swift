@@ -89,7 +89,7 @@ public struct Decision {
     /// for a single categorical or binary choice, the choice.
     public func events(step: Int, boundary: EffectBoundary) -> [Event] {
         var out = [Event.random(step: step, name: boundary.name, key: boundary.stream.key, counter: randomCounter)]
-        if choice.elementCount == 1, let value = try? choice.item() {
+        if choice.elementCount == 1, let value = try? choice.untracked.item() {
             out.append(Event.decision(step: step, name: boundary.name, choice: Int(value), options: hard.elementCount == 1 ? 2 : hard.elementCount))
         }
         return out

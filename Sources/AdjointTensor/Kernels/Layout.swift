@@ -113,8 +113,7 @@ extension Kernels {
         }
         for axis in 0..<shape.count {
             guard 0 <= starts[axis], starts[axis] <= ends[axis], ends[axis] <= shape[axis] else {
-                throw TensorError.indexOutOfRange(op: op, index: starts[axis] < 0 || starts[axis] > ends[axis] ? starts[axis] : ends[axis],
-                                                  bound: shape[axis] + 1, position: "axis \(axis) (range \(starts[axis])..<\(ends[axis]) of \(shape[axis]))")
+                throw TensorError.sliceOutOfBounds(op: op, shape: shape, axis: axis, requested: "\(starts[axis])..<\(ends[axis])")
             }
         }
     }
@@ -139,6 +138,9 @@ extension Kernels {
 
     static func concat(_ inputs: [Tensor], axis rawAxis: Int, op: OpCode) throws -> Tensor {
         guard let first = inputs.first else { throw TensorError.invalidArgument(op: op.rawValue, detail: "needs at least one input") }
+        if op == .concat, first.rank == 0 {
+            throw TensorError.invalidArgument(op: op.rawValue, detail: "rank-0 tensors have no axis to join along; use stack to make a vector of them")
+        }
         let axis = try ShapeRules.axis(rawAxis, rank: first.rank, op: op.rawValue)
         var total = 0
         for (i, t) in inputs.enumerated() {
