@@ -10,6 +10,11 @@ public protocol ForwardSensitivityStep: StepFunction {
     /// `∂s[0]/∂θ = 0`.
     func zeroSensitivity(state: State, parameters: Parameters) throws -> Sensitivity
 
+    /// `s[0] = initialState(θ)` and `S[0] = ∂s[0]/∂θ`, for a run whose initial state depends on
+    /// the parameters.
+    func initialSensitivity(_ initialState: (Parameters) throws -> State,
+                            parameters: Parameters) throws -> (state: State, sensitivity: Sensitivity)
+
     /// `s[t+1]`, `S[t+1] = ∂F/∂s·S[t] + ∂F/∂θ`, the per-step loss and its total derivative
     /// `dℓ/dθ = ∂ℓ/∂s[t+1]·S[t+1] + ∂ℓ/∂θ`.
     func stepWithSensitivity(_ state: State, sensitivity: Sensitivity, input: Input, parameters: Parameters,
@@ -56,6 +61,16 @@ public struct OnlineSensitivity<Step: ForwardSensitivityStep> {
         sensitivity = try step.zeroSensitivity(state: state, parameters: parameters)
     }
 
+    /// Starts from `s[0] = initialState(θ)` (a starting temperature, a learned initial condition):
+    /// `S[0] = ∂s[0]/∂θ`, so every gradient includes the initial state's dependence on `θ`.
+    public init(_ step: Step, initialState: (Step.Parameters) throws -> Step.State, parameters: Step.Parameters,
+                loss: Step.Loss) throws {
+        self.step = step
+        self.parameters = parameters
+        self.loss = loss
+        (state, sensitivity) = try step.initialSensitivity(initialState, parameters: parameters)
+    }
+
     /// Takes one step with input `x`; returns its loss.
     @discardableResult
     public mutating func advance(input x: Step.Input) throws -> Double {
@@ -89,6 +104,22 @@ extension TensorStep: ForwardSensitivityStep {
     public func zeroSensitivity(state: State, parameters: Parameters) throws -> [State] {
         let zero = try state.mapTensors { try $0.zerosLike() }
         return Array(repeating: zero, count: parameters.tensors.reduce(0) { $0 + $1.elementCount })
+    }
+
+    public func initialSensitivity(_ initialState: (Parameters) throws -> State,
+                                   parameters: Parameters) throws -> (state: State, sensitivity: [State]) {
+        let directions = try Self.unitDirections(parameters)
+        guard !directions.isEmpty else {
+            let state = try initialState(parameters)
+            return (state, try zeroSensitivity(state: state, parameters: parameters))
+        }
+        var state: State?
+        let columns = try directions.map { direction in
+            let (value, tangent) = try jvp(at: parameters, direction: direction, of: initialState)
+            if state == nil { state = value }
+            return tangent
+        }
+        return (state!, columns)
     }
 
     public func stepWithSensitivity(_ state: State, sensitivity: [State], input: Input, parameters: Parameters,

@@ -109,6 +109,27 @@ public func unroll<Step: StepFunction>(
     return try executor.result()
 }
 
+/// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` for a run whose initial state
+/// is a function of the parameters, `s[0] = initialState(θ)` (a starting temperature, a learned
+/// initial condition): `∂L/∂θ` includes `∂L/∂s[0] · ∂s[0]/∂θ`, chained through the pullback of
+/// `initialState`. ``UnrollResult/initialStateGradient`` is still `∂L/∂s[0]`.
+public func unroll<Step: StepFunction>(
+    _ step: Step, initialState: (Step.Parameters) throws -> Step.State, parameters: Step.Parameters, steps: Int,
+    loss: Step.Loss, schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions(),
+    inputs: @escaping (Int) throws -> Step.Input
+) throws -> UnrollResult<Step>
+where Step.State: ParameterCollection, Step.Parameters: ParameterCollection,
+      Step.StateCotangent == Step.State, Step.ParameterGradient == Step.Parameters {
+    let (initial, pullback) = try vjp(at: parameters, of: initialState)
+    defer { pullback.release() }
+    var result = try unroll(step, from: initial, parameters: parameters, steps: steps, loss: loss, schedule: schedule,
+                            options: options, inputs: inputs)
+    var total: Step.ParameterGradient? = result.parameterGradient
+    try step.accumulate(try pullback(result.initialStateGradient), into: &total)
+    result.parameterGradient = total ?? result.parameterGradient
+    return result
+}
+
 /// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` over the inputs of an array
 /// (at least `steps` of them).
 public func unroll<Step: StepFunction>(
