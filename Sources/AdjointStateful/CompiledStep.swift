@@ -56,6 +56,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
     let stateCount: Int, parameterCount: Int
     /// What the packed `unroll` reuses from one unroll to the next (frames, records, buffers).
     let packedSteps = PackedStepCache()
+    /// Whether the body reads an input (false for a step built from a body without one).
+    public private(set) var takesInput = true
 
     /// Traces `step` at example arguments (shapes and dtypes are fixed from them); with `native`,
     /// the programs' arithmetic is also compiled to machine code (`NativeCode`; same results,
@@ -116,6 +118,20 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
             finalProgram = nil
         }
     }
+
+    /// A step whose body reads no input, `(s[t+1], y[t]) = body(s[t], θ)`: an autonomous system
+    /// (a thermal model without weather, a pendulum). Unroll it without `inputs:`
+    /// (``unroll(_:from:parameters:steps:loss:schedule:options:)``); each step is given an empty
+    /// placeholder tensor, which the plan never reads.
+    public init(loss: Loss, state: State, parameters: Parameters, native: NativeCode = .off,
+                _ body: @escaping (_ state: State, _ parameters: Parameters) throws -> (state: State, output: Output)) throws {
+        try self.init(TensorStep { s, _, p in try body(s, p) }, loss: loss, state: state, input: Self.placeholder,
+                      parameters: parameters, native: native)
+        takesInput = false
+    }
+
+    /// The input every step of a step without one is given: no elements.
+    static var placeholder: Tensor { Tensor(uninitialized: [0], dtype: .float64) }
 
     /// `nodes` (indices into `graph`, in order) split into those that do not read any of `sources`,
     /// directly or through earlier nodes, and those that do.

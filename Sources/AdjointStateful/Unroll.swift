@@ -109,6 +109,36 @@ public func unroll<Step: StepFunction>(
     return try executor.result()
 }
 
+/// A step that runs without inputs: ``unroll(_:from:parameters:steps:loss:schedule:options:)``
+/// passes it ``placeholderInput()`` at every step. A ``TensorStep`` whose input is `Void` is one,
+/// and a ``CompiledStep`` built from a body without an input.
+public protocol InputFreeStep: StepFunction {
+    /// The input given at every step; throws ``UnrollError/inputRequired(step:)`` when the step does
+    /// read an input.
+    func placeholderInput() throws -> Input
+}
+
+extension TensorStep: InputFreeStep where Input == Void {
+    public func placeholderInput() {}
+}
+
+extension CompiledStep: InputFreeStep {
+    public func placeholderInput() throws -> Tensor {
+        guard !takesInput else { throw UnrollError.inputRequired(step: "\(Self.self)") }
+        return Self.placeholder
+    }
+}
+
+/// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` of a step that reads no input.
+public func unroll<Step: InputFreeStep>(
+    _ step: Step, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
+    schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions()
+) throws -> UnrollResult<Step> {
+    let input = try step.placeholderInput()
+    return try unroll(step, from: initial, parameters: parameters, steps: steps, loss: loss, schedule: schedule,
+                      options: options) { _ in input }
+}
+
 /// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` for a run whose initial state
 /// is a function of the parameters, `s[0] = initialState(θ)` (a starting temperature, a learned
 /// initial condition): `∂L/∂θ` includes `∂L/∂s[0] · ∂s[0]/∂θ`, chained through the pullback of

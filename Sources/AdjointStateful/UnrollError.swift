@@ -42,6 +42,8 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
     case valueReadWhileTracing(afterOperators: [Int])
     /// ``UnrollOptions/engine`` asked for an engine this step cannot run on (the step's type).
     case engineUnavailable(UnrollEngine, step: String)
+    /// An unroll without inputs of a step that was built to read an input (the step's type).
+    case inputRequired(step: String)
 
     public var description: String {
         switch self {
@@ -55,6 +57,8 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
                 + "values in a compiled plan — express it with Tensor.select, or keep the step a TensorStep"
         case let .engineUnavailable(engine, step):
             return "the \(engine) unroll engine runs CompiledStep only, not \(step); leave UnrollOptions.engine nil or use .stepFunction"
+        case let .inputRequired(step):
+            return "\(step) reads an input at every step: pass inputs: to unroll, or build the step from a body without an input"
         }
     }
 }

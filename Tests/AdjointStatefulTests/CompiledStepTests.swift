@@ -72,6 +72,28 @@ struct CompiledStepTests {
         }
     }
 
+    @Test("a step without an input compiles and unrolls without inputs, bitwise the TensorStep over Void inputs")
+    func noInput() throws {
+        let loss = TrajectoryLoss<Tensor, NoOutput>.both(perStep: { s, _ in try (s * s).sum() }, final: { s in try s.sum() })
+        let s0 = Tensor([0.5, -0.25, 1.0]), theta = Tensor([0.8, 0.1])
+        func body(_ s: Tensor, _ p: Tensor) throws -> (state: Tensor, output: NoOutput) {
+            (try (s * p[0]).tanh() + p[1], NoOutput())
+        }
+        let reference = try unroll(TensorStep<Tensor, Void, Tensor, NoOutput> { s, _, p in try body(s, p) },
+                                   from: s0, parameters: theta, steps: 25, loss: loss, schedule: .binomial(snapshots: 3))
+        for native in [NativeCode.off, .automatic] {
+            let step = try CompiledStep(loss: loss, state: s0, parameters: theta, native: native, body)
+            #expect(!step.takesInput)
+            let result = try unroll(step, from: s0, parameters: theta, steps: 25, loss: loss, schedule: .binomial(snapshots: 3))
+            #expect(result.report.engine == .packed)
+            #expect(result.loss.bitPattern == reference.loss.bitPattern)
+            #expect(bitwiseEqual(result.parameterGradient, reference.parameterGradient) && bitwiseEqual(result.finalState, reference.finalState))
+        }
+        #expect(throws: UnrollError.inputRequired(step: "\(CompiledStep<Tensor, [String: Tensor], Tensor>.self)")) {
+            try unroll(try Self.compiled(), from: Fixture.s0, parameters: Fixture.parameters, steps: 3, loss: Fixture.loss)
+        }
+    }
+
     @Test("new parameter values flow through the plan (they are arguments, not captures)")
     func newParameters() throws {
         let step = try Self.compiled()
