@@ -15,6 +15,13 @@ public struct UnrollResult<Step: StepFunction> {
     public var finalState: Step.State
     /// What the schedule did.
     public var report: UnrollReport
+
+    @usableFromInline
+    init(loss: Double, parameterGradient: Step.ParameterGradient, initialStateGradient: Step.StateCotangent,
+         finalState: Step.State, report: UnrollReport) {
+        (self.loss, self.parameterGradient, self.initialStateGradient, self.finalState, self.report)
+            = (loss, parameterGradient, initialStateGradient, finalState, report)
+    }
 }
 
 /// Settings of an unroll that do not change its result.
@@ -89,6 +96,7 @@ public struct UnrollOptions {
 ///
 /// - Throws: ``UnrollError`` for bad arguments, ``ReplayDivergence`` when a recomputed state
 ///   differs from the original, and whatever the step or loss throws.
+@inlinable
 public func unroll<Step: StepFunction>(
     _ step: Step, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
     schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions(),
@@ -130,6 +138,7 @@ extension CompiledStep: InputFreeStep {
 }
 
 /// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` of a step that reads no input.
+@inlinable
 public func unroll<Step: InputFreeStep>(
     _ step: Step, from initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
     schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions()
@@ -150,6 +159,7 @@ public func unroll<Step: StepFunction>(
 ) throws -> UnrollResult<Step>
 where Step.State: ParameterCollection, Step.Parameters: ParameterCollection,
       Step.StateCotangent == Step.State, Step.ParameterGradient == Step.Parameters {
+    // Not inlinable: a step of tensors gains nothing from specialization, and `vjp` is not.
     let (initial, pullback) = try vjp(at: parameters, of: initialState)
     defer { pullback.release() }
     var result = try unroll(step, from: initial, parameters: parameters, steps: steps, loss: loss, schedule: schedule,
@@ -162,6 +172,7 @@ where Step.State: ParameterCollection, Step.Parameters: ParameterCollection,
 
 /// ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)`` over the inputs of an array
 /// (at least `steps` of them).
+@inlinable
 public func unroll<Step: StepFunction>(
     _ step: Step, from initial: Step.State, parameters: Step.Parameters, inputs: [Step.Input], steps: Int? = nil,
     loss: Step.Loss, schedule: CheckpointSchedule = .binomial(snapshots: 32), options: UnrollOptions = UnrollOptions()
@@ -176,66 +187,71 @@ public func unroll<Step: StepFunction>(
 ///
 /// A value with `mutating` methods, owned by the one call that runs the schedule: the compiler
 /// checks exclusive access to its state statically, so the per-step path pays no dynamic checks.
+/// Inlinable, with `unroll`: a call with a step of concrete types runs an executor specialized for
+/// them, so a step whose own work is small (a struct of scalars under `_Differentiation`) does not
+/// pay for generic metadata lookups on every action.
+@usableFromInline
 struct UnrollExecutor<Step: StepFunction> {
-    let step: Step
-    let parameters: Step.Parameters
-    let steps: Int
-    let loss: Step.Loss
-    let inputs: (Int) throws -> Step.Input
-    let options: UnrollOptions
-    let template: Step.State
-    let diskSlots: Int
-    let plannedEvaluations: Int
+    @usableFromInline let step: Step
+    @usableFromInline let parameters: Step.Parameters
+    @usableFromInline let steps: Int
+    @usableFromInline let loss: Step.Loss
+    @usableFromInline let inputs: (Int) throws -> Step.Input
+    @usableFromInline let options: UnrollOptions
+    @usableFromInline let template: Step.State
+    @usableFromInline let diskSlots: Int
+    @usableFromInline let plannedEvaluations: Int
 
     /// The current state and the step it is at (`nil` after its snapshot was consumed).
-    var current: Step.State?
-    var currentStep = 0
+    @usableFromInline var current: Step.State?
+    @usableFromInline var currentStep = 0
     /// Stored states by step: in memory, or in a file (multi-tier), with the bytes each holds.
-    var snapshots: StepTable<Snapshot>
+    @usableFromInline var snapshots: StepTable<Snapshot>
     /// This thread's interpreter stack, whose `unrollStep` names the step being taken.
-    let stack = InterpreterStack.current
+    @usableFromInline let stack = InterpreterStack.current
 
-    struct Snapshot {
-        enum Place { case memory(Step.State), disk(String) }
-        var place: Place
-        var bytes: Int
+    @usableFromInline struct Snapshot {
+        @usableFromInline enum Place { case memory(Step.State), disk(String) }
+        @usableFromInline var place: Place
+        @usableFromInline var bytes: Int
+        @inlinable init(place: Place, bytes: Int) { (self.place, self.bytes) = (place, bytes) }
     }
-    var liveSnapshotBytes = 0
+    @usableFromInline var liveSnapshotBytes = 0
     /// Recorded steps awaiting their pullback: the latest in `lastRecorded` (a schedule that
     /// records one step and reverses it at once never touches the table), older ones in
     /// `recorded`.
-    var recorded = StepTable<RecordedStep<Step>>()
-    var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
-    var cotangent: Step.StateCotangent?
-    var initialCotangent: Step.StateCotangent?
-    var gradient: Step.ParameterGradient?
-    var lossValue = 0.0
-    var finalState: Step.State?
+    @usableFromInline var recorded = StepTable<RecordedStep<Step>>()
+    @usableFromInline var lastRecorded: (step: Int, taken: RecordedStep<Step>)?
+    @usableFromInline var cotangent: Step.StateCotangent?
+    @usableFromInline var initialCotangent: Step.StateCotangent?
+    @usableFromInline var gradient: Step.ParameterGradient?
+    @usableFromInline var lossValue = 0.0
+    @usableFromInline var finalState: Step.State?
     /// The hash of each checked `s[k]` the first time it was computed (slot `k / hashStride`,
     /// `s[steps]` in the last slot); 0 means not yet.
-    var hashes: [UInt64]
+    @usableFromInline var hashes: [UInt64]
     /// Every `hashStride`-th state is checked (1 when the horizon fits ``UnrollOptions/verificationHashes``).
-    let hashStride: Int
-    var report = UnrollReport()
+    @usableFromInline let hashStride: Int
+    @usableFromInline var report = UnrollReport()
     /// For a segment of a longer run (``unroll(_:recorded:parameters:template:loss:schedule:options:)``):
     /// the index of the segment's first step in the whole run (for messages), and the cotangent of
     /// the segment's last state when it is not the run's last (then the final loss does not apply).
-    var offset = 0
-    var terminalCotangent: Step.StateCotangent?
-    var appliesFinalLoss = true
-    var directory: String?
-    var ownsDirectory = false
-    var evaluations = 0
+    @usableFromInline var offset = 0
+    @usableFromInline var terminalCotangent: Step.StateCotangent?
+    @usableFromInline var appliesFinalLoss = true
+    @usableFromInline var directory: String?
+    @usableFromInline var ownsDirectory = false
+    @usableFromInline var evaluations = 0
     /// The input cache (``UnrollOptions/inputCacheSlots``): the step each slot holds (-1: none).
-    var cachedSteps: [Int]
-    var cachedInputs: [Step.Input?]
+    @usableFromInline var cachedSteps: [Int]
+    @usableFromInline var cachedInputs: [Step.Input?]
     /// Bytes of the tensors the cache holds, per slot and in all.
-    var cachedInputBytes: [Int]
-    var cachedBytes = 0
+    @usableFromInline var cachedInputBytes: [Int]
+    @usableFromInline var cachedBytes = 0
     /// Reads of `inputs` (the rest came from the cache).
-    var inputReads = 0
+    @usableFromInline var inputReads = 0
 
-    init(_ step: Step, initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
+    @inlinable init(_ step: Step, initial: Step.State, parameters: Step.Parameters, steps: Int, loss: Step.Loss,
          schedule: CheckpointSchedule, options: UnrollOptions, inputs: @escaping (Int) throws -> Step.Input,
          plannedEvaluations: Int) throws {
         try schedule.validate()
@@ -254,7 +270,9 @@ struct UnrollExecutor<Step: StepFunction> {
         hashStride = steps + 2 <= budget ? 1 : (steps + budget - 2) / (budget - 2)   // ⌈(steps + 1) / (budget − 2)⌉: ≤ budget slots
         hashes = options.verifyReplay ? [UInt64](repeating: 0, count: steps / hashStride + 2) : []
         snapshots = StepTable(capacity: Swift.min(steps + 1, 64))
-        if schedule == .storeAll { recorded = StepTable(capacity: Swift.min(steps, 1024)) }
+        // storeAll records every step: room for all of them (up to 2^20) at once, rather than
+        // doubling into it (which holds up to twice the entries, three times while it copies).
+        if schedule == .storeAll { recorded = StepTable(capacity: Swift.min(steps, 1 << 20)) }
         // `storeAll` reads each input once: nothing to cache.
         let slots = schedule == .storeAll ? 0 : Swift.min(options.inputCacheSlots, steps)
         cachedSteps = [Int](repeating: -1, count: slots)
@@ -269,14 +287,14 @@ struct UnrollExecutor<Step: StepFunction> {
 
     /// Performs the schedule's actions for `steps` steps. Diagnostics (anomaly reports, profiles)
     /// name the step being taken meanwhile (``InterpreterStack/unrollStep``).
-    mutating func run(_ schedule: CheckpointSchedule) throws {
+    @inlinable mutating func run(_ schedule: CheckpointSchedule) throws {
         let outerStep = stack.unrollStep
         defer { stack.unrollStep = outerStep }
         try schedule.forEachAction(steps: steps) { try perform($0) }
     }
 
     /// Performs one action (inside ``run(_:)``).
-    mutating func perform(_ action: CheckpointAction) throws {
+    @inlinable mutating func perform(_ action: CheckpointAction) throws {
         let stack = stack
         switch action {
         case let .advance(to):
@@ -349,7 +367,7 @@ struct UnrollExecutor<Step: StepFunction> {
         }
     }
 
-    func result() throws -> UnrollResult<Step> {
+    @inlinable func result() throws -> UnrollResult<Step> {
         guard let gradient, let initialCotangent, let finalState else {
             preconditionFailure("the schedule ended before reversing every step")
         }
@@ -359,7 +377,7 @@ struct UnrollExecutor<Step: StepFunction> {
                             finalState: finalState, report: report)
     }
 
-    mutating func input(_ k: Int) throws -> Step.Input {
+    @inlinable mutating func input(_ k: Int) throws -> Step.Input {
         let slots = cachedSteps.count
         guard slots > 0 else {
             inputReads += 1
@@ -381,35 +399,35 @@ struct UnrollExecutor<Step: StepFunction> {
     }
 
     /// The bytes of a tensor input's elements (0 for inputs of other types).
-    static func tensorBytes(_ x: Step.Input) -> Int {
+    @inlinable static func tensorBytes(_ x: Step.Input) -> Int {
         if let t = x as? Tensor { return t.elementCount * t.dtype.byteSize }
         if let c = x as? any ParameterCollection { return c.tensors.reduce(0) { $0 + $1.elementCount * $1.dtype.byteSize } }
         return 0
     }
 
-    func currentState(for action: CheckpointAction) throws -> Step.State {
+    @inlinable func currentState(for action: CheckpointAction) throws -> Step.State {
         guard let current else { preconditionFailure("'\(action)' with no current state") }
         return current
     }
 
     /// The hash slot of `s[k]`, or `nil` when `s[k]` is not checked.
-    @inline(__always) func hashSlot(_ k: Int) -> Int? {
+    @inlinable @inline(__always) func hashSlot(_ k: Int) -> Int? {
         if k == steps { return hashes.count - 1 }
         return k % hashStride == 0 ? k / hashStride : nil
     }
 
     /// Sets the original hash of `s[k]` (a recorded run's live hash) before the unroll runs.
-    mutating func seedHash(_ hash: StateHash, at k: Int) {
+    @inlinable mutating func seedHash(_ hash: StateHash, at k: Int) {
         if let slot = hashSlot(k) { hashes[slot] = Swift.max(1, hash.value) }
     }
 
     /// Records or compares the hash of `s[k]`.
-    mutating func check(_ state: Step.State, at k: Int) throws {
+    @inlinable mutating func check(_ state: Step.State, at k: Int) throws {
         guard options.verifyReplay, hashSlot(k) != nil else { return }
         try check(step.hash(state), at: k)
     }
 
-    mutating func check(_ hash: StateHash, at k: Int) throws {
+    @inlinable mutating func check(_ hash: StateHash, at k: Int) throws {
         guard let slot = hashSlot(k) else { return }
         var h = hash.value
         if h == 0 { h = 1 }
@@ -423,12 +441,12 @@ struct UnrollExecutor<Step: StepFunction> {
         }
     }
 
-    mutating func tick() {
+    @inlinable mutating func tick() {
         evaluations += 1
         options.progress?(evaluations, plannedEvaluations)
     }
 
-    mutating func store(_ state: Step.State, at k: Int) throws {
+    @inlinable mutating func store(_ state: Step.State, at k: Int) throws {
         precondition(snapshots[k] == nil, "store \(k): s[\(k)] is already stored")
         let bytes = step.byteCount(of: state)
         if snapshots.count < diskSlots {
@@ -444,7 +462,7 @@ struct UnrollExecutor<Step: StepFunction> {
         report.peakSnapshotBytes = max(report.peakSnapshotBytes, liveSnapshotBytes)
     }
 
-    mutating func snapshot(_ k: Int) throws -> Step.State {
+    @inlinable mutating func snapshot(_ k: Int) throws -> Step.State {
         guard let stored = snapshots[k] else { preconditionFailure("restore \(k): no snapshot of s[\(k)]") }
         switch stored.place {
         case let .memory(state):
@@ -455,7 +473,7 @@ struct UnrollExecutor<Step: StepFunction> {
         }
     }
 
-    mutating func snapshotDirectory() throws -> String {
+    @inlinable mutating func snapshotDirectory() throws -> String {
         if let directory { return directory }
         let path = options.snapshotDirectory
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-snapshots-\(UUID().uuidString)").path
@@ -469,7 +487,7 @@ struct UnrollExecutor<Step: StepFunction> {
         return path
     }
 
-    mutating func removeSnapshotFiles() {
+    @inlinable mutating func removeSnapshotFiles() {
         for (_, stored) in snapshots.entries {
             guard case let .disk(path) = stored.place else { continue }
             try? FileManager.default.removeItem(atPath: path)

@@ -63,55 +63,84 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
     public typealias ParameterGradient = Parameters.TangentVector
 
     public let body: @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State
+    /// When a step is differentiated (see ``Recording``).
+    public let recording: Recording
 
-    /// `total += gradient` and `seed += cotangent`, made where the step is created. The unroll
-    /// driver calls this adapter through its protocol, unspecialized; the toolchain's `+` on an
-    /// array's tangent (`Array.DifferentiableView`) run unspecialized instantiates generic
-    /// metadata for every call (≈ 70 K instructions for 21 parameters). Closures formed in the
-    /// inlinable initializer are compiled for the caller's concrete types.
-    @usableFromInline let addParameterGradient: (inout Parameters.TangentVector, Parameters.TangentVector) -> Void
-    @usableFromInline let addStateCotangent: (inout State.TangentVector, State.TangentVector) -> Void
-
-    @inlinable
-    public init(_ body: @escaping @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State) {
-        self.body = body
-        addParameterGradient = { $0 += $1 }
-        addStateCotangent = { $0 += $1 }
+    /// When a recorded step is differentiated.
+    public enum Recording: Sendable {
+        /// When its pullback runs: recording keeps the step's state and input (and the per-step
+        /// loss value) and runs the step forward once; the pullback runs `valueWithPullback` then.
+        /// Each step is evaluated once more, without derivatives, and a recorded step holds its
+        /// state rather than `_Differentiation`'s pullback (for a small step, tens of bytes where
+        /// the pullback's saved values take hundreds), so `storeAll` needs less memory than a
+        /// plain `_Differentiation` loop. The default.
+        case deferred
+        /// When it is recorded: `valueWithPullback` runs at once and the recorded step holds its
+        /// pullback. No extra forward evaluation; more memory per recorded step. For steps whose
+        /// forward pass costs as much as their derivative.
+        case eager
     }
 
+    // The per-step methods are inlinable, and so is `unroll`: a call of `unroll` with a
+    // `SwiftADStep` of concrete types is specialized where it is made, and `valueWithPullback`,
+    // the tangent additions (`+` on an array's `DifferentiableView`) and the hashing run compiled
+    // for those types. Run unspecialized, they instantiate generic metadata and look up
+    // conformances at every call — several times the cost of a small step.
+
+    @inlinable
+    public init(recording: Recording = .deferred,
+                _ body: @escaping @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State) {
+        self.body = body
+        self.recording = recording
+    }
+
+    /// `body` with its input fixed: the function of state and parameters that one step
+    /// differentiates. (A closure cannot be differentiated inside inlinable code; this one is
+    /// formed here, and its derivative calls the body's, which is compiled for the caller's types.)
+    @usableFromInline
+    func bound(_ input: Input) -> @differentiable(reverse) (State, Parameters) -> State {
+        let body = body
+        return { s, p in body(s, input, p) }
+    }
+
+    @inlinable
     public func step(_ state: State, input: Input, parameters: Parameters) throws -> State {
         body(state, input, parameters)
     }
 
+    @inlinable
     public func recordStep(_ state: State, input: Input, parameters: Parameters, loss: Loss) throws -> RecordedStep<Self> {
-        let body = body, add = addStateCotangent
-        let (next, pullback) = valueWithPullback(at: state, parameters) { s, p in body(s, input, p) }
-        var value = 0.0
-        var lossGradient: State.TangentVector?
-        if let perStep = loss.perStep {
-            let (l, g) = valueWithGradient(at: next, of: perStep)
-            value = l
-            lossGradient = g
-        }
-        return RecordedStep(next: next, loss: value) { cotangent in
-            var seed = next.zeroTangent
-            if let cotangent { add(&seed, cotangent) }
-            if let lossGradient { add(&seed, lossGradient) }
-            let (ds, dp) = pullback(seed)
-            return (ds, dp)
+        switch recording {
+        case .deferred:
+            let next = body(state, input, parameters)
+            let perStep = loss.perStep
+            let value = perStep.map { $0(next) } ?? 0
+            return RecordedStep(next: next, loss: value) { [self] cotangent in
+                let (next, pullback) = valueWithPullback(at: state, parameters, of: bound(input))
+                return pullback(seed(cotangent, next: next, perStep: perStep))
+            }
+        case .eager:
+            let (next, pullback) = valueWithPullback(at: state, parameters, of: bound(input))
+            let perStep = loss.perStep
+            let value = perStep.map { $0(next) } ?? 0
+            return RecordedStep(next: next, loss: value) { cotangent in
+                pullback(seed(cotangent, next: next, perStep: perStep))
+            }
         }
     }
 
+    @inlinable
     public func finalLoss(_ state: State, loss: Loss) throws -> (value: Double, cotangent: State.TangentVector)? {
         guard let final = loss.final else { return nil }
         let (value, g) = valueWithGradient(at: state, of: final)
         var cotangent = state.zeroTangent
-        addStateCotangent(&cotangent, g)
+        cotangent += g
         return (value, cotangent)
     }
 
+    @inlinable
     public func accumulate(_ gradient: Parameters.TangentVector, into total: inout Parameters.TangentVector?) throws {
-        if total == nil { total = gradient } else { addParameterGradient(&total!, gradient) }
+        if total == nil { total = gradient } else { total! += gradient }
     }
 
     public func serialize(_ state: State) throws -> [UInt8] {
@@ -126,13 +155,25 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
         }
     }
 
+    @inlinable
     public func hash(_ state: State) -> StateHash {
         var hasher = StateHasher()
         state.hash(into: &hasher)
         return hasher.finalize()
     }
 
-    public func byteCount(of state: State) -> Int { state.snapshotByteCount }
+    @inlinable public func byteCount(of state: State) -> Int { state.snapshotByteCount }
+}
+
+/// The cotangent a step's pullback starts from: the next state's (dense: see
+/// ``SwiftADState/zeroTangent``) plus the per-step loss's gradient at it.
+@inlinable
+func seed<State: SwiftADState>(_ cotangent: State.TangentVector?, next: State,
+                               perStep: (@differentiable(reverse) (State) -> Double)?) -> State.TangentVector {
+    var seed = next.zeroTangent
+    if let cotangent { seed += cotangent }
+    if let perStep { seed += gradient(at: next, of: perStep) }
+    return seed
 }
 
 /// The loss of a trajectory run by a ``SwiftADStep``: per-step terms `ℓ(s[t+1])`, a final term

@@ -54,4 +54,30 @@ struct SwiftADStepTests {
         #expect(abs(result.loss - L) < 1e-12)
         #expect(abs(result.parameterGradient - dL) < 1e-10)
     }
+
+    @Test("the struct-of-scalars example: deferred and eager recording agree bitwise, with each other and with plain _Differentiation, under every schedule",
+          arguments: [CheckpointSchedule.storeAll, .binomial(snapshots: 3), .multiTier(ram: 1, disk: 2)])
+    func oscillator(schedule: CheckpointSchedule) throws {
+        let m = ControlledOscillator(), w = m.nominalParameters
+        let deferred = try m.gradient(parameters: w, steps: 60, schedule: schedule, recording: .deferred)
+        let eager = try m.gradient(parameters: w, steps: 60, schedule: schedule, recording: .eager)
+        let plain = m.plainGradient(parameters: w, steps: 60)
+        #expect(deferred.loss.bitPattern == eager.loss.bitPattern && deferred.loss.bitPattern == plain.loss.bitPattern)
+        #expect(deferred.parameterGradient.base == eager.parameterGradient.base)
+        #expect(deferred.parameterGradient.base == plain.gradient)
+        #expect(deferred.finalState == eager.finalState)
+        #expect(deferred.parameterGradient.base.contains { $0 != 0 } && deferred.report.recordedSteps == 60)
+    }
+
+    @Test("per-step losses are seeded the same way by both recordings")
+    func perStepLossBothRecordings() throws {
+        @differentiable(reverse) func decay(_ s: Double, _ x: Double, _ k: Double) -> Double { s * k + x }
+        let loss = SwiftADLoss<Double>.both(perStep: { s in s * s }, final: { s in 3 * s })
+        let results = try [SwiftADStep<Double, Double, Double>.Recording.deferred, .eager].map { recording in
+            try unroll(SwiftADStep<Double, Double, Double>(recording: recording, decay), from: 1.0, parameters: 0.9, steps: 25,
+                       loss: loss, schedule: .binomial(snapshots: 2)) { t in 0.01 * Double(t % 3) }
+        }
+        #expect(results[0].loss == results[1].loss && results[0].parameterGradient == results[1].parameterGradient)
+        #expect(results[0].initialStateGradient == results[1].initialStateGradient)
+    }
 }

@@ -2,6 +2,8 @@
 // size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
 //
 //   TimeBenchmarks thermal <swiftad|tensor|compiled|native|plain> <steps> [schedule] [repeats]
+//   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain> <steps> [schedule] [repeats]
+//                                                  (ControlledOscillator: 3-Float state, 20 Float parameters)
 //   TimeBenchmarks scalar-chain [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
@@ -103,6 +105,30 @@ case "thermal":
         fields["input_reads"] = report.inputReads
     }
     emit(fields)
+case "oscillator":
+    let adapter = args[2], steps = Int(args[3])!
+    let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .storeAll
+    let repeats = args.count > 5 ? Int(args[5])! : 5
+    let m = ControlledOscillator()
+    var times: [Double] = [], loss = 0.0, norm = 0.0
+    for _ in 0..<repeats {
+        times.append(try seconds {
+            switch adapter {
+            case "swiftad", "swiftad-eager":
+                let r = try m.gradient(parameters: m.nominalParameters, steps: steps, schedule: schedule,
+                                       recording: adapter == "swiftad" ? .deferred : .eager, options: UnrollOptions(verifyReplay: false))
+                (loss, norm) = (r.loss, euclideanNorm(r.parameterGradient.base.map(Double.init)))
+            case "plain":
+                let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
+                (loss, norm) = (r.loss, euclideanNorm(r.gradient.map(Double.init)))
+            default:
+                fatalError("adapter must be swiftad, swiftad-eager or plain")
+            }
+        })
+    }
+    emit(["model": "oscillator", "adapter": adapter, "steps": steps, "schedule": adapter == "plain" ? "loop" : schedule.description,
+          "ms": median(times) * 1000, "us_per_step": median(times) * 1e6 / Double(steps), "peak_rss_kib": peakRSSKiB(),
+          "loss": loss, "gradient_norm": norm, "repeats": repeats])
 case "chain":
     let steps = Int(args[2])!, budget = Int(args[3])! << 20
     let verify = !args.contains("--no-verify")

@@ -45,6 +45,7 @@ extension InterpreterLevel {
 /// The interpreter levels active on the current thread.
 ///
 /// One stack per thread, used only by that thread.
+@usableFromInline
 package final class InterpreterStack {
     /// Levels from outermost (index 0) to innermost.
     package private(set) var levels: [InterpreterLevel] = [] { didSet { summarize() } }
@@ -74,7 +75,7 @@ package final class InterpreterStack {
     var wrapsKernels: Bool { summary.load(ordering: .relaxed) & 1 != 0 }
     /// Where the current operations come from, for diagnostics: the unroll step being taken, and
     /// the tape node whose derivative is being computed.
-    package var unrollStep: Int? {
+    @usableFromInline package var unrollStep: Int? {
         get { let k = unrollStepValue.load(ordering: .relaxed); return k == .min ? nil : k }
         set { unrollStepValue.store(newValue ?? .min, ordering: .relaxed) }
     }
@@ -96,7 +97,7 @@ package final class InterpreterStack {
     }
 
     /// The current thread's stack.
-    package static var current: InterpreterStack { stacks.value }
+    @usableFromInline package static var current: InterpreterStack { stacks.value }
 
     private static let stacks = ThreadLocal { InterpreterStack() }
 
@@ -130,7 +131,6 @@ package final class InterpreterStack {
     /// every level outside it: a tape that saves the output, or a JVP that reads it, then holds a
     /// value the outer levels can differentiate through (JAX reaches the same order by binding an
     /// inner trace's primal computation to the outer traces).
-    @usableFromInline
     func observe(_ call: inout OpCall) throws {
         try forEachVisibleLevel { try $0.process(&call) }
     }

@@ -1,0 +1,97 @@
+import _Differentiation
+import AdjointStateful
+import AdjointSwiftAD
+import Foundation
+
+/// A small-step simulation in the style of published `_Differentiation` code: a mass on a damped
+/// spring (position, velocity) driven by a controller with twenty weights, tracking a reference
+/// signal; the state is a struct of three `Float`s (the third accumulates the squared tracking
+/// error, so the loss is the final state's) and the parameters are twenty `Float`s. Each step
+/// costs well under a microsecond, so this is where an adapter's per-step overhead shows.
+///
+/// The control is `u = Σ w[i]·φ[i](s, r)` over twenty features of the error `e = r − x`, the
+/// velocity and the position (products, cubes, `tanh`, `sin`); the plant is
+/// `x'' = u − c·x' − k·x` with a semi-implicit Euler step.
+public struct ControlledOscillator {
+    public struct State: SwiftADState, Equatable {
+        public var position: Float
+        public var velocity: Float
+        /// `Σ e²·dt` so far.
+        public var cost: Float
+
+        public init(position: Float, velocity: Float, cost: Float) {
+            (self.position, self.velocity, self.cost) = (position, velocity, cost)
+        }
+
+        public func hash(into hasher: inout StateHasher) {
+            position.hash(into: &hasher)
+            velocity.hash(into: &hasher)
+            cost.hash(into: &hasher)
+        }
+        public var snapshotByteCount: Int { 12 }
+        public var zeroTangent: TangentVector { .zero }
+    }
+
+    public typealias Step = SwiftADStep<State, Float, [Float]>
+    public static let parameterCount = 20
+    public let dt: Float
+
+    public init(dt: Float = 0.01) { self.dt = dt }
+
+    public var initialState: State { State(position: 0, velocity: 0, cost: 0) }
+
+    /// Small gains: a proportional-derivative start, the rest zero plus a little spread so every
+    /// feature's gradient is nonzero.
+    public var nominalParameters: [Float] {
+        (0..<Self.parameterCount).map { i in i == 0 ? 4 : i == 1 ? -1 : 0.01 * Float(i % 5) }
+    }
+
+    /// The reference: a square wave of period 2 s smoothed by a sine.
+    public func reference(_ k: Int) -> Float {
+        let t = Float(k) * dt
+        return (sin(Float.pi * t) >= 0 ? 1 : -1) * 0.5 + 0.2 * sin(3 * t)
+    }
+
+    public var step: Step { step(recording: .deferred) }
+
+    public func step(recording: Step.Recording) -> Step {
+        let dt = dt
+        return Step(recording: recording) { s, r, w in oscillatorStep(s, r, w, dt: dt) }
+    }
+
+    /// The accumulated squared error.
+    public var loss: Step.Loss { .final { s in Double(s.cost) } }
+
+    /// Loss and gradient through ``SwiftADStep`` and `unroll`.
+    public func gradient(parameters: [Float], steps: Int, schedule: CheckpointSchedule, recording: Step.Recording = .deferred,
+                         options: UnrollOptions = UnrollOptions()) throws -> UnrollResult<Step> {
+        let references = (0..<steps).map(reference)
+        return try unroll(step(recording: recording), from: initialState, parameters: parameters, inputs: references, loss: loss,
+                          schedule: schedule, options: options)
+    }
+
+    /// Loss and gradient the plain `_Differentiation` way: one pullback through the whole loop.
+    public func plainGradient(parameters: [Float], steps: Int) -> (loss: Double, gradient: [Float]) {
+        let s0 = initialState, dt = dt, references = (0..<steps).map(reference)
+        let (value, g) = valueWithGradient(at: parameters) { w -> Double in
+            var s = s0
+            for k in 0..<withoutDerivative(at: steps) { s = oscillatorStep(s, references[k], w, dt: dt) }
+            return Double(s.cost)
+        }
+        return (value, g.base)
+    }
+}
+
+@differentiable(reverse, wrt: (s, w))
+func oscillatorStep(_ s: ControlledOscillator.State, _ r: Float, _ w: [Float], dt: Float) -> ControlledOscillator.State {
+    let e = r - s.position, v = s.velocity, x = s.position
+    var u = w[0] * e + w[1] * v + w[2] * x + w[3] * e * v
+    u = u + w[4] * e * e + w[5] * v * v + w[6] * x * x + w[7] * e * x
+    u = u + w[8] * v * x + w[9] * e * e * e + w[10] * v * v * v + w[11] * tanh(e)
+    u = u + w[12] * tanh(v) + w[13] * sin(x) + w[14] * (cos(x) - 1) + w[15] * e * v * x
+    u = u + w[16] * tanh(2 * e) + w[17] * r + w[18] * r * e + w[19]
+    let acceleration = u - 0.4 * v - 2 * x
+    let velocity = v + dt * acceleration
+    let position = x + dt * velocity
+    return ControlledOscillator.State(position: position, velocity: velocity, cost: s.cost + e * e * dt)
+}
