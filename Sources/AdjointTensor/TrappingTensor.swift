@@ -13,10 +13,15 @@
 /// is a bug. Every operation is the ``Tensor`` operator (one dispatch, every transform sees it):
 /// `gradient`, `jvp` and `unroll` work through either face, and the results are bitwise equal.
 public struct TrappingTensor {
-    /// The tensor.
-    public var tensor: Tensor
+    @usableFromInline var storage: Tensor
 
-    public init(_ tensor: Tensor) { self.tensor = tensor }
+    /// The tensor (a computed property, so that `_Differentiation` can be given its derivative).
+    public var tensor: Tensor {
+        get { storage }
+        set { storage = newValue }
+    }
+
+    public init(_ tensor: Tensor) { storage = tensor }
 
     /// The result of `body`; a thrown error stops the program with its message.
     @inlinable
