@@ -1,4 +1,5 @@
 // swift-tools-version: 6.1
+import CompilerPluginSupport
 import PackageDescription
 
 let package = Package(
@@ -26,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics.git", from: "1.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        // The macros that derive `ParameterCollection` and `SwiftADState` conformances.
+        .package(url: "https://github.com/swiftlang/swift-syntax.git", "600.0.0"..<"604.0.0"),
         // `swift package generate-documentation` (DocC); a plugin, so it adds nothing to the build.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -40,11 +43,11 @@ let package = Package(
             ]
         ),
         .target(name: "AdjointIO", dependencies: ["AdjointTensor"]),
-        .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor", "AdjointIO"]),
+        .target(name: "AdjointAutodiff", dependencies: ["AdjointTensor", "AdjointIO", "AdjointMacros"]),
         .target(name: "AdjointCompiler", dependencies: ["AdjointAutodiff", "AdjointIO"]),
         .target(name: "AdjointStateful", dependencies: ["AdjointCompiler", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
-        .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful"]),
+        .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful", "AdjointMacros"]),
         .target(name: "AdjointPolicies", dependencies: ["AdjointStateful", "AdjointTraining", "CZstd", "CZlib"]),
         .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointIO", "AdjointCompiler", "AdjointAutodiff", "AdjointStateful", "AdjointTraining", "AdjointPolicies"]),
         .target(
@@ -59,6 +62,13 @@ let package = Package(
         .target(name: "AdjointSwiftADExamples", dependencies: ["AdjointSwiftAD", "AdjointExamples"], path: "Examples/AdjointSwiftADExamples"),
 
         // MARK: Implementation
+        .macro(
+            name: "AdjointMacros",
+            dependencies: [
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            ]
+        ),
         .systemLibrary(
             name: "CBLAS",
             pkgConfig: "openblas",
@@ -74,6 +84,14 @@ let package = Package(
         // MARK: Tests
         .target(name: "AdjointTestSupport", dependencies: ["Adjoint"], path: "Tests/AdjointTestSupport"),
         .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
+        .testTarget(
+            name: "AdjointMacrosTests",
+            dependencies: [
+                "AdjointMacros",
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+            ]
+        ),
         .testTarget(name: "AdjointTests", dependencies: ["Adjoint", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointIOTests", dependencies: ["AdjointIO", "AdjointTestSupport"]),

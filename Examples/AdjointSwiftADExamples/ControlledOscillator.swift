@@ -13,7 +13,8 @@ import Foundation
 /// velocity and the position (products, cubes, `tanh`, `sin`); the plant is
 /// `x'' = u − c·x' − k·x` with a semi-implicit Euler step.
 public struct ControlledOscillator {
-    public struct State: SwiftADState, Equatable {
+    @SwiftADState
+    public struct State: Differentiable, Codable, Equatable {
         public var position: Float
         public var velocity: Float
         /// `Σ e²·dt` so far.
@@ -22,14 +23,6 @@ public struct ControlledOscillator {
         public init(position: Float, velocity: Float, cost: Float) {
             (self.position, self.velocity, self.cost) = (position, velocity, cost)
         }
-
-        public func hash(into hasher: inout StateHasher) {
-            position.hash(into: &hasher)
-            velocity.hash(into: &hasher)
-            cost.hash(into: &hasher)
-        }
-        public var snapshotByteCount: Int { 12 }
-        public var zeroTangent: TangentVector { .zero }
     }
 
     public typealias Step = SwiftADStep<State, Float, [Float]>

@@ -8,22 +8,12 @@ import Foundation
 /// `_Differentiation` (the adapter-(c) form of the thermal benchmark): the same equations, the same
 /// 21 log-multiplier parameters, the same forcing.
 public struct ThermalSwiftAD {
-    public struct State: SwiftADState {
+    @SwiftADState
+    public struct State: Differentiable, Codable {
         public var tank: Double
         public var pipe: [Double]
         public var slab: [Double]
         public var room: Double
-
-        public func hash(into hasher: inout StateHasher) {
-            tank.hash(into: &hasher)
-            pipe.hash(into: &hasher)
-            slab.hash(into: &hasher)
-            room.hash(into: &hasher)
-        }
-        public var snapshotByteCount: Int { 8 * (2 + pipe.count + slab.count) }
-        public var zeroTangent: TangentVector {
-            TangentVector(tank: 0, pipe: pipe.zeroTangent, slab: slab.zeroTangent, room: 0)
-        }
     }
 
     /// `[cos φ, max(0, sin φ)]` of the time of day.

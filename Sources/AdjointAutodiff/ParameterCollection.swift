@@ -4,7 +4,18 @@ import AdjointTensor
 /// can be differentiated as a whole. The gradient has the same type, holding one cotangent per
 /// tensor.
 ///
-/// Conform by visiting every stored tensor in a fixed order, naming each:
+/// Conform with the ``ParameterCollection()`` macro, which visits every stored `var` in declaration
+/// order, named by the property (nested collections as `layer.weight`):
+///
+/// ```swift
+/// @ParameterCollection
+/// struct Dense {
+///     var weight: Tensor, bias: Tensor
+///     @ParameterIgnored var activation = "tanh"   // not a tensor: left out
+/// }
+/// ```
+///
+/// or by hand, visiting every stored tensor in a fixed order and naming each:
 ///
 /// ```swift
 /// struct Dense: ParameterCollection {
@@ -20,6 +31,18 @@ public protocol ParameterCollection {
     /// Calls `visit` on every tensor, in a fixed order, with a stable dotted name.
     mutating func visitTensors(_ visit: (_ name: String, _ tensor: inout Tensor) throws -> Void) rethrows
 }
+
+/// Adds the ``ParameterCollection`` conformance to a struct: a `visitTensors` over every stored
+/// `var`, in declaration order, each named by its property (`name.inner` for nested collections).
+/// Every such property must itself be a ``ParameterCollection`` (a tensor, an array, dictionary or
+/// optional of them, or another such struct); `let` properties and properties marked
+/// ``ParameterIgnored()`` are not visited.
+@attached(extension, conformances: ParameterCollection, names: named(visitTensors))
+public macro ParameterCollection() = #externalMacro(module: "AdjointMacros", type: "ParameterCollectionMacro")
+
+/// Marks a stored property that ``ParameterCollection()`` leaves out (a constant, a setting).
+@attached(peer)
+public macro ParameterIgnored() = #externalMacro(module: "AdjointMacros", type: "ParameterIgnoredMacro")
 
 extension ParameterCollection {
     /// The tensors in visiting order.

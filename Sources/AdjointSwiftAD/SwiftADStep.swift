@@ -20,6 +20,21 @@ public protocol SwiftADState: Differentiable, Codable {
     var zeroTangent: TangentVector { get }
 }
 
+/// Adds the ``SwiftADState`` conformance to a struct whose stored properties are states themselves
+/// (`Double`, `Float`, arrays of them, other such structs): the bit-exact hash, the snapshot size
+/// and the dense zero tangent, over every stored property in declaration order. The struct still
+/// declares `Differentiable` and `Codable`, which the compiler derives:
+///
+/// ```swift
+/// @SwiftADState
+/// struct Pendulum: Differentiable, Codable {
+///     var angle: Float
+///     var velocity: Float
+/// }
+/// ```
+@attached(extension, conformances: SwiftADState, names: named(hash), named(snapshotByteCount), named(zeroTangent))
+public macro SwiftADState() = #externalMacro(module: "AdjointMacros", type: "SwiftADStateMacro")
+
 extension Double: SwiftADState {
     public func hash(into hasher: inout StateHasher) { hasher.combine(bitPattern) }
     public var snapshotByteCount: Int { 8 }

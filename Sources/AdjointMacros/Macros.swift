@@ -1,0 +1,119 @@
+import SwiftCompilerPlugin
+import SwiftDiagnostics
+import SwiftSyntax
+import SwiftSyntaxBuilder
+import SwiftSyntaxMacros
+
+/// The stored instance properties of a struct, in declaration order: `let`s are marked (they
+/// cannot be visited in place), properties with an accessor block (computed, observed) are left
+/// out, and so are those marked `@ParameterIgnored` / `@noDerivative`.
+struct StoredProperty {
+    var name: String
+    var isLet: Bool
+    var ignored: Bool
+}
+
+func storedProperties(of declaration: some DeclGroupSyntax) -> [StoredProperty] {
+    var out: [StoredProperty] = []
+    for member in declaration.memberBlock.members {
+        guard let variable = member.decl.as(VariableDeclSyntax.self) else { continue }
+        if variable.modifiers.contains(where: { $0.name.tokenKind == .keyword(.static) || $0.name.tokenKind == .keyword(.class) }) { continue }
+        let ignored = variable.attributes.contains { attribute in
+            guard let name = attribute.as(AttributeSyntax.self)?.attributeName.trimmedDescription else { return false }
+            return name == "ParameterIgnored" || name == "noDerivative"
+        }
+        let isLet = variable.bindingSpecifier.tokenKind == .keyword(.let)
+        for binding in variable.bindings {
+            guard binding.accessorBlock == nil, let pattern = binding.pattern.as(IdentifierPatternSyntax.self) else { continue }
+            out.append(StoredProperty(name: pattern.identifier.trimmedDescription, isLet: isLet, ignored: ignored))
+        }
+    }
+    return out
+}
+
+struct MacroMessage: DiagnosticMessage {
+    let message: String
+    let diagnosticID: MessageID
+    let severity: DiagnosticSeverity
+    init(_ message: String, id: String) {
+        self.message = message
+        diagnosticID = MessageID(domain: "AdjointMacros", id: id)
+        severity = .error
+    }
+}
+
+/// `@ParameterCollection`: adds the `ParameterCollection` conformance with a `visitTensors` that
+/// visits every stored `var` (each must be a `ParameterCollection`: a tensor, an array, a
+/// dictionary, an optional or a struct of them), named by the property (`layer.weight` for
+/// nested collections), in declaration order. `let` properties and those marked
+/// `@ParameterIgnored` are constants and are not visited.
+public struct ParameterCollectionMacro: ExtensionMacro {
+    public static func expansion(of node: AttributeSyntax, attachedTo declaration: some DeclGroupSyntax,
+                                 providingExtensionsOf type: some TypeSyntaxProtocol, conformingTo protocols: [TypeSyntax],
+                                 in context: some MacroExpansionContext) throws -> [ExtensionDeclSyntax] {
+        guard declaration.is(StructDeclSyntax.self) else {
+            context.diagnose(Diagnostic(node: node, message: MacroMessage("@ParameterCollection applies to structs", id: "notStruct")))
+            return []
+        }
+        let visited = storedProperties(of: declaration).filter { !$0.isLet && !$0.ignored }
+        let body = visited.map { p in
+            "try self.\(p.name).visitTensors { name, tensor in try visit(name.isEmpty ? \"\(p.name)\" : \"\(p.name).\" + name, &tensor) }"
+        }.joined(separator: "\n")
+        let access = declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : ""
+        let extensionDecl: DeclSyntax = """
+            extension \(type.trimmed): ParameterCollection {
+                \(raw: access)mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+                    \(raw: body)
+                }
+            }
+            """
+        return [extensionDecl.cast(ExtensionDeclSyntax.self)]
+    }
+}
+
+/// `@ParameterIgnored`: a stored property `@ParameterCollection` does not visit (a constant, a
+/// configuration value). Expands to nothing.
+public struct ParameterIgnoredMacro: PeerMacro {
+    public static func expansion(of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
+                                 in context: some MacroExpansionContext) throws -> [DeclSyntax] { [] }
+}
+
+/// `@SwiftADState`: adds the `SwiftADState` conformance of a struct whose stored properties are
+/// themselves states (`Double`, `Float`, arrays of them, nested `@SwiftADState` structs): the
+/// bit-exact hash, the snapshot size and the dense zero tangent, each over every stored property
+/// in declaration order. (`Differentiable` and `Codable` come from the compiler.)
+public struct SwiftADStateMacro: ExtensionMacro {
+    public static func expansion(of node: AttributeSyntax, attachedTo declaration: some DeclGroupSyntax,
+                                 providingExtensionsOf type: some TypeSyntaxProtocol, conformingTo protocols: [TypeSyntax],
+                                 in context: some MacroExpansionContext) throws -> [ExtensionDeclSyntax] {
+        guard declaration.is(StructDeclSyntax.self) else {
+            context.diagnose(Diagnostic(node: node, message: MacroMessage("@SwiftADState applies to structs", id: "notStruct")))
+            return []
+        }
+        let properties = storedProperties(of: declaration)
+        if let ignored = properties.first(where: \.ignored) {
+            context.diagnose(Diagnostic(node: node, message: MacroMessage(
+                "@SwiftADState hashes and differentiates every stored property; '\(ignored.name)' is marked to be left out", id: "ignored")))
+            return []
+        }
+        let access = declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : ""
+        let hashes = properties.map { "self.\($0.name).hash(into: &hasher)" }.joined(separator: "\n")
+        let bytes = properties.isEmpty ? "0" : properties.map { "self.\($0.name).snapshotByteCount" }.joined(separator: " + ")
+        let zeros = properties.map { "\($0.name): self.\($0.name).zeroTangent" }.joined(separator: ", ")
+        let extensionDecl: DeclSyntax = """
+            extension \(type.trimmed): SwiftADState {
+                \(raw: access)func hash(into hasher: inout StateHasher) {
+                    \(raw: hashes)
+                }
+                \(raw: access)var snapshotByteCount: Int { \(raw: bytes) }
+                \(raw: access)var zeroTangent: TangentVector { TangentVector(\(raw: zeros)) }
+            }
+            """
+        return [extensionDecl.cast(ExtensionDeclSyntax.self)]
+    }
+}
+
+@main
+struct AdjointMacrosPlugin: CompilerPlugin {
+    let providingMacros: [Macro.Type] = [ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self]
+}
