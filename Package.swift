@@ -92,7 +92,7 @@ let package = Package(
                 .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
             ]
         ),
-        .testTarget(name: "AdjointTests", dependencies: ["Adjoint", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointTests", dependencies: ["Adjoint", "AdjointSwiftAD", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointIOTests", dependencies: ["AdjointIO", "AdjointTestSupport"]),
         .testTarget(name: "AdjointCompilerTests", dependencies: ["AdjointCompiler", "AdjointTestSupport"]),

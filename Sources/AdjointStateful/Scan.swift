@@ -6,10 +6,10 @@ import AdjointTensor
 ///
 /// | you want | call | memory |
 /// |---|---|---|
-/// | `s[T]` and every `y[t]` | ``callAsFunction(from:parameters:)`` | the outputs |
-/// | `L` and `∂L/∂θ`, `∂L/∂s[0]` | ``valueWithGradient(from:parameters:loss:schedule:options:)`` | the schedule's (Revolve, multi-tier, …) |
-/// | `dL/dθ·v` (JVP) | ``jvp(from:parameters:direction:initialDirection:loss:)`` | one state and its tangent |
-/// | `∇²L·v` (HVP) | ``hvp(from:parameters:direction:loss:schedule:options:)`` | the schedule's, twice |
+/// | `s[T]` and every `y[t]` | `callAsFunction(from:parameters:)` | the outputs |
+/// | `L` and `∂L/∂θ`, `∂L/∂s[0]` | `valueWithGradient(from:parameters:loss:schedule:options:)` | the schedule's (Revolve, multi-tier, …) |
+/// | `dL/dθ·v` (JVP) | `jvp(from:parameters:direction:initialDirection:loss:)` | one state and its tangent |
+/// | `∇²L·v` (HVP) | `hvp(from:parameters:direction:loss:schedule:options:)` | the schedule's, twice |
 ///
 /// `L = Σ_t ℓ(s[t+1], y[t]) + ℓ_T(s[T])` (a ``TrajectoryLoss``). The initial state may be a
 /// function of `θ` (`from: { θ in … }`); its derivative is chained into `∂L/∂θ`, the JVP and the HVP.
@@ -18,7 +18,7 @@ import AdjointTensor
 /// given checkpoint schedule; the HVP runs that same checkpointed reverse pass under forward mode
 /// (forward-over-reverse), so recomputed steps carry their tangents and the HVP needs the
 /// schedule's memory, not the horizon's. The JVP carries one tangent forward and keeps nothing.
-/// Called inside `gradient`/`jvp`/`hvp` like any function, ``callAsFunction(from:parameters:)``
+/// Called inside `gradient`/`jvp`/`hvp` like any function, `callAsFunction(from:parameters:)`
 /// is a plain loop that every transform sees step by step (store-all memory under `gradient`).
 public struct Scan<State: ParameterCollection, Input, Parameters: ParameterCollection, Output: ParameterCollection> {
     public typealias Step = TensorStep<State, Input, Parameters, Output>
@@ -63,7 +63,7 @@ public struct Scan<State: ParameterCollection, Input, Parameters: ParameterColle
         try unroll(step, from: initial, parameters: parameters, steps: steps, loss: loss, schedule: schedule, options: options, inputs: inputs)
     }
 
-    /// ``valueWithGradient(from:parameters:loss:schedule:options:)`` with `s[0] = initial(θ)`: the
+    /// `valueWithGradient(from:parameters:loss:schedule:options:)` with `s[0] = initial(θ)`: the
     /// gradient includes `∂L/∂s[0] · ∂s[0]/∂θ`.
     public func valueWithGradient(from initial: @escaping (Parameters) throws -> State, parameters: Parameters, loss: Loss,
                                   schedule: CheckpointSchedule = .binomial(snapshots: 32),
@@ -85,7 +85,7 @@ public struct Scan<State: ParameterCollection, Input, Parameters: ParameterColle
         return (try value.loss.item(), try tangent.loss.item(), value.state, tangent.state)
     }
 
-    /// ``jvp(from:parameters:direction:initialDirection:loss:)`` with `s[0] = initial(θ)`: the
+    /// `jvp(from:parameters:direction:initialDirection:loss:)` with `s[0] = initial(θ)`: the
     /// derivative includes `∂L/∂s[0] · ∂s[0]/∂θ · v`.
     public func jvp(from initial: (Parameters) throws -> State, parameters: Parameters, direction: Parameters,
                     loss: Loss) throws -> (loss: Double, derivative: Double, final: State, finalTangent: State) {
@@ -96,7 +96,7 @@ public struct Scan<State: ParameterCollection, Input, Parameters: ParameterColle
     }
 
     /// `L`, `∂L/∂θ` and `∇²L·v` (the Hessian with respect to `θ` times `direction`): the
-    /// checkpointed reverse pass of ``valueWithGradient(from:parameters:loss:schedule:options:)``
+    /// checkpointed reverse pass of `valueWithGradient(from:parameters:loss:schedule:options:)`
     /// run under forward mode.
     public func hvp(from initial: State, parameters: Parameters, direction: Parameters, loss: Loss,
                     schedule: CheckpointSchedule = .binomial(snapshots: 32),
@@ -104,7 +104,7 @@ public struct Scan<State: ParameterCollection, Input, Parameters: ParameterColle
         try hvp(from: { _ in initial }, parameters: parameters, direction: direction, loss: loss, schedule: schedule, options: options)
     }
 
-    /// ``hvp(from:parameters:direction:loss:schedule:options:)`` with `s[0] = initial(θ)`.
+    /// `hvp(from:parameters:direction:loss:schedule:options:)` with `s[0] = initial(θ)`.
     public func hvp(from initial: @escaping (Parameters) throws -> State, parameters: Parameters, direction: Parameters, loss: Loss,
                     schedule: CheckpointSchedule = .binomial(snapshots: 32),
                     options: UnrollOptions = UnrollOptions()) throws -> (loss: Double, gradient: Parameters, hvp: Parameters) {

@@ -2,7 +2,7 @@ import _Differentiation
 import AdjointAutodiff
 import AdjointTensor
 
-/// The tangent (and cotangent) of a ``Tensor`` for the toolchain's `_Differentiation`: a tensor of
+/// The tangent (and cotangent) of a `Tensor` for the toolchain's `_Differentiation`: a tensor of
 /// the same shape, or `nil` for zero (`_Differentiation` makes zeros without knowing a shape).
 public struct TensorTangent: Differentiable, AdditiveArithmetic, CustomStringConvertible {
     public typealias TangentVector = TensorTangent
@@ -42,7 +42,7 @@ public struct TensorTangent: Differentiable, AdditiveArithmetic, CustomStringCon
 
 /// `Tensor` and its non-throwing face are differentiable by the toolchain's `_Differentiation`: a
 /// `@differentiable(reverse)` Swift function can compute with Adjoint operators (through
-/// ``TrappingTensor``, since `_Differentiation` cannot differentiate throwing functions) and be
+/// `TrappingTensor`, since `_Differentiation` cannot differentiate throwing functions) and be
 /// differentiated by the compiler. Each operator's derivative is Adjoint's own (its reverse-mode
 /// rule, run on a tape of one operation), so the compiler's gradient equals Adjoint's `gradient`.
 extension Tensor: Differentiable {

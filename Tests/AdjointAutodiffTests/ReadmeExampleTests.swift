@@ -1,16 +1,14 @@
 import Adjoint
+import AdjointTestSupport
 import Testing
+
+@ParameterCollection
+struct ReadmeDense { var weight: Tensor, bias: Tensor }
 
 /// The README's example, verbatim in substance: if this stops compiling or running, the README is wrong.
 @Suite("README example")
 struct ReadmeExampleTests {
-    struct Dense: ParameterCollection {
-        var weight: Tensor, bias: Tensor
-        mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
-            try visit("weight", &weight)
-            try visit("bias", &bias)
-        }
-    }
+    typealias Dense = ReadmeDense
 
     @Test("runs and trains")
     func example() throws {
@@ -29,6 +27,17 @@ struct ReadmeExampleTests {
         try layer.bias.add_(grads.bias * -0.1)
         #expect(try loss(layer).item() < before.item())
 
+        #expect(layer.namedTensors.map(\.name) == ["weight", "bias"])
+        let logits = try x.matmul(layer.weight)
+        let picked = try logits[Tensor.arange(0, 8, dtype: .int64), labels]
+        let hinge = try Tensor.select(picked.less(1), 1 - picked, 0.0).mean()
+        #expect(picked.shape == [8] && picked.doubles == (0..<8).map { logits.doubles[2 * $0 + 1] })
+        let hingeValue = try hinge.item()
+        #expect(hinge.shape == [] && hingeValue > 0)
+        let t = x.trapping
+        let roughness = (t[.all, 1...] - t[.all, ..<(-1)]).pow(2).mean()
+        #expect(roughness.shape == [] && roughness.item() > 0)
+
         let (y, pullback) = try vjp(at: x) { x in try x.tanh() }
         let dx = try pullback(try y.onesLike())
         #expect(dx.shape == [8, 3])
@@ -40,13 +49,29 @@ struct ReadmeExampleTests {
         let (_, differential) = try linearize(at: x) { x in try x.sin() * x }
         let jv2 = try differential(v)
         #expect(jv.shape == [8, 3] && jv2.shape == [8, 3])
-        let rosenbrock = { (x: Tensor) in try (x.slice(starts: [1], ends: [3]) - x.slice(starts: [0], ends: [2]).pow(2)).pow(2).sum() }
+        let rosenbrock = { (x: Tensor) in try (x[1...] - x[..<(-1)].pow(2)).pow(2).sum() }
         let p = Tensor([0.5, -0.3, 1.2])
         let j = try jacobian(of: { try $0.tanh() * 2 }, at: p)
         let h = try hessian(of: rosenbrock, at: p)
         let hv = try hvp(at: p, direction: Tensor([1.0, 0, 0]), of: rosenbrock)
         #expect(j.shape == [3, 3] && h.shape == [3, 3])
         #expect(hv.doubles == [h.doubles[0], h.doubles[3], h.doubles[6]])
+        // ∂²/∂x0² of (x1 − x0²)² = 12·x0² − 4·x1.
+        #expect(isClose([h.doubles[0]], [12 * 0.25 - 4 * -0.3]))
+
+        let relax = Scan<Tensor, Tensor, Tensor, Tensor>(steps: 1_000, inputs: { k in Tensor([0.01 * Double(k % 7)]) }) { s, u, k in
+            let next = try (s * k).tanh() + u
+            return (next, next)
+        }
+        let misfit = TrajectoryLoss<Tensor, Tensor>.final { s in try (s - 0.5).pow(2).sum() }
+        let fit = try relax.valueWithGradient(from: Tensor([1.0]), parameters: Tensor([0.9]), loss: misfit,
+                                              schedule: .binomial(snapshots: 8))
+        let curvature = try relax.hvp(from: Tensor([1.0]), parameters: Tensor([0.9]), direction: Tensor([1.0]), loss: misfit,
+                                      schedule: .binomial(snapshots: 8)).hvp
+        #expect(fit.report.peakSnapshots <= 8 && fit.parameterGradient.shape == [1] && curvature.shape == [1])
+        let (g, hk) = try (gradient(at: Tensor([0.9])) { k in try misfit.final!(relax(from: Tensor([1.0]), parameters: k).final) },
+                           hvp(at: Tensor([0.9]), direction: Tensor([1.0])) { k in try misfit.final!(relax(from: Tensor([1.0]), parameters: k).final) })
+        #expect(isClose(fit.parameterGradient.doubles, g.doubles, tolerance: 1e-12) && isClose(curvature.doubles, hk.doubles, tolerance: 1e-10))
     }
 }
 

@@ -1,7 +1,24 @@
+import _Differentiation
 import Adjoint
+import AdjointSwiftAD
 import AdjointTestSupport
 import Foundation
 import Testing
+
+// "Coming from NumPy, JAX or PyTorch": the samples declared at file scope (macros that add
+// conformances apply to file-scope types).
+@ParameterCollection
+struct Mlp {
+    var hidden: Tensor
+    var output: Tensor
+    @ParameterIgnored var activation = "tanh"
+}
+
+@SwiftADState
+struct Cart: Differentiable, Codable {
+    var position: Float
+    var velocity: Float
+}
 
 /// Every code sample of the DocC articles (`Sources/Adjoint/Adjoint.docc`), run here. The last test
 /// checks that each sample in the articles appears in this file, so an article cannot drift from
@@ -105,6 +122,72 @@ struct DocumentationSamplesTests {
         let eight = try Parallelism.withThreadCount(8) { try x.sum() }   // bitwise equal under .strict
         let fast = try ExecutionPolicy.with(ExecutionPolicy(determinism: .fast)) { try x.sum() }
         #expect(one.doubles == eight.doubles && abs(fast.doubles[0] - one.doubles[0]) < 1e-9)
+    }
+
+    @Test("Coming from NumPy, JAX or PyTorch")
+    func comingFrom() throws {
+        do {
+            let x = try Tensor([Float(-2), 0.5, 3])
+            let scaled = try x * Float.pi                           // float32, exactly Float.pi
+            let positive = try x.greater(0)                         // bool [false, true, true]
+            let relu = try Tensor.select(positive, x, 0.0)          // [0, 0.5, 3]
+            let clipped = try x.clamped(to: Float(-1) ... Float(1)) // [-1, 0.5, 1]
+            let capped = try x.maximum(0).minimum(2)
+            #expect(scaled.scalars(as: Float.self)[2] == 3 * Float.pi && positive.scalars(as: Bool.self) == [false, true, true])
+            #expect(relu.doubles == [0, 0.5, 3] && clipped.doubles == [-1, 0.5, 1] && capped.doubles == [0, 0.5, 2])
+        }
+        do {
+            let z = try Tensor.arange(0, 12).reshaped([3, 4])
+            let labels = Tensor([Int64(2), 0, -1])
+            let picked = try z[Tensor.arange(0, 3, dtype: .int64), labels]   // [2, 4, 11]
+            let everyOther = try z[.all, .slice(step: 2)]                    // columns 0 and 2
+            let reversed = try z[.slice(step: -1)]                           // rows 2, 1, 0
+            let column = try z.takeAlong(Tensor([Int64(1), 3, 0], shape: [3, 1]), axis: 1)
+            let counts = try Tensor.zeros([4]).at[Tensor([Int64(0), 0, 3])].add(1.0)   // [2, 0, 0, 1]
+            let g = try gradient(at: z) { z in try z[.all, .slice(step: 2)].sum() }      // ones where selected
+            #expect(picked.doubles == [2, 4, 11] && everyOther.shape == [3, 2] && reversed.doubles.prefix(4) == [8, 9, 10, 11])
+            #expect(column.doubles == [1, 7, 8] && counts.doubles == [2, 0, 0, 1] && g.doubles == [1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0])
+        }
+        do {
+            let key = RandomKey(seed: 3)
+            let (w, b) = (try Tensor.normal([3, 2], key: key), try Tensor.zeros([2]))
+            let (x, y) = (try Tensor.normal([5, 3], key: key.fold(in: 1)), try Tensor.normal([5, 2], key: key.fold(in: 2)))
+            func loss(_ w: Tensor, _ b: Tensor, x: Tensor, y: Tensor) -> Tensor {
+                let h = (x.trapping.matmul(w.trapping) + b.trapping).tanh()
+                return (h - y.trapping).pow(2).mean().tensor
+            }
+            let (dw, db) = try gradient(at: w, b) { w, b in loss(w, b, x: x, y: y) }
+            let (ew, eb) = try gradient(at: w, b) { w, b in try ((x.matmul(w) + b).tanh() - y).pow(2).mean() }
+            #expect(dw.doubles == ew.doubles && db.doubles == eb.doubles)
+        }
+        do {
+            var mlp = Mlp(hidden: try Tensor.ones([2, 2]), output: try Tensor.ones([2]))
+            #expect(mlp.namedTensors.map(\.name) == ["hidden", "output"] && mlp.activation == "tanh")
+            mlp.visitTensors { _, t in t = try! t * 2 }
+            #expect(mlp.output.doubles == [2, 2])
+        }
+        do {
+            let scan = Scan<Tensor, Tensor, Tensor, Tensor>(steps: 500, inputs: { t in Tensor([0.1 * Double(t % 4)]) }) { s, x, k in
+                let next = try (s * k[0]).tanh() + x * k[1]
+                return (next, next)
+            }
+            let loss = TrajectoryLoss<Tensor, Tensor>.both(perStep: { _, y in try y.pow(2).sum() }, final: { s in try s.sum() })
+            let k = Tensor([0.9, 0.5]), start: (Tensor) throws -> Tensor = { k in try k[..<1] * 2 }   // s[0] = 2·k[0]
+            let result = try scan.valueWithGradient(from: start, parameters: k, loss: loss, schedule: .binomial(snapshots: 10))
+            let forward = try scan.jvp(from: start, parameters: k, direction: Tensor([1.0, 0]), loss: loss)
+            let second = try scan.hvp(from: start, parameters: k, direction: Tensor([1.0, 0]), loss: loss, schedule: .binomial(snapshots: 10))
+            #expect(isClose([forward.derivative], [result.parameterGradient.doubles[0]], tolerance: 1e-11))
+            #expect(isClose(second.gradient.doubles, result.parameterGradient.doubles) && second.hvp.shape == [2])
+            #expect(result.report.peakSnapshots <= 10)
+        }
+        do {
+            let cart = Cart(position: 1, velocity: -2)
+            #expect(cart.snapshotByteCount == 8 && cart.zeroTangent == .zero)
+            var h1 = StateHasher(), h2 = StateHasher()
+            cart.hash(into: &h1)
+            Cart(position: 1, velocity: 2).hash(into: &h2)
+            #expect(h1.finalize() != h2.finalize())
+        }
     }
 
     @Test("each article's samples appear in this file")

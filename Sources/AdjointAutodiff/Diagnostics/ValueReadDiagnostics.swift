@@ -2,14 +2,14 @@ import AdjointTensor
 import Foundation
 import Synchronization
 
-/// Reports, once per transform, code that reads a differentiated value as a number (``Tensor/item()``,
-/// ``Tensor/doubles``, ``Tensor/scalars(as:)``) inside `gradient`, `vjp`, `jvp`, `hvp` and the other
+/// Reports, once per transform, code that reads a differentiated value as a number (`Tensor.item()`,
+/// `Tensor.doubles`, `Tensor.scalars(as:)`) inside `gradient`, `vjp`, `jvp`, `hvp` and the other
 /// transforms.
 ///
 /// Such a read is allowed and often right (logging, a stopping test), but a Swift `if` on it is
 /// invisible to the derivative: the result is the exact derivative of the branch that ran, which
-/// jumps where the branch does. ``Tensor/select(_:_:_:)`` makes a choice the derivative sees;
-/// reading ``Tensor/untracked`` states that the read is meant and is not reported.
+/// jumps where the branch does. `Tensor.select(_:_:_:)` makes a choice the derivative sees;
+/// reading `Tensor.untracked` states that the read is meant and is not reported.
 ///
 /// On by default in debug builds (`-Onone`), off in release builds.
 public enum ValueReadDiagnostics {
