@@ -68,11 +68,30 @@ def main():
     parser.add_argument("--chain-steps", type=int, default=1_000_000)
     parser.add_argument("--thermal-only", action="store_true", help="only the thermal gradient table")
     parser.add_argument("--short-only", action="store_true", help="with --thermal-only: only T = 20")
+    parser.add_argument("--sweep-only", action="store_true", help="only the SwiftADStep time and memory sweep (and its SVG)")
     parser.add_argument("--out", default=tempfile.mkdtemp())
     args = parser.parse_args()
     long = 10_000 if args.quick else 100_000
     results = {"thermal": [], "sweep": {}, "chain": None}
 
+    if not args.sweep_only:
+        thermal_table(args, long, results)
+    if args.thermal_only:
+        return
+    sweep(args, results)
+    if args.sweep_only:
+        return
+
+    print(f"\n## Spring chain, {args.chain_steps:,} steps, 64 MiB snapshot budget\n")
+    r = run("chain", args.chain_steps, 64)
+    results["chain"] = r
+    print(json.dumps(r, indent=2))
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nwrote {args.out}/results.json and {args.out}/time-memory.svg")
+
+
+def thermal_table(args, long, results):
     print("## Thermal gradient\n")
     print("| T | adapter | schedule | time (ms) | peak RSS (MiB) | loss |")
     print("|---|---|---|---|---|---|")
@@ -119,8 +138,9 @@ def main():
                 ratios.append(f"pytorch/{r['adapter']} storeAll = {by['pytorch']['ms'] / r['ms']:.1f}×")
         print(f"\nT = {steps:,}: " + ", ".join(ratios) + "\n")
 
-    if args.thermal_only:
-        return
+
+
+def sweep(args, results):
     print("## Memory and time against T (SwiftADStep)\n")
     print("| schedule | T | time (ms) | peak RSS (MiB) | forward steps |")
     print("|---|---|---|---|---|")
@@ -133,14 +153,6 @@ def main():
             print(f"| {schedule} | {steps:,} | {r['ms']:.2f} | {r['peak_rss_kib'] / 1024:.1f} | {r.get('forward_steps', 0):,} |")
         results["sweep"][schedule] = rows
     svg(results["sweep"], os.path.join(args.out, "time-memory.svg"))
-
-    print(f"\n## Spring chain, {args.chain_steps:,} steps, 64 MiB snapshot budget\n")
-    r = run("chain", args.chain_steps, 64)
-    results["chain"] = r
-    print(json.dumps(r, indent=2))
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"\nwrote {args.out}/results.json and {args.out}/time-memory.svg")
 
 
 if __name__ == "__main__":
