@@ -14,6 +14,12 @@ struct Mlp {
     @ParameterIgnored var activation = "tanh"
 }
 
+@differentiable(reverse)
+func energy(_ x: Tensor) -> Tensor {
+    let t = x.trapping
+    return ((t * t).sum() + t.sin().sum()).tensor
+}
+
 @SwiftADState
 struct Cart: Differentiable, Codable {
     var position: Float
@@ -147,6 +153,42 @@ struct DocumentationSamplesTests {
             let g = try gradient(at: z) { z in try z[.all, .slice(step: 2)].sum() }      // ones where selected
             #expect(picked.doubles == [2, 4, 11] && everyOther.shape == [3, 2] && reversed.doubles.prefix(4) == [8, 9, 10, 11])
             #expect(column.doubles == [1, 7, 8] && counts.doubles == [2, 0, 0, 1] && g.doubles == [1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0])
+        }
+        do {
+            let a = try Tensor([1.0, 2, 3, 4, 5, 6], shape: [2, 3])
+            let v = Tensor([1.0, 0, -1])
+            let av = try a.matmul(v)   // shape [2]: [-2, -2]
+            let vv = try v.matmul(v)   // rank 0: 2
+            #expect(av.doubles == [-2, -2] && vv.shape == [] && vv.doubles == [2])
+        }
+        do {
+            func message(_ body: () throws -> Any) -> String {
+                do { _ = try body(); return "no error" } catch { return "\(error)" }
+            }
+            let grid = try Tensor.zeros([3, 4])
+            print(message { try grid[.all, 2..<6] })
+            // subscript: the slice 2..<6 on axis 1 does not fit a tensor of shape [3,4]: axis 1 has 4 elements, …
+            print(message { try Tensor.concat([Tensor(1.0), Tensor(2.0)]) })
+            // layout.concat: invalid argument: rank-0 tensors have no axis to join along; use stack …
+            print(message { try hessian(of: { x in try x * 2 }, at: Tensor([1.0, 2])) })
+            // hessian needs a scalar-valued function, but it returned shape [2]; …
+            #expect(message { try grid[.all, 2..<6] }.hasPrefix("subscript: the slice 2..<6 on axis 1 does not fit a tensor of shape [3,4]: axis 1 has 4 elements"))
+            #expect(message { try Tensor.concat([Tensor(1.0), Tensor(2.0)]) }.hasPrefix("layout.concat: invalid argument: rank-0 tensors have no axis to join along; use stack"))
+            #expect(message { try hessian(of: { x in try x * 2 }, at: Tensor([1.0, 2])) }.hasPrefix("hessian needs a scalar-valued function, but it returned shape [2];"))
+        }
+        do {
+            let decay = TrajectoryLoss<Tensor, NoOutput>.final { s in try s.pow(2).sum() }
+            let autonomous = try CompiledStep(loss: decay, state: Tensor([1.0, 0.5]), parameters: Tensor([0.9])) { s, k in
+                (try (s * k).tanh(), NoOutput())
+            }
+            let run = try unroll(autonomous, from: Tensor([1.0, 0.5]), parameters: Tensor([0.9]), steps: 200, loss: decay)
+            #expect(run.report.engine == .packed && run.parameterGradient.shape == [1])
+        }
+        do {
+            let (e, pullback) = valueWithPullback(at: Tensor([0.5, -1.0]), of: energy)
+            let byCompiler = pullback(TensorTangent(try e.onesLike())).tensor!
+            let byAdjoint = try gradient(at: Tensor([0.5, -1.0])) { x in try (x * x).sum() + x.sin().sum() }
+            #expect(isClose(byCompiler.doubles, byAdjoint.doubles, tolerance: 1e-15))
         }
         do {
             let key = RandomKey(seed: 3)
