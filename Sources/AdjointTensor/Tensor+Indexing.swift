@@ -150,19 +150,28 @@ extension Tensor {
         if step > 0 {
             let lo = lower.map(resolve) ?? 0
             var hi = upper.map(resolve) ?? n
-            if inclusive, upper != nil { hi += 1 }
+            if inclusive, upper != nil { hi = hi == .max ? hi : hi + 1 }   // Int.max: out of bounds anyway
             guard 0 <= lo, lo <= hi, hi <= n else {
                 throw TensorError.sliceOutOfBounds(op: op, shape: shape, axis: axis, requested: text())
             }
-            return Array(stride(from: lo, to: hi, by: step))
+            return elements(from: lo, count: hi > lo ? Int(UInt(hi - lo - 1) / step.magnitude) + 1 : 0, step: step)
         }
         let lo = lower.map(resolve) ?? n - 1
         var hi = upper.map(resolve) ?? -1
-        if inclusive, upper != nil { hi -= 1 }
+        if inclusive, upper != nil { hi = hi == .min ? hi : hi - 1 }
         guard -1 <= hi, hi <= lo, lo < n || (n == 0 && lo == hi) else {
             throw TensorError.sliceOutOfBounds(op: op, shape: shape, axis: axis, requested: text())
         }
-        return Array(stride(from: lo, to: hi, by: step))
+        return elements(from: lo, count: lo > hi ? Int(UInt(lo - hi - 1) / step.magnitude) + 1 : 0, step: step)
+    }
+
+    /// `from, from + step, …`, `count` of them, all within the axis (so no sum overflows, whatever
+    /// the step: `Swift.stride` would compute one element past the end, which traps for a step
+    /// near `Int.max`).
+    private static func elements(from start: Int, count: Int, step: Int) -> [Int] {
+        var out = [Int](repeating: start, count: count)
+        for k in out.indices.dropFirst() { out[k] = out[k - 1] &+ step }
+        return out
     }
 
     /// NumPy's advanced indexing of the leading `components.count` axes: the integer tensors

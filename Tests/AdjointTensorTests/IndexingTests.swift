@@ -58,6 +58,35 @@ struct IndexingTests {
         }
     }
 
+    @Test("hostile bounds and steps are typed errors or exact selections, never a trap", arguments: [
+        (1, nil, Int.max), (nil, nil, Int.min), (Int.min, Int.max, 1), (Int.max, Int.min, -1),
+        (Int.min, nil, -1), (-1, Int.min, Int.min + 1), (0, 4, Int.max - 1), (3, nil, Int.min),
+    ] as [(Int?, Int?, Int)])
+    func hostile(_ from: Int?, _ to: Int?, _ step: Int) throws {
+        let x = try Self.grid()
+        do {
+            let y = try x[.all, .slice(from, to, step: step)]
+            #expect(y.shape[0] == 3 && y.shape[1] <= 4)
+        } catch is TensorError {}
+    }
+
+    @Test("hostile integers in every entry kind")
+    func hostileIntegers() throws {
+        let x = try Self.grid()
+        for i in [Int.min, Int.max, Int.min + 1, Int.max - 1, -5, 4] {
+            #expect(throws: TensorError.self) { try x[.all, i] }
+            #expect(throws: TensorError.self) { try x.unsqueezed(axis: i) }
+            #expect(throws: TensorError.self) { try x[Tensor([Int64(truncatingIfNeeded: i)])] }
+        }
+        #expect(throws: TensorError.self) { try x[...Int.max] }
+        #expect(throws: TensorError.self) { try x[Int.max...] }
+        #expect(throws: TensorError.self) { try x[..<Int.min] }
+        #expect(throws: TensorError.self) { try x[Int.min...(-1)] }
+        #expect(try x[.slice(1, nil, step: .max)].shape == [1, 4] && x[.slice(nil, nil, step: .min)].shape == [1, 4])
+        #expect(throws: TensorError.self) { try x.takeAlong(Tensor([Int64.min, 0, 0], shape: [3, 1]), axis: 1) }
+        #expect(throws: TensorError.self) { try x.gatherND(Tensor([Int64.max, 0], shape: [1, 2])) }
+    }
+
     @Test("integer tensors pick points: z[rows, labels], takeAlong and gatherND")
     func points() throws {
         let z = try Self.grid()
