@@ -31,6 +31,17 @@ func storedProperties(of declaration: some DeclGroupSyntax) -> [StoredProperty] 
     return out
 }
 
+/// Whether the macro `name` is attached to a struct (diagnosing it at the attribute if not), and
+/// the access modifier its members take (`public ` for a public struct).
+func structTarget(_ name: String, _ node: AttributeSyntax, _ declaration: some DeclGroupSyntax,
+                  _ context: some MacroExpansionContext) -> (isStruct: Bool, access: String) {
+    guard declaration.is(StructDeclSyntax.self) else {
+        context.diagnose(Diagnostic(node: node, message: MacroMessage("@\(name) applies to structs", id: "notStruct")))
+        return (false, "")
+    }
+    return (true, declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : "")
+}
+
 struct MacroMessage: DiagnosticMessage {
     let message: String
     let diagnosticID: MessageID
@@ -51,15 +62,12 @@ public struct ParameterCollectionMacro: ExtensionMacro {
     public static func expansion(of node: AttributeSyntax, attachedTo declaration: some DeclGroupSyntax,
                                  providingExtensionsOf type: some TypeSyntaxProtocol, conformingTo protocols: [TypeSyntax],
                                  in context: some MacroExpansionContext) throws -> [ExtensionDeclSyntax] {
-        guard declaration.is(StructDeclSyntax.self) else {
-            context.diagnose(Diagnostic(node: node, message: MacroMessage("@ParameterCollection applies to structs", id: "notStruct")))
-            return []
-        }
+        let (isStruct, access) = structTarget("ParameterCollection", node, declaration, context)
+        guard isStruct else { return [] }
         let visited = storedProperties(of: declaration).filter { !$0.isLet && !$0.ignored }
         let body = visited.map { p in
             "try self.\(p.name).visitTensors { name, tensor in try visit(name.isEmpty ? \"\(p.name)\" : \"\(p.name).\" + name, &tensor) }"
         }.joined(separator: "\n")
-        let access = declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : ""
         let extensionDecl: DeclSyntax = """
             extension \(type.trimmed): ParameterCollection {
                 \(raw: access)mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
@@ -86,17 +94,14 @@ public struct SwiftADStateMacro: ExtensionMacro {
     public static func expansion(of node: AttributeSyntax, attachedTo declaration: some DeclGroupSyntax,
                                  providingExtensionsOf type: some TypeSyntaxProtocol, conformingTo protocols: [TypeSyntax],
                                  in context: some MacroExpansionContext) throws -> [ExtensionDeclSyntax] {
-        guard declaration.is(StructDeclSyntax.self) else {
-            context.diagnose(Diagnostic(node: node, message: MacroMessage("@SwiftADState applies to structs", id: "notStruct")))
-            return []
-        }
+        let (isStruct, access) = structTarget("SwiftADState", node, declaration, context)
+        guard isStruct else { return [] }
         let properties = storedProperties(of: declaration)
         if let ignored = properties.first(where: \.ignored) {
             context.diagnose(Diagnostic(node: node, message: MacroMessage(
                 "@SwiftADState hashes and differentiates every stored property; '\(ignored.name)' is marked to be left out", id: "ignored")))
             return []
         }
-        let access = declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : ""
         let hashes = properties.map { "self.\($0.name).hash(into: &hasher)" }.joined(separator: "\n")
         let bytes = properties.isEmpty ? "0" : properties.map { "self.\($0.name).snapshotByteCount" }.joined(separator: " + ")
         let zeros = properties.map { "\($0.name): self.\($0.name).zeroTangent" }.joined(separator: ", ")
