@@ -114,6 +114,14 @@ public struct TrappingTensor {
     @inlinable public func squeezed(axis: Int) -> TrappingTensor { .must { try tensor.squeezed(axis: axis) } }
     @inlinable public func takeAlong(_ indices: TrappingTensor, axis: Int) -> TrappingTensor { .must { try tensor.takeAlong(indices.tensor, axis: axis) } }
     @inlinable public func gather(_ indices: TrappingTensor, axis: Int = 0) -> TrappingTensor { .must { try tensor.gather(indices.tensor, axis: axis) } }
+    @inlinable public func gatherND(_ indices: TrappingTensor) -> TrappingTensor { .must { try tensor.gatherND(indices.tensor) } }
+    @inlinable public func scatterAdd(_ indices: TrappingTensor, _ updates: TrappingTensor, axis: Int = 0) -> TrappingTensor {
+        .must { try tensor.scatterAdd(indices.tensor, updates.tensor, axis: axis) }
+    }
+    @inlinable public func slice(starts: [Int], ends: [Int]) -> TrappingTensor { .must { try tensor.slice(starts: starts, ends: ends) } }
+    @inlinable public func padded(low: [Int], high: [Int], value: Double = 0) -> TrappingTensor { .must { try tensor.padded(low: low, high: high, value: value) } }
+    @inlinable public func oneHot(depth: Int, dtype: DType = .float64) -> TrappingTensor { .must { try tensor.oneHot(depth: depth, dtype: dtype) } }
+    @inlinable public func argmax(axis: Int, keepDims: Bool = false) -> TrappingTensor { .must { try tensor.argmax(axis: axis, keepDims: keepDims) } }
     /// The same selection as ``Tensor/subscript(_:)``.
     public subscript(_ indices: any TensorIndexConvertible...) -> TrappingTensor { .must { try tensor.indexed(indices.map(\.tensorIndex)) } }
     @inlinable public static func concat(_ tensors: [TrappingTensor], axis: Int = 0) -> TrappingTensor { .must { try Tensor.concat(tensors.map(\.tensor), axis: axis) } }

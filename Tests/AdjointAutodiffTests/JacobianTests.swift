@@ -97,4 +97,13 @@ struct JacobianTests {
         #expect(hp["a"]!.doubles == expectedA)
         #expect(hp["b"]!.doubles == expectedB)
     }
+
+    @Test("second-order transforms of a vector-valued function say so, naming the transform and the shape")
+    func nonScalarSecondOrder() throws {
+        let x = Tensor([1.0, 2])
+        #expect(throws: AutodiffError.nonScalarFunction(transform: "hessian", shape: [2])) { try hessian(of: { try $0 * 2 }, at: x) }
+        #expect(throws: AutodiffError.nonScalarFunction(transform: "hvp", shape: [2])) { try hvp(at: x, direction: x) { try $0.sin() } }
+        #expect(throws: AutodiffError.nonScalarFunction(transform: "hvp", shape: [2])) { try gradientAndHVP(at: x, direction: x) { try $0.sin() } }
+        #expect("\(AutodiffError.nonScalarFunction(transform: "hessian", shape: [2]))".hasPrefix("hessian needs a scalar-valued function, but it returned shape [2]"))
+    }
 }
