@@ -164,8 +164,12 @@ final class BufferedBytes {
         return (try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[position..<(position + n)])) }, n)
     }
 
-    /// The next line without its terminator (`\n` or `\r\n`), or nil at the end.
-    func readLine() throws -> Substring? {
+    enum LineTooLong: Error { case tooLong }
+
+    /// The next line without its terminator (`\n` or `\r\n`), or nil at the end; throws
+    /// `LineTooLong.tooLong` once a line passes `maxBytes` (so a file without line breaks does not
+    /// grow the buffer without bound).
+    func readLine(maxBytes: Int = .max) throws -> Substring? {
         while true {
             if let newline = buffer[position..<count].firstIndex(of: 0x0A) {
                 var end = newline
@@ -175,6 +179,7 @@ final class BufferedBytes {
                 position = newline + 1
                 return Substring(line)
             }
+            if count - position > maxBytes { throw LineTooLong.tooLong }
             if count - position == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }   // a very long line
             if try !refill() {
                 guard position < count else { return nil }
