@@ -22,15 +22,49 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "graph"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "graph"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
                                                      "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
                                                      "log-record": LogCommand.Record.self,
                                                      "cache": CacheCommand.self, "cache-compare": CacheCommand.Compare.self, "cache-train": CacheCommand.Train.self,
+                                                     "serve": ServeCommand.self, "serve-simulate": ServeCommand.Simulate.self, "serve-compare": ServeCommand.Compare.self,
                                                      "graph": GraphCommand.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
+    }
+
+    @Test("`adjoint serve simulate` and `compare` run every policy on a trace; bad options are errors naming the option")
+    func serve() throws {
+        let dir = temporaryDirectory("serve-cli")
+        let trace = dir + "/trace.csv", table = dir + "/llm-cost-h200.csv", svg = dir + "/serve.svg"
+        var csv = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        for i in 0..<40 { csv += String(format: "2023-11-16 18:17:%02d.%07d,%d,%d\n", 3 + i / 10, (i % 10) * 1_000_000, i % 4 == 0 ? 3000 : 300, 5 + i % 7) }
+        try csv.write(toFile: trace, atomically: true, encoding: .utf8)
+        try """
+            phase,model,batch,tokens,context,latency_ms
+            prefill,llama-8b-shape,1,64,0,10
+            prefill,llama-8b-shape,1,4096,0,106
+            decode,llama-8b-shape,1,1,512,7.5
+            decode,llama-8b-shape,16,1,8192,10
+            decode,llama-8b-shape,64,1,2048,10.5
+            """.write(toFile: table, atomically: true, encoding: .utf8)
+        let simulate = try runProcess([try adjointExecutable(), "serve", "simulate", "--trace", trace, "--policy", "sarathi:256", "--load", "2"])
+        #expect(simulate.status == 0, "\(simulate.output)")
+        #expect(simulate.output.contains("40 requests of trace.csv") && simulate.output.contains("Sarathi(256)") && simulate.output.contains("digest"))
+        let again = try runProcess([try adjointExecutable(), "serve", "simulate", "--trace", trace, "--policy", "sarathi:256", "--load", "2"])
+        #expect(again.output.components(separatedBy: "digest").last == simulate.output.components(separatedBy: "digest").last)
+        let compare = try runProcess([try adjointExecutable(), "serve", "compare", "--trace", trace, "--loads", "1,4", "--svg", svg])
+        #expect(compare.status == 0 && compare.output.contains("Oracle-SRF") && compare.output.contains("FCFS"), "\(compare.output)")
+        let plot = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(plot.hasPrefix("<svg") && plot.contains("polyline") && plot.contains("EDF"))
+        for (arguments, word) in [(["--policy", "lifo"], "--policy"), (["--load", "nan"], "--loads"), (["--slo", "ttft=0"], "--slo"),
+                                  (["--limit", "0"], "--limit"), (["--token-budget", "0"], "token budget")] {
+            let bad = try runProcess([try adjointExecutable(), "serve", "simulate", "--trace", trace] + arguments)
+            #expect(bad.status != 0 && bad.output.contains(word), "\(arguments): \(bad.output)")
+        }
+        let missing = try runProcess([try adjointExecutable(), "serve", "simulate", "--trace", dir + "/none.csv"])
+        #expect(missing.status != 0 && missing.output.contains("none.csv"))
     }
 
     @Test("`adjoint ops` lists every operator with its derivative status")
