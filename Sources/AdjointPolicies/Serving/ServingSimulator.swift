@@ -37,9 +37,9 @@ public enum SchedulingPolicy: Sendable, Equatable, CustomStringConvertible {
     case tokenBudget(Int)
     /// The earliest time-to-first-token deadline (`arrival + SLO.ttft`) first.
     case earliestDeadlineFirst
-    /// Shortest remaining processing time first, knowing each request's true output length (the
-    /// prompt still to prefill plus one decode iteration per remaining output token, by the cost
-    /// model): the bound a policy that must predict the output length is measured against.
+    /// Shortest remaining work first, knowing each request's true output length (prompt tokens still
+    /// to prefill plus output tokens to come: what it will take of the iterations' token budget):
+    /// the bound a policy that must predict the output length is measured against.
     case clairvoyant
 
     public var description: String {
@@ -199,11 +199,9 @@ public struct ServingSimulator {
             case .shortestPromptFirst: return Double(live[i].prompt)
             case .earliestDeadlineFirst: return live[i].arrival + slo.ttft
             case .clairvoyant:
-                // Remaining service time, knowing the true output length: the prompt still to
-                // prefill, then one decode iteration per remaining token.
-                let prompt = Swift.max(0, live[i].prompt - live[i].inKV)
-                return (prompt > 0 ? cost.prefillMs(tokens: prompt) : 0)
-                    + Double(live[i].output - live[i].generated) * cost.decodeMs(batch: 1, contextTokens: live[i].prompt)
+                // Remaining work on the shared resource, the iteration's token budget, knowing the
+                // true output length: prompt tokens still to prefill plus output tokens to come.
+                return Double(Swift.max(0, live[i].prompt - live[i].inKV) + live[i].output - live[i].generated)
             }
         }
         func before(_ a: Int, _ b: Int) -> Bool { live[a].key < live[b].key || (live[a].key == live[b].key && a < b) }
