@@ -8,6 +8,7 @@ import Foundation
 /// a sanitizer report, a hang — is a bug.
 public enum FuzzTarget: String, CaseIterable, Sendable {
     case oracleGeneral, zstd, csv, text, safetensors, cacheModel, checkpoint, graphBundle, eventLog, schedule, cacheSize
+    case servingTrace, costTable
 
     /// The file name a target writes its input to when its parser reads files (the extension
     /// selects the format).
@@ -19,6 +20,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .text: return "input.txt"
         case .cacheModel: return "input.safetensors"
         case .eventLog: return "input.adjlog"
+        case .servingTrace: return "input.trace"
+        case .costTable: return "llm-cost-h200.csv"
         case .safetensors, .checkpoint, .graphBundle, .schedule, .cacheSize: return nil
         }
     }
@@ -73,12 +76,38 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .schedule:
             let schedule = try CheckpointSchedule.parse(String(decoding: bytes, as: UTF8.self))
             _ = try schedule.cost(steps: 64)
+        case .servingTrace:
+            // The first byte picks the format and the policy, so the fuzzer explores them too.
+            let first = bytes.first ?? 0
+            let format: ServingTraceFormat = first & 1 == 0 ? .azureCSV : .mooncakeJSONL
+            let requests = try ServingTraceReader.readAll(path: path, format: format, load: Double(1 + first >> 5), limit: 256)
+            let table = (scratch as NSString).appendingPathComponent("serving-cost.csv")
+            try AtomicFile.write(Array(Self.servingTable.utf8), to: table)
+            let cost = try ServingCostModel.fitted(table: table, model: .llama8b)
+            let simulator = try ServingSimulator(cost: cost, configuration: ServingConfiguration(kvBlocks: 1 << 12, prefixCacheBlocks: first & 2 == 0 ? 0 : 16))
+            _ = try simulator.run(requests, policy: SchedulingPolicy.classical[Int(first >> 2) % SchedulingPolicy.classical.count])
+        case .costTable:
+            for model in ServingCostModel.Model.allCases {
+                guard let cost = try? ServingCostModel.fitted(table: path, model: model) else { continue }
+                _ = cost.iterationMs(prefillTokens: 4096, decodeBatch: 64, decodeContext: 1 << 20)
+                _ = cost.prefillMs(tokens: 1 << 21)
+            }
         case .cacheSize:
             let text = String(decoding: bytes.dropFirst(8), as: UTF8.self)
             let footprint = bytes.prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
             _ = try CacheSize.parse(text, footprint: footprint)
         }
     }
+
+    /// A small cost table in the measured table's format, for the serving target.
+    static let servingTable = """
+        phase,model,batch,tokens,context,latency_ms
+        prefill,llama-8b-shape,1,64,0,11
+        prefill,llama-8b-shape,1,4096,0,105
+        decode,llama-8b-shape,1,1,512,7.6
+        decode,llama-8b-shape,16,1,8192,9.6
+        decode,llama-8b-shape,64,1,2048,9.6
+        """
 
     private func simulate(_ requests: [CacheRequest]) throws {
         guard !requests.isEmpty else { return }
