@@ -206,7 +206,7 @@ public struct ServingSimulator {
         }
         func before(_ a: Int, _ b: Int) -> Bool { live[a].key < live[b].key || (live[a].key == live[b].key && a < b) }
 
-        var waiting = Heap(before)
+        var waiting = BinaryHeap<Queued>()
         var running: [Int] = []          // in priority order
         var scheduled: [(index: Int, tokens: Int)] = []
         var prefixLRU = PrefixCache(capacity: prefixCapacity)
@@ -221,7 +221,7 @@ public struct ServingSimulator {
             live[i].preemptions += 1
             preemptions += 1
             live[i].key = key(i)
-            waiting.push(i)
+            waiting.push(Queued(key: live[i].key, index: i))
         }
         func insertRunning(_ i: Int) {
             var position = running.count
@@ -232,7 +232,7 @@ public struct ServingSimulator {
         while done < live.count {
             while next < live.count, trace[next].arrival <= now {
                 live[next].key = key(next)
-                waiting.push(next)
+                waiting.push(Queued(key: live[next].key, index: next))
                 next += 1
             }
             scheduled.removeAll(keepingCapacity: true)
@@ -258,7 +258,7 @@ public struct ServingSimulator {
                 k += 1
             }
             // Then waiting requests, best first, while the budget, the batch and the KV allow.
-            while left > 0, running.count < configuration.maxBatch, let i = waiting.peek {
+            while left > 0, running.count < configuration.maxBatch, let i = waiting.first?.index {
                 if live[i].inKV == 0, live[i].generated == 0, prefixCapacity > 0, live[i].cached == 0 {
                     let hits = prefixLRU.hits(trace[i].prefixBlocks)
                     live[i].cached = Swift.min(hits * prefixBlockTokens, live[i].prompt - 1)
@@ -329,45 +329,10 @@ public struct ServingSimulator {
     }
 }
 
-/// A binary min-heap of request indices under an ordering that reads their keys.
-private struct Heap {
-    var items: [Int] = []
-    let before: (Int, Int) -> Bool
-
-    init(_ before: @escaping (Int, Int) -> Bool) { self.before = before }
-
-    var peek: Int? { items.first }
-
-    mutating func push(_ x: Int) {
-        items.append(x)
-        var c = items.count - 1
-        while c > 0 {
-            let p = (c - 1) / 2
-            guard before(items[c], items[p]) else { break }
-            items.swapAt(c, p)
-            c = p
-        }
-    }
-
-    @discardableResult
-    mutating func pop() -> Int? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var p = 0
-            while true {
-                let l = 2 * p + 1, r = l + 1
-                var m = p
-                if l < items.count, before(items[l], items[m]) { m = l }
-                if r < items.count, before(items[r], items[m]) { m = r }
-                if m == p { break }
-                items.swapAt(p, m)
-                p = m
-            }
-        }
-        return top
-    }
+/// A waiting request by its priority key (lower first, then arrival order).
+private struct Queued: HeapOrdered {
+    var key: Double, index: Int
+    static func precedes(_ a: Queued, _ b: Queued) -> Bool { a.key < b.key || (a.key == b.key && a.index < b.index) }
 }
 
 /// Recently computed 512-token prompt blocks (by id), least recently used dropped first.
