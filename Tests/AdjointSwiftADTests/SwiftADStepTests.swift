@@ -80,4 +80,15 @@ struct SwiftADStepTests {
         #expect(results[0].loss == results[1].loss && results[0].parameterGradient == results[1].parameterGradient)
         #expect(results[0].initialStateGradient == results[1].initialStateGradient)
     }
+
+    @Test("the struct-of-scalars example with struct parameters: both recordings equal plain _Differentiation bitwise")
+    func oscillatorGains() throws {
+        let m = ControlledOscillator()
+        let plain = m.plainGradient(gains: .init(), steps: 50)
+        for recording in [ControlledOscillator.GainsStep.Recording.deferred, .eager] {
+            let r = try m.gradient(gains: .init(), steps: 50, schedule: .binomial(snapshots: 4), recording: recording)
+            #expect(r.loss.bitPattern == plain.loss.bitPattern && r.parameterGradient == plain.gradient)
+        }
+        #expect(plain.gradient.w0 != 0 && plain.gradient.w19 != 0)
+    }
 }

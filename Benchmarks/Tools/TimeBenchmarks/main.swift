@@ -2,7 +2,7 @@
 // size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
 //
 //   TimeBenchmarks thermal <swiftad|tensor|compiled|native|plain> <steps> [schedule] [repeats]
-//   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain> <steps> [schedule] [repeats]
+//   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain|swiftad-gains|swiftad-gains-eager|plain-gains> <steps> [schedule] [repeats]
 //                                                  (ControlledOscillator: 3-Float state, 20 Float parameters)
 //   TimeBenchmarks scalar-chain [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
@@ -121,8 +121,15 @@ case "oscillator":
             case "plain":
                 let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
                 (loss, norm) = (r.loss, euclideanNorm(r.gradient.map(Double.init)))
+            case "swiftad-gains", "swiftad-gains-eager":
+                let r = try m.gradient(gains: .init(), steps: steps, schedule: schedule, recording: adapter == "swiftad-gains" ? .deferred : .eager,
+                                       options: UnrollOptions(verifyReplay: false))
+                (loss, norm) = (r.loss, Double(r.parameterGradient.w0))
+            case "plain-gains":
+                let r = m.plainGradient(gains: .init(), steps: steps)
+                (loss, norm) = (r.loss, Double(r.gradient.w0))
             default:
-                fatalError("adapter must be swiftad, swiftad-eager or plain")
+                fatalError("adapter must be swiftad, swiftad-eager, plain, swiftad-gains, swiftad-gains-eager or plain-gains")
             }
         })
     }
