@@ -80,6 +80,9 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
     public let body: @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State
     /// When a step is differentiated (see ``Recording``).
     public let recording: Recording
+    /// `body` as a function of the state with its input beside it (not differentiated) and the
+    /// parameters: formed once, so a step is differentiated without forming a closure.
+    @usableFromInline let carried: @differentiable(reverse) (StepCarry<State, Input>, Parameters) -> State
 
     /// When a recorded step is differentiated.
     public enum Recording: Sendable {
@@ -107,15 +110,15 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
                 _ body: @escaping @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State) {
         self.body = body
         self.recording = recording
+        carried = Self.carrying(body)
     }
 
-    /// `body` with its input fixed: the function of state and parameters that one step
-    /// differentiates. (A closure cannot be differentiated inside inlinable code; this one is
-    /// formed here, and its derivative calls the body's, which is compiled for the caller's types.)
+    /// `body` over a ``StepCarry`` (a closure cannot be differentiated inside inlinable code; this
+    /// one is formed here, once per step value).
     @usableFromInline
-    func bound(_ input: Input) -> @differentiable(reverse) (State, Parameters) -> State {
-        let body = body
-        return { s, p in body(s, input, p) }
+    static func carrying(_ body: @escaping @differentiable(reverse) (State, @noDerivative Input, Parameters) -> State)
+        -> @differentiable(reverse) (StepCarry<State, Input>, Parameters) -> State {
+        { c, p in body(c.state, c.input, p) }
     }
 
     @inlinable
@@ -130,16 +133,19 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
             let next = body(state, input, parameters)
             let perStep = loss.perStep
             let value = perStep.map { $0(next) } ?? 0
-            return RecordedStep(next: next, loss: value) { [self] cotangent in
-                let (next, pullback) = valueWithPullback(at: state, parameters, of: bound(input))
-                return pullback(seed(cotangent, next: next, perStep: perStep))
+            let carried = carried
+            return RecordedStep(next: next, loss: value) { cotangent in
+                let (next, pullback) = valueWithPullback(at: StepCarry(state: state, input: input), parameters, of: carried)
+                let (carry, parameters) = pullback(seed(cotangent, next: next, perStep: perStep))
+                return (carry.state, parameters)
             }
         case .eager:
-            let (next, pullback) = valueWithPullback(at: state, parameters, of: bound(input))
+            let (next, pullback) = valueWithPullback(at: StepCarry(state: state, input: input), parameters, of: carried)
             let perStep = loss.perStep
             let value = perStep.map { $0(next) } ?? 0
             return RecordedStep(next: next, loss: value) { cotangent in
-                pullback(seed(cotangent, next: next, perStep: perStep))
+                let (carry, parameters) = pullback(seed(cotangent, next: next, perStep: perStep))
+                return (carry.state, parameters)
             }
         }
     }
@@ -189,6 +195,15 @@ func seed<State: SwiftADState>(_ cotangent: State.TangentVector?, next: State,
     if let cotangent { seed += cotangent }
     if let perStep { seed += gradient(at: next, of: perStep) }
     return seed
+}
+
+/// A step's state with its input beside it: what ``SwiftADStep`` differentiates (the input is not).
+public struct StepCarry<State: Differentiable, Input>: Differentiable {
+    public var state: State
+    @noDerivative public var input: Input
+
+    @inlinable
+    public init(state: State, input: Input) { (self.state, self.input) = (state, input) }
 }
 
 /// The loss of a trajectory run by a ``SwiftADStep``: per-step terms `ℓ(s[t+1])`, a final term
