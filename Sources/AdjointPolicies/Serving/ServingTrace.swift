@@ -1,3 +1,4 @@
+import AdjointTensor
 import Foundation
 
 /// One request of an LLM-serving trace.
@@ -13,9 +14,26 @@ public struct ServingRequest: Sendable, Equatable {
     /// Ids of the prompt's 512-token blocks, equal ids meaning a shared prefix (Mooncake traces);
     /// empty when the trace has none.
     public var prefixBlocks: [UInt64]
+    /// The tenant (0 ..< 65536) the request belongs to; the shared traces carry none (all 0), see
+    /// ``assigningTenants(_:count:seed:)``.
+    public var tenant: Int
 
-    public init(id: Int, arrival: Double, promptTokens: Int, outputTokens: Int, prefixBlocks: [UInt64] = []) {
+    public init(id: Int, arrival: Double, promptTokens: Int, outputTokens: Int, prefixBlocks: [UInt64] = [], tenant: Int = 0) {
         (self.id, self.arrival, self.promptTokens, self.outputTokens, self.prefixBlocks) = (id, arrival, promptTokens, outputTokens, prefixBlocks)
+        self.tenant = tenant
+    }
+
+    /// `requests` spread over `count` tenants by a hash of each request's id and `seed` — for
+    /// fairness experiments on traces that name no tenants.
+    public static func assigningTenants(_ requests: [ServingRequest], count: Int, seed: UInt64 = 1) -> [ServingRequest] {
+        guard count > 1 else { return requests }
+        let key = RandomKey(seed: seed)
+        return requests.map { r in
+            var r = r
+            let bits = key.bits(block: UInt64(r.id))
+            r.tenant = Int((UInt64(bits.0) << 32 | UInt64(bits.1)) % UInt64(count))
+            return r
+        }
     }
 }
 

@@ -1,0 +1,141 @@
+import AdjointAutodiff
+import AdjointStateful
+import AdjointTensor
+import Foundation
+
+/// Settings of the online guardrail.
+public struct ServingGuardrailSettings: Sendable, Equatable {
+    /// Requests per window (by position in the trace).
+    public var window = 400
+    /// The learned policy falls back when its mean latency on a window exceeds the shadow's by
+    /// more than this fraction.
+    public var margin = 0.1
+    /// Consecutive windows that must agree before falling back, and before restoring.
+    public var patience = 1
+    /// The classical policy evaluated beside the learned one, and run when it falls back.
+    public var shadow: SchedulingPolicy = .tokenBudget(512)
+    /// Update the learned weights after each window (one step of imitation of the oracle on the
+    /// finished window, whose output lengths are known by then).
+    public var onlineLearning = false
+    /// The largest update per window, relative to the weights' norm (conservative updates).
+    public var maximumUpdate = 0.1
+
+    public init(window: Int = 400, margin: Double = 0.1, patience: Int = 1, shadow: SchedulingPolicy = .tokenBudget(512),
+                onlineLearning: Bool = false, maximumUpdate: Double = 0.1) {
+        (self.window, self.margin, self.patience, self.shadow) = (window, margin, patience, shadow)
+        (self.onlineLearning, self.maximumUpdate) = (onlineLearning, maximumUpdate)
+    }
+}
+
+/// What the guardrail did after a window.
+public struct ServingGuardrailEvent: Sendable, Equatable, CustomStringConvertible {
+    public enum Action: String, Sendable { case fallback, restore, update }
+    public var window: Int
+    /// Simulated seconds when the window's last request finished.
+    public var time: Double
+    public var action: Action
+    /// Mean end-to-end latency of the window's requests replayed under the learned policy and the
+    /// shadow (seconds).
+    public var learned: Double, shadow: Double
+    /// For updates: the relative size of the change.
+    public var update: Double = 0
+
+    public var description: String {
+        switch action {
+        case .fallback:
+            return String(format: "window %d (t=%.1f s): fallback to the shadow: learned %.3f s > shadow %.3f s + margin", window, time, learned, shadow)
+        case .restore:
+            return String(format: "window %d (t=%.1f s): restore the learned policy: learned %.3f s ≤ shadow %.3f s", window, time, learned, shadow)
+        case .update:
+            return String(format: "window %d (t=%.1f s): online update of %.3f of the weights' norm (learned %.3f s, shadow %.3f s)",
+                          window, time, update, learned, shadow)
+        }
+    }
+}
+
+/// A run under the guardrail.
+public struct GuardedServingRun: Sendable {
+    public var report: ServingReport
+    public var events: [ServingGuardrailEvent]
+    /// Windows decided while the learned policy ran, and while the shadow ran.
+    public var windowsOnLearned: Int, windowsOnShadow: Int
+    /// The learned model at the end (changed only by online updates).
+    public var model: ServingPolicyModel
+}
+
+/// The learned scheduler deployed with a stability guardrail: as each window of requests finishes,
+/// the window is replayed from an empty server under the learned policy and under a classical
+/// shadow; when the learned one is worse by more than the margin for `patience` windows the server
+/// falls back to the shadow (and logs why), and returns to the learned policy once it is no worse
+/// for as many windows. With online learning, each finished window also moves the weights by one
+/// imitation step toward the oracle, bounded to ``ServingGuardrailSettings/maximumUpdate`` of their
+/// norm.
+public enum ServingGuardrail {
+    public static func run(_ trace: [ServingRequest], simulator: ServingSimulator, model initial: ServingPolicyModel,
+                           settings: ServingGuardrailSettings) throws -> GuardedServingRun {
+        guard (2 ... 1 << 20).contains(settings.window) else { throw ServingSimulationError.invalidConfiguration("guardrail window \(settings.window) outside 2 ... 2^20") }
+        guard settings.margin.isFinite, settings.margin >= 0, settings.margin <= 100 else { throw ServingSimulationError.invalidConfiguration("guardrail margin \(settings.margin) outside 0 ... 100") }
+        guard (1 ... 1000).contains(settings.patience) else { throw ServingSimulationError.invalidConfiguration("guardrail patience \(settings.patience) outside 1 ... 1000") }
+        guard settings.maximumUpdate.isFinite, settings.maximumUpdate > 0, settings.maximumUpdate <= 1 else {
+            throw ServingSimulationError.invalidConfiguration("guardrail maximum update \(settings.maximumUpdate) outside (0, 1]")
+        }
+        if case .learned = settings.shadow { throw ServingSimulationError.invalidConfiguration("the guardrail's shadow must be a classical policy") }
+        var model = initial
+        var onLearned = true, streak = 0, windowsOnLearned = 0, windowsOnShadow = 0
+        var events: [ServingGuardrailEvent] = []
+        var hooks = ServingHooks()
+        hooks.window = settings.window
+        hooks.controller = { k, now in
+            let window = Array(trace[(k * settings.window)..<Swift.min(trace.count, (k + 1) * settings.window)])
+            let learned = try simulator.run(window, policy: .learned(model)).endToEnd.mean
+            let shadow = try simulator.run(window, policy: settings.shadow).endToEnd.mean
+            if onLearned { windowsOnLearned += 1 } else { windowsOnShadow += 1 }
+            var replacement: SchedulingPolicy?
+            if onLearned {
+                streak = learned > shadow * (1 + settings.margin) ? streak + 1 : 0
+                if streak >= settings.patience {
+                    (onLearned, streak) = (false, 0)
+                    events.append(ServingGuardrailEvent(window: k, time: now, action: .fallback, learned: learned, shadow: shadow))
+                    replacement = settings.shadow
+                }
+            } else {
+                streak = learned <= shadow ? streak + 1 : 0
+                if streak >= settings.patience {
+                    (onLearned, streak) = (true, 0)
+                    events.append(ServingGuardrailEvent(window: k, time: now, action: .restore, learned: learned, shadow: shadow))
+                    replacement = .learned(model)
+                }
+            }
+            if settings.onlineLearning, window.count >= 2 {
+                let before = model.scorer.weights
+                model.scorer = try update(model, window: window, simulator: simulator, maximum: settings.maximumUpdate)
+                let after = model.scorer.weights
+                let norm = Swift.max(1e-12, before.reduce(0) { $0 + $1 * $1 }.squareRoot())
+                let change = zip(before, after).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() / norm
+                if change > 0 {
+                    events.append(ServingGuardrailEvent(window: k, time: now, action: .update, learned: learned, shadow: shadow, update: change))
+                    if onLearned, replacement == nil { replacement = .learned(model) }
+                }
+            }
+            return replacement
+        }
+        let report = try simulator.run(trace, policy: .learned(initial), hooks: hooks)
+        return GuardedServingRun(report: report, events: events, windowsOnLearned: windowsOnLearned, windowsOnShadow: windowsOnShadow, model: model)
+    }
+
+    /// One gradient step of imitation of the oracle on a finished window, its length clipped to
+    /// `maximum` of the weights' norm.
+    static func update(_ model: ServingPolicyModel, window: [ServingRequest], simulator: ServingSimulator, maximum: Double) throws -> ServingScorer {
+        var c = simulator.configuration
+        (c.tokenBudget, c.maxBatch) = (model.knobs.tokenBudget, model.knobs.maxBatch)
+        let (decisions, _) = try ServingTraining.record(window, simulator: try ServingSimulator(cost: simulator.cost, configuration: c),
+                                                        policy: .clairvoyant, candidates: 32)
+        guard !decisions.counts.isEmpty else { return model.scorer }
+        let g = try gradient(at: model.scorer) { s in try decisions.logLikelihood(s, temperature: 1).neg() / Double(decisions.counts.count) }.weights
+        let w = model.scorer.weights
+        let gNorm = g.reduce(0) { $0 + $1 * $1 }.squareRoot(), wNorm = w.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        guard gNorm > 0, gNorm.isFinite else { return model.scorer }
+        let length = maximum * Swift.max(wNorm, 1e-3)
+        return try ServingScorer(weights: zip(w, g).map { $0 - length * $1 / gNorm })
+    }
+}
