@@ -159,8 +159,8 @@ struct ServeCommand: ParsableCommand {
                 let start = DispatchTime.now().uptimeNanoseconds
                 var guarded: GuardedServingRun?
                 if let guardrail, case let .learned(model) = chosen {
+                    guard guardrail.lowercased() != "learned" else { throw ValidationError("--guardrail must name a classical policy (fcfs, spf, sarathi[:BUDGET], edf or oracle)") }
                     let shadow = try ServeCommand.policy(guardrail, learned: nil)
-                    if case .learned = shadow { throw ValidationError("--guardrail must name a classical policy") }
                     guarded = try ServingGuardrail.run(trace, simulator: simulator, model: model, settings: ServingGuardrailSettings(
                         window: window, margin: margin, shadow: shadow, onlineLearning: onlineLearning))
                 }
@@ -246,8 +246,8 @@ struct ServeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Train the learned scheduler on the first part of a trace; resumes from its last checkpoint after an interruption.")
         @OptionGroup var options: Options
-        @Option(name: .long, help: "relaxed, imitation or scoreFunction (how the scorer learns; the knobs always learn by SPSA).")
-        var method: ServingTrainingMethod = .relaxed
+        @Option(name: .long, help: "imitation, relaxed or scoreFunction (how the scorer learns; the knobs always learn by SPSA).")
+        var method: ServingTrainingMethod = .imitation
         @Option(name: .long, help: "Arrival-rate factor to train at.")
         var load = 2.0
         @Option(name: .long, help: "Train on this leading fraction of the trace (the rest is left for evaluation with --eval-from).")

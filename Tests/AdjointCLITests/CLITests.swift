@@ -22,13 +22,14 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "graph"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "serve-train", "graph"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
                                                      "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
                                                      "log-record": LogCommand.Record.self,
                                                      "cache": CacheCommand.self, "cache-compare": CacheCommand.Compare.self, "cache-train": CacheCommand.Train.self,
                                                      "serve": ServeCommand.self, "serve-simulate": ServeCommand.Simulate.self, "serve-compare": ServeCommand.Compare.self,
+                                                     "serve-train": ServeCommand.Train.self,
                                                      "graph": GraphCommand.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
@@ -58,8 +59,24 @@ struct CLITests {
         #expect(compare.status == 0 && compare.output.contains("Oracle-SRF") && compare.output.contains("FCFS"), "\(compare.output)")
         let plot = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(plot.hasPrefix("<svg") && plot.contains("polyline") && plot.contains("EDF"))
-        for (arguments, word) in [(["--policy", "lifo"], "--policy"), (["--load", "nan"], "--loads"), (["--slo", "ttft=0"], "--slo"),
-                                  (["--limit", "0"], "--limit"), (["--token-budget", "0"], "token budget")] {
+        // Train on the first half, compare on the second, deploy behind the guardrail.
+        let model = dir + "/serve-model.safetensors"
+        let train = try runProcess([try adjointExecutable(), "serve", "train", "--trace", trace, "--rounds", "2", "--output", model, "--quiet"])
+        #expect(train.status == 0 && train.output.contains("round 2: imitation") && train.output.contains("wrote"), "\(train.output)")
+        let resumed = try runProcess([try adjointExecutable(), "serve", "train", "--trace", trace, "--rounds", "3", "--output", model, "--quiet"])
+        #expect(resumed.status == 0 && resumed.output.contains("resumed after round 2") && !resumed.output.contains("round 2: imitation"), "\(resumed.output)")
+        let versus = try runProcess([try adjointExecutable(), "serve", "compare", "--trace", trace, "--loads", "2", "--learned", model,
+                                     "--eval-from", "0.5", "--svg", svg])
+        #expect(versus.status == 0 && versus.output.contains("Learned") && versus.output.contains("guard decisions") && versus.output.contains("Oracle-SRF("),
+                "\(versus.output)")
+        let deployed = try runProcess([try adjointExecutable(), "serve", "simulate", "--trace", trace, "--policy", "learned", "--learned", model,
+                                       "--guardrail", "sarathi:512", "--window", "10"])
+        #expect(deployed.status == 0 && deployed.output.contains("guardrail (shadow sarathi:512, windows of 10): "), "\(deployed.output)")
+        for (arguments, word) in [(["--policy", "lifo"], "--policy"), (["--load", "nan"], "--load"), (["--slo", "ttft=0"], "--slo"),
+                                  (["--limit", "0"], "--limit"), (["--token-budget", "0"], "token budget"), (["--policy", "learned"], "--learned"),
+                                  (["--tenants", "0"], "--tenants"), (["--max-wait", "-1"], "--max-wait"), (["--eval-from", "1"], "--eval-from"),
+                                  (["--guardrail", "fcfs"], "--guardrail"), (["--policy", "learned", "--learned", table], "truncated"),
+                                  (["--policy", "learned", "--learned", model, "--guardrail", "learned"], "classical")] {
             let bad = try runProcess([try adjointExecutable(), "serve", "simulate", "--trace", trace] + arguments)
             #expect(bad.status != 0 && bad.output.contains(word), "\(arguments): \(bad.output)")
         }

@@ -13,9 +13,10 @@ import Foundation
 /// - a request that has arrived (`m = 1`) and finished its prefill decodes one token:
 ///   `dec = m·(1 − min(1, p))·min(1, d)`;
 /// - the rest of the budget, `B′ = relu(B − Σ dec)`, goes to prefills in a **soft service
-///   order**: request j precedes i with probability `σ((sᵢ − sⱼ)/τ)` (lower score first), so the
-///   tokens ahead of i are `aᵢ = Σⱼ σ((sᵢ − sⱼ)/τ)·mⱼpⱼ − ½mᵢpᵢ` and i gets
-///   `min(mᵢpᵢ, relu(B′ − aᵢ))` — exactly the hard greedy fill in priority order as τ → 0;
+///   order**: request i gets `min(mᵢpᵢ, B′·πᵢ)` with `π = softmax(−s/τ)` over the requests with
+///   prompt tokens left (lower score, larger share), and what that leaves of `B′` is shared the
+///   same way among the demands still open — as τ → 0 the best-ranked requests take the budget
+///   in order, as in the hard simulator's greedy fill;
 /// - the step's output is the time the window's requests spend in the system during the step,
 ///   `δ/N · Σ mᵢ(1 − exp(−(pᵢ + dᵢ)/κ))` (κ = 4 tokens, a smooth "not finished"), whose sum over
 ///   the steps is the mean end-to-end latency (Little's law).
@@ -86,11 +87,17 @@ public enum RelaxedServingSimulator {
             let decoding = try m * (1 - prefilled) * (1 - (1 - d).relu())
             let left = try (budget - decoding.sum()).relu()
             let demand = try m * p
-            // P[i, j] = σ((sᵢ − sⱼ)/τ): j is served before i.
-            let precedes = try ((s.reshaped([n, 1]) - s.reshaped([1, n])) / temperature).sigmoid()
-            let ahead = try precedes.matmul(demand.reshaped([n, 1])).reshaped([n]) - demand * 0.5
-            let grant = try (left - ahead).relu()
-            let served = try demand - (demand - grant).relu()     // min(demand, grant)
+            // Soft service order: the budget is shared by softmax(−s/τ) over the requests with
+            // prompt tokens to prefill, each taking at most its demand; what is left over is shared
+            // again among the rest (two rounds of water filling). As τ → 0 the best-ranked request
+            // takes the budget first, as in the hard simulator.
+            func share(_ budget: Tensor, _ demand: Tensor) throws -> Tensor {
+                let waiting = try demand.untracked.greater(0).cast(to: .float64)
+                let weights = try (s / -temperature + (waiting - 1) * 1e9).softmax(axis: 0) * waiting
+                return try demand - (demand - weights * budget).relu()   // min(demand, share)
+            }
+            let first = try share(left, demand)
+            let served = try first + share((left - first.sum()).relu(), demand - first)
             let nextP = try p - served, nextD = try d - decoding
             let inSystem = try (m * (1 - ((nextP + nextD).relu() / -kappa).exp())).sum() * (delta / Double(n))
             return (try Tensor.concat([nextP, nextD], axis: 0), inSystem)

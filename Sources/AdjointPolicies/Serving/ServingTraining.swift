@@ -19,7 +19,7 @@ public enum ServingTrainingMethod: String, CaseIterable, Sendable {
 }
 
 public struct ServingTrainingOptions: Sendable {
-    public var method: ServingTrainingMethod = .relaxed
+    public var method: ServingTrainingMethod = .imitation
     public var rounds = 6
     public var seed: UInt64 = 7
     public var learningRate = 0.05
