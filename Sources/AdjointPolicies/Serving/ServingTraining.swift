@@ -64,7 +64,9 @@ public enum ServingTraining {
     /// - Parameters:
     ///   - trace: the training requests (already scaled to the training load).
     ///   - simulator: the server (cost model, KV capacity, SLO, guard).
-    ///   - traceName, model, load: recorded in the model and checked on resume.
+    ///   - options: the method, rounds, knobs and windows.
+    ///   - traceName: the trace's name, recorded in the model and checked on resume.
+    ///   - load: the load the trace was scaled to, recorded and checked likewise.
     ///   - store: checkpoints (resumed from when it holds one); `nil` trains without.
     ///   - progress: after each round: the round, the total, and a line to show.
     public static func train(_ trace: [ServingRequest], simulator: ServingSimulator, options: ServingTrainingOptions, traceName: String,
