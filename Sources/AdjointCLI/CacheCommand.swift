@@ -209,13 +209,8 @@ public struct CacheCommand: ParsableCommand {
 
         public func validate() throws {
             guard hidden >= 0, rounds >= 1 else { throw ValidationError("--hidden must be ≥ 0 and --rounds ≥ 1") }
-            for (option, path) in [("--model", model), ("--checkpoint-directory", checkpointDirectory ?? model + ".checkpoints")] {
-                let parent = (path as NSString).deletingLastPathComponent
-                var isDirectory: ObjCBool = false
-                guard parent.isEmpty || (FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) && isDirectory.boolValue) else {
-                    throw ValidationError("\(option) '\(path)': the directory '\(parent)' does not exist (it is not created)")
-                }
-            }
+            try requireExistingParent(model, option: "--model")
+            try requireExistingParent(checkpointDirectory ?? model + ".checkpoints", option: "--checkpoint-directory")
         }
 
         public func run() throws {

@@ -267,13 +267,8 @@ struct ServeCommand: ParsableCommand {
             _ = try ServeCommand.loads(String(load), option: "--load")
             guard trainFraction.isFinite, trainFraction > 0, trainFraction <= 1 else { throw ValidationError("--train-fraction must be in (0, 1], got \(trainFraction)") }
             guard (1 ... 10_000).contains(rounds) else { throw ValidationError("--rounds must be in 1 ... 10000, got \(rounds)") }
-            for (option, path) in [("--output", output), ("--checkpoint-directory", checkpointDirectory ?? output + ".checkpoints")] {
-                let parent = (path as NSString).deletingLastPathComponent
-                var isDirectory: ObjCBool = false
-                guard parent.isEmpty || (FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) && isDirectory.boolValue) else {
-                    throw ValidationError("\(option) '\(path)': the directory '\(parent)' does not exist (it is not created)")
-                }
-            }
+            try requireExistingParent(output, option: "--output")
+            try requireExistingParent(checkpointDirectory ?? output + ".checkpoints", option: "--checkpoint-directory")
         }
 
         func run() throws {

@@ -70,31 +70,19 @@ public struct CacheModel {
                       pinned: pinned, key: key)
     }
 
-    static let key = "adjoint.cacheModel", checksumKey = "adjoint.cacheModel.checksum"
+    static let key = "adjoint.cacheModel"
 
     /// Writes the model atomically (and `<path>.json`, the metadata alone, for reading).
     public func write(to path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let json = try encoder.encode(metadata)
-        let text = String(decoding: json, as: UTF8.self)
         let tensors = Dictionary(uniqueKeysWithValues: scorer.namedTensors.map { ($0.name, $0.tensor) })
-        try SafeTensors.write(tensors, metadata: [Self.key: text, Self.checksumKey: CRC32C.digest(text: text, tensors: tensors)], to: path)
+        let json = try ModelFile.write(metadata, tensors: tensors, key: Self.key, pretty: true, to: path)
         try AtomicFile.write(Array(json) + [0x0A], to: path + ".json")
     }
 
     /// Reads a model file; errors name the file, the field and what is wrong (``CacheModelError``).
     public static func read(_ path: String) throws -> CacheModel {
-        let (tensors, meta) = try SafeTensors.read(path)
         func invalid(_ field: String, _ detail: String) -> CacheModelError { .invalid(path: path, field: field, detail: detail) }
-        guard let text = meta[key] else { throw invalid(key, "missing: not an Adjoint cache model") }
-        guard let stored = meta[checksumKey] else { throw invalid(checksumKey, "missing: the file was not written by this format") }
-        let computed = CRC32C.digest(text: text, tensors: tensors)
-        guard stored == computed else { throw invalid(checksumKey, "stored \(stored), computed \(computed): the file was modified or damaged") }
-        let metadata: Metadata
-        do { metadata = try JSONDecoder().decode(Metadata.self, from: Data(text.utf8)) } catch {
-            throw invalid(key, "the metadata does not decode: \(error)")
-        }
+        let (metadata, tensors) = try ModelFile.read(path, key: key, kind: "cache model", as: Metadata.self, invalid: invalid)
         try metadata.validate(invalid)
         let sidecar = path + ".json"
         if FileManager.default.fileExists(atPath: sidecar) {

@@ -138,29 +138,17 @@ public struct ServingPolicyModel: Sendable, Equatable {
 
     public var knobs: ServingKnobs { metadata.knobs }
 
-    static let key = "adjoint.servingModel", checksumKey = "adjoint.servingModel.checksum"
+    static let key = "adjoint.servingModel"
 
     /// Writes the model atomically.
     public func write(to path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let text = String(decoding: try encoder.encode(metadata), as: UTF8.self)
-        let tensors = ["w": scorer.w]
-        try SafeTensors.write(tensors, metadata: [Self.key: text, Self.checksumKey: CRC32C.digest(text: text, tensors: tensors)], to: path)
+        try ModelFile.write(metadata, tensors: ["w": scorer.w], key: Self.key, to: path)
     }
 
     /// Reads a model file; errors name the file, the field and what is wrong.
     public static func read(_ path: String) throws -> ServingPolicyModel {
-        let (tensors, meta) = try SafeTensors.read(path)
         func invalid(_ field: String, _ detail: String) -> ServingModelError { .invalid(path: path, field: field, detail: detail) }
-        guard let text = meta[key] else { throw invalid(key, "missing: not an Adjoint serving model") }
-        guard let stored = meta[checksumKey] else { throw invalid(checksumKey, "missing: the file was not written by this format") }
-        let computed = CRC32C.digest(text: text, tensors: tensors)
-        guard stored == computed else { throw invalid(checksumKey, "stored \(stored), computed \(computed): the file was modified or damaged") }
-        let metadata: Metadata
-        do { metadata = try JSONDecoder().decode(Metadata.self, from: Data(text.utf8)) } catch {
-            throw invalid(key, "the metadata does not decode: \(error)")
-        }
+        let (metadata, tensors) = try ModelFile.read(path, key: key, kind: "serving model", as: Metadata.self, invalid: invalid)
         guard metadata.format == "adjoint.servingModel" else { throw invalid("format", "'\(metadata.format)', expected 'adjoint.servingModel'") }
         guard metadata.formatVersion == 1 else { throw invalid("formatVersion", "\(metadata.formatVersion); this build reads version 1") }
         guard metadata.features == ServingFeatures.names else { throw invalid("features", "\(metadata.features); this build computes \(ServingFeatures.names)") }
