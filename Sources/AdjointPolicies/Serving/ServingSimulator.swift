@@ -369,7 +369,8 @@ public struct ServingSimulator: Sendable {
             for i in running { live[i].key = key(i) }
             running.sort(by: before)
         }
-        var completedInWindow = [Int](repeating: 0, count: hooks.window > 0 ? (live.count + hooks.window - 1) / hooks.window : 0)
+        let windows = hooks.window > 0 ? (live.count + hooks.window - 1) / hooks.window : 0
+        var completedInWindow = [Int](repeating: 0, count: windows), latencyInWindow = [Double](repeating: 0, count: windows)
         var nextWindow = 0
 
         while done < live.count {
@@ -462,7 +463,10 @@ public struct ServingSimulator: Sendable {
                     used -= live[i].blocks
                     live[i].blocks = 0
                     done += 1
-                    if hooks.window > 0 { completedInWindow[i / hooks.window] += 1 }
+                    if hooks.window > 0 {
+                        completedInWindow[i / hooks.window] += 1
+                        latencyInWindow[i / hooks.window] += now - live[i].arrival
+                    }
                 }
             }
             running.removeAll { live[$0].finish >= 0 }
@@ -470,11 +474,15 @@ public struct ServingSimulator: Sendable {
                 for i in running { live[i].key = key(i) }
                 running.sort(by: before)
             }
-            // The guardrail's controller sees each window of requests once all of them are done.
+            // The guardrail's controller sees each window of requests once all of them are done
+            // (and again at later iterations while it answers `notReady`).
             if let controller = hooks.controller {
-                while nextWindow < completedInWindow.count,
-                      completedInWindow[nextWindow] == Swift.min(hooks.window, live.count - nextWindow * hooks.window) {
-                    if let replacement = try controller(nextWindow, now) { try switchPolicy(to: replacement) }
+                while nextWindow < windows {
+                    let size = Swift.min(hooks.window, live.count - nextWindow * hooks.window)
+                    guard completedInWindow[nextWindow] == size else { break }
+                    let answer = try controller(nextWindow, now, latencyInWindow[nextWindow] / Double(size))
+                    if case .notReady = answer { break }
+                    if case let .switchTo(replacement) = answer { try switchPolicy(to: replacement) }
                     nextWindow += 1
                 }
             }
@@ -507,9 +515,16 @@ struct ServingHooks {
     var sampling: (temperature: Double, key: RandomKey)?
     /// Requests per guardrail window (by position in the trace).
     var window = 0
-    /// Called once every request of window `k` has completed, at simulated time `now`; returns the
-    /// policy to switch to, or nil to keep the current one.
-    var controller: ((_ window: Int, _ now: Double) throws -> SchedulingPolicy?)?
+    /// Called once every request of window `k` has completed, at simulated time `now`, with the
+    /// window's mean end-to-end latency in this run.
+    var controller: ((_ window: Int, _ now: Double, _ observedMean: Double) throws -> ControllerAnswer)?
+
+    enum ControllerAnswer {
+        /// Ask again after the next iteration (what the decision needs is not known yet).
+        case notReady
+        case keep
+        case switchTo(SchedulingPolicy)
+    }
 }
 
 /// The guard's bookkeeping: waiting requests by arrival (all, and per tenant, stale entries
