@@ -236,7 +236,9 @@ public struct CacheCommand: ParsableCommand {
             let learned = CacheSimulation.run(&policy, requests: requests, mode: workload.sizes)
             let lru = CacheSimulation.run(.lru, capacity: capacity, requests: requests, mode: workload.sizes)
             let belady = CacheSimulation.run(.belady, capacity: capacity, requests: requests, mode: workload.sizes)
-            print(String(format: "model %@: miss ratio %.4f (LRU %.4f, Belady %.4f) at cache %lld; validator: %@", model,
+            print(String(format: "model %@ (round %d of %d, validation miss ratio %.4f against LRU's %.4f): miss ratio %.4f (LRU %.4f, Belady %.4f) "
+                         + "on the whole trace at cache %lld; validator: %@", model, trained.metadata.bestRound ?? 0, rounds,
+                         trained.metadata.validationMissRatio ?? .nan, trained.metadata.lruValidationMissRatio ?? .nan,
                          learned.missRatio, lru.missRatio, belady.missRatio, capacity, policy.validation.description))
         }
     }

@@ -40,6 +40,11 @@ public struct CacheModel {
         public var seed: UInt64
         public var rounds: Int
         public var trainingMissRatio: Double?
+        /// The round whose scorer was kept (best miss ratio on the held-back validation slice;
+        /// 0 = the initial scorer), its validation miss ratio, and LRU's on the same slice.
+        public var bestRound: Int?
+        public var validationMissRatio: Double?
+        public var lruValidationMissRatio: Double?
 
         public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
                     sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {

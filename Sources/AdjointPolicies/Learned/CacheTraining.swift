@@ -30,6 +30,11 @@ public struct CacheTrainingOptions: Sendable {
     /// Windows (relaxed, straight-through, score function): requests per window, objects tracked.
     public var window = 400
     public var windowsPerRound = 6
+    /// The share of the training requests (their end) held back: after each round the hard policy
+    /// runs on it, and the round with the lowest miss ratio is the one kept.
+    public var validationFraction = 0.2
+    /// Stop after this many rounds without a better validation miss ratio.
+    public var patience = 2
 
     public init(capacity: Int64) { self.capacity = capacity }
 }
@@ -41,9 +46,12 @@ public enum CacheTrainingError: Error, Equatable, CustomStringConvertible {
     /// The checkpoint to resume from was made by another training (another workload, cache size,
     /// method, model shape or seed).
     case checkpointMismatch(path: String, field: String, checkpoint: String, requested: String)
+    /// Options that cannot train (a validation share outside (0, 1), a patience outside 1 … 1000).
+    case invalidOptions(String)
 
     public var description: String {
         switch self {
+        case let .invalidOptions(detail): return "cache training: \(detail)"
         case let .noEvictions(requests, capacity, mode):
             return "training sees no eviction: \(requests) requests never fill a cache of \(capacity) \(mode == .unit ? "objects" : "bytes")"
                 + " (the workload's footprint fits); choose a smaller cache size or a longer trace"
@@ -56,6 +64,12 @@ public enum CacheTrainingError: Error, Equatable, CustomStringConvertible {
 
 /// Trains a ``CacheModel`` on a workload, in rounds, checkpointing after each so an interrupted
 /// run resumes where it stopped (bitwise: each round depends only on the checkpointed state).
+///
+/// The last ``CacheTrainingOptions/validationFraction`` of the requests is held back: rounds learn
+/// on the rest, and after each the hard policy runs on the held-back slice beside LRU. The model
+/// returned is the round with the lowest validation miss ratio (the initial scorer counts as round
+/// 0), and training stops early after ``CacheTrainingOptions/patience`` rounds without improvement —
+/// so a round that makes things worse is reported, not kept.
 public enum CacheTraining {
     /// - Parameters:
     ///   - requests: the training workload, with next accesses (``NextAccess/annotate(_:)``).
@@ -67,10 +81,23 @@ public enum CacheTraining {
     ///   evicts at `options.capacity`; errors of the checkpoint store and of training.
     public static func train(_ requests: [CacheRequest], options: CacheTrainingOptions, traceName: String,
                              store: CheckpointStore? = nil, progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> CacheModel {
+        guard options.validationFraction > 0, options.validationFraction < 1, (1 ... 1000).contains(options.patience) else {
+            throw CacheTrainingError.invalidOptions("validation fraction \(options.validationFraction) must be in (0, 1) and patience \(options.patience) in 1 ... 1000")
+        }
+        // (A workload of one request has nothing to hold back; it is both, and finds no eviction.)
+        let cut = requests.count < 2 ? requests.count : requests.count - Swift.max(1, Int((Double(requests.count) * options.validationFraction).rounded()))
+        let fit = Array(requests[..<Swift.min(requests.count, Swift.max(1, cut))]), validation = cut < requests.count ? Array(requests[cut...]) : requests
         let key = RandomKey(seed: options.seed)
-        let normalization = try calibrate(requests, options: options, key: key)
+        let normalization = try calibrate(fit, options: options, key: key)
         var scorer = try EvictionScorer(hidden: options.hidden, key: key.fold(in: 1))
         var adam = try Adam(learningRate: .constant(options.learningRate))
+        func validate(_ s: EvictionScorer) -> Double {
+            var policy = LearnedPolicy(capacity: options.capacity, scorer: s, normalization: normalization, candidates: options.candidates,
+                                       key: key.fold(in: 99))
+            return CacheSimulation.run(&policy, requests: validation, mode: options.mode).missRatio
+        }
+        let lruValidation = CacheSimulation.run(.lru, capacity: options.capacity, requests: validation, mode: options.mode).missRatio
+        var best = (scorer: scorer, round: 0, missRatio: validate(scorer))
         var first = 0
         var lastMiss: Double?
         let identity = trainingIdentity(requests, options: options, traceName: traceName)
@@ -82,41 +109,62 @@ public enum CacheTraining {
                 }
             }
             try loaded.checkpoint.restore(model: &scorer, optimizer: &adam)
-            first = Int(loaded.checkpoint.manifest.metadata["round"] ?? "") ?? 0
-            lastMiss = Double(loaded.checkpoint.manifest.metadata["missRatio"] ?? "")
+            let meta = loaded.checkpoint.manifest.metadata
+            first = Int(meta["round"] ?? "") ?? 0
+            lastMiss = Double(meta["missRatio"] ?? "")
+            let stored = loaded.checkpoint.tensors(under: "extra/best")
+            guard let bestRound = Int(meta["bestRound"] ?? ""), let bestMiss = Double(meta["bestMissRatio"] ?? ""),
+                  scorer.namedTensors.allSatisfy({ stored[$0.name]?.shape == $0.tensor.shape }) else {
+                throw CacheTrainingError.checkpointMismatch(path: loaded.path, field: "best round", checkpoint: "(not recorded)", requested: "a best round")
+            }
+            best = (scorer.replacingTensors(with: scorer.namedTensors.map { stored[$0.name]! }), bestRound, bestMiss)
             progress(first, options.rounds, "resumed after round \(first) (\(loaded.path))")
+        } else {
+            progress(0, options.rounds, String(format: "round 0: the initial scorer (LRU-like): validation miss ratio %.4f (LRU %.4f) on the last %d requests",
+                                               best.missRatio, lruValidation, validation.count))
         }
         for round in first..<options.rounds {
+            if round - best.round >= options.patience {
+                progress(options.rounds, options.rounds, "stopping early: no better validation miss ratio in \(options.patience) rounds; keeping round \(best.round)")
+                break
+            }
             let roundKey = key.fold(in: 100 + UInt64(round))
-            let message: String
+            var message: String
             switch options.method {
             case .imitation:
-                let (samples, result) = ImitationTraining.collect(requests, capacity: options.capacity, mode: options.mode, scorer: scorer,
+                let (samples, result) = ImitationTraining.collect(fit, capacity: options.capacity, mode: options.mode, scorer: scorer,
                                                                    normalization: normalization, candidates: options.candidates, key: roundKey)
                 let losses = try fitImitation(&scorer, &adam, samples: samples, options: options, key: roundKey)
                 lastMiss = result.missRatio
                 message = String(format: "round %d: miss ratio %.4f on the policy's own run, %d evictions, imitation loss %.4f",
                                  round + 1, result.missRatio, samples.count, losses.last ?? .nan)
             case .relaxed, .straightThrough, .scoreFunction:
-                let loss = try RelaxedCacheSimulator.round(&scorer, &adam, requests: requests, options: options, normalization: normalization,
+                let loss = try RelaxedCacheSimulator.round(&scorer, &adam, requests: fit, options: options, normalization: normalization,
                                                      round: round, key: roundKey)
                 var policy = LearnedPolicy(capacity: options.capacity, scorer: scorer, normalization: normalization,
                                            candidates: options.candidates, key: roundKey)
-                let result = CacheSimulation.run(&policy, requests: requests, mode: options.mode)
+                let result = CacheSimulation.run(&policy, requests: fit, mode: options.mode)
                 lastMiss = result.missRatio
                 message = String(format: "round %d: %@ objective %.4f per window, hard miss ratio %.4f", round + 1,
                                  options.method.rawValue, loss, result.missRatio)
             }
+            let validated = validate(scorer)
+            if validated < best.missRatio { best = (scorer, round + 1, validated) }
+            message += String(format: "; validation %.4f (LRU %.4f)%@", validated, lruValidation,
+                              best.round == round + 1 ? ", best so far" : ", worse than round \(best.round): not kept")
             if let store {
-                try store.save(Checkpoint(model: scorer, optimizer: adam,
-                                          metadata: identity.merging(["round": "\(round + 1)", "missRatio": "\(lastMiss ?? .nan)"]) { a, _ in a }))
+                let extra = Dictionary(uniqueKeysWithValues: best.scorer.namedTensors.map { ("best/" + $0.name, $0.tensor) })
+                try store.save(Checkpoint(model: scorer, optimizer: adam, extra: extra,
+                                          metadata: identity.merging(["round": "\(round + 1)", "missRatio": "\(lastMiss ?? .nan)",
+                                                                      "bestRound": "\(best.round)", "bestMissRatio": "\(best.missRatio)"]) { a, _ in a }))
             }
             progress(round + 1, options.rounds, message)
         }
-        return CacheModel(scorer: scorer, metadata: .init(normalization: normalization, hidden: options.hidden, candidates: options.candidates,
-                                                          method: options.method.rawValue, trace: traceName, cacheSize: options.capacity,
-                                                          sizeMode: options.mode.rawValue, seed: options.seed, rounds: options.rounds,
-                                                          trainingMissRatio: lastMiss))
+        var metadata = CacheModel.Metadata(normalization: normalization, hidden: options.hidden, candidates: options.candidates,
+                                           method: options.method.rawValue, trace: traceName, cacheSize: options.capacity,
+                                           sizeMode: options.mode.rawValue, seed: options.seed, rounds: options.rounds, trainingMissRatio: lastMiss)
+        (metadata.bestRound, metadata.validationMissRatio, metadata.lruValidationMissRatio) = (best.round, best.missRatio, lruValidation)
+        return CacheModel(scorer: best.scorer, metadata: metadata)
     }
 
     /// What a checkpoint must match to be resumed: the workload (name, length and a fingerprint of
@@ -130,7 +178,8 @@ public enum CacheTraining {
         }
         return ["trace": traceName, "requests": "\(requests.count)", "workloadFingerprint": String(fingerprint, radix: 16),
                 "cacheSize": "\(options.capacity)", "sizeMode": options.mode.rawValue, "method": options.method.rawValue,
-                "hidden": "\(options.hidden)", "candidates": "\(options.candidates)", "seed": "\(options.seed)"]
+                "hidden": "\(options.hidden)", "candidates": "\(options.candidates)", "seed": "\(options.seed)",
+                "validation": "\(options.validationFraction)"]
     }
 
     /// Feature statistics from an LRU-like run of the initial scorer (a deterministic pass).
