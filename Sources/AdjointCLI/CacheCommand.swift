@@ -100,11 +100,27 @@ public struct CacheCommand: ParsableCommand {
         var cacheSize = "5%"
         @Option(name: .long, help: "A trained model (from `adjoint cache train`), for --policy Learned.")
         var model: String?
+        @Option(name: .long, help: "Deploy --policy Learned behind the online guardrail, this classical policy as its shadow (e.g. S3-FIFO).")
+        var guardrail: String?
+        @Option(name: .long, help: "Guardrail: requests per window.")
+        var window = 20_000
+        @Option(name: .long, help: "Guardrail: the miniatures see one key in this many, at that fraction of the cache size.")
+        var sampling = 16
+        @Flag(name: .long, help: "Guardrail: update the learned scorer after each window (bounded imitation steps).")
+        var onlineLearning = false
         public init() {}
 
         public func validate() throws {
             guard PolicyKind(name: policy) != nil || policy.lowercased() == "learned" else { throw ValidationError("unknown policy '\(policy)'") }
             if policy.lowercased() == "learned", model == nil { throw ValidationError("--policy Learned needs --model FILE") }
+            if let guardrail {
+                guard policy.lowercased() == "learned" else { throw ValidationError("--guardrail guards --policy Learned only") }
+                guard let kind = PolicyKind(name: guardrail), kind != .belady else {
+                    throw ValidationError("--guardrail must name an online classical policy (FIFO, LRU, LFU, ARC, 2Q, S3-FIFO, SIEVE), got '\(guardrail)'")
+                }
+            }
+            guard (2 ... 1 << 24).contains(window) else { throw ValidationError("--window must be in 2 ... 16777216, got \(window)") }
+            guard (1 ... 65536).contains(sampling) else { throw ValidationError("--sampling must be in 1 ... 65536, got \(sampling)") }
         }
 
         public func run() throws {
@@ -116,6 +132,12 @@ public struct CacheCommand: ParsableCommand {
             if let kind = PolicyKind(name: policy) {
                 var policy = kind.make(capacity: capacity)
                 result = try CacheSimulation.run(&policy, source: &source, mode: workload.sizes)
+            } else if let guardrail, let shadow = PolicyKind(name: guardrail) {
+                let run = try CacheGuardrail.run(&source, model: try CacheModel.read(model!), capacity: capacity, mode: workload.sizes,
+                                                 settings: CacheGuardrailSettings(window: window, shadow: shadow, sampling: sampling, onlineLearning: onlineLearning))
+                result = run.result
+                validation = "\nguardrail (shadow \(shadow.rawValue), windows of \(window), 1 key in \(sampling)): \(run.windowsOnLearned) windows on the learned policy, "
+                    + "\(run.windowsOnShadow) on the shadow" + run.events.map { "\n  " + $0.description }.joined()
             } else {
                 var learned = try CacheModel.read(model!).policy(capacity: capacity)
                 result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)

@@ -335,7 +335,14 @@ struct CacheCLITests {
         #expect(zip(try CacheModel.read(model).scorer.tensors, first.scorer.tensors).allSatisfy(bitwiseEqual))
         let simulate = try CacheCommand.Simulate.parse(["--requests", "6000", "--policy", "Learned", "--model", model, "--cache-size", "3%"])
         try simulate.run()
-        for bad in [["--policy", "MRU"], ["--policy", "Learned"], ["--format", "parquet"], ["--limit", "0"]] {
+        let guarded = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "Learned", "--model", model,
+                                      "--cache-size", "3%", "--guardrail", "S3-FIFO", "--window", "1000", "--sampling", "2", "--online-learning"])
+        #expect(guarded.status == 0 && guarded.output.contains("guardrail (shadow S3-FIFO, windows of 1000, 1 key in 2): ")
+                && guarded.output.contains("online update"), "\(guarded.output)")
+        for bad in [["--policy", "MRU"], ["--policy", "Learned"], ["--format", "parquet"], ["--limit", "0"],
+                    ["--policy", "Learned", "--model", model, "--guardrail", "Belady"], ["--guardrail", "S3-FIFO"],
+                    ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--window", "1"],
+                    ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--sampling", "0"]] {
             #expect(throws: (any Error).self) { try CacheCommand.Simulate.parse(bad) }
         }
         #expect(throws: (any Error).self) { try CacheCommand.capacity("-3%", footprint: 100) }

@@ -246,3 +246,59 @@ struct LearnedPolicyTests {
         _ = try CacheModel.read(path)   // no sidecar: the model file alone
     }
 }
+
+/// The learned cache behind its online guardrail, on a workload that shifts mid-way.
+@Suite("Learned cache guardrail")
+struct CacheGuardrailTests {
+    struct ArraySource: RequestSource {
+        var requests: [CacheRequest]
+        var position = 0
+        var name: String { "array" }
+        mutating func next() throws -> CacheRequest? {
+            guard position < requests.count else { return nil }
+            defer { position += 1 }
+            return requests[position]
+        }
+    }
+
+    /// A model trained on a loop-heavy workload A (keep the old, evict the recent), then A followed
+    /// by a drifting Zipf workload B where that is the wrong thing to do.
+    static func shifted() throws -> (model: CacheModel, a: [CacheRequest], both: [CacheRequest]) {
+        var a = try SyntheticWorkload(.mixture([(.loop(objects: 600), 0.8), (.zipf(objects: 5000, alpha: 0.8), 0.2)]), requests: 30_000, key: RandomKey(seed: 3))
+        var b = try SyntheticWorkload(.zipf(objects: 20_000, alpha: 0.9, driftEvery: 2000, driftStep: 300), requests: 20_000, key: RandomKey(seed: 4))
+        var ra = try a.readAll(), rb = try b.readAll()
+        for i in rb.indices { rb[i].id += 1 << 40 }
+        NextAccess.annotate(&ra)
+        var options = CacheTrainingOptions(capacity: 400)
+        options.rounds = 3
+        let model = try CacheTraining.train(ra, options: options, traceName: "A")
+        return (model, Array(ra[..<20_000]), Array(ra[..<20_000]) + rb)
+    }
+
+    @Test("falls back to the shadow after the shift and not before, beating both policies alone; online updates stay within their bound")
+    func shift() throws {
+        let (model, a, both) = try Self.shifted()
+        var source = ArraySource(requests: both)
+        let run = try CacheGuardrail.run(&source, model: model, capacity: 400, mode: .unit, settings: CacheGuardrailSettings(window: 2000, sampling: 4))
+        let fallbacks = run.events.filter { $0.action == .fallback }
+        #expect(fallbacks.count == 1 && fallbacks[0].window >= 10 && fallbacks[0].learned > fallbacks[0].shadow + 0.01, "\(run.events)")
+        var plain = model.policy(capacity: 400)
+        let unguarded = CacheSimulation.run(&plain, requests: both, mode: .unit)
+        let s3fifo = CacheSimulation.run(.s3fifo, capacity: 400, requests: both, mode: .unit)
+        #expect(run.result.missRatio < unguarded.missRatio && run.result.missRatio < s3fifo.missRatio,
+                "guarded \(run.result.missRatio), unguarded \(unguarded.missRatio), S3-FIFO \(s3fifo.missRatio)")
+        #expect(run.result.requests == both.count && run.windowsOnLearned + run.windowsOnShadow == 20 && run.sampledRequests < both.count / 2)
+        var stationary = ArraySource(requests: a)
+        #expect(try CacheGuardrail.run(&stationary, model: model, capacity: 400, mode: .unit, settings: CacheGuardrailSettings(window: 2000, sampling: 4)).events.isEmpty)
+        var again = ArraySource(requests: both)
+        let online = try CacheGuardrail.run(&again, model: model, capacity: 400, mode: .unit,
+                                            settings: CacheGuardrailSettings(window: 2000, sampling: 4, onlineLearning: true, maximumUpdate: 0.02))
+        let updates = online.events.filter { $0.action == .update }
+        #expect(!updates.isEmpty && updates.allSatisfy { $0.update <= 0.02 + 1e-9 })
+        for bad in [CacheGuardrailSettings(window: 1), CacheGuardrailSettings(margin: .nan), CacheGuardrailSettings(shadow: .belady),
+                    CacheGuardrailSettings(sampling: 0), CacheGuardrailSettings(maximumUpdate: 2)] {
+            var s = ArraySource(requests: a)
+            #expect(throws: CacheTrainingError.self) { try CacheGuardrail.run(&s, model: model, capacity: 400, mode: .unit, settings: bad) }
+        }
+    }
+}

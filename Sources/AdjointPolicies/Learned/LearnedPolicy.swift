@@ -44,7 +44,7 @@ public struct LearnedPolicy: CachePolicy {
     public var name: String { "Learned" }
     public let capacity: Int64
     public private(set) var occupied: Int64 = 0
-    public let scorer: CompiledScorer
+    public internal(set) var scorer: CompiledScorer
     public let normalization: FeatureNormalization
     public let candidates: Int
     public var pinned: Set<UInt64>
