@@ -152,9 +152,7 @@ public enum CacheGuardrail {
     }
 
     static func relativeChange(_ a: EvictionScorer, _ b: EvictionScorer) -> Double {
-        let x = a.tensors.flatMap(\.doubles), y = b.tensors.flatMap(\.doubles)
-        let norm = Swift.max(1e-12, x.reduce(0) { $0 + $1 * $1 }.squareRoot())
-        return zip(x, y).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() / norm
+        BoundedUpdate.relativeChange(a.tensors.flatMap(\.doubles), b.tensors.flatMap(\.doubles))
     }
 
     /// One imitation step toward Belady on a finished window (next accesses within it), clipped to
@@ -168,10 +166,13 @@ public enum CacheGuardrail {
                                                      normalization: model.metadata.normalization, candidates: k, key: key)
         guard !samples.isEmpty else { return scorer }
         let g = try gradient(at: scorer) { s in try ImitationTraining.loss(s, ArraySlice(samples), candidates: k) }
-        let gradient = g.tensors.flatMap(\.doubles), weights = scorer.tensors.flatMap(\.doubles)
-        let gNorm = gradient.reduce(0) { $0 + $1 * $1 }.squareRoot(), wNorm = weights.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        guard gNorm > 0, gNorm.isFinite else { return scorer }
-        let length = maximum * Swift.max(wNorm, 1e-3) / gNorm
-        return try scorer.replacingTensors(with: zip(scorer.tensors, g.tensors).map { try $0 - $1 * length })
+        guard let stepped = BoundedUpdate.step(scorer.tensors.flatMap(\.doubles), along: g.tensors.flatMap(\.doubles), maximum: maximum) else {
+            return scorer
+        }
+        var offset = 0
+        return try scorer.replacingTensors(with: scorer.tensors.map { t in
+            defer { offset += t.elementCount }
+            return try Tensor(Array(stepped[offset..<(offset + t.elementCount)]), shape: t.shape)
+        })
     }
 }

@@ -136,9 +136,7 @@ public enum ServingGuardrail {
             if settings.onlineLearning, window.count >= 2 {
                 let before = model.scorer.weights
                 model.scorer = try update(model, window: window, simulator: simulator, maximum: settings.maximumUpdate)
-                let after = model.scorer.weights
-                let norm = Swift.max(1e-12, before.reduce(0) { $0 + $1 * $1 }.squareRoot())
-                let change = zip(before, after).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() / norm
+                let change = BoundedUpdate.relativeChange(before, model.scorer.weights)
                 if change > 0 {
                     events.append(ServingGuardrailEvent(window: k, time: now, action: .update, learned: learned, shadow: shadow, update: change))
                     if onLearned, case .keep = answer { answer = .switchTo(.learned(model)) }
@@ -159,10 +157,7 @@ public enum ServingGuardrail {
                                                         policy: .clairvoyant, candidates: 32)
         guard !decisions.counts.isEmpty else { return model.scorer }
         let g = try gradient(at: model.scorer) { s in try decisions.logLikelihood(s, temperature: 1).neg() / Double(decisions.counts.count) }.weights
-        let w = model.scorer.weights
-        let gNorm = g.reduce(0) { $0 + $1 * $1 }.squareRoot(), wNorm = w.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        guard gNorm > 0, gNorm.isFinite else { return model.scorer }
-        let length = maximum * Swift.max(wNorm, 1e-3)
-        return try ServingScorer(weights: zip(w, g).map { $0 - length * $1 / gNorm })
+        guard let stepped = BoundedUpdate.step(model.scorer.weights, along: g, maximum: maximum) else { return model.scorer }
+        return try ServingScorer(weights: stepped)
     }
 }
