@@ -70,6 +70,15 @@ struct WorkloadTests {
         #expect { _ = try reader.readAll() } throws: { "\($0)".contains("record 1") && "\($0)".contains("line 3") && "\($0)".contains("size 'x'") }
         var short = try CSVTraceReader(path: bad, columns: .init(id: 7), hasHeader: true)
         #expect { _ = try short.readAll() } throws: { "\($0)".contains("has 3 fields") }
+        // A line without end (2 MiB, no newline) is refused, not held in memory: as data and as a header.
+        let endless = Self.temp("endless.csv")
+        try AtomicFile.write(Array("1,2\n".utf8) + [UInt8](repeating: 0x37, count: 2 << 20), to: endless)
+        var long = try CSVTraceReader(path: endless, columns: .init(id: 1), hasHeader: false)
+        #expect { _ = try long.readAll() } throws: { "\($0)".contains("record 2") && "\($0)".contains("longer than 1048576 bytes") }
+        #expect { try CSVTraceReader(path: endless, columns: .init(id: "k"), hasHeader: true) } throws: { _ in true }
+        let headless = Self.temp("endless-header.csv")
+        try AtomicFile.write([UInt8](repeating: 0x61, count: 2 << 20), to: headless)
+        #expect { try CSVTraceReader(path: headless, columns: .init(id: "k"), hasHeader: true) } throws: { "\($0)".contains("longer than") }
     }
 
     @Test("a header read as data is refused; sizes beyond the oracleGeneral limit are named")

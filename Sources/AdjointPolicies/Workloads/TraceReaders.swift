@@ -73,6 +73,15 @@ public struct CSVTraceReader: RequestSource {
 
     /// The largest object size a CSV trace may give (bytes).
     public static let maximumSize = Int64(UInt32.max)
+    /// The longest line read (1 MiB): a file without newlines is an error, not a line held in memory.
+    public static let maximumLineBytes = 1 << 20
+
+    /// The next line, at most ``maximumLineBytes`` long.
+    private static func boundedLine(_ bytes: BufferedBytes, path: String, record: Int) throws -> Substring? {
+        do { return try bytes.readLine(maxBytes: maximumLineBytes) } catch BufferedBytes.LineTooLong.tooLong {
+            throw TraceError.malformed(path: path, record: record, offset: bytes.consumed, detail: "a line longer than \(maximumLineBytes) bytes")
+        }
+    }
 
     /// - Throws: ``TraceError/invalidOptions(path:detail:)`` for a column name that is not in the
     ///   header (or a name without a header).
@@ -84,7 +93,7 @@ public struct CSVTraceReader: RequestSource {
         bytes = BufferedBytes(path.hasSuffix(".gz") ? try GzipStream(file) : file)
         var header: [String] = []
         if hasHeader {
-            guard let first = try bytes.readLine() else { throw TraceError.invalidOptions(path: path, detail: "empty file, expected a header") }
+            guard let first = try Self.boundedLine(bytes, path: path, record: 1) else { throw TraceError.invalidOptions(path: path, detail: "empty file, expected a header") }
             header = first.split(separator: delimiter, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             line = 1
         }
@@ -111,7 +120,7 @@ public struct CSVTraceReader: RequestSource {
         if let line = pending { pending = nil; return line }
         while true {
             let offset = bytes.consumed
-            guard let text = try bytes.readLine() else { return nil }
+            guard let text = try Self.boundedLine(bytes, path: path, record: line + 1) else { return nil }
             line += 1
             if text.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             return (text, offset)
