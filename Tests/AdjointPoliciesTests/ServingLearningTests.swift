@@ -119,6 +119,12 @@ struct ServingLearningTests {
         let weights = [0.3, 0.1, 0.2, -0.7]
         let (value, gradient) = try RelaxedServingSimulator.valueWithGradient(try ServingScorer(weights: weights), window: window, knobs: knobs, temperature: 0.5)
         #expect(value > 0 && gradient.weights.contains { abs($0) > 1e-9 })
+        for (start, count) in [(-1, 8), (8, 8), (0, 0), (Int.max, 1)] {
+            #expect(throws: ServingTrainingError.self) { try RelaxedServingSimulator.window(trace, start: start, count: count, cost: try Self.cost(), knobs: knobs) }
+        }
+        #expect(throws: ServingTrainingError.self) {
+            try RelaxedServingSimulator.valueWithGradient(try ServingScorer(weights: weights), window: window, knobs: knobs, temperature: .nan)
+        }
         for k in [0, 1, 3] {
             let h = 1e-5
             var up = weights, down = weights

@@ -44,7 +44,11 @@ public enum RelaxedServingSimulator {
     /// until the fluid model has served them all (at most `maximumSteps`).
     public static func window(_ trace: [ServingRequest], start: Int, count: Int, cost: ServingCostModel, knobs: ServingKnobs,
                               maximumSteps: Int = 4000) throws -> Window {
-        let slice = Array(trace[start..<Swift.min(trace.count, start + count)])
+        guard (0 ..< trace.count).contains(start), (1 ... 4096).contains(count), (1 ... 1 << 20).contains(maximumSteps) else {
+            throw ServingTrainingError.invalidOptions("a relaxed window needs a start in 0 ..< \(trace.count) (got \(start)), 1 ... 4096 requests (got \(count)) "
+                                                      + "and 1 ... 2^20 steps (got \(maximumSteps))")
+        }
+        let slice = Array(trace[start..<(start + Swift.min(trace.count - start, count))])
         let n = slice.count
         let budget = knobs.tokenBudget
         let typicalDecodes = Swift.min(knobs.maxBatch, Swift.max(1, budget / 4))
@@ -107,6 +111,7 @@ public enum RelaxedServingSimulator {
     /// The window's relaxed mean latency and its gradient with respect to the scorer.
     public static func valueWithGradient(_ scorer: ServingScorer, window: Window, knobs: ServingKnobs,
                                          temperature: Double) throws -> (value: Double, gradient: ServingScorer) {
+        guard temperature.isFinite, temperature > 0 else { throw ServingTrainingError.invalidOptions("temperature \(temperature) must be finite and above 0") }
         let step = self.step(window: window, budget: Double(knobs.tokenBudget), temperature: temperature)
         let result = try unroll(step, from: window.initial, parameters: scorer, inputs: window.inputs,
                                 loss: .perStep { _, y in y }, schedule: .binomial(snapshots: 16))
