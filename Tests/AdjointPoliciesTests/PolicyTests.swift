@@ -68,6 +68,31 @@ struct PolicyTests {
         #expect(PolicyKind(name: "S3FIFO") == .s3fifo && PolicyKind(name: "TwoQ") == .twoQ && PolicyKind(name: "sieve") == .sieve && PolicyKind(name: "x") == nil)
     }
 
+    @Test("LeCaR: a ghost hit blames the expert that evicted it; both experts' choices are followed; runs are reproducible")
+    func lecar() {
+        // Capacity 2 under a loop over 3 objects: every eviction is followed, before the ghost
+        // history forgets it, by a request for the evicted object, so the weights move.
+        var policy = LeCaRPolicy(capacity: 2, seed: 3)
+        let loop = (0..<400).map { CacheRequest(time: Int64($0), id: UInt64($0 % 3)) }
+        let hits = loop.map { policy.access($0) }
+        #expect(policy.weights.lru + policy.weights.lfu > 0.999_999 && policy.weights.lru + policy.weights.lfu < 1.000_001)
+        #expect(policy.weights.lru != 0.5 && policy.occupied <= 2)
+        var again = LeCaRPolicy(capacity: 2, seed: 3)
+        let replay = loop.map { again.access($0) }
+        #expect(replay == hits && again.weights.lru == policy.weights.lru)
+        // Frequent objects survive a scan better than under LRU once the weights favour LFU.
+        var workload: [CacheRequest] = []
+        for i in 0..<3000 {
+            let id: UInt64 = i % 2 == 0 ? UInt64(i % 10) : UInt64(1_000 + i)
+            workload.append(CacheRequest(time: Int64(i), id: id))
+        }
+        NextAccess.annotate(&workload)
+        let lecar = CacheSimulation.run(.lecar, capacity: 12, requests: workload, mode: .unit)
+        let lru = CacheSimulation.run(.lru, capacity: 12, requests: workload, mode: .unit)
+        #expect(lecar.missRatio <= lru.missRatio, "LeCaR \(lecar.missRatio), LRU \(lru.missRatio)")
+        #expect(PolicyKind(name: "lecar") == PolicyKind.lecar)
+    }
+
     @Test("objects larger than the cache are missed and not admitted")
     func oversized() {
         for kind in PolicyKind.allCases {
