@@ -129,6 +129,7 @@ public struct CacheCommand: ParsableCommand {
             let result: SimulationResult
             var validation = ""
             var source = trace.makeSource()
+            let start = DispatchTime.now().uptimeNanoseconds
             if let kind = PolicyKind(name: policy) {
                 var policy = kind.make(capacity: capacity)
                 result = try CacheSimulation.run(&policy, source: &source, mode: workload.sizes)
@@ -143,8 +144,11 @@ public struct CacheCommand: ParsableCommand {
                 result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
                 validation = "\nvalidator: \(learned.validation)"
             }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             print("\(trace.name): \(result.requests) requests, cache \(capacity) \(workload.sizes == .unit ? "objects" : "bytes")")
             print(String(format: "%@: miss ratio %.4f, byte miss ratio %.4f", result.policy, result.missRatio, result.byteMissRatio) + validation)
+            print(String(format: "%d requests read and simulated in %.3f s: %.0f requests/s", result.requests, seconds,
+                         Double(result.requests) / Swift.max(seconds, 1e-9)))
         }
     }
 
