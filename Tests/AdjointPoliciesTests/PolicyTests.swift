@@ -1,4 +1,5 @@
 import Adjoint
+@testable import AdjointPolicies
 import AdjointTestSupport
 import Foundation
 import Testing
@@ -91,6 +92,25 @@ struct PolicyTests {
         let lru = CacheSimulation.run(.lru, capacity: 12, requests: workload, mode: .unit)
         #expect(lecar.missRatio <= lru.missRatio, "LeCaR \(lecar.missRatio), LRU \(lru.missRatio)")
         #expect(PolicyKind(name: "lecar") == PolicyKind.lecar)
+    }
+
+    @Test("W-TinyLFU: a scan of one-hit objects does not displace a frequently used working set; XXH64 is the specification's")
+    func wTinyLFU() {
+        // A working set of 50 objects, each requested 20 times, then a scan of 5,000 new objects
+        // interleaved with the working set: under LRU the scan flushes it, W-TinyLFU keeps it.
+        var requests: [CacheRequest] = []
+        for _ in 0..<20 { for id in 0..<50 { requests.append(CacheRequest(time: Int64(requests.count), id: UInt64(id))) } }
+        for i in 0..<5_000 {
+            requests.append(CacheRequest(time: Int64(requests.count), id: UInt64(10_000 + i)))
+            if i % 4 == 0 { requests.append(CacheRequest(time: Int64(requests.count), id: UInt64(i / 4 % 50))) }
+        }
+        NextAccess.annotate(&requests)
+        let tiny = CacheSimulation.run(.wtinylfu, capacity: 100, requests: requests, mode: .unit)
+        let lru = CacheSimulation.run(.lru, capacity: 100, requests: requests, mode: .unit)
+        #expect(tiny.missRatio < lru.missRatio - 0.05, "W-TinyLFU \(tiny.missRatio), LRU \(lru.missRatio)")
+        // Known XXH64 values (the xxhash reference implementation, 8-byte little-endian input).
+        #expect(WTinyLFUPolicy.xxh64(0, seed: 0) == 0x34C9_6ACD_CADB_1BBB)
+        #expect(PolicyKind(name: "WTinyLFU") == PolicyKind.wtinylfu)
     }
 
     @Test("objects larger than the cache are missed and not admitted")

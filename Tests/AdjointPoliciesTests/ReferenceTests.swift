@@ -59,6 +59,33 @@ struct ReferenceTests {
         }
     }
 
+    /// W-TinyLFU rows from libCacheSim 0.3.5 (PyPI), which the shared reference table does not
+    /// list: `python3 Benchmarks/libcachesim_rows.py WTinyLFU` in a virtual environment with
+    /// `libcachesim` (unit sizes with `ignore_obj_size`). lirs-sprite at 70 objects is left out:
+    /// libCacheSim's window of ⌊1 %⌋ is empty there and it admits nothing (miss ratio 1).
+    static let wTinyLFURows: [ReferenceRow] = [
+        .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 489, policy: "W-TinyLFU", missRatio: 0.8469, byteMissRatio: 0.8469),
+        .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 4897, policy: "W-TinyLFU", missRatio: 0.7763, byteMissRatio: 0.7763),
+        .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 20_297_697, policy: "W-TinyLFU", missRatio: 0.8262, byteMissRatio: 0.9754),
+        .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 202_976_972, policy: "W-TinyLFU", missRatio: 0.7649, byteMissRatio: 0.8907),
+        .init(trace: "lirs-sprite", mode: .unit, capacity: 707, policy: "W-TinyLFU", missRatio: 0.2487, byteMissRatio: 0.2487),
+        .init(trace: "scarab-recs", mode: .unit, capacity: 2583, policy: "W-TinyLFU", missRatio: 0.5926, byteMissRatio: 0.5926),
+        .init(trace: "scarab-recs", mode: .unit, capacity: 25836, policy: "W-TinyLFU", missRatio: 0.3893, byteMissRatio: 0.3893),
+        .init(trace: "web12", mode: .unit, capacity: 137, policy: "W-TinyLFU", missRatio: 0.6474, byteMissRatio: 0.6474),
+        .init(trace: "web12", mode: .unit, capacity: 1375, policy: "W-TinyLFU", missRatio: 0.2943, byteMissRatio: 0.2943),
+    ]
+
+    @Test("W-TinyLFU within 0.01 of libCacheSim", .enabled(if: traceFile("web12") != nil, "needs ../shared/data/traces"),
+          arguments: wTinyLFURows.filter { traceFile($0.trace) != nil })
+    func wTinyLFU(_ row: ReferenceRow) throws {
+        var reader = try OracleGeneralReader(path: try #require(traceFile(row.trace)))
+        let result = CacheSimulation.run(.wtinylfu, capacity: row.capacity, requests: try reader.readAll(), mode: row.mode)
+        print(String(format: "%@ %@ %lld W-TinyLFU: %.4f vs libCacheSim %.4f (bytes %.4f vs %.4f)", row.trace, row.mode.rawValue, row.capacity,
+                     result.missRatio, row.missRatio, result.byteMissRatio, row.byteMissRatio))
+        #expect(Swift.abs(result.missRatio - row.missRatio) <= 0.01, "\(row.testDescription): \(result.missRatio) vs \(row.missRatio)")
+        #expect(Swift.abs(result.byteMissRatio - row.byteMissRatio) <= 0.01, "\(row.testDescription) bytes: \(result.byteMissRatio) vs \(row.byteMissRatio)")
+    }
+
     @Test("every trace of the reference table that ../shared/data names is there",
           .enabled(if: !referenceGroups.isEmpty, "needs ../shared/data/libcachesim-reference.csv"))
     func referenceTracesPresent() {
