@@ -22,9 +22,8 @@ public struct LeCaRPolicy: CachePolicy {
     var index: [UInt64: Int32] = [:]
     /// Per entry: its node in `byFrequency` (cached) and the request count at its eviction (ghost).
     var frequencyNode: [Int32] = [], evictedAt: [Int64] = []
-    var byFrequency = NodePool()
-    var buckets: [Int32: NodeList] = [:]
-    var minimum: Int32 = 1, maximum: Int32 = 1
+    /// The cached entries by access count; each names its recency entry (by index) in its id.
+    var byFrequency = FrequencyLists()
     var requests: Int64 = 0
     let learningRate = 0.45, discount: Double
     let key: RandomKey
@@ -43,12 +42,7 @@ public struct LeCaRPolicy: CachePolicy {
         switch entries.tags[i] {
         case 0:
             entries.moveToHead(n, &recent)
-            let f = frequencyNode[i], count = byFrequency.counters[Int(f)]
-            byFrequency.unlink(f, &buckets[count, default: NodeList()])
-            byFrequency.counters[Int(f)] = count + 1
-            maximum = Swift.max(maximum, count + 1)
-            byFrequency.pushHead(f, &buckets[count + 1, default: NodeList()])
-            if minimum == count, buckets[count]!.count == 0 { raiseMinimum() }
+            byFrequency.touch(frequencyNode[i])
             return true
         default:
             // A ghost: the expert that evicted it was wrong.
@@ -63,26 +57,15 @@ public struct LeCaRPolicy: CachePolicy {
         }
     }
 
-    private mutating func raiseMinimum() {
-        var f = minimum + 1
-        while f <= maximum {
-            if let list = buckets[f], list.count > 0 { minimum = f; return }
-            f += 1
-        }
-    }
-
     public mutating func evict(_ request: CacheRequest) {
         let bits = key.bits(block: draws)
         draws += 1
         let byRecency = Double(bits.0 % 100) / 100 < weights.lru
         // The least recent, or the oldest of the least frequent (whose frequency entry names it).
-        let victim = byRecency ? recent.tail : Int32(truncatingIfNeeded: byFrequency.ids[Int(buckets[minimum]!.tail)])
+        let victim = byRecency ? recent.tail : Int32(truncatingIfNeeded: byFrequency.pool.ids[Int(byFrequency.victim)])
         let i = Int(victim)
         entries.unlink(victim, &recent)
-        let f = frequencyNode[i], count = byFrequency.counters[Int(f)]
-        byFrequency.unlink(f, &buckets[count]!)
-        byFrequency.release(f)
-        if buckets[count]!.count == 0, count == minimum { raiseMinimum() }
+        byFrequency.remove(frequencyNode[i])
         occupied -= entries.sizes[i]
         entries.tags[i] = byRecency ? 1 : 2
         evictedAt[i] = requests
@@ -101,12 +84,7 @@ public struct LeCaRPolicy: CachePolicy {
         if i == frequencyNode.count { frequencyNode.append(-1); evictedAt.append(0) }
         entries.pushHead(n, &recent)
         index[request.id] = n
-        // The frequency list's entry names its recency entry (by index) in its id field.
-        let f = byFrequency.allocate(id: UInt64(i), size: request.size)
-        byFrequency.counters[Int(f)] = 1
-        byFrequency.pushHead(f, &buckets[1, default: NodeList()])
-        frequencyNode[i] = f
-        minimum = 1
+        frequencyNode[i] = byFrequency.insert(id: UInt64(i), size: request.size)
         occupied += request.size
     }
 }

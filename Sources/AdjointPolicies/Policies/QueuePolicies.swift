@@ -83,50 +83,26 @@ public struct LFUPolicy: CachePolicy {
     public var name: String { "LFU" }
     public let capacity: Int64
     public private(set) var occupied: Int64 = 0
-    var pool = NodePool()
+    var lists = FrequencyLists()
     var index: [UInt64: Int32] = [:]
-    var buckets: [Int32: NodeList] = [:]
-    var minimum: Int32 = 1
-    var maximum: Int32 = 1
 
     public init(capacity: Int64) { self.capacity = capacity }
 
     public mutating func find(_ request: CacheRequest) -> Bool {
         guard let n = index[request.id] else { return false }
-        let f = pool.counters[Int(n)]
-        pool.unlink(n, &buckets[f, default: NodeList()])
-        pool.counters[Int(n)] = f + 1
-        maximum = Swift.max(maximum, f + 1)
-        pool.pushHead(n, &buckets[f + 1, default: NodeList()])
-        if minimum == f, buckets[f]!.count == 0 { raiseMinimum() }
+        lists.touch(n)
         return true
     }
 
-    private mutating func raiseMinimum() {
-        var f = minimum + 1
-        while f <= maximum {
-            if let list = buckets[f], list.count > 0 { minimum = f; return }
-            f += 1
-        }
-    }
-
     public mutating func evict(_ request: CacheRequest) {
-        var list = buckets[minimum]!
-        let victim = list.tail
-        pool.unlink(victim, &list)
-        buckets[minimum] = list
-        occupied -= pool.sizes[Int(victim)]
-        index[pool.ids[Int(victim)]] = nil
-        pool.release(victim)
-        if list.count == 0 { raiseMinimum() }
+        let victim = lists.victim
+        occupied -= lists.pool.sizes[Int(victim)]
+        index[lists.pool.ids[Int(victim)]] = nil
+        lists.remove(victim)
     }
 
     public mutating func insert(_ request: CacheRequest) {
-        minimum = 1
-        let n = pool.allocate(id: request.id, size: request.size)
-        pool.counters[Int(n)] = 1
-        pool.pushHead(n, &buckets[1, default: NodeList()])
-        index[request.id] = n
+        index[request.id] = lists.insert(id: request.id, size: request.size)
         occupied += request.size
     }
 }

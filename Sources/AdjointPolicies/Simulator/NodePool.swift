@@ -60,3 +60,51 @@ struct NodeList {
     var count = 0
     var bytes: Int64 = 0
 }
+
+/// Entries grouped by access count, each group newest first: what LFU eviction needs — the least
+/// frequent entry, the oldest among equals — in O(1) per access (the minimum count moves up only
+/// when its group empties, scanning the counts in between).
+struct FrequencyLists {
+    var pool = NodePool()
+    var buckets: [Int32: NodeList] = [:]
+    var minimum: Int32 = 1
+    var maximum: Int32 = 1
+
+    /// A new entry with count 1.
+    mutating func insert(id: UInt64, size: Int64) -> Int32 {
+        let n = pool.allocate(id: id, size: size)
+        pool.counters[Int(n)] = 1
+        pool.pushHead(n, &buckets[1, default: NodeList()])
+        minimum = 1
+        return n
+    }
+
+    /// One more access of `n`: it moves to the next count's group, as its newest.
+    mutating func touch(_ n: Int32) {
+        let f = pool.counters[Int(n)]
+        pool.unlink(n, &buckets[f, default: NodeList()])
+        pool.counters[Int(n)] = f + 1
+        maximum = Swift.max(maximum, f + 1)
+        pool.pushHead(n, &buckets[f + 1, default: NodeList()])
+        if minimum == f, buckets[f]!.count == 0 { raiseMinimum() }
+    }
+
+    /// The least frequent entry, the oldest among equals (the lists must not be empty).
+    var victim: Int32 { buckets[minimum]!.tail }
+
+    /// Removes `n` and frees its slot.
+    mutating func remove(_ n: Int32) {
+        let f = pool.counters[Int(n)]
+        pool.unlink(n, &buckets[f]!)
+        pool.release(n)
+        if f == minimum, buckets[f]!.count == 0 { raiseMinimum() }
+    }
+
+    private mutating func raiseMinimum() {
+        var f = minimum + 1
+        while f <= maximum {
+            if let list = buckets[f], list.count > 0 { minimum = f; return }
+            f += 1
+        }
+    }
+}
