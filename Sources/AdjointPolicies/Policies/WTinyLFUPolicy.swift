@@ -9,10 +9,13 @@ import Foundation
 /// protected one, whose least recent object is demoted back when it overflows.
 ///
 /// The sketch is a counting Bloom filter (10 hash functions, 14.38 counters per main-cache entry
-/// for a 0.1 % error, at most 2²⁴ counters), counting every insertion, every main-cache hit and
+/// for a 0.1 % error, at most 2²⁰ counters: 4 MiB), counting every insertion, every main-cache hit and
 /// every window victim; it halves all counters after 32 × (main size) main-cache hits. Its hashes
-/// are libCacheSim's (XXH64 under its seeds), so a cache of fewer than 2²⁴/14.38 objects counts
-/// exactly as libCacheSim's does.
+/// are libCacheSim's (XXH64 under its seeds), so a cache of fewer than 2²⁰/14.38 ≈ 72,900 objects
+/// counts exactly as libCacheSim's does. (libCacheSim sizes the filter by the main cache's size in
+/// bytes when sizes are bytes, up to 2³¹ counters; the cap keeps it to what a cache can afford.)
+/// A cache of fewer than six objects has an empty probation segment and admits nothing, as in
+/// libCacheSim.
 ///
 /// One departure from libCacheSim: its window is `⌊1 % of the size⌋`, zero below 100 objects, so
 /// that nothing can ever be inserted (every request misses); here the window holds at least one
@@ -37,7 +40,7 @@ public struct WTinyLFUPolicy: CachePolicy {
         mainCapacity = capacity - windowCapacity
         probationCapacity = mainCapacity / 5
         protectedCapacity = mainCapacity * 4 / 5
-        let counters = Swift.min(1 << 24, Swift.max(2 * Int(Self.hashes), Int((14.377_516_497_364_0 * Double(Swift.max(mainCapacity, 1))).rounded(.up))))
+        let counters = Swift.min(1 << 20, Swift.max(2 * Int(Self.hashes), Int((14.377_516_497_364_0 * Double(Swift.max(mainCapacity, 1))).rounded(.up))))
         sketch = [UInt32](repeating: 0, count: counters)
     }
 
