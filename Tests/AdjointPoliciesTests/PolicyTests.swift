@@ -113,6 +113,17 @@ struct PolicyTests {
         #expect(PolicyKind(name: "WTinyLFU") == PolicyKind.wtinylfu)
     }
 
+    @Test("every policy takes the largest cache size there is")
+    func largestCache() {
+        for kind in PolicyKind.allCases {
+            var policy = kind.make(capacity: .max)
+            var requests = (0..<20).map { CacheRequest(time: Int64($0), id: UInt64($0 % 7), size: 1 << 40) }
+            NextAccess.annotate(&requests)
+            let hits = requests.filter { policy.access($0) }.count
+            #expect(hits == 13 && policy.occupied == 7 << 40, "\(kind): \(hits) hits, \(policy.occupied) occupied")
+        }
+    }
+
     @Test("objects larger than the cache are missed and not admitted")
     func oversized() {
         for kind in PolicyKind.allCases {

@@ -19,7 +19,7 @@ import Foundation
 ///
 /// One departure from libCacheSim: its window is `⌊1 % of the size⌋`, zero below 100 objects, so
 /// that nothing can ever be inserted (every request misses); here the window holds at least one
-/// object (or, in bytes, at least 1 % rounded up).
+/// object (one byte when sizes are bytes).
 public struct WTinyLFUPolicy: CachePolicy {
     public var name: String { "W-TinyLFU" }
     public let capacity: Int64
@@ -38,9 +38,12 @@ public struct WTinyLFUPolicy: CachePolicy {
         self.capacity = capacity
         windowCapacity = Swift.min(capacity, Swift.max(1, capacity / 100))
         mainCapacity = capacity - windowCapacity
-        probationCapacity = mainCapacity / 5
-        protectedCapacity = mainCapacity * 4 / 5
-        let counters = Swift.min(1 << 20, Swift.max(2 * Int(Self.hashes), Int((14.377_516_497_364_0 * Double(Swift.max(mainCapacity, 1))).rounded(.up))))
+        // As libCacheSim computes them (shares in floating point, truncated); no product of
+        // integers, so a capacity up to Int64.max cannot overflow.
+        probationCapacity = Int64(Double(mainCapacity) * 0.2)
+        protectedCapacity = Int64(Double(mainCapacity) * 0.8)
+        let wanted = Swift.min(Double(1 << 20), (14.377_516_497_364_0 * Double(Swift.max(mainCapacity, 1))).rounded(.up))
+        let counters = Swift.max(2 * Int(Self.hashes), Int(wanted))
         sketch = [UInt32](repeating: 0, count: counters)
     }
 
