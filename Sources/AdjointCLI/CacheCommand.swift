@@ -221,6 +221,8 @@ public struct CacheCommand: ParsableCommand {
         var cacheSize = "5%"
         @Option(name: .long, help: "Hidden units of the scorer (0: linear).")
         var hidden = 0
+        @Option(name: .long, help: "Objects scored per eviction (half carried over from the last eviction, half sampled), 2 ... 4096.")
+        var candidates = CacheTrainingOptions.defaultCandidates
         @Option(name: .long, help: "Training rounds.")
         var rounds = 4
         @Option(name: .long, help: "Seed of every random choice in training.")
@@ -235,6 +237,9 @@ public struct CacheCommand: ParsableCommand {
 
         public func validate() throws {
             guard hidden >= 0, rounds >= 1 else { throw ValidationError("--hidden must be ≥ 0 and --rounds ≥ 1") }
+            guard (2 ... CacheModel.maximumCandidates).contains(candidates) else {
+                throw ValidationError("--candidates must be in 2 ... \(CacheModel.maximumCandidates), not \(candidates)")
+            }
             try requireExistingParent(model, option: "--model")
             try requireExistingParent(checkpointDirectory ?? model + ".checkpoints", option: "--checkpoint-directory")
         }
@@ -248,6 +253,7 @@ public struct CacheCommand: ParsableCommand {
             options.method = method
             options.mode = workload.sizes
             options.hidden = hidden
+            options.candidates = candidates
             options.rounds = rounds
             options.seed = seed
             let store = try CheckpointStore(directory: checkpointDirectory ?? model + ".checkpoints")

@@ -345,6 +345,10 @@ struct CacheCLITests {
                     ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--sampling", "0"]] {
             #expect(throws: (any Error).self) { try CacheCommand.Simulate.parse(bad) }
         }
+        for bad in ["1", "0", "-4", "4097", "99999999999999999999"] {
+            #expect { try CacheCommand.Train.parse(["--candidates", bad]) } throws: { "\($0)".contains("candidates") }
+        }
+        #expect(try CacheCommand.Train.parse(["--candidates", "4096"]).candidates == 4096)
         #expect(throws: (any Error).self) { try CacheCommand.capacity("-3%", footprint: 100) }
         #expect(try CacheCommand.capacity("5%", footprint: 1000) == 50 && CacheCommand.capacity("70", footprint: 1000) == 70)
     }

@@ -18,6 +18,53 @@ struct LearnedPolicyTests {
         }
     }
 
+    @Test("the features' logarithm is log1p to 1e-9; negative, NaN and infinite inputs give NaN")
+    func logScale() {
+        var x = 0.0
+        var values: [Double] = [0, 1e-300, 1e-12, 1e-3, 0.5, 0.41421356, 0.41421357, 1, 2, 3, 1e6, 1e18, Double(Int64.max), 1e300]
+        for _ in 0..<10_000 { x = x * 1.37 + 0.11; if x > 1e15 { x = 0.013 }; values.append(x) }
+        for v in values { #expect(Swift.abs(ObjectFeatures.logScale(v) - log1p(v)) <= 1e-9 * Swift.max(1, log1p(v)), "\(v)") }
+        #expect(Swift.abs(ObjectFeatures.logScale(.greatestFiniteMagnitude) - log1p(.greatestFiniteMagnitude)) < 1e-9)
+        for bad in [-0.5, -2, .nan, .infinity, -.infinity] { #expect(ObjectFeatures.logScale(bad).isNaN, "\(bad)") }
+    }
+
+    /// Runs `policy` over `requests`, checking every eviction: it scores min(candidates, resident)
+    /// distinct resident objects, among them the best-scored half of the previous eviction's other
+    /// candidates, and evicts the lowest score of the full normalised feature row (the policy's
+    /// folded scorer agrees with it).
+    static func checkEvictions(_ policy: inout LearnedPolicy, _ requests: [CacheRequest], scorer: EvictionScorer) -> Int {
+        final class State { var resident = Set<UInt64>(); var carried = Set<UInt64>(); var evictions = 0; var failures: [String] = [] }
+        let state = State(), compiled = scorer.compiled(), k = policy.candidates, d = ObjectFeatures.count
+        policy.observer = { ids, features, victim in
+            state.evictions += 1
+            if ids.count != Swift.min(k, state.resident.count) { state.failures.append("\(ids.count) candidates of \(state.resident.count)") }
+            if Set(ids).count != ids.count || !Set(ids).isSubset(of: state.resident) { state.failures.append("candidates not distinct residents") }
+            if !state.carried.isSubset(of: Set(ids)) { state.failures.append("runners-up not carried over") }
+            let scores = features.withUnsafeBufferPointer { p in (0..<ids.count).map { compiled.score(p.baseAddress! + $0 * d) } }
+            let low = scores.min()!
+            if scores[ids.firstIndex(of: victim)!] > low + 1e-9 * Swift.max(1, Swift.abs(low)) { state.failures.append("victim not the lowest score") }
+            let order = ids.indices.filter { ids[$0] != victim }.sorted { scores[$0] < scores[$1] }
+            state.carried = ids.count < state.resident.count ? Set(order.prefix(k / 2).map { ids[$0] }) : []
+            state.resident.remove(victim)
+        }
+        for r in requests where !policy.access(r) { state.resident.insert(r.id) }
+        #expect(state.failures.isEmpty, "\(state.failures.prefix(3))")
+        return state.evictions
+    }
+
+    @Test("each eviction scores `candidates` residents, carries the best half over, and evicts the lowest score", arguments: [0, 4])
+    func candidateSets(_ hidden: Int) throws {
+        let requests = try PolicyTests.workload(requests: 6000)
+        var scorer = try EvictionScorer(hidden: hidden, key: RandomKey(seed: 11))
+        if hidden == 0 { scorer.w1 = try Tensor.normal([ObjectFeatures.count, 1], key: RandomKey(seed: 12)) }
+        let rows: [Double] = (0..<700).map { (i: Int) -> Double in Double((i * 37) % 101) * 0.05 + Double(i % 7) }
+        let normalization = FeatureNormalization.fit(rows)
+        for candidates in [2, 9, 16] {
+            var policy = LearnedPolicy(capacity: 80, scorer: scorer, normalization: normalization, candidates: candidates)
+            #expect(Self.checkEvictions(&policy, requests, scorer: scorer) > 1000)
+        }
+    }
+
     @Test("pinned objects are never evicted: proposals are repaired, and refused when nothing else can go")
     func pinned() throws {
         let requests = try PolicyTests.workload(requests: 8000)

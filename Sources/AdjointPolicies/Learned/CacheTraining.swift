@@ -22,7 +22,10 @@ public struct CacheTrainingOptions: Sendable {
     public var capacity: Int64
     public var mode: SizeMode = .unit
     public var hidden = 0
-    public var candidates = 32
+    /// Objects scored per eviction (see ``LearnedPolicy``).
+    public var candidates = CacheTrainingOptions.defaultCandidates
+    /// 16: half carried over, half sampled; the cost of an eviction grows with it.
+    public static let defaultCandidates = 16
     public var rounds = 4
     public var epochs = 3
     public var learningRate = 0.02

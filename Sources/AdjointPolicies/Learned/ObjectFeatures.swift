@@ -29,7 +29,8 @@ public struct ObjectHistory: Sendable {
     }
 }
 
-/// The per-object features of the learned policy, at request index `now` (all log-scaled):
+/// The per-object features of the learned policy, at request index `now` (all log-scaled with
+/// ``ObjectFeatures/logScale(_:)``, log(1 + x) to within 1e-9):
 ///
 /// | # | feature |
 /// |---|---|
@@ -47,13 +48,32 @@ public enum ObjectFeatures {
     @inline(__always)
     public static func write(_ h: ObjectHistory, now: Int64, into out: UnsafeMutablePointer<Double>) {
         let recency = Double(now - h.lastAccess)
-        out[0] = log1p(recency)
-        out[1] = log1p(Double(h.count))
-        out[2] = log1p(Double(now - h.firstAccess))
-        out[3] = log1p(Double(h.size))
-        out[4] = log1p(h.meanGap)
-        out[5] = log1p(recency / (1 + h.meanGap))
-        out[6] = log1p(Double(h.lastGap))
+        out[0] = logScale(recency)
+        out[1] = logScale(Double(h.count))
+        out[2] = logScale(Double(now - h.firstAccess))
+        out[3] = logScale(Double(h.size))
+        out[4] = logScale(h.meanGap)
+        out[5] = logScale(recency / (1 + h.meanGap))
+        out[6] = logScale(Double(h.lastGap))
+    }
+
+    /// log(1 + x) for x ≥ 0, within 1e-9 of `log1p` (tested), in a fixed sequence of arithmetic
+    /// operations: a third of the instructions of the C library's `log1p`, which dominated the
+    /// learned policy's evictions. With y = 1 + x = 2ᵉ·m, m ∈ [√½, √2): log y = e·ln 2 + 2·atanh t,
+    /// t = (m − 1)/(m + 1), |t| < 0.172, atanh by its series to t⁹. Negative, NaN or infinite x
+    /// give NaN (features are never those).
+    @inline(__always)
+    public static func logScale(_ x: Double) -> Double {
+        let y = 1 + x
+        guard y >= 1, y.isFinite else { return .nan }
+        // Without a branch (which the processor would mispredict half the time): adding
+        // 1 − √½'s bit distance carries into the exponent exactly when the significand ≥ √2.
+        let shifted = y.bitPattern &+ (0x3ff0_0000_0000_0000 &- 0x3fe6_a09e_667f_3bcd)
+        let e = Double(Int(shifted >> 52) - 0x3ff)
+        let m = Double(bitPattern: (shifted & 0x000f_ffff_ffff_ffff) &+ 0x3fe6_a09e_667f_3bcd)
+        let t = (m - 1) / (m + 1), t2 = t * t
+        let series = 1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9))))
+        return e * 0.6931471805599453 + 2 * t * series
     }
 }
 

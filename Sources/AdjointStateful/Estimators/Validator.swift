@@ -33,24 +33,27 @@ public struct ValidationMetrics: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// A validator with its counts: `check` returns the decision to carry out (`nil` when refused).
+/// (Inlinable, so that a policy's per-decision call is specialised for its validator.)
 public struct GuardedDecisions<Validator: DecisionValidator> {
     public let validator: Validator
-    public private(set) var metrics = ValidationMetrics()
+    public var metrics: ValidationMetrics { counts }
+    @usableFromInline var counts = ValidationMetrics()
 
     public init(_ validator: Validator) { self.validator = validator }
 
+    @inlinable
     public mutating func check(_ proposal: Validator.Proposal, in context: Validator.Context) -> Validator.Proposal? {
         switch validator.validate(proposal, in: context) {
         case .accept:
-            metrics.accepted += 1
+            counts.accepted += 1
             return proposal
         case let .repair(fixed, reason):
-            metrics.repaired += 1
-            metrics.reasons[reason, default: 0] += 1
+            counts.repaired += 1
+            counts.reasons[reason, default: 0] += 1
             return fixed
         case let .refuse(reason):
-            metrics.refused += 1
-            metrics.reasons[reason, default: 0] += 1
+            counts.refused += 1
+            counts.reasons[reason, default: 0] += 1
             return nil
         }
     }
