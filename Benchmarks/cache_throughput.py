@@ -22,7 +22,8 @@ import libcachesim as lcs
 trace = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/traces/scarab-recs.oracleGeneral.bin.zst"
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 2583
 policies = [("FIFO", lcs.FIFO), ("LRU", lcs.LRU), ("LFU", lcs.LFU), ("ARC", lcs.ARC), ("2Q", lcs.TwoQ),
-            ("S3-FIFO", lcs.S3FIFO), ("SIEVE", lcs.Sieve), ("LeCaR", lcs.LeCaR), ("W-TinyLFU", lcs.WTinyLFU), ("Belady", lcs.Belady)]
+            ("S3-FIFO", lcs.S3FIFO), ("SIEVE", lcs.Sieve), ("LeCaR", lcs.LeCaR), ("W-TinyLFU", lcs.WTinyLFU), ("GDSF", lcs.GDSF),
+            ("Belady", lcs.Belady)]
 
 print(f"{trace}, cache {size} objects")
 print(f"{'policy':8} {'Adjoint req/s':>14} {'libCacheSim req/s':>18} {'ratio':>6} {'miss (Adjoint)':>15} {'miss (libCacheSim)':>19}")

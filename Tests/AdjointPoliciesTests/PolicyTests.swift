@@ -113,6 +113,27 @@ struct PolicyTests {
         #expect(PolicyKind(name: "WTinyLFU") == PolicyKind.wtinylfu)
     }
 
+    @Test("GDSF evicts the lowest L + frequency · 10⁶ / size and ages by the evicted priority; hits do not grow its heap without bound")
+    func gdsf() {
+        var policy = GDSFPolicy(capacity: 10)
+        func request(_ id: UInt64, _ size: Int64) -> Bool { policy.access(CacheRequest(time: 0, id: id, size: size)) }
+        // A (5 bytes): 2·10⁵, B (1): 10⁶, C (4): 2.5·10⁵: full.
+        #expect(!request(1, 5) && !request(2, 1) && !request(3, 4) && policy.occupied == 10)
+        #expect(!request(4, 2) && policy.inflation == 200_000)   // D evicts A; D = 2·10⁵ + 5·10⁵
+        #expect(request(2, 1))                                   // B: 2·10⁵ + 2·10⁶
+        #expect(!request(5, 4) && policy.inflation == 250_000)   // E evicts C; E = 2.5·10⁵ + 2.5·10⁵
+        #expect(!request(1, 5) && policy.inflation == 500_000)   // A evicts E (5·10⁵ < D's 7·10⁵)
+        // Hits: D 5·10⁵ + 2·10⁶/2, B 5·10⁵ + 3·10⁶, A 5·10⁵ + 2·10⁶/5; then C evicts A, the lowest.
+        #expect(request(4, 2) && request(2, 1) && request(1, 5) && !request(3, 4))
+        #expect(policy.inflation == 900_000 && policy.occupied == 7)
+        // 100,000 hits on two objects (the lazily deleted heap is rebuilt as it goes), then a miss
+        // that evicts C (9·10⁵ + 2.5·10⁵), still the lowest.
+        var hits = 0
+        for i in 0..<100_000 where request(i % 2 == 0 ? 4 : 2, i % 2 == 0 ? 2 : 1) { hits += 1 }
+        #expect(hits == 100_000 && !request(6, 4) && policy.inflation == 1_150_000 && policy.occupied == 7)
+        #expect(PolicyKind(name: "gdsf") == PolicyKind.gdsf)
+    }
+
     @Test("every policy takes the largest cache size there is")
     func largestCache() {
         for kind in PolicyKind.allCases {

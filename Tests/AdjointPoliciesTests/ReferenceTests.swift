@@ -59,11 +59,11 @@ struct ReferenceTests {
         }
     }
 
-    /// W-TinyLFU rows from libCacheSim 0.3.5 (PyPI), which the shared reference table does not
-    /// list: `python3 Benchmarks/libcachesim_rows.py WTinyLFU` in a virtual environment with
-    /// `libcachesim` (unit sizes with `ignore_obj_size`). lirs-sprite at 70 objects is left out:
-    /// libCacheSim's window of ⌊1 %⌋ is empty there and it admits nothing (miss ratio 1).
-    static let wTinyLFURows: [ReferenceRow] = [
+    /// Rows from libCacheSim 0.3.5 (PyPI) for policies the shared reference table does not list:
+    /// `python3 Benchmarks/libcachesim_rows.py WTinyLFU` (or `GDSF`) in a virtual environment with
+    /// `libcachesim` (unit sizes with `ignore_obj_size`). W-TinyLFU at lirs-sprite's 70 objects is
+    /// left out: libCacheSim's window of ⌊1 %⌋ is empty there and it admits nothing (miss ratio 1).
+    static let pipRows: [ReferenceRow] = [
         .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 489, policy: "W-TinyLFU", missRatio: 0.8469, byteMissRatio: 0.8469),
         .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 4897, policy: "W-TinyLFU", missRatio: 0.7763, byteMissRatio: 0.7763),
         .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 20_297_697, policy: "W-TinyLFU", missRatio: 0.8262, byteMissRatio: 0.9754),
@@ -73,17 +73,29 @@ struct ReferenceTests {
         .init(trace: "scarab-recs", mode: .unit, capacity: 25836, policy: "W-TinyLFU", missRatio: 0.3893, byteMissRatio: 0.3893),
         .init(trace: "web12", mode: .unit, capacity: 137, policy: "W-TinyLFU", missRatio: 0.6474, byteMissRatio: 0.6474),
         .init(trace: "web12", mode: .unit, capacity: 1375, policy: "W-TinyLFU", missRatio: 0.2943, byteMissRatio: 0.2943),
+        .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 20_297_697, policy: "GDSF", missRatio: 0.8209, byteMissRatio: 0.9796),
+        .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 202_976_972, policy: "GDSF", missRatio: 0.7582, byteMissRatio: 0.9509),
+        .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 489, policy: "GDSF", missRatio: 0.8315, byteMissRatio: 0.8315),
+        .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 4897, policy: "GDSF", missRatio: 0.8026, byteMissRatio: 0.8026),
+        .init(trace: "lirs-sprite", mode: .unit, capacity: 70, policy: "GDSF", missRatio: 0.8128, byteMissRatio: 0.8128),
+        .init(trace: "lirs-sprite", mode: .unit, capacity: 707, policy: "GDSF", missRatio: 0.1520, byteMissRatio: 0.1520),
+        .init(trace: "scarab-recs", mode: .unit, capacity: 2583, policy: "GDSF", missRatio: 0.6003, byteMissRatio: 0.6003),
+        .init(trace: "scarab-recs", mode: .unit, capacity: 25836, policy: "GDSF", missRatio: 0.3792, byteMissRatio: 0.3792),
+        .init(trace: "web12", mode: .unit, capacity: 137, policy: "GDSF", missRatio: 0.5668, byteMissRatio: 0.5668),
+        .init(trace: "web12", mode: .unit, capacity: 1375, policy: "GDSF", missRatio: 0.2807, byteMissRatio: 0.2807),
     ]
 
-    @Test("W-TinyLFU within 0.01 of libCacheSim", .enabled(if: traceFile("web12") != nil, "needs ../shared/data/traces"),
-          arguments: wTinyLFURows.filter { traceFile($0.trace) != nil })
-    func wTinyLFU(_ row: ReferenceRow) throws {
+    @Test("W-TinyLFU within 0.01 and GDSF within 0.001 of libCacheSim", .enabled(if: traceFile("web12") != nil, "needs ../shared/data/traces"),
+          arguments: pipRows.filter { traceFile($0.trace) != nil })
+    func pipReference(_ row: ReferenceRow) throws {
+        let kind = try #require(PolicyKind(name: row.policy))
         var reader = try OracleGeneralReader(path: try #require(traceFile(row.trace)))
-        let result = CacheSimulation.run(.wtinylfu, capacity: row.capacity, requests: try reader.readAll(), mode: row.mode)
-        print(String(format: "%@ %@ %lld W-TinyLFU: %.4f vs libCacheSim %.4f (bytes %.4f vs %.4f)", row.trace, row.mode.rawValue, row.capacity,
-                     result.missRatio, row.missRatio, result.byteMissRatio, row.byteMissRatio))
-        #expect(Swift.abs(result.missRatio - row.missRatio) <= 0.01, "\(row.testDescription): \(result.missRatio) vs \(row.missRatio)")
-        #expect(Swift.abs(result.byteMissRatio - row.byteMissRatio) <= 0.01, "\(row.testDescription) bytes: \(result.byteMissRatio) vs \(row.byteMissRatio)")
+        let result = CacheSimulation.run(kind, capacity: row.capacity, requests: try reader.readAll(), mode: row.mode)
+        let tolerance = kind == .gdsf ? 0.001 : 0.01
+        print(String(format: "%@ %@ %lld %@: %.4f vs libCacheSim %.4f (bytes %.4f vs %.4f)", row.trace, row.mode.rawValue, row.capacity,
+                     row.policy, result.missRatio, row.missRatio, result.byteMissRatio, row.byteMissRatio))
+        #expect(Swift.abs(result.missRatio - row.missRatio) <= tolerance, "\(row.testDescription): \(result.missRatio) vs \(row.missRatio)")
+        #expect(Swift.abs(result.byteMissRatio - row.byteMissRatio) <= tolerance, "\(row.testDescription) bytes: \(result.byteMissRatio) vs \(row.byteMissRatio)")
     }
 
     @Test("every trace of the reference table that ../shared/data names is there",
