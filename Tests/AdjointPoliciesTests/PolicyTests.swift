@@ -134,6 +134,22 @@ struct PolicyTests {
         #expect(PolicyKind(name: "gdsf") == PolicyKind.gdsf)
     }
 
+    @Test("LIRS keeps most of a loop slightly larger than the cache, where LRU keeps nothing")
+    func lirs() {
+        // A loop over 120 objects through a 100-object cache: LRU always evicts the next one.
+        var requests = (0..<12_000).map { CacheRequest(time: Int64($0), id: UInt64($0 % 120)) }
+        NextAccess.annotate(&requests)
+        let lirs = CacheSimulation.run(.lirs, capacity: 100, requests: requests, mode: .unit)
+        let lru = CacheSimulation.run(.lru, capacity: 100, requests: requests, mode: .unit)
+        #expect(lru.missRatio == 1 && lirs.missRatio < 0.25, "LIRS \(lirs.missRatio), LRU \(lru.missRatio)")
+        var policy = LIRSPolicy(capacity: 100)
+        #expect(policy.hirLimit == 1 && policy.lirLimit == 99)
+        var peak: Int64 = 0
+        for r in requests { _ = policy.access(r); peak = max(peak, policy.occupied) }
+        #expect(peak == 100)
+        #expect(PolicyKind(name: "lirs") == PolicyKind.lirs)
+    }
+
     @Test("every policy takes the largest cache size there is")
     func largestCache() {
         for kind in PolicyKind.allCases {

@@ -60,7 +60,7 @@ struct ReferenceTests {
     }
 
     /// Rows from libCacheSim 0.3.5 (PyPI) for policies the shared reference table does not list:
-    /// `python3 Benchmarks/libcachesim_rows.py WTinyLFU` (or `GDSF`) in a virtual environment with
+    /// `python3 Benchmarks/libcachesim_rows.py WTinyLFU` (or `GDSF`, `LIRS`) in a virtual environment with
     /// `libcachesim` (unit sizes with `ignore_obj_size`). W-TinyLFU at lirs-sprite's 70 objects is
     /// left out: libCacheSim's window of ⌊1 %⌋ is empty there and it admits nothing (miss ratio 1).
     static let pipRows: [ReferenceRow] = [
@@ -83,15 +83,25 @@ struct ReferenceTests {
         .init(trace: "scarab-recs", mode: .unit, capacity: 25836, policy: "GDSF", missRatio: 0.3792, byteMissRatio: 0.3792),
         .init(trace: "web12", mode: .unit, capacity: 137, policy: "GDSF", missRatio: 0.5668, byteMissRatio: 0.5668),
         .init(trace: "web12", mode: .unit, capacity: 1375, policy: "GDSF", missRatio: 0.2807, byteMissRatio: 0.2807),
+        .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 20_297_697, policy: "LIRS", missRatio: 0.8220, byteMissRatio: 0.9775),
+        .init(trace: "cloudPhysicsIO", mode: .bytes, capacity: 202_976_972, policy: "LIRS", missRatio: 0.7390, byteMissRatio: 0.8730),
+        .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 489, policy: "LIRS", missRatio: 0.8315, byteMissRatio: 0.8315),
+        .init(trace: "cloudPhysicsIO", mode: .unit, capacity: 4897, policy: "LIRS", missRatio: 0.7518, byteMissRatio: 0.7518),
+        .init(trace: "lirs-sprite", mode: .unit, capacity: 70, policy: "LIRS", missRatio: 0.7978, byteMissRatio: 0.7978),
+        .init(trace: "lirs-sprite", mode: .unit, capacity: 707, policy: "LIRS", missRatio: 0.1598, byteMissRatio: 0.1598),
+        .init(trace: "scarab-recs", mode: .unit, capacity: 2583, policy: "LIRS", missRatio: 0.6002, byteMissRatio: 0.6002),
+        .init(trace: "scarab-recs", mode: .unit, capacity: 25836, policy: "LIRS", missRatio: 0.3792, byteMissRatio: 0.3792),
+        .init(trace: "web12", mode: .unit, capacity: 137, policy: "LIRS", missRatio: 0.6427, byteMissRatio: 0.6427),
+        .init(trace: "web12", mode: .unit, capacity: 1375, policy: "LIRS", missRatio: 0.2983, byteMissRatio: 0.2983),
     ]
 
-    @Test("W-TinyLFU within 0.01 and GDSF within 0.001 of libCacheSim", .enabled(if: traceFile("web12") != nil, "needs ../shared/data/traces"),
+    @Test("W-TinyLFU within 0.01, GDSF within 0.001 and LIRS to the fourth decimal of libCacheSim", .enabled(if: traceFile("web12") != nil, "needs ../shared/data/traces"),
           arguments: pipRows.filter { traceFile($0.trace) != nil })
     func pipReference(_ row: ReferenceRow) throws {
         let kind = try #require(PolicyKind(name: row.policy))
         var reader = try OracleGeneralReader(path: try #require(traceFile(row.trace)))
         let result = CacheSimulation.run(kind, capacity: row.capacity, requests: try reader.readAll(), mode: row.mode)
-        let tolerance = kind == .gdsf ? 0.001 : 0.01
+        let tolerance = kind == .lirs ? 0.00005 : kind == .gdsf ? 0.001 : 0.01
         print(String(format: "%@ %@ %lld %@: %.4f vs libCacheSim %.4f (bytes %.4f vs %.4f)", row.trace, row.mode.rawValue, row.capacity,
                      row.policy, result.missRatio, row.missRatio, result.byteMissRatio, row.byteMissRatio))
         #expect(Swift.abs(result.missRatio - row.missRatio) <= tolerance, "\(row.testDescription): \(result.missRatio) vs \(row.missRatio)")

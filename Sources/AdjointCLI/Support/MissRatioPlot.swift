@@ -15,7 +15,7 @@ enum MissRatioPlot {
                 : left + (log(Double(c)) - log(Double(minSize))) / (log(Double(maxSize)) - log(Double(minSize))) * (width - left - right)
         }
         func y(_ r: Double) -> Double { top + (high - r) / Swift.max(high - low, 1e-9) * (height - top - bottom) }
-        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#e7ba52"]
+        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#e7ba52", "#637939"]
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         out += "<text x=\"\(left)\" y=\"24\" font-size=\"15\">\(escape(title))</text>\n"
