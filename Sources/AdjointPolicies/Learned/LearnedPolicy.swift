@@ -176,8 +176,14 @@ public struct LearnedPolicy: CachePolicy {
     mutating func scoreCandidates(_ count: Int, rows: Bool) {
         let slots = buffer.slots, chosen = buffer.ids, scores = buffer.scores, features = buffer.pointer, d = ObjectFeatures.count
         let now = now, folded = folded, scorer = scorer, normalization = normalization
+        // Unchecked access to the candidates' entries (no bounds or uniqueness check per field):
+        // every slot is below `entries.count`, because fresh draws are reduced modulo the count
+        // and carried-over slots are remapped when `remove(slot:)` moves the last entry. The
+        // assertion checks it in debug builds, and `LearnedPolicyTests` run every eviction path
+        // (carried, fresh, all residents, pinned) under AddressSanitizer in CI.
         entries.withUnsafeMutableBufferPointer { entries in
             for i in 0..<count {
+                assert(slots[i] >= 0 && slots[i] < entries.count, "candidate slot \(slots[i]) of \(entries.count)")
                 let e = entries.baseAddress! + slots[i]
                 chosen[i] = e.pointee.id
                 if rows || folded == nil {

@@ -14,6 +14,7 @@ public struct LIRSPolicy: CachePolicy {
     public let capacity: Int64
     /// Bytes (or objects) of LIR and resident HIR objects.
     public var occupied: Int64 { lirBytes + hirBytes }
+    /// The HIR part (1 % of the cache, at least 1) and the LIR part (the rest).
     public let hirLimit: Int64, lirLimit: Int64
     var lirBytes: Int64 = 0, hirBytes: Int64 = 0
     var s = IndexedList(), q = IndexedList(), nh = IndexedList()
