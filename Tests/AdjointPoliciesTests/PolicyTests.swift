@@ -150,6 +150,23 @@ struct PolicyTests {
         #expect(PolicyKind(name: "lirs") == PolicyKind.lirs)
     }
 
+    @Test("frequency counts stop at Int32.max instead of trapping (LFU, LeCaR)")
+    func frequencySaturates() {
+        var lists = FrequencyLists()
+        let a = lists.insert(id: 1, size: 1), b = lists.insert(id: 2, size: 1)
+        // As if b had been requested 2^31 − 2 times.
+        lists.pool.unlink(b, &lists.buckets[1]!)
+        lists.pool.counters[Int(b)] = Int32.max - 1
+        lists.pool.pushHead(b, &lists.buckets[Int32.max - 1, default: NodeList()])
+        lists.maximum = Int32.max - 1
+        lists.touch(b)
+        lists.touch(b)   // at the maximum: stays, as the newest of its group
+        #expect(lists.pool.counters[Int(b)] == Int32.max && lists.maximum == Int32.max)
+        #expect(lists.victim == a)
+        lists.remove(a)
+        #expect(lists.victim == b && lists.minimum == Int32.max)
+    }
+
     @Test("every policy takes the largest cache size there is")
     func largestCache() {
         for kind in PolicyKind.allCases {

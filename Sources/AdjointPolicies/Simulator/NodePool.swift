@@ -79,9 +79,11 @@ struct FrequencyLists {
         return n
     }
 
-    /// One more access of `n`: it moves to the next count's group, as its newest.
+    /// One more access of `n`: it moves to the next count's group, as its newest. Counts stop at
+    /// `Int32.max` (an object requested that often stays in the top group, as its newest).
     mutating func touch(_ n: Int32) {
         let f = pool.counters[Int(n)]
+        guard f < Int32.max else { pool.moveToHead(n, &buckets[f, default: NodeList()]); return }
         pool.unlink(n, &buckets[f, default: NodeList()])
         pool.counters[Int(n)] = f + 1
         maximum = Swift.max(maximum, f + 1)
