@@ -4,6 +4,7 @@
 
     python3 -m venv /tmp/lcs && /tmp/lcs/bin/pip install libcachesim
     /tmp/lcs/bin/python Benchmarks/libcachesim_rows.py WTinyLFU
+    /tmp/lcs/bin/python Benchmarks/libcachesim_rows.py LRU+BloomFilter   # LRU behind libCacheSim's admissioner
 
 Prints `trace,object_sizes,cache_size,cache_size_unit,policy,miss_ratio,byte_miss_ratio` rows;
 Tests/AdjointPoliciesTests/ReferenceTests.swift holds the ones it checks, with the version used.
@@ -28,5 +29,7 @@ for trace, sizes, size, unit in sorted(rows):
     params = lcs.ReaderInitParam()
     params.ignore_obj_size = sizes == "unit"
     reader = lcs.TraceReader(trace=path, trace_type=lcs.TraceType.ORACLE_GENERAL_TRACE, reader_init_params=params)
-    miss, byte_miss = getattr(lcs, policy)(cache_size=size).process_trace(reader)
+    name, _, admission = policy.partition("+")
+    extra = {"admissioner": getattr(lcs, admission + "Admissioner")()} if admission else {}
+    miss, byte_miss = getattr(lcs, name)(cache_size=size, **extra).process_trace(reader)
     print(f"{trace},{sizes},{size},{unit},{policy},{miss:.4f},{byte_miss:.4f}")

@@ -5,6 +5,7 @@ import AdjointIO
 
 extension SizeMode: ExpressibleByArgument {}
 extension CacheTrainingMethod: ExpressibleByArgument {}
+extension AdmissionTraining.Method: ExpressibleByArgument {}
 
 /// Where the requests come from: a trace file, or the built-in synthetic workload.
 struct WorkloadOptions: ParsableArguments {
@@ -108,6 +109,8 @@ public struct CacheCommand: ParsableCommand {
         var sampling = 16
         @Flag(name: .long, help: "Guardrail: update the learned scorer after each window (bounded imitation steps).")
         var onlineLearning = false
+        @Option(name: .long, help: "Admission gate in front of the policy: TinyLFU, SeenBefore, or none. --policy Learned uses its model's learned gate when it has one (none: leave it out).")
+        var admission: String?
         public init() {}
 
         public func validate() throws {
@@ -121,6 +124,15 @@ public struct CacheCommand: ParsableCommand {
             }
             guard (2 ... 1 << 24).contains(window) else { throw ValidationError("--window must be in 2 ... 16777216, got \(window)") }
             guard (1 ... 65536).contains(sampling) else { throw ValidationError("--sampling must be in 1 ... 65536, got \(sampling)") }
+            if let admission {
+                guard admission.lowercased() == "none" || AdmissionKind(name: admission) != nil else {
+                    throw ValidationError("--admission must be TinyLFU, SeenBefore or none, got '\(admission)'")
+                }
+                if policy.lowercased() == "learned", admission.lowercased() != "none" {
+                    throw ValidationError("--policy Learned is gated by its model's own admission gate; --admission accepts only none there")
+                }
+                if guardrail != nil, admission.lowercased() != "none" { throw ValidationError("--admission with --guardrail accepts only none") }
+            }
         }
 
         public func run() throws {
@@ -130,7 +142,17 @@ public struct CacheCommand: ParsableCommand {
             var validation = ""
             var source = trace.makeSource()
             let start = DispatchTime.now().uptimeNanoseconds
-            if let kind = PolicyKind(name: policy) {
+            let gate = admission.flatMap(AdmissionKind.init(name:))
+            if let kind = PolicyKind(name: policy), let gate {
+                let objects = AdmissionKind.objects(capacity: capacity, mode: workload.sizes, meanSize: trace.meanRequestSize)
+                func gated<P: CachePolicy>(_ base: P) throws -> (SimulationResult, Int) {
+                    var policy = GatedPolicy(base, gate: gate.make(objects: objects, distinctObjects: trace.distinctObjects))
+                    return (try CacheSimulation.run(&policy, source: &source, mode: workload.sizes), policy.refused)
+                }
+                let (gatedResult, refused) = try gated(kind.make(capacity: capacity))
+                result = gatedResult
+                validation = "\nadmission gate \(gate.rawValue): \(refused) misses kept out"
+            } else if let kind = PolicyKind(name: policy) {
                 var policy = kind.make(capacity: capacity)
                 result = try CacheSimulation.run(&policy, source: &source, mode: workload.sizes)
             } else if let guardrail, let shadow = PolicyKind(name: guardrail) {
@@ -140,9 +162,16 @@ public struct CacheCommand: ParsableCommand {
                 validation = "\nguardrail (shadow \(shadow.rawValue), windows of \(window), 1 key in \(sampling)): \(run.windowsOnLearned) windows on the learned policy, "
                     + "\(run.windowsOnShadow) on the shadow" + run.events.map { "\n  " + $0.description }.joined()
             } else {
-                var learned = try CacheModel.read(model!).policy(capacity: capacity)
-                result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
-                validation = "\nvalidator: \(learned.validation)"
+                let model = try CacheModel.read(model!)
+                if let gate = model.admission, admission?.lowercased() != "none" {
+                    var learned = GatedPolicy(model.policy(capacity: capacity), gate: gate.gate(capacity: capacity, mode: workload.sizes))
+                    result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
+                    validation = "\nvalidator: \(learned.base.validation)\nlearned admission gate: \(learned.refused) misses kept out"
+                } else {
+                    var learned = model.policy(capacity: capacity)
+                    result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
+                    validation = "\nvalidator: \(learned.validation)"
+                }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             print("\(trace.name): \(result.requests) requests, cache \(capacity) \(workload.sizes == .unit ? "objects" : "bytes")")
@@ -197,7 +226,12 @@ public struct CacheCommand: ParsableCommand {
             var policies: [any CachePolicy] = []
             for capacity in capacities {
                 for kind in PolicyKind.allCases { policies.append(kind.make(capacity: capacity)) }
-                if let learned { policies.append(learned.policy(capacity: capacity)) }
+                let objects = AdmissionKind.objects(capacity: capacity, mode: workload.sizes, meanSize: trace.meanRequestSize)
+                policies.append(GatedPolicy(LRUPolicy(capacity: capacity), gate: FrequencyAdmission.tinyLFU(objects: objects)))
+                if let learned {
+                    policies.append(learned.policy(capacity: capacity))
+                    if learned.admission != nil { policies.append(learned.deployed(capacity: capacity, mode: workload.sizes)) }
+                }
             }
             let bar = quiet ? nil : ProgressBar(label: "compare \(policies.count) simulations", minimumTotal: 1, unit: "requests")
             var source = ProgressSource(base: trace.makeSource(), total: trace.count, bar: bar)
@@ -231,6 +265,10 @@ public struct CacheCommand: ParsableCommand {
         var model = "cache-model.safetensors"
         @Option(name: .long, help: "Checkpoint directory (default: MODEL.checkpoints).")
         var checkpointDirectory: String?
+        @Flag(name: .long, help: "Train the eviction scorer only, no admission gate.")
+        var noAdmission = false
+        @Option(name: .long, help: "How the admission gate learns: labels (reuse within an LRU cache's reach) or relaxed (soft admission in the relaxed simulator).")
+        var admissionMethod: AdmissionTraining.Method = .labels
         @Flag(name: .long, help: "Never draw a progress bar.")
         var quiet = false
         public init() {}
@@ -256,6 +294,8 @@ public struct CacheCommand: ParsableCommand {
             options.candidates = candidates
             options.rounds = rounds
             options.seed = seed
+            options.admission = !noAdmission
+            options.admissionMethod = admissionMethod
             let store = try CheckpointStore(directory: checkpointDirectory ?? model + ".checkpoints")
             let bar = quiet ? nil : ProgressBar(label: "train \(method.rawValue)", minimumTotal: 1, unit: "rounds")
             let trained = try CacheTraining.train(requests, options: options, traceName: name, store: store) { round, total, message in
@@ -266,6 +306,11 @@ public struct CacheCommand: ParsableCommand {
             try trained.write(to: model)
             var policy = trained.policy(capacity: capacity)
             let learned = CacheSimulation.run(&policy, requests: requests, mode: workload.sizes)
+            if trained.admission != nil {
+                var gated = trained.deployed(capacity: capacity, mode: workload.sizes)
+                let result = CacheSimulation.run(&gated, requests: requests, mode: workload.sizes)
+                print(String(format: "with its learned admission gate: miss ratio %.4f on the whole trace (eviction alone %.4f)", result.missRatio, learned.missRatio))
+            }
             let lru = CacheSimulation.run(.lru, capacity: capacity, requests: requests, mode: workload.sizes)
             let belady = CacheSimulation.run(.belady, capacity: capacity, requests: requests, mode: workload.sizes)
             print(String(format: "model %@ (round %d of %d, validation miss ratio %.4f against LRU's %.4f): miss ratio %.4f (LRU %.4f, Belady %.4f) "

@@ -316,9 +316,12 @@ struct CacheCLITests {
         let parser = XMLParser(data: Data(text.utf8))
         #expect(parser.parse(), "the SVG is not well-formed XML")
         let lines = text.components(separatedBy: "<polyline").count - 1
-        #expect(lines == PolicyKind.allCases.count + 1)
+        // Every classical policy, LRU behind TinyLFU admission, the learned eviction policy, and
+        // the learned policy behind its admission gate when training kept one.
+        let gated = text.contains(">Learned+LearnedGate<") ? 1 : 0
+        #expect(lines == PolicyKind.allCases.count + 2 + gated)
         for kind in PolicyKind.allCases { #expect(text.contains(">\(kind.rawValue)<")) }
-        #expect(text.contains(">Learned<"))
+        #expect(text.contains(">Learned<") && text.contains(">LRU+TinyLFU<"))
     }
 
     @Test("train writes a model that simulate loads, and a second run resumes from the checkpoints")
@@ -342,9 +345,18 @@ struct CacheCLITests {
         for bad in [["--policy", "MRU"], ["--policy", "Learned"], ["--format", "parquet"], ["--limit", "0"],
                     ["--policy", "Learned", "--model", model, "--guardrail", "Belady"], ["--guardrail", "S3-FIFO"],
                     ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--window", "1"],
-                    ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--sampling", "0"]] {
+                    ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--sampling", "0"],
+                    ["--admission", "bloom"], ["--admission", ""], ["--policy", "Learned", "--model", model, "--admission", "TinyLFU"],
+                    ["--policy", "Learned", "--model", model, "--guardrail", "LRU", "--admission", "SeenBefore"]] {
             #expect(throws: (any Error).self) { try CacheCommand.Simulate.parse(bad) }
         }
+        #expect(throws: (any Error).self) { try CacheCommand.Train.parse(["--admission-method", "oracle"]) }
+        let admitted = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "S3-FIFO", "--admission", "tinylfu",
+                                       "--cache-size", "3%"])
+        #expect(admitted.status == 0 && admitted.output.contains("S3-FIFO+TinyLFU: miss ratio") && admitted.output.contains("misses kept out"), "\(admitted.output)")
+        let ungated = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "Learned", "--model", model,
+                                      "--admission", "none", "--cache-size", "3%"])
+        #expect(ungated.status == 0 && ungated.output.contains("\nLearned: miss ratio"), "\(ungated.output)")
         for bad in ["1", "0", "-4", "4097", "99999999999999999999"] {
             #expect { try CacheCommand.Train.parse(["--candidates", bad]) } throws: { "\($0)".contains("candidates") }
         }

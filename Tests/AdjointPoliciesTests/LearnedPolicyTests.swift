@@ -93,6 +93,7 @@ struct LearnedPolicyTests {
         var options = CacheTrainingOptions(capacity: 400)
         options.rounds = 3
         options.epochs = 2
+        options.admission = false   // (the gate is trained after the rounds: AdmissionTests)
         let straight = try CacheTraining.train(requests, options: options, traceName: "synthetic")
         var policy = straight.policy(capacity: 400)
         let learned = CacheSimulation.run(&policy, requests: requests, mode: .unit)
@@ -131,6 +132,7 @@ struct LearnedPolicyTests {
         options.patience = 1
         options.window = 150
         options.windowsPerRound = 3
+        options.admission = false
         var messages: [String] = []
         let model = try CacheTraining.train(requests, options: options, traceName: "synthetic") { _, _, m in messages.append(m) }
         #expect(messages.first?.hasPrefix("round 0: the initial scorer") == true)

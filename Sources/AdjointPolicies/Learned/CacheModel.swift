@@ -45,6 +45,9 @@ public struct CacheModel {
         public var bestRound: Int?
         public var validationMissRatio: Double?
         public var lruValidationMissRatio: Double?
+        /// The admission gate's metadata, when the model has one (its tensors are `admission.w`
+        /// and `admission.b`).
+        public var admission: AdmissionModel.Metadata?
 
         public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
                     sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {
@@ -63,23 +66,35 @@ public struct CacheModel {
 
     public var scorer: EvictionScorer
     public var metadata: Metadata
+    /// The learned admission gate, if training kept one (see ``AdmissionTraining``).
+    public var admission: AdmissionModel? { didSet { metadata.admission = admission?.metadata } }
 
-    public init(scorer: EvictionScorer, metadata: Metadata) {
+    public init(scorer: EvictionScorer, metadata: Metadata, admission: AdmissionModel? = nil) {
         self.scorer = scorer
         self.metadata = metadata
+        self.admission = admission
+        self.metadata.admission = admission?.metadata
     }
 
-    /// The hard policy this model drives.
+    /// The hard eviction policy this model drives (without its admission gate).
     public func policy(capacity: Int64, pinned: Set<UInt64> = [], key: RandomKey = RandomKey(seed: 7)) -> LearnedPolicy {
         LearnedPolicy(capacity: capacity, scorer: scorer, normalization: metadata.normalization, candidates: metadata.candidates,
                       pinned: pinned, key: key)
+    }
+
+    /// What a cache deploys: the eviction policy behind the learned admission gate when the model
+    /// has one, else the eviction policy alone.
+    public func deployed(capacity: Int64, mode: SizeMode, pinned: Set<UInt64> = []) -> any CachePolicy {
+        let eviction = policy(capacity: capacity, pinned: pinned)
+        guard let admission else { return eviction }
+        return GatedPolicy(eviction, gate: admission.gate(capacity: capacity, mode: mode))
     }
 
     static let key = "adjoint.cacheModel"
 
     /// Writes the model atomically (and `<path>.json`, the metadata alone, for reading).
     public func write(to path: String) throws {
-        let tensors = Dictionary(uniqueKeysWithValues: scorer.namedTensors.map { ($0.name, $0.tensor) })
+        let tensors = Dictionary(uniqueKeysWithValues: (scorer.namedTensors + (admission?.scorer.namedTensors ?? [])).map { ($0.name, $0.tensor) })
         let json = try ModelFile.write(metadata, tensors: tensors, key: Self.key, pretty: true, to: path)
         try AtomicFile.write(Array(json) + [0x0A], to: path + ".json")
     }
@@ -109,7 +124,17 @@ public struct CacheModel {
             guard t.doubles.allSatisfy(\.isFinite) else { throw invalid("tensor \(name)", "holds NaN or infinite weights") }
         }
         scorer = scorer.replacingTensors(with: names.map { tensors[$0.name]! })
-        return CacheModel(scorer: scorer, metadata: metadata)
+        var admission: AdmissionModel?
+        if let gate = metadata.admission {
+            let d = AdmissionFeatures.count
+            guard let w = tensors["admission.w"], w.shape == [d, 1], w.dtype == .float64, let b = tensors["admission.b"], b.shape == [1], b.dtype == .float64 else {
+                throw invalid("tensor admission.w / admission.b", "missing or not float64 [\(d), 1] and [1], though the metadata describes an admission gate")
+            }
+            guard (w.doubles + b.doubles).allSatisfy(\.isFinite) else { throw invalid("tensor admission.w / admission.b", "holds NaN or infinite weights") }
+            admission = AdmissionModel(scorer: AdmissionScorer(w: w, b: b), metadata: gate)
+            try admission!.validate(invalid)
+        }
+        return CacheModel(scorer: scorer, metadata: metadata, admission: admission)
     }
 }
 

@@ -38,6 +38,11 @@ public struct CacheTrainingOptions: Sendable {
     public var validationFraction = 0.2
     /// Stop after this many rounds without a better validation miss ratio.
     public var patience = 2
+    /// Train an admission gate in front of the kept eviction scorer (``AdmissionTraining``); the
+    /// model keeps it only if it lowers the validation miss ratio.
+    public var admission = true
+    /// How the admission gate learns (reuse labels, or the relaxed simulator's soft admission).
+    public var admissionMethod = AdmissionTraining.Method.labels
 
     public init(capacity: Int64) { self.capacity = capacity }
 }
@@ -167,7 +172,19 @@ public enum CacheTraining {
                                            method: options.method.rawValue, trace: traceName, cacheSize: options.capacity,
                                            sizeMode: options.mode.rawValue, seed: options.seed, rounds: options.rounds, trainingMissRatio: lastMiss)
         (metadata.bestRound, metadata.validationMissRatio, metadata.lruValidationMissRatio) = (best.round, best.missRatio, lruValidation)
-        return CacheModel(scorer: best.scorer, metadata: metadata)
+        var gate: AdmissionModel?
+        if options.admission {
+            var admissionOptions = AdmissionTraining.Options(capacity: options.capacity)
+            admissionOptions.mode = options.mode
+            admissionOptions.seed = options.seed
+            admissionOptions.method = options.admissionMethod
+            (admissionOptions.window, admissionOptions.windowsPerRound) = (options.window, options.windowsPerRound)
+            gate = try AdmissionTraining.train(fit: fit, validation: validation, options: admissionOptions, base: {
+                LearnedPolicy(capacity: options.capacity, scorer: best.scorer, normalization: normalization, candidates: options.candidates,
+                              key: key.fold(in: 99))
+            }, eviction: (best.scorer, normalization), progress: { progress(options.rounds, options.rounds, $0) })
+        }
+        return CacheModel(scorer: best.scorer, metadata: metadata, admission: gate)
     }
 
     /// What a checkpoint must match to be resumed: the workload (name, length and a fingerprint of

@@ -144,9 +144,9 @@ public struct LearnedPolicy: CachePolicy {
         return false
     }
 
-    public mutating func access(_ request: CacheRequest) -> Bool {
+    public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool {
         if find(request) { return true }
-        guard canInsert(request) else { refuse(request.id); return false }
+        guard admitting, canInsert(request) else { refuse(request.id); return false }
         while occupied + request.size > capacity {
             guard evictOne() else { refuse(request.id); return false }   // everything left is pinned: do not admit
         }

@@ -30,9 +30,9 @@ public struct LIRSPolicy: CachePolicy {
     func isLIR(_ n: Int32) -> Bool { s.pool.tags[Int(n)] & Self.lir != 0 }
     func isResident(_ n: Int32) -> Bool { s.pool.tags[Int(n)] & Self.resident != 0 }
 
-    public mutating func access(_ request: CacheRequest) -> Bool {
+    public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool {
         let hit = find(request)
-        if !hit, admit(request) {
+        if !hit, admitting, admit(request) {
             while occupied + request.size > capacity {
                 let before = (lirBytes, hirBytes, q.list.count, s.list.count)
                 evict(request)

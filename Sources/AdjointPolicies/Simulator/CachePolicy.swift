@@ -18,15 +18,20 @@ public protocol CachePolicy {
     mutating func evict(_ request: CacheRequest)
     /// Inserts a missed object; room was made.
     mutating func insert(_ request: CacheRequest)
-    /// One request: true on a hit. The default runs find / canInsert / evict until it fits / insert.
-    mutating func access(_ request: CacheRequest) -> Bool
+    /// One request: true on a hit. On a miss the object is inserted only when `admitting` (an
+    /// admission gate's answer, see ``GatedPolicy``) and when it may be. The default runs find /
+    /// canInsert / evict until it fits / insert.
+    mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool
 }
 
 extension CachePolicy {
     /// One request: a hit, or a miss after which the object is inserted when it may be.
-    public mutating func access(_ request: CacheRequest) -> Bool {
+    @inline(__always)
+    public mutating func access(_ request: CacheRequest) -> Bool { access(request, admitting: true) }
+
+    public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool {
         if find(request) { return true }
-        guard canInsert(request) else { return false }
+        guard admitting, canInsert(request) else { return false }
         while occupied + request.size > capacity { evict(request) }
         insert(request)
         return false

@@ -19,6 +19,8 @@ public final class SpilledTrace: @unchecked Sendable {
     /// Distinct objects, and the sum of their (last seen) sizes.
     public let distinctObjects: Int
     public let distinctBytes: Int64
+    /// The mean size of a request (what sizes an admission gate's sketches in a byte-sized cache).
+    public let meanRequestSize: Double
     private let fd: Int32
 
     static let recordSize = 32               // i64 time, u64 id, i64 size, i64 next access
@@ -39,7 +41,7 @@ public final class SpilledTrace: @unchecked Sendable {
         self.fd = fd
         var sizes: [UInt64: Int64] = [:]
         var buffer = [UInt8](repeating: 0, count: Self.chunk * Self.recordSize)
-        var count = 0, pending = 0
+        var count = 0, pending = 0, requestedBytes = 0.0
         func flush() throws {
             try Self.write(fd, buffer, count: pending * Self.recordSize, at: (count - pending) * Self.recordSize, path: name)
             pending = 0
@@ -47,6 +49,7 @@ public final class SpilledTrace: @unchecked Sendable {
         do {
             while count < limit, let r = try source.next() {
                 sizes[r.id] = r.size
+                requestedBytes += Double(r.size)
                 buffer.withUnsafeMutableBytes { raw in
                     let base = pending * Self.recordSize
                     raw.storeBytes(of: r.time.littleEndian, toByteOffset: base, as: Int64.self)
@@ -67,6 +70,7 @@ public final class SpilledTrace: @unchecked Sendable {
         self.count = count
         distinctObjects = sizes.count
         distinctBytes = sizes.values.reduce(0, +)
+        meanRequestSize = requestedBytes / Double(count)
         try annotateNextAccesses()
     }
 
