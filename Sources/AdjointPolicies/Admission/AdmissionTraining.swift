@@ -47,6 +47,8 @@ public enum AdmissionTraining {
         /// The share of misses not worth admitting (by the labels) is tried too.
         public var refusals: [Double] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9]
         public var seed: UInt64 = 11
+        /// The gate is kept only if it lowers the validation miss ratio by more than this.
+        public var margin = 0.0
 
         public init(capacity: Int64) { self.capacity = capacity }
     }
@@ -189,8 +191,8 @@ public enum AdmissionTraining {
                             100 * refused, shift, ratio, ungatedRatio))
             if ratio < best?.missRatio ?? .infinity { best = (shift, ratio) }
         }
-        guard let best, best.missRatio < ungatedRatio else {
-            progress(String(format: "admission: no threshold beats admitting everything (%.4f) on the validation slice; no gate kept", ungatedRatio))
+        guard let best, best.missRatio < ungatedRatio - options.margin else {
+            progress(String(format: "admission: no threshold beats admitting everything (%.4f) by more than %.4f on the validation slice; no gate kept", ungatedRatio, options.margin))
             return nil
         }
         model.scorer.b = try Tensor([model.scorer.b.doubles[0] + best.shift], shape: [1])

@@ -48,6 +48,9 @@ public struct CacheModel {
         /// The admission gate's metadata, when the model has one (its tensors are `admission.w`
         /// and `admission.b`).
         public var admission: AdmissionModel.Metadata?
+        /// Whether the eviction policy bypasses a missed object that scores below every candidate
+        /// (``LearnedPolicy/bypass``): kept when it lowered the validation miss ratio.
+        public var bypass: Bool?
 
         public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
                     sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {
@@ -76,10 +79,12 @@ public struct CacheModel {
         self.metadata.admission = admission?.metadata
     }
 
-    /// The hard eviction policy this model drives (without its admission gate).
+    /// The hard eviction policy this model drives (with its bypass, without its admission gate).
     public func policy(capacity: Int64, pinned: Set<UInt64> = [], key: RandomKey = RandomKey(seed: 7)) -> LearnedPolicy {
-        LearnedPolicy(capacity: capacity, scorer: scorer, normalization: metadata.normalization, candidates: metadata.candidates,
-                      pinned: pinned, key: key)
+        var policy = LearnedPolicy(capacity: capacity, scorer: scorer, normalization: metadata.normalization, candidates: metadata.candidates,
+                                   pinned: pinned, key: key)
+        policy.bypass = metadata.bypass ?? false
+        return policy
     }
 
     /// What a cache deploys: the eviction policy behind the learned admission gate when the model

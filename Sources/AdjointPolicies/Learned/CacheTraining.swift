@@ -43,6 +43,9 @@ public struct CacheTrainingOptions: Sendable {
     public var admission = true
     /// How the admission gate learns (reuse labels, or the relaxed simulator's soft admission).
     public var admissionMethod = AdmissionTraining.Method.labels
+    /// How much lower (absolute miss ratio) the validation slice must be for bypass or a gate to be
+    /// kept: less is within the noise of one slice.
+    public var admissionMargin = 0.001
 
     public init(capacity: Int64) { self.capacity = capacity }
 }
@@ -174,14 +177,27 @@ public enum CacheTraining {
         (metadata.bestRound, metadata.validationMissRatio, metadata.lruValidationMissRatio) = (best.round, best.missRatio, lruValidation)
         var gate: AdmissionModel?
         if options.admission {
+            // Admission by the eviction scorer itself: the missed object competes with the candidates.
+            var bypassing = LearnedPolicy(capacity: options.capacity, scorer: best.scorer, normalization: normalization, candidates: options.candidates,
+                                          key: key.fold(in: 99))
+            bypassing.bypass = true
+            let bypassMiss = CacheSimulation.run(&bypassing, requests: validation, mode: options.mode).missRatio
+            metadata.bypass = bypassMiss < best.missRatio - options.admissionMargin
+            progress(options.rounds, options.rounds, String(format: "admission by the eviction scorer (bypass a missed object that scores below every candidate): validation miss ratio %.4f against %.4f; %@",
+                                                            bypassMiss, best.missRatio, metadata.bypass! ? "kept" : "not kept (a gain below \(options.admissionMargin) is noise)"))
+            if metadata.bypass! { best.missRatio = bypassMiss }
             var admissionOptions = AdmissionTraining.Options(capacity: options.capacity)
             admissionOptions.mode = options.mode
             admissionOptions.seed = options.seed
             admissionOptions.method = options.admissionMethod
+            admissionOptions.margin = options.admissionMargin
             (admissionOptions.window, admissionOptions.windowsPerRound) = (options.window, options.windowsPerRound)
+            let bypass = metadata.bypass!
             gate = try AdmissionTraining.train(fit: fit, validation: validation, options: admissionOptions, base: {
-                LearnedPolicy(capacity: options.capacity, scorer: best.scorer, normalization: normalization, candidates: options.candidates,
-                              key: key.fold(in: 99))
+                var policy = LearnedPolicy(capacity: options.capacity, scorer: best.scorer, normalization: normalization, candidates: options.candidates,
+                                           key: key.fold(in: 99))
+                policy.bypass = bypass
+                return policy
             }, eviction: (best.scorer, normalization), progress: { progress(options.rounds, options.rounds, $0) })
         }
         return CacheModel(scorer: best.scorer, metadata: metadata, admission: gate)

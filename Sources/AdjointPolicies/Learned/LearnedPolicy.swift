@@ -63,6 +63,13 @@ public struct LearnedPolicy: CachePolicy {
     /// Objects scored per eviction (the retained runners-up and the fresh samples together).
     public let candidates: Int
     public var pinned: Set<UInt64>
+    /// Admission by the eviction scorer: a missed object that needs room competes with the
+    /// eviction's candidates, scored by the same f_θ at the same time, and is not admitted when it
+    /// scores below all of them (it would be the victim). Off by default; training turns it on
+    /// when it lowers the validation miss ratio (``CacheModel/Metadata/bypass``).
+    public var bypass = false
+    /// Missed objects not admitted because they scored below every candidate.
+    public private(set) var bypassed = 0
     /// What the validator did.
     public var validation: ValidationMetrics { guarded.metrics }
     /// Called at every eviction with the candidates, their normalised features (row-major) and
@@ -148,13 +155,29 @@ public struct LearnedPolicy: CachePolicy {
         if find(request) { return true }
         guard admitting, canInsert(request) else { refuse(request.id); return false }
         while occupied + request.size > capacity {
-            guard evictOne() else { refuse(request.id); return false }   // everything left is pinned: do not admit
+            switch evictOne(incoming: bypass ? pending?.history : nil) {
+            case .evicted: continue
+            case .nothingEvictable: refuse(request.id); return false   // everything left is pinned: do not admit
+            case .bypassed: bypassed += 1; refuse(request.id); return false
+            }
         }
         insert(request)
         return false
     }
 
-    public mutating func evict(_ request: CacheRequest) { _ = evictOne() }
+    public mutating func evict(_ request: CacheRequest) { _ = evictOne(incoming: nil) }
+
+    enum EvictionOutcome { case evicted, nothingEvictable, bypassed }
+
+    /// f_θ of a history at the current time (the missed object's, for ``bypass``).
+    func score(_ h: ObjectHistory) -> Double {
+        if let folded { return folded.staticPart(h) + folded.dynamicPart(h, now: now) }
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: ObjectFeatures.count) { row in
+            ObjectFeatures.write(h, now: now, into: row.baseAddress!)
+            normalization.apply(row.baseAddress!)
+            return scorer.score(row.baseAddress!)
+        }
+    }
 
     public mutating func insert(_ request: CacheRequest) {
         var history = ObjectHistory(at: Swift.max(now, 0), size: request.size)
@@ -200,11 +223,12 @@ public struct LearnedPolicy: CachePolicy {
         }
     }
 
-    /// Scores the retained runners-up and fresh samples, validates the proposal and evicts; false
-    /// if nothing can go. Uses the policy's scratch buffers: no allocation per eviction (unless an
-    /// observer is attached).
-    mutating func evictOne() -> Bool {
-        guard !entries.isEmpty else { return false }
+    /// Scores the retained runners-up and fresh samples, validates the proposal and evicts;
+    /// `.nothingEvictable` if nothing can go. Uses the policy's scratch buffers: no allocation per eviction (unless an
+    /// observer is attached). With `incoming` (``bypass``), nothing is evicted when that history
+    /// scores below every candidate.
+    mutating func evictOne(incoming: ObjectHistory?) -> EvictionOutcome {
+        guard !entries.isEmpty else { return .nothingEvictable }
         let k = Swift.min(candidates, entries.count)
         let slots = buffer.slots, chosen = buffer.ids, scores = buffer.scores
         var count = 0
@@ -227,6 +251,10 @@ public struct LearnedPolicy: CachePolicy {
         scoreCandidates(count, rows: observer != nil)
         var best = 0
         for i in 1..<count where scores[i] < scores[best] { best = i }
+        if let incoming, score(incoming) < scores[best] {
+            retain(count: count, victim: nil)
+            return .bypassed
+        }
         let context = EvictionValidator.Context(candidates: UnsafeBufferPointer(start: chosen, count: count),
                                                 scores: UnsafeBufferPointer(start: scores, count: count), resident: index, pinned: pinned)
         // The victim's slot: the validator returns the proposal or another candidate (found
@@ -235,9 +263,9 @@ public struct LearnedPolicy: CachePolicy {
         if let id = guarded.check(chosen[best], in: context) {
             if let i = (0..<count).first(where: { chosen[$0] == id }) { victim = (id, slots[i]) }
             else if let slot = index[id], slot >= 0 { victim = (id, slot) }   // (a validator outside the candidates)
-            else { return false }
+            else { return .nothingEvictable }
         } else {
-            guard let slot = entries.firstIndex(where: { !pinned.contains($0.id) }) else { return false }
+            guard let slot = entries.firstIndex(where: { !pinned.contains($0.id) }) else { return .nothingEvictable }
             victim = (entries[slot].id, slot)
         }
         let id = victim.id
@@ -247,11 +275,11 @@ public struct LearnedPolicy: CachePolicy {
         }
         retain(count: count, victim: id)
         remove(slot: victim.slot)
-        return true
+        return .evicted
     }
 
-    /// Keeps the best-scored half of this eviction's candidates, the victim excepted, for the next.
-    mutating func retain(count: Int, victim: UInt64) {
+    /// Keeps the best-scored half of this eviction's candidates, the victim (if any) excepted, for the next.
+    mutating func retain(count: Int, victim: UInt64?) {
         retained.removeAll(keepingCapacity: true)
         guard count < entries.count else { return }   // every object was scored: nothing to carry
         let keep = candidates / 2, slots = buffer.slots, chosen = buffer.ids, scores = buffer.scores
