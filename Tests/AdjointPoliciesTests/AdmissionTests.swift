@@ -117,6 +117,7 @@ struct AdmissionTests {
             let learned = CacheSimulation.run(&gated, requests: validation, mode: .unit).missRatio
             let plain = CacheSimulation.run(.lru, capacity: capacity, requests: validation, mode: .unit).missRatio
             let threshold = CacheSimulation.run(&tiny, requests: validation, mode: .unit).missRatio
+            print(String(format: "wonders, cache %lld: learned gate %.4f, LRU %.4f, LRU+TinyLFU %.4f", capacity, learned, plain, threshold))
             // Better than admitting everything at every size; better than TinyLFU's rule at the
             // size it was trained at (at other sizes it can lose to it: its threshold is tuned at 150).
             #expect(learned < plain && (capacity != 150 || learned < threshold), "cache \(capacity): learned \(learned), LRU \(plain), TinyLFU \(threshold)")

@@ -184,7 +184,7 @@ public enum CacheTraining {
             let bypassMiss = CacheSimulation.run(&bypassing, requests: validation, mode: options.mode).missRatio
             metadata.bypass = bypassMiss < best.missRatio - options.admissionMargin
             progress(options.rounds, options.rounds, String(format: "admission by the eviction scorer (bypass a missed object that scores below every candidate): validation miss ratio %.4f against %.4f; %@",
-                                                            bypassMiss, best.missRatio, metadata.bypass! ? "kept" : "not kept (a gain below \(options.admissionMargin) is noise)"))
+                                                            bypassMiss, best.missRatio, metadata.bypass! ? "kept" : "not kept (it must be more than \(options.admissionMargin) lower)"))
             if metadata.bypass! { best.missRatio = bypassMiss }
             var admissionOptions = AdmissionTraining.Options(capacity: options.capacity)
             admissionOptions.mode = options.mode
