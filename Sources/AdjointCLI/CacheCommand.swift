@@ -194,6 +194,8 @@ public struct CacheCommand: ParsableCommand {
         var noLearned = false
         @Option(name: .long, help: "Without --model: train on at most this many requests from the start of the trace (held in memory).")
         var trainingRequests = 1_000_000
+        @Flag(name: .long, help: "Without --model: train at the middle size only (default: learn from, and select rounds by, every size of --cache-sizes).")
+        var trainAtMiddleSize = false
         public func validate() throws {
             guard trainingRequests >= 1 else { throw ValidationError("--training-requests must be at least 1, got \(trainingRequests)") }
         }
@@ -216,6 +218,7 @@ public struct CacheCommand: ParsableCommand {
                     var options = CacheTrainingOptions(capacity: capacities[capacities.count / 2])
                     options.mode = workload.sizes
                     options.rounds = 3
+                    if !trainAtMiddleSize { options.extraCapacities = capacities }
                     let requests = try trace.requests(prefix: trainingRequests)
                     learned = try CacheTraining.train(requests, options: options, traceName: trace.name) { round, total, message in
                         if !quiet { printError("training \(round)/\(total): \(message)") }
@@ -253,6 +256,8 @@ public struct CacheCommand: ParsableCommand {
         var method: CacheTrainingMethod = .imitation
         @Option(name: .long, help: "Cache size to train at: a count or a percentage of the footprint.")
         var cacheSize = "5%"
+        @Option(name: .long, help: "More cache sizes to learn from and select rounds by (comma-separated counts or percentages), for one model at every size.")
+        var alsoAt: String?
         @Option(name: .long, help: "Hidden units of the scorer (0: linear).")
         var hidden = 0
         @Option(name: .long, help: "Objects scored per eviction (half carried over from the last eviction, half sampled), 2 ... 4096.")
@@ -285,6 +290,11 @@ public struct CacheCommand: ParsableCommand {
         public func run() throws {
             let trace = try workload.load()
             let capacity = try CacheCommand.capacity(cacheSize, footprint: trace.footprint(workload.sizes))
+            let extra = try alsoAt.map { list in
+                try list.split(separator: ",", omittingEmptySubsequences: false).map {
+                    try CacheCommand.capacity(String($0), footprint: trace.footprint(workload.sizes), option: "--also-at")
+                }
+            } ?? []
             let requests = try trace.requests(prefix: trace.count)   // training samples windows: in memory
             let name = trace.name
             var options = CacheTrainingOptions(capacity: capacity)
@@ -296,6 +306,7 @@ public struct CacheCommand: ParsableCommand {
             options.seed = seed
             options.admission = !noAdmission
             options.admissionMethod = admissionMethod
+            options.extraCapacities = extra
             let store = try CheckpointStore(directory: checkpointDirectory ?? model + ".checkpoints")
             let bar = quiet ? nil : ProgressBar(label: "train \(method.rawValue)", minimumTotal: 1, unit: "rounds")
             let trained = try CacheTraining.train(requests, options: options, traceName: name, store: store) { round, total, message in

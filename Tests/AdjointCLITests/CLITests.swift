@@ -351,6 +351,9 @@ struct CacheCLITests {
             #expect(throws: (any Error).self) { try CacheCommand.Simulate.parse(bad) }
         }
         #expect(throws: (any Error).self) { try CacheCommand.Train.parse(["--admission-method", "oracle"]) }
+        for bad in ["", "1%,", "0%", "nan%", "5%,-3"] {
+            #expect { try CacheCommand.Train.parse(["--requests", "6000", "--also-at", bad, "--model", model + ".x"]).run() } throws: { "\($0)".contains("--also-at") }
+        }
         let admitted = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "S3-FIFO", "--admission", "tinylfu",
                                        "--cache-size", "3%"])
         #expect(admitted.status == 0 && admitted.output.contains("S3-FIFO+TinyLFU: miss ratio") && admitted.output.contains("misses kept out"), "\(admitted.output)")

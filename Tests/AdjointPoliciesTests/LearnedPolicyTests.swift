@@ -177,6 +177,38 @@ struct LearnedPolicyTests {
         #expect(value > 0 && value <= 25)
     }
 
+    @Test("training over several cache sizes learns from each, selects rounds by the mean ratio to LRU, and records the sizes")
+    func severalSizes() throws {
+        let requests = try PolicyTests.workload(requests: 12_000)
+        var options = CacheTrainingOptions(capacity: 200)
+        options.extraCapacities = [50, 200, 800, 50]
+        options.rounds = 1
+        options.admission = false
+        #expect(options.capacities == [200, 50, 800])
+        var messages: [String] = []
+        let model = try CacheTraining.train(requests, options: options, traceName: "synthetic") { _, _, m in messages.append(m) }
+        #expect(model.metadata.trainingSizes == [200, 50, 800] && model.metadata.cacheSize == 200)
+        #expect(messages.first?.contains("over 3 cache sizes") == true, "\(messages)")
+        // Round 0's figure: LRU's mean over the sizes times the mean ratio of the initial scorer to LRU.
+        let validation = Array(requests[9600...])
+        let lru = options.capacities.map { CacheSimulation.run(.lru, capacity: $0, requests: validation, mode: .unit).missRatio }
+        let initial = try options.capacities.map { capacity -> Double in
+            var policy = LearnedPolicy(capacity: capacity, scorer: try EvictionScorer(), normalization: model.metadata.normalization,
+                                       candidates: options.candidates, key: RandomKey(seed: options.seed).fold(in: 99))
+            return CacheSimulation.run(&policy, requests: validation, mode: .unit).missRatio
+        }
+        let lruMean: Double = lru.reduce(0, +) / 3
+        let ratios: [Double] = zip(initial, lru).map { $0 / $1 }
+        let figure: Double = lruMean * (ratios.reduce(0, +) / 3)
+        #expect(messages.first?.contains(String(format: "validation miss ratio %.4f", figure)) == true, "\(figure): \(messages[0])")
+        // A checkpoint of a single-size training is not resumed by a several-size one.
+        let store = try CheckpointStore(directory: temporaryDirectory("cache-sizes"))
+        var single = options
+        single.extraCapacities = []
+        _ = try CacheTraining.train(requests, options: single, traceName: "synthetic", store: store)
+        #expect { _ = try CacheTraining.train(requests, options: options, traceName: "synthetic", store: store) } throws: { "\($0)".contains("extraCapacities") }
+    }
+
     @Test("no training method ends worse than its LRU-like start on the validation slice; the gradient methods improve on it", arguments: [CacheTrainingMethod.relaxed, .straightThrough, .scoreFunction])
     func methods(_ method: CacheTrainingMethod) throws {
         let requests = try PolicyTests.workload(requests: 12_000)

@@ -51,6 +51,9 @@ public struct CacheModel {
         /// Whether the eviction policy bypasses a missed object that scores below every candidate
         /// (``LearnedPolicy/bypass``): kept when it lowered the validation miss ratio.
         public var bypass: Bool?
+        /// The cache sizes training learned from and selected by, when more than `cacheSize`
+        /// (validation figures are then means over them).
+        public var trainingSizes: [Int64]?
 
         public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
                     sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {

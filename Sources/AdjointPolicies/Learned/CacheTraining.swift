@@ -26,6 +26,12 @@ public struct CacheTrainingOptions: Sendable {
     public var candidates = CacheTrainingOptions.defaultCandidates
     /// 16: half carried over, half sampled; the cost of an eviction grows with it.
     public static let defaultCandidates = 16
+    /// More cache sizes to learn from (imitation: every round collects evictions at each of them
+    /// too) and to select rounds by (the validation figure becomes the mean miss ratio over
+    /// `capacity` and these). Empty: the model learns at `capacity` alone.
+    public var extraCapacities: [Int64] = []
+    /// `capacity` and the extra capacities, each once.
+    public var capacities: [Int64] { [capacity] + extraCapacities.filter { $0 != capacity }.reduce(into: [Int64]()) { if !$0.contains($1) { $0.append($1) } } }
     public var rounds = 4
     public var epochs = 3
     public var learningRate = 0.02
@@ -102,12 +108,23 @@ public enum CacheTraining {
         let normalization = try calibrate(fit, options: options, key: key)
         var scorer = try EvictionScorer(hidden: options.hidden, key: key.fold(in: 1))
         var adam = try Adam(learningRate: .constant(options.learningRate))
-        func validate(_ s: EvictionScorer) -> Double {
-            var policy = LearnedPolicy(capacity: options.capacity, scorer: s, normalization: normalization, candidates: options.candidates,
-                                       key: key.fold(in: 99))
-            return CacheSimulation.run(&policy, requests: validation, mode: options.mode).missRatio
+        let capacities = options.capacities
+        let lruBySize = capacities.map { CacheSimulation.run(.lru, capacity: $0, requests: validation, mode: options.mode).missRatio }
+        let lruValidation = lruBySize.reduce(0, +) / Double(capacities.count)
+        /// The validation figure: the miss ratio on the held-back slice; over several sizes, LRU's
+        /// mean miss ratio times the mean of the ratios to LRU's at each size (so each size counts
+        /// by its relative change, not its absolute one, and one size gives its miss ratio).
+        func validate(_ s: EvictionScorer, bypass: Bool = false) -> Double {
+            let relative = zip(capacities, lruBySize).reduce(0.0) { total, size in
+                var policy = LearnedPolicy(capacity: size.0, scorer: s, normalization: normalization, candidates: options.candidates,
+                                           key: key.fold(in: 99))
+                policy.bypass = bypass
+                let miss = CacheSimulation.run(&policy, requests: validation, mode: options.mode).missRatio
+                return total + (size.1 > 0 ? miss / size.1 : miss + 1)
+            } / Double(capacities.count)
+            return lruValidation * relative
         }
-        let lruValidation = CacheSimulation.run(.lru, capacity: options.capacity, requests: validation, mode: options.mode).missRatio
+        let over = capacities.count == 1 ? "" : " (over \(capacities.count) cache sizes: LRU's mean times the mean ratio to LRU)"
         var best = (scorer: scorer, round: 0, missRatio: validate(scorer))
         var first = 0
         var lastMiss: Double?
@@ -132,7 +149,7 @@ public enum CacheTraining {
             progress(first, options.rounds, "resumed after round \(first) (\(loaded.path))")
         } else {
             progress(0, options.rounds, String(format: "round 0: the initial scorer (LRU-like): validation miss ratio %.4f (LRU %.4f) on the last %d requests",
-                                               best.missRatio, lruValidation, validation.count))
+                                               best.missRatio, lruValidation, validation.count) + over)
         }
         for round in first..<options.rounds {
             if round - best.round >= options.patience {
@@ -143,8 +160,12 @@ public enum CacheTraining {
             var message: String
             switch options.method {
             case .imitation:
-                let (samples, result) = ImitationTraining.collect(fit, capacity: options.capacity, mode: options.mode, scorer: scorer,
+                var (samples, result) = ImitationTraining.collect(fit, capacity: options.capacity, mode: options.mode, scorer: scorer,
                                                                    normalization: normalization, candidates: options.candidates, key: roundKey)
+                for capacity in capacities.dropFirst() {
+                    samples += ImitationTraining.collect(fit, capacity: capacity, mode: options.mode, scorer: scorer, normalization: normalization,
+                                                         candidates: options.candidates, key: roundKey).samples
+                }
                 let losses = try fitImitation(&scorer, &adam, samples: samples, options: options, key: roundKey)
                 lastMiss = result.missRatio
                 message = String(format: "round %d: miss ratio %.4f on the policy's own run, %d evictions, imitation loss %.4f",
@@ -175,13 +196,11 @@ public enum CacheTraining {
                                            method: options.method.rawValue, trace: traceName, cacheSize: options.capacity,
                                            sizeMode: options.mode.rawValue, seed: options.seed, rounds: options.rounds, trainingMissRatio: lastMiss)
         (metadata.bestRound, metadata.validationMissRatio, metadata.lruValidationMissRatio) = (best.round, best.missRatio, lruValidation)
+        if capacities.count > 1 { metadata.trainingSizes = capacities }
         var gate: AdmissionModel?
         if options.admission {
             // Admission by the eviction scorer itself: the missed object competes with the candidates.
-            var bypassing = LearnedPolicy(capacity: options.capacity, scorer: best.scorer, normalization: normalization, candidates: options.candidates,
-                                          key: key.fold(in: 99))
-            bypassing.bypass = true
-            let bypassMiss = CacheSimulation.run(&bypassing, requests: validation, mode: options.mode).missRatio
+            let bypassMiss = validate(best.scorer, bypass: true)
             metadata.bypass = bypassMiss < best.missRatio - options.admissionMargin
             progress(options.rounds, options.rounds, String(format: "admission by the eviction scorer (bypass a missed object that scores below every candidate): validation miss ratio %.4f against %.4f; %@",
                                                             bypassMiss, best.missRatio, metadata.bypass! ? "kept" : "not kept (it must be more than \(options.admissionMargin) lower)"))
@@ -212,10 +231,12 @@ public enum CacheTraining {
                 for shift in stride(from: 0, to: 64, by: 8) { fingerprint = (fingerprint ^ ((word >> UInt64(shift)) & 0xFF)) &* 0x0000_0100_0000_01B3 }
             }
         }
-        return ["trace": traceName, "requests": "\(requests.count)", "workloadFingerprint": String(fingerprint, radix: 16),
+        var extra: [String: String] = [:]
+        if options.capacities.count > 1 { extra["extraCapacities"] = options.capacities.dropFirst().map(String.init).joined(separator: ",") }
+        return extra.merging(["trace": traceName, "requests": "\(requests.count)", "workloadFingerprint": String(fingerprint, radix: 16),
                 "cacheSize": "\(options.capacity)", "sizeMode": options.mode.rawValue, "method": options.method.rawValue,
                 "hidden": "\(options.hidden)", "candidates": "\(options.candidates)", "seed": "\(options.seed)",
-                "validation": "\(options.validationFraction)"]
+                "validation": "\(options.validationFraction)"]) { a, _ in a }
     }
 
     /// Feature statistics from an LRU-like run of the initial scorer (a deterministic pass).
