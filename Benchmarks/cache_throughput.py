@@ -23,7 +23,7 @@ trace = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/traces/scarab-recs
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 2583
 policies = [("FIFO", lcs.FIFO), ("LRU", lcs.LRU), ("LFU", lcs.LFU), ("ARC", lcs.ARC), ("2Q", lcs.TwoQ),
             ("S3-FIFO", lcs.S3FIFO), ("SIEVE", lcs.Sieve), ("LeCaR", lcs.LeCaR), ("W-TinyLFU", lcs.WTinyLFU), ("GDSF", lcs.GDSF),
-            ("LIRS", lcs.LIRS), ("Belady", lcs.Belady)]
+            ("LIRS", lcs.LIRS), ("LHD", lcs.LHD), ("Belady", lcs.Belady)]
 
 print(f"{trace}, cache {size} objects")
 print(f"{'policy':8} {'Adjoint req/s':>14} {'libCacheSim req/s':>18} {'ratio':>6} {'miss (Adjoint)':>15} {'miss (libCacheSim)':>19}")

@@ -186,4 +186,39 @@ struct PolicyTests {
             #expect(!policy.access(big) && !policy.access(big) && policy.occupied == 0, "\(kind)")
         }
     }
+
+    @Test("LHD: reconfiguration sets each density to the hits after that age over the expected remaining lifetime; coarsening keeps the counts")
+    func lhdModel() {
+        var lhd = LHDPolicy(capacity: 100)
+        let m = LHDPolicy.maxAge
+        // Class 3: hits at ages 2 and 5, evictions at age 7.
+        lhd.hits[3 * m + 2] = 4; lhd.hits[3 * m + 5] = 2; lhd.evictions[3 * m + 7] = 6
+        lhd.reconfigure()
+        // After the decay (×0.9): events by age; density(a) = hits at ages ≥ a / Σ_{b ≥ a} events at ages ≥ b.
+        let hits: [Int: Double] = [2: 3.6, 5: 1.8], evictions: [Int: Double] = [7: 5.4]
+        for a in [0, 1, 2, 3, 5, 6, 7] {
+            func events(from b: Int) -> Double {
+                var total = 0.0
+                for c in b..<m { total += (hits[c] ?? 0) + (evictions[c] ?? 0) }
+                return total
+            }
+            var later = 0.0, lifetime = 0.0
+            for b in a..<m { later += hits[b] ?? 0 }
+            for b in a...8 { lifetime += events(from: b) }   // (no event after age 7)
+            #expect(Swift.abs(Double(lhd.densities[3 * m + a]) - later / lifetime) < 1e-5, "age \(a)")
+        }
+        #expect(lhd.densities[3 * m + 8] == 0)   // nothing happens after age 7
+        // Hit-age classes: 0 → the highest; ≥ maxAge → the lowest.
+        #expect(LHDPolicy.hitAgeClass(0) == 15 && LHDPolicy.hitAgeClass(UInt64(m)) == 0 && LHDPolicy.hitAgeClass(UInt64(m / 4)) == 2)
+        // Compressing ages by 2² keeps every count (the last age bin aside).
+        var coarse = LHDPolicy(capacity: 100)
+        for a in 0..<(m - 1) { coarse.hits[a] = Float(a % 7); coarse.evictions[a] = 1 }
+        let before = coarse.hits[0..<(m - 1)].reduce(0, +), evictedBefore = coarse.evictions[0..<(m - 1)].reduce(0, +)
+        coarse.reconfigurations = 5
+        coarse.ewmaObjects = 1   // one object now and 0.9 before: the optimal shift is 1, from 10 (a stretch)
+        coarse.adaptAgeCoarsening()
+        #expect(coarse.ageShift == 1)
+        #expect(Swift.abs(coarse.hits[0..<m].reduce(0, +) - before) / before < 0.01 && Swift.abs(coarse.evictions[0..<m].reduce(0, +) - evictedBefore) / evictedBefore < 0.01)
+    }
+
 }

@@ -34,7 +34,7 @@ public struct SimulationResult: Equatable, Sendable {
 /// The classical policies (and Belady), by name.
 public enum PolicyKind: String, CaseIterable, Sendable {
     case fifo = "FIFO", lru = "LRU", lfu = "LFU", arc = "ARC", twoQ = "2Q", s3fifo = "S3-FIFO", sieve = "SIEVE", lecar = "LeCaR", wtinylfu = "W-TinyLFU", gdsf = "GDSF",
-         lirs = "LIRS", belady = "Belady"
+         lirs = "LIRS", lhd = "LHD", belady = "Belady"
 
     public func make(capacity: Int64) -> any CachePolicy {
         switch self {
@@ -49,6 +49,7 @@ public enum PolicyKind: String, CaseIterable, Sendable {
         case .wtinylfu: return WTinyLFUPolicy(capacity: capacity)
         case .gdsf: return GDSFPolicy(capacity: capacity)
         case .lirs: return LIRSPolicy(capacity: capacity)
+        case .lhd: return LHDPolicy(capacity: capacity)
         case .belady: return BeladyPolicy(capacity: capacity)
         }
     }
