@@ -163,7 +163,11 @@ public struct CacheCommand: ParsableCommand {
                     + "\(run.windowsOnShadow) on the shadow" + run.events.map { "\n  " + $0.description }.joined()
             } else {
                 let model = try CacheModel.read(model!)
-                if let gate = model.admission, admission?.lowercased() != "none" {
+                if model.prefersLRU(capacity: capacity) {
+                    var lru = LRUPolicy(capacity: capacity)
+                    result = try CacheSimulation.run(&lru, source: &source, mode: workload.sizes)
+                    validation = "\nthe model deploys LRU at this size: at the nearest size it was trained at, LRU was better on its validation slice"
+                } else if let gate = model.admission, admission?.lowercased() != "none" {
                     var learned = GatedPolicy(model.policy(capacity: capacity), gate: gate.gate(capacity: capacity, mode: workload.sizes))
                     result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
                     validation = "\nvalidator: \(learned.base.validation)\nlearned admission gate: \(learned.refused) misses kept out"
@@ -231,10 +235,7 @@ public struct CacheCommand: ParsableCommand {
                 for kind in PolicyKind.allCases { policies.append(kind.make(capacity: capacity)) }
                 let objects = AdmissionKind.objects(capacity: capacity, mode: workload.sizes, meanSize: trace.meanRequestSize)
                 policies.append(GatedPolicy(LRUPolicy(capacity: capacity), gate: FrequencyAdmission.tinyLFU(objects: objects)))
-                if let learned {
-                    policies.append(learned.policy(capacity: capacity))
-                    if learned.admission != nil { policies.append(learned.deployed(capacity: capacity, mode: workload.sizes)) }
-                }
+                if let learned { policies.append(learned.deployed(capacity: capacity, mode: workload.sizes)) }
             }
             let bar = quiet ? nil : ProgressBar(label: "compare \(policies.count) simulations", minimumTotal: 1, unit: "requests")
             var source = ProgressSource(base: trace.makeSource(), total: trace.count, bar: bar)

@@ -316,10 +316,8 @@ struct CacheCLITests {
         let parser = XMLParser(data: Data(text.utf8))
         #expect(parser.parse(), "the SVG is not well-formed XML")
         let lines = text.components(separatedBy: "<polyline").count - 1
-        // Every classical policy, LRU behind TinyLFU admission, the learned eviction policy, and
-        // the learned policy behind its admission gate when training kept one.
-        let gated = text.contains(">Learned+LearnedGate<") ? 1 : 0
-        #expect(lines == PolicyKind.allCases.count + 2 + gated)
+        // Every classical policy, LRU behind TinyLFU admission, and the learned model as deployed.
+        #expect(lines == PolicyKind.allCases.count + 2)
         for kind in PolicyKind.allCases { #expect(text.contains(">\(kind.rawValue)<")) }
         #expect(text.contains(">Learned<") && text.contains(">LRU+TinyLFU<"))
     }

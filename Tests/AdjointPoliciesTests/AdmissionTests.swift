@@ -222,7 +222,8 @@ struct AdmissionTests {
         var (read, written) = (try #require(back.admission).scorer, gate.scorer)
         let same = zip(read.tensors, written.tensors).allSatisfy(bitwiseEqual)
         #expect(same)
-        #expect(back.deployed(capacity: 10, mode: .unit).name == "Learned+LearnedGate")
+        let deployed = back.deployed(capacity: 10, mode: .unit)
+        #expect(deployed.name == "Learned" && deployed is Renamed<GatedPolicy<LearnedPolicy, LearnedAdmission>>)
         #expect(CacheModel(scorer: try EvictionScorer(hidden: 4), metadata: LearnedPolicyTests.metadata()).deployed(capacity: 10, mode: .unit).name == "Learned")
         // The metadata names a gate, the tensors are missing.
         var orphan = CacheModel(scorer: try EvictionScorer(hidden: 4), metadata: LearnedPolicyTests.metadata())

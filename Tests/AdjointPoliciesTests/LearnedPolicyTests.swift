@@ -139,10 +139,12 @@ struct LearnedPolicyTests {
         #expect(messages.dropFirst().filter { $0.hasPrefix("round ") }.allSatisfy { $0.contains("validation") && $0.contains("LRU") })
         let best = model.metadata.bestRound!
         #expect(messages.last?.hasPrefix("stopping early") == true || messages.count == options.rounds + 1, "\(messages)")
-        // The kept scorer's miss ratio on the held-back slice is the one recorded.
+        // The kept scorer's miss ratio on the held-back slice (after the 4 × 2,400 requests before
+        // it, warming the cache) is the one recorded.
         let validation = Array(requests[(requests.count - 2400)...])
         var policy = LearnedPolicy(capacity: 200, scorer: model.scorer, normalization: model.metadata.normalization, candidates: options.candidates,
                                    key: RandomKey(seed: options.seed).fold(in: 99))
+        for r in requests[(requests.count - 5 * 2400)..<(requests.count - 2400)] { _ = policy.access(r) }
         #expect(CacheSimulation.run(&policy, requests: validation, mode: .unit).missRatio == model.metadata.validationMissRatio)
         #expect(messages.contains { $0.contains("round \(best):") || best == 0 })
         #expect { try CacheTraining.train([], options: options, traceName: "empty") } throws: { "\($0)".contains("no eviction") }
@@ -190,17 +192,35 @@ struct LearnedPolicyTests {
         #expect(model.metadata.trainingSizes == [200, 50, 800] && model.metadata.cacheSize == 200)
         #expect(messages.first?.contains("over 3 cache sizes") == true, "\(messages)")
         // Round 0's figure: LRU's mean over the sizes times the mean ratio of the initial scorer to LRU.
-        let validation = Array(requests[9600...])
-        let lru = options.capacities.map { CacheSimulation.run(.lru, capacity: $0, requests: validation, mode: .unit).missRatio }
+        // Validation is warm: the 4 × 2,400 requests before the held-back slice first.
+        let warm = Array(requests[0..<9600]), validation = Array(requests[9600...])
+        func missRatio<P: CachePolicy>(_ policy: inout P) -> Double {
+            for r in warm { _ = policy.access(r) }
+            return CacheSimulation.run(&policy, requests: validation, mode: .unit).missRatio
+        }
+        let lru = options.capacities.map { capacity -> Double in
+            var policy = LRUPolicy(capacity: capacity)
+            return missRatio(&policy)
+        }
         let initial = try options.capacities.map { capacity -> Double in
             var policy = LearnedPolicy(capacity: capacity, scorer: try EvictionScorer(), normalization: model.metadata.normalization,
                                        candidates: options.candidates, key: RandomKey(seed: options.seed).fold(in: 99))
-            return CacheSimulation.run(&policy, requests: validation, mode: .unit).missRatio
+            return missRatio(&policy)
         }
         let lruMean: Double = lru.reduce(0, +) / 3
         let ratios: [Double] = zip(initial, lru).map { $0 / $1 }
         let figure: Double = lruMean * (ratios.reduce(0, +) / 3)
         #expect(messages.first?.contains(String(format: "validation miss ratio %.4f", figure)) == true, "\(figure): \(messages[0])")
+        // Per size, the model records where LRU was at least as good, and deploys LRU there.
+        let perSize = try #require(messages.first { $0.hasPrefix("per size on the validation slice") })
+        for capacity in options.capacities {
+            let lruHere = model.metadata.lruSizes?.contains(capacity) == true
+            #expect(perSize.contains("\(capacity): ") && model.prefersLRU(capacity: capacity) == lruHere)
+            var deployed = model.deployed(capacity: capacity, mode: .unit)
+            #expect(deployed.name == "Learned" && (deployed is Renamed<LRUPolicy>) == lruHere)
+            _ = deployed.access(CacheRequest(time: 0, id: 1))
+        }
+        #expect(model.prefersLRU(capacity: 60) == model.prefersLRU(capacity: 50) && model.prefersLRU(capacity: 700) == model.prefersLRU(capacity: 800))
         // A checkpoint of a single-size training is not resumed by a several-size one.
         let store = try CheckpointStore(directory: temporaryDirectory("cache-sizes"))
         var single = options

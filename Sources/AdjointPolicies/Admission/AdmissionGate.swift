@@ -111,3 +111,23 @@ public enum AdmissionKind: String, CaseIterable, Sendable {
         return n.isFinite ? Int(Swift.max(1, Swift.min(n, Double(1 << 40)))) : 1
     }
 }
+
+/// A policy under another name (a deployed model's choice of policy keeps the model's name in
+/// tables and plots).
+public struct Renamed<Base: CachePolicy>: CachePolicy {
+    public var base: Base
+    public let name: String
+
+    public init(_ base: Base, name: String) {
+        self.base = base
+        self.name = name
+    }
+
+    public var capacity: Int64 { base.capacity }
+    public var occupied: Int64 { base.occupied }
+    public mutating func find(_ request: CacheRequest) -> Bool { base.find(request) }
+    public func canInsert(_ request: CacheRequest) -> Bool { base.canInsert(request) }
+    public mutating func evict(_ request: CacheRequest) { base.evict(request) }
+    public mutating func insert(_ request: CacheRequest) { base.insert(request) }
+    public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool { base.access(request, admitting: admitting) }
+}

@@ -54,6 +54,10 @@ public struct CacheModel {
         /// The cache sizes training learned from and selected by, when more than `cacheSize`
         /// (validation figures are then means over them).
         public var trainingSizes: [Int64]?
+        /// The training sizes at which the kept scorer lost to LRU on the validation slice: at a
+        /// cache size nearest one of them (by ratio), ``CacheModel/deployed(capacity:mode:pinned:)``
+        /// runs LRU.
+        public var lruSizes: [Int64]?
 
         public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
                     sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {
@@ -90,12 +94,23 @@ public struct CacheModel {
         return policy
     }
 
-    /// What a cache deploys: the eviction policy behind the learned admission gate when the model
-    /// has one, else the eviction policy alone.
+    /// Whether validation found LRU better than the learned scorer at the training size nearest
+    /// `capacity` (by ratio; ``Metadata/lruSizes``).
+    public func prefersLRU(capacity: Int64) -> Bool {
+        guard let sizes = metadata.trainingSizes, let lru = metadata.lruSizes, !lru.isEmpty, !sizes.isEmpty, capacity > 0 else { return false }
+        let nearest = sizes.filter { $0 > 0 }.min { Swift.abs(log(Double($0) / Double(capacity))) < Swift.abs(log(Double($1) / Double(capacity))) }
+        return nearest.map(lru.contains) ?? false
+    }
+
+    /// What a cache deploys, named "Learned": LRU at a size where validation preferred it (pinned
+    /// objects then need the learned policy's validator: with pins the learned policy is kept),
+    /// else the eviction policy behind the learned admission gate when the model has one, else the
+    /// eviction policy alone.
     public func deployed(capacity: Int64, mode: SizeMode, pinned: Set<UInt64> = []) -> any CachePolicy {
+        if pinned.isEmpty, prefersLRU(capacity: capacity) { return Renamed(LRUPolicy(capacity: capacity), name: "Learned") }
         let eviction = policy(capacity: capacity, pinned: pinned)
         guard let admission else { return eviction }
-        return GatedPolicy(eviction, gate: admission.gate(capacity: capacity, mode: mode))
+        return Renamed(GatedPolicy(eviction, gate: admission.gate(capacity: capacity, mode: mode)), name: "Learned")
     }
 
     static let key = "adjoint.cacheModel"

@@ -109,18 +109,39 @@ public enum CacheTraining {
         var scorer = try EvictionScorer(hidden: options.hidden, key: key.fold(in: 1))
         var adam = try Adam(learningRate: .constant(options.learningRate))
         let capacities = options.capacities
-        let lruBySize = capacities.map { CacheSimulation.run(.lru, capacity: $0, requests: validation, mode: options.mode).missRatio }
+        // Validation runs warm: the policy first sees up to four times as many requests from the end
+        // of the fitting slice (so that a large cache is full when the held-back slice starts),
+        // and only the held-back slice's misses count.
+        let warm = cut < requests.count ? Array(fit.suffix(4 * validation.count)) : []
+        func validationMissRatio<P: CachePolicy>(_ policy: inout P) -> Double {
+            for var r in warm {
+                if options.mode == .unit { r.size = 1 }
+                _ = policy.access(r)
+            }
+            return CacheSimulation.run(&policy, requests: validation, mode: options.mode).missRatio
+        }
+        let lruBySize = capacities.map { capacity -> Double in
+            var lru = LRUPolicy(capacity: capacity)
+            return validationMissRatio(&lru)
+        }
         let lruValidation = lruBySize.reduce(0, +) / Double(capacities.count)
         /// The validation figure: the miss ratio on the held-back slice; over several sizes, LRU's
         /// mean miss ratio times the mean of the ratios to LRU's at each size (so each size counts
         /// by its relative change, not its absolute one, and one size gives its miss ratio).
-        func validate(_ s: EvictionScorer, bypass: Bool = false) -> Double {
-            let relative = zip(capacities, lruBySize).reduce(0.0) { total, size in
-                var policy = LearnedPolicy(capacity: size.0, scorer: s, normalization: normalization, candidates: options.candidates,
+        /// The miss ratio on the held-back slice at each size.
+        func bySize(_ s: EvictionScorer, bypass: Bool = false) -> [Double] {
+            capacities.map { capacity in
+                var policy = LearnedPolicy(capacity: capacity, scorer: s, normalization: normalization, candidates: options.candidates,
                                            key: key.fold(in: 99))
                 policy.bypass = bypass
-                let miss = CacheSimulation.run(&policy, requests: validation, mode: options.mode).missRatio
-                return total + (size.1 > 0 ? miss / size.1 : miss + 1)
+                return validationMissRatio(&policy)
+            }
+        }
+        func validate(_ s: EvictionScorer, bypass: Bool = false) -> Double {
+            let missRatios = bySize(s, bypass: bypass)
+            if missRatios.count == 1 { return missRatios[0] }
+            let relative = zip(missRatios, lruBySize).reduce(0.0) { total, size in
+                total + (size.1 > 0 ? size.0 / size.1 : size.0 + 1)
             } / Double(capacities.count)
             return lruValidation * relative
         }
@@ -205,6 +226,17 @@ public enum CacheTraining {
             progress(options.rounds, options.rounds, String(format: "admission by the eviction scorer (bypass a missed object that scores below every candidate): validation miss ratio %.4f against %.4f; %@",
                                                             bypassMiss, best.missRatio, metadata.bypass! ? "kept" : "not kept (it must be more than \(options.admissionMargin) lower)"))
             if metadata.bypass! { best.missRatio = bypassMiss }
+        }
+        if capacities.count > 1 {
+            // Where the kept scorer loses to LRU on the held-back slice, the model deploys LRU.
+            let learned = bySize(best.scorer, bypass: metadata.bypass ?? false)
+            // (A tie is no evidence for the learned policy: LRU, the simpler one, is deployed.)
+            metadata.lruSizes = zip(capacities, zip(learned, lruBySize)).filter { $0.1.0 >= $0.1.1 }.map(\.0)
+            progress(options.rounds, options.rounds, "per size on the validation slice: " + zip(capacities, zip(learned, lruBySize)).map {
+                String(format: "%lld: %.4f (LRU %.4f%@)", $0.0, $0.1.0, $0.1.1, $0.1.0 >= $0.1.1 ? ", LRU deployed here" : "")
+            }.joined(separator: ", "))
+        }
+        if options.admission {
             var admissionOptions = AdmissionTraining.Options(capacity: options.capacity)
             admissionOptions.mode = options.mode
             admissionOptions.seed = options.seed
