@@ -358,6 +358,17 @@ struct CacheCLITests {
         let ungated = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "Learned", "--model", model,
                                       "--admission", "none", "--cache-size", "3%"])
         #expect(ungated.status == 0 && ungated.output.contains("\nLearned: miss ratio"), "\(ungated.output)")
+        // A model that found LRU better at its larger training size deploys LRU near that size.
+        var sized = try CacheModel.read(model)
+        (sized.metadata.trainingSizes, sized.metadata.lruSizes) = ([20, 400], [400])
+        let sizedPath = model + ".sized.safetensors"
+        try sized.write(to: sizedPath)
+        for (size, lru) in [("300", true), ("30", false)] {
+            let run = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "Learned", "--model", sizedPath,
+                                      "--cache-size", size])
+            #expect(run.status == 0 && run.output.contains("the model deploys LRU at this size") == lru && run.output.contains("validator:") == !lru,
+                    "\(size): \(run.output)")
+        }
         for bad in ["1", "0", "-4", "4097", "99999999999999999999"] {
             #expect { try CacheCommand.Train.parse(["--candidates", bad]) } throws: { "\($0)".contains("candidates") }
         }

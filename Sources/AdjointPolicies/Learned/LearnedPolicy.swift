@@ -154,8 +154,11 @@ public struct LearnedPolicy: CachePolicy {
     public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool {
         if find(request) { return true }
         guard admitting, canInsert(request) else { refuse(request.id); return false }
+        // (Bypass is decided at the first eviction: once one object went for it, it is admitted.)
+        var incoming = bypass ? pending?.history : nil
         while occupied + request.size > capacity {
-            switch evictOne(incoming: bypass ? pending?.history : nil) {
+            defer { incoming = nil }
+            switch evictOne(incoming: incoming) {
             case .evicted: continue
             case .nothingEvictable: refuse(request.id); return false   // everything left is pinned: do not admit
             case .bypassed: bypassed += 1; refuse(request.id); return false
