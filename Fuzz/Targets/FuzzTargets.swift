@@ -59,7 +59,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .safetensors:
             _ = try SafeTensors.decode(bytes, path: "fuzz")
         case .cacheModel:
-            var policy = try CacheModel.read(path).policy(capacity: 4)
+            var policy = try CacheModel.read(path).deployed(capacity: 4, mode: .unit)
             var requests = (0..<64).map { CacheRequest(time: Int64($0), id: UInt64($0 % 9), size: 1) }
             NextAccess.annotate(&requests)
             _ = CacheSimulation.run(&policy, requests: requests, mode: .unit)
