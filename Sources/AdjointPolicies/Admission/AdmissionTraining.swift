@@ -117,12 +117,8 @@ public enum AdmissionTraining {
             let y = kept.map { targets[$0] }
             if round == 0 {
                 // Normalisation from the first round's misses, kept for the model's life.
-                var mean = [Double](repeating: 0, count: d), std = [Double](repeating: 0, count: d)
-                for i in 0..<y.count { for j in 0..<d { mean[j] += x[i * d + j] } }
-                for j in 0..<d { mean[j] /= Double(y.count) }
-                for i in 0..<y.count { for j in 0..<d { std[j] += (x[i * d + j] - mean[j]) * (x[i * d + j] - mean[j]) } }
-                for j in 0..<d { let s = (std[j] / Double(y.count)).squareRoot(); std[j] = s < 1e-6 ? 1 : s }
-                (model.metadata.mean, model.metadata.std) = (mean, std)
+                let fitted = FeatureNormalization.fit(x, features: d)
+                (model.metadata.mean, model.metadata.std) = (fitted.mean, fitted.std)
                 scorer.b = try Tensor([0.0], shape: [1])
             }
             for i in 0..<y.count { for j in 0..<d { x[i * d + j] = (x[i * d + j] - model.metadata.mean[j]) / model.metadata.std[j] } }

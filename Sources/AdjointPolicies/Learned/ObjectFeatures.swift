@@ -85,11 +85,11 @@ public struct FeatureNormalization: Codable, Equatable, Sendable {
     public static let identity = FeatureNormalization(mean: [Double](repeating: 0, count: ObjectFeatures.count),
                                                       std: [Double](repeating: 1, count: ObjectFeatures.count))
 
-    /// Mean and standard deviation of rows of `ObjectFeatures.count` features (a std below 1e-6
-    /// becomes 1); ``identity`` when there is no complete row.
-    public static func fit(_ rows: [Double]) -> FeatureNormalization {
-        let d = ObjectFeatures.count, n = rows.count / d
-        guard n >= 1 else { return .identity }
+    /// Mean and standard deviation of rows of `features` features (a std below 1e-6 becomes 1);
+    /// ``identity`` when there is no complete row.
+    public static func fit(_ rows: [Double], features d: Int = ObjectFeatures.count) -> FeatureNormalization {
+        let n = rows.count / d
+        guard n >= 1 else { return FeatureNormalization(mean: [Double](repeating: 0, count: d), std: [Double](repeating: 1, count: d)) }
         var mean = [Double](repeating: 0, count: d), variance = [Double](repeating: 0, count: d)
         for r in 0..<n { for j in 0..<d { mean[j] += rows[r * d + j] } }
         for j in 0..<d { mean[j] /= Double(n) }
