@@ -13,7 +13,7 @@ import Foundation
 ///
 /// **Rounds.** Round 1 collects the features of every miss with everything admitted; round 2
 /// collects them again behind the gate of round 1 (the misses the gate itself causes). Each round
-/// fits a logistic regression (binary cross-entropy, Adam, gradients by ``valueWithGradient(at:of:)``).
+/// fits a logistic regression (binary cross-entropy, Adam, gradients by `valueWithGradient(at:of:)`).
 ///
 /// **Selection.** The decision threshold is chosen on the held-back validation slice among
 /// quantiles of the training misses' scores (keep out the lowest 0.5 %, 1 %, … 90 %, and the
