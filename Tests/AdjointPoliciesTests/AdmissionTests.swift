@@ -166,6 +166,23 @@ struct AdmissionTests {
         }
     }
 
+    @Test("the relaxed method trains the gate through the soft-admission simulator and is selected like the labelled one")
+    func relaxedMethod() throws {
+        let requests = try Self.wonders(12_000)
+        var options = AdmissionTraining.Options(capacity: 100)
+        options.method = .relaxed
+        options.rounds = 1
+        options.window = 120
+        options.windowsPerRound = 2
+        var lines: [String] = []
+        let model = try AdmissionTraining.train(fit: Array(requests[..<9000]), validation: Array(requests[9000...]), options: options,
+                                                base: { LRUPolicy(capacity: 100) }, progress: { lines.append($0) })
+        #expect(lines.first?.contains("relaxed misses per window") == true, "\(lines)")
+        #expect(lines.contains { $0.contains("keeping out") })
+        if let model { #expect(model.metadata.validationMissRatio < model.metadata.ungatedValidationMissRatio) }
+        else { #expect(lines.last?.contains("no gate kept") == true) }
+    }
+
     @Test("no gate is kept where admitting everything is best")
     func noGateWhenUseless() throws {
         // A loop that fits the cache: every object is reused long before it could be evicted.
