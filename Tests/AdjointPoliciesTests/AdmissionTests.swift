@@ -55,6 +55,11 @@ struct AdmissionTests {
             #expect(!second && gated.occupied == 1)
             let third = gated.access(CacheRequest(time: 2, id: 1))
             #expect(third)
+            // Under another name the gate still decides (a wrapper forwards the whole request).
+            var renamed = Renamed(GatedPolicy(p, gate: FrequencyAdmission(name: "t", sketch: FrequencySketch(width: 1 << 12, sample: .max), countsHits: false)),
+                                  name: "renamed")
+            let once = renamed.access(CacheRequest(time: 0, id: 1))
+            #expect(!once && renamed.occupied == 0 && renamed.base.refused == 1 && renamed.name == "renamed" && renamed.capacity == 100)
         }
         check(kind.make(capacity: 100))
         var plain = kind.make(capacity: 100)

@@ -16,7 +16,7 @@ public protocol AdmissionGate {
 
 /// An eviction policy behind an admission gate: the gate decides whether a missed object is
 /// inserted; the policy decides everything else.
-public struct GatedPolicy<Base: CachePolicy, Gate: AdmissionGate>: CachePolicy {
+public struct GatedPolicy<Base: CachePolicy, Gate: AdmissionGate>: WrappingPolicy {
     public var base: Base
     public var gate: Gate
     /// Misses the gate kept out.
@@ -28,12 +28,6 @@ public struct GatedPolicy<Base: CachePolicy, Gate: AdmissionGate>: CachePolicy {
     }
 
     public var name: String { base.name + "+" + gate.name }
-    public var capacity: Int64 { base.capacity }
-    public var occupied: Int64 { base.occupied }
-    public mutating func find(_ request: CacheRequest) -> Bool { base.find(request) }
-    public func canInsert(_ request: CacheRequest) -> Bool { base.canInsert(request) }
-    public mutating func evict(_ request: CacheRequest) { base.evict(request) }
-    public mutating func insert(_ request: CacheRequest) { base.insert(request) }
 
     public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool {
         let admitted = admitting && gate.admits(request)
@@ -112,17 +106,14 @@ public enum AdmissionKind: String, CaseIterable, Sendable {
     }
 }
 
-/// A policy under another name (a deployed model's choice of policy keeps the model's name in
-/// tables and plots).
-public struct Renamed<Base: CachePolicy>: CachePolicy {
-    public var base: Base
-    public let name: String
+/// A policy that wraps another: capacity, occupancy and the steps of a request are the base's
+/// unless the wrapper says otherwise (``GatedPolicy``, ``Renamed``).
+public protocol WrappingPolicy: CachePolicy {
+    associatedtype Base: CachePolicy
+    var base: Base { get set }
+}
 
-    public init(_ base: Base, name: String) {
-        self.base = base
-        self.name = name
-    }
-
+extension WrappingPolicy {
     public var capacity: Int64 { base.capacity }
     public var occupied: Int64 { base.occupied }
     public mutating func find(_ request: CacheRequest) -> Bool { base.find(request) }
@@ -130,4 +121,16 @@ public struct Renamed<Base: CachePolicy>: CachePolicy {
     public mutating func evict(_ request: CacheRequest) { base.evict(request) }
     public mutating func insert(_ request: CacheRequest) { base.insert(request) }
     public mutating func access(_ request: CacheRequest, admitting: Bool) -> Bool { base.access(request, admitting: admitting) }
+}
+
+/// A policy under another name (a deployed model's choice of policy keeps the model's name in
+/// tables and plots).
+public struct Renamed<Base: CachePolicy>: WrappingPolicy {
+    public var base: Base
+    public let name: String
+
+    public init(_ base: Base, name: String) {
+        self.base = base
+        self.name = name
+    }
 }
