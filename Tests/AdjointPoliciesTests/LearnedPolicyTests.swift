@@ -187,6 +187,12 @@ struct LearnedPolicyTests {
         options.rounds = 1
         options.admission = false
         #expect(options.capacities == [200, 50, 800])
+        // The samples' bound: one eviction in k is recorded once more could happen.
+        let all = ImitationTraining.collect(requests, capacity: 50, mode: .unit, scorer: try EvictionScorer(), normalization: .identity,
+                                            candidates: 16, key: RandomKey(seed: 1))
+        let third = ImitationTraining.collect(requests, capacity: 50, mode: .unit, scorer: try EvictionScorer(), normalization: .identity,
+                                              candidates: 16, key: RandomKey(seed: 1), every: 3)
+        #expect(all.samples.count > 3000 && third.samples.count == all.samples.count / 3 && third.result == all.result)
         var messages: [String] = []
         let model = try CacheTraining.train(requests, options: options, traceName: "synthetic") { _, _, m in messages.append(m) }
         #expect(model.metadata.trainingSizes == [200, 50, 800] && model.metadata.cacheSize == 200)

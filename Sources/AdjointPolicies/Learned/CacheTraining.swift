@@ -30,6 +30,9 @@ public struct CacheTrainingOptions: Sendable {
     /// too) and to select rounds by (the validation figure becomes the mean miss ratio over
     /// `capacity` and these). Empty: the model learns at `capacity` alone.
     public var extraCapacities: [Int64] = []
+    /// Imitation: the most evictions recorded per round over all sizes (one eviction in k is kept
+    /// when more could happen): bounds the samples' memory (about 0.9 KB each with 16 candidates).
+    public var maximumSamples = 400_000
     /// `capacity` and the extra capacities, each once.
     public var capacities: [Int64] { [capacity] + extraCapacities.filter { $0 != capacity }.reduce(into: [Int64]()) { if !$0.contains($1) { $0.append($1) } } }
     public var rounds = 4
@@ -181,11 +184,14 @@ public enum CacheTraining {
             var message: String
             switch options.method {
             case .imitation:
+                // At most one eviction per request and size: keep one in `every` beyond the bound.
+                let possible = fit.count * capacities.count, bound = Swift.max(1, options.maximumSamples)
+                let every = Swift.max(1, (possible + bound - 1) / bound)
                 var (samples, result) = ImitationTraining.collect(fit, capacity: options.capacity, mode: options.mode, scorer: scorer,
-                                                                   normalization: normalization, candidates: options.candidates, key: roundKey)
+                                                                   normalization: normalization, candidates: options.candidates, key: roundKey, every: every)
                 for capacity in capacities.dropFirst() {
                     samples += ImitationTraining.collect(fit, capacity: capacity, mode: options.mode, scorer: scorer, normalization: normalization,
-                                                         candidates: options.candidates, key: roundKey).samples
+                                                         candidates: options.candidates, key: roundKey, every: every).samples
                 }
                 let losses = try fitImitation(&scorer, &adam, samples: samples, options: options, key: roundKey)
                 lastMiss = result.missRatio

@@ -15,13 +15,16 @@ public struct EvictionSample: Sendable {
 public enum ImitationTraining {
     /// Runs the learned policy over `requests` (which must carry next accesses) and records every
     /// eviction with its full candidate set and Belady's choice among the candidates.
+    /// With `every` > 1, one eviction in `every` is recorded (bounding the samples' memory).
     public static func collect(_ requests: [CacheRequest], capacity: Int64, mode: SizeMode, scorer: EvictionScorer,
-                               normalization: FeatureNormalization, candidates: Int, key: RandomKey) -> (samples: [EvictionSample], result: SimulationResult) {
-        final class Box { var next: [UInt64: Int64] = [:]; var samples: [EvictionSample] = [] }
+                               normalization: FeatureNormalization, candidates: Int, key: RandomKey,
+                               every: Int = 1) -> (samples: [EvictionSample], result: SimulationResult) {
+        final class Box { var next: [UInt64: Int64] = [:]; var samples: [EvictionSample] = []; var evictions = 0 }
         let box = Box()
         var policy = LearnedPolicy(capacity: capacity, scorer: scorer, normalization: normalization, candidates: candidates, key: key)
         policy.observer = { ids, features, _ in
-            guard ids.count == candidates else { return }
+            box.evictions += 1
+            guard ids.count == candidates, box.evictions % Swift.max(1, every) == 0 else { return }
             let nexts = ids.map { box.next[$0] ?? .max }
             let farthest = nexts.max()!
             box.samples.append(EvictionSample(features: features, optimal: nexts.map { $0 == farthest }))
