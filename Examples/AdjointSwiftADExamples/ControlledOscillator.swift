@@ -88,13 +88,41 @@ extension ControlledOscillator {
 
     public typealias GainsStep = SwiftADStep<State, Float, Gains>
 
-    public func gainsStep(recording: GainsStep.Recording = .deferred) -> GainsStep {
+    /// The step as a type: `@SwiftADStepBody` differentiates it in this module, and
+    /// `SwiftADBodyStep` calls that derivative directly (under `storeAll`, on the `loop` engine).
+    @SwiftADStepBody
+    public struct GainsBody {
+        public var dt: Float
+        public init(dt: Float) { self.dt = dt }
+
+        @differentiable(reverse, wrt: (state, parameters))
+        public func callAsFunction(_ state: State, _ input: Float, _ parameters: Gains) -> State {
+            oscillatorStep(state, input, parameters, dt: dt)
+        }
+    }
+
+    public typealias GainsBodyStep = SwiftADBodyStep<GainsBody>
+
+    public func gainsStep(recording: GainsStep.Recording = .deferred) -> GainsBodyStep {
+        GainsBodyStep(GainsBody(dt: dt), recording: recording)
+    }
+
+    /// The same step made from a closure (step by step under every schedule).
+    public func gainsClosureStep(recording: GainsStep.Recording = .deferred) -> GainsStep {
         let dt = dt
         return GainsStep(recording: recording) { s, r, g in oscillatorStep(s, r, g, dt: dt) }
     }
 
+    /// Loss and gradient through the closure step (``gainsClosureStep(recording:)``) and `unroll`.
     public func gradient(gains: Gains, steps: Int, schedule: CheckpointSchedule, recording: GainsStep.Recording = .deferred,
                          options: UnrollOptions = UnrollOptions()) throws -> UnrollResult<GainsStep> {
+        try unroll(gainsClosureStep(recording: recording), from: initialState, parameters: gains, inputs: (0..<steps).map(reference),
+                   loss: .final { s in Double(s.cost) }, schedule: schedule, options: options)
+    }
+
+    /// Loss and gradient through the body step (``gainsStep(recording:)``) and `unroll`.
+    public func bodyGradient(gains: Gains, steps: Int, schedule: CheckpointSchedule, recording: GainsStep.Recording = .deferred,
+                             options: UnrollOptions = UnrollOptions()) throws -> UnrollResult<GainsBodyStep> {
         try unroll(gainsStep(recording: recording), from: initialState, parameters: gains, inputs: (0..<steps).map(reference),
                    loss: .final { s in Double(s.cost) }, schedule: schedule, options: options)
     }

@@ -118,7 +118,60 @@ public struct SwiftADStateMacro: ExtensionMacro {
     }
 }
 
+/// `@SwiftADStepBody`: adds the `SwiftADStepBody` conformance of a struct whose
+/// `callAsFunction(_ state:, _ input:, _ parameters:)` is `@differentiable(reverse, wrt: (state, parameters))`:
+/// a `valueWithPullback` written with the struct's own types, so `_Differentiation` differentiates
+/// the step where those types are known — in the user's module, specialized — rather than through
+/// function values in generic code.
+public struct SwiftADStepBodyMacro: ExtensionMacro, MemberMacro {
+    /// What is wrong with `declaration` as a step body, if anything: it must be a struct with one
+    /// `@differentiable` three-argument `callAsFunction` returning its first argument's type.
+    static func problem(with declaration: some DeclGroupSyntax) -> String? {
+        guard declaration.is(StructDeclSyntax.self) else { return "@SwiftADStepBody applies to structs" }
+        let calls = declaration.memberBlock.members.compactMap { $0.decl.as(FunctionDeclSyntax.self) }
+            .filter { $0.name.text == "callAsFunction" && $0.signature.parameterClause.parameters.count == 3 }
+        guard calls.count == 1, let call = calls.first, let result = call.signature.returnClause?.type.trimmedDescription else {
+            return "@SwiftADStepBody needs exactly one 'callAsFunction(_ state: State, _ input: Input, _ parameters: Parameters) -> State'"
+        }
+        let state = call.signature.parameterClause.parameters.first!.type.trimmedDescription
+        guard result == state else {
+            return "@SwiftADStepBody: 'callAsFunction' returns '\(result)'; a step returns its state's type '\(state)'"
+        }
+        let differentiable = call.attributes.contains { attribute in
+            attribute.as(AttributeSyntax.self)?.attributeName.trimmedDescription == "differentiable"
+        }
+        return differentiable ? nil : "@SwiftADStepBody: mark 'callAsFunction' '@differentiable(reverse, wrt: (state, parameters))'"
+    }
+
+    public static func expansion(of node: AttributeSyntax, attachedTo declaration: some DeclGroupSyntax,
+                                 providingExtensionsOf type: some TypeSyntaxProtocol, conformingTo protocols: [TypeSyntax],
+                                 in context: some MacroExpansionContext) throws -> [ExtensionDeclSyntax] {
+        if let problem = problem(with: declaration) {
+            context.diagnose(Diagnostic(node: node, message: MacroMessage(problem, id: "notStepBody")))
+            return []
+        }
+        return [DeclSyntax("extension \(type.trimmed): SwiftADStepBody {}").cast(ExtensionDeclSyntax.self)]
+    }
+
+    // The member is added inside the struct, where the struct's own type names resolve as in
+    // `callAsFunction`; it names them by the conformance's associated types anyway (inferred from
+    // `callAsFunction`). It has no control flow of its own: Swift 6.3's `_Differentiation` emits
+    // the branch-tracing types of code in a macro expansion with the wrong linkage.
+    public static func expansion(of node: AttributeSyntax, providingMembersOf declaration: some DeclGroupSyntax,
+                                 conformingTo protocols: [TypeSyntax], in context: some MacroExpansionContext) throws -> [DeclSyntax] {
+        guard problem(with: declaration) == nil else { return [] }   // diagnosed once, by the extension role
+        let access = declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : ""
+        return ["""
+            \(raw: access)func valueWithPullback(_ state: StepState, _ input: StepInput, _ parameters: StepParameters)
+                -> (value: StepState, pullback: StepPullback) {
+                _Differentiation.valueWithPullback(at: state, parameters) { state, parameters in self(state, input, parameters) }
+            }
+            """]
+    }
+}
+
 @main
 struct AdjointMacrosPlugin: CompilerPlugin {
-    let providingMacros: [Macro.Type] = [ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self]
+    let providingMacros: [Macro.Type] = [ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self,
+                                             SwiftADStepBodyMacro.self]
 }

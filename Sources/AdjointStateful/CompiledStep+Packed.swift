@@ -10,7 +10,8 @@ import Glibc
 extension CompiledStep {
     public func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,
                              options: UnrollOptions, inputs: @escaping (Int) throws -> Tensor) throws -> UnrollResult<Self>? {
-        try AdjointStateful.packedUnroll(self, from: initial, parameters: parameters, steps: steps, loss: loss,
+        guard options.engine != .loop else { return nil }
+        return try AdjointStateful.packedUnroll(self, from: initial, parameters: parameters, steps: steps, loss: loss,
                                          schedule: schedule, options: options, inputs: inputs)
     }
 }

@@ -54,8 +54,9 @@ public protocol StepFunction {
     func advance(_ state: State, through steps: Range<Int>, parameters: Parameters, inputs: (Int) throws -> Input, hashing: (Int) -> Bool,
                  before: (Int) -> Void, after: (Int, StateHash?) throws -> Void) throws -> State
 
-    /// The whole unroll on the step's own ``UnrollEngine/packed`` engine, or `nil` when the step
-    /// has none (the default; ``CompiledStep`` has one). ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``
+    /// The whole unroll on the step's own engine, or `nil` when the step has none for this schedule
+    /// and ``UnrollOptions/engine`` (the default; ``CompiledStep`` has ``UnrollEngine/packed``, a
+    /// `SwiftADStep` made from a `@SwiftADStepBody` has ``UnrollEngine/loop`` under `storeAll`). ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``
     /// calls it unless ``UnrollOptions/engine`` is ``UnrollEngine/stepFunction``, so the engine
     /// follows the step's dynamic type and the options, never the static type a caller holds.
     func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,

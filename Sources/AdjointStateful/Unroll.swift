@@ -16,8 +16,9 @@ public struct UnrollResult<Step: StepFunction> {
     /// What the schedule did.
     public var report: UnrollReport
 
-    @usableFromInline
-    init(loss: Double, parameterGradient: Step.ParameterGradient, initialStateGradient: Step.StateCotangent,
+    /// A result, for a step's own engine (``StepFunction/packedUnroll(from:parameters:steps:loss:schedule:options:inputs:)``).
+    @inlinable
+    public init(loss: Double, parameterGradient: Step.ParameterGradient, initialStateGradient: Step.StateCotangent,
          finalState: Step.State, report: UnrollReport) {
         (self.loss, self.parameterGradient, self.initialStateGradient, self.finalState, self.report)
             = (loss, parameterGradient, initialStateGradient, finalState, report)
@@ -53,9 +54,10 @@ public struct UnrollOptions {
     /// an input that would take it past this is used and not kept.
     public var inputCacheBytes: Int
     /// The engine: `nil` picks ``UnrollEngine/packed`` for a ``CompiledStep`` (whatever the static
-    /// type the caller holds it as) and ``UnrollEngine/stepFunction`` for any other step; the
-    /// report says which ran (``UnrollReport/engine``). Asking for `.packed` for a step that is
-    /// not a `CompiledStep` throws ``UnrollError/engineUnavailable(_:step:)``.
+    /// type the caller holds it as), ``UnrollEngine/loop`` for a `SwiftADStep` made from a
+    /// `@SwiftADStepBody` under `storeAll`, and ``UnrollEngine/stepFunction`` for any other step or
+    /// schedule; the report says which ran (``UnrollReport/engine``). Asking for an engine the step
+    /// and schedule do not have throws ``UnrollError/engineUnavailable(_:step:)``.
     public var engine: UnrollEngine?
 
     public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil,
@@ -107,7 +109,7 @@ public func unroll<Step: StepFunction>(
                                               schedule: schedule, options: options, inputs: inputs) {
             return result
         }
-        if options.engine == .packed { throw UnrollError.engineUnavailable(.packed, step: "\(Step.self)") }
+        if let engine = options.engine { throw UnrollError.engineUnavailable(engine, step: "\(Step.self)") }
     }
     let total = options.progress == nil ? 0 : try schedule.cost(steps: steps).evaluations
     var executor = try UnrollExecutor(step, initial: initial, parameters: parameters, steps: steps, loss: loss,

@@ -1,6 +1,6 @@
 import Foundation
 
-/// How an unroll runs its steps (``UnrollOptions/engine``). Both give the same results, bitwise.
+/// How an unroll runs its steps (``UnrollOptions/engine``). They give the same results, bitwise.
 public enum UnrollEngine: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
     /// Through the ``StepFunction`` protocol: states, inputs and cotangents are the step's own
     /// values (for a ``CompiledStep``, tensor collections bound into its frames at every step).
@@ -8,6 +8,12 @@ public enum UnrollEngine: String, Sendable, Equatable, CaseIterable, CustomStrin
     /// For a ``CompiledStep`` only: each state is one packed byte buffer between steps, copied
     /// into the step's frame and back — no tensor made per step.
     case packed
+    /// For a `SwiftADStep` made from a `@SwiftADStepBody`, under ``CheckpointSchedule/storeAll``
+    /// only: the whole horizon as one loop differentiated by `_Differentiation` in the body's
+    /// module, as a plain `_Differentiation` program is written — no pullback per step through the
+    /// adapter. `storeAll` computes each state once, so there is nothing to replay and no hash is
+    /// kept; memory is the plain loop's (its pullback contexts).
+    case loop
 
     public var description: String { rawValue }
 }

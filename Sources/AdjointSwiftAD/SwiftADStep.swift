@@ -72,7 +72,7 @@ extension Array: SwiftADState where Element: SwiftADState {
 /// let result = try unroll(step, from: 1.0, parameters: 0.9, steps: 100, loss: loss,
 ///                         schedule: .binomial(snapshots: 8)) { _ in 0.1 }
 /// ```
-public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable>: StepFunction {
+public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable>: SwiftADStepFunction {
     public typealias Loss = SwiftADLoss<State>
     public typealias StateCotangent = State.TangentVector
     public typealias ParameterGradient = Parameters.TangentVector
@@ -150,40 +150,6 @@ public struct SwiftADStep<State: SwiftADState, Input, Parameters: Differentiable
         }
     }
 
-    @inlinable
-    public func finalLoss(_ state: State, loss: Loss) throws -> (value: Double, cotangent: State.TangentVector)? {
-        guard let final = loss.final else { return nil }
-        let (value, g) = valueWithGradient(at: state, of: final)
-        var cotangent = state.zeroTangent
-        cotangent += g
-        return (value, cotangent)
-    }
-
-    @inlinable
-    public func accumulate(_ gradient: Parameters.TangentVector, into total: inout Parameters.TangentVector?) throws {
-        if total == nil { total = gradient } else { total! += gradient }
-    }
-
-    public func serialize(_ state: State) throws -> [UInt8] {
-        Array(try PropertyListEncoder.binary.encode([state]))
-    }
-
-    public func deserialize(_ bytes: [UInt8], like template: State) throws -> State {
-        do {
-            return try PropertyListDecoder().decode([State].self, from: Data(bytes))[0]
-        } catch {
-            throw PersistenceError.corrupt(path: "<snapshot>", offset: 0, detail: "not a \(State.self) snapshot: \(error)")
-        }
-    }
-
-    @inlinable
-    public func hash(_ state: State) -> StateHash {
-        var hasher = StateHasher()
-        state.hash(into: &hasher)
-        return hasher.finalize()
-    }
-
-    @inlinable public func byteCount(of state: State) -> Int { state.snapshotByteCount }
 }
 
 /// The cotangent a step's pullback starts from: the next state's (dense: see

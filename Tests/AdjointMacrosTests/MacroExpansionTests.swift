@@ -11,6 +11,7 @@ struct MacroExpansionTests {
         "ParameterCollection": MacroSpec(type: ParameterCollectionMacro.self, conformances: ["ParameterCollection"]),
         "ParameterIgnored": MacroSpec(type: ParameterIgnoredMacro.self),
         "SwiftADState": MacroSpec(type: SwiftADStateMacro.self, conformances: ["SwiftADState"]),
+        "SwiftADStepBody": MacroSpec(type: SwiftADStepBodyMacro.self, conformances: ["SwiftADStepBody"]),
     ]
 
     static func expand(_ source: String, _ expected: String, diagnostics: [DiagnosticSpec] = [],
@@ -110,5 +111,54 @@ struct MacroExpansionTests {
                 @noDerivative var label: Float
             }
             """, diagnostics: [DiagnosticSpec(message: "@SwiftADState hashes and differentiates every stored property; 'label' is marked to be left out", line: 1, column: 1)])
+    }
+
+    @Test("@SwiftADStepBody adds the conformance and a valueWithPullback in the struct's access")
+    func swiftADStepBody() {
+        Self.expand("""
+            @SwiftADStepBody
+            public struct Decay {
+                var rate: Double
+                @differentiable(reverse, wrt: (state, parameters))
+                public func callAsFunction(_ state: Double, _ input: Double, _ parameters: Double) -> Double {
+                    state * parameters * rate + input
+                }
+            }
+            """, """
+            public struct Decay {
+                var rate: Double
+                @differentiable(reverse, wrt: (state, parameters))
+                public func callAsFunction(_ state: Double, _ input: Double, _ parameters: Double) -> Double {
+                    state * parameters * rate + input
+                }
+
+                public func valueWithPullback(_ state: StepState, _ input: StepInput, _ parameters: StepParameters)
+                    -> (value: StepState, pullback: StepPullback) {
+                    _Differentiation.valueWithPullback(at: state, parameters) { state, parameters in
+                        self(state, input, parameters)
+                    }
+                }
+            }
+
+            extension Decay: SwiftADStepBody {
+            }
+            """)
+    }
+
+    @Test("@SwiftADStepBody refuses a class, a struct without one three-argument callAsFunction, a step that does not return its state, and a non-differentiable one")
+    func swiftADStepBodyRefusals() {
+        let cases: [(String, String)] = [
+            ("class C {\n    @differentiable(reverse) func callAsFunction(_ s: Double, _ x: Double, _ p: Double) -> Double { s }\n}",
+             "@SwiftADStepBody applies to structs"),
+            ("struct S {\n    func callAsFunction(_ s: Double, _ p: Double) -> Double { s }\n}",
+             "@SwiftADStepBody needs exactly one 'callAsFunction(_ state: State, _ input: Input, _ parameters: Parameters) -> State'"),
+            ("struct S {\n    @differentiable(reverse) func callAsFunction(_ s: Double, _ x: Float, _ p: Double) -> Float { x }\n}",
+             "@SwiftADStepBody: 'callAsFunction' returns 'Float'; a step returns its state's type 'Double'"),
+            ("struct S {\n    func callAsFunction(_ s: Double, _ x: Double, _ p: Double) -> Double { s }\n}",
+             "@SwiftADStepBody: mark 'callAsFunction' '@differentiable(reverse, wrt: (state, parameters))'"),
+        ]
+        for (source, message) in cases {
+            Self.expand("@SwiftADStepBody\n" + source, source, diagnostics: [DiagnosticSpec(message: message, line: 1, column: 1)])
+        }
     }
 }

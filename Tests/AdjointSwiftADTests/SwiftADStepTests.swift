@@ -1,4 +1,5 @@
 import _Differentiation
+import Foundation
 import Adjoint
 import AdjointExamples
 import AdjointSwiftAD
@@ -81,14 +82,105 @@ struct SwiftADStepTests {
         #expect(results[0].initialStateGradient == results[1].initialStateGradient)
     }
 
-    @Test("the struct-of-scalars example with struct parameters: both recordings equal plain _Differentiation bitwise")
-    func oscillatorGains() throws {
+    @Test("the struct-of-scalars example with struct parameters: closure and body steps, both recordings, every engine, equal plain _Differentiation bitwise",
+          arguments: [CheckpointSchedule.storeAll, .binomial(snapshots: 4)])
+    func oscillatorGains(schedule: CheckpointSchedule) throws {
         let m = ControlledOscillator()
         let plain = m.plainGradient(gains: .init(), steps: 50)
         for recording in [ControlledOscillator.GainsStep.Recording.deferred, .eager] {
-            let r = try m.gradient(gains: .init(), steps: 50, schedule: .binomial(snapshots: 4), recording: recording)
+            let r = try m.gradient(gains: .init(), steps: 50, schedule: schedule, recording: recording)
             #expect(r.loss.bitPattern == plain.loss.bitPattern && r.parameterGradient == plain.gradient)
+            for engine: UnrollEngine? in [nil, .stepFunction] {
+                let b = try m.bodyGradient(gains: .init(), steps: 50, schedule: schedule, recording: recording, options: UnrollOptions(engine: engine))
+                #expect(b.loss.bitPattern == plain.loss.bitPattern && b.parameterGradient == plain.gradient)
+                #expect(b.finalState == r.finalState && b.initialStateGradient == r.initialStateGradient)
+                #expect(b.report.engine == (schedule == .storeAll && engine == nil ? .loop : .stepFunction))
+            }
         }
         #expect(plain.gradient.w0 != 0 && plain.gradient.w19 != 0)
+    }
+
+    @Test("a @SwiftADStepBody step with an array in its state and per-step and final losses equals the closure step bitwise, under every engine and schedule",
+          arguments: [CheckpointSchedule.storeAll, .binomial(snapshots: 3), .uniform(every: 4)])
+    func bodyStepMatchesClosureStep(schedule: CheckpointSchedule) throws {
+        let mixer = Mixer(rate: 0.3)
+        let closure = SwiftADStep<Mixed, Double, [Double]> { s, x, p in Mixer(rate: 0.3)(s, x, p) }
+        // The losses read part of the state only: the cotangents the step sees must be densified.
+        let loss = SwiftADLoss<Mixed>.both(perStep: { s in s.x * s.x + s.ys[1] }, final: { s in s.ys[0] })
+        let initial = Mixed(x: 0.5, ys: [0.2, -0.1]), theta = [0.9, 0.7]
+        let input: (Int) -> Double = { 0.01 * Double($0 % 5) }
+        let reference = try unroll(closure, from: initial, parameters: theta, steps: 30, loss: loss, schedule: .storeAll, inputs: input)
+        for recording in [SwiftADBodyStep<Mixer>.Recording.deferred, .eager] {
+            for engine: UnrollEngine? in [nil, .stepFunction] {
+                let r = try unroll(SwiftADBodyStep(mixer, recording: recording), from: initial, parameters: theta, steps: 30, loss: loss,
+                                   schedule: schedule, options: UnrollOptions(engine: engine), inputs: input)
+                #expect(r.loss.bitPattern == reference.loss.bitPattern)
+                #expect(r.parameterGradient.base.map(\.bitPattern) == reference.parameterGradient.base.map(\.bitPattern))
+                #expect(r.initialStateGradient.x.bitPattern == reference.initialStateGradient.x.bitPattern)
+                #expect(r.initialStateGradient.ys.base.map(\.bitPattern) == reference.initialStateGradient.ys.base.map(\.bitPattern))
+                #expect(r.finalState == reference.finalState)
+                let loop = schedule == .storeAll && engine == nil
+                #expect(r.report.engine == (loop ? .loop : .stepFunction))
+                #expect(r.report.recordedSteps == 30 && r.report.steps == 30 && r.report.schedule == schedule.description)
+            }
+        }
+        #expect(reference.parameterGradient.base.allSatisfy { $0 != 0 } && reference.initialStateGradient.ys.base.count == 2)
+    }
+
+    @Test("the loop engine: progress per step, its report, and the engines a step and schedule do not have are typed errors")
+    func loopEngine() throws {
+        let step = SwiftADBodyStep(Mixer(rate: 0.3))
+        let initial = Mixed(x: 0.5, ys: [0.2, -0.1])
+        var seen: [Int] = []
+        let options = UnrollOptions(progress: { done, total in seen.append(done); #expect(total == 12) })
+        let r = try unroll(step, from: initial, parameters: [0.9, 0.7], steps: 12, loss: .final { s in s.x }, schedule: .storeAll,
+                           options: options) { _ in 0.1 }
+        #expect(seen == Array(1...12))
+        var report = UnrollReport()
+        (report.steps, report.engine, report.schedule, report.recordedSteps, report.peakRecordedSteps, report.inputReads)
+            = (12, .loop, "storeAll", 12, 12, 12)
+        #expect(r.report == report)
+        #expect(throws: UnrollError.engineUnavailable(.loop, step: "\(SwiftADBodyStep<Mixer>.self)")) {
+            try unroll(step, from: initial, parameters: [0.9, 0.7], steps: 12, loss: .final { s in s.x }, schedule: .binomial(snapshots: 2),
+                       options: UnrollOptions(engine: .loop)) { _ in 0.1 }
+        }
+        #expect(throws: UnrollError.engineUnavailable(.packed, step: "\(SwiftADBodyStep<Mixer>.self)")) {
+            try unroll(step, from: initial, parameters: [0.9, 0.7], steps: 12, loss: .final { s in s.x }, schedule: .storeAll,
+                       options: UnrollOptions(engine: .packed)) { _ in 0.1 }
+        }
+        let closure = SwiftADStep<Mixed, Double, [Double]> { s, x, p in Mixer(rate: 0.3)(s, x, p) }
+        #expect(throws: UnrollError.engineUnavailable(.loop, step: "\(SwiftADStep<Mixed, Double, [Double]>.self)")) {
+            try unroll(closure, from: initial, parameters: [0.9, 0.7], steps: 12, loss: .final { s in s.x }, schedule: .storeAll,
+                       options: UnrollOptions(engine: .loop)) { _ in 0.1 }
+        }
+        #expect(throws: UnrollError.invalidSteps(0)) {
+            try unroll(step, from: initial, parameters: [0.9, 0.7], steps: 0, loss: .final { s in s.x }, schedule: .storeAll) { _ in 0.1 }
+        }
+        struct Unreadable: Error, Equatable {}
+        #expect(throws: Unreadable()) {
+            try unroll(step, from: initial, parameters: [0.9, 0.7], steps: 12, loss: .final { s in s.x }, schedule: .storeAll) { k in
+                if k == 7 { throw Unreadable() }
+                return 0.1
+            }
+        }
+    }
+}
+
+/// A state with an array in it, for the body-step tests.
+@SwiftADState
+struct Mixed: Differentiable, Codable, Equatable {
+    var x: Double
+    var ys: [Double]
+}
+
+@SwiftADStepBody
+struct Mixer {
+    var rate: Double
+
+    @differentiable(reverse, wrt: (state, parameters))
+    func callAsFunction(_ state: Mixed, _ input: Double, _ parameters: [Double]) -> Mixed {
+        let y0 = state.ys[0] * parameters[1] + state.x
+        let y1 = tanh(state.ys[1]) + parameters[0] * input
+        return Mixed(x: state.x * parameters[0] + sin(state.ys[0]) * rate + input, ys: [y0, y1])
     }
 }

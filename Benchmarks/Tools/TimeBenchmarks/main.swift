@@ -2,7 +2,7 @@
 // size it reports is its own. Prints one JSON object per run. Driven by Benchmarks/time.sh.
 //
 //   TimeBenchmarks thermal <swiftad|tensor|compiled|native|plain> <steps> [schedule] [repeats]
-//   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain|swiftad-gains|swiftad-gains-eager|plain-gains> <steps> [schedule] [repeats]
+//   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain|swiftad-gains|swiftad-gains-eager|swiftad-body|swiftad-body-step|swiftad-body-eager|plain-gains> <steps> [schedule] [repeats]
 //                                                  (ControlledOscillator: 3-Float state, 20 Float parameters)
 //   TimeBenchmarks scalar-chain [repeats]
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
@@ -125,11 +125,16 @@ case "oscillator":
                 let r = try m.gradient(gains: .init(), steps: steps, schedule: schedule, recording: adapter == "swiftad-gains" ? .deferred : .eager,
                                        options: UnrollOptions(verifyReplay: false))
                 (loss, norm) = (r.loss, Double(r.parameterGradient.w0))
+            case "swiftad-body", "swiftad-body-step", "swiftad-body-eager":
+                // The @SwiftADStepBody step: its own engine under storeAll (`loop`), or step by step.
+                let r = try m.bodyGradient(gains: .init(), steps: steps, schedule: schedule, recording: adapter == "swiftad-body-eager" ? .eager : .deferred,
+                                           options: UnrollOptions(verifyReplay: false, engine: adapter == "swiftad-body" ? nil : .stepFunction))
+                (loss, norm) = (r.loss, Double(r.parameterGradient.w0))
             case "plain-gains":
                 let r = m.plainGradient(gains: .init(), steps: steps)
                 (loss, norm) = (r.loss, Double(r.gradient.w0))
             default:
-                fatalError("adapter must be swiftad, swiftad-eager, plain, swiftad-gains, swiftad-gains-eager or plain-gains")
+                fatalError("adapter must be swiftad, swiftad-eager, plain, swiftad-gains, swiftad-gains-eager, swiftad-body, swiftad-body-step, swiftad-body-eager or plain-gains")
             }
         })
     }
