@@ -51,11 +51,13 @@ public macro SwiftADStepBody() = #externalMacro(module: "AdjointMacros", type: "
 /// closures.
 ///
 /// Under ``CheckpointSchedule/storeAll`` it runs on its own engine, ``UnrollEngine/loop`` (unless
-/// ``UnrollOptions/engine`` says `.stepFunction`): one loop computes every state, one loop
-/// differentiates the steps last first and runs each pullback at once — without the general
-/// executor's per-step bookkeeping, and holding the states only (a plain `_Differentiation` loop
-/// holds every step's pullback contexts). No state is recomputed from another, so there is
-/// nothing to replay: the loop keeps no hashes.
+/// ``UnrollOptions/engine`` says `.stepFunction`): one loop runs the steps forward, one runs them
+/// back last first, without the general executor's per-step bookkeeping. With `.deferred`
+/// recording (the default) the forward loop keeps the states only and the backward loop
+/// differentiates each step and runs its pullback at once (each step evaluated twice; memory of
+/// the states, where a plain `_Differentiation` loop holds every step's pullback contexts); with
+/// `.eager` the forward loop keeps each step's pullback. No state is recomputed from another, so
+/// there is nothing to replay: the loop keeps no hashes.
 public struct SwiftADBodyStep<Body: SwiftADStepBody>: SwiftADStepFunction {
     public typealias State = Body.StepState
     public typealias Input = Body.StepInput
@@ -105,20 +107,30 @@ public struct SwiftADBodyStep<Body: SwiftADStepBody>: SwiftADStepFunction {
                              options: UnrollOptions, inputs: @escaping (Int) throws -> Input) throws -> UnrollResult<Self>? {
         guard schedule == .storeAll, options.engine == nil || options.engine == .loop else { return nil }
         guard steps >= 1, steps <= CheckpointSchedule.maximumSteps else { throw UnrollError.invalidSteps(steps) }
-        // Forward: every state, without derivatives (a few bytes per step). Backward: each step
-        // differentiated where its pullback is needed and run at once, so its pullback contexts
-        // are freed before the next are made — no per-step closure is kept, none is converted to
-        // be stored, and memory stays that of the states.
+        // Deferred (the default): the forward loop keeps every state, computed without
+        // derivatives (a few bytes per step); the backward loop differentiates each step where its
+        // pullback is needed and runs it at once, so its pullback contexts are freed before the
+        // next are made — no per-step closure is kept or converted to be stored. Eager: the
+        // forward loop differentiates each step and keeps its pullback (no second evaluation; the
+        // memory of a plain `_Differentiation` loop).
         var states: [State] = []
         var xs: [Input] = []
+        var pullbacks: [Body.StepPullback] = []
+        let eager = recording == .eager
         states.reserveCapacity(steps + 1)
-        xs.reserveCapacity(steps)
+        if eager { pullbacks.reserveCapacity(steps) } else { xs.reserveCapacity(steps) }
         states.append(initial)
         let progress = options.progress
         for k in 0..<steps {
             let x = try inputs(k)
-            states.append(body(states[k], x, parameters))
-            xs.append(x)
+            if eager {
+                let (next, pullback) = body.valueWithPullback(states[k], x, parameters)
+                states.append(next)
+                pullbacks.append(pullback)
+            } else {
+                states.append(body(states[k], x, parameters))
+                xs.append(x)
+            }
             progress?(k + 1, steps)
         }
         // The sums in the step-by-step engine's order: the final term, then the steps last first.
@@ -129,12 +141,22 @@ public struct SwiftADBodyStep<Body: SwiftADStepBody>: SwiftADStepFunction {
             cotangent = seed
         }
         var gradient: Parameters.TangentVector?
-        for k in (0..<steps).reversed() {
-            let (next, pullback) = body.valueWithPullback(states[k], xs[k], parameters)
+        // One backward step: the per-step term, the pullback, the sums (a function, not a branch
+        // on `eager` per step with one pullback variable for both: that converted the deferred
+        // pullback, one more allocation per step).
+        func reverse(_ next: State, _ pullback: Body.StepPullback) throws {
             if let perStep = loss.perStep { value += perStep(next) }
             let (stateCotangent, parameterGradient) = pullback(seed(cotangent, next: next, perStep: loss.perStep))
             try accumulate(parameterGradient, into: &gradient)
             cotangent = stateCotangent
+        }
+        if eager {
+            for k in (0..<steps).reversed() { try reverse(states[k + 1], pullbacks.removeLast()) }
+        } else {
+            for k in (0..<steps).reversed() {
+                let (next, pullback) = body.valueWithPullback(states[k], xs[k], parameters)
+                try reverse(next, pullback)
+            }
         }
         var report = UnrollReport()
         report.steps = steps

@@ -126,9 +126,9 @@ case "oscillator":
                                        options: UnrollOptions(verifyReplay: false))
                 (loss, norm) = (r.loss, Double(r.parameterGradient.w0))
             case "swiftad-body", "swiftad-body-step", "swiftad-body-eager":
-                // The @SwiftADStepBody step: its own engine under storeAll (`loop`), or step by step.
+                // The @SwiftADStepBody step: its own engine under storeAll (`loop`; deferred or eager), or step by step.
                 let r = try m.bodyGradient(gains: .init(), steps: steps, schedule: schedule, recording: adapter == "swiftad-body-eager" ? .eager : .deferred,
-                                           options: UnrollOptions(verifyReplay: false, engine: adapter == "swiftad-body" ? nil : .stepFunction))
+                                           options: UnrollOptions(verifyReplay: false, engine: adapter == "swiftad-body-step" ? .stepFunction : nil))
                 (loss, norm) = (r.loss, Double(r.parameterGradient.w0))
             case "plain-gains":
                 let r = m.plainGradient(gains: .init(), steps: steps)
