@@ -50,8 +50,8 @@ public macro SwiftADStepBody() = #externalMacro(module: "AdjointMacros", type: "
 /// the same function (bitwise), with the body's derivative called directly rather than through
 /// closures.
 ///
-/// Under ``CheckpointSchedule/storeAll`` it runs on its own engine, ``UnrollEngine/loop`` (unless
-/// ``UnrollOptions/engine`` says `.stepFunction`): one loop runs the steps forward, one runs them
+/// Under `CheckpointSchedule.storeAll` it runs on its own engine, `UnrollEngine.loop` (unless
+/// `UnrollOptions.engine` says `.stepFunction`): one loop runs the steps forward, one runs them
 /// back last first, without the general executor's per-step bookkeeping. With `.deferred`
 /// recording (the default) the forward loop keeps the states only and the backward loop
 /// differentiates each step and runs its pullback at once (each step evaluated twice; memory of
@@ -101,7 +101,7 @@ public struct SwiftADBodyStep<Body: SwiftADStepBody>: SwiftADStepFunction {
         }
     }
 
-    /// The ``UnrollEngine/loop`` engine under `storeAll`.
+    /// The `UnrollEngine.loop` engine under `storeAll`.
     @inlinable
     public func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,
                              options: UnrollOptions, inputs: @escaping (Int) throws -> Input) throws -> UnrollResult<Self>? {

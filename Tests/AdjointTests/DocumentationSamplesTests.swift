@@ -26,6 +26,16 @@ struct Cart: Differentiable, Codable {
     var velocity: Float
 }
 
+@SwiftADStepBody
+struct Damped {
+    var dt: Float
+    @differentiable(reverse, wrt: (state, parameters))
+    func callAsFunction(_ state: Cart, _ input: Float, _ parameters: Float) -> Cart {
+        Cart(position: state.position + dt * state.velocity,
+             velocity: state.velocity + dt * (input - parameters * state.velocity))
+    }
+}
+
 /// Every code sample of the DocC articles (`Sources/Adjoint/Adjoint.docc`), run here. The last test
 /// checks that each sample in the articles appears in this file, so an article cannot drift from
 /// code that compiles and runs.
@@ -229,6 +239,25 @@ struct DocumentationSamplesTests {
             cart.hash(into: &h1)
             Cart(position: 1, velocity: 2).hash(into: &h2)
             #expect(h1.finalize() != h2.finalize())
+        }
+        do {
+            let damped = try unroll(SwiftADBodyStep(Damped(dt: 0.01)), from: Cart(position: 1, velocity: 0), parameters: Float(0.5),
+                                    steps: 100, loss: .final { s in Double(s.position * s.position) }, schedule: .storeAll) { _ in Float(1) }
+            print(damped.loss, damped.parameterGradient, damped.report.engine)   // engine: loop
+            // The same run step by step, and by central differences in the damping.
+            let stepwise = try unroll(SwiftADBodyStep(Damped(dt: 0.01)), from: Cart(position: 1, velocity: 0), parameters: Float(0.5),
+                                      steps: 100, loss: .final { s in Double(s.position * s.position) }, schedule: .binomial(snapshots: 4),
+                                      options: UnrollOptions(engine: .stepFunction)) { _ in Float(1) }
+            #expect(damped.report.engine == .loop && stepwise.report.engine == .stepFunction)
+            #expect(damped.loss == stepwise.loss && damped.parameterGradient == stepwise.parameterGradient)
+            func final(_ c: Float) -> Double {
+                var s = Cart(position: 1, velocity: 0)
+                for _ in 0..<100 { s = Damped(dt: 0.01)(s, 1, c) }
+                return Double(s.position * s.position)
+            }
+            let h: Float = 1e-2
+            let central = (final(0.5 + h) - final(0.5 - h)) / Double(2 * h)
+            #expect(damped.parameterGradient < 0 && abs(Double(damped.parameterGradient) - central) < 1e-3 * abs(central))
         }
     }
 
