@@ -1,0 +1,113 @@
+import Adjoint
+import AdjointTestSupport
+import Dispatch
+import Foundation
+import Testing
+
+/// ``compile(native:_:)``: a function of tensors traced and compiled once per signature.
+@Suite("compile")
+struct CompiledFunctionTests {
+    static func loss(_ x: Tensor, _ w: Tensor) throws -> Tensor {
+        try ((x.matmul(w) + 0.5).tanh() * x.matmul(w).sigmoid()).sum(axes: [1]).softplus().mean()
+    }
+
+    static func arguments(_ rows: Int, seed: UInt64 = 1, dtype: DType = .float64) throws -> [Tensor] {
+        [try Tensor.uniform([rows, 4], key: RandomKey(seed: seed), low: -1, high: 1, dtype: dtype),
+         try Tensor.uniform([4, 3], key: RandomKey(seed: seed, stream: 1), low: -1, high: 1, dtype: dtype)]
+    }
+
+    @Test("the program equals the eager function bitwise, interpreted and native", arguments: [NativeCode.off, .automatic])
+    func matchesEager(native: NativeCode) throws {
+        let f = compile(native: native) { a in [try Self.loss(a[0], a[1]), try (a[0] * 2).exp().sum(axes: [0])] }
+        for seed in [1, 2] as [UInt64] {
+            let a = try Self.arguments(5, seed: seed)
+            let compiled = try f(a), eager = [try Self.loss(a[0], a[1]), try (a[0] * 2).exp().sum(axes: [0])]
+            #expect(compiled.count == 2 && zip(compiled, eager).allSatisfy { bitwiseEqual($0, $1) })
+        }
+        #expect(f.traces == 1)
+    }
+
+    @Test("one trace per signature: a new shape or dtype traces again, the same signature hits the cache")
+    func signatureCache() throws {
+        let f = compile(native: .off) { (x: Tensor) in try (x * x).sum() }
+        _ = try f(Tensor([1.0, 2, 3]))
+        _ = try f(Tensor([4.0, 5, 6]))
+        #expect(f.traces == 1)
+        #expect(try f(Tensor([1.0, 2])).item() == 5)
+        #expect(f.traces == 2)
+        #expect(try f(Tensor([1.0, 2, 3]).cast(to: .float32)).item() == 14)
+        #expect(f.traces == 3 && Set(f.signatures) == Set([[ValueType(dtype: .float64, shape: [3])], [ValueType(dtype: .float64, shape: [2])],
+                                                          [ValueType(dtype: .float32, shape: [3])]]))
+        #expect(try f.trace(for: [Tensor([0.0, 0, 0])]).compileSeconds > 0)
+        // Captured tensors and Swift values are frozen at the trace.
+        var scale = 2.0
+        let g = compile(native: .off) { (x: Tensor) in try x * scale }
+        #expect(try g(Tensor([1.0])).doubles == [2])
+        scale = 3
+        #expect(try g(Tensor([1.0])).doubles == [2])
+    }
+
+    @Test("a value read as numbers while tracing is refused, naming where, and nothing is cached")
+    func refusesValueReads() throws {
+        let f = compile(native: .off) { (x: Tensor) in try x.sum().item() > 0 ? x * 2 : x * 3 }
+        #expect(throws: CompileError.valueReadWhileTracing(afterOperators: [1])) { try f(Tensor([1.0, 2])) }
+        #expect(f.traces == 0 && f.signatures.isEmpty)
+        #expect("\(CompileError.valueReadWhileTracing(afterOperators: [1]))".contains("Tensor.select"))
+        // The same branch as data compiles.
+        let g = compile(native: .off) { (x: Tensor) in
+            let positive = try x.sum().greater(Tensor(0.0)).broadcast(to: x.shape)
+            return try Tensor.select(positive, x * 2, x * 3)
+        }
+        #expect(try g(Tensor([1.0, 2])).doubles == [2, 4] && g(Tensor([-1.0, -2])).doubles == [-3, -6])
+    }
+
+    @Test("compile(gradient) and compile(hvp) equal the eager transforms bitwise")
+    func compiledTransforms() throws {
+        let a = try Self.arguments(6)
+        let grad = compile(native: .automatic) { a in try gradient(at: a[1]) { w in try Self.loss(a[0], w) }.tensors }
+        #expect(bitwiseEqual(try grad(a)[0], try gradient(at: a[1]) { w in try Self.loss(a[0], w) }))
+        let v = try Tensor.uniform([4, 3], key: RandomKey(seed: 9), low: -1, high: 1)
+        let second = compile(native: .automatic) { a in [try hvp(at: a[1], direction: a[2]) { w in try Self.loss(a[0], w) }] }
+        #expect(bitwiseEqual(try second(a + [v])[0], try hvp(at: a[1], direction: v) { w in try Self.loss(a[0], w) }))
+    }
+
+    @Test("gradient, jvp and a trace of a compiled function see its operators: the same derivatives as of the function itself")
+    func transformsOfCompiled() throws {
+        let a = try Self.arguments(6)
+        let f = compile(native: .automatic) { a in [try Self.loss(a[0], a[1])] }
+        _ = try f(a)   // traced and compiled outside any transform first
+        let throughCompiled = try gradient(at: a[1]) { w in try f([a[0], w])[0] }
+        let direct = try gradient(at: a[1]) { w in try Self.loss(a[0], w) }
+        #expect(bitwiseEqual(throughCompiled, direct))
+        let v = try Tensor.uniform([4, 3], key: RandomKey(seed: 3), low: -1, high: 1)
+        let tangent = try jvp(at: a[1], direction: v) { w in try f([a[0], w])[0] }.tangent
+        let directTangent = try jvp(at: a[1], direction: v) { w in try Self.loss(a[0], w) }.tangent
+        #expect(bitwiseEqual(tangent, directTangent))
+        // First called inside a transform: traced there, and still differentiated.
+        let g = compile(native: .off) { a in [try Self.loss(a[0], a[1])] }
+        #expect(bitwiseEqual(try gradient(at: a[1]) { w in try g([a[0], w])[0] }, direct) && g.traces == 1)
+        // Inside another compiled function.
+        let outer = compile(native: .off) { a in [try f(a)[0] * 2] }
+        #expect(bitwiseEqual(try outer(a)[0], try Self.loss(a[0], a[1]) * 2))
+    }
+
+    @Test("threads share the cache and get the function's results")
+    func concurrentCalls() throws {
+        let f = compile(native: .off) { (x: Tensor) in try (x.sin() * x).sum() }
+        let inputs = try (0..<8).map { try Tensor.uniform([3 + $0 % 2], key: RandomKey(seed: UInt64($0))) }
+        let expected = try inputs.map { try ($0.sin() * $0).sum() }
+        let results = Results(count: inputs.count)
+        DispatchQueue.concurrentPerform(iterations: inputs.count) { i in
+            results.set(i, (try? f(inputs[i])).map { bitwiseEqual($0, expected[i]) } ?? false)
+        }
+        #expect(results.all && f.signatures.count == 2)
+    }
+
+    final class Results: @unchecked Sendable {
+        private var values: [Bool]
+        private let lock = NSLock()
+        init(count: Int) { values = Array(repeating: false, count: count) }
+        func set(_ i: Int, _ value: Bool) { lock.withLock { values[i] = value } }
+        var all: Bool { lock.withLock { values.allSatisfy { $0 } } }
+    }
+}
