@@ -24,7 +24,7 @@ public enum CompileError: Error, Equatable, CustomStringConvertible {
 /// A function of tensors compiled once per input signature: the analogue of `jax.jit`.
 ///
 /// The first call with a given signature (the arguments' dtypes and shapes, in order) traces the
-/// function to an IR graph (``traceGraph(_:at:)``) and compiles it into a ``CompiledProgram`` —
+/// function to an IR graph (`traceGraph(_:at:)`) and compiles it into a ``CompiledProgram`` —
 /// one preallocated frame, layout operators as aliases or gathers, with ``NativeCode`` runs of
 /// arithmetic as machine code. Later calls with that signature run the program; a call with a new
 /// signature traces again. The program's results are bitwise those of calling the function

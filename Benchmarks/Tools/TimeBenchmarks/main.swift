@@ -5,6 +5,7 @@
 //   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain|swiftad-gains|swiftad-gains-eager|swiftad-body|swiftad-body-step|swiftad-body-eager|plain-gains> <steps> [schedule] [repeats]
 //                                                  (ControlledOscillator: 3-Float state, 20 Float parameters)
 //   TimeBenchmarks scalar-chain [repeats]
+//   TimeBenchmarks compile <elements> [calls]      (`compile`: trace + compile time, warm call against the eager function)
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
 //   TimeBenchmarks eventlog <directory> [seconds per configuration]
@@ -105,6 +106,28 @@ case "thermal":
         fields["input_reads"] = report.inputReads
     }
     emit(fields)
+case "compile":
+    // A small function of two tensors: the compile time of its first call, then the median of
+    // batches of warm calls (signature lookup, frame, binding, run, outputs) against the eager function.
+    let n = Int(args[2])!, calls = args.count > 3 ? Int(args[3])! : 20000
+    let x = try Tensor.uniform([n], key: RandomKey(seed: 1)), w = try Tensor.uniform([n], key: RandomKey(seed: 2))
+    func f(_ a: [Tensor]) throws -> [Tensor] { [try ((a[0] * a[1]).tanh() + a[0]).sum()] }
+    var results: [String: Any] = ["model": "compile", "elements": n, "calls": calls]
+    for native in [NativeCode.off, .automatic] {
+        let compiled = compile(native: native, f)
+        let first = try seconds { _ = try compiled([x, w]) }
+        var warm: [Double] = [], eager: [Double] = []
+        for _ in 0..<5 {
+            warm.append(try seconds { for _ in 0..<calls { _ = try compiled([x, w]) } } / Double(calls))
+            eager.append(try seconds { for _ in 0..<calls { _ = try f([x, w]) } } / Double(calls))
+        }
+        let name = native == .off ? "interpreted" : "native"
+        results["\(name)_first_call_ms"] = first * 1000
+        results["\(name)_compile_ms"] = try compiled.trace(for: [x, w]).compileSeconds * 1000
+        results["\(name)_warm_us"] = median(warm) * 1e6
+        results["eager_us"] = median(eager) * 1e6
+    }
+    emit(results)
 case "oscillator":
     let adapter = args[2], steps = Int(args[3])!
     let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .storeAll
