@@ -5,6 +5,8 @@
 //   TimeBenchmarks oscillator <swiftad|swiftad-eager|plain|swiftad-gains|swiftad-gains-eager|swiftad-body|swiftad-body-step|swiftad-body-eager|plain-gains> <steps> [schedule] [repeats]
 //                                                  (ControlledOscillator: 3-Float state, 20 Float parameters)
 //   TimeBenchmarks scalar-chain [repeats]
+//   TimeBenchmarks heat <native|interpreted|tensor> <steps> [schedule] [repeats] [cells]
+//                                                  (HeatEquation: 10⁶ float32 cells, gradient w.r.t. (α, β))
 //   TimeBenchmarks compile <elements> [calls]      (`compile`: trace + compile time, warm call against the eager function)
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
@@ -106,6 +108,35 @@ case "thermal":
         fields["input_reads"] = report.inputReads
     }
     emit(fields)
+case "heat":
+    let engine = args[2], steps = Int(args[3])!
+    let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .storeAll
+    let repeats = args.count > 5 ? Int(args[5])! : 3
+    let heat = HeatEquation(cells: args.count > 6 ? Int(args[6])! : 1_000_000)
+    var compileSeconds = 0.0, loss = 0.0, gradient: [Double] = [], times: [Double] = []
+    var report: UnrollReport?
+    if engine == "tensor" {
+        let step = TensorStep<Tensor, Void, Tensor, NoOutput> { s, _, p in (try HeatEquation.step(s, p), NoOutput()) }
+        for _ in 0..<repeats {
+            times.append(try seconds {
+                let r = try unroll(step, from: heat.initialState, parameters: heat.nominalParameters, steps: steps,
+                                   loss: .final { s in try (s * s).mean() }, schedule: schedule, options: UnrollOptions(verifyReplay: false))
+                (loss, gradient, report) = (r.loss, r.parameterGradient.doubles, r.report)
+            })
+        }
+    } else {
+        var step: HeatEquation.Step?
+        compileSeconds = try seconds { step = try heat.compiledStep(native: engine == "native" ? .required : .off) }
+        for _ in 0..<repeats {
+            times.append(try seconds {
+                let r = try heat.gradient(steps: steps, schedule: schedule, step: step, options: UnrollOptions(verifyReplay: false))
+                (loss, gradient, report) = (r.loss, r.parameterGradient.doubles, r.report)
+            })
+        }
+    }
+    emit(["model": "heat", "engine": engine, "steps": steps, "cells": heat.cells, "schedule": schedule.description,
+          "ms": median(times) * 1000, "compile_ms": compileSeconds * 1000, "peak_rss_kib": peakRSSKiB(), "loss": loss,
+          "gradient": gradient, "repeats": repeats, "peak_snapshot_bytes": report?.peakSnapshotBytes ?? 0])
 case "compile":
     // A small function of two tensors: the compile time of its first call, then the median of
     // batches of warm calls (signature lookup, frame, binding, run, outputs) against the eager function.
