@@ -21,80 +21,97 @@ public enum CompileError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// A function of tensors compiled once per input signature: the analogue of `jax.jit`.
+/// A function of tensors — or of parameter collections of them — compiled once per input
+/// signature: the analogue of `jax.jit`.
 ///
-/// The first call with a given signature (the arguments' dtypes and shapes, in order) traces the
-/// function to an IR graph (`traceGraph(_:at:)`) and compiles it into a ``CompiledProgram`` —
-/// one preallocated frame, layout operators as aliases or gathers, with ``NativeCode`` runs of
-/// arithmetic as machine code. Later calls with that signature run the program; a call with a new
-/// signature traces again. The program's results are bitwise those of calling the function
-/// eagerly.
+/// The first call with a given signature (the structure of the arguments and each tensor's dtype
+/// and shape, in order) traces the function to an IR graph (`traceGraph(_:at:)`) and compiles it
+/// into a ``CompiledProgram`` — one preallocated frame, layout operators as aliases or gathers,
+/// with ``NativeCode`` runs of arithmetic as machine code. Later calls with that signature run the
+/// program; a call with a new signature traces again. The program's results are bitwise those of
+/// calling the function eagerly.
 ///
 /// What a trace freezes: Swift values the function reads (numbers, flags, loop counts) and
 /// tensors it captures from outside its arguments (their values at the trace become constants).
 /// A function that reads a traced tensor as numbers is refused with
 /// ``CompileError/valueReadWhileTracing(afterOperators:)`` — such a read usually steers a branch.
 ///
-/// Transforms compose in both orders. `compile { xs in [try gradient(at: xs[0], of: f)] }` traces
-/// the gradient's operators (forward and backward) into one program. A compiled function called
+/// Transforms compose in both orders. `compile { w in try gradient(at: w, of: f) }` traces the
+/// gradient's operators (forward and backward) into one program. A compiled function called
 /// inside a transform (`gradient`, `jvp`, `vjp`, a trace) runs its traced graph through the
 /// dispatch point instead, so the transform sees every operator and its derivative rule.
 ///
-/// Thread-safe: the signature cache is shared; each call runs in a frame of its own.
-public final class CompiledFunction: @unchecked Sendable {
+/// Thread-safe: the signature cache is shared (under a lock); each call runs in a frame of its own.
+public final class CompiledFunction<Arguments: ParameterCollection, Result: ParameterCollection>: @unchecked Sendable {
     /// One signature's trace and program.
     public struct Trace {
         /// The traced graph with its captured constants.
         public let bundle: GraphBundle
-        /// The compiled program.
+        /// The compiled program (its `statistics` give the planned frame bytes).
         public let program: CompiledProgram
         /// Seconds spent tracing and compiling (machine code included).
         public let compileSeconds: Double
+        /// The result's structure, filled with the program's outputs at each call.
+        let result: Result
     }
 
-    let function: ([Tensor]) throws -> [Tensor]
+    /// The signature of one call: the argument's structure (its tensors' names; none for a tensor
+    /// or an array of tensors) and the tensors' types, in order.
+    public struct Signature: Hashable, Sendable {
+        public let names: [String]
+        public let types: [ValueType]
+    }
+
+    let function: (Arguments) throws -> Result
     /// How the programs' arithmetic runs.
     public let native: NativeCode
     /// The traces by signature, under `lock` (the reason this class is `@unchecked Sendable`:
     /// every access of `cache` holds the lock; the rest is immutable or atomic).
-    private var cache: [[ValueType]: Trace] = [:]
+    private var cache: [Signature: Trace] = [:]
     private let lock = NSLock()
     private let traceCount = Atomic<Int>(0)
     private let fallbackReported = Atomic<Bool>(false)
 
     /// `function` compiled per signature; nothing is traced until the first call.
-    public init(native: NativeCode = .automatic, _ function: @escaping ([Tensor]) throws -> [Tensor]) {
+    public init(native: NativeCode = .automatic, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native
         self.function = function
     }
 
     /// `function(arguments)`: the compiled program of their signature (traced and compiled on the
     /// first call with it), or, inside a transform, the traced graph through the dispatch point.
-    public func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
-        let trace = try self.trace(for: arguments)
-        if InterpreterStack.current.isActive { return try trace.bundle.execute(arguments) }
-        return try trace.program(arguments)
-    }
-
-    /// One argument, one result.
-    public func callAsFunction(_ argument: Tensor) throws -> Tensor {
-        let outputs = try self([argument])
-        guard outputs.count == 1 else { throw AutodiffError.nonScalarOutput(shape: [outputs.count]) }
-        return outputs[0]
+    public func callAsFunction(_ arguments: Arguments) throws -> Result {
+        let tensors = arguments.tensors
+        let trace = try self.trace(for: arguments, tensors: tensors)
+        let outputs = InterpreterStack.current.isActive ? try trace.bundle.execute(tensors) : try trace.program(tensors)
+        return trace.result.replacingTensors(with: outputs)
     }
 
     /// The trace of the arguments' signature, made now if there is none.
-    public func trace(for arguments: [Tensor]) throws -> Trace {
-        let signature = arguments.map(\.valueType)
+    public func trace(for arguments: Arguments) throws -> Trace {
+        try trace(for: arguments, tensors: arguments.tensors)
+    }
+
+    func trace(for arguments: Arguments, tensors: [Tensor]) throws -> Trace {
+        // A tensor's or an array's structure is its tensor count, which the types carry: no names
+        // (making them costs more than the rest of a warm call).
+        let plain = Arguments.self == Tensor.self || Arguments.self == [Tensor].self
+        let signature = Signature(names: plain ? [] : arguments.namedTensors.map(\.name), types: tensors.map(\.valueType))
         if let trace = lock.withLock({ cache[signature] }) { return trace }
         let start = DispatchTime.now().uptimeNanoseconds
-        let (bundle, _) = try traceGraph(function, at: arguments)
+        var result: Result?
+        let (bundle, _) = try traceGraph({ traced in
+            let value = try function(arguments.replacingTensors(with: traced))
+            result = value
+            return value.tensors
+        }, at: tensors)
         guard bundle.valueReads.isEmpty else { throw CompileError.valueReadWhileTracing(afterOperators: bundle.valueReads) }
         let program = try bundle.compiled(native: native)
         if let failure = program.nativeCodeFailure, !fallbackReported.exchange(true, ordering: .relaxed) {
             FileHandle.standardError.write(Data("adjoint: compile: running interpreted (\(failure))\n".utf8))
         }
-        let trace = Trace(bundle: bundle, program: program, compileSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        let trace = Trace(bundle: bundle, program: program, compileSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                          result: result!)
         traceCount.add(1, ordering: .relaxed)
         return lock.withLock {
             if let earlier = cache[signature] { return earlier }   // another thread traced it first
@@ -104,18 +121,16 @@ public final class CompiledFunction: @unchecked Sendable {
     }
 
     /// The signatures traced so far.
-    public var signatures: [[ValueType]] { lock.withLock { Array(cache.keys) } }
+    public var signatures: [Signature] { lock.withLock { Array(cache.keys) } }
 
     /// How many times the function was traced (once per signature, unless two threads raced).
     public var traces: Int { traceCount.load(ordering: .relaxed) }
 }
 
-/// `function` compiled once per input signature (see ``CompiledFunction``).
-public func compile(native: NativeCode = .automatic, _ function: @escaping ([Tensor]) throws -> [Tensor]) -> CompiledFunction {
+/// `function` compiled once per input signature (see ``CompiledFunction``): a function of a tensor,
+/// an array of tensors, or any parameter collection, returning any of them.
+public func compile<Arguments: ParameterCollection, Result: ParameterCollection>(
+    native: NativeCode = .automatic, _ function: @escaping (Arguments) throws -> Result
+) -> CompiledFunction<Arguments, Result> {
     CompiledFunction(native: native, function)
-}
-
-/// A function of one tensor compiled once per input signature (see ``CompiledFunction``).
-public func compile(native: NativeCode = .automatic, _ function: @escaping (Tensor) throws -> Tensor) -> CompiledFunction {
-    CompiledFunction(native: native) { [try function($0[0])] }
 }

@@ -18,7 +18,7 @@ struct CompiledFunctionTests {
 
     @Test("the program equals the eager function bitwise, interpreted and native", arguments: [NativeCode.off, .automatic])
     func matchesEager(native: NativeCode) throws {
-        let f = compile(native: native) { a in [try Self.loss(a[0], a[1]), try (a[0] * 2).exp().sum(axes: [0])] }
+        let f = compile(native: native) { (a: [Tensor]) in [try Self.loss(a[0], a[1]), try (a[0] * 2).exp().sum(axes: [0])] }
         for seed in [1, 2] as [UInt64] {
             let a = try Self.arguments(5, seed: seed)
             let compiled = try f(a), eager = [try Self.loss(a[0], a[1]), try (a[0] * 2).exp().sum(axes: [0])]
@@ -36,9 +36,9 @@ struct CompiledFunctionTests {
         #expect(try f(Tensor([1.0, 2])).item() == 5)
         #expect(f.traces == 2)
         #expect(try f(Tensor([1.0, 2, 3]).cast(to: .float32)).item() == 14)
-        #expect(f.traces == 3 && Set(f.signatures) == Set([[ValueType(dtype: .float64, shape: [3])], [ValueType(dtype: .float64, shape: [2])],
-                                                          [ValueType(dtype: .float32, shape: [3])]]))
-        #expect(try f.trace(for: [Tensor([0.0, 0, 0])]).compileSeconds > 0)
+        #expect(f.traces == 3 && Set(f.signatures.map(\.types)) == Set([[ValueType(dtype: .float64, shape: [3])], [ValueType(dtype: .float64, shape: [2])],
+                                                                       [ValueType(dtype: .float32, shape: [3])]]))
+        #expect(try f.trace(for: Tensor([0.0, 0, 0])).compileSeconds > 0)
         // Captured tensors and Swift values are frozen at the trace.
         var scale = 2.0
         let g = compile(native: .off) { (x: Tensor) in try x * scale }
@@ -64,17 +64,17 @@ struct CompiledFunctionTests {
     @Test("compile(gradient) and compile(hvp) equal the eager transforms bitwise")
     func compiledTransforms() throws {
         let a = try Self.arguments(6)
-        let grad = compile(native: .automatic) { a in try gradient(at: a[1]) { w in try Self.loss(a[0], w) }.tensors }
+        let grad = compile(native: .automatic) { (a: [Tensor]) in try gradient(at: a[1]) { w in try Self.loss(a[0], w) }.tensors }
         #expect(bitwiseEqual(try grad(a)[0], try gradient(at: a[1]) { w in try Self.loss(a[0], w) }))
         let v = try Tensor.uniform([4, 3], key: RandomKey(seed: 9), low: -1, high: 1)
-        let second = compile(native: .automatic) { a in [try hvp(at: a[1], direction: a[2]) { w in try Self.loss(a[0], w) }] }
+        let second = compile(native: .automatic) { (a: [Tensor]) in [try hvp(at: a[1], direction: a[2]) { w in try Self.loss(a[0], w) }] }
         #expect(bitwiseEqual(try second(a + [v])[0], try hvp(at: a[1], direction: v) { w in try Self.loss(a[0], w) }))
     }
 
     @Test("gradient, jvp and a trace of a compiled function see its operators: the same derivatives as of the function itself")
     func transformsOfCompiled() throws {
         let a = try Self.arguments(6)
-        let f = compile(native: .automatic) { a in [try Self.loss(a[0], a[1])] }
+        let f = compile(native: .automatic) { (a: [Tensor]) in [try Self.loss(a[0], a[1])] }
         _ = try f(a)   // traced and compiled outside any transform first
         let throughCompiled = try gradient(at: a[1]) { w in try f([a[0], w])[0] }
         let direct = try gradient(at: a[1]) { w in try Self.loss(a[0], w) }
@@ -84,11 +84,34 @@ struct CompiledFunctionTests {
         let directTangent = try jvp(at: a[1], direction: v) { w in try Self.loss(a[0], w) }.tangent
         #expect(bitwiseEqual(tangent, directTangent))
         // First called inside a transform: traced there, and still differentiated.
-        let g = compile(native: .off) { a in [try Self.loss(a[0], a[1])] }
+        let g = compile(native: .off) { (a: [Tensor]) in [try Self.loss(a[0], a[1])] }
         #expect(bitwiseEqual(try gradient(at: a[1]) { w in try g([a[0], w])[0] }, direct) && g.traces == 1)
         // Inside another compiled function.
-        let outer = compile(native: .off) { a in [try f(a)[0] * 2] }
+        let outer = compile(native: .off) { (a: [Tensor]) in [try f(a)[0] * 2] }
         #expect(bitwiseEqual(try outer(a)[0], try Self.loss(a[0], a[1]) * 2))
+    }
+
+    struct Layer: ParameterCollection {
+        var weight: Tensor, bias: Tensor
+        mutating func visitTensors(_ visit: (String, inout Tensor) throws -> Void) rethrows {
+            try visit("weight", &weight)
+            try visit("bias", &bias)
+        }
+    }
+
+    @Test("parameter collections in and out: the structure is part of the signature and the result keeps its shape")
+    func collections() throws {
+        let x = try Tensor.uniform([5, 4], key: RandomKey(seed: 4))
+        let layer = Layer(weight: try Tensor.uniform([4, 3], key: RandomKey(seed: 5)), bias: try Tensor.uniform([3], key: RandomKey(seed: 6)))
+        func loss(_ l: Layer) throws -> Tensor { try (x.matmul(l.weight) + l.bias).tanh().pow(2).mean() }
+        let step = compile(native: .automatic) { (l: Layer) in try gradient(at: l, of: loss) }
+        let g = try step(layer), eager = try gradient(at: layer, of: loss)
+        #expect(bitwiseEqual(g.weight, eager.weight) && bitwiseEqual(g.bias, eager.bias))
+        #expect(step.signatures.map(\.names) == [["weight", "bias"]])
+        // Dictionaries: the same tensor types under other keys are another signature.
+        let sum = compile(native: .off) { (d: [String: Tensor]) in try d.values.reduce(Tensor(0.0)) { try $0 + $1.sum() } }
+        let one = try Tensor([1.0, 2])
+        #expect(try sum(["a": one]).item() == 3 && sum(["b": one]).item() == 3 && sum.traces == 2)
     }
 
     @Test("threads share the cache and get the function's results")
