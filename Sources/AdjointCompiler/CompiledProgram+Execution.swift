@@ -18,6 +18,15 @@ extension CompiledProgram {
             if s >= 0, end[s] <= range.upperBound {
                 functions[s](base)
                 k = end[s]
+            } else if s <= -2, native.chunkedEnd[-2 - s] <= range.upperBound {
+                // Chunk boundaries depend on the size only, and each element is computed the same
+                // way in any chunk: the same bits with any number of threads.
+                let function = native.chunked[-2 - s]
+                let frame = FrameAddress(base)
+                Parallelism.forEachRange(native.chunkedElements[-2 - s], chunkSize: Parallelism.elementChunk) { r in
+                    function(frame.base, r.lowerBound, r.upperBound)
+                }
+                k = native.chunkedEnd[-2 - s]
             } else {
                 if !interpreter.interpret(k, base) { try runFallback(k, base) }
                 k += 1
@@ -49,4 +58,12 @@ extension CompiledProgram {
         }
         (base + f.output.offset).copyMemory(from: output.rawPointer, byteCount: f.output.type.byteCount)
     }
+}
+
+/// The frame's base address, handed to the threads of a chunked run: each writes only the
+/// elements of its chunk (`NativeCodeGenerator.chunkedSegments(splits:)` checks that the run's
+/// regions never overlap other than element for element).
+private struct FrameAddress: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    init(_ base: UnsafeMutableRawPointer) { self.base = base }
 }

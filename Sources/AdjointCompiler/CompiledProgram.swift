@@ -55,6 +55,9 @@ public final class CompiledProgram: @unchecked Sendable {
         public var frameBytes: Int
         /// Instructions compiled to machine code (``NativeCode``); the rest are interpreted.
         public var nativeInstructions = 0
+        /// Of those, instructions fused into chunked runs: large elementwise instructions computed
+        /// element by element in one loop, in chunks over the worker threads.
+        public var chunkedInstructions = 0
         /// Additions of a folded gather into a sum that dies there, done in the sum's memory:
         /// native code writes only the elements the gather supplies (the backward pass of slicing).
         public var accumulationsInPlace = 0
@@ -63,6 +66,7 @@ public final class CompiledProgram: @unchecked Sendable {
             "\(operations) operations (\(aliases) aliases, \(gathers) gathers, \(foldedGathers) gathers folded into their reader, \(fallbacks) through temporary tensors), frame \(frameBytes) B"
                 + (accumulationsInPlace > 0 ? ", \(accumulationsInPlace) accumulations in place" : "")
                 + (nativeInstructions > 0 ? ", \(nativeInstructions) instructions as native code" : "")
+                + (chunkedInstructions > 0 ? " (\(chunkedInstructions) in chunked runs)" : "")
         }
     }
 
@@ -121,22 +125,33 @@ public final class CompiledProgram: @unchecked Sendable {
     final class NativeSegments {
         let library: NativeLibrary
         let functions: UnsafeBufferPointer<NativeLibrary.Segment>
-        /// Per instruction: the run starting there, or -1.
+        /// Per instruction: the run starting there (`k` a plain run, `-2 - k` a chunked run), or -1.
         let start: UnsafeBufferPointer<Int32>
         /// Per run: the instruction after it.
         let end: UnsafeBufferPointer<Int>
+        /// Chunked runs: their functions, the instruction after each, and the elements of each.
+        let chunked: UnsafeBufferPointer<NativeLibrary.ChunkedSegment>
+        let chunkedEnd: UnsafeBufferPointer<Int>
+        let chunkedElements: UnsafeBufferPointer<Int>
 
-        init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int]) {
+        init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int],
+             chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedElements: [Int]) {
             self.library = library
             self.functions = UnsafeBufferPointer(owning: functions)
             self.start = UnsafeBufferPointer(owning: start)
             self.end = UnsafeBufferPointer(owning: end)
+            self.chunked = UnsafeBufferPointer(owning: chunked)
+            self.chunkedEnd = UnsafeBufferPointer(owning: chunkedEnd)
+            self.chunkedElements = UnsafeBufferPointer(owning: chunkedElements)
         }
 
         deinit {
             functions.deallocate()
             start.deallocate()
             end.deallocate()
+            chunked.deallocate()
+            chunkedEnd.deallocate()
+            chunkedElements.deallocate()
         }
     }
 
@@ -189,14 +204,21 @@ public final class CompiledProgram: @unchecked Sendable {
             do {
                 let generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables)
                 // A run may not cross a boundary: the part after it is run on its own.
-                let segments = generator.segments(splits: Set(planner.boundaries.map { plan.instructionStart[$0] }))
-                if !segments.isEmpty, let compiler = try mode.resolve() {
-                    let library = try compiler.library(generator.source(segments))
+                let splits = Set(planner.boundaries.map { plan.instructionStart[$0] })
+                let segments = generator.segments(splits: splits), chunked = generator.chunkedSegments(splits: splits)
+                if !segments.isEmpty || !chunked.isEmpty, let compiler = try mode.resolve() {
+                    let library = try compiler.library(generator.source(segments, chunked: chunked))
+                    // Plain runs by their index, chunked runs as -2 - their index (the two never
+                    // share an instruction: chunked instructions are larger than plain ones may be).
                     var start = [Int32](repeating: -1, count: plan.instructions.count)
                     for (k, segment) in segments.enumerated() { start[segment.lowerBound] = Int32(k) }
+                    for (k, run) in chunked.enumerated() { start[run.lowerBound] = Int32(-2 - k) }
                     native = NativeSegments(library: library, functions: try segments.indices.map { try library.function(NativeCodeGenerator.functionName($0)) },
-                                            start: start, end: segments.map(\.upperBound))
-                    statistics.nativeInstructions = segments.reduce(0) { $0 + $1.count }
+                                            start: start, end: segments.map(\.upperBound),
+                                            chunked: try chunked.indices.map { try library.chunkedFunction(NativeCodeGenerator.chunkedFunctionName($0)) },
+                                            chunkedEnd: chunked.map(\.upperBound), chunkedElements: chunked.map { plan.instructions[$0.lowerBound].n })
+                    statistics.nativeInstructions = (segments + chunked).reduce(0) { $0 + $1.count }
+                    statistics.chunkedInstructions = chunked.reduce(0) { $0 + $1.count }
                 }
             } catch {
                 if mode != .automatic { throw error }

@@ -16,7 +16,7 @@ struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 2
+    static let version = 3
     /// The largest elementwise instruction compiled natively: larger ones keep the interpreter's
     /// parallel loops.
     static let elementLimit = 4096
@@ -53,18 +53,134 @@ struct NativeCodeGenerator {
         return result
     }
 
-    /// A C translation unit defining `adjoint_segment_<k>` for each of `segments`.
-    func source(_ segments: [Range<Int>]) -> String {
+    /// A C translation unit defining `adjoint_segment_<k>` for each of `segments` and
+    /// `adjoint_chunked_<k>` for each of `chunked`.
+    func source(_ segments: [Range<Int>], chunked: [Range<Int>] = []) -> String {
         var out = Self.prelude
         for (k, segment) in segments.enumerated() {
             out += "\nvoid adjoint_segment_\(k)(unsigned char *base) {\n"
             for i in segment { out += emit(instructions[i]) }
             out += "}\n"
         }
+        for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k)) }
         return out
     }
 
     static func functionName(_ k: Int) -> String { "adjoint_segment_\(k)" }
+    static func chunkedFunctionName(_ k: Int) -> String { "adjoint_chunked_\(k)" }
+
+    // MARK: - Chunked runs
+
+    /// Whether instruction `i` can join a chunked run: elementwise over operands of its own size
+    /// (or single elements read throughout), larger than ``elementLimit``, no index tables.
+    static func chunkable(_ i: Instruction) -> Bool {
+        guard i.n > elementLimit, i.table < 0, i.accumulator < 0 else { return false }
+        switch i.kind {
+        case .unary: return unaryExpression(i.op, "x", float64: true) != nil
+        case .binary: return binaryExpression(i.op, "a", "b", float64: true) != nil
+        case .multiplyAdd: return true
+        default: return false
+        }
+    }
+
+    /// A region of the frame an instruction reads or writes: `n` elements from `offset`, or one
+    /// element read throughout (`scalar`).
+    struct Region {
+        let offset: Int, bytes: Int, scalar: Bool
+        func overlaps(_ other: Region) -> Bool { offset < other.offset + other.bytes && other.offset < offset + bytes }
+        /// The same elements at the same places: element `k` of one is element `k` of the other.
+        func coincides(with other: Region) -> Bool { !scalar && !other.scalar && offset == other.offset && bytes == other.bytes }
+    }
+
+    static func reads(_ i: Instruction) -> [Region] {
+        let size = i.float64 ? 8 : 4
+        func region(_ offset: Int, scalar: Bool) -> Region { Region(offset: offset, bytes: scalar ? size : i.n * size, scalar: scalar) }
+        switch i.kind {
+        case .unary: return [region(i.a, scalar: false)]
+        case .binary: return [region(i.a, scalar: i.aScalar), region(i.b, scalar: i.bScalar)]
+        default: return [region(i.a, scalar: false), region(i.b, scalar: false), region(i.c, scalar: false)]
+        }
+    }
+
+    static func write(_ i: Instruction) -> Region { Region(offset: i.y, bytes: i.n * (i.float64 ? 8 : 4), scalar: false) }
+
+    /// Maximal runs of chunkable instructions of one size, not crossing `splits`, that may run
+    /// element by element: element `k` of every instruction, then element `k + 1`, and chunks of
+    /// elements on several threads. That is the instructions' own result when every region one of
+    /// them writes and every region any of them reads or writes either do not overlap or coincide
+    /// (a value is then read at element `k` only, before or after element `k` is rewritten exactly
+    /// as in instruction order), and no single element read throughout is written by the run.
+    func chunkedSegments(splits: Set<Int>) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        var start: Int?
+        var regions: [Region] = [], writes: [Region] = []   // read or written, and written, by the current run
+        func compatible(_ i: Instruction) -> Bool {
+            let written = Self.write(i)
+            for r in regions + Self.reads(i) + [written] where r.overlaps(written) && !r.coincides(with: written) { return false }
+            for w in writes {
+                for r in Self.reads(i) where r.overlaps(w) && !r.coincides(with: w) { return false }
+            }
+            return true
+        }
+        for k in instructions.indices {
+            let i = instructions[k]
+            if let s = start, splits.contains(k) || !Self.chunkable(i) || i.n != instructions[s].n || !compatible(i) {
+                result.append(s..<k)
+                start = nil
+                (regions, writes) = ([], [])
+            }
+            if start == nil, Self.chunkable(i), compatible(i) { start = k }
+            if start != nil {
+                regions += Self.reads(i) + [Self.write(i)]
+                writes.append(Self.write(i))
+            }
+        }
+        if let s = start { result.append(s..<instructions.count) }
+        return result
+    }
+
+    /// One loop over `begin ..< end` computing every instruction of `run` at each element; a value
+    /// the run computed is taken from its variable, not read back, and single elements read
+    /// throughout are read once.
+    private func emitChunked(_ run: Range<Int>, name: String) -> String {
+        var declarations = "", loop = ""
+        var pointers: [String: String] = [:], scalars: [String: String] = [:]
+        var latest: [Int: (name: String, float64: Bool, bytes: Int)] = [:]
+        func type(_ float64: Bool) -> String { float64 ? "double" : "float" }
+        func pointer(_ offset: Int, _ float64: Bool) -> String {
+            let key = "\(offset):\(float64)"
+            if let p = pointers[key] { return p }
+            let p = "p\(pointers.count)"
+            pointers[key] = p
+            declarations += "\(type(float64)) *\(p) = (\(type(float64)) *)(base + \(offset));\n"
+            return p
+        }
+        func operand(_ region: Region, _ float64: Bool) -> String {
+            if region.scalar {
+                let key = "\(region.offset):\(float64)"
+                if let s = scalars[key] { return s }
+                let s = "s\(scalars.count)"
+                scalars[key] = s
+                declarations += "const \(type(float64)) \(s) = *(\(type(float64)) *)(base + \(region.offset));\n"
+                return s
+            }
+            if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }
+            return "\(pointer(region.offset, float64))[k]"
+        }
+        for (index, k) in run.enumerated() {
+            let i = instructions[k], t = type(i.float64), v = "v\(index)"
+            let reads = Self.reads(i).map { operand($0, i.float64) }
+            switch i.kind {
+            case .unary: loop += "\(t) \(v) = \(Self.unaryExpression(i.op, reads[0], float64: i.float64)!);\n"
+            case .binary: loop += "\(t) \(v) = \(Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!);\n"
+            default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
+            }
+            loop += "\(pointer(i.y, i.float64))[k] = \(v);\n"
+            latest[i.y] = (v, i.float64, Self.write(i).bytes)
+        }
+        return "\nvoid \(name)(unsigned char *base, long begin, long end) {\n" + declarations
+            + "for (long k = begin; k < end; k++) {\n" + loop + "}\n}\n"
+    }
 
     // MARK: - Expressions
 

@@ -180,8 +180,16 @@ final class NativeLibrary: @unchecked Sendable {
 
     deinit { dlclose(handle) }
 
+    /// A chunked run: the elements `begin ..< end` of every instruction of the run.
+    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int) -> Void
+
     func function(_ name: String) throws -> Segment {
         guard let symbol = dlsym(handle, name) else { throw NativeCodeError.loadFailed(path: path, message: "no symbol \(name)") }
         return unsafeBitCast(symbol, to: Segment.self)
+    }
+
+    func chunkedFunction(_ name: String) throws -> ChunkedSegment {
+        guard let symbol = dlsym(handle, name) else { throw NativeCodeError.loadFailed(path: path, message: "no symbol \(name)") }
+        return unsafeBitCast(symbol, to: ChunkedSegment.self)
     }
 }

@@ -110,7 +110,7 @@ struct CompiledFunctionTests {
         #expect(step.signatures.map(\.names) == [["weight", "bias"]])
         // Dictionaries: the same tensor types under other keys are another signature.
         let sum = compile(native: .off) { (d: [String: Tensor]) in try d.values.reduce(Tensor(0.0)) { try $0 + $1.sum() } }
-        let one = try Tensor([1.0, 2])
+        let one = Tensor([1.0, 2])
         #expect(try sum(["a": one]).item() == 3 && sum(["b": one]).item() == 3 && sum.traces == 2)
     }
 

@@ -1,4 +1,5 @@
 import Adjoint
+@testable import AdjointCompiler
 import AdjointTestSupport
 import Dispatch
 import Foundation
@@ -51,6 +52,61 @@ struct NativeCodeTests {
             #expect(zip(native, expected).allSatisfy(bitwiseEqualUpToNaN), "\(c): \(Self.mismatches(native, expected, arguments))")
             #expect(zip(try interpreted(arguments), expected).allSatisfy(bitwiseEqual))
         }
+    }
+
+    @Test("large elementwise chains run fused in chunks over threads: the interpreter's bits with 1, 2 and 3 threads",
+          arguments: [DType.float64, .float32])
+    func chunkedRuns(dtype: DType) throws {
+        let n = 3 * Parallelism.elementChunk + 123   // not a multiple of the chunk
+        let arguments = [try Tensor.uniform([n], key: RandomKey(seed: 1), low: -3, high: 3, dtype: dtype),
+                         try Tensor.uniform([n], key: RandomKey(seed: 2), low: -3, high: 3, dtype: dtype),
+                         try Tensor.uniform([1], key: RandomKey(seed: 3), low: 0.5, high: 1.5, dtype: dtype)]
+        // A chain with values reused and dying (their slots taken by later values), scalars read
+        // throughout, a multiply-add, and a gradient (forward and backward in one program).
+        let body: ([Tensor]) throws -> [Tensor] = { a in
+            let (x, y, s) = (a[0], a[1], a[2])
+            let u = try (x * s + y).tanh()
+            let v = try u * u - x.sigmoid() * s
+            let w = try v.multiplied(by: y, adding: u)
+            let (_, pullback) = try vjp(at: [x, s]) { p in try ((p[0] * p[1]).sin() * y + p[0].exp()).softplus() }
+            let g = try pullback(try x.onesLike())
+            return [w, try (w / (s + 1)).relu() + v, g[0]]
+        }
+        let (bundle, _) = try traceGraph(body, at: arguments)
+        let program = try bundle.compiled(native: .required)
+        #expect(program.statistics.chunkedInstructions >= 8, "\(program.statistics)")
+        let expected = try bundle.execute(arguments)
+        for threads in [1, 2, 3] {
+            let native = try Parallelism.withThreadCount(threads) { try program(arguments) }
+            #expect(zip(native, expected).allSatisfy(bitwiseEqualUpToNaN), "\(threads) threads")
+        }
+        // Sizes at the limit stay in plain runs (or interpreted); one past it is chunked.
+        let limit = try traceGraph({ a in [try (a[0] * 2).exp()] }, at: [try Tensor.zeros([4096])]).bundle.compiled(native: .required)
+        let past = try traceGraph({ a in [try (a[0] * 2).exp()] }, at: [try Tensor.zeros([4097])]).bundle.compiled(native: .required)
+        #expect(limit.statistics.chunkedInstructions == 0 && past.statistics.chunkedInstructions == 2)
+    }
+
+    @Test("a chunked run stops where its regions would overlap other than element for element")
+    func chunkedRunRegions() {
+        typealias G = NativeCodeGenerator
+        func add(y: Int, a: Int, b: Int, n: Int = 5000, bScalar: Bool = false) -> FrameInstruction {
+            var i = FrameInstruction(kind: .binary, op: .add, float64: true)
+            (i.y, i.a, i.b, i.n, i.bScalar) = (y, a, b, n, bScalar)
+            return i
+        }
+        let bytes = 5000 * 8
+        // Chained element for element (in place included): one run.
+        #expect(G(instructions: [add(y: 0, a: bytes, b: 2 * bytes), add(y: 0, a: 0, b: bytes)], tables: []).chunkedSegments(splits: []) == [0..<2])
+        // The second writes over the first's input shifted by one element: two runs.
+        #expect(G(instructions: [add(y: 0, a: bytes, b: 2 * bytes), add(y: bytes + 8, a: 0, b: 0)], tables: []).chunkedSegments(splits: []) == [0..<1, 1..<2])
+        // The second reads throughout an element the first writes: two runs.
+        #expect(G(instructions: [add(y: 0, a: bytes, b: 2 * bytes), add(y: 3 * bytes, a: bytes, b: 8, bScalar: true)], tables: [])
+            .chunkedSegments(splits: []) == [0..<1, 1..<2])
+        // Another size, or a split: two runs; small instructions: none.
+        #expect(G(instructions: [add(y: 0, a: bytes, b: 2 * bytes), add(y: 3 * bytes, a: 0, b: 0, n: 6000)], tables: [])
+            .chunkedSegments(splits: []) == [0..<1, 1..<2])
+        #expect(G(instructions: [add(y: 0, a: bytes, b: 2 * bytes), add(y: 0, a: 0, b: bytes)], tables: []).chunkedSegments(splits: [1]) == [0..<1, 1..<2])
+        #expect(G(instructions: [add(y: 0, a: 800, b: 1600, n: 100)], tables: []).chunkedSegments(splits: []).isEmpty)
     }
 
     @Test("long operands: index tables as arrays, pairwise sums over more than 64 elements, strided reductions")
