@@ -10,15 +10,17 @@ import AdjointIR
 /// with four accumulators. Compiled with `-ffp-contract=off` and without fast-math, each result is
 /// the interpreter's bit for bit (tested per operator family and dtype on edge inputs). What is
 /// covered: elementwise unary and binary operators, `multiplyAdd`, gathers, and sum/mean/max/min
-/// reductions small enough to run serially; matmul, logsumexp, large operators and fallbacks stay
-/// interpreted.
+/// reductions small enough to run serially; large elementwise operators without index tables as
+/// chunked runs (``chunkedSegments(splits:)``: one loop over a chunk of elements for the whole run,
+/// chunks on the worker threads); matmul, logsumexp, large gathers, table-driven operators and
+/// fallbacks stay interpreted.
 struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
     static let version = 3
-    /// The largest elementwise instruction compiled natively: larger ones keep the interpreter's
-    /// parallel loops.
+    /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
+    /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
     /// Index tables up to this length are unrolled into constant indices.
     static let unrollLimit = 32
