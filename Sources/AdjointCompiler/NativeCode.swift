@@ -146,28 +146,23 @@ struct NativeCodeGenerator {
     /// throughout are read once.
     private func emitChunked(_ run: Range<Int>, name: String) -> String {
         var declarations = "", loop = ""
-        var pointers: [String: String] = [:], scalars: [String: String] = [:]
+        var names: [String: String] = [:]   // "p"/"s" + offset + type: the declared name
         var latest: [Int: (name: String, float64: Bool, bytes: Int)] = [:]
         func type(_ float64: Bool) -> String { float64 ? "double" : "float" }
-        func pointer(_ offset: Int, _ float64: Bool) -> String {
-            let key = "\(offset):\(float64)"
-            if let p = pointers[key] { return p }
-            let p = "p\(pointers.count)"
-            pointers[key] = p
-            declarations += "\(type(float64)) *\(p) = (\(type(float64)) *)(base + \(offset));\n"
-            return p
+        /// The name of a pointer to the frame at `offset` ("p") or of the element there read once
+        /// ("s"), declared before the loop the first time it is asked for.
+        func declared(_ kind: String, _ offset: Int, _ float64: Bool) -> String {
+            let key = "\(kind)\(offset):\(float64)"
+            if let name = names[key] { return name }
+            let name = "\(kind)\(names.count)", t = type(float64)
+            names[key] = name
+            declarations += kind == "p" ? "\(t) *\(name) = (\(t) *)(base + \(offset));\n" : "const \(t) \(name) = *(\(t) *)(base + \(offset));\n"
+            return name
         }
         func operand(_ region: Region, _ float64: Bool) -> String {
-            if region.scalar {
-                let key = "\(region.offset):\(float64)"
-                if let s = scalars[key] { return s }
-                let s = "s\(scalars.count)"
-                scalars[key] = s
-                declarations += "const \(type(float64)) \(s) = *(\(type(float64)) *)(base + \(region.offset));\n"
-                return s
-            }
+            if region.scalar { return declared("s", region.offset, float64) }
             if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }
-            return "\(pointer(region.offset, float64))[k]"
+            return "\(declared("p", region.offset, float64))[k]"
         }
         for (index, k) in run.enumerated() {
             let i = instructions[k], t = type(i.float64), v = "v\(index)"
@@ -177,7 +172,7 @@ struct NativeCodeGenerator {
             case .binary: loop += "\(t) \(v) = \(Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!);\n"
             default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
             }
-            loop += "\(pointer(i.y, i.float64))[k] = \(v);\n"
+            loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n"
             latest[i.y] = (v, i.float64, Self.write(i).bytes)
         }
         return "\nvoid \(name)(unsigned char *base, long begin, long end) {\n" + declarations

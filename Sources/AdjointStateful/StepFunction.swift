@@ -56,7 +56,7 @@ public protocol StepFunction {
 
     /// The whole unroll on the step's own engine, or `nil` when the step has none for this schedule
     /// and ``UnrollOptions/engine`` (the default; ``CompiledStep`` has ``UnrollEngine/packed``, a
-    /// `SwiftADStep` made from a `@SwiftADStepBody` has ``UnrollEngine/loop`` under `storeAll`). ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``
+    /// `SwiftADBodyStep` has ``UnrollEngine/loop`` under `storeAll`). ``unroll(_:from:parameters:steps:loss:schedule:options:inputs:)``
     /// calls it unless ``UnrollOptions/engine`` is ``UnrollEngine/stepFunction``, so the engine
     /// follows the step's dynamic type and the options, never the static type a caller holds.
     func packedUnroll(from initial: State, parameters: Parameters, steps: Int, loss: Loss, schedule: CheckpointSchedule,

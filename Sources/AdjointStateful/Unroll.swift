@@ -54,8 +54,8 @@ public struct UnrollOptions {
     /// an input that would take it past this is used and not kept.
     public var inputCacheBytes: Int
     /// The engine: `nil` picks ``UnrollEngine/packed`` for a ``CompiledStep`` (whatever the static
-    /// type the caller holds it as), ``UnrollEngine/loop`` for a `SwiftADStep` made from a
-    /// `@SwiftADStepBody` under `storeAll`, and ``UnrollEngine/stepFunction`` for any other step or
+    /// type the caller holds it as), ``UnrollEngine/loop`` for a `SwiftADBodyStep` under
+    /// `storeAll`, and ``UnrollEngine/stepFunction`` for any other step or
     /// schedule; the report says which ran (``UnrollReport/engine``). Asking for an engine the step
     /// and schedule do not have throws ``UnrollError/engineUnavailable(_:step:)``.
     public var engine: UnrollEngine?

@@ -56,7 +56,7 @@ public enum UnrollError: Error, Equatable, CustomStringConvertible {
                 + "(after operator \(positions.map(String.init).joined(separator: ", "))); a branch on such a value would be frozen at the example's "
                 + "values in a compiled plan — express it with Tensor.select, or keep the step a TensorStep"
         case let .engineUnavailable(engine, step):
-            let runs = engine == .loop ? "a SwiftADStep made from a @SwiftADStepBody under storeAll" : "CompiledStep"
+            let runs = engine == .loop ? "SwiftADBodyStep under storeAll" : "CompiledStep"
             return "the \(engine) unroll engine runs \(runs) only, not \(step) with this schedule; leave UnrollOptions.engine nil or use .stepFunction"
         case let .inputRequired(step):
             return "\(step) reads an input at every step: pass inputs: to unroll, or build the step from a body without an input"

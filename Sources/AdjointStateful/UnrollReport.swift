@@ -8,11 +8,10 @@ public enum UnrollEngine: String, Sendable, Equatable, CaseIterable, CustomStrin
     /// For a ``CompiledStep`` only: each state is one packed byte buffer between steps, copied
     /// into the step's frame and back — no tensor made per step.
     case packed
-    /// For a `SwiftADStep` made from a `@SwiftADStepBody`, under ``CheckpointSchedule/storeAll``
-    /// only: the whole horizon as one loop differentiated by `_Differentiation` in the body's
-    /// module, as a plain `_Differentiation` program is written — no pullback per step through the
-    /// adapter. `storeAll` computes each state once, so there is nothing to replay and no hash is
-    /// kept; memory is the plain loop's (its pullback contexts).
+    /// For a `SwiftADBodyStep` (AdjointSwiftAD), under ``CheckpointSchedule/storeAll`` only: one
+    /// loop runs the steps forward keeping the states, one differentiates each step last first and
+    /// runs its pullback at once — without the executor's per-step bookkeeping. `storeAll`
+    /// computes each state once, so there is nothing to replay and no hash is kept.
     case loop
 
     public var description: String { rawValue }
