@@ -271,7 +271,7 @@ public struct CacheCommand: ParsableCommand {
         var model = "cache-model.safetensors"
         @Option(name: .long, help: "Checkpoint directory (default: MODEL.checkpoints).")
         var checkpointDirectory: String?
-        @Flag(name: .long, help: "Train the eviction scorer only, no admission gate.")
+        @Flag(name: .long, help: "Train the eviction scorer only: no admission gate, and no bypass of missed objects by the scorer.")
         var noAdmission = false
         @Option(name: .long, help: "How the admission gate learns: labels (reuse within an LRU cache's reach) or relaxed (soft admission in the relaxed simulator).")
         var admissionMethod: AdmissionTraining.Method = .labels

@@ -47,8 +47,9 @@ public struct CacheTrainingOptions: Sendable {
     public var validationFraction = 0.2
     /// Stop after this many rounds without a better validation miss ratio.
     public var patience = 2
-    /// Train an admission gate in front of the kept eviction scorer (``AdmissionTraining``); the
-    /// model keeps it only if it lowers the validation miss ratio.
+    /// Train admission with the kept eviction scorer: try its bypass (a missed object scoring
+    /// below every candidate is not admitted) and a gate in front of it (``AdmissionTraining``);
+    /// the model keeps each only if it lowers the validation miss ratio.
     public var admission = true
     /// How the admission gate learns (reuse labels, or the relaxed simulator's soft admission).
     public var admissionMethod = AdmissionTraining.Method.labels
