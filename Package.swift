@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "AdjointTraining", targets: ["AdjointTraining"]),
         .library(name: "AdjointPolicies", targets: ["AdjointPolicies"]),
         .library(name: "AdjointSwiftAD", targets: ["AdjointSwiftAD"]),
+        .library(name: "AdjointDistributed", targets: ["AdjointDistributed"]),
         .library(name: "AdjointCLI", targets: ["AdjointCLI"]),
         .executable(name: "adjoint", targets: ["adjoint"]),
         // Examples, exported for the benchmark package (not API).
@@ -48,12 +49,14 @@ let package = Package(
         .target(name: "AdjointStateful", dependencies: ["AdjointCompiler", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful", "AdjointMacros"]),
+        // Open MPI lives here and above only: nothing below AdjointDistributed links it.
+        .target(name: "AdjointDistributed", dependencies: ["AdjointTraining", "AdjointStateful", "CMPI"]),
         .target(name: "AdjointPolicies", dependencies: ["AdjointStateful", "AdjointTraining", "CZstd", "CZlib"]),
         .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointIO", "AdjointCompiler", "AdjointAutodiff", "AdjointStateful", "AdjointTraining", "AdjointPolicies"]),
         .target(
             name: "AdjointCLI",
             dependencies: [
-                "Adjoint", "AdjointExamples",
+                "Adjoint", "AdjointExamples", "AdjointDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -75,6 +78,7 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Fuzzing (`scripts/fuzz`; Documentation/Robustness.md)
@@ -101,6 +105,7 @@ let package = Package(
         .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointSwiftADTests", dependencies: ["AdjointSwiftADExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTrainingTests", dependencies: ["AdjointTraining", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointDistributedTests", dependencies: ["AdjointDistributed", "AdjointTestSupport", "adjoint"]),
         .testTarget(name: "AdjointPoliciesTests", dependencies: ["AdjointPolicies", "AdjointTestSupport"]),
         .testTarget(name: "AdjointFuzzTargetsTests", dependencies: ["AdjointFuzzTargets"], path: "Fuzz/Tests"),
         .testTarget(name: "AdjointCLITests", dependencies: ["AdjointCLI", "AdjointExamples", "AdjointTestSupport", "adjoint"], exclude: ["Snapshots"]),

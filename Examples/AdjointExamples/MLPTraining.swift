@@ -92,6 +92,29 @@ public struct MLPTraining {
         return lastLoss
     }
 
+    // MARK: Data-parallel steps (`adjoint repro mlp --ranks`, `mpirun … adjoint train --distributed`)
+
+    /// The next shuffled batch's example indices (advances the data position, like a step).
+    public mutating func nextBatch() throws -> [Int] {
+        try batches.next().scalars(as: Int64.self).map { Int($0) }
+    }
+
+    /// The loss of one example under `model`, with dropout from a stream of its own keyed by the
+    /// step and the example: the same wherever and with whatever else it is computed, which makes a
+    /// data-parallel gradient independent of how the batch is split among ranks.
+    public func exampleLoss(_ model: Model, example: Int, step: Int) throws -> Tensor {
+        let index = Tensor([Int64(example)])
+        let x = try inputs.gather(index, axis: 0), y = try labels.gather(index, axis: 0)
+        var stream = RandomStream(key: RandomKey(seed: configuration.seed).fold(in: 8).fold(in: UInt64(step)).fold(in: UInt64(example)))
+        return try model.loss(x, y, dropoutRate: configuration.dropout, stream: &stream)
+    }
+
+    /// One optimizer step along `gradient` (computed elsewhere, e.g. across ranks); records `loss`.
+    public mutating func apply(gradient: Model, loss: Double) throws {
+        try optimizer.update(&model, along: gradient)
+        lastLoss = loss
+    }
+
     /// The whole training state.
     public func checkpoint(run: RunManifest) -> Checkpoint {
         Checkpoint(model: model, optimizer: optimizer, random: ["dropout": dropoutStream], data: batches.position, run: run,

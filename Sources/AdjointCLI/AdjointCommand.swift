@@ -8,7 +8,7 @@ public struct AdjointCommand: ParsableCommand {
         abstract: "Adjoint: a differentiable-programming runtime for long-running stateful systems.",
         discussion: "Run `adjoint <command> --help` for the options of each command.",
         version: AdjointVersion.current,
-        subcommands: [OpsCommand.self, GradcheckCommand.self, SimulateCommand.self, TrainCommand.self, ReproCommand.self, LogCommand.self, CacheCommand.self, ServeCommand.self, GraphCommand.self]
+        subcommands: [OpsCommand.self, GradcheckCommand.self, SimulateCommand.self, TrainCommand.self, ReproCommand.self, LogCommand.self, CacheCommand.self, ServeCommand.self, GraphCommand.self, DistributedCommand.self]
     )
 
     public init() {}

@@ -1,0 +1,112 @@
+import AdjointAutodiff
+import AdjointTensor
+
+/// How gradients are summed across examples and ranks.
+public enum GradientSummation: String, Sendable, CaseIterable {
+    /// Per-example gradients added in order on each rank, then MPI's all-reduce: fast, but the last
+    /// bits depend on the number of ranks.
+    case plain
+    /// Every per-example gradient goes into a ``ReproducibleSum`` across all ranks: the result is
+    /// bitwise the same for any number of ranks.
+    case reproducible
+}
+
+extension Communicator {
+    /// `root`'s parameters on every rank (every rank passes a collection of the same structure).
+    public func broadcast<P: ParameterCollection>(parameters: P, root: Int = 0) throws -> P {
+        try parameters.mapTensors { try broadcast($0, root: root) }
+    }
+
+    /// This rank's share of `batch`: a contiguous slice, `⌊r·n/size⌋ ..< ⌊(r+1)·n/size⌋`.
+    public func shard<C: RandomAccessCollection>(_ batch: C) -> C.SubSequence where C.Index == Int {
+        let n = batch.count
+        let lower = batch.startIndex + rank * n / size, upper = batch.startIndex + (rank + 1) * n / size
+        return batch[lower..<upper]
+    }
+
+    /// The mean loss and mean gradient over a global `batch` of examples, on every rank: each rank
+    /// differentiates `loss(model, example)` for the examples of its ``shard(_:)``, one example at a
+    /// time, and the per-example values are summed across all ranks as `summation` says, then
+    /// divided by the batch size. With ``GradientSummation/reproducible`` the result is bitwise the
+    /// same for any number of ranks, provided `loss` depends only on the model and the example (give
+    /// each example its own random stream).
+    ///
+    /// - Throws: ``DistributedError/unsupportedDType(collective:dtype:)`` for a parameter that is
+    ///   not float32 or float64; an empty batch is ``DistributedError/invalidArgument(field:value:limit:)``;
+    ///   errors of `loss`, of differentiation, and of the collectives.
+    public func meanGradient<P: ParameterCollection>(
+        of model: P, batch: [Int], summation: GradientSummation = .reproducible, loss: (P, Int) throws -> Tensor
+    ) throws -> (loss: Double, gradient: P) {
+        guard !batch.isEmpty else { throw DistributedError.invalidArgument(field: "batch", value: "empty", limit: "needs at least one example") }
+        let parameters = model.tensors
+        for tensor in parameters where tensor.dtype != .float32 && tensor.dtype != .float64 {
+            throw DistributedError.unsupportedDType(collective: "meanGradient", dtype: "\(tensor.dtype)")
+        }
+        // Parameters grouped by dtype, each group flattened into one vector per example.
+        let groups = Dictionary(grouping: parameters.indices, by: { parameters[$0].dtype }).sorted { $0.key.rawValue < $1.key.rawValue }
+        var losses: [Tensor] = []
+        var flat: [[Tensor]] = Array(repeating: [], count: groups.count)
+        for example in shard(batch) {
+            let (value, gradient) = try valueWithGradient(at: model) { try loss($0, example) }
+            let tensors = gradient.tensors
+            losses.append(Tensor([try value.item()]))
+            for (group, (dtype, members)) in groups.enumerated() { flat[group].append(Self.flatten(members.map { tensors[$0] }, dtype: dtype)) }
+        }
+        let scale = 1 / Double(batch.count)
+        let totalLoss = try sum(losses, shape: [1], dtype: .float64, summation: summation).doubles[0] * scale
+        var result = parameters
+        for (group, (dtype, members)) in groups.enumerated() {
+            let length = members.reduce(0) { $0 + parameters[$1].elementCount }
+            let total = try sum(flat[group], shape: [length], dtype: dtype, summation: summation)
+            var offset = 0
+            for member in members {
+                result[member] = Self.scaledSlice(of: total, offset: offset, shape: parameters[member].shape, scale: scale)
+                offset += parameters[member].elementCount
+            }
+        }
+        return (totalLoss, model.replacingTensors(with: result))
+    }
+
+    private func sum(_ contributions: [Tensor], shape: [Int], dtype: DType, summation: GradientSummation) throws -> Tensor {
+        switch summation {
+        case .reproducible:
+            return try reproducibleSum(contributions, shape: shape, dtype: dtype)
+        case .plain:
+            let local = Tensor(uninitialized: shape, dtype: dtype)
+            local.rawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: local.elementCount * dtype.byteSize)
+            for contribution in contributions {
+                if dtype == .float32 { Self.addInPlace(local.pointer(Float.self), contribution.pointer(Float.self), local.elementCount) }
+                else { Self.addInPlace(local.pointer(Double.self), contribution.pointer(Double.self), local.elementCount) }
+            }
+            return try allReduce(local, .sum)
+        }
+    }
+
+    private static func addInPlace<T: BinaryFloatingPoint>(_ target: UnsafeMutablePointer<T>, _ source: UnsafeMutablePointer<T>, _ count: Int) {
+        for index in 0..<count { target[index] += source[index] }
+    }
+
+    /// The tensors' elements, one after another, in one 1-D tensor.
+    private static func flatten(_ tensors: [Tensor], dtype: DType) -> Tensor {
+        let result = Tensor(uninitialized: [tensors.reduce(0) { $0 + $1.elementCount }], dtype: dtype)
+        var offset = 0
+        for tensor in tensors {
+            (result.rawPointer + offset).copyMemory(from: tensor.rawPointer, byteCount: tensor.elementCount * dtype.byteSize)
+            offset += tensor.elementCount * dtype.byteSize
+        }
+        return result
+    }
+
+    /// `shape`'s worth of `flat` from `offset`, each element times `scale` (in the tensor's dtype).
+    private static func scaledSlice(of flat: Tensor, offset: Int, shape: [Int], scale: Double) -> Tensor {
+        let result = Tensor(uninitialized: shape, dtype: flat.dtype)
+        if flat.dtype == .float32 {
+            let source = flat.pointer(Float.self) + offset, target = result.pointer(Float.self), factor = Float(scale)
+            for index in 0..<result.elementCount { target[index] = source[index] * factor }
+        } else {
+            let source = flat.pointer(Double.self) + offset, target = result.pointer(Double.self)
+            for index in 0..<result.elementCount { target[index] = source[index] * scale }
+        }
+        return result
+    }
+}

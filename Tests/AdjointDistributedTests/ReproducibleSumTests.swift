@@ -1,0 +1,5 @@
+import AdjointDistributed
+import AdjointTensor
+import Testing
+
+@Suite struct ReproducibleSumTests {}
