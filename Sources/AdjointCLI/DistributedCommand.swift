@@ -115,7 +115,7 @@ enum DistributedSelfCheck {
                 _ = try communicator.allReduce(try Tensor.zeros([communicator.rank + 1], dtype: .float32))
                 return "no error"
             } catch DistributedError.mismatch(_, let field, let values) {
-                return field == "element count" && values == (1...size).map { Int64($0) } ? nil : "mismatch on \(field) \(values)"
+                return field == "shape" && values == (1...size).map { "[\($0)]" } ? nil : "mismatch on \(field) \(values)"
             }
         }
         return results

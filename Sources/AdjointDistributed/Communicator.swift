@@ -171,18 +171,24 @@ public final class Communicator: @unchecked Sendable {
         try run(name, sequence: sequence, start)
     }
 
-    /// Field names of the call descriptor, in order (the first compared, the rest free).
-    private static let fields = ["collective order", "collective", "dtype", "element count", "shape rank", "shape", "root", "operator"]
+    /// The collectives' names, by the `kind` each passes to ``check(_:kind:tensor:root:operation:free:)``.
+    private static let collectiveNames = [1: "barrier", 2: "broadcast", 3: "allReduce", 4: "allGather", 5: "reduceScatter", 6: "reproducibleSum"]
+    /// Dimensions of a shape carried in the descriptor itself (a longer shape's rest is hashed).
+    private static let describedDimensions = 6
 
     /// All-gathers the descriptor of this call (and `free` per-rank values) and throws
     /// ``DistributedError/mismatch(collective:field:values:)`` on the first field the ranks
     /// disagree on. Returns every rank's free values.
     private func check(_ name: String, kind: Int64, tensor: Tensor?, root: Int64 = -1, operation: Int64 = 0, free: [Int64]) throws -> [[Int64]] {
         let next = lock.withLock { () -> Int64 in sequence += 1; return sequence }
-        var shapeHash: UInt64 = 14_695_981_039_346_656_037
-        for extent in tensor?.shape ?? [] { shapeHash = (shapeHash ^ UInt64(truncatingIfNeeded: extent)) &* 1_099_511_628_211 }
-        let descriptor: [Int64] = [next, kind, tensor.map { Self.dtypeCode($0.dtype) } ?? 0, Int64(tensor?.elementCount ?? 0),
-                                   Int64(tensor?.rank ?? 0), Int64(bitPattern: shapeHash), root, operation] + free
+        let shape = tensor?.shape ?? []
+        var tailHash: UInt64 = 14_695_981_039_346_656_037
+        for extent in shape.dropFirst(Self.describedDimensions) { tailHash = (tailHash ^ UInt64(truncatingIfNeeded: extent)) &* 1_099_511_628_211 }
+        let dimensions = (0..<Self.describedDimensions).map { $0 < shape.count ? Int64(shape[$0]) : -1 }
+        // [order, collective, dtype, element count, root, operator, shape rank, dimensions…, tail hash, free…]
+        let described: [Int64] = [next, kind, tensor.map { Self.dtypeCode($0.dtype) } ?? 0, Int64(tensor?.elementCount ?? 0), root, operation,
+                                  Int64(shape.count)] + dimensions + [Int64(bitPattern: tailHash)]
+        let descriptor = described + free
         let width = descriptor.count
         var all = [Int64](repeating: 0, count: width * size)
         try run(name, sequence: next) { comm, request in
@@ -191,10 +197,24 @@ public final class Communicator: @unchecked Sendable {
             }
         }
         let rows = (0..<size).map { Array(all[($0 * width)..<(($0 + 1) * width)]) }
-        for (index, field) in Self.fields.enumerated() where rows.contains(where: { $0[index] != rows[0][index] }) {
-            throw DistributedError.mismatch(collective: name, field: field, values: rows.map { $0[index] })
+        func shapeText(_ row: [Int64]) -> String {
+            let rank = Int(row[6])
+            let shown = row[7..<(7 + min(rank, Self.describedDimensions))].map(String.init).joined(separator: ", ")
+            return "[" + shown + (rank > Self.describedDimensions ? ", … (\(rank) axes, hash \(String(UInt64(bitPattern: row[7 + Self.describedDimensions]), radix: 16)))" : "") + "]"
         }
-        return rows.map { Array($0[Self.fields.count...]) }
+        // Compared in this order; each field's columns of the descriptor and how a rank's value reads.
+        let fields: [(name: String, columns: [Int], text: ([Int64]) -> String)] = [
+            ("collective order", [0], { "#\($0[0])" }),
+            ("collective", [1], { Self.collectiveNames[Int($0[1])] ?? "\($0[1])" }),
+            ("dtype", [2], { row in DType.allCases.first { Self.dtypeCode($0) == row[2] }.map { "\($0)" } ?? "none" }),
+            ("shape", [3] + Array(6..<described.count), shapeText),
+            ("root", [4], { "\($0[4])" }),
+            ("operator", [5], { row in ReductionOperator(rawValue: row[5]).map { "\($0)" } ?? "none" }),
+        ]
+        for field in fields where rows.contains(where: { row in field.columns.contains { row[$0] != rows[0][$0] } }) {
+            throw DistributedError.mismatch(collective: name, field: field.name, values: rows.map(field.text))
+        }
+        return rows.map { Array($0[described.count...]) }
     }
 
     /// Starts one nonblocking MPI call and polls it to completion or the deadline.

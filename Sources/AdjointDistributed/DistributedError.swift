@@ -3,9 +3,10 @@
 public enum DistributedError: Error, Equatable, CustomStringConvertible {
     /// An MPI call returned an error code.
     case mpi(function: String, code: Int32, message: String)
-    /// The ranks called a collective with different arguments: `field` took `values` (one per rank,
-    /// in rank order). Detected before any data moves.
-    case mismatch(collective: String, field: String, values: [Int64])
+    /// The ranks called a collective with different arguments: `field` (collective order,
+    /// collective, dtype, shape, root or operator) took `values` (one per rank, in rank order).
+    /// Detected before any data moves.
+    case mismatch(collective: String, field: String, values: [String])
     /// A collective did not complete within `seconds`: a rank is dead, stuck, or calling something
     /// else. The communicator is unusable afterwards (the collective cannot be cancelled).
     case timeout(collective: String, sequence: Int64, seconds: Double)

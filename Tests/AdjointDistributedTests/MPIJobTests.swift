@@ -1,0 +1,83 @@
+import AdjointTestSupport
+import Foundation
+import Testing
+
+/// `mpirun`, when Open MPI is installed (scripts/bootstrap installs it; without it these tests are
+/// reported as skipped).
+let mpirunPath: String? = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+/// An executable built beside the test bundle (the test target depends on it).
+func builtExecutable(_ name: String) throws -> String {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    let candidates = [exe.appendingPathComponent(name).path, exe.deletingLastPathComponent().appendingPathComponent(name).path]
+    return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) }, "\(name) not found near \(exe.path)")
+}
+
+/// `mpirun -np ranks executable arguments…` to completion: exit status, output, seconds.
+func mpirun(_ ranks: Int, _ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String, seconds: Double) {
+    let started = Date()
+    var options = ["-np", "\(ranks)", "--oversubscribe"]
+    if getuid() == 0 { options.append("--allow-run-as-root") }
+    let (status, output) = try runProcess([mpirunPath!] + options + [try builtExecutable(executable)] + arguments)
+    return (status, output, Date().timeIntervalSince(started))
+}
+
+/// Real MPI jobs of 1–4 ranks on this machine (oversubscribed): collectives, failures that must be
+/// errors on every rank and not hangs, and rank-count-independent training.
+@Suite(.serialized, .enabled(if: mpirunPath != nil, "mpirun (Open MPI) is not installed"))
+struct MPIJobTests {
+    @Test("adjoint distributed check passes on 1, 2, 3 and 4 ranks", arguments: [1, 2, 3, 4])
+    func check(ranks: Int) throws {
+        let (status, output, _) = try mpirun(ranks, "adjoint", ["distributed", "check", "--timeout", "60"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("all 28 checks passed on \(ranks) ranks"), "\(output)")
+    }
+
+    @Test("ranks disagreeing on a collective all get the same typed error and carry on",
+          arguments: [("different-collectives", "barrier: the ranks disagree on collective: rank 0 allReduce, rank 1 barrier, rank 2 barrier"),
+                      ("different-roots", "broadcast: the ranks disagree on root: rank 0 0, rank 1 1, rank 2 2"),
+                      ("different-dtypes", "allReduce: the ranks disagree on dtype: rank 0 f32, rank 1 f64, rank 2 f32")])
+    func mismatches(scenario: String, message: String) throws {
+        let (status, output, _) = try mpirun(3, "adjoint-mpi-scenarios", [scenario])
+        #expect(status == 0, "\(output)")
+        let lines = output.split(separator: "\n")
+        for rank in 0..<3 {
+            let mine = lines.filter { $0.hasPrefix("rank \(rank): ") }.map { $0.dropFirst("rank \(rank): ".count) }
+            #expect(mine.count == 2 && mine[1] == "barrier after the error: ok", "\(output)")
+            // Rank 0 called allReduce in the first scenario; the message names the caller's collective.
+            let expected = scenario == "different-collectives" && rank == 0 ? message.replacingOccurrences(of: "barrier:", with: "allReduce:") : message
+            #expect(mine.first.map(String.init) == expected, "rank \(rank): \(output)")
+        }
+    }
+
+    @Test("one rank's invalid contributions fail the reproducible sum on every rank")
+    func invalidContributions() throws {
+        let (status, output, _) = try mpirun(3, "adjoint-mpi-scenarios", ["invalid-contributions"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("rank 1: reproducible sum: contribution 0 is f32[5], expected f32[4]"), "\(output)")
+        #expect(output.contains("rank 0: reproducible sum: rank 1's contributions are invalid"), "\(output)")
+        #expect(output.contains("rank 2: reproducible sum: rank 1's contributions are invalid"), "\(output)")
+        #expect(output.components(separatedBy: "barrier after the error: ok").count == 4, "\(output)")
+    }
+
+    @Test("a collective the other ranks never join is a timeout, then the job is aborted, not hung")
+    func timeout() throws {
+        let (status, output, seconds) = try mpirun(3, "adjoint-mpi-scenarios", ["timeout"])
+        #expect(output.contains("rank 0: allReduce (collective #1) did not complete within 2.0 s"), "\(output)")
+        #expect(output.contains("rank 0: then: the communicator is unusable: allReduce (collective #1) timed out after 2.0 s"), "\(output)")
+        #expect(status != 0)
+        #expect(seconds < 25, "the other ranks sleep 30 s: MPI_Abort must end them")
+    }
+
+    @Test("repro mlp --ranks: reproducible summation is bitwise the same on 1, 2, 3 and 4 ranks; plain is not")
+    func reproAcrossRankCounts() throws {
+        let reproducible = try runProcess([try builtExecutable("adjoint"), "repro", "mlp", "--ranks", "1,2,3,4", "--steps", "2"])
+        #expect(reproducible.status == 0, "\(reproducible.output)")
+        #expect(reproducible.output.contains("bitwise identical: 5 runs, rank counts 1, 2, 3, 4"), "\(reproducible.output)")
+        let plain = try runProcess([try builtExecutable("adjoint"), "repro", "mlp", "--ranks", "1,2", "--steps", "2", "--summation", "plain"])
+        #expect(plain.output.contains("run 2/3: 1 rank…"), "progress on stderr: \(plain.output)")
+        // One rank twice is identical; two ranks add the per-rank sums in another order.
+        #expect(plain.output.contains("2    1      identical"), "\(plain.output)")
+        #expect(plain.status == 1 && plain.output.contains("DIFFERENT: run 3 (2 ranks) first differs from run 1 at step 1"), "\(plain.output)")
+    }
+}
