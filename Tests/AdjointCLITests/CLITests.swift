@@ -22,7 +22,7 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "serve-train", "graph"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "serve-train", "graph", "distributed", "distributed-check"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
                                                      "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
@@ -30,7 +30,8 @@ struct CLITests {
                                                      "cache": CacheCommand.self, "cache-compare": CacheCommand.Compare.self, "cache-train": CacheCommand.Train.self,
                                                      "serve": ServeCommand.self, "serve-simulate": ServeCommand.Simulate.self, "serve-compare": ServeCommand.Compare.self,
                                                      "serve-train": ServeCommand.Train.self,
-                                                     "graph": GraphCommand.self]
+                                                     "graph": GraphCommand.self,
+                                                     "distributed": DistributedCommand.self, "distributed-check": DistributedCommand.Check.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
     }
@@ -214,9 +215,21 @@ struct ReproCLITests {
         let outcome = try ReproCommand.compare(.mlp, steps: 3, threadCounts: [1, 3], policy: .strict)
         #expect(outcome.identical && outcome.text.hasSuffix("bitwise identical: 3 runs, thread counts 1, 3"))
         #expect(outcome.manifest.policy == .strict)
-        for bad in [["mlp", "--threads", "0"], ["mlp", "--threads", "1,x"], ["mlp", "--policy", "loose"], ["mlp", "--steps", "0"], ["nope"]] {
-            #expect(throws: (any Error).self) { try ReproCommand.parse(bad) }
+        for bad in [["mlp", "--threads", "0"], ["mlp", "--threads", "1,x"], ["mlp", "--policy", "loose"], ["mlp", "--steps", "0"], ["nope"],
+                    ["mlp", "--steps", "99999999999999999999"], ["mlp", "--ranks", "0"], ["mlp", "--ranks", "-1"], ["mlp", "--ranks", "65"],
+                    ["mlp", "--ranks", "1,,2"], ["mlp", "--ranks", ""], ["mlp", "--ranks", "99999999999999999999"], ["mlp", "--ranks", "2x"],
+                    ["thermal", "--ranks", "2"], ["mlp", "--ranks", "2", "--summation", "exact"]] {
+            #expect(throws: (any Error).self, "\(bad)") { try ReproCommand.parse(bad) }
         }
+        for bad in [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"], ["--timeout", "inf"], ["--timeout", "1e9"], ["--timeout", "x"]] {
+            #expect(throws: (any Error).self, "\(bad)") { try DistributedCommand.Check.parse(bad) }
+        }
+    }
+
+    @Test("`adjoint repro --ranks` with an mpirun that is not there is an error naming it")
+    func reproMissingMPIRun() throws {
+        let result = try runProcess([try adjointExecutable(), "repro", "mlp", "--ranks", "2", "--mpirun", "/nonexistent/mpirun"])
+        #expect(result.status == 1 && result.output.contains("--mpirun '/nonexistent/mpirun': not an executable file"), "\(result.output)")
     }
 
     @Test("`adjoint train` validates its options")
