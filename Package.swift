@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "AdjointCLI",
             dependencies: [
-                "Adjoint", "AdjointExamples", "AdjointDistributed",
+                "Adjoint", "AdjointExamples", "AdjointDistributed", "CMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

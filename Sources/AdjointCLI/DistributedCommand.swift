@@ -8,8 +8,8 @@ import Foundation
 public struct DistributedCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "distributed",
-        abstract: "Check the MPI setup: run under mpirun (e.g. mpirun -np 4 adjoint distributed check).",
-        subcommands: [Check.self]
+        abstract: "Check and measure the MPI setup: run under mpirun (e.g. mpirun -np 4 adjoint distributed check).",
+        subcommands: [Check.self, Bench.self]
     )
 
     public init() {}

@@ -32,6 +32,8 @@ public final class Communicator: @unchecked Sendable {
     private var deadlineSeconds: Double
     private var sequence: Int64 = 0
     private var unusable: String?
+    private let scratchLock = NSLock()
+    private var scratchBounds: [Int16] = [], scratchTotals: [Int128] = [], scratchLimbs: [Int64] = []
 
     /// The job's world communicator (every rank), starting MPI if it is not started.
     ///
@@ -134,7 +136,7 @@ public final class Communicator: @unchecked Sendable {
     /// The sum of every rank's `contributions` (each of `shape` and `dtype`, float32 or float64;
     /// a rank may have none), on every rank, bitwise the same for any number of ranks and any
     /// distribution of the contributions among them: see ``ReproducibleSum``. Three collectives
-    /// (check, grid, totals); moves 2 + 16 bytes per element besides the check.
+    /// (check, grid, totals); moves 2 + 24 bytes per element besides the check.
     public func reproducibleSum(_ contributions: [Tensor], shape: [Int], dtype: DType) throws -> Tensor {
         guard dtype == .float32 || dtype == .float64 else { throw DistributedError.unsupportedDType(collective: "reproducibleSum", dtype: "\(dtype)") }
         let template = Tensor(uninitialized: shape, dtype: dtype)
@@ -147,19 +149,39 @@ public final class Communicator: @unchecked Sendable {
         if let failed = counts.firstIndex(of: -1) {
             throw localProblem ?? DistributedError.invalidContributions(detail: "rank \(failed)'s contributions are invalid")
         }
+        guard 3 * template.elementCount <= Int(Int32.max) else {
+            throw DistributedError.invalidArgument(field: "reproducibleSum's element count", value: "\(template.elementCount)", limit: "at most \(Int(Int32.max) / 3) (three 64-bit words per element in one MPI call)")
+        }
         guard counts.reduce(0, +) <= Int64(ReproducibleSum.maximumContributions) else {
             throw DistributedError.invalidContributions(detail: "\(counts.reduce(0, +)) contributions in all exceed the limit of \(ReproducibleSum.maximumContributions)")
         }
-        var bounds = ReproducibleSum.bounds(of: contributions, count: template.elementCount)
-        try run("reproducibleSum", sequence: collectiveCount) { comm, request in
-            bounds.withUnsafeMutableBytes { MPI_Iallreduce(adjoint_mpi_in_place(), $0.baseAddress, count, adjoint_mpi_int16(), handles.boundsCombine, comm, request) }
+        // The largest sum's buffers are kept for the next (a gradient is summed every step).
+        scratchLock.lock()
+        defer { scratchLock.unlock() }
+        let n = template.elementCount
+        if scratchBounds.count < n { scratchBounds = [Int16](repeating: 0, count: n) }
+        if scratchTotals.count < n { scratchTotals = [Int128](repeating: 0, count: n) }
+        if scratchLimbs.count < 3 * n { scratchLimbs = [Int64](repeating: 0, count: 3 * n) }
+        return try scratchBounds.withUnsafeMutableBufferPointer { allBounds in
+            try scratchTotals.withUnsafeMutableBufferPointer { allTotals in
+                try scratchLimbs.withUnsafeMutableBufferPointer { allLimbs in
+                    let bounds = UnsafeMutableBufferPointer(rebasing: allBounds[0..<n]), totals = UnsafeMutableBufferPointer(rebasing: allTotals[0..<n])
+                    let limbs = UnsafeMutableBufferPointer(rebasing: allLimbs[0..<(3 * n)])
+                    ReproducibleSum.computeBounds(of: contributions, into: bounds)
+                    try run("reproducibleSum", sequence: collectiveCount) { comm, request in
+                        MPI_Iallreduce(adjoint_mpi_in_place(), bounds.baseAddress, count, adjoint_mpi_int16(), handles.boundsCombine, comm, request)
+                    }
+                    ReproducibleSum.accumulate(contributions, bounds: UnsafeBufferPointer(bounds), into: totals, startingFromZero: true)
+                    // Across ranks the totals travel as three 64-bit limbs added by MPI's own integer sum.
+                    ReproducibleSum.split(UnsafeBufferPointer(totals), into: limbs)
+                    try run("reproducibleSum", sequence: collectiveCount) { comm, request in
+                        MPI_Iallreduce(adjoint_mpi_in_place(), limbs.baseAddress, Int32(3 * n), adjoint_mpi_int64(), adjoint_mpi_sum(), comm, request)
+                    }
+                    ReproducibleSum.join(UnsafeBufferPointer(limbs), into: totals)
+                    return try ReproducibleSum.round(UnsafeBufferPointer(totals), bounds: UnsafeBufferPointer(bounds), dtype: dtype, shape: shape)
+                }
+            }
         }
-        var totals = [Int128](repeating: 0, count: template.elementCount)
-        ReproducibleSum.accumulate(contributions, bounds: bounds, into: &totals)
-        try run("reproducibleSum", sequence: collectiveCount) { comm, request in
-            totals.withUnsafeMutableBytes { MPI_Iallreduce(adjoint_mpi_in_place(), $0.baseAddress, count, handles.int128, handles.int128Sum, comm, request) }
-        }
-        return try ReproducibleSum.round(totals, bounds: bounds, dtype: dtype, shape: shape)
     }
 
     // MARK: Machinery
@@ -233,13 +255,15 @@ public final class Communicator: @unchecked Sendable {
             if done != 0 { return }
             polls += 1
             if polls & 255 == 0 {
-                if DispatchTime.now().uptimeNanoseconds - began > limit {
+                let waited = DispatchTime.now().uptimeNanoseconds - began
+                if waited > limit {
                     unusable = "\(name) (collective #\(sequence)) timed out after \(deadlineSeconds) s"
                     MPIRuntime.markBroken()
                     throw DistributedError.timeout(collective: name, sequence: sequence, seconds: deadlineSeconds)
                 }
-                // Yield the core: with more ranks than cores a spinning rank starves the one it waits for.
-                if polls > 4096 { usleep(polls > 65536 ? 100 : 10) } else { sched_yield() }
+                // Yield the core (with more ranks than cores a spinning rank starves the one it waits
+                // for); after a second of waiting, sleep between polls instead of spinning.
+                if waited > 1_000_000_000 { usleep(50) } else { sched_yield() }
             }
         }
     }

@@ -7,12 +7,8 @@ import Foundation
 /// cleanly.
 enum MPIRuntime {
     struct Handles {
-        /// `MPI_Op` summing 128-bit two's-complement integers (the reproducible sum's totals).
-        var int128Sum: MPI_Op?
         /// `MPI_Op` combining the reproducible sum's bounds (`ReproducibleSum.combineBounds`).
         var boundsCombine: MPI_Op?
-        /// 16 contiguous bytes.
-        var int128: MPI_Datatype?
     }
 
     nonisolated(unsafe) private static var handles: Handles?
@@ -30,6 +26,9 @@ enum MPIRuntime {
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
+            // Nonblocking all-reduce by ring unless the user chose: libnbc's default choice for large
+            // buffers is several times slower than the blocking MPI_Allreduce (Documentation/Distributed.md).
+            setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0)
             var provided: Int32 = 0
             let code = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided)
             guard code == MPI_SUCCESS else { throw DistributedError.mpi(function: "MPI_Init_thread", code: code, message: errorText(code)) }
@@ -41,10 +40,7 @@ enum MPIRuntime {
         }
         try check(MPI_Comm_set_errhandler(adjoint_mpi_comm_world(), adjoint_mpi_errors_return()), "MPI_Comm_set_errhandler")
         var made = Handles()
-        try check(MPI_Op_create(int128SumFunction, 1, &made.int128Sum), "MPI_Op_create")
         try check(MPI_Op_create(boundsCombineFunction, 1, &made.boundsCombine), "MPI_Op_create")
-        try check(MPI_Type_contiguous(2, adjoint_mpi_uint64(), &made.int128), "MPI_Type_contiguous")
-        try check(MPI_Type_commit(&made.int128), "MPI_Type_commit")
         handles = made
         return made
     }
@@ -78,17 +74,6 @@ enum MPIRuntime {
         var length: Int32 = 0
         guard MPI_Error_string(code, &buffer, &length) == MPI_SUCCESS else { return "unknown error" }
         return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-/// `inout[i] += in[i]` on 128-bit integers (wrapping; `ReproducibleSum` keeps totals in range).
-private let int128SumFunction: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?,
-                                               UnsafeMutablePointer<MPI_Datatype?>?) -> Void = { input, output, length, _ in
-    guard let input, let output, let length else { return }
-    for index in 0..<Int(length.pointee) {
-        let offset = index * 16
-        let sum = input.loadUnaligned(fromByteOffset: offset, as: Int128.self) &+ output.loadUnaligned(fromByteOffset: offset, as: Int128.self)
-        output.storeBytes(of: sum, toByteOffset: offset, as: Int128.self)
     }
 }
 

@@ -68,21 +68,26 @@ public enum ReproducibleSum {
     /// "no nonzero contribution".
     public static func bounds(of contributions: [Tensor], count: Int) -> [Int16] {
         var bounds = [Int16](repeating: noMagnitude, count: count)
-        for tensor in contributions {
-            switch tensor.dtype {
-            case .float32: mergeBounds(UnsafeBufferPointer(start: tensor.pointer(Float.self), count: count), into: &bounds)
-            default: mergeBounds(UnsafeBufferPointer(start: tensor.pointer(Double.self), count: count), into: &bounds)
-            }
-        }
+        bounds.withUnsafeMutableBufferPointer { computeBounds(of: contributions, into: $0) }
         return bounds
     }
 
-    private static func mergeBounds<T: BinaryFloatingPoint>(_ values: UnsafeBufferPointer<T>, into bounds: inout [Int16]) {
-        for (index, x) in values.enumerated() {
-            bounds[index] = combineBounds(bounds[index], bound(of: x))
+    /// ``bounds(of:count:)`` into `bounds` (every element overwritten), in element chunks on the
+    /// worker threads (each element's bound is the same however the elements are chunked).
+    static func computeBounds(of contributions: [Tensor], into bounds: UnsafeMutableBufferPointer<Int16>) {
+        Parallelism.forEachRange(bounds.count) { range in
+            for index in range { bounds[index] = noMagnitude }
+            for tensor in contributions {
+                if tensor.dtype == .float32 { mergeBounds(tensor.pointer(Float.self), range, bounds) } else { mergeBounds(tensor.pointer(Double.self), range, bounds) }
+            }
         }
     }
 
+    private static func mergeBounds<T: BinaryFloatingPoint>(_ values: UnsafeMutablePointer<T>, _ range: Range<Int>, _ bounds: UnsafeMutableBufferPointer<Int16>) {
+        for index in range { bounds[index] = combineBounds(bounds[index], bound(of: values[index])) }
+    }
+
+    @inline(__always)
     static func bound<T: BinaryFloatingPoint>(of x: T) -> Int16 {
         if x.isNaN { return specialBase | nanFlag }
         if x.isInfinite { return specialBase | (x > 0 ? positiveInfinityFlag : negativeInfinityFlag) }
@@ -104,24 +109,34 @@ public enum ReproducibleSum {
     /// Adds every contribution, as an integer count of its element's grid unit, to `totals`.
     public static func accumulate(_ contributions: [Tensor], bounds: [Int16], into totals: inout [Int128]) {
         precondition(totals.count == bounds.count, "ReproducibleSum.accumulate: \(totals.count) totals for \(bounds.count) bounds")
+        bounds.withUnsafeBufferPointer { bounds in totals.withUnsafeMutableBufferPointer { accumulate(contributions, bounds: bounds, into: $0, startingFromZero: false) } }
+    }
+
+    /// ``accumulate(_:bounds:into:)`` on buffers, in element chunks on the worker threads; with
+    /// `startingFromZero` the totals' old contents are ignored.
+    static func accumulate(_ contributions: [Tensor], bounds: UnsafeBufferPointer<Int16>, into totals: UnsafeMutableBufferPointer<Int128>, startingFromZero: Bool) {
         for tensor in contributions {
             precondition(tensor.elementCount == bounds.count, "ReproducibleSum.accumulate: contribution of \(tensor.elementCount) elements for \(bounds.count) bounds")
-            switch tensor.dtype {
-            case .float32: add(UnsafeBufferPointer(start: tensor.pointer(Float.self), count: bounds.count), bounds: bounds, into: &totals)
-            default: add(UnsafeBufferPointer(start: tensor.pointer(Double.self), count: bounds.count), bounds: bounds, into: &totals)
+        }
+        Parallelism.forEachRange(bounds.count) { range in
+            if startingFromZero { for index in range { totals[index] = 0 } }
+            for tensor in contributions {
+                if tensor.dtype == .float32 { add(tensor.pointer(Float.self), range, bounds, totals) } else { add(tensor.pointer(Double.self), range, bounds, totals) }
             }
         }
     }
 
-    private static func add<T: BinaryFloatingPoint>(_ values: UnsafeBufferPointer<T>, bounds: [Int16], into totals: inout [Int128]) {
-        for (index, x) in values.enumerated() {
-            let bound = bounds[index]
+    private static func add<T: BinaryFloatingPoint>(_ values: UnsafeMutablePointer<T>, _ range: Range<Int>, _ bounds: UnsafeBufferPointer<Int16>,
+                                                    _ totals: UnsafeMutableBufferPointer<Int128>) {
+        for index in range {
+            let x = values[index], bound = bounds[index]
             guard bound < specialBase, bound != noMagnitude, x != 0 else { continue }
             totals[index] &+= gridUnits(x, bound: Int(bound))
         }
     }
 
     /// `x / 2^(bound − windowBits)` rounded to the nearest integer (ties to even); `|x| < 2^bound`.
+    @inline(__always)
     static func gridUnits<T: BinaryFloatingPoint>(_ x: T, bound: Int) -> Int128 {
         // x = significand · 2^(exponent − significandBitCount), significand an integer below 2^(p).
         let significand = UInt64(x.significandBitPattern) | (x.isNormal ? UInt64(1) << UInt64(T.significandBitCount) : 0)
@@ -141,18 +156,62 @@ public enum ReproducibleSum {
         return x.sign == .minus ? -units : units
     }
 
+    // MARK: Between ranks: limbs
+
+    /// Bits of each of the two lower limbs.
+    static let limbBits = 37
+
+    /// Each total as three 64-bit limbs `(l0, l1, l2)` with `total = l0 + l1·2^37 + l2·2^74`,
+    /// `0 ≤ l0, l1 < 2^37`: limbs of up to 2^26 ranks add in 64 bits without overflow, so MPI's own
+    /// integer sum adds totals exactly, and ``join(_:into:)`` reassembles them.
+    static func split(_ totals: UnsafeBufferPointer<Int128>, into limbs: UnsafeMutableBufferPointer<Int64>) {
+        let mask = (Int128(1) << Int128(limbBits)) - 1
+        Parallelism.forEachRange(totals.count) { range in
+            for index in range {
+                let total = totals[index]
+                limbs[3 * index] = Int64(truncatingIfNeeded: total & mask)
+                limbs[3 * index + 1] = Int64(truncatingIfNeeded: (total >> Int128(limbBits)) & mask)
+                limbs[3 * index + 2] = Int64(truncatingIfNeeded: total >> Int128(2 * limbBits))
+            }
+        }
+    }
+
+    /// The totals from summed limbs (the inverse of ``split(_:into:)``, after adding).
+    static func join(_ limbs: UnsafeBufferPointer<Int64>, into totals: UnsafeMutableBufferPointer<Int128>) {
+        Parallelism.forEachRange(totals.count) { range in
+            for index in range {
+                totals[index] = Int128(limbs[3 * index]) &+ (Int128(limbs[3 * index + 1]) << Int128(limbBits)) &+ (Int128(limbs[3 * index + 2]) << Int128(2 * limbBits))
+            }
+        }
+    }
+
     // MARK: Phase 3: one rounding
 
     /// The totals as a tensor of `dtype`: each `total · 2^(bound − windowBits)` rounded once to
     /// nearest-even (overflowing to ±∞), or the non-finite value its flags say.
     public static func round(_ totals: [Int128], bounds: [Int16], dtype: DType, shape: [Int]) throws -> Tensor {
         precondition(totals.count == bounds.count, "ReproducibleSum.round: \(totals.count) totals for \(bounds.count) bounds")
-        if dtype == .float32 {
-            return try Tensor(zip(totals, bounds).map { value($0, bound: $1, as: Float.self) }, shape: shape)
-        }
-        return try Tensor(zip(totals, bounds).map { value($0, bound: $1, as: Double.self) }, shape: shape)
+        return try totals.withUnsafeBufferPointer { totals in try bounds.withUnsafeBufferPointer { try round(totals, bounds: $0, dtype: dtype, shape: shape) } }
     }
 
+    /// ``round(_:bounds:dtype:shape:)`` on buffers, in element chunks on the worker threads.
+    static func round(_ totals: UnsafeBufferPointer<Int128>, bounds: UnsafeBufferPointer<Int16>, dtype: DType, shape: [Int]) throws -> Tensor {
+        guard shape.reduce(1, *) == totals.count else {
+            throw DistributedError.invalidContributions(detail: "\(totals.count) totals for shape \(shape)")
+        }
+        let result = Tensor(uninitialized: shape, dtype: dtype)
+        let floats = result.rawPointer.assumingMemoryBound(to: Float.self), doubles = result.rawPointer.assumingMemoryBound(to: Double.self)
+        Parallelism.forEachRange(totals.count) { range in
+            if dtype == .float32 {
+                for index in range { floats[index] = value(totals[index], bound: bounds[index], as: Float.self) }
+            } else {
+                for index in range { doubles[index] = value(totals[index], bound: bounds[index], as: Double.self) }
+            }
+        }
+        return result
+    }
+
+    @inline(__always)
     static func value<T: BinaryFloatingPoint>(_ total: Int128, bound: Int16, as _: T.Type) -> T {
         if bound >= specialBase {
             let flags = bound & 7
@@ -163,21 +222,37 @@ public enum ReproducibleSum {
         let magnitude = total.magnitude
         let scale = Int(bound) - windowBits
         let width = UInt128.bitWidth - magnitude.leadingZeroBitCount
-        let precision = T.significandBitCount + 1
+        let fraction = T.significandBitCount
         let valueExponent = width - 1 + scale
-        let minimumExponent = Int(T.leastNormalMagnitude.exponent)
-        let kept = valueExponent >= minimumExponent ? precision : precision - (minimumExponent - valueExponent)
+        // Bits kept: the precision, fewer for a subnormal result.
+        let minimumExponent = 2 - (1 << (T.exponentBitCount - 1))  // −126, −1022
+        let kept = valueExponent >= minimumExponent ? fraction + 1 : fraction + 1 - (minimumExponent - valueExponent)
         let drop = width - kept
-        var result: T
+        var significand: UInt64
         if drop <= 0 {
-            result = T(sign: .plus, exponent: T.Exponent(scale), significand: T(magnitude))
+            significand = UInt64(truncatingIfNeeded: magnitude) << UInt64(-drop)
         } else if drop > width {
-            result = 0  // below half the smallest subnormal
+            significand = 0  // below half the smallest subnormal
         } else {
             let high = magnitude >> UInt128(drop)
             let rest = magnitude & ((UInt128(1) << UInt128(drop)) - 1), half = UInt128(1) << UInt128(drop - 1)
-            let rounded = high + (rest > half || (rest == half && high & 1 == 1) ? 1 : 0)
-            result = T(sign: .plus, exponent: T.Exponent(scale + drop), significand: T(rounded))
+            significand = UInt64(truncatingIfNeeded: high + (rest > half || (rest == half && high & 1 == 1) ? 1 : 0))
+        }
+        // value = significand · 2^unit; its bit pattern is ((unit − subnormal unit) << fraction) + significand
+        // for normal and subnormal results alike (a carry into the exponent field is the next binade).
+        let unit = scale + drop, subnormalUnit = minimumExponent - fraction
+        let field = unit - subnormalUnit
+        let infinityField = (1 << T.exponentBitCount) - 1
+        let result: T
+        if significand == 0 {
+            result = 0
+        } else if field >= infinityField {
+            result = .infinity
+        } else {
+            let bits = (UInt64(field) << UInt64(fraction)) &+ significand
+            let exponentBits = bits >> UInt64(fraction)
+            result = exponentBits >= UInt64(infinityField) ? .infinity
+                : T(sign: .plus, exponentBitPattern: T.RawExponent(exponentBits), significandBitPattern: T.RawSignificand(bits & ((1 << UInt64(fraction)) - 1)))
         }
         return total < 0 ? -result : result
     }
