@@ -147,7 +147,12 @@ extension Tape.Recorded {
 
 extension Tape {
     /// Runs the VJPs from the given seeds and returns the cotangent of every leaf (nil: zero).
-    func backward(seeds: [(id: Int32, cotangent: Tensor)]) throws -> [Tensor?] {
+    ///
+    /// With `leafReady`, each leaf's cotangent is also handed over as soon as it is final: right
+    /// after the backward step of the earliest recorded node that reads it (a leaf no node reads, or
+    /// that no cotangent reaches, at the end), so a caller can start using gradients while the rest
+    /// of the backward pass runs.
+    func backward(seeds: [(id: Int32, cotangent: Tensor)], leafReady: ((_ leaf: Int, _ cotangent: Tensor?) throws -> Void)? = nil) throws -> [Tensor?] {
         guard !isReleased else { throw AutodiffError.tapeReleased }
         // Read once: rules read the tape meanwhile, and backward does not modify it.
         let (nodes, inputs, valueCount) = (recorded.nodes, recorded.inputs, recorded.valueCount)
@@ -158,22 +163,46 @@ extension Tape {
         // Rank-0 rules may compute directly only where nothing would observe the rules' operations.
         let numbersAllowed = stack.runsUnobserved
         for seed in seeds { try cotangents.add(seed.cotangent, to: Int(seed.id)) }
-        for index in stride(from: nodes.count - 1, through: 0, by: -1) {
+        // For `leafReady`: per node, the leaves whose last reader (in backward order) it is.
+        var finishing: [Int: [Int]] = [:]
+        var pendingLeaves: Set<Int> = []
+        if leafReady != nil {
+            let leafOfValue = Dictionary(uniqueKeysWithValues: recorded.leaves.enumerated().map { (Int($0.element.id), $0.offset) })
+            var firstReader: [Int: Int] = [:]
+            for index in nodes.indices {
+                for input in inputs[nodes[index].inputRange] where input.id >= 0 {
+                    if let leaf = leafOfValue[Int(input.id)], firstReader[leaf] == nil { firstReader[leaf] = index }
+                }
+            }
+            for (leaf, node) in firstReader { finishing[node, default: []].append(leaf) }
+            pendingLeaves = Set(recorded.leaves.indices)
+        }
+        func finish(_ leaves: [Int]) throws {
+            guard let leafReady else { return }
+            for leaf in leaves.sorted() where pendingLeaves.remove(leaf) != nil {
+                let id = Int(recorded.leaves[leaf].id)
+                // Taken out and put back: nothing adds to it any more, and it is returned below too.
+                let cotangent = try cotangents.takeTensor(id, dtype: recorded.leaves[leaf].type.dtype)
+                if let cotangent { try cotangents.add(cotangent, to: id) }
+                try leafReady(leaf, cotangent)
+            }
+        }
+        func backwardStep(_ index: Int) throws {
             let outputID = Int(nodes[index].outputID)
-            guard cotangents.contains(outputID) else { continue }
+            guard cotangents.contains(outputID) else { return }
             if numbersAllowed, let form = nodes[index].scalarForm {
                 if nodes[index].outputType.dtype == .float32 {
                     backward(node: index, nodes, inputs, form, &cotangents, as: Float.self)
                 } else {
                     backward(node: index, nodes, inputs, form, &cotangents, as: Double.self)
                 }
-                continue
+                return
             }
             // Moved out, not copied: the node's cotangent is not needed after its rule.
-            guard let g = try cotangents.takeTensor(outputID, dtype: nodes[index].outputType.dtype) else { continue }
+            guard let g = try cotangents.takeTensor(outputID, dtype: nodes[index].outputType.dtype) else { return }
             let op = nodes[index].op
             let rule = DerivativeRules.rule(for: op)
-            guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); continue }
+            guard let vjp = rule.vjp else { try rule.requireImplemented(op, node: index); return }
             let outer = stack.backwardNode
             stack.backwardNode = (index, op)
             defer { stack.backwardNode = outer }
@@ -185,6 +214,15 @@ extension Tape {
                 try DerivativeRules.check(grad, of: op, input: i, against: inputs[start + i].type)
                 try cotangents.add(grad, to: id)
             }
+        }
+        if leafReady == nil {
+            for index in stride(from: nodes.count - 1, through: 0, by: -1) { try backwardStep(index) }
+        } else {
+            for index in stride(from: nodes.count - 1, through: 0, by: -1) {
+                try backwardStep(index)
+                if let leaves = finishing[index] { try finish(leaves) }
+            }
+            try finish(Array(pendingLeaves))
         }
         return try recorded.leaves.map { try cotangents.takeTensor(Int($0.id), dtype: $0.type.dtype) }
     }

@@ -191,19 +191,14 @@ extension GradientSummation: ExpressibleByArgument {}
 /// rank 0 prints `step N <loss bits> <state digest>` after every step.
 enum DistributedMLP {
     static func run(steps: Int, summation: GradientSummation, policy: ExecutionPolicy) throws {
-        let communicator = try Communicator.world(timeout: 300)
         try Parallelism.withThreadCount(1) {
             try ExecutionPolicy.with(policy) {
                 var training = try MLPTraining()
+                let parallel = try DistributedMLPStep(summation: summation, training: training)
                 for _ in 0..<steps {
-                    let batch = try training.nextBatch()
-                    let step = training.step, current = training
-                    let (loss, gradient) = try communicator.meanGradient(of: training.model, batch: batch, summation: summation) { model, example in
-                        try current.exampleLoss(model, example: example, step: step)
-                    }
-                    try training.apply(gradient: gradient, loss: loss)
-                    if communicator.rank == 0 {
-                        FileHandle.standardOutput.write(Data("step \(training.step) \(String(loss.bitPattern, radix: 16)) \(training.digest)\n".utf8))
+                    try parallel.step(&training)
+                    if parallel.communicator.rank == 0 {
+                        FileHandle.standardOutput.write(Data("step \(training.step) \(String(training.lastLoss.bitPattern, radix: 16)) \(training.digest)\n".utf8))
                     }
                 }
             }

@@ -97,7 +97,7 @@ public final class Communicator: @unchecked Sendable {
         let result = Tensor(uninitialized: tensor.shape, dtype: tensor.dtype)
         let type = try datatype(tensor.dtype, "allReduce")
         let count = try elementCount(tensor, "allReduce")
-        let mpiOp = op == .sum ? adjoint_mpi_sum() : op == .max ? adjoint_mpi_max() : adjoint_mpi_min()
+        let mpiOp = Self.mpiOperator(op)
         try collective("allReduce", kind: 3, tensor: tensor, operation: op.rawValue) { comm, request in
             MPI_Iallreduce(tensor.rawPointer, result.rawPointer, count, type, mpiOp, comm, request)
         }
@@ -126,7 +126,7 @@ public final class Communicator: @unchecked Sendable {
         let result = Tensor(uninitialized: [rows / size] + tensor.shape.dropFirst(), dtype: tensor.dtype)
         let type = try datatype(tensor.dtype, "reduceScatter")
         let count = try elementCount(result, "reduceScatter")
-        let mpiOp = op == .sum ? adjoint_mpi_sum() : op == .max ? adjoint_mpi_max() : adjoint_mpi_min()
+        let mpiOp = Self.mpiOperator(op)
         try collective("reduceScatter", kind: 5, tensor: tensor, operation: op.rawValue) { comm, request in
             MPI_Ireduce_scatter_block(tensor.rawPointer, result.rawPointer, count, type, mpiOp, comm, request)
         }
@@ -243,10 +243,21 @@ public final class Communicator: @unchecked Sendable {
     private func run(_ name: String, sequence: Int64, _ start: (MPI_Comm?, UnsafeMutablePointer<MPI_Request?>) -> Int32) throws {
         lock.lock()
         defer { lock.unlock() }
+        var request = try begin(name, start)
+        try complete(&request, name: name, sequence: sequence, began: DispatchTime.now().uptimeNanoseconds)
+    }
+
+    /// Starts a nonblocking call (the lock held).
+    private func begin(_ name: String, _ start: (MPI_Comm?, UnsafeMutablePointer<MPI_Request?>) -> Int32) throws -> MPI_Request? {
         if let unusable { throw DistributedError.communicatorUnusable(reason: unusable) }
         var request: MPI_Request? = adjoint_mpi_request_null()
         try MPIRuntime.check(start(communicator, &request), name)
-        let began = DispatchTime.now().uptimeNanoseconds
+        return request
+    }
+
+    /// Polls `request` until it completes or `deadlineSeconds` after `began` (the lock held).
+    private func complete(_ request: inout MPI_Request?, name: String, sequence: Int64, began: UInt64) throws {
+        if let unusable { throw DistributedError.communicatorUnusable(reason: unusable) }
         let limit = UInt64(min(deadlineSeconds, 1e9) * 1e9)
         var done: Int32 = 0
         var polls = 0
@@ -265,6 +276,77 @@ public final class Communicator: @unchecked Sendable {
                 // for); after a second of waiting, sleep between polls instead of spinning.
                 if waited > 1_000_000_000 { usleep(50) } else { sched_yield() }
             }
+        }
+    }
+
+    /// An all-reduce started by ``startAllReduce(_:_:)`` and not yet waited for.
+    public final class PendingAllReduce: @unchecked Sendable {
+        private let communicator: Communicator
+        private var request: MPI_Request?
+        private let result: Tensor
+        /// Kept alive until MPI has read it.
+        private let source: Tensor
+        private let sequence: Int64
+        private let began: UInt64
+        private var finished = false
+
+        fileprivate init(communicator: Communicator, request: MPI_Request?, source: Tensor, result: Tensor, sequence: Int64) {
+            self.communicator = communicator
+            self.source = source
+            self.request = request
+            self.result = result
+            self.sequence = sequence
+            began = DispatchTime.now().uptimeNanoseconds
+        }
+
+        /// Lets MPI move the reduction on; whether it has completed.
+        public func test() throws -> Bool {
+            try communicator.lock.withLock {
+                guard !finished else { return true }
+                var done: Int32 = 0
+                try MPIRuntime.check(MPI_Test(&request, &done, adjoint_mpi_status_ignore()), "MPI_Test (startAllReduce)")
+                finished = done != 0
+                return finished
+            }
+        }
+
+        /// The reduced tensor, once every rank has contributed; fails with
+        /// ``DistributedError/timeout(collective:sequence:seconds:)`` when that does not happen
+        /// within the communicator's timeout counted from the start.
+        public func wait() throws -> Tensor {
+            try communicator.lock.withLock {
+                if !finished { try communicator.complete(&request, name: "startAllReduce", sequence: sequence, began: began) }
+                finished = true
+            }
+            return result
+        }
+    }
+
+    /// Starts an all-reduce and returns at once, so that computation can go on while it runs
+    /// (call ``PendingAllReduce/test()`` now and then to let MPI progress it, and
+    /// ``PendingAllReduce/wait()`` for the result). Unlike the other collectives it is not checked
+    /// against the other ranks' calls: every rank must start the same all-reduces, of the same
+    /// dtype and shape, in the same order. ``DataParallel`` checks its layout once, then uses this
+    /// for every bucket.
+    public func startAllReduce(_ tensor: Tensor, _ op: ReductionOperator = .sum) throws -> PendingAllReduce {
+        let result = Tensor(uninitialized: tensor.shape, dtype: tensor.dtype)
+        let type = try datatype(tensor.dtype, "startAllReduce")
+        let count = try elementCount(tensor, "startAllReduce")
+        let mpiOp = Self.mpiOperator(op)
+        return try lock.withLock {
+            sequence += 1
+            let request = try begin("startAllReduce") { comm, request in
+                MPI_Iallreduce(tensor.rawPointer, result.rawPointer, count, type, mpiOp, comm, request)
+            }
+            return PendingAllReduce(communicator: self, request: request, source: tensor, result: result, sequence: sequence)
+        }
+    }
+
+    private static func mpiOperator(_ op: ReductionOperator) -> MPI_Op? {
+        switch op {
+        case .sum: return adjoint_mpi_sum()
+        case .max: return adjoint_mpi_max()
+        case .min: return adjoint_mpi_min()
         }
     }
 

@@ -50,17 +50,16 @@ extension Communicator {
             let (value, gradient) = try valueWithGradient(at: model) { try loss($0, example) }
             let tensors = gradient.tensors
             losses.append(Tensor([try value.item()]))
-            for (group, (dtype, members)) in groups.enumerated() { flat[group].append(Self.flatten(members.map { tensors[$0] }, dtype: dtype)) }
+            for (group, (dtype, members)) in groups.enumerated() { flat[group].append(FlatTensors.flatten(members.map { tensors[$0] }, shapes: members.map { parameters[$0].shape }, dtype: dtype)) }
         }
-        let scale = 1 / Double(batch.count)
-        let totalLoss = try sum(losses, shape: [1], dtype: .float64, summation: summation).doubles[0] * scale
+        let totalLoss = try sum(losses, shape: [1], dtype: .float64, summation: summation).doubles[0] / Double(batch.count)
         var result = parameters
         for (group, (dtype, members)) in groups.enumerated() {
             let length = members.reduce(0) { $0 + parameters[$1].elementCount }
             let total = try sum(flat[group], shape: [length], dtype: dtype, summation: summation)
             var offset = 0
             for member in members {
-                result[member] = Self.scaledSlice(of: total, offset: offset, shape: parameters[member].shape, scale: scale)
+                result[member] = FlatTensors.slice(total, offset: offset, shape: parameters[member].shape, dividedBy: Double(batch.count))
                 offset += parameters[member].elementCount
             }
         }
@@ -85,27 +84,36 @@ extension Communicator {
     private static func addInPlace<T: BinaryFloatingPoint>(_ target: UnsafeMutablePointer<T>, _ source: UnsafeMutablePointer<T>, _ count: Int) {
         for index in 0..<count { target[index] += source[index] }
     }
+}
 
-    /// The tensors' elements, one after another, in one 1-D tensor.
-    private static func flatten(_ tensors: [Tensor], dtype: DType) -> Tensor {
-        let result = Tensor(uninitialized: [tensors.reduce(0) { $0 + $1.elementCount }], dtype: dtype)
+/// Gradients packed into one 1-D tensor per group and back: the unit of an all-reduce.
+enum FlatTensors {
+    /// The tensors' elements one after another (zeros for a `nil` of `shapes[i]`), in `dtype`.
+    static func flatten(_ tensors: [Tensor?], shapes: [[Int]], dtype: DType) -> Tensor {
+        let result = Tensor(uninitialized: [shapes.reduce(0) { $0 + $1.reduce(1, *) }], dtype: dtype)
         var offset = 0
-        for tensor in tensors {
-            (result.rawPointer + offset).copyMemory(from: tensor.rawPointer, byteCount: tensor.elementCount * dtype.byteSize)
-            offset += tensor.elementCount * dtype.byteSize
+        for (tensor, shape) in zip(tensors, shapes) {
+            let bytes = shape.reduce(1, *) * dtype.byteSize
+            if let tensor {
+                (result.rawPointer + offset).copyMemory(from: tensor.rawPointer, byteCount: bytes)
+            } else {
+                (result.rawPointer + offset).initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            }
+            offset += bytes
         }
         return result
     }
 
-    /// `shape`'s worth of `flat` from `offset`, each element times `scale` (in the tensor's dtype).
-    private static func scaledSlice(of flat: Tensor, offset: Int, shape: [Int], scale: Double) -> Tensor {
+    /// `shape`'s worth of `flat` from element `offset`, each element divided by `divisor` (in the
+    /// tensor's dtype).
+    static func slice(_ flat: Tensor, offset: Int, shape: [Int], dividedBy divisor: Double) -> Tensor {
         let result = Tensor(uninitialized: shape, dtype: flat.dtype)
         if flat.dtype == .float32 {
-            let source = flat.pointer(Float.self) + offset, target = result.pointer(Float.self), factor = Float(scale)
-            for index in 0..<result.elementCount { target[index] = source[index] * factor }
+            let source = flat.pointer(Float.self) + offset, target = result.pointer(Float.self), d = Float(divisor)
+            for index in 0..<result.elementCount { target[index] = source[index] / d }
         } else {
             let source = flat.pointer(Double.self) + offset, target = result.pointer(Double.self)
-            for index in 0..<result.elementCount { target[index] = source[index] * scale }
+            for index in 0..<result.elementCount { target[index] = source[index] / divisor }
         }
         return result
     }

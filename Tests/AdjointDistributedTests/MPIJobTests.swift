@@ -80,4 +80,43 @@ struct MPIJobTests {
         #expect(plain.output.contains("2    1      identical"), "\(plain.output)")
         #expect(plain.status == 1 && plain.output.contains("DIFFERENT: run 3 (2 ranks) first differs from run 1 at step 1"), "\(plain.output)")
     }
+
+    @Test("train --distributed: a rank SIGKILLed mid-run, the job rerun resumes and ends with the uninterrupted digest, on any rank count")
+    func killAndResume() throws {
+        let options = ["train", "--distributed", "--steps", "16", "--save-every", "4", "--quiet", "--threads", "1"]
+        let reference = try mpirun(1, "adjoint", options + ["--checkpoint-directory", temporaryDirectory("ddp-reference") + "/run"])
+        #expect(reference.status == 0, "\(reference.output)")
+        let digest = try #require(reference.output.split(separator: "\n").last { $0.hasPrefix("step 16 loss ") }?.split(separator: " ").last)
+
+        // Two ranks; rank 1 is killed after the checkpoint of step 8.
+        let directory = temporaryDirectory("ddp-killed") + "/run"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirunPath!)
+        process.arguments = ["-np", "2", "--oversubscribe"] + (getuid() == 0 ? ["--allow-run-as-root"] : []) + [try builtExecutable("adjoint")]
+            + options + ["--checkpoint-directory", directory]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var seen = "", pids: [Int32] = []
+        while !seen.contains("saved step 8:") {
+            let data = pipe.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            seen += String(decoding: data, as: UTF8.self)
+            if pids.isEmpty, let line = seen.split(separator: "\n").first(where: { $0.contains("; pids ") }) {
+                pids = line.components(separatedBy: "; pids ").last!.components(separatedBy: ", ").compactMap { Int32($0) }
+            }
+        }
+        try #require(pids.count == 2 && seen.contains("saved step 8:"), "\(seen)")
+        kill(pids[1], SIGKILL)
+        _ = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0, "mpirun reports the killed rank")
+
+        // The same command on three ranks: resumes from the newest checkpoint, ends where the reference did.
+        let resumed = try mpirun(3, "adjoint", options + ["--checkpoint-directory", directory])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.contains("resumed from step "), "\(resumed.output)")
+        #expect(resumed.output.contains("step 16 loss ") && resumed.output.hasSuffix("digest \(digest)\n"), "\(resumed.output)")
+    }
 }

@@ -30,6 +30,30 @@ public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws 
     return (value, try materialize(cotangents, types: tape.leafTypes, into: x))
 }
 
+/// ``valueWithGradient(at:of:)`` that also hands each tensor's gradient to `ready` as soon as the
+/// backward pass has finished it, while the rest of the backward pass is still to run: what a
+/// data-parallel trainer needs to start communicating gradients early.
+///
+/// `ready` receives the tensor's index in `x`'s visiting order (as in `x.tensors`) and its gradient
+/// (`nil` for a tensor the result does not depend on, whose gradient is zero). Each index comes
+/// exactly once; tensors read last in `f` come first. The returned gradient is the same as
+/// ``valueWithGradient(at:of:)``'s.
+///
+/// - Throws: as ``valueWithGradient(at:of:)``, and whatever `ready` throws (which ends the pass).
+public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws -> Tensor,
+                                                      ready: (_ index: Int, _ gradient: Tensor?) throws -> Void) throws -> (value: Tensor, gradient: P) {
+    let (tape, y) = try record(x, f)
+    defer { tape.release() }
+    guard y.elementCount == 1 else { throw AutodiffError.nonScalarOutput(shape: y.shape) }
+    guard y.dtype.isFloatingPoint else { throw AutodiffError.nonFloatingPointOutput(dtype: y.dtype) }
+    var value = y
+    value.traceTags.remove(level: tape.levelID)
+    var seeds: [(Int32, Tensor)] = []
+    if let id = y.traceTags.id(at: tape.levelID) { seeds.append((id, try y.untracked.onesLike())) }
+    let cotangents = try withoutActuallyEscaping(ready) { try tape.backward(seeds: seeds, leafReady: $0) }
+    return (value, try materialize(cotangents, types: tape.leafTypes, into: x))
+}
+
 /// The gradient of a scalar-valued `f` at `x`.
 public func gradient<P: ParameterCollection>(at x: P, of f: (P) throws -> Tensor) throws -> P {
     try valueWithGradient(at: x, of: f).gradient
