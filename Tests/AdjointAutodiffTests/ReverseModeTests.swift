@@ -46,6 +46,35 @@ struct ReverseModeTests {
         #expect(gs[0].doubles == [9, 16] && gs[1].doubles == [6, 16])
     }
 
+    @Test("the ready hook hands over each gradient once, when final, last layer first; the same gradient as without it")
+    func readyHook() throws {
+        let key = RandomKey(seed: 11)
+        let model = Model(
+            layers: [Dense(weight: try .uniform([3, 4], key: key.fold(in: 0)), bias: try .zeros([4])),
+                     Dense(weight: try .uniform([4, 2], key: key.fold(in: 1)), bias: try .zeros([2]))],
+            extras: ["scale": t([2]), "unused": t([7, 7])])
+        let x = try Tensor.uniform([5, 3], key: key.fold(in: 2))
+        func loss(_ m: Model) throws -> Tensor { try (m.layers[1](m.layers[0](x).tanh()) * m.extras["scale"]!).sum() }
+        var order: [Int] = [], handed: [Int: Tensor?] = [:]
+        let (value, g) = try valueWithGradient(at: model, of: loss) { index, gradient in
+            order.append(index)
+            handed[index] = gradient
+        }
+        let (plainValue, plain) = try valueWithGradient(at: model, of: loss)
+        #expect(bitwiseEqual(value, plainValue))
+        // Visiting order: 0 w0, 1 b0, 2 w1, 3 b1, 4 scale, 5 unused. `scale` is read last, layer 0 first.
+        #expect(Set(order) == Set(0..<6) && order.count == 6)
+        #expect(order.firstIndex(of: 4)! < order.firstIndex(of: 2)! && order.firstIndex(of: 2)! < order.firstIndex(of: 0)!)
+        #expect(order.last == 5 && handed[5]! == nil, "the unused tensor comes at the end, with no gradient")
+        for (index, tensor) in plain.tensors.enumerated() where index != 5 {
+            #expect(bitwiseEqual(try #require(handed[index]!), tensor), "tensor \(index)")
+            #expect(bitwiseEqual(g.tensors[index], tensor))
+        }
+        // An error thrown by the hook ends the pass.
+        struct Stop: Error {}
+        #expect(throws: Stop.self) { try valueWithGradient(at: model, of: loss) { _, _ in throw Stop() } }
+    }
+
     @Test("nested parameter collections get gradients of the same structure")
     func nestedCollections() throws {
         let key = RandomKey(seed: 11)

@@ -60,6 +60,20 @@ struct MPIJobTests {
         #expect(output.components(separatedBy: "barrier after the error: ok").count == 4, "\(output)")
     }
 
+    @Test("DataParallel averages every rank's micro-batch gradients, buckets started during backward; mismatched models are an error")
+    func dataParallel() throws {
+        let (status, output, _) = try mpirun(3, "adjoint-mpi-scenarios", ["data-parallel"])
+        #expect(status == 0, "\(output)")
+        for rank in 0..<3 {
+            #expect(output.contains("rank \(rank): gradient ok"), "\(output)")
+            #expect(output.contains("rank \(rank): buckets 2, started during backward 2"), "\(output)")
+        }
+        let mismatch = try mpirun(3, "adjoint-mpi-scenarios", ["data-parallel-mismatch"])
+        #expect(mismatch.status == 0, "\(mismatch.output)")
+        #expect(mismatch.output.components(separatedBy: "DataParallel: the ranks disagree on parameter shapes and dtypes: rank 0 ").count == 4, "\(mismatch.output)")
+        #expect(mismatch.output.components(separatedBy: "barrier after the error: ok").count == 4, "\(mismatch.output)")
+    }
+
     @Test("a collective the other ranks never join is a timeout, then the job is aborted, not hung")
     func timeout() throws {
         let (status, output, seconds) = try mpirun(3, "adjoint-mpi-scenarios", ["timeout"])

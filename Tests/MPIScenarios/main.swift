@@ -1,5 +1,6 @@
 // Failure scenarios of AdjointDistributed, run under mpirun by AdjointDistributedTests: each rank
 // prints `rank R: <outcome>` lines that the tests check.
+import AdjointAutodiff
 import AdjointDistributed
 import AdjointTensor
 import Foundation
@@ -38,6 +39,34 @@ case "different-dtypes":
 case "invalid-contributions":
     let contributions = [rank == 1 ? try Tensor.zeros([5], dtype: .float32) : vector]
     try expectError { _ = try communicator.reproducibleSum(contributions, shape: [4], dtype: .float32) }
+case "data-parallel":
+    // A two-layer model; rank r's micro-batches are its own. The averaged gradient must equal the
+    // mean of every rank's gradients computed here in one process.
+    let model = [try Tensor.normal([64, 300], key: RandomKey(seed: 1)), try Tensor.normal([300], key: RandomKey(seed: 2)),
+                 try Tensor.normal([300, 8], key: RandomKey(seed: 3))]
+    func loss(_ p: [Tensor], rank: Int, micro: Int) throws -> Tensor {
+        let x = try Tensor.normal([5, 64], key: RandomKey(seed: 100).fold(in: UInt64(rank)).fold(in: UInt64(micro)))
+        return try ((x.matmul(p[0]) + p[1]).tanh().matmul(p[2])).pow(Tensor(2.0)).mean()
+    }
+    let parallel = try DataParallel(communicator: communicator, parameters: model, bucketBytes: 64 * 1024)
+    try parallel.accumulate(model) { try loss($0, rank: rank, micro: 0) }
+    let (value, gradient) = try parallel.synchronize(model) { try loss($0, rank: rank, micro: 1) }
+    var expected = try model.map { try $0.zerosLike() }
+    var expectedLoss = 0.0
+    for r in 0..<communicator.size {
+        for micro in 0..<2 {
+            let (v, g) = try valueWithGradient(at: model) { try loss($0, rank: r, micro: micro) }
+            expected = try zip(expected, g).map { try $0 + $1 }
+            expectedLoss += try v.item()
+        }
+    }
+    let n = Double(2 * communicator.size)
+    let worst = try zip(gradient, expected).map { try (($0 - $1 / Tensor(n)).abs().max()).item() }.max()!
+    say(rank, "buckets \(parallel.buckets.count), started during backward \(parallel.statistics.bucketsStartedDuringBackward)")
+    say(rank, worst < 1e-12 && abs(value - expectedLoss / n) < 1e-12 ? "gradient ok" : "gradient off by \(worst), loss \(value) vs \(expectedLoss / n)")
+case "data-parallel-mismatch":
+    let model = [try Tensor.zeros([rank == 1 ? 3 : 4])]
+    try expectError { _ = try DataParallel(communicator: communicator, parameters: model) }
 default:
     say(rank, "unknown scenario '\(scenario)'")
     exit(2)
