@@ -4,7 +4,7 @@ import Foundation
 
 /// Data-parallel gradients with communication overlapped with the backward pass, like PyTorch's
 /// `DistributedDataParallel`: each rank differentiates the loss of its own micro-batch, and the
-/// gradients are averaged over the ranks by all-reduces of *buckets* (a few MiB of parameters
+/// gradients are averaged over the ranks by all-reduces of *buckets* (1 MiB of parameters by default
 /// each) that start as soon as every gradient in the bucket is final — while the backward pass is
 /// still computing the gradients of earlier layers.
 ///
@@ -28,6 +28,9 @@ public final class DataParallel<P: ParameterCollection> {
     /// Parameter indices (in the collection's visiting order) of each bucket, in the order the
     /// buckets are reduced: the last parameters first, as the backward pass finishes them.
     public let buckets: [[Int]]
+    /// Whether buckets start during the backward pass (`false`: all after it, to measure what the
+    /// overlap hides).
+    public let overlap: Bool
     /// What the last ``synchronize(_:loss:)`` measured.
     public private(set) var statistics = Statistics()
 
@@ -53,11 +56,14 @@ public final class DataParallel<P: ParameterCollection> {
     /// Lays out the buckets and checks, across ranks, that every rank has the same parameters
     /// (count, dtypes, shapes).
     ///
-    /// - Parameter bucketBytes: the size a bucket grows to before the next starts (1 KiB ... 1 GiB).
+    /// - Parameters:
+    ///   - bucketBytes: the size a bucket grows to before the next starts (1 KiB ... 1 GiB).
+    ///   - overlap: start each bucket's all-reduce as soon as it is final (the default), or only
+    ///     after the backward pass.
     /// - Throws: ``DistributedError/mismatch(collective:field:values:)`` when the ranks' parameters
     ///   differ; ``DistributedError/unsupportedDType(collective:dtype:)`` for a parameter that is
     ///   not float32 or float64; ``DistributedError/invalidArgument(field:value:limit:)``.
-    public init(communicator: Communicator, parameters: P, bucketBytes: Int = 4 << 20) throws {
+    public init(communicator: Communicator, parameters: P, bucketBytes: Int = 1 << 20, overlap: Bool = true) throws {
         guard (1024...(1 << 30)).contains(bucketBytes) else {
             throw DistributedError.invalidArgument(field: "bucketBytes", value: "\(bucketBytes)", limit: "must be in 1024...\(1 << 30)")
         }
@@ -66,6 +72,7 @@ public final class DataParallel<P: ParameterCollection> {
             throw DistributedError.unsupportedDType(collective: "DataParallel", dtype: "\(tensor.dtype)")
         }
         self.communicator = communicator
+        self.overlap = overlap
         shapes = tensors.map(\.shape)
         dtypes = tensors.map(\.dtype)
         accumulated = Array(repeating: nil, count: tensors.count)
@@ -136,6 +143,7 @@ public final class DataParallel<P: ParameterCollection> {
         let (value, _) = try valueWithGradient(at: parameters, of: loss) { index, gradient in
             if let gradient { try add(gradient, at: index) }
             remaining[bucketOf[index]] -= 1
+            guard overlap else { return }
             try startReadyBuckets()
             startedDuringBackward = nextToStart
             for request in pending.prefix(nextToStart) { _ = try request?.test() }  // MPI moves only when called
