@@ -1,4 +1,5 @@
 import Adjoint
+import AdjointDistributed
 import AdjointExamples
 import ArgumentParser
 import Foundation
@@ -179,7 +180,14 @@ public struct LogCommand: ParsableCommand {
 
     public struct Gradient: ParsableCommand {
         public static let configuration = CommandConfiguration(
-            abstract: "Differentiate the recorded thermal run after the fact: the final slab temperature's squared distance from a target.")
+            abstract: "Differentiate the recorded thermal run after the fact: the final slab temperature's squared distance from a target.",
+            discussion: """
+                The last lines give the loss's bits and a digest of the gradient's, to compare runs \
+                exactly. With --distributed, run under mpirun (mpirun -np 4 adjoint log gradient \
+                --distributed run.log): the log's segments are shared out among the ranks, recomputed \
+                forward in parallel and reversed in turn with the state cotangent passed between ranks; \
+                the result is bitwise the one-process result. Every rank reads the log; rank 0 prints.
+                """)
 
         @Argument(help: "The event log.")
         var log: String
@@ -193,20 +201,41 @@ public struct LogCommand: ParsableCommand {
         @Flag(name: .long, help: "Use the records before the first damaged range of a damaged file log.")
         var validPrefix = false
 
+        @Flag(name: .long, help: "Share the segments out among the ranks of an MPI job (run under mpirun).")
+        var distributed = false
+
+        @Option(name: .long, help: "With --distributed: seconds a rank may wait for another (positive).")
+        var timeout = 3600.0
+
         public init() {}
+
+        public func validate() throws {
+            guard timeout.isFinite, timeout > 0, timeout <= 864_000 else {
+                throw ValidationError("--timeout must be positive and at most 864000 seconds, got \(timeout)")
+            }
+        }
 
         public func run() throws {
             let log = try LogCommand.openForReading(self.log, validPrefix: validPrefix)
             defer { try? log.close() }
             let recorded = try RecordedTrajectory(log: log)
             let model = LogCommand.model
-            let result = try unroll(model.step, recorded: recorded, parameters: model.nominalParameters, template: model.initialState,
+            let result: UnrollResult<ThermalModel.Step>
+            if distributed {
+                let communicator = try Communicator.world(timeout: timeout)
+                result = try communicator.unroll(model.step, recorded: recorded, parameters: model.nominalParameters, template: model.initialState,
+                                                 loss: model.loss(target: target), schedule: schedule)
+                guard communicator.rank == 0 else { return }
+            } else {
+                result = try unroll(model.step, recorded: recorded, parameters: model.nominalParameters, template: model.initialState,
                                     loss: model.loss(target: target), schedule: schedule)
+            }
             print(String(format: "loss %.9e over %d logged steps", result.loss, recorded.steps))
             let g = result.parameterGradient.doubles
             print(TextTable.render(header: ["parameter", "dL/d log-multiplier"],
                                    rows: zip(ThermalModel.names, g).map { [$0, String(format: "%+.6e", $1)] }))
             print(result.report.description)
+            print("bits: loss \(String(result.loss.bitPattern, radix: 16)), gradient \(TensorDigest.of([("gradient", result.parameterGradient)]))")
         }
     }
 }

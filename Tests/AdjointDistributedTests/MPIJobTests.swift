@@ -74,6 +74,23 @@ struct MPIJobTests {
         #expect(mismatch.output.components(separatedBy: "barrier after the error: ok").count == 4, "\(mismatch.output)")
     }
 
+    @Test("log gradient --distributed is bitwise the one-process gradient on 2, 3 and 4 ranks, binomial and storeAll")
+    func distributedLogGradient() throws {
+        let log = temporaryDirectory("distributed-log") + "/run.log"
+        let recorded = try runProcess([try builtExecutable("adjoint"), "log", "record", "--log", log, "--steps", "300", "--checkpoint-every", "40"])
+        #expect(recorded.status == 0, "\(recorded.output)")
+        for schedule in ["binomial:4", "storeAll"] {
+            let single = try runProcess([try builtExecutable("adjoint"), "log", "gradient", log, "--schedule", schedule])
+            let bits = try #require(single.output.split(separator: "\n").first { $0.hasPrefix("bits: ") }, "\(single.output)")
+            for ranks in [2, 3, 4] {
+                let parallel = try mpirun(ranks, "adjoint", ["log", "gradient", "--distributed", log, "--schedule", schedule])
+                #expect(parallel.status == 0, "\(parallel.output)")
+                #expect(parallel.output.contains(String(bits)), "\(ranks) ranks, \(schedule): \(parallel.output)")
+                #expect(parallel.output.contains("(8 segments; \(8 / ranks) on rank 0 of \(ranks))"), "\(parallel.output)")
+            }
+        }
+    }
+
     @Test("a collective the other ranks never join is a timeout, then the job is aborted, not hung")
     func timeout() throws {
         let (status, output, seconds) = try mpirun(3, "adjoint-mpi-scenarios", ["timeout"])
