@@ -109,6 +109,11 @@ public struct MLPTraining {
         return try model.loss(x, y, dropoutRate: configuration.dropout, stream: &stream)
     }
 
+    /// Replaces the parameters (a data-parallel run starts from rank 0's, broadcast).
+    public mutating func replaceModel(with model: Model) {
+        self.model = model
+    }
+
     /// One optimizer step along `gradient` (computed elsewhere, e.g. across ranks); records `loss`.
     public mutating func apply(gradient: Model, loss: Double) throws {
         try optimizer.update(&model, along: gradient)
@@ -116,9 +121,11 @@ public struct MLPTraining {
     }
 
     /// The whole training state.
-    public func checkpoint(run: RunManifest) -> Checkpoint {
+    /// - Parameter metadata: more entries for the manifest's metadata (a distributed run records
+    ///   its ranks there).
+    public func checkpoint(run: RunManifest, metadata: [String: String] = [:]) -> Checkpoint {
         Checkpoint(model: model, optimizer: optimizer, random: ["dropout": dropoutStream], data: batches.position, run: run,
-                   metadata: ["workload": "mlp", "configuration": configurationText])
+                   metadata: metadata.merging(["workload": "mlp", "configuration": configurationText]) { _, fixed in fixed })
     }
 
     /// Continues from `checkpoint` (taken from a run with the same configuration).

@@ -194,7 +194,7 @@ enum DistributedMLP {
         try Parallelism.withThreadCount(1) {
             try ExecutionPolicy.with(policy) {
                 var training = try MLPTraining()
-                let parallel = try DistributedMLPStep(summation: summation, training: training)
+                let parallel = try DistributedMLPStep(summation: summation, training: &training)
                 for _ in 0..<steps {
                     try parallel.step(&training)
                     if parallel.communicator.rank == 0 {

@@ -94,7 +94,7 @@ public struct TrainCommand: ParsableCommand {
         var configuration = MLPTraining.Configuration()
         configuration.hidden = hidden
         var training = try MLPTraining(configuration)
-        let parallel = distributed ? try DistributedMLPStep(summation: summation, training: training) : nil
+        let parallel = distributed ? try DistributedMLPStep(summation: summation, training: &training) : nil
         // Only rank 0 prints and writes; the others compute the same state.
         let writes = parallel?.communicator.rank ?? 0 == 0
         func say(_ text: String) { if writes { print(text); fflush(nil) } }
@@ -124,9 +124,9 @@ public struct TrainCommand: ParsableCommand {
             if let parallel { try parallel.step(&training) } else { try training.trainStep() }
             bar?.update(training.step, of: target)
             if let store, training.step % saveEvery == 0 || training.step == target {
-                try parallel?.requireSameState(training, when: "saving step \(training.step)")
+                let ranks = try parallel?.requireSameState(training, when: "saving step \(training.step)")
                 if writes {
-                    let path = try store.save(training.checkpoint(run: run))
+                    let path = try store.save(training.checkpoint(run: run, metadata: ranks ?? [:]))
                     say("saved step \(training.step): \(path)")
                 }
             }
@@ -152,9 +152,11 @@ final class DistributedMLPStep {
     let summation: GradientSummation
     private let parallel: DataParallel<MLPTraining.Model>?
 
-    init(summation: GradientSummation, training: MLPTraining) throws {
+    /// Joins the job and starts every rank from rank 0's parameters.
+    init(summation: GradientSummation, training: inout MLPTraining) throws {
         communicator = try Communicator.world(timeout: 300)
         self.summation = summation
+        training.replaceModel(with: try communicator.broadcast(parameters: training.model))
         parallel = summation == .plain ? try DataParallel(communicator: communicator, parameters: training.model) : nil
     }
 
@@ -179,14 +181,19 @@ final class DistributedMLPStep {
         try training.apply(gradient: gradient, loss: loss)
     }
 
-    /// Fails on every rank unless all ranks hold the same step and state digest.
-    func requireSameState(_ training: MLPTraining, when: String) throws {
+    /// Fails on every rank unless all ranks hold the same step and state digest (parameters, Adam
+    /// moments; dropout streams are keyed by step and example, the data position is the step's);
+    /// returns what a checkpoint records of the ranks.
+    @discardableResult
+    func requireSameState(_ training: MLPTraining, when: String) throws -> [String: String] {
         let digest = Int64(UInt32(training.digest.dropFirst("crc32c:".count), radix: 16) ?? 0)
         let rows = try communicator.allGather(Tensor([Int64(training.step), digest])).scalars(as: Int64.self)
         let steps = stride(from: 0, to: rows.count, by: 2).map { rows[$0] }, digests = stride(from: 1, to: rows.count, by: 2).map { rows[$0] }
         guard Set(steps).count == 1, Set(digests).count == 1 else {
             throw CommandFailure("the ranks' training states differ when \(when): steps \(steps), digests " + digests.map { String($0, radix: 16) }.joined(separator: ", "))
         }
+        return ["ranks": "\(communicator.size)", "summation": summation.rawValue,
+                "rankStateDigests": digests.map { "crc32c:" + String(format: "%08x", $0) }.joined(separator: ",")]
     }
 
     /// Every rank's process id, in rank order.
