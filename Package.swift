@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "AdjointTraining", dependencies: ["AdjointAutodiff"]),
         .target(name: "AdjointSwiftAD", dependencies: ["AdjointStateful", "AdjointMacros"]),
         // Open MPI lives here and above only: nothing below AdjointDistributed links it.
-        .target(name: "AdjointDistributed", dependencies: ["AdjointTraining", "AdjointStateful", "CMPI"]),
+        .target(name: "AdjointDistributed", dependencies: ["AdjointTraining", "AdjointStateful", "AdjointPolicies", "CMPI"]),
         .target(name: "AdjointPolicies", dependencies: ["AdjointStateful", "AdjointTraining", "CZstd", "CZlib"]),
         .target(name: "Adjoint", dependencies: ["AdjointIR", "AdjointTensor", "AdjointIO", "AdjointCompiler", "AdjointAutodiff", "AdjointStateful", "AdjointTraining", "AdjointPolicies"]),
         .target(

@@ -1,4 +1,5 @@
 import Adjoint
+import AdjointDistributed
 import ArgumentParser
 import Foundation
 import AdjointIO
@@ -277,10 +278,13 @@ public struct CacheCommand: ParsableCommand {
         var admissionMethod: AdmissionTraining.Method = .labels
         @Flag(name: .long, help: "Never draw a progress bar.")
         var quiet = false
+        @Flag(name: .long, help: "Data-parallel over the ranks of an MPI job (mpirun; imitation only): each rank simulates its shard of the trace.")
+        var distributed = false
         public init() {}
 
         public func validate() throws {
             guard hidden >= 0, rounds >= 1 else { throw ValidationError("--hidden must be ≥ 0 and --rounds ≥ 1") }
+            guard !distributed || method == .imitation else { throw ValidationError("--distributed trains with --method imitation, not \(method.rawValue)") }
             guard (2 ... CacheModel.maximumCandidates).contains(candidates) else {
                 throw ValidationError("--candidates must be in 2 ... \(CacheModel.maximumCandidates), not \(candidates)")
             }
@@ -308,13 +312,19 @@ public struct CacheCommand: ParsableCommand {
             options.admission = !noAdmission
             options.admissionMethod = admissionMethod
             options.extraCapacities = extra
+            // Distributed: every rank trains on its shard; rank 0 prints, writes and evaluates.
+            let communicator = distributed ? try Communicator.world(timeout: 3600) : nil
+            if let communicator { options.parallelism = CacheTrainingParallelism(communicator: communicator) }
+            let writes = communicator?.rank ?? 0 == 0
             let store = try CheckpointStore(directory: checkpointDirectory ?? model + ".checkpoints")
-            let bar = quiet ? nil : ProgressBar(label: "train \(method.rawValue)", minimumTotal: 1, unit: "rounds")
+            let bar = quiet || !writes ? nil : ProgressBar(label: "train \(method.rawValue)", minimumTotal: 1, unit: "rounds")
+            if let communicator, writes { print("data-parallel over \(communicator.size) ranks: each simulates \(requests.count * 4 / 5 / communicator.size) or so of the training requests") }
             let trained = try CacheTraining.train(requests, options: options, traceName: name, store: store) { round, total, message in
                 bar?.update(round, of: total)
-                print(message)
+                if writes { print(message) }
             }
             bar?.finish()
+            guard writes else { return }
             try trained.write(to: model)
             var policy = trained.policy(capacity: capacity)
             let learned = CacheSimulation.run(&policy, requests: requests, mode: workload.sizes)

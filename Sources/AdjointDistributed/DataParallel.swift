@@ -1,4 +1,5 @@
 import AdjointAutodiff
+import AdjointPolicies
 import AdjointTensor
 
 /// How gradients are summed across examples and ranks.
@@ -116,5 +117,28 @@ enum FlatTensors {
             for index in 0..<result.elementCount { target[index] = source[index] / divisor }
         }
         return result
+    }
+}
+
+extension CacheTrainingParallelism {
+    /// Data-parallel cache training over `communicator`'s ranks: sums through
+    /// ``Communicator/reproducibleSum(_:shape:dtype:)`` (one per dtype per step), so every rank
+    /// takes bitwise the same optimizer step.
+    public init(communicator: Communicator) {
+        self.init(rank: communicator.rank, size: communicator.size) { tensors in
+            var result = [Tensor?](repeating: nil, count: tensors.count)
+            for dtype in Set(tensors.map(\.dtype)).sorted(by: { $0.rawValue < $1.rawValue }) {
+                let members = tensors.indices.filter { tensors[$0].dtype == dtype }
+                let shapes = members.map { tensors[$0].shape }
+                let flat = FlatTensors.flatten(members.map { tensors[$0] }, shapes: shapes, dtype: dtype)
+                let total = try communicator.reproducibleSum([flat], shape: flat.shape, dtype: dtype)
+                var offset = 0
+                for (member, shape) in zip(members, shapes) {
+                    result[member] = FlatTensors.slice(total, offset: offset, shape: shape, dividedBy: 1)
+                    offset += shape.reduce(1, *)
+                }
+            }
+            return result.map { $0! }
+        }
     }
 }

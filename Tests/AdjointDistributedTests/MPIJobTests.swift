@@ -91,6 +91,23 @@ struct MPIJobTests {
         }
     }
 
+    @Test("cache train --distributed: each rank imitates on its shard; the model is written once and beats LRU")
+    func distributedCacheTraining() throws {
+        let model = temporaryDirectory("distributed-cache") + "/model.safetensors"
+        let (status, output, _) = try mpirun(2, "adjoint", ["cache", "train", "--distributed", "--requests", "20000", "--cache-size", "200",
+                                                            "--rounds", "2", "--model", model, "--quiet"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("data-parallel over 2 ranks"), "\(output)")
+        #expect(output.components(separatedBy: "model \(model) (round").count == 2, "one rank reports: \(output)")
+        #expect(FileManager.default.fileExists(atPath: model))
+        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("model ") })
+        let numbers = line.components(separatedBy: "): miss ratio ").last!.components(separatedBy: " (LRU ")
+        let learned = try #require(Double(numbers[0])), lru = try #require(Double(numbers[1].prefix(6)))
+        #expect(learned < lru, "\(line)")
+        let refused = try runProcess([try builtExecutable("adjoint"), "cache", "train", "--distributed", "--method", "relaxed", "--model", model + "2"])
+        #expect(refused.status != 0 && refused.output.contains("--distributed trains with --method imitation"), "\(refused.output)")
+    }
+
     @Test("a collective the other ranks never join is a timeout, then the job is aborted, not hung")
     func timeout() throws {
         let (status, output, seconds) = try mpirun(3, "adjoint-mpi-scenarios", ["timeout"])

@@ -57,7 +57,35 @@ public struct CacheTrainingOptions: Sendable {
     /// kept: less is within the noise of one slice.
     public var admissionMargin = 0.001
 
+    /// Data-parallel training over trace shards (imitation only): see ``CacheTrainingParallelism``.
+    public var parallelism: CacheTrainingParallelism?
+
     public init(capacity: Int64) { self.capacity = capacity }
+}
+
+/// How the processes of a data-parallel job share imitation training (AdjointDistributed builds
+/// one from a communicator; every rank passes the same workload and options).
+///
+/// Each rank runs the policy and records Belady's choices on its own contiguous shard of the
+/// fitting slice (the expensive part: a simulation of every request), then every optimizer step
+/// sums the ranks' minibatch gradients, weighted by their sizes, through ``sum``, so every rank
+/// takes the same step. Normalization, validation, round selection and admission are computed on
+/// every rank from the whole workload, with the same result; only rank 0 writes checkpoints.
+public struct CacheTrainingParallelism: Sendable {
+    public let rank: Int
+    public let size: Int
+    /// The elementwise sum over the ranks of each tensor (same shapes on every rank), bitwise the
+    /// same on every rank.
+    public let sum: @Sendable ([Tensor]) throws -> [Tensor]
+
+    public init(rank: Int, size: Int, sum: @escaping @Sendable ([Tensor]) throws -> [Tensor]) {
+        (self.rank, self.size, self.sum) = (rank, size, sum)
+    }
+
+    /// This rank's contiguous share of `requests`.
+    func shard(_ requests: [CacheRequest]) -> [CacheRequest] {
+        Array(requests[(rank * requests.count / size)..<((rank + 1) * requests.count / size)])
+    }
 }
 
 /// Why a learned policy cannot be trained on a workload.
@@ -105,6 +133,15 @@ public enum CacheTraining {
         guard options.validationFraction > 0, options.validationFraction < 1, (1 ... 1000).contains(options.patience) else {
             throw CacheTrainingError.invalidOptions("validation fraction \(options.validationFraction) must be in (0, 1) and patience \(options.patience) in 1 ... 1000")
         }
+        if let parallelism = options.parallelism {
+            guard options.method == .imitation else {
+                throw CacheTrainingError.invalidOptions("data-parallel training takes the imitation method, not \(options.method.rawValue)")
+            }
+            guard parallelism.size >= 1, (0..<parallelism.size).contains(parallelism.rank) else {
+                throw CacheTrainingError.invalidOptions("rank \(parallelism.rank) of \(parallelism.size) ranks")
+            }
+        }
+        let writesCheckpoints = (options.parallelism?.rank ?? 0) == 0
         // (A workload of one request has nothing to hold back; it is both, and finds no eviction.)
         let cut = requests.count < 2 ? requests.count : requests.count - Swift.max(1, Int((Double(requests.count) * options.validationFraction).rounded()))
         let fit = Array(requests[..<Swift.min(requests.count, Swift.max(1, cut))]), validation = cut < requests.count ? Array(requests[cut...]) : requests
@@ -188,13 +225,21 @@ public enum CacheTraining {
                 // At most one eviction per request and size: keep one in `every` beyond the bound.
                 let possible = fit.count * capacities.count, bound = Swift.max(1, options.maximumSamples)
                 let every = Swift.max(1, (possible + bound - 1) / bound)
-                var (samples, result) = ImitationTraining.collect(fit, capacity: options.capacity, mode: options.mode, scorer: scorer,
-                                                                   normalization: normalization, candidates: options.candidates, key: roundKey, every: every)
+                // Data-parallel: this rank's shard of the fitting slice, with its own draws.
+                let shard = options.parallelism?.shard(fit) ?? fit
+                let shardKey = options.parallelism.map { roundKey.fold(in: UInt64($0.rank)) } ?? roundKey
+                var (samples, result) = ImitationTraining.collect(shard, capacity: options.capacity, mode: options.mode, scorer: scorer,
+                                                                   normalization: normalization, candidates: options.candidates, key: shardKey, every: every)
                 for capacity in capacities.dropFirst() {
-                    samples += ImitationTraining.collect(fit, capacity: capacity, mode: options.mode, scorer: scorer, normalization: normalization,
-                                                         candidates: options.candidates, key: roundKey, every: every).samples
+                    samples += ImitationTraining.collect(shard, capacity: capacity, mode: options.mode, scorer: scorer, normalization: normalization,
+                                                         candidates: options.candidates, key: shardKey, every: every).samples
                 }
-                let losses = try fitImitation(&scorer, &adam, samples: samples, options: options, key: roundKey)
+                if let parallelism = options.parallelism {
+                    let total = try parallelism.sum([Tensor([Double(result.misses), Double(result.requests), Double(samples.count)])])[0].doubles
+                    (result.misses, result.requests) = (Int(total[0]), Int(total[1]))
+                    guard total[2] > 0 else { throw CacheTrainingError.noEvictions(requests: fit.count, capacity: options.capacity, mode: options.mode) }
+                }
+                let losses = try fitImitation(&scorer, &adam, samples: samples, options: options, key: shardKey)
                 lastMiss = result.missRatio
                 message = String(format: "round %d: miss ratio %.4f on the policy's own run, %d evictions, imitation loss %.4f",
                                  round + 1, result.missRatio, samples.count, losses.last ?? .nan)
@@ -212,7 +257,7 @@ public enum CacheTraining {
             if validated < best.missRatio { best = (scorer, round + 1, validated) }
             message += String(format: "; validation %.4f (LRU %.4f)%@", validated, lruValidation,
                               best.round == round + 1 ? ", best so far" : ", worse than round \(best.round): not kept")
-            if let store {
+            if let store, writesCheckpoints {
                 let extra = Dictionary(uniqueKeysWithValues: best.scorer.namedTensors.map { ("best/" + $0.name, $0.tensor) })
                 try store.save(Checkpoint(model: scorer, optimizer: adam, extra: extra,
                                           metadata: identity.merging(["round": "\(round + 1)", "missRatio": "\(lastMiss ?? .nan)",
@@ -290,6 +335,7 @@ public enum CacheTraining {
 
     static func fitImitation(_ scorer: inout EvictionScorer, _ adam: inout Adam, samples: [EvictionSample], options: CacheTrainingOptions,
                              key: RandomKey) throws -> [Double] {
+        if let parallelism = options.parallelism { return try fitImitation(&scorer, &adam, samples: samples, options: options, key: key, parallelism: parallelism) }
         guard !samples.isEmpty else { return [] }
         var batches = try ShuffledBatches(count: samples.count, batchSize: Swift.min(128, samples.count), key: key)
         var losses: [Double] = []
@@ -302,6 +348,42 @@ public enum CacheTraining {
                 total += try value.item()
             }
             losses.append(total / Double(batches.batchesPerEpoch))
+        }
+        return losses
+    }
+
+    /// Data-parallel ``fitImitation(_:_:samples:options:key:)``: every rank takes minibatches of
+    /// its own samples (as many steps per epoch as the rank with the most batches; a rank without
+    /// samples contributes nothing), and each step follows the mean gradient over all the ranks'
+    /// minibatch examples.
+    static func fitImitation(_ scorer: inout EvictionScorer, _ adam: inout Adam, samples: [EvictionSample], options: CacheTrainingOptions,
+                             key: RandomKey, parallelism: CacheTrainingParallelism) throws -> [Double] {
+        let batchSize = Swift.min(128, samples.count)
+        var batches = samples.isEmpty ? nil : try ShuffledBatches(count: samples.count, batchSize: batchSize, key: key)
+        var counts = [Double](repeating: 0, count: parallelism.size)
+        counts[parallelism.rank] = Double(batches?.batchesPerEpoch ?? 0)
+        let steps = Int(try parallelism.sum([Tensor(counts)])[0].doubles.max() ?? 0)
+        var losses: [Double] = []
+        for _ in 0..<options.epochs {
+            var total = 0.0
+            for _ in 0..<steps {
+                var contribution = try scorer.tensors.map { try $0.zerosLike() }
+                var weighted = [0.0, 0.0]
+                if var current = batches {
+                    let batch = ArraySlice(try current.next().doubles.map { samples[Int($0)] })
+                    batches = current
+                    let (value, gradient) = try valueWithGradient(at: scorer) { s in try ImitationTraining.loss(s, batch, candidates: options.candidates) }
+                    let n = Double(batch.count)
+                    contribution = try gradient.tensors.map { try $0 * Tensor(n, dtype: $0.dtype) }
+                    weighted = [try value.item() * n, n]
+                }
+                let summed = try parallelism.sum(contribution + [Tensor(weighted)])
+                let examples = summed.last!.doubles
+                let gradient = try scorer.replacingTensors(with: summed.dropLast().map { try $0 / Tensor(examples[1], dtype: $0.dtype) })
+                try adam.update(&scorer, along: gradient)
+                total += examples[0] / examples[1]
+            }
+            losses.append(total / Double(Swift.max(steps, 1)))
         }
         return losses
     }
