@@ -94,10 +94,7 @@ public final class Communicator: @unchecked Sendable {
     /// The sum is MPI's: its rounding depends on the number of ranks and the algorithm. For a sum
     /// that is bitwise the same for any number of ranks use ``reproducibleSum(_:shape:dtype:)``.
     public func allReduce(_ tensor: Tensor, _ op: ReductionOperator = .sum) throws -> Tensor {
-        let result = Tensor(uninitialized: tensor.shape, dtype: tensor.dtype)
-        let type = try datatype(tensor.dtype, "allReduce")
-        let count = try elementCount(tensor, "allReduce")
-        let mpiOp = Self.mpiOperator(op)
+        let (result, type, count, mpiOp) = try allReduceArguments(tensor, op, "allReduce")
         try collective("allReduce", kind: 3, tensor: tensor, operation: op.rawValue) { comm, request in
             MPI_Iallreduce(tensor.rawPointer, result.rawPointer, count, type, mpiOp, comm, request)
         }
@@ -329,10 +326,7 @@ public final class Communicator: @unchecked Sendable {
     /// dtype and shape, in the same order. ``DataParallel`` checks its layout once, then uses this
     /// for every bucket.
     public func startAllReduce(_ tensor: Tensor, _ op: ReductionOperator = .sum) throws -> PendingAllReduce {
-        let result = Tensor(uninitialized: tensor.shape, dtype: tensor.dtype)
-        let type = try datatype(tensor.dtype, "startAllReduce")
-        let count = try elementCount(tensor, "startAllReduce")
-        let mpiOp = Self.mpiOperator(op)
+        let (result, type, count, mpiOp) = try allReduceArguments(tensor, op, "startAllReduce")
         return try lock.withLock {
             sequence += 1
             let request = try begin("startAllReduce") { comm, request in
@@ -340,6 +334,12 @@ public final class Communicator: @unchecked Sendable {
             }
             return PendingAllReduce(communicator: self, request: request, source: tensor, result: result, sequence: sequence)
         }
+    }
+
+    /// The result tensor and MPI's datatype, count and operator for an all-reduce of `tensor`.
+    private func allReduceArguments(_ tensor: Tensor, _ op: ReductionOperator, _ name: String) throws
+        -> (result: Tensor, type: MPI_Datatype?, count: Int32, op: MPI_Op?) {
+        (Tensor(uninitialized: tensor.shape, dtype: tensor.dtype), try datatype(tensor.dtype, name), try elementCount(tensor, name), Self.mpiOperator(op))
     }
 
     private static func mpiOperator(_ op: ReductionOperator) -> MPI_Op? {

@@ -46,15 +46,20 @@ struct ReverseModeTests {
         #expect(gs[0].doubles == [9, 16] && gs[1].doubles == [6, 16])
     }
 
-    @Test("the ready hook hands over each gradient once, when final, last layer first; the same gradient as without it")
-    func readyHook() throws {
+    /// Two dense layers, a scale and an unused tensor, and a loss that reads them in that order.
+    static func twoLayers() throws -> (Model, (Model) throws -> Tensor) {
         let key = RandomKey(seed: 11)
         let model = Model(
             layers: [Dense(weight: try .uniform([3, 4], key: key.fold(in: 0)), bias: try .zeros([4])),
                      Dense(weight: try .uniform([4, 2], key: key.fold(in: 1)), bias: try .zeros([2]))],
             extras: ["scale": t([2]), "unused": t([7, 7])])
         let x = try Tensor.uniform([5, 3], key: key.fold(in: 2))
-        func loss(_ m: Model) throws -> Tensor { try (m.layers[1](m.layers[0](x).tanh()) * m.extras["scale"]!).sum() }
+        return (model, { m in try (m.layers[1](m.layers[0](x).tanh()) * m.extras["scale"]!).sum() })
+    }
+
+    @Test("the ready hook hands over each gradient once, when final, last layer first; the same gradient as without it")
+    func readyHook() throws {
+        let (model, loss) = try Self.twoLayers()
         var order: [Int] = [], handed: [Int: Tensor?] = [:]
         let (value, g) = try valueWithGradient(at: model, of: loss) { index, gradient in
             order.append(index)
@@ -77,15 +82,7 @@ struct ReverseModeTests {
 
     @Test("nested parameter collections get gradients of the same structure")
     func nestedCollections() throws {
-        let key = RandomKey(seed: 11)
-        let model = Model(
-            layers: [Dense(weight: try .uniform([3, 4], key: key.fold(in: 0)), bias: try .zeros([4])),
-                     Dense(weight: try .uniform([4, 2], key: key.fold(in: 1)), bias: try .zeros([2]))],
-            extras: ["scale": t([2]), "unused": t([7, 7])])
-        let x = try Tensor.uniform([5, 3], key: key.fold(in: 2))
-        func loss(_ m: Model) throws -> Tensor {
-            try (m.layers[1](m.layers[0](x).tanh()) * m.extras["scale"]!).sum()
-        }
+        let (model, loss) = try Self.twoLayers()
         let g = try gradient(at: model, of: loss)
         #expect(g.namedTensors.map(\.name) == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
                                                 "extras.scale", "extras.unused"])

@@ -18,6 +18,12 @@ func record<P: ParameterCollection, R>(_ x: P, _ f: (P) throws -> R) throws -> (
 /// - Throws: ``AutodiffError/nonScalarOutput(shape:)`` when `f` returns more than one element,
 ///   and any error `f` or a derivative rule throws.
 public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws -> Tensor) throws -> (value: Tensor, gradient: P) {
+    try valueWithGradient(at: x, of: f, leafReady: nil)
+}
+
+/// ``valueWithGradient(at:of:)``, with `leafReady` called as each leaf's gradient is final.
+func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws -> Tensor,
+                                               leafReady: ((_ index: Int, _ gradient: Tensor?) throws -> Void)?) throws -> (value: Tensor, gradient: P) {
     let (tape, y) = try record(x, f)
     defer { tape.release() }
     guard y.elementCount == 1 else { throw AutodiffError.nonScalarOutput(shape: y.shape) }
@@ -26,7 +32,7 @@ public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws 
     value.traceTags.remove(level: tape.levelID)
     var seeds: [(Int32, Tensor)] = []
     if let id = y.traceTags.id(at: tape.levelID) { seeds.append((id, try y.untracked.onesLike())) }
-    let cotangents = try tape.backward(seeds: seeds)
+    let cotangents = try tape.backward(seeds: seeds, leafReady: leafReady)
     return (value, try materialize(cotangents, types: tape.leafTypes, into: x))
 }
 
@@ -42,16 +48,7 @@ public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws 
 /// - Throws: as ``valueWithGradient(at:of:)``, and whatever `ready` throws (which ends the pass).
 public func valueWithGradient<P: ParameterCollection>(at x: P, of f: (P) throws -> Tensor,
                                                       ready: (_ index: Int, _ gradient: Tensor?) throws -> Void) throws -> (value: Tensor, gradient: P) {
-    let (tape, y) = try record(x, f)
-    defer { tape.release() }
-    guard y.elementCount == 1 else { throw AutodiffError.nonScalarOutput(shape: y.shape) }
-    guard y.dtype.isFloatingPoint else { throw AutodiffError.nonFloatingPointOutput(dtype: y.dtype) }
-    var value = y
-    value.traceTags.remove(level: tape.levelID)
-    var seeds: [(Int32, Tensor)] = []
-    if let id = y.traceTags.id(at: tape.levelID) { seeds.append((id, try y.untracked.onesLike())) }
-    let cotangents = try withoutActuallyEscaping(ready) { try tape.backward(seeds: seeds, leafReady: $0) }
-    return (value, try materialize(cotangents, types: tape.leafTypes, into: x))
+    try withoutActuallyEscaping(ready) { try valueWithGradient(at: x, of: f, leafReady: $0) }
 }
 
 /// The gradient of a scalar-valued `f` at `x`.
