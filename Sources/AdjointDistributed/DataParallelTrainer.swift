@@ -57,6 +57,8 @@ public final class DataParallel<P: ParameterCollection> {
     /// (count, dtypes, shapes).
     ///
     /// - Parameters:
+    ///   - communicator: the ranks that share the work.
+    ///   - parameters: a collection of the model's structure (its values are not kept).
     ///   - bucketBytes: the size a bucket grows to before the next starts (1 KiB ... 1 GiB).
     ///   - overlap: start each bucket's all-reduce as soon as it is final (the default), or only
     ///     after the backward pass.
