@@ -15,6 +15,9 @@ import Foundation
 ///
 /// Collectives may be called from any thread, one at a time (a lock serializes them); every rank
 /// must call the same collectives in the same order.
+///
+/// `@unchecked Sendable`: every mutable field is read and written under `lock` (the scratch
+/// buffers under `scratchLock`); the MPI handles are immutable after `world(timeout:)`.
 public final class Communicator: @unchecked Sendable {
     /// This process's rank, `0..<size`.
     public let rank: Int
@@ -277,6 +280,8 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// An all-reduce started by ``startAllReduce(_:_:)`` and not yet waited for.
+    ///
+    /// `@unchecked Sendable`: `request` and `finished` change only under the communicator's lock.
     public final class PendingAllReduce: @unchecked Sendable {
         private let communicator: Communicator
         private var request: MPI_Request?

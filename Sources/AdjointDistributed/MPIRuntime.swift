@@ -11,6 +11,7 @@ enum MPIRuntime {
         var boundsCombine: MPI_Op?
     }
 
+    // Written under `lock` only; `broken` is read without it at exit, when no other thread runs MPI.
     nonisolated(unsafe) private static var handles: Handles?
     nonisolated(unsafe) private(set) static var broken = false
     private static let lock = NSLock()

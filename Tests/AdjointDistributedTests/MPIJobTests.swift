@@ -55,6 +55,28 @@ struct MPIJobTests {
         }
     }
 
+    @Test("invalid arguments are typed errors on every rank, before anyone waits; the communicator works on")
+    func invalidArguments() throws {
+        let (status, output, _) = try mpirun(2, "adjoint-mpi-scenarios", ["invalid-arguments"])
+        #expect(status == 0, "\(output)")
+        let expected = [
+            "root: broadcast's root is 2; must be a rank in 0..<2",
+            "negative root: broadcast's root is -1; must be a rank in 0..<2",
+            "indivisible: reduceScatter's leading axis is 3; must be divisible by the 2 ranks",
+            "scalar: reduceScatter's leading axis is none (a scalar); must be divisible by the 2 ranks",
+            "f16: allReduce does not take f16 tensors",
+            "bool: allGather does not take bool tensors",
+            "int sum: reproducibleSum does not take i64 tensors",
+            "bucket: bucketBytes is 10; must be in 1024...1073741824",
+            "int parameters: DataParallel does not take i64 tensors",
+            "empty batch: batch is empty; needs at least one example",
+            "barrier after the errors: ok",
+        ]
+        for rank in 0..<2 {
+            for line in expected { #expect(output.contains("rank \(rank): \(line)"), "rank \(rank) \(line): \(output)") }
+        }
+    }
+
     @Test("one rank's invalid contributions fail the reproducible sum on every rank")
     func invalidContributions() throws {
         let (status, output, _) = try mpirun(3, "adjoint-mpi-scenarios", ["invalid-contributions"])

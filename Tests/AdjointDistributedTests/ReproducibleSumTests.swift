@@ -101,6 +101,15 @@ import Testing
             == ReproducibleSum.combineBounds(ReproducibleSum.bound(of: -Double.infinity), ReproducibleSum.bound(of: Double.infinity)))
     }
 
+    @Test("a communicator's timeout must be positive and finite; refused before MPI starts")
+    func badTimeouts() throws {
+        for bad in [0.0, -1, .nan, .infinity] {
+            #expect(throws: DistributedError.invalidArgument(field: "timeout", value: "\(bad)", limit: "must be positive and finite (seconds)")) {
+                try Communicator.world(timeout: bad)
+            }
+        }
+    }
+
     @Test("refuses what it cannot sum, naming it")
     func refusals() throws {
         #expect(throws: DistributedError.invalidContributions(detail: "no contributions to sum")) { try ReproducibleSum.sum([]) }

@@ -64,6 +64,25 @@ case "data-parallel":
     let worst = try zip(gradient, expected).map { try (($0 - $1 / Tensor(n)).abs().max()).item() }.max()!
     say(rank, "buckets \(parallel.buckets.count), started during backward \(parallel.statistics.bucketsStartedDuringBackward)")
     say(rank, worst < 1e-12 && abs(value - expectedLoss / n) < 1e-12 ? "gradient ok" : "gradient off by \(worst), loss \(value) vs \(expectedLoss / n)")
+case "invalid-arguments":
+    // Refused before any rank waits: every rank gets the same error and the communicator works on.
+    let cases: [(String, () throws -> Void)] = [
+        ("root", { _ = try communicator.broadcast(vector, root: communicator.size) }),
+        ("negative root", { _ = try communicator.broadcast(vector, root: -1) }),
+        ("indivisible", { _ = try communicator.reduceScatter(try Tensor.zeros([communicator.size + 1], dtype: .float32)) }),
+        ("scalar", { _ = try communicator.reduceScatter(try Tensor(1.0, dtype: .float32)) }),
+        ("f16", { _ = try communicator.allReduce(try vector.cast(to: .float16)) }),
+        ("bool", { _ = try communicator.allGather(try vector.cast(to: .bool)) }),
+        ("int sum", { _ = try communicator.reproducibleSum([], shape: [4], dtype: .int64) }),
+        ("bucket", { _ = try DataParallel(communicator: communicator, parameters: [vector], bucketBytes: 10) }),
+        ("int parameters", { _ = try DataParallel(communicator: communicator, parameters: [try vector.cast(to: .int64)]) }),
+        ("empty batch", { _ = try communicator.meanGradient(of: [vector], batch: []) { p, _ in try p[0].sum() } }),
+    ]
+    for (name, body) in cases {
+        do { try body(); say(rank, "\(name): no error") } catch { say(rank, "\(name): \(error)") }
+    }
+    try communicator.barrier()
+    say(rank, "barrier after the errors: ok")
 case "data-parallel-mismatch":
     let model = [try Tensor.zeros([rank == 1 ? 3 : 4])]
     try expectError { _ = try DataParallel(communicator: communicator, parameters: model) }

@@ -50,6 +50,7 @@ struct MPILauncher {
         timer.setEventHandler { process.terminate() }
         timer.resume()
         // Drain both pipes while the job runs (a full pipe would block it).
+        // Written by the reader before it signals, read here after the wait: the semaphore orders them.
         nonisolated(unsafe) var errorData = Data()
         let errorRead = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
