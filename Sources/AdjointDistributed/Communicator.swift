@@ -23,10 +23,22 @@ public final class Communicator: @unchecked Sendable {
     public let rank: Int
     /// The number of ranks.
     public let size: Int
-    /// Seconds a collective may take before it fails with ``DistributedError/timeout(collective:sequence:seconds:)``.
-    public var timeout: Double {
-        get { lock.withLock { deadlineSeconds } }
-        set { lock.withLock { deadlineSeconds = newValue } }
+    /// Seconds a collective may take before it fails with ``DistributedError/timeout(collective:sequence:seconds:)``
+    /// (``setTimeout(_:)`` changes it).
+    public var timeout: Double { lock.withLock { deadlineSeconds } }
+
+    /// Sets ``timeout`` for the collectives that start afterwards.
+    ///
+    /// - Throws: ``DistributedError/invalidArgument(field:value:limit:)`` unless `seconds` is positive and finite.
+    public func setTimeout(_ seconds: Double) throws {
+        try Self.validate(timeout: seconds)
+        lock.withLock { deadlineSeconds = seconds }
+    }
+
+    private static func validate(timeout: Double) throws {
+        guard timeout.isFinite, timeout > 0 else {
+            throw DistributedError.invalidArgument(field: "timeout", value: "\(timeout)", limit: "must be positive and finite (seconds)")
+        }
     }
 
     private let communicator: MPI_Comm?
@@ -44,9 +56,7 @@ public final class Communicator: @unchecked Sendable {
     /// - Throws: ``DistributedError/mpi(function:code:message:)`` when MPI cannot start;
     ///   ``DistributedError/invalidArgument(field:value:limit:)`` for a bad timeout.
     public static func world(timeout: Double = 300) throws -> Communicator {
-        guard timeout.isFinite, timeout > 0 else {
-            throw DistributedError.invalidArgument(field: "timeout", value: "\(timeout)", limit: "must be positive and finite (seconds)")
-        }
+        try validate(timeout: timeout)
         let handles = try MPIRuntime.start()
         var rank: Int32 = 0, size: Int32 = 0
         try MPIRuntime.check(MPI_Comm_rank(adjoint_mpi_comm_world(), &rank), "MPI_Comm_rank")

@@ -69,6 +69,7 @@ struct MPIJobTests {
             "int sum: reproducibleSum does not take i64 tensors",
             "bucket: bucketBytes is 10; must be in 1024...1073741824",
             "int parameters: DataParallel does not take i64 tensors",
+            "timeout: timeout is -1.0; must be positive and finite (seconds)",
             "empty batch: batch is empty; needs at least one example",
             "barrier after the errors: ok",
         ]

@@ -76,6 +76,7 @@ case "invalid-arguments":
         ("int sum", { _ = try communicator.reproducibleSum([], shape: [4], dtype: .int64) }),
         ("bucket", { _ = try DataParallel(communicator: communicator, parameters: [vector], bucketBytes: 10) }),
         ("int parameters", { _ = try DataParallel(communicator: communicator, parameters: [try vector.cast(to: .int64)]) }),
+        ("timeout", { try communicator.setTimeout(-1) }),
         ("empty batch", { _ = try communicator.meanGradient(of: [vector], batch: []) { p, _ in try p[0].sum() } }),
     ]
     for (name, body) in cases {
