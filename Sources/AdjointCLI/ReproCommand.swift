@@ -142,8 +142,10 @@ public struct ReproCommand: ParsableCommand {
         var traces: [[Substring]] = []
         for (index, count) in runs.enumerated() {
             FileHandle.standardError.write(Data("run \(index + 1)/\(runs.count): \(count) rank\(count == 1 ? "" : "s")…\n".utf8))
+            // A safety net only (a stuck collective ends the job after its own timeout): ten seconds a step.
             let output = try launcher.run(ranks: count, arguments: ["repro", "mlp", "--mpi-worker", "--steps", "\(steps)", "--policy", policy,
-                                                                     "--summation", summation.rawValue])
+                                                                     "--summation", summation.rawValue],
+                                          deadline: 600 + 10 * Double(steps))
             let lines = output.split(separator: "\n").filter { $0.hasPrefix("step ") }
             guard lines.count == steps else { throw CommandFailure("mpirun -np \(count) printed \(lines.count) of \(steps) steps:\n\(output)") }
             traces.append(lines)

@@ -22,7 +22,7 @@ func assertSnapshot(_ text: String, named name: String, filePath: String = #file
 
 @Suite("adjoint command line")
 struct CLITests {
-    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "serve-train", "graph", "distributed", "distributed-check"])
+    @Test("help of every command matches its snapshot", arguments: ["adjoint", "ops", "gradcheck", "simulate", "train", "repro", "log", "log-record", "cache", "cache-compare", "cache-train", "serve", "serve-simulate", "serve-compare", "serve-train", "graph", "distributed", "distributed-check", "distributed-bench"])
     func help(_ command: String) throws {
         let types: [String: ParsableCommand.Type] = ["ops": OpsCommand.self, "gradcheck": GradcheckCommand.self, "simulate": SimulateCommand.self,
                                                      "train": TrainCommand.self, "repro": ReproCommand.self, "log": LogCommand.self,
@@ -31,7 +31,8 @@ struct CLITests {
                                                      "serve": ServeCommand.self, "serve-simulate": ServeCommand.Simulate.self, "serve-compare": ServeCommand.Compare.self,
                                                      "serve-train": ServeCommand.Train.self,
                                                      "graph": GraphCommand.self,
-                                                     "distributed": DistributedCommand.self, "distributed-check": DistributedCommand.Check.self]
+                                                     "distributed": DistributedCommand.self, "distributed-check": DistributedCommand.Check.self,
+                                                     "distributed-bench": DistributedCommand.Bench.self]
         let type = types[command] ?? AdjointCommand.self
         try assertSnapshot(AdjointCommand.helpMessage(for: type, columns: 100), named: "help-\(command)")
     }
@@ -223,6 +224,13 @@ struct ReproCLITests {
         }
         for bad in [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"], ["--timeout", "inf"], ["--timeout", "1e9"], ["--timeout", "x"]] {
             #expect(throws: (any Error).self, "\(bad)") { try DistributedCommand.Check.parse(bad) }
+        }
+        for bad in [["--megabytes", "0"], ["--megabytes", "257"], ["--megabytes", "nan"], ["--repeats", "0"], ["--repeats", "10001"],
+                    ["--batch", "0"], ["--batch", "99999999999999999999"], ["--bucket-kib", "0"], ["--workload", "gemm"], ["--timeout", "-5"]] {
+            #expect(throws: (any Error).self, "\(bad)") { try DistributedCommand.Bench.parse(bad) }
+        }
+        for bad in [["--distributed", "--summation", "exact"], ["--steps", "100000001"], ["--hidden", "65537"]] {
+            #expect(throws: (any Error).self, "\(bad)") { try TrainCommand.parse(bad) }
         }
     }
 
