@@ -41,6 +41,10 @@ public enum CompileError: Error, Equatable, CustomStringConvertible {
 /// inside a transform (`gradient`, `jvp`, `vjp`, a trace) runs its traced graph through the
 /// dispatch point instead, so the transform sees every operator and its derivative rule.
 ///
+/// The cache holds at most ``maximumSignatures`` traces; a new signature beyond that replaces the
+/// least recently called one (which is traced again if it comes back), so a function called with
+/// ever-new shapes does not grow without bound.
+///
 /// Thread-safe: the signature cache is shared (under a lock); each call runs in a frame of its own.
 public final class CompiledFunction<Arguments: ParameterCollection, Result: ParameterCollection>: @unchecked Sendable {
     /// One signature's trace and program.
@@ -65,16 +69,22 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     let function: (Arguments) throws -> Result
     /// How the programs' arithmetic runs.
     public let native: NativeCode
-    /// The traces by signature, under `lock` (the reason this class is `@unchecked Sendable`:
-    /// every access of `cache` holds the lock; the rest is immutable or atomic).
-    private var cache: [Signature: Trace] = [:]
+    /// The most traces kept (at least 1).
+    public let maximumSignatures: Int
+    /// The traces by signature with the call count at their last use, under `lock` (the reason
+    /// this class is `@unchecked Sendable`: every access of `cache` and `calls` holds the lock;
+    /// the rest is immutable or atomic).
+    private var cache: [Signature: (trace: Trace, lastUse: UInt64)] = [:]
+    private var calls: UInt64 = 0
     private let lock = NSLock()
     private let traceCount = Atomic<Int>(0)
     private let fallbackReported = Atomic<Bool>(false)
 
-    /// `function` compiled per signature; nothing is traced until the first call.
-    public init(native: NativeCode = .automatic, _ function: @escaping (Arguments) throws -> Result) {
+    /// `function` compiled per signature; nothing is traced until the first call. A
+    /// `maximumSignatures` below 1 is taken as 1.
+    public init(native: NativeCode = .automatic, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native
+        self.maximumSignatures = max(1, maximumSignatures)
         self.function = function
     }
 
@@ -97,7 +107,12 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
         // (making them costs more than the rest of a warm call).
         let plain = Arguments.self == Tensor.self || Arguments.self == [Tensor].self
         let signature = Signature(names: plain ? [] : arguments.namedTensors.map(\.name), types: tensors.map(\.valueType))
-        if let trace = lock.withLock({ cache[signature] }) { return trace }
+        if let trace = lock.withLock({ () -> Trace? in
+            guard let index = cache.index(forKey: signature) else { return nil }   // one hash of the signature
+            calls += 1
+            cache.values[index].lastUse = calls
+            return cache.values[index].trace
+        }) { return trace }
         let start = DispatchTime.now().uptimeNanoseconds
         var result: Result?
         let (bundle, _) = try traceGraph({ traced in
@@ -114,14 +129,18 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
                           result: result!)
         traceCount.add(1, ordering: .relaxed)
         return lock.withLock {
-            if let earlier = cache[signature] { return earlier }   // another thread traced it first
-            cache[signature] = trace
+            calls += 1
+            if let earlier = cache[signature] { return earlier.trace }   // another thread traced it first
+            if cache.count >= maximumSignatures, let oldest = cache.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+                cache[oldest] = nil
+            }
+            cache[signature] = (trace, calls)
             return trace
         }
     }
 
-    /// The signatures traced so far.
-    public var signatures: [Signature] { lock.withLock { Array(cache.keys) } }
+    /// The signatures whose traces are kept, least recently called first.
+    public var signatures: [Signature] { lock.withLock { cache.sorted { $0.value.lastUse < $1.value.lastUse }.map(\.key) } }
 
     /// How many times the function was traced (once per signature, unless two threads raced).
     public var traces: Int { traceCount.load(ordering: .relaxed) }
@@ -130,7 +149,7 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
 /// `function` compiled once per input signature (see ``CompiledFunction``): a function of a tensor,
 /// an array of tensors, or any parameter collection, returning any of them.
 public func compile<Arguments: ParameterCollection, Result: ParameterCollection>(
-    native: NativeCode = .automatic, _ function: @escaping (Arguments) throws -> Result
+    native: NativeCode = .automatic, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result
 ) -> CompiledFunction<Arguments, Result> {
-    CompiledFunction(native: native, function)
+    CompiledFunction(native: native, maximumSignatures: maximumSignatures, function)
 }

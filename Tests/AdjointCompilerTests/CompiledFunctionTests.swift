@@ -47,6 +47,21 @@ struct CompiledFunctionTests {
         #expect(try g(Tensor([1.0])).doubles == [2])
     }
 
+    @Test("at most maximumSignatures traces are kept; the least recently called is replaced and traced again on return")
+    func boundedCache() throws {
+        let f = compile(native: .off, maximumSignatures: 2) { (x: Tensor) in try (x * x).sum() }
+        func shapes() -> [[Int]] { f.signatures.map { $0.types[0].shape } }
+        _ = try f(Tensor([1.0]))
+        _ = try f(Tensor([1.0, 2]))
+        _ = try f(Tensor([1.0]))             // [1] is now the most recent
+        #expect(shapes() == [[2], [1]] && f.traces == 2)
+        #expect(try f(Tensor([1.0, 2, 3])).item() == 14)
+        #expect(shapes() == [[1], [3]] && f.traces == 3, "[2] was the least recently called")
+        #expect(try f(Tensor([3.0, 4])).item() == 25)
+        #expect(shapes() == [[3], [2]] && f.traces == 4, "[2] traced again, replacing [1]")
+        #expect(compile(native: .off, maximumSignatures: 0) { (x: Tensor) in x }.maximumSignatures == 1)
+    }
+
     @Test("a value read as numbers while tracing is refused, naming where, and nothing is cached")
     func refusesValueReads() throws {
         let f = compile(native: .off) { (x: Tensor) in try x.sum().item() > 0 ? x * 2 : x * 3 }
