@@ -126,8 +126,8 @@ public final class DataParallel<P: ParameterCollection> {
 
     /// The last micro-batch of a step: differentiates `loss` at `parameters`, all-reducing each
     /// bucket as soon as its gradients are final, and returns the loss and gradient averaged over
-    /// the ranks and the micro-batches since the last synchronization. Every rank must call it the
-    /// same number of times.
+    /// all the ranks' micro-batches since the last synchronization. Every rank must call it the
+    /// same number of times (``accumulate(_:loss:)`` as often as each likes).
     public func synchronize(_ parameters: P, loss: (P) throws -> Tensor) throws -> (loss: Double, gradient: P) {
         try checkStructure(parameters)
         var remaining = buckets.map(\.count)
@@ -155,7 +155,7 @@ public final class DataParallel<P: ParameterCollection> {
         microBatches += 1
         lossSum += try value.item()
         let totalLoss = try communicator.allReduce(Tensor([lossSum, Double(microBatches)]), .sum).doubles
-        let divisor = Double(communicator.size * microBatches)
+        let divisor = totalLoss[1]   // micro-batches over all ranks (a rank may have accumulated more)
         var averaged = Array(repeating: Tensor?.none, count: shapes.count)
         for (bucket, members) in buckets.enumerated() {
             let reduced = try pending[bucket]!.wait()
