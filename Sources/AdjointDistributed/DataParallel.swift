@@ -43,28 +43,35 @@ extension Communicator {
         for tensor in parameters where tensor.dtype != .float32 && tensor.dtype != .float64 {
             throw DistributedError.unsupportedDType(collective: "meanGradient", dtype: "\(tensor.dtype)")
         }
-        // Parameters grouped by dtype, each group flattened into one vector per example.
-        let groups = Dictionary(grouping: parameters.indices, by: { parameters[$0].dtype }).sorted { $0.key.rawValue < $1.key.rawValue }
-        var losses: [Tensor] = []
-        var flat: [[Tensor]] = Array(repeating: [], count: groups.count)
+        var losses: [Tensor] = [], gradients: [[Tensor]] = []
         for example in shard(batch) {
             let (value, gradient) = try valueWithGradient(at: model) { try loss($0, example) }
-            let tensors = gradient.tensors
             losses.append(Tensor([try value.item()]))
-            for (group, (dtype, members)) in groups.enumerated() { flat[group].append(FlatTensors.flatten(members.map { tensors[$0] }, shapes: members.map { parameters[$0].shape }, dtype: dtype)) }
+            gradients.append(gradient.tensors)
         }
-        let totalLoss = try sum(losses, shape: [1], dtype: .float64, summation: summation).doubles[0] / Double(batch.count)
-        var result = parameters
-        for (group, (dtype, members)) in groups.enumerated() {
-            let length = members.reduce(0) { $0 + parameters[$1].elementCount }
-            let total = try sum(flat[group], shape: [length], dtype: dtype, summation: summation)
+        let count = Double(batch.count)
+        let totalLoss = try sum(losses, shape: [1], dtype: .float64, summation: summation).doubles[0] / count
+        let total = try sumTensorLists(gradients, like: parameters, summation: summation, dividedBy: count)
+        return (totalLoss, model.replacingTensors(with: total))
+    }
+
+    /// The elementwise sum over every rank's `lists` (each list holds tensors shaped like
+    /// `template`; a rank may have none), divided by `divisor`, on every rank: one sum per dtype,
+    /// over the lists' tensors of that dtype packed into one vector.
+    func sumTensorLists(_ lists: [[Tensor]], like template: [Tensor], summation: GradientSummation, dividedBy divisor: Double = 1) throws -> [Tensor] {
+        var result = template
+        let groups = Dictionary(grouping: template.indices, by: { template[$0].dtype }).sorted { $0.key.rawValue < $1.key.rawValue }
+        for (dtype, members) in groups {
+            let shapes = members.map { template[$0].shape }
+            let flat = lists.map { list in FlatTensors.flatten(members.map { list[$0] }, shapes: shapes, dtype: dtype) }
+            let total = try sum(flat, shape: [shapes.reduce(0) { $0 + $1.reduce(1, *) }], dtype: dtype, summation: summation)
             var offset = 0
-            for member in members {
-                result[member] = FlatTensors.slice(total, offset: offset, shape: parameters[member].shape, dividedBy: Double(batch.count))
-                offset += parameters[member].elementCount
+            for (member, shape) in zip(members, shapes) {
+                result[member] = FlatTensors.slice(total, offset: offset, shape: shape, dividedBy: divisor)
+                offset += shape.reduce(1, *)
             }
         }
-        return (totalLoss, model.replacingTensors(with: result))
+        return result
     }
 
     private func sum(_ contributions: [Tensor], shape: [Int], dtype: DType, summation: GradientSummation) throws -> Tensor {
@@ -126,19 +133,7 @@ extension CacheTrainingParallelism {
     /// takes bitwise the same optimizer step.
     public init(communicator: Communicator) {
         self.init(rank: communicator.rank, size: communicator.size) { tensors in
-            var result = [Tensor?](repeating: nil, count: tensors.count)
-            for dtype in Set(tensors.map(\.dtype)).sorted(by: { $0.rawValue < $1.rawValue }) {
-                let members = tensors.indices.filter { tensors[$0].dtype == dtype }
-                let shapes = members.map { tensors[$0].shape }
-                let flat = FlatTensors.flatten(members.map { tensors[$0] }, shapes: shapes, dtype: dtype)
-                let total = try communicator.reproducibleSum([flat], shape: flat.shape, dtype: dtype)
-                var offset = 0
-                for (member, shape) in zip(members, shapes) {
-                    result[member] = FlatTensors.slice(total, offset: offset, shape: shape, dividedBy: 1)
-                    offset += shape.reduce(1, *)
-                }
-            }
-            return result.map { $0! }
+            try communicator.sumTensorLists([tensors], like: tensors, summation: .reproducible)
         }
     }
 }
