@@ -85,6 +85,26 @@ struct LearnedPolicyTests {
         #expect(full.access(CacheRequest(time: 3, id: 1)) && full.access(CacheRequest(time: 4, id: 2)))
     }
 
+    @Test("data-parallel imitation (one rank, the sum its identity) learns as well; other methods and bad ranks are refused")
+    func parallelImitation() throws {
+        var workload = try SyntheticWorkload.standard(requests: 20_000)
+        var requests = try workload.readAll()
+        NextAccess.annotate(&requests)
+        var options = CacheTrainingOptions(capacity: 400)
+        (options.rounds, options.epochs, options.admission) = (2, 2, false)
+        options.parallelism = CacheTrainingParallelism(rank: 0, size: 1) { $0 }
+        var policy = try CacheTraining.train(requests, options: options, traceName: "synthetic").policy(capacity: 400)
+        let learned = CacheSimulation.run(&policy, requests: requests, mode: .unit)
+        #expect(learned.missRatio < CacheSimulation.run(.lru, capacity: 400, requests: requests, mode: .unit).missRatio)
+        options.method = .relaxed
+        #expect(throws: CacheTrainingError.invalidOptions("data-parallel training takes the imitation method, not relaxed")) {
+            try CacheTraining.train(requests, options: options, traceName: "synthetic")
+        }
+        options.method = .imitation
+        options.parallelism = CacheTrainingParallelism(rank: 2, size: 2) { $0 }
+        #expect(throws: CacheTrainingError.invalidOptions("rank 2 of 2 ranks")) { try CacheTraining.train(requests, options: options, traceName: "synthetic") }
+    }
+
     @Test("imitation training beats LRU on the synthetic workload; training resumes bitwise from its checkpoints")
     func imitationAndResume() throws {
         var workload = try SyntheticWorkload.standard(requests: 20_000)
