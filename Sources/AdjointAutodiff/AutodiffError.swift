@@ -29,6 +29,14 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
     case customDerivative(name: String, detail: String)
     /// A differentiated result is not a floating-point tensor.
     case nonFloatingPointOutput(dtype: DType)
+    /// `vmap` axes that do not fit the arguments: an axis a tensor does not have, batch sizes that
+    /// differ, an empty batch, or no batched argument.
+    case vmapInvalidAxes(detail: String)
+    /// The function given to `vmap` read the elements of a batched value (of the example `shape`)
+    /// as numbers: a Swift branch on them would take the first example's path for every example.
+    case vmapValueRead(shape: [Int])
+    /// A batching rule produced a batch of the wrong shape (a bug in that rule).
+    case batchingRuleProducedWrongShape(op: OpCode, expected: [Int], got: [Int])
 
     public var description: String {
         func s(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ",") + "]" }
@@ -57,6 +65,12 @@ public enum AutodiffError: Error, Equatable, CustomStringConvertible {
         case let .ruleProducedWrongDType(op, input, expected, got):
             let what = input < 0 ? "an output tangent" : "a gradient for input \(input)"
             return "internal error: the derivative rule of \(op.rawValue) produced \(what) of type \(got) where \(expected) was expected"
+        case let .vmapInvalidAxes(detail):
+            return "vmap: \(detail)"
+        case let .vmapValueRead(shape):
+            return "vmap: the function read the elements of a batched value (example shape \(s(shape))) as numbers; a Swift branch on them would follow the first example for all. Use select(_:_:_:) for a per-example choice, or read `.untracked` to read the first example deliberately"
+        case let .batchingRuleProducedWrongShape(op, expected, got):
+            return "internal error: the batching rule of \(op.rawValue) produced a batch of shape \(s(got)) where \(s(expected)) was expected"
         case let .nonFloatingPointOutput(dtype):
             return "cannot differentiate a \(dtype) result; only floating-point results have derivatives"
         }

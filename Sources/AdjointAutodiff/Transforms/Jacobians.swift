@@ -26,8 +26,9 @@ public enum JacobianMode: String, Sendable, CaseIterable {
 ///   - x: the point.
 ///   - mode: `.automatic` (default) picks forward mode when `x` has no more elements than
 ///     `f(x)`, reverse mode otherwise; either can be forced.
-/// - Complexity: `f` runs once; then one JVP replay per input element (forward) or one backward
-///   pass per output element (reverse).
+/// - Complexity: `f` runs once; then one JVP replay (forward) or one backward pass (reverse) on
+///   batched tangents (``vmap(at:axes:outAxis:of:)``): every basis vector at once, so a matrix-vector
+///   product of `f` becomes one matrix-matrix product.
 public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: JacobianMode = .automatic) throws -> Tensor {
     // One recording serves both modes: forward replays the JVP rules over it, reverse the VJPs.
     let (tape, y) = try record(x, f)
@@ -35,26 +36,37 @@ public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: Jacobi
     guard y.dtype.isFloatingPoint else { throw AutodiffError.nonFloatingPointOutput(dtype: y.dtype) }
     let (n, m) = (x.elementCount, y.elementCount)
     guard let outputID = y.traceTags.id(at: tape.levelID) else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
+    guard n > 0, m > 0 else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
     switch mode.resolved(inputCount: n, outputCount: m) {
     case .forward, .automatic:
-        let columns = try (0..<n).map { j in
-            let tangent = try tape.forward(leafTangents: [basisVector(j, like: x)])[Int(outputID)]
-            return try (tangent ?? Tensor.zeros(y.shape, dtype: y.dtype)).reshaped([m])
-        }
-        return try Tensor.stack(columns, axis: 1).reshaped(y.shape + x.shape)
+        // Every basis vector at once: one JVP replay with batched tangents.
+        let level = try BatchLevel(size: n)
+        let seed = try level.batched(identity(n, shape: x.shape, dtype: x.dtype))
+        let tangent = try level.run { try tape.forward(leafTangents: [seed])[Int(outputID)] }
+        guard let tangent else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
+        let columns = try level.physicalOrBroadcast(tangent).reshaped([n, m])  // row j: J·e_j
+        return try columns.transposed([1, 0]).reshaped(y.shape + x.shape)
     case .reverse:
-        let rows = try (0..<m).map { i in
-            try tape.backward(seeds: [(outputID, basisVector(i, like: y.untracked))])[0] ?? Tensor.zeros(x.shape, dtype: x.dtype)
-        }
-        return try Tensor.stack(rows, axis: 0).reshaped(y.shape + x.shape)
+        // Every basis cotangent at once: one backward pass with batched cotangents.
+        let level = try BatchLevel(size: m)
+        let seed = try level.batched(identity(m, shape: y.shape, dtype: y.dtype))
+        let cotangent = try level.run { try tape.backward(seeds: [(outputID, seed)])[0] }
+        guard let cotangent else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
+        return try level.physicalOrBroadcast(cotangent).reshaped(y.shape + x.shape)  // row i: e_iᵀ·J
     }
+}
+
+/// The `count` basis vectors of a tensor of `shape` (`count` = its element count), stacked: shape
+/// `[count] + shape`.
+func identity(_ count: Int, shape: [Int], dtype: DType) throws -> Tensor {
+    try Tensor.arange(0, Double(count)).cast(to: .int64).oneHot(depth: count, dtype: dtype).reshaped([count] + shape)
 }
 
 /// The Hessian of a scalar-valued `f` at `x`: shape `x.shape + x.shape`.
 ///
-/// Forward-over-reverse: the gradient computation is linearized once and its differential applied
-/// to each basis vector, so `f` and its backward pass run once and each column costs one tangent
-/// replay of the backward pass.
+/// Forward-over-reverse: the gradient computation is recorded once and its differential applied
+/// to every basis vector in one batched tangent replay, so `f` and its backward pass run once and
+/// the columns come from matrix-matrix products.
 public func hessian(of f: (Tensor) throws -> Tensor, at x: Tensor) throws -> Tensor {
     try scalarOnly("hessian") { try jacobian(of: { try gradient(at: $0, of: f) }, at: x, mode: .forward) }
 }
@@ -80,11 +92,4 @@ public func gradientAndHVP<P: ParameterCollection>(
 ) throws -> (gradient: P, hvp: P) {
     let (g, hv) = try scalarOnly("hvp") { try jvp(at: x, direction: direction) { try gradient(at: $0, of: f) } }
     return (g, hv)
-}
-
-/// A tensor shaped like `like` with a one at flat index `index` and zeros elsewhere.
-func basisVector(_ index: Int, like: Tensor) throws -> Tensor {
-    var e = try Tensor.zeros([like.elementCount], dtype: like.dtype)
-    try e.assign(Tensor.full([], 1, dtype: like.dtype), starts: [index], ends: [index + 1])
-    return try e.reshaped(like.shape)
 }
