@@ -52,6 +52,39 @@ guard args.count >= 2 else {
 Parallelism.threadCount = 2
 
 switch args[1] {
+case "profile-jacobian":
+    // Batched Jacobians and Hessians (vmap): per-call medians and where the time goes. The
+    // workloads of the package-benchmark suite (100 → 100 → 100 tanh MLP, 1,000-parameter
+    // softplus regression).
+    let key = RandomKey(seed: 7)
+    let (width, bound) = (100, 0.1)
+    let w1 = try Tensor.uniform([width, width], key: key.fold(in: 1), low: -bound, high: bound)
+    let b1 = try Tensor.uniform([width], key: key.fold(in: 2), low: -bound, high: bound)
+    let w2 = try Tensor.uniform([width, width], key: key.fold(in: 3), low: -bound, high: bound)
+    let b2 = try Tensor.uniform([width], key: key.fold(in: 4), low: -bound, high: bound)
+    func mlp(_ x: Tensor) throws -> Tensor {
+        let h = try (w1.matmul(x.reshaped([-1, 1])).reshaped([-1]) + b1).tanh()
+        return try w2.matmul(h.reshaped([-1, 1])).reshaped([-1]) + b2
+    }
+    let a = try Tensor.uniform([200, 1000], key: key.fold(in: 5), low: -0.05, high: 0.05)
+    func regression(_ x: Tensor) throws -> Tensor { try a.matmul(x.reshaped([-1, 1])).softplus().sum() + (x * x).sum() * 0.5 }
+    let x = try Tensor.uniform([width], key: key.fold(in: 12), low: -1, high: 1)
+    let y = try Tensor.uniform([1000], key: key.fold(in: 13), low: -1, high: 1)
+    let repeats = args.count > 2 ? Int(args[2]) ?? 200 : 200
+    let workloads: [(String, () throws -> Void)] = [
+        ("jacobian forward", { _ = try jacobian(of: mlp, at: x, mode: .forward) }),
+        ("jacobian reverse", { _ = try jacobian(of: mlp, at: x, mode: .reverse) }),
+        ("hessian", { _ = try hessian(of: regression, at: y) }),
+    ]
+    for (name, body) in workloads {
+        let n = name == "hessian" ? Swift.max(1, repeats / 20) : repeats
+        for _ in 0..<3 { try body() }
+        let times = try (0..<n).map { _ in try seconds(body) * 1e3 }
+        emit(["workload": name, "median_ms": median(times), "calls": n])
+        let profiler = Profiler()
+        try profiler.record { for _ in 0..<Swift.min(n, 20) { try body() } }
+        print(profiler.summary())
+    }
 case "thermal":
     let adapter = args[2], steps = Int(args[3])!
     let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .binomial(snapshots: 32)

@@ -78,11 +78,11 @@ enum BatchingRules {
             // A shared matrix times a batch of matrices: one GEMM, the batch folded into the
             // columns. out[β] = op(A)·op(B[β]); with Bᵀ[β] rows stacked, (op(B)ᵀ stacked)·op(A)ᵀ.
             let size = level.size
-            let columns = tb ? pb : try pb.transposed([0, 2, 1])  // [size, n, k]: op(B[β])ᵀ
+            let columns = tb ? pb : try swappingLastTwo(pb)  // [size, n, k]: op(B[β])ᵀ
             let (n, k) = (columns.shape[1], columns.shape[2])
             let product = try dispatch1(.matmul, .matmul(transposeA: false, transposeB: !ta),
                                         [columns.reshaped([size * n, k]), a])  // [size·n, m]
-            return try product.reshaped([size, n, product.shape[1]]).transposed([0, 2, 1])
+            return try swappingLastTwo(product.reshaped([size, n, product.shape[1]]))
         default:
             // Batch axes broadcast in the product: give every batched operand the other's rank.
             let rank = Swift.max(a.rank, b.rank)
@@ -93,6 +93,13 @@ enum BatchingRules {
             }
             return try dispatch1(.matmul, call.attributes, operands)
         }
+    }
+
+    /// `x` (rank 3) with its last two axes swapped: a reshape when either has one element (a
+    /// matrix-vector product's operands), a transpose otherwise.
+    private static func swappingLastTwo(_ x: Tensor) throws -> Tensor {
+        let (b, r, c) = (x.shape[0], x.shape[1], x.shape[2])
+        return r == 1 || c == 1 ? try x.reshaped([b, c, r]) : try x.transposed([0, 2, 1])
     }
 
     private static func layout(_ call: OpCall, _ physical: [Tensor?], level: BatchLevel) throws -> Tensor {
