@@ -24,6 +24,18 @@ struct JacobianTests {
         #expect(isClose(j.doubles, expected, tolerance: 1e-14))
     }
 
+    @Test("a basis too large for one batched replay is taken in blocks, with the same Jacobian", arguments: [JacobianMode.forward, .reverse])
+    func blocks(_ mode: JacobianMode) throws {
+        let x = try Tensor.uniform([7], key: RandomKey(seed: 3), low: -1, high: 1)
+        let f = { (x: Tensor) throws -> Tensor in try (Self.w.matmul(x.slice(starts: [0], ends: [2]).reshaped([2, 1])).reshaped([3]).tanh() * x.sum()).exp() }
+        let whole = try jacobian(of: f, at: x, mode: mode)
+        for budget in [1, 40, 100] {
+            let blocked = try jacobian(of: f, at: x, mode: mode, batchElements: budget)
+            #expect(blocked.shape == [3, 7])
+            #expect(isClose(blocked.doubles, whole.doubles, tolerance: 1e-15), "budget \(budget)")
+        }
+    }
+
     @Test("the automatic mode picks forward for wide outputs and reverse for wide inputs")
     func automaticChoice() throws {
         #expect(JacobianMode.automatic.resolved(inputCount: 2, outputCount: 100) == .forward)

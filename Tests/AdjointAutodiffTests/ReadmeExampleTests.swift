@@ -56,6 +56,10 @@ struct ReadmeExampleTests {
         let hv = try hvp(at: p, direction: Tensor([1.0, 0, 0]), of: rosenbrock)
         #expect(j.shape == [3, 3] && h.shape == [3, 3])
         #expect(hv.doubles == [h.doubles[0], h.doubles[3], h.doubles[6]])
+        let perExample = try vmap({ row in try gradient(at: p) { p in try (p * row).sin().sum() } }, over: x)
+        #expect(perExample.shape == [8, 3])
+        let row2 = try x.slice(starts: [2, 0], ends: [3, 3]).reshaped([3])
+        #expect(isClose(try perExample.slice(starts: [2, 0], ends: [3, 3]).doubles, try (row2 * (p * row2).cos()).doubles, tolerance: 1e-14))
         // ∂²/∂x0² of (x1 − x0²)² = 12·x0² − 4·x1.
         #expect(isClose([h.doubles[0]], [12 * 0.25 - 4 * -0.3]))
 

@@ -86,6 +86,25 @@ struct CompiledFunctionTests {
         #expect(bitwiseEqual(try second(a + [v])[0], try hvp(at: a[1], direction: v) { w in try Self.loss(a[0], w) }))
     }
 
+    @Test("compile(vmap), compile(jacobian) and vmap of a compiled function equal the eager transforms bitwise")
+    func compiledBatching() throws {
+        let a = try Self.arguments(6)
+        // Per-example gradients: vmap of gradient over the rows of x, traced as its batched operators.
+        func perExample(_ a: [Tensor]) throws -> [Tensor] {
+            [try vmap({ row in try gradient(at: a[1]) { w in try Self.loss(row.reshaped([1, 4]), w) } }, over: a[0])]
+        }
+        let compiled = compile(native: .automatic, perExample)
+        #expect(bitwiseEqual(try compiled(a)[0], try perExample(a)[0]))
+        #expect(try compiled(a)[0].shape == [6, 4, 3])
+        let jac = compile(native: .automatic) { (x: Tensor) in try jacobian(of: { try ($0 * $0).tanh() }, at: x, mode: .reverse) }
+        let x = try Tensor.uniform([5], key: RandomKey(seed: 4), low: -1, high: 1)
+        #expect(bitwiseEqual(try jac(x), try jacobian(of: { try ($0 * $0).tanh() }, at: x, mode: .reverse)))
+        // A compiled per-example function under vmap: its operators are batched like any others.
+        let row = compile(native: .automatic) { (r: Tensor) in try (r * r).sum() }
+        let sums = try vmap({ try row($0) }, over: a[0])
+        #expect(isClose(sums.doubles, try (a[0] * a[0]).sum(axes: [1]).doubles, tolerance: 1e-15))
+    }
+
     @Test("gradient, jvp and a trace of a compiled function see its operators: the same derivatives as of the function itself")
     func transformsOfCompiled() throws {
         let a = try Self.arguments(6)

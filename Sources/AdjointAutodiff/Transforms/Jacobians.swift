@@ -30,6 +30,13 @@ public enum JacobianMode: String, Sendable, CaseIterable {
 ///   batched tangents (``vmap(at:axes:outAxis:of:)``): every basis vector at once, so a matrix-vector
 ///   product of `f` becomes one matrix-matrix product.
 public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: JacobianMode = .automatic) throws -> Tensor {
+    try jacobian(of: f, at: x, mode: mode, batchElements: 1 << 25)
+}
+
+/// ``jacobian(of:at:mode:)`` holding at most `batchElements` elements in the tangents of all
+/// recorded values at once (2²⁵ — 256 MiB of float64 — in the public function): the basis is taken
+/// in blocks of at most `batchElements` / (elements of all recorded values) vectors.
+package func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: JacobianMode, batchElements: Int) throws -> Tensor {
     // One recording serves both modes: forward replays the JVP rules over it, reverse the VJPs.
     let (tape, y) = try record(x, f)
     defer { tape.release() }
@@ -37,31 +44,43 @@ public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: Jacobi
     let (n, m) = (x.elementCount, y.elementCount)
     guard let outputID = y.traceTags.id(at: tape.levelID) else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
     guard n > 0, m > 0 else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
+    // Basis vectors in blocks: a replay holds `block` copies of every recorded value's tangent.
+    let perBasis = tape.nodes.reduce(n) { $0 + $1.outputType.elementCount }
+    func blocks(_ count: Int) -> [Range<Int>] {
+        let size = Swift.max(1, Swift.min(count, batchElements / Swift.max(1, perBasis)))
+        return stride(from: 0, to: count, by: size).map { $0 ..< Swift.min(count, $0 + size) }
+    }
     switch mode.resolved(inputCount: n, outputCount: m) {
     case .forward, .automatic:
-        // Every basis vector at once: one JVP replay with batched tangents.
-        let level = try BatchLevel(size: n)
-        let seed = try level.batched(identity(n, shape: x.shape, dtype: x.dtype))
-        let tangent = try level.run { try tape.forward(leafTangents: [seed])[Int(outputID)] }
-        guard let tangent else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
-        let columns = try level.physicalOrBroadcast(tangent).reshaped([n, m])  // row j: J·e_j
+        // A block of basis vectors at a time: one JVP replay with batched tangents.
+        let rows = try blocks(n).map { block -> Tensor in
+            let level = try BatchLevel(size: block.count)
+            let seed = try level.batched(basis(block, of: n, shape: x.shape, dtype: x.dtype))
+            let tangent = try level.run { try tape.forward(leafTangents: [seed])[Int(outputID)] }
+            guard let tangent else { return try Tensor.zeros([block.count, m], dtype: y.dtype) }
+            return try level.physicalOrBroadcast(tangent).reshaped([block.count, m])  // row j: J·e_j
+        }
+        let columns = rows.count == 1 ? rows[0] : try Tensor.concat(rows, axis: 0)
         return try columns.transposed([1, 0]).reshaped(y.shape + x.shape)
     case .reverse:
-        // Every basis cotangent at once: one backward pass with batched cotangents.
-        let level = try BatchLevel(size: m)
-        let seed = try level.batched(identity(m, shape: y.shape, dtype: y.dtype))
-        let cotangent = try level.run { try tape.backward(seeds: [(outputID, seed)])[0] }
-        guard let cotangent else { return try Tensor.zeros(y.shape + x.shape, dtype: y.dtype) }
-        return try level.physicalOrBroadcast(cotangent).reshaped(y.shape + x.shape)  // row i: e_iᵀ·J
+        // A block of basis cotangents at a time: one backward pass with batched cotangents.
+        let rows = try blocks(m).map { block -> Tensor in
+            let level = try BatchLevel(size: block.count)
+            let seed = try level.batched(basis(block, of: m, shape: y.shape, dtype: y.dtype))
+            let cotangent = try level.run { try tape.backward(seeds: [(outputID, seed)])[0] }
+            guard let cotangent else { return try Tensor.zeros([block.count, n], dtype: x.dtype) }
+            return try level.physicalOrBroadcast(cotangent).reshaped([block.count, n])  // row i: e_iᵀ·J
+        }
+        return try (rows.count == 1 ? rows[0] : try Tensor.concat(rows, axis: 0)).reshaped(y.shape + x.shape)
     }
 }
 
-/// The `count` basis vectors of a tensor of `shape` (`count` = its element count), stacked: shape
-/// `[count] + shape`.
-func identity(_ count: Int, shape: [Int], dtype: DType) throws -> Tensor {
-    try Tensor.arange(0, Double(count)).cast(to: .int64).oneHot(depth: count, dtype: dtype).reshaped([count] + shape)
+/// Basis vectors `block` of a tensor of `shape` with `count` elements, stacked: shape
+/// `[block.count] + shape`.
+func basis(_ block: Range<Int>, of count: Int, shape: [Int], dtype: DType) throws -> Tensor {
+    try Tensor.arange(Double(block.lowerBound), Double(block.upperBound)).cast(to: .int64)
+        .oneHot(depth: count, dtype: dtype).reshaped([block.count] + shape)
 }
-
 /// The Hessian of a scalar-valued `f` at `x`: shape `x.shape + x.shape`.
 ///
 /// Forward-over-reverse: the gradient computation is recorded once and its differential applied
