@@ -101,7 +101,21 @@ def jacobian_workloads():
     def hvps():
         return torch.stack([torch.func.jvp(grad, (y,), (identity[j],))[1] for j in range(1000)], dim=1)
 
+    # Per-example gradients: 256 examples of 64 features through tanh(W1 x + b1) · w2, squared error.
+    pw1 = (torch.rand(128, 64, dtype=torch.float64, generator=g) * 2 - 1) * 0.1
+    pb1 = (torch.rand(128, 1, dtype=torch.float64, generator=g) * 2 - 1) * 0.1
+    pw2 = (torch.rand(1, 128, dtype=torch.float64, generator=g) * 2 - 1) * 0.1
+    xs = torch.rand(256, 64, 1, dtype=torch.float64, generator=g) * 2 - 1
+    ts = torch.rand(256, 1, 1, dtype=torch.float64, generator=g) * 2 - 1
+
+    def example_loss(params, x, t):
+        w1, b1, w2 = params
+        return ((w2 @ torch.tanh(w1 @ x + b1) - t) ** 2).sum()
+
+    per_example = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))
+
     return {
+        "per-example gradients 256 x (64-128-1) f64 (vmap grad)": lambda: per_example((pw1, pb1, pw2), xs, ts),
         "MLP 100-100-100 f64 Jacobian forward (jacfwd)": lambda: torch.func.jacfwd(mlp)(x),
         "MLP 100-100-100 f64 Jacobian reverse (jacrev)": lambda: torch.func.jacrev(mlp)(x),
         "Hessian 1000 params full (torch.func.hessian)": lambda: torch.func.hessian(regression)(y),

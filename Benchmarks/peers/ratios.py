@@ -57,6 +57,14 @@ def main():
               + (f"; JAX {find(jax, 'Hessian 1000 params full'):.1f} / {find(jax, 'Hessian 1000 params by'):.1f} ms" if jax else ""))
         print(f"MLP 100-100-100 Jacobian: forward {find(adj, 'MLP 100-100-100 f64 Jacobian forward'):.3f} ms, "
               f"reverse {find(adj, 'MLP 100-100-100 f64 Jacobian reverse'):.3f} ms, automatic {find(adj, 'MLP 100-100-100 f64 Jacobian automatic'):.3f} ms")
+    if any(k.startswith("per-example gradients") for k in adj):
+        pe = find(adj, "per-example gradients")
+        print(f"per-example gradients (vmap of gradient): {pe:.3f} ms; PyTorch torch.func {find(torch, 'per-example gradients'):.3f} ms"
+              + (f"; JAX jit {find(jax, 'per-example gradients'):.3f} ms" if jax else ""))
+        if jax:
+            print(f"MLP 100-100-100 Jacobian / JAX jit: forward {find(adj, 'MLP 100-100-100 f64 Jacobian forward') / find(jax, 'MLP 100-100-100 f64 Jacobian forward'):.2f}, "
+                  f"reverse {find(adj, 'MLP 100-100-100 f64 Jacobian reverse') / find(jax, 'MLP 100-100-100 f64 Jacobian reverse'):.2f} (target ≤ 2); "
+                  f"Hessian / JAX jit {find(adj, 'Hessian 1000 params full') / find(jax, 'Hessian 1000 params full'):.2f} (target ≤ 2)")
     print(f"matmul 1024³: dispatch reaches {raw / mm * 100:.1f}% of raw OpenBLAS (target ≥ 90%); {2 * 1024**3 / (mm * 1e-3) / 1e9:.1f} GFLOP/s")
 
 

@@ -114,6 +114,19 @@ let benchmarks: @Sendable () -> Void = {
             for _ in benchmark.scaledIterations { blackHole(try jacobian(of: { try mlp($0) }, at: mlpX, mode: mode)) }
         }
     }
+    // Per-example gradients (vmap of gradient): 256 examples of 64 features, tanh(W1 x + b1) · w2.
+    let exampleParameters = [try! Tensor.uniform([128, 64], key: key.fold(in: 20), low: -0.1, high: 0.1),
+                             try! Tensor.uniform([128, 1], key: key.fold(in: 21), low: -0.1, high: 0.1),
+                             try! Tensor.uniform([1, 128], key: key.fold(in: 22), low: -0.1, high: 0.1)]
+    let examples = [try! Tensor.uniform([256, 64, 1], key: key.fold(in: 23), low: -1, high: 1),
+                    try! Tensor.uniform([256, 1, 1], key: key.fold(in: 24), low: -1, high: 1)]
+    Benchmark("per-example gradients 256 x (64-128-1) f64") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try vmap(at: examples) { e in
+                try gradient(at: exampleParameters) { p in try (p[2].matmul((p[0].matmul(e[0]) + p[1]).tanh()) - e[1]).pow(2).sum() }
+            })
+        }
+    }
     let regression = try! Workloads.SoftplusRegression(key: key)
     let regressionX = try! Tensor.uniform([1000], key: key.fold(in: 13), low: -1, high: 1)
     Benchmark("Hessian 1000 params full", configuration: .init(maxDuration: .seconds(10), maxIterations: 5)) { benchmark in
