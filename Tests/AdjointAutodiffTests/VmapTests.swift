@@ -69,6 +69,16 @@ struct VmapTests {
         #expect(sums[0].doubles == [36, 45] && sums[1].shape == [2, 2])
     }
 
+    @Test("reductions of rank-0 examples reduce nothing, not the batch")
+    func scalarReductions() throws {
+        let xs = t([0.5, -1, 2])
+        for reduce in [{ (x: Tensor) in try x.sum() }, { try $0.mean() }, { try $0.max() }, { try $0.logsumexp() }] {
+            let got = try vmap(reduce, over: xs)
+            let expected = try Tensor.stack((0..<3).map { k in try reduce(xs.slice(starts: [k], ends: [k + 1]).reshaped([])) }, axis: 0)
+            #expect(got.shape == [3] && bitwiseEqual(got, expected))
+        }
+    }
+
     @Test("bad axes, differing batch sizes, empty batches and value reads are typed errors")
     func refusals() throws {
         let x = t([1, 2, 3, 4, 5, 6], [2, 3])

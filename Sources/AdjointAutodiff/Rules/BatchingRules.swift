@@ -23,6 +23,8 @@ enum BatchingRules {
             switch call.attributes {
             case let .reduction(axes, keepDims):
                 let normalized = try ShapeRules.axes(axes, rank: ranks[0], op: call.op.rawValue)
+                // A reduction of a rank-0 value reduces nothing; an empty axis list would reduce the batch.
+                guard !normalized.isEmpty else { return try perExample(call, level: level) }
                 return try dispatch1(call.op, .reduction(axes: normalized.map { $0 + 1 }, keepDims: keepDims), [physical[0]!])
             case let .axisKeepDims(axis, keepDims):
                 let a = try ShapeRules.axis(axis, rank: ranks[0], op: call.op.rawValue)
