@@ -80,6 +80,24 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(try Workloads.trainStep(&model, batch)) }
     }
+    Benchmark("MLP 784-512-512-10 b256 f32 train step compiled") { benchmark in
+        // The same SGD step traced and compiled once (`compile`): loss, gradient and update as one program.
+        let step = compile { (a: [Tensor]) throws -> [Tensor] in
+            let model = Workloads.MLP(tensors: Array(a[0..<6]))
+            let (loss, grads) = try valueWithGradient(at: model) { m in try m.loss(a[6], a[7]) }
+            let lr = try Tensor(-0.01, dtype: .float32)
+            return [loss] + (try zip(model.tensors, grads.tensors).map { w, g in try w.multiplied(by: Tensor(1, dtype: .float32), adding: g * lr) })
+        }
+        var parameters = try Workloads.MLP(key: key).tensors
+        let batch = try Workloads.MLPBatch(key: key)
+        _ = try step(parameters + [batch.x, batch.labels])
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            let out = try step(parameters + [batch.x, batch.labels])
+            parameters = Array(out[1...])
+            blackHole(out[0])
+        }
+    }
 
     Benchmark("matmul 1024³ f32 via dispatch") { benchmark in
         let a = try Tensor.uniform([1024, 1024], key: key.fold(in: 1), dtype: .float32)

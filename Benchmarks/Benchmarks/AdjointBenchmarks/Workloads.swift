@@ -34,6 +34,8 @@ enum Workloads {
             w3 = try layer(3, 512, 10); b3 = try .zeros([10], dtype: .float32)
         }
 
+        init(tensors t: [Tensor]) { (w1, b1, w2, b2, w3, b3) = (t[0], t[1], t[2], t[3], t[4], t[5]) }
+
         func loss(_ x: Tensor, _ labels: Tensor) throws -> Tensor {
             let h1 = try (x.matmul(w1) + b1).relu()
             let h2 = try (h1.matmul(w2) + b2).relu()

@@ -52,6 +52,37 @@ guard args.count >= 2 else {
 Parallelism.threadCount = 2
 
 switch args[1] {
+case "mlp-step":
+    // The 784-512-512-10 SGD step (batch 256, float32), eager or compiled (`compile`): median ms.
+    //   TimeBenchmarks mlp-step <eager|compiled|compiled-interpreted> [steps]
+    let key = RandomKey(seed: 2026)
+    func layer(_ i: Int, _ fanIn: Int, _ fanOut: Int) throws -> Tensor {
+        let bound = (6.0 / Double(fanIn + fanOut)).squareRoot()
+        return try Tensor.uniform([fanIn, fanOut], key: key.fold(in: UInt64(i)), low: -bound, high: bound, dtype: .float32)
+    }
+    var parameters = [try layer(1, 784, 512), try Tensor.zeros([512], dtype: .float32), try layer(2, 512, 512),
+                      try Tensor.zeros([512], dtype: .float32), try layer(3, 512, 10), try Tensor.zeros([10], dtype: .float32)]
+    let x = try Tensor.uniform([256, 784], key: key.fold(in: 100), dtype: .float32)
+    let labels = try (Tensor.uniform([256], key: key.fold(in: 101)) * 10).cast(to: .int64)
+    func step(_ a: [Tensor]) throws -> [Tensor] {
+        let (loss, grads) = try valueWithGradient(at: Array(a[0..<6])) { p in
+            let h1 = try (a[6].matmul(p[0]) + p[1]).relu()
+            let h2 = try (h1.matmul(p[2]) + p[3]).relu()
+            return try (h2.matmul(p[4]) + p[5]).crossEntropy(labels: a[7]).mean()
+        }
+        let lr = try Tensor(-0.01, dtype: .float32)
+        return [loss] + (try zip(a[0..<6], grads).map { w, g in try w + g * lr })
+    }
+    let mode = args[2], steps = args.count > 3 ? Int(args[3]) ?? 50 : 50
+    let run: ([Tensor]) throws -> [Tensor]
+    switch mode {
+    case "compiled": let f = compile(native: .automatic, step); run = { try f($0) }
+    case "compiled-interpreted": let f = compile(native: .off, step); run = { try f($0) }
+    default: run = step
+    }
+    for _ in 0..<3 { parameters = Array(try run(parameters + [x, labels])[1...]) }
+    let times = try (0..<steps).map { _ in try seconds { parameters = Array(try run(parameters + [x, labels])[1...]) } * 1e3 }
+    emit(["workload": "mlp-step", "mode": mode, "median_ms": median(times)])
 case "profile-jacobian":
     // Batched Jacobians and Hessians (vmap): per-call medians and where the time goes. The
     // workloads of the package-benchmark suite (100 → 100 → 100 tanh MLP, 1,000-parameter
