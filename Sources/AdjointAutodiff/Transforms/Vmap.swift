@@ -4,7 +4,7 @@ import AdjointTensor
 /// (JAX's `vmap`).
 ///
 /// `f` is written for one example and runs once: each operator it applies to a batched value runs
-/// once on the whole batch (its batching rule, ``BatchLevel``), not once per example. Results are
+/// once on the whole batch (its batching rule), not once per example. Results are
 /// stacked along `outAxis`; a result that does not depend on a batched argument is broadcast to
 /// the batch.
 ///

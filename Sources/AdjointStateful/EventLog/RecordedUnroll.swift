@@ -39,7 +39,7 @@ public func unroll<Step: StepFunction>(
     }
     report.steps = horizon
     report.schedule = "\(schedule) per segment of the log (\(starts.count) segments)"
-    return try carry!.result(report: report)
+    return carry!.result(report: report)
 }
 
 /// What reversing a segment hands to the segment before it: the cotangent of its first state, the
