@@ -65,11 +65,14 @@ enum BatchingRules {
     /// shared operands broadcast against the batch as they are.
     private static func aligned(_ inputs: [Tensor], _ physical: [Tensor?]) throws -> [Tensor] {
         let rank = inputs.map(\.rank).max() ?? 0
-        return try zip(inputs, physical).map { input, p in
-            guard let p else { return input }
-            guard input.rank < rank else { return p }
-            return try p.reshaped([p.shape[0]] + Array(repeating: 1, count: rank - input.rank) + input.shape)
-        }
+        return try zip(inputs, physical).map { input, p in try p.map { try widened($0, example: input, to: rank) } ?? input }
+    }
+
+    /// The batch `p` of `example` with unit axes after its batch axis, so that its example axes
+    /// count `rank` (trailing axes line up with an operand of that rank when broadcasting).
+    private static func widened(_ p: Tensor, example: Tensor, to rank: Int) throws -> Tensor {
+        guard example.rank < rank else { return p }
+        return try p.reshaped([p.shape[0]] + Array(repeating: 1, count: rank - example.rank) + example.shape)
     }
 
     private static func matmul(_ call: OpCall, _ physical: [Tensor?], level: BatchLevel) throws -> Tensor {
@@ -88,11 +91,7 @@ enum BatchingRules {
         default:
             // Batch axes broadcast in the product: give every batched operand the other's rank.
             let rank = Swift.max(a.rank, b.rank)
-            let operands = try [a, b].enumerated().map { i, input -> Tensor in
-                guard let p = physical[i] else { return input }
-                guard input.rank < rank else { return p }
-                return try p.reshaped([p.shape[0]] + Array(repeating: 1, count: rank - input.rank) + input.shape)
-            }
+            let operands = try [a, b].enumerated().map { i, input in try physical[i].map { try widened($0, example: input, to: rank) } ?? input }
             return try dispatch1(.matmul, call.attributes, operands)
         }
     }
@@ -114,10 +113,7 @@ enum BatchingRules {
             let p = try permutation.map { try ShapeRules.axis($0, rank: x.rank, op: call.op.rawValue) + 1 }
             return try dispatch1(.transpose, .permutation([0] + p), [physical[0]!])
         case (.broadcastTo, .shape(let shape)):
-            let p = physical[0]!
-            let padded = shape.count > x.rank
-                ? try p.reshaped([size] + Array(repeating: 1, count: shape.count - x.rank) + x.shape) : p
-            return try dispatch1(.broadcastTo, .shape([size] + shape), [padded])
+            return try dispatch1(.broadcastTo, .shape([size] + shape), [widened(physical[0]!, example: x, to: shape.count)])
         case let (.slice, .region(starts, ends)):
             return try dispatch1(.slice, .region(starts: [0] + starts, ends: [size] + ends), [physical[0]!])
         case let (.pad, .pad(low, high, value)):
@@ -168,9 +164,7 @@ enum BatchingRules {
             var copy = try level.physicalOrBroadcast(target)
             let value = call.inputs[1]
             let region = zip(starts, ends).map { $1 - $0 }
-            let batchedValue = try level.physical(of: value).map { p in
-                value.rank < region.count ? try p.reshaped([level.size] + Array(repeating: 1, count: region.count - value.rank) + value.shape) : p
-            } ?? value
+            let batchedValue = try level.physical(of: value).map { try widened($0, example: value, to: region.count) } ?? value
             try dispatchInPlace(.assignInPlace, .region(starts: [0] + starts, ends: [level.size] + ends),
                                 target: &copy, operands: [batchedValue])
             return copy
