@@ -27,8 +27,9 @@ public enum JacobianMode: String, Sendable, CaseIterable {
 ///   - mode: `.automatic` (default) picks forward mode when `x` has no more elements than
 ///     `f(x)`, reverse mode otherwise; either can be forced.
 /// - Complexity: `f` runs once; then one JVP replay (forward) or one backward pass (reverse) on
-///   batched tangents (``vmap(at:axes:outAxis:of:)``): every basis vector at once, so a matrix-vector
-///   product of `f` becomes one matrix-matrix product.
+///   batched tangents (``vmap(at:axes:outAxis:of:)``): every basis vector at once (in blocks when
+///   their tangents would exceed 2²⁵ elements), so a matrix-vector product of `f` becomes one
+///   matrix-matrix product.
 public func jacobian(of f: (Tensor) throws -> Tensor, at x: Tensor, mode: JacobianMode = .automatic) throws -> Tensor {
     try jacobian(of: f, at: x, mode: mode, batchElements: 1 << 25)
 }
@@ -81,6 +82,7 @@ func basis(_ block: Range<Int>, of count: Int, shape: [Int], dtype: DType) throw
     try Tensor.arange(Double(block.lowerBound), Double(block.upperBound)).cast(to: .int64)
         .oneHot(depth: count, dtype: dtype).reshaped([block.count] + shape)
 }
+
 /// The Hessian of a scalar-valued `f` at `x`: shape `x.shape + x.shape`.
 ///
 /// Forward-over-reverse: the gradient computation is recorded once and its differential applied
