@@ -72,7 +72,8 @@ struct VmapTests {
     @Test("reductions of rank-0 examples reduce nothing, not the batch")
     func scalarReductions() throws {
         let xs = t([0.5, -1, 2])
-        for reduce in [{ (x: Tensor) in try x.sum() }, { try $0.mean() }, { try $0.max() }, { try $0.logsumexp() }] {
+        for reduce in [{ (x: Tensor) in try x.sum() }, { try $0.mean() }, { try $0.max() }, { try $0.logsumexp() },
+                       { try $0.meanSquaredError(Tensor(0.25)) }] {
             let got = try vmap(reduce, over: xs)
             let expected = try Tensor.stack((0..<3).map { k in try reduce(xs.slice(starts: [k], ends: [k + 1]).reshaped([])) }, axis: 0)
             #expect(got.shape == [3] && bitwiseEqual(got, expected))

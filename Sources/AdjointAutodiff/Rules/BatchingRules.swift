@@ -46,7 +46,8 @@ enum BatchingRules {
             case (.crossEntropyWithLogits, _):
                 // Per-example losses over the leading axes of the logits: the batch is one more.
                 return try dispatch1(call.op, call.attributes, inputs.map { try level.physicalOrBroadcast($0) })
-            case (.meanSquaredError, _):
+            case (.meanSquaredError, _) where ranks.max() ?? 0 > 0:
+                // (Rank-0 examples go per example: a mean over no axes would reduce the batch.)
                 let difference = try dispatch1(.sub, .none, aligned(inputs, physical))
                 let squared = try dispatch1(.mul, .none, [difference, difference])
                 return try dispatch1(.mean, .reduction(axes: Array(1..<squared.rank), keepDims: false), [squared])
