@@ -94,6 +94,53 @@ struct PolicyTests {
         #expect(PolicyKind(name: "lecar") == PolicyKind.lecar)
     }
 
+    @Test("Cacheus: step by step as libCacheSim 0.3.5 where random choices do not matter; CR-LFU evicts the newest of the least frequent; runs are reproducible; memory stays within twice the cache")
+    func cacheus() throws {
+        // Hits and occupancy per request from libCacheSim 0.3.5 (PyPI): `Cacheus(cache_size=10)`,
+        // `get` per request, `get_n_obj()` after each. The cache fills to 10 only because SR grows
+        // on returns from the history; then the experts evict objects that are not requested
+        // again (after which their choices differ by seed: the output here is the same for every
+        // seed, so no random choice decides it).
+        let ids: [UInt64] = [1, 2, 3, 4, 5, 6, 1, 7, 2, 8, 9, 3, 10, 11, 20, 21, 22, 12]
+        let libCacheSim = "1:0:1 2:0:2 3:0:3 4:0:4 5:0:5 6:0:5 1:0:6 7:0:6 2:0:7 8:0:8 9:0:8 3:0:9 10:0:10 11:0:10 "
+            + "20:0:10 21:0:10 22:0:10 12:0:10"
+        for seed: UInt64 in 1...8 {
+            var policy = CacheusPolicy(capacity: 10, seed: seed)
+            let steps = ids.map { id in "\(id):\(policy.access(CacheRequest(time: 0, id: id)) ? 1 : 0):\(policy.occupied)" }
+            #expect(steps.joined(separator: " ") == libCacheSim, "seed \(seed)")
+            #expect(policy.scanResistantCapacity > 5)
+        }
+
+        // CR-LFU's order: the newest of the least frequent; a count kept in the history resumes.
+        var lists = FrequencyLists()
+        let a = lists.insert(id: 1, size: 1), b = lists.insert(id: 2, size: 1), c = lists.insert(id: 3, size: 1, count: 3)
+        #expect(lists.newestOfLeastFrequent == b && lists.victim == a)
+        lists.remove(b)
+        lists.remove(a)
+        #expect(lists.newestOfLeastFrequent == c && lists.minimum == 3)
+        let d = lists.insert(id: 4, size: 1, count: 5)
+        #expect(lists.minimum == 3 && lists.maximum == 5)
+        lists.remove(c)
+        #expect(lists.newestOfLeastFrequent == d && lists.minimum == 5)
+        lists.remove(d)
+        let e = lists.insert(id: 5, size: 1, count: 7)
+        #expect(lists.newestOfLeastFrequent == e && lists.minimum == 7)
+
+        // Reproducible per seed; the weights stay normalised.
+        let requests = try Self.workload()
+        var first = CacheusPolicy(capacity: 150, seed: 5), second = CacheusPolicy(capacity: 150, seed: 5)
+        #expect(requests.map { first.access($0) } == requests.map { second.access($0) })
+        #expect(Swift.abs(first.weights.lru + first.weights.lfu - 1) < 1e-12 && first.weights.lru != 0.5)
+        #expect(PolicyKind(name: "cacheus") == .cacheus)
+
+        // A stream of distinct objects: resident, history and ghost entries stay bounded by the
+        // capacity, not by the objects seen.
+        var policy = CacheusPolicy(capacity: 100)
+        for i in 0..<50_000 { _ = policy.access(CacheRequest(time: Int64(i), id: UInt64(i % 3 == 0 ? i % 40 : i))) }
+        #expect(policy.index.count <= 200 && policy.ghostIndex.count <= 100 && policy.entries.ids.count <= 201,
+                "\(policy.index.count) entries, \(policy.ghostIndex.count) ghosts, pool \(policy.entries.ids.count)")
+    }
+
     @Test("W-TinyLFU: a scan of one-hit objects does not displace a frequently used working set; XXH64 is the specification's")
     func wTinyLFU() {
         // A working set of 50 objects, each requested 20 times, then a scan of 5,000 new objects

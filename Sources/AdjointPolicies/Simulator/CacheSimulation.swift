@@ -33,7 +33,7 @@ public struct SimulationResult: Equatable, Sendable {
 
 /// The classical policies (and Belady), by name.
 public enum PolicyKind: String, CaseIterable, Sendable {
-    case fifo = "FIFO", lru = "LRU", lfu = "LFU", arc = "ARC", twoQ = "2Q", s3fifo = "S3-FIFO", sieve = "SIEVE", lecar = "LeCaR", wtinylfu = "W-TinyLFU", gdsf = "GDSF",
+    case fifo = "FIFO", lru = "LRU", lfu = "LFU", arc = "ARC", twoQ = "2Q", s3fifo = "S3-FIFO", sieve = "SIEVE", lecar = "LeCaR", cacheus = "Cacheus", wtinylfu = "W-TinyLFU", gdsf = "GDSF",
          lirs = "LIRS", lhd = "LHD", belady = "Belady"
 
     public func make(capacity: Int64) -> any CachePolicy {
@@ -46,6 +46,7 @@ public enum PolicyKind: String, CaseIterable, Sendable {
         case .s3fifo: return S3FIFOPolicy(capacity: capacity)
         case .sieve: return SIEVEPolicy(capacity: capacity)
         case .lecar: return LeCaRPolicy(capacity: capacity)
+        case .cacheus: return CacheusPolicy(capacity: capacity)
         case .wtinylfu: return WTinyLFUPolicy(capacity: capacity)
         case .gdsf: return GDSFPolicy(capacity: capacity)
         case .lirs: return LIRSPolicy(capacity: capacity)

@@ -70,12 +70,14 @@ struct FrequencyLists {
     var minimum: Int32 = 1
     var maximum: Int32 = 1
 
-    /// A new entry with count 1.
-    mutating func insert(id: UInt64, size: Int64) -> Int32 {
+    /// A new entry with count `count` (1 for a new object; more for one whose count was kept).
+    mutating func insert(id: UInt64, size: Int64, count: Int32 = 1) -> Int32 {
+        let wasEmpty = (buckets[minimum]?.count ?? 0) == 0
         let n = pool.allocate(id: id, size: size)
-        pool.counters[Int(n)] = 1
-        pool.pushHead(n, &buckets[1, default: NodeList()])
-        minimum = 1
+        pool.counters[Int(n)] = count
+        pool.pushHead(n, &buckets[count, default: NodeList()])
+        if wasEmpty || count < minimum { minimum = count }
+        maximum = Swift.max(maximum, count)
         return n
     }
 
@@ -93,6 +95,9 @@ struct FrequencyLists {
 
     /// The least frequent entry, the oldest among equals (the lists must not be empty).
     var victim: Int32 { buckets[minimum]!.tail }
+
+    /// The least frequent entry, the newest among equals (the lists must not be empty).
+    var newestOfLeastFrequent: Int32 { buckets[minimum]!.head }
 
     /// Removes `n` and frees its slot.
     mutating func remove(_ n: Int32) {
