@@ -22,7 +22,7 @@ import libcachesim as lcs
 trace = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/traces/scarab-recs.oracleGeneral.bin.zst"
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 2583
 policies = [("FIFO", lcs.FIFO), ("LRU", lcs.LRU), ("LFU", lcs.LFU), ("ARC", lcs.ARC), ("2Q", lcs.TwoQ),
-            ("S3-FIFO", lcs.S3FIFO), ("SIEVE", lcs.Sieve), ("LeCaR", lcs.LeCaR), ("W-TinyLFU", lcs.WTinyLFU), ("GDSF", lcs.GDSF),
+            ("S3-FIFO", lcs.S3FIFO), ("SIEVE", lcs.Sieve), ("LeCaR", lcs.LeCaR), ("Cacheus", lcs.Cacheus), ("W-TinyLFU", lcs.WTinyLFU), ("GDSF", lcs.GDSF),
             ("LIRS", lcs.LIRS), ("LHD", lcs.LHD), ("Belady", lcs.Belady)]
 
 print(f"{trace}, cache {size} objects")
