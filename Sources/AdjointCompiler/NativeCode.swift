@@ -10,15 +10,17 @@ import AdjointIR
 /// with four accumulators. Compiled with `-ffp-contract=off` and without fast-math, each result is
 /// the interpreter's bit for bit (tested per operator family and dtype on edge inputs). What is
 /// covered: elementwise unary and binary operators, `multiplyAdd`, gathers, and sum/mean/max/min
-/// reductions small enough to run serially; large elementwise operators without index tables as
-/// chunked runs (``chunkedSegments(splits:)``: one loop over a chunk of elements for the whole run,
-/// chunks on the worker threads); matmul, logsumexp, large gathers, table-driven operators and
-/// fallbacks stay interpreted.
+/// reductions small enough to run serially; large elementwise operators and gathers as chunked
+/// runs (``chunkedSegments(splits:)``: one loop over a chunk of elements for the whole run, chunks
+/// on the worker threads) when each operand reads its own elements, a single element throughout,
+/// or — through an index table — one contiguous run or one element with zeros around it (a slice,
+/// a shift, a one-dimensional pad or concatenation: ``AffineRead``); matmul, logsumexp, other
+/// large table-driven operators and fallbacks stay interpreted.
 struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 3
+    static let version = 4
     /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
     /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
@@ -74,29 +76,77 @@ struct NativeCodeGenerator {
     // MARK: - Chunked runs
 
     /// Whether instruction `i` can join a chunked run: elementwise over operands of its own size
-    /// (or single elements read throughout), larger than ``elementLimit``, no index tables.
-    static func chunkable(_ i: Instruction) -> Bool {
-        guard i.n > elementLimit, i.table < 0, i.accumulator < 0 else { return false }
+    /// (or single elements read throughout, or tables that are ``AffineRead``s), larger than
+    /// ``elementLimit``, not accumulating in place.
+    func chunkable(_ i: Instruction) -> Bool {
+        guard i.n > Self.elementLimit, i.accumulator < 0 else { return false }
         switch i.kind {
-        case .unary: return unaryExpression(i.op, "x", float64: true) != nil
-        case .binary: return binaryExpression(i.op, "a", "b", float64: true) != nil
-        case .multiplyAdd: return true
+        case .unary: return Self.unaryExpression(i.op, "x", float64: true) != nil
+        case .binary: guard Self.binaryExpression(i.op, "a", "b", float64: true) != nil else { return false }
+        case .multiplyAdd: break
+        case .gather: guard i.table >= 0 else { return false }
         default: return false
         }
+        return i.table < 0 || reads(i).allSatisfy(\.affine)
+    }
+
+    /// An index table that reads, for output elements `lo ..< hi`, consecutive frame elements from
+    /// `first` (`stride` 1) or element `first` throughout (`stride` 0), and zero (or a gather's pad
+    /// value) elsewhere.
+    struct AffineRead: Equatable {
+        let lo: Int, hi: Int, first: Int, stride: Int
+    }
+
+    /// The table of `n` entries from `start` as an ``AffineRead``, or nil when it is not one.
+    func affine(_ start: Int, _ n: Int) -> AffineRead? {
+        var lo = -1, hi = -1, first = 0, stride = 1
+        for k in 0..<n {
+            let entry = tables[start + k]
+            if entry < 0 {
+                if lo >= 0, hi < 0 { hi = k }
+                continue
+            }
+            if lo < 0 { (lo, first) = (k, entry); continue }
+            if hi >= 0 { return nil }   // a second run
+            if k == lo + 1 {
+                stride = entry - first
+                guard stride == 0 || stride == 1 else { return nil }
+            }
+            guard entry == first + stride * (k - lo) else { return nil }
+        }
+        if lo < 0 { return AffineRead(lo: 0, hi: 0, first: 0, stride: 1) }   // zeros only
+        return AffineRead(lo: lo, hi: hi < 0 ? n : hi, first: first, stride: stride)
     }
 
     /// A region of the frame an instruction reads or writes: `n` elements from `offset`, or one
-    /// element read throughout (`scalar`).
+    /// element read throughout (`scalar`). A read through an index table that is an
+    /// ``AffineRead`` not covering every output element has `padded`: the output elements that
+    /// read (element `k` reads region element `k − lo`), zero elsewhere; another table makes
+    /// `affine` false (the instruction cannot join a chunked run).
     struct Region {
         let offset: Int, bytes: Int, scalar: Bool
+        var padded: Range<Int>? = nil
+        var affine = true
         func overlaps(_ other: Region) -> Bool { offset < other.offset + other.bytes && other.offset < offset + bytes }
         /// The same elements at the same places: element `k` of one is element `k` of the other.
-        func coincides(with other: Region) -> Bool { !scalar && !other.scalar && offset == other.offset && bytes == other.bytes }
+        func coincides(with other: Region) -> Bool {
+            !scalar && !other.scalar && padded == nil && other.padded == nil && offset == other.offset && bytes == other.bytes
+        }
     }
 
-    static func reads(_ i: Instruction) -> [Region] {
+    func reads(_ i: Instruction) -> [Region] {
         let size = i.float64 ? 8 : 4
         func region(_ offset: Int, scalar: Bool) -> Region { Region(offset: offset, bytes: scalar ? size : i.n * size, scalar: scalar) }
+        if i.table >= 0 {
+            let count = i.kind == .gather ? 1 : i.kind == .binary ? 2 : 3
+            return (0..<count).map { o in
+                guard let read = affine(i.table + o * i.n, i.n) else { return Region(offset: 0, bytes: 0, scalar: false, affine: false) }
+                let scalar = read.stride == 0
+                var r = Region(offset: read.first * size, bytes: scalar ? size : (read.hi - read.lo) * size, scalar: scalar)
+                if read.lo != 0 || read.hi != i.n { r.padded = read.lo..<read.hi }
+                return r
+            }
+        }
         switch i.kind {
         case .unary: return [region(i.a, scalar: false)]
         case .binary: return [region(i.a, scalar: i.aScalar), region(i.b, scalar: i.bScalar)]
@@ -117,23 +167,23 @@ struct NativeCodeGenerator {
         var start: Int?
         var regions: [Region] = [], writes: [Region] = []   // read or written, and written, by the current run
         func compatible(_ i: Instruction) -> Bool {
-            let written = Self.write(i)
-            for r in regions + Self.reads(i) + [written] where r.overlaps(written) && !r.coincides(with: written) { return false }
+            let written = Self.write(i), read = reads(i)
+            for r in regions + read + [written] where r.overlaps(written) && !r.coincides(with: written) { return false }
             for w in writes {
-                for r in Self.reads(i) where r.overlaps(w) && !r.coincides(with: w) { return false }
+                for r in read where r.overlaps(w) && !r.coincides(with: w) { return false }
             }
             return true
         }
         for k in instructions.indices {
             let i = instructions[k]
-            if let s = start, splits.contains(k) || !Self.chunkable(i) || i.n != instructions[s].n || !compatible(i) {
+            if let s = start, splits.contains(k) || !chunkable(i) || i.n != instructions[s].n || !compatible(i) {
                 result.append(s..<k)
                 start = nil
                 (regions, writes) = ([], [])
             }
-            if start == nil, Self.chunkable(i), compatible(i) { start = k }
+            if start == nil, chunkable(i), compatible(i) { start = k }
             if start != nil {
-                regions += Self.reads(i) + [Self.write(i)]
+                regions += reads(i) + [Self.write(i)]
                 writes.append(Self.write(i))
             }
         }
@@ -159,17 +209,26 @@ struct NativeCodeGenerator {
             declarations += kind == "p" ? "\(t) *\(name) = (\(t) *)(base + \(offset));\n" : "const \(t) \(name) = *(\(t) *)(base + \(offset));\n"
             return name
         }
-        func operand(_ region: Region, _ float64: Bool) -> String {
+        /// `outside`: what a padded read gives outside its elements (zero, or a gather's pad).
+        func operand(_ region: Region, _ float64: Bool, outside: String) -> String {
+            if let padded = region.padded {
+                if padded.isEmpty { return outside }
+                let value = region.scalar ? declared("s", region.offset, float64) : "\(declared("p", region.offset, float64))[k - \(padded.lowerBound)]"
+                return "(k >= \(padded.lowerBound) && k < \(padded.upperBound) ? \(value) : \(outside))"
+            }
             if region.scalar { return declared("s", region.offset, float64) }
             if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }
             return "\(declared("p", region.offset, float64))[k]"
         }
         for (index, k) in run.enumerated() {
             let i = instructions[k], t = type(i.float64), v = "v\(index)"
-            let reads = Self.reads(i).map { operand($0, i.float64) }
+            let outside = i.kind != .gather ? (i.float64 ? "0.0" : "0.0f")
+                : i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
+            let reads = reads(i).map { operand($0, i.float64, outside: outside) }
             switch i.kind {
             case .unary: loop += "\(t) \(v) = \(Self.unaryExpression(i.op, reads[0], float64: i.float64)!);\n"
             case .binary: loop += "\(t) \(v) = \(Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!);\n"
+            case .gather: loop += "\(t) \(v) = \(reads[0]);\n"
             default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
             }
             loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n"

@@ -86,6 +86,60 @@ struct NativeCodeTests {
         #expect(limit.statistics.chunkedInstructions == 0 && past.statistics.chunkedInstructions == 2)
     }
 
+    @Test("slices, shifts, one-dimensional pads and concatenations join chunked runs (the heat equation's step and gradient): the interpreter's bits with 1, 2 and 3 threads",
+          arguments: [DType.float64, .float32])
+    func chunkedTableReads(dtype: DType) throws {
+        let n = 2 * Parallelism.elementChunk + 77   // not a multiple of the chunk
+        let arguments = [try Tensor.uniform([n], key: RandomKey(seed: 4), low: -2, high: 2, dtype: dtype),
+                         try Tensor.uniform([2], key: RandomKey(seed: 5), low: 0.1, high: 0.4, dtype: dtype)]
+        func step(_ s: Tensor, _ p: Tensor) throws -> Tensor {
+            let zero = try Tensor.zeros([1], dtype: dtype)
+            let left = try Tensor.concat([zero, s.slice([0..<(n - 1)])])
+            let right = try Tensor.concat([s.slice([1..<n]), zero])
+            return try s + p.slice([0..<1]) * (left + right - s * 2) + p.slice([1..<2]) * s.tanh()
+        }
+        let body: ([Tensor]) throws -> [Tensor] = { a in
+            let (value, pullback) = try vjp(at: [a[0], a[1]]) { q in try step(q[0], q[1]) }
+            let g = try pullback(value)
+            // A pad with a value other than zero (a gather of its own) and a shifted slice.
+            let padded = try a[0].slice([3..<n]).padded(low: [1], high: [2], value: 0.5)
+            return [value, g[0], g[1], try padded * a[0]]
+        }
+        let (bundle, _) = try traceGraph(body, at: arguments)
+        let program = try bundle.compiled(native: .required)
+        // 22 of the 26 instructions (the rest: reductions); 19 when table reads could not join.
+        #expect(program.statistics.chunkedInstructions >= 22, "\(program.statistics)")
+        let expected = try bundle.execute(arguments)
+        for threads in [1, 2, 3] {
+            let native = try Parallelism.withThreadCount(threads) { try program(arguments) }
+            #expect(zip(native, expected).allSatisfy(bitwiseEqualUpToNaN), "\(threads) threads")
+        }
+    }
+
+    @Test("index tables that are one run or one element with zeros around it are affine reads; others are not")
+    func affineReads() {
+        typealias G = NativeCodeGenerator
+        func read(_ table: [Int]) -> G.AffineRead? { G(instructions: [], tables: table).affine(0, table.count) }
+        #expect(read([-1, 5, 6, 7]) == G.AffineRead(lo: 1, hi: 4, first: 5, stride: 1))
+        #expect(read([2, 3, -1]) == G.AffineRead(lo: 0, hi: 2, first: 2, stride: 1))
+        #expect(read([-1, 9, -1]) == G.AffineRead(lo: 1, hi: 2, first: 9, stride: 1))
+        #expect(read([3, 3, 3]) == G.AffineRead(lo: 0, hi: 3, first: 3, stride: 0))
+        #expect(read([-1, -1]) == G.AffineRead(lo: 0, hi: 0, first: 0, stride: 1))
+        #expect(read([1, 2, -1, 4]) == nil && read([1, 3, 5]) == nil && read([4, 3]) == nil && read([1, 2, 4]) == nil)
+        // A run whose reads are shifted against what it wrote earlier stops there.
+        var first = FrameInstruction(kind: .binary, op: .add, float64: true)
+        (first.y, first.a, first.b, first.n) = (0, 40_000, 80_000, 5000)
+        var shifted = FrameInstruction(kind: .binary, op: .add, float64: true)
+        shifted.n = 5000
+        shifted.y = 120_000
+        shifted.table = 0
+        let table = [-1] + Array(0..<4999) + Array(5000..<10_000).map { $0 + 5000 }   // frame[k − 1] (zero first) and a plain operand
+        #expect(G(instructions: [first, shifted], tables: table).chunkedSegments(splits: []) == [0..<1, 1..<2])
+        // Reading shifted what the run does not write: one run.
+        let elsewhere = [-1] + Array(20_000..<24_999) + Array(5000..<10_000).map { $0 + 5000 }
+        #expect(G(instructions: [first, shifted], tables: elsewhere).chunkedSegments(splits: []) == [0..<2])
+    }
+
     @Test("a chunked run stops where its regions would overlap other than element for element")
     func chunkedRunRegions() {
         typealias G = NativeCodeGenerator
