@@ -13,8 +13,9 @@ import AdjointIR
 /// reductions small enough to run serially; large elementwise operators and gathers as chunked
 /// runs (``chunkedSegments(splits:)``: one loop over a chunk of elements for the whole run, chunks
 /// on the worker threads) when each operand reads its own elements, a single element throughout,
-/// or — through an index table — one contiguous run or one element with zeros around it (a slice,
-/// a shift, a one-dimensional pad or concatenation: ``AffineRead``); matmul, logsumexp, other
+/// or — through an index table — one contiguous run or one element, with a zero or one element
+/// repeated before and after it (a slice, a shift, a one-dimensional pad or concatenation:
+/// ``AffineRead``); matmul, logsumexp, other
 /// large table-driven operators and fallbacks stay interpreted.
 struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
@@ -91,31 +92,33 @@ struct NativeCodeGenerator {
     }
 
     /// An index table that reads, for output elements `lo ..< hi`, consecutive frame elements from
-    /// `first` (`stride` 1) or element `first` throughout (`stride` 0), and zero (or a gather's pad
-    /// value) elsewhere.
+    /// `first` (`stride` 1) or element `first` throughout (`stride` 0); before `lo` element
+    /// `before` and from `hi` element `after` (-1: zero, or a gather's pad value).
     struct AffineRead: Equatable {
         let lo: Int, hi: Int, first: Int, stride: Int
+        var before = -1, after = -1
     }
 
     /// The table of `n` entries from `start` as an ``AffineRead``, or nil when it is not one.
     func affine(_ start: Int, _ n: Int) -> AffineRead? {
-        var lo = -1, hi = -1, first = 0, stride = 1
-        for k in 0..<n {
-            let entry = tables[start + k]
-            if entry < 0 {
-                if lo >= 0, hi < 0 { hi = k }
-                continue
+        guard n > 0 else { return nil }
+        let t = tables[start ..< start + n]
+        func entry(_ k: Int) -> Int { t[start + k] }
+        // The run may start at 0, after the first entry, or after the leading repeats of it; and
+        // end at n, before the last entry, or before its trailing repeats.
+        let leading = t.firstIndex { $0 != t[start] }.map { $0 - start } ?? n
+        let trailing = t.lastIndex { $0 != t[start + n - 1] }.map { n - 1 - ($0 - start) } ?? n
+        for lo in Set([0, 1, leading]).sorted() where lo <= n {
+            for hi in Set([n, n - 1, n - trailing]).sorted(by: >) where hi >= lo {
+                let first = hi > lo ? entry(lo) : 0
+                let stride = hi - lo >= 2 ? entry(lo + 1) - first : 1
+                guard hi == lo || (first >= 0 && (stride == 0 || stride == 1)) else { continue }
+                guard (0..<lo).allSatisfy({ entry($0) == entry(0) }), (hi..<n).allSatisfy({ entry($0) == entry(n - 1) }),
+                      (lo..<hi).allSatisfy({ entry($0) == first + stride * ($0 - lo) }) else { continue }
+                return AffineRead(lo: lo, hi: hi, first: first, stride: stride, before: lo > 0 ? entry(0) : -1, after: hi < n ? entry(n - 1) : -1)
             }
-            if lo < 0 { (lo, first) = (k, entry); continue }
-            if hi >= 0 { return nil }   // a second run
-            if k == lo + 1 {
-                stride = entry - first
-                guard stride == 0 || stride == 1 else { return nil }
-            }
-            guard entry == first + stride * (k - lo) else { return nil }
         }
-        if lo < 0 { return AffineRead(lo: 0, hi: 0, first: 0, stride: 1) }   // zeros only
-        return AffineRead(lo: lo, hi: hi < 0 ? n : hi, first: first, stride: stride)
+        return nil
     }
 
     /// A region of the frame an instruction reads or writes: `n` elements from `offset`, or one
@@ -126,7 +129,14 @@ struct NativeCodeGenerator {
     struct Region {
         let offset: Int, bytes: Int, scalar: Bool
         var padded: Range<Int>? = nil
+        /// With `padded`: the byte offsets of the elements read before and after it (-1: zero),
+        /// each `element` bytes.
+        var before = -1, after = -1, element = 0
         var affine = true
+        /// This region and the single elements read before and after it.
+        var footprint: [Region] {
+            [self] + [before, after].filter { $0 >= 0 }.map { Region(offset: $0, bytes: element, scalar: true) }
+        }
         func overlaps(_ other: Region) -> Bool { offset < other.offset + other.bytes && other.offset < offset + bytes }
         /// The same elements at the same places: element `k` of one is element `k` of the other.
         func coincides(with other: Region) -> Bool {
@@ -143,7 +153,10 @@ struct NativeCodeGenerator {
                 guard let read = affine(i.table + o * i.n, i.n) else { return Region(offset: 0, bytes: 0, scalar: false, affine: false) }
                 let scalar = read.stride == 0
                 var r = Region(offset: read.first * size, bytes: scalar ? size : (read.hi - read.lo) * size, scalar: scalar)
-                if read.lo != 0 || read.hi != i.n { r.padded = read.lo..<read.hi }
+                if read.lo != 0 || read.hi != i.n {
+                    r.padded = read.lo..<read.hi
+                    (r.before, r.after, r.element) = (read.before < 0 ? -1 : read.before * size, read.after < 0 ? -1 : read.after * size, size)
+                }
                 return r
             }
         }
@@ -167,7 +180,7 @@ struct NativeCodeGenerator {
         var start: Int?
         var regions: [Region] = [], writes: [Region] = []   // read or written, and written, by the current run
         func compatible(_ i: Instruction) -> Bool {
-            let written = Self.write(i), read = reads(i)
+            let written = Self.write(i), read = reads(i).flatMap(\.footprint)
             for r in regions + read + [written] where r.overlaps(written) && !r.coincides(with: written) { return false }
             for w in writes {
                 for r in read where r.overlaps(w) && !r.coincides(with: w) { return false }
@@ -183,7 +196,7 @@ struct NativeCodeGenerator {
             }
             if start == nil, chunkable(i), compatible(i) { start = k }
             if start != nil {
-                regions += reads(i) + [Self.write(i)]
+                regions += reads(i).flatMap(\.footprint) + [Self.write(i)]
                 writes.append(Self.write(i))
             }
         }
@@ -212,9 +225,11 @@ struct NativeCodeGenerator {
         /// `outside`: what a padded read gives outside its elements (zero, or a gather's pad).
         func operand(_ region: Region, _ float64: Bool, outside: String) -> String {
             if let padded = region.padded {
-                if padded.isEmpty { return outside }
+                let before = region.before >= 0 ? declared("s", region.before, float64) : outside
+                let after = region.after >= 0 ? declared("s", region.after, float64) : outside
+                if padded.isEmpty { return after }
                 let value = region.scalar ? declared("s", region.offset, float64) : "\(declared("p", region.offset, float64))[k - \(padded.lowerBound)]"
-                return "(k >= \(padded.lowerBound) && k < \(padded.upperBound) ? \(value) : \(outside))"
+                return "(k < \(padded.lowerBound) ? \(before) : k < \(padded.upperBound) ? \(value) : \(after))"
             }
             if region.scalar { return declared("s", region.offset, float64) }
             if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }

@@ -107,8 +107,9 @@ struct NativeCodeTests {
         }
         let (bundle, _) = try traceGraph(body, at: arguments)
         let program = try bundle.compiled(native: .required)
-        // 22 of the 26 instructions (the rest: reductions); 19 when table reads could not join.
-        #expect(program.statistics.chunkedInstructions >= 22, "\(program.statistics)")
+        // 23 of the 26 instructions (the rest: reductions and two-element steps); 19 when table
+        // reads could not join.
+        #expect(program.statistics.chunkedInstructions >= 23, "\(program.statistics)")
         let expected = try bundle.execute(arguments)
         for threads in [1, 2, 3] {
             let native = try Parallelism.withThreadCount(threads) { try program(arguments) }
@@ -116,7 +117,7 @@ struct NativeCodeTests {
         }
     }
 
-    @Test("index tables that are one run or one element with zeros around it are affine reads; others are not")
+    @Test("index tables that are one run or one element, with zeros or one element repeated around it, are affine reads; others are not")
     func affineReads() {
         typealias G = NativeCodeGenerator
         func read(_ table: [Int]) -> G.AffineRead? { G(instructions: [], tables: table).affine(0, table.count) }
@@ -125,7 +126,11 @@ struct NativeCodeTests {
         #expect(read([-1, 9, -1]) == G.AffineRead(lo: 1, hi: 2, first: 9, stride: 1))
         #expect(read([3, 3, 3]) == G.AffineRead(lo: 0, hi: 3, first: 3, stride: 0))
         #expect(read([-1, -1]) == G.AffineRead(lo: 0, hi: 0, first: 0, stride: 1))
-        #expect(read([1, 2, -1, 4]) == nil && read([1, 3, 5]) == nil && read([4, 3]) == nil && read([1, 2, 4]) == nil)
+        // A constant element (a captured zero) before or after the run, repeated or not.
+        #expect(read([100, 10, 11, 12]) == G.AffineRead(lo: 1, hi: 4, first: 10, stride: 1, before: 100))
+        #expect(read([11, 12, 13, 100, 100]) == G.AffineRead(lo: 0, hi: 3, first: 11, stride: 1, after: 100))
+        #expect(read([7, 7, 10, 11, -1]) == G.AffineRead(lo: 2, hi: 4, first: 10, stride: 1, before: 7))
+        #expect(read([1, 2, -1, 4]) == nil && read([1, 3, 5, 7]) == nil && read([5, 1, 2, 9, 9, 3]) == nil)
         // A run whose reads are shifted against what it wrote earlier stops there.
         var first = FrameInstruction(kind: .binary, op: .add, float64: true)
         (first.y, first.a, first.b, first.n) = (0, 40_000, 80_000, 5000)
