@@ -151,7 +151,8 @@ struct ProgramPlanner {
             // A folded gather operand is read through its table (absolute element offsets, -1 = 0).
             func gatherTable(_ position: Int) -> [Int] {
                 let gather = graph.nodes[order[position]], size = types[gather.outputs[0]]!.dtype.byteSize
-                return gathers[position]!.map { entry in entry.map { offset(gather.inputs[$0.input]) / size + $0.index } ?? -1 }
+                let bases = gather.inputs.map { offset($0) / size }   // looked up once, not per element
+                return gathers[position]!.map { entry in entry.map { bases[$0.input] + $0.index } ?? -1 }
             }
             let operands = node.inputs.map { v -> Operand in
                 guard let position = folded[v] else { return Operand(offset: offset(v), type: types[v]!) }
