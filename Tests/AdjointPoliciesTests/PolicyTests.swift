@@ -133,6 +133,14 @@ struct PolicyTests {
         #expect(Swift.abs(first.weights.lru + first.weights.lfu - 1) < 1e-12 && first.weights.lru != 0.5)
         #expect(PolicyKind(name: "cacheus") == .cacheus)
 
+        // Tiny caches (SR and R of zero or one object) and byte sizes: no trap, capacity kept.
+        for capacity: Int64 in [0, 1, 2, 3] {
+            var tiny = CacheusPolicy(capacity: capacity)
+            for r in requests.prefix(2000) { _ = tiny.access(r); #expect(tiny.occupied <= capacity) }
+        }
+        var bytes = CacheusPolicy(capacity: 3000)
+        for r in try Self.workload(sizes: .perObject(min: 1, max: 2000)) { _ = bytes.access(r); #expect(bytes.occupied <= 3000) }
+
         // A stream of distinct objects: resident, history and ghost entries stay bounded by the
         // capacity, not by the objects seen.
         var policy = CacheusPolicy(capacity: 100)
