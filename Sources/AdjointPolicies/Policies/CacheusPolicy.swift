@@ -27,9 +27,10 @@ import Foundation
 /// learning rate starts at a random value in [0.001, 1] and is revisited every `capacity` requests
 /// with the interval's hit rate computed as an integer quotient (1 only when every request of the
 /// interval hit) and a step truncated to an integer (0 for every rate below 1), so in practice it
-/// keeps its starting value; (2) SR never shrinks: a hit in SR on an object demoted from R, which
-/// the paper answers by shrinking SR, reaches R as a fresh entry whose flags libCacheSim then
-/// reads, so only the growth on returns from H happens (observed step by step against libCacheSim
+/// keeps its starting value; (2) SR is resized only on returns from H (grown, capped at the
+/// occupancy less one, which can lower it while the cache fills): a hit in SR on an object demoted
+/// from R, which the paper answers by shrinking SR, reaches R as a fresh entry whose flags
+/// libCacheSim then reads, so that shrinking never happens (observed step by step against libCacheSim
 /// 0.3.5 from PyPI on small traces: occupancy and hits agree until the first random choice).
 /// Random choices come from a Philox stream of `seed`: a run is reproducible, and agrees with
 /// libCacheSim statistically, not bit for bit.
@@ -160,7 +161,7 @@ public struct CacheusPolicy: CachePolicy {
             entries.tags[i] = entries.tags[i] & ~Self.listMask | Self.reuseTag
             entries.pushHead(n, &reuse)
             if entries.tags[i] & Self.newFlag != 0 {
-                // It was evicted too early from SR: SR grows.
+                // It was evicted too early from SR: SR grows, capped at the occupancy less one.
                 // libCacheSim adds δ = max(1, ⌊demoted ÷ new⌋ + ½) in doubles and truncates; in
                 // integers (exact, and without a trap near Int64.max) that is + max(1, ⌊…⌋), with
                 // the comparison against the occupancy less one adjusted for the half.
