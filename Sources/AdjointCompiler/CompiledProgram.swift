@@ -102,6 +102,11 @@ public final class CompiledProgram: @unchecked Sendable {
     /// `prefixEnds[p]`: the end of the frame bytes that the captures, the arguments and the values
     /// of positions before `p` occupy (see ``copyPrefix(before:from:into:)``).
     let prefixEnds: [Int]
+    /// A region of the frame that a value computed before a boundary (or an argument) occupies and
+    /// a position after the boundary reads.
+    struct Crossing { var offset: Int; var bytes: Int; var computedAt: Int; var argument: Int? }
+    /// Per boundary (every one has an entry), its crossings by offset.
+    let crossings: [Int: [Crossing]]
     let arguments: [Operand]
     let outputs: [Operand]
     /// Byte offset and byte count per argument and per output, apart from their types: the
@@ -231,6 +236,7 @@ public final class CompiledProgram: @unchecked Sendable {
         products = plan.products
         instructionStart = plan.instructionStart
         prefixEnds = plan.prefixEnds
+        crossings = plan.crossings
         arguments = plan.arguments
         outputs = plan.outputs
         argumentPlaces = UnsafeBufferPointer(owning: plan.arguments.map { ($0.offset, $0.type.byteCount) })
@@ -402,6 +408,76 @@ public final class CompiledProgram: @unchecked Sendable {
             throw TensorError.invalidArgument(op: "CompiledProgram.copyPrefix", detail: "position \(position) outside 0...\(prefixEnds.count - 1)")
         }
         return prefixEnds[position]
+    }
+
+    /// The frame bytes a run from `boundary` on reads that a run of `start..<boundary` wrote or
+    /// that `arguments` were bound to: the regions of the values those positions compute and later
+    /// positions read, and of the listed arguments that later positions read, as
+    /// `(offset, bytes)`, sorted, adjacent ones merged. With them, the other arguments the run
+    /// reads (``reads(argument:after:)``), the captures and the frame's first
+    /// ``prefixByteCount(before:)`` bytes for `start`, a frame holds everything a run from
+    /// `boundary` reads before writing it: a caller can keep these bytes of each run of
+    /// `start..<boundary` and put them back into one frame to run from `boundary` on, with the
+    /// same results bit for bit, instead of keeping a frame per run.
+    ///
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` when `boundary` is not one of the
+    ///   program's boundaries, `start` is after it, or an argument index is out of range.
+    package func carriedRegions(from start: Int, across boundary: Int, arguments chosen: [Int]) throws -> [(offset: Int, bytes: Int)] {
+        let op = "CompiledProgram.carriedRegions"
+        let crossing = try crossings(at: boundary, op: op)
+        guard (0...boundary).contains(start) else { throw TensorError.invalidArgument(op: op, detail: "start \(start) outside 0...\(boundary)") }
+        for k in chosen where !arguments.indices.contains(k) {
+            throw TensorError.invalidArgument(op: op, detail: "argument \(k) of \(arguments.count)")
+        }
+        let regions = crossing.filter { c in c.argument.map(chosen.contains) ?? (c.computedAt >= start) }.map { (offset: $0.offset, bytes: $0.bytes) }
+        var merged: [(offset: Int, bytes: Int)] = []
+        for r in regions.sorted(by: { $0.offset < $1.offset }) where r.bytes > 0 {
+            if let last = merged.last, r.offset <= last.offset + last.bytes {
+                merged[merged.count - 1].bytes = Swift.max(last.bytes, r.offset + r.bytes - last.offset)
+            } else {
+                merged.append(r)
+            }
+        }
+        return merged
+    }
+
+    /// Whether a position from `boundary` on reads argument `index`.
+    ///
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` when `boundary` is not one of the
+    ///   program's boundaries or `index` is out of range.
+    package func reads(argument index: Int, after boundary: Int) throws -> Bool {
+        let op = "CompiledProgram.reads"
+        guard arguments.indices.contains(index) else { throw TensorError.invalidArgument(op: op, detail: "argument \(index) of \(arguments.count)") }
+        return try crossings(at: boundary, op: op).contains { $0.argument == index }
+    }
+
+    private func crossings(at boundary: Int, op: String) throws -> [Crossing] {
+        guard let crossing = crossings[boundary] else {
+            throw TensorError.invalidArgument(op: op, detail: "\(boundary) is not a boundary of this program (\(crossings.keys.sorted()))")
+        }
+        return crossing
+    }
+
+    /// Copies `regions` of `frame` (from ``carriedRegions(from:across:arguments:)``), one after
+    /// another, to `destination`, which has room for their total.
+    package func copy(_ regions: [(offset: Int, bytes: Int)], of frame: Frame, to destination: UnsafeMutableRawPointer) {
+        precondition(frame.program === self, "a frame of another program")
+        var at = 0
+        for region in regions {
+            (destination + at).copyMemory(from: frame.base + region.offset, byteCount: region.bytes)
+            at += region.bytes
+        }
+    }
+
+    /// Copies the bytes at `source`, one region after another, back into `regions` of `frame`
+    /// (the inverse of ``copy(_:of:to:)``).
+    package func copy(_ regions: [(offset: Int, bytes: Int)], from source: UnsafeRawPointer, into frame: Frame) {
+        precondition(frame.program === self, "a frame of another program")
+        var at = 0
+        for region in regions {
+            (frame.base + region.offset).copyMemory(from: source + at, byteCount: region.bytes)
+            at += region.bytes
+        }
     }
 
     /// Sets arguments `range` of `frame` to zero.

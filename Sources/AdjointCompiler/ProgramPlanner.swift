@@ -22,6 +22,9 @@ struct ProgramPlanner {
         var prefixEnds: [Int] = []
         var arguments: [Operand] = []
         var outputs: [Operand] = []
+        /// Per boundary: the regions of values computed at a position before it and read at one
+        /// after it (see ``CompiledProgram/carriedRegions(from:across:arguments:)``).
+        var crossings: [Int: [CompiledProgram.Crossing]] = [:]
         var constantImage: [UInt8] = []
         var statistics = CompiledProgram.Statistics(operations: 0, aliases: 0, gathers: 0, foldedGathers: 0, fallbacks: 0, frameBytes: 0)
     }
@@ -91,6 +94,8 @@ struct ProgramPlanner {
         // across the boundary to the end.
         let forever = Int.max
         var lastUse: [ValueID: Int] = [:]
+        var crossing: [Int: Set<ValueID>] = [:]   // boundary → roots computed before it, read after it
+        let argumentIndex = Dictionary(uniqueKeysWithValues: graph.inputs.filter { $0.role == .argument }.enumerated().map { ($1.id, $0) })
         for (p, i) in order.enumerated() where placement[graph.nodes[i].outputs[0]] == nil && folded[graph.nodes[i].outputs[0]] == nil {
             lastUse[graph.nodes[i].outputs[0]] = p
         }
@@ -101,6 +106,10 @@ struct ProgramPlanner {
             for v in reads {
                 let root = place(v).root
                 let keep = boundaries.contains { p >= $0 && (definedAt[root] ?? -1) < $0 }
+                // Arguments count as computed before every boundary (captures are in every frame).
+                if let defined = definedAt[root] ?? (argumentIndex[root] != nil ? -1 : nil) {
+                    for b in boundaries where defined < b && b <= p { crossing[b, default: []].insert(root) }
+                }
                 lastUse[root] = keep ? forever : Swift.max(lastUse[root] ?? p, p)
             }
         }
@@ -138,6 +147,12 @@ struct ProgramPlanner {
             for root in releases[p] ?? [] where root != taken { memory.release(region[root]!, types[root]!.byteCount) }
         }
         result.prefixEnds.append(memory.end)
+        for b in boundaries {
+            result.crossings[b] = (crossing[b] ?? []).map {
+                CompiledProgram.Crossing(offset: region[$0]!, bytes: types[$0]!.byteCount, computedAt: definedAt[$0] ?? -1, argument: argumentIndex[$0])
+            }
+                .sorted { $0.offset < $1.offset }
+        }
 
         // Instructions.
         result.arguments = graph.inputs.filter { $0.role == .argument }.map { Operand(offset: region[$0.id]!, type: $0.type) }

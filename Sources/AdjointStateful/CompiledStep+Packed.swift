@@ -27,9 +27,10 @@ func packedUnroll<State, Parameters, Output>(
 ) throws -> UnrollResult<CompiledStep<State, Parameters, Output>> {
     let (state, parameterLayout) = (step.stateLayout, step.parameterLayout)
     // The frames, records and buffers of the last unroll of this step, unless another thread has them.
-    let packed = try step.packedSteps.take()
+    let packed = try step.packedSteps.take().flatMap { $0.recorder.requested == options.recordsKeepCarriedBytes ? $0 : nil }
         ?? PackedStep(forward: step.forward, forwardInvariant: step.forwardInvariant, record: step.record,
-                      recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout)
+                    recordInvariant: step.recordInvariant, boundary: step.boundary, state: state, parameters: parameterLayout,
+                    recordsKeepCarriedBytes: options.recordsKeepCarriedBytes)
     defer { step.packedSteps.keep(packed) }
     let packedLoss: PackedStep.Loss
     if let program = step.finalProgram {
@@ -176,19 +177,31 @@ struct PackedStep: StepFunction {
     }
 
     /// The record program (forward and backward of a step, split at `boundary`) with the layouts
-    /// its pullback reads, and the records it reuses: each record has a frame of `program` and
-    /// the buffers its step last wrote (the next state, and the pullback's state cotangent and
-    /// parameter gradient). A record is free again once its pullback has run (it runs once; the
-    /// executor drops a step after pulling it back), and a recording that takes it writes into
-    /// each of its buffers that nothing else refers to any more (the schedule dropped it), and
-    /// into a fresh one otherwise. Up to ``recordLimit`` free records are kept (as many frames as
-    /// fit in 16 MiB, at least 8 and at most 256): enough for a schedule that reverses a step soon
-    /// after recording it, and for `storeAll` over short horizons.
+    /// its pullback reads, and the records it reuses. A record is free again once its pullback has
+    /// run (it runs once; the executor drops a step after pulling it back). Up to ``recordLimit``
+    /// free records are kept (as many as fit in 16 MiB, at least 8 and at most 256): enough for a
+    /// schedule that reverses a step soon after recording it, and for `storeAll` over short
+    /// horizons.
     ///
-    /// A record's frame holds the parameters it was last prepared with and their loop-invariant
-    /// values. A record taken for other parameters gets them from the ``prototype`` frame by
-    /// ``CompiledProgram/copyPrefix(before:from:into:)`` — one copy of the prefix instead of
-    /// binding the parameters and running the invariant operators in every frame.
+    /// A record keeps its step in one of two forms, chosen per recorder by size
+    /// (``keepsCarriedBytes(frameBytes:carriedBytes:)``); both give the same results bit for bit:
+    /// - **a frame**: the step runs in the record's own frame of `program`, which its pullback
+    ///   runs in later. A record's frame holds the parameters it was last prepared with and their
+    ///   loop-invariant values; a record taken for other parameters gets them from the
+    ///   ``prototype`` frame by ``CompiledProgram/copyPrefix(before:from:into:)`` — one copy of the
+    ///   prefix instead of binding the parameters and running the invariant operators in every frame.
+    /// - **the carried bytes**: every step and every pullback runs in one work frame (the
+    ///   prototype), and a record keeps only the frame bytes its pullback reads that its step wrote
+    ///   (``CompiledProgram/carriedRegions(from:across:arguments:)``: the input argument and the
+    ///   values the backward reads), copied out after the step and back before the pullback, and
+    ///   holds the state the step ran from when the backward reads it (the schedule's buffer, not
+    ///   a copy: the previous step's next state). A frame also holds the backward's own values and the forward's values the
+    ///   backward does not read; on large states that is most of it, so `storeAll` keeps a
+    ///   fraction of the memory a frame per step takes, and pages each step's fresh frame in less.
+    ///
+    /// Besides, a record holds the buffers its step last wrote (the next state, and the pullback's
+    /// state cotangent and parameter gradient); a recording that takes it writes into each of them
+    /// that nothing else refers to any more (the schedule dropped it), and into a fresh one otherwise.
     ///
     /// Each step's accesses to the free list and to a record's buffers are loads and stores with
     /// no call inside them, so the optimizer proves that no two overlap and checks them
@@ -203,26 +216,55 @@ struct PackedStep: StepFunction {
         /// The per-step forward positions (`invariant..<boundary`) and the backward ones, prepared.
         let forwardRun: CompiledProgram.PreparedRun
         let backwardRun: CompiledProgram.PreparedRun
+        /// Whether records keep the carried bytes (else a frame each), and what the options asked
+        /// for (`nil`: chosen by size).
+        let keepsCarriedBytes: Bool
+        let requested: Bool?
+        /// The frame regions a record keeps when it keeps the carried bytes, and their total.
+        let carried: [(offset: Int, bytes: Int)]
+        let carriedBytes: Int
+        /// Whether the backward reads the state arguments (a record keeping the carried bytes then
+        /// holds its step's state, and its pullback binds it again).
+        let pullbackReadsState: Bool
         /// The most free records kept.
         let recordLimit: Int
         /// The free records, the last freed first, linked through ``Record/nextFree``.
         private var firstFree: Record?
         private var freeCount = 0
-        /// A frame of `program` that ran the invariant positions for `prototypeParameters`.
+        /// A frame of `program` that ran the invariant positions for `prototypeParameters` (and,
+        /// when records keep the carried bytes, the frame every step and pullback runs in).
         private var prototype: CompiledProgram.Frame?
         private(set) var prototypeParameters: PackedBytes?
 
-        init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout) throws {
+        init(program: CompiledProgram, invariant: Int, boundary: Int, state: PackedLayout, parameters: PackedLayout,
+             keepsCarriedBytes choice: Bool?) throws {
             (self.program, self.invariant, self.boundary, self.state, self.parameters) = (program, invariant, boundary, state, parameters)
             forwardRun = try program.prepare(invariant..<boundary)
             backwardRun = try program.prepare(boundary..<program.positions.upperBound)
-            recordLimit = Self.limit(forBytes: program.statistics.frameBytes)
+            // The state arguments and the input are bound per step (the parameters are in the
+            // prefix): the record holds the state it was given, and keeps the input's bytes.
+            let regions = try program.carriedRegions(from: invariant, across: boundary, arguments: [state.segments.count])
+            pullbackReadsState = try (0..<state.segments.count).contains { try program.reads(argument: $0, after: boundary) }
+            let bytes = regions.reduce(0) { $0 + $1.bytes }
+            requested = choice
+            keepsCarriedBytes = choice ?? Self.keepsCarriedBytes(frameBytes: program.statistics.frameBytes, carriedBytes: bytes)
+            carried = regions
+            carriedBytes = bytes
+            recordLimit = Self.limit(forBytes: keepsCarriedBytes ? bytes : program.statistics.frameBytes)
+        }
+
+        /// Whether records should keep the carried bytes rather than a frame: when a frame is
+        /// large (64 KiB or more: below, copying the regions out and back costs more per step than
+        /// the frame's memory is worth) and the carried bytes are at most half of it.
+        static func keepsCarriedBytes(frameBytes: Int, carriedBytes: Int) -> Bool {
+            frameBytes >= 64 << 10 && carriedBytes <= frameBytes / 2
         }
 
         /// A limit for objects of `bytes` bytes each: as many as fit in 16 MiB, at least 8 and at most 256.
         static func limit(forBytes bytes: Int) -> Int { Swift.min(256, Swift.max(8, (16 << 20) / Swift.max(1, bytes))) }
 
-        /// A free record (the last freed), or a new one; its frame holds `p` and its invariant values.
+        /// A free record (the last freed), or a new one, for parameters `p`; a record with a frame
+        /// has `p` and its invariant values there.
         func takeRecord(parameters p: PackedBytes) throws -> Record {
             let record: Record
             if let free = firstFree {
@@ -232,10 +274,10 @@ struct PackedStep: StepFunction {
                 free.pulled.store(false, ordering: .relaxed)
                 record = free
             } else {
-                record = Record(self, program.makeFrame())
+                record = Record(self, keepsCarriedBytes ? nil : program.makeFrame())
             }
             if record.parameters !== p {
-                try prepare(record, for: p)
+                if let frame = record.frame { try program.copyPrefix(before: invariant, from: try prototype(for: p), into: frame) }
                 record.parameters = p
             }
             return record
@@ -249,20 +291,27 @@ struct PackedStep: StepFunction {
             freeCount += 1
         }
 
-        /// Copies the parameters `p` and their invariant values into `record`'s frame, from the
-        /// prototype frame (prepared for `p` first if it was prepared for other parameters).
-        private func prepare(_ record: Record, for p: PackedBytes) throws {
-            let frame: CompiledProgram.Frame
-            if let prepared = prototype, prototypeParameters === p {
-                frame = prepared
-            } else {
-                frame = prototype ?? program.makeFrame()
-                prototypeParameters = nil
-                try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
-                try program.run(0..<invariant, in: frame)
-                (prototype, prototypeParameters) = (frame, p)
-            }
-            try program.copyPrefix(before: invariant, from: frame, into: record.frame)
+        /// The prototype frame, holding the parameters `p` and their invariant values (bound and
+        /// run first if it holds others).
+        func prototype(for p: PackedBytes) throws -> CompiledProgram.Frame {
+            if let prepared = prototype, prototypeParameters === p { return prepared }
+            let frame = prototype ?? program.makeFrame()
+            prototypeParameters = nil
+            try parameters.bind(p, to: program, from: state.segments.count + 1, in: frame)
+            try program.run(0..<invariant, in: frame)
+            (prototype, prototypeParameters) = (frame, p)
+            return frame
+        }
+
+        /// Copies the carried regions of `frame` into `record`'s bytes (made on its first use).
+        func keepCarried(of frame: CompiledProgram.Frame, in record: Record) {
+            let bytes = record.carried ?? record.keepCarried(carriedBytes)
+            bytes.withBase { program.copy(carried, of: frame, to: $0) }
+        }
+
+        /// Copies `record`'s carried bytes back into their regions of `frame`.
+        func restoreCarried(of record: Record, into frame: CompiledProgram.Frame) {
+            record.carried?.withBase { program.copy(carried, from: $0, into: frame) }
         }
 
         /// `slot`'s buffer when nothing else refers to it, else `nil`. The access to `slot` holds
@@ -276,8 +325,8 @@ struct PackedStep: StepFunction {
         }
     }
 
-    /// One recorded step's frame, until its pullback (which runs once) has run, and the buffers
-    /// its step writes (see ``Recorder``).
+    /// One recorded step, until its pullback (which runs once) has run — its frame, or the frame
+    /// bytes its pullback reads — and the buffers its step writes (see ``Recorder``).
     final class Record {
         /// Not counted (the recorder pools its records, so a strong reference would be a cycle): a
         /// record is reachable only from its recorder's free list and from the recorded steps of an
@@ -285,12 +334,18 @@ struct PackedStep: StepFunction {
         /// runs. `unowned` (checked): a record outliving its recorder traps instead of reading freed
         /// memory.
         unowned let recorder: Recorder
-        let frame: CompiledProgram.Frame
+        /// The record's frame, unless the recorder's records keep the carried bytes.
+        let frame: CompiledProgram.Frame?
+        /// The carried bytes of the recorded step, when the recorder's records keep them.
+        private(set) var carried: PackedBytes?
+        /// The state the step ran from, held until the pullback when it reads the state and the
+        /// record keeps the carried bytes (buffers handed to the schedule are not written again).
+        var state: PackedBytes?
         /// Whether the pullback ran (an atomic only so that reading and setting it is one
         /// operation with no exclusivity check; a record is used by one thread at a time).
         let pulled = Atomic<Bool>(false)
-        /// The parameters whose values and invariant operators `frame` holds (held, so the identity
-        /// cannot pass to other parameters).
+        /// The parameters the step ran with (and, with a frame, whose values and invariant
+        /// operators the frame holds); held, so the identity cannot pass to other parameters.
         var parameters: PackedBytes?
         /// The next record on the recorder's free list.
         var nextFree: Record?
@@ -314,7 +369,15 @@ struct PackedStep: StepFunction {
             return bytes
         }
 
-        init(_ recorder: Recorder, _ frame: CompiledProgram.Frame) { (self.recorder, self.frame) = (recorder, frame) }
+        /// A new buffer of `count` bytes for the carried bytes, kept for the record's next use
+        /// (uninitialized: ``Recorder/keepCarried(of:in:)`` writes all of it before it is read).
+        func keepCarried(_ count: Int) -> PackedBytes {
+            let bytes = PackedBytes.make(count, zeroed: false)
+            carried = bytes
+            return bytes
+        }
+
+        init(_ recorder: Recorder, _ frame: CompiledProgram.Frame?) { (self.recorder, self.frame) = (recorder, frame) }
 
         func pullback(_ cotangent: PackedBytes?) throws -> (state: PackedBytes, parameters: PackedBytes) {
             guard !pulled.exchange(true, ordering: .relaxed) else {
@@ -323,6 +386,19 @@ struct PackedStep: StepFunction {
             let r = recorder   // one load of the unowned reference
             let program = r.program
             let (sc, pc) = (r.state.segments.count, r.parameters.segments.count)
+            let frame: CompiledProgram.Frame
+            if let own = self.frame {
+                frame = own
+            } else {
+                // The parameters first: preparing the work frame for them writes the prefix only.
+                guard let p = parameters else { throw TensorError.invalidArgument(op: "CompiledStep", detail: "a record without parameters") }
+                frame = try r.prototype(for: p)
+                if let s = state {
+                    try r.state.bind(s, to: program, from: 0, in: frame)
+                    state = nil
+                }
+                r.restoreCarried(of: self, into: frame)
+            }
             if let cotangent {
                 try r.state.bind(cotangent, to: program, from: sc + 1 + pc, in: frame)
             } else {
@@ -340,10 +416,11 @@ struct PackedStep: StepFunction {
     }
 
     init(forward: CompiledProgram, forwardInvariant: Int, record: CompiledProgram, recordInvariant: Int, boundary: Int,
-         state: PackedLayout, parameters: PackedLayout) throws {
+         state: PackedLayout, parameters: PackedLayout, recordsKeepCarriedBytes: Bool? = nil) throws {
         (self.forward, self.forwardInvariant, self.state, self.parameters) = (forward, forwardInvariant, state, parameters)
         perStep = try forward.prepare(forwardInvariant..<forward.positions.upperBound)
-        recorder = try Recorder(program: record, invariant: recordInvariant, boundary: boundary, state: state, parameters: parameters)
+        recorder = try Recorder(program: record, invariant: recordInvariant, boundary: boundary, state: state, parameters: parameters,
+                                keepsCarriedBytes: recordsKeepCarriedBytes)
     }
 
     /// `p`, or the parameters object of an earlier unroll holding the same bytes: frames prepared
@@ -400,16 +477,21 @@ struct PackedStep: StepFunction {
         return next
     }
 
-    /// Runs on a pooled record's frame (see ``Recorder``).
+    /// Runs on a pooled record's frame, or on the recorder's work frame with the carried bytes
+    /// kept in the record (see ``Recorder``).
     func recordStep(_ s: PackedBytes, input: Tensor, parameters p: PackedBytes, loss: Loss) throws -> RecordedStep<Self> {
         let r = recorder, program = recorder.program, sc = state.segments.count
         let record = try r.takeRecord(parameters: p)
         let next = Recorder.unshared(&record.next) ?? record.keep(state, in: .next)
-        let frame = record.frame
+        let frame = try record.frame ?? r.prototype(for: p)
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)
         try program.run(r.forwardRun, in: frame)
         r.fill(next, state, from: 0, in: frame)
+        if record.frame == nil {
+            r.keepCarried(of: frame, in: record)
+            if r.pullbackReadsState { record.state = s }
+        }
         return RecordedStep(next: next, loss: try program.scalarOutput(sc, in: frame)) {
             try record.pullback($0)
         }
@@ -474,10 +556,11 @@ struct PackedStep: StepFunction {
 /// creating an array goes through the runtime's generic metadata lookup, hundreds of
 /// instructions per step.
 final class PackedBytes: ManagedBuffer<Int, UInt8> {
-    /// `count` bytes (zeroed).
-    static func make(_ count: Int) -> PackedBytes {
+    /// `count` bytes, zeroed unless `zeroed` is false (for a buffer the caller writes in full
+    /// before anything reads it).
+    static func make(_ count: Int, zeroed: Bool = true) -> PackedBytes {
         let bytes = unsafeDowncast(create(minimumCapacity: count) { _ in count }, to: PackedBytes.self)
-        bytes.withUnsafeMutablePointerToElements { $0.initialize(repeating: 0, count: count) }
+        if zeroed { bytes.withUnsafeMutablePointerToElements { $0.initialize(repeating: 0, count: count) } }
         return bytes
     }
 

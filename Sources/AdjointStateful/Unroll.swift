@@ -59,6 +59,10 @@ public struct UnrollOptions {
     /// schedule; the report says which ran (``UnrollReport/engine``). Asking for an engine the step
     /// and schedule do not have throws ``UnrollError/engineUnavailable(_:step:)``.
     public var engine: UnrollEngine?
+    /// How a ``CompiledStep``'s packed records keep a step for its pullback: `nil` picks by size
+    /// (``PackedStep/Recorder/keepsCarriedBytes(frameBytes:carriedBytes:)``); tests set it to run
+    /// both forms on the same unroll (their results are the same bit for bit).
+    var recordsKeepCarriedBytes: Bool?
 
     public init(verifyReplay: Bool = true, snapshotDirectory: String? = nil, progress: ((Int, Int) -> Void)? = nil,
                 inputCacheSlots: Int = 4096, inputCacheBytes: Int = 64 << 20, verificationHashes: Int = 1 << 20,

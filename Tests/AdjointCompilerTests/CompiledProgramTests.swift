@@ -198,6 +198,44 @@ struct CompiledProgramTests {
         #expect(throws: TensorError.self) { try program.copyPrefix(before: program.positions.count + 1, from: source, into: program.makeFrame()) }
     }
 
+    @Test("the bytes a run after a boundary reads, kept from one frame and put back into another, give that run's result",
+          arguments: [NativeCode.off, .required])
+    func carriedRegions(_ native: NativeCode) throws {
+        let x = try Tensor.uniform([6], key: RandomKey(seed: 15), low: -1, high: 1)
+        let y = try Tensor.uniform([6], key: RandomKey(seed: 16), low: -1, high: 1)
+        let seed = try Tensor.uniform([6], key: RandomKey(seed: 17), low: -2, high: 2)
+        let (bundle, forward, program) = try Self.forwardAndBackward(at: x, native: native)
+        let regions = try program.carriedRegions(from: 0, across: forward.count, arguments: [0])
+        let total = regions.reduce(0) { $0 + $1.bytes }
+        #expect(!regions.isEmpty && total < program.statistics.frameBytes)
+        #expect(zip(regions, regions.dropFirst()).allSatisfy { $0.offset + $0.bytes < $1.offset }, "sorted, apart: \(regions)")
+        #expect(regions.allSatisfy { $0.bytes > 0 && $0.offset >= 0 && $0.offset + $0.bytes <= program.statistics.frameBytes })
+        let kept = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 16)
+        defer { kept.deallocate() }
+        let source = program.makeFrame()
+        try program.bind([x], in: source)
+        try program.run(0..<forward.count, in: source)
+        program.copy(regions, of: source, to: kept)
+        // Another frame ran the forward part on other values; with the kept bytes back, the part
+        // after the boundary gives `x`'s result, and without them `y`'s.
+        for restore in [true, false] {
+            let frame = program.makeFrame()
+            try program.bind([y], in: frame)
+            try program.run(0..<forward.count, in: frame)
+            if restore { program.copy(regions, from: kept, into: frame) }
+            try program.bind([seed], from: 1, in: frame)
+            try program.run(forward.count..<program.positions.upperBound, in: frame)
+            #expect(bitwiseEqual(program.output(1, in: frame), try bundle.execute([restore ? x : y, seed])[1]))
+        }
+        #expect(throws: TensorError.invalidArgument(op: "CompiledProgram.carriedRegions", detail: "1 is not a boundary of this program ([\(forward.count)])")) {
+            try program.carriedRegions(from: 0, across: 1, arguments: [])
+        }
+        #expect(throws: TensorError.self) { try program.carriedRegions(from: forward.count + 1, across: forward.count, arguments: []) }
+        #expect(throws: TensorError.invalidArgument(op: "CompiledProgram.carriedRegions", detail: "argument 2 of 2")) {
+            try program.carriedRegions(from: 0, across: forward.count, arguments: [2])
+        }
+    }
+
     @Test("with two boundaries, the part after either can be re-run; values from before it survive", arguments: [NativeCode.off, .required])
     func twoBoundaries(_ native: NativeCode) throws {
         let x = try Tensor.uniform([5], key: RandomKey(seed: 11), low: -1, high: 1)

@@ -1,8 +1,10 @@
 import Adjoint
+@testable import AdjointStateful
 import AdjointTestSupport
 import Testing
 import Dispatch
 import Synchronization
+import Foundation
 
 @Suite("Compiled steps")
 struct CompiledStepTests {
@@ -182,6 +184,58 @@ struct CompiledStepTests {
             let b = try unroll(step, from: s0, parameters: p, steps: 12, loss: loss, schedule: .storeAll, inputs: input)
             #expect(a.loss.bitPattern == b.loss.bitPattern && bitwiseEqual(a.parameterGradient, b.parameterGradient))
             #expect(a.finalState["e"]!.shape == [0] && bitwiseEqual(a.initialStateGradient["x"]!, b.initialStateGradient["x"]!))
+        }
+    }
+
+    /// A heat-equation step on `n` float64 cells with an input, a loop-invariant use of the
+    /// parameters and a term whose derivative reads the state: `s ← s + p₀²·Δs + p₁·tanh(s) + s²/64 + x`.
+    static func heat(_ n: Int, native: NativeCode) throws -> (step: CompiledStep<Tensor, Tensor, Tensor>, s0: Tensor, p: Tensor,
+                                                               loss: CompiledStep<Tensor, Tensor, Tensor>.Loss, input: (Int) -> Tensor) {
+        let loss = CompiledStep<Tensor, Tensor, Tensor>.Loss.both(perStep: { s, _ in try s.slice([0..<4]).sum() }, final: { s in try (s * s).mean() })
+        let s0 = t((0..<n).map { sin(Double($0) * 0.37) }), p = t([0.45, 0.05])
+        let input = { (k: Int) in t((0..<n).map { 1e-3 * Double(($0 + k) % 5) }) }
+        let tensorStep = TensorStep<Tensor, Tensor, Tensor, Tensor> { s, x, p in
+            let zero = try Tensor.zeros([1])
+            let left = try Tensor.concat([zero, s.slice([0..<(n - 1)])]), right = try Tensor.concat([s.slice([1..<n]), zero])
+            let alpha = try p.slice([0..<1]) * p.slice([0..<1])
+            return (try s + alpha * (left + right - s * 2) + p.slice([1..<2]) * s.tanh() + s * s / 64 + x, s)
+        }
+        return (try CompiledStep(tensorStep, loss: loss, state: s0, input: input(0), parameters: p, native: native), s0, p, loss, input)
+    }
+
+    @Test("records keep a frame or only the bytes their pullback reads: the same results, bitwise, and the choice goes by size",
+          arguments: [NativeCode.off, .automatic])
+    func recordForms(_ native: NativeCode) throws {
+        for n in [7, 20_000] {
+            let (step, s0, p, loss, input) = try Self.heat(n, native: native)
+            let other = t([0.3, -0.02])
+            func run(_ carried: Bool?, _ schedule: CheckpointSchedule, _ parameters: Tensor) throws -> (UnrollResult<CompiledStep<Tensor, Tensor, Tensor>>, Bool) {
+                var options = UnrollOptions()
+                options.recordsKeepCarriedBytes = carried
+                let result = try unroll(step, from: s0, parameters: parameters, steps: 12, loss: loss, schedule: schedule, options: options, inputs: input)
+                let kept = try #require(step.packedSteps.take())
+                step.packedSteps.keep(kept)
+                return (result, kept.recorder.keepsCarriedBytes)
+            }
+            for schedule in [CheckpointSchedule.storeAll, .binomial(snapshots: 3), .uniform(every: 4)] {
+                // Alternating parameters: free records and the work frame are re-prepared.
+                for parameters in [p, other, p] {
+                    let (frames, a) = try run(false, schedule, parameters), (carried, b) = try run(true, schedule, parameters)
+                    let (chosen, c) = try run(nil, schedule, parameters)
+                    #expect(!a && b && c == (n > 7), "n \(n)")
+                    for result in [carried, chosen] {
+                        #expect(result.loss.bitPattern == frames.loss.bitPattern, "n \(n), \(schedule)")
+                        #expect(bitwiseEqual(result.parameterGradient, frames.parameterGradient) && bitwiseEqual(result.initialStateGradient, frames.initialStateGradient)
+                                && bitwiseEqual(result.finalState, frames.finalState), "n \(n), \(schedule)")
+                    }
+                }
+            }
+            let recorder = try #require(step.packedSteps.take()).recorder
+            let frameBytes = step.programStatistics.record.frameBytes
+            // The input and a few values of the step's size; the state is held, not copied.
+            #expect(recorder.carriedBytes >= 2 * 8 * n && recorder.carriedBytes <= 6 * 8 * n + 64 && recorder.carriedBytes * 2 <= frameBytes,
+                    "n \(n): \(recorder.carriedBytes) of \(frameBytes)")
+            #expect(recorder.pullbackReadsState)
         }
     }
 }

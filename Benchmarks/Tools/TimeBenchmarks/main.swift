@@ -178,7 +178,7 @@ case "heat":
     let repeats = args.count > 5 ? Int(args[5])! : 3
     let heat = HeatEquation(cells: args.count > 6 ? Int(args[6])! : 1_000_000)
     var compileSeconds = 0.0, loss = 0.0, gradient: [Double] = [], times: [Double] = []
-    var report: UnrollReport?
+    var report: UnrollReport?, compilePeak = 0
     if engine == "tensor" {
         let step = TensorStep<Tensor, Void, Tensor, NoOutput> { s, _, p in (try HeatEquation.step(s, p), NoOutput()) }
         for _ in 0..<repeats {
@@ -191,6 +191,7 @@ case "heat":
     } else {
         var step: HeatEquation.Step?
         compileSeconds = try seconds { step = try heat.compiledStep(native: engine == "native" ? .required : .off) }
+        compilePeak = peakRSSKiB()
         for _ in 0..<repeats {
             times.append(try seconds {
                 let r = try heat.gradient(steps: steps, schedule: schedule, step: step, options: UnrollOptions(verifyReplay: false))
@@ -200,7 +201,7 @@ case "heat":
     }
     emit(["model": "heat", "engine": engine, "steps": steps, "cells": heat.cells, "schedule": schedule.description,
           "ms": median(times) * 1000, "compile_ms": compileSeconds * 1000, "peak_rss_kib": peakRSSKiB(), "loss": loss,
-          "gradient": gradient, "repeats": repeats, "peak_snapshot_bytes": report?.peakSnapshotBytes ?? 0])
+          "peak_rss_after_compile_kib": compilePeak, "gradient": gradient, "repeats": repeats, "peak_snapshot_bytes": report?.peakSnapshotBytes ?? 0])
 case "compile":
     // A small function of two tensors: the compile time of its first call, then the median of
     // batches of warm calls (signature lookup, frame, binding, run, outputs) against the eager function.
