@@ -28,9 +28,19 @@ struct CompiledProgramTests {
                     x.tanh(), (x - 1).sigmoid(), (x - 1).relu(), (x - 1).softplus()]
     }
 
+    /// The unary operators and the branching binary ones, for arrays long enough that native
+    /// code runs them in vector loops (plain runs up to 4,096 elements, chunked beyond).
+    static let long: @Sendable ([Tensor]) throws -> [Tensor] = { a in
+        let (x, y) = (a[0], a[1])
+        return try unary([x]) + [x.relu(), x.maximum(y), x.minimum(y), x + y, x * y, y / x, try Tensor.select(x.less(y), x, y)]
+    }
+
     static let cases: [Case] = [
         Case(description: "every elementwise operator, f64", shapes: [[5]], body: unary),
         Case(description: "every elementwise operator, f32", shapes: [[5]], dtype: .float32, body: unary),
+        Case(description: "elementwise operators over long arrays, f64", shapes: [[1003], [1003]], fallbacks: nil, body: long),
+        Case(description: "elementwise operators over long arrays, f32", shapes: [[1003], [1003]], dtype: .float32, fallbacks: nil, body: long),
+        Case(description: "elementwise operators over arrays run in chunks, f32", shapes: [[9001], [9001]], dtype: .float32, fallbacks: nil, body: long),
         Case(description: "binary operators with broadcasting and scalars", shapes: [[3, 1], [1, 4], [4], []]) { a in
             let (x, y, z, s) = (a[0], a[1], a[2], a[3])
             return try [x + y, x - z, x * y, y / x, x.pow(y), x.maximum(y), x.minimum(z), x * s, s - y, (x + y) / s, s * s]

@@ -286,7 +286,7 @@ struct NativeCodeTests {
         let failing = NativeCompiler(executable: "/bin/false", cacheDirectory: directory)
         #expect { _ = try bundle.compiled(native: .compiler(failing)) } throws: { error in
             guard case let NativeCodeError.compilationFailed(command, status, _) = error else { return false }
-            return command.hasPrefix("/bin/false -O2") && status == 1
+            return command.hasPrefix("/bin/false -O3") && status == 1
         }
         let missing = NativeCompiler(executable: "/nonexistent/cc", cacheDirectory: directory)
         #expect { _ = try bundle.compiled(native: .compiler(missing)) } throws: { "\($0)".contains("/nonexistent/cc") }
