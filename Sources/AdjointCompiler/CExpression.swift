@@ -73,7 +73,9 @@ struct CExpression: ElementValue {
     func sqrt() -> Self { squareRoot() }
     func sin() -> Self { call("sin", "sinf", self) }
     func cos() -> Self { call("cos", "cosf", self) }
-    func tanh() -> Self { call("tanh", "tanhf", self) }
+    /// libm's `tanh` in double; in float, ``Pointwise/float32Tanh(_:)`` (printed once, in double,
+    /// as `adjoint_float32_tanh` by the native code's helpers) — as the kernels compute it.
+    func tanh() -> Self { scope.float64 ? call("tanh", "tanh", self) : with("((float)adjoint_float32_tanh((double)\(text)))") }
     func abs() -> Self { call("fabs", "fabsf", self) }
     func signum() -> Self { Pointwise.sign(self) }
     func sigmoid() -> Self { Pointwise.sigmoid(self) }

@@ -21,7 +21,7 @@ struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 4
+    static let version = 5
     /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
     /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
@@ -275,7 +275,9 @@ struct NativeCodeGenerator {
     /// operator's ``Pointwise`` formula printed as C — the kernels' own definition, so native
     /// code and the interpreter agree bit for bit.
     static let helpers: String = {
-        var out = ""
+        let scope = CExpression.Scope(float64: true)
+        var out = "static inline __attribute__((always_inline)) double adjoint_float32_tanh(double x) { "
+            + scope.body(returning: Pointwise.float32Tanh(CExpression("x", scope))) + " }\n"
         for float64 in [true, false] {
             let t = float64 ? "double" : "float"
             for op in OpCode.allCases {
