@@ -206,14 +206,16 @@ struct NativeCodeGenerator {
 
     /// One loop over `begin ..< end` computing every instruction of `run` at each element; a value
     /// the run computed is taken from its variable, not read back, and single elements read
-    /// throughout are read once.
+    /// throughout are read once. With padded reads, the elements where every one of them reads
+    /// its array run in a loop of their own that reads the arrays directly, and only the few
+    /// before and after test which element a read gives: a loop with no conditional reads is one
+    /// the C compiler vectorizes (same values, element by element).
     private func emitChunked(_ run: Range<Int>, name: String) -> String {
-        var declarations = "", loop = ""
+        var declarations = ""
         var names: [String: String] = [:]   // "p"/"s" + offset + type: the declared name
-        var latest: [Int: (name: String, float64: Bool, bytes: Int)] = [:]
         func type(_ float64: Bool) -> String { float64 ? "double" : "float" }
         /// The name of a pointer to the frame at `offset` ("p") or of the element there read once
-        /// ("s"), declared before the loop the first time it is asked for.
+        /// ("s"), declared before the loops the first time it is asked for.
         func declared(_ kind: String, _ offset: Int, _ float64: Bool) -> String {
             let key = "\(kind)\(offset):\(float64)"
             if let name = names[key] { return name }
@@ -222,35 +224,60 @@ struct NativeCodeGenerator {
             declarations += kind == "p" ? "\(t) *\(name) = (\(t) *)(base + \(offset));\n" : "const \(t) \(name) = *(\(t) *)(base + \(offset));\n"
             return name
         }
-        /// `outside`: what a padded read gives outside its elements (zero, or a gather's pad).
-        func operand(_ region: Region, _ float64: Bool, outside: String) -> String {
-            if let padded = region.padded {
-                let before = region.before >= 0 ? declared("s", region.before, float64) : outside
-                let after = region.after >= 0 ? declared("s", region.after, float64) : outside
-                if padded.isEmpty { return after }
-                let value = region.scalar ? declared("s", region.offset, float64) : "\(declared("p", region.offset, float64))[k - \(padded.lowerBound)]"
-                return "(k < \(padded.lowerBound) ? \(before) : k < \(padded.upperBound) ? \(value) : \(after))"
+        // Where every padded read is inside its elements: `lower ..< upper` (empty when they do not overlap).
+        var lower = 0, upper = Int.max, padded = false
+        for k in run {
+            for region in reads(instructions[k]) {
+                guard let elements = region.padded, !elements.isEmpty else { continue }
+                (lower, upper, padded) = (Swift.max(lower, elements.lowerBound), Swift.min(upper, elements.upperBound), true)
             }
-            if region.scalar { return declared("s", region.offset, float64) }
-            if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }
-            return "\(declared("p", region.offset, float64))[k]"
         }
-        for (index, k) in run.enumerated() {
-            let i = instructions[k], t = type(i.float64), v = "v\(index)"
-            let outside = i.kind != .gather ? (i.float64 ? "0.0" : "0.0f")
-                : i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
-            let reads = reads(i).map { operand($0, i.float64, outside: outside) }
-            switch i.kind {
-            case .unary: loop += "\(t) \(v) = \(Self.unaryExpression(i.op, reads[0], float64: i.float64)!);\n"
-            case .binary: loop += "\(t) \(v) = \(Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!);\n"
-            case .gather: loop += "\(t) \(v) = \(reads[0]);\n"
-            default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
+        upper = Swift.max(lower, upper)
+        /// The loop body; `interior`: for elements inside every padded read.
+        func body(interior: Bool) -> String {
+            var loop = ""
+            var latest: [Int: (name: String, float64: Bool, bytes: Int)] = [:]
+            /// `outside`: what a padded read gives outside its elements (zero, or a gather's pad).
+            func operand(_ region: Region, _ float64: Bool, outside: String) -> String {
+                if let padded = region.padded {
+                    let before = region.before >= 0 ? declared("s", region.before, float64) : outside
+                    let after = region.after >= 0 ? declared("s", region.after, float64) : outside
+                    if padded.isEmpty { return after }
+                    let value = region.scalar ? declared("s", region.offset, float64) : "\(declared("p", region.offset, float64))[k - \(padded.lowerBound)]"
+                    return interior ? value : "(k < \(padded.lowerBound) ? \(before) : k < \(padded.upperBound) ? \(value) : \(after))"
+                }
+                if region.scalar { return declared("s", region.offset, float64) }
+                if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }
+                return "\(declared("p", region.offset, float64))[k]"
             }
-            loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n"
-            latest[i.y] = (v, i.float64, Self.write(i).bytes)
+            for (index, k) in run.enumerated() {
+                let i = instructions[k], t = type(i.float64), v = "v\(index)"
+                let outside = i.kind != .gather ? (i.float64 ? "0.0" : "0.0f")
+                    : i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
+                let reads = reads(i).map { operand($0, i.float64, outside: outside) }
+                switch i.kind {
+                case .unary: loop += "\(t) \(v) = \(Self.unaryExpression(i.op, reads[0], float64: i.float64)!);\n"
+                case .binary: loop += "\(t) \(v) = \(Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!);\n"
+                case .gather: loop += "\(t) \(v) = \(reads[0]);\n"
+                default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
+                }
+                loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n"
+                latest[i.y] = (v, i.float64, Self.write(i).bytes)
+            }
+            return loop
         }
+        let edges = body(interior: false)
+        guard padded else {
+            return "\nvoid \(name)(unsigned char *base, long begin, long end) {\n" + declarations
+                + "for (long k = begin; k < end; k++) {\n" + edges + "}\n}\n"
+        }
+        let interior = body(interior: true)
         return "\nvoid \(name)(unsigned char *base, long begin, long end) {\n" + declarations
-            + "for (long k = begin; k < end; k++) {\n" + loop + "}\n}\n"
+            + "long lo = begin < \(lower) ? \(lower) : begin; if (lo > end) lo = end;\n"
+            + "long hi = end > \(upper) ? \(upper) : end; if (hi < lo) hi = lo;\n"
+            + "for (long k = begin; k < lo; k++) {\n" + edges + "}\n"
+            + "for (long k = lo; k < hi; k++) {\n" + interior + "}\n"
+            + "for (long k = hi; k < end; k++) {\n" + edges + "}\n}\n"
     }
 
     // MARK: - Expressions

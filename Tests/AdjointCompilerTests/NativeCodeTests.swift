@@ -103,7 +103,10 @@ struct NativeCodeTests {
             let g = try pullback(value)
             // A pad with a value other than zero (a gather of its own) and a shifted slice.
             let padded = try a[0].slice([3..<n]).padded(low: [1], high: [2], value: 0.5)
-            return [value, g[0], g[1], try padded * a[0]]
+            // Two reads of disjoint elements (no element where both read their arrays).
+            let m = n / 3
+            let halves = try a[0].slice([0..<m]).padded(low: [0], high: [n - m]) + (a[0] * 3).slice([m..<n]).padded(low: [m], high: [0])
+            return [value, g[0], g[1], try padded * a[0], try halves.tanh() * a[0]]
         }
         let (bundle, _) = try traceGraph(body, at: arguments)
         let program = try bundle.compiled(native: .required)

@@ -104,19 +104,19 @@ package enum Pointwise {
     /// rounds to it in float, signed zeros kept); `|x|` is capped at 10, beyond which tanh
     /// rounds to ±1 (so ±∞ give ±1).
     @inlinable @inline(__always) package static func float32Tanh<V: ElementValue>(_ x: V) -> V {
+        // Computed for every input and chosen by selects, not branches: straight-line code, which
+        // a C compiler vectorizes (the discarded values are finite: |x| is capped first, NaN too).
         let a = x.abs().named()
-        return V.choose(V.or(a.less(a.constant(0x1p-12)), a.isNotANumber()), { x }, else: {
-            let z = (V.choose(a.lessOrEqual(a.constant(10)), { a }, else: { a.constant(10) }) * 0.0625).named()
-            // 1/k! for k = 1…11, exact quotients of exactly representable factorials.
-            var q = z.constant(1.0 / 39_916_800.0)
-            for factorial in [3_628_800.0, 362_880.0, 40_320.0, 5_040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0] {
-                q = z.constant(1.0 / factorial) + z * q
-            }
-            var p = (z * q).named()
-            for _ in 0..<5 { p = (p * (p + 2)).named() }
-            let t = (p / (p + 2)).named()
-            return V.choose(x.less(x.constant(0)), { -t }, else: { t })
-        })
+        let z = (V.select(a.lessOrEqual(a.constant(10)), a, else: a.constant(10)) * 0.0625).named()
+        // 1/k! for k = 1…11, exact quotients of exactly representable factorials.
+        var q = z.constant(1.0 / 39_916_800.0)
+        for factorial in [3_628_800.0, 362_880.0, 40_320.0, 5_040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0] {
+            q = z.constant(1.0 / factorial) + z * q
+        }
+        var p = (z * q).named()
+        for _ in 0..<5 { p = (p * (p + 2)).named() }
+        let t = (p / (p + 2)).named()
+        return V.select(a.greaterOrEqual(a.constant(0x1p-12)), V.select(x.less(x.constant(0)), -t, else: t), else: x)
     }
     /// σ(x) without overflow: `1 / (1 + e^-x)` for x ≥ 0, `e^x / (1 + e^x)` below.
     @inlinable @inline(__always) package static func sigmoid<V: ElementValue>(_ x: V) -> V {
