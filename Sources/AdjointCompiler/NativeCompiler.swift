@@ -64,11 +64,13 @@ public struct NativeCompiler: Sendable, Equatable {
     /// Flags that keep the machine code's arithmetic that of the interpreter: no contraction into
     /// fused multiply-adds, no fast-math reassociation; `-fno-math-errno` only lets `sqrt` be the
     /// instruction the interpreter uses. `-O3` for its vectorizer's cost model, which versions a
-    /// loop whose arrays may overlap (a run's arrays lie in one frame) and turns the branches of
-    /// `relu`, `maximum` and `select` into blends: each vector lane computes what the scalar loop
-    /// computes for its element, and floating-point reductions are not vectorized without
-    /// reassociation, which these flags forbid.
-    public static let flags = ["-O3", "-fPIC", "-shared", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-w"]
+    /// loop whose arrays may overlap (a run's arrays lie in one frame), and `-fno-trapping-math`
+    /// (floating-point exceptions never trap here, and no one reads their flags) so that it may
+    /// compute both arms of a formula's selects and blend them: each vector lane computes what
+    /// the scalar loop computes for its element, and floating-point reductions are not
+    /// vectorized without reassociation, which these flags forbid.
+    public static let flags = ["-O3", "-fPIC", "-shared", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno",
+                               "-fno-trapping-math", "-w"]
     static let candidates = ["cc", "clang", "gcc"]
 
     /// `uname -m`: the architecture libraries are built for.
