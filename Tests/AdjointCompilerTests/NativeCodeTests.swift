@@ -120,6 +120,20 @@ struct NativeCodeTests {
         }
     }
 
+    @Test("the compiler flags keep IEEE arithmetic: no fast-math, no contraction, no fused multiply-adds; AVX2 exactly where the processor has it")
+    func compilerFlags() throws {
+        let flags = NativeCompiler.flags
+        #expect(flags.contains("-ffp-contract=off") && flags.contains("-fno-fast-math"))
+        #expect(!flags.contains { $0.hasPrefix("-march") || $0 == "-mfma" || $0 == "-ffast-math" || $0.hasPrefix("-Ofast") })
+        #if arch(x86_64)
+        let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let avx2 = info.split(separator: "\n").first { $0.hasPrefix("flags") }.map { $0.split(separator: " ").contains("avx2") } ?? false
+        #expect(flags.contains("-mavx2") == avx2)
+        #else
+        #expect(!flags.contains("-mavx2"))
+        #endif
+    }
+
     @Test("index tables that are one run or one element, with zeros or one element repeated around it, are affine reads; others are not")
     func affineReads() {
         typealias G = NativeCodeGenerator
