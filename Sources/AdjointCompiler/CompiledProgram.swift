@@ -207,7 +207,7 @@ public final class CompiledProgram: @unchecked Sendable {
         var native: NativeSegments?, failure: String?
         if mode != .off {
             do {
-                let generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables)
+                let generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables, lastReaders: plan.lastReaders)
                 // A run may not cross a boundary: the part after it is run on its own.
                 let splits = Set(planner.boundaries.map { plan.instructionStart[$0] })
                 let segments = generator.segments(splits: splits), chunked = generator.chunkedSegments(splits: splits)

@@ -21,7 +21,7 @@ struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 5
+    static let version = 6
     /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
     /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
@@ -30,6 +30,11 @@ struct NativeCodeGenerator {
 
     let instructions: [Instruction]
     let tables: [Int]
+    /// Per instruction: the index of the last instruction that reads its result (`Int.max`: kept
+    /// to the end — an output, or a value read after a boundary). A chunked run does not store a
+    /// result that only its own instructions read: they take it from a variable. Empty: every
+    /// result is stored.
+    var lastReaders: [Int] = []
 
     /// Whether instruction `i` has a native form.
     static func supports(_ i: Instruction) -> Bool {
@@ -261,7 +266,9 @@ struct NativeCodeGenerator {
                 case .gather: loop += "\(t) \(v) = \(reads[0]);\n"
                 default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
                 }
-                loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n"
+                // Stored unless every reader is in this run (a later write of the same region
+                // means this value died before it).
+                if lastReaders.isEmpty || lastReaders[k] >= run.upperBound { loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n" }
                 latest[i.y] = (v, i.float64, Self.write(i).bytes)
             }
             return loop

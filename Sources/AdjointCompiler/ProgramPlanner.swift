@@ -17,6 +17,9 @@ struct ProgramPlanner {
         var fallbacks: [CompiledProgram.Fallback] = []
         var products: [Kernels.MatmulPlan] = []
         var instructionStart: [Int] = []
+        /// Per instruction: the index of the last instruction that reads its result, `Int.max`
+        /// when it is kept to the end (see ``NativeCodeGenerator/lastReaders``).
+        var lastReaders: [Int] = []
         /// Per position `p` (and one past the last): the end of the frame bytes that the captures,
         /// the arguments and the values of positions before `p` occupy.
         var prefixEnds: [Int] = []
@@ -155,6 +158,7 @@ struct ProgramPlanner {
         }
 
         // Instructions.
+        var lastReadPositions: [Int] = []
         result.arguments = graph.inputs.filter { $0.role == .argument }.map { Operand(offset: region[$0.id]!, type: $0.type) }
         result.outputs = graph.outputs.map { Operand(offset: offset($0), type: types[$0]!) }
         for (p, i) in order.enumerated() {
@@ -186,9 +190,13 @@ struct ProgramPlanner {
             if instruction.kind == .fallback { result.statistics.fallbacks += 1 }
             instruction.y = output.offset
             result.instructions.append(instruction)
+            lastReadPositions.append(lastUse[out] ?? forever)
             result.fallbacks.append(CompiledProgram.Fallback(op: node.op, attributes: node.attributes, inputs: operands, output: output))
         }
         result.instructionStart.append(result.instructions.count)
+        // A reader's position → its instruction (a position without one, an alias, reads nothing
+        // at run time: the next instruction's index is then a bound that is never too early).
+        result.lastReaders = lastReadPositions.map { $0 == forever ? Int.max : result.instructionStart[$0] }
         result.statistics.operations = order.count
         result.statistics.frameBytes = memory.peak
         return result

@@ -281,6 +281,32 @@ struct NativeCodeTests {
         #expect(bitwiseEqual(debug.0, debug.1))
     }
 
+    @Test("a chunked run stores only the results read after it: its temporaries stay in variables, results the same bits")
+    func chunkedTemporaries() throws {
+        let n = 2 * Parallelism.elementChunk + 5
+        let arguments = [try Tensor.uniform([n], key: RandomKey(seed: 8), low: -2, high: 2, dtype: .float32),
+                         try Tensor.uniform([n], key: RandomKey(seed: 9), low: -2, high: 2, dtype: .float32)]
+        // u, v and w are read only by the run itself; the two outputs are stored.
+        let (bundle, _) = try traceGraph({ a in
+            let u = try a[0] * 3 + a[1], v = try u.tanh(), w = try v * v
+            return [try w - a[0], try (w + v).relu()]
+        }, at: arguments)
+        let directory = Self.cacheDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let local = NativeCompiler(executable: try NativeCompiler.system().executable, cacheDirectory: directory)
+        let program = try bundle.compiled(native: .compiler(local))
+        #expect(program.statistics.chunkedInstructions == program.statistics.nativeInstructions && program.statistics.chunkedInstructions >= 6)
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".c") })
+        let source = try String(contentsOfFile: directory + "/" + name, encoding: .utf8)
+        let run = try #require(source.components(separatedBy: "void adjoint_chunked_0(").dropFirst().first)
+        #expect(run.components(separatedBy: "[k] = v").count - 1 == 2, "\(run)")
+        let expected = try bundle.execute(arguments)
+        for threads in [1, 2] {
+            let native = try Parallelism.withThreadCount(threads) { try program(arguments) }
+            #expect(zip(native, expected).allSatisfy(bitwiseEqualUpToNaN))
+        }
+    }
+
     @Test("libraries are cached by content and written whole; compiler failures are typed errors")
     func cacheAndErrors() throws {
         let (bundle, _) = try traceGraph({ a in [try a[0].exp() + 1] }, at: [try Tensor.zeros([3])])
