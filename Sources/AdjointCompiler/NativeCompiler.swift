@@ -69,7 +69,7 @@ public struct NativeCompiler: Sendable, Equatable {
     /// compute both arms of a formula's selects and blend them: each vector lane computes what
     /// the scalar loop computes for its element, and floating-point reductions are not
     /// vectorized without reassociation, which these flags forbid. `-mavx2` where the processor
-    /// has AVX2 (``vectorFlags``): wider vectors, the same IEEE operations lane by lane (it does
+    /// has AVX2 (read from `/proc/cpuinfo`): wider vectors, the same IEEE operations lane by lane (it does
     /// not enable fused multiply-adds).
     public static let flags = ["-O3", "-fPIC", "-shared", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno",
                                "-fno-trapping-math", "-w"] + vectorFlags
