@@ -195,9 +195,10 @@ struct PackedStep: StepFunction {
     ///   (``CompiledProgram/carriedRegions(from:across:arguments:)``: the input argument and the
     ///   values the backward reads), copied out after the step and back before the pullback, and
     ///   holds the state the step ran from when the backward reads it (the schedule's buffer, not
-    ///   a copy: the previous step's next state). A frame also holds the backward's own values and the forward's values the
-    ///   backward does not read; on large states that is most of it, so `storeAll` keeps a
-    ///   fraction of the memory a frame per step takes, and pages each step's fresh frame in less.
+    ///   a copy: the previous step's next state). A frame also holds the backward's own values
+    ///   and the forward's values the backward does not read; on large states that is most of
+    ///   it, so `storeAll` keeps a fraction of the memory a frame per step takes, and pages in
+    ///   that much less fresh memory per step.
     ///
     /// Besides, a record holds the buffers its step last wrote (the next state, and the pullback's
     /// state cotangent and parameter gradient); a recording that takes it writes into each of them
