@@ -244,6 +244,12 @@ struct CompiledProgramTests {
         #expect(throws: TensorError.invalidArgument(op: "CompiledProgram.carriedRegions", detail: "argument 2 of 2")) {
             try program.carriedRegions(from: 0, across: forward.count, arguments: [2])
         }
+        // The backward reads the seed (bound after the boundary) and, for this function, `x` itself.
+        #expect(try program.reads(argument: 1, after: forward.count))
+        let withoutX = try program.carriedRegions(from: 0, across: forward.count, arguments: []).reduce(0) { $0 + $1.bytes }
+        #expect(try program.reads(argument: 0, after: forward.count) == (total == withoutX + 6 * 8), "\(total), \(withoutX)")
+        #expect(throws: TensorError.invalidArgument(op: "CompiledProgram.reads", detail: "argument 2 of 2")) { try program.reads(argument: 2, after: forward.count) }
+        #expect(throws: TensorError.self) { try program.reads(argument: 0, after: 1) }
     }
 
     @Test("with two boundaries, the part after either can be re-run; values from before it survive", arguments: [NativeCode.off, .required])
