@@ -121,7 +121,7 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
             return value.tensors
         }, at: tensors)
         guard bundle.valueReads.isEmpty else { throw CompileError.valueReadWhileTracing(afterOperators: bundle.valueReads) }
-        let program = try bundle.compiled(native: native)
+        let program = try bundle.compiled(order: bundle.graph.nodesReachingOutputs, native: native)
         if let failure = program.nativeCodeFailure, !fallbackReported.exchange(true, ordering: .relaxed) {
             FileHandle.standardError.write(Data("adjoint: compile: running interpreted (\(failure))\n".utf8))
         }
@@ -152,4 +152,21 @@ public func compile<Arguments: ParameterCollection, Result: ParameterCollection>
     native: NativeCode = .automatic, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result
 ) -> CompiledFunction<Arguments, Result> {
     CompiledFunction(native: native, maximumSignatures: maximumSignatures, function)
+}
+
+extension Graph {
+    /// The nodes some output depends on, in graph order. A traced function computes values no
+    /// output reads (the loss beside a gradient, say); a compiled function does not run them.
+    var nodesReachingOutputs: [Int] {
+        var producer: [ValueID: Int] = [:]
+        for (index, node) in nodes.enumerated() { for v in node.outputs { producer[v] = index } }
+        var needed = [Bool](repeating: false, count: nodes.count)
+        var pending = outputs.compactMap { producer[$0] }
+        while let index = pending.popLast() {
+            guard !needed[index] else { continue }
+            needed[index] = true
+            pending += nodes[index].inputs.compactMap { producer[$0] }
+        }
+        return nodes.indices.filter { needed[$0] }
+    }
 }

@@ -3,7 +3,10 @@ import AdjointIR
 
 extension CompiledProgram {
     /// Runs `range` of the instructions on the frame at `base`.
-    func execute(_ range: Range<Int>, _ base: UnsafeMutableRawPointer) throws {
+    ///
+    /// `bound`: pointers in place of the regions in `NativeSegments.bound` (only where every
+    /// chunked run of the program runs natively: see ``callAsFunction(_:)``).
+    func execute(_ range: Range<Int>, _ base: UnsafeMutableRawPointer, bound: UnsafePointer<UnsafeMutableRawPointer?>? = nil) throws {
         guard !range.isEmpty else { return }
         let interpreter = FrameInterpreter(instructions: instructions, tables: tables, products: products, hasReductions: hasReductions)
         guard interpreter.exact, let native else {
@@ -18,13 +21,13 @@ extension CompiledProgram {
             if s >= 0, end[s] <= range.upperBound {
                 functions[s](base)
                 k = end[s]
-            } else if s <= -2, native.chunkedEnd[-2 - s] <= range.upperBound {
+            } else if s <= -2, native.chunkedReach[-2 - s] <= range.upperBound {
                 // Chunk boundaries depend on the size only, and each element is computed the same
                 // way in any chunk: the same bits with any number of threads.
                 let function = native.chunked[-2 - s]
-                let frame = FrameAddress(base)
+                let frame = FrameAddress(base, bound)
                 Parallelism.forEachRange(native.chunkedElements[-2 - s], chunkSize: Parallelism.elementChunk) { r in
-                    function(frame.base, r.lowerBound, r.upperBound)
+                    function(frame.base, r.lowerBound, r.upperBound, frame.bound)
                 }
                 k = native.chunkedEnd[-2 - s]
             } else {
@@ -65,5 +68,6 @@ extension CompiledProgram {
 /// regions never overlap other than element for element).
 private struct FrameAddress: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
-    init(_ base: UnsafeMutableRawPointer) { self.base = base }
+    let bound: UnsafePointer<UnsafeMutableRawPointer?>?
+    init(_ base: UnsafeMutableRawPointer, _ bound: UnsafePointer<UnsafeMutableRawPointer?>?) { (self.base, self.bound) = (base, bound) }
 }

@@ -137,16 +137,24 @@ public final class CompiledProgram: @unchecked Sendable {
         /// Chunked runs: their functions, the instruction after each, and the elements of each.
         let chunked: UnsafeBufferPointer<NativeLibrary.ChunkedSegment>
         let chunkedEnd: UnsafeBufferPointer<Int>
+        /// Chunked runs: the instruction a range must reach for the run to run natively (a later
+        /// run recomputes values it then does not store: `NativeCodeGenerator.Fusion.reach`).
+        let chunkedReach: UnsafeBufferPointer<Int>
         let chunkedElements: UnsafeBufferPointer<Int>
+        /// Arguments and outputs only chunked runs touch, which a whole-program call binds in
+        /// place (see `CompiledProgram.boundRegions(_:chunked:generator:)`).
+        let bound: [BoundRegion]
 
         init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int],
-             chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedElements: [Int]) {
+             chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedReach: [Int], bound: [BoundRegion], chunkedElements: [Int]) {
+            self.bound = bound
             self.library = library
             self.functions = UnsafeBufferPointer(owning: functions)
             self.start = UnsafeBufferPointer(owning: start)
             self.end = UnsafeBufferPointer(owning: end)
             self.chunked = UnsafeBufferPointer(owning: chunked)
             self.chunkedEnd = UnsafeBufferPointer(owning: chunkedEnd)
+            self.chunkedReach = UnsafeBufferPointer(owning: chunkedReach)
             self.chunkedElements = UnsafeBufferPointer(owning: chunkedElements)
         }
 
@@ -156,6 +164,7 @@ public final class CompiledProgram: @unchecked Sendable {
             end.deallocate()
             chunked.deallocate()
             chunkedEnd.deallocate()
+            chunkedReach.deallocate()
             chunkedElements.deallocate()
         }
     }
@@ -207,12 +216,15 @@ public final class CompiledProgram: @unchecked Sendable {
         var native: NativeSegments?, failure: String?
         if mode != .off {
             do {
-                let generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables, lastReaders: plan.lastReaders)
+                var generator = NativeCodeGenerator(instructions: plan.instructions, tables: plan.tables, lastReaders: plan.lastReaders)
                 // A run may not cross a boundary: the part after it is run on its own.
                 let splits = Set(planner.boundaries.map { plan.instructionStart[$0] })
                 let segments = generator.segments(splits: splits), chunked = generator.chunkedSegments(splits: splits)
                 if !segments.isEmpty || !chunked.isEmpty, let compiler = try mode.resolve() {
-                    let library = try compiler.library(generator.source(segments, chunked: chunked))
+                    let fusion = generator.fusion(chunked, splits: splits)
+                    let bound = Self.boundRegions(plan, chunked: chunked, generator: generator)
+                    generator.bound = bound.map { ($0.offset, $0.bytes) }
+                    let library = try compiler.library(generator.source(segments, chunked: chunked, fusion: fusion))
                     // Plain runs by their index, chunked runs as -2 - their index (the two never
                     // share an instruction: chunked instructions are larger than plain ones may be).
                     var start = [Int32](repeating: -1, count: plan.instructions.count)
@@ -221,7 +233,8 @@ public final class CompiledProgram: @unchecked Sendable {
                     native = NativeSegments(library: library, functions: try segments.indices.map { try library.function(NativeCodeGenerator.functionName($0)) },
                                             start: start, end: segments.map(\.upperBound),
                                             chunked: try chunked.indices.map { try library.chunkedFunction(NativeCodeGenerator.chunkedFunctionName($0)) },
-                                            chunkedEnd: chunked.map(\.upperBound), chunkedElements: chunked.map { plan.instructions[$0.lowerBound].n })
+                                            chunkedEnd: chunked.map(\.upperBound), chunkedReach: fusion.reach, bound: bound,
+                                            chunkedElements: chunked.map { plan.instructions[$0.lowerBound].n })
                     statistics.nativeInstructions = (segments + chunked).reduce(0) { $0 + $1.count }
                     statistics.chunkedInstructions = chunked.reduce(0) { $0 + $1.count }
                 }
@@ -565,11 +578,86 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// Binds `arguments`, runs the whole program and returns its outputs.
+    ///
+    /// With native code, an argument or output that only chunked runs read or write is not
+    /// copied: the runs read the argument's memory and write a new output tensor's memory in
+    /// place of the frame's region (``boundRegions(_:chunked:generator:)``).
     public func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
         let frame = makeFrame()
-        try bind(arguments, in: frame)
-        try run(positions, in: frame)
-        return outputs.indices.map { output($0, in: frame) }
+        guard let native, !native.bound.isEmpty, NumericSettings.arithmeticIsPlain else {
+            try bind(arguments, in: frame)
+            try run(positions, in: frame)
+            return outputs.indices.map { output($0, in: frame) }
+        }
+        guard arguments.count == self.arguments.count else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments 0..<\(arguments.count) of a program with \(self.arguments.count)")
+        }
+        var result = [Tensor?](repeating: nil, count: outputs.count)
+        var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: native.bound.count)
+        var copied = [Bool](repeating: true, count: arguments.count)
+        for (j, region) in native.bound.enumerated() {
+            if let a = region.argument {
+                let argument = self.arguments[a]
+                guard arguments[a].dtype == argument.type.dtype, arguments[a].shape == argument.type.shape else {
+                    throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "argument \(a) was compiled as \(argument.type), got \(arguments[a].valueType)")
+                }
+                pointers[j] = arguments[a].rawPointer
+                copied[a] = false
+            } else if let o = region.output {
+                let t = Tensor(uninitialized: outputs[o].type.shape, dtype: outputs[o].type.dtype)
+                pointers[j] = t.rawPointer
+                result[o] = t
+            }
+        }
+        for (k, value) in arguments.enumerated() where copied[k] { try bind(value, at: k, in: frame) }
+        try withExtendedLifetime(arguments) {
+            try pointers.withUnsafeBufferPointer { bound in
+                try execute(instructionStart[positions.lowerBound]..<instructionStart[positions.upperBound], frame.base,
+                            bound: UnsafePointer(bound.baseAddress!))
+            }
+        }
+        return outputs.indices.map { result[$0] ?? output($0, in: frame) }
+    }
+
+    /// An argument or output that only chunked runs touch: bound in place of its frame region.
+    struct BoundRegion {
+        var offset: Int, bytes: Int
+        var argument: Int?, output: Int?
+    }
+
+    /// The arguments and outputs whose frame regions no instruction outside `chunked` reads or
+    /// writes (through its operands, tables included), that no chunked instruction writes (for
+    /// arguments), and that overlap no capture, no other argument or output: a call may hand
+    /// the chunked runs a tensor's memory for them instead of copying (the generated code reads
+    /// and writes them through `bound[j]` when it is not null).
+    static func boundRegions(_ plan: ProgramPlanner.Plan, chunked: [Range<Int>], generator: NativeCodeGenerator) -> [BoundRegion] {
+        var inRun = [Bool](repeating: false, count: plan.instructions.count)
+        for run in chunked { for k in run { inRun[k] = true } }
+        func bytes(_ operand: Operand) -> Range<Int> {
+            guard operand.table >= 0 else { return operand.offset..<(operand.offset + operand.type.byteCount) }
+            let size = operand.type.dtype.byteSize
+            let entries = plan.tables[operand.table..<(operand.table + operand.type.elementCount)].filter { $0 >= 0 }
+            guard let low = entries.min(), let high = entries.max() else { return 0..<0 }
+            return (low * size)..<((high + 1) * size)
+        }
+        // What instructions outside the runs touch, and what the runs write.
+        var touched: [Range<Int>] = [0..<plan.constantImage.count], written: [Range<Int>] = []
+        for k in plan.instructions.indices {
+            if inRun[k] {
+                let w = NativeCodeGenerator.write(plan.instructions[k])
+                written.append(w.offset..<(w.offset + w.bytes))
+            } else {
+                touched += plan.fallbacks[k].inputs.map(bytes) + [bytes(plan.fallbacks[k].output)]
+            }
+        }
+        let candidates = plan.arguments.enumerated().map { BoundRegion(offset: $1.offset, bytes: $1.type.byteCount, argument: $0, output: nil) }
+            + plan.outputs.enumerated().map { BoundRegion(offset: $1.offset, bytes: $1.type.byteCount, argument: nil, output: $0) }
+        return candidates.enumerated().filter { j, c in
+            let range = c.offset..<(c.offset + c.bytes)
+            guard !range.isEmpty, !touched.contains(where: { $0.overlaps(range) }) else { return false }
+            if c.argument != nil, written.contains(where: { $0.overlaps(range) }) { return false }
+            return !candidates.enumerated().contains { i, other in i != j && (other.offset..<(other.offset + other.bytes)).overlaps(range) }
+        }.map(\.element)
     }
 }
 

@@ -21,7 +21,7 @@ struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 6
+    static let version = 7
     /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
     /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
@@ -35,6 +35,11 @@ struct NativeCodeGenerator {
     /// result that only its own instructions read: they take it from a variable. Empty: every
     /// result is stored.
     var lastReaders: [Int] = []
+    /// Frame regions (arguments, outputs) that only chunked runs touch: a run reads or writes them
+    /// through the pointer its caller passes for each (`bound[j]`), or in the frame when that is
+    /// null, so a caller may bind a tensor's memory in place of copying it (see
+    /// ``CompiledProgram/callAsFunction(_:)``).
+    var bound: [(offset: Int, bytes: Int)] = []
 
     /// Whether instruction `i` has a native form.
     static func supports(_ i: Instruction) -> Bool {
@@ -65,14 +70,15 @@ struct NativeCodeGenerator {
 
     /// A C translation unit defining `adjoint_segment_<k>` for each of `segments` and
     /// `adjoint_chunked_<k>` for each of `chunked`.
-    func source(_ segments: [Range<Int>], chunked: [Range<Int>] = []) -> String {
+    func source(_ segments: [Range<Int>], chunked: [Range<Int>] = [], fusion: Fusion? = nil) -> String {
         var out = Self.prelude
         for (k, segment) in segments.enumerated() {
             out += "\nvoid adjoint_segment_\(k)(unsigned char *base) {\n"
             for i in segment { out += emit(instructions[i]) }
             out += "}\n"
         }
-        for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k)) }
+        let fusion = fusion ?? self.fusion(chunked, splits: [])
+        for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion) }
         return out
     }
 
@@ -211,11 +217,14 @@ struct NativeCodeGenerator {
 
     /// One loop over `begin ..< end` computing every instruction of `run` at each element; a value
     /// the run computed is taken from its variable, not read back, and single elements read
-    /// throughout are read once. With padded reads, the elements where every one of them reads
-    /// its array run in a loop of their own that reads the arrays directly, and only the few
-    /// before and after test which element a read gives: a loop with no conditional reads is one
-    /// the C compiler vectorizes (same values, element by element).
-    private func emitChunked(_ run: Range<Int>, name: String) -> String {
+    /// throughout are read once. Reads that `fusion` recomputes evaluate their producer's formula
+    /// at the shifted element (each pair of producer and shift once per element), instructions
+    /// it skips are not computed, and only the results it stores are written back. With padded
+    /// reads (the recomputed ones' included), the elements where every one of them reads its
+    /// array run in a loop of their own that reads the arrays directly, and only the few before
+    /// and after test which element a read gives: a loop with no conditional reads is one the C
+    /// compiler vectorizes (same values, element by element).
+    private func emitChunked(_ run: Range<Int>, name: String, fusion: Fusion) -> String {
         var declarations = ""
         var names: [String: String] = [:]   // "p"/"s" + offset + type: the declared name
         func type(_ float64: Bool) -> String { float64 ? "double" : "float" }
@@ -226,15 +235,32 @@ struct NativeCodeGenerator {
             if let name = names[key] { return name }
             let name = "\(kind)\(names.count)", t = type(float64)
             names[key] = name
-            declarations += kind == "p" ? "\(t) *\(name) = (\(t) *)(base + \(offset));\n" : "const \(t) \(name) = *(\(t) *)(base + \(offset));\n"
+            var address = "base + \(offset)"
+            if let j = self.bound.firstIndex(where: { $0.offset <= offset && offset < $0.offset + $0.bytes }) {
+                let start = self.bound[j].offset
+                address = "(bound && bound[\(j)] ? (unsigned char *)bound[\(j)] : base + \(start)) + \(offset - start)"
+            }
+            declarations += kind == "p" ? "\(t) *\(name) = (\(t) *)(\(address));\n" : "const \(t) \(name) = *(\(t) *)(\(address));\n"
             return name
         }
+        /// `k` shifted by `d`, as C.
+        func index(_ d: Int) -> String { d == 0 ? "k" : d > 0 ? "k + \(d)" : "k - \(-d)" }
+        let computed = run.filter { !fusion.skipped.contains($0) }
         // Where every padded read is inside its elements: `lower ..< upper` (empty when they do not overlap).
         var lower = 0, upper = Int.max, padded = false
-        for k in run {
-            for region in reads(instructions[k]) {
-                guard let elements = region.padded, !elements.isEmpty else { continue }
-                (lower, upper, padded) = (Swift.max(lower, elements.lowerBound), Swift.min(upper, elements.upperBound), true)
+        func within(_ elements: Range<Int>, shift: Int) {
+            (lower, upper, padded) = (Swift.max(lower, elements.lowerBound - shift), Swift.min(upper, elements.upperBound - shift), true)
+        }
+        func constrain(_ node: Recomputation) {
+            for (region, sub) in zip(reads(instructions[node.instruction]), node.operands) {
+                if let elements = region.padded { within(elements, shift: node.shift) }
+                if let sub { constrain(sub) }
+            }
+        }
+        for k in computed {
+            for (o, region) in reads(instructions[k]).enumerated() {
+                if let elements = region.padded { within(elements, shift: 0) }
+                if let tree = fusion.recomputed[Read(instruction: k, operand: o)] { constrain(tree) }
             }
         }
         upper = Swift.max(lower, upper)
@@ -242,44 +268,75 @@ struct NativeCodeGenerator {
         func body(interior: Bool) -> String {
             var loop = ""
             var latest: [Int: (name: String, float64: Bool, bytes: Int)] = [:]
-            /// `outside`: what a padded read gives outside its elements (zero, or a gather's pad).
-            func operand(_ region: Region, _ float64: Bool, outside: String) -> String {
-                if let padded = region.padded {
-                    let before = region.before >= 0 ? declared("s", region.before, float64) : outside
-                    let after = region.after >= 0 ? declared("s", region.after, float64) : outside
-                    if padded.isEmpty { return after }
-                    let value = region.scalar ? declared("s", region.offset, float64) : "\(declared("p", region.offset, float64))[k - \(padded.lowerBound)]"
-                    return interior ? value : "(k < \(padded.lowerBound) ? \(before) : k < \(padded.upperBound) ? \(value) : \(after))"
-                }
-                if region.scalar { return declared("s", region.offset, float64) }
-                if let value = latest[region.offset], value.float64 == float64, value.bytes == region.bytes { return value.name }
-                return "\(declared("p", region.offset, float64))[k]"
-            }
-            for (index, k) in run.enumerated() {
-                let i = instructions[k], t = type(i.float64), v = "v\(index)"
-                let outside = i.kind != .gather ? (i.float64 ? "0.0" : "0.0f")
+            var recomputed: [String: String] = [:]   // "instruction:shift" → its variable (interior only)
+            /// What instruction `i` gives outside a padded read: zero, or a gather's pad.
+            func outside(_ i: Instruction) -> String {
+                i.kind != .gather ? (i.float64 ? "0.0" : "0.0f")
                     : i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
-                let reads = reads(i).map { operand($0, i.float64, outside: outside) }
-                switch i.kind {
-                case .unary: loop += "\(t) \(v) = \(Self.unaryExpression(i.op, reads[0], float64: i.float64)!);\n"
-                case .binary: loop += "\(t) \(v) = \(Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!);\n"
-                case .gather: loop += "\(t) \(v) = \(reads[0]);\n"
-                default: loop += "\(t) \(v)p = \(reads[0]) * \(reads[1]); \(t) \(v) = \(v)p + \(reads[2]);\n"   // rounded after each
+            }
+            /// Operand `region` of instruction `i` at element `k + shift`: `inside` where a padded
+            /// read reads its elements (nil: the array itself), the elements around it elsewhere.
+            func operand(_ region: Region, of i: Instruction, shift: Int, inside: (() -> String)?) -> String {
+                let float64 = i.float64
+                let value: () -> String = inside ?? {
+                    if region.scalar { return declared("s", region.offset, float64) }
+                    return "\(declared("p", region.offset, float64))[\(index(shift - (region.padded?.lowerBound ?? 0)))]"
                 }
-                // Stored unless every reader is in this run (a later write of the same region
-                // means this value died before it).
-                if lastReaders.isEmpty || lastReaders[k] >= run.upperBound { loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n" }
+                guard let elements = region.padded else { return value() }
+                if interior { return value() }
+                let before = region.before >= 0 ? declared("s", region.before, float64) : outside(i)
+                let after = region.after >= 0 ? declared("s", region.after, float64) : outside(i)
+                let j = index(shift)
+                return "(\(j) < \(elements.lowerBound) ? \(before) : \(j) < \(elements.upperBound) ? \(value()) : \(after))"
+            }
+            /// Instruction `i`'s formula of its operands' C.
+            func formula(_ i: Instruction, _ reads: [String]) -> String {
+                switch i.kind {
+                case .unary: return Self.unaryExpression(i.op, reads[0], float64: i.float64)!
+                case .binary: return Self.binaryExpression(i.op, reads[0], reads[1], float64: i.float64)!
+                case .gather: return reads[0]
+                default: return "((\(reads[0]) * \(reads[1])) + \(reads[2]))"   // rounded after each (no contraction)
+                }
+            }
+            /// A recomputed value: in the interior a variable (computed once per element), at the
+            /// edges an expression evaluated only where a padded read asks for it.
+            func value(_ node: Recomputation) -> String {
+                let key = "\(node.instruction):\(node.shift)"
+                if interior, let name = recomputed[key] { return name }
+                let i = instructions[node.instruction]
+                let reads = zip(reads(i), node.operands).map { region, sub in
+                    operand(region, of: i, shift: node.shift, inside: sub.map { sub in { value(sub) } })
+                }
+                guard interior else { return formula(i, reads) }
+                let name = "r\(recomputed.count)"
+                loop += "\(type(i.float64)) \(name) = \(formula(i, reads));\n"
+                recomputed[key] = name
+                return name
+            }
+            for (index, k) in computed.enumerated() {
+                let i = instructions[k], v = "v\(index)"
+                let reads = reads(i).enumerated().map { o, region -> String in
+                    if let tree = fusion.recomputed[Read(instruction: k, operand: o)] {
+                        return operand(region, of: i, shift: 0, inside: { value(tree) })
+                    }
+                    if region.padded == nil, !region.scalar, let value = latest[region.offset], value.float64 == i.float64, value.bytes == region.bytes {
+                        return value.name
+                    }
+                    return operand(region, of: i, shift: 0, inside: nil)
+                }
+                loop += "\(type(i.float64)) \(v) = \(formula(i, reads));\n"
+                if fusion.stored.contains(k) { loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n" }
                 latest[i.y] = (v, i.float64, Self.write(i).bytes)
             }
             return loop
         }
         let edges = body(interior: false)
         guard padded else {
-            return "\nvoid \(name)(unsigned char *base, long begin, long end) {\n" + declarations
+            return "\nvoid \(name)(unsigned char *base, long begin, long end, void *const *bound) {\n" + declarations
                 + "for (long k = begin; k < end; k++) {\n" + edges + "}\n}\n"
         }
         let interior = body(interior: true)
-        return "\nvoid \(name)(unsigned char *base, long begin, long end) {\n" + declarations
+        return "\nvoid \(name)(unsigned char *base, long begin, long end, void *const *bound) {\n" + declarations
             + "long lo = begin < \(lower) ? \(lower) : begin; if (lo > end) lo = end;\n"
             + "long hi = end > \(upper) ? \(upper) : end; if (hi < lo) hi = lo;\n"
             + "for (long k = begin; k < lo; k++) {\n" + edges + "}\n"

@@ -203,7 +203,9 @@ final class NativeLibrary: @unchecked Sendable {
     deinit { dlclose(handle) }
 
     /// A chunked run: the elements `begin ..< end` of every instruction of the run.
-    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int) -> Void
+    /// A chunked run: the frame, the elements `begin ..< end`, and the pointers bound in place of
+    /// frame regions (`NativeCodeGenerator.bound`; null: none).
+    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int, UnsafePointer<UnsafeMutableRawPointer?>?) -> Void
 
     func function(_ name: String) throws -> Segment {
         guard let symbol = dlsym(handle, name) else { throw NativeCodeError.loadFailed(path: path, message: "no symbol \(name)") }

@@ -158,6 +158,7 @@ struct ProgramPlanner {
         }
 
         // Instructions.
+        let uniform = Set(graph.inputs.filter { $0.role == .capture && Self.hasEqualElements(captures[$0.id]!) }.map(\.id))
         var lastReadPositions: [Int] = []
         result.arguments = graph.inputs.filter { $0.role == .argument }.map { Operand(offset: region[$0.id]!, type: $0.type) }
         result.outputs = graph.outputs.map { Operand(offset: offset($0), type: types[$0]!) }
@@ -173,7 +174,11 @@ struct ProgramPlanner {
                 let bases = gather.inputs.map { offset($0) / size }   // looked up once, not per element
                 return gathers[position]!.map { entry in entry.map { bases[$0.input] + $0.index } ?? -1 }
             }
+            let broadcasting = node.op.family == .binary && types[out]!.dtype.isComputeFloat
             let operands = node.inputs.map { v -> Operand in
+                // A capture of equal elements (a backward pass's seed broadcast to a shape) is read
+                // as its first element, broadcast: one value, not an array, for native code.
+                if broadcasting, uniform.contains(v) { return Operand(offset: offset(v), type: ValueType(dtype: types[v]!.dtype, shape: [])) }
                 guard let position = folded[v] else { return Operand(offset: offset(v), type: types[v]!) }
                 var operand = Operand(offset: -1, type: types[v]!)
                 operand.table = result.tables.count
@@ -200,6 +205,15 @@ struct ProgramPlanner {
         result.statistics.operations = order.count
         result.statistics.frameBytes = memory.peak
         return result
+    }
+
+    /// Whether `value` has more than one element and all of them are bitwise equal.
+    static func hasEqualElements(_ value: Tensor) -> Bool {
+        let size = value.dtype.byteSize, count = value.elementCount
+        guard count > 1 else { return false }
+        let bytes = UnsafeRawBufferPointer(start: value.rawPointer, count: count * size)
+        for k in 1..<count where !bytes[(k * size)..<(k * size + size)].elementsEqual(bytes[0..<size]) { return false }
+        return true
     }
 
     /// The instruction for one operator.

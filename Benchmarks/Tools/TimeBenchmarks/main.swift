@@ -7,6 +7,7 @@
 //   TimeBenchmarks scalar-chain [repeats]
 //   TimeBenchmarks heat <native|interpreted|tensor> <steps> [schedule] [repeats] [cells]
 //                                                  (HeatEquation: 10⁶ float32 cells, gradient w.r.t. (α, β))
+//   TimeBenchmarks rosenbrock [calls] [elements] [variant]  (gradient and HVP, eager and `compile`d)
 //   TimeBenchmarks compile <elements> [calls]      (`compile`: trace + compile time, warm call against the eager function)
 //   TimeBenchmarks chain <steps> <snapshot budget MiB> [--no-verify]
 //   TimeBenchmarks cost <steps> <snapshots>        (Revolve's predicted forward steps)
@@ -202,6 +203,42 @@ case "heat":
     emit(["model": "heat", "engine": engine, "steps": steps, "cells": heat.cells, "schedule": schedule.description,
           "ms": median(times) * 1000, "compile_ms": compileSeconds * 1000, "peak_rss_kib": peakRSSKiB(), "loss": loss,
           "peak_rss_after_compile_kib": compilePeak, "gradient": gradient, "repeats": repeats, "peak_snapshot_bytes": report?.peakSnapshotBytes ?? 0])
+case "rosenbrock":
+    // Rosenbrock n = 10⁶ f64 (the package-benchmark workload): gradient and HVP (forward over
+    // reverse), eager and through `compile` (native code and the interpreter): per-call medians.
+    //   TimeBenchmarks rosenbrock [calls] [elements] [variant name prefix, e.g. gradient_native]
+    let calls = args.count > 2 ? Int(args[2])! : 50, n = args.count > 3 ? Int(args[3])! : 1_000_000
+    let only = args.count > 4 ? args[4] : ""
+    let x = try Tensor.uniform([n], key: RandomKey(seed: 2026).fold(in: 10), low: -1, high: 1)
+    let v = try Tensor.uniform([n], key: RandomKey(seed: 2026).fold(in: 11), low: -1, high: 1)
+    func rosenbrock(_ x: Tensor) throws -> Tensor {
+        let head = try x.slice(starts: [0], ends: [n - 1]), tail = try x.slice(starts: [1], ends: [n])
+        let a = try tail - head * head, b = try 1 - head
+        return try (a * a * 100 + b * b).sum()
+    }
+    func grad(_ a: [Tensor]) throws -> [Tensor] { [try gradient(at: a[0], of: rosenbrock)] }
+    func hessianVector(_ a: [Tensor]) throws -> [Tensor] { [try hvp(at: a[0], direction: a[1], of: rosenbrock)] }
+    var results: [String: Any] = ["model": "rosenbrock", "elements": n, "calls": calls]
+    let compiled = [compile(native: .required, grad), compile(native: .off, grad),
+                    compile(native: .required, hessianVector), compile(native: .off, hessianVector)]
+    let variants: [(String, ([Tensor]) throws -> [Tensor])] = [
+        ("gradient_eager", grad), ("gradient_native", { try compiled[0]($0) }), ("gradient_interpreted", { try compiled[1]($0) }),
+        ("hvp_eager", hessianVector), ("hvp_native", { try compiled[2]($0) }), ("hvp_interpreted", { try compiled[3]($0) }),
+    ]
+    var reference: [String: [Double]] = [:]
+    if ProcessInfo.processInfo.environment["DUMP"] != nil { let t = try compiled[0].trace(for: [x, v]); print(t.bundle.graph); print(t.program.statistics) }
+    for (name, f) in variants where name.hasPrefix(only) {
+        let first = try seconds { _ = try f([x, v]) }
+        for _ in 0..<2 { _ = try f([x, v]) }
+        let times = try (0..<calls).map { _ in try seconds { _ = try f([x, v]) } * 1e3 }
+        results["\(name)_ms"] = median(times)
+        results["\(name)_first_call_ms"] = first * 1e3
+        let out = try f([x, v])[0].doubles, kind = String(name.prefix { $0 != "_" })
+        if let r = reference[kind] {
+            results["\(name)_max_abs_difference"] = zip(out, r).map { abs($0 - $1) }.max() ?? 0
+        } else { reference[kind] = out }
+    }
+    emit(results)
 case "compile":
     // A small function of two tensors: the compile time of its first call, then the median of
     // batches of warm calls (signature lookup, frame, binding, run, outputs) against the eager function.

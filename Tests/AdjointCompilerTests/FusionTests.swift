@@ -1,0 +1,168 @@
+import Adjoint
+@testable import AdjointCompiler
+import AdjointTestSupport
+import Foundation
+import Testing
+
+/// Fusion across chunked runs by recomputation, bound arguments and outputs, and what `compile`
+/// leaves out (values no output needs, arrays of one repeated element).
+@Suite("Fusion by recomputation and in-place binding")
+struct FusionTests {
+    /// Σᵢ 100 (x_{i+1} − x_i²)² + (1 − x_i)², with slices (the benchmark's workload).
+    static func rosenbrock(_ x: Tensor) throws -> Tensor {
+        let n = x.shape[0]
+        let head = try x.slice(starts: [0], ends: [n - 1]), tail = try x.slice(starts: [1], ends: [n])
+        let a = try tail - head * head, b = try 1 - head
+        return try (a * a * 100 + b * b).sum()
+    }
+
+    /// The chunked functions of the only library in `directory`, by name.
+    static func chunkedFunctions(in directory: String) throws -> [String] {
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".c") })
+        let source = try String(contentsOfFile: directory + "/" + name, encoding: .utf8)
+        return source.components(separatedBy: "\nvoid adjoint_chunked_").dropFirst().map { $0 }
+    }
+
+    @Test("the gradient and the HVP of a stencil are one pass over their inputs: producers recomputed at shifted elements, nothing else stored; bitwise the eager transforms with 1, 2 and 3 threads",
+          arguments: [DType.float64, .float32])
+    func stencilGradient(dtype: DType) throws {
+        let n = 2 * Parallelism.elementChunk + 77   // not a multiple of the chunk
+        let x = try Tensor.uniform([n], key: RandomKey(seed: 21), low: -1, high: 1, dtype: dtype)
+        let v = try Tensor.uniform([n], key: RandomKey(seed: 22), low: -1, high: 1, dtype: dtype)
+        let bodies: [(String, ([Tensor]) throws -> [Tensor])] = [
+            ("gradient", { a in [try gradient(at: a[0], of: Self.rosenbrock)] }),
+            ("hvp", { a in [try hvp(at: a[0], direction: a[1], of: Self.rosenbrock)] }),
+        ]
+        for (name, body) in bodies {
+            let directory = NativeCodeTests.cacheDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let local = NativeCompiler(executable: try NativeCompiler.system().executable, cacheDirectory: directory)
+            let compiled = compile(native: .compiler(local), body)
+            let expected = try body([x, v])
+            for threads in [1, 2, 3] {
+                let native = try Parallelism.withThreadCount(threads) { try compiled([x, v]) }
+                #expect(zip(native, expected).allSatisfy(bitwiseEqual), "\(name), \(threads) threads")
+            }
+            // Every run but the last computes nothing; the last recomputes what it reads (the
+            // interior loop's `r` variables) and stores only the gradient.
+            let functions = try Self.chunkedFunctions(in: directory)
+            #expect(functions.count >= 2, "\(name)")
+            for f in functions.dropLast() { #expect(!f.contains("[k] = v"), "\(name): \(f)") }
+            let last = try #require(functions.last)
+            #expect(last.contains("double r0 =") || last.contains("float r0 ="), "\(name): \(last)")
+            #expect(last.components(separatedBy: "[k] = v").count - 1 == 3, "\(name): one store in each of the three loops: \(last)")
+            // The argument is read and the output written in place (no copies).
+            let program = try compiled.trace(for: [x, v]).program
+            #expect(program.native?.bound.compactMap(\.output) == [0], "\(name)")
+            #expect(program.native?.bound.compactMap(\.argument).contains(0) == true, "\(name)")
+        }
+    }
+
+    @Test("a program cut anywhere runs its pieces correctly: a run whose values a later run recomputes is interpreted unless the range reaches that run")
+    func rangesCutAnywhere() throws {
+        let n = Parallelism.elementChunk + 9
+        let x = try Tensor.uniform([n], key: RandomKey(seed: 23), low: -1, high: 1)
+        // The last run (the gradient's pads and sum, then the scale and tanh) can be cut inside.
+        let (bundle, _) = try traceGraph({ a in [try (gradient(at: a[0], of: Self.rosenbrock) * 3).tanh()] }, at: [x])
+        let program = try bundle.compiled(order: bundle.graph.nodesReachingOutputs, native: .required)
+        let native = try #require(program.native)
+        #expect(zip(native.chunkedReach, native.chunkedEnd).contains { $0 > $1 }, "a run relies on a later one")
+        let expected = try bundle.execute([x])[0]
+        #expect(bitwiseEqual(try program([x])[0], expected))
+        for cut in program.positions {
+            let frame = program.makeFrame()
+            try program.bind([x], in: frame)
+            try program.run(0..<cut, in: frame)
+            try program.run(cut..<program.positions.upperBound, in: frame)
+            #expect(bitwiseEqual(program.output(0, in: frame), expected), "cut at \(cut)")
+        }
+    }
+
+    @Test("a producer is recomputed only while what it reads stays unchanged up to the end of the reading run")
+    func recomputationNeedsStableInputs() {
+        typealias G = NativeCodeGenerator
+        let (n, m) = (5000, 5001)
+        let (a, b, y, z) = (0, 8 * n, 16 * n, 32 * n)
+        func add(y: Int, a: Int, b: Int) -> FrameInstruction {
+            var i = FrameInstruction(kind: .binary, op: .add, float64: true)
+            (i.y, i.a, i.b, i.n) = (y, a, b, n)
+            return i
+        }
+        // The reader: m elements, element k reads y[k − 1] (zero first) plus b[k] (zero last).
+        var reader = FrameInstruction(kind: .binary, op: .add, float64: true)
+        (reader.y, reader.n, reader.table) = (z, m, 0)
+        let table = [-1] + Array(0..<n).map { y / 8 + $0 } + Array(0..<n).map { b / 8 + $0 } + [-1]
+        // y = a + b, then the reader (another size: another run).
+        let plain = G(instructions: [add(y: y, a: a, b: b), reader], tables: table, lastReaders: [1, Int.max])
+        let runs = plain.chunkedSegments(splits: [])
+        #expect(runs == [0..<1, 1..<2])
+        let fused = plain.fusion(runs, splits: [])
+        #expect(fused.recomputed[G.Read(instruction: 1, operand: 0)]?.instruction == 0)
+        #expect(fused.recomputed[G.Read(instruction: 1, operand: 0)]?.shift == -1)
+        #expect(fused.skipped == [0] && fused.stored == [1] && fused.reach == [2, 2])
+        // After a split (a part that re-runs on its own), not across it.
+        #expect(plain.fusion(plain.chunkedSegments(splits: [1]), splits: [1]).recomputed.isEmpty)
+        // a is overwritten after y is computed (in y's run, element for element): y is read back.
+        let overwritten = G(instructions: [add(y: y, a: a, b: b), add(y: a, a: b, b: b), reader], tables: table, lastReaders: [2, Int.max, Int.max])
+        let runs2 = overwritten.chunkedSegments(splits: [])
+        #expect(runs2 == [0..<2, 2..<3])
+        let kept = overwritten.fusion(runs2, splits: [])
+        #expect(kept.recomputed.isEmpty && kept.skipped.isEmpty && kept.stored == [0, 1, 2] && kept.reach == [2, 3])
+        // Without tracking readers (no `lastReaders`), every result is stored, recomputed or not.
+        let untracked = G(instructions: [add(y: y, a: a, b: b), reader], tables: table)
+        #expect(untracked.fusion(runs, splits: []).stored == [0, 1])
+    }
+
+    @Test("arguments and outputs touched only by chunked runs are bound in place; one an interpreted instruction reads, or an output that is an argument, is copied; results equal either way")
+    func boundInPlace() throws {
+        let n = Parallelism.elementChunk + 3
+        let x = try Tensor.uniform([n], key: RandomKey(seed: 24), low: -1, high: 1)
+        let y = try Tensor.uniform([n], key: RandomKey(seed: 25), low: -1, high: 1)
+        // x is also read by a reduction (interpreted), y only by the run; the first output is an
+        // argument itself, the second and third come from the run, the last from the reduction.
+        let body: ([Tensor]) throws -> [Tensor] = { a in [a[1], try (a[0] * a[1]).exp(), try a[1].tanh() - a[0], try a[0].sum()] }
+        let (bundle, _) = try traceGraph(body, at: [x, y])
+        let program = try bundle.compiled(native: .required)
+        let bound = try #require(program.native?.bound)
+        #expect(bound.compactMap(\.argument) == [] && bound.compactMap(\.output) == [1, 2], "\(bound)")
+        let expected = try bundle.execute([x, y])
+        #expect(zip(try program([x, y]), expected).allSatisfy(bitwiseEqual))
+        // A wrong argument is refused before anything runs.
+        #expect(throws: TensorError.self) { try program([x, try Tensor.zeros([n + 1])]) }
+        #expect(throws: TensorError.self) { try program([x]) }
+        // Bound arguments: a program reading both only in its run.
+        let (only, _) = try traceGraph({ a in [try (a[0] * a[1]).exp()] }, at: [x, y])
+        let p = try only.compiled(native: .required)
+        #expect(p.native?.bound.compactMap(\.argument) == [0, 1])
+        #expect(bitwiseEqual(try p([x, y])[0], try only.execute([x, y])[0]))
+        #expect(throws: TensorError.self) { try p([x, try Tensor.zeros([n], dtype: .float32)]) }
+        // Under mixed precision the ordinary kernels run it, on copies: their values, not native code's.
+        let (xf, yf) = (try x.cast(to: .float32), try y.cast(to: .float32))
+        let (single, _) = try traceGraph({ a in [try (a[0] * a[1]).exp()] }, at: [xf, yf])
+        let q = try single.compiled(native: .required)
+        #expect(q.native?.bound.compactMap(\.argument) == [0, 1])
+        let half = try MixedPrecision.with(.float16) { (try q([xf, yf])[0], try single.execute([xf, yf])[0]) }
+        let plain = try q([xf, yf])[0]
+        #expect(bitwiseEqual(half.0, half.1) && !bitwiseEqual(half.0, plain))
+    }
+
+    @Test("compile runs only what its outputs need, and reads an array of one repeated element as that element")
+    func deadValuesAndUniformCaptures() throws {
+        let x = try Tensor.uniform([Parallelism.elementChunk + 1], key: RandomKey(seed: 26), low: -1, high: 1)
+        let compiled = compile(native: .off) { (a: [Tensor]) in [try gradient(at: a[0], of: Self.rosenbrock)] }
+        let trace = try compiled.trace(for: [x])
+        // The loss and the sum are traced but not run.
+        #expect(trace.program.statistics.operations < trace.bundle.graph.nodes.count)
+        #expect(trace.bundle.graph.nodes.contains { $0.op == .sum } && !trace.bundle.graph.nodesReachingOutputs.contains { trace.bundle.graph.nodes[$0].op == .sum })
+        // The backward's seed, ones broadcast to the slice's shape, is a capture of equal elements:
+        // read as one element.
+        #expect(trace.program.instructions.contains { $0.aScalar || $0.bScalar })
+        #expect(ProgramPlanner.hasEqualElements(try Tensor.ones([3])))
+        #expect(!ProgramPlanner.hasEqualElements(try Tensor([1, 1, 2], shape: [3])))
+        #expect(!ProgramPlanner.hasEqualElements(try Tensor.ones([1])))
+        #expect(!ProgramPlanner.hasEqualElements(try Tensor.zeros([0])))
+        // -0.0 and 0.0 differ bitwise: not one repeated element.
+        #expect(!ProgramPlanner.hasEqualElements(try Tensor([0.0, -0.0], shape: [2])))
+        #expect(bitwiseEqual(try compiled([x])[0], try gradient(at: x, of: Self.rosenbrock)))
+    }
+}
