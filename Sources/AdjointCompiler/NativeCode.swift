@@ -40,6 +40,10 @@ struct NativeCodeGenerator {
     /// null, so a caller may bind a tensor's memory in place of copying it (see
     /// ``CompiledProgram/callAsFunction(_:)``).
     var bound: [(offset: Int, bytes: Int)] = []
+    /// ``affine(_:_:)`` per table start: the analyses ask for each table many times, and a table
+    /// is as long as its instruction.
+    private let affineReads = AffineReads()
+    private final class AffineReads { var byStart: [Int: AffineRead?] = [:] }
 
     /// Whether instruction `i` has a native form.
     static func supports(_ i: Instruction) -> Bool {
@@ -161,7 +165,10 @@ struct NativeCodeGenerator {
         if i.table >= 0 {
             let count = i.kind == .gather ? 1 : i.kind == .binary ? 2 : 3
             return (0..<count).map { o in
-                guard let read = affine(i.table + o * i.n, i.n) else { return Region(offset: 0, bytes: 0, scalar: false, affine: false) }
+                let start = i.table + o * i.n
+                let found = affineReads.byStart[start] ?? affine(start, i.n)
+                affineReads.byStart[start] = found
+                guard let read = found else { return Region(offset: 0, bytes: 0, scalar: false, affine: false) }
                 let scalar = read.stride == 0
                 var r = Region(offset: read.first * size, bytes: scalar ? size : (read.hi - read.lo) * size, scalar: scalar)
                 if read.lo != 0 || read.hi != i.n {

@@ -226,7 +226,6 @@ case "rosenbrock":
         ("hvp_eager", hessianVector), ("hvp_native", { try compiled[2]($0) }), ("hvp_interpreted", { try compiled[3]($0) }),
     ]
     var reference: [String: [Double]] = [:]
-    if ProcessInfo.processInfo.environment["DUMP"] != nil { let t = try compiled[0].trace(for: [x, v]); print(t.bundle.graph); print(t.program.statistics) }
     for (name, f) in variants where name.hasPrefix(only) {
         let first = try seconds { _ = try f([x, v]) }
         for _ in 0..<2 { _ = try f([x, v]) }
