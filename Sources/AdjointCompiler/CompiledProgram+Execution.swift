@@ -46,7 +46,7 @@ extension CompiledProgram {
                 // A folded gather: its elements through its table (only f64/f32 gathers fold).
                 let size = operand.type.dtype.byteSize
                 for k in 0..<operand.type.elementCount {
-                    let source = tables[operand.table + k]
+                    let source = operand.entry(k, in: tables)
                     if source >= 0 { (t.rawPointer + k * size).copyMemory(from: base + source * size, byteCount: size) }
                     else { (t.rawPointer + k * size).initializeMemory(as: UInt8.self, repeating: 0, count: size) }
                 }

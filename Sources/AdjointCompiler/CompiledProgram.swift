@@ -76,7 +76,15 @@ public final class CompiledProgram: @unchecked Sendable {
     struct Operand {
         var offset: Int
         var type: ValueType
+        /// A folded gather's table (absolute element offsets, -1 = zero), or -1.
         var table = -1
+        /// Whether that table is an ``AffineTable`` (its ``AffineTable/width`` numbers), not one entry per element.
+        var compact = false
+
+        /// Entry `k` of the table in `tables`.
+        func entry(_ k: Int, in tables: UnsafeBufferPointer<Int>) -> Int {
+            compact ? AffineTable(tables.baseAddress! + table).entry(k) : tables[table + k]
+        }
     }
 
     struct Fallback {
@@ -635,10 +643,16 @@ public final class CompiledProgram: @unchecked Sendable {
         for run in chunked { for k in run { inRun[k] = true } }
         func bytes(_ operand: Operand) -> Range<Int> {
             guard operand.table >= 0 else { return operand.offset..<(operand.offset + operand.type.byteCount) }
-            let size = operand.type.dtype.byteSize
-            let entries = plan.tables[operand.table..<(operand.table + operand.type.elementCount)].filter { $0 >= 0 }
-            guard let low = entries.min(), let high = entries.max() else { return 0..<0 }
-            return (low * size)..<((high + 1) * size)
+            let size = operand.type.dtype.byteSize, n = operand.type.elementCount
+            let read: ClosedRange<Int>?
+            if operand.compact {
+                read = AffineTable(plan.tables[operand.table..<(operand.table + AffineTable.width)]).readRange(count: n)
+            } else {
+                let entries = plan.tables[operand.table..<(operand.table + n)].filter { $0 >= 0 }
+                read = entries.min().flatMap { low in entries.max().map { low...$0 } }
+            }
+            guard let read else { return 0..<0 }
+            return (read.lowerBound * size)..<((read.upperBound + 1) * size)
         }
         // What instructions outside the runs touch, and what the runs write.
         var touched: [Range<Int>] = [0..<plan.constantImage.count], written: [Range<Int>] = []

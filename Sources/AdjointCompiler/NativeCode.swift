@@ -47,6 +47,7 @@ struct NativeCodeGenerator {
 
     /// Whether instruction `i` has a native form.
     static func supports(_ i: Instruction) -> Bool {
+        guard !i.compact else { return false }   // plain runs read tables entry by entry
         switch i.kind {
         case .unary: return i.n <= elementLimit && unaryExpression(i.op, "x", float64: true) != nil
         case .binary: return i.n <= elementLimit && binaryExpression(i.op, "a", "b", float64: true) != nil
@@ -109,31 +110,11 @@ struct NativeCodeGenerator {
     /// An index table that reads, for output elements `lo ..< hi`, consecutive frame elements from
     /// `first` (`stride` 1) or element `first` throughout (`stride` 0); before `lo` element
     /// `before` and from `hi` element `after` (-1: zero, or a gather's pad value).
-    struct AffineRead: Equatable {
-        let lo: Int, hi: Int, first: Int, stride: Int
-        var before = -1, after = -1
-    }
+    typealias AffineRead = AffineTable
 
     /// The table of `n` entries from `start` as an ``AffineRead``, or nil when it is not one.
     func affine(_ start: Int, _ n: Int) -> AffineRead? {
-        guard n > 0 else { return nil }
-        let t = tables[start ..< start + n]
-        func entry(_ k: Int) -> Int { t[start + k] }
-        // The run may start at 0, after the first entry, or after the leading repeats of it; and
-        // end at n, before the last entry, or before its trailing repeats.
-        let leading = t.firstIndex { $0 != t[start] }.map { $0 - start } ?? n
-        let trailing = t.lastIndex { $0 != t[start + n - 1] }.map { n - 1 - ($0 - start) } ?? n
-        for lo in Set([0, 1, leading]).sorted() where lo <= n {
-            for hi in Set([n, n - 1, n - trailing]).sorted(by: >) where hi >= lo {
-                let first = hi > lo ? entry(lo) : 0
-                let stride = hi - lo >= 2 ? entry(lo + 1) - first : 1
-                guard hi == lo || (first >= 0 && (stride == 0 || stride == 1)) else { continue }
-                guard (0..<lo).allSatisfy({ entry($0) == entry(0) }), (hi..<n).allSatisfy({ entry($0) == entry(n - 1) }),
-                      (lo..<hi).allSatisfy({ entry($0) == first + stride * ($0 - lo) }) else { continue }
-                return AffineRead(lo: lo, hi: hi, first: first, stride: stride, before: lo > 0 ? entry(0) : -1, after: hi < n ? entry(n - 1) : -1)
-            }
-        }
-        return nil
+        AffineTable.detect(tables[start ..< start + n])
     }
 
     /// A region of the frame an instruction reads or writes: `n` elements from `offset`, or one
@@ -165,9 +146,15 @@ struct NativeCodeGenerator {
         if i.table >= 0 {
             let count = i.kind == .gather ? 1 : i.kind == .binary ? 2 : 3
             return (0..<count).map { o in
-                let start = i.table + o * i.n
-                let found = affineReads.byStart[start] ?? affine(start, i.n)
-                affineReads.byStart[start] = found
+                let found: AffineRead?
+                if i.compact {
+                    let start = i.table + o * AffineTable.width
+                    found = AffineTable(tables[start ..< start + AffineTable.width])
+                } else {
+                    let start = i.table + o * i.n
+                    found = affineReads.byStart[start] ?? affine(start, i.n)
+                    affineReads.byStart[start] = found
+                }
                 guard let read = found else { return Region(offset: 0, bytes: 0, scalar: false, affine: false) }
                 let scalar = read.stride == 0
                 var r = Region(offset: read.first * size, bytes: scalar ? size : (read.hi - read.lo) * size, scalar: scalar)

@@ -67,7 +67,7 @@ struct ProgramPlanner {
         var defined = Set(graph.inputs.map(\.id))
         var placement: [ValueID: Placement] = [:]
         var definedAt: [ValueID: Int] = [:]
-        var gathers: [Int: [(input: Int, index: Int)?]] = [:]   // position → encoded table
+        var gathers: [Int: LayoutTable] = [:]   // position → the gather's table
         func place(_ id: ValueID) -> Placement { placement[id] ?? Placement(root: id, elementOffset: 0) }
         for (p, i) in order.enumerated() {
             guard graph.nodes.indices.contains(i) else { throw TensorError.invalidArgument(op: Self.op, detail: "order names node \(i) of \(graph.nodes.count)") }
@@ -85,7 +85,7 @@ struct ProgramPlanner {
                 let source = place(node.inputs[k])
                 placement[out] = Placement(root: source.root, elementOffset: source.elementOffset + start)
             } else {
-                gathers[p] = table
+                gathers[p] = LayoutTable(table)
             }
         }
         for v in graph.outputs where !defined.contains(v) {
@@ -181,8 +181,7 @@ struct ProgramPlanner {
                 if broadcasting, uniform.contains(v) { return Operand(offset: offset(v), type: ValueType(dtype: types[v]!.dtype, shape: [])) }
                 guard let position = folded[v] else { return Operand(offset: offset(v), type: types[v]!) }
                 var operand = Operand(offset: -1, type: types[v]!)
-                operand.table = result.tables.count
-                result.tables += gatherTable(position)
+                (operand.table, operand.compact) = Self.append([gatherTable(position)], to: &result.tables)
                 return operand
             }
             let output = Operand(offset: offset(out), type: types[out]!)
@@ -207,6 +206,23 @@ struct ProgramPlanner {
         return result
     }
 
+    /// Appends one index table per operand (each with an entry per element) to `tables`: as
+    /// ``AffineTable``s when the tables are longer than native code unrolls into plain runs
+    /// (``NativeCodeGenerator/elementLimit``) and every one of them is affine, else entry by
+    /// entry. Returns where they start and whether they are compact.
+    static func append(_ operands: [[Int]], to tables: inout [Int]) -> (start: Int, compact: Bool) {
+        let start = tables.count
+        if let n = operands.first?.count, n > NativeCodeGenerator.elementLimit {
+            let rules = operands.compactMap { AffineTable.detect($0[...]) }
+            if rules.count == operands.count {
+                for rule in rules { tables += rule.encoded }
+                return (start, true)
+            }
+        }
+        for entries in operands { tables += entries }
+        return (start, false)
+    }
+
     /// Whether `value` has more than one element and all of them are bitwise equal.
     static func hasEqualElements(_ value: Tensor) -> Bool {
         let size = value.dtype.byteSize, count = value.elementCount
@@ -217,7 +233,7 @@ struct ProgramPlanner {
     }
 
     /// The instruction for one operator.
-    func select(_ node: Node, _ inputs: [Operand], _ output: Operand, gather table: [(input: Int, index: Int)?]?,
+    func select(_ node: Node, _ inputs: [Operand], _ output: Operand, gather table: LayoutTable?,
                 into plan: inout Plan) -> Instruction {
         let type = output.type
         let float = type.dtype.isComputeFloat && inputs.allSatisfy { $0.type.dtype == type.dtype }
@@ -226,9 +242,9 @@ struct ProgramPlanner {
         guard float else { return instruction }
         if let table {
             instruction.kind = .gather
-            instruction.table = plan.tables.count
             let size = type.dtype.byteSize
-            plan.tables += table.map { entry in entry.map { inputs[$0.input].offset / size + $0.index } ?? -1 }
+            (instruction.table, instruction.compact) = Self.append([table.map { entry in entry.map { inputs[$0.input].offset / size + $0.index } ?? -1 }],
+                                                                   to: &plan.tables)
             if case let .pad(_, _, value) = node.attributes { instruction.pad = value }
             return instruction
         }
@@ -250,17 +266,12 @@ struct ProgramPlanner {
             }
             // Absolute element offsets per operand (through a folded gather's table, -1 = 0).
             let size = type.dtype.byteSize
-            var tables: [Int] = []
-            for input in inputs {
+            let tables = inputs.map { input -> [Int] in
                 let broadcast = Self.broadcastTable(input.type.shape, to: type.shape)
-                if input.table >= 0 {
-                    tables += broadcast.map { plan.tables[input.table + $0] }
-                } else {
-                    tables += broadcast.map { input.offset / size + $0 }
-                }
+                guard input.table >= 0 else { return broadcast.map { input.offset / size + $0 } }
+                return plan.tables.withUnsafeBufferPointer { all in broadcast.map { input.entry($0, in: all) } }
             }
-            instruction.table = plan.tables.count
-            plan.tables += tables
+            (instruction.table, instruction.compact) = Self.append(tables, to: &plan.tables)
         case .reduction:
             guard [.sum, .mean, .max, .min, .logsumexp].contains(node.op), case let .reduction(rawAxes, _) = node.attributes,
                   let layout = Self.reductionLayout(inputs[0].type.shape, rawAxes),
@@ -289,7 +300,7 @@ struct ProgramPlanner {
     /// position, not be read by the other operand, and hold no negative zero anywhere — then
     /// `total[k] + 0` is `total[k]` bit for bit, and native code writes only the elements the
     /// gather supplies (``Instruction/accumulator``).
-    func inPlaceAccumulations(placement: [ValueID: Placement], folded: [ValueID: Int], gathers: [Int: [(input: Int, index: Int)?]],
+    func inPlaceAccumulations(placement: [ValueID: Placement], folded: [ValueID: Int], gathers: [Int: LayoutTable],
                               lastUse: [ValueID: Int], types: [ValueID: ValueType]) -> [Int: Int] {
         let inputs = Set(graph.inputs.map(\.id))
         func root(_ v: ValueID) -> ValueID { placement[v]?.root ?? v }
@@ -336,7 +347,7 @@ struct ProgramPlanner {
     /// Gathers padded with zeros whose value has exactly one reader, a native binary operator on
     /// the same side of the boundary: that reader reads through the gather's table instead, and
     /// the gather runs no instruction and needs no memory. Returns gather output → its position.
-    func foldableGathers(_ gathers: [Int: [(input: Int, index: Int)?]], types: [ValueID: ValueType]) -> [ValueID: Int] {
+    func foldableGathers(_ gathers: [Int: LayoutTable], types: [ValueID: ValueType]) -> [ValueID: Int] {
         var readers: [ValueID: [Int]] = [:]
         for (p, i) in order.enumerated() { for v in graph.nodes[i].inputs { readers[v, default: []].append(p) } }
         let outputs = Set(graph.outputs)
@@ -459,4 +470,38 @@ struct RegionAllocator {
 extension DType {
     /// float64 or float32: the types arithmetic kernels compute in.
     var isComputeFloat: Bool { self == .float64 || self == .float32 }
+}
+
+/// A layout operator's table — for each output element, the input and element it copies, or nil
+/// where it pads — kept as an ``AffineTable`` over its one input when it is one (a shift, a pad),
+/// else one packed number per element: the tables of large states' pads and concatenations stay
+/// small while a program is planned.
+struct LayoutTable {
+    private enum Storage { case affine(AffineTable), packed([Int]) }
+    private let storage: Storage
+    let count: Int
+    /// Inputs up to 2^20, elements up to 2^43 per input.
+    private static let shift = 43
+
+    init(_ entries: [(input: Int, index: Int)?]) {
+        count = entries.count
+        if entries.allSatisfy({ $0 == nil || $0!.input == 0 }), let rule = AffineTable.detect(entries.map { $0?.index ?? -1 }[...]) {
+            storage = .affine(rule)
+        } else {
+            storage = .packed(entries.map { entry in entry.map { $0.input << Self.shift | $0.index } ?? -1 })
+        }
+    }
+
+    subscript(k: Int) -> (input: Int, index: Int)? {
+        switch storage {
+        case let .affine(rule):
+            let index = rule.entry(k)
+            return index < 0 ? nil : (0, index)
+        case let .packed(entries):
+            let code = entries[k]
+            return code < 0 ? nil : (code >> Self.shift, code & (1 << Self.shift - 1))
+        }
+    }
+
+    func map<T>(_ transform: ((input: Int, index: Int)?) -> T) -> [T] { (0..<count).map { transform(self[$0]) } }
 }

@@ -117,6 +117,11 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         } else {
             finalProgram = nil
         }
+        // Tracing ran the step eagerly on the examples, and the storage pool keeps what those
+        // temporaries freed for eager steps of the same sizes — which a compiled unroll does not
+        // make (its values live in frames). Give it back: for a large state, several times the
+        // state's size.
+        StoragePool.shared.trim()
     }
 
     /// A step whose body reads no input, `(s[t+1], y[t]) = body(s[t], θ)`: an autonomous system

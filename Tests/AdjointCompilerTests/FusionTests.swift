@@ -165,4 +165,57 @@ struct FusionTests {
         #expect(!ProgramPlanner.hasEqualElements(try Tensor([0.0, -0.0], shape: [2])))
         #expect(bitwiseEqual(try compiled([x])[0], try gradient(at: x, of: Self.rosenbrock)))
     }
+
+    @Test("large operands read through affine index tables keep six numbers per operand, not one per element: gathers, binary operators and multiply-adds, interpreted, native and under mixed precision, equal the eager results",
+          arguments: [DType.float64, .float32])
+    func compactTables(dtype: DType) throws {
+        let n = NativeCodeGenerator.elementLimit * 3 + 5
+        let x = try Tensor.uniform([n], key: RandomKey(seed: 27), low: -2, high: 2, dtype: dtype)
+        let s = try Tensor.uniform([1], key: RandomKey(seed: 28), low: 0.5, high: 1.5, dtype: dtype)
+        let m = try Tensor.uniform([4, n / 4], key: RandomKey(seed: 29), low: -1, high: 1, dtype: dtype)
+        let r = try Tensor.uniform([n / 4], key: RandomKey(seed: 30), low: -1, high: 1, dtype: dtype)
+        let body: ([Tensor]) throws -> [Tensor] = { a in
+            let (x, s) = (a[0], a[1])
+            let shifted = try x.slice([1..<n]).padded(low: [0], high: [1], value: 0.5)   // a gather (pad value 0.5)
+            let left = try x.slice([0..<(n - 1)]).padded(low: [1], high: [0])             // folded into the add
+            return [try shifted * x, try (left + x).exp(), try x.multiplied(by: s, adding: x),
+                    try a[2] + a[3]]                                                      // a row broadcast: not affine
+        }
+        let (bundle, _) = try traceGraph(body, at: [x, s, m, r])
+        let interpreted = try bundle.compiled()
+        let kinds = Set(interpreted.instructions.filter(\.compact).map(\.kind))
+        #expect(kinds.isSuperset(of: [.gather, .binary, .multiplyAdd]), "\(kinds)")
+        #expect(interpreted.instructions.contains { !$0.compact && $0.table >= 0 && $0.n == 4 * (n / 4) })   // the row broadcast
+        #expect(interpreted.tables.count < 3 * n, "\(interpreted.tables.count) table entries")
+        let expected = try bundle.execute([x, s, m, r])
+        #expect(zip(try interpreted([x, s, m, r]), expected).allSatisfy(bitwiseEqual))
+        let native = try bundle.compiled(native: .required)
+        #expect(zip(try native([x, s, m, r]), expected).allSatisfy(bitwiseEqualUpToNaN))
+        if dtype == .float32 {
+            // Mixed precision sends the binary operators to the ordinary kernels (folded operands
+            // expanded from their rules).
+            let half = try MixedPrecision.with(.float16) { (try interpreted([x, s, m, r]), try bundle.execute([x, s, m, r])) }
+            #expect(zip(half.0, half.1).allSatisfy(bitwiseEqual))
+        }
+    }
+
+    @Test("affine tables: entries, ranges read, and the tables detected as rules")
+    func affineTables() {
+        let rule = AffineTable(lo: 2, hi: 5, first: 10, stride: 1, before: 7, after: -1)
+        #expect((0..<7).map(rule.entry) == [7, 7, 10, 11, 12, -1, -1])
+        #expect(rule.readRange(count: 7) == 7...12)
+        #expect(AffineTable(lo: 0, hi: 3, first: 4, stride: 0).readRange(count: 3) == 4...4)
+        #expect(AffineTable(lo: 0, hi: 0, first: 0, stride: 1).readRange(count: 3) == nil)
+        #expect(AffineTable.detect([7, 7, 10, 11, 12, -1, -1][...]) == rule)
+        #expect(AffineTable(rule.encoded[...]) == rule)
+        var filled = [Int](repeating: 0, count: 4)
+        filled.withUnsafeMutableBufferPointer { rule.fill($0.baseAddress!, from: 1, count: 4) }
+        #expect(filled == [7, 10, 11, 12])
+        // Layout tables: a pad is a rule over its input, a concatenation of two inputs is not.
+        let pad = LayoutTable([nil, (0, 0), (0, 1), (0, 2), nil])
+        #expect((0..<5).map { pad[$0].map { [$0.input, $0.index] } } == [nil, [0, 0], [0, 1], [0, 2], nil])
+        let concat = LayoutTable([(0, 1), (0, 2), (1, 0), nil, (1, 1 << 40)])
+        #expect((0..<5).map { concat[$0].map { [$0.input, $0.index] } } == [[0, 1], [0, 2], [1, 0], nil, [1, 1 << 40]])
+        #expect(concat.map { $0?.input ?? -1 } == [0, 0, 1, -1, 1] && concat.count == 5)
+    }
 }

@@ -28,6 +28,9 @@ package struct FrameInstruction {
     /// That operand holds no -0.0, so where the other operand reads padding (zero) the sum is
     /// the element already there, and native code leaves it unwritten (-1: not in place).
     package var accumulator = -1
+    /// Whether this instruction's tables are ``AffineTable``s: ``AffineTable/width`` numbers per
+    /// operand from `table`, not `n` entries (large operands whose tables are affine).
+    package var compact = false
 
     package init(kind: Kind, op: OpCode, float64: Bool) { (self.kind, self.op, self.float64) = (kind, op, float64) }
 }
@@ -99,9 +102,31 @@ package struct FrameInterpreter {
         if i.pointee.table < 0 {
             let a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self)
             _ = Kernels.withBinaryFunction(i.pointee.op, FlatBody(y: y, a: a, aScalar: i.pointee.aScalar, b: b, bScalar: i.pointee.bScalar, n: n))
-        } else {
+        } else if !i.pointee.compact {
             let ta = tables.baseAddress! + i.pointee.table
             _ = Kernels.withBinaryFunction(i.pointee.op, TableBody(y: y, frame: base.assumingMemoryBound(to: T.self), ta: ta, tb: ta + n, n: n))
+        } else {
+            expanded(i, operands: 2) { start, count, t in
+                _ = Kernels.withBinaryFunction(i.pointee.op, TableBody(y: y + start, frame: base.assumingMemoryBound(to: T.self), ta: t, tb: t + count, n: count))
+            }
+        }
+    }
+
+    /// Block by block, the entries of an instruction's compact tables: `body(first element,
+    /// count, entries)` with `count` entries per operand, operand after operand.
+    @inline(__always)
+    private func expanded(_ i: UnsafePointer<FrameInstruction>, operands: Int, _ body: (Int, Int, UnsafePointer<Int>) -> Void) {
+        let block = 512, n = i.pointee.n
+        let rules = (0..<operands).map { AffineTable(tables.baseAddress! + i.pointee.table + $0 * AffineTable.width) }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: operands * block) { buffer in
+            let t = buffer.baseAddress!
+            var start = 0
+            while start < n {
+                let count = Swift.min(block, n - start)
+                for (o, rule) in rules.enumerated() { rule.fill(t + o * count, from: start, count: count) }
+                body(start, count, t)
+                start += count
+            }
         }
     }
 
@@ -111,16 +136,28 @@ package struct FrameInterpreter {
         if i.pointee.table < 0 {
             let a = pointer(base, i.pointee.a, T.self), b = pointer(base, i.pointee.b, T.self), c = pointer(base, i.pointee.c, T.self)
             for k in 0..<n { y[k] = Kernels.productSum(a[k], b[k], c[k]) }
-        } else {
+        } else if !i.pointee.compact {
             let frame = base.assumingMemoryBound(to: T.self)
             let ta = tables.baseAddress! + i.pointee.table, tb = ta + n, tc = tb + n
             for k in 0..<n { y[k] = Kernels.productSum(frame[ta[k]], frame[tb[k]], frame[tc[k]]) }
+        } else {
+            let frame = base.assumingMemoryBound(to: T.self)
+            expanded(i, operands: 3) { start, count, t in
+                for k in 0..<count { y[start + k] = Kernels.productSum(frame[t[k]], frame[t[count + k]], frame[t[2 * count + k]]) }
+            }
         }
     }
 
     private func gather<T: KernelFloat>(_ i: UnsafePointer<FrameInstruction>, _ base: UnsafeMutableRawPointer, _: T.Type) {
         let y = pointer(base, i.pointee.y, T.self), frame = base.assumingMemoryBound(to: T.self)
-        let table = tables.baseAddress! + i.pointee.table, pad = T(i.pointee.pad)
+        let pad = T(i.pointee.pad)
+        guard !i.pointee.compact else {
+            expanded(i, operands: 1) { start, count, t in
+                for k in 0..<count { y[start + k] = t[k] < 0 ? pad : frame[t[k]] }
+            }
+            return
+        }
+        let table = tables.baseAddress! + i.pointee.table
         for k in 0..<i.pointee.n {
             let source = table[k]
             y[k] = source < 0 ? pad : frame[source]
