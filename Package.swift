@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "AdjointTests", dependencies: ["Adjoint", "AdjointSwiftAD", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),
         .testTarget(name: "AdjointIOTests", dependencies: ["AdjointIO", "AdjointTestSupport"]),
-        .testTarget(name: "AdjointCompilerTests", dependencies: ["AdjointCompiler", "AdjointTestSupport"]),
+        .testTarget(name: "AdjointCompilerTests", dependencies: ["AdjointCompiler", "AdjointExamples", "AdjointTestSupport"]),
         .testTarget(name: "AdjointAutodiffTests", dependencies: ["AdjointAutodiff", "AdjointTestSupport"]),
         .testTarget(name: "AdjointStatefulTests", dependencies: ["AdjointStateful", "AdjointTestSupport"]),
         .testTarget(name: "AdjointExamplesTests", dependencies: ["AdjointExamples", "AdjointTestSupport"]),

@@ -1,5 +1,6 @@
 import Adjoint
 @testable import AdjointCompiler
+import AdjointExamples
 import AdjointTestSupport
 import Foundation
 import Testing
@@ -8,13 +9,7 @@ import Testing
 /// leaves out (values no output needs, arrays of one repeated element).
 @Suite("Fusion by recomputation and in-place binding")
 struct FusionTests {
-    /// Σᵢ 100 (x_{i+1} − x_i²)² + (1 − x_i)², with slices (the benchmark's workload).
-    static func rosenbrock(_ x: Tensor) throws -> Tensor {
-        let n = x.shape[0]
-        let head = try x.slice(starts: [0], ends: [n - 1]), tail = try x.slice(starts: [1], ends: [n])
-        let a = try tail - head * head, b = try 1 - head
-        return try (a * a * 100 + b * b).sum()
-    }
+    static func rosenbrock(_ x: Tensor) throws -> Tensor { try Rosenbrock.value(x) }
 
     /// The chunked functions of the only library in `directory`, by name.
     static func chunkedFunctions(in directory: String) throws -> [String] {

@@ -69,12 +69,7 @@ enum Workloads {
 // MARK: Forward mode and second order (issue: forward mode, Jacobians, HVPs)
 extension Workloads {
     /// Σᵢ 100 (x_{i+1} − x_i²)² + (1 − x_i)², written with slices as in the PyTorch and JAX peers.
-    static func rosenbrock(_ x: Tensor) throws -> Tensor {
-        let n = x.shape[0]
-        let head = try x.slice(starts: [0], ends: [n - 1]), tail = try x.slice(starts: [1], ends: [n])
-        let a = try tail - head * head, b = try 1 - head
-        return try (a * a * 100 + b * b).sum()
-    }
+    static func rosenbrock(_ x: Tensor) throws -> Tensor { try Rosenbrock.value(x) }
 
     /// A 100 → 100 two-layer tanh MLP (hidden 100, float64), for Jacobians.
     struct SmallMLP {

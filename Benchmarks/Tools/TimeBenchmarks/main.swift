@@ -225,13 +225,8 @@ case "rosenbrock":
     let only = args.count > 4 ? args[4] : ""
     let x = try Tensor.uniform([n], key: RandomKey(seed: 2026).fold(in: 10), low: -1, high: 1)
     let v = try Tensor.uniform([n], key: RandomKey(seed: 2026).fold(in: 11), low: -1, high: 1)
-    func rosenbrock(_ x: Tensor) throws -> Tensor {
-        let head = try x.slice(starts: [0], ends: [n - 1]), tail = try x.slice(starts: [1], ends: [n])
-        let a = try tail - head * head, b = try 1 - head
-        return try (a * a * 100 + b * b).sum()
-    }
-    func grad(_ a: [Tensor]) throws -> [Tensor] { [try gradient(at: a[0], of: rosenbrock)] }
-    func hessianVector(_ a: [Tensor]) throws -> [Tensor] { [try hvp(at: a[0], direction: a[1], of: rosenbrock)] }
+    func grad(_ a: [Tensor]) throws -> [Tensor] { [try gradient(at: a[0], of: Rosenbrock.value)] }
+    func hessianVector(_ a: [Tensor]) throws -> [Tensor] { [try hvp(at: a[0], direction: a[1], of: Rosenbrock.value)] }
     var results: [String: Any] = ["model": "rosenbrock", "elements": n, "calls": calls]
     let compiled = [compile(native: .required, grad), compile(native: .off, grad),
                     compile(native: .required, hessianVector), compile(native: .off, hessianVector)]
