@@ -589,7 +589,7 @@ public final class CompiledProgram: @unchecked Sendable {
     ///
     /// With native code, an argument or output that only chunked runs read or write is not
     /// copied: the runs read the argument's memory and write a new output tensor's memory in
-    /// place of the frame's region (``boundRegions(_:chunked:generator:)``).
+    /// place of the frame's region.
     public func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
         let frame = makeFrame()
         guard let native, !native.bound.isEmpty, NumericSettings.arithmeticIsPlain else {
