@@ -635,7 +635,8 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// The arguments and outputs whose frame regions no instruction outside `chunked` reads or
     /// writes (through its operands, tables included), that no chunked instruction writes (for
-    /// arguments), and that overlap no capture, no other argument or output: a call may hand
+    /// arguments) or reads or writes beyond their bounds (an output that is part of a value), and
+    /// that overlap no capture, no other argument or output: a call may hand
     /// the chunked runs a tensor's memory for them instead of copying (the generated code reads
     /// and writes them through `bound[j]` when it is not null).
     static func boundRegions(_ plan: ProgramPlanner.Plan, chunked: [Range<Int>], generator: NativeCodeGenerator) -> [BoundRegion] {
@@ -654,12 +655,14 @@ public final class CompiledProgram: @unchecked Sendable {
             guard let read else { return 0..<0 }
             return (read.lowerBound * size)..<((read.upperBound + 1) * size)
         }
-        // What instructions outside the runs touch, and what the runs write.
-        var touched: [Range<Int>] = [0..<plan.constantImage.count], written: [Range<Int>] = []
+        // What instructions outside the runs touch, what the runs write, and what they read or
+        // write (each through a pointer to the start of the region).
+        var touched: [Range<Int>] = [0..<plan.constantImage.count], written: [Range<Int>] = [], accessed: [Range<Int>] = []
         for k in plan.instructions.indices {
             if inRun[k] {
                 let w = NativeCodeGenerator.write(plan.instructions[k])
                 written.append(w.offset..<(w.offset + w.bytes))
+                accessed += (generator.reads(plan.instructions[k]).flatMap(\.footprint) + [w]).map { $0.offset..<($0.offset + $0.bytes) }
             } else {
                 touched += plan.fallbacks[k].inputs.map(bytes) + [bytes(plan.fallbacks[k].output)]
             }
@@ -669,6 +672,9 @@ public final class CompiledProgram: @unchecked Sendable {
         return candidates.enumerated().filter { j, c in
             let range = c.offset..<(c.offset + c.bytes)
             guard !range.isEmpty, !touched.contains(where: { $0.overlaps(range) }) else { return false }
+            // A run reaching into the region from outside it (a value the region is part of)
+            // would read or write the frame there.
+            if accessed.contains(where: { $0.overlaps(range) && !($0.lowerBound >= range.lowerBound && $0.upperBound <= range.upperBound) }) { return false }
             if c.argument != nil, written.contains(where: { $0.overlaps(range) }) { return false }
             return !candidates.enumerated().contains { i, other in i != j && (other.offset..<(other.offset + other.bytes)).overlaps(range) }
         }.map(\.element)

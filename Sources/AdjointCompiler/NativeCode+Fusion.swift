@@ -76,31 +76,36 @@ extension NativeCodeGenerator {
     /// The recomputation of producer `p` at `shift` for a run ending at `end`, whose values read
     /// from memory must not change after the instruction reading them, at most `budget`
     /// instructions (what is left is returned through it); its memory reads are added to `leaves`.
-    func recomputation(_ p: Int, shift: Int, floor: Int, end: Int, budget: inout Int, leaves: inout [Region]) -> Recomputation? {
+    func recomputation(_ p: Int, shift: Int, floor: Int, end: Int, budget: inout Int, leaves: inout [Region],
+                       producers: inout Set<Int>) -> Recomputation? {
         budget -= 1
         guard budget >= 0 else { return nil }
         let w = instructions[p]
         var operands: [Recomputation?] = []
-        var found: [Region] = []
+        var found: [Region] = [], writers: Set<Int> = []
         for region in reads(w) {
             var sub: Recomputation?
             if let q = producer(of: region, before: p, floor: floor), let d = elementShift(of: region, float64: w.float64, from: q) {
-                var attempt = budget, below: [Region] = []
-                if let r = recomputation(q, shift: shift + d, floor: floor, end: end, budget: &attempt, leaves: &below) {
+                var attempt = budget, below: [Region] = [], belowProducers: Set<Int> = []
+                if let r = recomputation(q, shift: shift + d, floor: floor, end: end, budget: &attempt, leaves: &below, producers: &belowProducers) {
                     (sub, budget) = (r, attempt)
                     found += below
+                    writers.formUnion(belowProducers)
                 }
             }
             // What is still read from memory: the before/after elements, and the operand itself
-            // when it is not recomputed.
+            // when it is not recomputed — read after the instruction that read it originally, so
+            // whoever wrote it must store it (it may have no other reader left).
             let memory = sub == nil ? region.footprint : Array(region.footprint.dropFirst())
             for r in memory {
                 guard !overwritten(r, in: (p + 1)..<end) else { return nil }
                 found.append(r)
+                if let q = producer(of: r, before: p, floor: 0) { writers.insert(q) }
             }
             operands.append(sub)
         }
         leaves += found
+        producers.formUnion(writers)
         return Recomputation(instruction: p, shift: shift, operands: operands)
     }
 
@@ -124,6 +129,7 @@ extension NativeCodeGenerator {
         var memoryReads = [[Region]](repeating: [], count: instructions.count)
         var variableReads = [[Int]](repeating: [], count: instructions.count)
         var recomputedNodes = [Set<Int>](repeating: [], count: runs.count)
+        var leafWriters = [Set<Int>](repeating: [], count: instructions.count)   // per reader: whose results its recomputations read
         for run in runs {
             let floor = splits.filter { $0 <= run.lowerBound }.max() ?? 0
             var latest: [Int: Int] = [:]   // offset → the run instruction whose result a coinciding read takes from its variable
@@ -148,12 +154,14 @@ extension NativeCodeGenerator {
                     }
                     if let p = producer(of: region, before: run.lowerBound, floor: floor),
                        let d = elementShift(of: region, float64: i.float64, from: p) {
-                        var budget = Self.recomputationBudget, leaves: [Region] = []
-                        if let tree = recomputation(p, shift: d, floor: floor, end: run.upperBound, budget: &budget, leaves: &leaves) {
+                        var budget = Self.recomputationBudget, leaves: [Region] = [], writers: Set<Int> = []
+                        if let tree = recomputation(p, shift: d, floor: floor, end: run.upperBound, budget: &budget, leaves: &leaves,
+                                                    producers: &writers) {
                             var new: [Region] = []
                             for a in leaves where !a.scalar && !(streams + new).contains(where: { $0.overlaps(a) }) { new.append(a) }
                             if added + new.count <= candidates {
                                 fusion.recomputed[Read(instruction: k, operand: o)] = tree
+                                leafWriters[k].formUnion(writers)
                                 streams += new
                                 added += new.count
                                 memoryReads[k] += leaves + region.footprint.dropFirst()
@@ -171,10 +179,11 @@ extension NativeCodeGenerator {
                 latest[i.y] = k
             }
         }
-        // Liveness, from the last instruction back (its readers are decided first).
+        // Liveness, from the last instruction back (its readers are decided first). A value a
+        // recomputation reads is stored whatever its last reader (the recomputation may run later).
         for w in instructions.indices.reversed() where runOf[w] >= 0 {
             let last = lastReaders.isEmpty ? Int.max : lastReaders[w]
-            var stored = last == Int.max
+            var stored = last == Int.max || ((w + 1)..<instructions.count).contains { !fusion.skipped.contains($0) && leafWriters[$0].contains(w) }
             if !stored, last > w {
                 let target = Self.write(instructions[w])
                 for j in (w + 1)...Swift.min(last, instructions.count - 1) {

@@ -74,7 +74,7 @@ struct FusionTests {
     }
 
     @Test("a producer is recomputed only while what it reads stays unchanged up to the end of the reading run")
-    func recomputationNeedsStableInputs() {
+    func recomputationNeedsStableInputs() throws {
         typealias G = NativeCodeGenerator
         let (n, m) = (5000, 5001)
         let (a, b, y, z) = (0, 8 * n, 16 * n, 32 * n)
@@ -103,6 +103,21 @@ struct FusionTests {
         #expect(runs2 == [0..<2, 2..<3])
         let kept = overwritten.fusion(runs2, splits: [])
         #expect(kept.recomputed.isEmpty && kept.skipped.isEmpty && kept.stored == [0, 1, 2] && kept.reach == [2, 3])
+        // y's reader is recomputed by a later run that cannot recompute y itself (a is
+        // overwritten after y): that run reads y from memory, after y's last reader, so y is stored.
+        var second = FrameInstruction(kind: .binary, op: .add, float64: true)
+        (second.y, second.n, second.table) = (z, m, 0)
+        var third = FrameInstruction(kind: .binary, op: .add, float64: true)
+        (third.y, third.n, third.table) = (48 * n, m + 1, 2 * m)
+        let thirdTable = [-1] + Array(0..<m).map { z / 8 + $0 } + Array(0..<n).map { b / 8 + $0 } + [-1, -1]
+        let chain = G(instructions: [add(y: y, a: a, b: b), add(y: a, a: b, b: b), second, third], tables: table + thirdTable,
+                      lastReaders: [2, Int.max, 3, Int.max])
+        let chainRuns = chain.chunkedSegments(splits: [])
+        #expect(chainRuns == [0..<2, 2..<3, 3..<4])
+        let late = chain.fusion(chainRuns, splits: [])
+        let tree = try #require(late.recomputed[G.Read(instruction: 3, operand: 0)])
+        #expect(tree.instruction == 2 && tree.operands[0] == nil, "y read from memory")
+        #expect(late.skipped == [2] && late.stored.isSuperset(of: [0, 1, 3]), "skipped \(late.skipped), stored \(late.stored)")
         // Without tracking readers (no `lastReaders`), every result is stored, recomputed or not.
         let untracked = G(instructions: [add(y: y, a: a, b: b), reader], tables: table)
         #expect(untracked.fusion(runs, splits: []).stored == [0, 1])
@@ -125,6 +140,12 @@ struct FusionTests {
         // A wrong argument is refused before anything runs.
         #expect(throws: TensorError.self) { try program([x, try Tensor.zeros([n + 1])]) }
         #expect(throws: TensorError.self) { try program([x]) }
+        // An output that is part of a value the run writes (a slice of it) is not bound: the run
+        // writes the whole value through one pointer.
+        let (part, _) = try traceGraph({ a in [try (a[0] * 2).exp().slice([1..<n]), try (a[1] + 1).slice([0..<(n - 1)])] }, at: [x, y])
+        let partProgram = try part.compiled(native: .required)
+        #expect(partProgram.native?.bound.compactMap(\.output) == [], "\(partProgram.native?.bound ?? [])")
+        #expect(zip(try partProgram([x, y]), try part.execute([x, y])).allSatisfy(bitwiseEqual))
         // Bound arguments: a program reading both only in its run.
         let (only, _) = try traceGraph({ a in [try (a[0] * a[1]).exp()] }, at: [x, y])
         let p = try only.compiled(native: .required)
