@@ -98,7 +98,9 @@ extension NativeCodeGenerator {
             // whoever wrote it must store it (it may have no other reader left).
             let memory = sub == nil ? region.footprint : Array(region.footprint.dropFirst())
             for r in memory {
-                guard !overwritten(r, in: (p + 1)..<end) else { return nil }
+                // From `p` itself on: an instruction writing in place over its operand leaves
+                // its result there, not what it read.
+                guard !overwritten(r, in: p..<end) else { return nil }
                 found.append(r)
                 if let q = producer(of: r, before: p, floor: 0) { writers.insert(q) }
             }

@@ -118,6 +118,9 @@ struct FusionTests {
         let tree = try #require(late.recomputed[G.Read(instruction: 3, operand: 0)])
         #expect(tree.instruction == 2 && tree.operands[0] == nil, "y read from memory")
         #expect(late.skipped == [2] && late.stored.isSuperset(of: [0, 1, 3]), "skipped \(late.skipped), stored \(late.stored)")
+        // A producer writing in place over its operand (y = y + b) is read back, not recomputed.
+        let inPlace = G(instructions: [add(y: y, a: y, b: b), reader], tables: table, lastReaders: [1, Int.max])
+        #expect(inPlace.fusion(inPlace.chunkedSegments(splits: []), splits: []).recomputed.isEmpty)
         // Without tracking readers (no `lastReaders`), every result is stored, recomputed or not.
         let untracked = G(instructions: [add(y: y, a: a, b: b), reader], tables: table)
         #expect(untracked.fusion(runs, splits: []).stored == [0, 1])
