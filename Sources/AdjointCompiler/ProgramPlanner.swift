@@ -174,7 +174,7 @@ struct ProgramPlanner {
                 let bases = gather.inputs.map { offset($0) / size }   // looked up once, not per element
                 return gathers[position]!.map { entry in entry.map { bases[$0.input] + $0.index } ?? -1 }
             }
-            let broadcasting = node.op.family == .binary && types[out]!.dtype.isComputeFloat
+            let broadcasting = node.op.family == .binary && node.op != .multiplyAdd && types[out]!.dtype.isComputeFloat
             let operands = node.inputs.map { v -> Operand in
                 // A capture of equal elements (a backward pass's seed broadcast to a shape) is read
                 // as its first element, broadcast: one value, not an array, for native code.
