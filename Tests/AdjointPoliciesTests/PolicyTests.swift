@@ -36,6 +36,26 @@ struct PolicyTests {
         }
     }
 
+    @Test("zero-byte objects are charged one byte: in a cache measured in bytes every policy evicts them, so they cannot pile up")
+    func zeroByteObjects() throws {
+        #expect(CacheRequest(time: 0, id: 1, size: 0).size == 1)
+        var request = CacheRequest(time: 0, id: 1, size: 5)
+        request.size = 0
+        #expect(request.size == 1)
+        request.size = -3
+        #expect(request.size == 1)
+        // 5,000 distinct zero-byte objects through a 10-byte cache, then the same 5,000 again: an
+        // object hit in the second pass stayed resident since the first, so at most 10 hit (all
+        // 5,000 would if they took no room).
+        var requests = (0..<10_000).map { CacheRequest(time: Int64($0), id: UInt64($0 % 5000), size: 0) }
+        NextAccess.annotate(&requests)
+        for var policy in try Self.allPolicies(10) {
+            let hits = requests.map { policy.access($0) }
+            #expect(hits[5000...].filter { $0 }.count <= 10, "\(policy.name): \(hits[5000...].filter { $0 }.count) hits in the second pass")
+            #expect(policy.occupied <= 10, "\(policy.name): \(policy.occupied) bytes resident")
+        }
+    }
+
     @Test("Belady misses no more than any policy; simulating a stream equals simulating an array")
     func beladyIsOptimal() throws {
         let requests = try Self.workload()

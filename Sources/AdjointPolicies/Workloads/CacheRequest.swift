@@ -3,8 +3,10 @@ public struct CacheRequest: Equatable, Sendable {
     /// The trace's timestamp (seconds for libCacheSim traces; the request index when the format has none).
     public var time: Int64
     public var id: UInt64
-    /// Bytes (1 when the format has no sizes).
-    public var size: Int64
+    /// Bytes (1 when the format has no sizes), at least 1: a zero-byte object (oracleGeneral
+    /// traces allow them) is charged one byte, since one that takes no room in a cache measured in
+    /// bytes would never need evicting, and every policy would keep such objects without bound.
+    public var size: Int64 { didSet { if size < 1 { size = 1 } } }
     /// The index of the next request for the same object, or `Int64.max` when there is none or it
     /// is unknown (see ``NextAccess``).
     public var nextAccess: Int64
@@ -12,7 +14,7 @@ public struct CacheRequest: Equatable, Sendable {
     public init(time: Int64, id: UInt64, size: Int64 = 1, nextAccess: Int64 = .max) {
         self.time = time
         self.id = id
-        self.size = size
+        self.size = Swift.max(size, 1)
         self.nextAccess = nextAccess
     }
 }
