@@ -601,27 +601,26 @@ public final class CompiledProgram: @unchecked Sendable {
             throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments 0..<\(arguments.count) of a program with \(self.arguments.count)")
         }
         var result = [Tensor?](repeating: nil, count: outputs.count)
-        var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: native.bound.count)
-        var copied = [Bool](repeating: true, count: arguments.count)
-        for (j, region) in native.bound.enumerated() {
-            if let a = region.argument {
-                let argument = self.arguments[a]
-                guard arguments[a].dtype == argument.type.dtype, arguments[a].shape == argument.type.shape else {
-                    throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "argument \(a) was compiled as \(argument.type), got \(arguments[a].valueType)")
+        try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: native.bound.count) { pointers in
+            for (j, region) in native.bound.enumerated() {
+                if let a = region.argument {
+                    let argument = self.arguments[a]
+                    guard arguments[a].dtype == argument.type.dtype, arguments[a].shape == argument.type.shape else {
+                        throw TensorError.shapeMismatch(op: "CompiledProgram.bind", detail: "argument \(a) was compiled as \(argument.type), got \(arguments[a].valueType)")
+                    }
+                    pointers[j] = arguments[a].rawPointer
+                } else if let o = region.output {
+                    let t = Tensor(uninitialized: outputs[o].type.shape, dtype: outputs[o].type.dtype)
+                    pointers[j] = t.rawPointer
+                    result[o] = t
                 }
-                pointers[j] = arguments[a].rawPointer
-                copied[a] = false
-            } else if let o = region.output {
-                let t = Tensor(uninitialized: outputs[o].type.shape, dtype: outputs[o].type.dtype)
-                pointers[j] = t.rawPointer
-                result[o] = t
             }
-        }
-        for (k, value) in arguments.enumerated() where copied[k] { try bind(value, at: k, in: frame) }
-        try withExtendedLifetime(arguments) {
-            try pointers.withUnsafeBufferPointer { bound in
+            for (k, value) in arguments.enumerated() where !native.bound.contains(where: { $0.argument == k }) {
+                try bind(value, at: k, in: frame)
+            }
+            try withExtendedLifetime(arguments) {
                 try execute(instructionStart[positions.lowerBound]..<instructionStart[positions.upperBound], frame.base,
-                            bound: UnsafePointer(bound.baseAddress!))
+                            bound: UnsafePointer(pointers.baseAddress!))
             }
         }
         return outputs.indices.map { result[$0] ?? output($0, in: frame) }
