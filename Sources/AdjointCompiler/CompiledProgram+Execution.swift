@@ -30,6 +30,14 @@ extension CompiledProgram {
                     function(frame.base, r.lowerBound, r.upperBound, frame.bound)
                 }
                 k = native.chunkedEnd[-2 - s]
+            } else if let bound, let places = native.boundMatmuls[k] {
+                // A matmul reading or writing a bound region: its operands where they are bound.
+                func address(_ place: (offset: Int, slot: Int, delta: Int)) -> UnsafeMutableRawPointer {
+                    place.slot >= 0 ? (bound[place.slot].map { $0 + place.delta } ?? base + place.offset) : base + place.offset
+                }
+                let i = instructions[k]
+                products[i.product].run(i.float64 ? .float64 : .float32, address(places.a), address(places.b), address(places.y))
+                k += 1
             } else {
                 if !interpreter.interpret(k, base) { try runFallback(k, base) }
                 k += 1

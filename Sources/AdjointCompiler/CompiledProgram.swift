@@ -152,10 +152,25 @@ public final class CompiledProgram: @unchecked Sendable {
         /// Arguments and outputs only chunked runs touch, which a whole-program call binds in
         /// place (see `CompiledProgram.boundRegions(_:chunked:generator:)`).
         let bound: [BoundRegion]
+        /// Matmul instructions reading or writing a bound region: per operand (a, b, y) its frame
+        /// offset, and the bound slot holding it with its offset in the region (slot -1: none).
+        let boundMatmuls: [Int: (a: BoundPlace, b: BoundPlace, y: BoundPlace)]
+        typealias BoundPlace = (offset: Int, slot: Int, delta: Int)
 
         init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int],
-             chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedReach: [Int], bound: [BoundRegion], chunkedElements: [Int]) {
+             chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedReach: [Int], bound: [BoundRegion],
+             instructions: [Instruction], chunkedElements: [Int]) {
             self.bound = bound
+            func place(_ offset: Int) -> BoundPlace {
+                guard let j = bound.firstIndex(where: { $0.offset <= offset && offset < $0.offset + $0.bytes }) else { return (offset, -1, 0) }
+                return (offset, j, offset - bound[j].offset)
+            }
+            var matmuls: [Int: (a: BoundPlace, b: BoundPlace, y: BoundPlace)] = [:]
+            for (k, i) in instructions.enumerated() where i.kind == .matmul {
+                let places = (a: place(i.a), b: place(i.b), y: place(i.y))
+                if places.a.slot >= 0 || places.b.slot >= 0 || places.y.slot >= 0 { matmuls[k] = places }
+            }
+            boundMatmuls = matmuls
             self.library = library
             self.functions = UnsafeBufferPointer(owning: functions)
             self.start = UnsafeBufferPointer(owning: start)
@@ -242,6 +257,7 @@ public final class CompiledProgram: @unchecked Sendable {
                                             start: start, end: segments.map(\.upperBound),
                                             chunked: try chunked.indices.map { try library.chunkedFunction(NativeCodeGenerator.chunkedFunctionName($0)) },
                                             chunkedEnd: chunked.map(\.upperBound), chunkedReach: fusion.reach, bound: bound,
+                                            instructions: plan.instructions,
                                             chunkedElements: chunked.map { plan.instructions[$0.lowerBound].n })
                     statistics.nativeInstructions = (segments + chunked).reduce(0) { $0 + $1.count }
                     statistics.chunkedInstructions = chunked.reduce(0) { $0 + $1.count }
@@ -633,8 +649,9 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// The arguments and outputs whose frame regions no instruction outside `chunked` reads or
-    /// writes (through its operands, tables included), that no chunked instruction writes (for
-    /// arguments) or reads or writes beyond their bounds (an output that is part of a value), and
+    /// writes (through its operands, tables included) but matmuls (which the executor hands the
+    /// bound addresses), that no chunked instruction or matmul writes (for arguments) or reads or
+    /// writes beyond their bounds (an output that is part of a value), and
     /// that overlap no capture, no other argument or output: a call may hand
     /// the chunked runs a tensor's memory for them instead of copying (the generated code reads
     /// and writes them through `bound[j]` when it is not null).
@@ -662,6 +679,11 @@ public final class CompiledProgram: @unchecked Sendable {
                 let w = NativeCodeGenerator.write(plan.instructions[k])
                 written.append(w.offset..<(w.offset + w.bytes))
                 accessed += (generator.reads(plan.instructions[k]).flatMap(\.footprint) + [w]).map { $0.offset..<($0.offset + $0.bytes) }
+            } else if plan.instructions[k].kind == .matmul, plan.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }) {
+                // A matmul takes each operand by its start address (``execute`` resolves bound ones).
+                let operands = plan.fallbacks[k].inputs.map(bytes), y = bytes(plan.fallbacks[k].output)
+                written.append(y)
+                accessed += operands + [y]
             } else {
                 touched += plan.fallbacks[k].inputs.map(bytes) + [bytes(plan.fallbacks[k].output)]
             }

@@ -149,6 +149,23 @@ struct FusionTests {
         let partProgram = try part.compiled(native: .required)
         #expect(partProgram.native?.bound.compactMap(\.output) == [], "\(partProgram.native?.bound ?? [])")
         #expect(zip(try partProgram([x, y]), try part.execute([x, y])).allSatisfy(bitwiseEqual))
+        // Matmuls read and write bound regions at their bound addresses: weights read by a
+        // product and by a run, an input read only by a product, outputs of runs (a gradient step).
+        let (w, input) = (try Tensor.uniform([128, 64], key: RandomKey(seed: 31), low: -1, high: 1),
+                          try Tensor.uniform([64, 128], key: RandomKey(seed: 32), low: -1, high: 1))
+        let (dense, _) = try traceGraph({ a in
+            let (loss, g) = try valueWithGradient(at: a[1]) { w in try a[0].matmul(w).tanh().sum() }
+            return [loss, try a[1] - g * 0.01, try a[0].matmul(a[1]).tanh()]
+        }, at: [input, w])
+        let d = try dense.compiled(native: .required)
+        // (The outputs' bytes held other values earlier, which interpreted instructions touched:
+        // they are copied.)
+        #expect(d.native?.bound.compactMap(\.argument) == [0, 1], "\(d.native?.bound ?? [])")
+        #expect(d.native?.boundMatmuls.isEmpty == false)
+        for threads in [1, 2] {
+            let results = try Parallelism.withThreadCount(threads) { try d([input, w]) }
+            #expect(zip(results, try dense.execute([input, w])).allSatisfy(bitwiseEqual), "\(threads) threads")
+        }
         // Bound arguments: a program reading both only in its run.
         let (only, _) = try traceGraph({ a in [try (a[0] * a[1]).exp()] }, at: [x, y])
         let p = try only.compiled(native: .required)
