@@ -121,7 +121,7 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
             return value.tensors
         }, at: tensors)
         guard bundle.valueReads.isEmpty else { throw CompileError.valueReadWhileTracing(afterOperators: bundle.valueReads) }
-        let program = try bundle.compiled(order: bundle.graph.nodesReachingOutputs, native: native)
+        let program = try bundle.compiledWithOutputsApart(order: bundle.graph.nodesReachingOutputs, native: native)
         if let failure = program.nativeCodeFailure, !fallbackReported.exchange(true, ordering: .relaxed) {
             FileHandle.standardError.write(Data("adjoint: compile: running interpreted (\(failure))\n".utf8))
         }

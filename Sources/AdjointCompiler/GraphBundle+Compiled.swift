@@ -12,4 +12,13 @@ extension GraphBundle {
         if checkedGraph != graph { try checkDeclaredTypes() }
         return try CompiledProgram(graph, captures: captures, order: order, boundary: boundary, native: native)
     }
+
+    /// `compiled(order:native:)` with the outputs in bytes of their own (what `compile` runs: its
+    /// results can then be written in place, see `ProgramPlanner.outputsApart`).
+    func compiledWithOutputsApart(order: [Int], native: NativeCode) throws -> CompiledProgram {
+        if checkedGraph != graph { try checkDeclaredTypes() }
+        var planner = ProgramPlanner(graph: graph, captures: captures, order: order, boundaries: [])
+        planner.outputsApart = true
+        return try CompiledProgram(planning: planner, native: native)
+    }
 }

@@ -41,6 +41,10 @@ struct ProgramPlanner {
     let order: [Int]
     /// Positions after which the program may be re-run (see ``CompiledProgram``).
     let boundaries: [Int]
+    /// Whether the graph's outputs get bytes no other value ever had (past the end of the frame
+    /// so far), so that no instruction outside their producer and readers touches them: native
+    /// code can then write them straight into the result tensors (``CompiledProgram/boundRegions(_:chunked:generator:)``).
+    var outputsApart = false
 
     static let op = "CompiledProgram"
 
@@ -134,6 +138,7 @@ struct ProgramPlanner {
         for input in graph.inputs where input.role == .argument {
             region[input.id] = memory.allocate(input.type.byteCount)
         }
+        let outputRoots = Set(graph.outputs.map { place($0).root })
         var releases: [Int: [ValueID]] = [:]
         for (root, p) in lastUse where p != forever && region[root] == nil { releases[p, default: []].append(root) }
         func offset(_ v: ValueID) -> Int { region[place(v).root]! + place(v).elementOffset * types[v]!.dtype.byteSize }
@@ -145,7 +150,8 @@ struct ProgramPlanner {
             if let taken {
                 region[out] = region[taken]!
             } else if placement[out] == nil && folded[out] == nil {
-                region[out] = memory.allocate(types[out]!.byteCount)
+                region[out] = outputsApart && outputRoots.contains(out) ? memory.allocateAtEnd(types[out]!.byteCount)
+                                                                         : memory.allocate(types[out]!.byteCount)
             }
             for root in releases[p] ?? [] where root != taken { memory.release(region[root]!, types[root]!.byteCount) }
         }
@@ -450,6 +456,12 @@ struct RegionAllocator {
         }
         end += size
         return end - size
+    }
+
+    /// A region past everything allocated so far (never one released before).
+    mutating func allocateAtEnd(_ bytes: Int) -> Int {
+        end += Self.rounded(bytes)
+        return end - Self.rounded(bytes)
     }
 
     mutating func release(_ offset: Int, _ bytes: Int) {

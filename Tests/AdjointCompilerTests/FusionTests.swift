@@ -166,6 +166,16 @@ struct FusionTests {
             let results = try Parallelism.withThreadCount(threads) { try d([input, w]) }
             #expect(zip(results, try dense.execute([input, w])).allSatisfy(bitwiseEqual), "\(threads) threads")
         }
+        // Under `compile` the outputs get bytes of their own: the update, written by a run, is
+        // bound too (the 64 × 64 tanh is no chunked run, the loss a reduction).
+        let denseBody: ([Tensor]) throws -> [Tensor] = { a in
+            let (loss, g) = try valueWithGradient(at: a[1]) { w in try a[0].matmul(w).tanh().sum() }
+            return [loss, try a[1] - g * 0.01, try a[0].matmul(a[1]).tanh()]
+        }
+        let compiledDense = compile(native: .required, denseBody)
+        let denseProgram = try compiledDense.trace(for: [input, w]).program
+        #expect(denseProgram.native?.bound.compactMap(\.output) == [1] && denseProgram.native?.bound.compactMap(\.argument) == [0, 1])
+        #expect(zip(try compiledDense([input, w]), try denseBody([input, w])).allSatisfy(bitwiseEqual))
         // Bound arguments: a program reading both only in its run.
         let (only, _) = try traceGraph({ a in [try (a[0] * a[1]).exp()] }, at: [x, y])
         let p = try only.compiled(native: .required)
