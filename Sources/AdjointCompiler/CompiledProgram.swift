@@ -606,15 +606,19 @@ public final class CompiledProgram: @unchecked Sendable {
     /// With native code, an argument or output that only chunked runs read or write is not
     /// copied: the runs read the argument's memory and write a new output tensor's memory in
     /// place of the frame's region.
+    ///
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` unless there is one tensor per
+    ///   argument, `TensorError.shapeMismatch(op:detail:)` naming an argument of another dtype or
+    ///   shape, and whatever an operator run through the ordinary kernels throws.
     public func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
+        guard arguments.count == self.arguments.count else {
+            throw TensorError.invalidArgument(op: "CompiledProgram", detail: "called with \(arguments.count) arguments; the program takes \(self.arguments.count)")
+        }
         let frame = makeFrame()
         guard let native, !native.bound.isEmpty, NumericSettings.arithmeticIsPlain else {
             try bind(arguments, in: frame)
             try run(positions, in: frame)
             return outputs.indices.map { output($0, in: frame) }
-        }
-        guard arguments.count == self.arguments.count else {
-            throw TensorError.invalidArgument(op: "CompiledProgram.bind", detail: "arguments 0..<\(arguments.count) of a program with \(self.arguments.count)")
         }
         var result = [Tensor?](repeating: nil, count: outputs.count)
         try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: native.bound.count) { pointers in

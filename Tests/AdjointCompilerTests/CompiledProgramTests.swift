@@ -324,6 +324,7 @@ struct CompiledProgramTests {
         #expect { _ = try program([try Tensor.zeros([4])]) } throws: { "\($0)".contains("argument 0 was compiled as f64[3], got f64[4]") }
         #expect { _ = try program([try Tensor.zeros([3], dtype: .float32)]) } throws: { "\($0)".contains("argument 0") }
         #expect { try program.bind([try Tensor.zeros([3]), try Tensor.zeros([3])], in: program.makeFrame()) } throws: { "\($0)".contains("arguments 0..<2 of a program with 1") }
+        #expect { _ = try program([]) } throws: { "\($0)".contains("called with 0 arguments; the program takes 1") }
         #expect { _ = try bundle.compiled(order: [0, 0, 5]) } throws: { "\($0)".contains("names node 5") }
         #expect { _ = try bundle.compiled(boundary: 7) } throws: { "\($0)".contains("boundary 7 outside 0...") }
         #expect { _ = try CompiledProgram(bundle.graph, captures: bundle.captures, order: nil, boundaries: [0, -1]) } throws: {
