@@ -407,19 +407,21 @@ struct CacheCLITests {
     }
 
     @Test("training that sees no eviction, an empty trace and an empty size list are errors, not traps", arguments: [
-        ["--limit", "1"], ["--cache-size", "100%"], ["--sizes", "bytes", "--csv-size", "1"],
+        ["--limit", "1"], ["--cache-size", "100%"], ["--sizes", "bytes", "--csv-size", "1", "--cache-size", "10"],
     ])
     func noEvictions(_ extra: [String]) throws {
         let dir = temporaryDirectory("cache-no-evictions")
-        let trace = (dir as NSString).appendingPathComponent("zero.csv")
-        try AtomicFile.write(Array("1,0\n2,0\n3,0\n1,0\n2,0\n".utf8), to: trace)   // all sizes 0 in bytes mode
+        let trace = (dir as NSString).appendingPathComponent("large.csv")
+        // In bytes, every object is larger than a 10-byte cache: none is admitted, none evicted.
+        // (Zero-byte objects are charged one byte, so they are evicted like any other.)
+        try AtomicFile.write(Array("1,50\n2,50\n3,50\n1,50\n2,50\n".utf8), to: trace)
         let model = (dir as NSString).appendingPathComponent("m.safetensors")
         let train = try CacheCommand.Train.parse(["--trace", trace, "--model", model, "--quiet"] + extra)
         #expect { try train.run() } throws: { "\($0)".contains("training sees no eviction") }
         let compareExtra = extra.map { $0 == "--cache-size" ? "--cache-sizes" : $0 }
         let compare = try CacheCommand.Compare.parse(["--trace", trace, "--quiet", "--svg", (dir as NSString).appendingPathComponent("p.svg")] + compareExtra)
         #expect { try compare.run() } throws: { "\($0)".contains("training sees no eviction") }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["zero.csv"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["large.csv"])
         let empty = (dir as NSString).appendingPathComponent("empty.csv")
         try AtomicFile.write([], to: empty)
         let simulate = try CacheCommand.Simulate.parse(["--trace", empty])
