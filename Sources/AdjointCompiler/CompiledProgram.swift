@@ -517,18 +517,6 @@ public final class CompiledProgram: @unchecked Sendable {
         }
     }
 
-    /// Copies `count` bytes at `offset` of `frame` to `destination`.
-    package func copy(_ count: Int, at offset: Int, of frame: Frame, to destination: UnsafeMutableRawPointer) {
-        precondition(frame.program === self && offset >= 0 && offset + count <= statistics.frameBytes, "bytes \(offset)..<\(offset + count) of a frame of \(statistics.frameBytes)")
-        destination.copyMemory(from: frame.base + offset, byteCount: count)
-    }
-
-    /// Copies `count` bytes from `source` to `offset` of `frame`.
-    package func copy(_ count: Int, from source: UnsafeRawPointer, to offset: Int, of frame: Frame) {
-        precondition(frame.program === self && offset >= 0 && offset + count <= statistics.frameBytes, "bytes \(offset)..<\(offset + count) of a frame of \(statistics.frameBytes)")
-        (frame.base + offset).copyMemory(from: source, byteCount: count)
-    }
-
     /// Sets arguments `range` of `frame` to zero.
     package func bindZeros(_ range: Range<Int>, in frame: Frame) {
         for argument in arguments[range] { (frame.base + argument.offset).initializeMemory(as: UInt8.self, repeating: 0, count: argument.type.byteCount) }
@@ -634,7 +622,6 @@ public final class CompiledProgram: @unchecked Sendable {
         }
         var result = [Tensor?](repeating: nil, count: outputs.count)
         try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: native.bound.count) { pointers in
-            pointers.initialize(repeating: nil)   // values kept across a boundary stay in the frame
             for (j, region) in native.bound.enumerated() {
                 if let a = region.argument {
                     let argument = self.arguments[a]
@@ -659,42 +646,10 @@ public final class CompiledProgram: @unchecked Sendable {
         return outputs.indices.map { result[$0] ?? output($0, in: frame) }
     }
 
-    /// How many pointers ``run(_:in:bound:)`` takes (0 without native code or bound regions).
-    package var boundCount: Int { native?.bound.count ?? 0 }
-
-    /// The pointer slot of argument `index`, of output `index`, or of the value region at
-    /// `offset` kept across a boundary, when the generated code reads and writes it through a
-    /// pointer a caller may pass (nil: only in the frame).
-    package func boundSlot(argument index: Int) -> Int? { native?.bound.firstIndex { $0.argument == index } }
-    package func boundSlot(output index: Int) -> Int? { native?.bound.firstIndex { $0.output == index } }
-
-    /// The bound value regions kept across a boundary that lie inside `range` (frame offsets).
-    package func boundCrossings(within range: Range<Int>) -> [(slot: Int, offset: Int, bytes: Int)] {
-        (native?.bound ?? []).enumerated().compactMap { j, b in
-            b.crossing && b.offset >= range.lowerBound && b.offset + b.bytes <= range.upperBound ? (j, b.offset, b.bytes) : nil
-        }.sorted { $0.offset < $1.offset }
-    }
-
-    /// Runs prepared positions with `bound` (``boundCount`` pointers) in place of the regions the
-    /// generated code reads and writes through them (null: the frame's). Only under plain
-    /// arithmetic (`NumericSettings.arithmeticIsPlain`), where the native runs run: otherwise the
-    /// ordinary kernels read the frame, and the caller binds by copying.
-    package func run(_ prepared: PreparedRun, in frame: Frame, bound: UnsafePointer<UnsafeMutableRawPointer?>) throws {
-        guard frame.program === self, prepared.program == serial else {
-            throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: frame.program === self ? "the prepared positions belong to another program"
-                                                                                                        : "the frame belongs to another program")
-        }
-        precondition(NumericSettings.arithmeticIsPlain, "bound pointers under arithmetic the native runs step aside for")
-        try execute(prepared.instructions, frame.base, bound: bound)
-    }
-
     /// An argument or output that only chunked runs touch: bound in place of its frame region.
     struct BoundRegion {
         var offset: Int, bytes: Int
         var argument: Int?, output: Int?
-        /// A value computed before a boundary and read after it (a caller keeping it across the
-        /// boundary may hand its own memory for it: `PackedStep`'s records).
-        var crossing = false
     }
 
     /// The arguments and outputs whose frame regions no instruction outside `chunked` reads or
@@ -737,15 +692,8 @@ public final class CompiledProgram: @unchecked Sendable {
                 touched += plan.fallbacks[k].inputs.map(bytes) + [bytes(plan.fallbacks[k].output)]
             }
         }
-        var crossings: [BoundRegion] = []
-        for (_, list) in plan.crossings.sorted(by: { $0.key < $1.key }) {
-            for c in list where c.argument == nil && !crossings.contains(where: { $0.offset == c.offset && $0.bytes == c.bytes }) {
-                crossings.append(BoundRegion(offset: c.offset, bytes: c.bytes, argument: nil, output: nil, crossing: true))
-            }
-        }
         let candidates = plan.arguments.enumerated().map { BoundRegion(offset: $1.offset, bytes: $1.type.byteCount, argument: $0, output: nil) }
             + plan.outputs.enumerated().map { BoundRegion(offset: $1.offset, bytes: $1.type.byteCount, argument: nil, output: $0) }
-            + crossings
         return candidates.enumerated().filter { j, c in
             let range = c.offset..<(c.offset + c.bytes)
             guard !range.isEmpty, !touched.contains(where: { $0.overlaps(range) }) else { return false }
