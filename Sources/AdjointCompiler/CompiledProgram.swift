@@ -622,6 +622,7 @@ public final class CompiledProgram: @unchecked Sendable {
         }
         var result = [Tensor?](repeating: nil, count: outputs.count)
         try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: native.bound.count) { pointers in
+            pointers.initialize(repeating: nil)
             for (j, region) in native.bound.enumerated() {
                 if let a = region.argument {
                     let argument = self.arguments[a]
