@@ -80,6 +80,17 @@ func positive(_ index: Int, _ name: String, default fallback: Int? = nil) -> Int
     return value
 }
 
+/// Argument `index`, which must be one of `choices`; anything else ends the process with a message.
+func choice(_ index: Int, _ name: String, _ choices: [String], default fallback: String? = nil) -> String {
+    if index >= args.count, let fallback { return fallback }
+    guard index < args.count, choices.contains(args[index]) else {
+        let got = index < args.count ? "got '\(args[index])'" : "missing"
+        FileHandle.standardError.write(Data("TimeBenchmarks \(args[1]): <\(name)> must be one of \(choices.joined(separator: ", ")); \(got)\n".utf8))
+        exit(2)
+    }
+    return args[index]
+}
+
 func runBenchmark() throws {
     switch args[1] {
     case "mlp-step":
@@ -103,7 +114,7 @@ func runBenchmark() throws {
             let lr = try Tensor(-0.01, dtype: .float32)
             return [loss] + (try zip(a[0..<6], grads).map { w, g in try w + g * lr })
         }
-        let mode = args.count > 2 ? args[2] : "eager", steps = positive(3, "steps", default: 50)
+        let mode = choice(2, "mode", ["eager", "compiled", "compiled-interpreted"], default: "eager"), steps = positive(3, "steps", default: 50)
         let run: ([Tensor]) throws -> [Tensor]
         switch mode {
         case "compiled": let f = compile(native: .automatic, step); run = { try f($0) }
@@ -147,7 +158,7 @@ func runBenchmark() throws {
             print(profiler.summary())
         }
     case "thermal":
-        let adapter = args.count > 2 ? args[2] : "", steps = positive(3, "steps")
+        let adapter = choice(2, "adapter", ["swiftad", "tensor", "compiled", "native", "plain"]), steps = positive(3, "steps")
         let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .binomial(snapshots: 32)
         let repeats = positive(5, "repeats", default: 5)
         var times: [Double] = []
@@ -184,7 +195,7 @@ func runBenchmark() throws {
                     let r = m.plainGradient(parameters: m.nominalParameters, steps: steps)
                     (loss, norm) = (r.loss, euclideanNorm(r.gradient))
                 default:
-                    fatalError("adapter must be swiftad, tensor, compiled, native or plain")
+                    preconditionFailure("adapters are checked by choice(_:_:_:)")
                 }
             })
         }
@@ -203,7 +214,7 @@ func runBenchmark() throws {
         }
         emit(fields)
     case "heat":
-        let engine = args.count > 2 ? args[2] : "", steps = positive(3, "steps")
+        let engine = choice(2, "engine", ["native", "interpreted", "tensor"]), steps = positive(3, "steps")
         let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .storeAll
         let repeats = positive(5, "repeats", default: 3)
         let heat = HeatEquation(cells: positive(6, "cells", default: 1_000_000))
@@ -286,7 +297,8 @@ func runBenchmark() throws {
         }
         emit(results)
     case "oscillator":
-        let adapter = args.count > 2 ? args[2] : "", steps = positive(3, "steps")
+        let adapter = choice(2, "adapter", ["swiftad", "swiftad-eager", "plain", "swiftad-gains", "swiftad-gains-eager", "swiftad-body",
+                                            "swiftad-body-step", "swiftad-body-eager", "plain-gains"]), steps = positive(3, "steps")
         let schedule = args.count > 4 ? try CheckpointSchedule.parse(args[4]) : .storeAll
         let repeats = positive(5, "repeats", default: 5)
         let m = ControlledOscillator()
@@ -314,7 +326,7 @@ func runBenchmark() throws {
                     let r = m.plainGradient(gains: .init(), steps: steps)
                     (loss, norm) = (r.loss, Double(r.gradient.w0))
                 default:
-                    fatalError("adapter must be swiftad, swiftad-eager, plain, swiftad-gains, swiftad-gains-eager, swiftad-body, swiftad-body-step, swiftad-body-eager or plain-gains")
+                    preconditionFailure("adapters are checked by choice(_:_:_:)")
                 }
             })
         }
