@@ -157,7 +157,7 @@ public func compile<Arguments: ParameterCollection, Result: ParameterCollection>
 extension Graph {
     /// The nodes some output depends on, in graph order. A traced function computes values no
     /// output reads (the loss beside a gradient, say); a compiled function does not run them.
-    var nodesReachingOutputs: [Int] {
+    package var nodesReachingOutputs: [Int] {
         var producer: [ValueID: Int] = [:]
         for (index, node) in nodes.enumerated() { for v in node.outputs { producer[v] = index } }
         var needed = [Bool](repeating: false, count: nodes.count)

@@ -45,6 +45,16 @@ extension NativeCodeGenerator {
     /// The most instructions one recomputed read may evaluate per element.
     static let recomputationBudget = 48
 
+    /// Whether an elementwise instruction costs more to compute again than to read back: a
+    /// transcendental function (one `tanh` is tens of operations per element; a read from memory
+    /// is a small fraction of that even when it misses the caches), or `pow`.
+    static func isCostly(_ i: Instruction) -> Bool {
+        switch i.op {
+        case .exp, .expm1, .log, .log1p, .sin, .cos, .tanh, .sigmoid, .softplus, .pow: return true
+        default: return false
+        }
+    }
+
     /// The frame bytes instruction `k` may write: for the kinds with a native form exactly, for
     /// others `n` elements of the widest type.
     func written(_ k: Int) -> Region {
@@ -79,8 +89,8 @@ extension NativeCodeGenerator {
     func recomputation(_ p: Int, shift: Int, floor: Int, end: Int, budget: inout Int, leaves: inout [Region],
                        producers: inout Set<Int>) -> Recomputation? {
         budget -= 1
-        guard budget >= 0 else { return nil }
         let w = instructions[p]
+        guard budget >= 0, !Self.isCostly(w) else { return nil }
         var operands: [Recomputation?] = []
         var found: [Region] = [], writers: Set<Int> = []
         for region in reads(w) {
@@ -114,7 +124,8 @@ extension NativeCodeGenerator {
     /// Decides, for `runs` (from ``chunkedSegments(splits:)``), which reads recompute their
     /// producer, which results are stored and which are not computed at all.
     ///
-    /// A read recomputes its producer when the producer is elementwise, computed after the last
+    /// A read recomputes its producer when the producer is elementwise and not costly
+    /// (``isCostly(_:)``), computed after the last
     /// split before the run (the part after a split may be re-run on its own), before the run,
     /// within ``recomputationBudget``, every value the recomputation reads from memory is
     /// unchanged up to the end of the run, and the arrays recomputations add to those the run

@@ -102,11 +102,19 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         forwardInvariant = invariant.count
         // The fused program's forward part is ordered the same way, with a boundary after its
         // invariant operators too: a frame that ran them keeps their values (see ``PackedStep``).
-        let (recordInvariant, recordRest) = Self.split(recordBundle.graph, fwd, readingAnyOf: Set(recordArguments.prefix(sc + 1)))
-        record = try CompiledProgram(recordBundle.graph, captures: recordBundle.captures, order: recordInvariant + recordRest + bwd,
-                                     boundaries: [recordInvariant.count, fwd.count], native: native)
+        let (invariantNodes, stepNodes) = Self.split(recordBundle.graph, fwd, readingAnyOf: Set(recordArguments.prefix(sc + 1)))
+        // Large values the backward reads and can cheaply compute again from the state, the input
+        // and the invariant values are recomputed there rather than kept from the forward
+        // (`Graph.rematerializing`); forward operators nothing reads any more are then dropped.
+        var available = Set(recordBundle.graph.inputs.map(\.id))
+        for i in invariantNodes { available.formUnion(recordBundle.graph.nodes[i].outputs) }
+        let (recordGraph, index, backwardNodes) = recordBundle.graph.rematerializing(forward: stepNodes, available: available, backward: bwd)
+        let live = Set(recordGraph.nodesReachingOutputs)
+        let (recordInvariant, recordRest) = (invariantNodes.map { index[$0] }.filter(live.contains), stepNodes.map { index[$0] }.filter(live.contains))
+        record = try CompiledProgram(recordGraph, captures: recordBundle.captures, order: recordInvariant + recordRest + backwardNodes.filter(live.contains),
+                                     boundaries: [recordInvariant.count, recordInvariant.count + recordRest.count], native: native)
         self.recordInvariant = recordInvariant.count
-        boundary = fwd.count
+        boundary = recordInvariant.count + recordRest.count
         if let finalLoss = loss.final {
             let (finalBundle, _) = try traceGraph({ a in
                 let (value, gradient) = try valueWithGradient(at: state.replacingTensors(with: a), of: finalLoss)

@@ -241,9 +241,19 @@ struct CompiledStepTests {
             }
             let recorder = try #require(step.packedSteps.take()).recorder
             let frameBytes = step.programStatistics.record.frameBytes
-            // The input and a few values of the step's size; the state is held, not copied.
-            #expect(recorder.carriedBytes >= 2 * 8 * n && recorder.carriedBytes <= 6 * 8 * n + 64 && recorder.carriedBytes * 2 <= frameBytes,
-                    "n \(n): \(recorder.carriedBytes) of \(frameBytes)")
+            // The state is held, not copied. Small: the input and two values of the step's size
+            // are copied out and back. Large: the backward computes the values it reads again from
+            // the state (`Graph.rematerializing`), and nothing is copied.
+            if n == 7 {
+                #expect(recorder.carriedBytes == 3 * 8 * n && recorder.carriedBytes * 2 <= frameBytes, "n \(n): \(recorder.carriedBytes) of \(frameBytes)")
+            } else {
+                #expect(recorder.carriedBytes == 0, "n \(n): \(recorder.carriedBytes) of \(frameBytes)")
+                // And the compiled unroll is bitwise the tensor step's.
+                let compiled = try unroll(step, from: s0, parameters: p, steps: 12, loss: loss, schedule: .storeAll, inputs: input)
+                let eager = try unroll(step.base, from: s0, parameters: p, steps: 12, loss: loss, schedule: .storeAll, inputs: input)
+                #expect(compiled.loss.bitPattern == eager.loss.bitPattern && bitwiseEqual(compiled.parameterGradient, eager.parameterGradient)
+                        && bitwiseEqual(compiled.initialStateGradient, eager.initialStateGradient))
+            }
             #expect(recorder.pullbackReadsState)
         }
     }
