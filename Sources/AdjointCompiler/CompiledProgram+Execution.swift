@@ -9,7 +9,8 @@ extension CompiledProgram {
     func execute(_ range: Range<Int>, _ base: UnsafeMutableRawPointer, bound: UnsafePointer<UnsafeMutableRawPointer?>? = nil) throws {
         guard !range.isEmpty else { return }
         let interpreter = FrameInterpreter(instructions: instructions, tables: tables, products: products, hasReductions: hasReductions)
-        guard interpreter.exact, let native else {
+        // Fused reductions sum as the strict policy does; under another, the program is interpreted.
+        guard interpreter.exact, let native, !native.fusesReductions || interpreter.reducesStrictly else {
             try interpreter.run(range, base) { try runFallback($0, base) }
             return
         }
@@ -24,12 +25,27 @@ extension CompiledProgram {
             } else if s <= -2, native.chunkedReach[-2 - s] <= range.upperBound {
                 // Chunk boundaries depend on the size only, and each element is computed the same
                 // way in any chunk: the same bits with any number of threads.
-                let function = native.chunked[-2 - s]
-                let frame = FrameAddress(base, bound)
-                Parallelism.forEachRange(native.chunkedElements[-2 - s], chunkSize: Parallelism.elementChunk) { r in
-                    function(frame.base, r.lowerBound, r.upperBound, frame.bound)
+                let run = -2 - s, function = native.chunked[run], n = native.chunkedElements[run]
+                if native.chunkedReductions[run].isEmpty {
+                    let frame = FrameAddress(base, bound, nil)
+                    Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
+                        function(frame.base, r.lowerBound, r.upperBound, frame.bound, nil)
+                    }
+                } else {
+                    // Each chunk writes its own partial; they are combined when all are done.
+                    withUnsafeTemporaryAllocation(byteCount: native.partialBytes[run], alignment: 8) { partials in
+                        let frame = FrameAddress(base, bound, partials.baseAddress)
+                        Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
+                            function(frame.base, r.lowerBound, r.upperBound, frame.bound, frame.partials)
+                        }
+                        let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
+                        for r in native.chunkedReductions[run] {
+                            if r.float64 { Self.combine(r, partials.baseAddress! + r.partials, chunks, into: base, Double.self) }
+                            else { Self.combine(r, partials.baseAddress! + r.partials, chunks, into: base, Float.self) }
+                        }
+                    }
                 }
-                k = native.chunkedEnd[-2 - s]
+                k = native.chunkedEnd[run]
             } else if let bound, let places = native.boundMatmuls[k] {
                 // A matmul reading or writing a bound region: its operands where they are bound.
                 func address(_ place: (offset: Int, slot: Int, delta: Int)) -> UnsafeMutableRawPointer {
@@ -43,6 +59,15 @@ extension CompiledProgram {
                 k += 1
             }
         }
+    }
+
+    /// A fused reduction's result from its `chunks` partials: ``Summation``'s strict tree, then
+    /// the mean's division by the element count (as `Kernels.reduceTyped`).
+    private static func combine<T: KernelFloat>(_ r: FusedReduction, _ partials: UnsafeMutableRawPointer, _ chunks: Int,
+                                                into base: UnsafeMutableRawPointer, _: T.Type) {
+        let p = partials.assumingMemoryBound(to: T.self)
+        let sum = Summation.tree(p, chunks, +)
+        (base + r.y).assumingMemoryBound(to: T.self).pointee = r.mean ? sum / T(r.extent) : sum
     }
 
     /// Runs instruction `k` through the ordinary kernel on temporary tensors.
@@ -77,5 +102,9 @@ extension CompiledProgram {
 private struct FrameAddress: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     let bound: UnsafePointer<UnsafeMutableRawPointer?>?
-    init(_ base: UnsafeMutableRawPointer, _ bound: UnsafePointer<UnsafeMutableRawPointer?>?) { (self.base, self.bound) = (base, bound) }
+    /// The run's partials: each chunk writes only its own element of each reduction's.
+    let partials: UnsafeMutableRawPointer?
+    init(_ base: UnsafeMutableRawPointer, _ bound: UnsafePointer<UnsafeMutableRawPointer?>?, _ partials: UnsafeMutableRawPointer?) {
+        (self.base, self.bound, self.partials) = (base, bound, partials)
+    }
 }

@@ -135,6 +135,10 @@ public final class CompiledProgram: @unchecked Sendable {
     public let nativeCodeFailure: String?
 
     /// Runs of instructions as loaded machine code (tables in memory of its own, like `instructions`).
+    /// A reduction a chunked run takes in: its result's offset and type, whether it is a mean
+    /// (the sum divided by `extent`, as the kernel does), and where its partials start.
+    struct FusedReduction { let y: Int, float64: Bool, mean: Bool, extent: Int, partials: Int }
+
     final class NativeSegments {
         let library: NativeLibrary
         let functions: UnsafeBufferPointer<NativeLibrary.Segment>
@@ -149,6 +153,11 @@ public final class CompiledProgram: @unchecked Sendable {
         /// run recomputes values it then does not store: `NativeCodeGenerator.Fusion.reach`).
         let chunkedReach: UnsafeBufferPointer<Int>
         let chunkedElements: UnsafeBufferPointer<Int>
+        /// Chunked runs: their fused reductions (`NativeCodeGenerator.fusedReductions(_:)`) and
+        /// the bytes of partials they need; whether any run has one.
+        let chunkedReductions: [[FusedReduction]]
+        let partialBytes: [Int]
+        let fusesReductions: Bool
         /// Arguments and outputs only chunked runs touch, which a whole-program call binds in
         /// place (see `CompiledProgram.boundRegions(_:chunked:generator:)`).
         let bound: [BoundRegion]
@@ -159,8 +168,13 @@ public final class CompiledProgram: @unchecked Sendable {
 
         init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int],
              chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedReach: [Int], bound: [BoundRegion],
-             instructions: [Instruction], chunkedElements: [Int]) {
+             instructions: [Instruction], chunkedElements: [Int], chunkedReductions: [[FusedReduction]]) {
             self.bound = bound
+            self.chunkedReductions = chunkedReductions
+            partialBytes = zip(chunkedReductions, chunkedElements).map { reductions, n in
+                reductions.count * 8 * ((n + Parallelism.elementChunk - 1) / Parallelism.elementChunk)
+            }
+            fusesReductions = chunkedReductions.contains { !$0.isEmpty }
             func place(_ offset: Int) -> BoundPlace {
                 guard let j = bound.firstIndex(where: { $0.offset <= offset && offset < $0.offset + $0.bytes }) else { return (offset, -1, 0) }
                 return (offset, j, offset - bound[j].offset)
@@ -258,7 +272,13 @@ public final class CompiledProgram: @unchecked Sendable {
                                             chunked: try chunked.indices.map { try library.chunkedFunction(NativeCodeGenerator.chunkedFunctionName($0)) },
                                             chunkedEnd: chunked.map(\.upperBound), chunkedReach: fusion.reach, bound: bound,
                                             instructions: plan.instructions,
-                                            chunkedElements: chunked.map { plan.instructions[$0.lowerBound].n })
+                                            chunkedElements: chunked.map { plan.instructions[$0.lowerBound].n },
+                                            chunkedReductions: chunked.map { run in
+                                                generator.fusedReductions(run).map { r in
+                                                    let i = plan.instructions[r.instruction]
+                                                    return FusedReduction(y: i.y, float64: i.float64, mean: i.op == .mean, extent: i.extent, partials: r.partials)
+                                                }
+                                            })
                     statistics.nativeInstructions = (segments + chunked).reduce(0) { $0 + $1.count }
                     statistics.chunkedInstructions = chunked.reduce(0) { $0 + $1.count }
                 }
@@ -680,7 +700,11 @@ public final class CompiledProgram: @unchecked Sendable {
         // write (each through a pointer to the start of the region).
         var touched: [Range<Int>] = [0..<plan.constantImage.count], written: [Range<Int>] = [], accessed: [Range<Int>] = []
         for k in plan.instructions.indices {
-            if inRun[k] {
+            if inRun[k], plan.instructions[k].kind == .reduce {
+                // A fused reduction: `execute` writes its result to the frame after the run.
+                accessed += generator.reads(plan.instructions[k]).map { $0.offset..<($0.offset + $0.bytes) }
+                touched.append(plan.instructions[k].y..<(plan.instructions[k].y + (plan.instructions[k].float64 ? 8 : 4)))
+            } else if inRun[k] {
                 let w = NativeCodeGenerator.write(plan.instructions[k])
                 written.append(w.offset..<(w.offset + w.bytes))
                 accessed += (generator.reads(plan.instructions[k]).flatMap(\.footprint) + [w]).map { $0.offset..<($0.offset + $0.bytes) }

@@ -189,12 +189,18 @@ extension NativeCodeGenerator {
                     }
                     memoryReads[k] += region.footprint
                 }
-                latest[i.y] = k
+                // A reduction's result is written after the run, not per element.
+                if i.kind != .reduce { latest[i.y] = k }
             }
         }
         // Liveness, from the last instruction back (its readers are decided first). A value a
         // recomputation reads is stored whatever its last reader (the recomputation may run later).
         for w in instructions.indices.reversed() where runOf[w] >= 0 {
+            // A fused reduction always runs; its caller writes its result after the run.
+            if instructions[w].kind == .reduce {
+                fusion.stored.insert(w)
+                continue
+            }
             let last = lastReaders.isEmpty ? Int.max : lastReaders[w]
             var stored = last == Int.max || ((w + 1)..<instructions.count).contains { !fusion.skipped.contains($0) && leafWriters[$0].contains(w) }
             if !stored, last > w {

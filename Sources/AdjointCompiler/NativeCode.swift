@@ -21,7 +21,7 @@ struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 7
+    static let version = 8
     /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
     /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
@@ -107,6 +107,25 @@ struct NativeCodeGenerator {
         return i.table < 0 || reads(i).allSatisfy(\.affine)
     }
 
+    /// Whether instruction `i` is a reduction a chunked run over `n` elements takes in: the sum or
+    /// the mean of all `n` elements of a contiguous operand. Each chunk then sums its elements
+    /// pairwise, as ``Summation`` sums one of its strict blocks — chunks and blocks are the same
+    /// `2¹⁵` elements from the start — into a partial per chunk, and the caller combines the
+    /// partials in ``Summation``'s fixed tree (``CompiledProgram``'s `execute`): bitwise the
+    /// kernel's sum under ``DeterminismPolicy/strict`` (other policies interpret the program).
+    func fusedReduction(_ i: Instruction, elements n: Int) -> Bool {
+        i.kind == .reduce && (i.op == .sum || i.op == .mean) && i.table < 0 && i.outer == 1 && i.inner == 1 && i.extent == n
+            && Parallelism.elementChunk == Summation.blockSize
+    }
+
+    /// The reductions run `run` takes in (``fusedReduction(_:elements:)``), in order, with the
+    /// byte offset of each one's partials (one element per chunk, 8 bytes apart) in the buffer its
+    /// function is handed.
+    func fusedReductions(_ run: Range<Int>) -> [(instruction: Int, partials: Int)] {
+        let n = instructions[run.lowerBound].n, chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
+        return run.filter { instructions[$0].kind == .reduce }.enumerated().map { j, k in (k, j * chunks * 8) }
+    }
+
     /// An index table that reads, for output elements `lo ..< hi`, consecutive frame elements from
     /// `first` (`stride` 1) or element `first` throughout (`stride` 0); before `lo` element
     /// `before` and from `hi` element `after` (-1: zero, or a gather's pad value).
@@ -168,6 +187,7 @@ struct NativeCodeGenerator {
         switch i.kind {
         case .unary: return [region(i.a, scalar: false)]
         case .binary: return [region(i.a, scalar: i.aScalar), region(i.b, scalar: i.bScalar)]
+        case .reduce: return [Region(offset: i.a, bytes: i.outer * i.extent * i.inner * size, scalar: false)]
         default: return [region(i.a, scalar: false), region(i.b, scalar: false), region(i.c, scalar: false)]
         }
     }
@@ -179,30 +199,38 @@ struct NativeCodeGenerator {
     /// elements on several threads. That is the instructions' own result when every region one of
     /// them writes and every region any of them reads or writes either do not overlap or coincide
     /// (a value is then read at element `k` only, before or after element `k` is rewritten exactly
-    /// as in instruction order), and no single element read throughout is written by the run.
+    /// as in instruction order), and no single element read throughout is written by the run. A
+    /// run also takes in the reductions of all its elements (``fusedReduction(_:elements:)``)
+    /// whose results none of its later instructions reads.
     func chunkedSegments(splits: Set<Int>) -> [Range<Int>] {
         var result: [Range<Int>] = []
         var start: Int?
         var regions: [Region] = [], writes: [Region] = []   // read or written, and written, by the current run
-        func compatible(_ i: Instruction) -> Bool {
+        var reduced: [Region] = []                          // the results of its reductions: written after it
+        /// A fused reduction writes its result after the run: whatever the run's earlier
+        /// instructions do with those bytes comes before it, as in instruction order, and a later
+        /// instruction touching them ends the run.
+        func compatible(_ i: Instruction, fused: Bool = false) -> Bool {
             let written = Self.write(i), read = reads(i).flatMap(\.footprint)
-            for r in regions + read + [written] where r.overlaps(written) && !r.coincides(with: written) { return false }
+            for r in (fused ? read : regions + read + [written]) where r.overlaps(written) && !r.coincides(with: written) { return false }
             for w in writes {
                 for r in read where r.overlaps(w) && !r.coincides(with: w) { return false }
             }
-            return true
+            return !read.contains { r in reduced.contains { $0.overlaps(r) } }
         }
         for k in instructions.indices {
             let i = instructions[k]
-            if let s = start, splits.contains(k) || !chunkable(i) || i.n != instructions[s].n || !compatible(i) {
+            let fused = start.map { fusedReduction(i, elements: instructions[$0].n) } ?? false
+            if let s = start, splits.contains(k) || !(fused || chunkable(i) && i.n == instructions[s].n) || !compatible(i, fused: fused) {
                 result.append(s..<k)
                 start = nil
-                (regions, writes) = ([], [])
+                (regions, writes, reduced) = ([], [], [])
             }
             if start == nil, chunkable(i), compatible(i) { start = k }
             if start != nil {
                 regions += reads(i).flatMap(\.footprint) + [Self.write(i)]
                 writes.append(Self.write(i))
+                if fused { reduced.append(Self.write(i)) }
             }
         }
         if let s = start { result.append(s..<instructions.count) }
@@ -240,6 +268,10 @@ struct NativeCodeGenerator {
         /// `k` shifted by `d`, as C.
         func index(_ d: Int) -> String { d == 0 ? "k" : d > 0 ? "k + \(d)" : "k - \(-d)" }
         let computed = run.filter { !fusion.skipped.contains($0) }
+        let reductions = fusedReductions(run)
+        var reduction: [Int: Int] = [:]   // instruction → its index among the run's reductions
+        for (j, r) in reductions.enumerated() { reduction[r.instruction] = j }
+        func blockName(_ j: Int) -> String { "q\(j)" }
         // Where every padded read is inside its elements: `lower ..< upper` (empty when they do not overlap).
         var lower = 0, upper = Int.max, padded = false
         func within(_ elements: Range<Int>, shift: Int) {
@@ -318,6 +350,11 @@ struct NativeCodeGenerator {
                     }
                     return operand(region, of: i, shift: 0, inside: nil)
                 }
+                if let j = reduction[k] {
+                    // Element `k` of the chunk's block, summed when the chunk is done.
+                    loop += "\(blockName(j))[k - begin] = \(reads[0]);\n"
+                    continue
+                }
                 loop += "\(type(i.float64)) \(v) = \(formula(i, reads));\n"
                 if fusion.stored.contains(k) { loop += "\(declared("p", i.y, i.float64))[k] = \(v);\n" }
                 latest[i.y] = (v, i.float64, Self.write(i).bytes)
@@ -325,17 +362,30 @@ struct NativeCodeGenerator {
             return loop
         }
         let edges = body(interior: false)
+        // Fused reductions: each thread's block buffer (a chunk's elements, in L2), and after the
+        // loops the chunk's pairwise sum into its partial.
+        // The loops index the thread's buffer through a local pointer, taken once: an access to a
+        // thread-local array of a loaded library is a call (`__tls_get_addr`).
+        var blocks = "", locals = "", sums = ""
+        for (j, r) in reductions.enumerated() {
+            let float64 = instructions[r.instruction].float64, t = type(float64)
+            blocks += "static _Thread_local \(t) \(name)_block\(j)[\(Parallelism.elementChunk)];\n"
+            locals += "\(t) *\(blockName(j)) = \(name)_block\(j);\n"
+            sums += "((\(t) *)((unsigned char *)partials + \(r.partials)))[begin / \(Parallelism.elementChunk)] = "
+                + "adjoint_pairwise_\(float64 ? "d" : "f")(\(blockName(j)), end - begin);\n"
+        }
+        let head = "\n" + blocks + "void \(name)(unsigned char *base, long begin, long end, void *const *bound, void *partials) {\n"
+            + declarations + locals
         guard padded else {
-            return "\nvoid \(name)(unsigned char *base, long begin, long end, void *const *bound) {\n" + declarations
-                + "for (long k = begin; k < end; k++) {\n" + edges + "}\n}\n"
+            return head + "for (long k = begin; k < end; k++) {\n" + edges + "}\n" + sums + "}\n"
         }
         let interior = body(interior: true)
-        return "\nvoid \(name)(unsigned char *base, long begin, long end, void *const *bound) {\n" + declarations
+        return head
             + "long lo = begin < \(lower) ? \(lower) : begin; if (lo > end) lo = end;\n"
             + "long hi = end > \(upper) ? \(upper) : end; if (hi < lo) hi = lo;\n"
             + "for (long k = begin; k < lo; k++) {\n" + edges + "}\n"
             + "for (long k = lo; k < hi; k++) {\n" + interior + "}\n"
-            + "for (long k = hi; k < end; k++) {\n" + edges + "}\n}\n"
+            + "for (long k = hi; k < end; k++) {\n" + edges + "}\n" + sums + "}\n"
     }
 
     // MARK: - Expressions

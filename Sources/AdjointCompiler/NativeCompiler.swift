@@ -70,9 +70,11 @@ public struct NativeCompiler: Sendable, Equatable {
     /// the scalar loop computes for its element, and floating-point reductions are not
     /// vectorized without reassociation, which these flags forbid. `-mavx2` where the processor
     /// has AVX2 (read from `/proc/cpuinfo`): wider vectors, the same IEEE operations lane by lane (it does
-    /// not enable fused multiply-adds).
+    /// not enable fused multiply-adds). A run's loop reads and writes many arrays of one frame;
+    /// GCC versions a loop for at most 10 pairs of them that may overlap by default, and leaves
+    /// one with more scalar: up to 32 here (clang ignores the parameter).
     public static let flags = ["-O3", "-fPIC", "-shared", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno",
-                               "-fno-trapping-math", "-w"] + vectorFlags
+                               "-fno-trapping-math", "--param=vect-max-version-for-alias-checks=32", "-w"] + vectorFlags
 
     /// `-mavx2` on an x86-64 processor whose `/proc/cpuinfo` lists `avx2`, else none. The flags
     /// are part of a library's cache key, so a cache directory shared with a machine without AVX2
@@ -202,10 +204,11 @@ final class NativeLibrary: @unchecked Sendable {
 
     deinit { dlclose(handle) }
 
-    /// A chunked run: the elements `begin ..< end` of every instruction of the run.
-    /// A chunked run: the frame, the elements `begin ..< end`, and the pointers bound in place of
-    /// frame regions (`NativeCodeGenerator.bound`; null: none).
-    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int, UnsafePointer<UnsafeMutableRawPointer?>?) -> Void
+    /// A chunked run: the frame, the elements `begin ..< end`, the pointers bound in place of
+    /// frame regions (`NativeCodeGenerator.bound`; null: none), and where the run's fused
+    /// reductions put each chunk's partial (`NativeCodeGenerator.fusedReductions(_:)`; null when
+    /// it has none).
+    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int, UnsafePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?) -> Void
 
     func function(_ name: String) throws -> Segment {
         guard let symbol = dlsym(handle, name) else { throw NativeCodeError.loadFailed(path: path, message: "no symbol \(name)") }

@@ -47,6 +47,8 @@ package struct FrameInterpreter {
     /// instruction but gathers goes to the fallback, which runs the ordinary kernels.
     package let exact: Bool
     let policy: KernelPolicy
+    /// Whether reductions run under ``DeterminismPolicy/strict`` (fixed blocks, fixed tree).
+    package var reducesStrictly: Bool { policy.determinism == .strict }
 
     package init(instructions: UnsafeBufferPointer<FrameInstruction>, tables: UnsafeBufferPointer<Int>, products: [Kernels.MatmulPlan],
                  hasReductions: Bool) {

@@ -26,7 +26,7 @@ package enum Summation {
     }
 
     /// Combines `values` in a fixed binary tree (in place).
-    static func tree<T>(_ values: UnsafeMutablePointer<T>, _ count: Int, _ combine: (T, T) -> T) -> T {
+    package static func tree<T>(_ values: UnsafeMutablePointer<T>, _ count: Int, _ combine: (T, T) -> T) -> T {
         var step = 1
         while step < count {
             var i = 0
