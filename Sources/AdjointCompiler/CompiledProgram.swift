@@ -239,10 +239,14 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// Compiles `graph` with several boundaries: the part after each can be re-run on its own
-    /// (``init(_:captures:order:boundary:native:)`` is the one-boundary case).
-    package convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]?, boundaries: [Int], native: NativeCode = .off) throws {
-        try self.init(planning: ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundaries: boundaries),
-                      native: native)
+    /// (``init(_:captures:order:boundary:native:)`` is the one-boundary case). `outputsApart`:
+    /// the outputs get bytes no other value has (`ProgramPlanner.outputsApart`), so that a caller
+    /// may have runs write them in place.
+    package convenience init(_ graph: Graph, captures: [ValueID: Tensor], order: [Int]?, boundaries: [Int], native: NativeCode = .off,
+                             outputsApart: Bool = false) throws {
+        var planner = ProgramPlanner(graph: graph, captures: captures, order: order ?? Array(graph.nodes.indices), boundaries: boundaries)
+        planner.outputsApart = outputsApart
+        try self.init(planning: planner, native: native)
     }
 
     init(planning planner: ProgramPlanner, native mode: NativeCode = .off) throws {
@@ -665,6 +669,27 @@ public final class CompiledProgram: @unchecked Sendable {
             }
         }
         return outputs.indices.map { result[$0] ?? output($0, in: frame) }
+    }
+
+    /// How many pointers ``run(_:in:bound:)`` takes (0 without native code or bound regions).
+    package var boundCount: Int { native?.bound.count ?? 0 }
+
+    /// The pointer slot of argument `index` or of output `index`, when the generated code reads
+    /// and writes it through a pointer a caller may pass (nil: only in the frame).
+    package func boundSlot(argument index: Int) -> Int? { native?.bound.firstIndex { $0.argument == index } }
+    package func boundSlot(output index: Int) -> Int? { native?.bound.firstIndex { $0.output == index } }
+
+    /// Runs prepared positions with `bound` (``boundCount`` pointers) in place of the regions the
+    /// generated code reads and writes through them (null: the frame's). Only under plain
+    /// arithmetic (`NumericSettings.arithmeticIsPlain`), where the native runs run: otherwise the
+    /// ordinary kernels read the frame, and the caller binds by copying.
+    package func run(_ prepared: PreparedRun, in frame: Frame, bound: UnsafePointer<UnsafeMutableRawPointer?>) throws {
+        guard frame.program === self, prepared.program == serial else {
+            throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: frame.program === self ? "the prepared positions belong to another program"
+                                                                                                        : "the frame belongs to another program")
+        }
+        precondition(NumericSettings.arithmeticIsPlain, "bound pointers under arithmetic the native runs step aside for")
+        try execute(prepared.instructions, frame.base, bound: bound)
     }
 
     /// An argument or output that only chunked runs touch: bound in place of its frame region.

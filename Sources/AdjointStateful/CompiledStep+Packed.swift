@@ -229,6 +229,16 @@ struct PackedStep: StepFunction {
         let pullbackReadsState: Bool
         /// The most free records kept.
         let recordLimit: Int
+        /// When records keep the carried bytes: the pointer slots (`CompiledProgram.boundSlot`)
+        /// of the state arguments, the next-state outputs, the cotangent arguments and the
+        /// state-cotangent outputs — regions the generated code reads and writes through a
+        /// pointer, so a step hands it the buffers themselves instead of copying (nil: copied).
+        let stateSlots: [Int?], nextSlots: [Int?], cotangentSlots: [Int?], stateCotangentSlots: [Int?]
+        /// The pointers handed to the program (one per bound region; unset ones null).
+        private let pointers: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>
+        /// Whether steps and pullbacks hand the program pointers (records keep the carried bytes,
+        /// and the program has bound regions).
+        let bindsInPlace: Bool
         /// The free records, the last freed first, linked through ``Record/nextFree``.
         private var firstFree: Record?
         private var freeCount = 0
@@ -252,6 +262,78 @@ struct PackedStep: StepFunction {
             carried = regions
             carriedBytes = bytes
             recordLimit = Self.limit(forBytes: keepsCarriedBytes ? bytes : program.statistics.frameBytes)
+            let (sc, pc) = (state.segments.count, parameters.segments.count)
+            stateSlots = (0..<sc).map { program.boundSlot(argument: $0) }
+            nextSlots = (0..<sc).map { program.boundSlot(output: $0) }
+            cotangentSlots = (0..<sc).map { program.boundSlot(argument: sc + 1 + pc + $0) }
+            stateCotangentSlots = (0..<sc).map { program.boundSlot(output: sc + 1 + $0) }
+            pointers = .allocate(capacity: Swift.max(1, program.boundCount))
+            pointers.initialize(repeating: nil)
+            bindsInPlace = keepsCarriedBytes && program.boundCount > 0
+        }
+
+        deinit { pointers.deallocate() }
+
+        /// A step's forward positions on the work `frame`, the generated code reading the state
+        /// from `s` and writing the next state into `next` and the carried values into `carried`
+        /// where they are bound, copying the rest (``bindsInPlace``, plain arithmetic).
+        func runForward(_ s: PackedBytes, input: Tensor, next: PackedBytes, carried: PackedBytes, in frame: CompiledProgram.Frame) throws {
+            let sc = state.segments.count
+            pointers.update(repeating: nil)
+            try s.withBase { sBase in
+                try next.withBase { nBase in
+                    try carried.withBase { cBase in
+                        for (k, segment) in state.segments.enumerated() {
+                            if let slot = stateSlots[k] { pointers[slot] = sBase + segment.offset }
+                            else { try program.bind(bytes: sBase + segment.offset, count: segment.type.byteCount, at: k, in: frame) }
+                            if let slot = nextSlots[k] { pointers[slot] = nBase + segment.offset }
+                        }
+                        try program.bind(input, at: sc, in: frame)
+                        try program.run(forwardRun, in: frame, bound: UnsafePointer(pointers.baseAddress!))
+                        for (k, segment) in state.segments.enumerated() where nextSlots[k] == nil {
+                            program.copyOutputs(k..<(k + 1), packedTo: nBase + segment.offset, in: frame)
+                        }
+                        program.copy(self.carried, of: frame, to: cBase)
+                    }
+                }
+            }
+        }
+
+        /// A pullback's backward positions on the work `frame`, as ``runForward(_:input:next:carried:in:)``:
+        /// the state (when the backward reads it), the carried values and the cotangent read where
+        /// they are, the state cotangent written into `stateCotangent`.
+        func runBackward(state s: PackedBytes?, carried: PackedBytes, cotangent: PackedBytes?, stateCotangent: PackedBytes,
+                         in frame: CompiledProgram.Frame) throws {
+            let (sc, pc) = (state.segments.count, parameters.segments.count)
+            pointers.update(repeating: nil)
+            func withBase(_ bytes: PackedBytes?, _ body: (UnsafeMutableRawPointer?) throws -> Void) rethrows {
+                if let bytes { try bytes.withBase { try body($0) } } else { try body(nil) }
+            }
+            try withBase(s) { sBase in
+                try withBase(cotangent) { lBase in
+                    try carried.withBase { cBase in
+                        try stateCotangent.withBase { gBase in
+                            for (k, segment) in state.segments.enumerated() {
+                                if let sBase {
+                                    if let slot = stateSlots[k] { pointers[slot] = sBase + segment.offset }
+                                    else { try program.bind(bytes: sBase + segment.offset, count: segment.type.byteCount, at: k, in: frame) }
+                                }
+                                if let lBase {
+                                    if let slot = cotangentSlots[k] { pointers[slot] = lBase + segment.offset }
+                                    else { try program.bind(bytes: lBase + segment.offset, count: segment.type.byteCount, at: sc + 1 + pc + k, in: frame) }
+                                }
+                                if let slot = stateCotangentSlots[k] { pointers[slot] = gBase + segment.offset }
+                            }
+                            if lBase == nil { program.bindZeros((sc + 1 + pc)..<(2 * sc + 1 + pc), in: frame) }
+                            program.copy(self.carried, from: cBase, into: frame)
+                            try program.run(backwardRun, in: frame, bound: UnsafePointer(pointers.baseAddress!))
+                            for (k, segment) in state.segments.enumerated() where stateCotangentSlots[k] == nil {
+                                program.copyOutputs((sc + 1 + k)..<(sc + 2 + k), packedTo: gBase + segment.offset, in: frame)
+                            }
+                        }
+                    }
+                }
+            }
         }
 
         /// Whether records should keep the carried bytes rather than a frame: when a frame is
@@ -387,6 +469,17 @@ struct PackedStep: StepFunction {
             let r = recorder   // one load of the unowned reference
             let program = r.program
             let (sc, pc) = (r.state.segments.count, r.parameters.segments.count)
+            if self.frame == nil, r.bindsInPlace, NumericSettings.arithmeticIsPlain, let carried {
+                guard let p = parameters else { throw TensorError.invalidArgument(op: "CompiledStep", detail: "a record without parameters") }
+                let frame = try r.prototype(for: p)
+                let stateBytes = Recorder.unshared(&stateCotangent) ?? keep(r.state, in: .stateCotangent)
+                let gradientBytes = Recorder.unshared(&parameterGradient) ?? keep(r.parameters, in: .parameterGradient)
+                try r.runBackward(state: state, carried: carried, cotangent: cotangent, stateCotangent: stateBytes, in: frame)
+                state = nil
+                r.fill(gradientBytes, r.parameters, from: 2 * sc + 1, in: frame)
+                r.free(self)
+                return (stateBytes, gradientBytes)
+            }
             let frame: CompiledProgram.Frame
             if let own = self.frame {
                 frame = own
@@ -484,6 +577,14 @@ struct PackedStep: StepFunction {
         let r = recorder, program = recorder.program, sc = state.segments.count
         let record = try r.takeRecord(parameters: p)
         let next = Recorder.unshared(&record.next) ?? record.keep(state, in: .next)
+        if record.frame == nil, r.bindsInPlace, NumericSettings.arithmeticIsPlain {
+            let frame = try r.prototype(for: p)
+            try r.runForward(s, input: input, next: next, carried: record.carried ?? record.keepCarried(r.carriedBytes), in: frame)
+            if r.pullbackReadsState { record.state = s }
+            return RecordedStep(next: next, loss: try program.scalarOutput(sc, in: frame)) {
+                try record.pullback($0)
+            }
+        }
         let frame = try record.frame ?? r.prototype(for: p)
         try state.bind(s, to: program, from: 0, in: frame)
         try program.bind(input, at: sc, in: frame)

@@ -112,7 +112,8 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         let live = Set(recordGraph.nodesReachingOutputs)
         let (recordInvariant, recordRest) = (invariantNodes.map { index[$0] }.filter(live.contains), stepNodes.map { index[$0] }.filter(live.contains))
         record = try CompiledProgram(recordGraph, captures: recordBundle.captures, order: recordInvariant + recordRest + backwardNodes.filter(live.contains),
-                                     boundaries: [recordInvariant.count, recordInvariant.count + recordRest.count], native: native)
+                                     boundaries: [recordInvariant.count, recordInvariant.count + recordRest.count], native: native,
+                                     outputsApart: true)
         self.recordInvariant = recordInvariant.count
         boundary = recordInvariant.count + recordRest.count
         if let finalLoss = loss.final {

@@ -255,6 +255,23 @@ struct CompiledStepTests {
                         && bitwiseEqual(compiled.initialStateGradient, eager.initialStateGradient))
             }
             #expect(recorder.pullbackReadsState)
+            // With native code over a large state, records keeping their carried bytes hand the
+            // program the buffers themselves: the state and the cotangent read, the next state
+            // and the state cotangent written (the results above are bitwise those of frames per
+            // record, which copy everything).
+            if native != .off, n > 7 {
+                #expect(recorder.bindsInPlace)
+                // (This loss reads each next state after the step, so that one is copied.)
+                #expect(recorder.stateSlots.allSatisfy { $0 != nil } && recorder.nextSlots.allSatisfy { $0 == nil }
+                        && recorder.cotangentSlots.allSatisfy { $0 != nil } && recorder.stateCotangentSlots.allSatisfy { $0 != nil },
+                        "\(recorder.stateSlots) \(recorder.nextSlots) \(recorder.cotangentSlots) \(recorder.stateCotangentSlots)")
+                // Where the ordinary kernels run (the float64 debug policy), everything is copied:
+                // the same results for this float64 step.
+                let (plain, _) = try run(true, .storeAll, p)
+                let policy = ExecutionPolicy(determinism: .strict, float64Debug: true)
+                let (debug, _) = try ExecutionPolicy.with(policy) { try run(true, .storeAll, p) }
+                #expect(bitwiseEqual(debug.parameterGradient, plain.parameterGradient) && bitwiseEqual(debug.initialStateGradient, plain.initialStateGradient))
+            }
         }
     }
 }
