@@ -639,7 +639,7 @@ public final class CompiledProgram: @unchecked Sendable {
             throw TensorError.invalidArgument(op: "CompiledProgram", detail: "called with \(arguments.count) arguments; the program takes \(self.arguments.count)")
         }
         let frame = makeFrame()
-        guard let native, !native.bound.isEmpty, NumericSettings.arithmeticIsPlain else {
+        guard let native, !native.bound.isEmpty, runsNatively else {
             try bind(arguments, in: frame)
             try run(positions, in: frame)
             return outputs.indices.map { output($0, in: frame) }
@@ -671,6 +671,15 @@ public final class CompiledProgram: @unchecked Sendable {
         return outputs.indices.map { result[$0] ?? output($0, in: frame) }
     }
 
+    /// Whether the chunked runs' machine code runs under the current settings: arithmetic is
+    /// plain (no float64 debugging, no mixed-precision storage) and, where runs take in
+    /// reductions, the determinism policy is ``DeterminismPolicy/strict`` (whose blocks and tree
+    /// they sum in). Otherwise the interpreter runs the program, reading everything in the frame.
+    package var runsNatively: Bool {
+        guard let native else { return false }
+        return NumericSettings.arithmeticIsPlain && (!native.fusesReductions || ExecutionPolicy.current.determinism == .strict)
+    }
+
     /// How many pointers ``run(_:in:bound:)`` takes (0 without native code or bound regions).
     package var boundCount: Int { native?.bound.count ?? 0 }
 
@@ -680,15 +689,15 @@ public final class CompiledProgram: @unchecked Sendable {
     package func boundSlot(output index: Int) -> Int? { native?.bound.firstIndex { $0.output == index } }
 
     /// Runs prepared positions with `bound` (``boundCount`` pointers) in place of the regions the
-    /// generated code reads and writes through them (null: the frame's). Only under plain
-    /// arithmetic (`NumericSettings.arithmeticIsPlain`), where the native runs run: otherwise the
-    /// ordinary kernels read the frame, and the caller binds by copying.
+    /// generated code reads and writes through them (null: the frame's). Only where the native
+    /// runs run (``runsNatively``): otherwise the interpreter reads the frame, and the caller
+    /// binds by copying.
     package func run(_ prepared: PreparedRun, in frame: Frame, bound: UnsafePointer<UnsafeMutableRawPointer?>) throws {
         guard frame.program === self, prepared.program == serial else {
             throw TensorError.invalidArgument(op: "CompiledProgram.run", detail: frame.program === self ? "the prepared positions belong to another program"
                                                                                                         : "the frame belongs to another program")
         }
-        precondition(NumericSettings.arithmeticIsPlain, "bound pointers under arithmetic the native runs step aside for")
+        precondition(runsNatively, "bound pointers under settings the native runs step aside for")
         try execute(prepared.instructions, frame.base, bound: bound)
     }
 

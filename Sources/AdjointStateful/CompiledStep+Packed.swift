@@ -469,7 +469,7 @@ struct PackedStep: StepFunction {
             let r = recorder   // one load of the unowned reference
             let program = r.program
             let (sc, pc) = (r.state.segments.count, r.parameters.segments.count)
-            if self.frame == nil, r.bindsInPlace, NumericSettings.arithmeticIsPlain, let carried {
+            if self.frame == nil, r.bindsInPlace, program.runsNatively, let carried {
                 guard let p = parameters else { throw TensorError.invalidArgument(op: "CompiledStep", detail: "a record without parameters") }
                 let frame = try r.prototype(for: p)
                 let stateBytes = Recorder.unshared(&stateCotangent) ?? keep(r.state, in: .stateCotangent)
@@ -577,7 +577,7 @@ struct PackedStep: StepFunction {
         let r = recorder, program = recorder.program, sc = state.segments.count
         let record = try r.takeRecord(parameters: p)
         let next = Recorder.unshared(&record.next) ?? record.keep(state, in: .next)
-        if record.frame == nil, r.bindsInPlace, NumericSettings.arithmeticIsPlain {
+        if record.frame == nil, r.bindsInPlace, program.runsNatively {
             let frame = try r.prototype(for: p)
             try r.runForward(s, input: input, next: next, carried: record.carried ?? record.keepCarried(r.carriedBytes), in: frame)
             if r.pullbackReadsState { record.state = s }

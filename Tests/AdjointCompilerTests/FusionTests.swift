@@ -131,9 +131,10 @@ struct FusionTests {
         let n = Parallelism.elementChunk + 3
         let x = try Tensor.uniform([n], key: RandomKey(seed: 24), low: -1, high: 1)
         let y = try Tensor.uniform([n], key: RandomKey(seed: 25), low: -1, high: 1)
-        // x is also read by a reduction (interpreted), y only by the run; the first output is an
-        // argument itself, the second and third come from the run, the last from the reduction.
-        let body: ([Tensor]) throws -> [Tensor] = { a in [a[1], try (a[0] * a[1]).exp(), try a[1].tanh() - a[0], try a[0].sum()] }
+        // x is also read by a reduction of part of it (interpreted), y only by the run; the first
+        // output is an argument itself, the second and third come from the run, the last from
+        // the reduction.
+        let body: ([Tensor]) throws -> [Tensor] = { a in [a[1], try (a[0] * a[1]).exp(), try a[1].tanh() - a[0], try a[0].slice([0..<100]).sum()] }
         let (bundle, _) = try traceGraph(body, at: [x, y])
         let program = try bundle.compiled(native: .required)
         let bound = try #require(program.native?.bound)
@@ -263,5 +264,79 @@ struct FusionTests {
         let concat = LayoutTable([(0, 1), (0, 2), (1, 0), nil, (1, 1 << 40)])
         #expect((0..<5).map { concat[$0].map { [$0.input, $0.index] } } == [[0, 1], [0, 2], [1, 0], nil, [1, 1 << 40]])
         #expect(concat.map { $0?.input ?? -1 } == [0, 0, 1, -1, 1] && concat.count == 5)
+    }
+
+    @Test("sums and means of all a run's elements are taken into the run: each chunk sums its block, the blocks combine in the strict tree — bitwise the eager kernels with 1–3 threads; other policies interpret",
+          arguments: [DType.float64, .float32])
+    func fusedReductions(dtype: DType) throws {
+        for n in [3 * Parallelism.elementChunk + 77, 5000 + Parallelism.elementChunk / 4] {
+            let x = try Tensor.uniform([n], key: RandomKey(seed: 31), low: -1, high: 1, dtype: dtype)
+            let w = try Tensor.uniform([n], key: RandomKey(seed: 32), low: -1, high: 1, dtype: dtype)
+            // Two reductions in one run, an output of the run's size, and a value of the run's
+            // size reading a reduction's result (its own run: the result comes after the run).
+            let body: ([Tensor]) throws -> [Tensor] = { a in
+                let (x, w) = (a[0], a[1])
+                let s = try (x * w).tanh().sum(), m = try (x * x + w).mean()
+                return [s, m, try x * 2 + w, try x * s]
+            }
+            let directory = NativeCodeTests.cacheDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let local = NativeCompiler(executable: try NativeCompiler.system().executable, cacheDirectory: directory)
+            let compiled = compile(native: .compiler(local), body)
+            let expected = try body([x, w])
+            for threads in [1, 2, 3] {
+                let native = try Parallelism.withThreadCount(threads) { try compiled([x, w]) }
+                #expect(zip(native, expected).allSatisfy(bitwiseEqual), "\(dtype) n \(n), \(threads) threads")
+            }
+            let program = try compiled.trace(for: [x, w]).program
+            let runs = try #require(program.native).chunkedReductions
+            #expect(runs.map(\.count).reduce(0, +) == 2 && runs.contains { $0.count == 2 }, "\(runs)")
+            let functions = try Self.chunkedFunctions(in: directory)
+            #expect(functions.filter { $0.contains("[begin / \(Parallelism.elementChunk)] = adjoint_pairwise_") }.count == 1)
+            // Other determinism policies sum another way: the program is interpreted, as eager.
+            for policy in [DeterminismPolicy.bestEffort, .fast] where policy == .bestEffort {
+                let eager = try ExecutionPolicy.with(ExecutionPolicy(determinism: policy)) { try body([x, w]) }
+                let interpreted = try ExecutionPolicy.with(ExecutionPolicy(determinism: policy)) { try compiled([x, w]) }
+                #expect(zip(interpreted, eager).allSatisfy(bitwiseEqual), "\(dtype) n \(n), \(policy)")
+            }
+        }
+    }
+
+    @Test("a reduction joins a run only over all its elements, and ends it for whoever reads its result")
+    func fusedReductionLimits() {
+        typealias G = NativeCodeGenerator
+        let n = 5000
+        func add(y: Int, a: Int, b: Int, n: Int = n) -> FrameInstruction {
+            var i = FrameInstruction(kind: .binary, op: .add, float64: true)
+            (i.y, i.a, i.b, i.n) = (y, a, b, n)
+            return i
+        }
+        func sum(y: Int, a: Int, outer: Int = 1, extent: Int = n, inner: Int = 1) -> FrameInstruction {
+            var i = FrameInstruction(kind: .reduce, op: .sum, float64: true)
+            (i.y, i.a, i.n, i.outer, i.extent, i.inner) = (y, a, outer * inner, outer, extent, inner)
+            return i
+        }
+        let (a, b, c, y) = (0, 8 * n, 16 * n, 24 * n)
+        // c = a + b; sum(c) into y; a + b again: one run.
+        let whole = G(instructions: [add(y: c, a: a, b: b), sum(y: y, a: c), add(y: c, a: a, b: b)], tables: [])
+        #expect(whole.chunkedSegments(splits: []) == [0..<3])
+        #expect(whole.fusedReductions(0..<3).map(\.instruction) == [1])
+        // Its result written where an earlier instruction of the run wrote (a value read before
+        // the reduction): still one run — the result comes after the run, as after that value's
+        // last reader. Where its own operand lies: not (the rule is conservative).
+        #expect(G(instructions: [add(y: y, a: a, b: b), add(y: c, a: y, b: b), sum(y: y, a: c)], tables: []).chunkedSegments(splits: []) == [0..<3])
+        #expect(G(instructions: [add(y: c, a: a, b: b), sum(y: c, a: c)], tables: []).chunkedSegments(splits: []) == [0..<1])
+        // Read by the next instruction, or overwritten by it: that one starts a run of its own.
+        var reader = add(y: b, a: a, b: y)
+        reader.bScalar = true
+        #expect(G(instructions: [add(y: c, a: a, b: b), sum(y: y, a: c), reader], tables: []).chunkedSegments(splits: []) == [0..<2, 2..<3])
+        #expect(G(instructions: [add(y: c, a: a, b: b), sum(y: y, a: c), add(y: y, a: a, b: b)], tables: []).chunkedSegments(splits: []) == [0..<2, 2..<3])
+        // Not all of the run's elements (rows of a matrix, part of them), or a reduction first: no.
+        #expect(G(instructions: [add(y: c, a: a, b: b), sum(y: y, a: c, outer: 2, extent: n / 2)], tables: []).chunkedSegments(splits: []) == [0..<1])
+        #expect(G(instructions: [add(y: c, a: a, b: b), sum(y: y, a: c, extent: n - 1)], tables: []).chunkedSegments(splits: []) == [0..<1])
+        #expect(G(instructions: [sum(y: y, a: c), add(y: c, a: a, b: b)], tables: []).chunkedSegments(splits: []) == [1..<2])
+        // A reduction is always computed and its result never stored by the loop.
+        let fusion = whole.fusion([0..<3], splits: [])
+        #expect(fusion.stored.contains(1) && !fusion.skipped.contains(1))
     }
 }
