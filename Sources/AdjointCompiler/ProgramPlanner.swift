@@ -85,11 +85,11 @@ struct ProgramPlanner {
             guard node.op.family == .layout, let type = types[out], type.dtype.isComputeFloat,
                   node.inputs.allSatisfy({ types[$0]?.dtype == type.dtype }),
                   let table = try? Self.layoutTable(node, inputs: node.inputs.map { types[$0]! }) else { continue }
-            if let (k, start) = Self.contiguousRun(table) {
+            if let (k, start) = table.contiguousRun {
                 let source = place(node.inputs[k])
                 placement[out] = Placement(root: source.root, elementOffset: source.elementOffset + start)
             } else {
-                gathers[p] = LayoutTable(table)
+                gathers[p] = table
             }
         }
         for v in graph.outputs where !defined.contains(v) {
@@ -375,7 +375,7 @@ struct ProgramPlanner {
     /// A layout operator as a table: for each output element, the input and element it copies, or
     /// nil where it pads. Computed by running the operator's kernel on float64 tensors holding
     /// encoded positions, so it is exactly the kernel's semantics.
-    static func layoutTable(_ node: Node, inputs: [ValueType]) throws -> [(input: Int, index: Int)?] {
+    static func layoutTable(_ node: Node, inputs: [ValueType]) throws -> LayoutTable {
         var prefix: [Int] = [], total = 0
         var encoded: [Tensor] = []
         for type in inputs {
@@ -391,21 +391,12 @@ struct ProgramPlanner {
         if case let .pad(low, high, _) = attributes { attributes = .pad(low: low, high: high, value: 0) }
         let out = try Kernels.layout(node.op, attributes, encoded)
         let p = out.pointer(Double.self)
-        return (0..<out.elementCount).map { i -> (input: Int, index: Int)? in
+        return LayoutTable(count: out.elementCount) { i in
             let code = Int(p[i])
             guard code > 0 else { return nil }
             let k = prefix.lastIndex { $0 < code }!
             return (k, code - 1 - prefix[k])
         }
-    }
-
-    /// `(input, start)` when `table` copies a contiguous run of one input.
-    static func contiguousRun(_ table: [(input: Int, index: Int)?]) -> (Int, Int)? {
-        guard let first = table.first ?? nil else { return nil }
-        for (i, entry) in table.enumerated() {
-            guard let entry, entry.input == first.input, entry.index == first.index + i else { return nil }
-        }
-        return (first.input, first.index)
     }
 
     /// For each element of `shape`, the element of a `source`-shaped operand broadcast to it.
@@ -485,35 +476,92 @@ extension DType {
 }
 
 /// A layout operator's table — for each output element, the input and element it copies, or nil
-/// where it pads — kept as an ``AffineTable`` over its one input when it is one (a shift, a pad),
-/// else one packed number per element: the tables of large states' pads and concatenations stay
-/// small while a program is planned.
+/// where it pads — kept as pieces: runs of output elements that copy consecutive elements of one
+/// input, or pad (a slice, a shift, a pad or a concatenation of whole inputs is a few pieces),
+/// else, when that does not make it much smaller, one packed number per element. The tables of
+/// large states' pads and concatenations stay small while a program is planned.
 struct LayoutTable {
-    private enum Storage { case affine(AffineTable), packed([Int]) }
+    /// Output elements from `start` (to the next piece's start) copy input `input`'s elements
+    /// from `first` on, one by one; `input` -1: padding.
+    struct Piece: Equatable { let start: Int, input: Int, first: Int }
+    private enum Storage { case pieces([Piece]), packed([Int]) }
     private let storage: Storage
     let count: Int
     /// Inputs up to 2^20, elements up to 2^43 per input.
     private static let shift = 43
 
     init(_ entries: [(input: Int, index: Int)?]) {
-        count = entries.count
-        if entries.allSatisfy({ $0 == nil || $0!.input == 0 }), let rule = AffineTable.detect(entries.map { $0?.index ?? -1 }[...]) {
-            storage = .affine(rule)
-        } else {
-            storage = .packed(entries.map { entry in entry.map { $0.input << Self.shift | $0.index } ?? -1 })
+        self.init(count: entries.count) { entries[$0] }
+    }
+
+    /// The table of `count` entries `entry(0)`, `entry(1)`, … (asked for in order, once each).
+    init(count: Int, _ entry: (Int) -> (input: Int, index: Int)?) {
+        self.count = count
+        var pieces: [Piece] = [], packed: [Int] = []
+        // Pieces while they are at most one per 16 entries, then packed numbers.
+        let limit = Swift.max(4, count / 16)
+        var last: (input: Int, index: Int)?, lastIsPad = false
+        for k in 0..<count {
+            let e = entry(k)
+            if packed.isEmpty && pieces.count <= limit {
+                let continues: Bool
+                if let e, let l = last { continues = e.input == l.input && e.index == l.index + 1 } else { continues = e == nil && lastIsPad && k > 0 }
+                if !continues {
+                    pieces.append(Piece(start: k, input: e?.input ?? -1, first: e?.index ?? 0))
+                    if pieces.count > limit {
+                        packed.reserveCapacity(count)
+                        for j in 0..<k { packed.append(Self.code(Self.entry(j, in: pieces))) }
+                    }
+                }
+                (last, lastIsPad) = (e, e == nil)
+            }
+            if !packed.isEmpty { packed.append(Self.code(e)) }
         }
+        storage = packed.isEmpty ? .pieces(pieces) : .packed(packed)
+    }
+
+    private static func code(_ e: (input: Int, index: Int)?) -> Int { e.map { $0.input << shift | $0.index } ?? -1 }
+
+    private static func entry(_ k: Int, in pieces: [Piece]) -> (input: Int, index: Int)? {
+        // The last piece starting at or before k.
+        var (lo, hi) = (0, pieces.count)
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2
+            if pieces[mid].start <= k { lo = mid } else { hi = mid }
+        }
+        let p = pieces[lo]
+        return p.input < 0 ? nil : (p.input, p.first + k - p.start)
     }
 
     subscript(k: Int) -> (input: Int, index: Int)? {
         switch storage {
-        case let .affine(rule):
-            let index = rule.entry(k)
-            return index < 0 ? nil : (0, index)
+        case let .pieces(pieces): return Self.entry(k, in: pieces)
         case let .packed(entries):
             let code = entries[k]
             return code < 0 ? nil : (code >> Self.shift, code & (1 << Self.shift - 1))
         }
     }
 
-    func map<T>(_ transform: ((input: Int, index: Int)?) -> T) -> [T] { (0..<count).map { transform(self[$0]) } }
+    /// `(input, first)` when the whole table copies consecutive elements of one input.
+    var contiguousRun: (input: Int, first: Int)? {
+        guard count > 0, case let .pieces(pieces) = storage, pieces.count == 1, pieces[0].input >= 0 else { return nil }
+        return (pieces[0].input, pieces[0].first)
+    }
+
+    /// The pieces, when the table is kept as pieces.
+    var pieces: [Piece]? {
+        if case let .pieces(pieces) = storage { return pieces }
+        return nil
+    }
+
+    func map<T>(_ transform: ((input: Int, index: Int)?) -> T) -> [T] {
+        guard case let .pieces(pieces) = storage else { return (0..<count).map { transform(self[$0]) } }
+        var result: [T] = []
+        result.reserveCapacity(count)
+        for (j, p) in pieces.enumerated() {
+            let end = j + 1 < pieces.count ? pieces[j + 1].start : count
+            for k in p.start..<end { result.append(transform(p.input < 0 ? nil : (p.input, p.first + k - p.start))) }
+        }
+        return result
+    }
 }

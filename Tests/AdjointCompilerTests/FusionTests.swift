@@ -246,7 +246,7 @@ struct FusionTests {
         }
     }
 
-    @Test("affine tables: entries, ranges read, and the tables detected as rules")
+    @Test("affine tables: entries, ranges read, and the tables detected as rules; layout tables as pieces or packed numbers")
     func affineTables() {
         let rule = AffineTable(lo: 2, hi: 5, first: 10, stride: 1, before: 7, after: -1)
         #expect((0..<7).map(rule.entry) == [7, 7, 10, 11, 12, -1, -1])
@@ -264,6 +264,19 @@ struct FusionTests {
         let concat = LayoutTable([(0, 1), (0, 2), (1, 0), nil, (1, 1 << 40)])
         #expect((0..<5).map { concat[$0].map { [$0.input, $0.index] } } == [[0, 1], [0, 2], [1, 0], nil, [1, 1 << 40]])
         #expect(concat.map { $0?.input ?? -1 } == [0, 0, 1, -1, 1] && concat.count == 5)
+        // Large: a concatenation of whole inputs with padding is a few pieces; a transposition is
+        // packed numbers; either way every entry reads back, through `map` and the subscript.
+        let n = 100_000
+        let joined = LayoutTable(count: 2 * n + 1) { k in k < n ? (1, k) : k == n ? nil : (0, k - n - 1) }
+        #expect(joined.pieces == [.init(start: 0, input: 1, first: 0), .init(start: n, input: -1, first: 0), .init(start: n + 1, input: 0, first: 0)])
+        #expect(joined.contiguousRun == nil && LayoutTable(count: n) { (2, $0 + 5) }.contiguousRun! == (2, 5))
+        let transposed = LayoutTable(count: n) { k in (0, (k % 100) * 1000 + k / 100) }
+        #expect(transposed.pieces == nil && transposed.contiguousRun == nil)
+        for table in [joined, transposed] {
+            let all = table.map { $0.map { [$0.input, $0.index] } }
+            #expect((0..<table.count).allSatisfy { k in table[k].map { [$0.input, $0.index] } == all[k] })
+        }
+        #expect(joined.map { $0?.index ?? -1 }[(n - 1)...(n + 2)] == [n - 1, -1, 0, 1] && transposed[1]! == (0, 1000))
     }
 
     @Test("sums and means of all a run's elements are taken into the run: each chunk sums its block, the blocks combine in the strict tree — bitwise the eager kernels with 1–3 threads; other policies interpret",
