@@ -104,3 +104,26 @@ extension Graph {
         }
     }
 }
+
+extension Graph {
+    /// `order` with its small nodes that no large node depends on moved to the end (in their
+    /// order): a node is small when its result and every operand have at most `elements`
+    /// elements (a parameter's gradient gathered from reductions, a scalar loss). Between two
+    /// large elementwise nodes such a node ends a chunked run of native code (see
+    /// `NativeCodeGenerator.chunkedSegments(splits:)`); after them it does not. Still an order
+    /// in which every node comes after what it reads.
+    package func deferringSmallNodes(_ order: [Int], elements: Int = 4096) -> [Int] {
+        var type: [ValueID: ValueType] = [:]
+        for input in inputs { type[input.id] = input.type }
+        for node in nodes { for (v, t) in zip(node.outputs, node.outputTypes) { type[v] = t } }
+        func small(_ v: ValueID) -> Bool { (type[v]?.elementCount ?? Int.max) <= elements }
+        var deferred = Set<Int>(), readers: [ValueID: [Int]] = [:]
+        for i in order { for v in nodes[i].inputs { readers[v, default: []].append(i) } }
+        for i in order.reversed() {
+            let node = nodes[i]
+            guard node.outputs.allSatisfy(small), node.inputs.allSatisfy(small) else { continue }
+            if node.outputs.allSatisfy({ (readers[$0] ?? []).allSatisfy(deferred.contains) }) { deferred.insert(i) }
+        }
+        return order.filter { !deferred.contains($0) } + order.filter(deferred.contains)
+    }
+}

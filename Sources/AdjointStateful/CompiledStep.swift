@@ -111,7 +111,10 @@ public struct CompiledStep<State: ParameterCollection, Parameters: ParameterColl
         let (recordGraph, index, backwardNodes) = recordBundle.graph.rematerializing(forward: stepNodes, available: available, backward: bwd)
         let live = Set(recordGraph.nodesReachingOutputs)
         let (recordInvariant, recordRest) = (invariantNodes.map { index[$0] }.filter(live.contains), stepNodes.map { index[$0] }.filter(live.contains))
-        record = try CompiledProgram(recordGraph, captures: recordBundle.captures, order: recordInvariant + recordRest + backwardNodes.filter(live.contains),
+        // Small operators no large one reads (a parameter's gradient gathered from reductions)
+        // come last, so that they do not cut the backward's elementwise runs.
+        let backwardOrder = recordGraph.deferringSmallNodes(backwardNodes.filter(live.contains))
+        record = try CompiledProgram(recordGraph, captures: recordBundle.captures, order: recordInvariant + recordRest + backwardOrder,
                                      boundaries: [recordInvariant.count, recordInvariant.count + recordRest.count], native: native,
                                      outputsApart: true)
         self.recordInvariant = recordInvariant.count

@@ -79,4 +79,27 @@ struct RematerializationTests {
         let mutating = Self.graph(side: 64, inPlace: true)
         #expect(mutating.rematerializing(forward: forward, available: Self.available, backward: backward).graph == mutating)
     }
+
+    @Test("small nodes no large node reads move to the end of an order, keeping every node after what it reads")
+    func deferringSmallNodes() throws {
+        let large = ValueType(dtype: .float64, shape: [8192]), scalar = ValueType(dtype: .float64, shape: [1])
+        func node(_ op: OpCode, _ inputs: [Int], _ output: Int, _ type: ValueType) -> Node {
+            Node(op: op, attributes: op == .sum ? .reduction(axes: [0], keepDims: true) : .none,
+                 inputs: inputs.map(ValueID.init), outputs: [ValueID(output)], outputTypes: [type])
+        }
+        // 0: a·a (large), 1: sum → s, 2: s·s (small), 3: a + a (large), 4: s·t (small, t an input),
+        // 5: a·t2 where t2 = s·s is read by a large node: node 2 must stay before node 5.
+        let nodes = [
+            node(.mul, [0, 0], 2, large), node(.sum, [2], 3, scalar), node(.mul, [3, 3], 4, scalar), node(.add, [0, 0], 5, large),
+            node(.mul, [3, 1], 6, scalar), node(.mul, [0, 4], 7, large),
+        ]
+        let g = Graph(inputs: [GraphInput(id: ValueID(0), type: large, role: .argument), GraphInput(id: ValueID(1), type: scalar, role: .argument)],
+                      nodes: nodes, outputs: [ValueID(5), ValueID(6), ValueID(7)])
+        // Only node 4 is small and read by no large node (node 2 is read by node 5).
+        #expect(g.deferringSmallNodes(Array(0..<6)) == [0, 1, 2, 3, 5, 4])
+        // Without node 5, node 2 moves too, before node 4 (their order kept).
+        #expect(g.deferringSmallNodes([0, 1, 2, 3, 4]) == [0, 1, 3, 2, 4])
+        // The reduction reads a large value: it stays.
+        #expect(g.deferringSmallNodes([0, 1, 3]) == [0, 1, 3])
+    }
 }
