@@ -11,10 +11,14 @@ struct CExpression: ElementValue {
     /// The variables of the branches being printed, innermost last.
     final class Scope {
         let float64: Bool
+        /// CUDA C++ (NVRTC) rather than C: a branch with variables is a lambda called in place
+        /// (NVRTC has no statement expressions), and square roots are `sqrt`/`sqrtf` (IEEE on
+        /// the device, as the C builtins on the CPU).
+        let cuda: Bool
         private var branches: [[String]] = [[]]
         private var count = 0
 
-        init(float64: Bool) { self.float64 = float64 }
+        init(float64: Bool, cuda: Bool = false) { (self.float64, self.cuda) = (float64, cuda) }
 
         var type: String { float64 ? "double" : "float" }
 
@@ -30,7 +34,9 @@ struct CExpression: ElementValue {
             branches.append([])
             let value = body()
             let declarations = branches.removeLast()
-            return declarations.isEmpty ? value.text : "({ \(declarations.joined(separator: " ")) \(value.text); })"
+            if declarations.isEmpty { return value.text }
+            return cuda ? "([&]() -> \(type) { \(declarations.joined(separator: " ")) return \(value.text); })()"
+                        : "({ \(declarations.joined(separator: " ")) \(value.text); })"
         }
 
         /// A function body returning `value`, after the variables declared outside any branch.
@@ -80,7 +86,7 @@ struct CExpression: ElementValue {
     func signum() -> Self { Pointwise.sign(self) }
     func sigmoid() -> Self { Pointwise.sigmoid(self) }
     func pow(_ exponent: Self) -> Self { power(exponent) }
-    func squareRoot() -> Self { call("__builtin_sqrt", "__builtin_sqrtf", self) }
+    func squareRoot() -> Self { scope.cuda ? call("sqrt", "sqrtf", self) : call("__builtin_sqrt", "__builtin_sqrtf", self) }
     func power(_ exponent: Self) -> Self { call("pow", "powf", self, exponent) }
 
     func greater(_ other: Self) -> Self { Self.infix(self, ">", other) }

@@ -158,6 +158,9 @@ public final class CompiledProgram: @unchecked Sendable {
         let chunkedReductions: [[FusedReduction]]
         let partialBytes: [Int]
         let fusesReductions: Bool
+        /// What the generator was given besides the instructions and tables, to print the runs
+        /// again (``CompiledProgram/cudaSource()``): the chunked runs, the splits, the last readers.
+        let runs: [Range<Int>], splits: Set<Int>, lastReaders: [Int]
         /// Arguments and outputs only chunked runs touch, which a whole-program call binds in
         /// place (see `CompiledProgram.boundRegions(_:chunked:generator:)`).
         let bound: [BoundRegion]
@@ -168,8 +171,10 @@ public final class CompiledProgram: @unchecked Sendable {
 
         init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int],
              chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedReach: [Int], bound: [BoundRegion],
-             instructions: [Instruction], chunkedElements: [Int], chunkedReductions: [[FusedReduction]]) {
+             instructions: [Instruction], chunkedElements: [Int], chunkedReductions: [[FusedReduction]],
+             runs: [Range<Int>], splits: Set<Int>, lastReaders: [Int]) {
             self.bound = bound
+            (self.runs, self.splits, self.lastReaders) = (runs, splits, lastReaders)
             self.chunkedReductions = chunkedReductions
             partialBytes = zip(chunkedReductions, chunkedElements).map { reductions, n in
                 reductions.count * 8 * ((n + Parallelism.elementChunk - 1) / Parallelism.elementChunk)
@@ -282,7 +287,8 @@ public final class CompiledProgram: @unchecked Sendable {
                                                     let i = plan.instructions[r.instruction]
                                                     return FusedReduction(y: i.y, float64: i.float64, mean: i.op == .mean, extent: i.extent, partials: r.partials)
                                                 }
-                                            })
+                                            },
+                                            runs: chunked, splits: splits, lastReaders: plan.lastReaders)
                     statistics.nativeInstructions = (segments + chunked).reduce(0) { $0 + $1.count }
                     statistics.chunkedInstructions = chunked.reduce(0) { $0 + $1.count }
                 }
@@ -669,6 +675,15 @@ public final class CompiledProgram: @unchecked Sendable {
             }
         }
         return outputs.indices.map { result[$0] ?? output($0, in: frame) }
+    }
+
+    /// The program's chunked runs as CUDA C++ kernels (`NativeCodeGenerator.cudaSource(chunked:fusion:)`),
+    /// for ``NVRTC``; nil without native code or chunked runs.
+    package func cudaSource() -> String? {
+        guard let native, !native.runs.isEmpty else { return nil }
+        var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native.lastReaders)
+        generator.bound = native.bound.map { ($0.offset, $0.bytes) }
+        return generator.cudaSource(chunked: native.runs, fusion: generator.fusion(native.runs, splits: native.splits))
     }
 
     /// Whether the chunked runs' machine code runs under the current settings: arithmetic is

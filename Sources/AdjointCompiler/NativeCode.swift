@@ -87,6 +87,45 @@ struct NativeCodeGenerator {
         return out
     }
 
+    /// A CUDA C++ translation unit (for NVRTC) with a kernel `adjoint_chunked_<k>` for each of
+    /// `chunked`: the same loop bodies as the C functions of ``source(_:chunked:fusion:)`` — the
+    /// same formulas, recomputations and stores — one element per device thread, through the
+    /// edge form of the body (each padded read tests its element). A run with fused reductions
+    /// writes each reduction's operand to a scratch array (`scratch`, 8 bytes per element and
+    /// reduction) and has a second kernel, `adjoint_chunked_<k>_sums`, sum each chunk of it
+    /// pairwise into `partials` (laid out as ``fusedReductions(_:)`` says), one thread per chunk:
+    /// the CPU's sums, operation for operation. Compiled with `--fmad=false` (see ``NVRTC``), the
+    /// arithmetic is the CPU's bit for bit; libm's functions are the device library's there.
+    func cudaSource(chunked: [Range<Int>], fusion: Fusion? = nil) -> String {
+        let fusion = fusion ?? self.fusion(chunked, splits: [])
+        var out = Self.cudaPrelude
+        for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion, cuda: true) }
+        return out
+    }
+
+    /// The CUDA kernels of one chunked run (see ``cudaSource(chunked:fusion:)``).
+    private func cudaKernels(_ run: Range<Int>, name: String, declarations: String, body: String,
+                             reductions: [(instruction: Int, partials: Int)]) -> String {
+        let n = instructions[run.lowerBound].n, chunk = Parallelism.elementChunk
+        var scratch = "", sums = ""
+        for (j, r) in reductions.enumerated() {
+            let float64 = instructions[r.instruction].float64, t = float64 ? "double" : "float"
+            scratch += "\(t) *q\(j) = (\(t) *)((unsigned char *)scratch + \(j * n * 8));\n"
+            sums += "((\(t) *)((unsigned char *)partials + \(r.partials)))[c] = "
+                + "adjoint_pairwise_\(float64 ? "d" : "f")((\(t) *)((unsigned char *)scratch + \(j * n * 8)) + lo, len);\n"
+        }
+        var out = "\nextern \"C\" __global__ void \(name)(unsigned char *base, long begin, long end, void *const *bound, void *scratch) {\n"
+            + "long k = begin + (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+            + "if (k >= end) return;\n" + declarations + scratch + body + "}\n"
+        if !reductions.isEmpty {
+            out += "\nextern \"C\" __global__ void \(name)_sums(void *scratch, void *partials) {\n"
+                + "long c = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x, lo = c * \(chunk);\n"
+                + "if (lo >= \(n)) return;\n"
+                + "long len = \(n) - lo < \(chunk) ? \(n) - lo : \(chunk);\n" + sums + "}\n"
+        }
+        return out
+    }
+
     static func functionName(_ k: Int) -> String { "adjoint_segment_\(k)" }
     static func chunkedFunctionName(_ k: Int) -> String { "adjoint_chunked_\(k)" }
 
@@ -246,7 +285,7 @@ struct NativeCodeGenerator {
     /// array run in a loop of their own that reads the arrays directly, and only the few before
     /// and after test which element a read gives: a loop with no conditional reads is one the C
     /// compiler vectorizes (same values, element by element).
-    private func emitChunked(_ run: Range<Int>, name: String, fusion: Fusion) -> String {
+    private func emitChunked(_ run: Range<Int>, name: String, fusion: Fusion, cuda: Bool = false) -> String {
         var declarations = ""
         var names: [String: String] = [:]   // "p"/"s" + offset + type: the declared name
         func type(_ float64: Bool) -> String { float64 ? "double" : "float" }
@@ -351,8 +390,9 @@ struct NativeCodeGenerator {
                     return operand(region, of: i, shift: 0, inside: nil)
                 }
                 if let j = reduction[k] {
-                    // Element `k` of the chunk's block, summed when the chunk is done.
-                    loop += "\(blockName(j))[k - begin] = \(reads[0]);\n"
+                    // Element `k` of the chunk's block, summed when the chunk is done (on a device,
+                    // of the reduction's scratch array, summed per chunk by a second kernel).
+                    loop += "\(blockName(j))[\(cuda ? "k" : "k - begin")] = \(reads[0]);\n"
                     continue
                 }
                 loop += "\(type(i.float64)) \(v) = \(formula(i, reads));\n"
@@ -362,6 +402,7 @@ struct NativeCodeGenerator {
             return loop
         }
         let edges = body(interior: false)
+        if cuda { return cudaKernels(run, name: name, declarations: declarations, body: edges, reductions: reductions) }
         // Fused reductions: each thread's block buffer (a chunk's elements, in L2), and after the
         // loops the chunk's pairwise sum into its partial.
         // The loops index the thread's buffer through a local pointer, taken once: an access to a
@@ -409,47 +450,72 @@ struct NativeCodeGenerator {
     /// The helpers: for each elementwise operator and element type, a C function whose body is the
     /// operator's ``Pointwise`` formula printed as C — the kernels' own definition, so native
     /// code and the interpreter agree bit for bit.
-    static let helpers: String = {
-        let scope = CExpression.Scope(float64: true)
-        var out = "static inline __attribute__((always_inline)) double adjoint_float32_tanh(double x) { "
+    static let helpers = helpers(cuda: false)
+
+    /// ``helpers`` as C, or as CUDA C++ device functions (`cuda`).
+    static func helpers(cuda: Bool) -> String {
+        let qualifier = cuda ? "static __device__ __forceinline__" : "static inline __attribute__((always_inline))"
+        let scope = CExpression.Scope(float64: true, cuda: cuda)
+        var out = "\(qualifier) double adjoint_float32_tanh(double x) { "
             + scope.body(returning: Pointwise.float32Tanh(CExpression("x", scope))) + " }\n"
         for float64 in [true, false] {
             let t = float64 ? "double" : "float"
             for op in OpCode.allCases {
-                let scope = CExpression.Scope(float64: float64)
+                let scope = CExpression.Scope(float64: float64, cuda: cuda)
                 let (x, a, b) = (CExpression("x", scope), CExpression("a", scope), CExpression("b", scope))
                 if let y = Pointwise.unary(op, x) {
-                    out += "static inline __attribute__((always_inline)) \(t) \(helperName(op, float64: float64))(\(t) x) { \(scope.body(returning: y)) }\n"
+                    out += "\(qualifier) \(t) \(helperName(op, float64: float64))(\(t) x) { \(scope.body(returning: y)) }\n"
                 } else if let y = Pointwise.binary(op, a, b) {
-                    out += "static inline __attribute__((always_inline)) \(t) \(helperName(op, float64: float64))(\(t) a, \(t) b) { \(scope.body(returning: y)) }\n"
+                    out += "\(qualifier) \(t) \(helperName(op, float64: float64))(\(t) a, \(t) b) { \(scope.body(returning: y)) }\n"
                 }
             }
         }
         return out
-    }()
+    }
+
+    /// The pairwise sum of the reductions (``Summation``'s), as functions `adjoint_pairwise_d`
+    /// and `adjoint_pairwise_f` declared with `qualifier`.
+    static func pairwise(_ qualifier: String) -> String {
+        """
+        #define ADJOINT_PAIRWISE(T, S, ZERO) \\
+        \(qualifier) T adjoint_pairwise_##S(const T *p, long n) { \\
+            if (n <= 64) { \\
+                T s0 = ZERO, s1 = ZERO, s2 = ZERO, s3 = ZERO; long i = 0; \\
+                while (i + 4 <= n) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; i += 4; } \\
+                while (i < n) { s0 += p[i]; i += 1; } \\
+                return (s0 + s1) + (s2 + s3); \\
+            } \\
+            long half = (n / 2) & ~3L; \\
+            return adjoint_pairwise_##S(p, half) + adjoint_pairwise_##S(p + half, n - half); \\
+        }
+        ADJOINT_PAIRWISE(double, d, 0.0)
+        ADJOINT_PAIRWISE(float, f, 0.0f)
+
+        """
+    }
 
     /// What every generated file starts with: libm, the pairwise sum of the reductions, bit-pattern
     /// constants and the elementwise helpers (``helpers``).
     static let prelude = """
     /* Generated by Adjoint (native code version \(version)). */
     #include <math.h>
-    #define ADJOINT_PAIRWISE(T, S, ZERO) \\
-    static T adjoint_pairwise_##S(const T *p, long n) { \\
-        if (n <= 64) { \\
-            T s0 = ZERO, s1 = ZERO, s2 = ZERO, s3 = ZERO; long i = 0; \\
-            while (i + 4 <= n) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; i += 4; } \\
-            while (i < n) { s0 += p[i]; i += 1; } \\
-            return (s0 + s1) + (s2 + s3); \\
-        } \\
-        long half = (n / 2) & ~3L; \\
-        return adjoint_pairwise_##S(p, half) + adjoint_pairwise_##S(p + half, n - half); \\
-    }
-    ADJOINT_PAIRWISE(double, d, 0.0)
-    ADJOINT_PAIRWISE(float, f, 0.0f)
+
+    """ + pairwise("static") + """
     static inline double adjoint_bits_d(unsigned long long u) { double d; __builtin_memcpy(&d, &u, 8); return d; }
     static inline float adjoint_bits_f(unsigned int u) { float f; __builtin_memcpy(&f, &u, 4); return f; }
 
     """ + helpers + "\n"
+
+    /// ``prelude`` for CUDA C++ (NVRTC): device functions, the device math library (built into
+    /// NVRTC), the bit-pattern intrinsics.
+    static let cudaPrelude = """
+    /* Generated by Adjoint (CUDA, native code version \(version)). */
+
+    """ + pairwise("static __device__") + """
+    static __device__ __forceinline__ double adjoint_bits_d(unsigned long long u) { return __longlong_as_double((long long)u); }
+    static __device__ __forceinline__ float adjoint_bits_f(unsigned int u) { return __int_as_float((int)u); }
+
+    """ + helpers(cuda: true) + "\n"
 
     // MARK: - Instructions
 

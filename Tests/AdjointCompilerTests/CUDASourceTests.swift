@@ -1,0 +1,103 @@
+import Adjoint
+@testable import AdjointCompiler
+import AdjointExamples
+import AdjointIR
+import Foundation
+import Testing
+
+/// The chunked runs printed as CUDA C++ kernels, and NVRTC (loaded at run time) compiling every
+/// one of them for an H100/H200 (sm_90). The NVRTC tests run where a `libnvrtc.so` is found
+/// (`ADJOINT_NVRTC`, the loader's path, `/usr/local/cuda`); elsewhere they are reported skipped.
+@Suite("CUDA kernels from the native code generator")
+struct CUDASourceTests {
+    static let nvrtc: NVRTC? = try? NVRTC.load()
+
+    /// Every elementwise operator with a native form, unary on `x` and binary on `x`, `y`, over
+    /// 5,000 elements of `dtype`: one chunked run holding them all.
+    static func everyOperator(_ dtype: DType) throws -> CompiledProgram {
+        let type = ValueType(dtype: dtype, shape: [5000])
+        var nodes: [Node] = [], next = 2
+        for op in OpCode.allCases {
+            let inputs: [Int]
+            if NativeCodeGenerator.unaryExpression(op, "x", float64: true) != nil { inputs = [0] }
+            else if NativeCodeGenerator.binaryExpression(op, "a", "b", float64: true) != nil { inputs = [0, 1] }
+            else { continue }
+            nodes.append(Node(op: op, inputs: inputs.map(ValueID.init), outputs: [ValueID(next)], outputTypes: [type]))
+            next += 1
+        }
+        let graph = Graph(inputs: [0, 1].map { GraphInput(id: ValueID($0), type: type, role: .argument) }, nodes: nodes,
+                          outputs: (2..<next).map(ValueID.init))
+        return try CompiledProgram(graph, captures: [:], order: nil, boundaries: [], native: .required)
+    }
+
+    /// Programs whose kernels cover the generator's forms: every operator (float64 and float32),
+    /// stencil gradients and HVPs (padded reads, recomputation at shifted elements, arguments and
+    /// outputs bound), fused sums and means, the heat equation's gradient through two steps.
+    static func programs() throws -> [(String, CompiledProgram)] {
+        let n = 2 * Parallelism.elementChunk + 77
+        let x = try Tensor.uniform([n], key: RandomKey(seed: 41), low: -1, high: 1)
+        let v = try Tensor.uniform([n], key: RandomKey(seed: 42), low: -1, high: 1)
+        let s = try Tensor.uniform([n], key: RandomKey(seed: 43), low: -1, high: 1, dtype: .float32)
+        let p = try Tensor([Float(0.25), 0.05], shape: [2])
+        let gradientProgram = try compile(native: .required) { (a: [Tensor]) in [try gradient(at: a[0], of: Rosenbrock.value)] }.trace(for: [x]).program
+        let hvpProgram = try compile(native: .required) { (a: [Tensor]) in [try hvp(at: a[0], direction: a[1], of: Rosenbrock.value)] }.trace(for: [x, v]).program
+        let sums = try compile(native: .required) { (a: [Tensor]) in
+            [try (a[0] * a[1]).tanh().sum(), try (a[0] * a[0] + a[1]).mean(), try a[0] * 2 + a[1]]
+        }.trace(for: [x, v]).program
+        let heat = try compile(native: .required) { (a: [Tensor]) in
+            [try gradient(at: a[1]) { p in let t = try HeatEquation.step(HeatEquation.step(a[0], p), p); return try (t * t).mean() }]
+        }.trace(for: [s, p]).program
+        return [("every operator, float64", try everyOperator(.float64)), ("every operator, float32", try everyOperator(.float32)),
+                ("Rosenbrock gradient", gradientProgram), ("Rosenbrock HVP", hvpProgram), ("fused sums", sums), ("heat gradient", heat)]
+    }
+
+    @Test("a kernel per chunked run, one thread per element, a second kernel summing each chunk where the run reduces; no host-only C")
+    func source() throws {
+        for (name, program) in try Self.programs() {
+            let source = try #require(program.cudaSource(), "\(name)")
+            let native = try #require(program.native)
+            for (k, reductions) in native.chunkedReductions.enumerated() {
+                #expect(source.contains("extern \"C\" __global__ void adjoint_chunked_\(k)(unsigned char *base, long begin, long end, void *const *bound, void *scratch)"), "\(name)")
+                #expect(source.contains("adjoint_chunked_\(k)_sums(") == !reductions.isEmpty, "\(name)")
+            }
+            #expect(!source.contains("adjoint_chunked_\(native.runs.count)("), "\(name)")
+            // No statement expressions, thread-local buffers, libm header or GCC builtins: NVRTC
+            // has none of them.
+            for construct in ["({", "_Thread_local", "#include", "__builtin_", "__attribute__"] {
+                #expect(!source.contains(construct), "\(name): \(construct)")
+            }
+        }
+        // Formulas with branches that declare variables (sigmoid) are lambdas called in place.
+        #expect(NativeCodeGenerator.helpers(cuda: true).contains("([&]() -> double {"))
+        #expect(NativeCodeGenerator.helpers.contains("({ double v1"))
+    }
+
+    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
+    func compiles() throws {
+        let nvrtc = try #require(Self.nvrtc)
+        #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
+        for (name, program) in try Self.programs() {
+            let source = try #require(program.cudaSource())
+            let ptx = try nvrtc.compile(source, name: name, target: .ptx(compute: 90))
+            let text = String(decoding: ptx, as: UTF8.self)
+            #expect(text.contains(".target sm_90") && text.contains(".entry adjoint_chunked_0"), "\(name)")
+            // --fmad=false: no multiply and add of ours contracted into one. (The device
+            // library's exp, log, sin… use fused multiply-adds of their own.)
+            if !name.hasPrefix("every") && name != "fused sums" { #expect(!text.contains("fma.rn"), "\(name)") }
+            let cubin = try nvrtc.compile(source, name: name, target: .cubin(sm: 90))
+            #expect(cubin.starts(with: [0x7f, 0x45, 0x4c, 0x46]), "\(name): an ELF cubin")
+        }
+    }
+
+    @Test("NVRTC reports a source that does not compile with its log, and a missing library by the paths it tried")
+    func errors() throws {
+        #expect(throws: NVRTCError.unavailable(searched: ["/nonexistent/libnvrtc.so"])) { try NVRTC.load(path: "/nonexistent/libnvrtc.so") }
+        guard let nvrtc = Self.nvrtc else { return }
+        do {
+            _ = try nvrtc.compile("extern \"C\" __global__ void k() { undeclared = 1; }", name: "broken.cu", target: .ptx(compute: 90))
+            Issue.record("a broken source compiled")
+        } catch let NVRTCError.compilationFailed(name, log) {
+            #expect(name == "broken.cu" && log.contains("undeclared"), "\(log)")
+        }
+    }
+}
