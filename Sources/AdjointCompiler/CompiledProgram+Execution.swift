@@ -23,28 +23,8 @@ extension CompiledProgram {
                 functions[s](base)
                 k = end[s]
             } else if s <= -2, native.chunkedReach[-2 - s] <= range.upperBound {
-                // Chunk boundaries depend on the size only, and each element is computed the same
-                // way in any chunk: the same bits with any number of threads.
-                let run = -2 - s, function = native.chunked[run], n = native.chunkedElements[run]
-                if native.chunkedReductions[run].isEmpty {
-                    let frame = FrameAddress(base, bound, nil)
-                    Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
-                        function(frame.base, r.lowerBound, r.upperBound, frame.bound, nil)
-                    }
-                } else {
-                    // Each chunk writes its own partial; they are combined when all are done.
-                    withUnsafeTemporaryAllocation(byteCount: native.partialBytes[run], alignment: 8) { partials in
-                        let frame = FrameAddress(base, bound, partials.baseAddress)
-                        Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
-                            function(frame.base, r.lowerBound, r.upperBound, frame.bound, frame.partials)
-                        }
-                        let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
-                        for r in native.chunkedReductions[run] {
-                            if r.float64 { Self.combine(r, partials.baseAddress! + r.partials, chunks, into: base, Double.self) }
-                            else { Self.combine(r, partials.baseAddress! + r.partials, chunks, into: base, Float.self) }
-                        }
-                    }
-                }
+                let run = -2 - s
+                runChunked(run, native, base, bound: bound)
                 k = native.chunkedEnd[run]
             } else if let bound, let places = native.boundMatmuls[k] {
                 // A matmul reading or writing a bound region: its operands where they are bound.
@@ -58,6 +38,38 @@ extension CompiledProgram {
                 if !interpreter.interpret(k, base) { try runFallback(k, base) }
                 k += 1
             }
+        }
+    }
+
+    /// Runs chunked run `run` natively on the frame at `base`: its chunks over the worker threads,
+    /// then its fused reductions' partials combined into their results.
+    func runChunked(_ run: Int, _ native: NativeSegments, _ base: UnsafeMutableRawPointer, bound: UnsafePointer<UnsafeMutableRawPointer?>? = nil) {
+        // Chunk boundaries depend on the size only, and each element is computed the same way in
+        // any chunk: the same bits with any number of threads.
+        let function = native.chunked[run], n = native.chunkedElements[run]
+        if native.chunkedReductions[run].isEmpty {
+            let frame = FrameAddress(base, bound, nil)
+            Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
+                function(frame.base, r.lowerBound, r.upperBound, frame.bound, nil)
+            }
+            return
+        }
+        // Each chunk writes its own partial; they are combined when all are done.
+        withUnsafeTemporaryAllocation(byteCount: native.partialBytes[run], alignment: 8) { partials in
+            let frame = FrameAddress(base, bound, partials.baseAddress)
+            Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
+                function(frame.base, r.lowerBound, r.upperBound, frame.bound, frame.partials)
+            }
+            combine(native.chunkedReductions[run], partials: partials.baseAddress!, elements: n, into: base)
+        }
+    }
+
+    /// Fused reductions' results from their partials (`elements` in the run: one partial per chunk).
+    func combine(_ reductions: [FusedReduction], partials: UnsafeMutableRawPointer, elements n: Int, into base: UnsafeMutableRawPointer) {
+        let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
+        for r in reductions {
+            if r.float64 { Self.combine(r, partials + r.partials, chunks, into: base, Double.self) }
+            else { Self.combine(r, partials + r.partials, chunks, into: base, Float.self) }
         }
     }
 

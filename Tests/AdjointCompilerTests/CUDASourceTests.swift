@@ -89,8 +89,11 @@ struct CUDASourceTests {
         }
     }
 
-    @Test("NVRTC reports a source that does not compile with its log, and a missing library by the paths it tried")
+    @Test("NVRTC reports a source that does not compile with its log, and a missing library by the paths it tried; so does the CUDA driver")
     func errors() throws {
+        if dlopen("libcuda.so.1", RTLD_NOW) == nil {
+            #expect(throws: CUDADriverError.unavailable(searched: CUDADriver.candidates)) { try CUDADriver.load() }
+        }
         #expect(throws: NVRTCError.unavailable(searched: ["/nonexistent/libnvrtc.so"])) { try NVRTC.load(path: "/nonexistent/libnvrtc.so") }
         guard let nvrtc = Self.nvrtc else { return }
         do {

@@ -1,0 +1,174 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the CUDA driver could not be used.
+package enum CUDADriverError: Error, Equatable, CustomStringConvertible {
+    /// No `libcuda.so` was found: the names tried.
+    case unavailable(searched: [String])
+    /// The library lacks a function this wrapper calls.
+    case missingSymbol(symbol: String)
+    /// A driver call returned an error code.
+    case callFailed(call: String, code: Int32, message: String)
+
+    package var description: String {
+        switch self {
+        case let .unavailable(searched): return "the CUDA driver was not found (tried \(searched.joined(separator: ", ")))"
+        case let .missingSymbol(symbol): return "libcuda has no \(symbol)"
+        case let .callFailed(call, code, message): return "\(call) failed with \(code): \(message)"
+        }
+    }
+}
+
+/// The few calls of the CUDA driver API (`libcuda.so.1`, loaded with `dlopen`) that running
+/// generated kernels on device 0 takes: its primary context, modules from a cubin, device memory,
+/// copies and launches on the default stream, synchronisation. What `adjoint-gpu-check` runs the
+/// native code generator's CUDA kernels with; not a device backend for tensors (see
+/// `Documentation/GPU.md`).
+package final class CUDADriver: @unchecked Sendable {
+    private let handle: UnsafeMutableRawPointer
+    private typealias Int1 = @convention(c) (UInt32) -> Int32
+    private typealias DeviceGet = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+    private typealias Attribute = @convention(c) (UnsafeMutablePointer<Int32>, Int32, Int32) -> Int32
+    private typealias Name = @convention(c) (UnsafeMutablePointer<CChar>, Int32, Int32) -> Int32
+    private typealias Retain = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, Int32) -> Int32
+    private typealias SetCurrent = @convention(c) (OpaquePointer?) -> Int32
+    private typealias ModuleLoad = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, UnsafeRawPointer) -> Int32
+    private typealias ModuleFunction = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, OpaquePointer?, UnsafePointer<CChar>) -> Int32
+    private typealias ModuleUnload = @convention(c) (OpaquePointer?) -> Int32
+    private typealias Alloc = @convention(c) (UnsafeMutablePointer<UInt64>, Int) -> Int32
+    private typealias Free = @convention(c) (UInt64) -> Int32
+    private typealias ToDevice = @convention(c) (UInt64, UnsafeRawPointer, Int) -> Int32
+    private typealias ToHost = @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> Int32
+    private typealias Memset = @convention(c) (UInt64, UInt8, Int) -> Int32
+    private typealias Launch = @convention(c) (OpaquePointer?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaquePointer?,
+                                               UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    private typealias Synchronize = @convention(c) () -> Int32
+    private typealias ErrorString = @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
+
+    private let initialize: Int1, deviceGet: DeviceGet, attribute: Attribute, name: Name, retain: Retain, setCurrent: SetCurrent
+    private let moduleLoad: ModuleLoad, moduleFunction: ModuleFunction, moduleUnload: ModuleUnload
+    private let alloc: Alloc, free: Free, toDevice: ToDevice, toHost: ToHost, memset: Memset, launch: Launch, synchronize: Synchronize
+    private let errorString: ErrorString
+
+    /// Device 0's name and compute capability (9.0 for an H100 or H200).
+    package private(set) var deviceName = ""
+    package private(set) var capability = (major: 0, minor: 0)
+
+    /// The names ``load()`` tries.
+    package static let candidates = ["libcuda.so.1", "libcuda.so"]
+
+    /// Loads the driver, initialises it and makes device 0's primary context current.
+    package static func load() throws -> CUDADriver {
+        for name in candidates {
+            guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { continue }
+            return try CUDADriver(handle: handle)
+        }
+        throw CUDADriverError.unavailable(searched: candidates)
+    }
+
+    private init(handle: UnsafeMutableRawPointer) throws {
+        func symbol<F>(_ name: String, _: F.Type) throws -> F {
+            guard let pointer = dlsym(handle, name) else {
+                dlclose(handle)
+                throw CUDADriverError.missingSymbol(symbol: name)
+            }
+            return unsafeBitCast(pointer, to: F.self)
+        }
+        initialize = try symbol("cuInit", Int1.self)
+        deviceGet = try symbol("cuDeviceGet", DeviceGet.self)
+        attribute = try symbol("cuDeviceGetAttribute", Attribute.self)
+        name = try symbol("cuDeviceGetName", Name.self)
+        retain = try symbol("cuDevicePrimaryCtxRetain", Retain.self)
+        setCurrent = try symbol("cuCtxSetCurrent", SetCurrent.self)
+        moduleLoad = try symbol("cuModuleLoadData", ModuleLoad.self)
+        moduleFunction = try symbol("cuModuleGetFunction", ModuleFunction.self)
+        moduleUnload = try symbol("cuModuleUnload", ModuleUnload.self)
+        alloc = try symbol("cuMemAlloc_v2", Alloc.self)
+        free = try symbol("cuMemFree_v2", Free.self)
+        toDevice = try symbol("cuMemcpyHtoD_v2", ToDevice.self)
+        toHost = try symbol("cuMemcpyDtoH_v2", ToHost.self)
+        memset = try symbol("cuMemsetD8_v2", Memset.self)
+        launch = try symbol("cuLaunchKernel", Launch.self)
+        synchronize = try symbol("cuCtxSynchronize", Synchronize.self)
+        errorString = try symbol("cuGetErrorString", ErrorString.self)
+        self.handle = handle
+        try check("cuInit", initialize(0))
+        var device: Int32 = 0
+        try check("cuDeviceGet", deviceGet(&device, 0))
+        var context: OpaquePointer?
+        try check("cuDevicePrimaryCtxRetain", retain(&context, device))
+        try check("cuCtxSetCurrent", setCurrent(context))
+        var major: Int32 = 0, minor: Int32 = 0
+        try check("cuDeviceGetAttribute", attribute(&major, 75, device))   // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+        try check("cuDeviceGetAttribute", attribute(&minor, 76, device))   // …_MINOR
+        capability = (Int(major), Int(minor))
+        var text = [CChar](repeating: 0, count: 256)
+        try check("cuDeviceGetName", name(&text, 255, device))
+        deviceName = String(cString: text)
+    }
+
+    private func check(_ call: String, _ code: Int32) throws {
+        guard code != 0 else { return }
+        var message: UnsafePointer<CChar>?
+        _ = errorString(code, &message)
+        throw CUDADriverError.callFailed(call: call, code: code, message: message.map { String(cString: $0) } ?? "error \(code)")
+    }
+
+    /// A module loaded from a cubin or PTX image.
+    package final class Module {
+        let driver: CUDADriver
+        let handle: OpaquePointer?
+        init(driver: CUDADriver, handle: OpaquePointer?) { (self.driver, self.handle) = (driver, handle) }
+        deinit { _ = driver.moduleUnload(handle) }
+
+        /// The kernel called `name`.
+        package func function(_ name: String) throws -> OpaquePointer? {
+            var f: OpaquePointer?
+            try driver.check("cuModuleGetFunction(\(name))", name.withCString { driver.moduleFunction(&f, handle, $0) })
+            return f
+        }
+    }
+
+    package func module(_ image: [UInt8]) throws -> Module {
+        var module: OpaquePointer?
+        // PTX is loaded as a NUL-terminated string.
+        let bytes = image.last == 0 ? image : image + [0]
+        try check("cuModuleLoadData", bytes.withUnsafeBytes { moduleLoad(&module, $0.baseAddress!) })
+        return Module(driver: self, handle: module)
+    }
+
+    /// Device memory of `bytes` bytes (freed with ``release(_:)``).
+    package func allocate(_ bytes: Int) throws -> UInt64 {
+        var pointer: UInt64 = 0
+        try check("cuMemAlloc", alloc(&pointer, Swift.max(bytes, 1)))
+        return pointer
+    }
+
+    package func release(_ pointer: UInt64) { _ = free(pointer) }
+
+    package func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {
+        try check("cuMemcpyHtoD", toDevice(destination, source, bytes))
+    }
+
+    package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
+        try check("cuMemcpyDtoH", toHost(destination, source, bytes))
+    }
+
+    package func zero(_ pointer: UInt64, bytes: Int) throws { try check("cuMemsetD8", memset(pointer, 0, bytes)) }
+
+    /// Launches `function` on `blocks` blocks of `threads` threads with `arguments` (each a
+    /// 64-bit value: a device pointer, a count), on the default stream.
+    package func launch(_ function: OpaquePointer?, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+        var values = arguments
+        try values.withUnsafeMutableBufferPointer { v in
+            var pointers: [UnsafeMutableRawPointer?] = (0..<v.count).map { UnsafeMutableRawPointer(v.baseAddress! + $0) }
+            try check("cuLaunchKernel", pointers.withUnsafeMutableBufferPointer {
+                launch(function, UInt32(blocks), 1, 1, UInt32(threads), 1, 1, 0, nil, $0.baseAddress, nil)
+            })
+        }
+    }
+
+    package func synchronizeDevice() throws { try check("cuCtxSynchronize", synchronize()) }
+}
