@@ -27,7 +27,7 @@ public enum NVRTCError: Error, Equatable, CustomStringConvertible {
 /// NVIDIA's run-time compiler for CUDA C++ (`libnvrtc.so`), loaded with `dlopen` — nothing of
 /// CUDA is needed to build Adjoint, and a machine without it gets ``NVRTCError/unavailable(searched:)``.
 ///
-/// It compiles what ``NativeCodeGenerator``'s `cudaSource(chunked:fusion:)` prints, with
+/// It compiles the CUDA kernels compiled programs print (`CompiledProgram.cudaSource()`), with
 /// `--fmad=false` (no contraction into fused multiply-adds, as the CPU's `-ffp-contract=off`),
 /// IEEE division and square roots (NVRTC's defaults), to PTX for a virtual architecture or to a
 /// cubin for a real one. The library is found at `ADJOINT_NVRTC`, else by the dynamic loader as
