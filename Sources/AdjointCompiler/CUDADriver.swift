@@ -70,11 +70,7 @@ package final class CUDADriver: @unchecked Sendable {
 
     private init(handle: UnsafeMutableRawPointer) throws {
         func symbol<F>(_ name: String, _: F.Type) throws -> F {
-            guard let pointer = dlsym(handle, name) else {
-                dlclose(handle)
-                throw CUDADriverError.missingSymbol(symbol: name)
-            }
-            return unsafeBitCast(pointer, to: F.self)
+            try loadedSymbol(handle, name) { CUDADriverError.missingSymbol(symbol: $0) }
         }
         initialize = try symbol("cuInit", Int1.self)
         deviceGet = try symbol("cuDeviceGet", DeviceGet.self)

@@ -82,11 +82,7 @@ public final class NVRTC: @unchecked Sendable {
 
     private init(handle: UnsafeMutableRawPointer, path: String) throws {
         func symbol<F>(_ name: String, _: F.Type) throws -> F {
-            guard let pointer = dlsym(handle, name) else {
-                dlclose(handle)
-                throw NVRTCError.missingSymbol(library: path, symbol: name)
-            }
-            return unsafeBitCast(pointer, to: F.self)
+            try loadedSymbol(handle, name) { NVRTCError.missingSymbol(library: path, symbol: $0) }
         }
         create = try symbol("nvrtcCreateProgram", Create.self)
         compileProgram = try symbol("nvrtcCompileProgram", Compile.self)
@@ -154,4 +150,14 @@ public final class NVRTC: @unchecked Sendable {
         let raw = try bytes(program, size, get)
         return String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
     }
+}
+
+/// Function `name` of the library `handle` (from `dlopen`) as a `F`; when it is missing, the
+/// library is closed and `missing(name)` thrown (a library without its API is not used).
+func loadedSymbol<F>(_ handle: UnsafeMutableRawPointer, _ name: String, missing: (String) -> Error) throws -> F {
+    guard let pointer = dlsym(handle, name) else {
+        dlclose(handle)
+        throw missing(name)
+    }
+    return unsafeBitCast(pointer, to: F.self)
 }
