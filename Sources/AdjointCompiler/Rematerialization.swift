@@ -45,7 +45,8 @@ extension Graph {
                 guard let index = producer[v] else { return available.contains(v) }
                 if visited.contains(index) { return true }
                 let node = nodes[index]
-                guard Self.isCheap(node.op) else { return v != value && crossing.contains(v) && !Self.isCheap(node.op) }
+                // Not cheap: a leaf, which the backward must read from the forward anyway.
+                guard Self.isCheap(node.op) else { return v != value && crossing.contains(v) }
                 visited.insert(index)
                 guard visited.count <= budget, node.inputs.allSatisfy(visit) else { return false }
                 order.append(index)
