@@ -118,14 +118,14 @@ package struct FrameInterpreter {
     /// count, entries)` with `count` entries per operand, operand after operand.
     @inline(__always)
     private func expanded(_ i: UnsafePointer<FrameInstruction>, operands: Int, _ body: (Int, Int, UnsafePointer<Int>) -> Void) {
-        let block = 512, n = i.pointee.n
-        let rules = (0..<operands).map { AffineTable(tables.baseAddress! + i.pointee.table + $0 * AffineTable.width) }
+        let block = 512, n = i.pointee.n, rules = tables.baseAddress! + i.pointee.table
         withUnsafeTemporaryAllocation(of: Int.self, capacity: operands * block) { buffer in
             let t = buffer.baseAddress!
             var start = 0
             while start < n {
                 let count = Swift.min(block, n - start)
-                for (o, rule) in rules.enumerated() { rule.fill(t + o * count, from: start, count: count) }
+                // Each operand's rule decoded where it is used: six loads, no array of rules per call.
+                for o in 0..<operands { AffineTable(rules + o * AffineTable.width).fill(t + o * count, from: start, count: count) }
                 body(start, count, t)
                 start += count
             }
