@@ -134,11 +134,11 @@ public final class CompiledProgram: @unchecked Sendable {
     /// Why native code was not made under ``NativeCode/automatic`` (nil when it was, or was not asked for).
     public let nativeCodeFailure: String?
 
-    /// Runs of instructions as loaded machine code (tables in memory of its own, like `instructions`).
     /// A reduction a chunked run takes in: its result's offset and type, whether it is a mean
     /// (the sum divided by `extent`, as the kernel does), and where its partials start.
     struct FusedReduction { let y: Int, float64: Bool, mean: Bool, extent: Int, partials: Int }
 
+    /// Runs of instructions as loaded machine code (tables in memory of its own, like `instructions`).
     final class NativeSegments {
         let library: NativeLibrary
         let functions: UnsafeBufferPointer<NativeLibrary.Segment>

@@ -477,13 +477,19 @@ extension DType {
 
 /// A layout operator's table — for each output element, the input and element it copies, or nil
 /// where it pads — kept as pieces: runs of output elements that copy consecutive elements of one
-/// input, or pad (a slice, a shift, a pad or a concatenation of whole inputs is a few pieces),
+/// input, or one element over and over, or pad (a slice, a shift, a pad, a concatenation of whole
+/// inputs or a broadcast scalar is a few pieces),
 /// else, when that does not make it much smaller, one packed number per element. The tables of
 /// large states' pads and concatenations stay small while a program is planned.
 struct LayoutTable {
     /// Output elements from `start` (to the next piece's start) copy input `input`'s elements
-    /// from `first` on, one by one; `input` -1: padding.
-    struct Piece: Equatable { let start: Int, input: Int, first: Int }
+    /// from `first` on, one by one (`stride` 1) or element `first` throughout (`stride` 0);
+    /// `input` -1: padding.
+    struct Piece: Equatable {
+        let start: Int, input: Int, first: Int
+        var stride = 1
+        func entry(_ k: Int) -> (input: Int, index: Int)? { input < 0 ? nil : (input, first + (k - start) * stride) }
+    }
     private enum Storage { case pieces([Piece]), packed([Int]) }
     private let storage: Storage
     let count: Int
@@ -504,8 +510,13 @@ struct LayoutTable {
         for k in 0..<count {
             let e = entry(k)
             if packed.isEmpty && pieces.count <= limit {
-                let continues: Bool
-                if let e, let l = last { continues = e.input == l.input && e.index == l.index + 1 } else { continues = e == nil && lastIsPad && k > 0 }
+                var continues = e == nil && lastIsPad && k > 0
+                if let e, let l = last, e.input == l.input {
+                    // A piece of one element takes the stride its second element gives it.
+                    let piece = pieces[pieces.count - 1], fresh = piece.start == k - 1
+                    if e.index == l.index + 1, fresh || piece.stride == 1 { continues = true }
+                    if e.index == l.index, fresh || piece.stride == 0 { (continues, pieces[pieces.count - 1].stride) = (true, 0) }
+                }
                 if !continues {
                     pieces.append(Piece(start: k, input: e?.input ?? -1, first: e?.index ?? 0))
                     if pieces.count > limit {
@@ -529,8 +540,7 @@ struct LayoutTable {
             let mid = (lo + hi) / 2
             if pieces[mid].start <= k { lo = mid } else { hi = mid }
         }
-        let p = pieces[lo]
-        return p.input < 0 ? nil : (p.input, p.first + k - p.start)
+        return pieces[lo].entry(k)
     }
 
     subscript(k: Int) -> (input: Int, index: Int)? {
@@ -544,7 +554,7 @@ struct LayoutTable {
 
     /// `(input, first)` when the whole table copies consecutive elements of one input.
     var contiguousRun: (input: Int, first: Int)? {
-        guard count > 0, case let .pieces(pieces) = storage, pieces.count == 1, pieces[0].input >= 0 else { return nil }
+        guard count > 0, case let .pieces(pieces) = storage, pieces.count == 1, pieces[0].input >= 0, pieces[0].stride == 1 || count == 1 else { return nil }
         return (pieces[0].input, pieces[0].first)
     }
 
@@ -560,7 +570,7 @@ struct LayoutTable {
         result.reserveCapacity(count)
         for (j, p) in pieces.enumerated() {
             let end = j + 1 < pieces.count ? pieces[j + 1].start : count
-            for k in p.start..<end { result.append(transform(p.input < 0 ? nil : (p.input, p.first + k - p.start))) }
+            for k in p.start..<end { result.append(transform(p.entry(k))) }
         }
         return result
     }

@@ -275,8 +275,9 @@ struct PackedStep: StepFunction {
         deinit { pointers.deallocate() }
 
         /// A step's forward positions on the work `frame`, the generated code reading the state
-        /// from `s` and writing the next state into `next` and the carried values into `carried`
-        /// where they are bound, copying the rest (``bindsInPlace``, plain arithmetic).
+        /// from `s` and writing the next state into `next` where they are bound (the rest is
+        /// copied), then the carried values copied into `carried` (``bindsInPlace``, and the
+        /// program runs natively).
         func runForward(_ s: PackedBytes, input: Tensor, next: PackedBytes, carried: PackedBytes, in frame: CompiledProgram.Frame) throws {
             let sc = state.segments.count
             pointers.update(repeating: nil)
@@ -300,8 +301,8 @@ struct PackedStep: StepFunction {
         }
 
         /// A pullback's backward positions on the work `frame`, as ``runForward(_:input:next:carried:in:)``:
-        /// the state (when the backward reads it), the carried values and the cotangent read where
-        /// they are, the state cotangent written into `stateCotangent`.
+        /// the carried values copied back, the state (when the backward reads it) and the
+        /// cotangent read where they are, the state cotangent written into `stateCotangent`.
         func runBackward(state s: PackedBytes?, carried: PackedBytes, cotangent: PackedBytes?, stateCotangent: PackedBytes,
                          in frame: CompiledProgram.Frame) throws {
             let (sc, pc) = (state.segments.count, parameters.segments.count)

@@ -270,9 +270,13 @@ struct FusionTests {
         let joined = LayoutTable(count: 2 * n + 1) { k in k < n ? (1, k) : k == n ? nil : (0, k - n - 1) }
         #expect(joined.pieces == [.init(start: 0, input: 1, first: 0), .init(start: n, input: -1, first: 0), .init(start: n + 1, input: 0, first: 0)])
         #expect(joined.contiguousRun == nil && LayoutTable(count: n) { (2, $0 + 5) }.contiguousRun! == (2, 5))
+        // A broadcast scalar, then a run: two pieces, the first of stride 0.
+        let broadcast = LayoutTable(count: n) { k in k < n / 2 ? (0, 7) : (0, k) }
+        #expect(broadcast.pieces == [.init(start: 0, input: 0, first: 7, stride: 0), .init(start: n / 2, input: 0, first: n / 2)])
+        #expect(broadcast[3]! == (0, 7) && broadcast[n / 2 + 1]! == (0, n / 2 + 1) && broadcast.contiguousRun == nil)
         let transposed = LayoutTable(count: n) { k in (0, (k % 100) * 1000 + k / 100) }
         #expect(transposed.pieces == nil && transposed.contiguousRun == nil)
-        for table in [joined, transposed] {
+        for table in [joined, broadcast, transposed] {
             let all = table.map { $0.map { [$0.input, $0.index] } }
             #expect((0..<table.count).allSatisfy { k in table[k].map { [$0.input, $0.index] } == all[k] })
         }
