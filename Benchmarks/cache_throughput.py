@@ -5,7 +5,7 @@ Run from the repository root after `swift build -c release --product adjoint`, w
 environment outside the repository that has libCacheSim:
 
     python3 -m venv /tmp/lcs && /tmp/lcs/bin/pip install libcachesim
-    /tmp/lcs/bin/python Benchmarks/cache_throughput.py [TRACE [CACHE_SIZE]]
+    /tmp/lcs/bin/python Benchmarks/cache_throughput.py [TRACE [CACHE_SIZE [POLICY,...]]]
 
 Both sides read the same oracleGeneral trace from disk (decompressing zstd) and simulate one
 policy per run; the time is wall clock for the whole run (libCacheSim: `process_trace`; Adjoint:
@@ -23,7 +23,13 @@ trace = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/traces/scarab-recs
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 2583
 policies = [("FIFO", lcs.FIFO), ("LRU", lcs.LRU), ("LFU", lcs.LFU), ("ARC", lcs.ARC), ("2Q", lcs.TwoQ),
             ("S3-FIFO", lcs.S3FIFO), ("SIEVE", lcs.Sieve), ("LeCaR", lcs.LeCaR), ("Cacheus", lcs.Cacheus), ("W-TinyLFU", lcs.WTinyLFU), ("GDSF", lcs.GDSF),
-            ("LIRS", lcs.LIRS), ("LHD", lcs.LHD), ("Belady", lcs.Belady)]
+            ("LIRS", lcs.LIRS), ("LHD", lcs.LHD), ("LRB", lcs.LRB), ("Belady", lcs.Belady)]
+if len(sys.argv) > 3:
+    wanted = sys.argv[3].split(",")
+    unknown = [w for w in wanted if w not in dict(policies)]
+    if unknown:
+        sys.exit(f"unknown policies {unknown}; known: {', '.join(dict(policies))}")
+    policies = [p for p in policies if p[0] in wanted]
 
 print(f"{trace}, cache {size} objects")
 print(f"{'policy':8} {'Adjoint req/s':>14} {'libCacheSim req/s':>18} {'ratio':>6} {'miss (Adjoint)':>15} {'miss (libCacheSim)':>19}")

@@ -96,7 +96,7 @@ public struct CacheCommand: ParsableCommand {
     public struct Simulate: ParsableCommand {
         public static let configuration = CommandConfiguration(abstract: "Run one policy over a workload and print its miss ratios.")
         @OptionGroup var workload: WorkloadOptions
-        @Option(name: .long, help: "FIFO, LRU, LFU, ARC, 2Q, S3-FIFO, SIEVE, LeCaR, Cacheus, W-TinyLFU, GDSF, LIRS, LHD, Belady, or Learned (with --model).")
+        @Option(name: .long, help: "FIFO, LRU, LFU, ARC, 2Q, S3-FIFO, SIEVE, LeCaR, Cacheus, W-TinyLFU, GDSF, LIRS, LHD, LRB, Belady, or Learned (with --model).")
         var policy = "LRU"
         @Option(name: .long, help: "Cache size: a count (objects or bytes) or a percentage of the footprint.")
         var cacheSize = "5%"
@@ -120,7 +120,7 @@ public struct CacheCommand: ParsableCommand {
             if let guardrail {
                 guard policy.lowercased() == "learned" else { throw ValidationError("--guardrail guards --policy Learned only") }
                 guard let kind = PolicyKind(name: guardrail), kind != .belady else {
-                    throw ValidationError("--guardrail must name an online classical policy (FIFO, LRU, LFU, ARC, 2Q, S3-FIFO, SIEVE, LeCaR, Cacheus, W-TinyLFU, GDSF, LIRS, LHD), got '\(guardrail)'")
+                    throw ValidationError("--guardrail must name an online classical policy (FIFO, LRU, LFU, ARC, 2Q, S3-FIFO, SIEVE, LeCaR, Cacheus, W-TinyLFU, GDSF, LIRS, LHD, LRB), got '\(guardrail)'")
                 }
             }
             guard (2 ... 1 << 24).contains(window) else { throw ValidationError("--window must be in 2 ... 16777216, got \(window)") }

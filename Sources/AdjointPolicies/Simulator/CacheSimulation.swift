@@ -31,10 +31,10 @@ public struct SimulationResult: Equatable, Sendable {
     }
 }
 
-/// The classical policies (and Belady), by name.
+/// The classical policies, LRB (the published learned policy, retraining as it runs) and Belady, by name.
 public enum PolicyKind: String, CaseIterable, Sendable {
     case fifo = "FIFO", lru = "LRU", lfu = "LFU", arc = "ARC", twoQ = "2Q", s3fifo = "S3-FIFO", sieve = "SIEVE", lecar = "LeCaR", cacheus = "Cacheus", wtinylfu = "W-TinyLFU", gdsf = "GDSF",
-         lirs = "LIRS", lhd = "LHD", belady = "Belady"
+         lirs = "LIRS", lhd = "LHD", lrb = "LRB", belady = "Belady"
 
     public func make(capacity: Int64) -> any CachePolicy {
         switch self {
@@ -51,6 +51,7 @@ public enum PolicyKind: String, CaseIterable, Sendable {
         case .gdsf: return GDSFPolicy(capacity: capacity)
         case .lirs: return LIRSPolicy(capacity: capacity)
         case .lhd: return LHDPolicy(capacity: capacity)
+        case .lrb: return LRBPolicy(capacity: capacity)
         case .belady: return BeladyPolicy(capacity: capacity)
         }
     }
