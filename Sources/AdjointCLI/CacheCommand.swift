@@ -164,10 +164,10 @@ public struct CacheCommand: ParsableCommand {
                     + "\(run.windowsOnShadow) on the shadow" + run.events.map { "\n  " + $0.description }.joined()
             } else {
                 let model = try CacheModel.read(model!)
-                if model.prefersLRU(capacity: capacity) {
-                    var lru = LRUPolicy(capacity: capacity)
-                    result = try CacheSimulation.run(&lru, source: &source, mode: workload.sizes)
-                    validation = "\nthe model deploys LRU at this size: at the nearest size it was trained at, LRU was better on its validation slice"
+                if let kind = model.fallback(capacity: capacity) {
+                    var fallback = kind.make(capacity: capacity)
+                    result = try CacheSimulation.run(&fallback, source: &source, mode: workload.sizes)
+                    validation = "\nthe model deploys \(kind.rawValue) at this size: at the nearest size it was trained at, \(kind.rawValue) was better than the learned policy on its validation slice"
                 } else if let gate = model.admission, admission?.lowercased() != "none" {
                     var learned = GatedPolicy(model.policy(capacity: capacity), gate: gate.gate(capacity: capacity, mode: workload.sizes))
                     result = try CacheSimulation.run(&learned, source: &source, mode: workload.sizes)
@@ -189,7 +189,7 @@ public struct CacheCommand: ParsableCommand {
     public struct Compare: ParsableCommand {
         public static let configuration = CommandConfiguration(
             abstract: "Every policy over several cache sizes: a table and an SVG plot of miss ratio against cache size.",
-            discussion: "Without --model, a learned policy is first trained (imitation of Belady) on the workload at the middle cache size.")
+            discussion: "Without --model, a learned policy is first trained (imitation of Belady) on the start of the workload at every cache size of the list. With --count-from, the misses before that request are not counted (the caches still see those requests): --training-requests N --count-from N evaluates on requests the model never saw.")
         @OptionGroup var workload: WorkloadOptions
         @Option(name: .long, help: "Comma-separated cache sizes: counts or percentages of the footprint.")
         var cacheSizes = "1%,2%,5%,10%,20%"
@@ -201,8 +201,11 @@ public struct CacheCommand: ParsableCommand {
         var trainingRequests = 1_000_000
         @Flag(name: .long, help: "Without --model: train at the middle size only (default: learn from, and select rounds by, every size of --cache-sizes).")
         var trainAtMiddleSize = false
+        @Option(name: .long, help: "Count misses from this request index on (the requests before it still pass through every cache).")
+        var countFrom = 0
         public func validate() throws {
             guard trainingRequests >= 1 else { throw ValidationError("--training-requests must be at least 1, got \(trainingRequests)") }
+            guard countFrom >= 0 else { throw ValidationError("--count-from must be at least 0, got \(countFrom)") }
         }
         @Option(name: .long, help: "Write the plot here.")
         var svg = "cache-compare.svg"
@@ -215,7 +218,11 @@ public struct CacheCommand: ParsableCommand {
             let footprint = trace.footprint(workload.sizes)
             let capacities = try cacheSizes.split(separator: ",").map { try CacheCommand.capacity(String($0), footprint: footprint, option: "--cache-sizes") }
             guard !capacities.isEmpty else { throw ValidationError("--cache-sizes '\(cacheSizes)': expected at least one size, e.g. 1%,5%,10%") }
-            print("\(trace.name): \(trace.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")")
+            guard countFrom < trace.count else {
+                throw ValidationError("--count-from \(countFrom): the trace holds \(trace.count) requests; nothing would be counted")
+            }
+            print("\(trace.name): \(trace.count) requests, footprint \(footprint) \(workload.sizes == .unit ? "objects" : "bytes")"
+                  + (countFrom > 0 ? "; misses counted from request \(countFrom) on" : ""))
             fflush(nil)
             var learned: CacheModel?
             if !noLearned {
@@ -240,7 +247,7 @@ public struct CacheCommand: ParsableCommand {
             }
             let bar = quiet ? nil : ProgressBar(label: "compare \(policies.count) simulations", minimumTotal: 1, unit: "requests")
             var source = ProgressSource(base: trace.makeSource(), total: trace.count, bar: bar)
-            let results = try CacheSimulation.run(&policies, source: &source, mode: workload.sizes)
+            let results = try CacheSimulation.run(&policies, source: &source, mode: workload.sizes, countFrom: countFrom)
             bar?.finish()
             let names = results.map(\.policy).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
             let rows = names.map { p in [p] + capacities.map { c in String(format: "%.4f", results.first { $0.policy == p && $0.capacity == c }!.missRatio) } }

@@ -390,6 +390,19 @@ struct CacheCLITests {
             #expect(run.status == 0 && run.output.contains("the model deploys LRU at this size") == lru && run.output.contains("validator:") == !lru,
                     "\(size): \(run.output)")
         }
+        // One that found LIRS better at its smaller size deploys LIRS there, and the learned policy at the other.
+        (sized.metadata.lruSizes, sized.metadata.fallbacks) = (nil, [Fallback(size: 20, policy: "LIRS")])
+        try sized.write(to: sizedPath)
+        let lirs = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "LIRS", "--cache-size", "25"])
+        for (size, fallback) in [("25", true), ("300", false)] {
+            let run = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "Learned", "--model", sizedPath,
+                                      "--cache-size", size])
+            #expect(run.status == 0 && run.output.contains("the model deploys LIRS at this size") == fallback && run.output.contains("validator:") == !fallback,
+                    "\(size): \(run.output)")
+            if fallback, let missRatio = lirs.output.split(separator: "\n").first(where: { $0.hasPrefix("LIRS: miss ratio") })?.split(separator: ",").first {
+                #expect(run.output.contains(String(missRatio.dropFirst(4))), "\(run.output) vs \(lirs.output)")
+            }
+        }
         for bad in ["1", "0", "-4", "4097", "99999999999999999999"] {
             #expect { try CacheCommand.Train.parse(["--candidates", bad]) } throws: { "\($0)".contains("candidates") }
         }

@@ -237,16 +237,23 @@ struct LearnedPolicyTests {
         let ratios: [Double] = zip(initial, lru).map { $0 / $1 }
         let figure: Double = lruMean * (ratios.reduce(0, +) / 3)
         #expect(messages.first?.contains(String(format: "validation miss ratio %.4f", figure)) == true, "\(figure): \(messages[0])")
-        // Per size, the model records where LRU was at least as good, and deploys LRU there.
+        // Per size, the model records where the best classical policy was at least as good as the
+        // learned scorer on the validation slice, and deploys that policy there.
         let perSize = try #require(messages.first { $0.hasPrefix("per size on the validation slice") })
         for capacity in options.capacities {
-            let lruHere = model.metadata.lruSizes?.contains(capacity) == true
-            #expect(perSize.contains("\(capacity): ") && model.prefersLRU(capacity: capacity) == lruHere)
+            let best = CacheTraining.fallbackKinds.map { kind -> (PolicyKind, Double) in
+                var policy = kind.make(capacity: capacity)
+                return (kind, missRatio(&policy))
+            }.min { $0.1 < $1.1 }!
+            #expect(perSize.contains(String(format: "best classical %@ %.4f", best.0.rawValue, best.1)), "\(capacity): \(best) in \(perSize)")
+            let fallback = model.metadata.fallbacks?.first { $0.size == capacity }
+            #expect(fallback == nil || fallback!.policy == best.0.rawValue)
+            #expect(perSize.contains("\(capacity): ") && model.fallback(capacity: capacity)?.rawValue == fallback?.policy)
             var deployed = model.deployed(capacity: capacity, mode: .unit)
-            #expect(deployed.name == "Learned" && (deployed is Renamed<LRUPolicy>) == lruHere)
+            #expect(deployed.name == "Learned" && (deployed is LearnedPolicy) == (fallback == nil))
             _ = deployed.access(CacheRequest(time: 0, id: 1))
         }
-        #expect(model.prefersLRU(capacity: 60) == model.prefersLRU(capacity: 50) && model.prefersLRU(capacity: 700) == model.prefersLRU(capacity: 800))
+        #expect(model.fallback(capacity: 60) == model.fallback(capacity: 50) && model.fallback(capacity: 700) == model.fallback(capacity: 800))
         // A checkpoint of a single-size training is not resumed by a several-size one.
         let store = try CheckpointStore(directory: temporaryDirectory("cache-sizes"))
         var single = options
@@ -337,6 +344,10 @@ struct LearnedPolicyTests {
         ("cacheSize", { m in m.cacheSize = 0 }),
         ("sizeMode", { m in m.sizeMode = "pages" }),
         ("formatVersion", { m in m.formatVersion = 2 }),
+        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [Fallback(size: 20, policy: "Belady")]) }),
+        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [Fallback(size: 20, policy: "MRU")]) }),
+        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [Fallback(size: 30, policy: "LIRS")]) }),
+        ("fallbacks", { m in m.fallbacks = [Fallback(size: 10, policy: "LIRS")] }),
     ] as [(String, @Sendable (inout CacheModel.Metadata) -> Void)])
     func hostileModelMetadata(_ field: String, _ edit: @Sendable (inout CacheModel.Metadata) -> Void) throws {
         let path = (temporaryDirectory("cache-model-bad") as NSString).appendingPathComponent("m.safetensors")

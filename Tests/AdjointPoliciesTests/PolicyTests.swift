@@ -72,6 +72,19 @@ struct PolicyTests {
         #expect(try CacheSimulation.run(&a, source: &stream, mode: .unit) == CacheSimulation.run(&b, requests: try array.readAll(), mode: .unit))
     }
 
+    @Test("side by side with countFrom: the first requests warm every cache and are not counted; the rest count as a single policy's run would")
+    func countFrom() throws {
+        let requests = try Self.workload(requests: 6000)
+        var policies: [any CachePolicy] = [LRUPolicy(capacity: 100), ARCPolicy(capacity: 100)]
+        var source = CacheGuardrailTests.ArraySource(requests: requests)
+        let results = try CacheSimulation.run(&policies, source: &source, mode: .unit, countFrom: 4000)
+        var lru = LRUPolicy(capacity: 100), arc = ARCPolicy(capacity: 100)
+        let alone = [lru.hits(requests), arc.hits(requests)]
+        for (result, hits) in zip(results, alone) {
+            #expect(result.requests == 2000 && result.misses == hits[4000...].filter { !$0 }.count, "\(result)")
+        }
+    }
+
     @Test("hand-checked sequences", arguments: [
         (PolicyKind.lru, [false, false, true, false, true, false]),
         (.fifo, [false, false, true, false, false, false]),
@@ -296,4 +309,9 @@ struct PolicyTests {
         #expect(Swift.abs(coarse.hits[0..<m].reduce(0, +) - before) / before < 0.01 && Swift.abs(coarse.evictions[0..<m].reduce(0, +) - evictedBefore) / evictedBefore < 0.01)
     }
 
+}
+
+extension CachePolicy {
+    /// Hit or miss for each request, in order.
+    mutating func hits(_ requests: [CacheRequest]) -> [Bool] { requests.map { access($0) } }
 }

@@ -54,10 +54,13 @@ public struct CacheModel {
         /// The cache sizes training learned from and selected by, when more than `cacheSize`
         /// (validation figures are then means over them).
         public var trainingSizes: [Int64]?
-        /// The training sizes at which the kept scorer lost to LRU on the validation slice: at a
-        /// cache size nearest one of them (by ratio), ``CacheModel/deployed(capacity:mode:pinned:)``
-        /// runs LRU.
+        /// The training sizes at which the kept scorer lost to LRU on the validation slice (models
+        /// written before ``fallbacks``; read as LRU fallbacks).
         public var lruSizes: [Int64]?
+        /// The training sizes at which a classical policy beat the kept scorer on the validation
+        /// slice, each with the best one there: at a cache size nearest one of them (by ratio),
+        /// ``CacheModel/deployed(capacity:mode:pinned:)`` runs that policy.
+        public var fallbacks: [Fallback]?
 
         public init(normalization: FeatureNormalization, hidden: Int, candidates: Int, method: String, trace: String, cacheSize: Int64,
                     sizeMode: String, seed: UInt64, rounds: Int, trainingMissRatio: Double?) {
@@ -94,20 +97,24 @@ public struct CacheModel {
         return policy
     }
 
-    /// Whether validation found LRU better than the learned scorer at the training size nearest
-    /// `capacity` (by ratio; ``Metadata/lruSizes``).
-    public func prefersLRU(capacity: Int64) -> Bool {
-        guard let sizes = metadata.trainingSizes, let lru = metadata.lruSizes, !lru.isEmpty, !sizes.isEmpty, capacity > 0 else { return false }
-        let nearest = sizes.filter { $0 > 0 }.min { Swift.abs(log(Double($0) / Double(capacity))) < Swift.abs(log(Double($1) / Double(capacity))) }
-        return nearest.map(lru.contains) ?? false
+    /// The classical policy validation found better than the learned scorer at the training size
+    /// nearest `capacity` (by ratio; ``Metadata/fallbacks``, or LRU at ``Metadata/lruSizes``), or
+    /// nil where the learned scorer was better.
+    public func fallback(capacity: Int64) -> PolicyKind? {
+        guard let sizes = metadata.trainingSizes, !sizes.isEmpty, capacity > 0,
+              let nearest = sizes.filter({ $0 > 0 }).min(by: { Swift.abs(log(Double($0) / Double(capacity))) < Swift.abs(log(Double($1) / Double(capacity))) })
+        else { return nil }
+        if let kind = metadata.fallbacks?.first(where: { $0.size == nearest }).flatMap({ PolicyKind(name: $0.policy) }) { return kind }
+        return metadata.lruSizes?.contains(nearest) == true ? .lru : nil
     }
 
-    /// What a cache deploys, named "Learned": LRU at a size where validation preferred it (pinned
-    /// objects then need the learned policy's validator: with pins the learned policy is kept),
-    /// else the eviction policy behind the learned admission gate when the model has one, else the
-    /// eviction policy alone.
+    /// What a cache deploys, named "Learned": the classical policy validation preferred at this
+    /// size (``fallback(capacity:)``; pinned objects need the learned policy's validator, so with
+    /// pins the learned policy is kept), else the eviction policy behind the learned admission gate
+    /// when the model has one, else the eviction policy alone.
     public func deployed(capacity: Int64, mode: SizeMode, pinned: Set<UInt64> = []) -> any CachePolicy {
-        if pinned.isEmpty, prefersLRU(capacity: capacity) { return Renamed(LRUPolicy(capacity: capacity), name: "Learned") }
+        func named<P: CachePolicy>(_ policy: P) -> any CachePolicy { Renamed(policy, name: "Learned") }
+        if pinned.isEmpty, let kind = fallback(capacity: capacity) { return named(kind.make(capacity: capacity)) }
         let eviction = policy(capacity: capacity, pinned: pinned)
         guard let admission else { return eviction }
         return Renamed(GatedPolicy(eviction, gate: admission.gate(capacity: capacity, mode: mode)), name: "Learned")
@@ -181,5 +188,20 @@ extension CacheModel.Metadata {
         guard (0...CacheModel.maximumHidden).contains(hidden) else { throw invalid("hidden", "\(hidden), expected 0...\(CacheModel.maximumHidden)") }
         guard cacheSize >= 1 else { throw invalid("cacheSize", "\(cacheSize), expected at least 1") }
         guard SizeMode(rawValue: sizeMode) != nil else { throw invalid("sizeMode", "'\(sizeMode)', expected unit or bytes") }
+        for fallback in fallbacks ?? [] {
+            guard let kind = PolicyKind(name: fallback.policy), kind != .belady else {
+                throw invalid("fallbacks", "'\(fallback.policy)' at \(fallback.size) is not an online policy (\(PolicyKind.allCases.filter { $0 != .belady }.map(\.rawValue).joined(separator: ", ")))")
+            }
+            guard trainingSizes?.contains(fallback.size) == true else {
+                throw invalid("fallbacks", "size \(fallback.size) is not one of the training sizes \(trainingSizes ?? [])")
+            }
+        }
     }
+}
+
+/// A classical policy a model deploys at one of its training sizes (``CacheModel/Metadata/fallbacks``).
+public struct Fallback: Codable, Equatable, Sendable {
+    public var size: Int64
+    public var policy: String
+    public init(size: Int64, policy: String) { (self.size, self.policy) = (size, policy) }
 }

@@ -120,6 +120,11 @@ public enum CacheTrainingError: Error, Equatable, CustomStringConvertible {
 /// 0), and training stops early after ``CacheTrainingOptions/patience`` rounds without improvement —
 /// so a round that makes things worse is reported, not kept.
 public enum CacheTraining {
+    /// The classical policies a model may fall back to at a size where one beats it on the
+    /// validation slice (every online policy but LRB, which retrains as it runs and on a
+    /// validation slice shorter than its first batch is LRU).
+    public static let fallbackKinds = PolicyKind.allCases.filter { $0 != .belady && $0 != .lrb }
+
     /// - Parameters:
     ///   - requests: the training workload, with next accesses (``NextAccess/annotate(_:)``).
     ///   - options: cache size, size mode, rounds, epochs, estimator and the scorer's shape.
@@ -280,13 +285,22 @@ public enum CacheTraining {
             if metadata.bypass! { best.missRatio = bypassMiss }
         }
         if capacities.count > 1 {
-            // Where the kept scorer loses to LRU on the held-back slice, the model deploys LRU.
+            // Where a classical policy beats the kept scorer on the held-back slice, the model
+            // deploys the best one there.
             let learned = bySize(best.scorer, bypass: metadata.bypass ?? false)
-            // (A tie is no evidence for the learned policy: LRU, the simpler one, is deployed.)
-            metadata.lruSizes = zip(capacities, zip(learned, lruBySize)).filter { $0.1.0 >= $0.1.1 }.map(\.0)
-            progress(options.rounds, options.rounds, "per size on the validation slice: " + zip(capacities, zip(learned, lruBySize)).map {
-                String(format: "%lld: %.4f (LRU %.4f%@)", $0.0, $0.1.0, $0.1.1, $0.1.0 >= $0.1.1 ? ", LRU deployed here" : "")
-            }.joined(separator: ", "))
+            var fallbacks: [Fallback] = [], report: [String] = []
+            for (i, capacity) in capacities.enumerated() {
+                let (kind, missRatio) = CacheTraining.fallbackKinds.map { kind -> (PolicyKind, Double) in
+                    var policy = kind.make(capacity: capacity)
+                    return (kind, validationMissRatio(&policy))
+                }.min { $0.1 < $1.1 }!
+                // (A tie is no evidence for the learned policy: the classical one is deployed.)
+                if learned[i] >= missRatio { fallbacks.append(Fallback(size: capacity, policy: kind.rawValue)) }
+                report.append(String(format: "%lld: %.4f (LRU %.4f, best classical %@ %.4f%@)", capacity, learned[i], lruBySize[i], kind.rawValue, missRatio,
+                                     learned[i] >= missRatio ? ", \(kind.rawValue) deployed here" : ""))
+            }
+            metadata.fallbacks = fallbacks
+            progress(options.rounds, options.rounds, "per size on the validation slice: " + report.joined(separator: ", "))
         }
         if options.admission {
             var admissionOptions = AdmissionTraining.Options(capacity: options.capacity)

@@ -87,12 +87,19 @@ public enum CacheSimulation {
     }
 
     /// Streams `source` once through every policy of `policies` side by side (one pass, constant
-    /// memory beyond the policies' own); results in the order of `policies`.
-    public static func run<S: RequestSource>(_ policies: inout [any CachePolicy], source: inout S, mode: SizeMode) throws -> [SimulationResult] {
+    /// memory beyond the policies' own); results in the order of `policies`. Requests before index
+    /// `countFrom` pass through the caches without being counted (a warm start).
+    public static func run<S: RequestSource>(_ policies: inout [any CachePolicy], source: inout S, mode: SizeMode, countFrom: Int = 0) throws -> [SimulationResult] {
         var results = policies.map { SimulationResult(policy: $0.name, capacity: $0.capacity, mode: mode) }
+        var index = 0
         while var r = try source.next() {
             if mode == .unit { r.size = 1 }
-            for i in policies.indices { results[i].count(r, hit: policies[i].access(r)) }
+            if index < countFrom {
+                for i in policies.indices { _ = policies[i].access(r) }
+            } else {
+                for i in policies.indices { results[i].count(r, hit: policies[i].access(r)) }
+            }
+            index += 1
         }
         return results
     }
