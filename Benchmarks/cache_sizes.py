@@ -34,8 +34,10 @@ for trace in traces:
                                capture_output=True, text=True, check=True).stdout
     n = int(re.search(r"(\d+) requests", count_out).group(1))
     start = time.time()
-    out = subprocess.run([ADJOINT, "cache", "compare", *source, "--cache-sizes", SIZES, "--training-requests", str(n // 2),
-                          "--count-from", str(n // 2), "--quiet", "--svg", "/dev/null"], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run([ADJOINT, "cache", "compare", *source, "--cache-sizes", SIZES, "--training-requests", str(n // 2),
+                          "--count-from", str(n // 2), "--svg", "/dev/null"], capture_output=True, text=True, check=True)
+    out = run.stdout
+    deployed = re.findall(r"(\d+): [0-9.]+ \(LRU [0-9.]+, best classical \S+ [0-9.]+, (\S+) deployed here\)", run.stderr)
     seconds = time.time() - start
     rows = {}
     for line in out.splitlines():
@@ -56,6 +58,7 @@ for trace in traces:
         gaps.append((best - belady, size, (best - learned) / (best - belady) if best > belady else 0.0))
         mark = "*" if learned <= best else " "
         print(f"{size:>5} {learned:8.4f}{mark} {best_name:>13} {best:8.4f} {lru:7.4f} {rows['LRB'][i]:7.4f} {belady:7.4f}")
+    print("classical policies deployed (validation preferred them): " + (", ".join(f"{p} at {c}" for c, p in deployed) or "none"))
     gap, size, closed = max(gaps)
     print(f"learned ≤ best heuristic at {wins}/5 sizes, ≤ LRU at {not_above_lru}/5; at {size} (largest heuristic–Belady gap, {gap:.4f}) "
           f"it closes {100 * closed:.1f} % of it")

@@ -156,6 +156,9 @@ public struct CacheCommand: ParsableCommand {
             } else if let kind = PolicyKind(name: policy) {
                 var policy = kind.make(capacity: capacity)
                 result = try CacheSimulation.run(&policy, source: &source, mode: workload.sizes)
+                if let lrb = policy as? LRBPolicy {
+                    validation = "\nLRB: \(lrb.trainings) models trained, \(lrb.earlyForgets) histories forgotten early, \(lrb.skippedSamples) labels skipped"
+                }
             } else if let guardrail, let shadow = PolicyKind(name: guardrail) {
                 let run = try CacheGuardrail.run(&source, model: try CacheModel.read(model!), capacity: capacity, mode: workload.sizes,
                                                  settings: CacheGuardrailSettings(window: window, shadow: shadow, sampling: sampling, onlineLearning: onlineLearning))

@@ -391,7 +391,7 @@ struct CacheCLITests {
                     "\(size): \(run.output)")
         }
         // One that found LIRS better at its smaller size deploys LIRS there, and the learned policy at the other.
-        (sized.metadata.lruSizes, sized.metadata.fallbacks) = (nil, [Fallback(size: 20, policy: "LIRS")])
+        (sized.metadata.lruSizes, sized.metadata.fallbacks) = (nil, [CacheModel.Fallback(size: 20, policy: "LIRS")])
         try sized.write(to: sizedPath)
         let lirs = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "LIRS", "--cache-size", "25"])
         for (size, fallback) in [("25", true), ("300", false)] {

@@ -344,10 +344,10 @@ struct LearnedPolicyTests {
         ("cacheSize", { m in m.cacheSize = 0 }),
         ("sizeMode", { m in m.sizeMode = "pages" }),
         ("formatVersion", { m in m.formatVersion = 2 }),
-        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [Fallback(size: 20, policy: "Belady")]) }),
-        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [Fallback(size: 20, policy: "MRU")]) }),
-        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [Fallback(size: 30, policy: "LIRS")]) }),
-        ("fallbacks", { m in m.fallbacks = [Fallback(size: 10, policy: "LIRS")] }),
+        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [CacheModel.Fallback(size: 20, policy: "Belady")]) }),
+        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [CacheModel.Fallback(size: 20, policy: "MRU")]) }),
+        ("fallbacks", { m in (m.trainingSizes, m.fallbacks) = ([10, 20], [CacheModel.Fallback(size: 30, policy: "LIRS")]) }),
+        ("fallbacks", { m in m.fallbacks = [CacheModel.Fallback(size: 10, policy: "LIRS")] }),
     ] as [(String, @Sendable (inout CacheModel.Metadata) -> Void)])
     func hostileModelMetadata(_ field: String, _ edit: @Sendable (inout CacheModel.Metadata) -> Void) throws {
         let path = (temporaryDirectory("cache-model-bad") as NSString).appendingPathComponent("m.safetensors")

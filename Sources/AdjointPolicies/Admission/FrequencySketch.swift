@@ -3,10 +3,7 @@
 enum SketchHash {
     @inline(__always)
     static func slot(_ id: UInt64, row: Int, mask: Int) -> Int {
-        var z = id &+ UInt64(row + 1) &* 0x9e37_79b9_7f4a_7c15
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return Int(truncatingIfNeeded: z ^ (z >> 31)) & mask
+        Int(truncatingIfNeeded: SplitMix64.mix(id &+ UInt64(row + 1) &* SplitMix64.gamma)) & mask
     }
 
     /// The smallest power of two ≥ `n`, within `minimum ... maximum` (powers of two).

@@ -199,9 +199,11 @@ extension CacheModel.Metadata {
     }
 }
 
-/// A classical policy a model deploys at one of its training sizes (``CacheModel/Metadata/fallbacks``).
-public struct Fallback: Codable, Equatable, Sendable {
-    public var size: Int64
-    public var policy: String
-    public init(size: Int64, policy: String) { (self.size, self.policy) = (size, policy) }
+extension CacheModel {
+    /// A classical policy a model deploys at one of its training sizes (``CacheModel/Metadata/fallbacks``).
+    public struct Fallback: Codable, Equatable, Sendable {
+        public var size: Int64
+        public var policy: String
+        public init(size: Int64, policy: String) { (self.size, self.policy) = (size, policy) }
+    }
 }

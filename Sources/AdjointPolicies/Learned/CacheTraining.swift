@@ -288,14 +288,14 @@ public enum CacheTraining {
             // Where a classical policy beats the kept scorer on the held-back slice, the model
             // deploys the best one there.
             let learned = bySize(best.scorer, bypass: metadata.bypass ?? false)
-            var fallbacks: [Fallback] = [], report: [String] = []
+            var fallbacks: [CacheModel.Fallback] = [], report: [String] = []
             for (i, capacity) in capacities.enumerated() {
                 let (kind, missRatio) = CacheTraining.fallbackKinds.map { kind -> (PolicyKind, Double) in
                     var policy = kind.make(capacity: capacity)
                     return (kind, validationMissRatio(&policy))
                 }.min { $0.1 < $1.1 }!
                 // (A tie is no evidence for the learned policy: the classical one is deployed.)
-                if learned[i] >= missRatio { fallbacks.append(Fallback(size: capacity, policy: kind.rawValue)) }
+                if learned[i] >= missRatio { fallbacks.append(CacheModel.Fallback(size: capacity, policy: kind.rawValue)) }
                 report.append(String(format: "%lld: %.4f (LRU %.4f, best classical %@ %.4f%@)", capacity, learned[i], lruBySize[i], kind.rawValue, missRatio,
                                      learned[i] >= missRatio ? ", \(kind.rawValue) deployed here" : ""))
             }

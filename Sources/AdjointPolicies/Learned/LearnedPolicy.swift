@@ -243,11 +243,9 @@ public struct LearnedPolicy: CachePolicy {
             while count < k {
                 // Draw d: SplitMix64's output function of seed + d·γ (a counter, like Philox, but a
                 // tenth of its cost per draw), reduced modulo the residents.
-                var z = drawSeed &+ draws &* 0x9e37_79b9_7f4a_7c15
-                z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-                z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+                let z = SplitMix64.mix(drawSeed &+ draws &* SplitMix64.gamma)
                 draws += 1
-                let slot = Int((z ^ (z >> 31)) % UInt64(entries.count))
+                let slot = Int(z % UInt64(entries.count))
                 if entries[slot].drawnAt != evictions { entries[slot].drawnAt = evictions; slots[count] = slot; count += 1 }
             }
         }

@@ -53,12 +53,12 @@ public struct LHDPolicy: CachePolicy {
     var recentlyAdmittedHead = 0
     var ewmaVictimDensity: Float = 0
     var explorerBudget: Int64
-    var random: UInt64
+    var random: SplitMix64
 
     public init(capacity: Int64, seed: UInt64 = 0x4c48_4400) {
         self.capacity = capacity
         explorerBudget = Int64(Double(capacity) * 0.01)
-        random = seed
+        random = SplitMix64(seed: seed)
         let n = Self.hitAgeClasses * Self.maxAge
         hits = [Float](repeating: 0, count: n)
         evictions = [Float](repeating: 0, count: n)
@@ -66,14 +66,6 @@ public struct LHDPolicy: CachePolicy {
         for c in 0..<Self.hitAgeClasses {
             for a in 0..<Self.maxAge { densities[c * Self.maxAge + a] = Float(Double(c + Self.applicationClassOffset + 1) / Double(a + 1)) }
         }
-    }
-
-    mutating func nextRandom() -> UInt64 {
-        random &+= 0x9e37_79b9_7f4a_7c15
-        var z = random
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 
     /// About log₂(maxAge / age): young hit ages get the high classes.
@@ -127,7 +119,7 @@ public struct LHDPolicy: CachePolicy {
         tags[slot].timestamp = timestamp
         tags[slot].size = Float(request.size)
         tags[slot].bytes = request.size
-        let explore = nextRandom() % 32 == 0
+        let explore = random.next() % 32 == 0
         if explore, explorerBudget > 0, reconfigurations < 50 {
             tags[slot].explorer = true
             explorerBudget -= request.size
@@ -152,7 +144,7 @@ public struct LHDPolicy: CachePolicy {
         guard !tags.isEmpty else { return }
         var victim = -1, victimDensity = Float.greatestFiniteMagnitude
         for _ in 0..<(reconfigurations > 50 ? 32 : 8) {
-            let slot = Int(nextRandom() % UInt64(tags.count))
+            let slot = Int(random.next() % UInt64(tags.count))
             let d = density(tags[slot])
             if d < victimDensity { (victim, victimDensity) = (slot, d) }
         }
