@@ -341,6 +341,16 @@ struct CacheCLITests {
         #expect(lines == PolicyKind.allCases.count + 2)
         for kind in PolicyKind.allCases { #expect(text.contains(">\(kind.rawValue)<")) }
         #expect(text.contains(">Learned<") && text.contains(">LRU+TinyLFU<"))
+        // --count-from: counted requests only; beyond the trace, a clear error.
+        let counted = try runProcess([try adjointExecutable(), "cache", "compare", "--requests", "6000", "--cache-sizes", "5%", "--no-learned",
+                                      "--count-from", "3000", "--svg", svg])
+        #expect(counted.status == 0 && counted.output.contains("misses counted from request 3000 on"), "\(counted.output)")
+        for bad in ["6000", "-1", "99999999999999999999999"] {
+            let run = try runProcess([try adjointExecutable(), "cache", "compare", "--requests", "6000", "--no-learned", "--count-from", bad, "--svg", svg])
+            #expect(run.status != 0 && run.output.contains("count-from"), "\(bad): \(run.output)")
+        }
+        let lrb = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "LRB", "--cache-size", "3%"])
+        #expect(lrb.status == 0 && lrb.output.contains("LRB: 0 models trained, 0 histories forgotten early, 0 labels skipped"), "\(lrb.output)")
     }
 
     @Test("train writes a model that simulate loads, and a second run resumes from the checkpoints")

@@ -91,7 +91,7 @@ struct LRBTests {
         let requests = try Self.loopAndZipf(30_000)
         var options = LRBPolicy.Options()
         options.batchSize = 3000
-        var lrb = LRBPolicy(capacity: 300, options: options)
+        var lrb = try LRBPolicy(capacity: 300, options: options)
         var lru = LRUPolicy(capacity: 300)
         var lrbMisses = 0, lruMisses = 0
         for (i, r) in requests.enumerated() {
@@ -108,7 +108,7 @@ struct LRBTests {
     func boundedMemory() throws {
         var options = LRBPolicy.Options()
         (options.historyLimit, options.sampleLimit, options.batchSize) = (200, 500, 1000)
-        var lrb = LRBPolicy(capacity: 50, options: options)
+        var lrb = try LRBPolicy(capacity: 50, options: options)
         for i in 0..<20_000 {
             _ = lrb.access(CacheRequest(time: Int64(i), id: UInt64(i % 7 == 0 ? i % 70 : 1_000 + i)))
             #expect(lrb.remembered.count <= 200 && lrb.pendingSamples <= 500 && lrb.residents.count <= 50)
@@ -125,10 +125,26 @@ struct LRBTests {
     func memoryWindow() throws {
         var options = LRBPolicy.Options()
         options.memoryWindow = 2048
-        var lrb = LRBPolicy(capacity: 10, options: options)
+        var lrb = try LRBPolicy(capacity: 10, options: options)
         for i in 0..<10_000 { _ = lrb.access(CacheRequest(time: Int64(i), id: UInt64(i))) }
         #expect(lrb.earlyForgets == 0)
         #expect(lrb.remembered.allSatisfy { lrb.time &- lrb.lastRequest[Int($0)] < 2048 })
         #expect(lrb.remembered.count <= 2048)
+    }
+
+    @Test("options out of range are a typed error naming the field", arguments: [
+        ("sampleSize", { @Sendable (o: inout LRBPolicy.Options) in o.sampleSize = 0 }),
+        ("batchSize", { o in o.batchSize = -1 }),
+        ("historyLimit", { o in o.historyLimit = Int.max }),
+        ("sampleLimit", { o in o.sampleLimit = 0 }),
+        ("memoryWindow", { o in o.memoryWindow = 10 }),
+        ("leaves", { o in o.trees.leaves = 1 }),
+        ("learningRate", { o in o.trees.learningRate = .nan }),
+        ("featureFraction", { o in o.trees.featureFraction = 0 }),
+    ] as [(String, @Sendable (inout LRBPolicy.Options) -> Void)])
+    func hostileOptions(_ field: String, _ edit: @Sendable (inout LRBPolicy.Options) -> Void) {
+        var options = LRBPolicy.Options()
+        edit(&options)
+        #expect { _ = try LRBPolicy(capacity: 10, options: options) } throws: { "\($0)".contains(field) }
     }
 }

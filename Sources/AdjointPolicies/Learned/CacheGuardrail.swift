@@ -92,12 +92,7 @@ public enum CacheGuardrail {
         window.reserveCapacity(settings.window)
         var (miniRequests, learnedMisses, shadowMisses, sampled) = (0, 0, 0, 0)
         var streak = 0, index = 0, onLearned = 0, onShadow = 0
-        func sampledKey(_ id: UInt64) -> Bool {
-            var z = id &+ 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return (z ^ (z >> 31)) % UInt64(settings.sampling) == 0
-        }
+        func sampledKey(_ id: UInt64) -> Bool { SplitMix64.mix(id &+ SplitMix64.gamma) % UInt64(settings.sampling) == 0 }
         while var r = try source.next() {
             if mode == .unit { r.size = 1 }
             let hit: Bool

@@ -1,5 +1,6 @@
 /// Gradient-boosted regression trees for squared error: the learner LRB retrains as it runs
-/// (``LRBPolicy``), with LightGBM's algorithm under the parameters LRB gives it.
+/// (``LRBPolicy``), with LightGBM's algorithm under the parameters LRB gives it (``Options``;
+/// training and prediction are the policy's own).
 ///
 /// - **Bins**: each feature's values are cut into at most `bins` (255) bins — one per distinct value
 ///   when there are that few, at equal-frequency quantiles otherwise; a split sends
@@ -38,14 +39,14 @@ public struct BoostedTrees: Sendable {
 
     /// The prediction for one row of `featureCount` values.
     @inline(__always)
-    public func predict(_ row: UnsafePointer<Float>) -> Double {
+    func predict(_ row: UnsafePointer<Float>) -> Double {
         var sum = 0.0
         predict(rows: row, count: 1, into: &sum)
         return sum
     }
 
     /// Predictions for `count` rows held one after another.
-    public func predict(rows: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Double>) {
+    func predict(rows: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Double>) {
         feature.withUnsafeBufferPointer { feature in
             threshold.withUnsafeBufferPointer { threshold in
                 left.withUnsafeBufferPointer { left in
@@ -69,7 +70,7 @@ public struct BoostedTrees: Sendable {
         }
     }
 
-    public func predict(_ row: [Float]) -> Double {
+    func predict(_ row: [Float]) -> Double {
         precondition(row.count == featureCount, "a row of \(row.count) values for a model of \(featureCount) features")
         return row.withUnsafeBufferPointer { predict($0.baseAddress!) }
     }
@@ -77,7 +78,7 @@ public struct BoostedTrees: Sendable {
     init(featureCount: Int) { self.featureCount = featureCount }
 
     /// Fits `labels.count` rows held row after row in `rows` (`featureCount` values each).
-    public static func fit(rows: [Float], featureCount: Int, labels: [Float], options: Options = Options()) -> BoostedTrees {
+    static func fit(rows: [Float], featureCount: Int, labels: [Float], options: Options = Options()) -> BoostedTrees {
         let n = labels.count
         precondition(featureCount > 0 && rows.count == n * featureCount, "\(rows.count) values for \(n) rows of \(featureCount) features")
         var model = BoostedTrees(featureCount: featureCount)

@@ -92,9 +92,32 @@ public struct LRBPolicy: CachePolicy {
     /// 0.5^i for the EDCs' decay (i up to the memory window over the first EDC window).
     let decay: [Double]
 
-    public init(capacity: Int64, options: Options = Options()) {
-        precondition(options.sampleSize >= 1 && options.batchSize >= 1 && options.historyLimit >= 1 && options.sampleLimit >= 1
-                     && options.memoryWindow >= UInt32(1 << Self.baseEDCWindow), "LRB options out of range")
+    /// LRB with libCacheSim's parameters.
+    public init(capacity: Int64) {
+        self.init(capacity: capacity, checked: Options())
+    }
+
+    /// LRB with other parameters; out-of-range ones are a ``CacheTrainingError/invalidOptions(_:)``
+    /// naming the field and its range.
+    public init(capacity: Int64, options: Options) throws {
+        func check(_ ok: Bool, _ what: String) throws { if !ok { throw CacheTrainingError.invalidOptions("LRB " + what) } }
+        try check((1 ... 4096).contains(options.sampleSize), "sampleSize \(options.sampleSize) outside 1 ... 4096")
+        try check((20 ... 1 << 24).contains(options.batchSize), "batchSize \(options.batchSize) outside 20 ... 2^24")
+        try check((1 ... 1 << 26).contains(options.historyLimit), "historyLimit \(options.historyLimit) outside 1 ... 2^26")
+        try check((1 ... 1 << 28).contains(options.sampleLimit), "sampleLimit \(options.sampleLimit) outside 1 ... 2^28")
+        try check(options.memoryWindow >= 1 << Self.baseEDCWindow && options.memoryWindow <= 1 << 31,
+                  "memoryWindow \(options.memoryWindow) outside 2^\(Self.baseEDCWindow) ... 2^31")
+        let t = options.trees
+        try check((1 ... 1000).contains(t.trees) && (2 ... 4096).contains(t.leaves) && (2 ... 256).contains(t.bins) && t.minimumLeafRows >= 1
+                  && t.baggingFrequency >= 1, "trees \(t.trees) (1 ... 1000), leaves \(t.leaves) (2 ... 4096), bins \(t.bins) (2 ... 256), "
+                  + "minimumLeafRows \(t.minimumLeafRows) (≥ 1), baggingFrequency \(t.baggingFrequency) (≥ 1) out of range")
+        try check(t.learningRate.isFinite && t.learningRate > 0 && (0 ... 1).contains(t.featureFraction) && t.featureFraction > 0
+                  && (0 ... 1).contains(t.baggingFraction) && t.baggingFraction > 0,
+                  "learningRate \(t.learningRate) (> 0), featureFraction \(t.featureFraction), baggingFraction \(t.baggingFraction) ((0, 1]) out of range")
+        self.init(capacity: capacity, checked: options)
+    }
+
+    init(capacity: Int64, checked options: Options) {
         self.capacity = capacity
         self.options = options
         random = SplitMix64(seed: options.seed)
