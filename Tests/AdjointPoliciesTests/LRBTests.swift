@@ -139,6 +139,8 @@ struct LRBTests {
         ("sampleLimit", { o in o.sampleLimit = 0 }),
         ("memoryWindow", { o in o.memoryWindow = 10 }),
         ("leaves", { o in o.trees.leaves = 1 }),
+        ("leaves", { o in o.trees.leaves = 1 << 20 }),
+        ("memoryWindow", { o in o.memoryWindow = 1 << 31 }),
         ("learningRate", { o in o.trees.learningRate = .nan }),
         ("featureFraction", { o in o.trees.featureFraction = 0 }),
     ] as [(String, @Sendable (inout LRBPolicy.Options) -> Void)])

@@ -105,11 +105,11 @@ public struct LRBPolicy: CachePolicy {
         try check((20 ... 1 << 24).contains(options.batchSize), "batchSize \(options.batchSize) outside 20 ... 2^24")
         try check((1 ... 1 << 26).contains(options.historyLimit), "historyLimit \(options.historyLimit) outside 1 ... 2^26")
         try check((1 ... 1 << 28).contains(options.sampleLimit), "sampleLimit \(options.sampleLimit) outside 1 ... 2^28")
-        try check(options.memoryWindow >= 1 << Self.baseEDCWindow && options.memoryWindow <= 1 << 31,
-                  "memoryWindow \(options.memoryWindow) outside 2^\(Self.baseEDCWindow) ... 2^31")
+        try check(options.memoryWindow >= 1 << Self.baseEDCWindow && options.memoryWindow <= 1 << 30,
+                  "memoryWindow \(options.memoryWindow) outside 2^\(Self.baseEDCWindow) ... 2^30")
         let t = options.trees
-        try check((1 ... 1000).contains(t.trees) && (2 ... 4096).contains(t.leaves) && (2 ... 256).contains(t.bins) && t.minimumLeafRows >= 1
-                  && t.baggingFrequency >= 1, "trees \(t.trees) (1 ... 1000), leaves \(t.leaves) (2 ... 4096), bins \(t.bins) (2 ... 256), "
+        try check((1 ... 1000).contains(t.trees) && (2 ... 256).contains(t.leaves) && (2 ... 256).contains(t.bins) && t.minimumLeafRows >= 1
+                  && t.baggingFrequency >= 1, "trees \(t.trees) (1 ... 1000), leaves \(t.leaves) (2 ... 256), bins \(t.bins) (2 ... 256), "
                   + "minimumLeafRows \(t.minimumLeafRows) (≥ 1), baggingFrequency \(t.baggingFrequency) (≥ 1) out of range")
         try check(t.learningRate.isFinite && t.learningRate > 0 && (0 ... 1).contains(t.featureFraction) && t.featureFraction > 0
                   && (0 ... 1).contains(t.baggingFraction) && t.baggingFraction > 0,
@@ -181,7 +181,7 @@ public struct LRBPolicy: CachePolicy {
         removeResident(victim)
         occupied -= sizes[victim]
         if forced {
-            matureSamples(victim, distance: time &- lastRequest[victim] &+ options.memoryWindow)
+            matureSamples(victim, distance: UInt64(time &- lastRequest[victim]) + UInt64(options.memoryWindow))
             release(victim)
         } else {
             position[victim] = ~Int32(remembered.count)
@@ -295,7 +295,7 @@ public struct LRBPolicy: CachePolicy {
 
     /// Turns `slot`'s pending samples into training rows: labelled with the distance to this
     /// request, or with `distance` (beyond the window) when given.
-    mutating func matureSamples(_ slot: Int, distance: UInt32?) {
+    mutating func matureSamples(_ slot: Int, distance: UInt64?) {
         var s = sampleHead[slot]
         guard s >= 0 else { return }
         let f = Self.featureCount
@@ -319,7 +319,7 @@ public struct LRBPolicy: CachePolicy {
             batch += repeatElement(0, count: f)
             batch.withUnsafeMutableBufferPointer { writeFeatures(slot, at: t, into: $0.baseAddress! + start) }
             swap(&batch, &rows)
-            labels.append(Float(Foundation.log1p(Double(distance ?? (time &- t)))))
+            labels.append(Float(Foundation.log1p(Double(distance ?? UInt64(time &- t)))))
             if labels.count >= options.batchSize { train() }
         }
         swap(&times, &maturing)
@@ -365,7 +365,7 @@ public struct LRBPolicy: CachePolicy {
     }
 
     mutating func forget(_ slot: Int) {
-        matureSamples(slot, distance: options.memoryWindow &* 2)
+        matureSamples(slot, distance: 2 * UInt64(options.memoryWindow))
         removeRemembered(slot)
         release(slot)
     }
