@@ -13,8 +13,10 @@
 ///   `−learningRate · G/n` (gradients `prediction − label`, hessians 1). A leaf's histogram is
 ///   built from its rows for the smaller child and by subtraction for the larger.
 ///
-/// Not LightGBM itself (LRB links it; no Swift package wraps it): bin boundaries, sampling and ties
-/// differ, so models trained on the same rows agree in what they learn, not bit for bit.
+/// Not LightGBM itself, which LRB links: neither Debian nor a Swift package provides it (Debian's
+/// XGBoost grows trees depth-first by default and bins differently, so it would be no closer). Bin
+/// boundaries, sampling and ties differ from LightGBM's, so models trained on the same rows agree
+/// in what they learn, not bit for bit.
 public struct BoostedTrees: Sendable {
     public struct Options: Sendable {
         public var trees = 32, leaves = 32, learningRate = 0.1
