@@ -14,7 +14,7 @@
 ///   built from its rows for the smaller child and by subtraction for the larger.
 ///
 /// Not LightGBM itself, which LRB links: neither Debian nor a Swift package provides it (Debian's
-/// XGBoost grows trees depth-first by default and bins differently, so it would be no closer). Bin
+/// XGBoost grows trees level by level by default and bins differently, so it would be no closer). Bin
 /// boundaries, sampling and ties differ from LightGBM's, so models trained on the same rows agree
 /// in what they learn, not bit for bit.
 public struct BoostedTrees: Sendable {
