@@ -163,7 +163,8 @@ public struct CacheCommand: ParsableCommand {
                 let run = try CacheGuardrail.run(&source, model: try CacheModel.read(model!), capacity: capacity, mode: workload.sizes,
                                                  settings: CacheGuardrailSettings(window: window, shadow: shadow, sampling: sampling, onlineLearning: onlineLearning))
                 result = run.result
-                validation = "\nguardrail (shadow \(shadow.rawValue), windows of \(window), 1 key in \(sampling)): \(run.windowsOnLearned) windows on the learned policy, "
+                validation = (run.deployed.map { "\nthe model deploys \($0.rawValue) at this size (validation preferred it at the nearest size it was trained at); the guardrail guards it" } ?? "")
+                    + "\nguardrail (shadow \(shadow.rawValue), windows of \(window), 1 key in \(sampling)): \(run.windowsOnLearned) windows on the model's policy, "
                     + "\(run.windowsOnShadow) on the shadow" + run.events.map { "\n  " + $0.description }.joined()
             } else {
                 let model = try CacheModel.read(model!)

@@ -413,6 +413,11 @@ struct CacheCLITests {
                 #expect(run.output.contains(String(missRatio.dropFirst(4))), "\(run.output) vs \(lirs.output)")
             }
         }
+        // Behind the guardrail the model's deployed policy is the one guarded, and it says so.
+        let guardedRun = try runProcess([try adjointExecutable(), "cache", "simulate", "--requests", "6000", "--policy", "Learned", "--model", sizedPath,
+                                      "--cache-size", "25", "--guardrail", "S3-FIFO", "--window", "1000"])
+        #expect(guardedRun.status == 0 && guardedRun.output.contains("the model deploys LIRS at this size") && guardedRun.output.contains("windows on the model's policy"),
+                "\(guardedRun.output)")
         for bad in ["1", "0", "-4", "4097", "99999999999999999999"] {
             #expect { try CacheCommand.Train.parse(["--candidates", bad]) } throws: { "\($0)".contains("candidates") }
         }

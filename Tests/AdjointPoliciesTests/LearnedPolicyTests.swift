@@ -439,4 +439,27 @@ struct CacheGuardrailTests {
             #expect(throws: CacheTrainingError.self) { try CacheGuardrail.run(&s, model: model, capacity: 400, mode: .unit, settings: bad) }
         }
     }
+
+    @Test("where the model deploys a classical policy, the guardrail guards that policy, not the learned scorer")
+    func guardsTheDeployedPolicy() throws {
+        let (trained, _, both) = try Self.shifted()
+        var metadata = trained.metadata
+        (metadata.trainingSizes, metadata.fallbacks) = ([100, 400], [CacheModel.Fallback(size: 400, policy: "LIRS")])
+        let model = CacheModel(scorer: trained.scorer, metadata: metadata)
+        // A margin of 1 never falls back: the guarded cache is LIRS alone, hit for hit.
+        var source = ArraySource(requests: both)
+        let run = try CacheGuardrail.run(&source, model: model, capacity: 400, mode: .unit, settings: CacheGuardrailSettings(window: 2000, margin: 1, sampling: 4))
+        let lirs = CacheSimulation.run(.lirs, capacity: 400, requests: both, mode: .unit)
+        #expect(run.deployed == .lirs && run.events.isEmpty && run.result.misses == lirs.misses, "\(run.result.misses) against LIRS's \(lirs.misses)")
+        // At the other training size the learned scorer is deployed, and guarded.
+        var small = ArraySource(requests: both)
+        let scorerRun = try CacheGuardrail.run(&small, model: model, capacity: 100, mode: .unit, settings: CacheGuardrailSettings(window: 2000, margin: 1, sampling: 4))
+        var plain = model.policy(capacity: 100)
+        #expect(scorerRun.deployed == nil && scorerRun.result.misses == CacheSimulation.run(&plain, requests: both, mode: .unit).misses)
+        // Online learning updates the learned scorer, which is not what runs at 400.
+        var again = ArraySource(requests: both)
+        #expect(throws: CacheTrainingError.self) {
+            try CacheGuardrail.run(&again, model: model, capacity: 400, mode: .unit, settings: CacheGuardrailSettings(window: 2000, sampling: 4, onlineLearning: true))
+        }
+    }
 }

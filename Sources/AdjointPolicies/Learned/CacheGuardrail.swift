@@ -56,12 +56,17 @@ public struct GuardedCacheRun: Sendable {
     public var windowsOnLearned: Int, windowsOnShadow: Int
     /// Requests the miniatures saw.
     public var sampledRequests: Int
+    /// The classical policy the model deploys at this size (its validation preferred it there),
+    /// guarded in place of the learned scorer; nil where the learned scorer is deployed.
+    public var deployed: PolicyKind?
 }
 
 /// The learned eviction policy deployed behind an online guardrail, as production caches do it
 /// with miniature simulations: two miniature caches at `1/sampling` of the size see the requests
 /// of one key in `sampling` — one runs the learned policy, the other a classical shadow (S3-FIFO by
-/// default). After each window, when the learned miniature misses more than the shadow's by the
+/// default). Where the model deploys a classical policy at this size (``CacheModel/fallback(capacity:)``),
+/// that policy is the one guarded, in the cache and in the first miniature. After each window, when
+/// the learned miniature misses more than the shadow's by the
 /// margin (for `patience` windows) the cache switches to the shadow policy and logs why; it returns
 /// once the learned miniature is no worse for `restorePatience` windows. A policy that takes over
 /// is warmed with the window's requests before it serves (its metadata rebuilt from recent
@@ -80,11 +85,20 @@ public enum CacheGuardrail {
             throw CacheTrainingError.invalidOptions("guardrail maximum update \(settings.maximumUpdate) outside (0, 1]")
         }
         guard settings.shadow != .belady else { throw CacheTrainingError.invalidOptions("the shadow must be an online policy (Belady needs the future)") }
+        // The guarded cache runs what the model deploys at this size without a guardrail: the
+        // classical policy its validation preferred there (`CacheModel.fallback(capacity:)`), else
+        // the learned scorer; its miniature runs the same policy.
+        let preferred = model.fallback(capacity: capacity)
+        if settings.onlineLearning, let preferred {
+            throw CacheTrainingError.invalidOptions("online learning updates the learned scorer, but at \(capacity) the model deploys \(preferred.rawValue) (its validation preferred it at the nearest training size)")
+        }
         var scorer = model.scorer
         let miniature = Swift.max(1, capacity / Int64(settings.sampling))
         var learned = model.policy(capacity: capacity)
+        var classical = preferred?.make(capacity: capacity)
         var fallback: (any CachePolicy)?
         var learnedMini = model.policy(capacity: miniature, key: RandomKey(seed: 8))
+        var classicalMini = preferred?.make(capacity: miniature)
         var shadowMini = settings.shadow.make(capacity: miniature)
         var result = SimulationResult(policy: "Learned+guardrail", capacity: capacity, mode: mode)
         var events: [CacheGuardrailEvent] = []
@@ -96,12 +110,12 @@ public enum CacheGuardrail {
         while var r = try source.next() {
             if mode == .unit { r.size = 1 }
             let hit: Bool
-            if fallback != nil { hit = fallback!.access(r) } else { hit = learned.access(r) }
+            if fallback != nil { hit = fallback!.access(r) } else if classical != nil { hit = classical!.access(r) } else { hit = learned.access(r) }
             result.count(r, hit: hit)
             if sampledKey(r.id) {
                 miniRequests += 1
                 sampled += 1
-                if !learnedMini.access(r) { learnedMisses += 1 }
+                if !(classicalMini != nil ? classicalMini!.access(r) : learnedMini.access(r)) { learnedMisses += 1 }
                 if !shadowMini.access(r) { shadowMisses += 1 }
             }
             window.append(r)
@@ -123,8 +137,14 @@ public enum CacheGuardrail {
                 streak = l <= s ? streak + 1 : 0
                 if streak >= settings.restorePatience {
                     streak = 0
-                    learned = CacheModel(scorer: scorer, metadata: model.metadata).policy(capacity: capacity)
-                    for w in window { _ = learned.access(w) }
+                    if let preferred {
+                        var restored = preferred.make(capacity: capacity)
+                        for w in window { _ = restored.access(w) }
+                        classical = restored
+                    } else {
+                        learned = CacheModel(scorer: scorer, metadata: model.metadata).policy(capacity: capacity)
+                        for w in window { _ = learned.access(w) }
+                    }
                     fallback = nil
                     events.append(CacheGuardrailEvent(window: index, action: .restore, learned: l, shadow: s))
                 }
@@ -143,7 +163,8 @@ public enum CacheGuardrail {
             window.removeAll(keepingCapacity: true)
             index += 1
         }
-        return GuardedCacheRun(result: result, events: events, windowsOnLearned: onLearned, windowsOnShadow: onShadow, sampledRequests: sampled)
+        return GuardedCacheRun(result: result, events: events, windowsOnLearned: onLearned, windowsOnShadow: onShadow, sampledRequests: sampled,
+                               deployed: preferred)
     }
 
     static func relativeChange(_ a: EvictionScorer, _ b: EvictionScorer) -> Double {
