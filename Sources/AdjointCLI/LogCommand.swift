@@ -207,11 +207,17 @@ public struct LogCommand: ParsableCommand {
         @Option(name: .long, help: "With --distributed: seconds a rank may wait for another (positive).")
         var timeout = 3600.0
 
+        @Option(name: .long, help: "With --distributed: segments a rank prepares ahead while the later ranks reverse (its memory is the schedule's for this many; 1 ... 65536).")
+        var preparedSegments = 4
+
         public init() {}
 
         public func validate() throws {
             guard timeout.isFinite, timeout > 0, timeout <= 864_000 else {
                 throw ValidationError("--timeout must be positive and at most 864000 seconds, got \(timeout)")
+            }
+            guard (1 ... Communicator.maximumPreparedSegments).contains(preparedSegments) else {
+                throw ValidationError("--prepared-segments must be in 1 ... \(Communicator.maximumPreparedSegments), got \(preparedSegments)")
             }
         }
 
@@ -224,7 +230,7 @@ public struct LogCommand: ParsableCommand {
             if distributed {
                 let communicator = try Communicator.world(timeout: timeout)
                 result = try communicator.unroll(model.step, recorded: recorded, parameters: model.nominalParameters, template: model.initialState,
-                                                 loss: model.loss(target: target), schedule: schedule)
+                                                 loss: model.loss(target: target), schedule: schedule, preparedSegments: preparedSegments)
                 guard communicator.rank == 0 else { return }
             } else {
                 result = try unroll(model.step, recorded: recorded, parameters: model.nominalParameters, template: model.initialState,

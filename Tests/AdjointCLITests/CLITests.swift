@@ -225,6 +225,10 @@ struct ReproCLITests {
         for bad in [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"], ["--timeout", "inf"], ["--timeout", "1e9"], ["--timeout", "x"]] {
             #expect(throws: (any Error).self, "\(bad)") { try DistributedCommand.Check.parse(bad) }
         }
+        for bad in ["0", "-1", "65537", "99999999999999999999", "x", ""] {
+            #expect(throws: (any Error).self, "\(bad)") { try LogCommand.Gradient.parse(["run.log", "--distributed", "--prepared-segments", bad]) }
+        }
+        #expect(try LogCommand.Gradient.parse(["run.log", "--prepared-segments", "65536"]).preparedSegments == 65536)
         for bad in [["--megabytes", "0"], ["--megabytes", "257"], ["--megabytes", "nan"], ["--repeats", "0"], ["--repeats", "10001"],
                     ["--batch", "0"], ["--batch", "99999999999999999999"], ["--bucket-kib", "0"], ["--workload", "gemm"], ["--timeout", "-5"]] {
             #expect(throws: (any Error).self, "\(bad)") { try DistributedCommand.Bench.parse(bad) }

@@ -114,8 +114,12 @@ struct MPIJobTests {
                 let parallel = try mpirun(ranks, "adjoint", ["log", "gradient", "--distributed", log, "--schedule", schedule])
                 #expect(parallel.status == 0, "\(parallel.output)")
                 #expect(parallel.output.contains(String(bits)), "\(ranks) ranks, \(schedule): \(parallel.output)")
-                #expect(parallel.output.contains("(8 segments; \(8 / ranks) on rank 0 of \(ranks))"), "\(parallel.output)")
+                #expect(parallel.output.contains("(8 segments; \(8 / ranks) on rank 0 of \(ranks), at most \(8 / ranks) prepared at once)"), "\(parallel.output)")
             }
+            // One segment prepared at a time: the same bits, and one held.
+            let bounded = try mpirun(2, "adjoint", ["log", "gradient", "--distributed", log, "--schedule", schedule, "--prepared-segments", "1"])
+            #expect(bounded.status == 0 && bounded.output.contains(String(bits)), "\(schedule): \(bounded.output)")
+            #expect(bounded.output.contains("(8 segments; 4 on rank 0 of 2, at most 1 prepared at once)"), "\(bounded.output)")
         }
     }
 
