@@ -276,7 +276,7 @@ public struct LRBPolicy: CachePolicy {
             skippedSamples += 1
             return
         }
-        let pick = Int(random.next() % UInt64(residents.count + remembered.count))
+        let pick = Int(random.next() % UInt64(total))
         let slot = Int(pick < residents.count ? residents[pick] : remembered[pick - residents.count])
         let s: Int32
         if freeSample >= 0 {
