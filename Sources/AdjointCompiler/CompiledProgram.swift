@@ -161,6 +161,8 @@ public final class CompiledProgram: @unchecked Sendable {
         /// What the generator was given besides the instructions and tables, to print the runs
         /// again (``CompiledProgram/cudaSource()``): the chunked runs, the splits, the last readers.
         let runs: [Range<Int>], splits: Set<Int>, lastReaders: [Int]
+        /// The plain runs (`functions`' instructions), for their device kernels.
+        let segments: [Range<Int>]
         /// Arguments and outputs only chunked runs touch, which a whole-program call binds in
         /// place (see `CompiledProgram.boundRegions(_:chunked:generator:)`).
         let bound: [BoundRegion]
@@ -172,8 +174,9 @@ public final class CompiledProgram: @unchecked Sendable {
         init(library: NativeLibrary, functions: [NativeLibrary.Segment], start: [Int32], end: [Int],
              chunked: [NativeLibrary.ChunkedSegment], chunkedEnd: [Int], chunkedReach: [Int], bound: [BoundRegion],
              instructions: [Instruction], chunkedElements: [Int], chunkedReductions: [[FusedReduction]],
-             runs: [Range<Int>], splits: Set<Int>, lastReaders: [Int]) {
+             runs: [Range<Int>], segments: [Range<Int>], splits: Set<Int>, lastReaders: [Int]) {
             self.bound = bound
+            self.segments = segments
             (self.runs, self.splits, self.lastReaders) = (runs, splits, lastReaders)
             self.chunkedReductions = chunkedReductions
             partialBytes = zip(chunkedReductions, chunkedElements).map { reductions, n in
@@ -288,7 +291,7 @@ public final class CompiledProgram: @unchecked Sendable {
                                                     return FusedReduction(y: i.y, float64: i.float64, mean: i.op == .mean, extent: i.extent, partials: r.partials)
                                                 }
                                             },
-                                            runs: chunked, splits: splits, lastReaders: plan.lastReaders)
+                                            runs: chunked, segments: segments, splits: splits, lastReaders: plan.lastReaders)
                     statistics.nativeInstructions = (segments + chunked).reduce(0) { $0 + $1.count }
                     statistics.chunkedInstructions = chunked.reduce(0) { $0 + $1.count }
                 }
@@ -677,13 +680,15 @@ public final class CompiledProgram: @unchecked Sendable {
         return outputs.indices.map { result[$0] ?? output($0, in: frame) }
     }
 
-    /// The program's chunked runs as CUDA C++ kernels (`NativeCodeGenerator.cudaSource(chunked:fusion:)`),
-    /// for ``NVRTC``; nil without native code or chunked runs.
-    package func cudaSource() -> String? {
-        guard let native, !native.runs.isEmpty else { return nil }
+    /// The program's chunked runs as CUDA C++ kernels (`NativeCodeGenerator.cudaSource(segments:chunked:fusion:)`),
+    /// for ``NVRTC``; nil without native code or chunked runs. `segments`: the plain runs too, as
+    /// one-thread kernels (what `DeviceProgram` runs).
+    package func cudaSource(segments: Bool = false) -> String? {
+        guard let native, !native.runs.isEmpty || (segments && !native.segments.isEmpty) else { return nil }
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native.lastReaders)
         generator.bound = native.bound.map { ($0.offset, $0.bytes) }
-        return generator.cudaSource(chunked: native.runs, fusion: generator.fusion(native.runs, splits: native.splits))
+        return generator.cudaSource(segments: segments ? native.segments : [], chunked: native.runs,
+                                    fusion: generator.fusion(native.runs, splits: native.splits))
     }
 
     /// Whether the chunked runs' machine code runs under the current settings: arithmetic is

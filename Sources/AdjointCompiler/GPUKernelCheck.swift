@@ -1,8 +1,9 @@
 import AdjointTensor
 import Foundation
 
-/// Runs a compiled program's generated CUDA kernels on a GPU against its native CPU code, run by
-/// run: what `adjoint-gpu-check` reports (see `Documentation/GPU.md`).
+/// Runs a compiled program's generated CUDA kernels on a device (a GPU, or the host emulation the
+/// tests use) against its native CPU code, run by run: what `adjoint-gpu-check` reports (see
+/// `Documentation/GPU.md`).
 ///
 /// For each chunked run, the program's instructions before it run on the CPU; the frame as it
 /// then is goes to the device, the run's kernel (and its chunk-sum kernel) runs there over every
@@ -18,15 +19,14 @@ package enum GPUKernelCheck {
         /// difference among them relative to the larger magnitude (or to 1, below it).
         package var compared = 0, differing = 0
         package var maximumRelativeDifference = 0.0
-        package var cpuMilliseconds = 0.0, gpuMilliseconds = 0.0
+        package var cpuMilliseconds = 0.0, deviceMilliseconds = 0.0
     }
 
     /// The comparison of every chunked run of `program` called with `arguments`, its kernels
-    /// compiled by `nvrtc` for the device's architecture.
-    package static func check(_ program: CompiledProgram, arguments: [Tensor], nvrtc: NVRTC, driver: CUDADriver, repeats: Int = 5) throws -> [Run] {
+    /// run on `device` (a GPU, or ``HostKernelEmulator`` in the tests).
+    package static func check(_ program: CompiledProgram, arguments: [Tensor], device driver: any KernelDevice, repeats: Int = 5) throws -> [Run] {
         guard let native = program.native, let source = program.cudaSource() else { return [] }
-        let image = try nvrtc.compile(source, name: "program.cu", target: .cubin(sm: driver.capability.major * 10 + driver.capability.minor))
-        let module = try driver.module(image)
+        let module = try driver.load(source)
         let bytes = program.statistics.frameBytes
         let frame = program.makeFrame()
         try program.bind(arguments, in: frame)
@@ -39,23 +39,22 @@ package enum GPUKernelCheck {
             let n = native.chunkedElements[r], reductions = native.chunkedReductions[r]
             let before = [UInt8](UnsafeRawBufferPointer(start: frame.base, count: bytes))
             // The device: the frame before the run, the run, the frame back.
-            let kernel = try module.function(NativeCodeGenerator.chunkedFunctionName(r))
-            let sums = reductions.isEmpty ? nil : try module.function(NativeCodeGenerator.chunkedFunctionName(r) + "_sums")
+            let kernel = NativeCodeGenerator.chunkedFunctionName(r)
             let scratch = try driver.allocate(reductions.count * n * 8), partials = try driver.allocate(native.partialBytes[r])
             defer { driver.release(scratch); driver.release(partials) }
-            var gpuTimes: [Double] = []
+            var deviceTimes: [Double] = []
             var deviceFrame = [UInt8](repeating: 0, count: bytes)
             var devicePartials = [UInt8](repeating: 0, count: Swift.max(native.partialBytes[r], 1))
             for _ in 0..<repeats {
                 try before.withUnsafeBytes { try driver.copy($0.baseAddress!, toDevice: device, bytes: bytes) }
                 let start = DispatchTime.now().uptimeNanoseconds
-                try driver.launch(kernel, blocks: (n + 255) / 256, threads: 256, arguments: [device, 0, UInt64(n), 0, scratch])
-                if let sums {
+                try module.launch(kernel, blocks: (n + 255) / 256, threads: 256, arguments: [device, 0, UInt64(n), 0, scratch])
+                if !reductions.isEmpty {
                     let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
-                    try driver.launch(sums, blocks: (chunks + 31) / 32, threads: 32, arguments: [scratch, partials])
+                    try module.launch(kernel + "_sums", blocks: (chunks + 31) / 32, threads: 32, arguments: [scratch, partials])
                 }
-                try driver.synchronizeDevice()
-                gpuTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                try driver.synchronize()
+                deviceTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
             try deviceFrame.withUnsafeMutableBytes { try driver.copy(device, toHost: $0.baseAddress!, bytes: bytes) }
             if native.partialBytes[r] > 0 {
@@ -74,7 +73,7 @@ package enum GPUKernelCheck {
                 program.runChunked(r, native, frame.base)
                 cpuTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
-            var result = Run(run: r, elements: n, cpuMilliseconds: cpuTimes.min() ?? 0, gpuMilliseconds: gpuTimes.min() ?? 0)
+            var result = Run(run: r, elements: n, cpuMilliseconds: cpuTimes.min() ?? 0, deviceMilliseconds: deviceTimes.min() ?? 0)
             // What the run writes: its instructions' results (those it stores; the others are in
             // neither frame) and its reductions'.
             deviceFrame.withUnsafeBytes { gpu in

@@ -96,9 +96,19 @@ struct NativeCodeGenerator {
     /// pairwise into `partials` (laid out as ``fusedReductions(_:)`` says), one thread per chunk:
     /// the CPU's sums, operation for operation. Compiled with `--fmad=false` (see ``NVRTC``), the
     /// arithmetic is the CPU's bit for bit; libm's functions are the device library's there.
-    func cudaSource(chunked: [Range<Int>], fusion: Fusion? = nil) -> String {
+    ///
+    /// `segments`: the plain runs, each a kernel `adjoint_segment_<k>(base)` that one thread runs
+    /// (the C function's body, instruction for instruction), so that a whole program can run on
+    /// the device (`DeviceProgram`).
+    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil) -> String {
         let fusion = fusion ?? self.fusion(chunked, splits: [])
         var out = Self.cudaPrelude
+        for (k, segment) in segments.enumerated() {
+            out += "\nextern \"C\" __global__ void \(Self.functionName(k))(unsigned char *base) {\n"
+                + "if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+            for i in segment { out += emit(instructions[i]) }
+            out += "}\n"
+        }
         for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion, cuda: true) }
         return out
     }
@@ -122,6 +132,19 @@ struct NativeCodeGenerator {
                 + "long c = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x, lo = c * \(chunk);\n"
                 + "if (lo >= \(n)) return;\n"
                 + "long len = \(n) - lo < \(chunk) ? \(n) - lo : \(chunk);\n" + sums + "}\n"
+            // The partials combined into each reduction's result in the frame, by one thread:
+            // `Summation.tree` in place, then the mean's division (`CompiledProgram.combine`).
+            let chunks = (n + chunk - 1) / chunk
+            out += "\nextern \"C\" __global__ void \(name)_combine(void *partials, void *frame) {\n"
+                + "if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+            for r in reductions {
+                let i = instructions[r.instruction], t = i.float64 ? "double" : "float"
+                let result = i.op == .mean ? "p[0] / (\(t))\(i.extent)" : "p[0]"
+                out += "{ \(t) *p = (\(t) *)((unsigned char *)partials + \(r.partials));\n"
+                    + "for (long step = 1; step < \(chunks); step *= 2) for (long j = 0; j + step < \(chunks); j += 2 * step) p[j] = p[j] + p[j + step];\n"
+                    + "*(\(t) *)((unsigned char *)frame + \(i.y)) = \(result); }\n"
+            }
+            out += "}\n"
         }
         return out
     }

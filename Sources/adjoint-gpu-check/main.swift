@@ -1,7 +1,12 @@
 // adjoint-gpu-check: runs the native code generator's CUDA kernels on GPU 0 against the native
-// CPU code, run by run (`GPUKernelCheck`), and writes a JSON report.
+// CPU code, run by run (`GPUKernelCheck`), then the programs without library functions whole on
+// the device (`DeviceProgram`) against the CPU's calls, timed; writes a JSON report.
 //
-//   adjoint-gpu-check [--report report.json] [--elements N] [--prepare-only]
+//   adjoint-gpu-check [--report report.json] [--elements N] [--prepare-only] [--emulate]
+//
+// --emulate: the kernels compiled as C++ for this CPU and run thread by thread
+// (`HostKernelEmulator`) instead of on a GPU: the check's own logic, where there is none (its
+// times are the emulation's, not a device's).
 //
 // NVRTC is found as `NVRTC.load()` says (ADJOINT_NVRTC, the loader's path, /usr/local/cuda); the
 // driver as libcuda.so.1. Exit status: 0 when every kernel whose arithmetic is IEEE on both sides
@@ -22,13 +27,26 @@ struct ProgramReport: Codable {
     var passed: Bool
 }
 
+/// A whole program run on the device: its launches, how its outputs compare with the CPU's call,
+/// and the medians of `repeats` timings.
+struct WholeProgramReport: Codable {
+    var name: String
+    var launches: Int
+    var compared = 0, differing = 0
+    var maximumRelativeDifference = 0.0
+    /// The CPU's call; the device's launches to synchronisation (arguments already there); the
+    /// device's call with the copies in and out.
+    var cpuMilliseconds = 0.0, deviceMilliseconds = 0.0, deviceWithCopiesMilliseconds = 0.0
+    var passed = false
+}
+
 struct Report: Codable {
     var device: String
-    var computeCapability: String
     var nvrtc: String
     var nvrtcVersion: String
     var elements: Int
     var programs: [ProgramReport]
+    var wholePrograms: [WholeProgramReport]
     var passed: Bool
 }
 
@@ -41,18 +59,20 @@ let args = CommandLine.arguments
 var reportPath: String?
 var n = 1_000_000
 var prepareOnly = false
+var emulate = false
 var index = 1
 while index < args.count {
     switch args[index] {
     case "--report" where index + 1 < args.count: reportPath = args[index + 1]; index += 2
     case "--prepare-only": prepareOnly = true; index += 1
+    case "--emulate": emulate = true; index += 1
     case "--elements" where index + 1 < args.count:
         guard let value = Int(args[index + 1]), value > 4096, value <= 1 << 28 else {
             fail("--elements must be an integer in 4097...\(1 << 28), got '\(args[index + 1])'", status: 2)
         }
         n = value
         index += 2
-    default: fail("unknown or incomplete argument '\(args[index])'; usage: adjoint-gpu-check [--report report.json] [--elements N] [--prepare-only]", status: 2)
+    default: fail("unknown or incomplete argument '\(args[index])'; usage: adjoint-gpu-check [--report report.json] [--elements N] [--prepare-only] [--emulate]", status: 2)
     }
 }
 
@@ -118,24 +138,30 @@ if prepareOnly {
     print("prepared \(programs.count) programs")
     exit(0)
 }
-let nvrtc: NVRTC, driver: CUDADriver
+let device: any KernelDevice
+var nvrtcPath = "", nvrtcVersion = ""
 do {
-    nvrtc = try NVRTC.load()
-    driver = try CUDADriver.load()
+    if emulate {
+        device = try HostKernelEmulator()
+    } else {
+        let nvrtc = try NVRTC.load()
+        device = CUDAKernelDevice(nvrtc: nvrtc, driver: try CUDADriver.load())
+        (nvrtcPath, nvrtcVersion) = (nvrtc.path, "\(nvrtc.version.major).\(nvrtc.version.minor)")
+    }
 } catch {
     fail("\(error)", status: 2)
 }
-print("device: \(driver.deviceName), compute capability \(driver.capability.major).\(driver.capability.minor); NVRTC \(nvrtc.version.major).\(nvrtc.version.minor) at \(nvrtc.path)")
+print("device: \(device.name)" + (nvrtcPath.isEmpty ? "" : "; NVRTC \(nvrtcVersion) at \(nvrtcPath)"))
 
 var reports: [ProgramReport] = []
 for entry in programs {
     do {
-        let runs = try GPUKernelCheck.check(entry.program, arguments: entry.arguments, nvrtc: nvrtc, driver: driver)
+        let runs = try GPUKernelCheck.check(entry.program, arguments: entry.arguments, device: device)
         let passed = !runs.isEmpty && runs.allSatisfy { entry.bitwise ? $0.differing == 0 : $0.maximumRelativeDifference <= entry.tolerance }
         reports.append(ProgramReport(name: entry.name, bitwiseExpected: entry.bitwise, tolerance: entry.tolerance, runs: runs, passed: passed))
         for r in runs {
-            print(String(format: "%@ run %d: %d elements, %d compared, %d differ (max relative %.3g); CPU %.3f ms, GPU %.3f ms",
-                         entry.name, r.run, r.elements, r.compared, r.differing, r.maximumRelativeDifference, r.cpuMilliseconds, r.gpuMilliseconds))
+            print(String(format: "%@ run %d: %d elements, %d compared, %d differ (max relative %.3g); CPU %.3f ms, device %.3f ms",
+                         entry.name, r.run, r.elements, r.compared, r.differing, r.maximumRelativeDifference, r.cpuMilliseconds, r.deviceMilliseconds))
         }
         print("\(entry.name): \(passed ? "passed" : "FAILED")")
     } catch {
@@ -143,9 +169,56 @@ for entry in programs {
         reports.append(ProgramReport(name: entry.name + " (error: \(error))", bitwiseExpected: entry.bitwise, tolerance: entry.tolerance, runs: [], passed: false))
     }
 }
-let report = Report(device: driver.deviceName, computeCapability: "\(driver.capability.major).\(driver.capability.minor)", nvrtc: nvrtc.path,
-                    nvrtcVersion: "\(nvrtc.version.major).\(nvrtc.version.minor)", elements: n, programs: reports,
-                    passed: reports.allSatisfy(\.passed))
+
+/// The median of `repeats` timings of `body`, in milliseconds.
+func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    }
+    return times.sorted()[times.count / 2]
+}
+
+// The programs whose arithmetic is IEEE on both sides, whole on the device: the same bits as the
+// CPU's call, and their times (the issue's Rosenbrock target is the first one's device time).
+var wholes: [WholeProgramReport] = []
+for entry in programs where entry.bitwise {
+    var whole = WholeProgramReport(name: entry.name, launches: 0)
+    do {
+        let program = try DeviceProgram(entry.program, device: device)
+        whole.launches = program.launches.count
+        let expected = try entry.program(entry.arguments), got = try program(entry.arguments)
+        for (a, b) in zip(expected, got) {
+            let x = a.dtype == .float64 ? a.scalars(as: Double.self) : a.scalars(as: Float.self).map(Double.init)
+            let y = b.dtype == .float64 ? b.scalars(as: Double.self) : b.scalars(as: Float.self).map(Double.init)
+            for (u, v) in zip(x, y) {
+                whole.compared += 1
+                guard u.bitPattern != v.bitPattern, !(u.isNaN && v.isNaN) else { continue }
+                whole.differing += 1
+                let relative = abs(u - v) / max(abs(u), abs(v), 1)
+                whole.maximumRelativeDifference = max(whole.maximumRelativeDifference, relative.isNaN ? .infinity : relative)
+            }
+        }
+        let repeats = emulate ? 3 : 50
+        whole.cpuMilliseconds = try median(repeats) { _ = try entry.program(entry.arguments) }
+        try program.upload(entry.arguments)
+        whole.deviceMilliseconds = try median(repeats) { try program.launch(); try device.synchronize() }
+        whole.deviceWithCopiesMilliseconds = try median(repeats) { _ = try program(entry.arguments) }
+        whole.passed = whole.compared > 0 && whole.differing == 0
+        print(String(format: "%@, whole on the device: %d launches, %d compared, %d differ; CPU %.3f ms, device %.3f ms (%.3f ms with copies): %@",
+                     entry.name, whole.launches, whole.compared, whole.differing, whole.cpuMilliseconds, whole.deviceMilliseconds,
+                     whole.deviceWithCopiesMilliseconds, whole.passed ? "passed" : "FAILED"))
+    } catch {
+        whole.name += " (error: \(error))"
+        print("\(entry.name), whole on the device: FAILED: \(error)")
+    }
+    wholes.append(whole)
+}
+
+let report = Report(device: device.name, nvrtc: nvrtcPath, nvrtcVersion: nvrtcVersion, elements: n, programs: reports,
+                    wholePrograms: wholes, passed: reports.allSatisfy(\.passed) && wholes.allSatisfy(\.passed))
 if let reportPath {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -77,10 +77,17 @@ struct CUDASourceTests {
         let nvrtc = try #require(Self.nvrtc)
         #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
         for (name, program) in try Self.programs() {
-            let source = try #require(program.cudaSource())
+            // The whole program's kernels: its plain runs as one-thread kernels and each reducing
+            // run's combination too (what `DeviceProgram` launches).
+            let source = try #require(program.cudaSource(segments: true))
+            let native = try #require(program.native)
             let ptx = try nvrtc.compile(source, name: name, target: .ptx(compute: 90))
             let text = String(decoding: ptx, as: UTF8.self)
             #expect(text.contains(".target sm_90") && text.contains(".entry adjoint_chunked_0"), "\(name)")
+            for k in native.segments.indices { #expect(text.contains(".entry adjoint_segment_\(k)("), "\(name)") }
+            for (k, reductions) in native.chunkedReductions.enumerated() where !reductions.isEmpty {
+                #expect(text.contains(".entry adjoint_chunked_\(k)_combine("), "\(name)")
+            }
             // --fmad=false: no multiply and add of ours contracted into one. (The device
             // library's exp, log, sin… use fused multiply-adds of their own.)
             if !name.hasPrefix("every") && name != "fused sums" { #expect(!text.contains("fma.rn"), "\(name)") }

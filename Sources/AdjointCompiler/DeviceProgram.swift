@@ -1,0 +1,153 @@
+import AdjointTensor
+
+/// Why a compiled program cannot run on a device.
+package enum DeviceProgramError: Error, Equatable, CustomStringConvertible {
+    /// The program was compiled without native code (`NativeCode.off`, or no C compiler).
+    case noNativeCode
+    /// An instruction with no device form yet (a matmul, an operator the interpreter runs):
+    /// its position and what it is.
+    case noDeviceForm(instruction: Int, operation: String)
+    /// A call with arguments of other types than the compiled ones.
+    case argumentMismatch(String)
+
+    package var description: String {
+        switch self {
+        case .noNativeCode: return "the program has no native code, which is what its device kernels are generated from"
+        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: matmuls and interpreted operators run on the CPU only"
+        case let .argumentMismatch(detail): return detail
+        }
+    }
+}
+
+/// A compiled program run whole on a device: its frame lives in device memory (the constants
+/// put there once), each call copies the arguments in, runs every instruction there and copies
+/// the outputs back.
+///
+/// The instructions run as the native code's runs do on the CPU, in program order: each plain
+/// run as a one-thread kernel (`adjoint_segment_<k>`), each chunked run as a kernel over its
+/// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
+/// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
+/// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
+/// device. The results are the CPU's strict-policy results: bit for bit where the arithmetic is
+/// IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device math library's ulps elsewhere.
+/// Programs with matmuls or interpreted operators throw ``DeviceProgramError/noDeviceForm(instruction:operation:)``.
+package final class DeviceProgram {
+    package let program: CompiledProgram
+    package let device: any KernelDevice
+    private let module: any KernelModule
+    /// The launches of one call, in order.
+    package let launches: [Launch]
+    private let frame: UInt64, scratch: UInt64, partials: UInt64
+
+    /// One kernel launch: its name, grid and arguments.
+    package struct Launch: Equatable, Sendable {
+        package var kernel: String
+        package var blocks: Int, threads: Int
+        package var arguments: [UInt64]
+    }
+
+    /// Threads per block of a chunked run's kernel; chunks per block of its sums kernel.
+    package static let threadsPerBlock = 256, chunksPerBlock = 32
+
+    /// Compiles `program`'s kernels for `device` and puts its frame there.
+    ///
+    /// - Throws: ``DeviceProgramError`` for a program without native code or with an instruction
+    ///   that has no device form, and the device's errors (compilation, memory).
+    package init(_ program: CompiledProgram, device: any KernelDevice) throws {
+        guard let native = program.native else { throw DeviceProgramError.noNativeCode }
+        let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
+        // The order of the launches, and what each instruction belongs to.
+        var order: [(chunked: Bool, index: Int)] = []
+        var k = range.lowerBound
+        while k < range.upperBound {
+            let s = Int(native.start[k])
+            if s >= 0 {
+                order.append((false, s))
+                k = native.end[s]
+            } else if s <= -2 {
+                order.append((true, -2 - s))
+                k = native.chunkedEnd[-2 - s]
+            } else {
+                let i = program.instructions[k]
+                let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
+                throw DeviceProgramError.noDeviceForm(instruction: k, operation: operation)
+            }
+        }
+        guard let source = program.cudaSource(segments: true) else { throw DeviceProgramError.noNativeCode }
+        let module = try device.load(source)
+        let scratchBytes = native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() ?? 0
+        let frame = try device.allocate(program.statistics.frameBytes)
+        var scratch: UInt64 = 0, partials: UInt64 = 0
+        do {
+            scratch = scratchBytes > 0 ? try device.allocate(scratchBytes) : 0
+            partials = scratchBytes > 0 ? try device.allocate(native.partialBytes.max() ?? 0) : 0
+            try program.constantImage.withUnsafeBytes { image in
+                if image.count > 0 { try device.copy(image.baseAddress!, toDevice: frame, bytes: image.count) }
+            }
+        } catch {
+            for address in [frame, scratch, partials] where address != 0 { device.release(address) }
+            throw error
+        }
+        var launches: [Launch] = []
+        for (chunked, index) in order {
+            guard chunked else {
+                launches.append(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: 1, arguments: [frame]))
+                continue
+            }
+            let name = NativeCodeGenerator.chunkedFunctionName(index), n = native.chunkedElements[index]
+            launches.append(Launch(kernel: name, blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
+                                   arguments: [frame, 0, UInt64(n), 0, scratch]))
+            if !native.chunkedReductions[index].isEmpty {
+                let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
+                launches.append(Launch(kernel: name + "_sums", blocks: (chunks + Self.chunksPerBlock - 1) / Self.chunksPerBlock,
+                                       threads: Self.chunksPerBlock, arguments: [scratch, partials]))
+                launches.append(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame]))
+            }
+        }
+        (self.program, self.device, self.module, self.launches) = (program, device, module, launches)
+        (self.frame, self.scratch, self.partials) = (frame, scratch, partials)
+    }
+
+    deinit {
+        for address in [frame, scratch, partials] where address != 0 { device.release(address) }
+    }
+
+    /// Copies `arguments` into the device frame.
+    ///
+    /// - Throws: ``DeviceProgramError/argumentMismatch(_:)`` naming the argument of another count,
+    ///   dtype or shape; the device's copy errors.
+    package func upload(_ arguments: [Tensor]) throws {
+        guard arguments.count == program.arguments.count else {
+            throw DeviceProgramError.argumentMismatch("called with \(arguments.count) arguments; the program takes \(program.arguments.count)")
+        }
+        for (a, value) in arguments.enumerated() {
+            let place = program.arguments[a]
+            guard value.dtype == place.type.dtype, value.shape == place.type.shape else {
+                throw DeviceProgramError.argumentMismatch("argument \(a) was compiled as \(place.type), got \(value.valueType)")
+            }
+            try device.copy(value.rawPointer, toDevice: frame + UInt64(place.offset), bytes: place.type.byteCount)
+        }
+    }
+
+    /// Launches every kernel of one call, in order (asynchronous on a GPU: ``KernelDevice/synchronize()`` waits).
+    package func launch() throws {
+        for l in launches { try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments) }
+    }
+
+    /// The outputs, copied out of the device frame (after the launches before it have run).
+    package func download() throws -> [Tensor] {
+        try program.outputs.map { place in
+            let t = Tensor(uninitialized: place.type.shape, dtype: place.type.dtype)
+            try device.copy(frame + UInt64(place.offset), toHost: t.rawPointer, bytes: place.type.byteCount)
+            return t
+        }
+    }
+
+    /// Runs the program on the device: arguments in, every kernel, outputs out.
+    package func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
+        try upload(arguments)
+        try launch()
+        try device.synchronize()
+        return try download()
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where generated CUDA kernels run: a GPU through the driver (``CUDAKernelDevice``), or this
+/// machine's CPU running the same source as C++ thread by thread (``HostKernelEmulator``), which
+/// is how the kernels' logic is tested where there is no GPU. Device memory is named by 64-bit
+/// addresses, as the driver names it.
+package protocol KernelDevice: AnyObject {
+    /// What the kernels run on, in words.
+    var name: String { get }
+    /// Compiles and loads a CUDA source (``NativeCodeGenerator``'s dialect) as a module.
+    func load(_ source: String) throws -> any KernelModule
+    /// `bytes` bytes of device memory (released with ``release(_:)``).
+    func allocate(_ bytes: Int) throws -> UInt64
+    func release(_ address: UInt64)
+    func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws
+    func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws
+    /// Waits until everything launched has run.
+    func synchronize() throws
+}
+
+/// A loaded module: its kernels by name, launched on `blocks` blocks of `threads` threads with
+/// `arguments` (each a 64-bit value: a device address or a count). The kernels take one
+/// (`adjoint_segment_<k>(base)`), two (`…_sums(scratch, partials)`, `…_combine(partials, frame)`)
+/// or five (`adjoint_chunked_<k>(base, begin, end, bound, scratch)`) arguments.
+package protocol KernelModule: AnyObject {
+    func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws
+}
+
+/// Why a kernel could not be run.
+package enum KernelDeviceError: Error, Equatable, CustomStringConvertible {
+    /// The module has no kernel of that name.
+    case noKernel(String)
+    /// A launch with an argument count no generated kernel takes.
+    case badArguments(kernel: String, count: Int)
+    /// The host compiler failed on the emulated source: the command and what it printed.
+    case compilationFailed(command: String, output: String)
+    /// The emulated module could not be loaded.
+    case loadFailed(path: String, reason: String)
+
+    package var description: String {
+        switch self {
+        case let .noKernel(name): return "the module has no kernel \(name)"
+        case let .badArguments(kernel, count): return "\(kernel) launched with \(count) arguments; generated kernels take 1, 2 or 5"
+        case let .compilationFailed(command, output): return "\(command) failed:\n\(output)"
+        case let .loadFailed(path, reason): return "loading \(path): \(reason)"
+        }
+    }
+}
+
+/// A GPU: kernels compiled by ``NVRTC`` for the device's architecture and run through the
+/// ``CUDADriver`` on its default stream.
+package final class CUDAKernelDevice: KernelDevice {
+    package let nvrtc: NVRTC
+    package let driver: CUDADriver
+    package init(nvrtc: NVRTC, driver: CUDADriver) { (self.nvrtc, self.driver) = (nvrtc, driver) }
+
+    package var name: String { "\(driver.deviceName) (compute capability \(driver.capability.major).\(driver.capability.minor))" }
+
+    package func load(_ source: String) throws -> any KernelModule {
+        let image = try nvrtc.compile(source, name: "program.cu", target: .cubin(sm: driver.capability.major * 10 + driver.capability.minor))
+        return Module(try driver.module(image))
+    }
+
+    final class Module: KernelModule {
+        let module: CUDADriver.Module
+        var functions: [String: OpaquePointer?] = [:]
+        init(_ module: CUDADriver.Module) { self.module = module }
+        func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+            let function: OpaquePointer?
+            if let known = functions[kernel] { function = known } else {
+                function = try module.function(kernel)
+                functions[kernel] = function
+            }
+            try module.driver.launch(function, blocks: blocks, threads: threads, arguments: arguments)
+        }
+    }
+
+    package func allocate(_ bytes: Int) throws -> UInt64 { try driver.allocate(bytes) }
+    package func release(_ address: UInt64) { driver.release(address) }
+    package func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {
+        try driver.copy(source, toDevice: destination, bytes: bytes)
+    }
+    package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
+        try driver.copy(source, toHost: destination, bytes: bytes)
+    }
+    package func synchronize() throws { try driver.synchronizeDevice() }
+}
+
+/// The generated CUDA source compiled as C++ for this CPU by the system's C++ compiler, each
+/// launch run block by block and thread by thread in order, on host memory. The device dialect
+/// is mapped onto C++ by a few definitions (`__global__`, `blockIdx`…, the bit-pattern
+/// intrinsics), so what runs is the kernels' own text: a wrong index, a missed edge test or a
+/// partial in the wrong place shows up here as it would on a GPU. The arithmetic is the CPU's
+/// (`-ffp-contract=off`, no fast-math): the same bits as the native code, library functions
+/// included. Not a model of a GPU's concurrency: threads run one after another.
+package final class HostKernelEmulator: KernelDevice {
+    /// The compiler (`ADJOINT_CXX`, else `c++`).
+    package let compiler: String
+    private let directory: URL
+
+    package init() throws {
+        compiler = ProcessInfo.processInfo.environment["ADJOINT_CXX"] ?? "c++"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-emulator-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    package var name: String { "host emulation (\(compiler))" }
+
+    /// What maps the device dialect onto C++; the launcher runs a kernel over its grid.
+    static let prelude = """
+    #include <math.h>
+    #include <string.h>
+    #define __global__
+    #define __device__
+    #define __forceinline__ inline
+    struct adjoint_dim3 { unsigned x, y, z; };
+    static adjoint_dim3 blockIdx, threadIdx, blockDim, gridDim;
+    static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+    static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+
+    """
+
+    static let launcher = """
+
+    extern "C" int adjoint_emulate(void *kernel, int count, const unsigned long long *a, unsigned blocks, unsigned threads) {
+        if (count != 1 && count != 2 && count != 5) return 1;
+        gridDim.x = blocks; gridDim.y = gridDim.z = 1;
+        blockDim.x = threads; blockDim.y = blockDim.z = 1;
+        blockIdx.y = blockIdx.z = threadIdx.y = threadIdx.z = 0;
+        for (unsigned b = 0; b < blocks; b++) {
+            blockIdx.x = b;
+            for (unsigned t = 0; t < threads; t++) {
+                threadIdx.x = t;
+                if (count == 1) ((void (*)(unsigned char *))kernel)((unsigned char *)a[0]);
+                else if (count == 2) ((void (*)(void *, void *))kernel)((void *)a[0], (void *)a[1]);
+                else ((void (*)(unsigned char *, long, long, void *const *, void *))kernel)((unsigned char *)a[0], (long)a[1], (long)a[2], (void *const *)a[3], (void *)a[4]);
+            }
+        }
+        return 0;
+    }
+
+    """
+
+    package func load(_ source: String) throws -> any KernelModule {
+        let name = "m\(modules)"
+        modules += 1
+        let file = directory.appendingPathComponent(name + ".cpp"), library = directory.appendingPathComponent(name + ".so")
+        try Data((Self.prelude + source + Self.launcher).utf8).write(to: file)
+        let arguments = ["-std=c++17", "-O1", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-w", "-o", library.path, file.path]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [compiler] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let command = ([compiler] + arguments).joined(separator: " ")
+        do { try process.run() } catch { throw KernelDeviceError.compilationFailed(command: command, output: "\(error)") }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw KernelDeviceError.compilationFailed(command: command, output: String(decoding: output.prefix(4000), as: UTF8.self))
+        }
+        guard let handle = dlopen(library.path, RTLD_NOW | RTLD_LOCAL) else {
+            throw KernelDeviceError.loadFailed(path: library.path, reason: dlerror().map { String(cString: $0) } ?? "dlopen failed")
+        }
+        guard let launcher = dlsym(handle, "adjoint_emulate") else {
+            dlclose(handle)
+            throw KernelDeviceError.loadFailed(path: library.path, reason: "no adjoint_emulate")
+        }
+        return Module(handle: handle, launcher: unsafeBitCast(launcher, to: Module.Launcher.self))
+    }
+    private var modules = 0
+
+    final class Module: KernelModule {
+        typealias Launcher = @convention(c) (UnsafeMutableRawPointer, Int32, UnsafePointer<UInt64>, UInt32, UInt32) -> Int32
+        let handle: UnsafeMutableRawPointer, launcher: Launcher
+        init(handle: UnsafeMutableRawPointer, launcher: Launcher) { (self.handle, self.launcher) = (handle, launcher) }
+        deinit { dlclose(handle) }
+
+        func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+            guard let function = dlsym(handle, kernel) else { throw KernelDeviceError.noKernel(kernel) }
+            guard [1, 2, 5].contains(arguments.count) else { throw KernelDeviceError.badArguments(kernel: kernel, count: arguments.count) }
+            _ = arguments.withUnsafeBufferPointer { launcher(function, Int32(arguments.count), $0.baseAddress!, UInt32(blocks), UInt32(threads)) }
+        }
+    }
+
+    // Device memory is host memory; an address is the pointer's bits.
+    package func allocate(_ bytes: Int) throws -> UInt64 {
+        UInt64(UInt(bitPattern: UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 1), alignment: 64)))
+    }
+    package func release(_ address: UInt64) { UnsafeMutableRawPointer(bitPattern: UInt(address))?.deallocate() }
+    package func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {
+        UnsafeMutableRawPointer(bitPattern: UInt(destination))!.copyMemory(from: source, byteCount: bytes)
+    }
+    package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
+        destination.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(source))!, byteCount: bytes)
+    }
+    package func synchronize() throws {}
+}
