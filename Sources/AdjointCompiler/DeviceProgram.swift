@@ -19,9 +19,9 @@ package enum DeviceProgramError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// A compiled program run whole on a device: its frame lives in device memory (the constants
-/// put there once), each call copies the arguments in, runs every instruction there and copies
-/// the outputs back.
+/// A compiled program run whole on a device: its frame lives in device memory from a
+/// ``DeviceMemoryPool`` (the constants put there once), each call copies the arguments in, runs
+/// every instruction there and copies the outputs back.
 ///
 /// The instructions run as the native code's runs do on the CPU, in program order: each plain
 /// run as a one-thread kernel (`adjoint_segment_<k>`), each chunked run as a kernel over its
@@ -33,11 +33,14 @@ package enum DeviceProgramError: Error, Equatable, CustomStringConvertible {
 /// Programs with matmuls or interpreted operators throw ``DeviceProgramError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
-    package let device: any KernelDevice
+    package let pool: DeviceMemoryPool
+    package var device: any KernelDevice { pool.device }
     private let module: any KernelModule
     /// The launches of one call, in order.
     package let launches: [Launch]
-    private let frame: UInt64, scratch: UInt64, partials: UInt64
+    /// The device memory held: the frame, the reductions' operands and their partials.
+    private let blocks: [(address: UInt64, capacity: Int)]
+    private var frame: UInt64 { blocks[0].address }
 
     /// One kernel launch: its name, grid and arguments.
     package struct Launch: Equatable, Sendable {
@@ -49,11 +52,12 @@ package final class DeviceProgram {
     /// Threads per block of a chunked run's kernel; chunks per block of its sums kernel.
     package static let threadsPerBlock = 256, chunksPerBlock = 32
 
-    /// Compiles `program`'s kernels for `device` and puts its frame there.
+    /// Compiles `program`'s kernels for `pool`'s device and puts its frame there.
     ///
     /// - Throws: ``DeviceProgramError`` for a program without native code or with an instruction
     ///   that has no device form, and the device's errors (compilation, memory).
-    package init(_ program: CompiledProgram, device: any KernelDevice) throws {
+    package init(_ program: CompiledProgram, pool: DeviceMemoryPool) throws {
+        let device = pool.device
         guard let native = program.native else { throw DeviceProgramError.noNativeCode }
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
         // The order of the launches, and what each instruction belongs to.
@@ -76,18 +80,19 @@ package final class DeviceProgram {
         guard let source = program.cudaSource(segments: true) else { throw DeviceProgramError.noNativeCode }
         let module = try device.load(source)
         let scratchBytes = native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() ?? 0
-        let frame = try device.allocate(program.statistics.frameBytes)
-        var scratch: UInt64 = 0, partials: UInt64 = 0
+        var blocks: [(address: UInt64, capacity: Int)] = []
         do {
-            scratch = scratchBytes > 0 ? try device.allocate(scratchBytes) : 0
-            partials = scratchBytes > 0 ? try device.allocate(native.partialBytes.max() ?? 0) : 0
+            for bytes in [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native.partialBytes.max() ?? 0] : []) {
+                blocks.append(try pool.allocate(bytes))
+            }
             try program.constantImage.withUnsafeBytes { image in
-                if image.count > 0 { try device.copy(image.baseAddress!, toDevice: frame, bytes: image.count) }
+                if image.count > 0 { try device.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
             }
         } catch {
-            for address in [frame, scratch, partials] where address != 0 { device.release(address) }
+            for block in blocks { pool.release(block.address, capacity: block.capacity) }
             throw error
         }
+        let frame = blocks[0].address, scratch = blocks.count > 1 ? blocks[1].address : 0, partials = blocks.count > 2 ? blocks[2].address : 0
         var launches: [Launch] = []
         for (chunked, index) in order {
             guard chunked else {
@@ -104,12 +109,11 @@ package final class DeviceProgram {
                 launches.append(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame]))
             }
         }
-        (self.program, self.device, self.module, self.launches) = (program, device, module, launches)
-        (self.frame, self.scratch, self.partials) = (frame, scratch, partials)
+        (self.program, self.pool, self.module, self.launches, self.blocks) = (program, pool, module, launches, blocks)
     }
 
     deinit {
-        for address in [frame, scratch, partials] where address != 0 { device.release(address) }
+        for block in blocks { pool.release(block.address, capacity: block.capacity) }
     }
 
     /// Copies `arguments` into the device frame.

@@ -37,6 +37,8 @@ struct WholeProgramReport: Codable {
     /// The CPU's call; the device's launches to synchronisation (arguments already there); the
     /// device's call with the copies in and out.
     var cpuMilliseconds = 0.0, deviceMilliseconds = 0.0, deviceWithCopiesMilliseconds = 0.0
+    /// The device memory the program held at most (frame, reductions' operands and partials).
+    var peakDeviceBytes = 0
     var passed = false
 }
 
@@ -184,10 +186,12 @@ func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
 // The programs whose arithmetic is IEEE on both sides, whole on the device: the same bits as the
 // CPU's call, and their times (the issue's Rosenbrock target is the first one's device time).
 var wholes: [WholeProgramReport] = []
+let pool = DeviceMemoryPool(device: device)
 for entry in programs where entry.bitwise {
     var whole = WholeProgramReport(name: entry.name, launches: 0)
     do {
-        let program = try DeviceProgram(entry.program, device: device)
+        pool.resetPeak()
+        let program = try DeviceProgram(entry.program, pool: pool)
         whole.launches = program.launches.count
         let expected = try entry.program(entry.arguments), got = try program(entry.arguments)
         for (a, b) in zip(expected, got) {
@@ -206,10 +210,11 @@ for entry in programs where entry.bitwise {
         try program.upload(entry.arguments)
         whole.deviceMilliseconds = try median(repeats) { try program.launch(); try device.synchronize() }
         whole.deviceWithCopiesMilliseconds = try median(repeats) { _ = try program(entry.arguments) }
+        whole.peakDeviceBytes = pool.statistics.peakBytes
         whole.passed = whole.compared > 0 && whole.differing == 0
-        print(String(format: "%@, whole on the device: %d launches, %d compared, %d differ; CPU %.3f ms, device %.3f ms (%.3f ms with copies): %@",
+        print(String(format: "%@, whole on the device: %d launches, %d compared, %d differ; CPU %.3f ms, device %.3f ms (%.3f ms with copies), %d device bytes at most: %@",
                      entry.name, whole.launches, whole.compared, whole.differing, whole.cpuMilliseconds, whole.deviceMilliseconds,
-                     whole.deviceWithCopiesMilliseconds, whole.passed ? "passed" : "FAILED"))
+                     whole.deviceWithCopiesMilliseconds, whole.peakDeviceBytes, whole.passed ? "passed" : "FAILED"))
     } catch {
         whole.name += " (error: \(error))"
         print("\(entry.name), whole on the device: FAILED: \(error)")

@@ -38,7 +38,7 @@ struct DeviceProgramTests {
     func wholePrograms() throws {
         let emulator = try HostKernelEmulator()
         for (name, program) in try CUDASourceTests.programs() {
-            let device = try DeviceProgram(program, device: emulator)
+            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
             for seed in [UInt64(3), 11] {
                 let arguments = try Self.arguments(program, seed: seed)
                 let expected = try program(arguments), got = try device(arguments)
@@ -65,7 +65,7 @@ struct DeviceProgramTests {
         }.trace(for: [x]).program
         let native = try #require(program.native)
         #expect(!native.segments.isEmpty && !native.runs.isEmpty)
-        let device = try DeviceProgram(program, device: HostKernelEmulator())
+        let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()))
         let kernels = device.launches.map(\.kernel)
         #expect(kernels.filter { $0.hasPrefix("adjoint_segment_") }.count == native.segments.count)
         for (r, reductions) in native.chunkedReductions.enumerated() {
@@ -91,16 +91,16 @@ struct DeviceProgramTests {
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
         let product = try compile(native: .required) { (v: [Tensor]) in [try (v[0].matmul(v[0]) * 2).sum()] }.trace(for: [a]).program
         do {
-            _ = try DeviceProgram(product, device: emulator)
+            _ = try DeviceProgram(product, pool: DeviceMemoryPool(device: emulator))
             Issue.record("a program with a matmul ran on the device")
         } catch let DeviceProgramError.noDeviceForm(instruction, operation) {
             #expect(operation == "matmul" && product.instructions[instruction].kind == .matmul)
         }
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try v[0] * 2] }.trace(for: [a]).program
-        #expect(throws: DeviceProgramError.noNativeCode) { try DeviceProgram(interpreted, device: emulator) }
+        #expect(throws: DeviceProgramError.noNativeCode) { try DeviceProgram(interpreted, pool: DeviceMemoryPool(device: emulator)) }
         let x = try Tensor.uniform([5000], key: RandomKey(seed: 2), low: -1, high: 1)
         let program = try compile(native: .required) { (v: [Tensor]) in [try v[0] * 2 + 1] }.trace(for: [x]).program
-        let device = try DeviceProgram(program, device: emulator)
+        let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
         #expect(throws: DeviceProgramError.argumentMismatch("called with 2 arguments; the program takes 1")) { try device([x, x]) }
         #expect(throws: DeviceProgramError.argumentMismatch("argument 0 was compiled as f64[5000], got f32[5000]")) {
             try device([x.cast(to: .float32)])
@@ -127,5 +127,87 @@ struct DeviceProgramTests {
         var bytes = [UInt8](repeating: 0, count: 6)
         try bytes.withUnsafeMutableBytes { try emulator.copy(memory, toHost: $0.baseAddress!, bytes: 6) }
         #expect(bytes == [0, 1, 2, 10, 11, 12])
+    }
+}
+
+/// A device over the host emulation that counts what reaches it and refuses allocations beyond a
+/// byte budget (the out-of-memory path of the pool).
+final class CountingDevice: KernelDevice {
+    struct OutOfMemory: Error, Equatable { var bytes: Int }
+    let base: HostKernelEmulator
+    let budget: Int
+    var allocations = 0, releases = 0, held: [UInt64: Int] = [:]
+    init(budget: Int = .max) throws { (base, self.budget) = (try HostKernelEmulator(), budget) }
+    var name: String { "counting " + base.name }
+    func load(_ source: String) throws -> any KernelModule { try base.load(source) }
+    func allocate(_ bytes: Int) throws -> UInt64 {
+        guard held.values.reduce(0, +) + bytes <= budget else { throw OutOfMemory(bytes: bytes) }
+        allocations += 1
+        let address = try base.allocate(bytes)
+        held[address] = bytes
+        return address
+    }
+    func release(_ address: UInt64) {
+        releases += 1
+        held[address] = nil
+        base.release(address)
+    }
+    func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws { try base.copy(source, toDevice: destination, bytes: bytes) }
+    func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws { try base.copy(source, toHost: destination, bytes: bytes) }
+    func synchronize() throws {}
+}
+
+@Suite("The caching device allocator")
+struct DeviceMemoryPoolTests {
+    @Test("a released block is handed out again for its size class; the counters are the CPU pool's")
+    func reuse() throws {
+        let device = try CountingDevice(), pool = DeviceMemoryPool(device: device)
+        let a = try pool.allocate(1000)
+        #expect(a.capacity == 1024)
+        pool.release(a.address, capacity: a.capacity)
+        let b = try pool.allocate(900), c = try pool.allocate(5000)
+        #expect(b.address == a.address && b.capacity == 1024 && c.capacity == StoragePool.capacity(for: 5000))
+        #expect(device.allocations == 2 && device.releases == 0)
+        #expect(pool.statistics == StoragePool.Statistics(liveBytes: 1024 + c.capacity, peakBytes: 1024 + c.capacity, allocationCount: 3,
+                                                          systemAllocationCount: 2, cachedBytes: 0))
+        pool.release(c.address, capacity: c.capacity)
+        #expect(pool.statistics.liveBytes == 1024 && pool.statistics.cachedBytes == c.capacity && pool.statistics.peakBytes == 1024 + c.capacity)
+        pool.resetPeak()
+        #expect(pool.statistics.peakBytes == 1024)
+        pool.release(b.address, capacity: b.capacity)
+        pool.trim()
+        #expect(pool.statistics.cachedBytes == 0 && device.releases == 2 && device.held.isEmpty)
+    }
+
+    @Test("above the cache limit released blocks go back to the device; a refused allocation empties the cache and tries once more")
+    func limits() throws {
+        let device = try CountingDevice(budget: 5 << 19), pool = DeviceMemoryPool(device: device, cacheLimit: 1 << 20)
+        let small = try pool.allocate(1 << 20), large = try pool.allocate(1 << 20)
+        pool.release(small.address, capacity: small.capacity)
+        pool.release(large.address, capacity: large.capacity)   // over the limit: freed
+        #expect(device.releases == 1 && pool.statistics.cachedBytes == 1 << 20)
+        // 2 MiB more fits only once the cached MiB is given back.
+        let big = try pool.allocate(2 << 20)
+        #expect(device.releases == 2 && pool.statistics.cachedBytes == 0 && pool.statistics.liveBytes == 2 << 20)
+        #expect(throws: CountingDevice.OutOfMemory(bytes: 2 << 20)) { try pool.allocate(2 << 20) }
+        #expect(pool.statistics.liveBytes == 2 << 20 && pool.statistics.allocationCount == 3)
+        pool.release(big.address, capacity: big.capacity)
+    }
+
+    @Test("device programs take their frames from the pool and give them back; a second program reuses them")
+    func programs() throws {
+        let device = try CountingDevice(), pool = DeviceMemoryPool(device: device)
+        let x = try Tensor.uniform([3 * Parallelism.elementChunk + 77], key: RandomKey(seed: 5), low: -1, high: 1)
+        let program = try compile(native: .required) { (a: [Tensor]) in [try (a[0] * a[0]).sum(), try a[0] * 3] }.trace(for: [x]).program
+        var first: DeviceProgram? = try DeviceProgram(program, pool: pool)
+        let held = pool.statistics.liveBytes
+        #expect(held >= program.statistics.frameBytes && device.allocations == 3)
+        let expected = try program([x]), got = try first!([x])
+        #expect(expected[0].scalars(as: Double.self) == got[0].scalars(as: Double.self))
+        first = nil
+        #expect(pool.statistics.liveBytes == 0 && pool.statistics.cachedBytes == held)
+        let second = try DeviceProgram(program, pool: pool)
+        #expect(device.allocations == 3 && pool.statistics.systemAllocationCount == 3 && pool.statistics.allocationCount == 6)
+        #expect(try second([x])[0].scalars(as: Double.self) == expected[0].scalars(as: Double.self))
     }
 }
