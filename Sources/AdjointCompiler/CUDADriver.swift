@@ -21,9 +21,9 @@ package enum CUDADriverError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The few calls of the CUDA driver API (`libcuda.so.1`, loaded with `dlopen`) that running
+/// The calls of the CUDA driver API (`libcuda.so.1`, loaded with `dlopen`) that running
 /// generated kernels on device 0 takes: its primary context, modules from a cubin, device memory,
-/// copies and launches on the default stream, synchronisation. What `adjoint-gpu-check` runs the
+/// copies and launches on the default stream or on streams of its own, events, synchronisation. What `adjoint-gpu-check` runs the
 /// native code generator's CUDA kernels with; not a device backend for tensors (see
 /// `Documentation/GPU.md`).
 package final class CUDADriver: @unchecked Sendable {
@@ -45,12 +45,22 @@ package final class CUDADriver: @unchecked Sendable {
     private typealias Launch = @convention(c) (OpaquePointer?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaquePointer?,
                                                UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
     private typealias Synchronize = @convention(c) () -> Int32
+    private typealias Create = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, UInt32) -> Int32
+    private typealias Handle = @convention(c) (OpaquePointer?) -> Int32
+    private typealias Record = @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32
+    private typealias WaitEvent = @convention(c) (OpaquePointer?, OpaquePointer?, UInt32) -> Int32
+    private typealias Elapsed = @convention(c) (UnsafeMutablePointer<Float>, OpaquePointer?, OpaquePointer?) -> Int32
+    private typealias ToDeviceAsync = @convention(c) (UInt64, UnsafeRawPointer, Int, OpaquePointer?) -> Int32
+    private typealias ToHostAsync = @convention(c) (UnsafeMutableRawPointer, UInt64, Int, OpaquePointer?) -> Int32
     private typealias ErrorString = @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
 
     private let initialize: Int1, deviceGet: DeviceGet, attribute: Attribute, name: Name, retain: Retain, setCurrent: SetCurrent
     private let moduleLoad: ModuleLoad, moduleFunction: ModuleFunction, moduleUnload: ModuleUnload
     private let alloc: Alloc, free: Free, toDevice: ToDevice, toHost: ToHost, memset: Memset, launch: Launch, synchronize: Synchronize
     private let errorString: ErrorString
+    private let streamCreate: Create, streamDestroy: Handle, streamSynchronize: Handle, streamWait: WaitEvent
+    private let eventCreate: Create, eventDestroy: Handle, eventRecord: Record, eventQuery: Handle, eventSynchronize: Handle, eventElapsed: Elapsed
+    private let toDeviceAsync: ToDeviceAsync, toHostAsync: ToHostAsync
 
     /// Device 0's name and compute capability (9.0 for an H100 or H200).
     package private(set) var deviceName = ""
@@ -89,6 +99,18 @@ package final class CUDADriver: @unchecked Sendable {
         launch = try symbol("cuLaunchKernel", Launch.self)
         synchronize = try symbol("cuCtxSynchronize", Synchronize.self)
         errorString = try symbol("cuGetErrorString", ErrorString.self)
+        streamCreate = try symbol("cuStreamCreate", Create.self)
+        streamDestroy = try symbol("cuStreamDestroy_v2", Handle.self)
+        streamSynchronize = try symbol("cuStreamSynchronize", Handle.self)
+        streamWait = try symbol("cuStreamWaitEvent", WaitEvent.self)
+        eventCreate = try symbol("cuEventCreate", Create.self)
+        eventDestroy = try symbol("cuEventDestroy_v2", Handle.self)
+        eventRecord = try symbol("cuEventRecord", Record.self)
+        eventQuery = try symbol("cuEventQuery", Handle.self)
+        eventSynchronize = try symbol("cuEventSynchronize", Handle.self)
+        eventElapsed = try symbol("cuEventElapsedTime", Elapsed.self)
+        toDeviceAsync = try symbol("cuMemcpyHtoDAsync_v2", ToDeviceAsync.self)
+        toHostAsync = try symbol("cuMemcpyDtoHAsync_v2", ToHostAsync.self)
         self.handle = handle
         try check("cuInit", initialize(0))
         var device: Int32 = 0
@@ -155,16 +177,80 @@ package final class CUDADriver: @unchecked Sendable {
     package func zero(_ pointer: UInt64, bytes: Int) throws { try check("cuMemsetD8", memset(pointer, 0, bytes)) }
 
     /// Launches `function` on `blocks` blocks of `threads` threads with `arguments` (each a
-    /// 64-bit value: a device pointer, a count), on the default stream.
-    package func launch(_ function: OpaquePointer?, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+    /// 64-bit value: a device pointer, a count), on `stream` (nil: the default stream).
+    package func launch(_ function: OpaquePointer?, blocks: Int, threads: Int, arguments: [UInt64], stream: Stream? = nil) throws {
         var values = arguments
         try values.withUnsafeMutableBufferPointer { v in
             var pointers: [UnsafeMutableRawPointer?] = (0..<v.count).map { UnsafeMutableRawPointer(v.baseAddress! + $0) }
             try check("cuLaunchKernel", pointers.withUnsafeMutableBufferPointer {
-                launch(function, UInt32(blocks), 1, 1, UInt32(threads), 1, 1, 0, nil, $0.baseAddress, nil)
+                launch(function, UInt32(blocks), 1, 1, UInt32(threads), 1, 1, 0, stream?.handle, $0.baseAddress, nil)
             })
         }
     }
 
     package func synchronizeDevice() throws { try check("cuCtxSynchronize", synchronize()) }
+
+    /// A stream: work enqueued on it runs in order, asynchronously to the host and to other
+    /// streams (created non-blocking: it does not wait for the default stream).
+    package final class Stream {
+        let driver: CUDADriver
+        let handle: OpaquePointer?
+        fileprivate init(driver: CUDADriver, handle: OpaquePointer?) { (self.driver, self.handle) = (driver, handle) }
+        deinit { _ = driver.streamDestroy(handle) }
+
+        /// Waits until everything enqueued on the stream has run.
+        package func synchronize() throws { try driver.check("cuStreamSynchronize", driver.streamSynchronize(handle)) }
+        /// Makes later work on this stream wait for `event`.
+        package func wait(_ event: Event) throws { try driver.check("cuStreamWaitEvent", driver.streamWait(handle, event.handle, 0)) }
+        /// Copies `bytes` bytes from host memory to the device in the stream's order. The host
+        /// memory must stay valid and unchanged until the copy has run (a stream synchronisation).
+        package func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {
+            try driver.check("cuMemcpyHtoDAsync", driver.toDeviceAsync(destination, source, bytes, handle))
+        }
+        /// Copies `bytes` bytes from the device to host memory in the stream's order (valid to
+        /// read once the stream has been synchronised past it).
+        package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
+            try driver.check("cuMemcpyDtoHAsync", driver.toHostAsync(destination, source, bytes, handle))
+        }
+        /// An event recorded at this point of the stream.
+        package func record() throws -> Event {
+            var event: OpaquePointer?
+            try driver.check("cuEventCreate", driver.eventCreate(&event, 0))
+            let result = Event(driver: driver, handle: event)
+            try driver.check("cuEventRecord", driver.eventRecord(event, handle))
+            return result
+        }
+    }
+
+    /// A point in a stream's work: whether the work before it has run, waiting for it, and the
+    /// device's time between two of them.
+    // @unchecked Sendable: immutable handles; the driver API's event calls are thread-safe.
+    package final class Event: @unchecked Sendable {
+        let driver: CUDADriver
+        let handle: OpaquePointer?
+        fileprivate init(driver: CUDADriver, handle: OpaquePointer?) { (self.driver, self.handle) = (driver, handle) }
+        deinit { _ = driver.eventDestroy(handle) }
+
+        /// Whether the work before the event has run (CUDA_ERROR_NOT_READY, 600: not yet).
+        package func isComplete() throws -> Bool {
+            let code = driver.eventQuery(handle)
+            if code == 600 { return false }
+            try driver.check("cuEventQuery", code)
+            return true
+        }
+        package func synchronize() throws { try driver.check("cuEventSynchronize", driver.eventSynchronize(handle)) }
+        /// Milliseconds on the device from `start` to this event (both complete).
+        package func milliseconds(since start: Event) throws -> Double {
+            var ms: Float = 0
+            try driver.check("cuEventElapsedTime", driver.eventElapsed(&ms, start.handle, handle))
+            return Double(ms)
+        }
+    }
+
+    /// A new non-blocking stream (CU_STREAM_NON_BLOCKING).
+    package func makeStream() throws -> Stream {
+        var stream: OpaquePointer?
+        try check("cuStreamCreate", streamCreate(&stream, 1))
+        return Stream(driver: self, handle: stream)
+    }
 }

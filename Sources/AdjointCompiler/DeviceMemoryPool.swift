@@ -5,17 +5,18 @@ import AdjointTensor
 /// again before the device is asked for more, with the CPU pool's counters
 /// (``StoragePool/Statistics``: live, peak, allocations, those that reached the device, cached).
 ///
-/// Reuse is safe without events because everything runs on one stream, in order: a block released
-/// after the launches that use it were enqueued is reused only by launches enqueued later. When the
-/// device refuses an allocation, the cached blocks go back to it and the allocation is tried once
-/// more before the error is thrown.
+/// Reuse is stream-ordered: a block is released with an event recorded on the stream that last
+/// used it (``release(_:capacity:pending:)``), and handed out again only once that event is
+/// complete — so a block freed while kernels on one stream may still read it is never written by
+/// another stream's work. When the device refuses an allocation, the cached blocks go back to it
+/// (waiting for their events) and the allocation is tried once more before the error is thrown.
 // @unchecked Sendable: the free lists and counters are reached only under `state`'s lock; the
-// device's calls are the driver's, which are thread-safe.
+// device's calls are the driver's, which are thread-safe; an event is only queried or waited for.
 package final class DeviceMemoryPool: @unchecked Sendable {
     package let device: any KernelDevice
 
     private struct State {
-        var free: [Int: [UInt64]] = [:]
+        var free: [Int: [(address: UInt64, pending: (any KernelEvent)?)]] = [:]
         var stats = StoragePool.Statistics(liveBytes: 0, peakBytes: 0, allocationCount: 0, systemAllocationCount: 0, cachedBytes: 0)
         var cacheLimit: Int
     }
@@ -35,9 +36,11 @@ package final class DeviceMemoryPool: @unchecked Sendable {
     package func allocate(_ bytes: Int) throws -> (address: UInt64, capacity: Int) {
         let capacity = StoragePool.capacity(for: bytes)
         let reused: UInt64? = state.withLock { s in
-            guard let address = s.free[capacity]?.popLast() else { return nil }
+            // The most recently released block whose last use has run.
+            guard let blocks = s.free[capacity],
+                  let k = blocks.lastIndex(where: { block in block.pending.map { (try? $0.isComplete()) ?? false } ?? true }) else { return nil }
             s.stats.cachedBytes -= capacity
-            return address
+            return s.free[capacity]!.remove(at: k).address
         }
         let address: UInt64
         if let reused {
@@ -59,16 +62,21 @@ package final class DeviceMemoryPool: @unchecked Sendable {
         return (address, capacity)
     }
 
-    /// Returns a block from ``allocate(_:)`` (kept for reuse while the cache has room).
-    package func release(_ address: UInt64, capacity: Int) {
+    /// Returns a block from ``allocate(_:)`` (kept for reuse while the cache has room). `pending`:
+    /// an event after the last work that uses the block (nil: none is enqueued); the block is not
+    /// handed out again before it is complete.
+    package func release(_ address: UInt64, capacity: Int, pending: (any KernelEvent)? = nil) {
         let keep: Bool = state.withLock { s in
             s.stats.liveBytes -= capacity
             guard s.stats.cachedBytes + capacity <= s.cacheLimit else { return false }
-            s.free[capacity, default: []].append(address)
+            s.free[capacity, default: []].append((address, pending))
             s.stats.cachedBytes += capacity
             return true
         }
-        if !keep { device.release(address) }
+        if !keep {
+            try? pending?.synchronize()
+            device.release(address)
+        }
     }
 
     /// The current counters.
@@ -83,12 +91,15 @@ package final class DeviceMemoryPool: @unchecked Sendable {
         set { state.withLock { $0.cacheLimit = newValue } }
     }
 
-    /// Returns every cached block to the device.
+    /// Returns every cached block to the device (once the work using it has run).
     package func trim() {
-        let blocks: [UInt64] = state.withLock { s in
+        let blocks = state.withLock { s in
             defer { s.free = [:]; s.stats.cachedBytes = 0 }
             return s.free.values.flatMap { $0 }
         }
-        for address in blocks { device.release(address) }
+        for block in blocks {
+            try? block.pending?.synchronize()
+            device.release(block.address)
+        }
     }
 }

@@ -21,7 +21,8 @@ package enum DeviceProgramError: Error, Equatable, CustomStringConvertible {
 
 /// A compiled program run whole on a device: its frame lives in device memory from a
 /// ``DeviceMemoryPool`` (the constants put there once), each call copies the arguments in, runs
-/// every instruction there and copies the outputs back.
+/// every instruction there and copies the outputs back — all of it on the program's stream, in
+/// order and asynchronously to the host, until the call waits for the stream at its end.
 ///
 /// The instructions run as the native code's runs do on the CPU, in program order: each plain
 /// run as a one-thread kernel (`adjoint_segment_<k>`), each chunked run as a kernel over its
@@ -36,6 +37,8 @@ package final class DeviceProgram {
     package let pool: DeviceMemoryPool
     package var device: any KernelDevice { pool.device }
     private let module: any KernelModule
+    /// Where the program's copies and launches run.
+    package let stream: any KernelStream
     /// The launches of one call, in order.
     package let launches: [Launch]
     /// The device memory held: the frame, the reductions' operands and their partials.
@@ -52,12 +55,14 @@ package final class DeviceProgram {
     /// Threads per block of a chunked run's kernel; chunks per block of its sums kernel.
     package static let threadsPerBlock = 256, chunksPerBlock = 32
 
-    /// Compiles `program`'s kernels for `pool`'s device and puts its frame there.
+    /// Compiles `program`'s kernels for `pool`'s device and puts its frame there; its work runs on
+    /// `stream` (nil: a new stream of its own).
     ///
     /// - Throws: ``DeviceProgramError`` for a program without native code or with an instruction
     ///   that has no device form, and the device's errors (compilation, memory).
-    package init(_ program: CompiledProgram, pool: DeviceMemoryPool) throws {
+    package init(_ program: CompiledProgram, pool: DeviceMemoryPool, stream: (any KernelStream)? = nil) throws {
         let device = pool.device
+        let stream = try stream ?? device.makeStream()
         guard let native = program.native else { throw DeviceProgramError.noNativeCode }
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
         // The order of the launches, and what each instruction belongs to.
@@ -85,6 +90,8 @@ package final class DeviceProgram {
             for bytes in [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native.partialBytes.max() ?? 0] : []) {
                 blocks.append(try pool.allocate(bytes))
             }
+            // A block may come from work on another stream that has run (the pool checks); the
+            // constants go in synchronously, before any of this program's work.
             try program.constantImage.withUnsafeBytes { image in
                 if image.count > 0 { try device.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
             }
@@ -109,14 +116,18 @@ package final class DeviceProgram {
                 launches.append(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame]))
             }
         }
-        (self.program, self.pool, self.module, self.launches, self.blocks) = (program, pool, module, launches, blocks)
+        (self.program, self.pool, self.module, self.launches, self.blocks, self.stream) = (program, pool, module, launches, blocks, stream)
     }
 
     deinit {
-        for block in blocks { pool.release(block.address, capacity: block.capacity) }
+        // The memory goes back once the work enqueued on the stream has run.
+        let pending = try? stream.record()
+        if pending == nil { try? stream.synchronize() }
+        for block in blocks { pool.release(block.address, capacity: block.capacity, pending: pending) }
     }
 
-    /// Copies `arguments` into the device frame.
+    /// Enqueues copies of `arguments` into the device frame on the stream: the tensors must stay
+    /// alive until the stream has run them (``callAsFunction(_:)`` waits for it).
     ///
     /// - Throws: ``DeviceProgramError/argumentMismatch(_:)`` naming the argument of another count,
     ///   dtype or shape; the device's copy errors.
@@ -129,29 +140,51 @@ package final class DeviceProgram {
             guard value.dtype == place.type.dtype, value.shape == place.type.shape else {
                 throw DeviceProgramError.argumentMismatch("argument \(a) was compiled as \(place.type), got \(value.valueType)")
             }
-            try device.copy(value.rawPointer, toDevice: frame + UInt64(place.offset), bytes: place.type.byteCount)
+        }
+        do {
+            for (a, value) in arguments.enumerated() {
+                let place = program.arguments[a]
+                try stream.copy(value.rawPointer, toDevice: frame + UInt64(place.offset), bytes: place.type.byteCount)
+            }
+        } catch {
+            // The copies enqueued read the arguments: they run before the caller may free them.
+            try? stream.synchronize()
+            throw error
         }
     }
 
-    /// Launches every kernel of one call, in order (asynchronous on a GPU: ``KernelDevice/synchronize()`` waits).
+    /// Enqueues every kernel of one call on the stream, in order (``KernelStream/synchronize()`` waits).
     package func launch() throws {
-        for l in launches { try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments) }
+        for l in launches { try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream) }
     }
 
-    /// The outputs, copied out of the device frame (after the launches before it have run).
+    /// New tensors the outputs are copied into on the stream: to be read once it has run them.
     package func download() throws -> [Tensor] {
-        try program.outputs.map { place in
-            let t = Tensor(uninitialized: place.type.shape, dtype: place.type.dtype)
-            try device.copy(frame + UInt64(place.offset), toHost: t.rawPointer, bytes: place.type.byteCount)
-            return t
+        let outputs = program.outputs.map { Tensor(uninitialized: $0.type.shape, dtype: $0.type.dtype) }
+        do {
+            for (place, t) in zip(program.outputs, outputs) {
+                try stream.copy(frame + UInt64(place.offset), toHost: t.rawPointer, bytes: place.type.byteCount)
+            }
+        } catch {
+            // The copies enqueued write the tensors: they run before the tensors are freed.
+            try? stream.synchronize()
+            throw error
         }
+        return outputs
     }
 
-    /// Runs the program on the device: arguments in, every kernel, outputs out.
+    /// Runs the program on the device: arguments in, every kernel, outputs out, then waits for
+    /// the stream.
     package func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
-        try upload(arguments)
-        try launch()
-        try device.synchronize()
-        return try download()
+        try withExtendedLifetime(arguments) {
+            try upload(arguments)
+            do { try launch() } catch {
+                try? stream.synchronize()
+                throw error
+            }
+            let outputs = try download()
+            try stream.synchronize()
+            return outputs
+        }
     }
 }

@@ -19,6 +19,33 @@ package protocol KernelDevice: AnyObject {
     func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws
     /// Waits until everything launched has run.
     func synchronize() throws
+    /// A stream of its own: launches and copies on it run in order, asynchronously to the host
+    /// and to other streams where the device is asynchronous.
+    func makeStream() throws -> any KernelStream
+}
+
+/// A device's stream (see ``KernelDevice/makeStream()``).
+package protocol KernelStream: AnyObject {
+    /// Copies in the stream's order: the host memory must stay valid (and, copied to the device,
+    /// unchanged) until the stream has been synchronised past the copy.
+    func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws
+    func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws
+    /// An event at this point of the stream.
+    func record() throws -> any KernelEvent
+    /// Makes later work on the stream wait for `event`.
+    func wait(_ event: any KernelEvent) throws
+    /// Waits until everything enqueued on the stream has run.
+    func synchronize() throws
+}
+
+/// A point in a stream's work (see ``KernelStream/record()``). Sendable: the caching allocator
+/// keeps events with the blocks they guard and queries them from any thread.
+package protocol KernelEvent: AnyObject, Sendable {
+    /// Whether the work before the event has run.
+    func isComplete() throws -> Bool
+    func synchronize() throws
+    /// The device's milliseconds from `start` to this event.
+    func milliseconds(since start: any KernelEvent) throws -> Double
 }
 
 /// A loaded module: its kernels by name, launched on `blocks` blocks of `threads` threads with
@@ -26,7 +53,15 @@ package protocol KernelDevice: AnyObject {
 /// (`adjoint_segment_<k>(base)`), two (`…_sums(scratch, partials)`, `…_combine(partials, frame)`)
 /// or five (`adjoint_chunked_<k>(base, begin, end, bound, scratch)`) arguments.
 package protocol KernelModule: AnyObject {
-    func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws
+    /// Launches `kernel` on `stream` (nil: the device's default stream).
+    func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64], on stream: (any KernelStream)?) throws
+}
+
+extension KernelModule {
+    /// Launches `kernel` on the device's default stream.
+    package func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+        try launch(kernel, blocks: blocks, threads: threads, arguments: arguments, on: nil)
+    }
 }
 
 /// Why a kernel could not be run.
@@ -35,6 +70,8 @@ package enum KernelDeviceError: Error, Equatable, CustomStringConvertible {
     case noKernel(String)
     /// A launch with an argument count no generated kernel takes.
     case badArguments(kernel: String, count: Int)
+    /// A stream or event of another kind of device.
+    case foreignStream(String)
     /// The host compiler failed on the emulated source: the command and what it printed.
     case compilationFailed(command: String, output: String)
     /// The emulated module could not be loaded.
@@ -44,6 +81,7 @@ package enum KernelDeviceError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .noKernel(name): return "the module has no kernel \(name)"
         case let .badArguments(kernel, count): return "\(kernel) launched with \(count) arguments; generated kernels take 1, 2 or 5"
+        case let .foreignStream(what): return "\(what) belongs to another kind of device"
         case let .compilationFailed(command, output): return "\(command) failed:\n\(output)"
         case let .loadFailed(path, reason): return "loading \(path): \(reason)"
         }
@@ -68,15 +106,44 @@ package final class CUDAKernelDevice: KernelDevice {
         let module: CUDADriver.Module
         var functions: [String: OpaquePointer?] = [:]
         init(_ module: CUDADriver.Module) { self.module = module }
-        func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+        func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64], on stream: (any KernelStream)?) throws {
             let function: OpaquePointer?
             if let known = functions[kernel] { function = known } else {
                 function = try module.function(kernel)
                 functions[kernel] = function
             }
-            try module.driver.launch(function, blocks: blocks, threads: threads, arguments: arguments)
+            let handle = try stream.map { try Stream.of($0, "the stream").stream }
+            try module.driver.launch(function, blocks: blocks, threads: threads, arguments: arguments, stream: handle)
         }
     }
+
+    final class Stream: KernelStream {
+        let stream: CUDADriver.Stream
+        init(_ stream: CUDADriver.Stream) { self.stream = stream }
+        static func of(_ stream: any KernelStream, _ what: String) throws -> Stream {
+            guard let s = stream as? Stream else { throw KernelDeviceError.foreignStream(what) }
+            return s
+        }
+        func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws { try stream.copy(source, toDevice: destination, bytes: bytes) }
+        func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws { try stream.copy(source, toHost: destination, bytes: bytes) }
+        func record() throws -> any KernelEvent { Event(try stream.record()) }
+        func wait(_ event: any KernelEvent) throws { try stream.wait(try Event.of(event).event) }
+        func synchronize() throws { try stream.synchronize() }
+    }
+
+    final class Event: KernelEvent {
+        let event: CUDADriver.Event
+        init(_ event: CUDADriver.Event) { self.event = event }
+        static func of(_ event: any KernelEvent) throws -> Event {
+            guard let e = event as? Event else { throw KernelDeviceError.foreignStream("the event") }
+            return e
+        }
+        func isComplete() throws -> Bool { try event.isComplete() }
+        func synchronize() throws { try event.synchronize() }
+        func milliseconds(since start: any KernelEvent) throws -> Double { try event.milliseconds(since: try Event.of(start).event) }
+    }
+
+    package func makeStream() throws -> any KernelStream { Stream(try driver.makeStream()) }
 
     package func allocate(_ bytes: Int) throws -> UInt64 { try driver.allocate(bytes) }
     package func release(_ address: UInt64) { driver.release(address) }
@@ -182,7 +249,8 @@ package final class HostKernelEmulator: KernelDevice {
         init(handle: UnsafeMutableRawPointer, launcher: Launcher) { (self.handle, self.launcher) = (handle, launcher) }
         deinit { dlclose(handle) }
 
-        func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64]) throws {
+        func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64], on stream: (any KernelStream)?) throws {
+            if let stream, !(stream is Stream) { throw KernelDeviceError.foreignStream("the stream") }
             guard let function = dlsym(handle, kernel) else { throw KernelDeviceError.noKernel(kernel) }
             guard [1, 2, 5].contains(arguments.count) else { throw KernelDeviceError.badArguments(kernel: kernel, count: arguments.count) }
             _ = arguments.withUnsafeBufferPointer { launcher(function, Int32(arguments.count), $0.baseAddress!, UInt32(blocks), UInt32(threads)) }
@@ -201,4 +269,30 @@ package final class HostKernelEmulator: KernelDevice {
         destination.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(source))!, byteCount: bytes)
     }
     package func synchronize() throws {}
+
+    /// Streams run their work as it is enqueued: in order, and finished before the call returns.
+    final class Stream: KernelStream {
+        unowned let device: HostKernelEmulator
+        init(_ device: HostKernelEmulator) { self.device = device }
+        func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws { try device.copy(source, toDevice: destination, bytes: bytes) }
+        func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws { try device.copy(source, toHost: destination, bytes: bytes) }
+        func record() throws -> any KernelEvent { Event() }
+        func wait(_ event: any KernelEvent) throws {
+            guard event is Event else { throw KernelDeviceError.foreignStream("the event") }
+        }
+        func synchronize() throws {}
+    }
+
+    /// Complete when recorded; its time is the host's clock then.
+    final class Event: KernelEvent, Sendable {
+        let nanoseconds = DispatchTime.now().uptimeNanoseconds
+        func isComplete() throws -> Bool { true }
+        func synchronize() throws {}
+        func milliseconds(since start: any KernelEvent) throws -> Double {
+            guard let start = start as? Event else { throw KernelDeviceError.foreignStream("the event") }
+            return Double(Int64(bitPattern: nanoseconds &- start.nanoseconds)) / 1e6
+        }
+    }
+
+    package func makeStream() throws -> any KernelStream { Stream(self) }
 }

@@ -127,6 +127,13 @@ struct DeviceProgramTests {
         var bytes = [UInt8](repeating: 0, count: 6)
         try bytes.withUnsafeMutableBytes { try emulator.copy(memory, toHost: $0.baseAddress!, bytes: 6) }
         #expect(bytes == [0, 1, 2, 10, 11, 12])
+        // A stream or event of another device is refused.
+        let other = try HostKernelEmulator(), stream = try emulator.makeStream()
+        #expect(throws: KernelDeviceError.foreignStream("the stream")) { try module.launch("k", blocks: 1, threads: 1, arguments: [memory], on: OtherStream()) }
+        #expect(throws: KernelDeviceError.foreignStream("the event")) { try stream.wait(ManualEvent()) }
+        try module.launch("k", blocks: 1, threads: 1, arguments: [memory], on: try other.makeStream())
+        let start = try stream.record(), end = try stream.record()
+        #expect(try end.isComplete() && end.milliseconds(since: start) >= 0)
     }
 }
 
@@ -155,6 +162,24 @@ final class CountingDevice: KernelDevice {
     func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws { try base.copy(source, toDevice: destination, bytes: bytes) }
     func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws { try base.copy(source, toHost: destination, bytes: bytes) }
     func synchronize() throws {}
+    func makeStream() throws -> any KernelStream { try base.makeStream() }
+}
+
+/// A stream no device made.
+final class OtherStream: KernelStream {
+    func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {}
+    func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {}
+    func record() throws -> any KernelEvent { ManualEvent() }
+    func wait(_ event: any KernelEvent) throws {}
+    func synchronize() throws {}
+}
+
+/// An event that completes when a test says so (@unchecked Sendable: one test's thread uses it).
+final class ManualEvent: KernelEvent, @unchecked Sendable {
+    var complete = false
+    func isComplete() throws -> Bool { complete }
+    func synchronize() throws { complete = true }
+    func milliseconds(since start: any KernelEvent) throws -> Double { 0 }
 }
 
 @Suite("The caching device allocator")
@@ -192,6 +217,24 @@ struct DeviceMemoryPoolTests {
         #expect(throws: CountingDevice.OutOfMemory(bytes: 2 << 20)) { try pool.allocate(2 << 20) }
         #expect(pool.statistics.liveBytes == 2 << 20 && pool.statistics.allocationCount == 3)
         pool.release(big.address, capacity: big.capacity)
+    }
+
+    @Test("a block released behind work still pending on a stream is not handed out before that work has run")
+    func streamOrdered() throws {
+        let device = try CountingDevice(), pool = DeviceMemoryPool(device: device)
+        let a = try pool.allocate(4096), event = ManualEvent()
+        pool.release(a.address, capacity: a.capacity, pending: event)
+        let b = try pool.allocate(4096)
+        #expect(b.address != a.address && device.allocations == 2 && pool.statistics.cachedBytes == 4096)
+        event.complete = true
+        let c = try pool.allocate(4096)
+        #expect(c.address == a.address && device.allocations == 2 && pool.statistics.cachedBytes == 0)
+        // Trimming waits for a pending block's event before the device frees it.
+        let late = ManualEvent()
+        pool.release(b.address, capacity: b.capacity, pending: late)
+        pool.trim()
+        #expect(late.complete && device.releases == 1)
+        pool.release(c.address, capacity: c.capacity)
     }
 
     @Test("device programs take their frames from the pool and give them back; a second program reuses them")
