@@ -45,7 +45,8 @@ public enum CompileError: Error, Equatable, CustomStringConvertible {
 /// least recently called one (which is traced again if it comes back), so a function called with
 /// ever-new shapes does not grow without bound.
 ///
-/// Thread-safe: the signature cache is shared (under a lock); each call runs in a frame of its own.
+/// Thread-safe: the signature cache is shared (under a lock); each call runs in a frame of its own
+/// (on a device, calls of one signature take turns with its one frame there).
 public final class CompiledFunction<Arguments: ParameterCollection, Result: ParameterCollection>: @unchecked Sendable {
     /// One signature's trace and program.
     public struct Trace {
@@ -57,6 +58,8 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
         public let compileSeconds: Double
         /// The result's structure, filled with the program's outputs at each call.
         let result: Result
+        /// On a device: the program there, one call at a time (its frame is one).
+        let onDevice: Lock<DeviceProgram>?
     }
 
     /// The signature of one call: the argument's structure (its tensors' names; none for a tensor
@@ -69,6 +72,11 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     let function: (Arguments) throws -> Result
     /// How the programs' arithmetic runs.
     public let native: NativeCode
+    /// Where the programs run.
+    public let device: Device
+    /// The device's memory pool given at creation (tests: an emulated device); otherwise the
+    /// process's (`DeviceRuntime`).
+    private let pool: DeviceMemoryPool?
     /// The most traces kept (at least 1).
     public let maximumSignatures: Int
     /// The traces by signature with the call count at their last use, under `lock` (the reason
@@ -82,9 +90,28 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
 
     /// `function` compiled per signature; nothing is traced until the first call. A
     /// `maximumSignatures` below 1 is taken as 1.
-    public init(native: NativeCode = .automatic, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
+    ///
+    /// `device`: where the programs run. On a CUDA GPU (``Device/cuda(_:)``) each program's
+    /// kernels are generated from its native code and compiled by NVRTC when it is traced; a call
+    /// copies the arguments there, runs every instruction there and copies the results back
+    /// (calls of one signature run one at a time). The results are the CPU's bit for bit where the
+    /// arithmetic is IEEE (`+ − × ÷ √`), within the device math library's ulps elsewhere.
+    /// A trace throws ``DeviceError`` where the device cannot be used or the program has an
+    /// instruction with no device form yet (matmuls, interpreted operators).
+    public init(native: NativeCode = .automatic, device: Device = .cpu, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native
+        self.device = device
+        self.pool = nil
         self.maximumSignatures = max(1, maximumSignatures)
+        self.function = function
+    }
+
+    /// `function` compiled to run on `pool`'s device (a GPU's, or the host emulation's in tests).
+    package init(native: NativeCode = .required, pool: DeviceMemoryPool, _ function: @escaping (Arguments) throws -> Result) {
+        self.native = native
+        self.device = .cuda(0)
+        self.pool = pool
+        self.maximumSignatures = 64
         self.function = function
     }
 
@@ -93,7 +120,14 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     public func callAsFunction(_ arguments: Arguments) throws -> Result {
         let tensors = arguments.tensors
         let trace = try self.trace(for: arguments, tensors: tensors)
-        let outputs = InterpreterStack.current.isActive ? try trace.bundle.execute(tensors) : try trace.program(tensors)
+        let outputs: [Tensor]
+        if InterpreterStack.current.isActive {
+            outputs = try trace.bundle.execute(tensors)
+        } else if let onDevice = trace.onDevice {
+            outputs = try onDevice.withLock { try $0(tensors) }
+        } else {
+            outputs = try trace.program(tensors)
+        }
         return trace.result.replacingTensors(with: outputs)
     }
 
@@ -125,8 +159,12 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
         if let failure = program.nativeCodeFailure, !fallbackReported.exchange(true, ordering: .relaxed) {
             FileHandle.standardError.write(Data("adjoint: compile: running interpreted (\(failure))\n".utf8))
         }
+        var onDevice: Lock<DeviceProgram>?
+        if device != .cpu {
+            onDevice = Lock(try DeviceProgram(program, pool: try pool ?? DeviceRuntime.pool(for: device)))
+        }
         let trace = Trace(bundle: bundle, program: program, compileSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-                          result: result!)
+                          result: result!, onDevice: onDevice)
         traceCount.add(1, ordering: .relaxed)
         return lock.withLock {
             calls += 1
@@ -149,9 +187,9 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
 /// `function` compiled once per input signature (see ``CompiledFunction``): a function of a tensor,
 /// an array of tensors, or any parameter collection, returning any of them.
 public func compile<Arguments: ParameterCollection, Result: ParameterCollection>(
-    native: NativeCode = .automatic, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result
+    native: NativeCode = .automatic, device: Device = .cpu, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result
 ) -> CompiledFunction<Arguments, Result> {
-    CompiledFunction(native: native, maximumSignatures: maximumSignatures, function)
+    CompiledFunction(native: native, device: device, maximumSignatures: maximumSignatures, function)
 }
 
 extension Graph {

@@ -1,21 +1,51 @@
 import AdjointTensor
 
-/// Why a compiled program cannot run on a device.
-package enum DeviceProgramError: Error, Equatable, CustomStringConvertible {
-    /// The program was compiled without native code (`NativeCode.off`, or no C compiler).
+/// Why a compiled function cannot run on a device.
+public enum DeviceError: Error, Equatable, CustomStringConvertible {
+    /// The device cannot be used here: no CUDA driver or NVRTC (both are loaded at run time), or
+    /// no such GPU. The reason names what was tried.
+    case unavailable(device: Device, reason: String)
+    /// The program has no native code, which its device kernels are generated from (a function
+    /// compiled with `NativeCode.off`, or without a C compiler).
     case noNativeCode
-    /// An instruction with no device form yet (a matmul, an operator the interpreter runs):
-    /// its position and what it is.
+    /// An instruction with no device form yet (a matmul, an operator the interpreter runs): its
+    /// position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
-    /// A call with arguments of other types than the compiled ones.
-    case argumentMismatch(String)
 
-    package var description: String {
+    public var description: String {
         switch self {
+        case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
         case .noNativeCode: return "the program has no native code, which is what its device kernels are generated from"
         case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: matmuls and interpreted operators run on the CPU only"
-        case let .argumentMismatch(detail): return detail
         }
+    }
+}
+
+/// The process's devices: a CUDA GPU's memory pool, made on first use (NVRTC and the driver
+/// loaded) and kept; a failure is kept too, so every use reports the same error.
+package enum DeviceRuntime {
+    private static let cuda = Lock<Result<DeviceMemoryPool, DeviceError>?>(nil)
+
+    /// The memory pool (and so the kernel device) of `device`.
+    ///
+    /// - Throws: ``DeviceError/unavailable(device:reason:)`` for the CPU, a GPU other than 0, or
+    ///   where NVRTC or the CUDA driver cannot be loaded.
+    package static func pool(for device: Device) throws -> DeviceMemoryPool {
+        guard device.kind == .cuda else { throw DeviceError.unavailable(device: device, reason: "compiled functions run on the CPU without a device") }
+        guard device.ordinal == 0 else { throw DeviceError.unavailable(device: device, reason: "only GPU 0 is used") }
+        let result = cuda.withLock { cached -> Result<DeviceMemoryPool, DeviceError> in
+            if let cached { return cached }
+            let made: Result<DeviceMemoryPool, DeviceError>
+            do {
+                let nvrtc = try NVRTC.load(), driver = try CUDADriver.load()
+                made = .success(DeviceMemoryPool(device: CUDAKernelDevice(nvrtc: nvrtc, driver: driver)))
+            } catch {
+                made = .failure(.unavailable(device: device, reason: "\(error)"))
+            }
+            cached = made
+            return made
+        }
+        return try result.get()
     }
 }
 
@@ -31,7 +61,7 @@ package enum DeviceProgramError: Error, Equatable, CustomStringConvertible {
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
 /// device. The results are the CPU's strict-policy results: bit for bit where the arithmetic is
 /// IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device math library's ulps elsewhere.
-/// Programs with matmuls or interpreted operators throw ``DeviceProgramError/noDeviceForm(instruction:operation:)``.
+/// Programs with matmuls or interpreted operators throw ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool
@@ -58,12 +88,12 @@ package final class DeviceProgram {
     /// Compiles `program`'s kernels for `pool`'s device and puts its frame there; its work runs on
     /// `stream` (nil: a new stream of its own).
     ///
-    /// - Throws: ``DeviceProgramError`` for a program without native code or with an instruction
-    ///   that has no device form, and the device's errors (compilation, memory).
+    /// - Throws: ``DeviceError`` for a program without native code or with an instruction that has
+    ///   no device form, and the device's errors (compilation, memory).
     package init(_ program: CompiledProgram, pool: DeviceMemoryPool, stream: (any KernelStream)? = nil) throws {
         let device = pool.device
         let stream = try stream ?? device.makeStream()
-        guard let native = program.native else { throw DeviceProgramError.noNativeCode }
+        guard let native = program.native else { throw DeviceError.noNativeCode }
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
         // The order of the launches, and what each instruction belongs to.
         var order: [(chunked: Bool, index: Int)] = []
@@ -79,10 +109,10 @@ package final class DeviceProgram {
             } else {
                 let i = program.instructions[k]
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
-                throw DeviceProgramError.noDeviceForm(instruction: k, operation: operation)
+                throw DeviceError.noDeviceForm(instruction: k, operation: operation)
             }
         }
-        guard let source = program.cudaSource(segments: true) else { throw DeviceProgramError.noNativeCode }
+        guard let source = program.cudaSource(segments: true) else { throw DeviceError.noNativeCode }
         let module = try device.load(source)
         let scratchBytes = native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() ?? 0
         var blocks: [(address: UInt64, capacity: Int)] = []
@@ -129,16 +159,17 @@ package final class DeviceProgram {
     /// Enqueues copies of `arguments` into the device frame on the stream: the tensors must stay
     /// alive until the stream has run them (``callAsFunction(_:)`` waits for it).
     ///
-    /// - Throws: ``DeviceProgramError/argumentMismatch(_:)`` naming the argument of another count,
-    ///   dtype or shape; the device's copy errors.
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` for another number of arguments,
+    ///   `TensorError.shapeMismatch(op:detail:)` naming an argument of another dtype or shape; the
+    ///   device's copy errors.
     package func upload(_ arguments: [Tensor]) throws {
         guard arguments.count == program.arguments.count else {
-            throw DeviceProgramError.argumentMismatch("called with \(arguments.count) arguments; the program takes \(program.arguments.count)")
+            throw TensorError.invalidArgument(op: "DeviceProgram", detail: "called with \(arguments.count) arguments; the program takes \(program.arguments.count)")
         }
         for (a, value) in arguments.enumerated() {
             let place = program.arguments[a]
             guard value.dtype == place.type.dtype, value.shape == place.type.shape else {
-                throw DeviceProgramError.argumentMismatch("argument \(a) was compiled as \(place.type), got \(value.valueType)")
+                throw TensorError.shapeMismatch(op: "DeviceProgram", detail: "argument \(a) was compiled as \(place.type), got \(value.valueType)")
             }
         }
         do {

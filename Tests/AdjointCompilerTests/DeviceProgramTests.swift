@@ -93,16 +93,16 @@ struct DeviceProgramTests {
         do {
             _ = try DeviceProgram(product, pool: DeviceMemoryPool(device: emulator))
             Issue.record("a program with a matmul ran on the device")
-        } catch let DeviceProgramError.noDeviceForm(instruction, operation) {
+        } catch let DeviceError.noDeviceForm(instruction, operation) {
             #expect(operation == "matmul" && product.instructions[instruction].kind == .matmul)
         }
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try v[0] * 2] }.trace(for: [a]).program
-        #expect(throws: DeviceProgramError.noNativeCode) { try DeviceProgram(interpreted, pool: DeviceMemoryPool(device: emulator)) }
+        #expect(throws: DeviceError.noNativeCode) { try DeviceProgram(interpreted, pool: DeviceMemoryPool(device: emulator)) }
         let x = try Tensor.uniform([5000], key: RandomKey(seed: 2), low: -1, high: 1)
         let program = try compile(native: .required) { (v: [Tensor]) in [try v[0] * 2 + 1] }.trace(for: [x]).program
         let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
-        #expect(throws: DeviceProgramError.argumentMismatch("called with 2 arguments; the program takes 1")) { try device([x, x]) }
-        #expect(throws: DeviceProgramError.argumentMismatch("argument 0 was compiled as f64[5000], got f32[5000]")) {
+        #expect(throws: TensorError.invalidArgument(op: "DeviceProgram", detail: "called with 2 arguments; the program takes 1")) { try device([x, x]) }
+        #expect(throws: TensorError.shapeMismatch(op: "DeviceProgram", detail: "argument 0 was compiled as f64[5000], got f32[5000]")) {
             try device([x.cast(to: .float32)])
         }
         let same = Self.bits(try device([x])[0]) == Self.bits(try program([x])[0])
@@ -252,5 +252,61 @@ struct DeviceMemoryPoolTests {
         let second = try DeviceProgram(program, pool: pool)
         #expect(device.allocations == 3 && pool.statistics.systemAllocationCount == 3 && pool.statistics.allocationCount == 6)
         #expect(try second([x])[0].scalars(as: Double.self) == expected[0].scalars(as: Double.self))
+    }
+}
+
+@Suite("Compiled functions on a device")
+struct CompiledOnDeviceTests {
+    @Test("compile(device:) runs each signature's program on the device: the CPU's bits, one trace per signature, transforms through the dispatch point")
+    func compiledFunctions() throws {
+        let pool = DeviceMemoryPool(device: try HostKernelEmulator())
+        let onDevice = CompiledFunction<Tensor, Tensor>(pool: pool) { x in try gradient(at: x, of: Rosenbrock.value) }
+        let onCPU = compile(native: .required) { (x: Tensor) in try gradient(at: x, of: Rosenbrock.value) }
+        #expect(onDevice.device == .cuda(0) && onCPU.device == .cpu)
+        for (n, seed) in [(5000, UInt64(1)), (5000, 2), (2 * Parallelism.elementChunk + 9, 3)] {
+            let x = try Tensor.uniform([n], key: RandomKey(seed: seed), low: -1, high: 1)
+            let same = try onDevice(x).scalars(as: Double.self).map(\.bitPattern) == onCPU(x).scalars(as: Double.self).map(\.bitPattern)
+            #expect(same, "n \(n)")
+        }
+        #expect(onDevice.traces == 2 && pool.statistics.liveBytes > 0)
+        // Inside a transform the traced graph runs through the dispatch point (on the CPU).
+        let x = try Tensor.uniform([5000], key: RandomKey(seed: 4), low: -1, high: 1)
+        let throughDevice = try gradient(at: x) { try onDevice($0).sum() }, eager = try gradient(at: x) { try gradient(at: $0, of: Rosenbrock.value).sum() }
+        #expect(throughDevice.scalars(as: Double.self) == eager.scalars(as: Double.self))
+        // Calls from several threads take turns with the one device frame.
+        let inputs = try (0..<4).map { try Tensor.uniform([5000], key: RandomKey(seed: 10 + UInt64($0)), low: -1, high: 1) }
+        let results = Lock([[Double]](repeating: [], count: 4))
+        DispatchQueue.concurrentPerform(iterations: 4) { k in
+            let y = (try? onDevice(inputs[k]).scalars(as: Double.self)) ?? []
+            results.withLock { $0[k] = y }
+        }
+        for k in 0..<4 { #expect(try results.withLock { $0[k] } == onCPU(inputs[k]).scalars(as: Double.self), "thread \(k)") }
+    }
+
+    @Test("a device that cannot be used, and a program with no device form, are typed errors at the first call")
+    func errors() throws {
+        let x = try Tensor.uniform([5000], key: RandomKey(seed: 1), low: -1, high: 1)
+        let available = (try? NVRTC.load()) != nil && (try? CUDADriver.load()) != nil
+        let gpu = compile(device: .cuda()) { (x: Tensor) in try x * 2 + 1 }
+        if available {
+            #expect(try gpu(x).scalars(as: Double.self) == (x * 2 + 1).scalars(as: Double.self))
+        } else {
+            do {
+                _ = try gpu(x)
+                Issue.record("ran on a device that is not there")
+            } catch let DeviceError.unavailable(device, reason) {
+                #expect(device == .cuda(0) && reason.contains("not found"), "\(reason)")
+            }
+        }
+        #expect(throws: DeviceError.unavailable(device: .cuda(1), reason: "only GPU 0 is used")) { try compile(device: .cuda(1)) { (x: Tensor) in try x * 2 }(x) }
+        #expect(Device.cuda(1).description == "cuda:1" && Device.cuda().description == "cuda")
+        let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 2), low: -1, high: 1)
+        let product = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.matmul(v) * 2 }
+        do {
+            _ = try product(a)
+            Issue.record("a matmul ran on the device")
+        } catch let DeviceError.noDeviceForm(_, operation) {
+            #expect(operation == "matmul")
+        }
     }
 }

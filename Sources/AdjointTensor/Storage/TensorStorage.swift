@@ -1,12 +1,25 @@
 
-/// Where a tensor's elements live: a device and, on the CPU, a pooled aligned block.
+/// Where a tensor's elements live, or where a compiled function runs: a device and, on the CPU, a
+/// pooled aligned block.
+///
+/// Tensors live on the CPU. A CUDA GPU runs compiled functions (`compile(device: .cuda())`): their
+/// programs' kernels are generated and compiled at run time, and the tensors they take and return
+/// are copied to and from it.
 public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
-    /// Kinds of device. Only the CPU has kernels today; the field keeps room for accelerators.
-    public enum Kind: String, Hashable, Codable, Sendable { case cpu }
+    /// Kinds of device.
+    public enum Kind: String, Hashable, Codable, Sendable {
+        case cpu
+        /// An NVIDIA GPU through the CUDA driver (loaded at run time).
+        case cuda
+    }
     public var kind: Kind
     public var ordinal: Int
 
+    public init(kind: Kind, ordinal: Int) { (self.kind, self.ordinal) = (kind, ordinal) }
+
     public static let cpu = Device(kind: .cpu, ordinal: 0)
+    /// CUDA GPU `ordinal` (only GPU 0 runs anything yet).
+    public static func cuda(_ ordinal: Int = 0) -> Device { Device(kind: .cuda, ordinal: ordinal) }
     public var description: String { ordinal == 0 ? kind.rawValue : "\(kind.rawValue):\(ordinal)" }
 }
 
