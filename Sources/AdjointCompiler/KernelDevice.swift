@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -214,8 +215,7 @@ package final class HostKernelEmulator: KernelDevice {
     """
 
     package func load(_ source: String) throws -> any KernelModule {
-        let name = "m\(modules)"
-        modules += 1
+        let name = "m\(modules.add(1, ordering: .relaxed).oldValue)"
         let file = directory.appendingPathComponent(name + ".cpp"), library = directory.appendingPathComponent(name + ".so")
         try Data((Self.prelude + source + Self.launcher).utf8).write(to: file)
         let arguments = ["-std=c++17", "-O1", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-w", "-o", library.path, file.path]
@@ -241,7 +241,8 @@ package final class HostKernelEmulator: KernelDevice {
         }
         return Module(handle: handle, launcher: unsafeBitCast(launcher, to: Module.Launcher.self))
     }
-    private var modules = 0
+    /// Modules loaded so far (each gets a file name of its own; loads may come from several threads).
+    private let modules = Atomic<Int>(0)
 
     final class Module: KernelModule {
         typealias Launcher = @convention(c) (UnsafeMutableRawPointer, Int32, UnsafePointer<UInt64>, UInt32, UInt32) -> Int32
