@@ -120,10 +120,12 @@ package final class DeviceProgram {
             for bytes in [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native.partialBytes.max() ?? 0] : []) {
                 blocks.append(try pool.allocate(bytes))
             }
-            // A block may come from work on another stream that has run (the pool checks); the
-            // constants go in synchronously, before any of this program's work.
+            // A block comes from work that has run (the pool checks its event). The constants go in
+            // on the program's stream, ahead of its launches: a copy on the default stream would
+            // not be ordered before a non-blocking stream's work. (From pageable host memory an
+            // asynchronous copy has taken the bytes when it returns.)
             try program.constantImage.withUnsafeBytes { image in
-                if image.count > 0 { try device.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
+                if image.count > 0 { try stream.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
             }
         } catch {
             for block in blocks { pool.release(block.address, capacity: block.capacity) }
