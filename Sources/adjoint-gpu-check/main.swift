@@ -49,6 +49,8 @@ struct Report: Codable {
     var elements: Int
     var programs: [ProgramReport]
     var wholePrograms: [WholeProgramReport]
+    /// Whether `compile(device: .cuda())` gave the CPU's bits (nil: not run, under `--emulate`).
+    var compiledOnDevice: Bool?
     var passed: Bool
 }
 
@@ -231,8 +233,25 @@ for entry in programs where entry.bitwise {
     wholes.append(whole)
 }
 
+// The public path on a GPU: `compile(device: .cuda())` (the process's device runtime, its pool
+// and stream) against the CPU's compiled gradient.
+var publicPath: Bool?
+if !emulate {
+    do {
+        let x = try Tensor.uniform([n], key: RandomKey(seed: 9), low: -1, high: 1)
+        let onDevice = compile(device: .cuda()) { (x: Tensor) in try gradient(at: x, of: rosenbrock) }
+        let onCPU = compile(native: .required) { (x: Tensor) in try gradient(at: x, of: rosenbrock) }
+        publicPath = try onDevice(x).scalars(as: Double.self).map(\.bitPattern) == onCPU(x).scalars(as: Double.self).map(\.bitPattern)
+        print("compile(device: .cuda()), Rosenbrock gradient: \(publicPath! ? "the CPU's bits: passed" : "differs from the CPU: FAILED")")
+    } catch {
+        publicPath = false
+        print("compile(device: .cuda()), Rosenbrock gradient: FAILED: \(error)")
+    }
+}
+
 let report = Report(device: device.name, nvrtc: nvrtcPath, nvrtcVersion: nvrtcVersion, elements: n, programs: reports,
-                    wholePrograms: wholes, passed: reports.allSatisfy(\.passed) && wholes.allSatisfy(\.passed))
+                    wholePrograms: wholes, compiledOnDevice: publicPath,
+                    passed: reports.allSatisfy(\.passed) && wholes.allSatisfy(\.passed) && publicPath != false)
 if let reportPath {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
