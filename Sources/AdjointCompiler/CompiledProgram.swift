@@ -681,14 +681,34 @@ public final class CompiledProgram: @unchecked Sendable {
     }
 
     /// The program's chunked runs as CUDA C++ kernels (`NativeCodeGenerator.cudaSource(segments:chunked:fusion:)`),
-    /// for ``NVRTC``; nil without native code or chunked runs. `segments`: the plain runs too, as
-    /// one-thread kernels (what `DeviceProgram` runs).
-    package func cudaSource(segments: Bool = false) -> String? {
-        guard let native, !native.runs.isEmpty || (segments && !native.segments.isEmpty) else { return nil }
+    /// for ``NVRTC``; nil without native code or chunked runs. `segments`: plain runs too, as
+    /// one-thread kernels (what `DeviceProgram` runs: ``deviceSegments``).
+    package func cudaSource(segments: [Range<Int>] = []) -> String? {
+        guard let native, !native.runs.isEmpty || !segments.isEmpty else { return nil }
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native.lastReaders)
         generator.bound = native.bound.map { ($0.offset, $0.bytes) }
-        return generator.cudaSource(segments: segments ? native.segments : [], chunked: native.runs,
-                                    fusion: generator.fusion(native.runs, splits: native.splits))
+        return generator.cudaSource(segments: segments, chunked: native.runs, fusion: generator.fusion(native.runs, splits: native.splits))
+    }
+
+    /// The plain runs with the instructions of chunked runs taken out: what runs between the
+    /// chunked runs when the whole program runs in order. (A plain run may hold a chunked run's
+    /// last instructions — a fused reduction is a plain instruction too — and the CPU, entering
+    /// it there, interprets the rest one by one; a device has no interpreter, so it gets each
+    /// remainder as a run of its own.)
+    package var deviceSegments: [Range<Int>] {
+        guard let native else { return [] }
+        var inRun = [Bool](repeating: false, count: instructions.count)
+        for run in native.runs { for k in run { inRun[k] = true } }
+        var result: [Range<Int>] = []
+        for segment in native.segments {
+            var start: Int?
+            for k in segment {
+                if inRun[k] { if let s = start { result.append(s..<k); start = nil } }
+                else if start == nil { start = k }
+            }
+            if let s = start { result.append(s..<segment.upperBound) }
+        }
+        return result.sorted { $0.lowerBound < $1.lowerBound }
     }
 
     /// Whether the chunked runs' machine code runs under the current settings: arithmetic is

@@ -95,24 +95,28 @@ package final class DeviceProgram {
         let stream = try stream ?? device.makeStream()
         guard let native = program.native else { throw DeviceError.noNativeCode }
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
-        // The order of the launches, and what each instruction belongs to.
+        // The order of the launches: the chunked runs as the CPU runs them, the plain runs without
+        // the instructions chunked runs hold (``CompiledProgram/deviceSegments``).
+        let segments = program.deviceSegments
+        var segmentAt: [Int: Int] = [:]
+        for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
         var order: [(chunked: Bool, index: Int)] = []
         var k = range.lowerBound
         while k < range.upperBound {
             let s = Int(native.start[k])
-            if s >= 0 {
-                order.append((false, s))
-                k = native.end[s]
-            } else if s <= -2 {
+            if s <= -2 {
                 order.append((true, -2 - s))
                 k = native.chunkedEnd[-2 - s]
+            } else if let j = segmentAt[k] {
+                order.append((false, j))
+                k = segments[j].upperBound
             } else {
                 let i = program.instructions[k]
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
                 throw DeviceError.noDeviceForm(instruction: k, operation: operation)
             }
         }
-        guard let source = program.cudaSource(segments: true) else { throw DeviceError.noNativeCode }
+        guard let source = program.cudaSource(segments: segments) else { throw DeviceError.noNativeCode }
         let module = try device.load(source)
         let scratchBytes = native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() ?? 0
         var blocks: [(address: UInt64, capacity: Int)] = []

@@ -79,12 +79,12 @@ struct CUDASourceTests {
         for (name, program) in try Self.programs() {
             // The whole program's kernels: its plain runs as one-thread kernels and each reducing
             // run's combination too (what `DeviceProgram` launches).
-            let source = try #require(program.cudaSource(segments: true))
+            let source = try #require(program.cudaSource(segments: program.deviceSegments))
             let native = try #require(program.native)
             let ptx = try nvrtc.compile(source, name: name, target: .ptx(compute: 90))
             let text = String(decoding: ptx, as: UTF8.self)
             #expect(text.contains(".target sm_90") && text.contains(".entry adjoint_chunked_0"), "\(name)")
-            for k in native.segments.indices { #expect(text.contains(".entry adjoint_segment_\(k)("), "\(name)") }
+            for k in program.deviceSegments.indices { #expect(text.contains(".entry adjoint_segment_\(k)("), "\(name)") }
             for (k, reductions) in native.chunkedReductions.enumerated() where !reductions.isEmpty {
                 #expect(text.contains(".entry adjoint_chunked_\(k)_combine("), "\(name)")
             }

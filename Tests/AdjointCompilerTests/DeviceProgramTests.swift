@@ -51,6 +51,29 @@ struct DeviceProgramTests {
         }
     }
 
+    @Test("a plain run that holds a chunked run's fused reduction runs its other instructions on the device as a run of their own")
+    func plainRunsAcrossChunkedRuns() throws {
+        // The heat step with its boundary as concatenated zeros: at 20,000 cells a plain run
+        // starts at a fused mean and goes on past its chunked run (the CPU interprets the rest).
+        func step(_ s: Tensor, _ p: Tensor) throws -> Tensor {
+            let m = s.shape[0], zero = try Tensor.zeros([1], dtype: .float32)
+            let left = try Tensor.concat([zero, s.slice([0..<(m - 1)])]), right = try Tensor.concat([s.slice([1..<m]), zero])
+            return try s + p.slice([0..<1]) * (left + right - s * 2) + p.slice([1..<2]) * s.tanh()
+        }
+        let s = try Tensor.uniform([20000], key: RandomKey(seed: 5), low: -1, high: 1, dtype: .float32)
+        let p = try Tensor([Float(0.25), 0.05], shape: [2])
+        let program = try compile(native: .required) { (a: [Tensor]) in
+            [try gradient(at: a[1]) { p in let t = try step(step(a[0], p), p); return try (t * t).mean() }]
+        }.trace(for: [s, p]).program
+        let native = try #require(program.native)
+        let runMembers = Set(native.runs.flatMap { Array($0) })
+        #expect(native.segments.contains { segment in segment.contains { runMembers.contains($0) } }, "the case this test is about")
+        for segment in program.deviceSegments { #expect(!segment.contains { runMembers.contains($0) }) }
+        let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()))
+        let same = Self.bits(try device([s, p])[0]) == Self.bits(try program([s, p])[0])
+        #expect(same)
+    }
+
     @Test("the launch plan: a one-thread kernel per plain run, a kernel over each chunked run's elements, then its sums and their combination")
     func launches() throws {
         let chunk = Parallelism.elementChunk, n = 3 * chunk + 77
@@ -67,7 +90,7 @@ struct DeviceProgramTests {
         #expect(!native.segments.isEmpty && !native.runs.isEmpty)
         let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()))
         let kernels = device.launches.map(\.kernel)
-        #expect(kernels.filter { $0.hasPrefix("adjoint_segment_") }.count == native.segments.count)
+        #expect(kernels.filter { $0.hasPrefix("adjoint_segment_") }.count == program.deviceSegments.count)
         for (r, reductions) in native.chunkedReductions.enumerated() {
             let name = NativeCodeGenerator.chunkedFunctionName(r)
             let at = try #require(kernels.firstIndex(of: name))
