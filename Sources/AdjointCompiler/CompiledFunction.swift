@@ -91,7 +91,7 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     /// `function` compiled per signature; nothing is traced until the first call. A
     /// `maximumSignatures` below 1 is taken as 1.
     ///
-    /// `device`: where the programs run. On a CUDA GPU (``Device/cuda(_:)``) each program's
+    /// `device`: where the programs run. On a CUDA GPU (`Device.cuda(_:)`) each program's
     /// kernels are generated from its native code and compiled by NVRTC when it is traced; a call
     /// copies the arguments there, runs every instruction there and copies the results back
     /// (calls of one signature run one at a time). The results are the CPU's bit for bit where the
