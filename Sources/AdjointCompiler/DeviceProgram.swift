@@ -55,7 +55,8 @@ package enum DeviceRuntime {
 /// order and asynchronously to the host, until the call waits for the stream at its end.
 ///
 /// The instructions run as the native code's runs do on the CPU, in program order: each plain
-/// run as a one-thread kernel (`adjoint_segment_<k>`), each chunked run as a kernel over its
+/// run (without the chunked runs' instructions: ``CompiledProgram/deviceSegments``) as a
+/// one-thread kernel (`adjoint_segment_<k>`), each chunked run as a kernel over its
 /// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
