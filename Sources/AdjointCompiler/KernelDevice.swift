@@ -239,6 +239,8 @@ package final class HostKernelEmulator: KernelDevice {
             dlclose(handle)
             throw KernelDeviceError.loadFailed(path: library.path, reason: "no adjoint_emulate")
         }
+        // The symbol is `launcher` above, compiled into this very library with exactly
+        // `Module.Launcher`'s C signature; every emulator test calls through it.
         return Module(handle: handle, launcher: unsafeBitCast(launcher, to: Module.Launcher.self))
     }
     /// Modules loaded so far (each gets a file name of its own; loads may come from several threads).
