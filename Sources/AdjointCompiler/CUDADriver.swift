@@ -22,7 +22,7 @@ package enum CUDADriverError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The calls of the CUDA driver API (`libcuda.so.1`, loaded with `dlopen`) that running
-/// generated kernels on device 0 takes: its primary context, modules from a cubin, device memory,
+/// generated kernels on device 0 takes: its primary context (made current on every calling thread), modules from a cubin, device memory,
 /// copies and launches on the default stream or on streams of its own, events, synchronisation. What `adjoint-gpu-check` runs the
 /// native code generator's CUDA kernels with; not a device backend for tensors (see
 /// `Documentation/GPU.md`).
@@ -62,6 +62,9 @@ package final class CUDADriver: @unchecked Sendable {
     private let eventCreate: Create, eventDestroy: Handle, eventRecord: Record, eventQuery: Handle, eventSynchronize: Handle, eventElapsed: Elapsed
     private let toDeviceAsync: ToDeviceAsync, toHostAsync: ToHostAsync
 
+    /// Device 0's primary context, made current on each thread that calls the driver (a context
+    /// is current per thread; the first call on a new thread would otherwise find none).
+    private var context: OpaquePointer?
     /// Device 0's name and compute capability (9.0 for an H100 or H200).
     package private(set) var deviceName = ""
     package private(set) var capability = (major: 0, minor: 0)
@@ -115,9 +118,8 @@ package final class CUDADriver: @unchecked Sendable {
         try check("cuInit", initialize(0))
         var device: Int32 = 0
         try check("cuDeviceGet", deviceGet(&device, 0))
-        var context: OpaquePointer?
         try check("cuDevicePrimaryCtxRetain", retain(&context, device))
-        try check("cuCtxSetCurrent", setCurrent(context))
+        try makeCurrent()
         var major: Int32 = 0, minor: Int32 = 0
         try check("cuDeviceGetAttribute", attribute(&major, 75, device))   // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
         try check("cuDeviceGetAttribute", attribute(&minor, 76, device))   // …_MINOR
@@ -133,6 +135,10 @@ package final class CUDADriver: @unchecked Sendable {
         _ = errorString(code, &message)
         throw CUDADriverError.callFailed(call: call, code: code, message: message.map { String(cString: $0) } ?? "error \(code)")
     }
+
+    /// Makes device 0's primary context the calling thread's current one (every call below does,
+    /// so that any thread may use the driver).
+    package func makeCurrent() throws { try check("cuCtxSetCurrent", setCurrent(context)) }
 
     /// A module loaded from a cubin or PTX image.
     package final class Module {
@@ -153,6 +159,7 @@ package final class CUDADriver: @unchecked Sendable {
         var module: OpaquePointer?
         // PTX is loaded as a NUL-terminated string.
         let bytes = image.last == 0 ? image : image + [0]
+        try makeCurrent()
         try check("cuModuleLoadData", bytes.withUnsafeBytes { moduleLoad(&module, $0.baseAddress!) })
         return Module(driver: self, handle: module)
     }
@@ -160,26 +167,36 @@ package final class CUDADriver: @unchecked Sendable {
     /// Device memory of `bytes` bytes (freed with ``release(_:)``).
     package func allocate(_ bytes: Int) throws -> UInt64 {
         var pointer: UInt64 = 0
+        try makeCurrent()
         try check("cuMemAlloc", alloc(&pointer, Swift.max(bytes, 1)))
         return pointer
     }
 
-    package func release(_ pointer: UInt64) { _ = free(pointer) }
+    package func release(_ pointer: UInt64) {
+        _ = setCurrent(context)
+        _ = free(pointer)
+    }
 
     package func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {
+        try makeCurrent()
         try check("cuMemcpyHtoD", toDevice(destination, source, bytes))
     }
 
     package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
+        try makeCurrent()
         try check("cuMemcpyDtoH", toHost(destination, source, bytes))
     }
 
-    package func zero(_ pointer: UInt64, bytes: Int) throws { try check("cuMemsetD8", memset(pointer, 0, bytes)) }
+    package func zero(_ pointer: UInt64, bytes: Int) throws {
+        try makeCurrent()
+        try check("cuMemsetD8", memset(pointer, 0, bytes))
+    }
 
     /// Launches `function` on `blocks` blocks of `threads` threads with `arguments` (each a
     /// 64-bit value: a device pointer, a count), on `stream` (nil: the default stream).
     package func launch(_ function: OpaquePointer?, blocks: Int, threads: Int, arguments: [UInt64], stream: Stream? = nil) throws {
         var values = arguments
+        try makeCurrent()
         try values.withUnsafeMutableBufferPointer { v in
             var pointers: [UnsafeMutableRawPointer?] = (0..<v.count).map { UnsafeMutableRawPointer(v.baseAddress! + $0) }
             try check("cuLaunchKernel", pointers.withUnsafeMutableBufferPointer {
@@ -188,7 +205,10 @@ package final class CUDADriver: @unchecked Sendable {
         }
     }
 
-    package func synchronizeDevice() throws { try check("cuCtxSynchronize", synchronize()) }
+    package func synchronizeDevice() throws {
+        try makeCurrent()
+        try check("cuCtxSynchronize", synchronize())
+    }
 
     /// A stream: work enqueued on it runs in order, asynchronously to the host and to other
     /// streams (created non-blocking: it does not wait for the default stream).
@@ -199,22 +219,31 @@ package final class CUDADriver: @unchecked Sendable {
         deinit { _ = driver.streamDestroy(handle) }
 
         /// Waits until everything enqueued on the stream has run.
-        package func synchronize() throws { try driver.check("cuStreamSynchronize", driver.streamSynchronize(handle)) }
+        package func synchronize() throws {
+            try driver.makeCurrent()
+            try driver.check("cuStreamSynchronize", driver.streamSynchronize(handle))
+        }
         /// Makes later work on this stream wait for `event`.
-        package func wait(_ event: Event) throws { try driver.check("cuStreamWaitEvent", driver.streamWait(handle, event.handle, 0)) }
+        package func wait(_ event: Event) throws {
+            try driver.makeCurrent()
+            try driver.check("cuStreamWaitEvent", driver.streamWait(handle, event.handle, 0))
+        }
         /// Copies `bytes` bytes from host memory to the device in the stream's order. The host
         /// memory must stay valid and unchanged until the copy has run (a stream synchronisation).
         package func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {
+            try driver.makeCurrent()
             try driver.check("cuMemcpyHtoDAsync", driver.toDeviceAsync(destination, source, bytes, handle))
         }
         /// Copies `bytes` bytes from the device to host memory in the stream's order (valid to
         /// read once the stream has been synchronised past it).
         package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
+            try driver.makeCurrent()
             try driver.check("cuMemcpyDtoHAsync", driver.toHostAsync(destination, source, bytes, handle))
         }
         /// An event recorded at this point of the stream.
         package func record() throws -> Event {
             var event: OpaquePointer?
+            try driver.makeCurrent()
             try driver.check("cuEventCreate", driver.eventCreate(&event, 0))
             let result = Event(driver: driver, handle: event)
             try driver.check("cuEventRecord", driver.eventRecord(event, handle))
@@ -233,12 +262,16 @@ package final class CUDADriver: @unchecked Sendable {
 
         /// Whether the work before the event has run (CUDA_ERROR_NOT_READY, 600: not yet).
         package func isComplete() throws -> Bool {
+            try driver.makeCurrent()
             let code = driver.eventQuery(handle)
             if code == 600 { return false }
             try driver.check("cuEventQuery", code)
             return true
         }
-        package func synchronize() throws { try driver.check("cuEventSynchronize", driver.eventSynchronize(handle)) }
+        package func synchronize() throws {
+            try driver.makeCurrent()
+            try driver.check("cuEventSynchronize", driver.eventSynchronize(handle))
+        }
         /// Milliseconds on the device from `start` to this event (both complete).
         package func milliseconds(since start: Event) throws -> Double {
             var ms: Float = 0
@@ -250,6 +283,7 @@ package final class CUDADriver: @unchecked Sendable {
     /// A new non-blocking stream (CU_STREAM_NON_BLOCKING).
     package func makeStream() throws -> Stream {
         var stream: OpaquePointer?
+        try makeCurrent()
         try check("cuStreamCreate", streamCreate(&stream, 1))
         return Stream(driver: self, handle: stream)
     }

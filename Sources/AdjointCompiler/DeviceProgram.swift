@@ -8,15 +8,15 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// The program has no native code, which its device kernels are generated from (a function
     /// compiled with `NativeCode.off`, or without a C compiler).
     case noNativeCode
-    /// An instruction with no device form yet (a matmul, an operator the interpreter runs): its
-    /// position in the program and what it is.
+    /// An instruction with no device form yet (an operator the interpreter runs through the
+    /// ordinary kernels): its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
 
     public var description: String {
         switch self {
         case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
         case .noNativeCode: return "the program has no native code, which is what its device kernels are generated from"
-        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: matmuls and interpreted operators run on the CPU only"
+        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: operators the compiled program interprets run on the CPU only"
         }
     }
 }
@@ -60,9 +60,12 @@ package enum DeviceRuntime {
 /// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
-/// device. The results are the CPU's strict-policy results: bit for bit where the arithmetic is
-/// IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device math library's ulps elsewhere.
-/// Programs with matmuls or interpreted operators throw ``DeviceError/noDeviceForm(instruction:operation:)``.
+/// device. Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
+/// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
+/// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
+/// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
+/// an order of its own). Programs with interpreted operators throw
+/// ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool
@@ -70,11 +73,18 @@ package final class DeviceProgram {
     private let module: any KernelModule
     /// Where the program's copies and launches run.
     package let stream: any KernelStream
-    /// The launches of one call, in order.
-    package let launches: [Launch]
-    /// The device memory held: the frame, the reductions' operands and their partials.
+    /// The work of one call, in order.
+    package let steps: [Step]
+    /// The device memory held: the frame, then (where the program has them) the reductions'
+    /// operands, their partials and the batched products' address arrays.
     private let blocks: [(address: UInt64, capacity: Int)]
     private var frame: UInt64 { blocks[0].address }
+
+    /// One step of a call: a generated kernel, or a matrix product (cuBLAS on a GPU).
+    package enum Step: Equatable, Sendable {
+        case kernel(Launch)
+        case gemm(GEMM)
+    }
 
     /// One kernel launch: its name, grid and arguments.
     package struct Launch: Equatable, Sendable {
@@ -82,6 +92,9 @@ package final class DeviceProgram {
         package var blocks: Int, threads: Int
         package var arguments: [UInt64]
     }
+
+    /// The kernel launches among the steps.
+    package var launches: [Launch] { steps.compactMap { if case let .kernel(l) = $0 { l } else { nil } } }
 
     /// Threads per block of a chunked run's kernel; chunks per block of its sums kernel.
     package static let threadsPerBlock = 256, chunksPerBlock = 32
@@ -96,23 +109,26 @@ package final class DeviceProgram {
         let stream = try stream ?? device.makeStream()
         guard let native = program.native else { throw DeviceError.noNativeCode }
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
-        // The order of the launches: the chunked runs as the CPU runs them, the plain runs without
-        // the instructions chunked runs hold (``CompiledProgram/deviceSegments``).
+        // The order of the work: the chunked runs as the CPU runs them, the plain runs without
+        // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), the matmuls.
         let segments = program.deviceSegments
         var segmentAt: [Int: Int] = [:]
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
-        var order: [(chunked: Bool, index: Int)] = []
+        enum Work { case chunked(Int), segment(Int), matmul(Int) }
+        var order: [Work] = []
         var k = range.lowerBound
         while k < range.upperBound {
-            let s = Int(native.start[k])
+            let s = Int(native.start[k]), i = program.instructions[k]
             if s <= -2 {
-                order.append((true, -2 - s))
+                order.append(.chunked(-2 - s))
                 k = native.chunkedEnd[-2 - s]
             } else if let j = segmentAt[k] {
-                order.append((false, j))
+                order.append(.segment(j))
                 k = segments[j].upperBound
+            } else if i.kind == .matmul, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }) {
+                order.append(.matmul(k))
+                k += 1
             } else {
-                let i = program.instructions[k]
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
                 throw DeviceError.noDeviceForm(instruction: k, operation: operation)
             }
@@ -120,11 +136,17 @@ package final class DeviceProgram {
         guard let source = program.cudaSource(segments: segments) else { throw DeviceError.noNativeCode }
         let module = try device.load(source)
         let scratchBytes = native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() ?? 0
+        // Batched products read their operands' addresses from device memory: one array image for all.
+        let batched = order.compactMap { work -> Int? in
+            guard case let .matmul(k) = work, program.products[program.instructions[k].product].jobs.count > 1 else { return nil }
+            return k
+        }
+        let arrayBytes = batched.reduce(0) { $0 + program.products[program.instructions[$1].product].jobs.count * 24 }
         var blocks: [(address: UInt64, capacity: Int)] = []
+        var arrays: [UInt64] = []
         do {
-            for bytes in [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native.partialBytes.max() ?? 0] : []) {
-                blocks.append(try pool.allocate(bytes))
-            }
+            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native.partialBytes.max() ?? 0] : []) + (arrayBytes > 0 ? [arrayBytes] : [])
+            for bytes in sizes { blocks.append(try pool.allocate(bytes)) }
             // A block comes from work that has run (the pool checks its event). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
             // not be ordered before a non-blocking stream's work. (From pageable host memory an
@@ -132,28 +154,72 @@ package final class DeviceProgram {
             try program.constantImage.withUnsafeBytes { image in
                 if image.count > 0 { try stream.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
             }
+            if arrayBytes > 0 {
+                let base = blocks[blocks.count - 1].address
+                var at = base
+                for k in batched {
+                    let i = program.instructions[k]
+                    let addresses = Self.batchAddresses(program.products[i.product], float64: i.float64,
+                                                        a: blocks[0].address + UInt64(i.a), b: blocks[0].address + UInt64(i.b), c: blocks[0].address + UInt64(i.y))
+                    arrays.append(at)
+                    at += UInt64(addresses.count * 8)
+                    try addresses.withUnsafeBytes { try stream.copy($0.baseAddress!, toDevice: arrays.last!, bytes: $0.count) }
+                }
+            }
         } catch {
+            try? stream.synchronize()
             for block in blocks { pool.release(block.address, capacity: block.capacity) }
             throw error
         }
-        let frame = blocks[0].address, scratch = blocks.count > 1 ? blocks[1].address : 0, partials = blocks.count > 2 ? blocks[2].address : 0
-        var launches: [Launch] = []
-        for (chunked, index) in order {
-            guard chunked else {
-                launches.append(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: 1, arguments: [frame]))
-                continue
-            }
-            let name = NativeCodeGenerator.chunkedFunctionName(index), n = native.chunkedElements[index]
-            launches.append(Launch(kernel: name, blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
-                                   arguments: [frame, 0, UInt64(n), 0, scratch]))
-            if !native.chunkedReductions[index].isEmpty {
-                let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
-                launches.append(Launch(kernel: name + "_sums", blocks: (chunks + Self.chunksPerBlock - 1) / Self.chunksPerBlock,
-                                       threads: Self.chunksPerBlock, arguments: [scratch, partials]))
-                launches.append(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame]))
+        let frame = blocks[0].address, scratch = scratchBytes > 0 ? blocks[1].address : 0, partials = scratchBytes > 0 ? blocks[2].address : 0
+        var steps: [Step] = []
+        var nextArray = 0
+        for work in order {
+            switch work {
+            case let .segment(index):
+                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: 1, arguments: [frame])))
+            case let .matmul(k):
+                let i = program.instructions[k], plan = program.products[i.product]
+                guard plan.shape.reduce(1, *) > 0 else { continue }   // an empty product writes nothing
+                var array: UInt64 = 0
+                if plan.jobs.count > 1 { array = arrays[nextArray]; nextArray += 1 }
+                steps.append(.gemm(Self.columnMajor(plan, float64: i.float64, a: frame + UInt64(i.a), b: frame + UInt64(i.b), c: frame + UInt64(i.y), arrays: array)))
+            case let .chunked(index):
+                let name = NativeCodeGenerator.chunkedFunctionName(index), n = native.chunkedElements[index]
+                steps.append(.kernel(Launch(kernel: name, blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
+                                            arguments: [frame, 0, UInt64(n), 0, scratch])))
+                if !native.chunkedReductions[index].isEmpty {
+                    let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
+                    steps.append(.kernel(Launch(kernel: name + "_sums", blocks: (chunks + Self.chunksPerBlock - 1) / Self.chunksPerBlock,
+                                                threads: Self.chunksPerBlock, arguments: [scratch, partials])))
+                    steps.append(.kernel(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame])))
+                }
             }
         }
-        (self.program, self.pool, self.module, self.launches, self.blocks, self.stream) = (program, pool, module, launches, blocks, stream)
+        (self.program, self.pool, self.module, self.steps, self.blocks, self.stream) = (program, pool, module, steps, blocks, stream)
+    }
+
+    /// The column-major product cuBLAS computes for `plan`'s row-major one, with operands at
+    /// device addresses `a`, `b` and result at `c`. Row-major `C = op(A)·op(B)` is column-major
+    /// `Cᵀ = op(B)ᵀ·op(A)ᵀ`, and a row-major matrix read column-major with the same leading
+    /// dimension is its transpose: so the operands swap places, each keeps its transposition, and
+    /// the leading dimensions are the row-major ones (`k` or `n`, `m` or `k`, `n`). A plan of
+    /// several products (a batch) reads its addresses from `arrays` (``batchAddresses(_:float64:a:b:c:)``).
+    package static func columnMajor(_ plan: Kernels.MatmulPlan, float64: Bool, a: UInt64, b: UInt64, c: UInt64, arrays: UInt64) -> GEMM {
+        let size = UInt64(float64 ? 8 : 4), job = plan.jobs[0]
+        let rows = plan.jobs.count == 1 ? job.m : plan.m
+        return GEMM(float64: float64, transposeA: plan.tb, transposeB: plan.ta, m: plan.n, n: rows, k: plan.k,
+                    lda: Swift.max(1, plan.tb ? plan.k : plan.n), ldb: Swift.max(1, plan.ta ? rows : plan.k), ldc: Swift.max(1, plan.n),
+                    a: plan.jobs.count == 1 ? b + UInt64(job.b) * size : 0, b: plan.jobs.count == 1 ? a + UInt64(job.a) * size : 0,
+                    c: plan.jobs.count == 1 ? c + UInt64(job.c) * size : 0,
+                    batch: plan.jobs.count, arrays: plan.jobs.count == 1 ? 0 : arrays)
+    }
+
+    /// A batched plan's address arrays, in ``GEMM/arrays``'s layout: cuBLAS's A (the row-major
+    /// product's b), B (its a) and C, one address per product of the batch each.
+    package static func batchAddresses(_ plan: Kernels.MatmulPlan, float64: Bool, a: UInt64, b: UInt64, c: UInt64) -> [UInt64] {
+        let size = UInt64(float64 ? 8 : 4)
+        return plan.jobs.map { b + UInt64($0.b) * size } + plan.jobs.map { a + UInt64($0.a) * size } + plan.jobs.map { c + UInt64($0.c) * size }
     }
 
     deinit {
@@ -191,9 +257,14 @@ package final class DeviceProgram {
         }
     }
 
-    /// Enqueues every kernel of one call on the stream, in order (``KernelStream/synchronize()`` waits).
+    /// Enqueues every step of one call on the stream, in order (``KernelStream/synchronize()`` waits).
     package func launch() throws {
-        for l in launches { try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream) }
+        for step in steps {
+            switch step {
+            case let .kernel(l): try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
+            case let .gemm(product): try device.gemm(product, on: stream)
+            }
+        }
     }
 
     /// New tensors the outputs are copied into on the stream: to be read once it has run them.

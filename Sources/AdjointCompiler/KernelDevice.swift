@@ -1,3 +1,4 @@
+import AdjointTensor
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -23,6 +24,12 @@ package protocol KernelDevice: AnyObject {
     /// A stream of its own: launches and copies on it run in order, asynchronously to the host
     /// and to other streams where the device is asynchronous.
     func makeStream() throws -> any KernelStream
+    /// Enqueues a matrix product, or a batch of them, on `stream` (nil: the default stream):
+    /// cuBLAS on a GPU.
+    ///
+    /// - Throws: ``KernelDeviceError/invalidGEMM(_:)`` for dimensions BLAS refuses (checked before
+    ///   anything is enqueued), and the device's errors.
+    func gemm(_ product: GEMM, on stream: (any KernelStream)?) throws
 }
 
 /// A device's stream (see ``KernelDevice/makeStream()``).
@@ -77,6 +84,8 @@ package enum KernelDeviceError: Error, Equatable, CustomStringConvertible {
     case compilationFailed(command: String, output: String)
     /// The emulated module could not be loaded.
     case loadFailed(path: String, reason: String)
+    /// A matrix product BLAS would refuse: what is wrong with it.
+    case invalidGEMM(String)
 
     package var description: String {
         switch self {
@@ -85,16 +94,32 @@ package enum KernelDeviceError: Error, Equatable, CustomStringConvertible {
         case let .foreignStream(what): return "\(what) belongs to another kind of device"
         case let .compilationFailed(command, output): return "\(command) failed:\n\(output)"
         case let .loadFailed(path, reason): return "loading \(path): \(reason)"
+        case let .invalidGEMM(reason): return "invalid matrix product: \(reason)"
         }
     }
 }
 
 /// A GPU: kernels compiled by ``NVRTC`` for the device's architecture and run through the
-/// ``CUDADriver`` on its default stream.
+/// ``CUDADriver``; matrix products through ``CUBLAS``, loaded on the first one.
 package final class CUDAKernelDevice: KernelDevice {
     package let nvrtc: NVRTC
     package let driver: CUDADriver
+    /// cuBLAS once a product has asked for it (a failure to load is kept and thrown again).
+    private let blas = Mutex<Result<CUBLAS, any Error>?>(nil)
     package init(nvrtc: NVRTC, driver: CUDADriver) { (self.nvrtc, self.driver) = (nvrtc, driver) }
+
+    package func gemm(_ product: GEMM, on stream: (any KernelStream)?) throws {
+        if let reason = product.invalidity { throw KernelDeviceError.invalidGEMM(reason) }
+        let handle = try stream.flatMap { try Stream.of($0, "the stream").stream.handle }
+        try driver.makeCurrent()
+        let cublas = try blas.withLock { loaded -> Result<CUBLAS, any Error> in
+            if let loaded { return loaded }
+            let made = Result { try CUBLAS.load() }
+            loaded = made
+            return made
+        }.get()
+        try cublas.gemm(product, stream: handle)
+    }
 
     package var name: String { "\(driver.deviceName) (compute capability \(driver.capability.major).\(driver.capability.minor))" }
 
@@ -298,4 +323,26 @@ package final class HostKernelEmulator: KernelDevice {
     }
 
     package func makeStream() throws -> any KernelStream { Stream(self) }
+
+    /// The product through the host's BLAS (column-major, as cuBLAS takes it); a batch reads its
+    /// operands' addresses from the arrays in emulated device memory, as cuBLAS does.
+    package func gemm(_ product: GEMM, on stream: (any KernelStream)?) throws {
+        if let stream, !(stream is Stream) { throw KernelDeviceError.foreignStream("the stream") }
+        if let reason = product.invalidity { throw KernelDeviceError.invalidGEMM(reason) }
+        let g = product
+        if g.m == 0 || g.n == 0 { return }
+        func address(_ array: Int, _ i: Int) -> UInt64 {
+            g.batch == 1 ? [g.a, g.b, g.c][array]
+                         : UnsafeRawPointer(bitPattern: UInt(g.arrays))!.load(fromByteOffset: (array * g.batch + i) * 8, as: UInt64.self)
+        }
+        if g.batch > 1, g.arrays == 0 { throw KernelDeviceError.invalidGEMM("a batch of \(g.batch) without address arrays") }
+        for i in 0..<g.batch {
+            guard let a = UnsafeRawPointer(bitPattern: UInt(address(0, i))), let b = UnsafeRawPointer(bitPattern: UInt(address(1, i))),
+                  let c = UnsafeMutableRawPointer(bitPattern: UInt(address(2, i))) else {
+                throw KernelDeviceError.invalidGEMM("product \(i) of the batch has a null address")
+            }
+            Kernels.gemmColumnMajor(float64: g.float64, transposeA: g.transposeA, transposeB: g.transposeB, m: g.m, n: g.n, k: g.k,
+                                    a, lda: g.lda, b, ldb: g.ldb, c, ldc: g.ldc)
+        }
+    }
 }

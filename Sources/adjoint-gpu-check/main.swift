@@ -1,6 +1,7 @@
 // adjoint-gpu-check: runs the native code generator's CUDA kernels on GPU 0 against the native
 // CPU code, run by run (`GPUKernelCheck`), then the programs without library functions whole on
-// the device (`DeviceProgram`) against the CPU's calls, timed; writes a JSON report.
+// the device (`DeviceProgram`) against the CPU's calls, timed, with MLP train steps (their matrix
+// products through cuBLAS); writes a JSON report.
 //
 //   adjoint-gpu-check [--report report.json] [--elements N] [--prepare-only] [--emulate]
 //
@@ -27,11 +28,13 @@ struct ProgramReport: Codable {
     var passed: Bool
 }
 
-/// A whole program run on the device: its launches, how its outputs compare with the CPU's call,
-/// and the medians of `repeats` timings.
+/// A whole program run on the device: its launches (kernels and GEMMs), how its outputs compare
+/// with the CPU's call (bitwise, or within `tolerance` relative where it is not 0), and the
+/// medians of `repeats` timings.
 struct WholeProgramReport: Codable {
     var name: String
     var launches: Int
+    var tolerance = 0.0
     var compared = 0, differing = 0
     var maximumRelativeDifference = 0.0
     /// The CPU's call; the device's launches, between events on its stream (arguments already
@@ -135,11 +138,42 @@ do {
     fail("building the programs: \(error)", status: 1)
 }
 
+/// An MLP 784-512-512-10's train step at `batch` (float32, tanh, mean squared error against
+/// targets, no biases: axis reductions have no device form yet): loss and the updated weights.
+func mlpStep(batch: Int) throws -> (CompiledProgram, [Tensor]) {
+    let widths = [784, 512, 512, 10]
+    let x = try Tensor.uniform([batch, widths[0]], key: RandomKey(seed: 20), low: -1, high: 1, dtype: .float32)
+    let target = try Tensor.uniform([batch, widths[3]], key: RandomKey(seed: 21), low: -1, high: 1, dtype: .float32)
+    let weights = try (0..<3).map { l in
+        try Tensor.uniform([widths[l], widths[l + 1]], key: RandomKey(seed: 22 + UInt64(l)), low: -0.05, high: 0.05, dtype: .float32)
+    }
+    let step = compile(native: .required) { (a: [Tensor]) -> [Tensor] in
+        let (loss, g) = try valueWithGradient(at: Array(a[2...])) { w in
+            let h = try a[0].matmul(w[0]).tanh().matmul(w[1]).tanh().matmul(w[2]) - a[1]
+            return try (h * h).mean()
+        }
+        return [loss] + (try zip(a[2...], g).map { try $0 - $1 * 0.01 })
+    }
+    let arguments = [x, target] + weights
+    return (try step.trace(for: arguments).program, arguments)
+}
+
+// Programs with matrix products (cuBLAS on a GPU): whole on the device only, within rounding.
+var products: [(name: String, program: CompiledProgram, arguments: [Tensor], bitwise: Bool, tolerance: Double)] = []
+do {
+    for batch in [256, 4096] {
+        let (program, arguments) = try mlpStep(batch: batch)
+        products.append(("MLP 784-512-512-10 train step, batch \(batch), f32 (no biases, MSE)", program, arguments, false, 1e-4))
+    }
+} catch {
+    fail("building the MLP steps: \(error)", status: 1)
+}
+
 // The programs are compiled (their C into the native library cache) before anything of CUDA is
 // loaded: `--prepare-only` stops here, so a bundle can carry the libraries to a machine without a
 // C compiler (scripts/device-check).
 if prepareOnly {
-    print("prepared \(programs.count) programs")
+    print("prepared \(programs.count + products.count) programs")
     exit(0)
 }
 let device: any KernelDevice
@@ -186,15 +220,16 @@ func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
 }
 
 // The programs whose arithmetic is IEEE on both sides, whole on the device: the same bits as the
-// CPU's call, and their times (the issue's Rosenbrock target is the first one's device time).
+// CPU's call, and their times (the issue's Rosenbrock target is the first one's device time);
+// then the MLP steps, within their tolerance.
 var wholes: [WholeProgramReport] = []
 let pool = DeviceMemoryPool(device: device)
-for entry in programs where entry.bitwise {
-    var whole = WholeProgramReport(name: entry.name, launches: 0)
+for entry in programs.filter(\.bitwise) + products {
+    var whole = WholeProgramReport(name: entry.name, launches: 0, tolerance: entry.tolerance)
     do {
         pool.resetPeak()
         let program = try DeviceProgram(entry.program, pool: pool)
-        whole.launches = program.launches.count
+        whole.launches = program.steps.count
         let expected = try entry.program(entry.arguments), got = try program(entry.arguments)
         for (a, b) in zip(expected, got) {
             let x = a.dtype == .float64 ? a.scalars(as: Double.self) : a.scalars(as: Float.self).map(Double.init)
@@ -222,9 +257,9 @@ for entry in programs where entry.bitwise {
         whole.deviceMilliseconds = deviceTimes.sorted()[repeats / 2]
         whole.deviceWithCopiesMilliseconds = try median(repeats) { _ = try program(entry.arguments) }
         whole.peakDeviceBytes = pool.statistics.peakBytes
-        whole.passed = whole.compared > 0 && whole.differing == 0
-        print(String(format: "%@, whole on the device: %d launches, %d compared, %d differ; CPU %.3f ms, device %.3f ms (%.3f ms with copies), %d device bytes at most: %@",
-                     entry.name, whole.launches, whole.compared, whole.differing, whole.cpuMilliseconds, whole.deviceMilliseconds,
+        whole.passed = whole.compared > 0 && (entry.bitwise ? whole.differing == 0 : whole.maximumRelativeDifference <= entry.tolerance)
+        print(String(format: "%@, whole on the device: %d launches, %d compared, %d differ (max relative %.3g); CPU %.3f ms, device %.3f ms (%.3f ms with copies), %d device bytes at most: %@",
+                     entry.name, whole.launches, whole.compared, whole.differing, whole.maximumRelativeDifference, whole.cpuMilliseconds, whole.deviceMilliseconds,
                      whole.deviceWithCopiesMilliseconds, whole.peakDeviceBytes, whole.passed ? "passed" : "FAILED"))
     } catch {
         whole.name += " (error: \(error))"

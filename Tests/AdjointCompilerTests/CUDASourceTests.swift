@@ -96,8 +96,13 @@ struct CUDASourceTests {
         }
     }
 
-    @Test("NVRTC reports a source that does not compile with its log, and a missing library by the paths it tried; so does the CUDA driver")
+    @Test("NVRTC reports a source that does not compile with its log, and a missing library by the paths it tried; so do the CUDA driver and cuBLAS")
     func errors() throws {
+        #expect(throws: CUBLASError.unavailable(searched: ["/nonexistent/libcublas.so"])) { try CUBLAS.load(path: "/nonexistent/libcublas.so") }
+        #expect(throws: CUBLASError.missingSymbol(library: "libm.so.6", symbol: "cublasCreate_v2")) { try CUBLAS.load(path: "libm.so.6") }
+        if CUBLAS.candidates.allSatisfy({ dlopen($0, RTLD_NOW | RTLD_NOLOAD) == nil && dlopen($0, RTLD_LAZY) == nil }) {
+            #expect(throws: CUBLASError.unavailable(searched: CUBLAS.candidates)) { try CUBLAS.load() }
+        }
         if dlopen("libcuda.so.1", RTLD_NOW) == nil {
             #expect(throws: CUDADriverError.unavailable(searched: CUDADriver.candidates)) { try CUDADriver.load() }
         }

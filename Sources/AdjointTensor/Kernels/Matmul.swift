@@ -18,11 +18,14 @@ extension Kernels {
 
     /// A batched product's output shape and its GEMM jobs, from the operand shapes alone.
     package struct MatmulPlan {
-        typealias Job = (a: Int, b: Int, c: Int, m: Int)
+        /// One row-major product of the plan: element offsets of its operands and result, and its rows.
+        package typealias Job = (a: Int, b: Int, c: Int, m: Int)
         package let shape: [Int]
-        let jobs: [Job]
-        let m: Int, n: Int, k: Int
-        let ta: Bool, tb: Bool
+        /// The products, all `n` columns wide over `k`: one where a's batch folds into its rows.
+        package let jobs: [Job]
+        package let m: Int, n: Int, k: Int
+        /// Whether a and b are read transposed.
+        package let ta: Bool, tb: Bool
 
         package init(_ aShape: [Int], _ bShape: [Int], ta: Bool, tb: Bool) throws {
             let op = OpCode.matmul.rawValue
@@ -121,6 +124,21 @@ extension Kernels {
         }
         if work < 1 << 20 { return 1 }          // small: one call
         return Swift.min(4, Swift.max(m, n) / 64, Swift.max(1, work >> 22))
+    }
+
+    /// One GEMM in BLAS's column-major convention, as cuBLAS takes it (α 1, β 0): `c = op(a) · op(b)`,
+    /// `m × n` over `k`. What the host emulation of a device runs for cuBLAS's calls.
+    package static func gemmColumnMajor(float64: Bool, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                                        _ a: UnsafeRawPointer, lda: Int, _ b: UnsafeRawPointer, ldb: Int, _ c: UnsafeMutableRawPointer, ldc: Int) {
+        _ = blasSingleThreaded
+        let transA = transposeA ? CblasTrans : CblasNoTrans, transB = transposeB ? CblasTrans : CblasNoTrans
+        if float64 {
+            cblas_dgemm(CblasColMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1, a.assumingMemoryBound(to: Double.self), Int32(lda),
+                        b.assumingMemoryBound(to: Double.self), Int32(ldb), 0, c.assumingMemoryBound(to: Double.self), Int32(ldc))
+        } else {
+            cblas_sgemm(CblasColMajor, transA, transB, Int32(m), Int32(n), Int32(k), 1, a.assumingMemoryBound(to: Float.self), Int32(lda),
+                        b.assumingMemoryBound(to: Float.self), Int32(ldb), 0, c.assumingMemoryBound(to: Float.self), Int32(ldc))
+        }
     }
 
     static let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
