@@ -95,9 +95,10 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     /// kernels are generated from its native code and compiled by NVRTC when it is traced; a call
     /// copies the arguments there, runs every instruction there and copies the results back
     /// (calls of one signature run one at a time). The results are the CPU's bit for bit where the
-    /// arithmetic is IEEE (`+ − × ÷ √`), within the device math library's ulps elsewhere.
-    /// A trace throws ``DeviceError`` where the device cannot be used or the program has an
-    /// instruction with no device form yet (matmuls, interpreted operators).
+    /// arithmetic is IEEE (`+ − × ÷ √`), within the device math library's ulps elsewhere and
+    /// within rounding for matmuls (cuBLAS's GEMMs). A trace throws ``DeviceError`` where the
+    /// device cannot be used or the program has an instruction with no device form yet (an
+    /// interpreted operator).
     public init(native: NativeCode = .automatic, device: Device = .cpu, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native
         self.device = device
