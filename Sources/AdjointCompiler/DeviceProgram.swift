@@ -60,7 +60,9 @@ package enum DeviceRuntime {
 /// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
-/// device. Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
+/// device. A sum, mean, maximum or minimum over axes that no run holds is a kernel of its own,
+/// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`).
+/// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
 /// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
@@ -70,7 +72,8 @@ package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool
     package var device: any KernelDevice { pool.device }
-    private let module: any KernelModule
+    /// The program's kernels (nil: it has none, only matrix products).
+    private let module: (any KernelModule)?
     /// Where the program's copies and launches run.
     package let stream: any KernelStream
     /// The work of one call, in order.
@@ -107,19 +110,24 @@ package final class DeviceProgram {
     package init(_ program: CompiledProgram, pool: DeviceMemoryPool, stream: (any KernelStream)? = nil) throws {
         let device = pool.device
         let stream = try stream ?? device.makeStream()
-        guard let native = program.native else { throw DeviceError.noNativeCode }
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
+        // The runs' kernels come from the native code; matrix products and reductions over axes
+        // need none of it.
+        let native = program.native
+        guard native != nil || range.allSatisfy({ program.instructions[$0].kind == .matmul || NativeCodeGenerator.hasReductionKernel(program.instructions[$0]) }) else {
+            throw DeviceError.noNativeCode
+        }
         // The order of the work: the chunked runs as the CPU runs them, the plain runs without
         // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), the matmuls.
         let segments = program.deviceSegments
         var segmentAt: [Int: Int] = [:]
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
-        enum Work { case chunked(Int), segment(Int), matmul(Int) }
+        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int) }
         var order: [Work] = []
         var k = range.lowerBound
         while k < range.upperBound {
-            let s = Int(native.start[k]), i = program.instructions[k]
-            if s <= -2 {
+            let s = native.map { Int($0.start[k]) } ?? -1, i = program.instructions[k]
+            if let native, s <= -2 {
                 order.append(.chunked(-2 - s))
                 k = native.chunkedEnd[-2 - s]
             } else if let j = segmentAt[k] {
@@ -128,14 +136,18 @@ package final class DeviceProgram {
             } else if i.kind == .matmul, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }) {
                 order.append(.matmul(k))
                 k += 1
+            } else if NativeCodeGenerator.hasReductionKernel(i), program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }) {
+                order.append(.reduce(k))
+                k += 1
             } else {
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
                 throw DeviceError.noDeviceForm(instruction: k, operation: operation)
             }
         }
-        guard let source = program.cudaSource(segments: segments) else { throw DeviceError.noNativeCode }
-        let module = try device.load(source)
-        let scratchBytes = native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() ?? 0
+        let reductions = order.compactMap { work -> Int? in if case let .reduce(k) = work { k } else { nil } }
+        // A program of matmuls alone has no kernels to compile.
+        let module = try program.cudaSource(segments: segments, reductions: reductions).map { try device.load($0) }
+        let scratchBytes = native.flatMap { native in native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() } ?? 0
         // Batched products read their operands' addresses from device memory: one array image for all.
         let batched = order.compactMap { work -> Int? in
             guard case let .matmul(k) = work, program.products[program.instructions[k].product].jobs.count > 1 else { return nil }
@@ -145,7 +157,7 @@ package final class DeviceProgram {
         var blocks: [(address: UInt64, capacity: Int)] = []
         var arrays: [UInt64] = []
         do {
-            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native.partialBytes.max() ?? 0] : []) + (arrayBytes > 0 ? [arrayBytes] : [])
+            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : []) + (arrayBytes > 0 ? [arrayBytes] : [])
             for bytes in sizes { blocks.append(try pool.allocate(bytes)) }
             // A block comes from work that has run (the pool checks its event). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
@@ -178,6 +190,11 @@ package final class DeviceProgram {
             switch work {
             case let .segment(index):
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: 1, arguments: [frame])))
+            case let .reduce(k):
+                let outputs = program.instructions[k].outer * program.instructions[k].inner
+                guard outputs > 0 else { continue }
+                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.reductionName(k), blocks: (outputs + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                                            threads: Self.threadsPerBlock, arguments: [frame])))
             case let .matmul(k):
                 let i = program.instructions[k], plan = program.products[i.product]
                 guard plan.shape.reduce(1, *) > 0 else { continue }   // an empty product writes nothing
@@ -185,6 +202,7 @@ package final class DeviceProgram {
                 if plan.jobs.count > 1 { array = arrays[nextArray]; nextArray += 1 }
                 steps.append(.gemm(Self.columnMajor(plan, float64: i.float64, a: frame + UInt64(i.a), b: frame + UInt64(i.b), c: frame + UInt64(i.y), arrays: array)))
             case let .chunked(index):
+                guard let native else { continue }   // chunked runs come from the native code
                 let name = NativeCodeGenerator.chunkedFunctionName(index), n = native.chunkedElements[index]
                 steps.append(.kernel(Launch(kernel: name, blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
                                             arguments: [frame, 0, UInt64(n), 0, scratch])))
@@ -261,7 +279,10 @@ package final class DeviceProgram {
     package func launch() throws {
         for step in steps {
             switch step {
-            case let .kernel(l): try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
+            case let .kernel(l):
+                // Kernel steps come from the module's source: a program without one has none.
+                guard let module else { throw DeviceError.noNativeCode }
+                try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
             case let .gemm(product): try device.gemm(product, on: stream)
             }
         }

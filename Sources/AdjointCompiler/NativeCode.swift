@@ -100,7 +100,10 @@ struct NativeCodeGenerator {
     /// `segments`: the plain runs, each a kernel `adjoint_segment_<k>(base)` that one thread runs
     /// (the C function's body, instruction for instruction), so that a whole program can run on
     /// the device (`DeviceProgram`).
-    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil) -> String {
+    ///
+    /// `reductions`: instructions reducing over axes (sum, mean, max, min) that no run holds, each
+    /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:)``).
+    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = []) -> String {
         let fusion = fusion ?? self.fusion(chunked, splits: [])
         var out = Self.cudaPrelude
         for (k, segment) in segments.enumerated() {
@@ -110,7 +113,66 @@ struct NativeCodeGenerator {
             out += "}\n"
         }
         for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion, cuda: true) }
+        for k in reductions { out += cudaReduction(k) }
         return out
+    }
+
+    /// Whether instruction `i` has a device kernel of its own (``cudaReduction(_:)``): a sum,
+    /// mean, maximum or minimum over an axis layout.
+    static func hasReductionKernel(_ i: Instruction) -> Bool {
+        i.kind == .reduce && [.sum, .mean, .max, .min].contains(i.op)
+    }
+
+    static func reductionName(_ k: Int) -> String { "adjoint_reduce_\(k)" }
+
+    /// A kernel `adjoint_reduce_<k>(base)` for reduction instruction `k`, one thread per output
+    /// element, computing it as ``Kernels/reduceTyped`` does under the strict policy, operation
+    /// for operation: along a contiguous axis, a sum is ``Summation``'s (pairwise within 2¹⁵-element
+    /// blocks, the blocks' sums in its fixed tree) and a maximum or minimum runs left to right;
+    /// along a strided axis, rows are combined in blocks of 64, the blocks in the same fixed tree.
+    /// The tree is built as the blocks arrive: equal-sized subtrees are combined left with right as
+    /// soon as both exist, and what is left is combined from the right — the order of
+    /// `Summation.tree`'s in-place passes, with a stack of at most 64 entries instead of an array
+    /// per block.
+    func cudaReduction(_ k: Int) -> String {
+        let i = instructions[k], t = i.float64 ? "double" : "float", s = i.float64 ? "d" : "f", zero = i.float64 ? "0.0" : "0.0f"
+        let (outer, extent, inner) = (i.outer, i.extent, i.inner)
+        let kind = i.op == .mean ? OpCode.sum : i.op
+        let combiner: OpCode = kind == .sum ? .add : kind == .max ? .maximum : .minimum
+        func combine(_ a: String, _ b: String) -> String { Self.binaryExpression(combiner, a, b, float64: i.float64)! }
+        /// Pushes `v` (one block) onto the tree's stack, combining equal-sized subtrees.
+        let push = "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
+            + "stack[top] = v; sizes[top] = size; top += 1;\n"
+        let finish = "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc"));\n"
+        var out = "\nextern \"C\" __global__ void \(Self.reductionName(k))(unsigned char *base) {\n"
+            + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+            + "if (q >= \(outer * inner)) return;\n"
+            + "const \(t) *x = (const \(t) *)(base + \(i.a)); \(t) *y = (\(t) *)(base + \(i.y));\n"
+            + "\(t) acc = \(zero);\n"
+        if extent > 0, inner == 1 {
+            out += "const \(t) *p = x + q * \(extent);\n"
+            if kind != .sum {
+                out += "acc = p[0]; for (long r = 1; r < \(extent); r++) acc = \(combine("acc", "p[r]"));\n"
+            } else if extent <= Summation.blockSize {
+                out += "acc = adjoint_pairwise_\(s)(p, \(extent));\n"
+            } else {
+                let block = Summation.blockSize, blocks = (extent + block - 1) / block
+                out += "\(t) stack[64]; long sizes[64]; int top = 0;\n"
+                    + "for (long b = 0; b < \(blocks); b++) {\n"
+                    + "long lo = b * \(block), len = \(extent) - lo < \(block) ? \(extent) - lo : \(block);\n"
+                    + "\(t) v = adjoint_pairwise_\(s)(p + lo, len);\n" + push + "}\n" + finish
+            }
+        } else if extent > 0 {
+            let rows = 64, blocks = (extent + rows - 1) / rows
+            out += "const \(t) *p = x + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+                + "\(t) stack[64]; long sizes[64]; int top = 0;\n"
+                + "for (long b = 0; b < \(blocks); b++) {\n"
+                + "long r0 = b * \(rows), r1 = r0 + \(rows) < \(extent) ? r0 + \(rows) : \(extent);\n"
+                + "\(t) v = p[r0 * \(inner)];\n"
+                + "for (long r = r0 + 1; r < r1; r++) v = \(combine("v", "p[r * \(inner)]"));\n" + push + "}\n" + finish
+        }
+        out += i.op == .mean ? "y[q] = acc / (\(t))\(extent);\n" : "y[q] = acc;\n"
+        return out + "}\n"
     }
 
     /// The CUDA kernels of one chunked run (see ``cudaSource(chunked:fusion:)``).

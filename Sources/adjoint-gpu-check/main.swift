@@ -139,7 +139,8 @@ do {
 }
 
 /// An MLP 784-512-512-10's train step at `batch` (float32, tanh, mean squared error against
-/// targets, no biases: axis reductions have no device form yet): loss and the updated weights.
+/// targets, no biases: the model, with `relu` and cross-entropy, has operators with no
+/// device form yet): loss and the updated weights.
 func mlpStep(batch: Int) throws -> (CompiledProgram, [Tensor]) {
     let widths = [784, 512, 512, 10]
     let x = try Tensor.uniform([batch, widths[0]], key: RandomKey(seed: 20), low: -1, high: 1, dtype: .float32)

@@ -72,7 +72,7 @@ struct CUDASourceTests {
         #expect(NativeCodeGenerator.helpers.contains("({ double v1"))
     }
 
-    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
+    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
     func compiles() throws {
         let nvrtc = try #require(Self.nvrtc)
         #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
@@ -93,6 +93,22 @@ struct CUDASourceTests {
             if !name.hasPrefix("every") && name != "fused sums" { #expect(!text.contains("fma.rn"), "\(name)") }
             let cubin = try nvrtc.compile(source, name: name, target: .cubin(sm: 90))
             #expect(cubin.starts(with: [0x7f, 0x45, 0x4c, 0x46]), "\(name): an ELF cubin")
+        }
+        // Reductions over axes, each a kernel of its own: strided and contiguous, within one
+        // 2¹⁵-element block and over several, float64 and float32.
+        for dtype in [DType.float64, .float32] {
+            let x = try Tensor.uniform([420, 300], key: RandomKey(seed: 1), low: -1, high: 1, dtype: dtype)
+            let z = try Tensor.uniform([2, 70000], key: RandomKey(seed: 2), low: -1, high: 1, dtype: dtype)
+            let program = try compile(native: .required) { (v: [Tensor]) in
+                [try v[0].sum(axes: [0]), try v[0].max(axes: [0]), try v[1].mean(axes: [1]), try v[1].min(axes: [1])]
+            }.trace(for: [x, z]).program
+            let reductions = program.instructions.indices.filter { NativeCodeGenerator.hasReductionKernel(program.instructions[$0]) }
+            #expect(reductions.count == 4, "\(dtype)")
+            let source = try #require(program.cudaSource(reductions: reductions))
+            let text = String(decoding: try nvrtc.compile(source, name: "reductions", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in reductions { #expect(text.contains(".entry adjoint_reduce_\(k)("), "\(dtype)") }
+            #expect(!text.contains("fma.rn"), "\(dtype)")
+            #expect(try nvrtc.compile(source, name: "reductions", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }
 

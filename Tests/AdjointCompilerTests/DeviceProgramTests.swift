@@ -172,6 +172,49 @@ struct DeviceProgramTests {
             let difference = Self.relativeDifference(expected, got)
             #expect(expected.shape == got.shape && difference <= (dtype == .float64 ? 1e-14 : 1e-6), "\(name): \(difference)")
         }
+        // A program that is one product: no kernels, one GEMM.
+        let (a, b) = (try uniform([6, 5], 20), try uniform([5, 4], 21))
+        let alone = try compile(native: .required) { (v: [Tensor]) in [try v[0].matmul(v[1])] }.trace(for: [a, b]).program
+        let device = try DeviceProgram(alone, pool: DeviceMemoryPool(device: emulator))
+        #expect(device.steps.count == 1 && device.launches.isEmpty)
+        #expect(Self.relativeDifference(try alone([a, b])[0], try device([a, b])[0]) <= (dtype == .float64 ? 1e-14 : 1e-6))
+    }
+
+    @Test("reductions over axes too large for a plain run are kernels of their own: the CPU's strict results bit for bit",
+          arguments: [DType.float64, .float32])
+    func axisReductions(dtype: DType) throws {
+        let emulator = try HostKernelEmulator()
+        func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor {
+            try Tensor.uniform(shape, key: RandomKey(seed: seed), low: -1, high: 1, dtype: dtype)
+        }
+        // (operand, the reduction): strided axes of 1, 5 and 7 blocks of 64 rows (the fixed tree's
+        // uneven shapes), contiguous axes within one 2¹⁵-element block and over 3 and 5 of them.
+        let cases: [(String, Tensor, (Tensor) throws -> Tensor)] = [
+            ("sum, axis 0, 300 rows", try uniform([300, 700], 1), { try $0.sum(axes: [0]) }),
+            ("mean, axis 0, 420 rows", try uniform([420, 300], 2), { try $0.mean(axes: [0]) }),
+            ("max, axis 1 of 3, 130 rows", try uniform([3, 130, 400], 3), { try $0.max(axes: [1]) }),
+            ("min, axis 0, 40 rows", try uniform([40, 2000], 4), { try $0.min(axes: [0]) }),
+            ("sum, axis 1, 70,000 long", try uniform([3, 70000], 5), { try $0.sum(axes: [1]) }),
+            ("mean, axis 1, 140,000 long", try uniform([2, 140_000], 6), { try $0.mean(axes: [1]) }),
+            ("max, axis 1, 5,000 long", try uniform([20, 5000], 7), { try $0.max(axes: [1]) }),
+            ("sum, axis 1, 30,000 long", try uniform([4, 30000], 8), { try $0.sum(axes: [1]) }),
+            ("sum over an empty axis", try uniform([0, 70000], 9), { try $0.sum(axes: [0]) }),
+        ]
+        for (name, x, reduction) in cases {
+            // Arithmetic around the reduction: its operand is computed on the device, its result read there.
+            let program = try compile(native: .required) { (v: [Tensor]) in [try reduction(v[0] * 2 + 1) * 3] }.trace(for: [x]).program
+            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
+            #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_reduce_") }, "\(name): the case this test is about")
+            let same = Self.bits(try device([x])[0]) == Self.bits(try program([x])[0])
+            #expect(same, "\(name)")
+        }
+        // A program of reductions alone (no native runs at all): kernels of their own still.
+        let x = try uniform([420, 300], 10)
+        let alone = try compile(native: .required) { (v: [Tensor]) in [try v[0].sum(axes: [0]), try v[0].mean(axes: [0])] }.trace(for: [x]).program
+        let device = try DeviceProgram(alone, pool: DeviceMemoryPool(device: emulator))
+        #expect(device.launches.map(\.kernel).allSatisfy { $0.hasPrefix("adjoint_reduce_") } && device.launches.count == 2)
+        let same = try zip(device([x]), alone([x])).allSatisfy { Self.bits($0) == Self.bits($1) }
+        #expect(same)
     }
 
     @Test("an MLP's train step (matmuls forward and transposed backward, a mean loss) runs whole on the device within rounding of the CPU")
