@@ -683,15 +683,16 @@ public final class CompiledProgram: @unchecked Sendable {
     /// The program's chunked runs as CUDA C++ kernels (`NativeCodeGenerator.cudaSource(segments:chunked:fusion:reductions:)`),
     /// for ``NVRTC``; nil without kernels. `segments`: plain runs too, as
     /// one-thread kernels (what `DeviceProgram` runs: ``deviceSegments``); `reductions`:
-    /// reductions over axes no run holds, a kernel each.
-    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = []) -> String? {
+    /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
+    /// no run holds, a kernel each.
+    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = []) -> String? {
         // Reductions over axes need no native runs (a program may have none but them).
         let runs = native?.runs ?? []
-        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty else { return nil }
+        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty else { return nil }
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])
         generator.bound = native?.bound.map { ($0.offset, $0.bytes) } ?? []
         return generator.cudaSource(segments: segments, chunked: runs, fusion: generator.fusion(runs, splits: native?.splits ?? []),
-                                    reductions: reductions)
+                                    reductions: reductions, elementwise: elementwise)
     }
 
     /// The plain runs with the instructions of chunked runs taken out: what runs between the

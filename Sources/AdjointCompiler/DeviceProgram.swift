@@ -5,9 +5,6 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// The device cannot be used here: no CUDA driver or NVRTC (both are loaded at run time), or
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
-    /// The program has no native code, which its device kernels are generated from (a function
-    /// compiled with `NativeCode.off`, or without a C compiler).
-    case noNativeCode
     /// An instruction with no device form yet (an operator the interpreter runs through the
     /// ordinary kernels): its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
@@ -15,7 +12,6 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
-        case .noNativeCode: return "the program has no native code, which is what its device kernels are generated from"
         case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: operators the compiled program interprets run on the CPU only"
         }
     }
@@ -61,7 +57,10 @@ package enum DeviceRuntime {
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
 /// device. A sum, mean, maximum or minimum over axes that no run holds is a kernel of its own,
-/// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`).
+/// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`);
+/// so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
+/// thread per element, its index tables copied to the device with the program
+/// (`NativeCodeGenerator.cudaElementwise(_:)`).
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
@@ -105,24 +104,21 @@ package final class DeviceProgram {
     /// Compiles `program`'s kernels for `pool`'s device and puts its frame there; its work runs on
     /// `stream` (nil: a new stream of its own).
     ///
-    /// - Throws: ``DeviceError`` for a program without native code or with an instruction that has
-    ///   no device form, and the device's errors (compilation, memory).
+    /// - Throws: ``DeviceError/noDeviceForm(instruction:operation:)`` for an instruction that has no
+    ///   device form, and the device's errors (compilation, memory).
     package init(_ program: CompiledProgram, pool: DeviceMemoryPool, stream: (any KernelStream)? = nil) throws {
         let device = pool.device
         let stream = try stream ?? device.makeStream()
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
-        // The runs' kernels come from the native code; matrix products and reductions over axes
-        // need none of it.
+        // The runs' kernels come from the native code where there is some (a C compiler, and not
+        // `NativeCode.off`); without it, each instruction is a kernel of its own.
         let native = program.native
-        guard native != nil || range.allSatisfy({ program.instructions[$0].kind == .matmul || NativeCodeGenerator.hasReductionKernel(program.instructions[$0]) }) else {
-            throw DeviceError.noNativeCode
-        }
         // The order of the work: the chunked runs as the CPU runs them, the plain runs without
         // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), the matmuls.
         let segments = program.deviceSegments
         var segmentAt: [Int: Int] = [:]
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
-        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int) }
+        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int), elementwise(Int) }
         var order: [Work] = []
         var k = range.lowerBound
         while k < range.upperBound {
@@ -139,14 +135,24 @@ package final class DeviceProgram {
             } else if NativeCodeGenerator.hasReductionKernel(i), program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }) {
                 order.append(.reduce(k))
                 k += 1
+            } else if NativeCodeGenerator.hasElementwiseKernel(i) {
+                order.append(.elementwise(k))
+                k += 1
             } else {
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
                 throw DeviceError.noDeviceForm(instruction: k, operation: operation)
             }
         }
         let reductions = order.compactMap { work -> Int? in if case let .reduce(k) = work { k } else { nil } }
+        let elementwise = order.compactMap { work -> Int? in if case let .elementwise(k) = work { k } else { nil } }
         // A program of matmuls alone has no kernels to compile.
-        let module = try program.cudaSource(segments: segments, reductions: reductions).map { try device.load($0) }
+        let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise).map { try device.load($0) }
+        // The elementwise kernels' index tables, one after another (8 bytes an entry).
+        var tableAt: [Int: Int] = [:], tableEntries = 0
+        for k in elementwise {
+            tableAt[k] = tableEntries * 8
+            tableEntries += NativeCodeGenerator.tableOperands(program.instructions[k]) * program.instructions[k].n
+        }
         let scratchBytes = native.flatMap { native in native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() } ?? 0
         // Batched products read their operands' addresses from device memory: one array image for all.
         let batched = order.compactMap { work -> Int? in
@@ -157,7 +163,7 @@ package final class DeviceProgram {
         var blocks: [(address: UInt64, capacity: Int)] = []
         var arrays: [UInt64] = []
         do {
-            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : []) + (arrayBytes > 0 ? [arrayBytes] : [])
+            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : []) + (arrayBytes > 0 ? [arrayBytes] : []) + (tableEntries > 0 ? [tableEntries * 8] : [])
             for bytes in sizes { blocks.append(try pool.allocate(bytes)) }
             // A block comes from work that has run (the pool checks its event). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
@@ -166,8 +172,17 @@ package final class DeviceProgram {
             try program.constantImage.withUnsafeBytes { image in
                 if image.count > 0 { try stream.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
             }
-            if arrayBytes > 0 {
+            if tableEntries > 0 {
                 let base = blocks[blocks.count - 1].address
+                for k in elementwise {
+                    let i = program.instructions[k], count = NativeCodeGenerator.tableOperands(i) * i.n
+                    guard count > 0 else { continue }
+                    let slice = UnsafeBufferPointer(rebasing: program.tables[i.table..<(i.table + count)])
+                    try stream.copy(UnsafeRawPointer(slice.baseAddress!), toDevice: base + UInt64(tableAt[k]!), bytes: count * 8)
+                }
+            }
+            if arrayBytes > 0 {
+                let base = blocks[blocks.count - (tableEntries > 0 ? 2 : 1)].address
                 var at = base
                 for k in batched {
                     let i = program.instructions[k]
@@ -190,6 +205,11 @@ package final class DeviceProgram {
             switch work {
             case let .segment(index):
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: 1, arguments: [frame])))
+            case let .elementwise(k):
+                let n = program.instructions[k].n, tables = tableEntries > 0 ? blocks[blocks.count - 1].address + UInt64(tableAt[k]!) : 0
+                guard n > 0 else { continue }
+                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.elementwiseName(k), blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                                            threads: Self.threadsPerBlock, arguments: [frame, tables])))
             case let .reduce(k):
                 let outputs = program.instructions[k].outer * program.instructions[k].inner
                 guard outputs > 0 else { continue }
@@ -281,7 +301,7 @@ package final class DeviceProgram {
             switch step {
             case let .kernel(l):
                 // Kernel steps come from the module's source: a program without one has none.
-                guard let module else { throw DeviceError.noNativeCode }
+                guard let module else { throw KernelDeviceError.noKernel(l.kernel) }
                 try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
             case let .gemm(product): try device.gemm(product, on: stream)
             }

@@ -102,8 +102,10 @@ struct NativeCodeGenerator {
     /// the device (`DeviceProgram`).
     ///
     /// `reductions`: instructions reducing over axes (sum, mean, max, min) that no run holds, each
-    /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:)``).
-    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = []) -> String {
+    /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:)``); `elementwise`: elementwise
+    /// instructions no run holds, each a kernel `adjoint_elementwise_<k>(base, tables)`
+    /// (``cudaElementwise(_:)``).
+    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = [], elementwise: [Int] = []) -> String {
         let fusion = fusion ?? self.fusion(chunked, splits: [])
         var out = Self.cudaPrelude
         for (k, segment) in segments.enumerated() {
@@ -114,7 +116,70 @@ struct NativeCodeGenerator {
         }
         for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion, cuda: true) }
         for k in reductions { out += cudaReduction(k) }
+        for k in elementwise { out += cudaElementwise(k) }
         return out
+    }
+
+    /// Whether instruction `i` has an elementwise device kernel of its own
+    /// (``cudaElementwise(_:)``): an elementwise instruction no run holds — one reading its
+    /// operands through index tables (a broadcast, a folded gather) too large for a plain run.
+    static func hasElementwiseKernel(_ i: Instruction) -> Bool {
+        guard !i.compact else { return false }
+        switch i.kind {
+        case .unary: return unaryExpression(i.op, "x", float64: true) != nil
+        case .binary: return binaryExpression(i.op, "a", "b", float64: true) != nil
+        case .multiplyAdd: return true
+        case .gather: return i.table >= 0
+        default: return false
+        }
+    }
+
+    /// The operands whose index tables an elementwise kernel reads (`n` entries each, from
+    /// `i.table`): 0 without tables.
+    static func tableOperands(_ i: Instruction) -> Int {
+        guard i.table >= 0 else { return 0 }
+        switch i.kind {
+        case .binary: return 2
+        case .multiplyAdd: return 3
+        case .gather: return 1
+        default: return 0
+        }
+    }
+
+    static func elementwiseName(_ k: Int) -> String { "adjoint_elementwise_\(k)" }
+
+    /// A kernel `adjoint_elementwise_<k>(base, tables)` for elementwise instruction `k`, one
+    /// thread per element, with the formula of ``emit(_:)``'s loop; operands read through index
+    /// tables take them from `tables` (the instruction's ``tableOperands(_:)`` tables, copied to
+    /// the device) rather than from constants in the source. An addition accumulating in place
+    /// leaves the elements the other operand does not supply unwritten, as the CPU does.
+    func cudaElementwise(_ k: Int) -> String {
+        let i = instructions[k], t = i.float64 ? "double" : "float", zero = i.float64 ? "0.0" : "0.0f", n = i.n
+        var out = "\nextern \"C\" __global__ void \(Self.elementwiseName(k))(unsigned char *base, void *tables) {\n"
+            + "long k = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+            + "if (k >= \(n)) return;\n"
+            + "\(t) *frame = (\(t) *)base; \(t) *y = (\(t) *)(base + \(i.y)); const long *t = (const long *)tables;\n"
+        /// Operand `o`: through its table, or flat at `offset` (a single element read throughout where `scalar`).
+        func read(_ o: Int, _ offset: Int, scalar: Bool = false) -> String {
+            if i.table >= 0 { return "(t[\(o * n) + k] >= 0 ? frame[t[\(o * n) + k]] : \(zero))" }
+            return "((\(t) *)(base + \(offset)))[\(scalar ? "0" : "k")]"
+        }
+        switch i.kind {
+        case .unary:
+            out += "y[k] = \(Self.unaryExpression(i.op, "((\(t) *)(base + \(i.a)))[k]", float64: i.float64)!);\n"
+        case .binary:
+            if i.accumulator >= 0, i.table >= 0 { out += "if (t[\((1 - i.accumulator) * n) + k] < 0) return;\n" }
+            out += "y[k] = \(Self.binaryExpression(i.op, read(0, i.a, scalar: i.aScalar), read(1, i.b, scalar: i.bScalar), float64: i.float64)!);\n"
+        case .multiplyAdd:
+            // Rounded after the product and after the sum (Kernels.productSum), never fused.
+            out += "{ \(t) p = \(read(0, i.a)) * \(read(1, i.b)); y[k] = p + \(read(2, i.c)); }\n"
+        case .gather:
+            let pad = i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
+            out += "y[k] = t[k] < 0 ? \(pad) : frame[t[k]];\n"
+        default:
+            preconditionFailure("no elementwise kernel for \(i.kind)")
+        }
+        return out + "}\n"
     }
 
     /// Whether instruction `i` has a device kernel of its own (``cudaReduction(_:)``): a sum,

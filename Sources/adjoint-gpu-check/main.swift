@@ -138,24 +138,26 @@ do {
     fail("building the programs: \(error)", status: 1)
 }
 
-/// An MLP 784-512-512-10's train step at `batch` (float32, tanh, mean squared error against
-/// targets, no biases: the model, with `relu` and cross-entropy, has operators with no
-/// device form yet): loss and the updated weights.
+/// An MLP 784-512-512-10's train step at `batch` (float32, biases, tanh, mean squared error
+/// against targets: the model has `relu` and cross-entropy, operators with no device
+/// form yet): loss and the updated parameters.
 func mlpStep(batch: Int) throws -> (CompiledProgram, [Tensor]) {
     let widths = [784, 512, 512, 10]
     let x = try Tensor.uniform([batch, widths[0]], key: RandomKey(seed: 20), low: -1, high: 1, dtype: .float32)
     let target = try Tensor.uniform([batch, widths[3]], key: RandomKey(seed: 21), low: -1, high: 1, dtype: .float32)
-    let weights = try (0..<3).map { l in
-        try Tensor.uniform([widths[l], widths[l + 1]], key: RandomKey(seed: 22 + UInt64(l)), low: -0.05, high: 0.05, dtype: .float32)
+    let parameters = try (0..<3).flatMap { l in
+        [try Tensor.uniform([widths[l], widths[l + 1]], key: RandomKey(seed: 22 + UInt64(l)), low: -0.05, high: 0.05, dtype: .float32),
+         try Tensor.zeros([widths[l + 1]], dtype: .float32)]
     }
     let step = compile(native: .required) { (a: [Tensor]) -> [Tensor] in
-        let (loss, g) = try valueWithGradient(at: Array(a[2...])) { w in
-            let h = try a[0].matmul(w[0]).tanh().matmul(w[1]).tanh().matmul(w[2]) - a[1]
-            return try (h * h).mean()
+        let (loss, g) = try valueWithGradient(at: Array(a[2...])) { p in
+            let h1 = try (a[0].matmul(p[0]) + p[1]).tanh(), h2 = try (h1.matmul(p[2]) + p[3]).tanh()
+            let e = try h2.matmul(p[4]) + p[5] - a[1]
+            return try (e * e).mean()
         }
         return [loss] + (try zip(a[2...], g).map { try $0 - $1 * 0.01 })
     }
-    let arguments = [x, target] + weights
+    let arguments = [x, target] + parameters
     return (try step.trace(for: arguments).program, arguments)
 }
 
@@ -164,7 +166,7 @@ var products: [(name: String, program: CompiledProgram, arguments: [Tensor], bit
 do {
     for batch in [256, 4096] {
         let (program, arguments) = try mlpStep(batch: batch)
-        products.append(("MLP 784-512-512-10 train step, batch \(batch), f32 (no biases, MSE)", program, arguments, false, 1e-4))
+        products.append(("MLP 784-512-512-10 train step, batch \(batch), f32 (biases, tanh, MSE)", program, arguments, false, 1e-4))
     }
 } catch {
     fail("building the MLP steps: \(error)", status: 1)

@@ -72,7 +72,7 @@ struct CUDASourceTests {
         #expect(NativeCodeGenerator.helpers.contains("({ double v1"))
     }
 
-    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
+    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes and table-reading elementwise kernels included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
     func compiles() throws {
         let nvrtc = try #require(Self.nvrtc)
         #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
@@ -109,6 +109,19 @@ struct CUDASourceTests {
             for k in reductions { #expect(text.contains(".entry adjoint_reduce_\(k)("), "\(dtype)") }
             #expect(!text.contains("fma.rn"), "\(dtype)")
             #expect(try nvrtc.compile(source, name: "reductions", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            // Elementwise kernels reading index tables from device memory (broadcasts, a gather,
+            // a multiply-add), each a kernel of its own.
+            let row = try Tensor.uniform([300], key: RandomKey(seed: 3), low: -1, high: 1, dtype: dtype)
+            let broadcasts = try compile(native: .required) { (v: [Tensor]) in
+                [try (v[0] + v[1]) * v[0].transposed().transposed(), try v[0].transposed().multiplied(by: v[0].transposed(), adding: v[0].transposed())]
+            }.trace(for: [x, row]).program
+            let elementwise = broadcasts.instructions.indices.filter { NativeCodeGenerator.hasElementwiseKernel(broadcasts.instructions[$0]) && NativeCodeGenerator.tableOperands(broadcasts.instructions[$0]) > 0 }
+            #expect(!elementwise.isEmpty, "\(dtype)")
+            let tableSource = try #require(broadcasts.cudaSource(elementwise: elementwise))
+            let tableText = String(decoding: try nvrtc.compile(tableSource, name: "elementwise", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in elementwise { #expect(tableText.contains(".entry adjoint_elementwise_\(k)("), "\(dtype)") }
+            #expect(!tableText.contains("fma.rn"), "\(dtype)")
+            #expect(try nvrtc.compile(tableSource, name: "elementwise", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }
 

@@ -108,7 +108,7 @@ struct DeviceProgramTests {
         }
     }
 
-    @Test("programs the device cannot run, and calls it cannot take, are typed errors")
+    @Test("programs the device cannot run, and calls it cannot take, are typed errors; programs without native code run instruction by instruction")
     func errors() throws {
         let emulator = try HostKernelEmulator()
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
@@ -119,8 +119,13 @@ struct DeviceProgramTests {
         } catch let DeviceError.noDeviceForm(instruction, operation) {
             #expect(operation == OpCode.softmax.rawValue && softmax.instructions[instruction].kind == .fallback)
         }
-        let interpreted = try compile(native: .off) { (v: [Tensor]) in [try v[0] * 2] }.trace(for: [a]).program
-        #expect(throws: DeviceError.noNativeCode) { try DeviceProgram(interpreted, pool: DeviceMemoryPool(device: emulator)) }
+        // Without native code (`NativeCode.off`) each instruction is a kernel of its own: the same bits.
+        let interpreted = try compile(native: .off) { (v: [Tensor]) in [try (v[0] * 2 + 1).sum(axes: [0]) * v[0].slice([0..<1])] }.trace(for: [a]).program
+        #expect(interpreted.native == nil)
+        let kernels = try DeviceProgram(interpreted, pool: DeviceMemoryPool(device: emulator))
+        #expect(kernels.launches.allSatisfy { $0.kernel.hasPrefix("adjoint_elementwise_") || $0.kernel.hasPrefix("adjoint_reduce_") })
+        let sameWithout = Self.bits(try kernels([a])[0]) == Self.bits(try interpreted([a])[0])
+        #expect(sameWithout)
         let x = try Tensor.uniform([5000], key: RandomKey(seed: 2), low: -1, high: 1)
         let program = try compile(native: .required) { (v: [Tensor]) in [try v[0] * 2 + 1] }.trace(for: [x]).program
         let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
@@ -217,22 +222,50 @@ struct DeviceProgramTests {
         #expect(same)
     }
 
-    @Test("an MLP's train step (matmuls forward and transposed backward, a mean loss) runs whole on the device within rounding of the CPU")
+    @Test("elementwise instructions read through index tables, too large for a plain run and in no chunked run, are kernels of their own: the CPU's bits")
+    func tableKernels() throws {
+        let emulator = try HostKernelEmulator()
+        let x = try Tensor.uniform([300, 400], key: RandomKey(seed: 1), low: -1, high: 1)
+        let row = try Tensor.uniform([400], key: RandomKey(seed: 2), low: -1, high: 1)
+        let column = try Tensor.uniform([300, 1], key: RandomKey(seed: 3), low: -1, high: 1)
+        let programs: [(String, ([Tensor]) throws -> [Tensor])] = [
+            ("broadcast rows and columns", { v in [try (v[0] + v[1]) * v[2] - v[1] / v[2]] }),
+            ("a transpose's gather, a product and a sum", { v in [try v[0].transposed().multiplied(by: v[2].reshaped([1, 300]), adding: v[0].transposed())] }),
+            // The gradient of slices: each added into the running total in place.
+            ("gradient through slices", { v in
+                [try gradient(at: v[0]) { x in try (x.slice([0..<150]) * 2).sum() + (x.slice([100..<300]) * v[1]).sum() }]
+            }),
+        ]
+        for (name, f) in programs {
+            let program = try compile(native: .required) { (v: [Tensor]) in try f(v) }.trace(for: [x, row, column]).program
+            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
+            #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_elementwise_") }, "\(name): the case this test is about")
+            let same = try zip(device([x, row, column]), program([x, row, column])).allSatisfy { Self.bits($0) == Self.bits($1) }
+            #expect(same, "\(name)")
+        }
+    }
+
+    @Test("an MLP's train step (products forward and transposed backward, biases, their gradients reduced over the batch) runs whole on the device within rounding of the CPU")
     func mlpTrainStep() throws {
-        let x = try Tensor.uniform([64, 20], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)
-        let w1 = try Tensor.uniform([20, 32], key: RandomKey(seed: 2), low: -0.3, high: 0.3, dtype: .float32)
-        let w2 = try Tensor.uniform([32, 4], key: RandomKey(seed: 3), low: -0.3, high: 0.3, dtype: .float32)
+        // Batch 256 × 300 hidden: the first bias's gradient reduces 76,800 elements over the batch
+        // axis, beyond a plain run (a reduction kernel of its own).
+        let x = try Tensor.uniform([256, 20], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)
+        let parameters = try [[20, 300], [300], [300, 4], [4]].enumerated().map { k, shape in
+            try Tensor.uniform(shape, key: RandomKey(seed: 2 + UInt64(k)), low: -0.3, high: 0.3, dtype: .float32)
+        }
         let step = compile(native: .required) { (v: [Tensor]) -> [Tensor] in
-            let (loss, g) = try valueWithGradient(at: [v[1], v[2]]) { w in
-                let y = try v[0].matmul(w[0]).tanh().matmul(w[1]) * 0.5
+            let (loss, g) = try valueWithGradient(at: Array(v[1...])) { w in
+                let y = try ((v[0].matmul(w[0]) + w[1]).tanh().matmul(w[2]) + w[3]) * 0.5
                 return try (y * y).mean()
             }
-            return [loss, try v[1] - g[0] * 0.1, try v[2] - g[1] * 0.1]
+            return [loss] + (try zip(v[1...], g).map { try $0 - $1 * 0.1 })
         }
-        let program = try step.trace(for: [x, w1, w2]).program
+        let arguments = [x] + parameters
+        let program = try step.trace(for: arguments).program
         let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: try HostKernelEmulator()))
         #expect(device.steps.filter { if case .gemm = $0 { true } else { false } }.count >= 4)
-        let expected = try program([x, w1, w2]), got = try device([x, w1, w2])
+        #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_reduce_") })
+        let expected = try program(arguments), got = try device(arguments)
         for (o, (a, b)) in zip(expected, got).enumerated() {
             #expect(Self.relativeDifference(a, b) <= 1e-6, "output \(o)")
         }
