@@ -80,11 +80,7 @@ package final class CUBLAS: @unchecked Sendable {
     package let path: String
 
     /// Where ``load()`` looks.
-    package static var candidates: [String] {
-        var names: [String] = []
-        if let path = ProcessInfo.processInfo.environment["ADJOINT_CUBLAS"], !path.isEmpty { names.append(path) }
-        return names + ["libcublas.so", "libcublas.so.13", "libcublas.so.12", "/usr/local/cuda/lib64/libcublas.so"]
-    }
+    package static var candidates: [String] { libraryCandidates("ADJOINT_CUBLAS", "libcublas") }
 
     /// Loads cuBLAS from `path`, or the first of ``candidates`` that loads, and creates a handle
     /// (on the calling thread's current context: the driver's primary one, made current by
@@ -93,11 +89,8 @@ package final class CUBLAS: @unchecked Sendable {
     /// - Throws: ``CUBLASError``: no library, a missing function, a failed `cublasCreate`.
     package static func load(path: String? = nil) throws -> CUBLAS {
         let searched = path.map { [$0] } ?? candidates
-        for name in searched {
-            guard let library = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { continue }
-            return try CUBLAS(library: library, path: name)
-        }
-        throw CUBLASError.unavailable(searched: searched)
+        guard let (library, name) = firstLoadable(searched) else { throw CUBLASError.unavailable(searched: searched) }
+        return try CUBLAS(library: library, path: name)
     }
 
     private init(library: UnsafeMutableRawPointer, path: String) throws {

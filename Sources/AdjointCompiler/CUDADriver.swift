@@ -74,11 +74,8 @@ package final class CUDADriver: @unchecked Sendable {
 
     /// Loads the driver, initialises it and makes device 0's primary context current.
     package static func load() throws -> CUDADriver {
-        for name in candidates {
-            guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { continue }
-            return try CUDADriver(handle: handle)
-        }
-        throw CUDADriverError.unavailable(searched: candidates)
+        guard let (handle, _) = firstLoadable(candidates) else { throw CUDADriverError.unavailable(searched: candidates) }
+        return try CUDADriver(handle: handle)
     }
 
     private init(handle: UnsafeMutableRawPointer) throws {
@@ -126,7 +123,7 @@ package final class CUDADriver: @unchecked Sendable {
         capability = (Int(major), Int(minor))
         var text = [CChar](repeating: 0, count: 256)
         try check("cuDeviceGetName", name(&text, 255, device))
-        deviceName = String(cString: text)
+        deviceName = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private func check(_ call: String, _ code: Int32) throws {

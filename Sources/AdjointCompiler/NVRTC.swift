@@ -61,11 +61,7 @@ public final class NVRTC: @unchecked Sendable {
     }
 
     /// Where ``load(path:)`` looks when no path is given.
-    public static var candidates: [String] {
-        var names: [String] = []
-        if let path = ProcessInfo.processInfo.environment["ADJOINT_NVRTC"], !path.isEmpty { names.append(path) }
-        return names + ["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "/usr/local/cuda/lib64/libnvrtc.so"]
-    }
+    public static var candidates: [String] { libraryCandidates("ADJOINT_NVRTC", "libnvrtc") }
 
     /// Loads NVRTC from `path`, or from the first of ``candidates`` that loads.
     ///
@@ -73,11 +69,8 @@ public final class NVRTC: @unchecked Sendable {
     ///   ``NVRTCError/missingSymbol(library:symbol:)`` for a library without NVRTC's functions.
     public static func load(path: String? = nil) throws -> NVRTC {
         let searched = path.map { [$0] } ?? candidates
-        for name in searched {
-            guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { continue }
-            return try NVRTC(handle: handle, path: name)
-        }
-        throw NVRTCError.unavailable(searched: searched)
+        guard let (handle, name) = firstLoadable(searched) else { throw NVRTCError.unavailable(searched: searched) }
+        return try NVRTC(handle: handle, path: name)
     }
 
     private init(handle: UnsafeMutableRawPointer, path: String) throws {
@@ -154,6 +147,20 @@ public final class NVRTC: @unchecked Sendable {
 
 /// Function `name` of the library `handle` (from `dlopen`) as a `F`; when it is missing, the
 /// library is closed and `missing(name)` thrown (a library without its API is not used).
+/// Where a CUDA library is looked for: the path in `variable` if set, else `stem.so`, `.so.13` and
+/// `.so.12` through the loader's path, else `/usr/local/cuda/lib64`.
+func libraryCandidates(_ variable: String, _ stem: String) -> [String] {
+    var names: [String] = []
+    if let path = ProcessInfo.processInfo.environment[variable], !path.isEmpty { names.append(path) }
+    return names + ["\(stem).so", "\(stem).so.13", "\(stem).so.12", "/usr/local/cuda/lib64/\(stem).so"]
+}
+
+/// The first of `names` that `dlopen` loads: its handle and name.
+func firstLoadable(_ names: [String]) -> (UnsafeMutableRawPointer, String)? {
+    for name in names { if let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) { return (handle, name) } }
+    return nil
+}
+
 func loadedSymbol<F>(_ handle: UnsafeMutableRawPointer, _ name: String, missing: (String) -> Error) throws -> F {
     guard let pointer = dlsym(handle, name) else {
         dlclose(handle)

@@ -18,6 +18,11 @@ struct DeviceProgramTests {
         }
     }
 
+    /// Uniform in [-1, 1).
+    static func uniform(_ shape: [Int], _ seed: UInt64, _ dtype: DType) throws -> Tensor {
+        try Tensor.uniform(shape, key: RandomKey(seed: seed), low: -1, high: 1, dtype: dtype)
+    }
+
     static func bits(_ t: Tensor) -> [UInt64] {
         t.dtype == .float64 ? t.scalars(as: Double.self).map(\.bitPattern) : t.scalars(as: Float.self).map { UInt64($0.bitPattern) }
     }
@@ -150,9 +155,7 @@ struct DeviceProgramTests {
           arguments: [DType.float64, .float32])
     func matmuls(dtype: DType) throws {
         let emulator = try HostKernelEmulator()
-        func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor {
-            try Tensor.uniform(shape, key: RandomKey(seed: seed), low: -1, high: 1, dtype: dtype)
-        }
+        func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor { try Self.uniform(shape, seed, dtype) }
         // (operands, the product, the batch size of its GEMM: 0 where nothing is launched)
         let cases: [(String, [Tensor], ([Tensor]) throws -> Tensor, Int)] = [
             ("plain", [try uniform([7, 5], 1), try uniform([5, 3], 2)], { try $0[0].matmul($0[1]) }, 1),
@@ -189,9 +192,7 @@ struct DeviceProgramTests {
           arguments: [DType.float64, .float32])
     func axisReductions(dtype: DType) throws {
         let emulator = try HostKernelEmulator()
-        func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor {
-            try Tensor.uniform(shape, key: RandomKey(seed: seed), low: -1, high: 1, dtype: dtype)
-        }
+        func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor { try Self.uniform(shape, seed, dtype) }
         // (operand, the reduction): strided axes of 1, 5 and 7 blocks of 64 rows (the fixed tree's
         // uneven shapes), contiguous axes within one 2¹⁵-element block and over 3 and 5 of them.
         let cases: [(String, Tensor, (Tensor) throws -> Tensor)] = [
