@@ -686,7 +686,7 @@ public final class CompiledProgram: @unchecked Sendable {
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
     /// no run holds, a kernel each.
     package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = []) -> String? {
-        // Reductions over axes need no native runs (a program may have none but them).
+        // Reductions over axes and elementwise kernels need no native runs (a program may have none).
         let runs = native?.runs ?? []
         guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty else { return nil }
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])

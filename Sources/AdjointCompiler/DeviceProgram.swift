@@ -114,7 +114,8 @@ package final class DeviceProgram {
         // `NativeCode.off`); without it, each instruction is a kernel of its own.
         let native = program.native
         // The order of the work: the chunked runs as the CPU runs them, the plain runs without
-        // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), the matmuls.
+        // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), and the
+        // matmuls, reductions over axes and elementwise instructions that no run holds.
         let segments = program.deviceSegments
         var segmentAt: [Int: Int] = [:]
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
