@@ -1,6 +1,41 @@
 // swift-tools-version: 6.1
 import CompilerPluginSupport
+import Foundation
 import PackageDescription
+
+/// The toolchain's own swift-syntax: the host libraries and modules the compiler's plugins are
+/// built against (`<toolchain>/usr/lib/swift/host`), found beside the `libPackageDescription.so`
+/// this manifest runs with — the very toolchain that builds the package, never another on PATH.
+/// The macros build against it in seconds; the swift-syntax package instead compiles some 300
+/// files in every configuration (debug, release, each sanitizer, fuzzing). Nil — and the package
+/// is used — off Linux, where a toolchain lacks any of these files, or with
+/// `ADJOINT_SWIFT_SYNTAX=package`.
+let toolchainSwiftSyntax: String? = {
+    guard ProcessInfo.processInfo.environment["ADJOINT_SWIFT_SYNTAX"] != "package",
+          let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8),
+          let line = maps.split(separator: "\n").first(where: { $0.hasSuffix("/libPackageDescription.so") }),
+          let slash = line.firstIndex(of: "/")
+    else { return nil }
+    // <toolchain>/usr/lib/swift/pm/ManifestAPI/libPackageDescription.so → <toolchain>/usr/lib/swift/host
+    let host = URL(fileURLWithPath: String(line[slash...])).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("host").path
+    let needed = ["SwiftSyntax", "SwiftSyntaxBuilder", "SwiftSyntaxMacros", "SwiftSyntaxMacroExpansion", "SwiftDiagnostics",
+                  "SwiftParser", "SwiftParserDiagnostics", "SwiftCompilerPluginMessageHandling"]
+        .flatMap { ["\($0).swiftmodule", "lib\($0).so"] }
+    return needed.allSatisfy { FileManager.default.fileExists(atPath: host + "/" + $0) } ? host : nil
+}()
+
+/// What the macro plugin and its tests take from swift-syntax, from the toolchain or the package.
+func swiftSyntax(_ products: String...) -> (dependencies: [Target.Dependency], swift: [SwiftSetting], linker: [LinkerSetting]) {
+    guard let host = toolchainSwiftSyntax else {
+        return (products.map { .product(name: $0, package: "swift-syntax") }, [], [])
+    }
+    // The modules are interfaces whose link names autolink their libraries; the run path finds
+    // them (and, through theirs, the toolchain's runtime) when the plugin or the tests run.
+    return ([], [.unsafeFlags(["-I", host])], [.unsafeFlags(["-L", host, "-Xlinker", "-rpath", "-Xlinker", host])])
+}
+let macroSyntax = swiftSyntax("SwiftSyntaxMacros", "SwiftCompilerPlugin")
+let macroTestSyntax = swiftSyntax("SwiftSyntaxMacroExpansion", "SwiftParser", "SwiftParserDiagnostics")
 
 let package = Package(
     name: "Adjoint",
@@ -28,11 +63,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics.git", from: "1.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
-        // The macros that derive `ParameterCollection` and `SwiftADState` conformances.
-        .package(url: "https://github.com/swiftlang/swift-syntax.git", "600.0.0"..<"604.0.0"),
         // `swift package generate-documentation` (DocC); a plugin, so it adds nothing to the build.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
-    ],
+    ] + (toolchainSwiftSyntax == nil ? [
+        // The macros that derive `ParameterCollection` and `SwiftADState` conformances, where the
+        // toolchain has no swift-syntax of its own (`toolchainSwiftSyntax`).
+        .package(url: "https://github.com/swiftlang/swift-syntax.git", "600.0.0"..<"604.0.0"),
+    ] : []),
     targets: [
         // MARK: Public modules
         .target(name: "AdjointIR"),
@@ -70,10 +107,9 @@ let package = Package(
         // MARK: Implementation
         .macro(
             name: "AdjointMacros",
-            dependencies: [
-                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
-                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
-            ]
+            dependencies: macroSyntax.dependencies,
+            swiftSettings: macroSyntax.swift,
+            linkerSettings: macroSyntax.linker
         ),
         .systemLibrary(
             name: "CBLAS",
@@ -93,11 +129,9 @@ let package = Package(
         .testTarget(name: "AdjointIRTests", dependencies: ["AdjointIR"]),
         .testTarget(
             name: "AdjointMacrosTests",
-            dependencies: [
-                "AdjointMacros",
-                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
-                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
-            ]
+            dependencies: ["AdjointMacros"] + macroTestSyntax.dependencies,
+            swiftSettings: macroTestSyntax.swift,
+            linkerSettings: macroTestSyntax.linker
         ),
         .testTarget(name: "AdjointTests", dependencies: ["Adjoint", "AdjointSwiftAD", "AdjointTestSupport"]),
         .testTarget(name: "AdjointTensorTests", dependencies: ["AdjointTensor", "AdjointTestSupport"]),

@@ -205,10 +205,16 @@ struct NativeCodeGenerator {
         let kind = i.op == .mean ? OpCode.sum : i.op
         let combiner: OpCode = kind == .sum ? .add : kind == .max ? .maximum : .minimum
         func combine(_ a: String, _ b: String) -> String { Self.binaryExpression(combiner, a, b, float64: i.float64)! }
-        /// Pushes `v` (one block) onto the tree's stack, combining equal-sized subtrees.
-        let push = "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
-            + "stack[top] = v; sizes[top] = size; top += 1;\n"
-        let finish = "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc"));\n"
+        /// `blocks` blocks, each `value` (C statements that set `v` for block `b`), combined as
+        /// they arrive into `acc` in `Summation.tree`'s order: equal subtrees left with right on a
+        /// 64-entry stack, what remains from the right.
+        func blockTree(_ blocks: Int, _ value: String) -> String {
+            "\(t) stack[64]; long sizes[64]; int top = 0;\n"
+                + "for (long b = 0; b < \(blocks); b++) {\n" + value
+                + "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
+                + "stack[top] = v; sizes[top] = size; top += 1;\n}\n"
+                + "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc"));\n"
+        }
         var out = "\nextern \"C\" __global__ void \(Self.reductionName(k))(unsigned char *base) {\n"
             + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (q >= \(outer * inner)) return;\n"
@@ -221,20 +227,18 @@ struct NativeCodeGenerator {
             } else if extent <= Summation.blockSize {
                 out += "acc = adjoint_pairwise_\(s)(p, \(extent));\n"
             } else {
-                let block = Summation.blockSize, blocks = (extent + block - 1) / block
-                out += "\(t) stack[64]; long sizes[64]; int top = 0;\n"
-                    + "for (long b = 0; b < \(blocks); b++) {\n"
-                    + "long lo = b * \(block), len = \(extent) - lo < \(block) ? \(extent) - lo : \(block);\n"
-                    + "\(t) v = adjoint_pairwise_\(s)(p + lo, len);\n" + push + "}\n" + finish
+                let block = Summation.blockSize
+                out += blockTree((extent + block - 1) / block,
+                                 "long lo = b * \(block), len = \(extent) - lo < \(block) ? \(extent) - lo : \(block);\n"
+                                 + "\(t) v = adjoint_pairwise_\(s)(p + lo, len);\n")
             }
         } else if extent > 0 {
-            let rows = 64, blocks = (extent + rows - 1) / rows
+            let rows = Summation.rowBlock
             out += "const \(t) *p = x + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
-                + "\(t) stack[64]; long sizes[64]; int top = 0;\n"
-                + "for (long b = 0; b < \(blocks); b++) {\n"
-                + "long r0 = b * \(rows), r1 = r0 + \(rows) < \(extent) ? r0 + \(rows) : \(extent);\n"
-                + "\(t) v = p[r0 * \(inner)];\n"
-                + "for (long r = r0 + 1; r < r1; r++) v = \(combine("v", "p[r * \(inner)]"));\n" + push + "}\n" + finish
+                + blockTree((extent + rows - 1) / rows,
+                            "long r0 = b * \(rows), r1 = r0 + \(rows) < \(extent) ? r0 + \(rows) : \(extent);\n"
+                            + "\(t) v = p[r0 * \(inner)];\n"
+                            + "for (long r = r0 + 1; r < r1; r++) v = \(combine("v", "p[r * \(inner)]"));\n")
         }
         out += i.op == .mean ? "y[q] = acc / (\(t))\(extent);\n" : "y[q] = acc;\n"
         return out + "}\n"

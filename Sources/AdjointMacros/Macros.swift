@@ -1,4 +1,3 @@
-import SwiftCompilerPlugin
 import SwiftDiagnostics
 import SwiftSyntax
 import SwiftSyntaxBuilder
@@ -168,10 +167,4 @@ public struct SwiftADStepBodyMacro: ExtensionMacro, MemberMacro {
             }
             """]
     }
-}
-
-@main
-struct AdjointMacrosPlugin: CompilerPlugin {
-    let providingMacros: [Macro.Type] = [ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self,
-                                             SwiftADStepBodyMacro.self]
 }

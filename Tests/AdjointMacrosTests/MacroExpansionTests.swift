@@ -1,8 +1,19 @@
 import AdjointMacros
+import SwiftDiagnostics
+import SwiftParser
+import SwiftParserDiagnostics
+import SwiftSyntax
 import SwiftSyntaxMacroExpansion
 import SwiftSyntaxMacros
-import SwiftSyntaxMacrosGenericTestSupport
 import Testing
+
+/// A diagnostic a macro must emit: its message and where it points (1-based line and column).
+struct ExpectedDiagnostic: Equatable, CustomStringConvertible {
+    var message: String
+    var line: Int
+    var column: Int
+    var description: String { "\(line):\(column): \(message)" }
+}
 
 /// What the derived-conformance macros expand to, and what they refuse.
 @Suite("Macros: derived conformances")
@@ -14,10 +25,35 @@ struct MacroExpansionTests {
         "SwiftADStepBody": MacroSpec(type: SwiftADStepBodyMacro.self, conformances: ["SwiftADStepBody"]),
     ]
 
-    static func expand(_ source: String, _ expected: String, diagnostics: [DiagnosticSpec] = [],
-                       sourceLocation: SourceLocation = #_sourceLocation) {
-        assertMacroExpansion(source, expandedSource: expected, diagnostics: diagnostics, macroSpecs: macros,
-                             failureHandler: { Issue.record(Comment(rawValue: $0.message), sourceLocation: sourceLocation) })
+    /// Expands `source` as the compiler would (every attached macro of `macros`, four-space
+    /// indentation) and expects `expected` (trailing whitespace aside) and exactly `diagnostics`,
+    /// with a source that parses without error.
+    static func expand(_ source: String, _ expected: String, diagnostics: [ExpectedDiagnostic] = [],
+                       sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+        let file = Parser.parse(source: source)
+        let parseErrors = ParseDiagnosticsGenerator.diagnostics(for: file)
+        #expect(parseErrors.isEmpty, "the source does not parse: \(parseErrors.map(\.message))", sourceLocation: sourceLocation)
+        let context = BasicMacroExpansionContext(sourceFiles: [file: .init(moduleName: "TestModule", fullFilePath: "test.swift")])
+        let expanded = file.expand(macroSpecs: macros, contextGenerator: { syntax in
+            BasicMacroExpansionContext(sharingWith: context, lexicalContext: syntax.allMacroLexicalContexts())
+        }, indentationWidth: .spaces(4))
+        #expect(trimmed(expanded.description) == trimmed(expected),
+                sourceLocation: sourceLocation)
+        let emitted = context.diagnostics.map { diagnostic in
+            let location = context.location(for: diagnostic.position, anchoredAt: diagnostic.node, fileName: "")
+            return ExpectedDiagnostic(message: diagnostic.message, line: location.line, column: location.column)
+        }
+        #expect(emitted == diagnostics, sourceLocation: sourceLocation)
+    }
+
+    /// `text` without the whitespace that ends each line, nor the empty lines that open and close it
+    /// (an attribute the expansion removes leaves its line break).
+    static func trimmed(_ text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { line in String(line.reversed().drop(while: \.isWhitespace).reversed()) }
+        while lines.first?.isEmpty == true { lines.removeFirst() }
+        while lines.last?.isEmpty == true { lines.removeLast() }
+        return lines.joined(separator: "\n")
     }
 
     @Test("@ParameterCollection visits every stored var in order, skipping lets, ignored and computed properties")
@@ -98,7 +134,7 @@ struct MacroExpansionTests {
             class Model {
                 var w: Tensor
             }
-            """, diagnostics: [DiagnosticSpec(message: "@ParameterCollection applies to structs", line: 1, column: 1)])
+            """, diagnostics: [ExpectedDiagnostic(message: "@ParameterCollection applies to structs", line: 1, column: 1)])
         Self.expand("""
             @SwiftADState
             struct S: Differentiable, Codable {
@@ -110,7 +146,7 @@ struct MacroExpansionTests {
                 var x: Float
                 @noDerivative var label: Float
             }
-            """, diagnostics: [DiagnosticSpec(message: "@SwiftADState hashes and differentiates every stored property; 'label' is marked to be left out", line: 1, column: 1)])
+            """, diagnostics: [ExpectedDiagnostic(message: "@SwiftADState hashes and differentiates every stored property; 'label' is marked to be left out", line: 1, column: 1)])
     }
 
     @Test("@SwiftADStepBody adds the conformance and a valueWithPullback in the struct's access")
@@ -158,7 +194,7 @@ struct MacroExpansionTests {
              "@SwiftADStepBody: mark 'callAsFunction' '@differentiable(reverse, wrt: (state, parameters))'"),
         ]
         for (source, message) in cases {
-            Self.expand("@SwiftADStepBody\n" + source, source, diagnostics: [DiagnosticSpec(message: message, line: 1, column: 1)])
+            Self.expand("@SwiftADStepBody\n" + source, source, diagnostics: [ExpectedDiagnostic(message: message, line: 1, column: 1)])
         }
     }
 }

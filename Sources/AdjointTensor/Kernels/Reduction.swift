@@ -9,6 +9,10 @@ import RealModule
 /// run on one thread or many; the other policies cut one part per worker (see ``sum(_:_:policy:)``).
 package enum Summation {
     package static let blockSize = 1 << 15
+    /// The rows a reduction along a strided axis accumulates one after another before its blocks
+    /// are combined in the fixed tree (``Kernels/reduceStrided(_:_:_:_:_:_:)``; the GPU's
+    /// reduction kernels take the same blocks).
+    package static let rowBlock = 64
 
     static func pairwise<T: KernelFloat>(_ p: UnsafePointer<T>, _ n: Int) -> T {
         if n <= 64 {
@@ -198,7 +202,7 @@ extension Kernels {
     /// (outer, inner-chunk) pairs.
     static func reduceStrided<T: KernelFloat, F: BinaryFunction>(_ x: UnsafeMutablePointer<T>, _ outer: Int, _ extent: Int, _ inner: Int,
                                                                   _ y: UnsafeMutablePointer<T>, _: F.Type) {
-        let rowBlock = 64
+        let rowBlock = Summation.rowBlock
         if extent <= rowBlock && outer * inner < Parallelism.elementChunk {
             // One block and little work: the same row-by-row accumulation, without scratch memory.
             for o in 0..<outer {
