@@ -684,15 +684,17 @@ public final class CompiledProgram: @unchecked Sendable {
     /// for ``NVRTC``; nil without kernels. `segments`: plain runs too, as
     /// one-thread kernels (what `DeviceProgram` runs: ``deviceSegments``); `reductions`:
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
-    /// no run holds, a kernel each.
-    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = []) -> String? {
-        // Reductions over axes and elementwise kernels need no native runs (a program may have none).
+    /// no run holds, a kernel each; `interpreted`: instructions the CPU interprets that have a
+    /// device kernel (comparisons, `where`, softmax: `NativeCodeGenerator.cudaInterpreted(_:_:)`), a kernel each.
+    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = []) -> String? {
+        // Kernels of single instructions need no native runs (a program may have none).
         let runs = native?.runs ?? []
-        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty else { return nil }
+        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty || !interpreted.isEmpty else { return nil }
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])
         generator.bound = native?.bound.map { ($0.offset, $0.bytes) } ?? []
         return generator.cudaSource(segments: segments, chunked: runs, fusion: generator.fusion(runs, splits: native?.splits ?? []),
                                     reductions: reductions, elementwise: elementwise)
+            + interpreted.map { NativeCodeGenerator.cudaInterpreted(fallbacks[$0], $0) }.joined()
     }
 
     /// The plain runs with the instructions of chunked runs taken out: what runs between the

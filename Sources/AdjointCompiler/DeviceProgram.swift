@@ -6,13 +6,14 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
     /// An instruction with no device form yet (an operator the interpreter runs through the
-    /// ordinary kernels): its position in the program and what it is.
+    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy or a
+    /// one-hot encoding): its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
 
     public var description: String {
         switch self {
         case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
-        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: operators the compiled program interprets run on the CPU only"
+        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: of the operators a compiled program interprets, the device runs comparisons, selections, softmaxes, cross-entropy and one-hot encodings only"
         }
     }
 }
@@ -60,13 +61,17 @@ package enum DeviceRuntime {
 /// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`);
 /// so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
 /// thread per element, its index tables copied to the device with the program
-/// (`NativeCodeGenerator.cudaElementwise(_:)`).
+/// (`NativeCodeGenerator.cudaElementwise(_:)`); so is a comparison or a `where` that the CPU
+/// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
+/// thread per line, a cross-entropy, one thread per example, and a one-hot encoding
+/// (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the last two after a one-thread kernel that
+/// checks their indices, whose status words a call reads back to throw the CPU's error.
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
 /// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
-/// an order of its own). Programs with interpreted operators throw
-/// ``DeviceError/noDeviceForm(instruction:operation:)``.
+/// an order of its own). Programs with other interpreted operators (`logsumexp`, gathers with index
+/// tensors, casts, …) throw ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool
@@ -78,8 +83,14 @@ package final class DeviceProgram {
     /// The work of one call, in order.
     package let steps: [Step]
     /// The device memory held: the frame, then (where the program has them) the reductions'
-    /// operands, their partials and the batched products' address arrays.
+    /// operands, their partials, the index checks' status words, the batched products' address
+    /// arrays and the elementwise kernels' index tables.
     private let blocks: [(address: UInt64, capacity: Int)]
+    /// The index checks (`NativeCodeGenerator.indexCheck(_:)`), in program order: the instruction,
+    /// its operator, the bound and the axis its error names. Check `c` writes its three status
+    /// words at `statusAddress + 24·c`.
+    private let checks: [(instruction: Int, op: OpCode, bound: Int, axis: Int)]
+    private let statusAddress: UInt64
     private var frame: UInt64 { blocks[0].address }
 
     /// One step of a call: a generated kernel, or a matrix product (cuBLAS on a GPU).
@@ -115,11 +126,12 @@ package final class DeviceProgram {
         let native = program.native
         // The order of the work: the chunked runs as the CPU runs them, the plain runs without
         // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), and the
-        // matmuls, reductions over axes and elementwise instructions that no run holds.
+        // matmuls, reductions over axes, elementwise instructions that no run holds, and the
+        // interpreted instructions that have device kernels.
         let segments = program.deviceSegments
         var segmentAt: [Int: Int] = [:]
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
-        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int), elementwise(Int) }
+        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int), elementwise(Int), interpreted(Int) }
         var order: [Work] = []
         var k = range.lowerBound
         while k < range.upperBound {
@@ -139,6 +151,9 @@ package final class DeviceProgram {
             } else if NativeCodeGenerator.hasElementwiseKernel(i) {
                 order.append(.elementwise(k))
                 k += 1
+            } else if i.kind == .fallback, NativeCodeGenerator.interpretedKernel(program.fallbacks[k], k) != nil {
+                order.append(.interpreted(k))
+                k += 1
             } else {
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
                 throw DeviceError.noDeviceForm(instruction: k, operation: operation)
@@ -146,8 +161,13 @@ package final class DeviceProgram {
         }
         let reductions = order.compactMap { work -> Int? in if case let .reduce(k) = work { k } else { nil } }
         let elementwise = order.compactMap { work -> Int? in if case let .elementwise(k) = work { k } else { nil } }
+        let interpreted = order.compactMap { work -> Int? in if case let .interpreted(k) = work { k } else { nil } }
+        let checks = interpreted.compactMap { k in
+            NativeCodeGenerator.indexCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, bound: $0.bound, axis: $0.axis) }
+        }
         // A program of matmuls alone has no kernels to compile.
-        let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise).map { try device.load($0) }
+        let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted)
+            .map { try device.load($0) }
         // The elementwise kernels' index tables, one after another (8 bytes an entry).
         var tableAt: [Int: Int] = [:], tableEntries = 0
         for k in elementwise {
@@ -164,7 +184,8 @@ package final class DeviceProgram {
         var blocks: [(address: UInt64, capacity: Int)] = []
         var arrays: [UInt64] = []
         do {
-            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : []) + (arrayBytes > 0 ? [arrayBytes] : []) + (tableEntries > 0 ? [tableEntries * 8] : [])
+            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : [])
+                + (checks.isEmpty ? [] : [checks.count * 24]) + (arrayBytes > 0 ? [arrayBytes] : []) + (tableEntries > 0 ? [tableEntries * 8] : [])
             for bytes in sizes { blocks.append(try pool.allocate(bytes)) }
             // A block comes from work that has run (the pool checks its event). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
@@ -200,6 +221,7 @@ package final class DeviceProgram {
             throw error
         }
         let frame = blocks[0].address, scratch = scratchBytes > 0 ? blocks[1].address : 0, partials = scratchBytes > 0 ? blocks[2].address : 0
+        let statusAddress = checks.isEmpty ? 0 : blocks[scratchBytes > 0 ? 3 : 1].address
         var steps: [Step] = []
         var nextArray = 0
         for work in order {
@@ -211,6 +233,14 @@ package final class DeviceProgram {
                 guard n > 0 else { continue }
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.elementwiseName(k), blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                             threads: Self.threadsPerBlock, arguments: [frame, tables])))
+            case let .interpreted(k):
+                if let c = checks.firstIndex(where: { $0.instruction == k }) {
+                    steps.append(.kernel(Launch(kernel: NativeCodeGenerator.checkName(k), blocks: 1, threads: 1, arguments: [frame, statusAddress + UInt64(24 * c)])))
+                }
+                let (name, n) = NativeCodeGenerator.interpretedKernel(program.fallbacks[k], k)!
+                guard n > 0 else { continue }
+                steps.append(.kernel(Launch(kernel: name, blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                                            threads: Self.threadsPerBlock, arguments: [frame])))
             case let .reduce(k):
                 let outputs = program.instructions[k].outer * program.instructions[k].inner
                 guard outputs > 0 else { continue }
@@ -236,6 +266,7 @@ package final class DeviceProgram {
             }
         }
         (self.program, self.pool, self.module, self.steps, self.blocks, self.stream) = (program, pool, module, steps, blocks, stream)
+        (self.checks, self.statusAddress) = (checks, statusAddress)
     }
 
     /// The column-major product cuBLAS computes for `plan`'s row-major one, with operands at
@@ -326,6 +357,10 @@ package final class DeviceProgram {
 
     /// Runs the program on the device: arguments in, every kernel, outputs out, then waits for
     /// the stream.
+    ///
+    /// - Throws: the CPU's `TensorError.indexOutOfRange(op:index:bound:position:)` where an index
+    ///   check found a label or an index out of range (the first in program order); the device's
+    ///   errors.
     package func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
         try withExtendedLifetime(arguments) {
             try upload(arguments)
@@ -334,8 +369,35 @@ package final class DeviceProgram {
                 throw error
             }
             let outputs = try download()
+            let status = try downloadStatus()
             try stream.synchronize()
+            try Self.throwFailedCheck(status, checks)
             return outputs
+        }
+    }
+
+    /// A new tensor the index checks' status words are copied into on the stream (nil: the
+    /// program has no checks): to be read once it has run the copy.
+    package func downloadStatus() throws -> Tensor? {
+        guard !checks.isEmpty else { return nil }
+        let status = Tensor(uninitialized: [checks.count * 3], dtype: .int64)
+        do {
+            try stream.copy(statusAddress, toHost: status.rawPointer, bytes: checks.count * 24)
+        } catch {
+            try? stream.synchronize()
+            throw error
+        }
+        return status
+    }
+
+    /// Throws the CPU's error for the first check (in program order) that found an index out of
+    /// range: what `Kernels.readIndices` throws there.
+    static func throwFailedCheck(_ status: Tensor?, _ checks: [(instruction: Int, op: OpCode, bound: Int, axis: Int)]) throws {
+        guard let status else { return }
+        let words = status.scalars(as: Int64.self)
+        for (c, check) in checks.enumerated() where words[3 * c] != 0 {
+            throw TensorError.indexOutOfRange(op: check.op.rawValue, index: Int(words[3 * c + 2]), bound: check.bound,
+                                              position: "indices element \(words[3 * c + 1]) (axis \(check.axis))")
         }
     }
 }

@@ -72,7 +72,7 @@ struct CUDASourceTests {
         #expect(NativeCodeGenerator.helpers.contains("({ double v1"))
     }
 
-    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes and table-reading elementwise kernels included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
+    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes, table-reading elementwise kernels, comparisons, selections, softmaxes, cross-entropy, one-hot and index checks included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
     func compiles() throws {
         let nvrtc = try #require(Self.nvrtc)
         #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
@@ -122,6 +122,24 @@ struct CUDASourceTests {
             for k in elementwise { #expect(tableText.contains(".entry adjoint_elementwise_\(k)("), "\(dtype)") }
             #expect(!tableText.contains("fma.rn"), "\(dtype)")
             #expect(try nvrtc.compile(tableSource, name: "elementwise", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            // Instructions the CPU interprets that have device kernels: comparisons and selections,
+            // broadcasting, of float, integer and bool operands; softmax and log-softmax;
+            // cross-entropy and one-hot with the checks of their labels.
+            let labels = try Tensor((0..<420).map { Int64($0 % 7) }).reshaped([420, 1]), targets = Tensor((0..<420).map { Int32($0 % 300) })
+            let selecting = try compile(native: .required) { (v: [Tensor]) in
+                let mask = try v[0].greater(v[1])
+                return [try Tensor.select(mask, v[0], 0.0), try v[2].lessEqual(v[2].reshaped([1, 420])), try mask.equal(v[0].less(0.5)),
+                        try v[0].softmax(axis: 0), try v[0].logSoftmax(axis: 1), try v[0].crossEntropy(labels: v[3]), try v[3].oneHot(depth: 300)]
+            }.trace(for: [x, row, labels, targets]).program
+            let selections = selecting.instructions.indices.filter {
+                selecting.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(selecting.fallbacks[$0], $0) != nil
+            }
+            #expect(selections.count == 9, "\(dtype)")
+            let selectSource = try #require(selecting.cudaSource(interpreted: selections))
+            let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
+            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 2, "\(dtype)")
+            #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }
 

@@ -117,12 +117,12 @@ struct DeviceProgramTests {
     func errors() throws {
         let emulator = try HostKernelEmulator()
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
-        let softmax = try compile(native: .required) { (v: [Tensor]) in [try (v[0].softmax() * 2).sum()] }.trace(for: [a]).program
+        let cast = try compile(native: .required) { (v: [Tensor]) in [try (v[0].cast(to: .float32) * 2).sum()] }.trace(for: [a]).program
         do {
-            _ = try DeviceProgram(softmax, pool: DeviceMemoryPool(device: emulator))
-            Issue.record("a program with an interpreted operator ran on the device")
+            _ = try DeviceProgram(cast, pool: DeviceMemoryPool(device: emulator))
+            Issue.record("a program with an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(instruction, operation) {
-            #expect(operation == OpCode.softmax.rawValue && softmax.instructions[instruction].kind == .fallback)
+            #expect(operation == OpCode.cast.rawValue && cast.instructions[instruction].kind == .fallback)
         }
         // Without native code (`NativeCode.off`) each instruction is a kernel of its own: the same bits.
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try (v[0] * 2 + 1).sum(axes: [0]) * v[0].slice([0..<1])] }.trace(for: [a]).program
@@ -246,26 +246,114 @@ struct DeviceProgramTests {
         }
     }
 
-    @Test("an MLP's train step (products forward and transposed backward, biases, their gradients reduced over the batch) runs whole on the device within rounding of the CPU")
-    func mlpTrainStep() throws {
+    @Test("comparisons, selections, softmaxes, cross-entropy and one-hot, which the CPU interprets, are kernels of their own (broadcasting; along any axis): the CPU's bits",
+          arguments: [DType.float64, .float32])
+    func interpretedKernels(dtype: DType) throws {
+        let emulator = try HostKernelEmulator()
+        func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor { try Self.uniform(shape, seed, dtype) }
+        let x = try uniform([30, 40], 1), row = try uniform([40], 2), column = try uniform([30, 1], 3)
+        let labels = try Tensor((0..<30).map { Int64($0 % 7) }).reshaped([30, 1]), classes = Tensor((0..<40).map { Int64($0 % 5) })
+        let targets = Tensor((0..<30).map { Int32(($0 * 13) % 40) })
+        // (name, arguments, the kernels the case is about, the function)
+        let programs: [(String, [Tensor], String, ([Tensor]) throws -> [Tensor])] = [
+            ("every comparison, against a row, a column and a single value", [x, row, column], "adjoint_select_", { v in
+                [try v[0].equal(v[1]), try v[0].notEqual(v[2]), try v[0].less(v[1]), try v[0].lessEqual(v[2]),
+                 try v[0].greater(0.25), try v[2].greaterEqual(v[1])]
+            }),
+            // Ties: x against its own first row (so that row's elements are equal), and against itself.
+            ("ties: equal elements compare equal, not less, not greater", [x, try x.slice([0..<1])], "adjoint_select_", { v in
+                [try v[0].equal(v[1]), try v[0].lessEqual(v[1]), try v[0].greaterEqual(v[0]), try v[0].less(v[0])]
+            }),
+            ("where over broadcast branches and conditions", [x, row, column], "adjoint_select_", { v in
+                [try Tensor.select(v[0].greater(v[1]), v[0], v[2]), try Tensor.select(v[2].less(0), v[1], v[2]),
+                 try Tensor.select(v[0].less(v[2]), 0.0, v[0])]
+            }),
+            ("relu's derivative, a where on a comparison with zero", [x, row], "adjoint_select_", { v in
+                [try gradient(at: v[0]) { x in try (x.relu() * v[1]).sum() }]
+            }),
+            ("integer labels compared, bool masks compared for equality", [labels, classes, x], "adjoint_select_", { v in
+                let hits = try v[0].equal(v[1])
+                return [hits, try hits.notEqual(v[2].greater(0)), try v[0].greater(v[1])]
+            }),
+            ("softmax and log-softmax along each axis, and a log-softmax's gradient", [x, row], "adjoint_softmax_", { v in
+                [try v[0].softmax(axis: 1), try v[0].logSoftmax(axis: 0), try gradient(at: v[0]) { x in try (x.logSoftmax(axis: 1) * v[1]).sum() }]
+            }),
+            ("cross-entropy with int32 labels, its gradient (softmax less one-hot)", [try x * 30, targets], "adjoint_crossentropy_", { v in
+                [try v[0].crossEntropy(labels: v[1]), try gradient(at: v[0]) { x in try x.crossEntropy(labels: v[1]).mean() }]
+            }),
+            ("one-hot of int64 labels in float64, float32, int32 and bool", [try labels.reshaped([30])], "adjoint_onehot_", { v in
+                [try v[0].oneHot(depth: 9), try v[0].oneHot(depth: 7, dtype: .float32), try v[0].oneHot(depth: 7, dtype: .int32),
+                 try v[0].oneHot(depth: 8, dtype: .bool)]
+            }),
+        ]
+        for (name, arguments, kernel, f) in programs {
+            let program = try compile(native: .required) { (v: [Tensor]) in try f(v) }.trace(for: arguments).program
+            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
+            #expect(device.launches.contains { $0.kernel.hasPrefix(kernel) }, "\(name): the case this test is about")
+            for (o, (a, b)) in try zip(device(arguments), program(arguments)).enumerated() {
+                let same = a.valueType == b.valueType && a.scalars(as: Bool.self) == b.scalars(as: Bool.self)
+                    && (a.dtype.isFloatingPoint ? Self.bits(a) == Self.bits(b) : a.scalars(as: Int64.self) == b.scalars(as: Int64.self))
+                #expect(same, "\(name) output \(o)")
+            }
+        }
+    }
+
+    @Test("an index out of range on the device (cross-entropy's labels, one-hot's indices) is the CPU's error, for the first one in program order")
+    func indexChecks() throws {
+        let emulator = try HostKernelEmulator()
+        let x = try Tensor.uniform([6, 5], key: RandomKey(seed: 1), low: -1, high: 1)
+        let step = compile(native: .required) { (v: [Tensor]) -> [Tensor] in
+            [try v[0].crossEntropy(labels: v[1]).sum(), try v[2].oneHot(depth: 4)]
+        }
+        let good = [x, Tensor([Int64](arrayLiteral: 0, 1, 2, 3, 4, 0)), Tensor([Int32](arrayLiteral: 3, 2, 1))]
+        let program = try step.trace(for: good).program
+        let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
+        #expect(device.launches.filter { $0.kernel.hasPrefix("adjoint_check_") }.count == 2)
+        let agree = try zip(device(good), program(good)).allSatisfy { $0.scalars(as: Double.self) == $1.scalars(as: Double.self) }
+        #expect(agree)
+        let cases: [([Tensor], TensorError)] = [
+            ([x, Tensor([Int64](arrayLiteral: 0, 1, 5, 3, -1, 0)), good[2]],
+             .indexOutOfRange(op: OpCode.crossEntropyWithLogits.rawValue, index: 5, bound: 5, position: "indices element 2 (axis 1)")),
+            ([x, good[1], Tensor([Int32](arrayLiteral: 3, -2, 4))],
+             .indexOutOfRange(op: OpCode.oneHot.rawValue, index: -2, bound: 4, position: "indices element 1 (axis 1)")),
+            // Both: the first instruction's.
+            ([x, Tensor([Int64](arrayLiteral: 0, 1, 2, 3, 4, 9)), Tensor([Int32](arrayLiteral: 4, 0, 0))],
+             .indexOutOfRange(op: OpCode.crossEntropyWithLogits.rawValue, index: 9, bound: 5, position: "indices element 5 (axis 1)")),
+        ]
+        for (arguments, error) in cases {
+            #expect(throws: error) { try program(arguments) }
+            #expect(throws: error) { try device(arguments) }
+        }
+        // After a failed call, a good one succeeds (the checks rewrite their words every call).
+        #expect(try device(good)[0].scalars(as: Double.self) == program(good)[0].scalars(as: Double.self))
+    }
+
+    @Test("an MLP's train step (products forward and transposed backward, biases, their gradients reduced over the batch; tanh and squared error, relu and squared error, relu and cross-entropy) runs whole on the device within rounding of the CPU",
+          arguments: ["tanh", "relu", "relu, cross-entropy"])
+    func mlpTrainStep(model: String) throws {
         // Batch 256 × 300 hidden: the first bias's gradient reduces 76,800 elements over the batch
         // axis, beyond a plain run (a reduction kernel of its own).
         let x = try Tensor.uniform([256, 20], key: RandomKey(seed: 1), low: -1, high: 1, dtype: .float32)
+        let labels = Tensor((0..<256).map { Int64(($0 * 7) % 4) })
         let parameters = try [[20, 300], [300], [300, 4], [4]].enumerated().map { k, shape in
             try Tensor.uniform(shape, key: RandomKey(seed: 2 + UInt64(k)), low: -0.3, high: 0.3, dtype: .float32)
         }
+        let relu = model.hasPrefix("relu"), crossEntropy = model.hasSuffix("cross-entropy")
         let step = compile(native: .required) { (v: [Tensor]) -> [Tensor] in
-            let (loss, g) = try valueWithGradient(at: Array(v[1...])) { w in
-                let y = try ((v[0].matmul(w[0]) + w[1]).tanh().matmul(w[2]) + w[3]) * 0.5
-                return try (y * y).mean()
+            let (loss, g) = try valueWithGradient(at: Array(v[2...])) { w in
+                let hidden = try v[0].matmul(w[0]) + w[1]
+                let y = try ((relu ? hidden.relu() : hidden.tanh()).matmul(w[2]) + w[3]) * 0.5
+                return try crossEntropy ? y.crossEntropy(labels: v[1]).mean() : (y * y).mean()
             }
-            return [loss] + (try zip(v[1...], g).map { try $0 - $1 * 0.1 })
+            return [loss] + (try zip(v[2...], g).map { try $0 - $1 * 0.1 })
         }
-        let arguments = [x] + parameters
+        let arguments = [x, labels] + parameters
         let program = try step.trace(for: arguments).program
         let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: try HostKernelEmulator()))
         #expect(device.steps.filter { if case .gemm = $0 { true } else { false } }.count >= 4)
         #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_reduce_") })
+        #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_select_") } == relu)
+        #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_crossentropy_") } == crossEntropy)
         let expected = try program(arguments), got = try device(arguments)
         for (o, (a, b)) in zip(expected, got).enumerated() {
             #expect(Self.relativeDifference(a, b) <= 1e-6, "output \(o)")
@@ -489,12 +577,12 @@ struct CompiledOnDeviceTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(1), reason: "only GPU 0 is used")) { try compile(device: .cuda(1)) { (x: Tensor) in try x * 2 }(x) }
         #expect(Device.cuda(1).description == "cuda:1" && Device.cuda().description == "cuda")
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 2), low: -1, high: 1)
-        let softmax = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.softmax() * 2 }
+        let cast = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.cast(to: .float32) * 2 }
         do {
-            _ = try softmax(a)
-            Issue.record("an interpreted operator ran on the device")
+            _ = try cast(a)
+            Issue.record("an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(_, operation) {
-            #expect(operation == OpCode.softmax.rawValue)
+            #expect(operation == OpCode.cast.rawValue)
         }
         let product = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.matmul(v) * 2 }
         #expect(try DeviceProgramTests.relativeDifference(product(a), a.matmul(a) * 2) <= 1e-14)

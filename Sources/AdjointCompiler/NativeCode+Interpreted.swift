@@ -1,0 +1,243 @@
+import AdjointIR
+import AdjointTensor
+
+// MARK: - Device kernels for instructions the CPU interprets
+
+extension NativeCodeGenerator {
+    /// The device kernel of interpreted instruction `k` (`f`), when it has one: its name and the
+    /// threads a launch runs (one per output element of a comparison or a `where`, one per line
+    /// of a softmax). Operands must each be in a frame region of their own (none read through a
+    /// folded gather's table).
+    static func interpretedKernel(_ f: CompiledProgram.Fallback, _ k: Int) -> (name: String, threads: Int)? {
+        guard f.inputs.allSatisfy({ $0.table < 0 && $0.offset >= 0 }), f.output.offset >= 0 else { return nil }
+        switch f.op {
+        case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual:
+            // Two operands of one dtype, floating-point or integer; bool ones for (in)equality only, as on the CPU.
+            guard f.inputs.count == 2, f.inputs[0].type.dtype == f.inputs[1].type.dtype, f.output.type.dtype == .bool,
+                  comparedType(f.inputs[0].type.dtype) != nil,
+                  f.inputs[0].type.dtype != .bool || f.op == .equal || f.op == .notEqual else { return nil }
+            return ("adjoint_select_\(k)", f.output.type.elementCount)
+        case .select:
+            guard f.inputs.count == 3, f.inputs[0].type.dtype == .bool, f.inputs[1].type.dtype == f.inputs[2].type.dtype,
+                  f.output.type.dtype == f.inputs[1].type.dtype else { return nil }
+            return ("adjoint_select_\(k)", f.output.type.elementCount)
+        case .softmax, .logSoftmax:
+            guard f.inputs.count == 1, [.float64, .float32].contains(f.inputs[0].type.dtype), f.output.type == f.inputs[0].type,
+                  let layout = softmaxLayout(f) else { return nil }
+            return ("adjoint_softmax_\(k)", layout.outer * layout.inner)
+        case .crossEntropyWithLogits:
+            // Classes within one of `Summation`'s blocks: the log-sum-exp's sum is then one pairwise sum.
+            guard f.inputs.count == 2, [.float64, .float32].contains(f.inputs[0].type.dtype), f.inputs[1].type.dtype.isInteger,
+                  let classes = f.inputs[0].type.shape.last, (1...Summation.blockSize).contains(classes),
+                  f.inputs[1].type.shape == Array(f.inputs[0].type.shape.dropLast()), f.output.type.dtype == f.inputs[0].type.dtype
+            else { return nil }
+            return ("adjoint_crossentropy_\(k)", f.inputs[1].type.elementCount)
+        case .oneHot:
+            guard f.inputs.count == 1, f.inputs[0].type.dtype.isInteger, case let .oneHot(depth, dtype) = f.attributes, depth > 0,
+                  f.output.type == ValueType(dtype: dtype, shape: f.inputs[0].type.shape + [depth]) else { return nil }
+            return ("adjoint_onehot_\(k)", f.output.type.elementCount)
+        default:
+            return nil
+        }
+    }
+
+    /// The index check an interpreted instruction's kernel needs (cross-entropy's labels, one-hot's
+    /// indices): the bound every index must be below and the axis the CPU's error names. A
+    /// one-thread kernel (`adjoint_check_<k>(base, status)`) runs before the instruction's and
+    /// writes three 64-bit words: 1, the first index out of range's position and its value — or
+    /// 0 when every index is in range — so the call can throw the CPU's error.
+    static func indexCheck(_ f: CompiledProgram.Fallback) -> (bound: Int, axis: Int)? {
+        switch f.op {
+        case .crossEntropyWithLogits: return (f.inputs[0].type.shape.last ?? 0, f.inputs[0].type.shape.count - 1)
+        case .oneHot:
+            guard case let .oneHot(depth, _) = f.attributes else { return nil }
+            return (depth, f.inputs[0].type.shape.count)
+        default: return nil
+        }
+    }
+
+    /// The C type a comparison reads `dtype` as (nil: the CPU compares no such elements).
+    static func comparedType(_ dtype: DType) -> String? {
+        switch dtype {
+        case .float64: "double"
+        case .float32: "float"
+        case .int64: "long long"
+        case .int32: "int"
+        case .bool: "unsigned char"
+        case .float16, .bfloat16: nil
+        }
+    }
+
+    /// A softmax's (outer, extent, inner) around its axis (nil: no valid axis attribute).
+    static func softmaxLayout(_ f: CompiledProgram.Fallback) -> (outer: Int, extent: Int, inner: Int)? {
+        let shape = f.inputs[0].type.shape
+        guard case let .axis(raw) = f.attributes, let axis = try? ShapeRules.axis(raw, rank: shape.count, op: f.op.rawValue) else { return nil }
+        return ShapeRules.split(shape, at: axis)
+    }
+
+    /// The kernel of interpreted instruction `k` (`f`, which has an ``interpretedKernel(_:_:)``),
+    /// computing what the CPU's kernel computes, operation for operation.
+    static func cudaInterpreted(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
+        let (name, threads) = interpretedKernel(f, k)!
+        var out = ""
+        if let check = indexCheck(f) { out += checkKernel(f.inputs[f.op == .oneHot ? 0 : 1], bound: check.bound, k) }
+        let body: String
+        switch f.op {
+        case .softmax, .logSoftmax: body = softmaxBody(f)
+        case .crossEntropyWithLogits:
+            out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
+            body = crossEntropyBody(f, k)
+        case .oneHot: body = oneHotBody(f)
+        default: body = selectionBody(f)
+        }
+        return out + "\nextern \"C\" __global__ void \(name)(unsigned char *base) {\n"
+            + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+            + "if (q >= \(threads)) return;\n" + body + "}\n"
+    }
+
+    static func checkName(_ k: Int) -> String { "adjoint_check_\(k)" }
+
+    /// The unsigned C integer of `dtype`'s width: what an element is copied as, bits unchanged.
+    private static func unsignedWord(_ dtype: DType) -> String {
+        switch dtype.byteSize {
+        case 1: "unsigned char"
+        case 2: "unsigned short"
+        case 4: "unsigned int"
+        default: "unsigned long long"
+        }
+    }
+
+    /// The C type of integer indices of `dtype`.
+    private static func indexType(_ dtype: DType) -> String { dtype == .int64 ? "long long" : "int" }
+
+    /// ``indexCheck(_:)``'s kernel over `indices`: one thread, in order, as `Kernels.readIndices`
+    /// checks them.
+    private static func checkKernel(_ indices: CompiledProgram.Operand, bound: Int, _ k: Int) -> String {
+        let t = indexType(indices.type.dtype)
+        return "\nextern \"C\" __global__ void \(checkName(k))(unsigned char *base, void *words) {\n"
+            + "if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+            + "long long *status = (long long *)words;\n"
+            + "const \(t) *p = (const \(t) *)(base + \(indices.offset));\n"
+            + "status[0] = 0; status[1] = 0; status[2] = 0;\n"
+            + "for (long i = 0; i < \(indices.type.elementCount); i++) {\n"
+            + "long long v = p[i];\n"
+            + "if (v < 0 || v >= \(bound)) { status[0] = 1; status[1] = i; status[2] = v; return; }\n"
+            + "}\n}\n"
+    }
+
+    /// `Summation.pairwise` over `exp(p[i] - m)`, the exponentials computed where the sum reads
+    /// them: the same additions in the same order as the CPU's pairwise sum over the stored values
+    /// (`Kernels.logsumexp` with a finite maximum), without storing them.
+    private static func shiftedPairwise(float64: Bool, _ k: Int) -> String {
+        let t = float64 ? "double" : "float", name = "adjoint_pairwise_shifted_\(k)"
+        func e(_ i: String) -> String { unaryExpression(.exp, "(p[\(i)] - m)", float64: float64)! }
+        return "\nstatic __device__ \(t) \(name)(const \(t) *p, \(t) m, long n) {\n"
+            + "if (n <= 64) {\n"
+            + "\(t) s0 = 0, s1 = 0, s2 = 0, s3 = 0; long i = 0;\n"
+            + "while (i + 4 <= n) { s0 += \(e("i")); s1 += \(e("i + 1")); s2 += \(e("i + 2")); s3 += \(e("i + 3")); i += 4; }\n"
+            + "while (i < n) { s0 += \(e("i")); i += 1; }\n"
+            + "return (s0 + s1) + (s2 + s3);\n"
+            + "}\n"
+            + "long half = (n / 2) & ~3L;\n"
+            + "return \(name)(p, m, half) + \(name)(p + half, m, n - half);\n"
+            + "}\n"
+    }
+
+    /// Example `q`'s loss, as `Kernels.crossEntropy` computes it: the log-sum-exp of its logits
+    /// (`Kernels.logsumexp` along a contiguous axis: the maximum left to right, the shifted
+    /// exponentials summed pairwise, the maximum plus the sum's logarithm — or the maximum itself
+    /// where it is not finite) less the logit of its label. A label out of range reads class 0:
+    /// its check fails the call.
+    private static func crossEntropyBody(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
+        let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", classes = f.inputs[0].type.shape.last!
+        let l = indexType(f.inputs[1].type.dtype)
+        return "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + q * \(classes);\n"
+            + "long long c = ((const \(l) *)(base + \(f.inputs[1].offset)))[q];\n"
+            + "if (c < 0 || c >= \(classes)) c = 0;\n"
+            + "\(t) m = x[0];\n"
+            + "for (long j = 1; j < \(classes); j++) m = \(binaryExpression(.maximum, "m", "x[j]", float64: float64)!);\n"
+            + "\(t) lse = m - m == 0 ? m + \(unaryExpression(.log, "adjoint_pairwise_shifted_\(k)(x, m, \(classes))", float64: float64)!) : m;\n"
+            + "((\(t) *)(base + \(f.output.offset)))[q] = lse - x[c];\n"
+    }
+
+    /// Element `q` of a one-hot encoding, as `Kernels.oneHot` writes it: the dtype's one where the
+    /// row's index is the column, zero elsewhere, as an unsigned word of the dtype's width.
+    private static func oneHotBody(_ f: CompiledProgram.Fallback) -> String {
+        guard case let .oneHot(depth, dtype) = f.attributes else { preconditionFailure("a one-hot without its attributes") }
+        let one: String
+        switch dtype {
+        case .float64: one = "0x3ff0000000000000ULL"
+        case .float32: one = "0x3f800000U"
+        case .float16: one = "0x3c00U"
+        case .bfloat16: one = "0x3f80U"
+        case .int32, .int64, .bool: one = "1U"
+        }
+        let word = unsignedWord(dtype)
+        return "long long v = ((const \(indexType(f.inputs[0].type.dtype)) *)(base + \(f.inputs[0].offset)))[q / \(depth)];\n"
+            + "((\(word) *)(base + \(f.output.offset)))[q] = v == q % \(depth) ? (\(word))\(one) : (\(word))0;\n"
+    }
+
+    /// A comparison or a `where` at output element `q`: each operand's element found through its
+    /// broadcast strides (`ShapeRules.broadcastStrides`, as `Kernels.compare` and `Kernels.select`
+    /// walk them), then compared as the CPU compares (one byte, 0 or 1) or selected — the chosen
+    /// element's bytes copied as an unsigned word, so the result is the CPU's bit for bit, NaN
+    /// payloads and signed zeros included.
+    private static func selectionBody(_ f: CompiledProgram.Fallback) -> String {
+        let shape = f.output.type.shape
+        let strides = f.inputs.map { ShapeRules.broadcastStrides($0.type.shape, to: shape) }
+        var out = "long r = q" + f.inputs.indices.map { ", o\($0) = 0" }.joined() + ";\n"
+        // The output element's coordinates, last axis first; each operand moves by its stride along each.
+        for d in shape.indices.reversed() where shape[d] > 1 {
+            out += "{ long i = r % \(shape[d]); r /= \(shape[d]);"
+                + strides.enumerated().filter { $0.element[d] != 0 }.map { " o\($0.offset) += i * \($0.element[d]);" }.joined()
+                + " }\n"
+        }
+        if f.op == .select {
+            let word = unsignedWord(f.output.type.dtype)
+            return out + "const unsigned char *c = base + \(f.inputs[0].offset);\n"
+                + "const \(word) *a = (const \(word) *)(base + \(f.inputs[1].offset)), *b = (const \(word) *)(base + \(f.inputs[2].offset));\n"
+                + "((\(word) *)(base + \(f.output.offset)))[q] = c[o0] ? a[o1] : b[o2];\n"
+        }
+        let t = comparedType(f.inputs[0].type.dtype)!
+        let relation: String
+        switch f.op {
+        case .equal: relation = "=="
+        case .notEqual: relation = "!="
+        case .less: relation = "<"
+        case .lessEqual: relation = "<="
+        case .greater: relation = ">"
+        default: relation = ">="
+        }
+        return out + "const \(t) *a = (const \(t) *)(base + \(f.inputs[0].offset)), *b = (const \(t) *)(base + \(f.inputs[1].offset));\n"
+            + "base[\(f.output.offset) + q] = (unsigned char)(a[o0] \(relation) b[o1]);\n"
+    }
+
+    /// Softmax or log-softmax of line `q` (an (outer, inner) pair) along the axis, as
+    /// `Kernels.softmax` computes it: the maximum left to right (an infinite one taken as 0, a NaN
+    /// kept), the shifted exponentials stored and summed left to right, then each divided by the sum
+    /// as a product with its reciprocal — or, for the log form, the input less the maximum plus the
+    /// sum's logarithm. `exp` and `log` are the operators' own (`Pointwise`), so the emulation gives
+    /// the CPU's bits and a GPU its math library's.
+    private static func softmaxBody(_ f: CompiledProgram.Fallback) -> String {
+        let (_, extent, inner) = softmaxLayout(f)!
+        let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float"
+        let negativeInfinity = float64 ? "adjoint_bits_d(0xfff0000000000000ULL)" : "adjoint_bits_f(0xff800000U)"
+        let exp = unaryExpression(.exp, "(x[j] - m)", float64: float64)!, log = unaryExpression(.log, "s", float64: float64)!
+        var out = "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+            + "\(t) *y = (\(t) *)(base + \(f.output.offset)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+            + "\(t) m = \(negativeInfinity);\n"
+            + "for (long j = 0; j < \(extent * inner); j += \(inner)) m = \(binaryExpression(.maximum, "m", "x[j]", float64: float64)!);\n"
+            // Not finite: infinite (0) or NaN (kept).
+            + "if (!(m - m == 0)) m = m != m ? m : 0;\n"
+            + "\(t) s = 0;\n"
+            + "for (long j = 0; j < \(extent * inner); j += \(inner)) { \(t) e = \(exp); y[j] = e; s = s + e; }\n"
+        if f.op == .logSoftmax {
+            out += "\(t) ls = m + \(log);\n"
+                + "for (long j = 0; j < \(extent * inner); j += \(inner)) y[j] = x[j] - ls;\n"
+        } else {
+            out += "\(t) inv = 1 / s;\n"
+                + "for (long j = 0; j < \(extent * inner); j += \(inner)) y[j] = y[j] * inv;\n"
+        }
+        return out
+    }
+}
