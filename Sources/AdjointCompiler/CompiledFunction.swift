@@ -98,8 +98,8 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     /// arithmetic is IEEE (`+ − × ÷ √`), within the device math library's ulps elsewhere and
     /// within rounding for matmuls (cuBLAS's GEMMs). A trace throws ``DeviceError`` where the
     /// device cannot be used or the program has an instruction with no device form yet (an
-    /// interpreted operator other than a comparison, a `where`, a softmax, a cross-entropy or a
-    /// one-hot encoding).
+    /// interpreted operator other than a comparison, a `where`, a softmax, a cross-entropy, a
+    /// one-hot encoding, a gather or a scatter-add).
     public init(native: NativeCode = .automatic, device: Device = .cpu, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native
         self.device = device

@@ -6,14 +6,14 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
     /// An instruction with no device form yet (an operator the interpreter runs through the
-    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy or a
-    /// one-hot encoding): its position in the program and what it is.
+    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a one-hot
+    /// encoding, a gather or a scatter-add): its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
 
     public var description: String {
         switch self {
         case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
-        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form: of the operators a compiled program interprets, the device runs comparisons, selections, softmaxes, cross-entropy and one-hot encodings only"
+        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form yet"
         }
     }
 }
@@ -57,21 +57,22 @@ package enum DeviceRuntime {
 /// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
-/// device. A sum, mean, maximum or minimum over axes that no run holds is a kernel of its own,
+/// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel of its own,
 /// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`);
 /// so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
 /// thread per element, its index tables copied to the device with the program
 /// (`NativeCodeGenerator.cudaElementwise(_:)`); so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
-/// thread per line, a cross-entropy, one thread per example, and a one-hot encoding
-/// (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the last two after a one-thread kernel that
-/// checks their indices, whose status words a call reads back to throw the CPU's error.
+/// thread per line, a cross-entropy, one thread per example, a one-hot encoding, a gather with an
+/// index tensor and a scatter-add (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the last four
+/// after a one-thread kernel that checks their indices, whose status words a call reads back to
+/// throw the CPU's error.
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
 /// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
-/// an order of its own). Programs with other interpreted operators (`logsumexp`, gathers with index
-/// tensors, casts, …) throw ``DeviceError/noDeviceForm(instruction:operation:)``.
+/// an order of its own). Programs with other interpreted operators (casts, `argmax`, …) throw
+/// ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool

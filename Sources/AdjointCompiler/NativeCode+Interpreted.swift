@@ -5,11 +5,18 @@ import AdjointTensor
 
 extension NativeCodeGenerator {
     /// The device kernel of interpreted instruction `k` (`f`), when it has one: its name and the
-    /// threads a launch runs (one per output element of a comparison or a `where`, one per line
-    /// of a softmax). Operands must each be in a frame region of their own (none read through a
-    /// folded gather's table).
+    /// threads a launch runs (one per output element of a comparison, a `where`, a one-hot
+    /// encoding or a gather; one per line of a softmax, per example of a cross-entropy, per column
+    /// of a scatter-add). Operands must each be in a frame region of their own (none read through a
+    /// folded gather's table), and the output in one no operand shares: the threads write their
+    /// elements while others still read theirs (a softmax's log form even reads its operand after
+    /// writing its output), which the CPU's kernels, writing a new tensor, never see. The planner
+    /// gives every interpreted output a region of its own; an overlap refused here keeps a
+    /// planning mistake from becoming a race.
     static func interpretedKernel(_ f: CompiledProgram.Fallback, _ k: Int) -> (name: String, threads: Int)? {
         guard f.inputs.allSatisfy({ $0.table < 0 && $0.offset >= 0 }), f.output.offset >= 0 else { return nil }
+        let written = f.output.offset..<(f.output.offset + f.output.type.byteCount)
+        guard f.inputs.allSatisfy({ !written.overlaps($0.offset..<($0.offset + $0.type.byteCount)) }) else { return nil }
         switch f.op {
         case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual:
             // Two operands of one dtype, floating-point or integer; bool ones for (in)equality only, as on the CPU.
@@ -36,22 +43,42 @@ extension NativeCodeGenerator {
             guard f.inputs.count == 1, f.inputs[0].type.dtype.isInteger, case let .oneHot(depth, dtype) = f.attributes, depth > 0,
                   f.output.type == ValueType(dtype: dtype, shape: f.inputs[0].type.shape + [depth]) else { return nil }
             return ("adjoint_onehot_\(k)", f.output.type.elementCount)
+        case .gather:
+            // Any dtype: elements are copied as words.
+            guard f.inputs.count == 2, f.inputs[1].type.dtype.isInteger, indexedAxis(f) != nil,
+                  f.output.type.dtype == f.inputs[0].type.dtype else { return nil }
+            return ("adjoint_gather_\(k)", f.output.type.elementCount)
+        case .scatterAdd:
+            guard f.inputs.count == 3, [.float64, .float32].contains(f.inputs[0].type.dtype), f.inputs[1].type.dtype.isInteger,
+                  f.inputs[2].type.dtype == f.inputs[0].type.dtype, f.output.type == f.inputs[0].type, let axis = indexedAxis(f) else { return nil }
+            let (outer, _, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
+            return ("adjoint_scatteradd_\(k)", outer * inner)
         default:
             return nil
         }
     }
 
-    /// The index check an interpreted instruction's kernel needs (cross-entropy's labels, one-hot's
-    /// indices): the bound every index must be below and the axis the CPU's error names. A
-    /// one-thread kernel (`adjoint_check_<k>(base, status)`) runs before the instruction's and
-    /// writes three 64-bit words: 1, the first index out of range's position and its value — or
-    /// 0 when every index is in range — so the call can throw the CPU's error.
-    static func indexCheck(_ f: CompiledProgram.Fallback) -> (bound: Int, axis: Int)? {
+    /// A gather's or scatter-add's axis of its first operand (nil: no valid axis attribute).
+    static func indexedAxis(_ f: CompiledProgram.Fallback) -> Int? {
+        guard case let .axis(raw) = f.attributes else { return nil }
+        return try? ShapeRules.axis(raw, rank: f.inputs[0].type.shape.count, op: f.op.rawValue)
+    }
+
+    /// The index check an interpreted instruction's kernel needs (cross-entropy's labels, one-hot's,
+    /// a gather's and a scatter-add's indices): the operand holding the indices, the bound every
+    /// index must be below and the axis the CPU's error names. A one-thread kernel
+    /// (`adjoint_check_<k>(base, status)`) runs before the instruction's and writes three 64-bit
+    /// words: 1, the first index out of range's position and its value — or 0 when every index is
+    /// in range — so the call can throw the CPU's error.
+    static func indexCheck(_ f: CompiledProgram.Fallback) -> (operand: Int, bound: Int, axis: Int)? {
         switch f.op {
-        case .crossEntropyWithLogits: return (f.inputs[0].type.shape.last ?? 0, f.inputs[0].type.shape.count - 1)
+        case .crossEntropyWithLogits: return (1, f.inputs[0].type.shape.last ?? 0, f.inputs[0].type.shape.count - 1)
         case .oneHot:
             guard case let .oneHot(depth, _) = f.attributes else { return nil }
-            return (depth, f.inputs[0].type.shape.count)
+            return (0, depth, f.inputs[0].type.shape.count)
+        case .gather, .scatterAdd:
+            guard let axis = indexedAxis(f) else { return nil }
+            return (1, f.inputs[0].type.shape[axis], axis)
         default: return nil
         }
     }
@@ -80,7 +107,7 @@ extension NativeCodeGenerator {
     static func cudaInterpreted(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
         let (name, threads) = interpretedKernel(f, k)!
         var out = ""
-        if let check = indexCheck(f) { out += checkKernel(f.inputs[f.op == .oneHot ? 0 : 1], bound: check.bound, k) }
+        if let check = indexCheck(f) { out += checkKernel(f.inputs[check.operand], bound: check.bound, k) }
         let body: String
         switch f.op {
         case .softmax, .logSoftmax: body = softmaxBody(f)
@@ -88,6 +115,8 @@ extension NativeCodeGenerator {
             out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
             body = crossEntropyBody(f, k)
         case .oneHot: body = oneHotBody(f)
+        case .gather: body = gatherBody(f)
+        case .scatterAdd: body = scatterAddBody(f)
         default: body = selectionBody(f)
         }
         return out + "\nextern \"C\" __global__ void \(name)(unsigned char *base) {\n"
@@ -127,8 +156,9 @@ extension NativeCodeGenerator {
 
     /// `Summation.pairwise` over `exp(p[i] - m)`, the exponentials computed where the sum reads
     /// them: the same additions in the same order as the CPU's pairwise sum over the stored values
-    /// (`Kernels.logsumexp` with a finite maximum), without storing them.
-    private static func shiftedPairwise(float64: Bool, _ k: Int) -> String {
+    /// (`Kernels.logsumexp` with a finite maximum), without storing them. `k`: the instruction
+    /// whose kernel calls it (`adjoint_pairwise_shifted_<k>`).
+    static func shiftedPairwise(float64: Bool, _ k: Int) -> String {
         let t = float64 ? "double" : "float", name = "adjoint_pairwise_shifted_\(k)"
         func e(_ i: String) -> String { unaryExpression(.exp, "(p[\(i)] - m)", float64: float64)! }
         return "\nstatic __device__ \(t) \(name)(const \(t) *p, \(t) m, long n) {\n"
@@ -239,5 +269,37 @@ extension NativeCodeGenerator {
                 + "for (long j = 0; j < \(extent * inner); j += \(inner)) y[j] = y[j] * inv;\n"
         }
         return out
+    }
+
+    /// Element `q` of a gather along its axis, as `Kernels.gather` copies it: the element of row
+    /// `indices[j]` as a word of the dtype's width (an index out of range reads row 0: its check
+    /// fails the call).
+    private static func gatherBody(_ f: CompiledProgram.Fallback) -> String {
+        let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: indexedAxis(f)!)
+        let count = f.inputs[1].type.elementCount, word = unsignedWord(f.output.type.dtype)
+        return "long o = q / \(Swift.max(1, count * inner)), j = (q / \(Swift.max(1, inner))) % \(Swift.max(1, count)), i = q % \(Swift.max(1, inner));\n"
+            + "long long r = ((const \(indexType(f.inputs[1].type.dtype)) *)(base + \(f.inputs[1].offset)))[j];\n"
+            + "if (r < 0 || r >= \(extent)) r = 0;\n"
+            + "((\(word) *)(base + \(f.output.offset)))[q] = ((const \(word) *)(base + \(f.inputs[0].offset)))[(o * \(extent) + r) * \(inner) + i];\n"
+    }
+
+    /// Column `q` (an (outer, inner) pair) of a scatter-add, as `Kernels.scatterAdd` computes it:
+    /// the base's elements copied, then each update added at its index's row in the order of the
+    /// indices — each column's additions in the CPU's order, and no two threads writing one
+    /// element (an index out of range is skipped: its check fails the call).
+    private static func scatterAddBody(_ f: CompiledProgram.Fallback) -> String {
+        let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: indexedAxis(f)!)
+        let count = f.inputs[1].type.elementCount, t = f.inputs[0].type.dtype == .float64 ? "double" : "float"
+        return "long o = q / \(Swift.max(1, inner)), i = q % \(Swift.max(1, inner));\n"
+            + "const \(t) *b = (const \(t) *)(base + \(f.inputs[0].offset)) + o * \(extent * inner) + i;\n"
+            + "const \(t) *u = (const \(t) *)(base + \(f.inputs[2].offset)) + o * \(count * inner) + i;\n"
+            + "\(t) *y = (\(t) *)(base + \(f.output.offset)) + o * \(extent * inner) + i;\n"
+            + "const \(indexType(f.inputs[1].type.dtype)) *index = (const \(indexType(f.inputs[1].type.dtype)) *)(base + \(f.inputs[1].offset));\n"
+            + "for (long r = 0; r < \(extent); r++) y[r * \(inner)] = b[r * \(inner)];\n"
+            + "for (long j = 0; j < \(count); j++) {\n"
+            + "long long r = index[j];\n"
+            + "if (r < 0 || r >= \(extent)) continue;\n"
+            + "y[r * \(inner)] = y[r * \(inner)] + u[j * \(inner)];\n"
+            + "}\n"
     }
 }

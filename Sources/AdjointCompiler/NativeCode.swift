@@ -183,9 +183,9 @@ struct NativeCodeGenerator {
     }
 
     /// Whether instruction `i` has a device kernel of its own (``cudaReduction(_:)``): a sum,
-    /// mean, maximum or minimum over an axis layout.
+    /// mean, maximum, minimum or log-sum-exp over an axis layout.
     static func hasReductionKernel(_ i: Instruction) -> Bool {
-        i.kind == .reduce && [.sum, .mean, .max, .min].contains(i.op)
+        i.kind == .reduce && [.sum, .mean, .max, .min, .logsumexp].contains(i.op)
     }
 
     static func reductionName(_ k: Int) -> String { "adjoint_reduce_\(k)" }
@@ -198,47 +198,63 @@ struct NativeCodeGenerator {
     /// The tree is built as the blocks arrive: equal-sized subtrees are combined left with right as
     /// soon as both exist, and what is left is combined from the right — the order of
     /// `Summation.tree`'s in-place passes, with a stack of at most 64 entries instead of an array
-    /// per block.
+    /// per block. A log-sum-exp is `Kernels.logsumexp`'s: the maximum so, then where it is finite
+    /// the sum so of the shifted exponentials — computed where the sum reads them, so nothing is
+    /// stored — and the maximum plus the sum's logarithm; the maximum itself where it is not finite.
     func cudaReduction(_ k: Int) -> String {
         let i = instructions[k], t = i.float64 ? "double" : "float", s = i.float64 ? "d" : "f", zero = i.float64 ? "0.0" : "0.0f"
         let (outer, extent, inner) = (i.outer, i.extent, i.inner)
-        let kind = i.op == .mean ? OpCode.sum : i.op
-        let combiner: OpCode = kind == .sum ? .add : kind == .max ? .maximum : .minimum
-        func combine(_ a: String, _ b: String) -> String { Self.binaryExpression(combiner, a, b, float64: i.float64)! }
-        /// `blocks` blocks, each `value` (C statements that set `v` for block `b`), combined as
-        /// they arrive into `acc` in `Summation.tree`'s order: equal subtrees left with right on a
-        /// 64-entry stack, what remains from the right.
-        func blockTree(_ blocks: Int, _ value: String) -> String {
-            "\(t) stack[64]; long sizes[64]; int top = 0;\n"
-                + "for (long b = 0; b < \(blocks); b++) {\n" + value
-                + "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
-                + "stack[top] = v; sizes[top] = size; top += 1;\n}\n"
-                + "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc"));\n"
+        /// C statements setting `acc` to the sum, maximum or minimum (`kind`) of the axis's
+        /// elements, element `r` read as `read(r)` (an index expression from `p`) and a contiguous
+        /// stretch summed pairwise by `pairwise(start, count)`.
+        func reduce(_ kind: OpCode, _ read: (String) -> String, _ pairwise: (String, String) -> String) -> String {
+            let combiner: OpCode = kind == .sum ? .add : kind == .max ? .maximum : .minimum
+            func combine(_ a: String, _ b: String) -> String { Self.binaryExpression(combiner, a, b, float64: i.float64)! }
+            /// `blocks` blocks, each `value` (C statements that set `v` for block `b`), combined as
+            /// they arrive into `acc` in `Summation.tree`'s order: equal subtrees left with right
+            /// on a 64-entry stack, what remains from the right.
+            func blockTree(_ blocks: Int, _ value: String) -> String {
+                "{ \(t) stack[64]; long sizes[64]; int top = 0;\n"
+                    + "for (long b = 0; b < \(blocks); b++) {\n" + value
+                    + "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
+                    + "stack[top] = v; sizes[top] = size; top += 1;\n}\n"
+                    + "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc")); }\n"
+            }
+            if inner == 1 {
+                if kind != .sum { return "acc = \(read("0")); for (long r = 1; r < \(extent); r++) acc = \(combine("acc", read("r")));\n" }
+                if extent <= Summation.blockSize { return "acc = \(pairwise("p", String(extent)));\n" }
+                let block = Summation.blockSize
+                return blockTree((extent + block - 1) / block,
+                                 "long lo = b * \(block), len = \(extent) - lo < \(block) ? \(extent) - lo : \(block);\n"
+                                 + "\(t) v = \(pairwise("p + lo", "len"));\n")
+            }
+            let rows = Summation.rowBlock
+            return blockTree((extent + rows - 1) / rows,
+                             "long r0 = b * \(rows), r1 = r0 + \(rows) < \(extent) ? r0 + \(rows) : \(extent);\n"
+                             + "\(t) v = \(read("r0 * \(inner)"));\n"
+                             + "for (long r = r0 + 1; r < r1; r++) v = \(combine("v", read("r * \(inner)")));\n")
         }
-        var out = "\nextern \"C\" __global__ void \(Self.reductionName(k))(unsigned char *base) {\n"
+        func element(_ r: String) -> String { "p[\(r)]" }
+        var out = i.op == .logsumexp && inner == 1 && extent > 0 ? Self.shiftedPairwise(float64: i.float64, k) : ""
+        out += "\nextern \"C\" __global__ void \(Self.reductionName(k))(unsigned char *base) {\n"
             + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (q >= \(outer * inner)) return;\n"
             + "const \(t) *x = (const \(t) *)(base + \(i.a)); \(t) *y = (\(t) *)(base + \(i.y));\n"
             + "\(t) acc = \(zero);\n"
-        if extent > 0, inner == 1 {
-            out += "const \(t) *p = x + q * \(extent);\n"
-            if kind != .sum {
-                out += "acc = p[0]; for (long r = 1; r < \(extent); r++) acc = \(combine("acc", "p[r]"));\n"
-            } else if extent <= Summation.blockSize {
-                out += "acc = adjoint_pairwise_\(s)(p, \(extent));\n"
-            } else {
-                let block = Summation.blockSize
-                out += blockTree((extent + block - 1) / block,
-                                 "long lo = b * \(block), len = \(extent) - lo < \(block) ? \(extent) - lo : \(block);\n"
-                                 + "\(t) v = adjoint_pairwise_\(s)(p + lo, len);\n")
+        if extent > 0 {
+            out += inner == 1 ? "const \(t) *p = x + q * \(extent);\n" : "const \(t) *p = x + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+            switch i.op {
+            case .logsumexp:
+                let shifted = { (r: String) in Self.unaryExpression(.exp, "(p[\(r)] - m)", float64: i.float64)! }
+                out += reduce(.max, element) { _, _ in "" }
+                    + "\(t) m = acc;\n"
+                    + "if (m - m == 0) {\n"
+                    + reduce(.sum, shifted) { "adjoint_pairwise_shifted_\(k)(\($0), m, \($1))" }
+                    + "acc = m + \(Self.unaryExpression(.log, "acc", float64: i.float64)!);\n"
+                    + "} else acc = m;\n"
+            default:
+                out += reduce(i.op == .mean ? .sum : i.op, element) { "adjoint_pairwise_\(s)(\($0), \($1))" }
             }
-        } else if extent > 0 {
-            let rows = Summation.rowBlock
-            out += "const \(t) *p = x + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
-                + blockTree((extent + rows - 1) / rows,
-                            "long r0 = b * \(rows), r1 = r0 + \(rows) < \(extent) ? r0 + \(rows) : \(extent);\n"
-                            + "\(t) v = p[r0 * \(inner)];\n"
-                            + "for (long r = r0 + 1; r < r1; r++) v = \(combine("v", "p[r * \(inner)]"));\n")
         }
         out += i.op == .mean ? "y[q] = acc / (\(t))\(extent);\n" : "y[q] = acc;\n"
         return out + "}\n"

@@ -72,7 +72,7 @@ struct CUDASourceTests {
         #expect(NativeCodeGenerator.helpers.contains("({ double v1"))
     }
 
-    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes, table-reading elementwise kernels, comparisons, selections, softmaxes, cross-entropy, one-hot and index checks included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
+    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes, table-reading elementwise kernels, comparisons, selections, softmaxes, cross-entropy, one-hot, gathers, scatter-adds and index checks included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
     func compiles() throws {
         let nvrtc = try #require(Self.nvrtc)
         #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
@@ -100,15 +100,20 @@ struct CUDASourceTests {
             let x = try Tensor.uniform([420, 300], key: RandomKey(seed: 1), low: -1, high: 1, dtype: dtype)
             let z = try Tensor.uniform([2, 70000], key: RandomKey(seed: 2), low: -1, high: 1, dtype: dtype)
             let program = try compile(native: .required) { (v: [Tensor]) in
-                [try v[0].sum(axes: [0]), try v[0].max(axes: [0]), try v[1].mean(axes: [1]), try v[1].min(axes: [1])]
+                [try v[0].sum(axes: [0]), try v[0].max(axes: [0]), try v[1].mean(axes: [1]), try v[1].min(axes: [1]),
+                 try v[0].logsumexp(axes: [0]), try v[1].logsumexp(axes: [1])]
             }.trace(for: [x, z]).program
             let reductions = program.instructions.indices.filter { NativeCodeGenerator.hasReductionKernel(program.instructions[$0]) }
-            #expect(reductions.count == 4, "\(dtype)")
-            let source = try #require(program.cudaSource(reductions: reductions))
-            let text = String(decoding: try nvrtc.compile(source, name: "reductions", target: .ptx(compute: 90)), as: UTF8.self)
-            for k in reductions { #expect(text.contains(".entry adjoint_reduce_\(k)("), "\(dtype)") }
-            #expect(!text.contains("fma.rn"), "\(dtype)")
-            #expect(try nvrtc.compile(source, name: "reductions", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            #expect(reductions.count == 6, "\(dtype)")
+            // Without library functions, no fused multiply-add; log-sum-exps call exp and log.
+            let exponential = reductions.filter { program.instructions[$0].op == .logsumexp }
+            for (part, ieee) in [(reductions.filter { !exponential.contains($0) }, true), (exponential, false)] {
+                let source = try #require(program.cudaSource(reductions: part))
+                let text = String(decoding: try nvrtc.compile(source, name: "reductions", target: .ptx(compute: 90)), as: UTF8.self)
+                for k in part { #expect(text.contains(".entry adjoint_reduce_\(k)("), "\(dtype)") }
+                if ieee { #expect(!text.contains("fma.rn"), "\(dtype)") }
+                #expect(try nvrtc.compile(source, name: "reductions", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            }
             // Elementwise kernels reading index tables from device memory (broadcasts, a gather,
             // a multiply-add), each a kernel of its own.
             let row = try Tensor.uniform([300], key: RandomKey(seed: 3), low: -1, high: 1, dtype: dtype)
@@ -124,21 +129,22 @@ struct CUDASourceTests {
             #expect(try nvrtc.compile(tableSource, name: "elementwise", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
             // Instructions the CPU interprets that have device kernels: comparisons and selections,
             // broadcasting, of float, integer and bool operands; softmax and log-softmax;
-            // cross-entropy and one-hot with the checks of their labels.
+            // cross-entropy, one-hot, a gather and a scatter-add with the checks of their indices.
             let labels = try Tensor((0..<420).map { Int64($0 % 7) }).reshaped([420, 1]), targets = Tensor((0..<420).map { Int32($0 % 300) })
             let selecting = try compile(native: .required) { (v: [Tensor]) in
                 let mask = try v[0].greater(v[1])
                 return [try Tensor.select(mask, v[0], 0.0), try v[2].lessEqual(v[2].reshaped([1, 420])), try mask.equal(v[0].less(0.5)),
-                        try v[0].softmax(axis: 0), try v[0].logSoftmax(axis: 1), try v[0].crossEntropy(labels: v[3]), try v[3].oneHot(depth: 300)]
+                        try v[0].softmax(axis: 0), try v[0].logSoftmax(axis: 1), try v[0].crossEntropy(labels: v[3]), try v[3].oneHot(depth: 300),
+                        try v[0].gather(v[3], axis: 1), try v[0].scatterAdd(v[3], v[0])]
             }.trace(for: [x, row, labels, targets]).program
             let selections = selecting.instructions.indices.filter {
                 selecting.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(selecting.fallbacks[$0], $0) != nil
             }
-            #expect(selections.count == 9, "\(dtype)")
+            #expect(selections.count == 11, "\(dtype)")
             let selectSource = try #require(selecting.cudaSource(interpreted: selections))
             let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
             for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
-            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 2, "\(dtype)")
+            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 4, "\(dtype)")
             #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }

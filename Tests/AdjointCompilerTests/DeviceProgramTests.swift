@@ -123,6 +123,8 @@ struct DeviceProgramTests {
             Issue.record("a program with an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(instruction, operation) {
             #expect(operation == OpCode.cast.rawValue && cast.instructions[instruction].kind == .fallback)
+            #expect(DeviceError.noDeviceForm(instruction: instruction, operation: operation).description
+                        == "instruction \(instruction) (convert.cast) has no device form yet")
         }
         // Without native code (`NativeCode.off`) each instruction is a kernel of its own: the same bits.
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try (v[0] * 2 + 1).sum(axes: [0]) * v[0].slice([0..<1])] }.trace(for: [a]).program
@@ -194,7 +196,8 @@ struct DeviceProgramTests {
         let emulator = try HostKernelEmulator()
         func uniform(_ shape: [Int], _ seed: UInt64) throws -> Tensor { try Self.uniform(shape, seed, dtype) }
         // (operand, the reduction): strided axes of 1, 5 and 7 blocks of 64 rows (the fixed tree's
-        // uneven shapes), contiguous axes within one 2¹⁵-element block and over 3 and 5 of them.
+        // uneven shapes), contiguous axes within one 2¹⁵-element block and over 3 and 5 of them;
+        // sums, means, maxima, minima and log-sum-exps.
         let cases: [(String, Tensor, (Tensor) throws -> Tensor)] = [
             ("sum, axis 0, 300 rows", try uniform([300, 700], 1), { try $0.sum(axes: [0]) }),
             ("mean, axis 0, 420 rows", try uniform([420, 300], 2), { try $0.mean(axes: [0]) }),
@@ -205,6 +208,12 @@ struct DeviceProgramTests {
             ("max, axis 1, 5,000 long", try uniform([20, 5000], 7), { try $0.max(axes: [1]) }),
             ("sum, axis 1, 30,000 long", try uniform([4, 30000], 8), { try $0.sum(axes: [1]) }),
             ("sum over an empty axis", try uniform([0, 70000], 9), { try $0.sum(axes: [0]) }),
+            ("log-sum-exp, axis 0, 300 rows", try uniform([300, 700], 11), { try $0.logsumexp(axes: [0]) }),
+            ("log-sum-exp, axis 1, 70,000 long", try uniform([3, 70000], 12), { try $0.logsumexp(axes: [1]) }),
+            ("log-sum-exp, axis 1, 5,000 long", try uniform([20, 5000], 13), { try $0.logsumexp(axes: [1]) }),
+            // Rows of +∞ and of −∞: a maximum that is not finite is the result.
+            ("log-sum-exp of infinite rows", try uniform([2, 5000], 14).abs() * Tensor([Double.infinity, -Double.infinity]).reshaped([2, 1]).cast(to: dtype),
+             { try $0.logsumexp(axes: [1]) }),
         ]
         for (name, x, reduction) in cases {
             // Arithmetic around the reduction: its operand is computed on the device, its result read there.
@@ -246,7 +255,7 @@ struct DeviceProgramTests {
         }
     }
 
-    @Test("comparisons, selections, softmaxes, cross-entropy and one-hot, which the CPU interprets, are kernels of their own (broadcasting; along any axis): the CPU's bits",
+    @Test("comparisons, selections, softmaxes, cross-entropy, one-hot, gathers and scatter-adds, which the CPU interprets, are kernels of their own (broadcasting; along any axis): the CPU's bits",
           arguments: [DType.float64, .float32])
     func interpretedKernels(dtype: DType) throws {
         let emulator = try HostKernelEmulator()
@@ -281,6 +290,16 @@ struct DeviceProgramTests {
             ("cross-entropy with int32 labels, its gradient (softmax less one-hot)", [try x * 30, targets], "adjoint_crossentropy_", { v in
                 [try v[0].crossEntropy(labels: v[1]), try gradient(at: v[0]) { x in try x.crossEntropy(labels: v[1]).mean() }]
             }),
+            // Index tensors as arguments (not constants the compiler folds into tables), with repeats.
+            ("gathers with index tensors along either axis, and their gradients (scatter-adds)",
+             [x, Tensor([Int32](arrayLiteral: 3, 0, 3, 29, 3)), try Tensor([Int64](arrayLiteral: 39, 0, 5, 5, 12, 1)).reshaped([3, 2]), try labels.reshaped([30]),
+              try uniform([5, 40], 4)],
+             "adjoint_gather_", { v in
+                [try v[0].gather(v[1]), try v[0].gather(v[2], axis: 1), try v[3].gather(v[1]),
+                 try gradient(at: v[0]) { x in try (x.gather(v[1]) * x.gather(v[1])).sum() + x.gather(v[2], axis: 1).sum() },
+                 // Three distinct updates added at row 3: their order shows in the rounding.
+                 try v[0].scatterAdd(v[1], v[4])]
+            }),
             ("one-hot of int64 labels in float64, float32, int32 and bool", [try labels.reshaped([30])], "adjoint_onehot_", { v in
                 [try v[0].oneHot(depth: 9), try v[0].oneHot(depth: 7, dtype: .float32), try v[0].oneHot(depth: 7, dtype: .int32),
                  try v[0].oneHot(depth: 8, dtype: .bool)]
@@ -298,26 +317,39 @@ struct DeviceProgramTests {
         }
     }
 
-    @Test("an index out of range on the device (cross-entropy's labels, one-hot's indices) is the CPU's error, for the first one in program order")
+    @Test("an interpreted instruction whose output shares bytes with an operand gets no device kernel (its threads would race)")
+    func overlappingRegions() {
+        let type = ValueType(dtype: .float64, shape: [4, 8])   // 256 bytes
+        func softmax(output: Int) -> CompiledProgram.Fallback {
+            CompiledProgram.Fallback(op: .softmax, attributes: .axis(1), inputs: [.init(offset: 0, type: type)], output: .init(offset: output, type: type))
+        }
+        #expect(NativeCodeGenerator.interpretedKernel(softmax(output: 256), 0)?.threads == 4)
+        #expect(NativeCodeGenerator.interpretedKernel(softmax(output: 0), 0) == nil)
+        #expect(NativeCodeGenerator.interpretedKernel(softmax(output: 248), 0) == nil)
+    }
+
+    @Test("an index out of range on the device (cross-entropy's labels, one-hot's and a gather's indices) is the CPU's error, for the first one in program order")
     func indexChecks() throws {
         let emulator = try HostKernelEmulator()
         let x = try Tensor.uniform([6, 5], key: RandomKey(seed: 1), low: -1, high: 1)
         let step = compile(native: .required) { (v: [Tensor]) -> [Tensor] in
-            [try v[0].crossEntropy(labels: v[1]).sum(), try v[2].oneHot(depth: 4)]
+            [try v[0].crossEntropy(labels: v[1]).sum(), try v[2].oneHot(depth: 4), try v[0].gather(v[3], axis: 1)]
         }
-        let good = [x, Tensor([Int64](arrayLiteral: 0, 1, 2, 3, 4, 0)), Tensor([Int32](arrayLiteral: 3, 2, 1))]
+        let good = [x, Tensor([Int64](arrayLiteral: 0, 1, 2, 3, 4, 0)), Tensor([Int32](arrayLiteral: 3, 2, 1)), Tensor([Int64](arrayLiteral: 4, 0))]
         let program = try step.trace(for: good).program
         let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
-        #expect(device.launches.filter { $0.kernel.hasPrefix("adjoint_check_") }.count == 2)
+        #expect(device.launches.filter { $0.kernel.hasPrefix("adjoint_check_") }.count == 3)
         let agree = try zip(device(good), program(good)).allSatisfy { $0.scalars(as: Double.self) == $1.scalars(as: Double.self) }
         #expect(agree)
         let cases: [([Tensor], TensorError)] = [
-            ([x, Tensor([Int64](arrayLiteral: 0, 1, 5, 3, -1, 0)), good[2]],
+            ([x, Tensor([Int64](arrayLiteral: 0, 1, 5, 3, -1, 0)), good[2], good[3]],
              .indexOutOfRange(op: OpCode.crossEntropyWithLogits.rawValue, index: 5, bound: 5, position: "indices element 2 (axis 1)")),
-            ([x, good[1], Tensor([Int32](arrayLiteral: 3, -2, 4))],
+            ([x, good[1], Tensor([Int32](arrayLiteral: 3, -2, 4)), good[3]],
              .indexOutOfRange(op: OpCode.oneHot.rawValue, index: -2, bound: 4, position: "indices element 1 (axis 1)")),
+            ([x, good[1], good[2], Tensor([Int64](arrayLiteral: 0, 5))],
+             .indexOutOfRange(op: OpCode.gather.rawValue, index: 5, bound: 5, position: "indices element 1 (axis 1)")),
             // Both: the first instruction's.
-            ([x, Tensor([Int64](arrayLiteral: 0, 1, 2, 3, 4, 9)), Tensor([Int32](arrayLiteral: 4, 0, 0))],
+            ([x, Tensor([Int64](arrayLiteral: 0, 1, 2, 3, 4, 9)), Tensor([Int32](arrayLiteral: 4, 0, 0)), good[3]],
              .indexOutOfRange(op: OpCode.crossEntropyWithLogits.rawValue, index: 9, bound: 5, position: "indices element 5 (axis 1)")),
         ]
         for (arguments, error) in cases {
