@@ -685,7 +685,8 @@ public final class CompiledProgram: @unchecked Sendable {
     /// one-thread kernels (what `DeviceProgram` runs: ``deviceSegments``); `reductions`:
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
     /// no run holds, a kernel each; `interpreted`: instructions the CPU interprets that have a
-    /// device kernel (comparisons, `where`, softmax: `NativeCodeGenerator.cudaInterpreted(_:_:)`), a kernel each.
+    /// device kernel (`NativeCodeGenerator.interpretedKernel(_:_:)`), a kernel each, with its index
+    /// check where it has one.
     package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = []) -> String? {
         // Kernels of single instructions need no native runs (a program may have none).
         let runs = native?.runs ?? []

@@ -5,6 +5,22 @@ let providedMacros: [any Macro.Type] = [
     ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self, SwiftADStepBodyMacro.self,
 ]
 
+/// A macro type `#externalMacro` names that this plugin does not provide.
+public struct UnknownMacro: Error, CustomStringConvertible {
+    public let module: String, type: String
+    public var description: String { "AdjointMacros provides no macro \(module).\(type)" }
+}
+
+/// The macro `#externalMacro(module:type:)` names, as the compiler asks for it.
+///
+/// - Throws: ``UnknownMacro`` for a module or type this plugin does not provide.
+public func providedMacro(module: String, type: String) throws -> any Macro.Type {
+    guard let macro = providedMacros.first(where: { String(reflecting: $0) == "\(module).\(type)" }) else {
+        throw UnknownMacro(module: module, type: type)
+    }
+    return macro
+}
+
 #if canImport(SwiftCompilerPlugin)
 // Built against the swift-syntax package (`ADJOINT_SWIFT_SYNTAX=package`, or a toolchain without
 // its own swift-syntax modules): its `CompilerPlugin` serves the compiler.
@@ -20,21 +36,13 @@ struct AdjointMacrosPlugin: CompilerPlugin {
 // `SwiftCompilerPlugin` wrapper: this is that wrapper's loop — messages from the compiler on
 // standard input, answers on standard output — over the protocol's SPI, as the wrapper itself
 // uses it. The SPI belongs to the same toolchain that compiles this file, so a change to it
-// fails this build (the package route above then still serves).
+// fails this build rather than a macro expansion (`ADJOINT_SWIFT_SYNTAX=package` then builds the
+// route above).
 @_spi(PluginMessage) import SwiftCompilerPluginMessageHandling
-
-/// A macro type `#externalMacro` names that this plugin does not provide.
-struct UnknownMacro: Error, CustomStringConvertible {
-    let module: String, type: String
-    var description: String { "AdjointMacros provides no macro \(module).\(type)" }
-}
 
 struct AdjointMacroProvider: PluginProvider {
     func resolveMacro(moduleName: String, typeName: String) throws -> any Macro.Type {
-        guard let macro = providedMacros.first(where: { String(reflecting: $0) == "\(moduleName).\(typeName)" }) else {
-            throw UnknownMacro(module: moduleName, type: typeName)
-        }
-        return macro
+        try providedMacro(module: moduleName, type: typeName)
     }
 }
 

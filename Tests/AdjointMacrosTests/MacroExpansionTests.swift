@@ -46,6 +46,17 @@ struct MacroExpansionTests {
         #expect(emitted == diagnostics, sourceLocation: sourceLocation)
     }
 
+    @Test("the plugin resolves the macros #externalMacro names, and only those")
+    func resolution() throws {
+        let found = try providedMacro(module: "AdjointMacros", type: "SwiftADStateMacro")
+        #expect(ObjectIdentifier(found) == ObjectIdentifier(SwiftADStateMacro.self))
+        for (module, type) in [("AdjointMacros", "NoSuchMacro"), ("OtherMacros", "SwiftADStateMacro")] {
+            #expect(throws: UnknownMacro.self) { try providedMacro(module: module, type: type) }
+        }
+        let error = #expect(throws: UnknownMacro.self) { try providedMacro(module: "OtherMacros", type: "M") }
+        #expect(error?.description == "AdjointMacros provides no macro OtherMacros.M")
+    }
+
     /// `text` without the whitespace that ends each line, nor the empty lines that open and close it
     /// (an attribute the expansion removes leaves its line break).
     static func trimmed(_ text: String) -> String {
