@@ -52,6 +52,7 @@ package final class CUDADriver: @unchecked Sendable {
     private typealias Elapsed = @convention(c) (UnsafeMutablePointer<Float>, OpaquePointer?, OpaquePointer?) -> Int32
     private typealias ToDeviceAsync = @convention(c) (UInt64, UnsafeRawPointer, Int, OpaquePointer?) -> Int32
     private typealias ToHostAsync = @convention(c) (UnsafeMutableRawPointer, UInt64, Int, OpaquePointer?) -> Int32
+    private typealias DeviceToDeviceAsync = @convention(c) (UInt64, UInt64, Int, OpaquePointer?) -> Int32
     private typealias ErrorString = @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
 
     private let initialize: Int1, deviceGet: DeviceGet, attribute: Attribute, name: Name, retain: Retain, setCurrent: SetCurrent
@@ -60,7 +61,7 @@ package final class CUDADriver: @unchecked Sendable {
     private let errorString: ErrorString
     private let streamCreate: Create, streamDestroy: Handle, streamSynchronize: Handle, streamWait: WaitEvent
     private let eventCreate: Create, eventDestroy: Handle, eventRecord: Record, eventQuery: Handle, eventSynchronize: Handle, eventElapsed: Elapsed
-    private let toDeviceAsync: ToDeviceAsync, toHostAsync: ToHostAsync
+    private let toDeviceAsync: ToDeviceAsync, toHostAsync: ToHostAsync, deviceToDeviceAsync: DeviceToDeviceAsync
 
     /// Device 0's primary context, made current on each thread that calls the driver (a context
     /// is current per thread; the first call on a new thread would otherwise find none).
@@ -111,6 +112,7 @@ package final class CUDADriver: @unchecked Sendable {
         eventElapsed = try symbol("cuEventElapsedTime", Elapsed.self)
         toDeviceAsync = try symbol("cuMemcpyHtoDAsync_v2", ToDeviceAsync.self)
         toHostAsync = try symbol("cuMemcpyDtoHAsync_v2", ToHostAsync.self)
+        deviceToDeviceAsync = try symbol("cuMemcpyDtoDAsync_v2", DeviceToDeviceAsync.self)
         self.handle = handle
         try check("cuInit", initialize(0))
         var device: Int32 = 0
@@ -236,6 +238,11 @@ package final class CUDADriver: @unchecked Sendable {
         package func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {
             try driver.makeCurrent()
             try driver.check("cuMemcpyDtoHAsync", driver.toHostAsync(destination, source, bytes, handle))
+        }
+        /// Copies `bytes` bytes between device addresses in the stream's order.
+        package func copy(device source: UInt64, toDevice destination: UInt64, bytes: Int) throws {
+            try driver.makeCurrent()
+            try driver.check("cuMemcpyDtoDAsync", driver.deviceToDeviceAsync(destination, source, bytes, handle))
         }
         /// An event recorded at this point of the stream.
         package func record() throws -> Event {

@@ -99,7 +99,8 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     /// within rounding for matmuls (cuBLAS's GEMMs). A trace throws ``DeviceError`` where the
     /// device cannot be used or the program has an instruction with no device form yet (an
     /// interpreted operator other than a comparison, a `where`, a softmax, a cross-entropy, a
-    /// one-hot encoding, a gather or a scatter-add).
+    /// one-hot encoding, a gather or a scatter-add). Called with tensors on that device
+    /// (`Tensor.to(_:)`), it leaves its results there, asynchronously, as operators do.
     public init(native: NativeCode = .automatic, device: Device = .cpu, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native
         self.device = device
@@ -126,7 +127,9 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
         if InterpreterStack.current.isActive {
             outputs = try trace.bundle.execute(tensors)
         } else if let onDevice = trace.onDevice {
-            outputs = try onDevice.withLock { try $0(tensors) }
+            // Arguments on the device: the results stay there too.
+            let resident = tensors.lazy.compactMap { $0.storage.deviceMemory as? DeviceBlock }.first?.tensors
+            outputs = try onDevice.withLock { program in try resident.map { try program.callResident(tensors, on: $0) } ?? program(tensors) }
         } else {
             outputs = try trace.program(tensors)
         }

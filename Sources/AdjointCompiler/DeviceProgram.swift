@@ -9,25 +9,55 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a one-hot
     /// encoding, a gather or a scatter-add): its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
+    /// An operator on a device tensor that has no kernel there yet (one with no device form).
+    case noDeviceKernel(operation: String, device: Device)
 
     public var description: String {
         switch self {
+        case let .noDeviceKernel(operation, device): return "\(operation) has no kernel on \(device) yet: copy its operands to the CPU (Tensor.to(.cpu)) for it"
         case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
         case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form yet"
         }
     }
 }
 
-/// The process's devices: a CUDA GPU's memory pool, made on first use (NVRTC and the driver
-/// loaded) and kept; a failure is kept too, so every use reports the same error.
+/// The process's devices: a CUDA GPU's memory pool and tensors, made on first use (NVRTC and the
+/// driver loaded) and kept; a failure is kept too, so every use reports the same error. Tests and
+/// the GPU check's emulation install a device of their own under another ordinal.
 package enum DeviceRuntime {
     private static let cuda = Lock<Result<DeviceMemoryPool, DeviceError>?>(nil)
+    private static let tensors = Lock<[Device: DeviceTensors]>([:])
+
+    /// Makes `pool`'s device the process's `device` (replacing one installed before; never
+    /// GPU 0 once it was used) and returns its tensors.
+    package static func install(_ pool: DeviceMemoryPool, as device: Device) -> DeviceTensors {
+        let made = DeviceTensors(device: device, pool: pool)
+        tensors.withLock { $0[device] = made }
+        DeviceBackends.register(made)
+        return made
+    }
+
+    /// The tensors of `device` (registered as its ``DeviceBackend``).
+    ///
+    /// - Throws: as ``pool(for:)``.
+    package static func tensors(for device: Device) throws -> DeviceTensors {
+        if let installed = tensors.withLock({ $0[device] }) { return installed }
+        let pool = try pool(for: device)
+        return tensors.withLock { installed in
+            if let earlier = installed[device] { return earlier }
+            let made = DeviceTensors(device: device, pool: pool)
+            installed[device] = made
+            DeviceBackends.register(made)
+            return made
+        }
+    }
 
     /// The memory pool (and so the kernel device) of `device`.
     ///
     /// - Throws: ``DeviceError/unavailable(device:reason:)`` for the CPU, a GPU other than 0, or
     ///   where NVRTC or the CUDA driver cannot be loaded.
     package static func pool(for device: Device) throws -> DeviceMemoryPool {
+        if let installed = tensors.withLock({ $0[device] }) { return installed.pool }
         guard device.kind == .cuda else { throw DeviceError.unavailable(device: device, reason: "compiled functions run on the CPU without a device") }
         guard device.ordinal == 0 else { throw DeviceError.unavailable(device: device, reason: "only GPU 0 is used") }
         let result = cuda.withLock { cached -> Result<DeviceMemoryPool, DeviceError> in
@@ -307,15 +337,7 @@ package final class DeviceProgram {
     ///   `TensorError.shapeMismatch(op:detail:)` naming an argument of another dtype or shape; the
     ///   device's copy errors.
     package func upload(_ arguments: [Tensor]) throws {
-        guard arguments.count == program.arguments.count else {
-            throw TensorError.invalidArgument(op: "DeviceProgram", detail: "called with \(arguments.count) arguments; the program takes \(program.arguments.count)")
-        }
-        for (a, value) in arguments.enumerated() {
-            let place = program.arguments[a]
-            guard value.dtype == place.type.dtype, value.shape == place.type.shape else {
-                throw TensorError.shapeMismatch(op: "DeviceProgram", detail: "argument \(a) was compiled as \(place.type), got \(value.valueType)")
-            }
-        }
+        try checkArguments(arguments)
         do {
             for (a, value) in arguments.enumerated() {
                 let place = program.arguments[a]
@@ -325,6 +347,65 @@ package final class DeviceProgram {
             // The copies enqueued read the arguments: they run before the caller may free them.
             try? stream.synchronize()
             throw error
+        }
+    }
+
+    /// Throws unless `arguments` are the program's in number, dtypes and shapes.
+    private func checkArguments(_ arguments: [Tensor]) throws {
+        guard arguments.count == program.arguments.count else {
+            throw TensorError.invalidArgument(op: "DeviceProgram", detail: "called with \(arguments.count) arguments; the program takes \(program.arguments.count)")
+        }
+        for (a, value) in arguments.enumerated() {
+            let place = program.arguments[a]
+            guard value.dtype == place.type.dtype, value.shape == place.type.shape else {
+                throw TensorError.shapeMismatch(op: "DeviceProgram", detail: "argument \(a) was compiled as \(place.type), got \(value.valueType)")
+            }
+        }
+    }
+
+    /// Runs the program on arguments on its device (``DeviceTensors``) — or in host memory,
+    /// copied in — and leaves the outputs there: each in a block of its own, written on the
+    /// program's stream, which a read of them waits for. Nothing waits for the stream here unless
+    /// the program checks indices (the check's status is read back to throw the CPU's error).
+    ///
+    /// - Throws: `TensorError.deviceMismatch(op:detail:)` for an argument on another device; as
+    ///   ``callAsFunction(_:)`` does otherwise.
+    package func callResident(_ arguments: [Tensor], on tensors: DeviceTensors) throws -> [Tensor] {
+        try checkArguments(arguments)
+        guard tensors.pool === pool else {
+            throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "the program runs on \(device.name), its arguments' device is another")
+        }
+        return try withExtendedLifetime(arguments) {
+            var outputs: [Tensor] = []
+            do {
+                for (a, value) in arguments.enumerated() {
+                    let place = program.arguments[a], destination = frame + UInt64(place.offset), bytes = place.type.byteCount
+                    guard bytes > 0 else { continue }
+                    if let memory = value.storage.deviceMemory {
+                        guard let block = memory as? DeviceBlock, block.tensors === tensors else {
+                            throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "argument \(a) is on \(value.device), the program on \(tensors.device)")
+                        }
+                        try block.use(on: stream)
+                        try stream.copy(device: value.deviceAddress!, toDevice: destination, bytes: bytes)
+                    } else {
+                        try stream.copy(value.rawPointer, toDevice: destination, bytes: bytes)
+                    }
+                }
+                try launch()
+                for place in program.outputs {
+                    let bytes = place.type.byteCount, block = try DeviceBlock(bytes: bytes, stream: stream, tensors: tensors)
+                    if bytes > 0 { try stream.copy(device: frame + UInt64(place.offset), toDevice: block.address, bytes: bytes) }
+                    outputs.append(block.tensor(place.type))
+                }
+                if let status = try downloadStatus() {
+                    try stream.synchronize()
+                    try Self.throwFailedCheck(status, checks)
+                }
+            } catch {
+                try? stream.synchronize()
+                throw error
+            }
+            return outputs
         }
     }
 

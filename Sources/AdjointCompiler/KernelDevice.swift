@@ -38,6 +38,8 @@ package protocol KernelStream: AnyObject {
     /// unchanged) until the stream has been synchronised past the copy.
     func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws
     func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws
+    /// Copies between device addresses in the stream's order.
+    func copy(device source: UInt64, toDevice destination: UInt64, bytes: Int) throws
     /// An event at this point of the stream.
     func record() throws -> any KernelEvent
     /// Makes later work on the stream wait for `event`.
@@ -152,6 +154,7 @@ package final class CUDAKernelDevice: KernelDevice {
         }
         func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws { try stream.copy(source, toDevice: destination, bytes: bytes) }
         func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws { try stream.copy(source, toHost: destination, bytes: bytes) }
+        func copy(device source: UInt64, toDevice destination: UInt64, bytes: Int) throws { try stream.copy(device: source, toDevice: destination, bytes: bytes) }
         func record() throws -> any KernelEvent { Event(try stream.record()) }
         func wait(_ event: any KernelEvent) throws { try stream.wait(try Event.of(event).event) }
         func synchronize() throws { try stream.synchronize() }
@@ -304,6 +307,10 @@ package final class HostKernelEmulator: KernelDevice {
         init(_ device: HostKernelEmulator) { self.device = device }
         func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws { try device.copy(source, toDevice: destination, bytes: bytes) }
         func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws { try device.copy(source, toHost: destination, bytes: bytes) }
+        func copy(device source: UInt64, toDevice destination: UInt64, bytes: Int) throws {
+            guard bytes > 0 else { return }
+            UnsafeMutableRawPointer(bitPattern: UInt(destination))!.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(source))!, byteCount: bytes)
+        }
         func record() throws -> any KernelEvent { Event() }
         func wait(_ event: any KernelEvent) throws {
             guard event is Event else { throw KernelDeviceError.foreignStream("the event") }

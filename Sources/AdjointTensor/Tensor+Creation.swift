@@ -61,9 +61,10 @@ extension Tensor {
         try dispatch1(.full, .fill(shape: shape, value: value, dtype: dtype), [])
     }
 
-    /// Zeros (or `value`) with this tensor's shape and dtype.
-    public func zerosLike() throws -> Tensor { try Tensor.full(shape, 0, dtype: dtype) }
-    public func onesLike() throws -> Tensor { try Tensor.full(shape, 1, dtype: dtype) }
+    /// Zeros (or ones) with this tensor's shape and dtype.
+    /// On this tensor's device.
+    public func zerosLike() throws -> Tensor { try Tensor.full(shape, 0, dtype: dtype, on: device) }
+    public func onesLike() throws -> Tensor { try Tensor.full(shape, 1, dtype: dtype, on: device) }
 
     /// `start, start + step, …` below `end`.
     public static func arange(_ start: Double = 0, _ end: Double, step: Double = 1, dtype: DType = .float64) throws -> Tensor {

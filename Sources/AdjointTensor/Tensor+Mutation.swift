@@ -28,10 +28,11 @@ extension Tensor {
     /// that already read the old values keeps them (and never fails at backward because of this
     /// write). Otherwise the write is in place and allocates nothing. Tracked values (those an
     /// interpreter level has tagged) cannot be written this way: the write would bypass
-    /// differentiation.
+    /// differentiation; nor can a device tensor's.
     ///
     /// - Throws: ``TensorError/dtypeMismatch(op:detail:)`` when `T` is not the element type;
-    ///   ``TensorError/invalidArgument(op:detail:)`` when an interpreter level tracks the tensor.
+    ///   ``TensorError/invalidArgument(op:detail:)`` when an interpreter level tracks the tensor;
+    ///   ``TensorError/deviceMismatch(op:detail:)`` for a tensor on a device.
     @inlinable
     public mutating func withUnsafeMutableScalars<T: TensorScalar, R>(as _: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) throws -> R {
         let base = try exclusiveElements(T.dtype, scalarType: T.self)
@@ -48,6 +49,9 @@ extension Tensor {
         }
         guard traceTags.isEmpty else {
             throw TensorError.invalidArgument(op: op, detail: "the tensor is tracked by interpreter level \(traceTags.firstLevel); write an untracked copy (`untracked`) instead")
+        }
+        guard storage.deviceMemory == nil else {
+            throw TensorError.deviceMismatch(op: op, detail: "the tensor is on \(device); its elements are written by operators there (or copy it to the CPU with to(.cpu))")
         }
         makeUnique()
         return rawPointer

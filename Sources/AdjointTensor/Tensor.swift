@@ -187,6 +187,13 @@ public struct Tensor {
         return true
     }
 
+    /// Takes `value`'s elements (same shape and dtype) as this value's, keeping its tags: what an
+    /// in-place operator on a device tensor does.
+    mutating func replaceStorage(with value: Tensor) {
+        precondition(value.shape == shape && value.dtype == dtype, "replaceStorage: \(value.valueType) for \(valueType)")
+        (storage, offset) = (value.storage, value.offset)
+    }
+
     /// Copies the elements into new storage of their own.
     private mutating func moveToOwnStorage() {
         let fresh = Tensor(uninitialized: shape, dtype: dtype)

@@ -17,6 +17,10 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case invalidArgument(op: String, detail: String)
     /// An element value that cannot be converted or used.
     case invalidValue(op: String, detail: String)
+    /// Operands on different devices (a CPU scalar, rank 0, goes with any device's operands).
+    case deviceMismatch(op: String, detail: String)
+    /// A device that cannot be used: why.
+    case deviceUnavailable(device: Device, reason: String)
 
     public var description: String {
         switch self {
@@ -32,6 +36,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
             return "\(op): the slice \(requested) on axis \(axis) does not fit a tensor of shape \(shapeText(shape)): axis \(axis) has \(n) elements, so bounds must lie in 0...\(n) (or -\(n)...-1, counted from the end)"
         case let .invalidArgument(op, detail): return "\(op): invalid argument: \(detail)"
         case let .invalidValue(op, detail): return "\(op): invalid value: \(detail)"
+        case let .deviceMismatch(op, detail): return "\(op): operands on different devices: \(detail)"
+        case let .deviceUnavailable(device, reason): return "device \(device) is unavailable: \(reason)"
         }
     }
 }

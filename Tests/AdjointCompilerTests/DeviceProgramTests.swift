@@ -477,6 +477,7 @@ final class CountingDevice: KernelDevice {
 final class OtherStream: KernelStream {
     func copy(_ source: UnsafeRawPointer, toDevice destination: UInt64, bytes: Int) throws {}
     func copy(_ source: UInt64, toHost destination: UnsafeMutableRawPointer, bytes: Int) throws {}
+    func copy(device source: UInt64, toDevice destination: UInt64, bytes: Int) throws {}
     func record() throws -> any KernelEvent { ManualEvent() }
     func wait(_ event: any KernelEvent) throws {}
     func synchronize() throws {}

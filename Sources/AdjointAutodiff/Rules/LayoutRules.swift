@@ -52,7 +52,7 @@ extension DerivativeRules {
         case .gather:
             return .linear(saving: DerivativeRule.Saves(inputs: [1])) { c in
                 guard case let .axis(axis) = c.attributes else { return [nil, nil] }
-                let zeros = try Tensor.zeros(c.shape(0), dtype: c.dtype(0))
+                let zeros = try Tensor.full(c.shape(0), 0, dtype: c.dtype(0), on: c.cotangent.device)
                 return [try zeros.scatterAdd(c.input(1), c.cotangent, axis: axis), nil]
             }
         case .scatterAdd:

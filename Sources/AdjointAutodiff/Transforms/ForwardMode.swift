@@ -23,7 +23,7 @@ public func jvp<P: ParameterCollection, R: ParameterCollection>(
         k += 1
     }
     let y = try InterpreterStack.current.withLevel(level) { try f(seeded) }
-    let tangents = try y.tensors.map { t in try level.tangent(of: t) ?? Tensor.zeros(t.shape, dtype: t.dtype) }
+    let tangents = try y.tensors.map { t in try level.tangent(of: t) ?? Tensor.full(t.shape, 0, dtype: t.dtype, on: t.device) }
     let value = y.mapTensors { t in
         var t = t
         t.traceTags.remove(level: level.levelID)

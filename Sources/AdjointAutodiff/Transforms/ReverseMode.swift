@@ -155,9 +155,13 @@ public struct Pullback<Argument: ParameterCollection, Result: ParameterCollectio
     public func release() { tape.release() }
 }
 
-/// Fills symbolic zeros with zero tensors and packs cotangents into the argument's structure.
+/// Fills symbolic zeros with zero tensors (on the devices of the structure's tensors) and packs
+/// cotangents into the argument's structure.
 func materialize<P: ParameterCollection>(_ cotangents: [Tensor?], types: [ValueType], into structure: P) throws -> P {
-    let filled = try zip(cotangents, types).map { g, type in try g ?? Tensor.zeros(type.shape, dtype: type.dtype) }
+    let devices = structure.tensors.map(\.device)
+    let filled = try zip(cotangents, types).enumerated().map { k, pair in
+        try pair.0 ?? Tensor.full(pair.1.shape, 0, dtype: pair.1.dtype, on: k < devices.count ? devices[k] : .cpu)
+    }
     return structure.replacingTensors(with: filled)
 }
 

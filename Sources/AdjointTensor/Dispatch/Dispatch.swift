@@ -1,7 +1,8 @@
 /// The single entry point of every tensor operation.
 ///
 /// Validates the inputs and attributes (throwing ``TensorError`` naming the operator), runs the
-/// CPU kernel, and passes the call through the active interpreter levels of the current thread.
+/// CPU kernel — or, where an operand lives on a device, the device's (``DeviceBackend``) — and
+/// passes the call through the active interpreter levels of the current thread.
 ///
 /// - Returns: The operator's outputs (one for every operator today).
 public func dispatch(_ op: OpCode, _ attributes: Attributes = .none, _ inputs: [Tensor]) throws -> [Tensor] {
@@ -34,7 +35,7 @@ package func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs:
 package func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
     precondition(op.family == .unary, "dispatchUnary called with \(op.rawValue)")
     let stack = InterpreterStack.current
-    guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [x]) }
+    guard kernelMayRunDirectly(stack), x.storage.deviceMemory == nil else { return try dispatch1(op, .none, [x]) }
     var output = try Kernels.unary(op, x)
     guard stack.isActive else { return output }
     try withBorrowedOperand(x) { try stack.observeElementwise(op, $0, output: &output) }
@@ -46,7 +47,7 @@ package func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
 package func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     precondition(op.family == .binary && op != .multiplyAdd, "dispatchBinary called with \(op.rawValue)")
     let stack = InterpreterStack.current
-    guard kernelMayRunDirectly(stack) else { return try dispatch1(op, .none, [a, b]) }
+    guard kernelMayRunDirectly(stack), a.storage.deviceMemory == nil, b.storage.deviceMemory == nil else { return try dispatch1(op, .none, [a, b]) }
     var output = try Kernels.binary(op, a, b)
     guard stack.isActive else { return output }
     try withBorrowedOperands(a, b) { try stack.observeElementwise(op, $0, output: &output) }
@@ -141,8 +142,14 @@ package func dispatchInPlace(_ op: OpCode, _ attributes: Attributes, target: ino
     if stack.isActive, !target.traceTags.isEmpty || operands.contains(where: { !$0.traceTags.isEmpty }) {
         before = target
     }
-    target.makeUnique()
-    try Kernels.executeInPlace(op, attributes, target: target, operands: operands)
+    if let backend = Tensor.deviceBackend([target] + operands) {
+        // A device storage is never written in place: the target takes the new value's storage.
+        let value = try backend.execute(op, attributes, [target.untracked] + operands)
+        target.replaceStorage(with: value)
+    } else {
+        target.makeUnique()
+        try Kernels.executeInPlace(op, attributes, target: target, operands: operands)
+    }
     guard let before else { return }
     var call = OpCall(op: op, attributes: attributes, inputs: [before] + operands, output: target.untracked)
     try stack.observe(&call)

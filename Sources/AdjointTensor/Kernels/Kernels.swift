@@ -1,10 +1,12 @@
 /// The CPU kernels behind ``dispatch(_:_:_:)``: one file per operator family.
 package enum Kernels {
-    /// Validates and runs `op`; returns its output (every operator has one today).
+    /// Validates and runs `op`; returns its output (every operator has one today). Where an
+    /// operand is on a device, its ``DeviceBackend`` runs the operator there instead.
     ///
     /// Under ``ExecutionPolicy/float64Debug`` an arithmetic operator whose floating-point inputs are
     /// all float32 runs on float64 copies and its float result is rounded to float32 once.
     package static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
+        if let backend = Tensor.deviceBackend(inputs) { return try backend.execute(op, attributes, inputs) }
         let settings = NumericSettings.current
         if let low = settings.lowPrecision, op.family.computesArithmetic,
            inputs.contains(where: { $0.dtype == .float32 }), !inputs.contains(where: { $0.dtype.isFloatingPoint && $0.dtype != .float32 }) {

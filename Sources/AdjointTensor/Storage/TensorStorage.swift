@@ -2,9 +2,9 @@
 /// Where a tensor's elements live, or where a compiled function runs: a device and, on the CPU, a
 /// pooled aligned block.
 ///
-/// Tensors live on the CPU. A CUDA GPU runs compiled functions (`compile(device: .cuda())`): their
-/// programs' kernels are generated and compiled at run time, and the tensors they take and return
-/// are copied to and from it.
+/// Tensors live on the CPU unless copied to a CUDA GPU (`Tensor.to(.cuda())`, from
+/// `AdjointCompiler`); operators then run where their operands are, with kernels generated and
+/// compiled at run time. Compiled functions run on a GPU too (`compile(device: .cuda())`).
 public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
     /// Kinds of device.
     public enum Kind: String, Hashable, Codable, Sendable {
@@ -18,7 +18,7 @@ public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
     public init(kind: Kind, ordinal: Int) { (self.kind, self.ordinal) = (kind, ordinal) }
 
     public static let cpu = Device(kind: .cpu, ordinal: 0)
-    /// CUDA GPU `ordinal` (only GPU 0 runs anything yet).
+    /// CUDA GPU `ordinal` (only GPU 0 runs anything).
     public static func cuda(_ ordinal: Int = 0) -> Device { Device(kind: .cuda, ordinal: ordinal) }
     public var description: String { ordinal == 0 ? kind.rawValue : "\(kind.rawValue):\(ordinal)" }
 }
@@ -30,16 +30,34 @@ public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
 /// in-place write copies first unless the writer's reference is the only one
 /// (`isKnownUniquelyReferenced`, see ``Tensor/hasSharedStorage()``): a tape therefore always
 /// reads the values it saved, and nothing needs counting beside Swift's own reference count.
+///
+/// A device tensor's storage holds a block of the device's memory (``deviceMemory``), written
+/// once by the operator that made it and never in place (an in-place operator on a device tensor
+/// gives the tensor new storage). Its host ``pointer`` is a copy of the elements made on first
+/// use, after waiting for the device: reading a device tensor's values through it synchronises.
 // @unchecked Sendable: the fields are immutable; the elements are written only by a holder that
-// copy-on-write found to be the only reference (or through memory the caller allocated and owns).
+// copy-on-write found to be the only reference (or through memory the caller allocated and owns);
+// a device storage's host copy is made once, under its lock, and never written after.
 public final class TensorStorage: @unchecked Sendable {
-    public let pointer: UnsafeMutableRawPointer
+    /// The elements in host memory; nil for a device storage until ``pointer`` copies them.
+    @usableFromInline let host: UnsafeMutableRawPointer?
+    /// Bytes of the block holding the elements (in device memory for a device storage).
     public let capacity: Int
     public let elementCount: Int
     public let dtype: DType
     public let device: Device
+    /// The device memory holding the elements (nil: they are in host memory).
+    package let deviceMemory: (any DeviceMemory)?
+    /// A device storage's host copy and its block's capacity, made on first use of ``pointer``.
+    private let hostCopy: Lock<(pointer: UnsafeMutableRawPointer, capacity: Int)?>?
     /// The memory accounts charged for this storage (see ``MemoryAccount``).
     private let account: AccountChain?
+
+    /// The first element in host memory. For a device storage, a copy of the elements made on
+    /// the first use (waiting for the device's work on them) and kept: reading it synchronises.
+    /// A device that cannot be read stops the process here; `Tensor.to(.cpu)` throws instead.
+    @inlinable
+    public var pointer: UnsafeMutableRawPointer { host ?? copiedToHost() }
 
     package init(dtype: DType, elementCount: Int, device: Device = .cpu) {
         let bytes = Swift.max(elementCount, 1) * dtype.byteSize
@@ -47,18 +65,57 @@ public final class TensorStorage: @unchecked Sendable {
         // A pooled block may have held elements of another type: bind it to this storage's
         // element type, so typed access (``typed(_:)``) is to memory bound to that type.
         dtype.bindElements(block.pointer, capacity: block.capacity / dtype.byteSize)
-        self.pointer = block.pointer
+        self.host = block.pointer
         self.capacity = block.capacity
         self.elementCount = elementCount
         self.dtype = dtype
         self.device = device
+        deviceMemory = nil
+        hostCopy = nil
         account = AccountChain.current
         account?.charge(block.capacity)
     }
 
+    /// Storage of `elementCount` elements in `memory`, a block of `capacity` bytes on `device`
+    /// (not charged to the host's memory accounts).
+    package init(dtype: DType, elementCount: Int, device: Device, memory: any DeviceMemory, capacity: Int) {
+        precondition(device != .cpu && capacity >= elementCount * dtype.byteSize, "device storage of \(elementCount) \(dtype) in \(capacity) bytes on \(device)")
+        host = nil
+        self.capacity = capacity
+        self.elementCount = elementCount
+        self.dtype = dtype
+        self.device = device
+        deviceMemory = memory
+        hostCopy = Lock(nil)
+        account = nil
+    }
+
     deinit {
-        account?.charge(-capacity)
-        StoragePool.shared.deallocate(pointer, capacity: capacity)
+        if let host {
+            account?.charge(-capacity)
+            StoragePool.shared.deallocate(host, capacity: capacity)
+        } else if let copy = hostCopy?.withLock({ $0 }) {
+            StoragePool.shared.deallocate(copy.pointer, capacity: copy.capacity)
+        }
+    }
+
+    /// A device storage's host copy (made now if there is none).
+    @usableFromInline
+    func copiedToHost() -> UnsafeMutableRawPointer {
+        guard let hostCopy, let deviceMemory else { preconditionFailure("a host storage without host memory") }
+        return hostCopy.withLock { copy in
+            if let copy { return copy.pointer }
+            let bytes = elementCount * dtype.byteSize
+            let block = StoragePool.shared.allocate(byteCount: Swift.max(bytes, 1))
+            dtype.bindElements(block.pointer, capacity: block.capacity / dtype.byteSize)
+            do {
+                try deviceMemory.read(into: block.pointer, offset: 0, bytes: bytes)
+            } catch {
+                fatalError("reading a tensor on \(device): \(error) (Tensor.to(.cpu) throws this error instead)")
+            }
+            copy = (block.pointer, block.capacity)
+            return block.pointer
+        }
     }
 
     /// Typed view of the elements: `T` is the element type of ``dtype`` (the memory is bound to

@@ -1,0 +1,193 @@
+import Adjoint
+@testable import AdjointCompiler
+import AdjointIR
+import Foundation
+import Testing
+
+/// Tensors on a device, with the host emulation of the CUDA kernels installed as device
+/// `cuda:9` (`DeviceRuntime.install`): operators run where their operands are, through the same
+/// generated kernels a GPU runs, and give the CPU's results.
+@Suite("Device tensors, on the host emulation of the CUDA kernels")
+struct DeviceTensorTests {
+    static let device = Device.cuda(9)
+    /// The emulated device, installed once for the test process.
+    static let tensors: Result<DeviceTensors, any Error> = Result {
+        DeviceRuntime.install(DeviceMemoryPool(device: try HostKernelEmulator()), as: device)
+    }
+
+    static func uniform(_ shape: [Int], _ seed: UInt64, _ dtype: DType = .float64) throws -> Tensor {
+        try Tensor.uniform(shape, key: RandomKey(seed: seed), low: -1, high: 1, dtype: dtype)
+    }
+
+    static func bits(_ t: Tensor) -> [UInt64] { DeviceProgramTests.bits(t) }
+
+    @Test("to(_:) copies to the device and back; values read on the device synchronise and equal the CPU's, views included")
+    func roundTrip() throws {
+        _ = try Self.tensors.get()
+        for dtype in [DType.float64, .float32, .int64, .int32, .bool] {
+            let x = try Tensor.arange(0, 12, dtype: .float64).reshaped([3, 4]).cast(to: dtype)
+            let d = try x.to(Self.device)
+            #expect(d.device == Self.device && d.storage.deviceMemory != nil)
+            #expect(d.valueType == x.valueType)
+            let back = try d.to(.cpu)
+            #expect(back.device == .cpu && back.storage.deviceMemory == nil)
+            #expect(back.doubles == x.doubles, "\(dtype)")
+            #expect(d.doubles == x.doubles, "\(dtype): reading a device tensor's values")
+            #expect(try d.to(Self.device).sharesStorage(with: d))
+        }
+        let rows = try Self.uniform([5, 3], 1).to(Self.device)
+        let row = try rows[2]   // a view sharing the device storage
+        #expect(try row.to(.cpu).doubles == (try rows.to(.cpu)[2]).doubles)
+        #expect(try (row * 2).to(.cpu).doubles == (try rows.to(.cpu)[2] * 2).doubles)
+    }
+
+    @Test("elementwise operators, broadcasts, reductions, softmax and comparisons on the device are the CPU's bit for bit; results stay there")
+    func operators() throws {
+        _ = try Self.tensors.get()
+        for dtype in [DType.float64, .float32] {
+            let a = try Self.uniform([4, 6], 2, dtype), b = try Self.uniform([6], 3, dtype)
+            let (da, db) = (try a.to(Self.device), try b.to(Self.device))
+            let cases: [(String, (Tensor, Tensor) throws -> Tensor)] = [
+                ("add", { try $0 + $1 }), ("mul", { try $0 * $1 }), ("div", { try $0 / ($1 + 3) }),
+                ("exp", { x, _ in try x.exp() }), ("tanh", { x, _ in try x.tanh() }), ("relu", { x, _ in try x.relu() }),
+                ("scalar", { x, _ in try x * 2.5 - 1 }),
+                ("sum", { x, _ in try x.sum(axes: [0]) }), ("mean", { x, _ in try x.mean() }), ("max", { x, _ in try x.max(axes: [1]) }),
+                ("softmax", { x, _ in try x.softmax(axis: 1) }), ("logsumexp", { x, _ in try x.logsumexp(axes: [1]) }),
+                ("where", { x, y in try Tensor.select(x.greater(y), x, y) }),
+                ("transpose", { x, _ in try x.transposed() }), ("reshape", { x, _ in try x.reshaped([6, 4]) }),
+            ]
+            for (name, f) in cases {
+                let expected = try f(a, b), got = try f(da, db)
+                #expect(got.device == Self.device, "\(name) \(dtype)")
+                let host = try got.to(.cpu)
+                #expect(host.valueType == expected.valueType && Self.bits(host) == Self.bits(expected), "\(name) \(dtype)")
+            }
+            let m = try Self.uniform([6, 5], 4, dtype)
+            let product = try da.matmul(try m.to(Self.device)).to(.cpu), cpu = try a.matmul(m)
+            #expect(DeviceProgramTests.relativeDifference(product, cpu) <= 1e-6)
+        }
+    }
+
+    @Test("operands on different devices are a typed error naming the operand; a CPU scalar goes with any device")
+    func mixedDevices() throws {
+        _ = try Self.tensors.get()
+        let x = try Self.uniform([3], 5), d = try x.to(Self.device)
+        #expect(throws: TensorError.deviceMismatch(op: "binary.add", detail: "operand 1 (f64[3]) is on the CPU, another operand on cuda:9: copy it there with Tensor.to(_:) (only scalars, rank 0, go with any device)")) {
+            try d + x
+        }
+        #expect(try (d + Tensor(2.0)).to(.cpu).doubles == (try x + 2).doubles)
+        #expect(throws: DeviceError.unavailable(device: .cuda(5), reason: "only GPU 0 is used")) { try x.to(.cuda(5)) }
+        var written = d
+        #expect(throws: TensorError.self) { try written.withUnsafeMutableScalars(as: Double.self) { $0[0] = 1 } }
+        #expect(throws: DeviceError.noDeviceKernel(operation: "reduction.argmax", device: Self.device)) { try d.argmax(axis: 0) }
+    }
+
+    @Test("in-place operators give a device tensor new storage: other holders keep the old value")
+    func inPlace() throws {
+        _ = try Self.tensors.get()
+        let x = try Self.uniform([4, 3], 6), g = try Self.uniform([4, 3], 7)
+        var d = try x.to(Self.device)
+        let held = d
+        try d.add_(try g.to(Self.device))
+        try d.multiplyAdd_(Tensor(-0.5), try g.to(Self.device))
+        try d.assign(try Tensor.zeros([3]).to(Self.device), at: [1..<2])
+        var cpu = x
+        try cpu.add_(g)
+        try cpu.multiplyAdd_(Tensor(-0.5), g)
+        try cpu.assign(try Tensor.zeros([3]), at: [1..<2])
+        #expect(d.device == Self.device)
+        #expect(Self.bits(try d.to(.cpu)) == Self.bits(cpu))
+        #expect(Self.bits(try held.to(.cpu)) == Self.bits(x))
+    }
+
+    @Test("gradients, forward-mode derivatives and compiled steps of device tensors are the CPU's, and stay on the device")
+    func transforms() throws {
+        _ = try Self.tensors.get()
+        let x = try Self.uniform([16, 5], 8, .float32), labels = Tensor((0..<16).map { Int64($0 % 3) })
+        let w = [try Self.uniform([5, 7], 9, .float32), try Self.uniform([7], 10, .float32), try Self.uniform([7, 3], 11, .float32)]
+        func loss(_ x: Tensor, _ labels: Tensor, _ w: [Tensor]) throws -> Tensor {
+            try (x.matmul(w[0]) + w[1]).relu().matmul(w[2]).crossEntropy(labels: labels).mean()
+        }
+        let (dx, dl) = (try x.to(Self.device), try labels.to(Self.device))
+        let dw = try w.map { try $0.to(Self.device) }
+        let (value, grads) = try valueWithGradient(at: w) { try loss(x, labels, $0) }
+        let (dValue, dGradient) = try valueWithGradient(at: dw) { try loss(dx, dl, $0) }
+        #expect(dValue.device == Self.device && dGradient.allSatisfy { $0.device == Self.device })
+        #expect(DeviceProgramTests.relativeDifference(try dValue.to(.cpu), value) <= 1e-6)
+        for (a, b) in zip(dGradient, grads) { #expect(DeviceProgramTests.relativeDifference(try a.to(.cpu), b) <= 1e-6) }
+
+        // A gather's gradient makes its zeros on the device.
+        let table = try Self.uniform([6, 2], 12), index = Tensor([Int64(4), 1, 4])
+        let g = try gradient(at: table) { try $0.gather(index, axis: 0).sum() }
+        let dg = try gradient(at: try table.to(Self.device)) { try $0.gather(try index.to(Self.device), axis: 0).sum() }
+        #expect(try dg.device == Self.device && Self.bits(try dg.to(.cpu)) == Self.bits(g))
+
+        // An input the result does not depend on gets zeros on its device.
+        let unused = try gradient(at: [try table.to(Self.device), try x.to(Self.device)]) { v in try v[0].sum() }
+        #expect(try unused[1].device == Self.device && (try unused[1].to(.cpu)).doubles.allSatisfy { $0 == 0 })
+
+        let direction = try Self.uniform([6, 2], 13)
+        let (_, tangent) = try jvp(at: table, direction: direction) { try ($0 * $0).tanh().sum(axes: [1]) }
+        let (_, dTangent) = try jvp(at: try table.to(Self.device), direction: try direction.to(Self.device)) { try ($0 * $0).tanh().sum(axes: [1]) }
+        #expect(try dTangent.device == Self.device && Self.bits(try dTangent.to(.cpu)) == Self.bits(tangent))
+
+        let step = compile(device: Self.device) { (v: [Tensor]) -> [Tensor] in
+            let g = try gradient(at: Array(v[2...])) { try loss(v[0], v[1], $0) }
+            return try zip(v[2...], g).map { try $0 - $1 * 0.1 }
+        }
+        let next = try step([dx, dl] + dw)
+        #expect(next.allSatisfy { $0.device == Self.device })
+        let cpuNext = try zip(w, grads).map { try $0 - $1 * 0.1 }
+        for (a, b) in zip(next, cpuNext) { #expect(DeviceProgramTests.relativeDifference(try a.to(.cpu), b) <= 1e-6) }
+        #expect(throws: TensorError.self) { _ = try gradient(at: x) { try $0.to(Self.device).sum() } }
+    }
+
+    @Test("an index out of range on the device throws the CPU's error")
+    func indexErrors() throws {
+        _ = try Self.tensors.get()
+        let table = try Self.uniform([4, 2], 14), bad = Tensor([Int64(1), 7])
+        var expected: (any Error)?
+        do { _ = try table.gather(bad, axis: 0) } catch { expected = error }
+        do {
+            _ = try table.to(Self.device).gather(try bad.to(Self.device), axis: 0)
+            Issue.record("no error")
+        } catch {
+            #expect("\(error)" == "\(expected!)")
+        }
+    }
+
+    @Test("operator programs are made once per signature and thread; device memory goes back to the pool with the tensors; events and synchronize")
+    func programsAndMemory() throws {
+        // A device of its own: the counters are no other test's.
+        let device = Device.cuda(10), tensors = DeviceRuntime.install(DeviceMemoryPool(device: try HostKernelEmulator()), as: device)
+        func work() throws -> Tensor {
+            let x = try Self.uniform([64, 64], 15).to(device)
+            return try (try x.exp()).exp() + x
+        }
+        _ = try work() * 2   // makes the operators' programs (their frames stay in device memory)
+        let programs = tensors.programCount, before = tensors.pool.statistics.liveBytes
+        #expect(programs == 3)   // exp (twice, one signature), add, mul
+        do {
+            let y = try work()
+            #expect(tensors.programCount == programs)
+            #expect(try device.memoryStatistics().liveBytes >= before + 64 * 64 * 8)
+            let start = try DeviceEvent(recordedOn: device)
+            _ = try y * 2
+            let end = try DeviceEvent(recordedOn: device)
+            try end.synchronize()
+            #expect(try end.isComplete() && end.milliseconds(since: start) >= 0)
+            try device.synchronize()
+        }
+        #expect(tensors.programCount == programs)
+        #expect(tensors.pool.statistics.liveBytes == before)
+        #expect(throws: DeviceError.self) { try DeviceEvent(recordedOn: .cpu) }
+    }
+
+    @Test("a tensor made on one thread is used on another thread's stream")
+    func otherThreads() async throws {
+        _ = try Self.tensors.get()
+        let x = try Self.uniform([8], 16), d = try x.to(Self.device)
+        let got = try await Task.detached { try (d * d).to(.cpu) }.value
+        #expect(Self.bits(got) == Self.bits(try x * x))
+    }
+}
