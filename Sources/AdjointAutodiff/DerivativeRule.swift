@@ -155,10 +155,12 @@ package struct JVPContext: DerivativeContext {
     /// The tangent of input `i`, or `nil` when it is zero.
     package func tangent(_ i: Int) -> Tensor? { i < tangents.count ? tangents[i] : nil }
 
-    /// The tangent of input `i`, with zeros (on the input's device) in place of a symbolic zero.
+    /// The tangent of input `i`, with zeros in place of a symbolic zero (on the device of the
+    /// other inputs' tangents).
     package func tangentOrZeros(_ i: Int) throws -> Tensor {
         if let t = tangent(i) { return t }
-        return try Tensor.full(shape(i), 0, dtype: dtype(i), on: input(i).device)
+        let device = tangents.lazy.compactMap { $0?.device }.first ?? .cpu
+        return try Tensor.full(shape(i), 0, dtype: dtype(i), on: device)
     }
 
     /// The output's tangent built from `t`, broadcast to the output's shape if an input was broadcast.
