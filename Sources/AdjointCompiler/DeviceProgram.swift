@@ -7,7 +7,8 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     case unavailable(device: Device, reason: String)
     /// An instruction with no device form yet (an operator the interpreter runs through the
     /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a one-hot
-    /// encoding, a gather or a scatter-add): its position in the program and what it is.
+    /// encoding, a gather, a scatter-add, a cast without 16-bit floats or an `argmax`): its
+    /// position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
     /// An operator on a device tensor that has no kernel there yet (one with no device form).
     case noDeviceKernel(operation: String, device: Device)
@@ -94,15 +95,16 @@ package enum DeviceRuntime {
 /// (`NativeCodeGenerator.cudaElementwise(_:)`); so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
 /// thread per line, a cross-entropy, one thread per example, a one-hot encoding, a gather with an
-/// index tensor and a scatter-add (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the last four
-/// after a one-thread kernel that checks their indices, whose status words a call reads back to
-/// throw the CPU's error.
+/// index tensor, a scatter-add, a cast between float64, float32, int64, int32 and bool, and an
+/// `argmax` (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators and the casts to
+/// an integer type after a one-thread kernel that checks their operand, whose status words a
+/// call reads back to throw the CPU's error.
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
 /// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
-/// an order of its own). Programs with other interpreted operators (casts, `argmax`, …) throw
-/// ``DeviceError/noDeviceForm(instruction:operation:)``.
+/// an order of its own). Programs with other interpreted operators (16-bit float casts, custom
+/// operators) throw ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool
@@ -117,10 +119,10 @@ package final class DeviceProgram {
     /// operands, their partials, the index checks' status words, the batched products' address
     /// arrays and the elementwise kernels' index tables.
     private let blocks: [(address: UInt64, capacity: Int)]
-    /// The index checks (`NativeCodeGenerator.indexCheck(_:)`), in program order: the instruction,
-    /// its operator, the bound and the axis its error names. Check `c` writes its three status
-    /// words at `statusAddress + 24·c`.
-    private let checks: [(instruction: Int, op: OpCode, bound: Int, axis: Int)]
+    /// The checks (`NativeCodeGenerator.deviceCheck(_:)`), in program order: the instruction, its
+    /// operator and what it checks. Check `c` writes its three status words at
+    /// `statusAddress + 24·c`.
+    private let checks: [(instruction: Int, op: OpCode, check: DeviceCheck)]
     private let statusAddress: UInt64
     private var frame: UInt64 { blocks[0].address }
 
@@ -194,7 +196,7 @@ package final class DeviceProgram {
         let elementwise = order.compactMap { work -> Int? in if case let .elementwise(k) = work { k } else { nil } }
         let interpreted = order.compactMap { work -> Int? in if case let .interpreted(k) = work { k } else { nil } }
         let checks = interpreted.compactMap { k in
-            NativeCodeGenerator.indexCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, bound: $0.bound, axis: $0.axis) }
+            NativeCodeGenerator.deviceCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, check: $0) }
         }
         // A program of matmuls alone has no kernels to compile.
         let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted)
@@ -472,14 +474,22 @@ package final class DeviceProgram {
         return status
     }
 
-    /// Throws the CPU's error for the first check (in program order) that found an index out of
-    /// range: what `Kernels.readIndices` throws there.
-    static func throwFailedCheck(_ status: Tensor?, _ checks: [(instruction: Int, op: OpCode, bound: Int, axis: Int)]) throws {
+    /// Throws the CPU's error for the first check (in program order) that failed: what
+    /// `Kernels.readIndices` throws for an index out of range, what `Kernels.cast` throws for a
+    /// value its integer target cannot hold.
+    static func throwFailedCheck(_ status: Tensor?, _ checks: [(instruction: Int, op: OpCode, check: DeviceCheck)]) throws {
         guard let status else { return }
         let words = status.scalars(as: Int64.self)
         for (c, check) in checks.enumerated() where words[3 * c] != 0 {
-            throw TensorError.indexOutOfRange(op: check.op.rawValue, index: Int(words[3 * c + 2]), bound: check.bound,
-                                              position: "indices element \(words[3 * c + 1]) (axis \(check.axis))")
+            let (position, value) = (words[3 * c + 1], words[3 * c + 2])
+            switch check.check {
+            case let .indices(_, bound, axis):
+                throw TensorError.indexOutOfRange(op: check.op.rawValue, index: Int(value), bound: bound, position: "indices element \(position) (axis \(axis))")
+            case let .castValues(from, to):
+                let detail = from == .int64 ? "element \(position) = \(value) does not fit i32"
+                                            : "element \(position) = \(Double(bitPattern: UInt64(bitPattern: value))) cannot convert to \(to)"
+                throw TensorError.invalidValue(op: check.op.rawValue, detail: detail)
+            }
         }
     }
 }

@@ -3,11 +3,20 @@ import AdjointTensor
 
 // MARK: - Device kernels for instructions the CPU interprets
 
+/// A check a device runs before an interpreted instruction's kernel (see
+/// `NativeCodeGenerator.deviceCheck(_:)`), and so the CPU's error when it fails.
+package enum DeviceCheck: Equatable, Sendable {
+    /// The indices in operand `operand` lie in `0 ..< bound` (the error names `axis`).
+    case indices(operand: Int, bound: Int, axis: Int)
+    /// A cast's elements (of `from`) are representable in the integer type `to`.
+    case castValues(from: DType, to: DType)
+}
+
 extension NativeCodeGenerator {
     /// The device kernel of interpreted instruction `k` (`f`), when it has one: its name and the
     /// threads a launch runs (one per output element of a comparison, a `where`, a one-hot
-    /// encoding or a gather; one per line of a softmax, per example of a cross-entropy, per column
-    /// of a scatter-add). Operands must each be in a frame region of their own (none read through a
+    /// encoding, a gather or a cast; one per line of a softmax or an `argmax`, per example of a
+    /// cross-entropy, per column of a scatter-add). Operands must each be in a frame region of their own (none read through a
     /// folded gather's table), and the output in one no operand shares: the threads write their
     /// elements while others still read theirs (a softmax's log form even reads its operand after
     /// writing its output), which the CPU's kernels, writing a new tensor, never see. The planner
@@ -53,6 +62,18 @@ extension NativeCodeGenerator {
                   f.inputs[2].type.dtype == f.inputs[0].type.dtype, f.output.type == f.inputs[0].type, let axis = indexedAxis(f) else { return nil }
             let (outer, _, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
             return ("adjoint_scatteradd_\(k)", outer * inner)
+        case .cast:
+            // Between float64, float32, int64, int32 and bool (not the 16-bit floats).
+            guard f.inputs.count == 1, castable(f.inputs[0].type.dtype), castable(f.output.type.dtype),
+                  f.output.type.shape == f.inputs[0].type.shape else { return nil }
+            return ("adjoint_cast_\(k)", f.output.type.elementCount)
+        case .argmax:
+            guard f.inputs.count == 1, [.float64, .float32].contains(f.inputs[0].type.dtype), f.output.type.dtype == .int64,
+                  case let .axisKeepDims(raw, _) = f.attributes, let axis = try? ShapeRules.axis(raw, rank: f.inputs[0].type.shape.count, op: f.op.rawValue),
+                  f.inputs[0].type.shape[axis] > 0 else { return nil }
+            let (outer, _, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
+            guard f.output.type.elementCount == outer * inner else { return nil }
+            return ("adjoint_argmax_\(k)", outer * inner)
         default:
             return nil
         }
@@ -64,21 +85,28 @@ extension NativeCodeGenerator {
         return try? ShapeRules.axis(raw, rank: f.inputs[0].type.shape.count, op: f.op.rawValue)
     }
 
-    /// The index check an interpreted instruction's kernel needs (cross-entropy's labels, one-hot's,
-    /// a gather's and a scatter-add's indices): the operand holding the indices, the bound every
-    /// index must be below and the axis the CPU's error names. A one-thread kernel
-    /// (`adjoint_check_<k>(base, status)`) runs before the instruction's and writes three 64-bit
-    /// words: 1, the first index out of range's position and its value — or 0 when every index is
-    /// in range — so the call can throw the CPU's error.
-    static func indexCheck(_ f: CompiledProgram.Fallback) -> (operand: Int, bound: Int, axis: Int)? {
+    /// Whether a cast's device kernel converts `dtype`.
+    private static func castable(_ dtype: DType) -> Bool { [.float64, .float32, .int64, .int32, .bool].contains(dtype) }
+
+    /// The check an interpreted instruction's kernel needs before it runs: cross-entropy's labels,
+    /// one-hot's, a gather's and a scatter-add's indices in range; a cast's elements representable
+    /// in its integer target. A one-thread kernel (`adjoint_check_<k>(base, status)`) runs before the
+    /// instruction's, reading the operand in order as the CPU's kernel does, and writes three
+    /// 64-bit words: 1, the first failing element's position and its value (an index, or a value's
+    /// float64 bits) — or 0 when all pass — so the call can throw the CPU's error.
+    static func deviceCheck(_ f: CompiledProgram.Fallback) -> DeviceCheck? {
         switch f.op {
-        case .crossEntropyWithLogits: return (1, f.inputs[0].type.shape.last ?? 0, f.inputs[0].type.shape.count - 1)
+        case .crossEntropyWithLogits: return .indices(operand: 1, bound: f.inputs[0].type.shape.last ?? 0, axis: f.inputs[0].type.shape.count - 1)
         case .oneHot:
             guard case let .oneHot(depth, _) = f.attributes else { return nil }
-            return (0, depth, f.inputs[0].type.shape.count)
+            return .indices(operand: 0, bound: depth, axis: f.inputs[0].type.shape.count)
         case .gather, .scatterAdd:
             guard let axis = indexedAxis(f) else { return nil }
-            return (1, f.inputs[0].type.shape[axis], axis)
+            return .indices(operand: 1, bound: f.inputs[0].type.shape[axis], axis: axis)
+        case .cast:
+            let (from, to) = (f.inputs[0].type.dtype, f.output.type.dtype)
+            guard to.isInteger, from.isFloatingPoint || (from == .int64 && to == .int32) else { return nil }
+            return .castValues(from: from, to: to)
         default: return nil
         }
     }
@@ -107,9 +135,15 @@ extension NativeCodeGenerator {
     static func cudaInterpreted(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
         let (name, threads) = interpretedKernel(f, k)!
         var out = ""
-        if let check = indexCheck(f) { out += checkKernel(f.inputs[check.operand], bound: check.bound, k) }
+        switch deviceCheck(f) {
+        case let .indices(operand, bound, _)?: out += checkKernel(f.inputs[operand], bound: bound, k)
+        case let .castValues(from, to)?: out += castCheckKernel(f.inputs[0], from: from, to: to, k)
+        case nil: break
+        }
         let body: String
         switch f.op {
+        case .cast: body = castBody(f)
+        case .argmax: body = argmaxBody(f)
         case .softmax, .logSoftmax: body = softmaxBody(f)
         case .crossEntropyWithLogits:
             out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
@@ -152,6 +186,87 @@ extension NativeCodeGenerator {
             + "long long v = p[i];\n"
             + "if (v < 0 || v >= \(bound)) { status[0] = 1; status[1] = i; status[2] = v; return; }\n"
             + "}\n}\n"
+    }
+
+    /// The range a cast to the integer type `to` takes (`Kernels.checkRepresentable`'s bounds),
+    /// as C double literals.
+    private static func castBounds(_ to: DType) -> (low: String, high: String) {
+        to == .int32 ? ("-2147483648.0", "2147483647.0") : ("-9223372036854775808.0", "9223372036854774784.0")
+    }
+
+    /// ``deviceCheck(_:)``'s kernel for a cast to an integer type: one thread, in order, as
+    /// `Kernels.cast` converts — from a float, the value truncated must be finite and within the
+    /// target's range; from int64 to int32, the value must fit. The status's value word is the
+    /// float's value as float64 bits, or the integer.
+    private static func castCheckKernel(_ x: CompiledProgram.Operand, from: DType, to: DType, _ k: Int) -> String {
+        var out = "\nextern \"C\" __global__ void \(checkName(k))(unsigned char *base, void *words) {\n"
+            + "if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+            + "long long *status = (long long *)words;\n"
+            + "status[0] = 0; status[1] = 0; status[2] = 0;\n"
+        if from == .int64 {
+            return out + "const long long *p = (const long long *)(base + \(x.offset));\n"
+                + "for (long i = 0; i < \(x.type.elementCount); i++) {\n"
+                + "if (p[i] < -2147483648LL || p[i] > 2147483647LL) { status[0] = 1; status[1] = i; status[2] = p[i]; return; }\n"
+                + "}\n}\n"
+        }
+        let (low, high) = castBounds(to)
+        out += "const \(from == .float64 ? "double" : "float") *p = (const \(from == .float64 ? "double" : "float") *)(base + \(x.offset));\n"
+            + "for (long i = 0; i < \(x.type.elementCount); i++) {\n"
+            + "double v = (double)p[i], t = trunc(v);\n"
+            + "if (!(t - t == 0 && t >= \(low) && t <= \(high))) { union { double d; long long l; } u; u.d = v; status[0] = 1; status[1] = i; status[2] = u.l; return; }\n"
+            + "}\n}\n"
+        return out
+    }
+
+    /// Element `q` of a cast, as `Kernels.cast` converts it: through float64 (an int64 to float32
+    /// rounds twice, as there), floats to integers truncated toward zero (a value out of range
+    /// writes 0: its check fails the call), anything to bool as `x != 0`.
+    private static func castBody(_ f: CompiledProgram.Fallback) -> String {
+        let (from, to) = (f.inputs[0].type.dtype, f.output.type.dtype)
+        func c(_ d: DType) -> String {
+            switch d {
+            case .float64: "double"
+            case .float32: "float"
+            case .int64: "long long"
+            case .int32: "int"
+            default: "unsigned char"
+            }
+        }
+        var out = "const \(c(from)) *x = (const \(c(from)) *)(base + \(f.inputs[0].offset));\n"
+            + "\(c(to)) *y = (\(c(to)) *)(base + \(f.output.offset));\n"
+        if from == to { return out + "y[q] = x[q];\n" }
+        if to == .bool { return out + "y[q] = (unsigned char)(x[q] != 0);\n" }
+        if from == .bool { return out + "y[q] = x[q] ? (\(c(to)))1 : (\(c(to)))0;\n" }
+        switch (from, to) {
+        case (.int64, .int32): out += "y[q] = x[q] >= -2147483648LL && x[q] <= 2147483647LL ? (int)x[q] : 0;\n"
+        case (.int32, .int64): out += "y[q] = (long long)x[q];\n"
+        case (_, .float64), (.float64, .float32): out += "y[q] = (\(c(to)))x[q];\n"
+        case (_, .float32): out += "y[q] = (float)(double)x[q];\n"   // from an integer, through float64
+        default:
+            // A float to an integer.
+            let (low, high) = castBounds(to)
+            out += "double t = trunc((double)x[q]);\n"
+                + "y[q] = t - t == 0 && t >= \(low) && t <= \(high) ? (\(c(to)))t : 0;\n"
+        }
+        return out
+    }
+
+    /// Line `q` (an (outer, inner) pair) of an `argmax`, as `Kernels.argmax` finds it: the first
+    /// largest element's position along the axis, or the first NaN's.
+    private static func argmaxBody(_ f: CompiledProgram.Fallback) -> String {
+        guard case let .axisKeepDims(raw, _) = f.attributes,
+              let axis = try? ShapeRules.axis(raw, rank: f.inputs[0].type.shape.count, op: f.op.rawValue) else { preconditionFailure("an argmax without its axis") }
+        let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
+        let t = f.inputs[0].type.dtype == .float64 ? "double" : "float"
+        return "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+            + "\(t) best = x[0]; long long index = 0;\n"
+            + "if (best == best) {\n"
+            + "for (long r = 1; r < \(extent); r++) {\n"
+            + "\(t) v = x[r * \(inner)];\n"
+            + "if (v != v) { index = r; break; }\n"
+            + "if (v > best) { best = v; index = r; }\n"
+            + "}\n}\n"
+            + "((long long *)(base + \(f.output.offset)))[q] = index;\n"
     }
 
     /// `Summation.pairwise` over `exp(p[i] - m)`, the exponentials computed where the sum reads

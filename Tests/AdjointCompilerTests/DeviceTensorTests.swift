@@ -68,6 +68,57 @@ struct DeviceTensorTests {
         }
     }
 
+    @Test("casts between float64, float32, int64, int32 and bool, and argmax, on the device are the CPU's bit for bit, errors included")
+    func castsAndArgmax() throws {
+        _ = try Self.tensors.get()
+        let values: [Double] = [0, -0.0, 1.5, -2.5, 2.9, -7.99, 3e9, -3e9, 1e18, 0.1, 123456789.123, -1]
+        let x = Tensor(values)
+        let types: [DType] = [.float64, .float32, .int64, .int32, .bool]
+        for from in types {
+            // Each source type holds what it can of the values (int32 without ±3e9, 1e18).
+            let source: Tensor
+            switch from {
+            case .int32: source = try Tensor(values.map { Swift.abs($0) < 2e9 ? $0 : 7 }).cast(to: .int32)
+            case .int64, .bool: source = try x.cast(to: from)
+            default: source = try x.cast(to: from)
+            }
+            let device = try source.to(Self.device)
+            for to in types {
+                var expected: Result<[UInt64], TensorError>
+                do { expected = .success(Self.words(try source.cast(to: to))) } catch let e as TensorError { expected = .failure(e) }
+                var got: Result<[UInt64], TensorError>
+                do { got = .success(Self.words(try device.cast(to: to).to(.cpu))) } catch let e as TensorError { got = .failure(e) }
+                #expect(got == expected, "\(from) → \(to)")
+            }
+        }
+        // Errors: the first element out of range, as the CPU names it.
+        let failing: [(Tensor, DType)] = [(Tensor([1.0, .nan, .infinity]), .int64), (Tensor([Float(1), 5e9]), .int32), (Tensor([Int64(1), 1 << 40]), .int32)]
+        for (source, to) in failing {
+            var expected = "", got = ""
+            do { _ = try source.cast(to: to) } catch { expected = "\(error)" }
+            do { _ = try source.to(Self.device).cast(to: to).to(.cpu) } catch { got = "\(error)" }
+            #expect(!expected.isEmpty && got == expected)
+        }
+        let m = try Tensor([1.0, 3, 3, -1, .nan, 2, .nan, 0, -5, -4, -4, -6]).reshaped([3, 4])
+        for dtype in [DType.float64, .float32] {
+            let h = try m.cast(to: dtype), d = try h.to(Self.device)
+            for (axis, keep) in [(0, false), (1, false), (1, true), (-1, false)] {
+                let expected = try h.argmax(axis: axis, keepDims: keep), got = try d.argmax(axis: axis, keepDims: keep).to(.cpu)
+                #expect(got.valueType == expected.valueType && got.scalars(as: Int64.self) == expected.scalars(as: Int64.self), "\(dtype) axis \(axis)")
+            }
+        }
+    }
+
+    /// The elements as 64-bit words (bits of floats, values of integers and booleans).
+    static func words(_ t: Tensor) -> [UInt64] {
+        switch t.dtype {
+        case .float64, .float32: bits(t)
+        case .int64: t.scalars(as: Int64.self).map { UInt64(bitPattern: $0) }
+        case .int32: t.scalars(as: Int32.self).map { UInt64(bitPattern: Int64($0)) }
+        default: t.doubles.map { $0.bitPattern }
+        }
+    }
+
     @Test("operands on different devices are a typed error naming the operand; a CPU scalar goes with any device")
     func mixedDevices() throws {
         _ = try Self.tensors.get()
@@ -79,7 +130,7 @@ struct DeviceTensorTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(5), reason: "only GPU 0 is used")) { try x.to(.cuda(5)) }
         var written = d
         #expect(throws: TensorError.self) { try written.withUnsafeMutableScalars(as: Double.self) { $0[0] = 1 } }
-        #expect(throws: DeviceError.noDeviceKernel(operation: "reduction.argmax", device: Self.device)) { try d.argmax(axis: 0) }
+        #expect(throws: DeviceError.noDeviceKernel(operation: "convert.cast", device: Self.device)) { try d.cast(to: .float16) }
     }
 
     @Test("in-place operators give a device tensor new storage: other holders keep the old value")
