@@ -23,7 +23,7 @@ public final class Tape: InterpreterLevel {
         var outputType: ValueType
         var savedOutput: SavedTensor?
         /// Set when the op has a rank-0 rule and every input and the output are float64 or
-        /// float32 scalars of one dtype (see ``ScalarVJP``).
+        /// float32 scalars of one dtype on the CPU (see ``ScalarVJP``).
         var scalarForm: ScalarVJP?
 
         var inputRange: Range<Int> { inputStart ..< inputStart + Int(inputCount) }
@@ -127,7 +127,9 @@ extension Tape.Recorded {
         let start = inputs.count
         let saves = rule.saves
         var scalarForm = ScalarVJP(op)
-        if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32)
+        // Not on a device: its values would be read back one by one, and its cotangents would
+        // become CPU numbers where the device's rules need tensors there.
+        if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32) || output.storage.deviceMemory != nil
             || operand.indices.contains(where: { !operand[$0].pointee.shape.isEmpty || operand[$0].pointee.dtype != output.dtype }) {
             scalarForm = nil
         }

@@ -193,6 +193,32 @@ struct DeviceTensorTests {
         #expect(throws: TensorError.self) { _ = try gradient(at: x) { try $0.to(Self.device).sum() } }
     }
 
+    @Test("unroll through time on device tensors gives the CPU's loss and gradients, with every checkpoint schedule")
+    func unrollOnDevice() throws {
+        _ = try Self.tensors.get()
+        typealias Step = TensorStep<Tensor, Tensor, [String: Tensor], Tensor>
+        let step = Step { s, x, p in
+            let next = try (p["A"]!.matmul(s) + p["b"]! + x).tanh()
+            return (next, try (next * next).sum())
+        }
+        let loss = Step.Loss.both(perStep: { s, y in try (s - 0.3).pow(2).mean() + y * 0.01 }, final: { s in try (s * s).sum() })
+        let parameters = ["A": try Self.uniform([4, 4], 17), "b": try Self.uniform([4, 1], 18)]
+        let s0 = try Self.uniform([4, 1], 19), inputs = try (0..<9).map { try Self.uniform([4, 1], 20 + UInt64($0)) }
+        let dParameters = try parameters.mapValues { try $0.to(Self.device) }
+        let (dS0, dInputs) = (try s0.to(Self.device), try inputs.map { try $0.to(Self.device) })
+        for schedule in [CheckpointSchedule.storeAll, .binomial(snapshots: 3)] {
+            let cpu = try unroll(step, from: s0, parameters: parameters, inputs: inputs, loss: loss, schedule: schedule)
+            let device = try unroll(step, from: dS0, parameters: dParameters, inputs: dInputs, loss: loss, schedule: schedule)
+            #expect(device.loss.bitPattern == cpu.loss.bitPattern, "\(schedule)")
+            #expect(try device.finalState.device == Self.device && Self.bits(try device.finalState.to(.cpu)) == Self.bits(cpu.finalState))
+            for name in ["A", "b"] {
+                let g = try #require(device.parameterGradient[name])
+                #expect(g.device == Self.device, "\(name)")
+                #expect(DeviceProgramTests.relativeDifference(try g.to(.cpu), cpu.parameterGradient[name]!) <= 1e-12, "\(name) \(schedule)")
+            }
+        }
+    }
+
     @Test("an index out of range on the device throws the CPU's error")
     func indexErrors() throws {
         _ = try Self.tensors.get()
