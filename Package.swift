@@ -100,7 +100,7 @@ let package = Package(
         .executableTarget(name: "adjoint", dependencies: ["AdjointCLI"]),
         // The GPU check scripts/device-check runs where a GPU is lent: generated CUDA kernels
         // against the native CPU code (no Swift toolchain there: a static release build).
-        .executableTarget(name: "adjoint-gpu-check", dependencies: ["AdjointCompiler"]),
+        .executableTarget(name: "adjoint-gpu-check", dependencies: ["AdjointCompiler", "AdjointStateful"]),
         .target(name: "AdjointExamples", dependencies: ["Adjoint"], path: "Examples/AdjointExamples"),
         .target(name: "AdjointSwiftADExamples", dependencies: ["AdjointSwiftAD", "AdjointExamples"], path: "Examples/AdjointSwiftADExamples"),
 

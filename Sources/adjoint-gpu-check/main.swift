@@ -1,8 +1,9 @@
 // adjoint-gpu-check: runs the native code generator's CUDA kernels on GPU 0 against the native
 // CPU code, run by run (`GPUKernelCheck`), then the programs without library functions whole on
 // the device (`DeviceProgram`) against the CPU's calls, timed, with MLP train steps (their matrix
-// products through cuBLAS; tanh and squared error, and the issue's relu and cross-entropy);
-// writes a JSON report.
+// products through cuBLAS; tanh and squared error, and the issue's relu and cross-entropy), then
+// eager computations on device tensors (Rosenbrock's gradient, the issue's MLP step, the heat
+// equation through `unroll`) against the CPU's, timed; writes a JSON report.
 //
 //   adjoint-gpu-check [--report report.json] [--elements N] [--prepare-only] [--emulate]
 //
@@ -18,6 +19,7 @@
 import AdjointAutodiff
 import AdjointCompiler
 import AdjointIR
+import AdjointStateful
 import AdjointTensor
 import Foundation
 
@@ -46,6 +48,20 @@ struct WholeProgramReport: Codable {
     var passed = false
 }
 
+/// An eager computation on device tensors (`Tensor.to(.cuda())`, one operator at a time on the
+/// thread's stream) against the same on the CPU: how its results compare, and the medians of its
+/// times on the host's clock (the device's work waited for at the end of each repeat).
+struct DeviceTensorReport: Codable {
+    var name: String
+    var tolerance = 0.0
+    var compared = 0, differing = 0
+    var maximumRelativeDifference = 0.0
+    var cpuMilliseconds = 0.0, deviceMilliseconds = 0.0
+    /// The device memory the device tensors and operator programs held at most.
+    var peakDeviceBytes = 0
+    var passed = false
+}
+
 struct Report: Codable {
     var device: String
     var nvrtc: String
@@ -55,6 +71,7 @@ struct Report: Codable {
     var wholePrograms: [WholeProgramReport]
     /// Whether `compile(device: .cuda())` gave the CPU's bits (nil: not run, under `--emulate`).
     var compiledOnDevice: Bool?
+    var deviceTensors: [DeviceTensorReport]
     var passed: Bool
 }
 
@@ -94,7 +111,7 @@ func rosenbrock(_ x: Tensor) throws -> Tensor {
 
 func heatStep(_ s: Tensor, _ p: Tensor) throws -> Tensor {
     let m = s.shape[0]
-    let zero = try Tensor.zeros([1], dtype: .float32)
+    let zero = try Tensor.zeros([1], dtype: .float32, on: s.device)
     let left = try Tensor.concat([zero, s.slice([0..<(m - 1)])]), right = try Tensor.concat([s.slice([1..<m]), zero])
     return try s + p.slice([0..<1]) * (left + right - s * 2) + p.slice([1..<2]) * s.tanh()
 }
@@ -139,18 +156,26 @@ do {
     fail("building the programs: \(error)", status: 1)
 }
 
+/// An MLP 784-512-512-10's data at `batch` (float32): inputs, targets (labels for the issue's
+/// model) and parameters (weights, zero biases).
+func mlpData(batch: Int, issueModel: Bool) throws -> (x: Tensor, target: Tensor, parameters: [Tensor]) {
+    let widths = [784, 512, 512, 10]
+    let x = try Tensor.uniform([batch, widths[0]], key: RandomKey(seed: 20), low: -1, high: 1, dtype: .float32)
+    let target: Tensor = issueModel ? Tensor((0..<batch).map { Int64(($0 * 7) % widths[3]) })
+        : try Tensor.uniform([batch, widths[3]], key: RandomKey(seed: 21), low: -1, high: 1, dtype: .float32)
+    var parameters: [Tensor] = []
+    for l in 0..<3 {
+        parameters.append(try Tensor.uniform([widths[l], widths[l + 1]], key: RandomKey(seed: 22 + UInt64(l)), low: -0.05, high: 0.05, dtype: .float32))
+        parameters.append(try Tensor.zeros([widths[l + 1]], dtype: .float32))
+    }
+    return (x, target, parameters)
+}
+
 /// An MLP 784-512-512-10's train step at `batch` (float32, biases): tanh and mean squared error
 /// against targets, or — the issue's model — `relu` and cross-entropy against labels; loss and
 /// the updated parameters.
 func mlpStep(batch: Int, issueModel: Bool) throws -> (CompiledProgram, [Tensor]) {
-    let widths = [784, 512, 512, 10]
-    let x = try Tensor.uniform([batch, widths[0]], key: RandomKey(seed: 20), low: -1, high: 1, dtype: .float32)
-    let target = issueModel ? Tensor((0..<batch).map { Int64(($0 * 7) % widths[3]) })
-        : try Tensor.uniform([batch, widths[3]], key: RandomKey(seed: 21), low: -1, high: 1, dtype: .float32)
-    let parameters = try (0..<3).flatMap { l in
-        [try Tensor.uniform([widths[l], widths[l + 1]], key: RandomKey(seed: 22 + UInt64(l)), low: -0.05, high: 0.05, dtype: .float32),
-         try Tensor.zeros([widths[l + 1]], dtype: .float32)]
-    }
+    let (x, target, parameters) = try mlpData(batch: batch, issueModel: issueModel)
     let step = compile(native: .required) { (a: [Tensor]) -> [Tensor] in
         let (loss, g) = try valueWithGradient(at: Array(a[2...])) { p in
             if issueModel {
@@ -301,9 +326,89 @@ if !emulate {
     }
 }
 
+// Eager computations on device tensors (the issue's eager targets): Rosenbrock's gradient, the
+// issue's MLP train step, and the heat equation's gradient through `unroll` (storeAll and
+// binomial:10), each against the CPU's eager run. Under `--emulate` the emulation is installed
+// as the device, at sizes it runs in seconds.
+var tensorReports: [DeviceTensorReport] = []
+do {
+    let gpu = Device.cuda(0)
+    let tensors = emulate ? DeviceRuntime.install(DeviceMemoryPool(device: device), as: gpu) : try DeviceRuntime.tensors(for: gpu)
+    let repeats = emulate ? 3 : 20
+    /// Compares `got` (on the device) with `expected`, times both, and records the report.
+    func measure(_ name: String, tolerance: Double, cpu: () throws -> [Tensor], device run: () throws -> [Tensor]) {
+        var entry = DeviceTensorReport(name: name, tolerance: tolerance)
+        do {
+            tensors.pool.resetPeak()
+            let expected = try cpu(), got = try run().map { try $0.to(.cpu) }
+            for (a, b) in zip(expected, got) {
+                for (u, v) in zip(a.doubles, b.doubles) {
+                    entry.compared += 1
+                    guard u.bitPattern != v.bitPattern, !(u.isNaN && v.isNaN) else { continue }
+                    entry.differing += 1
+                    let relative = abs(u - v) / max(abs(u), abs(v), 1)
+                    entry.maximumRelativeDifference = max(entry.maximumRelativeDifference, relative.isNaN ? .infinity : relative)
+                }
+            }
+            entry.cpuMilliseconds = try median(repeats) { _ = try cpu() }
+            entry.deviceMilliseconds = try median(repeats) {
+                _ = try run()
+                try gpu.synchronize()
+            }
+            entry.peakDeviceBytes = tensors.pool.statistics.peakBytes
+            entry.passed = entry.compared > 0 && (tolerance == 0 ? entry.differing == 0 : entry.maximumRelativeDifference <= tolerance)
+            print(String(format: "%@, eager on device tensors: %d compared, %d differ (max relative %.3g); CPU %.3f ms, device %.3f ms, %d device bytes at most: %@",
+                         name, entry.compared, entry.differing, entry.maximumRelativeDifference, entry.cpuMilliseconds, entry.deviceMilliseconds,
+                         entry.peakDeviceBytes, entry.passed ? "passed" : "FAILED"))
+        } catch {
+            entry.name += " (error: \(error))"
+            print("\(name), eager on device tensors: FAILED: \(error)")
+        }
+        tensorReports.append(entry)
+    }
+
+    let m = emulate ? 4096 : n
+    let x = try Tensor.uniform([m], key: RandomKey(seed: 9), low: -1, high: 1), dx = try x.to(gpu)
+    measure("Rosenbrock gradient, \(m) f64", tolerance: 0, cpu: { [try gradient(at: x, of: rosenbrock)] },
+            device: { [try gradient(at: dx, of: rosenbrock)] })
+
+    for batch in emulate ? [16] : [256, 4096] {
+        let (input, labels, parameters) = try mlpData(batch: batch, issueModel: true)
+        func step(_ x: Tensor, _ labels: Tensor, _ parameters: [Tensor]) throws -> [Tensor] {
+            let (loss, g) = try valueWithGradient(at: parameters) { p in
+                let h1 = try (x.matmul(p[0]) + p[1]).relu(), h2 = try (h1.matmul(p[2]) + p[3]).relu()
+                return try (h2.matmul(p[4]) + p[5]).crossEntropy(labels: labels).mean()
+            }
+            return [loss] + (try zip(parameters, g).map { try $0 - $1 * 0.01 })
+        }
+        let (dInput, dLabels, dParameters) = (try input.to(gpu), try labels.to(gpu), try parameters.map { try $0.to(gpu) })
+        measure("MLP 784-512-512-10 train step, batch \(batch), f32 (relu, cross-entropy)", tolerance: 1e-2,
+                cpu: { try step(input, labels, parameters) }, device: { try step(dInput, dLabels, dParameters) })
+    }
+
+    let cells = emulate ? 4096 : n, steps = emulate ? 3 : 1000
+    let s0 = try Tensor.uniform([cells], key: RandomKey(seed: 30), low: 0, high: 1, dtype: .float32)
+    let coefficients = Tensor([Float(0.1), Float(0.01)])
+    typealias Heat = TensorStep<Tensor, Void, Tensor, Tensor>
+    let heat = Heat { s, _, p in
+        let next = try heatStep(s, p)
+        return (next, try next.mean())
+    }
+    let loss = Heat.Loss.final { try $0.mean() }
+    let (dS0, dCoefficients) = (try s0.to(gpu), try coefficients.to(gpu))
+    for schedule in [CheckpointSchedule.storeAll, .binomial(snapshots: 10)] {
+        measure("heat equation gradient, \(cells) f32 cells × \(steps) steps, \(schedule)", tolerance: 1e-5,
+                cpu: { [try unroll(heat, from: s0, parameters: coefficients, steps: steps, loss: loss, schedule: schedule).parameterGradient] },
+                device: { [try unroll(heat, from: dS0, parameters: dCoefficients, steps: steps, loss: loss, schedule: schedule).parameterGradient] })
+    }
+} catch {
+    print("device tensors: FAILED: \(error)")
+    tensorReports.append(DeviceTensorReport(name: "device tensors (error: \(error))"))
+}
+
 let report = Report(device: device.name, nvrtc: nvrtcPath, nvrtcVersion: nvrtcVersion, elements: n, programs: reports,
-                    wholePrograms: wholes, compiledOnDevice: publicPath,
-                    passed: reports.allSatisfy(\.passed) && wholes.allSatisfy(\.passed) && publicPath != false)
+                    wholePrograms: wholes, compiledOnDevice: publicPath, deviceTensors: tensorReports,
+                    passed: reports.allSatisfy(\.passed) && wholes.allSatisfy(\.passed) && publicPath != false && tensorReports.allSatisfy(\.passed))
 if let reportPath {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -173,6 +173,14 @@ struct DeviceTensorTests {
         let dg = try gradient(at: try table.to(Self.device)) { try $0.gather(try index.to(Self.device), axis: 0).sum() }
         #expect(try dg.device == Self.device && Self.bits(try dg.to(.cpu)) == Self.bits(g))
 
+        // Zeros and ones made for a device; on the CPU without one there.
+        let zeros = try Tensor.zeros([2, 3], dtype: .float32, on: Self.device)
+        #expect(try zeros.device == Self.device && zeros.to(.cpu).doubles == [Double](repeating: 0, count: 6))
+        #expect(try Tensor.ones([2], on: Self.device).to(.cpu).doubles == [1, 1] && Tensor.ones([2], on: .cpu).device == .cpu)
+        #expect(throws: TensorError.deviceUnavailable(device: .cuda(11), reason: "no backend is loaded for it (Tensor.to(_:) loads CUDA's)")) {
+            try Tensor.zeros([2], on: .cuda(11))
+        }
+
         // An input the result does not depend on gets zeros on its device.
         let unused = try gradient(at: [try table.to(Self.device), try x.to(Self.device)]) { v in try v[0].sum() }
         #expect(try unused[1].device == Self.device && (try unused[1].to(.cpu)).doubles.allSatisfy { $0 == 0 })

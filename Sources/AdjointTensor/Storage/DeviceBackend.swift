@@ -62,12 +62,25 @@ extension Tensor {
         storage.deviceMemory.map { $0.address + UInt64(offset * dtype.byteSize) }
     }
 
-    /// `shape` filled with `value`, on `device`: a CPU tensor, or one a device's backend made
-    /// (the scalar copied there and broadcast).
-    package static func full(_ shape: [Int], _ value: Double, dtype: DType, on device: Device) throws -> Tensor {
+    /// `shape` filled with `value` on `device`: on a device, the scalar copied there and
+    /// broadcast by its backend.
+    ///
+    /// - Throws: as ``full(_:_:dtype:)``; ``TensorError/deviceUnavailable(device:reason:)`` for a
+    ///   device whose backend is not loaded (copying a tensor there with `Tensor.to(_:)` loads it).
+    public static func full(_ shape: [Int], _ value: Double, dtype: DType = .float64, on device: Device) throws -> Tensor {
         let host = try Tensor.full(device == .cpu ? shape : [], value, dtype: dtype)
         guard device != .cpu else { return host }
         let scalar = try DeviceBackends.backend(for: device).upload(host)
         return shape.isEmpty ? scalar : try scalar.broadcast(to: shape)
+    }
+
+    /// Zeros on `device` (see ``full(_:_:dtype:on:)``).
+    public static func zeros(_ shape: [Int], dtype: DType = .float64, on device: Device) throws -> Tensor {
+        try full(shape, 0, dtype: dtype, on: device)
+    }
+
+    /// Ones on `device` (see ``full(_:_:dtype:on:)``).
+    public static func ones(_ shape: [Int], dtype: DType = .float64, on device: Device) throws -> Tensor {
+        try full(shape, 1, dtype: dtype, on: device)
     }
 }
