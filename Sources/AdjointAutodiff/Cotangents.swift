@@ -51,7 +51,7 @@ struct Cotangents {
             return T(numbers[id])
         }
         guard let tensor = tensors[id].take() else { return nil }
-        return tensor.pointer(T.self).pointee
+        return tensor.elements(T.self).pointee
     }
 
     /// Adds `new` to the cotangent of `id` (fan-out: a value read several times).
@@ -76,7 +76,7 @@ struct Cotangents {
         if isNumber[id] {
             numbers[id] = Double(T(numbers[id]) + new)
         } else if let existing = tensors[id].take() {
-            numbers[id] = Double(existing.pointer(T.self).pointee + new)
+            numbers[id] = Double(existing.elements(T.self).pointee + new)
             isNumber[id] = true
         } else {
             numbers[id] = Double(new)

@@ -40,5 +40,5 @@ struct SavedTensor {
     }
 
     /// The first saved element, as `T` (the saved dtype's element type) — a rank-0 value.
-    func scalar<T: TensorScalar>(_: T.Type) -> T { storage.typed(T.self)[offset] }
+    func scalar<T: TensorScalar>(_: T.Type) -> T { storage.hostPointer.assumingMemoryBound(to: T.self)[offset] }
 }

@@ -129,7 +129,7 @@ extension Tape.Recorded {
         var scalarForm = ScalarVJP(op)
         // Not on a device: its values would be read back one by one, and its cotangents would
         // become CPU numbers where the device's rules need tensors there.
-        if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32) || output.storage.deviceMemory != nil
+        if scalarForm != nil, !output.shape.isEmpty || (output.dtype != .float64 && output.dtype != .float32) || output.storage.isOnDevice
             || operand.indices.contains(where: { !operand[$0].pointee.shape.isEmpty || operand[$0].pointee.dtype != output.dtype }) {
             scalarForm = nil
         }

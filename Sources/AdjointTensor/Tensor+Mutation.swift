@@ -50,7 +50,7 @@ extension Tensor {
         guard traceTags.isEmpty else {
             throw TensorError.invalidArgument(op: op, detail: "the tensor is tracked by interpreter level \(traceTags.firstLevel); write an untracked copy (`untracked`) instead")
         }
-        guard storage.deviceMemory == nil else {
+        guard !storage.isOnDevice else {
             throw TensorError.deviceMismatch(op: op, detail: "the tensor is on \(device); its elements are written by operators there (or copy it to the CPU with to(.cpu))")
         }
         makeUnique()

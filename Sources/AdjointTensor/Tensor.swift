@@ -151,15 +151,29 @@ public struct Tensor {
     public var elementCount: Int { shape.reduce(1, *) }
     public var isScalar: Bool { elementCount == 1 }
 
-    /// Pointer to the first element, typed.
+    /// Pointer to the first element, typed (for a device tensor, in the host copy of its
+    /// elements: see ``TensorStorage/pointer``).
     @inlinable
     public func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {
         storage.typed(T.self) + offset
     }
 
-    /// Raw pointer to the first element.
+    /// Raw pointer to the first element (for a device tensor, in the host copy of its elements:
+    /// see ``TensorStorage/pointer``).
     public var rawPointer: UnsafeMutableRawPointer {
         storage.pointer + offset * dtype.byteSize
+    }
+
+    /// The first element in host memory, typed, for code that only sees CPU tensors (the CPU
+    /// kernels): ``TensorStorage/hostPointer``.
+    @inlinable
+    package func elements<T>(_: T.Type) -> UnsafeMutablePointer<T> {
+        storage.hostPointer.assumingMemoryBound(to: T.self) + offset
+    }
+
+    /// ``elements(_:)`` untyped.
+    package var hostRawPointer: UnsafeMutableRawPointer {
+        storage.hostPointer + offset * dtype.byteSize
     }
 
     /// This value without any interpreter tags: a constant to every level.

@@ -117,7 +117,7 @@ struct DeviceProgramTests {
     func errors() throws {
         let emulator = try HostKernelEmulator()
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
-        let cast = try compile(native: .required) { (v: [Tensor]) in [try (v[0].cast(to: .float32) * 2).sum()] }.trace(for: [a]).program
+        let cast = try compile(native: .required) { (v: [Tensor]) in [try (v[0].cast(to: .float16).cast(to: .float32) * 2).sum()] }.trace(for: [a]).program
         do {
             _ = try DeviceProgram(cast, pool: DeviceMemoryPool(device: emulator))
             Issue.record("a program with an interpreted operator without a device kernel ran on the device")
@@ -610,7 +610,7 @@ struct CompiledOnDeviceTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(1), reason: "only GPU 0 is used")) { try compile(device: .cuda(1)) { (x: Tensor) in try x * 2 }(x) }
         #expect(Device.cuda(1).description == "cuda:1" && Device.cuda().description == "cuda")
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 2), low: -1, high: 1)
-        let cast = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.cast(to: .float32) * 2 }
+        let cast = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.cast(to: .float16).cast(to: .float32) * 2 }
         do {
             _ = try cast(a)
             Issue.record("an interpreted operator without a device kernel ran on the device")

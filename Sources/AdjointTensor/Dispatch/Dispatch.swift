@@ -35,7 +35,7 @@ package func dispatch1(_ op: OpCode, _ attributes: Attributes = .none, _ inputs:
 package func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
     precondition(op.family == .unary, "dispatchUnary called with \(op.rawValue)")
     let stack = InterpreterStack.current
-    guard kernelMayRunDirectly(stack), x.storage.deviceMemory == nil else { return try dispatch1(op, .none, [x]) }
+    guard kernelMayRunDirectly(stack), !x.storage.isOnDevice else { return try dispatch1(op, .none, [x]) }
     var output = try Kernels.unary(op, x)
     guard stack.isActive else { return output }
     try withBorrowedOperand(x) { try stack.observeElementwise(op, $0, output: &output) }
@@ -47,7 +47,7 @@ package func dispatchUnary(_ op: OpCode, _ x: Tensor) throws -> Tensor {
 package func dispatchBinary(_ op: OpCode, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     precondition(op.family == .binary && op != .multiplyAdd, "dispatchBinary called with \(op.rawValue)")
     let stack = InterpreterStack.current
-    guard kernelMayRunDirectly(stack), a.storage.deviceMemory == nil, b.storage.deviceMemory == nil else { return try dispatch1(op, .none, [a, b]) }
+    guard kernelMayRunDirectly(stack), !a.storage.isOnDevice, !b.storage.isOnDevice else { return try dispatch1(op, .none, [a, b]) }
     var output = try Kernels.binary(op, a, b)
     guard stack.isActive else { return output }
     try withBorrowedOperands(a, b) { try stack.observeElementwise(op, $0, output: &output) }

@@ -50,16 +50,16 @@ extension Kernels {
             // Two scalars: no broadcasting to work out and one element to compute.
             let out = Tensor(uninitialized: [], dtype: a.dtype)
             let found = a.dtype == .float64
-                ? withBinaryFunction(op, ScalarBody(y: out.pointer(Double.self), a: a.pointer(Double.self), b: b.pointer(Double.self)))
-                : withBinaryFunction(op, ScalarBody(y: out.pointer(Float.self), a: a.pointer(Float.self), b: b.pointer(Float.self)))
+                ? withBinaryFunction(op, ScalarBody(y: out.elements(Double.self), a: a.elements(Double.self), b: b.elements(Double.self)))
+                : withBinaryFunction(op, ScalarBody(y: out.elements(Float.self), a: a.elements(Float.self), b: b.elements(Float.self)))
             guard found else { throw badAttributes(op, .none) }
             return out
         }
         let shape = try ShapeRules.broadcast(a.shape, b.shape, op: op.rawValue)
         let out = Tensor(uninitialized: shape, dtype: a.dtype)
         let found = a.dtype == .float64
-            ? withBinaryFunction(op, ZipBody(y: out.pointer(Double.self), shape: shape, a: a, pa: a.pointer(Double.self), b: b, pb: b.pointer(Double.self)))
-            : withBinaryFunction(op, ZipBody(y: out.pointer(Float.self), shape: shape, a: a, pa: a.pointer(Float.self), b: b, pb: b.pointer(Float.self)))
+            ? withBinaryFunction(op, ZipBody(y: out.elements(Double.self), shape: shape, a: a, pa: a.elements(Double.self), b: b, pb: b.elements(Double.self)))
+            : withBinaryFunction(op, ZipBody(y: out.elements(Float.self), shape: shape, a: a, pa: a.elements(Float.self), b: b, pb: b.elements(Float.self)))
         guard found else { throw badAttributes(op, .none) }
         return out
     }
@@ -153,9 +153,9 @@ extension Kernels {
         let shape = try ShapeRules.broadcast(ShapeRules.broadcast(a.shape, b.shape, op: op.rawValue), c.shape, op: op.rawValue)
         let out = Tensor(uninitialized: shape, dtype: a.dtype)
         if a.dtype == .float64 {
-            multiplyAddInto(out.pointer(Double.self), shape, a, a.pointer(Double.self), b, b.pointer(Double.self), c, c.pointer(Double.self))
+            multiplyAddInto(out.elements(Double.self), shape, a, a.elements(Double.self), b, b.elements(Double.self), c, c.elements(Double.self))
         } else {
-            multiplyAddInto(out.pointer(Float.self), shape, a, a.pointer(Float.self), b, b.pointer(Float.self), c, c.pointer(Float.self))
+            multiplyAddInto(out.elements(Float.self), shape, a, a.elements(Float.self), b, b.elements(Float.self), c, c.elements(Float.self))
         }
         return out
     }

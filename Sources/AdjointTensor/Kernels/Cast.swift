@@ -11,25 +11,25 @@ extension Kernels {
         let n = x.elementCount
         // Fast paths between the float types.
         switch (x.dtype, target) {
-        case (.float32, .float64): convert(x.pointer(Float.self), out.pointer(Double.self), n) { Double($0) }; return out
-        case (.float64, .float32): convert(x.pointer(Double.self), out.pointer(Float.self), n) { Float($0) }; return out
-        case (.float32, .float16): convert(x.pointer(Float.self), out.pointer(Float16.self), n) { Float16($0) }; return out
-        case (.float16, .float32): convert(x.pointer(Float16.self), out.pointer(Float.self), n) { Float($0) }; return out
-        case (.float32, .bfloat16): convert(x.pointer(Float.self), out.pointer(BFloat16.self), n) { BFloat16($0) }; return out
-        case (.bfloat16, .float32): convert(x.pointer(BFloat16.self), out.pointer(Float.self), n) { $0.float }; return out
+        case (.float32, .float64): convert(x.elements(Float.self), out.elements(Double.self), n) { Double($0) }; return out
+        case (.float64, .float32): convert(x.elements(Double.self), out.elements(Float.self), n) { Float($0) }; return out
+        case (.float32, .float16): convert(x.elements(Float.self), out.elements(Float16.self), n) { Float16($0) }; return out
+        case (.float16, .float32): convert(x.elements(Float16.self), out.elements(Float.self), n) { Float($0) }; return out
+        case (.float32, .bfloat16): convert(x.elements(Float.self), out.elements(BFloat16.self), n) { BFloat16($0) }; return out
+        case (.bfloat16, .float32): convert(x.elements(BFloat16.self), out.elements(Float.self), n) { $0.float }; return out
         default: break
         }
         var values = [Double](repeating: 0, count: n)
         switch x.dtype {
-        case .float64: let p = x.pointer(Double.self); for i in 0..<n { values[i] = p[i] }
-        case .float32: let p = x.pointer(Float.self); for i in 0..<n { values[i] = Double(p[i]) }
-        case .float16: let p = x.pointer(Float16.self); for i in 0..<n { values[i] = Double(Float(p[i])) }
-        case .bfloat16: let p = x.pointer(BFloat16.self); for i in 0..<n { values[i] = Double(p[i].float) }
-        case .int32: let p = x.pointer(Int32.self); for i in 0..<n { values[i] = Double(p[i]) }
+        case .float64: let p = x.elements(Double.self); for i in 0..<n { values[i] = p[i] }
+        case .float32: let p = x.elements(Float.self); for i in 0..<n { values[i] = Double(p[i]) }
+        case .float16: let p = x.elements(Float16.self); for i in 0..<n { values[i] = Double(Float(p[i])) }
+        case .bfloat16: let p = x.elements(BFloat16.self); for i in 0..<n { values[i] = Double(p[i].float) }
+        case .int32: let p = x.elements(Int32.self); for i in 0..<n { values[i] = Double(p[i]) }
         case .int64:
-            let p = x.pointer(Int64.self)
+            let p = x.elements(Int64.self)
             if target == .int32 {
-                let q = out.pointer(Int32.self)
+                let q = out.elements(Int32.self)
                 for i in 0..<n {
                     guard let v = Int32(exactly: p[i]) else {
                         throw TensorError.invalidValue(op: OpCode.cast.rawValue, detail: "element \(i) = \(p[i]) does not fit i32")
@@ -39,7 +39,7 @@ extension Kernels {
                 return out
             }
             for i in 0..<n { values[i] = Double(p[i]) }
-        case .bool: let p = x.pointer(Bool.self); for i in 0..<n { values[i] = p[i] ? 1 : 0 }
+        case .bool: let p = x.elements(Bool.self); for i in 0..<n { values[i] = p[i] ? 1 : 0 }
         }
         if target.isInteger {
             for i in 0..<n {
@@ -51,7 +51,7 @@ extension Kernels {
             }
         }
         if target == .bfloat16 && x.dtype == .float64 {
-            let q = out.pointer(BFloat16.self)
+            let q = out.elements(BFloat16.self)
             for i in 0..<n { q[i] = BFloat16(Float(values[i])) }
             return out
         }

@@ -19,7 +19,7 @@ extension Kernels {
 
     private static func compareTyped<T: Comparable>(_ op: OpCode, _ a: Tensor, _ b: Tensor, _ shape: [Int], _: T.Type) -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: .bool)
-        let y = out.pointer(Bool.self), pa = a.pointer(T.self), pb = b.pointer(T.self)
+        let y = out.elements(Bool.self), pa = a.elements(T.self), pb = b.elements(T.self)
         let predicate: (T, T) -> Bool
         switch op {
         case .equal: predicate = { $0 == $1 }
@@ -85,8 +85,8 @@ extension Kernels {
             ShapeRules.broadcastStrides(a.shape, to: shape), ShapeRules.broadcastStrides(b.shape, to: shape),
         ])
         let len = rows.rowLength, sc = rows.innerStride(0), sa = rows.innerStride(1), sb = rows.innerStride(2)
-        let pc = condition.pointer(Bool.self), width = a.dtype.byteSize
-        let pa = a.rawPointer, pb = b.rawPointer, py = out.rawPointer
+        let pc = condition.elements(Bool.self), width = a.dtype.byteSize
+        let pa = a.hostRawPointer, pb = b.hostRawPointer, py = out.hostRawPointer
         rows.forEachRow { row, o in
             for i in 0..<len {
                 let src = pc[o[0] + i * sc] ? pa + (o[1] + i * sa) * width : pb + (o[2] + i * sb) * width
@@ -106,10 +106,10 @@ extension Kernels {
     private static func selectContiguous<E: FixedWidthInteger & UnsignedInteger>(_ condition: Tensor, _ a: Tensor, _ b: Tensor, _ out: Tensor, _: E.Type) {
         // The elements are blended as unsigned words of their width: their memory is rebound to
         // `E` (and the condition's bools to bytes) for the duration of the loop.
-        condition.rawPointer.withMemoryRebound(to: UInt8.self, capacity: condition.elementCount) { pc in
-            a.rawPointer.withMemoryRebound(to: E.self, capacity: a.elementCount) { pa in
-                b.rawPointer.withMemoryRebound(to: E.self, capacity: b.elementCount) { pb in
-                    out.rawPointer.withMemoryRebound(to: E.self, capacity: out.elementCount) { py in
+        condition.hostRawPointer.withMemoryRebound(to: UInt8.self, capacity: condition.elementCount) { pc in
+            a.hostRawPointer.withMemoryRebound(to: E.self, capacity: a.elementCount) { pa in
+                b.hostRawPointer.withMemoryRebound(to: E.self, capacity: b.elementCount) { pb in
+                    out.hostRawPointer.withMemoryRebound(to: E.self, capacity: out.elementCount) { py in
                         selectWords(n: out.elementCount, pc, pa, fullA: a.elementCount == out.elementCount,
                                     pb, fullB: b.elementCount == out.elementCount, py)
                     }

@@ -17,7 +17,7 @@ extension Kernels {
     /// Writes `values[i]` converted to `dtype` into element `i` of `out` (integer/bool targets must be
     /// representable; the caller checks ranges).
     static func fill(_ out: Tensor, count: Int, _ value: (Int) -> Double) {
-        let p = out.rawPointer
+        let p = out.hostRawPointer
         switch out.dtype {
         case .float64: let q = p.assumingMemoryBound(to: Double.self); for i in 0..<count { q[i] = value(i) }
         case .float32: let q = p.assumingMemoryBound(to: Float.self); for i in 0..<count { q[i] = Float(value(i)) }
@@ -48,7 +48,7 @@ extension Kernels {
         let out = Tensor(uninitialized: shape, dtype: dtype)
         let n = out.elementCount
         if value == 0 && value.sign == .plus {
-            out.rawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: n * dtype.byteSize)
+            out.hostRawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: n * dtype.byteSize)
         } else {
             fill(out, count: n) { _ in value }
         }
@@ -112,7 +112,7 @@ extension Kernels {
             return Double(word >> 8) * 0x1p-24
         }
         func run<T: KernelFloat>(_: T.Type) {
-            let p = out.pointer(T.self)
+            let p = out.elements(T.self)
             Parallelism.forEachRange(n, chunkSize: 1 << 12) { r in
                 for i in r {
                     if normal {

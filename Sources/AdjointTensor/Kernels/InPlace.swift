@@ -42,22 +42,22 @@ extension Kernels {
         switch op {
         case .addInPlace, .mulInPlace:
             if target.dtype == .float64 {
-                let p = target.pointer(Double.self)
-                if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.pointer(Double.self), AddFn.self) }
-                else { zipInto(p, target.shape, target, p, value, value.pointer(Double.self), MulFn.self) }
+                let p = target.elements(Double.self)
+                if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.elements(Double.self), AddFn.self) }
+                else { zipInto(p, target.shape, target, p, value, value.elements(Double.self), MulFn.self) }
             } else {
-                let p = target.pointer(Float.self)
-                if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), AddFn.self) }
-                else { zipInto(p, target.shape, target, p, value, value.pointer(Float.self), MulFn.self) }
+                let p = target.elements(Float.self)
+                if op == .addInPlace { zipInto(p, target.shape, target, p, value, value.elements(Float.self), AddFn.self) }
+                else { zipInto(p, target.shape, target, p, value, value.elements(Float.self), MulFn.self) }
             }
         case .multiplyAddInPlace:
             let (a, b) = (operands[0], operands[1])
             if target.dtype == .float64 {
-                let p = target.pointer(Double.self)
-                multiplyAddInto(p, target.shape, a, a.pointer(Double.self), b, b.pointer(Double.self), target, p)
+                let p = target.elements(Double.self)
+                multiplyAddInto(p, target.shape, a, a.elements(Double.self), b, b.elements(Double.self), target, p)
             } else {
-                let p = target.pointer(Float.self)
-                multiplyAddInto(p, target.shape, a, a.pointer(Float.self), b, b.pointer(Float.self), target, p)
+                let p = target.elements(Float.self)
+                multiplyAddInto(p, target.shape, a, a.elements(Float.self), b, b.elements(Float.self), target, p)
             }
         default:
             guard case let .region(starts, ends) = attributes else { throw badAttributes(op, attributes) }

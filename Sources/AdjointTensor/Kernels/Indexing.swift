@@ -12,8 +12,8 @@ extension Kernels {
     static func readIndices(_ indices: Tensor, bound: Int, op: OpCode, axis: Int) throws -> [Int] {
         var out = [Int](repeating: 0, count: indices.elementCount)
         switch indices.dtype {
-        case .int32: let p = indices.pointer(Int32.self); for i in out.indices { out[i] = Int(p[i]) }
-        case .int64: let p = indices.pointer(Int64.self); for i in out.indices { out[i] = Int(p[i]) }
+        case .int32: let p = indices.elements(Int32.self); for i in out.indices { out[i] = Int(p[i]) }
+        case .int64: let p = indices.elements(Int64.self); for i in out.indices { out[i] = Int(p[i]) }
         default:
             throw TensorError.dtypeMismatch(op: op.rawValue, detail: "indices must be i32 or i64, got \(indices.dtype)")
         }
@@ -31,7 +31,7 @@ extension Kernels {
         let shape = Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...])
         let out = Tensor(uninitialized: shape, dtype: x.dtype)
         let width = inner * x.dtype.byteSize
-        let src = x.rawPointer, dst = out.rawPointer
+        let src = x.hostRawPointer, dst = out.hostRawPointer
         for o in 0..<outer {
             for (j, r) in index.enumerated() {
                 (dst + (o * index.count + j) * width).copyMemory(from: src + (o * extent + r) * width, byteCount: width)
@@ -54,7 +54,7 @@ extension Kernels {
         let (outer, extent, inner) = ShapeRules.split(base.shape, at: axis)
         let out = try contiguousCopy(base)
         func run<T: KernelFloat>(_: T.Type) {
-            let y = out.pointer(T.self), u = updates.pointer(T.self)
+            let y = out.elements(T.self), u = updates.elements(T.self)
             for o in 0..<outer {
                 for (j, r) in index.enumerated() {
                     let d = y + (o * extent + r) * inner, s = u + (o * index.count + j) * inner
@@ -73,7 +73,7 @@ extension Kernels {
         let width = dtype.byteSize
         let one = try full([], 1, dtype)
         for (i, r) in index.enumerated() {
-            (out.rawPointer + (i * depth + r) * width).copyMemory(from: one.rawPointer, byteCount: width)
+            (out.hostRawPointer + (i * depth + r) * width).copyMemory(from: one.hostRawPointer, byteCount: width)
         }
         return out
     }

@@ -69,7 +69,7 @@ package enum Kernels {
     /// A contiguous copy with fresh storage.
     static func contiguousCopy(_ t: Tensor) throws -> Tensor {
         let out = Tensor(uninitialized: t.shape, dtype: t.dtype)
-        out.rawPointer.copyMemory(from: t.rawPointer, byteCount: t.elementCount * t.dtype.byteSize)
+        out.hostRawPointer.copyMemory(from: t.hostRawPointer, byteCount: t.elementCount * t.dtype.byteSize)
         return out
     }
 }

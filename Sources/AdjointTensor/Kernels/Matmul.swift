@@ -12,7 +12,7 @@ extension Kernels {
         try requireSameDType(a, b, op: .matmul)
         let product = try MatmulPlan(a.shape, b.shape, ta: ta, tb: tb)
         let out = Tensor(uninitialized: product.shape, dtype: a.dtype)
-        product.run(a.dtype, a.rawPointer, b.rawPointer, out.rawPointer)
+        product.run(a.dtype, a.hostRawPointer, b.hostRawPointer, out.hostRawPointer)
         return out
     }
 

@@ -19,7 +19,7 @@ extension Kernels {
         let (outer, extent, inner) = ShapeRules.split(x.shape, at: axis)
         let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
         func run<T: KernelFloat>(_: T.Type) {
-            let px = x.pointer(T.self), py = y.pointer(T.self)
+            let px = x.elements(T.self), py = y.elements(T.self)
             let lines = outer * inner
             let perChunk = Swift.max(1, Parallelism.elementChunk / Swift.max(1, extent))
             Parallelism.forEachRange(lines, chunkSize: perChunk) { range in
@@ -65,7 +65,7 @@ extension Kernels {
         let lse = try reduction(.logsumexp, .reduction(axes: [logits.rank - 1], keepDims: false), logits)
         let out = Tensor(uninitialized: batch, dtype: logits.dtype)
         func run<T: KernelFloat>(_: T.Type) {
-            let pl = logits.pointer(T.self), pz = lse.pointer(T.self), py = out.pointer(T.self)
+            let pl = logits.elements(T.self), pz = lse.elements(T.self), py = out.elements(T.self)
             for (i, c) in index.enumerated() { py[i] = pz[i] - pl[i * classes + c] }
         }
         if logits.dtype == .float64 { run(Double.self) } else { run(Float.self) }
@@ -84,11 +84,11 @@ extension Kernels {
         let out = Tensor(uninitialized: [], dtype: a.dtype)
         let policy = KernelPolicy.current
         func run<T: KernelFloat>(_: T.Type) {
-            let pa = a.pointer(T.self), pb = b.pointer(T.self)
+            let pa = a.elements(T.self), pb = b.elements(T.self)
             let sq = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(n, 1))
             defer { sq.deallocate() }
             Parallelism.forEachRange(n) { r in for i in r { let d = pa[i] - pb[i]; sq[i] = d * d } }
-            out.pointer(T.self)[0] = n == 0 ? T.nan : Summation.sum(sq, n, policy: policy.determinism, threads: policy.threads) / T(n)
+            out.elements(T.self)[0] = n == 0 ? T.nan : Summation.sum(sq, n, policy: policy.determinism, threads: policy.threads) / T(n)
         }
         if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return out

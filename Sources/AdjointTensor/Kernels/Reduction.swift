@@ -109,9 +109,9 @@ extension Kernels {
         let y = Tensor(uninitialized: outShape, dtype: x.dtype)
         let policy = KernelPolicy.current
         if x.dtype == .float64 {
-            reduceTyped(op, grouped.pointer(Double.self), outer, extent, inner, y.pointer(Double.self), policy)
+            reduceTyped(op, grouped.elements(Double.self), outer, extent, inner, y.elements(Double.self), policy)
         } else {
-            reduceTyped(op, grouped.pointer(Float.self), outer, extent, inner, y.pointer(Float.self), policy)
+            reduceTyped(op, grouped.elements(Float.self), outer, extent, inner, y.elements(Float.self), policy)
         }
         return y
     }
@@ -283,7 +283,7 @@ extension Kernels {
         }
         let (outer, extent, inner) = ShapeRules.split(x.shape, at: axis)
         let y = Tensor(uninitialized: reducedShape(x.shape, axes: [axis], keepDims: keepDims), dtype: .int64)
-        let py = y.pointer(Int64.self)
+        let py = y.elements(Int64.self)
         func run<T: KernelFloat>(_ px: UnsafeMutablePointer<T>) {
             for o in 0..<outer {
                 for i in 0..<inner {
@@ -299,7 +299,7 @@ extension Kernels {
                 }
             }
         }
-        if x.dtype == .float64 { run(x.pointer(Double.self)) } else { run(x.pointer(Float.self)) }
+        if x.dtype == .float64 { run(x.elements(Double.self)) } else { run(x.elements(Float.self)) }
         return y
     }
 }

@@ -48,8 +48,8 @@ extension Kernels {
         if op == .sqrt { return squareRoot(x) }
         let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
         let found = x.dtype == .float64
-            ? withUnaryFunction(op, MapBody(x: x.pointer(Double.self), y: y.pointer(Double.self), n: x.elementCount))
-            : withUnaryFunction(op, MapBody(x: x.pointer(Float.self), y: y.pointer(Float.self), n: x.elementCount))
+            ? withUnaryFunction(op, MapBody(x: x.elements(Double.self), y: y.elements(Double.self), n: x.elementCount))
+            : withUnaryFunction(op, MapBody(x: x.elements(Float.self), y: y.elements(Float.self), n: x.elementCount))
         guard found else { throw badAttributes(op, .none) }
         return y
     }
@@ -89,7 +89,7 @@ extension Kernels {
     static func squareRoot(_ x: Tensor) -> Tensor {
         let y = Tensor(uninitialized: x.shape, dtype: x.dtype)
         func run<T: KernelFloat & SIMDScalar>(_: T.Type) where T.SIMD8Storage.Scalar == T {
-            let px = x.pointer(T.self), py = y.pointer(T.self)
+            let px = x.elements(T.self), py = y.elements(T.self)
             Parallelism.forEachRange(x.elementCount) { r in
                 var i = r.lowerBound
                 let raw = UnsafeMutableRawPointer(py), src = UnsafeRawPointer(px)

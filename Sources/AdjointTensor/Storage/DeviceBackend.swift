@@ -53,7 +53,7 @@ extension Tensor {
     /// The backend of the first operand on a device (nil: all are on the CPU).
     @inline(__always)
     package static func deviceBackend(_ operands: [Tensor]) -> (any DeviceBackend)? {
-        for t in operands { if let memory = t.storage.deviceMemory { return memory.backend } }
+        for t in operands where t.storage.isOnDevice { return t.storage.deviceMemory!.backend }
         return nil
     }
 

@@ -39,25 +39,52 @@ public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
 // copy-on-write found to be the only reference (or through memory the caller allocated and owns);
 // a device storage's host copy is made once, under its lock, and never written after.
 public final class TensorStorage: @unchecked Sendable {
-    /// The elements in host memory; nil for a device storage until ``pointer`` copies them.
+    /// The elements in host memory; nil for a device storage (``pointer`` makes its host copy).
     @usableFromInline let host: UnsafeMutableRawPointer?
     /// Bytes of the block holding the elements (in device memory for a device storage).
     public let capacity: Int
     public let elementCount: Int
     public let dtype: DType
     public let device: Device
+    /// A CPU storage's memory accounts (``AccountChain``, see ``MemoryAccount``; nil: none), or a
+    /// device storage's ``DeviceResidence`` (its memory and host copy): one field, so a storage
+    /// object is no larger than before devices (a size class up costs every tensor an allocator
+    /// round). Which one it holds is `host == nil`, fixed at creation; the casts below are
+    /// `unsafeDowncast`, checked in debug builds, which every test of device tensors runs.
+    private let owner: AnyObject?
+
+    private var account: AccountChain? {
+        guard host != nil, let owner else { return nil }
+        return unsafeDowncast(owner, to: AccountChain.self)
+    }
+
+    private var residence: DeviceResidence? {
+        guard host == nil, let owner else { return nil }
+        return unsafeDowncast(owner, to: DeviceResidence.self)
+    }
+
     /// The device memory holding the elements (nil: they are in host memory).
-    package let deviceMemory: (any DeviceMemory)?
-    /// A device storage's host copy and its block's capacity, made on first use of ``pointer``.
-    private let hostCopy: Lock<(pointer: UnsafeMutableRawPointer, capacity: Int)?>?
-    /// The memory accounts charged for this storage (see ``MemoryAccount``).
-    private let account: AccountChain?
+    package var deviceMemory: (any DeviceMemory)? { residence?.memory }
+
+    /// Whether the elements are in device memory (``deviceMemory`` is set): what the CPU's hot
+    /// paths test — a pointer compared with null, where loading the reference may retain it.
+    @inlinable package var isOnDevice: Bool { host == nil }
+
+    /// The elements in host memory, for code that only ever sees CPU storage (the kernels, which
+    /// dispatch never hands a device operand, and the tape's rank-0 path, never used for device
+    /// values): no call and so no retain of the storage around it, where ``pointer``'s copy for a
+    /// device storage is a call. Traps for a device storage.
+    @inlinable package var hostPointer: UnsafeMutableRawPointer { host! }
 
     /// The first element in host memory. For a device storage, a copy of the elements made on
     /// the first use (waiting for the device's work on them) and kept: reading it synchronises.
     /// A device that cannot be read stops the process here; `Tensor.to(.cpu)` throws instead.
     @inlinable
-    public var pointer: UnsafeMutableRawPointer { host ?? copiedToHost() }
+    public var pointer: UnsafeMutableRawPointer {
+        // Not `??`: its autoclosure would retain the storage on every access.
+        if let host { return host }
+        return copiedToHost()
+    }
 
     package init(dtype: DType, elementCount: Int, device: Device = .cpu) {
         let bytes = Swift.max(elementCount, 1) * dtype.byteSize
@@ -70,9 +97,8 @@ public final class TensorStorage: @unchecked Sendable {
         self.elementCount = elementCount
         self.dtype = dtype
         self.device = device
-        deviceMemory = nil
-        hostCopy = nil
-        account = AccountChain.current
+        let account = AccountChain.current
+        owner = account
         account?.charge(block.capacity)
     }
 
@@ -85,31 +111,26 @@ public final class TensorStorage: @unchecked Sendable {
         self.elementCount = elementCount
         self.dtype = dtype
         self.device = device
-        deviceMemory = memory
-        hostCopy = Lock(nil)
-        account = nil
+        owner = DeviceResidence(memory)
     }
 
     deinit {
-        if let host {
-            account?.charge(-capacity)
-            StoragePool.shared.deallocate(host, capacity: capacity)
-        } else if let copy = hostCopy?.withLock({ $0 }) {
-            StoragePool.shared.deallocate(copy.pointer, capacity: copy.capacity)
-        }
+        guard let host else { return }   // a device storage: its residence gives back the host copy
+        account?.charge(-capacity)
+        StoragePool.shared.deallocate(host, capacity: capacity)
     }
 
     /// A device storage's host copy (made now if there is none).
     @usableFromInline
     func copiedToHost() -> UnsafeMutableRawPointer {
-        guard let hostCopy, let deviceMemory else { preconditionFailure("a host storage without host memory") }
-        return hostCopy.withLock { copy in
+        guard let residence else { preconditionFailure("a host storage without host memory") }
+        let bytes = elementCount * dtype.byteSize
+        return residence.hostCopy.withLock { copy in
             if let copy { return copy.pointer }
-            let bytes = elementCount * dtype.byteSize
             let block = StoragePool.shared.allocate(byteCount: Swift.max(bytes, 1))
             dtype.bindElements(block.pointer, capacity: block.capacity / dtype.byteSize)
             do {
-                try deviceMemory.read(into: block.pointer, offset: 0, bytes: bytes)
+                try residence.memory.read(into: block.pointer, offset: 0, bytes: bytes)
             } catch {
                 fatalError("reading a tensor on \(device): \(error) (Tensor.to(.cpu) throws this error instead)")
             }
@@ -126,6 +147,18 @@ public final class TensorStorage: @unchecked Sendable {
         assert(MemoryLayout<T>.size == dtype.byteSize && (T.self as? any TensorScalar.Type)?.dtype ?? dtype == dtype,
                "\(T.self) elements of a \(dtype) storage")
         return pointer.assumingMemoryBound(to: T.self)
+    }
+}
+
+/// A device storage's memory, and the host copy of its elements made on first use (given back
+/// with it).
+// @unchecked Sendable: the memory is immutable and Sendable; the copy is reached under its lock.
+private final class DeviceResidence: @unchecked Sendable {
+    let memory: any DeviceMemory
+    let hostCopy = Lock<(pointer: UnsafeMutableRawPointer, capacity: Int)?>(nil)
+    init(_ memory: any DeviceMemory) { self.memory = memory }
+    deinit {
+        if let copy = hostCopy.withLock({ $0 }) { StoragePool.shared.deallocate(copy.pointer, capacity: copy.capacity) }
     }
 }
 
