@@ -136,6 +136,6 @@ extension Tensor: CustomStringConvertible {
             let shown = n > 8 ? [0, 1, 2, -1, n - 3, n - 2, n - 1] : Array(0..<n)
             return "[" + shown.map { $0 < 0 ? "…" : render(axis + 1, start + $0 * stride) }.joined(separator: ", ") + "]"
         }
-        return "\(dtype)\(shapeText(shape)) " + (values.isEmpty && !shape.isEmpty ? "[]" : render(0, 0))
+        return "\(dtype)\(shapeText(shape))" + (device == .cpu ? " " : " on \(device) ") + (values.isEmpty && !shape.isEmpty ? "[]" : render(0, 0))
     }
 }

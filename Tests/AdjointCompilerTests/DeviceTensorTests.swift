@@ -33,6 +33,7 @@ struct DeviceTensorTests {
             #expect(back.device == .cpu && back.storage.deviceMemory == nil)
             #expect(back.doubles == x.doubles, "\(dtype)")
             #expect(d.doubles == x.doubles, "\(dtype): reading a device tensor's values")
+            #expect(d.description == x.description.replacingOccurrences(of: "] ", with: "] on cuda:9 ", options: [], range: x.description.range(of: "] ")))
             #expect(try d.to(Self.device).sharesStorage(with: d))
         }
         let rows = try Self.uniform([5, 3], 1).to(Self.device)
