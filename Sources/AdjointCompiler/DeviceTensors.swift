@@ -224,7 +224,7 @@ extension Device {
     }
 
     /// The counters of this device's caching allocator (live, peak, allocations, those that
-    /// reached the device, cached bytes), as ``StoragePool/statistics`` gives the CPU's.
+    /// reached the device, cached bytes), as `StoragePool.shared.statistics` gives the CPU's.
     ///
     /// - Throws: `DeviceError.unavailable(device:reason:)` where the device cannot be used.
     public func memoryStatistics() throws -> StoragePool.Statistics {

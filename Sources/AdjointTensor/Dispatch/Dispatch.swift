@@ -1,7 +1,7 @@
 /// The single entry point of every tensor operation.
 ///
 /// Validates the inputs and attributes (throwing ``TensorError`` naming the operator), runs the
-/// CPU kernel — or, where an operand lives on a device, the device's (``DeviceBackend``) — and
+/// CPU kernel — or, where an operand lives on a device, the device's (`DeviceBackend`) — and
 /// passes the call through the active interpreter levels of the current thread.
 ///
 /// - Returns: The operator's outputs (one for every operator today).

@@ -31,7 +31,7 @@ public struct Device: Hashable, Codable, Sendable, CustomStringConvertible {
 /// (`isKnownUniquelyReferenced`, see ``Tensor/hasSharedStorage()``): a tape therefore always
 /// reads the values it saved, and nothing needs counting beside Swift's own reference count.
 ///
-/// A device tensor's storage holds a block of the device's memory (``deviceMemory``), written
+/// A device tensor's storage holds a block of the device's memory (`deviceMemory`), written
 /// once by the operator that made it and never in place (an in-place operator on a device tensor
 /// gives the tensor new storage). Its host ``pointer`` is a copy of the elements made on first
 /// use, after waiting for the device: reading a device tensor's values through it synchronises.
