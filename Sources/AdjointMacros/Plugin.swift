@@ -1,9 +1,10 @@
 import SwiftSyntaxMacros
 
-/// The macros this plugin provides, by the type names `#externalMacro` gives.
-let providedMacros: [any Macro.Type] = [
-    ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self, SwiftADStepBodyMacro.self,
-]
+/// The macros this plugin provides, by the type names `#externalMacro` gives. (Computed: a stored
+/// global of metatypes, which are not `Sendable`, is not concurrency-safe.)
+var providedMacros: [any Macro.Type] {
+    [ParameterCollectionMacro.self, ParameterIgnoredMacro.self, SwiftADStateMacro.self, SwiftADStepBodyMacro.self]
+}
 
 /// A macro type `#externalMacro` names that this plugin does not provide.
 public struct UnknownMacro: Error, CustomStringConvertible {

@@ -143,7 +143,7 @@ struct DocumentationSamplesTests {
     @Test("Coming from NumPy, JAX or PyTorch")
     func comingFrom() throws {
         do {
-            let x = try Tensor([Float(-2), 0.5, 3])
+            let x = Tensor([Float(-2), 0.5, 3])
             let scaled = try x * Float.pi                           // float32, exactly Float.pi
             let positive = try x.greater(0)                         // bool [false, true, true]
             let relu = try Tensor.select(positive, x, 0.0)          // [0, 0.5, 3]

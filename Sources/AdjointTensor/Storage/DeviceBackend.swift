@@ -50,10 +50,12 @@ package enum DeviceBackends {
 }
 
 extension Tensor {
-    /// The backend of the first operand on a device (nil: all are on the CPU).
+    /// The backend of the first operand on a device (nil: all are on the CPU). The operands are
+    /// read in place, by index: a `for … in` would copy (retain and release) each tensor on every
+    /// CPU operator's dispatch.
     @inline(__always)
     package static func deviceBackend(_ operands: [Tensor]) -> (any DeviceBackend)? {
-        for t in operands where t.storage.isOnDevice { return t.storage.deviceMemory!.backend }
+        for i in operands.indices where operands[i].storage.isOnDevice { return operands[i].storage.deviceMemory!.backend }
         return nil
     }
 
