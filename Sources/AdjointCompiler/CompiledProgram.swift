@@ -682,7 +682,7 @@ public final class CompiledProgram: @unchecked Sendable {
 
     /// The program's chunked runs as CUDA C++ kernels (`NativeCodeGenerator.cudaSource(segments:chunked:fusion:reductions:)`),
     /// for ``NVRTC``; nil without kernels. `segments`: plain runs too, as
-    /// one-thread kernels (what `DeviceProgram` runs: ``deviceSegments``); `reductions`:
+    /// one-block kernels (what `DeviceProgram` runs: ``deviceSegments``); `reductions`:
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
     /// no run holds, a kernel each; `interpreted`: instructions the CPU interprets that have a
     /// device kernel (`NativeCodeGenerator.interpretedKernel(_:_:)`), a kernel each, with its index

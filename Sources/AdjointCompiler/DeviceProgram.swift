@@ -84,7 +84,8 @@ package enum DeviceRuntime {
 ///
 /// The instructions run as the native code's runs do on the CPU, in program order: each plain
 /// run (without the chunked runs' instructions: ``CompiledProgram/deviceSegments``) as a
-/// one-thread kernel (`adjoint_segment_<k>`), each chunked run as a kernel over its
+/// kernel one block of threads runs (`adjoint_segment_<k>`: each instruction's elements dealt
+/// out over the threads, a barrier between instructions), each chunked run as a kernel over its
 /// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
@@ -260,7 +261,7 @@ package final class DeviceProgram {
         for work in order {
             switch work {
             case let .segment(index):
-                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: 1, arguments: [frame])))
+                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: NativeCodeGenerator.segmentThreads, arguments: [frame])))
             case let .elementwise(k):
                 let n = program.instructions[k].n, tables = tableEntries > 0 ? blocks[blocks.count - 1].address + UInt64(tableAt[k]!) : 0
                 guard n > 0 else { continue }

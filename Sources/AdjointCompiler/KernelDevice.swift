@@ -218,6 +218,15 @@ package final class HostKernelEmulator: KernelDevice {
     static adjoint_dim3 blockIdx, threadIdx, blockDim, gridDim;
     static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
     static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+    #define __launch_bounds__(...)
+    /* A plain run's phases (NativeCodeGenerator.cudaPrelude): the launcher's thread 0 runs phase p
+       for every thread of the block in turn, then phase p + 1 — the barrier between phases. */
+    #define ADJOINT_PHASES(n) if (threadIdx.x != 0) return; \\
+        for (int adjoint_phase = 0; adjoint_phase < (n); adjoint_phase++) \\
+            for (unsigned adjoint_t = 0; adjoint_t < blockDim.x; adjoint_t++) { threadIdx.x = adjoint_t; switch (adjoint_phase) {
+    #define ADJOINT_PHASE(p) case p:
+    #define ADJOINT_PHASE_END break;
+    #define ADJOINT_PHASES_END } } threadIdx.x = 0;
 
     """
 

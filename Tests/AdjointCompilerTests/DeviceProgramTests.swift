@@ -79,7 +79,37 @@ struct DeviceProgramTests {
         #expect(same)
     }
 
-    @Test("the launch plan: a one-thread kernel per plain run, a kernel over each chunked run's elements, then its sums and their combination")
+    @Test("a plain run's instructions dealt out over a block's threads, more elements than threads, equal the CPU's bit for bit")
+    func parallelPlainRuns() throws {
+        // Every instruction kind a plain run holds, each over more elements than the block has
+        // threads (so each thread takes several) and some short enough to be unrolled: unary,
+        // binary with a scalar, broadcasts and a transpose through index tables, products plus
+        // sums, sums, means and maxima along contiguous and strided axes, a slice's gradient
+        // accumulated in place.
+        let threads = NativeCodeGenerator.segmentThreads
+        for dtype in [DType.float64, .float32] {
+            let a = try Self.uniform([30, 40], 1, dtype), b = try Self.uniform([1, 40], 2, dtype), c = try Self.uniform([30, 1], 3, dtype)
+            let program = try compile(native: .required) { (v: [Tensor]) in
+                let x = try (v[0] * v[1] + v[2]).exp()
+                let t = try x.transposed() * 2
+                let rows = try t.sum(axes: [0]), columns = try x.mean(axes: [1]), peaks = try x.max(axes: [0])
+                let g = try gradient(at: v[0]) { p in try (p.slice([0..<30, 0..<3]) * p.slice([0..<30, 0..<3])).sum() + (p * p).sum() }
+                return [t, rows, columns, peaks, g, try (x - 1).sum()]
+            }.trace(for: [a, b, c]).program
+            let native = try #require(program.native)
+            #expect(native.runs.isEmpty && !program.deviceSegments.isEmpty, "plain runs only")
+            let sizes = program.deviceSegments.flatMap { $0.map { program.instructions[$0].n } }
+            #expect(sizes.contains { $0 > 3 * threads } && sizes.contains { $0 <= NativeCodeGenerator.unrollLimit }, "\(sizes)")
+            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()))
+            let expected = try program([a, b, c]), got = try device([a, b, c])
+            for (o, (e, d)) in zip(expected, got).enumerated() {
+                let same = e.valueType == d.valueType && Self.bits(e) == Self.bits(d)
+                #expect(same, "\(dtype) output \(o)")
+            }
+        }
+    }
+
+    @Test("the launch plan: a one-block kernel per plain run, a kernel over each chunked run's elements, then its sums and their combination")
     func launches() throws {
         let chunk = Parallelism.elementChunk, n = 3 * chunk + 77
         // A sum over four chunks whose partials are 1e16, 1, -1e16, 1: the strict tree gives 0,
@@ -103,7 +133,8 @@ struct DeviceProgramTests {
             #expect(launch.blocks * launch.threads >= native.chunkedElements[r] && (launch.blocks - 1) * launch.threads < native.chunkedElements[r])
             if !reductions.isEmpty { #expect(Array(kernels[(at + 1)...].prefix(2)) == [name + "_sums", name + "_combine"]) }
         }
-        for l in device.launches where l.kernel.hasPrefix("adjoint_segment_") || l.kernel.hasSuffix("_combine") { #expect(l.blocks == 1 && l.threads == 1) }
+        for l in device.launches where l.kernel.hasPrefix("adjoint_segment_") { #expect(l.blocks == 1 && l.threads == NativeCodeGenerator.segmentThreads) }
+        for l in device.launches where l.kernel.hasSuffix("_combine") { #expect(l.blocks == 1 && l.threads == 1) }
         #expect(kernels.contains { $0.hasSuffix("_combine") })
         let expected = try program([x]), got = try device([x])
         #expect(expected[0].scalars(as: Double.self)[0] == 0, "the CPU's tree")
