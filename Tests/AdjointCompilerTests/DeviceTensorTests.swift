@@ -276,4 +276,40 @@ struct DeviceTensorTests {
         let got = try await Task.detached { try (d * d).to(.cpu) }.value
         #expect(Self.bits(got) == Self.bits(try x * x))
     }
+
+    @Test("custom operators on device tensors: a forward over tensors runs there; one with raw loops runs on the host and its result, and its derivatives, go to the device")
+    func customOperators() throws {
+        _ = try Self.tensors.get()
+        // Over tensor operators: x·tanh(x), VJP g·(tanh x + x(1 − tanh² x)), JVP likewise.
+        try CustomOperators.register(CustomOperator(name: "device.xtanh", forward: { xs in try xs[0] * xs[0].tanh() },
+            vjp: { xs, _, g in let t = try xs[0].tanh(); return [try g * (t + xs[0] * (1 - t * t))] },
+            jvp: { xs, _, ts in let t = try xs[0].tanh(); return try ts[0].map { try $0 * (t + xs[0] * (1 - t * t)) } }), replacing: true)
+        // With raw loops over the host values: x², its VJP 2x·g as a CPU tensor.
+        try CustomOperators.register(CustomOperator(name: "device.square", forward: { xs in
+            try Tensor(xs[0].scalars(as: Double.self).map { $0 * $0 }, shape: xs[0].shape)
+        }, vjp: { xs, _, g in
+            [try Tensor(zip(xs[0].scalars(as: Double.self), g.scalars(as: Double.self)).map { 2 * $0 * $1 }, shape: xs[0].shape)]
+        }), replacing: true)
+        // A forward whose result is on another device.
+        let elsewhere = Device.cuda(11)
+        DeviceRuntime.install(DeviceMemoryPool(device: try HostKernelEmulator()), as: elsewhere)
+        try CustomOperators.register(CustomOperator(name: "device.elsewhere", forward: { xs in try (xs[0] * 2).to(elsewhere) }), replacing: true)
+
+        let x = try Self.uniform([5, 7], 21), d = try x.to(Self.device)
+        for name in ["device.xtanh", "device.square"] {
+            let y = try Tensor.custom(name, [d])
+            #expect(y.device == Self.device && y.storage.isOnDevice, "\(name)")
+            #expect(Self.bits(y) == Self.bits(try Tensor.custom(name, [x])), "\(name)")
+            let g = try gradient(at: d) { try Tensor.custom(name, [$0]).sum() }
+            #expect(g.device == Self.device && g.storage.isOnDevice, "\(name): the gradient stays on the device")
+            #expect(Self.bits(g) == Self.bits(try gradient(at: x) { try Tensor.custom(name, [$0]).sum() }), "\(name)")
+        }
+        let direction = try Self.uniform([5, 7], 22)
+        let (_, tangent) = try jvp(at: d, direction: try direction.to(Self.device)) { try Tensor.custom("device.xtanh", [$0]) }
+        #expect(tangent.device == Self.device)
+        #expect(Self.bits(tangent) == Self.bits(try jvp(at: x, direction: direction) { try Tensor.custom("device.xtanh", [$0]) }.1))
+        #expect(throws: TensorError.deviceMismatch(op: "custom.call", detail: "the result is on cuda:11, the operands on cuda:9")) {
+            try Tensor.custom("device.elsewhere", [d])
+        }
+    }
 }

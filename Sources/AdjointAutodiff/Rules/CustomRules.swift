@@ -13,8 +13,12 @@ extension DerivativeRules {
             guard let vjp = op.vjp else {
                 throw AutodiffError.derivativeNotImplemented(op: .customCall, node: -1, reason: "custom operator '\(op.name)' was registered without a VJP")
             }
-            let grads = try vjp(inputs(c), c.output, c.cotangent)
-            guard grads.count == c.inputCount else { throw AutodiffError.customDerivative(name: op.name, detail: "the VJP returned \(grads.count) cotangents for \(c.inputCount) inputs") }
+            let returned = try vjp(inputs(c), c.output, c.cotangent)
+            guard returned.count == c.inputCount else { throw AutodiffError.customDerivative(name: op.name, detail: "the VJP returned \(returned.count) cotangents for \(c.inputCount) inputs") }
+            // A derivative made on the CPU for a device operand goes to that operand's device.
+            let grads = try returned.enumerated().map { i, g in
+                try g?.resident(on: c.input(i).device, for: "the VJP of custom operator '\(op.name)'")
+            }
             for (i, g) in grads.enumerated() {
                 guard let g else { continue }
                 let expected = c.inputTypes[i]
@@ -28,7 +32,8 @@ extension DerivativeRules {
             guard let jvp = op.jvp else {
                 throw AutodiffError.derivativeNotImplemented(op: .customCall, node: -1, reason: "custom operator '\(op.name)' was registered without a JVP")
             }
-            let tangent = try jvp(inputs(c), c.output, (0..<c.inputCount).map { c.tangent($0) })
+            let tangent = try jvp(inputs(c), c.output, (0..<c.inputCount).map { c.tangent($0) })?
+                .resident(on: c.output.device, for: "the JVP of custom operator '\(op.name)'")
             if let tangent, tangent.shape != c.outputType.shape || tangent.dtype != c.outputType.dtype {
                 throw AutodiffError.customDerivative(name: op.name, detail: "the JVP returned \(tangent.valueType), the output is \(c.outputType)")
             }

@@ -6,7 +6,13 @@ package enum Kernels {
     /// Under ``ExecutionPolicy/float64Debug`` an arithmetic operator whose floating-point inputs are
     /// all float32 runs on float64 copies and its float result is rounded to float32 once.
     package static func execute(_ op: OpCode, _ attributes: Attributes, _ inputs: [Tensor]) throws -> Tensor {
-        if let backend = Tensor.deviceBackend(inputs) { return try backend.execute(op, attributes, inputs) }
+        if let backend = Tensor.deviceBackend(inputs) {
+            // A custom operator's forward is Swift code over tensors: it runs on the device's
+            // tensors as written, each of its operators where its operands are; a result it makes
+            // on the CPU (raw loops, reading the operands' host copies) goes to their device.
+            if op == .customCall { return try CustomKernels.execute(attributes, inputs).resident(on: backend.device, for: op.rawValue) }
+            return try backend.execute(op, attributes, inputs)
+        }
         let settings = NumericSettings.current
         if let low = settings.lowPrecision, op.family.computesArithmetic,
            inputs.contains(where: { $0.dtype == .float32 }), !inputs.contains(where: { $0.dtype.isFloatingPoint && $0.dtype != .float32 }) {

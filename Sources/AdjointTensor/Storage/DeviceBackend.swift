@@ -59,6 +59,24 @@ extension Tensor {
         return nil
     }
 
+    /// This tensor on `device`, for a result Swift code made from `device`'s operands (a custom
+    /// operator's forward or derivative): itself where it is there or `device` is the CPU, a copy
+    /// of a CPU tensor made with raw loops (its backend's upload).
+    ///
+    /// - Throws: ``TensorError/deviceMismatch(op:detail:)`` for a tensor on another device;
+    ///   ``TensorError/invalidArgument(op:detail:)`` for a CPU tensor an interpreter level tracks
+    ///   (a copy is not recorded, so its derivative would be lost).
+    package func resident(on device: Device, for op: String) throws -> Tensor {
+        if device == .cpu || self.device == device { return self }
+        guard !storage.isOnDevice else {
+            throw TensorError.deviceMismatch(op: op, detail: "the result is on \(self.device), the operands on \(device)")
+        }
+        guard traceTags.isEmpty else {
+            throw TensorError.invalidArgument(op: op, detail: "the result was made on the CPU from \(device) operands and a tape, a forward-mode level or a trace tracks it; a copy to \(device) would lose its derivative: compute it with tensor operators on the operands")
+        }
+        return try DeviceBackends.backend(for: device).upload(self)
+    }
+
     /// The device address of the first element (nil: the tensor is on the CPU).
     package var deviceAddress: UInt64? {
         storage.deviceMemory.map { $0.address + UInt64(offset * dtype.byteSize) }
