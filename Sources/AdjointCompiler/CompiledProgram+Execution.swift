@@ -100,11 +100,21 @@ extension CompiledProgram {
             }
             return t
         }
+        let output = try runFallback(k, on: inputs)
+        (base + f.output.offset).copyMemory(from: output.rawPointer, byteCount: f.output.type.byteCount)
+    }
+
+    /// Instruction `k`'s operator through the ordinary kernels on `inputs`, its operands.
+    ///
+    /// - Throws: the operator's errors; `TensorError.shapeMismatch` for a result of another type
+    ///   than the program's (a custom operator's forward that changed).
+    package func runFallback(_ k: Int, on inputs: [Tensor]) throws -> Tensor {
+        let f = fallbacks[k]
         let output = try Kernels.execute(f.op, f.attributes, inputs)
         guard output.valueType == f.output.type else {
             throw TensorError.shapeMismatch(op: f.op.rawValue, detail: "the compiled program expects \(f.output.type), the operator returned \(output.valueType)")
         }
-        (base + f.output.offset).copyMemory(from: output.rawPointer, byteCount: f.output.type.byteCount)
+        return output
     }
 }
 

@@ -6,9 +6,9 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
     /// An instruction with no device form yet (an operator the interpreter runs through the
-    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a one-hot
-    /// encoding, a gather, a scatter-add, a cast without 16-bit floats or an `argmax`): its
-    /// position in the program and what it is.
+    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy over at
+    /// most 2¹⁵ classes, a one-hot encoding, a gather, a scatter-add, a cast, an `argmax` or a
+    /// custom operator's call, which runs on the host): its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
     /// An operator on a device tensor that has no kernel there yet (one with no device form).
     case noDeviceKernel(operation: String, device: Device)
@@ -104,8 +104,10 @@ package enum DeviceRuntime {
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device
 /// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
-/// an order of its own). Programs with other interpreted operators (16-bit float casts, custom
-/// operators) throw ``DeviceError/noDeviceForm(instruction:operation:)``.
+/// an order of its own). A custom operator's call runs on the host in its place in the order:
+/// the stream waits for the work before it, its operands are copied out, its Swift forward runs
+/// and its result is copied in (``Step/host(_:)``). Programs with other interpreted operators
+/// that have no kernel throw ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool
@@ -131,6 +133,8 @@ package final class DeviceProgram {
     package enum Step: Equatable, Sendable {
         case kernel(Launch)
         case gemm(GEMM)
+        /// A custom operator's call, run on the host (``runOnHost(_:)``): instruction `k`.
+        case host(Int)
     }
 
     /// One kernel launch: its name, grid and arguments.
@@ -165,7 +169,7 @@ package final class DeviceProgram {
         let segments = program.deviceSegments
         var segmentAt: [Int: Int] = [:]
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
-        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int), elementwise(Int), interpreted(Int) }
+        enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int), elementwise(Int), interpreted(Int), host(Int) }
         var order: [Work] = []
         var k = range.lowerBound
         while k < range.upperBound {
@@ -187,6 +191,10 @@ package final class DeviceProgram {
                 k += 1
             } else if i.kind == .fallback, NativeCodeGenerator.interpretedKernel(program.fallbacks[k], k) != nil {
                 order.append(.interpreted(k))
+                k += 1
+            } else if i.kind == .fallback, program.fallbacks[k].op == .customCall, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }) {
+                // (Gathers fold only into binary operators: a call's operands are in the frame.)
+                order.append(.host(k))
                 k += 1
             } else {
                 let operation = i.kind == .fallback ? program.fallbacks[k].op.rawValue : "\(i.kind)"
@@ -260,6 +268,8 @@ package final class DeviceProgram {
         var nextArray = 0
         for work in order {
             switch work {
+            case let .host(k):
+                steps.append(.host(k))
             case let .segment(index):
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: NativeCodeGenerator.segmentThreads, arguments: [frame])))
             case let .elementwise(k):
@@ -421,7 +431,26 @@ package final class DeviceProgram {
                 guard let module else { throw KernelDeviceError.noKernel(l.kernel) }
                 try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
             case let .gemm(product): try device.gemm(product, on: stream)
+            case let .host(k): try runOnHost(k)
             }
+        }
+    }
+
+    /// A custom operator's call inside the program (its forward is Swift code, which only the host
+    /// runs): its operands copied out of the frame once the work before them has run, the
+    /// operator run on them through the CPU's dispatch (``CompiledProgram/runFallback(_:on:)``),
+    /// its result copied into the frame on the stream, ahead of the work after it.
+    private func runOnHost(_ k: Int) throws {
+        let f = program.fallbacks[k], frame = blocks[0].address
+        let inputs = f.inputs.map { Tensor(uninitialized: $0.type.shape, dtype: $0.type.dtype) }
+        for (operand, t) in zip(f.inputs, inputs) where operand.type.byteCount > 0 {
+            try stream.copy(frame + UInt64(operand.offset), toHost: t.rawPointer, bytes: operand.type.byteCount)
+        }
+        try stream.synchronize()
+        let output = try program.runFallback(k, on: inputs)
+        // From pageable host memory the copy has taken the bytes when it returns.
+        if f.output.type.byteCount > 0 {
+            try withExtendedLifetime(output) { try stream.copy(output.rawPointer, toDevice: frame + UInt64(f.output.offset), bytes: f.output.type.byteCount) }
         }
     }
 

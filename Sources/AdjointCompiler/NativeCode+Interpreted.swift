@@ -63,7 +63,7 @@ extension NativeCodeGenerator {
             let (outer, _, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
             return ("adjoint_scatteradd_\(k)", outer * inner)
         case .cast:
-            // Between float64, float32, int64, int32 and bool (not the 16-bit floats).
+            // Between any two of float64, float32, float16, bfloat16, int64, int32 and bool.
             guard f.inputs.count == 1, castable(f.inputs[0].type.dtype), castable(f.output.type.dtype),
                   f.output.type.shape == f.inputs[0].type.shape else { return nil }
             return ("adjoint_cast_\(k)", f.output.type.elementCount)
@@ -86,7 +86,29 @@ extension NativeCodeGenerator {
     }
 
     /// Whether a cast's device kernel converts `dtype`.
-    private static func castable(_ dtype: DType) -> Bool { [.float64, .float32, .int64, .int32, .bool].contains(dtype) }
+    private static func castable(_ dtype: DType) -> Bool { [.float64, .float32, .float16, .bfloat16, .int64, .int32, .bool].contains(dtype) }
+
+    /// The C type of a cast's elements of `dtype` (the 16-bit floats as their bits).
+    private static func castElement(_ dtype: DType) -> String {
+        switch dtype {
+        case .float64: "double"
+        case .float32: "float"
+        case .float16, .bfloat16: "unsigned short"
+        case .int64: "long long"
+        case .int32: "int"
+        case .bool: "unsigned char"
+        }
+    }
+
+    /// Element `e` (of `dtype`) as a double, as `Kernels.cast` reads it: exactly, a bfloat16
+    /// through its float.
+    private static func castRead(_ dtype: DType, _ e: String) -> String {
+        switch dtype {
+        case .float16: "adjoint_half_to_double(\(e))"
+        case .bfloat16: "(double)adjoint_bf16_to_float(\(e))"
+        default: "(double)\(e)"
+        }
+    }
 
     /// The check an interpreted instruction's kernel needs before it runs: cross-entropy's labels,
     /// one-hot's, a gather's and a scatter-add's indices in range; a cast's elements representable
@@ -210,9 +232,9 @@ extension NativeCodeGenerator {
                 + "}\n}\n"
         }
         let (low, high) = castBounds(to)
-        out += "const \(from == .float64 ? "double" : "float") *p = (const \(from == .float64 ? "double" : "float") *)(base + \(x.offset));\n"
+        out += "const \(castElement(from)) *p = (const \(castElement(from)) *)(base + \(x.offset));\n"
             + "for (long i = 0; i < \(x.type.elementCount); i++) {\n"
-            + "double v = (double)p[i], t = trunc(v);\n"
+            + "double v = \(castRead(from, "p[i]")), t = trunc(v);\n"
             + "if (!(t - t == 0 && t >= \(low) && t <= \(high))) { union { double d; long long l; } u; u.d = v; status[0] = 1; status[1] = i; status[2] = u.l; return; }\n"
             + "}\n}\n"
         return out
@@ -220,21 +242,28 @@ extension NativeCodeGenerator {
 
     /// Element `q` of a cast, as `Kernels.cast` converts it: through float64 (an int64 to float32
     /// rounds twice, as there), floats to integers truncated toward zero (a value out of range
-    /// writes 0: its check fails the call), anything to bool as `x != 0`.
+    /// writes 0: its check fails the call), anything to bool as `x != 0`; to float16 rounded from
+    /// the float64 once, to bfloat16 through float32 (``NativeCodeGenerator/sixteenBitConversions``).
     private static func castBody(_ f: CompiledProgram.Fallback) -> String {
         let (from, to) = (f.inputs[0].type.dtype, f.output.type.dtype)
-        func c(_ d: DType) -> String {
-            switch d {
-            case .float64: "double"
-            case .float32: "float"
-            case .int64: "long long"
-            case .int32: "int"
-            default: "unsigned char"
-            }
-        }
+        let c = castElement
         var out = "const \(c(from)) *x = (const \(c(from)) *)(base + \(f.inputs[0].offset));\n"
             + "\(c(to)) *y = (\(c(to)) *)(base + \(f.output.offset));\n"
         if from == to { return out + "y[q] = x[q];\n" }
+        if [.float16, .bfloat16].contains(from) || [.float16, .bfloat16].contains(to) {
+            if (from, to) == (.float32, .bfloat16) { return out + "y[q] = adjoint_bf16_from_float(x[q]);\n" }
+            if (from, to) == (.bfloat16, .float32) { return out + "y[q] = adjoint_bf16_to_float(x[q]);\n" }
+            out += "double v = \(from == .bool ? "x[q] ? 1.0 : 0.0" : castRead(from, "x[q]"));\n"
+            switch to {
+            case .float16: return out + "y[q] = adjoint_half_from_double(v);\n"
+            case .bfloat16: return out + "y[q] = adjoint_bf16_from_float((float)v);\n"
+            case .bool: return out + "y[q] = (unsigned char)(v != 0);\n"
+            case .float64, .float32: return out + "y[q] = (\(c(to)))v;\n"
+            case .int64, .int32:
+                let (low, high) = castBounds(to)
+                return out + "double t = trunc(v);\n" + "y[q] = t - t == 0 && t >= \(low) && t <= \(high) ? (\(c(to)))t : 0;\n"
+            }
+        }
         if to == .bool { return out + "y[q] = (unsigned char)(x[q] != 0);\n" }
         if from == .bool { return out + "y[q] = x[q] ? (\(c(to)))1 : (\(c(to)))0;\n" }
         switch (from, to) {

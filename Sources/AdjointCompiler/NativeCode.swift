@@ -699,7 +699,53 @@ struct NativeCodeGenerator {
     static __device__ __forceinline__ double adjoint_bits_d(unsigned long long u) { return __longlong_as_double((long long)u); }
     static __device__ __forceinline__ float adjoint_bits_f(unsigned int u) { return __int_as_float((int)u); }
 
-    """ + helpers(cuda: true) + "\n"
+    """ + sixteenBitConversions + "\n" + helpers(cuda: true) + "\n"
+
+    /// The 16-bit floats' conversions, as the CPU's `Float16` and `BFloat16` make them (bit
+    /// operations only, so a GPU and the emulation give the same bits): a float16 from a double
+    /// rounded to nearest, ties to even (values from 65520 up overflow to infinity, subnormals
+    /// kept), a NaN quiet with the top nine bits of its payload; a float16's double exactly (a NaN
+    /// quiet); a bfloat16 from a float as `BFloat16.init(_: Float)` rounds (a NaN with its quiet bit
+    /// set), and a bfloat16's float exactly. Element words are `unsigned short`.
+    static let sixteenBitConversions = """
+    static __device__ unsigned short adjoint_half_from_double(double d) {
+        union { double d; unsigned long long u; } v; v.d = d;
+        unsigned short sign = (unsigned short)((v.u >> 48) & 0x8000);
+        unsigned long long a = v.u & 0x7FFFFFFFFFFFFFFFULL;
+        if (a > 0x7FF0000000000000ULL) return sign | 0x7E00 | (unsigned short)(((a & 0x0007FFFFFFFFFFFFULL) >> 42) & 0x1FF);
+        if (a >= 0x40F0000000000000ULL) return sign | 0x7C00;
+        int e = (int)(a >> 52) - 1023;
+        if (e < -25) return sign;
+        unsigned long long m = a & 0x000FFFFFFFFFFFFFULL, h, rest, half;
+        if (e >= -14) {
+            h = ((unsigned long long)(e + 15) << 10) | (m >> 42); rest = m & ((1ULL << 42) - 1); half = 1ULL << 41;
+        } else {
+            int shift = 28 - e;
+            m |= 1ULL << 52;
+            h = m >> shift; rest = m & ((1ULL << shift) - 1); half = 1ULL << (shift - 1);
+        }
+        if (rest > half || (rest == half && (h & 1))) h += 1;
+        return sign | (unsigned short)h;
+    }
+    static __device__ double adjoint_half_to_double(unsigned short h) {
+        unsigned long long sign = (unsigned long long)(h & 0x8000) << 48, m = h & 0x3FF;
+        int e = (h >> 10) & 0x1F;
+        union { double d; unsigned long long u; } v;
+        if (e == 0x1F) v.u = sign | 0x7FF0000000000000ULL | (m != 0 ? 0x0008000000000000ULL : 0) | (m << 42);
+        else if (e == 0) { v.d = (double)m * 5.9604644775390625e-8; v.u |= sign; }
+        else v.u = sign | ((unsigned long long)(e + 1008) << 52) | (m << 42);
+        return v.d;
+    }
+    static __device__ unsigned short adjoint_bf16_from_float(float f) {
+        union { float f; unsigned int u; } v; v.f = f;
+        if (f != f) return (unsigned short)((v.u >> 16) | 0x0040);
+        return (unsigned short)((v.u + 0x7FFFu + ((v.u >> 16) & 1u)) >> 16);
+    }
+    static __device__ float adjoint_bf16_to_float(unsigned short h) {
+        union { float f; unsigned int u; } v; v.u = (unsigned int)h << 16;
+        return v.f;
+    }
+    """
 
     // MARK: - Instructions
 

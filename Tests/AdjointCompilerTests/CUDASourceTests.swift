@@ -130,23 +130,25 @@ struct CUDASourceTests {
             // Instructions the CPU interprets that have device kernels: comparisons and selections,
             // broadcasting, of float, integer and bool operands; softmax and log-softmax;
             // cross-entropy, one-hot, a gather and a scatter-add with the checks of their indices;
-            // casts (those to integers with the checks of their values) and argmax.
+            // casts (those to integers with the checks of their values; to and from the 16-bit
+            // floats) and argmax.
             let labels = try Tensor((0..<420).map { Int64($0 % 7) }).reshaped([420, 1]), targets = Tensor((0..<420).map { Int32($0 % 300) })
             let selecting = try compile(native: .required) { (v: [Tensor]) in
                 let mask = try v[0].greater(v[1])
                 return [try Tensor.select(mask, v[0], 0.0), try v[2].lessEqual(v[2].reshaped([1, 420])), try mask.equal(v[0].less(0.5)),
                         try v[0].softmax(axis: 0), try v[0].logSoftmax(axis: 1), try v[0].crossEntropy(labels: v[3]), try v[3].oneHot(depth: 300),
                         try v[0].gather(v[3], axis: 1), try v[0].scatterAdd(v[3], v[0]),
-                        try v[0].cast(to: .int32), try v[2].cast(to: .int32), try v[3].cast(to: .float64), try v[0].cast(to: .bool), try v[0].argmax(axis: 1)]
+                        try v[0].cast(to: .int32), try v[2].cast(to: .int32), try v[3].cast(to: .float64), try v[0].cast(to: .bool), try v[0].argmax(axis: 1),
+                        try v[0].cast(to: .float16), try v[0].cast(to: .bfloat16), try v[0].cast(to: .float16).cast(to: .int32)]
             }.trace(for: [x, row, labels, targets]).program
             let selections = selecting.instructions.indices.filter {
                 selecting.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(selecting.fallbacks[$0], $0) != nil
             }
-            #expect(selections.count == 16, "\(dtype)")
+            #expect(selections.count == 20, "\(dtype)")
             let selectSource = try #require(selecting.cudaSource(interpreted: selections))
             let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
             for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
-            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 6, "\(dtype)")
+            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 7, "\(dtype)")
             #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }

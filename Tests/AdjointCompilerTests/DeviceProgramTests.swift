@@ -109,6 +109,36 @@ struct DeviceProgramTests {
         }
     }
 
+    @Test("a custom operator's call in a program runs on the host in its place: operands out after the work before it, its result in before the work after it")
+    func customOperatorsOnTheHost() throws {
+        // x / (1 + |x|) with raw loops over the host values; its VJP with tensor operators.
+        try CustomOperators.register(CustomOperator(name: "deviceprogram.softsign", forward: { xs in
+            try Tensor(xs[0].scalars(as: Double.self).map { $0 / (1 + Swift.abs($0)) }, shape: xs[0].shape)
+        }, vjp: { xs, _, g in let d = try xs[0].abs() + 1; return [try g / (d * d)] }), replacing: true)
+        let x = try Self.uniform([40, 30], 31, .float64)
+        let program = try compile(native: .required) { (v: [Tensor]) in
+            let y = try Tensor.custom("deviceprogram.softsign", [v[0] * 2 + 1])
+            let z = try Tensor.custom("deviceprogram.softsign", [v[0].transposed()])
+            let g = try gradient(at: v[0]) { p in try (Tensor.custom("deviceprogram.softsign", [p * 3]) * p).sum() }
+            return [try (y * v[0]).sum(axes: [0]), try z * 2, g]
+        }.trace(for: [x]).program
+        let calls = program.fallbacks.indices.filter { program.instructions[$0].kind == .fallback && program.fallbacks[$0].op == .customCall }
+        #expect(calls.count == 3)
+        let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()))
+        #expect(device.steps.filter { if case .host = $0 { true } else { false } }.count == calls.count)
+        let expected = try program([x]), got = try device([x])
+        for (o, (e, d)) in zip(expected, got).enumerated() {
+            let same = e.valueType == d.valueType && Self.bits(e) == Self.bits(d)
+            #expect(same, "output \(o)")
+        }
+        // Through `compile(device:)`'s function, a train step's loss and gradient.
+        let step = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { p in
+            try gradient(at: p) { p in try Tensor.custom("deviceprogram.softsign", [p.exp()]).sum() }
+        }
+        let cpu = try gradient(at: x) { p in try Tensor.custom("deviceprogram.softsign", [p.exp()]).sum() }
+        #expect(Self.bits(try step(x)) == Self.bits(cpu))
+    }
+
     @Test("the launch plan: a one-block kernel per plain run, a kernel over each chunked run's elements, then its sums and their combination")
     func launches() throws {
         let chunk = Parallelism.elementChunk, n = 3 * chunk + 77
@@ -148,14 +178,16 @@ struct DeviceProgramTests {
     func errors() throws {
         let emulator = try HostKernelEmulator()
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
-        let cast = try compile(native: .required) { (v: [Tensor]) in [try (v[0].cast(to: .float16).cast(to: .float32) * 2).sum()] }.trace(for: [a]).program
+        // A cross-entropy over more classes than one of `Summation`'s blocks has no kernel.
+        let logits = try Tensor.uniform([2, Summation.blockSize + 1], key: RandomKey(seed: 3), low: -1, high: 1), labels = Tensor([Int32(0), 5])
+        let wide = try compile(native: .required) { (v: [Tensor]) in [try (v[0].crossEntropy(labels: v[1]) * 2).sum()] }.trace(for: [logits, labels]).program
         do {
-            _ = try DeviceProgram(cast, pool: DeviceMemoryPool(device: emulator))
+            _ = try DeviceProgram(wide, pool: DeviceMemoryPool(device: emulator))
             Issue.record("a program with an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(instruction, operation) {
-            #expect(operation == OpCode.cast.rawValue && cast.instructions[instruction].kind == .fallback)
+            #expect(operation == OpCode.crossEntropyWithLogits.rawValue && wide.instructions[instruction].kind == .fallback)
             #expect(DeviceError.noDeviceForm(instruction: instruction, operation: operation).description
-                        == "instruction \(instruction) (convert.cast) has no device form yet")
+                        == "instruction \(instruction) (\(OpCode.crossEntropyWithLogits.rawValue)) has no device form yet")
         }
         // Without native code (`NativeCode.off`) each instruction is a kernel of its own: the same bits.
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try (v[0] * 2 + 1).sum(axes: [0]) * v[0].slice([0..<1])] }.trace(for: [a]).program
@@ -641,12 +673,14 @@ struct CompiledOnDeviceTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(1), reason: "only GPU 0 is used")) { try compile(device: .cuda(1)) { (x: Tensor) in try x * 2 }(x) }
         #expect(Device.cuda(1).description == "cuda:1" && Device.cuda().description == "cuda")
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 2), low: -1, high: 1)
-        let cast = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.cast(to: .float16).cast(to: .float32) * 2 }
+        let wide = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in
+            try v.crossEntropy(labels: Tensor([Int32(0), 5])) * 2
+        }
         do {
-            _ = try cast(a)
+            _ = try wide(try Tensor.uniform([2, Summation.blockSize + 1], key: RandomKey(seed: 3), low: -1, high: 1))
             Issue.record("an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(_, operation) {
-            #expect(operation == OpCode.cast.rawValue)
+            #expect(operation == OpCode.crossEntropyWithLogits.rawValue)
         }
         let product = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.matmul(v) * 2 }
         #expect(try DeviceProgramTests.relativeDifference(product(a), a.matmul(a) * 2) <= 1e-14)

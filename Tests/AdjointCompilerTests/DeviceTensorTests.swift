@@ -69,12 +69,12 @@ struct DeviceTensorTests {
         }
     }
 
-    @Test("casts between float64, float32, int64, int32 and bool, and argmax, on the device are the CPU's bit for bit, errors included")
+    @Test("casts between float64, float32, float16, bfloat16, int64, int32 and bool, and argmax, on the device are the CPU's bit for bit, errors included")
     func castsAndArgmax() throws {
         _ = try Self.tensors.get()
         let values: [Double] = [0, -0.0, 1.5, -2.5, 2.9, -7.99, 3e9, -3e9, 1e18, 0.1, 123456789.123, -1]
         let x = Tensor(values)
-        let types: [DType] = [.float64, .float32, .int64, .int32, .bool]
+        let types: [DType] = [.float64, .float32, .float16, .bfloat16, .int64, .int32, .bool]
         for from in types {
             // Each source type holds what it can of the values (int32 without ±3e9, 1e18).
             let source: Tensor
@@ -92,8 +92,28 @@ struct DeviceTensorTests {
                 #expect(got == expected, "\(from) → \(to)")
             }
         }
+        // The 16-bit floats' rounding: ties to even, float16's overflow at 65520, its subnormals
+        // and their ties (2⁻²⁵ to zero), bfloat16's ties, infinities, NaNs (and a payload), ±0.
+        let edges: [Double] = [65504, 65519.99, 65520, 65536, 1e6, -70000, 6.103515625e-5, 6.1e-5, 5.960464477539063e-8,
+                               2.98023223876953125e-8, 2.9802322387695313e-8, 8.940696716308594e-8, 1e-7, 1e-300, 1.00048828125,
+                               1.00146484375, 1 + 0x1p-8, 1 + 0x1p-7 + 0x1p-8, 1 + 0x1p-8 + 0x1p-30, 3.4e38, .infinity, -.infinity,
+                               .nan, Double(bitPattern: 0x7FF4_0000_0000_0001), -0.0, 0, 12345.678]
+        for from in [DType.float64, .float32] {
+            let source = try Tensor(edges).cast(to: from), device = try source.to(Self.device)
+            for to in [DType.float16, .bfloat16] {
+                let expected = try source.cast(to: to), got = try device.cast(to: to).to(.cpu)
+                #expect(Self.halfWords(got) == Self.halfWords(expected), "\(from) → \(to)")
+                for back in [DType.float64, .float32, .float16, .bfloat16, .bool] where back != to {
+                    let e = try expected.cast(to: back), g = try expected.to(Self.device).cast(to: back).to(.cpu)
+                    let same = back == .float16 || back == .bfloat16 ? Self.halfWords(g) == Self.halfWords(e) : Self.words(g) == Self.words(e)
+                    #expect(same, "\(to) → \(back)")
+                }
+            }
+        }
         // Errors: the first element out of range, as the CPU names it.
-        let failing: [(Tensor, DType)] = [(Tensor([1.0, .nan, .infinity]), .int64), (Tensor([Float(1), 5e9]), .int32), (Tensor([Int64(1), 1 << 40]), .int32)]
+        let failing: [(Tensor, DType)] = [(Tensor([1.0, .nan, .infinity]), .int64), (Tensor([Float(1), 5e9]), .int32), (Tensor([Int64(1), 1 << 40]), .int32),
+                                          (try Tensor([1.0, 2, 65504, .infinity]).cast(to: .float16), .int32),
+                                          (try Tensor([1.0, 3e9]).cast(to: .bfloat16), .int32)]
         for (source, to) in failing {
             var expected = "", got = ""
             do { _ = try source.cast(to: to) } catch { expected = "\(error)" }
@@ -111,6 +131,11 @@ struct DeviceTensorTests {
     }
 
     /// The elements as 64-bit words (bits of floats, values of integers and booleans).
+    /// A 16-bit float tensor's elements as their bits.
+    static func halfWords(_ t: Tensor) -> [UInt16] {
+        t.dtype == .float16 ? t.scalars(as: Float16.self).map(\.bitPattern) : t.scalars(as: BFloat16.self).map(\.bitPattern)
+    }
+
     static func words(_ t: Tensor) -> [UInt64] {
         switch t.dtype {
         case .float64, .float32: bits(t)
@@ -131,7 +156,9 @@ struct DeviceTensorTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(5), reason: "only GPU 0 is used")) { try x.to(.cuda(5)) }
         var written = d
         #expect(throws: TensorError.self) { try written.withUnsafeMutableScalars(as: Double.self) { $0[0] = 1 } }
-        #expect(throws: DeviceError.noDeviceKernel(operation: "convert.cast", device: Self.device)) { try d.cast(to: .float16) }
+        // A cross-entropy over more classes than one of `Summation`'s blocks has no device kernel.
+        let wide = try Self.uniform([2, Summation.blockSize + 1], 8).to(Self.device), labels = try Tensor([Int32(0), 5]).to(Self.device)
+        #expect(throws: DeviceError.noDeviceKernel(operation: OpCode.crossEntropyWithLogits.rawValue, device: Self.device)) { try wide.crossEntropy(labels: labels) }
     }
 
     @Test("in-place operators give a device tensor new storage: other holders keep the old value")
@@ -291,7 +318,7 @@ struct DeviceTensorTests {
             [try Tensor(zip(xs[0].scalars(as: Double.self), g.scalars(as: Double.self)).map { 2 * $0 * $1 }, shape: xs[0].shape)]
         }), replacing: true)
         // A forward whose result is on another device.
-        let elsewhere = Device.cuda(11)
+        let elsewhere = Device.cuda(12)
         DeviceRuntime.install(DeviceMemoryPool(device: try HostKernelEmulator()), as: elsewhere)
         try CustomOperators.register(CustomOperator(name: "device.elsewhere", forward: { xs in try (xs[0] * 2).to(elsewhere) }), replacing: true)
 
@@ -308,7 +335,7 @@ struct DeviceTensorTests {
         let (_, tangent) = try jvp(at: d, direction: try direction.to(Self.device)) { try Tensor.custom("device.xtanh", [$0]) }
         #expect(tangent.device == Self.device)
         #expect(Self.bits(tangent) == Self.bits(try jvp(at: x, direction: direction) { try Tensor.custom("device.xtanh", [$0]) }.1))
-        #expect(throws: TensorError.deviceMismatch(op: "custom.call", detail: "the result is on cuda:11, the operands on cuda:9")) {
+        #expect(throws: TensorError.deviceMismatch(op: "custom.call", detail: "the result is on cuda:12, the operands on cuda:9")) {
             try Tensor.custom("device.elsewhere", [d])
         }
     }
