@@ -195,15 +195,15 @@ package final class CUDAKernelDevice: KernelDevice {
 package final class HostKernelEmulator: KernelDevice {
     /// The compiler (`ADJOINT_CXX`, else `c++`).
     package let compiler: String
-    private let directory: URL
+    /// The prefix of each load's temporary directory (`<prefix>-<name>`): its source and library,
+    /// removed once the library is loaded (a loaded library needs no file) or the compiler has
+    /// failed (its output is in the error), so no process leaves any behind.
+    package let directoryPrefix: String
 
     package init() throws {
         compiler = ProcessInfo.processInfo.environment["ADJOINT_CXX"] ?? "c++"
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-emulator-\(getpid())-\(UInt32.random(in: 0 ... .max))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directoryPrefix = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-emulator-\(getpid())-\(UInt32.random(in: 0 ... .max))").path
     }
-
-    deinit { try? FileManager.default.removeItem(at: directory) }
 
     package var name: String { "host emulation (\(compiler))" }
 
@@ -253,7 +253,10 @@ package final class HostKernelEmulator: KernelDevice {
 
     package func load(_ source: String) throws -> any KernelModule {
         let name = "m\(modules.add(1, ordering: .relaxed).oldValue)"
+        let directory = URL(fileURLWithPath: directoryPrefix + "-" + name)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let file = directory.appendingPathComponent(name + ".cpp"), library = directory.appendingPathComponent(name + ".so")
+        defer { try? FileManager.default.removeItem(at: directory) }
         try Data((Self.prelude + source + Self.launcher).utf8).write(to: file)
         let arguments = ["-std=c++17", "-O1", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-w", "-o", library.path, file.path]
         let process = Process()

@@ -491,6 +491,10 @@ struct DeviceProgramTests {
         let module = try emulator.load("extern \"C\" __global__ void k(unsigned char *base) { base[blockIdx.x * blockDim.x + threadIdx.x] = (unsigned char)(blockIdx.x * 10 + threadIdx.x); }")
         #expect(throws: KernelDeviceError.noKernel("missing")) { try module.launch("missing", blocks: 1, threads: 1, arguments: [0]) }
         #expect(throws: KernelDeviceError.badArguments(kernel: "k", count: 3)) { try module.launch("k", blocks: 1, threads: 1, arguments: [0, 0, 0]) }
+        // Neither load, the failed one nor the loaded one, leaves its files behind.
+        let prefix = URL(fileURLWithPath: emulator.directoryPrefix)
+        let left = try FileManager.default.contentsOfDirectory(atPath: prefix.deletingLastPathComponent().path).filter { $0.hasPrefix(prefix.lastPathComponent) }
+        #expect(left.isEmpty, "\(left)")
         let memory = try emulator.allocate(6)
         defer { emulator.release(memory) }
         try module.launch("k", blocks: 2, threads: 3, arguments: [memory])
