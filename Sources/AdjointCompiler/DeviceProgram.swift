@@ -271,7 +271,7 @@ package final class DeviceProgram {
             case let .host(k):
                 steps.append(.host(k))
             case let .segment(index):
-                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: NativeCodeGenerator.segmentThreads, arguments: [frame])))
+                steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: NativeCodeGenerator.blockThreads, arguments: [frame])))
             case let .elementwise(k):
                 let n = program.instructions[k].n, tables = tableEntries > 0 ? blocks[blocks.count - 1].address + UInt64(tableAt[k]!) : 0
                 guard n > 0 else { continue }
@@ -279,7 +279,8 @@ package final class DeviceProgram {
                                             threads: Self.threadsPerBlock, arguments: [frame, tables])))
             case let .interpreted(k):
                 if let c = checks.firstIndex(where: { $0.instruction == k }) {
-                    steps.append(.kernel(Launch(kernel: NativeCodeGenerator.checkName(k), blocks: 1, threads: 1, arguments: [frame, statusAddress + UInt64(24 * c)])))
+                    steps.append(.kernel(Launch(kernel: NativeCodeGenerator.checkName(k), blocks: 1, threads: NativeCodeGenerator.blockThreads,
+                                                arguments: [frame, statusAddress + UInt64(24 * c)])))
                 }
                 let (name, n) = NativeCodeGenerator.interpretedKernel(program.fallbacks[k], k)!
                 guard n > 0 else { continue }

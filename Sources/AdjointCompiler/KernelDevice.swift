@@ -219,6 +219,7 @@ package final class HostKernelEmulator: KernelDevice {
     static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
     static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
     #define __launch_bounds__(...)
+    #define __shared__ static
     /* A plain run's phases (NativeCodeGenerator.cudaPrelude): the launcher's thread 0 runs phase p
        for every thread of the block in turn, then phase p + 1 — the barrier between phases. */
     #define ADJOINT_PHASES(n) if (threadIdx.x != 0) return; \\

@@ -195,19 +195,38 @@ extension NativeCodeGenerator {
     /// The C type of integer indices of `dtype`.
     private static func indexType(_ dtype: DType) -> String { dtype == .int64 ? "long long" : "int" }
 
-    /// ``indexCheck(_:)``'s kernel over `indices`: one thread, in order, as `Kernels.readIndices`
-    /// checks them.
+    /// A check kernel (`adjoint_check_<k>(base, words)`) over the `count` elements at `element`'s
+    /// pointer `p`, run by one block of ``NativeCodeGenerator/blockThreads`` threads in two
+    /// phases (`ADJOINT_PHASES`): each thread scans its elements (`i = threadIdx.x; i +=
+    /// blockDim.x`) up to its first failing one (`setup` declares `v` and what `failing` tests),
+    /// then thread 0 takes the smallest of the threads' first failures — the first failing element
+    /// in order, the one the CPU's loop stops at — and writes the three status words: 1, its
+    /// position and `value` (a 64-bit word), or 0, 0, 0.
+    private static func parallelCheck(_ k: Int, element: String, offset: Int, count: Int, setup: String, failing: String, value: String) -> String {
+        let threads = NativeCodeGenerator.blockThreads
+        return "\nextern \"C\" __global__ void __launch_bounds__(\(threads)) \(checkName(k))(unsigned char *base, void *words) {\n"
+            + "__shared__ long long first[\(threads)];\n"
+            + "const \(element) *p = (const \(element) *)(base + \(offset));\n"
+            + "ADJOINT_PHASES(2)\n"
+            + "ADJOINT_PHASE(0) {\n"
+            + "long long mine = -1;\n"
+            + "for (long i = threadIdx.x; i < \(count); i += blockDim.x) { \(setup) if (\(failing)) { mine = i; break; } }\n"
+            + "first[threadIdx.x] = mine;\n"
+            + "} ADJOINT_PHASE_END\n"
+            + "ADJOINT_PHASE(1) if (threadIdx.x == 0) {\n"
+            + "long long *status = (long long *)words, i = -1;\n"
+            + "for (unsigned t = 0; t < blockDim.x; t++) if (first[t] >= 0 && (i < 0 || first[t] < i)) i = first[t];\n"
+            + "if (i < 0) { status[0] = 0; status[1] = 0; status[2] = 0; }\n"
+            + "else { \(setup) status[0] = 1; status[1] = i; status[2] = \(value); }\n"
+            + "} ADJOINT_PHASE_END\n"
+            + "ADJOINT_PHASES_END\n}\n"
+    }
+
+    /// ``deviceCheck(_:)``'s kernel over `indices` (``parallelCheck(_:element:offset:count:setup:failing:value:)``):
+    /// the first index outside `0..<bound`, as `Kernels.readIndices` finds it.
     private static func checkKernel(_ indices: CompiledProgram.Operand, bound: Int, _ k: Int) -> String {
-        let t = indexType(indices.type.dtype)
-        return "\nextern \"C\" __global__ void \(checkName(k))(unsigned char *base, void *words) {\n"
-            + "if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
-            + "long long *status = (long long *)words;\n"
-            + "const \(t) *p = (const \(t) *)(base + \(indices.offset));\n"
-            + "status[0] = 0; status[1] = 0; status[2] = 0;\n"
-            + "for (long i = 0; i < \(indices.type.elementCount); i++) {\n"
-            + "long long v = p[i];\n"
-            + "if (v < 0 || v >= \(bound)) { status[0] = 1; status[1] = i; status[2] = v; return; }\n"
-            + "}\n}\n"
+        parallelCheck(k, element: indexType(indices.type.dtype), offset: indices.offset, count: indices.type.elementCount,
+                      setup: "long long v = p[i];", failing: "v < 0 || v >= \(bound)", value: "v")
     }
 
     /// The range a cast to the integer type `to` takes (`Kernels.checkRepresentable`'s bounds),
@@ -216,28 +235,19 @@ extension NativeCodeGenerator {
         to == .int32 ? ("-2147483648.0", "2147483647.0") : ("-9223372036854775808.0", "9223372036854774784.0")
     }
 
-    /// ``deviceCheck(_:)``'s kernel for a cast to an integer type: one thread, in order, as
-    /// `Kernels.cast` converts — from a float, the value truncated must be finite and within the
-    /// target's range; from int64 to int32, the value must fit. The status's value word is the
-    /// float's value as float64 bits, or the integer.
+    /// ``deviceCheck(_:)``'s kernel for a cast to an integer type (``parallelCheck(_:element:offset:count:setup:failing:value:)``):
+    /// the first element `Kernels.cast` refuses — from a float, one whose value truncated is not
+    /// finite or not within the target's range; from int64 to int32, one that does not fit. The
+    /// status's value word is the float's value as float64 bits, or the integer.
     private static func castCheckKernel(_ x: CompiledProgram.Operand, from: DType, to: DType, _ k: Int) -> String {
-        var out = "\nextern \"C\" __global__ void \(checkName(k))(unsigned char *base, void *words) {\n"
-            + "if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
-            + "long long *status = (long long *)words;\n"
-            + "status[0] = 0; status[1] = 0; status[2] = 0;\n"
         if from == .int64 {
-            return out + "const long long *p = (const long long *)(base + \(x.offset));\n"
-                + "for (long i = 0; i < \(x.type.elementCount); i++) {\n"
-                + "if (p[i] < -2147483648LL || p[i] > 2147483647LL) { status[0] = 1; status[1] = i; status[2] = p[i]; return; }\n"
-                + "}\n}\n"
+            return parallelCheck(k, element: "long long", offset: x.offset, count: x.type.elementCount,
+                                 setup: "long long v = p[i];", failing: "v < -2147483648LL || v > 2147483647LL", value: "v")
         }
         let (low, high) = castBounds(to)
-        out += "const \(castElement(from)) *p = (const \(castElement(from)) *)(base + \(x.offset));\n"
-            + "for (long i = 0; i < \(x.type.elementCount); i++) {\n"
-            + "double v = \(castRead(from, "p[i]")), t = trunc(v);\n"
-            + "if (!(t - t == 0 && t >= \(low) && t <= \(high))) { union { double d; long long l; } u; u.d = v; status[0] = 1; status[1] = i; status[2] = u.l; return; }\n"
-            + "}\n}\n"
-        return out
+        return parallelCheck(k, element: castElement(from), offset: x.offset, count: x.type.elementCount,
+                             setup: "double v = \(castRead(from, "p[i]")), t = trunc(v); union { double d; long long l; } u; u.d = v;",
+                             failing: "!(t - t == 0 && t >= \(low) && t <= \(high))", value: "u.l")
     }
 
     /// Element `q` of a cast, as `Kernels.cast` converts it: through float64 (an int64 to float32

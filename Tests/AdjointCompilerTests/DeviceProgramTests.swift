@@ -86,7 +86,7 @@ struct DeviceProgramTests {
         // binary with a scalar, broadcasts and a transpose through index tables, products plus
         // sums, sums, means and maxima along contiguous and strided axes, a slice's gradient
         // accumulated in place.
-        let threads = NativeCodeGenerator.segmentThreads
+        let threads = NativeCodeGenerator.blockThreads
         for dtype in [DType.float64, .float32] {
             let a = try Self.uniform([30, 40], 1, dtype), b = try Self.uniform([1, 40], 2, dtype), c = try Self.uniform([30, 1], 3, dtype)
             let program = try compile(native: .required) { (v: [Tensor]) in
@@ -163,7 +163,7 @@ struct DeviceProgramTests {
             #expect(launch.blocks * launch.threads >= native.chunkedElements[r] && (launch.blocks - 1) * launch.threads < native.chunkedElements[r])
             if !reductions.isEmpty { #expect(Array(kernels[(at + 1)...].prefix(2)) == [name + "_sums", name + "_combine"]) }
         }
-        for l in device.launches where l.kernel.hasPrefix("adjoint_segment_") { #expect(l.blocks == 1 && l.threads == NativeCodeGenerator.segmentThreads) }
+        for l in device.launches where l.kernel.hasPrefix("adjoint_segment_") { #expect(l.blocks == 1 && l.threads == NativeCodeGenerator.blockThreads) }
         for l in device.launches where l.kernel.hasSuffix("_combine") { #expect(l.blocks == 1 && l.threads == 1) }
         #expect(kernels.contains { $0.hasSuffix("_combine") })
         let expected = try program([x]), got = try device([x])

@@ -255,17 +255,34 @@ struct DeviceTensorTests {
         }
     }
 
-    @Test("an index out of range on the device throws the CPU's error")
+    @Test("an index out of range on the device throws the CPU's error, for the first one in order even where another thread finds its own first")
     func indexErrors() throws {
         _ = try Self.tensors.get()
-        let table = try Self.uniform([4, 2], 14), bad = Tensor([Int64(1), 7])
-        var expected: (any Error)?
-        do { _ = try table.gather(bad, axis: 0) } catch { expected = error }
-        do {
-            _ = try table.to(Self.device).gather(try bad.to(Self.device), axis: 0)
-            Issue.record("no error")
-        } catch {
-            #expect("\(error)" == "\(expected!)")
+        let table = try Self.uniform([4, 2], 14)
+        // More indices than the check's block has threads: bad ones at 900, 513 and 700 (threads
+        // 132, 1 and 188 of 256), so the first in order is not the first thread's.
+        var many = [Int64](repeating: 2, count: 1000)
+        (many[900], many[513], many[700]) = (9, -1, 4)
+        for bad in [Tensor([Int64(1), 7]), Tensor(many), try Tensor(many).cast(to: .int32)] {
+            var expected: (any Error)?
+            do { _ = try table.gather(bad, axis: 0) } catch { expected = error }
+            do {
+                _ = try table.to(Self.device).gather(try bad.to(Self.device), axis: 0)
+                Issue.record("no error")
+            } catch {
+                #expect("\(error)" == "\(expected!)")
+            }
+        }
+        // Casts likewise: a NaN at 900, 3e10 at 513, −∞ at 700; an int64 too wide for int32 at 600 and 257.
+        var values = [Double](repeating: 1, count: 1000)
+        (values[900], values[513], values[700]) = (.nan, 3e10, -.infinity)
+        var wide = [Int64](repeating: 1, count: 1000)
+        (wide[600], wide[257]) = (1 << 40, -(1 << 40))
+        for (source, to) in [(Tensor(values), DType.int32), (try Tensor(values).cast(to: .float16), .int64), (Tensor(wide), .int32)] {
+            var expected = "", got = ""
+            do { _ = try source.cast(to: to) } catch { expected = "\(error)" }
+            do { _ = try source.to(Self.device).cast(to: to).to(.cpu) } catch { got = "\(error)" }
+            #expect(!expected.isEmpty && got == expected, "\(got)")
         }
     }
 
