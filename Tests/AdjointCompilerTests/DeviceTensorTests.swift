@@ -255,6 +255,26 @@ struct DeviceTensorTests {
         }
     }
 
+    @Test("device tensors are charged to the memory accounts of the scope that made them, so a memory quota counts them")
+    func memoryAccounts() throws {
+        _ = try Self.tensors.get()
+        let d = try Self.uniform([64, 64], 40).to(Self.device), bytes = 64 * 64 * 8
+        _ = try d * 2   // the operator's program made outside the scope
+        let account = MemoryAccount()
+        var held: Tensor?
+        try account.track { held = try d * 2 }
+        #expect(held?.storage.isOnDevice == true && account.liveBytes >= bytes && account.peakBytes >= bytes)
+        held = nil
+        #expect(account.liveBytes == 0)
+        do {
+            try ResourceLimits(memoryQuota: bytes / 2).enforce { _ = try d * 2 }
+            Issue.record("a device result over the quota was allowed")
+        } catch let error as ResourceError {
+            guard case let .memoryQuotaExceeded(_, used, quota) = error else { Issue.record("\(error)"); return }
+            #expect(used >= bytes && quota == bytes / 2)
+        }
+    }
+
     @Test("an index out of range on the device throws the CPU's error, for the first one in order even where another thread finds its own first")
     func indexErrors() throws {
         _ = try Self.tensors.get()

@@ -15,8 +15,8 @@ public struct ResourceLimits: Sendable, Equatable {
     public var maxElementsPerTensor: Int?
     /// Most nodes one reverse-mode tape may record (a tape reads the limit in force when it is created).
     public var maxTapeNodes: Int?
-    /// Most bytes the tensors created in the scope may hold live at once (a ``MemoryAccount`` of
-    /// the scope: exact whatever other threads allocate).
+    /// Most bytes the tensors created in the scope may hold live at once, in host or device
+    /// memory (a ``MemoryAccount`` of the scope: exact whatever other threads allocate).
     public var memoryQuota: Int?
     /// Seconds after the scope began by which every operation must have finished.
     public var deadline: Double?

@@ -3,8 +3,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Live bytes of the tensors created inside a scope — exact even when other threads allocate at
-/// the same time (the pool's own counters are process-wide). A storage is charged to the accounts
+/// Live bytes of the tensors created inside a scope, in host or device memory — exact even when
+/// other threads allocate at the same time (the pools' own counters are process-wide). A storage is charged to the accounts
 /// active on the thread that created it (the innermost and every enclosing one) and credited back
 /// when it is freed, on whatever thread.
 ///

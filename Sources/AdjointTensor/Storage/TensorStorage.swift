@@ -102,8 +102,10 @@ public final class TensorStorage: @unchecked Sendable {
         account?.charge(block.capacity)
     }
 
-    /// Storage of `elementCount` elements in `memory`, a block of `capacity` bytes on `device`
-    /// (not charged to the host's memory accounts).
+    /// Storage of `elementCount` elements in `memory`, a block of `capacity` bytes on `device`,
+    /// charged to the memory accounts active on the calling thread as a CPU storage is (so a
+    /// scope's ``ResourceLimits/memoryQuota`` counts its device tensors too) and credited back
+    /// when it goes.
     package init(dtype: DType, elementCount: Int, device: Device, memory: any DeviceMemory, capacity: Int) {
         precondition(device != .cpu && capacity >= elementCount * dtype.byteSize, "device storage of \(elementCount) \(dtype) in \(capacity) bytes on \(device)")
         host = nil
@@ -111,7 +113,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.elementCount = elementCount
         self.dtype = dtype
         self.device = device
-        owner = DeviceResidence(memory)
+        owner = DeviceResidence(memory, capacity: capacity)
     }
 
     deinit {
@@ -150,14 +152,21 @@ public final class TensorStorage: @unchecked Sendable {
     }
 }
 
-/// A device storage's memory, and the host copy of its elements made on first use (given back
-/// with it).
-// @unchecked Sendable: the memory is immutable and Sendable; the copy is reached under its lock.
+/// A device storage's memory, the memory accounts its `capacity` bytes are charged to, and the
+/// host copy of its elements made on first use (a cache, not charged; given back with it).
+// @unchecked Sendable: the memory, accounts and capacity are immutable (the memory Sendable, the
+// accounts' counters atomic); the copy is reached under its lock.
 private final class DeviceResidence: @unchecked Sendable {
     let memory: any DeviceMemory
+    let account: AccountChain?
+    let capacity: Int
     let hostCopy = Lock<(pointer: UnsafeMutableRawPointer, capacity: Int)?>(nil)
-    init(_ memory: any DeviceMemory) { self.memory = memory }
+    init(_ memory: any DeviceMemory, capacity: Int) {
+        (self.memory, self.capacity, account) = (memory, capacity, AccountChain.current)
+        account?.charge(capacity)
+    }
     deinit {
+        account?.charge(-capacity)
         if let copy = hostCopy.withLock({ $0 }) { StoragePool.shared.deallocate(copy.pointer, capacity: copy.capacity) }
     }
 }
