@@ -11,9 +11,17 @@ import PackageDescription
 /// is used — off Linux, where a toolchain lacks any of these files, or with
 /// `ADJOINT_SWIFT_SYNTAX=package`.
 let toolchainSwiftSyntax: String? = {
+    // The whole of /proc/self/maps, read until end of file: its size reads as 0, and
+    // `String(contentsOfFile:)` takes only the first read's page — which holds this line on some
+    // runs and not on others, so the route flipped from one evaluation of this file to the next.
     guard ProcessInfo.processInfo.environment["ADJOINT_SWIFT_SYNTAX"] != "package",
-          let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8),
-          let line = maps.split(separator: "\n").first(where: { $0.hasSuffix("/libPackageDescription.so") }),
+          let file = FileHandle(forReadingAtPath: "/proc/self/maps")
+    else { return nil }
+    var bytes = Data()
+    while let chunk = try? file.read(upToCount: 1 << 16), !chunk.isEmpty { bytes.append(chunk) }
+    try? file.close()
+    guard let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+              .first(where: { $0.hasSuffix("/libPackageDescription.so") }),
           let slash = line.firstIndex(of: "/")
     else { return nil }
     // <toolchain>/usr/lib/swift/pm/ManifestAPI/libPackageDescription.so → <toolchain>/usr/lib/swift/host
