@@ -6,9 +6,10 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
     /// An instruction with no device form yet (an operator the interpreter runs through the
-    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy over at
-    /// most 2¹⁵ classes, a one-hot encoding, a gather, a scatter-add, a cast, an `argmax` or a
-    /// custom operator's call, which runs on the host): its position in the program and what it is.
+    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a one-hot
+    /// encoding, a gather, a scatter-add, a cast, an `argmax` or a custom operator's call, which
+    /// runs on the host — a layout operator on integer tensors, say): its position in the program
+    /// and what it is.
     case noDeviceForm(instruction: Int, operation: String)
     /// An operator on a device tensor that has no kernel there yet (one with no device form).
     case noDeviceKernel(operation: String, device: Device)
@@ -96,10 +97,10 @@ package enum DeviceRuntime {
 /// (`NativeCodeGenerator.cudaElementwise(_:)`); so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
 /// thread per line, a cross-entropy, one thread per example, a one-hot encoding, a gather with an
-/// index tensor, a scatter-add, a cast between float64, float32, int64, int32 and bool, and an
-/// `argmax` (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators and the casts to
-/// an integer type after a one-thread kernel that checks their operand, whose status words a
-/// call reads back to throw the CPU's error.
+/// index tensor, a scatter-add, a cast between float64, float32, float16, bfloat16, int64, int32
+/// and bool, and an `argmax` (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators
+/// and the casts to an integer type after a one-block kernel that checks their operand, whose
+/// status words a call reads back to throw the CPU's error.
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
 /// (cuBLAS on a GPU) on the frame's regions. The results are the CPU's strict-policy results: bit
 /// for bit where the arithmetic is IEEE (`+ − × ÷ √`, Adjoint's float32 tanh), within the device

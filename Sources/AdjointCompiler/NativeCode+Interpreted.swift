@@ -42,9 +42,8 @@ extension NativeCodeGenerator {
                   let layout = softmaxLayout(f) else { return nil }
             return ("adjoint_softmax_\(k)", layout.outer * layout.inner)
         case .crossEntropyWithLogits:
-            // Classes within one of `Summation`'s blocks: the log-sum-exp's sum is then one pairwise sum.
             guard f.inputs.count == 2, [.float64, .float32].contains(f.inputs[0].type.dtype), f.inputs[1].type.dtype.isInteger,
-                  let classes = f.inputs[0].type.shape.last, (1...Summation.blockSize).contains(classes),
+                  let classes = f.inputs[0].type.shape.last, classes >= 1,
                   f.inputs[1].type.shape == Array(f.inputs[0].type.shape.dropLast()), f.output.type.dtype == f.inputs[0].type.dtype
             else { return nil }
             return ("adjoint_crossentropy_\(k)", f.inputs[1].type.elementCount)
@@ -169,6 +168,7 @@ extension NativeCodeGenerator {
         case .softmax, .logSoftmax: body = softmaxBody(f)
         case .crossEntropyWithLogits:
             out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
+            if f.inputs[0].type.shape.last! > Summation.blockSize { out += shiftedBlocks(float64: f.inputs[0].type.dtype == .float64, k) }
             body = crossEntropyBody(f, k)
         case .oneHot: body = oneHotBody(f)
         case .gather: body = gatherBody(f)
@@ -235,6 +235,19 @@ extension NativeCodeGenerator {
         to == .int32 ? ("-2147483648.0", "2147483647.0") : ("-9223372036854775808.0", "9223372036854774784.0")
     }
 
+    /// Whether the truncated float64 `t` converts to the integer type `to`
+    /// (`Kernels.checkRepresentable`): finite, and within ``castBounds(_:)``.
+    private static func representable(_ t: String, as to: DType) -> String {
+        let (low, high) = castBounds(to)
+        return "\(t) - \(t) == 0 && \(t) >= \(low) && \(t) <= \(high)"
+    }
+
+    /// A cast's `y[q]` from the float64 expression `v` truncated toward zero, or 0 where that is
+    /// not ``representable(_:as:)`` (the cast's check fails the call then).
+    private static func truncatedStore(_ v: String, to: DType) -> String {
+        "double t = trunc(\(v));\n" + "y[q] = \(representable("t", as: to)) ? (\(castElement(to)))t : 0;\n"
+    }
+
     /// ``deviceCheck(_:)``'s kernel for a cast to an integer type (``parallelCheck(_:element:offset:count:setup:failing:value:)``):
     /// the first element `Kernels.cast` refuses — from a float, one whose value truncated is not
     /// finite or not within the target's range; from int64 to int32, one that does not fit. The
@@ -244,10 +257,9 @@ extension NativeCodeGenerator {
             return parallelCheck(k, element: "long long", offset: x.offset, count: x.type.elementCount,
                                  setup: "long long v = p[i];", failing: "v < -2147483648LL || v > 2147483647LL", value: "v")
         }
-        let (low, high) = castBounds(to)
         return parallelCheck(k, element: castElement(from), offset: x.offset, count: x.type.elementCount,
                              setup: "double v = \(castRead(from, "p[i]")), t = trunc(v); union { double d; long long l; } u; u.d = v;",
-                             failing: "!(t - t == 0 && t >= \(low) && t <= \(high))", value: "u.l")
+                             failing: "!(\(representable("t", as: to)))", value: "u.l")
     }
 
     /// Element `q` of a cast, as `Kernels.cast` converts it: through float64 (an int64 to float32
@@ -269,9 +281,7 @@ extension NativeCodeGenerator {
             case .bfloat16: return out + "y[q] = adjoint_bf16_from_float((float)v);\n"
             case .bool: return out + "y[q] = (unsigned char)(v != 0);\n"
             case .float64, .float32: return out + "y[q] = (\(c(to)))v;\n"
-            case .int64, .int32:
-                let (low, high) = castBounds(to)
-                return out + "double t = trunc(v);\n" + "y[q] = t - t == 0 && t >= \(low) && t <= \(high) ? (\(c(to)))t : 0;\n"
+            case .int64, .int32: return out + truncatedStore("v", to: to)
             }
         }
         if to == .bool { return out + "y[q] = (unsigned char)(x[q] != 0);\n" }
@@ -281,11 +291,7 @@ extension NativeCodeGenerator {
         case (.int32, .int64): out += "y[q] = (long long)x[q];\n"
         case (_, .float64), (.float64, .float32): out += "y[q] = (\(c(to)))x[q];\n"
         case (_, .float32): out += "y[q] = (float)(double)x[q];\n"   // from an integer, through float64
-        default:
-            // A float to an integer.
-            let (low, high) = castBounds(to)
-            out += "double t = trunc((double)x[q]);\n"
-                + "y[q] = t - t == 0 && t >= \(low) && t <= \(high) ? (\(c(to)))t : 0;\n"
+        default: out += truncatedStore("(double)x[q]", to: to)   // a float to an integer
         }
         return out
     }
@@ -327,20 +333,39 @@ extension NativeCodeGenerator {
             + "}\n"
     }
 
+    /// The strict-policy sum of `exp(p[i] - m)` over `n > 2¹⁵` elements (`Summation.sum`): each
+    /// of `Summation`'s blocks summed pairwise (``shiftedPairwise(float64:_:)``), and the blocks'
+    /// sums combined in `Summation.tree`'s order. That tree, pairing neighbours at strides 1, 2,
+    /// 4 …, adds the tree of the first `P` blocks to the tree of the rest, `P` the largest power
+    /// of two below the count: so the recursion here, with no array of partial sums. `first`,
+    /// `count`: the blocks this call combines.
+    static func shiftedBlocks(float64: Bool, _ k: Int) -> String {
+        let t = float64 ? "double" : "float", name = "adjoint_blocks_shifted_\(k)", block = Summation.blockSize
+        return "\nstatic __device__ \(t) \(name)(const \(t) *p, \(t) m, long n, long first, long count) {\n"
+            + "if (count == 1) { long lo = first * \(block); return adjoint_pairwise_shifted_\(k)(p + lo, m, n - lo < \(block) ? n - lo : \(block)); }\n"
+            + "long half = 1;\n"
+            + "while (2 * half < count) half *= 2;\n"
+            + "return \(name)(p, m, n, first, half) + \(name)(p, m, n, first + half, count - half);\n"
+            + "}\n"
+    }
+
     /// Example `q`'s loss, as `Kernels.crossEntropy` computes it: the log-sum-exp of its logits
     /// (`Kernels.logsumexp` along a contiguous axis: the maximum left to right, the shifted
-    /// exponentials summed pairwise, the maximum plus the sum's logarithm — or the maximum itself
-    /// where it is not finite) less the logit of its label. A label out of range reads class 0:
-    /// its check fails the call.
+    /// exponentials summed as the strict policy sums them — pairwise, or over more than 2¹⁵
+    /// classes by blocks (``shiftedBlocks(float64:_:)``) — the maximum plus the sum's logarithm,
+    /// or the maximum itself where it is not finite) less the logit of its label. A label out of
+    /// range reads class 0: its check fails the call.
     private static func crossEntropyBody(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", classes = f.inputs[0].type.shape.last!
-        let l = indexType(f.inputs[1].type.dtype)
+        let l = indexType(f.inputs[1].type.dtype), block = Summation.blockSize
+        let sum = classes <= block ? "adjoint_pairwise_shifted_\(k)(x, m, \(classes))"
+            : "adjoint_blocks_shifted_\(k)(x, m, \(classes), 0, \((classes + block - 1) / block))"
         return "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + q * \(classes);\n"
             + "long long c = ((const \(l) *)(base + \(f.inputs[1].offset)))[q];\n"
             + "if (c < 0 || c >= \(classes)) c = 0;\n"
             + "\(t) m = x[0];\n"
             + "for (long j = 1; j < \(classes); j++) m = \(binaryExpression(.maximum, "m", "x[j]", float64: float64)!);\n"
-            + "\(t) lse = m - m == 0 ? m + \(unaryExpression(.log, "adjoint_pairwise_shifted_\(k)(x, m, \(classes))", float64: float64)!) : m;\n"
+            + "\(t) lse = m - m == 0 ? m + \(unaryExpression(.log, sum, float64: float64)!) : m;\n"
             + "((\(t) *)(base + \(f.output.offset)))[q] = lse - x[c];\n"
     }
 

@@ -129,7 +129,8 @@ struct CUDASourceTests {
             #expect(try nvrtc.compile(tableSource, name: "elementwise", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
             // Instructions the CPU interprets that have device kernels: comparisons and selections,
             // broadcasting, of float, integer and bool operands; softmax and log-softmax;
-            // cross-entropy, one-hot, a gather and a scatter-add with the checks of their indices;
+            // cross-entropy (over up to one of `Summation`'s blocks of classes, and over more), one-hot,
+            // a gather and a scatter-add with the checks of their indices;
             // casts (those to integers with the checks of their values; to and from the 16-bit
             // floats) and argmax.
             let labels = try Tensor((0..<420).map { Int64($0 % 7) }).reshaped([420, 1]), targets = Tensor((0..<420).map { Int32($0 % 300) })
@@ -139,16 +140,17 @@ struct CUDASourceTests {
                         try v[0].softmax(axis: 0), try v[0].logSoftmax(axis: 1), try v[0].crossEntropy(labels: v[3]), try v[3].oneHot(depth: 300),
                         try v[0].gather(v[3], axis: 1), try v[0].scatterAdd(v[3], v[0]),
                         try v[0].cast(to: .int32), try v[2].cast(to: .int32), try v[3].cast(to: .float64), try v[0].cast(to: .bool), try v[0].argmax(axis: 1),
-                        try v[0].cast(to: .float16), try v[0].cast(to: .bfloat16), try v[0].cast(to: .float16).cast(to: .int32)]
-            }.trace(for: [x, row, labels, targets]).program
+                        try v[0].cast(to: .float16), try v[0].cast(to: .bfloat16), try v[0].cast(to: .float16).cast(to: .int32),
+                        try v[4].crossEntropy(labels: v[5])]
+            }.trace(for: [x, row, labels, targets, try Tensor.uniform([2, Summation.blockSize + 1], key: RandomKey(seed: 4), low: -1, high: 1, dtype: dtype), Tensor([Int32(0), 5])]).program
             let selections = selecting.instructions.indices.filter {
                 selecting.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(selecting.fallbacks[$0], $0) != nil
             }
-            #expect(selections.count == 20, "\(dtype)")
+            #expect(selections.count == 21, "\(dtype)")
             let selectSource = try #require(selecting.cudaSource(interpreted: selections))
             let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
             for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
-            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 7, "\(dtype)")
+            #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 8, "\(dtype)")
             #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }

@@ -178,16 +178,16 @@ struct DeviceProgramTests {
     func errors() throws {
         let emulator = try HostKernelEmulator()
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
-        // A cross-entropy over more classes than one of `Summation`'s blocks has no kernel.
-        let logits = try Tensor.uniform([2, Summation.blockSize + 1], key: RandomKey(seed: 3), low: -1, high: 1), labels = Tensor([Int32(0), 5])
-        let wide = try compile(native: .required) { (v: [Tensor]) in [try (v[0].crossEntropy(labels: v[1]) * 2).sum()] }.trace(for: [logits, labels]).program
+        // A layout operator on integers (which the CPU interprets, copying bytes) has no kernel.
+        let counts = try Tensor((0..<6).map { Int64($0) }).reshaped([2, 3])
+        let integer = try compile(native: .required) { (v: [Tensor]) in [try (v[0] * 2).sum(), try v[1].transposed()] }.trace(for: [a, counts]).program
         do {
-            _ = try DeviceProgram(wide, pool: DeviceMemoryPool(device: emulator))
+            _ = try DeviceProgram(integer, pool: DeviceMemoryPool(device: emulator))
             Issue.record("a program with an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(instruction, operation) {
-            #expect(operation == OpCode.crossEntropyWithLogits.rawValue && wide.instructions[instruction].kind == .fallback)
+            #expect(operation == OpCode.transpose.rawValue && integer.instructions[instruction].kind == .fallback)
             #expect(DeviceError.noDeviceForm(instruction: instruction, operation: operation).description
-                        == "instruction \(instruction) (\(OpCode.crossEntropyWithLogits.rawValue)) has no device form yet")
+                        == "instruction \(instruction) (\(OpCode.transpose.rawValue)) has no device form yet")
         }
         // Without native code (`NativeCode.off`) each instruction is a kernel of its own: the same bits.
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try (v[0] * 2 + 1).sum(axes: [0]) * v[0].slice([0..<1])] }.trace(for: [a]).program
@@ -326,6 +326,16 @@ struct DeviceProgramTests {
         let x = try uniform([30, 40], 1), row = try uniform([40], 2), column = try uniform([30, 1], 3)
         let labels = try Tensor((0..<30).map { Int64($0 % 7) }).reshaped([30, 1]), classes = Tensor((0..<40).map { Int64($0 % 5) })
         let targets = Tensor((0..<30).map { Int32(($0 * 13) % 40) })
+        // Five of `Summation`'s blocks. Row 0's shifted exponentials: 1 in block 0, and in each
+        // other block one value b of 0.38 units in the last place of 1 (zeros elsewhere). Its sum
+        // is then 1 + ulp in the strict tree ((1 + b) + (b + b)) + b, 1 left to right and
+        // 1 + 2 ulp right to left; its loss is that sum's logarithm (label 0), so each order
+        // gives other bits. Rows 1 and 2 are uniform.
+        let wideClasses = 4 * Summation.blockSize + 7, ulp = dtype == .float64 ? Double.ulpOfOne : Double(Float.ulpOfOne)
+        var tied = [Double](repeating: -1000, count: wideClasses)
+        tied[0] = 0
+        for b in 1...4 { tied[b * Summation.blockSize] = Foundation.log(0.38 * ulp) }
+        let wide = try Tensor.concat([try Tensor(tied).reshaped([1, wideClasses]).cast(to: dtype), try uniform([2, wideClasses], 5) * 12])
         // (name, arguments, the kernels the case is about, the function)
         let programs: [(String, [Tensor], String, ([Tensor]) throws -> [Tensor])] = [
             ("every comparison, against a row, a column and a single value", [x, row, column], "adjoint_select_", { v in
@@ -352,6 +362,11 @@ struct DeviceProgramTests {
             }),
             ("cross-entropy with int32 labels, its gradient (softmax less one-hot)", [try x * 30, targets], "adjoint_crossentropy_", { v in
                 [try v[0].crossEntropy(labels: v[1]), try gradient(at: v[0]) { x in try x.crossEntropy(labels: v[1]).mean() }]
+            }),
+            ("cross-entropy over more classes than one of Summation's blocks, and its gradient",
+             [wide, Tensor([0, Int64(wideClasses - 1), 70_001])],
+             "adjoint_crossentropy_", { v in
+                [try v[0].crossEntropy(labels: v[1]), try gradient(at: v[0]) { x in try x.crossEntropy(labels: v[1]).sum() }]
             }),
             // Index tensors as arguments (not constants the compiler folds into tables), with repeats.
             ("gathers with index tensors along either axis, and their gradients (scatter-adds)",
@@ -677,14 +692,14 @@ struct CompiledOnDeviceTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(1), reason: "only GPU 0 is used")) { try compile(device: .cuda(1)) { (x: Tensor) in try x * 2 }(x) }
         #expect(Device.cuda(1).description == "cuda:1" && Device.cuda().description == "cuda")
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 2), low: -1, high: 1)
-        let wide = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in
-            try v.crossEntropy(labels: Tensor([Int32(0), 5])) * 2
+        let integer = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in
+            try v.cast(to: .int64).transposed().cast(to: .float64) * 2
         }
         do {
-            _ = try wide(try Tensor.uniform([2, Summation.blockSize + 1], key: RandomKey(seed: 3), low: -1, high: 1))
+            _ = try integer(try Tensor.uniform([2, 3], key: RandomKey(seed: 3), low: -9, high: 9))
             Issue.record("an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(_, operation) {
-            #expect(operation == OpCode.crossEntropyWithLogits.rawValue)
+            #expect(operation == OpCode.transpose.rawValue)
         }
         let product = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.matmul(v) * 2 }
         #expect(try DeviceProgramTests.relativeDifference(product(a), a.matmul(a) * 2) <= 1e-14)
