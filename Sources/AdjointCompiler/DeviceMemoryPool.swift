@@ -6,17 +6,36 @@ import AdjointTensor
 /// (``StoragePool/Statistics``: live, peak, allocations, those that reached the device, cached).
 ///
 /// Reuse is stream-ordered: a block is released with an event recorded on the stream that last
-/// used it (``release(_:capacity:pending:)``), and handed out again only once that event is
-/// complete — so a block freed while kernels on one stream may still read it is never written by
-/// another stream's work. When the device refuses an allocation, the cached blocks go back to it
-/// (waiting for their events) and the allocation is tried once more before the error is thrown.
+/// used it (``release(_:capacity:pending:stream:)``), and handed out again once that event is
+/// complete — or at once for work on that same stream (``allocate(_:on:)``), which the stream
+/// runs after the work before the event — so a block freed while kernels on one stream may still
+/// read it is never written by another stream's work, and a thread whose stream runs behind the
+/// host still reuses its own freed blocks instead of asking the device for more. When the device
+/// refuses an allocation, the cached blocks go back to it (waiting for their events) and the
+/// allocation is tried once more before the error is thrown.
 // @unchecked Sendable: the free lists and counters are reached only under `state`'s lock; the
-// device's calls are the driver's, which are thread-safe; an event is only queried or waited for.
+// device's calls are the driver's, which are thread-safe; an event is only queried or waited for,
+// and a cached block's stream only compared by identity.
 package final class DeviceMemoryPool: @unchecked Sendable {
     package let device: any KernelDevice
 
+    /// A cached block: `pending`, an event after its last use, recorded on `stream` (held, so no
+    /// other stream takes its identity while the block waits here).
+    private struct Cached: @unchecked Sendable {
+        let address: UInt64
+        let pending: (any KernelEvent)?
+        let stream: (any KernelStream)?
+
+        /// Whether work on `user` may use the block now.
+        func isFree(for user: (any KernelStream)?) -> Bool {
+            guard let pending else { return true }
+            if let user, let stream, user === stream { return true }
+            return (try? pending.isComplete()) ?? false
+        }
+    }
+
     private struct State {
-        var free: [Int: [(address: UInt64, pending: (any KernelEvent)?)]] = [:]
+        var free: [Int: [Cached]] = [:]
         var stats = StoragePool.Statistics(liveBytes: 0, peakBytes: 0, allocationCount: 0, systemAllocationCount: 0, cachedBytes: 0)
         var cacheLimit: Int
     }
@@ -30,15 +49,15 @@ package final class DeviceMemoryPool: @unchecked Sendable {
 
     deinit { trim() }
 
-    /// A block of at least `bytes` bytes: its device address and capacity.
+    /// A block of at least `bytes` bytes, for work on `stream` (nil: work that waits for nothing
+    /// the pool knows of — the block's last use has run): its device address and capacity.
     ///
     /// - Throws: the device's error when it cannot provide the block even with the cache emptied.
-    package func allocate(_ bytes: Int) throws -> (address: UInt64, capacity: Int) {
+    package func allocate(_ bytes: Int, on stream: (any KernelStream)? = nil) throws -> (address: UInt64, capacity: Int) {
         let capacity = StoragePool.capacity(for: bytes)
         let reused: UInt64? = state.withLock { s in
-            // The most recently released block whose last use has run.
-            guard let blocks = s.free[capacity],
-                  let k = blocks.lastIndex(where: { block in block.pending.map { (try? $0.isComplete()) ?? false } ?? true }) else { return nil }
+            // The most recently released block that the stream may use now.
+            guard let blocks = s.free[capacity], let k = blocks.lastIndex(where: { $0.isFree(for: stream) }) else { return nil }
             s.stats.cachedBytes -= capacity
             return s.free[capacity]!.remove(at: k).address
         }
@@ -62,14 +81,15 @@ package final class DeviceMemoryPool: @unchecked Sendable {
         return (address, capacity)
     }
 
-    /// Returns a block from ``allocate(_:)`` (kept for reuse while the cache has room). `pending`:
-    /// an event after the last work that uses the block (nil: none is enqueued); the block is not
-    /// handed out again before it is complete.
-    package func release(_ address: UInt64, capacity: Int, pending: (any KernelEvent)? = nil) {
+    /// Returns a block from ``allocate(_:on:)`` (kept for reuse while the cache has room).
+    /// `pending`: an event after the last work that uses the block (nil: none is enqueued),
+    /// recorded on `stream`, the only stream with work on the block still to run; the block is
+    /// handed out again before the event is complete only for work on `stream`.
+    package func release(_ address: UInt64, capacity: Int, pending: (any KernelEvent)? = nil, stream: (any KernelStream)? = nil) {
         let keep: Bool = state.withLock { s in
             s.stats.liveBytes -= capacity
             guard s.stats.cachedBytes + capacity <= s.cacheLimit else { return false }
-            s.free[capacity, default: []].append((address, pending))
+            s.free[capacity, default: []].append(Cached(address: address, pending: pending, stream: pending == nil ? nil : stream))
             s.stats.cachedBytes += capacity
             return true
         }

@@ -229,8 +229,9 @@ package final class DeviceProgram {
         do {
             let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : [])
                 + (checks.isEmpty ? [] : [checks.count * 24]) + (arrayBytes > 0 ? [arrayBytes] : []) + (tableEntries > 0 ? [tableEntries * 8] : [])
-            for bytes in sizes { blocks.append(try pool.allocate(bytes)) }
-            // A block comes from work that has run (the pool checks its event). The constants go in
+            for bytes in sizes { blocks.append(try pool.allocate(bytes, on: stream)) }
+            // A block's last use has run, or is on this stream and runs first (the pool checks its
+            // event and stream). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
             // not be ordered before a non-blocking stream's work. (From pageable host memory an
             // asynchronous copy has taken the bytes when it returns.)
@@ -342,7 +343,7 @@ package final class DeviceProgram {
         // The memory goes back once the work enqueued on the stream has run.
         let pending = try? stream.record()
         if pending == nil { try? stream.synchronize() }
-        for block in blocks { pool.release(block.address, capacity: block.capacity, pending: pending) }
+        for block in blocks { pool.release(block.address, capacity: block.capacity, pending: pending, stream: stream) }
     }
 
     /// Enqueues copies of `arguments` into the device frame on the stream: the tensors must stay

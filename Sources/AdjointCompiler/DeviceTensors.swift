@@ -139,7 +139,8 @@ package final class DeviceTensors: DeviceBackend, @unchecked Sendable {
 ///
 /// Another stream that reads it first waits for the writing stream (``use(on:)``); the block goes
 /// back to the pool when the storage goes, with an event after the writing stream's work then (the
-/// pool hands it out again only once that has run) — after waiting for any other stream that read it.
+/// pool hands it out again once that has run, or at once for work on the same stream, which runs
+/// after it) — after waiting for any other stream that read it.
 // @unchecked Sendable: immutable but for the readers' list, reached under its lock.
 final class DeviceBlock: DeviceMemory, @unchecked Sendable {
     let address: UInt64
@@ -157,7 +158,7 @@ final class DeviceBlock: DeviceMemory, @unchecked Sendable {
 
     /// A block of at least `bytes` bytes, to be written on `stream`.
     init(bytes: Int, stream: any KernelStream, tensors: DeviceTensors) throws {
-        (address, capacity) = try tensors.pool.allocate(bytes)
+        (address, capacity) = try tensors.pool.allocate(bytes, on: stream)
         (self.stream, self.tensors) = (stream, tensors)
     }
 
@@ -165,7 +166,7 @@ final class DeviceBlock: DeviceMemory, @unchecked Sendable {
         for reader in readers.withLock({ $0 }) { try? reader.stream.synchronize() }
         let pending = try? stream.record()
         if pending == nil { try? stream.synchronize() }
-        tensors.pool.release(address, capacity: capacity, pending: pending)
+        tensors.pool.release(address, capacity: capacity, pending: pending, stream: stream)
     }
 
     /// A tensor of `type` over the block.

@@ -628,6 +628,29 @@ struct DeviceMemoryPoolTests {
         pool.release(c.address, capacity: c.capacity)
     }
 
+    @Test("a block released behind pending work is handed out at once for work on the stream it was released on, not for another")
+    func sameStream() throws {
+        let device = try CountingDevice(), pool = DeviceMemoryPool(device: device)
+        let mine = OtherStream(), theirs = OtherStream()
+        let a = try pool.allocate(4096, on: mine)
+        pool.release(a.address, capacity: a.capacity, pending: ManualEvent(), stream: mine)
+        let other = try pool.allocate(4096, on: theirs), unordered = try pool.allocate(4096)
+        #expect(other.address != a.address && unordered.address != a.address && device.allocations == 3)
+        // The stream runs its new work after the old: the block is free for it.
+        var block = try pool.allocate(4096, on: mine)
+        #expect(block.address == a.address && device.allocations == 3 && pool.statistics.cachedBytes == 0)
+        // A thread whose stream runs behind the host, making and dropping a tensor a step, holds
+        // one block for it, not one per step.
+        for _ in 0..<100 {
+            pool.release(block.address, capacity: block.capacity, pending: ManualEvent(), stream: mine)
+            block = try pool.allocate(4096, on: mine)
+        }
+        #expect(block.address == a.address && device.allocations == 3)
+        for b in [block, other, unordered] { pool.release(b.address, capacity: b.capacity) }
+        pool.trim()
+        #expect(device.held.isEmpty)
+    }
+
     @Test("device programs take their frames from the pool and give them back; a second program reuses them")
     func programs() throws {
         let device = try CountingDevice(), pool = DeviceMemoryPool(device: device)
