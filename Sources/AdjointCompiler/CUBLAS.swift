@@ -53,14 +53,18 @@ package struct GEMM: Equatable, Sendable {
 /// take: a handle on the driver's primary context, its stream set per call, single and batched
 /// GEMM in float32 and float64. cuBLAS is found at `ADJOINT_CUBLAS`, else by the dynamic loader.
 ///
-/// One handle serves every stream: setting the stream and enqueueing the product happen under
-/// a lock, so calls from several threads do not interleave. A handle used on one stream after
+/// One handle serves every stream: setting the stream and workspace and enqueueing the product
+/// happen under a lock, so calls from several threads do not interleave. Each stream brings a
+/// workspace of its own (``gemm(_:stream:workspace:)``): `cublasSetStream` puts the handle back on
+/// cuBLAS's default workspace, which products running at once on two streams would share — a
+/// race, and results that depend on the streams' timing. A handle used on one stream after
 /// another computes each product with the algorithm cuBLAS picks for its shape; its default math
 /// mode (no TF32 or reduced precision) is kept.
 package final class CUBLAS: @unchecked Sendable {
     private typealias Create = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
     private typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
     private typealias SetStream = @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32
+    private typealias SetWorkspace = @convention(c) (OpaquePointer?, UInt64, Int) -> Int32
     private typealias Sgemm = @convention(c) (OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>, UInt64, Int32,
                                               UInt64, Int32, UnsafePointer<Float>, UInt64, Int32) -> Int32
     private typealias Dgemm = @convention(c) (OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Double>, UInt64, Int32,
@@ -71,7 +75,7 @@ package final class CUBLAS: @unchecked Sendable {
                                                      UInt64, Int32, UnsafePointer<Double>, UInt64, Int32, Int32) -> Int32
 
     private let library: UnsafeMutableRawPointer
-    private let destroy: Destroy, setStream: SetStream
+    private let destroy: Destroy, setStream: SetStream, setWorkspace: SetWorkspace
     private let sgemm: Sgemm, dgemm: Dgemm, sgemmBatched: SgemmBatched, dgemmBatched: DgemmBatched
     private let handle: OpaquePointer?
     /// Held while a call sets the handle's stream and enqueues.
@@ -100,6 +104,7 @@ package final class CUBLAS: @unchecked Sendable {
         let create = try symbol("cublasCreate_v2", Create.self)
         destroy = try symbol("cublasDestroy_v2", Destroy.self)
         setStream = try symbol("cublasSetStream_v2", SetStream.self)
+        setWorkspace = try symbol("cublasSetWorkspace_v2", SetWorkspace.self)
         sgemm = try symbol("cublasSgemm_v2", Sgemm.self)
         dgemm = try symbol("cublasDgemm_v2", Dgemm.self)
         sgemmBatched = try symbol("cublasSgemmBatched", SgemmBatched.self)
@@ -120,10 +125,16 @@ package final class CUBLAS: @unchecked Sendable {
         dlclose(library)
     }
 
-    /// Enqueues `g` on `stream` (a driver stream handle; nil: the default stream).
+    /// The workspace a stream gives its products on a device of compute capability `major`:
+    /// what cuBLAS's documentation recommends, 32 MiB on Hopper and later, 4 MiB before.
+    package static func workspaceBytes(computeCapability major: Int) -> Int { major >= 9 ? 32 << 20 : 4 << 20 }
+
+    /// Enqueues `g` on `stream` (a driver stream handle; nil: the default stream), with
+    /// `workspace` (device memory only work on `stream` uses; nil: cuBLAS's default workspace,
+    /// for the default stream).
     ///
     /// - Throws: ``CUBLASError/callFailed(call:status:)`` (invalid dimensions are status 7).
-    package func gemm(_ g: GEMM, stream: OpaquePointer?) throws {
+    package func gemm(_ g: GEMM, stream: OpaquePointer?, workspace: (address: UInt64, bytes: Int)?) throws {
         let transA: Int32 = g.transposeA ? 1 : 0, transB: Int32 = g.transposeB ? 1 : 0   // CUBLAS_OP_T, CUBLAS_OP_N
         let (m, n, k) = (Int32(truncatingIfNeeded: g.m), Int32(truncatingIfNeeded: g.n), Int32(truncatingIfNeeded: g.k))
         let (lda, ldb, ldc) = (Int32(truncatingIfNeeded: g.lda), Int32(truncatingIfNeeded: g.ldb), Int32(truncatingIfNeeded: g.ldc))
@@ -132,6 +143,10 @@ package final class CUBLAS: @unchecked Sendable {
         let (call, status): (String, Int32) = lock.withLock {
             let set = setStream(h, stream)
             guard set == 0 else { return ("cublasSetStream", set) }
+            if let workspace {
+                let given = setWorkspace(h, workspace.address, workspace.bytes)
+                guard given == 0 else { return ("cublasSetWorkspace", given) }
+            }
             // α and β are read from host memory (the handle's default pointer mode) before the call returns.
             switch (g.float64, g.batch > 1) {
             case (true, false):

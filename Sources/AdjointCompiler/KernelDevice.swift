@@ -112,7 +112,7 @@ package final class CUDAKernelDevice: KernelDevice {
 
     package func gemm(_ product: GEMM, on stream: (any KernelStream)?) throws {
         if let reason = product.invalidity { throw KernelDeviceError.invalidGEMM(reason) }
-        let handle = try stream.flatMap { try Stream.of($0, "the stream").stream.handle }
+        let given = try stream.map { try Stream.of($0, "the stream") }
         try driver.makeCurrent()
         let cublas = try blas.withLock { loaded -> Result<CUBLAS, any Error> in
             if let loaded { return loaded }
@@ -120,7 +120,7 @@ package final class CUDAKernelDevice: KernelDevice {
             loaded = made
             return made
         }.get()
-        try cublas.gemm(product, stream: handle)
+        try cublas.gemm(product, stream: given?.stream.handle, workspace: try given?.blasWorkspace())
     }
 
     package var name: String { "\(driver.deviceName) (compute capability \(driver.capability.major).\(driver.capability.minor))" }
@@ -147,7 +147,25 @@ package final class CUDAKernelDevice: KernelDevice {
 
     final class Stream: KernelStream {
         let stream: CUDADriver.Stream
+        /// cuBLAS's workspace for products on this stream, made by the first one
+        /// (``CUBLAS/gemm(_:stream:workspace:)``), freed once the stream's work has run.
+        private let workspace = Mutex<UInt64?>(nil)
         init(_ stream: CUDADriver.Stream) { self.stream = stream }
+        deinit {
+            guard let address = workspace.withLock({ $0 }) else { return }
+            try? stream.synchronize()
+            stream.driver.release(address)
+        }
+        /// This stream's cuBLAS workspace and its size.
+        func blasWorkspace() throws -> (address: UInt64, bytes: Int) {
+            let bytes = CUBLAS.workspaceBytes(computeCapability: stream.driver.capability.major)
+            return (try workspace.withLock { made in
+                if let made { return made }
+                let address = try stream.driver.allocate(bytes)
+                made = address
+                return address
+            }, bytes)
+        }
         static func of(_ stream: any KernelStream, _ what: String) throws -> Stream {
             guard let s = stream as? Stream else { throw KernelDeviceError.foreignStream(what) }
             return s

@@ -155,6 +155,56 @@ struct CUDASourceTests {
         }
     }
 
+    /// A stand-in for `libcublas.so`, compiled here: the functions `CUBLAS` takes, each writing
+    /// its call (and a stream's or workspace's address) to a log that `fake_log` returns.
+    static let fakeCUBLAS = """
+        #include <stdint.h>
+        #include <stdio.h>
+        #include <string.h>
+        static char text[4096]; static size_t used;
+        static void note(const char *s) { size_t n = strlen(s); if (used + n < sizeof text) { memcpy(text + used, s, n); used += n; text[used] = 0; } }
+        const char *fake_log(void) { return text; }
+        int cublasCreate_v2(void **h) { *h = (void *)1; note("create;"); return 0; }
+        int cublasDestroy_v2(void *h) { (void)h; return 0; }
+        int cublasSetStream_v2(void *h, void *s) { char b[64]; (void)h; snprintf(b, sizeof b, "stream %lu;", (unsigned long)(uintptr_t)s); note(b); return 0; }
+        int cublasSetWorkspace_v2(void *h, void *w, size_t n) { char b[64]; (void)h; snprintf(b, sizeof b, "workspace %lu %zu;", (unsigned long)(uintptr_t)w, n); note(b); return 0; }
+        #define GEMM(name, T) int name(void *h, int ta, int tb, int m, int n, int k, const T *alpha, const void *a, int lda, const void *b, int ldb, \\
+            const T *beta, void *c, int ldc) { (void)h; (void)ta; (void)tb; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; (void)ldb; \\
+            (void)beta; (void)c; (void)ldc; note(#name ";"); return 0; }
+        #define BATCHED(name, T) int name(void *h, int ta, int tb, int m, int n, int k, const T *alpha, const void *a, int lda, const void *b, int ldb, \\
+            const T *beta, void *c, int ldc, int count) { (void)h; (void)ta; (void)tb; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; \\
+            (void)ldb; (void)beta; (void)c; (void)ldc; (void)count; note(#name ";"); return 0; }
+        GEMM(cublasSgemm_v2, float) GEMM(cublasDgemm_v2, double) BATCHED(cublasSgemmBatched, float) BATCHED(cublasDgemmBatched, double)
+        """
+
+    @Test("cuBLAS takes each product on its stream with that stream's workspace, set after the stream (which puts the handle back on the shared one)")
+    func cublasWorkspaces() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("adjoint-fake-cublas-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let source = directory.appendingPathComponent("fake.c"), library = directory.appendingPathComponent("libcublas.so").path
+        try Self.fakeCUBLAS.write(to: source, atomically: true, encoding: .utf8)
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        cc.arguments = ["cc", "-shared", "-fPIC", "-o", library, source.path]
+        try cc.run()
+        cc.waitUntilExit()
+        try #require(cc.terminationStatus == 0, "cc could not build the stand-in cuBLAS")
+        let blas = try CUBLAS.load(path: library)
+        let single = GEMM(float64: false, transposeA: false, transposeB: true, m: 4, n: 3, k: 2, lda: 4, ldb: 3, ldc: 4, a: 8, b: 16, c: 24, batch: 1, arrays: 0)
+        var batched = single
+        (batched.float64, batched.batch, batched.arrays) = (true, 5, 4096)
+        try blas.gemm(single, stream: OpaquePointer(bitPattern: 0x10), workspace: (address: 0x2000, bytes: 4 << 20))
+        try blas.gemm(batched, stream: OpaquePointer(bitPattern: 0x20), workspace: (address: 0x3000, bytes: 4 << 20))
+        try blas.gemm(single, stream: nil, workspace: nil)
+        let loaded = try #require(dlopen(library, RTLD_NOW | RTLD_NOLOAD)), log = try #require(dlsym(loaded, "fake_log"))
+        typealias Log = @convention(c) () -> UnsafePointer<CChar>
+        #expect(String(cString: unsafeBitCast(log, to: Log.self)())
+                    == "create;stream 16;workspace 8192 4194304;cublasSgemm_v2;stream 32;workspace 12288 4194304;cublasDgemmBatched;stream 0;cublasSgemm_v2;")
+        dlclose(loaded)
+        #expect(CUBLAS.workspaceBytes(computeCapability: 9) == 32 << 20 && CUBLAS.workspaceBytes(computeCapability: 8) == 4 << 20)
+    }
+
     @Test("NVRTC reports a source that does not compile with its log, and a missing library by the paths it tried; so do the CUDA driver and cuBLAS")
     func errors() throws {
         #expect(throws: CUBLASError.unavailable(searched: ["/nonexistent/libcublas.so"])) { try CUBLAS.load(path: "/nonexistent/libcublas.so") }
