@@ -6,10 +6,10 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
     /// An instruction with no device form yet (an operator the interpreter runs through the
-    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a one-hot
-    /// encoding, a gather, a scatter-add, a cast, an `argmax` or a custom operator's call, which
-    /// runs on the host — a layout operator on integer tensors, say): its position in the program
-    /// and what it is.
+    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a mean
+    /// squared error, a one-hot encoding, a gather, a scatter-add, a cast, an `argmax` or a custom
+    /// operator's call, which runs on the host — a layout operator on integer tensors, say): its
+    /// position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
     /// An operator on a device tensor that has no kernel there yet (one with no device form).
     case noDeviceKernel(operation: String, device: Device)
@@ -96,7 +96,8 @@ package enum DeviceRuntime {
 /// thread per element, its index tables copied to the device with the program
 /// (`NativeCodeGenerator.cudaElementwise(_:)`); so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
-/// thread per line, a cross-entropy, one thread per example, a one-hot encoding, a gather with an
+/// thread per line, a cross-entropy, one thread per example, a mean squared error, one block
+/// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an
 /// index tensor, a scatter-add, a cast between float64, float32, float16, bfloat16, int64, int32
 /// and bool, and an `argmax` (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators
 /// and the casts to an integer type after a one-block kernel that checks their operand, whose

@@ -16,8 +16,10 @@ extension NativeCodeGenerator {
     /// The device kernel of interpreted instruction `k` (`f`), when it has one: its name and the
     /// threads a launch runs (one per output element of a comparison, a `where`, a one-hot
     /// encoding, a gather or a cast; one per line of a softmax or an `argmax`, per example of a
-    /// cross-entropy, per column of a scatter-add). Operands must each be in a frame region of their own (none read through a
-    /// folded gather's table), and the output in one no operand shares: the threads write their
+    /// cross-entropy, per column of a scatter-add; one for a mean squared error, whose kernel is one
+    /// block of ``NativeCodeGenerator/blockThreads``). Operands must each be in a frame region of
+    /// their own (none read through a folded gather's table), and the output in one no operand
+    /// shares: the threads write their
     /// elements while others still read theirs (a softmax's log form even reads its operand after
     /// writing its output), which the CPU's kernels, writing a new tensor, never see. The planner
     /// gives every interpreted output a region of its own; an overlap refused here keeps a
@@ -47,6 +49,10 @@ extension NativeCodeGenerator {
                   f.inputs[1].type.shape == Array(f.inputs[0].type.shape.dropLast()), f.output.type.dtype == f.inputs[0].type.dtype
             else { return nil }
             return ("adjoint_crossentropy_\(k)", f.inputs[1].type.elementCount)
+        case .meanSquaredError:
+            guard f.inputs.count == 2, [.float64, .float32].contains(f.inputs[0].type.dtype), f.inputs[1].type == f.inputs[0].type,
+                  f.output.type == ValueType(dtype: f.inputs[0].type.dtype, shape: []) else { return nil }
+            return ("adjoint_mse_\(k)", 1)
         case .oneHot:
             guard f.inputs.count == 1, f.inputs[0].type.dtype.isInteger, case let .oneHot(depth, dtype) = f.attributes, depth > 0,
                   f.output.type == ValueType(dtype: dtype, shape: f.inputs[0].type.shape + [depth]) else { return nil }
@@ -168,8 +174,9 @@ extension NativeCodeGenerator {
         case .softmax, .logSoftmax: body = softmaxBody(f)
         case .crossEntropyWithLogits:
             out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
-            if f.inputs[0].type.shape.last! > Summation.blockSize { out += shiftedBlocks(float64: f.inputs[0].type.dtype == .float64, k) }
             body = crossEntropyBody(f, k)
+        case .meanSquaredError:
+            return out + meanSquaredErrorKernel(f, k)
         case .oneHot: body = oneHotBody(f)
         case .gather: body = gatherBody(f)
         case .scatterAdd: body = scatterAddBody(f)
@@ -314,58 +321,104 @@ extension NativeCodeGenerator {
             + "((long long *)(base + \(f.output.offset)))[q] = index;\n"
     }
 
-    /// `Summation.pairwise` over `exp(p[i] - m)`, the exponentials computed where the sum reads
-    /// them: the same additions in the same order as the CPU's pairwise sum over the stored values
-    /// (`Kernels.logsumexp` with a finite maximum), without storing them. `k`: the instruction
-    /// whose kernel calls it (`adjoint_pairwise_shifted_<k>`).
-    static func shiftedPairwise(float64: Bool, _ k: Int) -> String {
-        let t = float64 ? "double" : "float", name = "adjoint_pairwise_shifted_\(k)"
-        func e(_ i: String) -> String { unaryExpression(.exp, "(p[\(i)] - m)", float64: float64)! }
-        return "\nstatic __device__ \(t) \(name)(const \(t) *p, \(t) m, long n) {\n"
+    /// `Summation.pairwise` as a device function `name(<pointers>, <values>, long n)`: the sum of
+    /// `element(i)` for `i < n`, each computed where the sum reads it — the same additions in the
+    /// same order as the CPU's pairwise sum over stored values, without storing them. The
+    /// recursion advances every pointer by the first half's length.
+    static func pairwiseFunction(_ name: String, float64: Bool, pointers: [String], values: [String] = [], element: (String) -> String) -> String {
+        let t = float64 ? "double" : "float"
+        let parameters = pointers.map { "const \(t) *\($0)" } + values.map { "\(t) \($0)" } + ["long n"]
+        func call(_ offset: String?, _ count: String) -> String {
+            "\(name)(" + (pointers.map { p in offset.map { "\(p) + \($0)" } ?? p } + values + [count]).joined(separator: ", ") + ")"
+        }
+        return "\nstatic __device__ \(t) \(name)(\(parameters.joined(separator: ", "))) {\n"
             + "if (n <= 64) {\n"
             + "\(t) s0 = 0, s1 = 0, s2 = 0, s3 = 0; long i = 0;\n"
-            + "while (i + 4 <= n) { s0 += \(e("i")); s1 += \(e("i + 1")); s2 += \(e("i + 2")); s3 += \(e("i + 3")); i += 4; }\n"
-            + "while (i < n) { s0 += \(e("i")); i += 1; }\n"
+            + "while (i + 4 <= n) { s0 += \(element("i")); s1 += \(element("i + 1")); s2 += \(element("i + 2")); s3 += \(element("i + 3")); i += 4; }\n"
+            + "while (i < n) { s0 += \(element("i")); i += 1; }\n"
             + "return (s0 + s1) + (s2 + s3);\n"
             + "}\n"
             + "long half = (n / 2) & ~3L;\n"
-            + "return \(name)(p, m, half) + \(name)(p + half, m, n - half);\n"
+            + "return \(call(nil, "half")) + \(call("half", "n - half"));\n"
             + "}\n"
     }
 
-    /// The strict-policy sum of `exp(p[i] - m)` over `n > 2¹⁵` elements (`Summation.sum`): each
-    /// of `Summation`'s blocks summed pairwise (``shiftedPairwise(float64:_:)``), and the blocks'
-    /// sums combined in `Summation.tree`'s order. That tree, pairing neighbours at strides 1, 2,
-    /// 4 …, adds the tree of the first `P` blocks to the tree of the rest, `P` the largest power
-    /// of two below the count: so the recursion here, with no array of partial sums. `first`,
-    /// `count`: the blocks this call combines.
-    static func shiftedBlocks(float64: Bool, _ k: Int) -> String {
-        let t = float64 ? "double" : "float", name = "adjoint_blocks_shifted_\(k)", block = Summation.blockSize
-        return "\nstatic __device__ \(t) \(name)(const \(t) *p, \(t) m, long n, long first, long count) {\n"
-            + "if (count == 1) { long lo = first * \(block); return adjoint_pairwise_shifted_\(k)(p + lo, m, n - lo < \(block) ? n - lo : \(block)); }\n"
-            + "long half = 1;\n"
-            + "while (2 * half < count) half *= 2;\n"
-            + "return \(name)(p, m, n, first, half) + \(name)(p, m, n, first + half, count - half);\n"
-            + "}\n"
+    /// ``pairwiseFunction(_:float64:pointers:values:element:)`` over `exp(p[i] - m)`
+    /// (`Kernels.logsumexp` with a finite maximum). `k`: the instruction whose kernel calls it
+    /// (`adjoint_pairwise_shifted_<k>`).
+    static func shiftedPairwise(float64: Bool, _ k: Int) -> String {
+        pairwiseFunction("adjoint_pairwise_shifted_\(k)", float64: float64, pointers: ["p"], values: ["m"]) { i in
+            unaryExpression(.exp, "(p[\(i)] - m)", float64: float64)!
+        }
+    }
+
+    /// C statements setting `acc` to the strict policy's sum of `n` elements (`Summation.sum`)
+    /// from blocks `from ..< to` of `Summation`'s: one pairwise sum (`pairwise(start, count)`, C
+    /// expressions) where `n` fits in a block, else each block's pairwise sum combined in
+    /// `Summation.tree`'s order (``NativeCodeGenerator/blockTree(from:to:_:_:_:)``).
+    static func strictSum(_ n: Int, from: String = "0", to: String? = nil, float64: Bool, _ pairwise: (String, String) -> String) -> String {
+        let t = float64 ? "double" : "float", block = Summation.blockSize
+        if n <= block { return "acc = \(pairwise("0", String(n)));\n" }
+        return blockTree(from: from, to: to ?? String((n + block - 1) / block), t,
+                         "long lo = b * \(block), len = \(n) - lo < \(block) ? \(n) - lo : \(block);\n\(t) v = \(pairwise("lo", "len"));\n") {
+            binaryExpression(.add, $0, $1, float64: float64)!
+        }
+    }
+
+    /// The mean squared error's kernel (`adjoint_mse_<k>(base)`), as `Kernels.meanSquaredError`
+    /// computes it: the strict policy's sum of the squared differences (each `(a - b) * (a - b)`,
+    /// computed where the sum reads it) divided by the element count, NaN for none. One block of
+    /// ``NativeCodeGenerator/blockThreads`` threads: each sums a run of `m` of `Summation`'s
+    /// blocks (`m` the smallest power of two that leaves at most one run per thread), a subtree
+    /// of the sum's tree; thread 0 combines the runs' sums in the same tree order. `runsAtMost`:
+    /// the threads that sum runs (fewer than the block's only in tests, to make runs of several
+    /// blocks from a small input).
+    static func meanSquaredErrorKernel(_ f: CompiledProgram.Fallback, _ k: Int, runsAtMost: Int = NativeCodeGenerator.blockThreads) -> String {
+        let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", n = f.inputs[0].type.elementCount
+        let threads = NativeCodeGenerator.blockThreads, blocks = Swift.max(1, (n + Summation.blockSize - 1) / Summation.blockSize)
+        var m = 1
+        while (blocks + m - 1) / m > Swift.min(runsAtMost, threads) { m *= 2 }
+        let runs = (blocks + m - 1) / m, name = "adjoint_pairwise_squared_\(k)"
+        let nan = float64 ? "adjoint_bits_d(0x7ff8000000000000ULL)" : "adjoint_bits_f(0x7fc00000U)"
+        var out = pairwiseFunction(name, float64: float64, pointers: ["a", "b"]) { i in "((a[\(i)] - b[\(i)]) * (a[\(i)] - b[\(i)]))" }
+        out += "\nextern \"C\" __global__ void __launch_bounds__(\(threads)) adjoint_mse_\(k)(unsigned char *base) {\n"
+            + "__shared__ \(t) runs[\(runs)];\n"
+            // (Not `a` and `b`: the block loop's index is `b`.)
+            + "const \(t) *left = (const \(t) *)(base + \(f.inputs[0].offset)), *right = (const \(t) *)(base + \(f.inputs[1].offset));\n"
+            + "\(t) *y = (\(t) *)(base + \(f.output.offset));\n"
+        if n == 0 { return out + "if (threadIdx.x == 0) y[0] = \(nan);\n}\n" }
+        return out + "ADJOINT_PHASES(2)\n"
+            + "ADJOINT_PHASE(0) if (threadIdx.x < \(runs)) {\n"
+            + "\(t) acc = 0;\n"
+            + "long first = (long)threadIdx.x * \(m), last = first + \(m) < \(blocks) ? first + \(m) : \(blocks);\n"
+            + strictSum(n, from: "first", to: "last", float64: float64) { "\(name)(left + \($0), right + \($0), \($1))" }
+            + "runs[threadIdx.x] = acc;\n"
+            + "} ADJOINT_PHASE_END\n"
+            + "ADJOINT_PHASE(1) if (threadIdx.x == 0) {\n"
+            + "\(t) acc = 0;\n"
+            + blockTree(from: "0", to: String(runs), t, "\(t) v = runs[b];\n") { binaryExpression(.add, $0, $1, float64: float64)! }
+            + "y[0] = acc / (\(t))\(n)LL;\n"
+            + "} ADJOINT_PHASE_END\n"
+            + "ADJOINT_PHASES_END\n}\n"
     }
 
     /// Example `q`'s loss, as `Kernels.crossEntropy` computes it: the log-sum-exp of its logits
     /// (`Kernels.logsumexp` along a contiguous axis: the maximum left to right, the shifted
     /// exponentials summed as the strict policy sums them — pairwise, or over more than 2¹⁵
-    /// classes by blocks (``shiftedBlocks(float64:_:)``) — the maximum plus the sum's logarithm,
+    /// classes by blocks (``strictSum(_:from:to:float64:_:)``) — the maximum plus the sum's logarithm,
     /// or the maximum itself where it is not finite) less the logit of its label. A label out of
     /// range reads class 0: its check fails the call.
     private static func crossEntropyBody(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", classes = f.inputs[0].type.shape.last!
-        let l = indexType(f.inputs[1].type.dtype), block = Summation.blockSize
-        let sum = classes <= block ? "adjoint_pairwise_shifted_\(k)(x, m, \(classes))"
-            : "adjoint_blocks_shifted_\(k)(x, m, \(classes), 0, \((classes + block - 1) / block))"
+        let l = indexType(f.inputs[1].type.dtype)
         return "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + q * \(classes);\n"
             + "long long c = ((const \(l) *)(base + \(f.inputs[1].offset)))[q];\n"
             + "if (c < 0 || c >= \(classes)) c = 0;\n"
             + "\(t) m = x[0];\n"
             + "for (long j = 1; j < \(classes); j++) m = \(binaryExpression(.maximum, "m", "x[j]", float64: float64)!);\n"
-            + "\(t) lse = m - m == 0 ? m + \(unaryExpression(.log, sum, float64: float64)!) : m;\n"
+            + "\(t) acc = 0;\n"
+            + "if (m - m == 0) \(strictSum(classes, float64: float64) { "adjoint_pairwise_shifted_\(k)(x + \($0), m, \($1))" })"
+            + "\(t) lse = m - m == 0 ? m + \(unaryExpression(.log, "acc", float64: float64)!) : m;\n"
             + "((\(t) *)(base + \(f.output.offset)))[q] = lse - x[c];\n"
     }
 

@@ -194,6 +194,20 @@ struct NativeCodeGenerator {
 
     static func reductionName(_ k: Int) -> String { "adjoint_reduce_\(k)" }
 
+    /// C statements combining blocks `b` from `from` to before `to` (C expressions), each
+    /// `value` (statements that set `v`, of C type `t`, for block `b`), as they arrive into `acc`
+    /// in `Summation.tree`'s order: equal subtrees left with right (`combine`) on a 64-entry
+    /// stack, what remains from the right. Blocks `from ..< to` of a larger run, `from` a multiple
+    /// of a power of two `m` at least `to - from`, form a subtree of the run's tree: their `acc`,
+    /// so combined in turn, gives the run's.
+    static func blockTree(from: String, to: String, _ t: String, _ value: String, _ combine: (String, String) -> String) -> String {
+        "{ \(t) stack[64]; long sizes[64]; int top = 0;\n"
+            + "for (long b = \(from); b < \(to); b++) {\n" + value
+            + "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
+            + "stack[top] = v; sizes[top] = size; top += 1;\n}\n"
+            + "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc")); }\n"
+    }
+
     /// A kernel `adjoint_reduce_<k>(base)` for reduction instruction `k`, one thread per output
     /// element, computing it as ``Kernels/reduceTyped`` does under the strict policy, operation
     /// for operation: along a contiguous axis, a sum is ``Summation``'s (pairwise within 2¹⁵-element
@@ -214,16 +228,7 @@ struct NativeCodeGenerator {
         func reduce(_ kind: OpCode, _ read: (String) -> String, _ pairwise: (String, String) -> String) -> String {
             let combiner: OpCode = kind == .sum ? .add : kind == .max ? .maximum : .minimum
             func combine(_ a: String, _ b: String) -> String { Self.binaryExpression(combiner, a, b, float64: i.float64)! }
-            /// `blocks` blocks, each `value` (C statements that set `v` for block `b`), combined as
-            /// they arrive into `acc` in `Summation.tree`'s order: equal subtrees left with right
-            /// on a 64-entry stack, what remains from the right.
-            func blockTree(_ blocks: Int, _ value: String) -> String {
-                "{ \(t) stack[64]; long sizes[64]; int top = 0;\n"
-                    + "for (long b = 0; b < \(blocks); b++) {\n" + value
-                    + "long size = 1; while (top > 0 && sizes[top - 1] == size) { v = \(combine("stack[top - 1]", "v")); size *= 2; top -= 1; }\n"
-                    + "stack[top] = v; sizes[top] = size; top += 1;\n}\n"
-                    + "acc = stack[top - 1]; for (int j = top - 2; j >= 0; j--) acc = \(combine("stack[j]", "acc")); }\n"
-            }
+            func blockTree(_ blocks: Int, _ value: String) -> String { Self.blockTree(from: "0", to: String(blocks), t, value, combine) }
             if inner == 1 {
                 if kind != .sum { return "acc = \(read("0")); for (long r = 1; r < \(extent); r++) acc = \(combine("acc", read("r")));\n" }
                 if extent <= Summation.blockSize { return "acc = \(pairwise("p", String(extent)));\n" }

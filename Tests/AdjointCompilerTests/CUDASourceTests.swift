@@ -132,7 +132,7 @@ struct CUDASourceTests {
             // cross-entropy (over up to one of `Summation`'s blocks of classes, and over more), one-hot,
             // a gather and a scatter-add with the checks of their indices;
             // casts (those to integers with the checks of their values; to and from the 16-bit
-            // floats) and argmax.
+            // floats), argmax, and mean squared errors within one block and over several.
             let labels = try Tensor((0..<420).map { Int64($0 % 7) }).reshaped([420, 1]), targets = Tensor((0..<420).map { Int32($0 % 300) })
             let selecting = try compile(native: .required) { (v: [Tensor]) in
                 let mask = try v[0].greater(v[1])
@@ -141,12 +141,12 @@ struct CUDASourceTests {
                         try v[0].gather(v[3], axis: 1), try v[0].scatterAdd(v[3], v[0]),
                         try v[0].cast(to: .int32), try v[2].cast(to: .int32), try v[3].cast(to: .float64), try v[0].cast(to: .bool), try v[0].argmax(axis: 1),
                         try v[0].cast(to: .float16), try v[0].cast(to: .bfloat16), try v[0].cast(to: .float16).cast(to: .int32),
-                        try v[4].crossEntropy(labels: v[5])]
+                        try v[4].crossEntropy(labels: v[5]), try v[0].meanSquaredError(v[0] * 2), try v[4].meanSquaredError(v[4] * 0.5)]
             }.trace(for: [x, row, labels, targets, try Tensor.uniform([2, Summation.blockSize + 1], key: RandomKey(seed: 4), low: -1, high: 1, dtype: dtype), Tensor([Int32(0), 5])]).program
             let selections = selecting.instructions.indices.filter {
                 selecting.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(selecting.fallbacks[$0], $0) != nil
             }
-            #expect(selections.count == 21, "\(dtype)")
+            #expect(selections.count == 23, "\(dtype)")
             let selectSource = try #require(selecting.cudaSource(interpreted: selections))
             let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
             for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }

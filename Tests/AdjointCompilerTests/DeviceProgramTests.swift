@@ -336,6 +336,8 @@ struct DeviceProgramTests {
         tied[0] = 0
         for b in 1...4 { tied[b * Summation.blockSize] = Foundation.log(0.38 * ulp) }
         let wide = try Tensor.concat([try Tensor(tied).reshaped([1, wideClasses]).cast(to: dtype), try uniform([2, wideClasses], 5) * 12])
+        // The same sums for a mean squared error: differences of 1 and of √b, the rest 0.
+        let squares = try Tensor(tied.map { $0 == 0 ? 1 : $0 == -1000 ? 0 : Foundation.sqrt(0.38 * ulp) }).cast(to: dtype)
         // (name, arguments, the kernels the case is about, the function)
         let programs: [(String, [Tensor], String, ([Tensor]) throws -> [Tensor])] = [
             ("every comparison, against a row, a column and a single value", [x, row, column], "adjoint_select_", { v in
@@ -368,6 +370,10 @@ struct DeviceProgramTests {
              "adjoint_crossentropy_", { v in
                 [try v[0].crossEntropy(labels: v[1]), try gradient(at: v[0]) { x in try x.crossEntropy(labels: v[1]).sum() }]
             }),
+            ("mean squared error within one block and over five, and its gradient", [x, try uniform([30, 40], 6), squares, try squares * 0],
+             "adjoint_mse_", { v in
+                [try v[0].meanSquaredError(v[1]), try v[2].meanSquaredError(v[3]), try gradient(at: v[0]) { x in try x.meanSquaredError(v[1]) }]
+            }),
             // Index tensors as arguments (not constants the compiler folds into tables), with repeats.
             ("gathers with index tensors along either axis, and their gradients (scatter-adds)",
              [x, Tensor([Int32](arrayLiteral: 3, 0, 3, 29, 3)), try Tensor([Int64](arrayLiteral: 39, 0, 5, 5, 12, 1)).reshaped([3, 2]), try labels.reshaped([30]),
@@ -392,6 +398,38 @@ struct DeviceProgramTests {
                     && (a.dtype.isFloatingPoint ? Self.bits(a) == Self.bits(b) : a.scalars(as: Int64.self) == b.scalars(as: Int64.self))
                 #expect(same, "\(name) output \(o)")
             }
+        }
+    }
+
+    @Test("a mean squared error's runs of several blocks, each summed by one thread, combine in the strict tree: the CPU's bits")
+    func meanSquaredErrorRuns() throws {
+        let emulator = try HostKernelEmulator()
+        // Six of `Summation`'s blocks in runs of four (two threads): blocks 0 to 3, then 4 and 5.
+        // Uniform differences, and differences whose squares sum to 1 in block 0 and to 0.38 units
+        // in the last place of 1 in each of blocks 1 to 3: run 0's sum is 1 + ulp in the tree,
+        // 1 left to right.
+        let n = 5 * Summation.blockSize + 3, ulp = [DType.float64: Double.ulpOfOne, .float32: Double(Float.ulpOfOne)]
+        let cases = try [DType.float64, .float32].flatMap { dtype -> [(Tensor, Tensor)] in
+            var tied = [Double](repeating: 0, count: n)
+            tied[0] = 1
+            for b in 1...3 { tied[b * Summation.blockSize] = Foundation.sqrt(0.38 * ulp[dtype]!) }
+            return [(try Self.uniform([n], 11, dtype) * 4, try Self.uniform([n], 12, dtype)),
+                    (try Tensor(tied).cast(to: dtype), try Tensor.full([n], 0, dtype: dtype))]
+        }
+        for (a, b) in cases {
+            let dtype = a.dtype, size = dtype.byteSize, type = ValueType(dtype: dtype, shape: [n])
+            let f = CompiledProgram.Fallback(op: .meanSquaredError, attributes: .none,
+                                             inputs: [.init(offset: 0, type: type), .init(offset: n * size, type: type)],
+                                             output: .init(offset: 2 * n * size, type: ValueType(dtype: dtype, shape: [])))
+            let module = try emulator.load(NativeCodeGenerator.cudaPrelude + NativeCodeGenerator.meanSquaredErrorKernel(f, 0, runsAtMost: 2))
+            let frame = try emulator.allocate(2 * n * size + 8)
+            defer { emulator.release(frame) }
+            try emulator.copy(a.rawPointer, toDevice: frame, bytes: n * size)
+            try emulator.copy(b.rawPointer, toDevice: frame + UInt64(n * size), bytes: n * size)
+            try module.launch("adjoint_mse_0", blocks: 1, threads: NativeCodeGenerator.blockThreads, arguments: [frame])
+            let y = Tensor(uninitialized: [], dtype: dtype)
+            try emulator.copy(frame + UInt64(2 * n * size), toHost: y.rawPointer, bytes: size)
+            #expect(Self.bits(y) == Self.bits(try a.meanSquaredError(b)), "\(dtype)")
         }
     }
 

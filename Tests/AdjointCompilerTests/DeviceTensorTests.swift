@@ -42,7 +42,7 @@ struct DeviceTensorTests {
         #expect(try (row * 2).to(.cpu).doubles == (try rows.to(.cpu)[2] * 2).doubles)
     }
 
-    @Test("elementwise operators, broadcasts, reductions, softmax and comparisons on the device are the CPU's bit for bit; results stay there")
+    @Test("elementwise operators, broadcasts, reductions, softmax, comparisons and a mean squared error on the device are the CPU's bit for bit; results stay there")
     func operators() throws {
         _ = try Self.tensors.get()
         for dtype in [DType.float64, .float32] {
@@ -56,6 +56,7 @@ struct DeviceTensorTests {
                 ("softmax", { x, _ in try x.softmax(axis: 1) }), ("logsumexp", { x, _ in try x.logsumexp(axes: [1]) }),
                 ("where", { x, y in try Tensor.select(x.greater(y), x, y) }),
                 ("transpose", { x, _ in try x.transposed() }), ("reshape", { x, _ in try x.reshaped([6, 4]) }),
+                ("meanSquaredError", { x, y in try x.meanSquaredError(y.broadcast(to: [4, 6])) }),
             ]
             for (name, f) in cases {
                 let expected = try f(a, b), got = try f(da, db)
