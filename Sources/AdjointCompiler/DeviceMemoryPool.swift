@@ -19,12 +19,13 @@ import AdjointTensor
 package final class DeviceMemoryPool: @unchecked Sendable {
     package let device: any KernelDevice
 
-    /// A cached block: `pending`, an event after its last use, recorded on `stream` (held, so no
-    /// other stream takes its identity while the block waits here).
+    /// A cached block: `pending`, an event after its last use, recorded on `stream` — held weakly,
+    /// so a stream that is gone neither stays alive for its cached blocks nor matches a new stream
+    /// made at its address.
     private struct Cached: @unchecked Sendable {
         let address: UInt64
         let pending: (any KernelEvent)?
-        let stream: (any KernelStream)?
+        weak var stream: (any KernelStream)?
 
         /// Whether work on `user` may use the block now.
         func isFree(for user: (any KernelStream)?) -> Bool {

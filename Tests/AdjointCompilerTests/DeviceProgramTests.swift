@@ -684,7 +684,15 @@ struct DeviceMemoryPoolTests {
             block = try pool.allocate(4096, on: mine)
         }
         #expect(block.address == a.address && device.allocations == 3)
-        for b in [block, other, unordered] { pool.release(b.address, capacity: b.capacity) }
+        // A stream that is gone is not kept for its cached block, and no later stream (one made
+        // where it was, say) takes the block before its event completes.
+        var gone: OtherStream? = OtherStream()
+        weak let watched = gone
+        pool.release(other.address, capacity: other.capacity, pending: ManualEvent(), stream: gone)
+        gone = nil
+        let later = OtherStream(), fresh = try pool.allocate(4096, on: later)
+        #expect(watched == nil && fresh.address != other.address && device.allocations == 4)
+        for b in [block, fresh, unordered] { pool.release(b.address, capacity: b.capacity) }
         pool.trim()
         #expect(device.held.isEmpty)
     }
