@@ -355,13 +355,19 @@ package final class DeviceProgram {
     ///   device's copy errors.
     package func upload(_ arguments: [Tensor]) throws {
         try checkArguments(arguments)
-        do {
+        try enqueuing {
             for (a, value) in arguments.enumerated() {
                 let place = program.arguments[a]
                 try stream.copy(value.rawPointer, toDevice: frame + UInt64(place.offset), bytes: place.type.byteCount)
             }
-        } catch {
-            // The copies enqueued read the arguments: they run before the caller may free them.
+        }
+    }
+
+    /// Runs `body`, which enqueues work on the stream; where it throws, waits for the work it had
+    /// enqueued before the error goes on — that work reads or writes host memory (arguments,
+    /// outputs, status words) the caller may free once the error reaches it.
+    private func enqueuing<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
             try? stream.synchronize()
             throw error
         }
@@ -393,8 +399,8 @@ package final class DeviceProgram {
             throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "the program runs on \(device.name), its arguments' device is another")
         }
         return try withExtendedLifetime(arguments) {
-            var outputs: [Tensor] = []
-            do {
+            try enqueuing {
+                var outputs: [Tensor] = []
                 for (a, value) in arguments.enumerated() {
                     let place = program.arguments[a], destination = frame + UInt64(place.offset), bytes = place.type.byteCount
                     guard bytes > 0 else { continue }
@@ -418,11 +424,8 @@ package final class DeviceProgram {
                     try stream.synchronize()
                     try Self.throwFailedCheck(status, checks)
                 }
-            } catch {
-                try? stream.synchronize()
-                throw error
+                return outputs
             }
-            return outputs
         }
     }
 
@@ -461,14 +464,10 @@ package final class DeviceProgram {
     /// New tensors the outputs are copied into on the stream: to be read once it has run them.
     package func download() throws -> [Tensor] {
         let outputs = program.outputs.map { Tensor(uninitialized: $0.type.shape, dtype: $0.type.dtype) }
-        do {
+        try enqueuing {
             for (place, t) in zip(program.outputs, outputs) {
                 try stream.copy(frame + UInt64(place.offset), toHost: t.rawPointer, bytes: place.type.byteCount)
             }
-        } catch {
-            // The copies enqueued write the tensors: they run before the tensors are freed.
-            try? stream.synchronize()
-            throw error
         }
         return outputs
     }
@@ -482,10 +481,7 @@ package final class DeviceProgram {
     package func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
         try withExtendedLifetime(arguments) {
             try upload(arguments)
-            do { try launch() } catch {
-                try? stream.synchronize()
-                throw error
-            }
+            try enqueuing { try launch() }
             let outputs = try download()
             let status = try downloadStatus()
             try stream.synchronize()
@@ -499,12 +495,7 @@ package final class DeviceProgram {
     package func downloadStatus() throws -> Tensor? {
         guard !checks.isEmpty else { return nil }
         let status = Tensor(uninitialized: [checks.count * 3], dtype: .int64)
-        do {
-            try stream.copy(statusAddress, toHost: status.rawPointer, bytes: checks.count * 24)
-        } catch {
-            try? stream.synchronize()
-            throw error
-        }
+        try enqueuing { try stream.copy(statusAddress, toHost: status.rawPointer, bytes: checks.count * 24) }
         return status
     }
 
