@@ -19,11 +19,10 @@ extension NativeCodeGenerator {
     /// cross-entropy, per column of a scatter-add; one for a mean squared error, whose kernel is one
     /// block of ``NativeCodeGenerator/blockThreads``). Operands must each be in a frame region of
     /// their own (none read through a folded gather's table), and the output in one no operand
-    /// shares: the threads write their
-    /// elements while others still read theirs (a softmax's log form even reads its operand after
-    /// writing its output), which the CPU's kernels, writing a new tensor, never see. The planner
-    /// gives every interpreted output a region of its own; an overlap refused here keeps a
-    /// planning mistake from becoming a race.
+    /// shares: the threads write their elements while others still read theirs (a softmax's log
+    /// form even reads its operand after writing its output), which the CPU's kernels, writing a
+    /// new tensor, never see. The planner gives every interpreted output a region of its own; an
+    /// overlap refused here keeps a planning mistake from becoming a race.
     static func interpretedKernel(_ f: CompiledProgram.Fallback, _ k: Int) -> (name: String, threads: Int)? {
         guard f.inputs.allSatisfy({ $0.table < 0 && $0.offset >= 0 }), f.output.offset >= 0 else { return nil }
         let written = f.output.offset..<(f.output.offset + f.output.type.byteCount)
@@ -405,9 +404,9 @@ extension NativeCodeGenerator {
     /// Example `q`'s loss, as `Kernels.crossEntropy` computes it: the log-sum-exp of its logits
     /// (`Kernels.logsumexp` along a contiguous axis: the maximum left to right, the shifted
     /// exponentials summed as the strict policy sums them — pairwise, or over more than 2¹⁵
-    /// classes by blocks (``strictSum(_:from:to:float64:_:)``) — the maximum plus the sum's logarithm,
-    /// or the maximum itself where it is not finite) less the logit of its label. A label out of
-    /// range reads class 0: its check fails the call.
+    /// classes by blocks (``strictSum(_:from:to:float64:_:)``) — the maximum plus the sum's
+    /// logarithm, or the maximum itself where it is not finite) less the logit of its label. A
+    /// label out of range reads class 0: its check fails the call.
     private static func crossEntropyBody(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", classes = f.inputs[0].type.shape.last!
         let l = indexType(f.inputs[1].type.dtype)

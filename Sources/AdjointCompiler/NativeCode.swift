@@ -231,11 +231,7 @@ struct NativeCodeGenerator {
             func blockTree(_ blocks: Int, _ value: String) -> String { Self.blockTree(from: "0", to: String(blocks), t, value, combine) }
             if inner == 1 {
                 if kind != .sum { return "acc = \(read("0")); for (long r = 1; r < \(extent); r++) acc = \(combine("acc", read("r")));\n" }
-                if extent <= Summation.blockSize { return "acc = \(pairwise("p", String(extent)));\n" }
-                let block = Summation.blockSize
-                return blockTree((extent + block - 1) / block,
-                                 "long lo = b * \(block), len = \(extent) - lo < \(block) ? \(extent) - lo : \(block);\n"
-                                 + "\(t) v = \(pairwise("p + lo", "len"));\n")
+                return Self.strictSum(extent, float64: i.float64) { start, count in pairwise(start == "0" ? "p" : "p + \(start)", count) }
             }
             let rows = Summation.rowBlock
             return blockTree((extent + rows - 1) / rows,
