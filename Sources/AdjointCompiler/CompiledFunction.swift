@@ -97,9 +97,8 @@ public final class CompiledFunction<Arguments: ParameterCollection, Result: Para
     /// (calls of one signature run one at a time). The results are the CPU's bit for bit where the
     /// arithmetic is IEEE (`+ − × ÷ √`), within the device math library's ulps elsewhere and
     /// within rounding for matmuls (cuBLAS's GEMMs). A trace throws ``DeviceError`` where the
-    /// device cannot be used or the program has an instruction with no device form yet (an
-    /// interpreted operator other than a comparison, a `where`, a softmax, a cross-entropy, a
-    /// one-hot encoding, a gather or a scatter-add). Called with tensors on that device
+    /// device cannot be used (every operator the CPU's kernels take has a device form). Called
+    /// with tensors on that device
     /// (`Tensor.to(_:)`), it leaves its results there, asynchronously, as operators do.
     public init(native: NativeCode = .automatic, device: Device = .cpu, maximumSignatures: Int = 64, _ function: @escaping (Arguments) throws -> Result) {
         self.native = native

@@ -5,20 +5,16 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     /// The device cannot be used here: no CUDA driver or NVRTC (both are loaded at run time), or
     /// no such GPU. The reason names what was tried.
     case unavailable(device: Device, reason: String)
-    /// An instruction with no device form yet (an operator the interpreter runs through the
-    /// ordinary kernels, other than a comparison, a `where`, a softmax, a cross-entropy, a mean
-    /// squared error, a one-hot encoding, a gather, a scatter-add, a cast, an `argmax` or a custom
-    /// operator's call, which runs on the host — a layout operator on integer tensors, say): its
-    /// position in the program and what it is.
+    /// An instruction with no device form: one that is not a valid call of its operator (every
+    /// operator the CPU's kernels take has a device form), as a graph read from a forged file may
+    /// hold. The program is refused before anything runs; the CPU's interpreter throws its own
+    /// error when it reaches the instruction. Its position in the program and what it is.
     case noDeviceForm(instruction: Int, operation: String)
-    /// An operator on a device tensor that has no kernel there yet (one with no device form).
-    case noDeviceKernel(operation: String, device: Device)
 
     public var description: String {
         switch self {
-        case let .noDeviceKernel(operation, device): return "\(operation) has no kernel on \(device) yet: copy its operands to the CPU (Tensor.to(.cpu)) for it"
         case let .unavailable(device, reason): return "device \(device) is unavailable: \(reason)"
-        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form yet"
+        case let .noDeviceForm(k, operation): return "instruction \(k) (\(operation)) has no device form"
         }
     }
 }
@@ -91,10 +87,13 @@ package enum DeviceRuntime {
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
 /// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel of its own,
-/// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`);
-/// so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
-/// thread per element, its index tables copied to the device with the program
-/// (`NativeCodeGenerator.cudaElementwise(_:)`); so is a comparison or a `where` that the CPU
+/// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`),
+/// over axes that are not one run too (read through strides in the order the CPU's permuted
+/// copy has); so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
+/// thread per element, its index tables copied to the device with the program, or, when they
+/// are compact, their rules in its source (`NativeCodeGenerator.cudaElementwise(_:)`); so is a
+/// layout operator on elements the planner does not alias or gather (integers, bools, 16-bit
+/// floats), one thread per element copied as a word; so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
 /// thread per line, a cross-entropy, one thread per example, a mean squared error, one block
 /// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an
@@ -108,8 +107,9 @@ package enum DeviceRuntime {
 /// math library's ulps elsewhere, and within rounding for matrix products (cuBLAS accumulates in
 /// an order of its own). A custom operator's call runs on the host in its place in the order:
 /// the stream waits for the work before it, its operands are copied out, its Swift forward runs
-/// and its result is copied in (``Step/host(_:)``). Programs with other interpreted operators
-/// that have no kernel throw ``DeviceError/noDeviceForm(instruction:operation:)``.
+/// and its result is copied in (``Step/host(_:)``). Every operator the CPU's kernels take has a
+/// device form; a program with an instruction that is not one of their valid calls (from a
+/// forged graph) throws ``DeviceError/noDeviceForm(instruction:operation:)``.
 package final class DeviceProgram {
     package let program: CompiledProgram
     package let pool: DeviceMemoryPool

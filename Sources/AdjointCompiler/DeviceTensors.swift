@@ -84,12 +84,7 @@ package final class DeviceTensors: DeviceBackend, @unchecked Sendable {
         }
         let (bundle, _) = try traceGraph({ [try Self.functionalForm(op, attributes, $0)] }, at: placeholders)
         let compiled = try bundle.compiledWithOutputsApart(order: bundle.graph.nodesReachingOutputs, native: .off)
-        let program: DeviceProgram
-        do {
-            program = try DeviceProgram(compiled, pool: pool, stream: try stream())
-        } catch DeviceError.noDeviceForm {
-            throw DeviceError.noDeviceKernel(operation: op.rawValue, device: device)
-        }
+        let program = try DeviceProgram(compiled, pool: pool, stream: try stream())
         if state.programs.count >= Self.maximumPrograms,
            let oldest = state.programs.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
             state.programs[oldest] = nil

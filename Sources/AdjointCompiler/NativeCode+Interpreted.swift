@@ -78,6 +78,97 @@ extension NativeCodeGenerator {
             let (outer, _, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
             guard f.output.type.elementCount == outer * inner else { return nil }
             return ("adjoint_argmax_\(k)", outer * inner)
+        case .sum, .mean, .max, .min, .logsumexp:
+            guard let reduction = stridedReduction(f) else { return nil }
+            return (reductionName(k), reduction.kept.reduce(1) { $0 * $1.size })
+        case .reshape, .transpose, .broadcastTo, .slice, .concat, .stack, .pad:
+            // On elements the planner does not turn into aliases and gathers (integers, bools, 16-bit floats), copied as words.
+            guard layoutCopies(f) != nil else { return nil }
+            return ("adjoint_layout_\(k)", f.output.type.elementCount)
+        default:
+            return nil
+        }
+    }
+
+    /// A reduction the CPU interprets (its axes not one run, or an empty log-sum-exp) read
+    /// through strides (``NativeCodeGenerator/reductionKernel(_:op:float64:outer:extent:inner:x:y:strided:)``):
+    /// the kept axes, then the reduced ones, in `Kernels.groupReducedAxes`'s order.
+    static func stridedReduction(_ f: CompiledProgram.Fallback) -> (kept: [StridedAxis], reduced: [StridedAxis])? {
+        let shape = f.inputs.first?.type.shape ?? []
+        guard f.inputs.count == 1, [.float64, .float32].contains(f.inputs[0].type.dtype), f.output.type.dtype == f.inputs[0].type.dtype,
+              case let .reduction(raw, _) = f.attributes, let axes = try? ShapeRules.axes(raw, rank: shape.count, op: f.op.rawValue) else { return nil }
+        let strides = ShapeRules.contiguousStrides(shape)
+        let kept = shape.indices.filter { !axes.contains($0) }.map { StridedAxis(size: shape[$0], stride: strides[$0]) }
+        let reduced = axes.map { StridedAxis(size: shape[$0], stride: strides[$0]) }
+        guard f.output.type.elementCount == kept.reduce(1, { $0 * $1.size }),
+              f.op == .sum || f.op == .mean || f.op == .logsumexp || reduced.allSatisfy({ $0.size > 0 }) else { return nil }
+        return (kept, reduced)
+    }
+
+    /// A layout operator's output as its CPU kernel (`Kernels.layout`) makes it: boxes of output
+    /// coordinates, one per input it copies, and the fill elsewhere (a pad's value).
+    struct LayoutCopies: Equatable {
+        /// Input `input` fills the output coordinates `low ..< low + extent`; coordinate `c` reads
+        /// its element `first + Σ (c[d] − low[d]) · strides[d]`.
+        struct Box: Equatable {
+            var input: Int, low: [Int], extent: [Int], first = 0, strides: [Int]
+        }
+        /// The coordinates' shape: the output's, or its element count for a reshape (which copies in order).
+        var shape: [Int]
+        var boxes: [Box]
+        /// The bits of the element outside every box (a pad's value in the output's dtype); nil: none.
+        var fill: UInt64?
+    }
+
+    /// ``LayoutCopies`` of a layout operator `f`, from its attributes and its operands' shapes;
+    /// nil where they are not those of one of its CPU kernels' valid calls, or the dtypes differ.
+    static func layoutCopies(_ f: CompiledProgram.Fallback) -> LayoutCopies? {
+        let shape = f.output.type.shape, dtype = f.output.type.dtype, inputs = f.inputs.map(\.type.shape)
+        guard let x = inputs.first, f.inputs.allSatisfy({ $0.type.dtype == dtype }) else { return nil }
+        let strides = ShapeRules.contiguousStrides(x), single = inputs.count == 1
+        func whole(_ strides: [Int], first: Int = 0) -> LayoutCopies {
+            LayoutCopies(shape: shape, boxes: [.init(input: 0, low: shape.map { _ in 0 }, extent: shape, first: first, strides: strides)])
+        }
+        switch (f.op, f.attributes) {
+        case (.reshape, _):
+            let n = shape.reduce(1, *)
+            guard single, x.reduce(1, *) == n else { return nil }
+            return LayoutCopies(shape: [n], boxes: [.init(input: 0, low: [0], extent: [n], strides: [1])])
+        case let (.transpose, .permutation(p)):
+            guard single, p.count == x.count, Set(p) == Set(x.indices), shape == p.map({ x[$0] }) else { return nil }
+            return whole(p.map { strides[$0] })
+        case let (.broadcastTo, .shape(target)):
+            guard single, target == shape, (try? ShapeRules.broadcast(x, target, op: f.op.rawValue)) == target else { return nil }
+            return whole(ShapeRules.broadcastStrides(x, to: target))
+        case let (.slice, .region(starts, ends)):
+            guard single, starts.count == x.count, ends.count == x.count,
+                  x.indices.allSatisfy({ 0 <= starts[$0] && starts[$0] <= ends[$0] && ends[$0] <= x[$0] }),
+                  shape == x.indices.map({ ends[$0] - starts[$0] }) else { return nil }
+            return whole(strides, first: zip(starts, strides).reduce(0) { $0 + $1.0 * $1.1 })
+        case let (.concat, .axis(raw)), let (.stack, .axis(raw)):
+            let stacked = f.op == .stack
+            guard let axis = try? ShapeRules.axis(raw, rank: x.count + (stacked ? 1 : 0), op: f.op.rawValue), shape.count == x.count + (stacked ? 1 : 0),
+                  !shape.isEmpty else { return nil }
+            var boxes: [LayoutCopies.Box] = [], position = 0
+            for (j, input) in inputs.enumerated() {
+                // A stacked input is one step along the new axis; its strides skip it.
+                var extent = input, inputStrides = ShapeRules.contiguousStrides(input)
+                if stacked { extent.insert(1, at: axis); inputStrides.insert(0, at: axis) }
+                guard extent.count == shape.count, shape.indices.allSatisfy({ $0 == axis || extent[$0] == shape[$0] }), !stacked || input == x else { return nil }
+                var low = shape.map { _ in 0 }
+                low[axis] = position
+                boxes.append(.init(input: j, low: low, extent: extent, strides: inputStrides))
+                position += extent[axis]
+            }
+            guard position == shape[axis] else { return nil }
+            return LayoutCopies(shape: shape, boxes: boxes)
+        case let (.pad, .pad(low, high, value)):
+            guard single, low.count == x.count, high.count == x.count, !(low + high).contains(where: { $0 < 0 }),
+                  shape == x.indices.map({ low[$0] + x[$0] + high[$0] }),
+                  let element = try? Tensor.full([], value, dtype: dtype) else { return nil }
+            var fill: UInt64 = 0
+            withUnsafeMutableBytes(of: &fill) { $0.copyMemory(from: UnsafeRawBufferPointer(start: element.rawPointer, count: dtype.byteSize)) }
+            return LayoutCopies(shape: shape, boxes: [.init(input: 0, low: low, extent: x, strides: strides)], fill: fill)
         default:
             return nil
         }
@@ -176,9 +267,15 @@ extension NativeCodeGenerator {
             body = crossEntropyBody(f, k)
         case .meanSquaredError:
             return out + meanSquaredErrorKernel(f, k)
+        case .sum, .mean, .max, .min, .logsumexp:
+            let reduction = stridedReduction(f)!
+            return out + reductionKernel(k, op: f.op, float64: f.inputs[0].type.dtype == .float64, outer: reduction.kept.reduce(1) { $0 * $1.size },
+                                         extent: reduction.reduced.reduce(1) { $0 * $1.size }, inner: 1, x: f.inputs[0].offset, y: f.output.offset,
+                                         strided: reduction)
         case .oneHot: body = oneHotBody(f)
         case .gather: body = gatherBody(f)
         case .scatterAdd: body = scatterAddBody(f)
+        case .reshape, .transpose, .broadcastTo, .slice, .concat, .stack, .pad: body = layoutBody(f)
         default: body = selectionBody(f)
         }
         return out + "\nextern \"C\" __global__ void \(name)(unsigned char *base) {\n"
@@ -320,15 +417,18 @@ extension NativeCodeGenerator {
             + "((long long *)(base + \(f.output.offset)))[q] = index;\n"
     }
 
-    /// `Summation.pairwise` as a device function `name(<pointers>, <values>, long n)`: the sum of
-    /// `element(i)` for `i < n`, each computed where the sum reads it — the same additions in the
-    /// same order as the CPU's pairwise sum over stored values, without storing them. The
-    /// recursion advances every pointer by the first half's length.
-    static func pairwiseFunction(_ name: String, float64: Bool, pointers: [String], values: [String] = [], element: (String) -> String) -> String {
+    /// `Summation.pairwise` as a device function `name(<pointers>, <bases>, <offsets>, <values>,
+    /// long n)`: the sum of `element(i)` for `i < n`, each computed where the sum reads it — the
+    /// same additions in the same order as the CPU's pairwise sum over stored values, without
+    /// storing them. The recursion advances every pointer and every offset (a `long`) by the first
+    /// half's length; `bases` (pointers) and `values` pass through unchanged.
+    static func pairwiseFunction(_ name: String, float64: Bool, pointers: [String] = [], bases: [String] = [], offsets: [String] = [],
+                                 values: [String] = [], element: (String) -> String) -> String {
         let t = float64 ? "double" : "float"
-        let parameters = pointers.map { "const \(t) *\($0)" } + values.map { "\(t) \($0)" } + ["long n"]
+        let parameters = (pointers + bases).map { "const \(t) *\($0)" } + offsets.map { "long \($0)" } + values.map { "\(t) \($0)" } + ["long n"]
         func call(_ offset: String?, _ count: String) -> String {
-            "\(name)(" + (pointers.map { p in offset.map { "\(p) + \($0)" } ?? p } + values + [count]).joined(separator: ", ") + ")"
+            let advanced = pointers.map { p in offset.map { "\(p) + \($0)" } ?? p }, moved = offsets.map { s in offset.map { "\(s) + \($0)" } ?? s }
+            return "\(name)(" + (advanced + bases + moved + values + [count]).joined(separator: ", ") + ")"
         }
         return "\nstatic __device__ \(t) \(name)(\(parameters.joined(separator: ", "))) {\n"
             + "if (n <= 64) {\n"
@@ -512,6 +612,31 @@ extension NativeCodeGenerator {
             + "long long r = ((const \(indexType(f.inputs[1].type.dtype)) *)(base + \(f.inputs[1].offset)))[j];\n"
             + "if (r < 0 || r >= \(extent)) r = 0;\n"
             + "((\(word) *)(base + \(f.output.offset)))[q] = ((const \(word) *)(base + \(f.inputs[0].offset)))[(o * \(extent) + r) * \(inner) + i];\n"
+    }
+
+    /// Output element `q` of a layout operator (``layoutCopies(_:)``), copied as a word: its
+    /// coordinates, last axis first; the first box holding them gives the input and element; the
+    /// fill outside every box.
+    private static func layoutBody(_ f: CompiledProgram.Fallback) -> String {
+        let copies = layoutCopies(f)!, shape = copies.shape, word = unsignedWord(f.output.type.dtype)
+        var out = "long r = q;\n"
+        for d in shape.indices.reversed() {
+            out += shape[d] > 1 ? "long c\(d) = r % \(shape[d]); r /= \(shape[d]);\n" : "const long c\(d) = 0;\n"
+        }
+        out += "\(word) *y = (\(word) *)(base + \(f.output.offset));\n"
+        for box in copies.boxes {
+            // Only the axes the box does not cover whole are tested.
+            let tests = shape.indices.filter { box.low[$0] != 0 || box.extent[$0] != shape[$0] }.map { d in
+                box.extent[d] == 1 ? "c\(d) == \(box.low[d])" : "c\(d) >= \(box.low[d]) && c\(d) < \(box.low[d] + box.extent[d])"
+            }
+            let element = ([String(box.first)] + shape.indices.filter { box.strides[$0] != 0 }.map { d in
+                box.low[d] == 0 ? "c\(d) * \(box.strides[d])" : "(c\(d) - \(box.low[d])) * \(box.strides[d])"
+            }).joined(separator: " + ")
+            let copy = "{ y[q] = ((const \(word) *)(base + \(f.inputs[box.input].offset)))[\(element)]; return; }\n"
+            out += tests.isEmpty ? copy : "if (\(tests.joined(separator: " && "))) " + copy
+        }
+        if let fill = copies.fill { out += "y[q] = (\(word))\(fill)ULL;\n" }
+        return out
     }
 
     /// Column `q` (an (outer, inner) pair) of a scatter-add, as `Kernels.scatterAdd` computes it:

@@ -128,7 +128,6 @@ struct NativeCodeGenerator {
     /// (``cudaElementwise(_:)``): an elementwise instruction no run holds — one reading its
     /// operands through index tables (a broadcast, a folded gather) too large for a plain run.
     static func hasElementwiseKernel(_ i: Instruction) -> Bool {
-        guard !i.compact else { return false }
         switch i.kind {
         case .unary: return unaryExpression(i.op, "x", float64: true) != nil
         case .binary: return binaryExpression(i.op, "a", "b", float64: true) != nil
@@ -138,10 +137,11 @@ struct NativeCodeGenerator {
         }
     }
 
-    /// The operands whose index tables an elementwise kernel reads (`n` entries each, from
-    /// `i.table`): 0 without tables.
+    /// The operands whose index tables an elementwise kernel reads from device memory (`n`
+    /// entries each, from `i.table`): 0 without tables, and for compact ones (``AffineTable``s,
+    /// whose rules the kernel's source holds).
     static func tableOperands(_ i: Instruction) -> Int {
-        guard i.table >= 0 else { return 0 }
+        guard i.table >= 0, !i.compact else { return 0 }
         switch i.kind {
         case .binary: return 2
         case .multiplyAdd: return 3
@@ -155,7 +155,8 @@ struct NativeCodeGenerator {
     /// A kernel `adjoint_elementwise_<k>(base, tables)` for elementwise instruction `k`, one
     /// thread per element, with the formula of ``emit(_:)``'s loop; operands read through index
     /// tables take them from `tables` (the instruction's ``tableOperands(_:)`` tables, copied to
-    /// the device) rather than from constants in the source. An addition accumulating in place
+    /// the device) rather than from constants in the source, except compact tables, whose rules
+    /// (``AffineTable``: a slice, a shift, a pad) are the source's constants. An addition accumulating in place
     /// leaves the elements the other operand does not supply unwritten, as the CPU does.
     func cudaElementwise(_ k: Int) -> String {
         let i = instructions[k], t = i.float64 ? "double" : "float", zero = i.float64 ? "0.0" : "0.0f", n = i.n
@@ -163,23 +164,33 @@ struct NativeCodeGenerator {
             + "long k = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (k >= \(n)) return;\n"
             + "\(t) *frame = (\(t) *)base; \(t) *y = (\(t) *)(base + \(i.y)); const long *t = (const long *)tables;\n"
+        /// Operand `o`'s table entry for element `k`: from `tables`, or its compact table's rule.
+        func entry(_ o: Int) -> String {
+            guard i.compact else { return "t[\(o * n) + k]" }
+            let rule = AffineTable(tables[(i.table + o * AffineTable.width)...])
+            return "(k < \(rule.lo) ? \(rule.before)L : k < \(rule.hi) ? \(rule.first)L + \(rule.stride)L * (k - \(rule.lo)) : \(rule.after)L)"
+        }
+        if i.table >= 0 {
+            let operands = i.kind == .gather ? 1 : i.kind == .multiplyAdd ? 3 : 2
+            for o in 0..<operands { out += "const long e\(o) = \(entry(o));\n" }
+        }
         /// Operand `o`: through its table, or flat at `offset` (a single element read throughout where `scalar`).
         func read(_ o: Int, _ offset: Int, scalar: Bool = false) -> String {
-            if i.table >= 0 { return "(t[\(o * n) + k] >= 0 ? frame[t[\(o * n) + k]] : \(zero))" }
+            if i.table >= 0 { return "(e\(o) >= 0 ? frame[e\(o)] : \(zero))" }
             return "((\(t) *)(base + \(offset)))[\(scalar ? "0" : "k")]"
         }
         switch i.kind {
         case .unary:
             out += "y[k] = \(Self.unaryExpression(i.op, "((\(t) *)(base + \(i.a)))[k]", float64: i.float64)!);\n"
         case .binary:
-            if i.accumulator >= 0, i.table >= 0 { out += "if (t[\((1 - i.accumulator) * n) + k] < 0) return;\n" }
+            if i.accumulator >= 0, i.table >= 0 { out += "if (e\(1 - i.accumulator) < 0) return;\n" }
             out += "y[k] = \(Self.binaryExpression(i.op, read(0, i.a, scalar: i.aScalar), read(1, i.b, scalar: i.bScalar), float64: i.float64)!);\n"
         case .multiplyAdd:
             // Rounded after the product and after the sum (Kernels.productSum), never fused.
             out += "{ \(t) p = \(read(0, i.a)) * \(read(1, i.b)); y[k] = p + \(read(2, i.c)); }\n"
         case .gather:
             let pad = i.float64 ? "adjoint_bits_d(\(i.pad.bitPattern)ULL)" : "adjoint_bits_f(\(Float(i.pad).bitPattern)U)"
-            out += "y[k] = t[k] < 0 ? \(pad) : frame[t[k]];\n"
+            out += "y[k] = e0 < 0 ? \(pad) : frame[e0];\n"
         default:
             preconditionFailure("no elementwise kernel for \(i.kind)")
         }
@@ -220,18 +231,43 @@ struct NativeCodeGenerator {
     /// the sum so of the shifted exponentials — computed where the sum reads them, so nothing is
     /// stored — and the maximum plus the sum's logarithm; the maximum itself where it is not finite.
     func cudaReduction(_ k: Int) -> String {
-        let i = instructions[k], t = i.float64 ? "double" : "float", s = i.float64 ? "d" : "f", zero = i.float64 ? "0.0" : "0.0f"
-        let (outer, extent, inner) = (i.outer, i.extent, i.inner)
+        let i = instructions[k]
+        return Self.reductionKernel(k, op: i.op, float64: i.float64, outer: i.outer, extent: i.extent, inner: i.inner, x: i.a, y: i.y)
+    }
+
+    /// One axis of a strided read: its length and its operand's stride along it.
+    struct StridedAxis: Equatable { var size: Int, stride: Int }
+
+    /// The offset of element `r` (a C expression) of a row-major walk over `axes` (the last
+    /// fastest), each coordinate times its stride.
+    static func stridedOffset(_ r: String, _ axes: [StridedAxis]) -> String {
+        var terms: [String] = [], later = 1
+        for axis in axes.reversed() {
+            if axis.size > 1 && axis.stride != 0 { terms.append("((\(r)) / \(later) % \(axis.size)) * \(axis.stride)") }
+            later *= axis.size
+        }
+        return terms.isEmpty ? "0" : terms.reversed().joined(separator: " + ")
+    }
+
+    /// The kernel `adjoint_reduce_<k>(base)` reducing the (outer, extent, inner) layout of the
+    /// operand at frame offset `x` into the `outer · inner` elements at `y`, one thread per output
+    /// element (see ``cudaReduction(_:)``). `strided`: the operand is not in that layout but read
+    /// through strides, as `Kernels.groupReducedAxes` permutes it (the kept axes, then the reduced
+    /// ones; `inner` 1): output element `q` walks the kept axes, and its row's element `r` the
+    /// reduced ones, so each row's elements are read, and combined, in the permuted copy's order.
+    static func reductionKernel(_ k: Int, op: OpCode, float64: Bool, outer: Int, extent: Int, inner: Int, x: Int, y: Int,
+                                strided: (kept: [StridedAxis], reduced: [StridedAxis])? = nil) -> String {
+        let t = float64 ? "double" : "float", s = float64 ? "d" : "f", zero = float64 ? "0.0" : "0.0f"
         /// C statements setting `acc` to the sum, maximum or minimum (`kind`) of the axis's
-        /// elements, element `r` read as `read(r)` (an index expression from `p`) and a contiguous
-        /// stretch summed pairwise by `pairwise(start, count)`.
+        /// elements, element `r` read as `read(r)` and a stretch of a row summed pairwise by
+        /// `pairwise(start, count)`.
         func reduce(_ kind: OpCode, _ read: (String) -> String, _ pairwise: (String, String) -> String) -> String {
             let combiner: OpCode = kind == .sum ? .add : kind == .max ? .maximum : .minimum
-            func combine(_ a: String, _ b: String) -> String { Self.binaryExpression(combiner, a, b, float64: i.float64)! }
+            func combine(_ a: String, _ b: String) -> String { binaryExpression(combiner, a, b, float64: float64)! }
             func blockTree(_ blocks: Int, _ value: String) -> String { Self.blockTree(from: "0", to: String(blocks), t, value, combine) }
             if inner == 1 {
                 if kind != .sum { return "acc = \(read("0")); for (long r = 1; r < \(extent); r++) acc = \(combine("acc", read("r")));\n" }
-                return Self.strictSum(extent, float64: i.float64) { start, count in pairwise(start == "0" ? "p" : "p + \(start)", count) }
+                return strictSum(extent, float64: float64, pairwise)
             }
             let rows = Summation.rowBlock
             return blockTree((extent + rows - 1) / rows,
@@ -239,29 +275,55 @@ struct NativeCodeGenerator {
                              + "\(t) v = \(read("r0 * \(inner)"));\n"
                              + "for (long r = r0 + 1; r < r1; r++) v = \(combine("v", read("r * \(inner)")));\n")
         }
-        func element(_ r: String) -> String { "p[\(r)]" }
-        var out = i.op == .logsumexp && inner == 1 && extent > 0 ? Self.shiftedPairwise(float64: i.float64, k) : ""
-        out += "\nextern \"C\" __global__ void \(Self.reductionName(k))(unsigned char *base) {\n"
+        /// Element `r` of the thread's row, from `p`.
+        func element(_ r: String) -> String { strided.map { "p[\(stridedOffset(r, $0.reduced))]" } ?? "p[\(r)]" }
+        func shifted(_ r: String) -> String { unaryExpression(.exp, "(\(element(r)) - m)", float64: float64)! }
+        /// A pairwise sum's call over `count` of the row's elements from `start`: a pointer into a
+        /// contiguous row; the row and the start for a strided one.
+        func call(_ name: String, _ start: String, _ count: String, _ values: String = "") -> String {
+            strided == nil ? "\(name)(\(start == "0" ? "p" : "p + \(start)")\(values), \(count))" : "\(name)(p, \(start)\(values), \(count))"
+        }
+        var out = ""
+        let pairwise = strided == nil ? "adjoint_pairwise_\(s)" : "adjoint_pairwise_strided_\(k)", exponentials = "adjoint_pairwise_shifted_\(k)"
+        if extent > 0, inner == 1 {
+            // Strided rows' pairwise sums read through the strides, from the `s`-th element on.
+            if strided != nil, op != .max, op != .min {
+                out += pairwiseFunction(pairwise, float64: float64, bases: ["p"], offsets: ["s"]) { element("s + \($0)") }
+            }
+            if op == .logsumexp {
+                out += pairwiseFunction(exponentials, float64: float64, pointers: strided == nil ? ["p"] : [], bases: strided == nil ? [] : ["p"],
+                                       offsets: strided == nil ? [] : ["s"], values: ["m"]) {
+                    shifted(strided == nil ? $0 : "s + \($0)")
+                }
+            }
+        }
+        out += "\nextern \"C\" __global__ void \(reductionName(k))(unsigned char *base) {\n"
             + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (q >= \(outer * inner)) return;\n"
-            + "const \(t) *x = (const \(t) *)(base + \(i.a)); \(t) *y = (\(t) *)(base + \(i.y));\n"
+            + "const \(t) *x = (const \(t) *)(base + \(x)); \(t) *y = (\(t) *)(base + \(y));\n"
             + "\(t) acc = \(zero);\n"
         if extent > 0 {
-            out += inner == 1 ? "const \(t) *p = x + q * \(extent);\n" : "const \(t) *p = x + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
-            switch i.op {
+            if let strided {
+                out += "const \(t) *p = x + \(stridedOffset("q", strided.kept));\n"
+            } else {
+                out += inner == 1 ? "const \(t) *p = x + q * \(extent);\n" : "const \(t) *p = x + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+            }
+            switch op {
             case .logsumexp:
-                let shifted = { (r: String) in Self.unaryExpression(.exp, "(p[\(r)] - m)", float64: i.float64)! }
                 out += reduce(.max, element) { _, _ in "" }
                     + "\(t) m = acc;\n"
                     + "if (m - m == 0) {\n"
-                    + reduce(.sum, shifted) { "adjoint_pairwise_shifted_\(k)(\($0), m, \($1))" }
-                    + "acc = m + \(Self.unaryExpression(.log, "acc", float64: i.float64)!);\n"
+                    + reduce(.sum, shifted) { call(exponentials, $0, $1, ", m") }
+                    + "acc = m + \(unaryExpression(.log, "acc", float64: float64)!);\n"
                     + "} else acc = m;\n"
             default:
-                out += reduce(i.op == .mean ? .sum : i.op, element) { "adjoint_pairwise_\(s)(\($0), \($1))" }
+                out += reduce(op == .mean ? .sum : op, element) { call(pairwise, $0, $1) }
             }
+        } else if op == .logsumexp {
+            // No elements: the maximum's identity (`Kernels.logsumexp`).
+            out += "acc = -\(float64 ? "adjoint_bits_d(0x7ff0000000000000ULL)" : "adjoint_bits_f(0x7f800000U)");\n"
         }
-        out += i.op == .mean ? "y[q] = acc / (\(t))\(extent);\n" : "y[q] = acc;\n"
+        out += op == .mean ? "y[q] = acc / (\(t))\(extent);\n" : "y[q] = acc;\n"
         return out + "}\n"
     }
 

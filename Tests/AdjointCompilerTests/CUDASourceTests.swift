@@ -72,7 +72,7 @@ struct CUDASourceTests {
         #expect(NativeCodeGenerator.helpers.contains("({ double v1"))
     }
 
-    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes, table-reading elementwise kernels, comparisons, selections, softmaxes, cross-entropy, one-hot, gathers, scatter-adds and index checks included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
+    @Test("NVRTC compiles every kernel to PTX for compute_90 and to a cubin for sm_90, reductions over axes (strided ones too), elementwise kernels reading tables and compact tables, comparisons, selections, softmaxes, cross-entropy, one-hot, gathers, scatter-adds, index checks and layout copies included", .enabled(if: nvrtc != nil, "no libnvrtc.so: set ADJOINT_NVRTC"))
     func compiles() throws {
         let nvrtc = try #require(Self.nvrtc)
         #expect(nvrtc.version.major >= 11, "\(nvrtc.version)")
@@ -146,12 +146,39 @@ struct CUDASourceTests {
             let selections = selecting.instructions.indices.filter {
                 selecting.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(selecting.fallbacks[$0], $0) != nil
             }
-            #expect(selections.count == 23, "\(dtype)")
+            #expect(selections.count == 24, "\(dtype)")   // the int64 labels' reshape among them
             let selectSource = try #require(selecting.cudaSource(interpreted: selections))
             let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
             for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
             #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 8, "\(dtype)")
             #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            // Reductions over axes that are not one run (read through strides, rows over one and
+            // several of Summation's blocks), an empty log-sum-exp, and layout operators on
+            // integers, bools and 16-bit floats; compact tables read by programs without native code.
+            let wide = try Tensor.uniform([2, 200, 3, 200], key: RandomKey(seed: 5), low: -1, high: 1, dtype: dtype)
+            let others = try compile(native: .off) { (v: [Tensor]) in
+                let counts = try v[1].cast(to: .int32), half = try v[0].cast(to: .float16)
+                return [try v[0].sum(axes: [0, 2]), try v[0].mean(axes: [1, 3]), try v[0].max(axes: [0, 3]), try v[0].min(axes: [0, 2]),
+                        try v[0].logsumexp(axes: [1, 3]), try v[2].sum(axes: [1, 3]), try v[2].logsumexp(axes: [1, 3]),
+                        try v[0].slice(starts: [0, 0, 0, 0], ends: [2, 0, 3, 20]).logsumexp(axes: [1]),
+                        try counts.transposed(), try counts.padded(low: [1, 1], high: [0, 2], value: 7), try Tensor.concat([counts, counts], axis: 1),
+                        try Tensor.stack([half, half], axis: 1), try half.broadcast(to: [2, 2, 10, 3, 20]).slice(starts: [0, 1, 0, 0, 0], ends: [2, 2, 9, 3, 20]),
+                        try v[0].greater(0).reshaped([-1]), try v[3].padded(low: [3], high: [1], value: 0.5) * 2,
+                        try Tensor.concat([v[3].slice([0..<1]), v[3], v[3].slice([4999..<5000])]) * 3]
+            }.trace(for: [wide.slice(starts: [0, 0, 0, 0], ends: [2, 10, 3, 20]), try wide.sum(axes: [0, 2]).cast(to: .int64), wide,
+                          try Tensor.uniform([5000], key: RandomKey(seed: 6), low: -1, high: 1, dtype: dtype)]).program
+            let interpreted = others.instructions.indices.filter {
+                others.instructions[$0].kind == .fallback && NativeCodeGenerator.interpretedKernel(others.fallbacks[$0], $0) != nil
+            }
+            let compactTables = others.instructions.indices.filter { others.instructions[$0].compact && NativeCodeGenerator.hasElementwiseKernel(others.instructions[$0]) }
+            #expect(interpreted.filter { others.fallbacks[$0].op.family == .reduction }.count == 8, "\(dtype)")
+            #expect(interpreted.filter { others.fallbacks[$0].op.family == .layout }.count >= 6, "\(dtype)")
+            #expect(compactTables.count >= 2, "\(dtype)")
+            let otherSource = try #require(others.cudaSource(elementwise: compactTables, interpreted: interpreted))
+            let otherText = String(decoding: try nvrtc.compile(otherSource, name: "others", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in interpreted { #expect(otherText.contains(".entry \(NativeCodeGenerator.interpretedKernel(others.fallbacks[k], k)!.name)("), "\(dtype)") }
+            for k in compactTables { #expect(otherText.contains(".entry \(NativeCodeGenerator.elementwiseName(k))("), "\(dtype)") }
+            #expect(try nvrtc.compile(otherSource, name: "others", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }
 

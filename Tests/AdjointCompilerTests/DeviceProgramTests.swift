@@ -178,16 +178,24 @@ struct DeviceProgramTests {
     func errors() throws {
         let emulator = try HostKernelEmulator()
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 1), low: -1, high: 1)
-        // A layout operator on integers (which the CPU interprets, copying bytes) has no kernel.
-        let counts = try Tensor((0..<6).map { Int64($0) }).reshaped([2, 3])
-        let integer = try compile(native: .required) { (v: [Tensor]) in [try (v[0] * 2).sum(), try v[1].transposed()] }.trace(for: [a, counts]).program
+        // Every operator the CPU's kernels take has a device form. A graph that is not one of
+        // them (here a sum with an axis attribute, as a forged file could hold) is refused before
+        // anything runs; the CPU refuses it when its interpreter reaches it.
+        let type = ValueType(dtype: .float64, shape: [64, 64])
+        let forged = Graph(inputs: [GraphInput(id: ValueID(0), type: type, role: .argument)],
+                           nodes: [Node(op: .mul, inputs: [ValueID(0), ValueID(0)], outputs: [ValueID(1)], outputTypes: [type]),
+                                   Node(op: .sum, attributes: .axis(1), inputs: [ValueID(1)], outputs: [ValueID(2)],
+                                        outputTypes: [ValueType(dtype: .float64, shape: [64])])],
+                           outputs: [ValueID(2)])
+        let unusual = try CompiledProgram(forged, captures: [:], order: nil, boundaries: [], native: .required)
+        #expect(throws: TensorError.self) { try unusual([a]) }
         do {
-            _ = try DeviceProgram(integer, pool: DeviceMemoryPool(device: emulator))
+            _ = try DeviceProgram(unusual, pool: DeviceMemoryPool(device: emulator))
             Issue.record("a program with an interpreted operator without a device kernel ran on the device")
         } catch let DeviceError.noDeviceForm(instruction, operation) {
-            #expect(operation == OpCode.transpose.rawValue && integer.instructions[instruction].kind == .fallback)
+            #expect(operation == OpCode.sum.rawValue && unusual.instructions[instruction].kind == .fallback)
             #expect(DeviceError.noDeviceForm(instruction: instruction, operation: operation).description
-                        == "instruction \(instruction) (\(OpCode.transpose.rawValue)) has no device form yet")
+                        == "instruction \(instruction) (\(OpCode.sum.rawValue)) has no device form")
         }
         // Without native code (`NativeCode.off`) each instruction is a kernel of its own: the same bits.
         let interpreted = try compile(native: .off) { (v: [Tensor]) in [try (v[0] * 2 + 1).sum(axes: [0]) * v[0].slice([0..<1])] }.trace(for: [a]).program
@@ -316,6 +324,30 @@ struct DeviceProgramTests {
             let same = try zip(device([x, row, column]), program([x, row, column])).allSatisfy { Self.bits($0) == Self.bits($1) }
             #expect(same, "\(name)")
         }
+        // Compact tables (a rule, not an entry per element: one-dimensional shifts, pads,
+        // concatenations and scalar broadcasts over more elements than a plain run takes), which
+        // programs without native code keep as instructions of their own.
+        let u = try Tensor.uniform([5000], key: RandomKey(seed: 4), low: -1, high: 1)
+        let compact = try compile(native: .off) { (v: [Tensor]) in
+            let inner = try v[0].slice([1..<4999])
+            return [try v[0].slice([2..<5000]) - v[0].slice([0..<4998]) * inner, try v[0].padded(low: [3], high: [1], value: 0.5) * 2,
+                    try Tensor.concat([v[0], Tensor.zeros([7])]) + v[1].slice([0..<1]).reshaped([]),
+                    try gradient(at: v[0]) { x in try (x.slice([0..<4990]) * 2).sum() + (x.slice([10..<5000]) * x.slice([0..<4990])).sum() },
+                    try v[0].padded(low: [1], high: [4], value: -2),
+                    // Edges repeated: a rule whose entries before and after its run differ.
+                    try Tensor.concat([v[0].slice([0..<1]), v[0], v[0].slice([4999..<5000])]) * 3,
+                    try Tensor.concat([v[0].slice([4999..<5000]), v[0], v[0].slice([0..<1])])]
+        }.trace(for: [u, row]).program
+        let kinds = Set(compact.instructions.filter(\.compact).map(\.kind))
+        #expect(compact.native == nil && kinds == [.gather, .binary], "\(kinds)")
+        let device = try DeviceProgram(compact, pool: DeviceMemoryPool(device: emulator))
+        #expect(compact.instructions.indices.filter { compact.instructions[$0].compact }.allSatisfy { k in
+            device.launches.contains { $0.kernel == NativeCodeGenerator.elementwiseName(k) }
+        })
+        for (o, (a, b)) in try zip(device([u, row]), compact([u, row])).enumerated() {
+            let same = a.shape == b.shape && Self.bits(a) == Self.bits(b)
+            #expect(same, "compact tables, output \(o)")
+        }
     }
 
     @Test("comparisons, selections, softmaxes, cross-entropy, one-hot, gathers and scatter-adds, which the CPU interprets, are kernels of their own (broadcasting; along any axis): the CPU's bits",
@@ -383,6 +415,29 @@ struct DeviceProgramTests {
                  try gradient(at: v[0]) { x in try (x.gather(v[1]) * x.gather(v[1])).sum() + x.gather(v[2], axis: 1).sum() },
                  // Three distinct updates added at row 3: their order shows in the rounding.
                  try v[0].scatterAdd(v[1], v[4])]
+            }),
+            // Axes that are not one run: read through strides in the CPU's permuted order. Rows of
+            // 40,000 elements span two of Summation's blocks; a broadcast bias's gradient sums over
+            // axes 0 and 2; a log-sum-exp over an empty axis is -∞.
+            ("reductions over axes that are not one run, and an empty log-sum-exp",
+             [try uniform([4, 5, 3, 6], 7), try uniform([2, 200, 3, 200], 8), try uniform([1, 5, 1], 9), try uniform([3, 0, 4], 10)],
+             "adjoint_reduce_", { v in
+                [try v[0].sum(axes: [0, 2]), try v[0].mean(axes: [1, 3], keepDims: true), try v[0].max(axes: [0, 3]), try v[0].min(axes: [0, 2, 3]),
+                 try v[0].logsumexp(axes: [1, 3]), try (v[0] * 400).logsumexp(axes: [0, 2]), try v[1].sum(axes: [1, 3]), try v[1].logsumexp(axes: [1, 3]),
+                 try gradient(at: v[2]) { b in try (v[0].slice(starts: [0, 0, 0, 0], ends: [4, 5, 3, 1]).reshaped([4, 5, 3]) * b).sum() },
+                 try v[3].logsumexp(axes: [1]), try v[3].sum(axes: [1])]
+            }),
+            // Elements the planner does not alias or gather (integers, bools, 16-bit floats): each
+            // layout operator copies words. The pads' values in each dtype, -3, 1.5 and true.
+            ("layout operators on int64, int32, bool, float16 and bfloat16 elements", [try labels.reshaped([6, 5]), targets, x], "adjoint_layout_", { v in
+                let mask = try v[0].greater(2), half = try v[2].cast(to: .float16), brain = try v[2].cast(to: .bfloat16)
+                return [try v[0].transposed(), try v[0].reshaped([5, 6]).slice(starts: [1, 2], ends: [4, 6]), try v[0].broadcast(to: [2, 6, 5]),
+                        try Tensor.concat([v[0], v[0].slice(starts: [0, 1], ends: [6, 3]), v[0]], axis: 1),
+                        try Tensor.stack([v[1], v[1].padded(low: [2], high: [0]).slice(starts: [0], ends: [30])], axis: 1),
+                        try Tensor.stack([v[1], v[1]], axis: 0), try v[0].padded(low: [1, 0], high: [2, 3], value: -3),
+                        try mask.transposed(), try mask.padded(low: [0, 1], high: [1, 0], value: 1), try Tensor.concat([mask, mask], axis: 0),
+                        try half.transposed().slice(starts: [3, 1], ends: [40, 29]), try brain.padded(low: [1, 1], high: [0, 2], value: 1.5),
+                        try Tensor.stack([half, half.transposed([1, 0]).transposed()], axis: 2), try brain.broadcast(to: [2, 30, 40])]
             }),
             ("one-hot of int64 labels in float64, float32, int32 and bool", [try labels.reshaped([30])], "adjoint_onehot_", { v in
                 [try v[0].oneHot(depth: 9), try v[0].oneHot(depth: 7, dtype: .float32), try v[0].oneHot(depth: 7, dtype: .int32),
@@ -743,7 +798,7 @@ struct CompiledOnDeviceTests {
         for k in 0..<4 { #expect(try results.withLock { $0[k] } == onCPU(inputs[k]).scalars(as: Double.self), "thread \(k)") }
     }
 
-    @Test("a device that cannot be used, and a program with no device form, are typed errors at the first call")
+    @Test("a device that cannot be used is a typed error at the first call; integer operators and strided reductions run there")
     func errors() throws {
         let x = try Tensor.uniform([5000], key: RandomKey(seed: 1), low: -1, high: 1)
         let available = (try? NVRTC.load()) != nil && (try? CUDADriver.load()) != nil
@@ -761,15 +816,12 @@ struct CompiledOnDeviceTests {
         #expect(throws: DeviceError.unavailable(device: .cuda(1), reason: "only GPU 0 is used")) { try compile(device: .cuda(1)) { (x: Tensor) in try x * 2 }(x) }
         #expect(Device.cuda(1).description == "cuda:1" && Device.cuda().description == "cuda")
         let a = try Tensor.uniform([64, 64], key: RandomKey(seed: 2), low: -1, high: 1)
+        // A program of operators the CPU interprets, integer ones among them, runs whole there.
         let integer = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in
-            try v.cast(to: .int64).transposed().cast(to: .float64) * 2
+            try v.cast(to: .int64).transposed().cast(to: .float64).sum(axes: [0, 2]) * 2
         }
-        do {
-            _ = try integer(try Tensor.uniform([2, 3], key: RandomKey(seed: 3), low: -9, high: 9))
-            Issue.record("an interpreted operator without a device kernel ran on the device")
-        } catch let DeviceError.noDeviceForm(_, operation) {
-            #expect(operation == OpCode.transpose.rawValue)
-        }
+        let small = try Tensor.uniform([2, 3, 4], key: RandomKey(seed: 3), low: -9, high: 9)
+        #expect(try integer(small).scalars(as: Double.self) == (try small.cast(to: .int64).transposed().cast(to: .float64).sum(axes: [0, 2]) * 2).scalars(as: Double.self))
         let product = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { v in try v.matmul(v) * 2 }
         #expect(try DeviceProgramTests.relativeDifference(product(a), a.matmul(a) * 2) <= 1e-14)
     }
