@@ -1,7 +1,8 @@
 // adjoint-gpu-check: runs the native code generator's CUDA kernels on GPU 0 against the native
 // CPU code, run by run (`GPUKernelCheck`), then the programs without library functions whole on
 // the device (`DeviceProgram`) against the CPU's calls, timed, with MLP train steps (their matrix
-// products through cuBLAS; tanh and squared error, and the relu and cross-entropy), then
+// products through cuBLAS; tanh and squared error, and the relu and cross-entropy) and
+// the operators the CPU interprets (strided reductions, indexing, casts, layout copies), then
 // eager computations on device tensors (Rosenbrock's gradient, the MLP step, the heat
 // equation through `unroll`) against the CPU's, timed; writes a JSON report.
 //
@@ -209,6 +210,34 @@ do {
     }
 } catch {
     fail("building the MLP steps: \(error)", status: 1)
+}
+
+// Operators the CPU interprets, whole on the device: comparisons, `where`, gathers, one-hot
+// encodings, scatter-adds, casts, `argmax`, mean squared errors, reductions over axes that are
+// not one run and layout operators on integer, bool and 16-bit elements (IEEE arithmetic and
+// copies: the CPU's bits); then softmaxes, cross-entropy and log-sum-exps (the device's exp and
+// log: within 1e-13).
+do {
+    let x = try Tensor.uniform([32, 64, 50], key: RandomKey(seed: 40), low: -1, high: 1)
+    let labels = try Tensor((0..<(32 * 64)).map { Int64(($0 * 7) % 50) }).reshaped([32, 64])
+    let exact = compile(native: .required) { (v: [Tensor]) -> [Tensor] in
+        let counts = try v[0].cast(to: .int32), mask = try v[0].greater(0), half = try v[0].cast(to: .float16)
+        return [try v[0].sum(axes: [0, 2]), try v[0].mean(axes: [1]), try v[0].max(axes: [0, 2]), try v[0].min(axes: [2, 0]),
+                try Tensor.select(mask, v[0], v[0] * -2), try v[0].argmax(axis: 2), try v[1].oneHot(depth: 50, dtype: .float32),
+                try v[0].gather(v[1].reshaped([-1]).slice([0..<100]), axis: 2), try v[0].scatterAdd(v[1].reshaped([-1]).slice([0..<10]), v[0].slice(starts: [0, 0, 0], ends: [32, 64, 10]), axis: 2),
+                try v[0].meanSquaredError(v[0] * 0.5),
+                try (v[0] * 9).cast(to: .int64).transposed([2, 0, 1]), try counts.padded(low: [1, 0, 2], high: [0, 3, 0], value: -4),
+                try Tensor.concat([mask, mask.slice(starts: [0, 0, 0], ends: [32, 64, 7])], axis: 2), try Tensor.stack([half, half], axis: 1),
+                try half.transposed([1, 2, 0]).cast(to: .float32)]
+    }
+    let approximate = compile(native: .required) { (v: [Tensor]) -> [Tensor] in
+        [try v[0].softmax(axis: 1), try v[0].logSoftmax(axis: 2), try v[0].reshaped([32 * 64, 50]).crossEntropy(labels: v[1].reshaped([-1])),
+         try v[0].logsumexp(axes: [0, 2]), try v[0].logsumexp(axes: [2])]
+    }
+    products.append(("operators the CPU interprets: strided reductions, selections, indexing, casts, layout copies of integers, bools and f16", try exact.trace(for: [x, labels]).program, [x, labels], true, 0))
+    products.append(("operators the CPU interprets: softmaxes, cross-entropy, log-sum-exps (device math library)", try approximate.trace(for: [x, labels]).program, [x, labels], false, 1e-13))
+} catch {
+    fail("building the interpreted operators' programs: \(error)", status: 1)
 }
 
 // The programs are compiled (their C into the native library cache) before anything of CUDA is
