@@ -120,16 +120,27 @@ package final class DeviceProgram {
     package let stream: any KernelStream
     /// The work of one call, in order.
     package let steps: [Step]
-    /// The device memory held: the frame, then (where the program has them) the reductions'
-    /// operands, their partials, the index checks' status words, the batched products' address
-    /// arrays and the elementwise kernels' index tables.
+    /// The device memory held: the frame (or, with a frame per call, the constants' image), then
+    /// (where the program has them) the reductions' operands, their partials, the index checks'
+    /// status words, the batched products' address arrays and the elementwise kernels' index tables.
     private let blocks: [(address: UInt64, capacity: Int)]
+    /// Whether each call takes a frame of its own from the pool (and gives it back behind its
+    /// work) instead of the program holding one: the steps' frame addresses are then offsets,
+    /// rebased at each launch (``Launch/frameArguments``, ``GEMM``'s operands, the batched
+    /// products' address arrays, written per call).
+    package let framePerCall: Bool
+    /// The constants' image on the device (with a frame per call; 0: none), copied into each frame.
+    private let constantsAddress: UInt64
+    /// The batched products (instruction, address array), whose arrays a call with a frame of its
+    /// own writes.
+    private let batches: [(instruction: Int, array: UInt64)]
     /// The checks (`NativeCodeGenerator.deviceCheck(_:)`), in program order: the instruction, its
     /// operator and what it checks. Check `c` writes its three status words at
     /// `statusAddress + 24·c`.
     private let checks: [(instruction: Int, op: OpCode, check: DeviceCheck)]
     private let statusAddress: UInt64
-    private var frame: UInt64 { blocks[0].address }
+    /// The frame the program holds (0: a frame per call).
+    private let residentFrame: UInt64
 
     /// One step of a call: a generated kernel, or a matrix product (cuBLAS on a GPU).
     package enum Step: Equatable, Sendable {
@@ -144,6 +155,9 @@ package final class DeviceProgram {
         package var kernel: String
         package var blocks: Int, threads: Int
         package var arguments: [UInt64]
+        /// The arguments that are addresses in the frame (bit `i`: argument `i`), to which a launch
+        /// adds the frame's base where the program takes a frame per call.
+        package var frameArguments = 1
     }
 
     /// The kernel launches among the steps.
@@ -152,12 +166,14 @@ package final class DeviceProgram {
     /// Threads per block of a chunked run's kernel; chunks per block of its sums kernel.
     package static let threadsPerBlock = 256, chunksPerBlock = 32
 
-    /// Compiles `program`'s kernels for `pool`'s device and puts its frame there; its work runs on
-    /// `stream` (nil: a new stream of its own).
+    /// Compiles `program`'s kernels for `pool`'s device and puts its frame there — or, with
+    /// `framePerCall`, takes one from the pool for each call and gives it back behind the call's
+    /// work, so a program kept for later holds no frame (operators on device tensors, one program
+    /// per operator and thread); its work runs on `stream` (nil: a new stream of its own).
     ///
     /// - Throws: ``DeviceError/noDeviceForm(instruction:operation:)`` for an instruction that has no
     ///   device form, and the device's errors (compilation, memory).
-    package init(_ program: CompiledProgram, pool: DeviceMemoryPool, stream: (any KernelStream)? = nil) throws {
+    package init(_ program: CompiledProgram, pool: DeviceMemoryPool, stream: (any KernelStream)? = nil, framePerCall: Bool = false) throws {
         let device = pool.device
         let stream = try stream ?? device.makeStream()
         let range = program.instructionStart[program.positions.lowerBound]..<program.instructionStart[program.positions.upperBound]
@@ -227,46 +243,47 @@ package final class DeviceProgram {
         let arrayBytes = batched.reduce(0) { $0 + program.products[program.instructions[$1].product].jobs.count * 24 }
         var blocks: [(address: UInt64, capacity: Int)] = []
         var arrays: [UInt64] = []
+        // With a frame per call the steps' frame addresses are offsets (a frame at 0).
+        var frame: UInt64 = 0, constantsAddress: UInt64 = 0, scratch: UInt64 = 0, partials: UInt64 = 0
+        var statusAddress: UInt64 = 0, arrayBase: UInt64 = 0, tableBase: UInt64 = 0
         do {
-            let sizes = [program.statistics.frameBytes] + (scratchBytes > 0 ? [scratchBytes, native?.partialBytes.max() ?? 0] : [])
-                + (checks.isEmpty ? [] : [checks.count * 24]) + (arrayBytes > 0 ? [arrayBytes] : []) + (tableEntries > 0 ? [tableEntries * 8] : [])
-            for bytes in sizes { blocks.append(try pool.allocate(bytes, on: stream)) }
+            func take(_ bytes: Int) throws -> UInt64 {
+                let block = try pool.allocate(bytes, on: stream)
+                blocks.append(block)
+                return block.address
+            }
+            let image = program.constantImage.count
+            if framePerCall { constantsAddress = image > 0 ? try take(image) : 0 } else { frame = try take(program.statistics.frameBytes) }
+            if scratchBytes > 0 { (scratch, partials) = (try take(scratchBytes), try take(native?.partialBytes.max() ?? 0)) }
+            if !checks.isEmpty { statusAddress = try take(checks.count * 24) }
+            if arrayBytes > 0 { arrayBase = try take(arrayBytes) }
+            if tableEntries > 0 { tableBase = try take(tableEntries * 8) }
             // A block's last use has run, or is on this stream and runs first (the pool checks its
             // event and stream). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
             // not be ordered before a non-blocking stream's work. (From pageable host memory an
             // asynchronous copy has taken the bytes when it returns.)
             try program.constantImage.withUnsafeBytes { image in
-                if image.count > 0 { try stream.copy(image.baseAddress!, toDevice: blocks[0].address, bytes: image.count) }
+                if image.count > 0 { try stream.copy(image.baseAddress!, toDevice: framePerCall ? constantsAddress : frame, bytes: image.count) }
             }
-            if tableEntries > 0 {
-                let base = blocks[blocks.count - 1].address
-                for k in elementwise {
-                    let i = program.instructions[k], count = NativeCodeGenerator.tableOperands(i) * i.n
-                    guard count > 0 else { continue }
-                    let slice = UnsafeBufferPointer(rebasing: program.tables[i.table..<(i.table + count)])
-                    try stream.copy(UnsafeRawPointer(slice.baseAddress!), toDevice: base + UInt64(tableAt[k]!), bytes: count * 8)
-                }
+            for k in elementwise {
+                let i = program.instructions[k], count = NativeCodeGenerator.tableOperands(i) * i.n
+                guard count > 0 else { continue }
+                let slice = UnsafeBufferPointer(rebasing: program.tables[i.table..<(i.table + count)])
+                try stream.copy(UnsafeRawPointer(slice.baseAddress!), toDevice: tableBase + UInt64(tableAt[k]!), bytes: count * 8)
             }
-            if arrayBytes > 0 {
-                let base = blocks[blocks.count - (tableEntries > 0 ? 2 : 1)].address
-                var at = base
-                for k in batched {
-                    let i = program.instructions[k]
-                    let addresses = Self.batchAddresses(program.products[i.product], float64: i.float64,
-                                                        a: blocks[0].address + UInt64(i.a), b: blocks[0].address + UInt64(i.b), c: blocks[0].address + UInt64(i.y))
-                    arrays.append(at)
-                    at += UInt64(addresses.count * 8)
-                    try addresses.withUnsafeBytes { try stream.copy($0.baseAddress!, toDevice: arrays.last!, bytes: $0.count) }
-                }
+            var at = arrayBase
+            for k in batched {
+                arrays.append(at)
+                at += UInt64(program.products[program.instructions[k].product].jobs.count * 24)
+                // With a frame per call each call writes them (``writeArrays(frame:)``).
+                if !framePerCall { try Self.writeArrays(program, k, frame: frame, at: arrays.last!, on: stream) }
             }
         } catch {
             try? stream.synchronize()
             for block in blocks { pool.release(block.address, capacity: block.capacity) }
             throw error
         }
-        let frame = blocks[0].address, scratch = scratchBytes > 0 ? blocks[1].address : 0, partials = scratchBytes > 0 ? blocks[2].address : 0
-        let statusAddress = checks.isEmpty ? 0 : blocks[scratchBytes > 0 ? 3 : 1].address
         var steps: [Step] = []
         var nextArray = 0
         for work in order {
@@ -276,7 +293,7 @@ package final class DeviceProgram {
             case let .segment(index):
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.functionName(index), blocks: 1, threads: NativeCodeGenerator.blockThreads, arguments: [frame])))
             case let .elementwise(k):
-                let n = program.instructions[k].n, tables = tableEntries > 0 ? blocks[blocks.count - 1].address + UInt64(tableAt[k]!) : 0
+                let n = program.instructions[k].n, tables = tableEntries > 0 ? tableBase + UInt64(tableAt[k]!) : 0
                 guard n > 0 else { continue }
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.elementwiseName(k), blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                             threads: Self.threadsPerBlock, arguments: [frame, tables])))
@@ -308,13 +325,14 @@ package final class DeviceProgram {
                 if !native.chunkedReductions[index].isEmpty {
                     let chunks = (n + Parallelism.elementChunk - 1) / Parallelism.elementChunk
                     steps.append(.kernel(Launch(kernel: name + "_sums", blocks: (chunks + Self.chunksPerBlock - 1) / Self.chunksPerBlock,
-                                                threads: Self.chunksPerBlock, arguments: [scratch, partials])))
-                    steps.append(.kernel(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame])))
+                                                threads: Self.chunksPerBlock, arguments: [scratch, partials], frameArguments: 0)))
+                    steps.append(.kernel(Launch(kernel: name + "_combine", blocks: 1, threads: 1, arguments: [partials, frame], frameArguments: 2)))
                 }
             }
         }
         (self.program, self.pool, self.module, self.steps, self.blocks, self.stream) = (program, pool, module, steps, blocks, stream)
-        (self.checks, self.statusAddress) = (checks, statusAddress)
+        (self.checks, self.statusAddress, self.residentFrame, self.framePerCall) = (checks, statusAddress, frame, framePerCall)
+        (self.constantsAddress, self.batches) = (constantsAddress, zip(batched, arrays).map { ($0, $1) })
     }
 
     /// The column-major product cuBLAS computes for `plan`'s row-major one, with operands at
@@ -331,6 +349,15 @@ package final class DeviceProgram {
                     a: plan.jobs.count == 1 ? b + UInt64(job.b) * size : 0, b: plan.jobs.count == 1 ? a + UInt64(job.a) * size : 0,
                     c: plan.jobs.count == 1 ? c + UInt64(job.c) * size : 0,
                     batch: plan.jobs.count, arrays: plan.jobs.count == 1 ? 0 : arrays)
+    }
+
+    /// Enqueues the address arrays of batched product `k` (instruction) with the frame at `frame`.
+    private static func writeArrays(_ program: CompiledProgram, _ k: Int, frame: UInt64, at array: UInt64, on stream: any KernelStream) throws {
+        let i = program.instructions[k]
+        let addresses = batchAddresses(program.products[i.product], float64: i.float64,
+                                       a: frame + UInt64(i.a), b: frame + UInt64(i.b), c: frame + UInt64(i.y))
+        // From pageable host memory the copy has taken the bytes when it returns.
+        try addresses.withUnsafeBytes { try stream.copy($0.baseAddress!, toDevice: array, bytes: $0.count) }
     }
 
     /// A batched plan's address arrays, in ``GEMM/arrays``'s layout: cuBLAS's A (the row-major
@@ -354,6 +381,10 @@ package final class DeviceProgram {
     ///   `TensorError.shapeMismatch(op:detail:)` naming an argument of another dtype or shape; the
     ///   device's copy errors.
     package func upload(_ arguments: [Tensor]) throws {
+        try upload(arguments, frame: try resident())
+    }
+
+    private func upload(_ arguments: [Tensor], frame: UInt64) throws {
         try checkArguments(arguments)
         try enqueuing {
             for (a, value) in arguments.enumerated() {
@@ -361,6 +392,33 @@ package final class DeviceProgram {
                 try stream.copy(value.rawPointer, toDevice: frame + UInt64(place.offset), bytes: place.type.byteCount)
             }
         }
+    }
+
+    /// The frame the program holds.
+    ///
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` where it takes a frame per call instead.
+    private func resident() throws -> UInt64 {
+        guard !framePerCall else {
+            throw TensorError.invalidArgument(op: "DeviceProgram", detail: "the program takes a frame per call: it holds none to copy into or out of")
+        }
+        return residentFrame
+    }
+
+    /// `body` with the call's frame: the program's, or one taken from the pool on the stream and
+    /// given back behind the work `body` enqueued (the pool hands it out again at once to work on
+    /// the same stream, to others once that work has run); its constants copied in first.
+    private func withFrame<T>(_ body: (UInt64) throws -> T) throws -> T {
+        guard framePerCall else { return try body(residentFrame) }
+        let block = try pool.allocate(program.statistics.frameBytes, on: stream)
+        defer {
+            let pending = try? stream.record()
+            if pending == nil { try? stream.synchronize() }
+            pool.release(block.address, capacity: block.capacity, pending: pending, stream: stream)
+        }
+        let image = program.constantImage.count
+        if image > 0 { try stream.copy(device: constantsAddress, toDevice: block.address, bytes: image) }
+        for (k, array) in batches { try Self.writeArrays(program, k, frame: block.address, at: array, on: stream) }
+        return try body(block.address)
     }
 
     /// Runs `body`, which enqueues work on the stream; where it throws, waits for the work it had
@@ -399,7 +457,7 @@ package final class DeviceProgram {
             throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "the program runs on \(device.name), its arguments' device is another")
         }
         return try withExtendedLifetime(arguments) {
-            try enqueuing {
+            try enqueuing { try withFrame { frame in
                 var outputs: [Tensor] = []
                 for (a, value) in arguments.enumerated() {
                     let place = program.arguments[a], destination = frame + UInt64(place.offset), bytes = place.type.byteCount
@@ -414,7 +472,7 @@ package final class DeviceProgram {
                         try stream.copy(value.rawPointer, toDevice: destination, bytes: bytes)
                     }
                 }
-                try launch()
+                try launch(frame: frame)
                 for place in program.outputs {
                     let bytes = place.type.byteCount, block = try DeviceBlock(bytes: bytes, stream: stream, tensors: tensors)
                     if bytes > 0 { try stream.copy(device: frame + UInt64(place.offset), toDevice: block.address, bytes: bytes) }
@@ -425,20 +483,34 @@ package final class DeviceProgram {
                     try Self.throwFailedCheck(status, checks)
                 }
                 return outputs
-            }
+            } }
         }
     }
 
     /// Enqueues every step of one call on the stream, in order (``KernelStream/synchronize()`` waits).
+    ///
+    /// - Throws: `TensorError.invalidArgument(op:detail:)` for a program that takes a frame per
+    ///   call; the device's errors.
     package func launch() throws {
+        try launch(frame: try resident())
+    }
+
+    /// Enqueues every step with the frame at `frame`: the steps' frame addresses are rebased by it
+    /// where the program takes a frame per call (they are offsets then), used as they are otherwise.
+    private func launch(frame: UInt64) throws {
+        let shift = framePerCall ? frame : 0
         for step in steps {
             switch step {
-            case let .kernel(l):
+            case var .kernel(l):
                 // Kernel steps come from the module's source: a program without one has none.
                 guard let module else { throw KernelDeviceError.noKernel(l.kernel) }
+                if shift != 0 { for j in l.arguments.indices where l.frameArguments & (1 << j) != 0 { l.arguments[j] += shift } }
                 try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
-            case let .gemm(product): try device.gemm(product, on: stream)
-            case let .host(k): try runOnHost(k)
+            case var .gemm(product):
+                // A batch reads its addresses from its arrays, written for this frame.
+                if shift != 0, product.batch == 1 { (product.a, product.b, product.c) = (product.a + shift, product.b + shift, product.c + shift) }
+                try device.gemm(product, on: stream)
+            case let .host(k): try runOnHost(k, frame: frame)
             }
         }
     }
@@ -447,8 +519,8 @@ package final class DeviceProgram {
     /// runs): its operands copied out of the frame once the work before them has run, the
     /// operator run on them through the CPU's dispatch (``CompiledProgram/runFallback(_:on:)``),
     /// its result copied into the frame on the stream, ahead of the work after it.
-    private func runOnHost(_ k: Int) throws {
-        let f = program.fallbacks[k], frame = blocks[0].address
+    private func runOnHost(_ k: Int, frame: UInt64) throws {
+        let f = program.fallbacks[k]
         let inputs = f.inputs.map { Tensor(uninitialized: $0.type.shape, dtype: $0.type.dtype) }
         for (operand, t) in zip(f.inputs, inputs) where operand.type.byteCount > 0 {
             try stream.copy(frame + UInt64(operand.offset), toHost: t.rawPointer, bytes: operand.type.byteCount)
@@ -463,6 +535,10 @@ package final class DeviceProgram {
 
     /// New tensors the outputs are copied into on the stream: to be read once it has run them.
     package func download() throws -> [Tensor] {
+        try download(frame: try resident())
+    }
+
+    private func download(frame: UInt64) throws -> [Tensor] {
         let outputs = program.outputs.map { Tensor(uninitialized: $0.type.shape, dtype: $0.type.dtype) }
         try enqueuing {
             for (place, t) in zip(program.outputs, outputs) {
@@ -480,9 +556,11 @@ package final class DeviceProgram {
     ///   errors.
     package func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
         try withExtendedLifetime(arguments) {
-            try upload(arguments)
-            try enqueuing { try launch() }
-            let outputs = try download()
+            let outputs = try withFrame { frame in
+                try upload(arguments, frame: frame)
+                try enqueuing { try launch(frame: frame) }
+                return try download(frame: frame)
+            }
             let status = try downloadStatus()
             try stream.synchronize()
             try Self.throwFailedCheck(status, checks)

@@ -11,9 +11,11 @@ import AdjointTensor
 /// so an eager operator runs the same generated kernels, or cuBLAS GEMMs, as a compiled function
 /// does, bitwise the CPU's results where those are (see ``DeviceProgram``). The program is made by
 /// tracing the operator on placeholder operands on the CPU (which also checks the operands as the
-/// CPU kernel does, with its errors). A call copies the operands into the program's frame, runs
-/// it and copies the result into a block of its own from the device's caching allocator
-/// (``DeviceMemoryPool``) — all on the calling thread's stream, without waiting for it.
+/// CPU kernel does, with its errors). A kept program holds no frame: a call takes one from the
+/// device's caching allocator (``DeviceMemoryPool``; the one the thread's previous call gave back),
+/// copies the operands into it, runs the program, copies the result into a block of its own and
+/// gives the frame back behind that work — all on the calling thread's stream, without waiting
+/// for it.
 ///
 /// Each thread has a stream of its own on the device: its operators run in order, asynchronously
 /// to the host. A tensor made on one thread's stream and used on another's makes the second wait
@@ -84,7 +86,7 @@ package final class DeviceTensors: DeviceBackend, @unchecked Sendable {
         }
         let (bundle, _) = try traceGraph({ [try Self.functionalForm(op, attributes, $0)] }, at: placeholders)
         let compiled = try bundle.compiledWithOutputsApart(order: bundle.graph.nodesReachingOutputs, native: .off)
-        let program = try DeviceProgram(compiled, pool: pool, stream: try stream())
+        let program = try DeviceProgram(compiled, pool: pool, stream: try stream(), framePerCall: true)
         if state.programs.count >= Self.maximumPrograms,
            let oldest = state.programs.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
             state.programs[oldest] = nil

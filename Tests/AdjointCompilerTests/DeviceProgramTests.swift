@@ -43,14 +43,17 @@ struct DeviceProgramTests {
     func wholePrograms() throws {
         let emulator = try HostKernelEmulator()
         for (name, program) in try CUDASourceTests.programs() {
-            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
-            for seed in [UInt64(3), 11] {
-                let arguments = try Self.arguments(program, seed: seed)
-                let expected = try program(arguments), got = try device(arguments)
-                #expect(got.count == expected.count, "\(name)")
-                for (o, (a, b)) in zip(expected, got).enumerated() {
-                    let same = a.valueType == b.valueType && Self.bits(a) == Self.bits(b)
-                    #expect(same, "\(name) output \(o), seed \(seed)")
+            // A frame held by the program, and one per call (the constants copied into each).
+            for framePerCall in [false, true] {
+                let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator), framePerCall: framePerCall)
+                for seed in [UInt64(3), 11] {
+                    let arguments = try Self.arguments(program, seed: seed)
+                    let expected = try program(arguments), got = try device(arguments)
+                    #expect(got.count == expected.count, "\(name)")
+                    for (o, (a, b)) in zip(expected, got).enumerated() {
+                        let same = a.valueType == b.valueType && Self.bits(a) == Self.bits(b)
+                        #expect(same, "\(name) output \(o), seed \(seed), frame per call \(framePerCall)")
+                    }
                 }
             }
         }
@@ -124,12 +127,14 @@ struct DeviceProgramTests {
         }.trace(for: [x]).program
         let calls = program.fallbacks.indices.filter { program.instructions[$0].kind == .fallback && program.fallbacks[$0].op == .customCall }
         #expect(calls.count == 3)
-        let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()))
-        #expect(device.steps.filter { if case .host = $0 { true } else { false } }.count == calls.count)
-        let expected = try program([x]), got = try device([x])
-        for (o, (e, d)) in zip(expected, got).enumerated() {
-            let same = e.valueType == d.valueType && Self.bits(e) == Self.bits(d)
-            #expect(same, "output \(o)")
+        for framePerCall in [false, true] {
+            let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: HostKernelEmulator()), framePerCall: framePerCall)
+            #expect(device.steps.filter { if case .host = $0 { true } else { false } }.count == calls.count)
+            let expected = try program([x]), got = try device([x])
+            for (o, (e, d)) in zip(expected, got).enumerated() {
+                let same = e.valueType == d.valueType && Self.bits(e) == Self.bits(d)
+                #expect(same, "output \(o), frame per call \(framePerCall)")
+            }
         }
         // Through `compile(device:)`'s function, a train step's loss and gradient.
         let step = CompiledFunction<Tensor, Tensor>(pool: DeviceMemoryPool(device: try HostKernelEmulator())) { p in
@@ -252,6 +257,9 @@ struct DeviceProgramTests {
             let expected = try program(operands)[0], got = try device(operands)[0]
             let difference = Self.relativeDifference(expected, got)
             #expect(expected.shape == got.shape && difference <= (dtype == .float64 ? 1e-14 : 1e-6), "\(name): \(difference)")
+            // With a frame per call: the products' operands rebased, a batch's arrays written per call.
+            let perCall = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator), framePerCall: true)
+            for _ in 0..<2 { #expect(Self.bits(try perCall(operands)[0]) == Self.bits(got), "\(name), frame per call") }
         }
         // A program that is one product: no kernels, one GEMM.
         let (a, b) = (try uniform([6, 5], 20), try uniform([5, 4], 21))
@@ -750,6 +758,31 @@ struct DeviceMemoryPoolTests {
         for b in [block, fresh, unordered] { pool.release(b.address, capacity: b.capacity) }
         pool.trim()
         #expect(device.held.isEmpty)
+    }
+
+    @Test("a program taking a frame per call holds none between calls: each call's frame goes back behind its work, and the next call on the stream reuses it")
+    func framePerCall() throws {
+        let pool = DeviceMemoryPool(device: try HostKernelEmulator())
+        let x = try DeviceProgramTests.uniform([3000], 41, .float64)
+        // A constant (2.5) in the frame, a sum's index check-free reduction, a chunked run.
+        let program = try compile(native: .required) { (v: [Tensor]) in [try (v[0] * 2.5 + 1).sum(), try v[0].relu() * v[0]] }.trace(for: [x]).program
+        let resident = try DeviceProgram(program, pool: pool)
+        let residentBytes = pool.statistics.liveBytes
+        let perCall = try DeviceProgram(program, pool: pool, framePerCall: true)
+        let held = pool.statistics.liveBytes - residentBytes
+        #expect(held < StoragePool.capacity(for: program.statistics.frameBytes), "the per-call program holds its constants and scratch, not a frame")
+        let expected = try resident([x])
+        let systemAllocations = pool.statistics.systemAllocationCount
+        for _ in 0..<5 {
+            let got = try perCall([x])
+            #expect(zip(got, expected).allSatisfy { DeviceProgramTests.bits($0) == DeviceProgramTests.bits($1) })
+            #expect(pool.statistics.liveBytes == residentBytes + held, "the call's frame went back")
+        }
+        #expect(pool.statistics.systemAllocationCount == systemAllocations + 1, "one frame from the device, reused by every later call")
+        // The resident frame's API has nothing to work on.
+        #expect(throws: TensorError.self) { try perCall.upload([x]) }
+        #expect(throws: TensorError.self) { try perCall.launch() }
+        #expect(throws: TensorError.self) { try perCall.download() }
     }
 
     @Test("device programs take their frames from the pool and give them back; a second program reuses them")
