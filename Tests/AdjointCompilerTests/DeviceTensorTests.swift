@@ -444,7 +444,7 @@ struct DeviceTensorTests {
         }), replacing: true)
         // A forward whose result is on another device.
         let elsewhere = Device.cuda(12)
-        DeviceRuntime.install(DeviceMemoryPool(device: try HostKernelEmulator()), as: elsewhere)
+        _ = DeviceRuntime.install(DeviceMemoryPool(device: try HostKernelEmulator()), as: elsewhere)
         try CustomOperators.register(CustomOperator(name: "device.elsewhere", forward: { xs in try (xs[0] * 2).to(elsewhere) }), replacing: true)
 
         let x = try Self.uniform([5, 7], 21), d = try x.to(Self.device)
@@ -463,5 +463,29 @@ struct DeviceTensorTests {
         #expect(throws: TensorError.deviceMismatch(op: "custom.call", detail: "the result is on cuda:12, the operands on cuda:9")) {
             try Tensor.custom("device.elsewhere", [d])
         }
+        // A VJP whose CPU result an outer tape tracks (computed from a CPU tensor that tape
+        // differentiates): copied to the device, the cotangent would lose its derivative, so it
+        // is refused. (A forward's result is never tracked: it runs without the levels.)
+        let weight = try Self.uniform([5, 7], 23)
+        try CustomOperators.register(CustomOperator(name: "device.tracked", forward: { xs in
+            try Tensor(xs[0].scalars(as: Double.self), shape: xs[0].shape)
+        }, vjp: { _, _, g in [try weightCell.withLock { $0 } * 2] }), replacing: true)
+        do {
+            _ = try gradient(at: weight) { w in
+                weightCell.withLock { $0 = w }
+                return try gradient(at: d) { try Tensor.custom("device.tracked", [$0]).sum() }.to(.cpu).sum()
+            }
+            Issue.record("a tracked CPU cotangent was copied to the device")
+        } catch let TensorError.invalidArgument(op, detail) {
+            #expect(op.contains("the VJP of custom operator 'device.tracked'") && detail.contains("a tape, a forward-mode level or a trace tracks it"), "\(op): \(detail)")
+        }
+        // Untracked, the same cotangent goes to the device.
+        weightCell.withLock { $0 = weight }
+        let cotangent = try gradient(at: d) { try Tensor.custom("device.tracked", [$0]).sum() }
+        let doubled = try weight * 2
+        #expect(cotangent.device == Self.device && Self.bits(cotangent) == Self.bits(doubled))
     }
 }
+
+/// The weight the `device.tracked` custom operator's VJP reads.
+private let weightCell = Lock(Tensor(0.0))
