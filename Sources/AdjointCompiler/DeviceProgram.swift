@@ -97,7 +97,7 @@ package enum DeviceRuntime {
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
 /// thread per line, a cross-entropy, one thread per example, a mean squared error, one block
 /// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an
-/// index tensor, a scatter-add, a cast between float64, float32, float16, bfloat16, int64, int32
+/// index tensor, a scatter-add (its base copied into its output first, one device copy), a cast between float64, float32, float16, bfloat16, int64, int32
 /// and bool, and an `argmax` (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators
 /// and the casts to an integer type after a one-block kernel that checks their operand, whose
 /// status words a call reads back to throw the CPU's error.
@@ -146,8 +146,10 @@ package final class DeviceProgram {
     package enum Step: Equatable, Sendable {
         case kernel(Launch)
         case gemm(GEMM)
-        /// A custom operator's call, run on the host (``runOnHost(_:)``): instruction `k`.
+        /// A custom operator's call, run on the host (``runOnHost(_:frame:)``): instruction `k`.
         case host(Int)
+        /// A copy of `bytes` bytes within the frame, from offset `source` to `destination`.
+        case copy(source: Int, destination: Int, bytes: Int)
     }
 
     /// One kernel launch: its name, grid and arguments.
@@ -301,6 +303,9 @@ package final class DeviceProgram {
                 if let c = checks.firstIndex(where: { $0.instruction == k }) {
                     steps.append(.kernel(Launch(kernel: NativeCodeGenerator.checkName(k), blocks: 1, threads: NativeCodeGenerator.blockThreads,
                                                 arguments: [frame, statusAddress + UInt64(24 * c)])))
+                }
+                if let (source, destination, bytes) = NativeCodeGenerator.deviceCopyBefore(program.fallbacks[k]) {
+                    steps.append(.copy(source: source, destination: destination, bytes: bytes))
                 }
                 let (name, n) = NativeCodeGenerator.interpretedKernel(program.fallbacks[k], k)!
                 guard n > 0 else { continue }
@@ -511,6 +516,8 @@ package final class DeviceProgram {
                 if shift != 0, product.batch == 1 { (product.a, product.b, product.c) = (product.a + shift, product.b + shift, product.c + shift) }
                 try device.gemm(product, on: stream)
             case let .host(k): try runOnHost(k, frame: frame)
+            case let .copy(source, destination, bytes):
+                try stream.copy(device: frame + UInt64(source), toDevice: frame + UInt64(destination), bytes: bytes)
             }
         }
     }

@@ -285,6 +285,14 @@ extension NativeCodeGenerator {
 
     static func checkName(_ k: Int) -> String { "adjoint_check_\(k)" }
 
+    /// A device-to-device copy within the frame that runs before interpreted instruction `f`'s
+    /// kernel (frame offsets and bytes): a scatter-add's base, copied into its output whole, where
+    /// its kernel's threads, one per column, would each copy a column element by element.
+    static func deviceCopyBefore(_ f: CompiledProgram.Fallback) -> (source: Int, destination: Int, bytes: Int)? {
+        guard f.op == .scatterAdd, f.output.type.byteCount > 0 else { return nil }
+        return (f.inputs[0].offset, f.output.offset, f.output.type.byteCount)
+    }
+
     /// The unsigned C integer of `dtype`'s width: what an element is copied as, bits unchanged.
     private static func unsignedWord(_ dtype: DType) -> String {
         switch dtype.byteSize {
@@ -640,18 +648,17 @@ extension NativeCodeGenerator {
     }
 
     /// Column `q` (an (outer, inner) pair) of a scatter-add, as `Kernels.scatterAdd` computes it:
-    /// the base's elements copied, then each update added at its index's row in the order of the
-    /// indices — each column's additions in the CPU's order, and no two threads writing one
-    /// element (an index out of range is skipped: its check fails the call).
+    /// each update added at its index's row in the order of the indices — each column's
+    /// additions in the CPU's order, and no two threads writing one element (an index out of
+    /// range is skipped: its check fails the call). The base is in the output already: a device
+    /// copy runs first (``deviceCopyBefore(_:)``).
     private static func scatterAddBody(_ f: CompiledProgram.Fallback) -> String {
         let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: indexedAxis(f)!)
         let count = f.inputs[1].type.elementCount, t = f.inputs[0].type.dtype == .float64 ? "double" : "float"
         return "long o = q / \(Swift.max(1, inner)), i = q % \(Swift.max(1, inner));\n"
-            + "const \(t) *b = (const \(t) *)(base + \(f.inputs[0].offset)) + o * \(extent * inner) + i;\n"
             + "const \(t) *u = (const \(t) *)(base + \(f.inputs[2].offset)) + o * \(count * inner) + i;\n"
             + "\(t) *y = (\(t) *)(base + \(f.output.offset)) + o * \(extent * inner) + i;\n"
             + "const \(indexType(f.inputs[1].type.dtype)) *index = (const \(indexType(f.inputs[1].type.dtype)) *)(base + \(f.inputs[1].offset));\n"
-            + "for (long r = 0; r < \(extent); r++) y[r * \(inner)] = b[r * \(inner)];\n"
             + "for (long j = 0; j < \(count); j++) {\n"
             + "long long r = index[j];\n"
             + "if (r < 0 || r >= \(extent)) continue;\n"

@@ -456,6 +456,9 @@ struct DeviceProgramTests {
             let program = try compile(native: .required) { (v: [Tensor]) in try f(v) }.trace(for: arguments).program
             let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
             #expect(device.launches.contains { $0.kernel.hasPrefix(kernel) }, "\(name): the case this test is about")
+            // A scatter-add's base goes into its output as one device copy, before its kernel.
+            let scatters = device.launches.filter { $0.kernel.hasPrefix("adjoint_scatteradd_") }.count
+            #expect(device.steps.filter { if case .copy = $0 { true } else { false } }.count == scatters, "\(name)")
             for (o, (a, b)) in try zip(device(arguments), program(arguments)).enumerated() {
                 let same = a.valueType == b.valueType && a.scalars(as: Bool.self) == b.scalars(as: Bool.self)
                     && (a.dtype.isFloatingPoint ? Self.bits(a) == Self.bits(b) : a.scalars(as: Int64.self) == b.scalars(as: Int64.self))
