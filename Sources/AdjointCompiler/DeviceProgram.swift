@@ -141,6 +141,11 @@ package final class DeviceProgram {
     private let statusAddress: UInt64
     /// The frame the program holds (0: a frame per call).
     private let residentFrame: UInt64
+    /// Where the program is matrix products alone, each reading whole arguments and writing a whole
+    /// output (an operator `matmul` on device tensors): each product's instruction, operands and
+    /// result — which ``callResident(_:on:)`` binds to the arguments' and outputs' device blocks,
+    /// with no frame and no copies.
+    private let direct: [(instruction: Int, a: Int, b: Int, output: Int)]?
 
     /// One step of a call: a generated kernel, or a matrix product (cuBLAS on a GPU).
     package enum Step: Equatable, Sendable {
@@ -338,6 +343,7 @@ package final class DeviceProgram {
         (self.program, self.pool, self.module, self.steps, self.blocks, self.stream) = (program, pool, module, steps, blocks, stream)
         (self.checks, self.statusAddress, self.residentFrame, self.framePerCall) = (checks, statusAddress, frame, framePerCall)
         (self.constantsAddress, self.batches) = (constantsAddress, zip(batched, arrays).map { ($0, $1) })
+        direct = framePerCall ? Self.directProducts(program, range) : nil
     }
 
     /// The column-major product cuBLAS computes for `plan`'s row-major one, with operands at
@@ -356,11 +362,34 @@ package final class DeviceProgram {
                     batch: plan.jobs.count, arrays: plan.jobs.count == 1 ? 0 : arrays)
     }
 
+    /// The products of a program that is matrix products alone, each reading two arguments'
+    /// regions and writing an output's, every output written by one of them (nil otherwise).
+    private static func directProducts(_ program: CompiledProgram, _ range: Range<Int>) -> [(instruction: Int, a: Int, b: Int, output: Int)]? {
+        guard !range.isEmpty else { return nil }
+        var products: [(instruction: Int, a: Int, b: Int, output: Int)] = []
+        for k in range {
+            let i = program.instructions[k]
+            guard i.kind == .matmul, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }),
+                  let a = program.arguments.firstIndex(where: { $0.offset == i.a }), let b = program.arguments.firstIndex(where: { $0.offset == i.b }),
+                  let o = program.outputs.firstIndex(where: { $0.offset == i.y }) else { return nil }
+            products.append((k, a, b, o))
+        }
+        // Every output a product's own (none an argument's region, none written twice).
+        guard Set(products.map(\.output)).count == products.count, products.count == program.outputs.count else { return nil }
+        return products
+    }
+
     /// Enqueues the address arrays of batched product `k` (instruction) with the frame at `frame`.
     private static func writeArrays(_ program: CompiledProgram, _ k: Int, frame: UInt64, at array: UInt64, on stream: any KernelStream) throws {
         let i = program.instructions[k]
-        let addresses = batchAddresses(program.products[i.product], float64: i.float64,
-                                       a: frame + UInt64(i.a), b: frame + UInt64(i.b), c: frame + UInt64(i.y))
+        try writeArrays(program, k, a: frame + UInt64(i.a), b: frame + UInt64(i.b), c: frame + UInt64(i.y), at: array, on: stream)
+    }
+
+    /// Enqueues the address arrays of batched product `k` with its operands at `a` and `b` and its
+    /// result at `c`.
+    private static func writeArrays(_ program: CompiledProgram, _ k: Int, a: UInt64, b: UInt64, c: UInt64, at array: UInt64, on stream: any KernelStream) throws {
+        let i = program.instructions[k]
+        let addresses = batchAddresses(program.products[i.product], float64: i.float64, a: a, b: b, c: c)
         // From pageable host memory the copy has taken the bytes when it returns.
         try addresses.withUnsafeBytes { try stream.copy($0.baseAddress!, toDevice: array, bytes: $0.count) }
     }
@@ -461,6 +490,9 @@ package final class DeviceProgram {
         guard tensors.pool === pool else {
             throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "the program runs on \(device.name), its arguments' device is another")
         }
+        if let direct, arguments.allSatisfy({ $0.storage.deviceMemory != nil }) {
+            return try withExtendedLifetime(arguments) { try enqueuing { try products(direct, arguments, on: tensors) } }
+        }
         return try withExtendedLifetime(arguments) {
             try enqueuing { try withFrame { frame in
                 var outputs: [Tensor] = []
@@ -490,6 +522,35 @@ package final class DeviceProgram {
                 return outputs
             } }
         }
+    }
+
+    /// A program of matrix products alone (``direct``) on device arguments: each product reads its
+    /// operands where they are and writes a new block that becomes its output — no frame, no copies.
+    private func products(_ direct: [(instruction: Int, a: Int, b: Int, output: Int)], _ arguments: [Tensor],
+                          on tensors: DeviceTensors) throws -> [Tensor] {
+        var addresses: [UInt64] = []
+        for (a, value) in arguments.enumerated() {
+            guard let block = value.storage.deviceMemory as? DeviceBlock, block.tensors === tensors else {
+                throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "argument \(a) is on \(value.device), the program on \(tensors.device)")
+            }
+            try block.use(on: stream)
+            addresses.append(value.deviceAddress!)
+        }
+        var outputs = [Tensor?](repeating: nil, count: program.outputs.count)
+        for product in direct {
+            let i = program.instructions[product.instruction], plan = program.products[i.product], place = program.outputs[product.output]
+            let block = try DeviceBlock(bytes: place.type.byteCount, stream: stream, tensors: tensors)
+            outputs[product.output] = block.tensor(place.type)
+            guard plan.shape.reduce(1, *) > 0 else { continue }   // an empty product writes nothing
+            let (a, b) = (addresses[product.a], addresses[product.b])
+            var array: UInt64 = 0
+            if let batch = batches.first(where: { $0.instruction == product.instruction }) {
+                array = batch.array
+                try Self.writeArrays(program, product.instruction, a: a, b: b, c: block.address, at: array, on: stream)
+            }
+            try device.gemm(Self.columnMajor(plan, float64: i.float64, a: a, b: b, c: block.address, arrays: array), on: stream)
+        }
+        return outputs.map { $0! }
     }
 
     /// Enqueues every step of one call on the stream, in order (``KernelStream/synchronize()`` waits).

@@ -402,7 +402,7 @@ struct DeviceTensorTests {
             let x = try Self.uniform([64, 64], 15).to(device)
             return try (try x.exp()).exp() + x
         }
-        _ = try work() * 2   // makes the operators' programs (their frames stay in device memory)
+        _ = try work() * 2   // makes the operators' programs (they hold no frames, only constants)
         let programs = tensors.programCount, before = tensors.pool.statistics.liveBytes
         #expect(programs == 3)   // exp (twice, one signature), add, mul
         do {
@@ -419,6 +419,19 @@ struct DeviceTensorTests {
         #expect(tensors.programCount == programs)
         #expect(tensors.pool.statistics.liveBytes == before)
         #expect(throws: DeviceError.self) { try DeviceEvent(recordedOn: .cpu) }
+        // A matrix product reads its operands where they are and writes its result's block: the
+        // peak rises by the result alone (no frame, no copies), for one product and a batch.
+        for (shapes, seed) in [([[64, 32], [32, 48]], UInt64(17)), ([[3, 64, 32], [3, 32, 48]], 19)] {
+            let (a, b) = (try Self.uniform(shapes[0], seed), try Self.uniform(shapes[1], seed + 1))
+            let (x, w) = (try a.to(device), try b.to(device))
+            _ = try x.matmul(w)   // the program made
+            try device.synchronize()
+            tensors.pool.resetPeak()
+            let live = tensors.pool.statistics.liveBytes
+            let y = try x.matmul(w)
+            #expect(tensors.pool.statistics.peakBytes - live == StoragePool.capacity(for: y.elementCount * 8), "\(shapes)")
+            #expect(DeviceProgramTests.relativeDifference(try y.to(.cpu), try a.matmul(b)) <= 1e-14, "\(shapes)")
+        }
     }
 
     @Test("a tensor made on one thread is used on another thread's stream")
