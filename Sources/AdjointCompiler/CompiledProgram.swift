@@ -686,15 +686,17 @@ public final class CompiledProgram: @unchecked Sendable {
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
     /// no run holds, a kernel each; `interpreted`: instructions the CPU interprets that have a
     /// device kernel (`NativeCodeGenerator.interpretedKernel(_:_:)`), a kernel each, with its index
-    /// check where it has one.
-    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = []) -> String? {
+    /// check where it has one; `direct`: elementwise instructions without tables, each also as a
+    /// kernel on its operands' and result's addresses (`NativeCodeGenerator.cudaElementwise(_:direct:)`).
+    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = [],
+                            direct: [Int] = []) -> String? {
         // Kernels of single instructions need no native runs (a program may have none).
         let runs = native?.runs ?? []
-        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty || !interpreted.isEmpty else { return nil }
+        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty || !interpreted.isEmpty || !direct.isEmpty else { return nil }
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])
         generator.bound = native?.bound.map { ($0.offset, $0.bytes) } ?? []
         return generator.cudaSource(segments: segments, chunked: runs, fusion: generator.fusion(runs, splits: native?.splits ?? []),
-                                    reductions: reductions, elementwise: elementwise)
+                                    reductions: reductions, elementwise: elementwise, direct: direct)
             + interpreted.map { NativeCodeGenerator.cudaInterpreted(fallbacks[$0], $0) }.joined()
     }
 

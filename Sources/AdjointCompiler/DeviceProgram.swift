@@ -91,7 +91,7 @@ package enum DeviceRuntime {
 /// over axes that are not one run too (read through strides in the order the CPU's permuted
 /// copy has); so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
 /// thread per element, its index tables copied to the device with the program, or, when they
-/// are compact, their rules in its source (`NativeCodeGenerator.cudaElementwise(_:)`); so is a
+/// are compact, their rules in its source (`NativeCodeGenerator.cudaElementwise(_:direct:)`); so is a
 /// layout operator on elements the planner does not alias or gather (integers, bools, 16-bit
 /// floats), one thread per element copied as a word; so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
@@ -141,11 +141,20 @@ package final class DeviceProgram {
     private let statusAddress: UInt64
     /// The frame the program holds (0: a frame per call).
     private let residentFrame: UInt64
-    /// Where the program is matrix products alone, each reading whole arguments and writing a whole
-    /// output (an operator `matmul` on device tensors): each product's instruction, operands and
-    /// result — which ``callResident(_:on:)`` binds to the arguments' and outputs' device blocks,
-    /// with no frame and no copies.
-    private let direct: [(instruction: Int, a: Int, b: Int, output: Int)]?
+    /// Where every instruction of the program reads whole arguments (or constants) and writes a
+    /// whole output — an operator on device tensors that is a matrix product or elementwise
+    /// arithmetic without index tables — its instructions so, which ``callResident(_:on:)`` runs on
+    /// the arguments' device blocks and new output blocks, with no frame and no copies.
+    private let direct: [Direct]?
+
+    /// An instruction run where its operands and result are (``direct``).
+    private struct Direct {
+        /// Where an operand is: argument `j`, or the constants' image at an offset.
+        enum Place { case argument(Int), constant(Int) }
+        let instruction: Int
+        let operands: [Place]
+        let output: Int
+    }
 
     /// One step of a call: a generated kernel, or a matrix product (cuBLAS on a GPU).
     package enum Step: Equatable, Sendable {
@@ -233,7 +242,9 @@ package final class DeviceProgram {
             NativeCodeGenerator.deviceCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, check: $0) }
         }
         // A program of matmuls alone has no kernels to compile.
-        let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted)
+        let direct = framePerCall ? Self.directInstructions(program, range) : nil
+        let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted,
+                                            direct: direct?.map(\.instruction).filter { program.instructions[$0].kind != .matmul } ?? [])
             .map { try device.load($0) }
         // The elementwise kernels' index tables, one after another (8 bytes an entry).
         var tableAt: [Int: Int] = [:], tableEntries = 0
@@ -343,7 +354,7 @@ package final class DeviceProgram {
         (self.program, self.pool, self.module, self.steps, self.blocks, self.stream) = (program, pool, module, steps, blocks, stream)
         (self.checks, self.statusAddress, self.residentFrame, self.framePerCall) = (checks, statusAddress, frame, framePerCall)
         (self.constantsAddress, self.batches) = (constantsAddress, zip(batched, arrays).map { ($0, $1) })
-        direct = framePerCall ? Self.directProducts(program, range) : nil
+        self.direct = direct
     }
 
     /// The column-major product cuBLAS computes for `plan`'s row-major one, with operands at
@@ -362,21 +373,37 @@ package final class DeviceProgram {
                     batch: plan.jobs.count, arrays: plan.jobs.count == 1 ? 0 : arrays)
     }
 
-    /// The products of a program that is matrix products alone, each reading two arguments'
-    /// regions and writing an output's, every output written by one of them (nil otherwise).
-    private static func directProducts(_ program: CompiledProgram, _ range: Range<Int>) -> [(instruction: Int, a: Int, b: Int, output: Int)]? {
+    /// The instructions of a program each of whose instructions is a matrix product or elementwise
+    /// arithmetic without index tables, reading whole arguments (or constants) and writing a whole
+    /// output, every output written by one of them (nil otherwise).
+    private static func directInstructions(_ program: CompiledProgram, _ range: Range<Int>) -> [Direct]? {
         guard !range.isEmpty else { return nil }
-        var products: [(instruction: Int, a: Int, b: Int, output: Int)] = []
+        let constants = program.constantImage.count
+        func place(_ offset: Int) -> Direct.Place? {
+            if let j = program.arguments.firstIndex(where: { $0.offset == offset }) { return .argument(j) }
+            return offset < constants ? .constant(offset) : nil
+        }
+        var result: [Direct] = []
         for k in range {
             let i = program.instructions[k]
-            guard i.kind == .matmul, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }),
-                  let a = program.arguments.firstIndex(where: { $0.offset == i.a }), let b = program.arguments.firstIndex(where: { $0.offset == i.b }),
+            let offsets: [Int]
+            switch i.kind {
+            case .matmul: offsets = [i.a, i.b]
+            case .unary: offsets = [i.a]
+            case .binary: offsets = [i.a, i.b]
+            case .multiplyAdd: offsets = [i.a, i.b, i.c]
+            default: return nil
+            }
+            guard i.table < 0, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }), i.kind == .matmul || NativeCodeGenerator.hasElementwiseKernel(i),
                   let o = program.outputs.firstIndex(where: { $0.offset == i.y }) else { return nil }
-            products.append((k, a, b, o))
+            let operands = offsets.compactMap(place)
+            // A product's operands are arguments: a batch's address arrays are written per call.
+            guard operands.count == offsets.count, i.kind != .matmul || operands.allSatisfy({ if case .argument = $0 { true } else { false } }) else { return nil }
+            result.append(Direct(instruction: k, operands: operands, output: o))
         }
-        // Every output a product's own (none an argument's region, none written twice).
-        guard Set(products.map(\.output)).count == products.count, products.count == program.outputs.count else { return nil }
-        return products
+        // Every output an instruction's own (none an argument's region, none written twice).
+        guard Set(result.map(\.output)).count == result.count, result.count == program.outputs.count else { return nil }
+        return result
     }
 
     /// Enqueues the address arrays of batched product `k` (instruction) with the frame at `frame`.
@@ -490,8 +517,8 @@ package final class DeviceProgram {
         guard tensors.pool === pool else {
             throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "the program runs on \(device.name), its arguments' device is another")
         }
-        if let direct, arguments.allSatisfy({ $0.storage.deviceMemory != nil }) {
-            return try withExtendedLifetime(arguments) { try enqueuing { try products(direct, arguments, on: tensors) } }
+        if let direct {
+            return try withExtendedLifetime(arguments) { try enqueuing { try runDirect(direct, arguments, on: tensors) } }
         }
         return try withExtendedLifetime(arguments) {
             try enqueuing { try withFrame { frame in
@@ -524,33 +551,56 @@ package final class DeviceProgram {
         }
     }
 
-    /// A program of matrix products alone (``direct``) on device arguments: each product reads its
-    /// operands where they are and writes a new block that becomes its output — no frame, no copies.
-    private func products(_ direct: [(instruction: Int, a: Int, b: Int, output: Int)], _ arguments: [Tensor],
-                          on tensors: DeviceTensors) throws -> [Tensor] {
-        var addresses: [UInt64] = []
+    /// A program of ``direct`` instructions: each reads its operands where they are on the device
+    /// and writes a new block that becomes its output — no frame, no copies but a host
+    /// argument's (a CPU scalar's), copied into a block of its own.
+    private func runDirect(_ direct: [Direct], _ arguments: [Tensor], on tensors: DeviceTensors) throws -> [Tensor] {
+        var addresses: [UInt64] = [], copies: [DeviceBlock] = []
         for (a, value) in arguments.enumerated() {
-            guard let block = value.storage.deviceMemory as? DeviceBlock, block.tensors === tensors else {
+            guard let memory = value.storage.deviceMemory else {
+                // Given back when this returns, behind the work enqueued on the stream.
+                let block = try DeviceBlock(bytes: program.arguments[a].type.byteCount, stream: stream, tensors: tensors)
+                if program.arguments[a].type.byteCount > 0 {
+                    try stream.copy(value.rawPointer, toDevice: block.address, bytes: program.arguments[a].type.byteCount)
+                }
+                copies.append(block)
+                addresses.append(block.address)
+                continue
+            }
+            guard let block = memory as? DeviceBlock, block.tensors === tensors else {
                 throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "argument \(a) is on \(value.device), the program on \(tensors.device)")
             }
             try block.use(on: stream)
             addresses.append(value.deviceAddress!)
         }
         var outputs = [Tensor?](repeating: nil, count: program.outputs.count)
-        for product in direct {
-            let i = program.instructions[product.instruction], plan = program.products[i.product], place = program.outputs[product.output]
+        for step in direct {
+            let i = program.instructions[step.instruction], place = program.outputs[step.output]
             let block = try DeviceBlock(bytes: place.type.byteCount, stream: stream, tensors: tensors)
-            outputs[product.output] = block.tensor(place.type)
-            guard plan.shape.reduce(1, *) > 0 else { continue }   // an empty product writes nothing
-            let (a, b) = (addresses[product.a], addresses[product.b])
-            var array: UInt64 = 0
-            if let batch = batches.first(where: { $0.instruction == product.instruction }) {
-                array = batch.array
-                try Self.writeArrays(program, product.instruction, a: a, b: b, c: block.address, at: array, on: stream)
+            outputs[step.output] = block.tensor(place.type)
+            let operands = step.operands.map { p -> UInt64 in
+                switch p {
+                case let .argument(j): addresses[j]
+                case let .constant(offset): constantsAddress + UInt64(offset)
+                }
             }
-            try device.gemm(Self.columnMajor(plan, float64: i.float64, a: a, b: b, c: block.address, arrays: array), on: stream)
+            if i.kind == .matmul {
+                let plan = program.products[i.product]
+                guard plan.shape.reduce(1, *) > 0 else { continue }   // an empty product writes nothing
+                var array: UInt64 = 0
+                if let batch = batches.first(where: { $0.instruction == step.instruction }) {
+                    array = batch.array
+                    try Self.writeArrays(program, step.instruction, a: operands[0], b: operands[1], c: block.address, at: array, on: stream)
+                }
+                try device.gemm(Self.columnMajor(plan, float64: i.float64, a: operands[0], b: operands[1], c: block.address, arrays: array), on: stream)
+            } else if i.n > 0 {
+                guard let module else { throw KernelDeviceError.noKernel(NativeCodeGenerator.directName(step.instruction)) }
+                let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [block.address]
+                try module.launch(NativeCodeGenerator.directName(step.instruction), blocks: (i.n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                                  threads: Self.threadsPerBlock, arguments: pointers, on: stream)
+            }
         }
-        return outputs.map { $0! }
+        return withExtendedLifetime(copies) { outputs.map { $0! } }
     }
 
     /// Enqueues every step of one call on the stream, in order (``KernelStream/synchronize()`` waits).

@@ -92,7 +92,7 @@ package enum KernelDeviceError: Error, Equatable, CustomStringConvertible {
     package var description: String {
         switch self {
         case let .noKernel(name): return "the module has no kernel \(name)"
-        case let .badArguments(kernel, count): return "\(kernel) launched with \(count) arguments; generated kernels take 1, 2 or 5"
+        case let .badArguments(kernel, count): return "\(kernel) launched with \(count) arguments; generated kernels take 1, 2, 4 or 5"
         case let .foreignStream(what): return "\(what) belongs to another kind of device"
         case let .compilationFailed(command, output): return "\(command) failed:\n\(output)"
         case let .loadFailed(path, reason): return "loading \(path): \(reason)"
@@ -252,7 +252,7 @@ package final class HostKernelEmulator: KernelDevice {
     static let launcher = """
 
     extern "C" int adjoint_emulate(void *kernel, int count, const unsigned long long *a, unsigned blocks, unsigned threads) {
-        if (count != 1 && count != 2 && count != 5) return 1;
+        if (count != 1 && count != 2 && count != 4 && count != 5) return 1;
         gridDim.x = blocks; gridDim.y = gridDim.z = 1;
         blockDim.x = threads; blockDim.y = blockDim.z = 1;
         blockIdx.y = blockIdx.z = threadIdx.y = threadIdx.z = 0;
@@ -262,6 +262,8 @@ package final class HostKernelEmulator: KernelDevice {
                 threadIdx.x = t;
                 if (count == 1) ((void (*)(unsigned char *))kernel)((unsigned char *)a[0]);
                 else if (count == 2) ((void (*)(void *, void *))kernel)((void *)a[0], (void *)a[1]);
+                else if (count == 4) ((void (*)(unsigned char *, unsigned char *, unsigned char *, unsigned char *))kernel)(
+                    (unsigned char *)a[0], (unsigned char *)a[1], (unsigned char *)a[2], (unsigned char *)a[3]);
                 else ((void (*)(unsigned char *, long, long, void *const *, void *))kernel)((unsigned char *)a[0], (long)a[1], (long)a[2], (void *const *)a[3], (void *)a[4]);
             }
         }
@@ -314,7 +316,7 @@ package final class HostKernelEmulator: KernelDevice {
         func launch(_ kernel: String, blocks: Int, threads: Int, arguments: [UInt64], on stream: (any KernelStream)?) throws {
             if let stream, !(stream is Stream) { throw KernelDeviceError.foreignStream("the stream") }
             guard let function = dlsym(handle, kernel) else { throw KernelDeviceError.noKernel(kernel) }
-            guard [1, 2, 5].contains(arguments.count) else { throw KernelDeviceError.badArguments(kernel: kernel, count: arguments.count) }
+            guard [1, 2, 4, 5].contains(arguments.count) else { throw KernelDeviceError.badArguments(kernel: kernel, count: arguments.count) }
             _ = arguments.withUnsafeBufferPointer { launcher(function, Int32(arguments.count), $0.baseAddress!, UInt32(blocks), UInt32(threads)) }
         }
     }

@@ -106,8 +106,10 @@ struct NativeCodeGenerator {
     /// `reductions`: instructions reducing over axes (sum, mean, max, min) that no run holds, each
     /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:)``); `elementwise`: elementwise
     /// instructions no run holds, each a kernel `adjoint_elementwise_<k>(base, tables)`
-    /// (``cudaElementwise(_:)``).
-    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = [], elementwise: [Int] = []) -> String {
+    /// (``cudaElementwise(_:direct:)``); `direct`: elementwise instructions without tables, each
+    /// also a kernel `adjoint_direct_<k>(p0, p1, p2, out)` on its operands' and result's addresses.
+    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = [], elementwise: [Int] = [],
+                    direct: [Int] = []) -> String {
         let fusion = fusion ?? self.fusion(chunked, splits: [])
         var out = Self.cudaPrelude
         for (k, segment) in segments.enumerated() {
@@ -121,11 +123,12 @@ struct NativeCodeGenerator {
         for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion, cuda: true) }
         for k in reductions { out += cudaReduction(k) }
         for k in elementwise { out += cudaElementwise(k) }
+        for k in direct { out += cudaElementwise(k, direct: true) }
         return out
     }
 
     /// Whether instruction `i` has an elementwise device kernel of its own
-    /// (``cudaElementwise(_:)``): an elementwise instruction no run holds — one reading its
+    /// (``cudaElementwise(_:direct:)``): an elementwise instruction no run holds — one reading its
     /// operands through index tables (a broadcast, a folded gather) too large for a plain run.
     static func hasElementwiseKernel(_ i: Instruction) -> Bool {
         switch i.kind {
@@ -152,18 +155,28 @@ struct NativeCodeGenerator {
 
     static func elementwiseName(_ k: Int) -> String { "adjoint_elementwise_\(k)" }
 
+    static func directName(_ k: Int) -> String { "adjoint_direct_\(k)" }
+
     /// A kernel `adjoint_elementwise_<k>(base, tables)` for elementwise instruction `k`, one
     /// thread per element, with the formula of ``emit(_:)``'s loop; operands read through index
     /// tables take them from `tables` (the instruction's ``tableOperands(_:)`` tables, copied to
     /// the device) rather than from constants in the source, except compact tables, whose rules
     /// (``AffineTable``: a slice, a shift, a pad) are the source's constants. An addition accumulating in place
     /// leaves the elements the other operand does not supply unwritten, as the CPU does.
-    func cudaElementwise(_ k: Int) -> String {
+    ///
+    /// `direct` (an instruction without tables): the kernel `adjoint_direct_<k>(p0, p1, p2, out)`
+    /// instead, reading its operands (in order: a unary's one, a binary's two, a multiply-add's
+    /// three) at the addresses it is given and writing at `out` — for an operator whose operands
+    /// and result stay where they are (``directName(_:)``).
+    func cudaElementwise(_ k: Int, direct: Bool = false) -> String {
         let i = instructions[k], t = i.float64 ? "double" : "float", zero = i.float64 ? "0.0" : "0.0f", n = i.n
-        var out = "\nextern \"C\" __global__ void \(Self.elementwiseName(k))(unsigned char *base, void *tables) {\n"
-            + "long k = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+        precondition(!direct || i.table < 0, "a direct kernel reads no tables")
+        var out = direct
+            ? "\nextern \"C\" __global__ void \(Self.directName(k))(unsigned char *p0, unsigned char *p1, unsigned char *p2, unsigned char *out) {\n"
+            : "\nextern \"C\" __global__ void \(Self.elementwiseName(k))(unsigned char *base, void *tables) {\n"
+        out += "long k = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (k >= \(n)) return;\n"
-            + "\(t) *frame = (\(t) *)base; \(t) *y = (\(t) *)(base + \(i.y)); const long *t = (const long *)tables;\n"
+            + (direct ? "\(t) *y = (\(t) *)out;\n" : "\(t) *frame = (\(t) *)base; \(t) *y = (\(t) *)(base + \(i.y)); const long *t = (const long *)tables;\n")
         /// Operand `o`'s table entry for element `k`: from `tables`, or its compact table's rule.
         func entry(_ o: Int) -> String {
             guard i.compact else { return "t[\(o * n) + k]" }
@@ -177,11 +190,11 @@ struct NativeCodeGenerator {
         /// Operand `o`: through its table, or flat at `offset` (a single element read throughout where `scalar`).
         func read(_ o: Int, _ offset: Int, scalar: Bool = false) -> String {
             if i.table >= 0 { return "(e\(o) >= 0 ? frame[e\(o)] : \(zero))" }
-            return "((\(t) *)(base + \(offset)))[\(scalar ? "0" : "k")]"
+            return "((\(t) *)(\(direct ? "p\(o)" : "base + \(offset)")))[\(scalar ? "0" : "k")]"
         }
         switch i.kind {
         case .unary:
-            out += "y[k] = \(Self.unaryExpression(i.op, "((\(t) *)(base + \(i.a)))[k]", float64: i.float64)!);\n"
+            out += "y[k] = \(Self.unaryExpression(i.op, read(0, i.a), float64: i.float64)!);\n"
         case .binary:
             if i.accumulator >= 0, i.table >= 0 { out += "if (e\(1 - i.accumulator) < 0) return;\n" }
             out += "y[k] = \(Self.binaryExpression(i.op, read(0, i.a, scalar: i.aScalar), read(1, i.b, scalar: i.bScalar), float64: i.float64)!);\n"

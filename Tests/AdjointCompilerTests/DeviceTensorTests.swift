@@ -419,6 +419,23 @@ struct DeviceTensorTests {
         #expect(tensors.programCount == programs)
         #expect(tensors.pool.statistics.liveBytes == before)
         #expect(throws: DeviceError.self) { try DeviceEvent(recordedOn: .cpu) }
+        // Elementwise arithmetic without index tables reads its operands where they are and writes
+        // its result's block: the peak rises by the result alone (a CPU scalar's block besides).
+        let (p, q) = (try Self.uniform([64, 64], 25), try Self.uniform([64, 64], 26))
+        let (dp, dq) = (try p.to(device), try q.to(device))
+        let elementwise: [(String, Int, (Tensor, Tensor) throws -> Tensor)] = [
+            ("mul", 0, { try $0 * $1 }), ("exp", 0, { x, _ in try x.exp() }), ("multiplyAdd", 0, { try $0.multiplied(by: $1, adding: $0) }),
+            ("a CPU scalar", StoragePool.capacity(for: 8), { x, _ in try x * 2.5 }),
+        ]
+        for (name, extra, f) in elementwise {
+            _ = try f(dp, dq)   // the program made
+            try device.synchronize()
+            tensors.pool.resetPeak()
+            let live = tensors.pool.statistics.liveBytes
+            let y = try f(dp, dq)
+            #expect(tensors.pool.statistics.peakBytes - live == StoragePool.capacity(for: 64 * 64 * 8) + extra, "\(name)")
+            #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f(p, q)), "\(name)")
+        }
         // A matrix product reads its operands where they are and writes its result's block: the
         // peak rises by the result alone (no frame, no copies), for one product and a batch.
         for (shapes, seed) in [([[64, 32], [32, 48]], UInt64(17)), ([[3, 64, 32], [3, 32, 48]], 19)] {
