@@ -86,19 +86,21 @@ package enum DeviceRuntime {
 /// elements, and where the run takes in sums or means, a kernel summing each 2¹⁵-element chunk
 /// pairwise into its partial and a one-thread kernel combining the partials in ``Summation``'s
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
-/// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel of its own,
-/// one thread per output element, in the CPU's strict order (`NativeCodeGenerator.cudaReduction(_:)`),
-/// over axes that are not one run too (read through strides in the order the CPU's permuted
-/// copy has); so is an elementwise instruction no run holds (a broadcast too large for a plain run), one
-/// thread per element, its index tables copied to the device with the program, or, when they
-/// are compact, their rules in its source (`NativeCodeGenerator.cudaElementwise(_:direct:)`); so is a
-/// layout operator on elements the planner does not alias or gather (integers, bools, 16-bit
-/// floats), one thread per element copied as a word; so is a comparison or a `where` that the CPU
+/// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel
+/// of its own, one thread per output element, in the CPU's strict order
+/// (`NativeCodeGenerator.cudaReduction(_:)`), over axes that are not one run too (read through
+/// strides in the order the CPU's permuted copy has); so is an elementwise instruction no run
+/// holds (a broadcast too large for a plain run), one thread per element, its index tables
+/// copied to the device with the program, or, when they are compact, their rules in its source
+/// (`NativeCodeGenerator.cudaElementwise(_:direct:)`); so is a layout operator on elements the
+/// planner does not alias or gather (integers, bools, 16-bit floats), one thread per element
+/// copied as a word; so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
 /// thread per line, a cross-entropy, one thread per example, a mean squared error, one block
-/// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an
-/// index tensor, a scatter-add (its base copied into its output first, one device copy), a cast between float64, float32, float16, bfloat16, int64, int32
-/// and bool, and an `argmax` (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators
+/// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an index
+/// tensor, a scatter-add (its base copied into its output first, one device copy), a cast
+/// between float64, float32, float16, bfloat16, int64, int32 and bool, and an `argmax`
+/// (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators
 /// and the casts to an integer type after a one-block kernel that checks their operand, whose
 /// status words a call reads back to throw the CPU's error.
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
@@ -294,7 +296,7 @@ package final class DeviceProgram {
             for k in batched {
                 arrays.append(at)
                 at += UInt64(program.products[program.instructions[k].product].jobs.count * 24)
-                // With a frame per call each call writes them (``writeArrays(frame:)``).
+                // With a frame per call each call writes them (`withFrame`).
                 if !framePerCall { try Self.writeArrays(program, k, frame: frame, at: arrays.last!, on: stream) }
             }
         } catch {
