@@ -686,8 +686,9 @@ public final class CompiledProgram: @unchecked Sendable {
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
     /// no run holds, a kernel each; `interpreted`: instructions the CPU interprets that have a
     /// device kernel (`NativeCodeGenerator.interpretedKernel(_:_:)`), a kernel each, with its index
-    /// check where it has one; `direct`: elementwise instructions without tables, each also as a
-    /// kernel on its operands' and result's addresses (`NativeCodeGenerator.cudaElementwise(_:direct:)`).
+    /// check where it has one; `direct`: elementwise instructions without folded gathers, each also
+    /// as a kernel on its operands' and result's addresses, broadcasting through strides
+    /// (`NativeCodeGenerator.cudaElementwise(_:direct:broadcast:shape:)`).
     package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = [],
                             direct: [Int] = []) -> String? {
         // Kernels of single instructions need no native runs (a program may have none).
@@ -696,8 +697,9 @@ public final class CompiledProgram: @unchecked Sendable {
         var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])
         generator.bound = native?.bound.map { ($0.offset, $0.bytes) } ?? []
         return generator.cudaSource(segments: segments, chunked: runs, fusion: generator.fusion(runs, splits: native?.splits ?? []),
-                                    reductions: reductions, elementwise: elementwise, direct: direct)
+                                    reductions: reductions, elementwise: elementwise)
             + interpreted.map { NativeCodeGenerator.cudaInterpreted(fallbacks[$0], $0) }.joined()
+            + direct.map { generator.cudaElementwise($0, direct: true, broadcast: fallbacks[$0].inputs.map(\.type.shape), shape: fallbacks[$0].output.type.shape) }.joined()
     }
 
     /// The plain runs with the instructions of chunked runs taken out: what runs between the

@@ -145,7 +145,7 @@ package final class DeviceProgram {
     private let residentFrame: UInt64
     /// Where every instruction of the program reads whole arguments (or constants) and writes a
     /// whole output — an operator on device tensors that is a matrix product or elementwise
-    /// arithmetic without index tables — its instructions so, which ``callResident(_:on:)`` runs on
+    /// arithmetic, broadcasting or not — its instructions so, which ``callResident(_:on:)`` runs on
     /// the arguments' device blocks and new output blocks, with no frame and no copies.
     private let direct: [Direct]?
 
@@ -376,8 +376,8 @@ package final class DeviceProgram {
     }
 
     /// The instructions of a program each of whose instructions is a matrix product or elementwise
-    /// arithmetic without index tables, reading whole arguments (or constants) and writing a whole
-    /// output, every output written by one of them (nil otherwise).
+    /// arithmetic (its tables, if any, a broadcast's), reading whole arguments (or constants) and
+    /// writing a whole output, every output written by one of them (nil otherwise).
     private static func directInstructions(_ program: CompiledProgram, _ range: Range<Int>) -> [Direct]? {
         guard !range.isEmpty else { return nil }
         let constants = program.constantImage.count
@@ -396,7 +396,10 @@ package final class DeviceProgram {
             case .multiplyAdd: offsets = [i.a, i.b, i.c]
             default: return nil
             }
-            guard i.table < 0, program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }), i.kind == .matmul || NativeCodeGenerator.hasElementwiseKernel(i),
+            // Tables only from broadcasts (no folded gathers, no accumulation in place): the
+            // direct kernel walks the operands' broadcast strides instead.
+            guard i.table < 0 || (i.accumulator < 0 && i.kind != .matmul), program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }),
+                  i.kind == .matmul || NativeCodeGenerator.hasElementwiseKernel(i),
                   let o = program.outputs.firstIndex(where: { $0.offset == i.y }) else { return nil }
             let operands = offsets.compactMap(place)
             // A product's operands are arguments: a batch's address arrays are written per call.

@@ -285,6 +285,20 @@ extension NativeCodeGenerator {
 
     static func checkName(_ k: Int) -> String { "adjoint_check_\(k)" }
 
+    /// C statements declaring `o<j>`, operand `j`'s element (of shape `operands[j]`, broadcast to
+    /// `shape`) at output element `index`: the output element's coordinates, last axis first, each
+    /// operand moving by its broadcast stride (`ShapeRules.broadcastStrides`) along each.
+    static func broadcastOffsets(_ shape: [Int], _ operands: [[Int]], index: String) -> String {
+        let strides = operands.map { ShapeRules.broadcastStrides($0, to: shape) }
+        var out = "long r = \(index)" + strides.indices.map { ", o\($0) = 0" }.joined() + ";\n"
+        for d in shape.indices.reversed() where shape[d] > 1 {
+            out += "{ long i = r % \(shape[d]); r /= \(shape[d]);"
+                + strides.enumerated().filter { $0.element[d] != 0 }.map { " o\($0.offset) += i * \($0.element[d]);" }.joined()
+                + " }\n"
+        }
+        return out
+    }
+
     /// A device-to-device copy within the frame that runs before interpreted instruction `f`'s
     /// kernel (frame offsets and bytes): a scatter-add's base, copied into its output whole, where
     /// its kernel's threads, one per column, would each copy a column element by element.
@@ -552,15 +566,7 @@ extension NativeCodeGenerator {
     /// element's bytes copied as an unsigned word, so the result is the CPU's bit for bit, NaN
     /// payloads and signed zeros included.
     private static func selectionBody(_ f: CompiledProgram.Fallback) -> String {
-        let shape = f.output.type.shape
-        let strides = f.inputs.map { ShapeRules.broadcastStrides($0.type.shape, to: shape) }
-        var out = "long r = q" + f.inputs.indices.map { ", o\($0) = 0" }.joined() + ";\n"
-        // The output element's coordinates, last axis first; each operand moves by its stride along each.
-        for d in shape.indices.reversed() where shape[d] > 1 {
-            out += "{ long i = r % \(shape[d]); r /= \(shape[d]);"
-                + strides.enumerated().filter { $0.element[d] != 0 }.map { " o\($0.offset) += i * \($0.element[d]);" }.joined()
-                + " }\n"
-        }
+        var out = broadcastOffsets(f.output.type.shape, f.inputs.map(\.type.shape), index: "q")
         if f.op == .select {
             let word = unsignedWord(f.output.type.dtype)
             return out + "const unsigned char *c = base + \(f.inputs[0].offset);\n"

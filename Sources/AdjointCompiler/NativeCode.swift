@@ -106,10 +106,8 @@ struct NativeCodeGenerator {
     /// `reductions`: instructions reducing over axes (sum, mean, max, min) that no run holds, each
     /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:)``); `elementwise`: elementwise
     /// instructions no run holds, each a kernel `adjoint_elementwise_<k>(base, tables)`
-    /// (``cudaElementwise(_:direct:)``); `direct`: elementwise instructions without tables, each
-    /// also a kernel `adjoint_direct_<k>(p0, p1, p2, out)` on its operands' and result's addresses.
-    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = [], elementwise: [Int] = [],
-                    direct: [Int] = []) -> String {
+    /// (``cudaElementwise(_:direct:broadcast:shape:)``).
+    func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = [], elementwise: [Int] = []) -> String {
         let fusion = fusion ?? self.fusion(chunked, splits: [])
         var out = Self.cudaPrelude
         for (k, segment) in segments.enumerated() {
@@ -123,12 +121,11 @@ struct NativeCodeGenerator {
         for (k, run) in chunked.enumerated() { out += emitChunked(run, name: Self.chunkedFunctionName(k), fusion: fusion, cuda: true) }
         for k in reductions { out += cudaReduction(k) }
         for k in elementwise { out += cudaElementwise(k) }
-        for k in direct { out += cudaElementwise(k, direct: true) }
         return out
     }
 
     /// Whether instruction `i` has an elementwise device kernel of its own
-    /// (``cudaElementwise(_:direct:)``): an elementwise instruction no run holds — one reading its
+    /// (``cudaElementwise(_:direct:broadcast:shape:)``): an elementwise instruction no run holds — one reading its
     /// operands through index tables (a broadcast, a folded gather) too large for a plain run.
     static func hasElementwiseKernel(_ i: Instruction) -> Bool {
         switch i.kind {
@@ -164,13 +161,15 @@ struct NativeCodeGenerator {
     /// (``AffineTable``: a slice, a shift, a pad) are the source's constants. An addition accumulating in place
     /// leaves the elements the other operand does not supply unwritten, as the CPU does.
     ///
-    /// `direct` (an instruction without tables): the kernel `adjoint_direct_<k>(p0, p1, p2, out)`
-    /// instead, reading its operands (in order: a unary's one, a binary's two, a multiply-add's
-    /// three) at the addresses it is given and writing at `out` — for an operator whose operands
-    /// and result stay where they are (``directName(_:)``).
-    func cudaElementwise(_ k: Int, direct: Bool = false) -> String {
+    /// `direct`: the kernel `adjoint_direct_<k>(p0, p1, p2, out)` instead, reading its operands
+    /// (in order: a unary's one, a binary's two, a multiply-add's three) at the addresses it is
+    /// given and writing at `out` — for an operator whose operands and result stay where they are
+    /// (``directName(_:)``). An instruction with tables then broadcasts its operands of shapes
+    /// `broadcast` to the output's `shape` through strides instead (no folded gathers: a
+    /// broadcast's tables are its strides'); one without reads them flat.
+    func cudaElementwise(_ k: Int, direct: Bool = false, broadcast: [[Int]] = [], shape: [Int] = []) -> String {
         let i = instructions[k], t = i.float64 ? "double" : "float", zero = i.float64 ? "0.0" : "0.0f", n = i.n
-        precondition(!direct || i.table < 0, "a direct kernel reads no tables")
+        precondition(!direct || i.table < 0 || (!broadcast.isEmpty && i.kind != .gather && i.accumulator < 0), "a direct kernel reads no tables")
         var out = direct
             ? "\nextern \"C\" __global__ void \(Self.directName(k))(unsigned char *p0, unsigned char *p1, unsigned char *p2, unsigned char *out) {\n"
             : "\nextern \"C\" __global__ void \(Self.elementwiseName(k))(unsigned char *base, void *tables) {\n"
@@ -183,12 +182,17 @@ struct NativeCodeGenerator {
             let rule = AffineTable(tables[(i.table + o * AffineTable.width)...])
             return "(k < \(rule.lo) ? \(rule.before)L : k < \(rule.hi) ? \(rule.first)L + \(rule.stride)L * (k - \(rule.lo)) : \(rule.after)L)"
         }
-        if i.table >= 0 {
+        let strided = direct && i.table >= 0
+        if strided {
+            out += Self.broadcastOffsets(shape, broadcast, index: "k")
+        } else if i.table >= 0 {
             let operands = i.kind == .gather ? 1 : i.kind == .multiplyAdd ? 3 : 2
             for o in 0..<operands { out += "const long e\(o) = \(entry(o));\n" }
         }
-        /// Operand `o`: through its table, or flat at `offset` (a single element read throughout where `scalar`).
+        /// Operand `o`: through its table or its broadcast strides, or flat at `offset` (a single
+        /// element read throughout where `scalar`).
         func read(_ o: Int, _ offset: Int, scalar: Bool = false) -> String {
+            if strided { return "((\(t) *)p\(o))[o\(o)]" }
             if i.table >= 0 { return "(e\(o) >= 0 ? frame[e\(o)] : \(zero))" }
             return "((\(t) *)(\(direct ? "p\(o)" : "base + \(offset)")))[\(scalar ? "0" : "k")]"
         }

@@ -165,7 +165,7 @@ struct CUDASourceTests {
                         try Tensor.stack([half, half], axis: 1), try half.broadcast(to: [2, 2, 10, 3, 20]).slice(starts: [0, 1, 0, 0, 0], ends: [2, 2, 9, 3, 20]),
                         try v[0].greater(0).reshaped([-1]), try v[3].padded(low: [3], high: [1], value: 0.5) * 2,
                         try Tensor.concat([v[3].slice([0..<1]), v[3], v[3].slice([4999..<5000])]) * 3,
-                        try v[3].exp() * v[3], try v[3].multiplied(by: v[3], adding: v[3])]
+                        try v[3].exp() * v[3], try v[3].multiplied(by: v[3], adding: v[3]), try v[3].reshaped([50, 100]) * v[3].slice([0..<100])]
             }.trace(for: [wide.slice(starts: [0, 0, 0, 0], ends: [2, 10, 3, 20]), try wide.sum(axes: [0, 2]).cast(to: .int64), wide,
                           try Tensor.uniform([5000], key: RandomKey(seed: 6), low: -1, high: 1, dtype: dtype)]).program
             let interpreted = others.instructions.indices.filter {
@@ -175,9 +175,13 @@ struct CUDASourceTests {
             #expect(interpreted.filter { others.fallbacks[$0].op.family == .reduction }.count == 8, "\(dtype)")
             #expect(interpreted.filter { others.fallbacks[$0].op.family == .layout }.count >= 6, "\(dtype)")
             #expect(compactTables.count >= 2, "\(dtype)")
-            // Elementwise instructions without tables also as kernels on their operands' addresses.
-            let direct = others.instructions.indices.filter { others.instructions[$0].table < 0 && NativeCodeGenerator.hasElementwiseKernel(others.instructions[$0]) }
-            #expect(direct.count >= 2, "\(dtype)")
+            // Elementwise instructions without folded gathers also as kernels on their operands'
+            // addresses, a broadcast's through strides.
+            let direct = others.instructions.indices.filter { k in
+                let i = others.instructions[k]
+                return NativeCodeGenerator.hasElementwiseKernel(i) && i.kind != .gather && i.accumulator < 0 && others.fallbacks[k].inputs.allSatisfy { $0.table < 0 }
+            }
+            #expect(direct.count >= 3 && direct.contains { others.instructions[$0].table >= 0 }, "\(dtype)")
             let otherSource = try #require(others.cudaSource(elementwise: compactTables, interpreted: interpreted, direct: direct))
             let otherText = String(decoding: try nvrtc.compile(otherSource, name: "others", target: .ptx(compute: 90)), as: UTF8.self)
             for k in interpreted { #expect(otherText.contains(".entry \(NativeCodeGenerator.interpretedKernel(others.fallbacks[k], k)!.name)("), "\(dtype)") }

@@ -421,20 +421,24 @@ struct DeviceTensorTests {
         #expect(throws: DeviceError.self) { try DeviceEvent(recordedOn: .cpu) }
         // Elementwise arithmetic without index tables reads its operands where they are and writes
         // its result's block: the peak rises by the result alone (a CPU scalar's block besides).
+        // Broadcasting operands are read through their strides.
         let (p, q) = (try Self.uniform([64, 64], 25), try Self.uniform([64, 64], 26))
-        let (dp, dq) = (try p.to(device), try q.to(device))
-        let elementwise: [(String, Int, (Tensor, Tensor) throws -> Tensor)] = [
-            ("mul", 0, { try $0 * $1 }), ("exp", 0, { x, _ in try x.exp() }), ("multiplyAdd", 0, { try $0.multiplied(by: $1, adding: $0) }),
-            ("a CPU scalar", StoragePool.capacity(for: 8), { x, _ in try x * 2.5 }),
+        let (row, column) = (try Self.uniform([64], 27), try Self.uniform([64, 1], 28))
+        let (dp, dq, drow, dcolumn) = (try p.to(device), try q.to(device), try row.to(device), try column.to(device))
+        let elementwise: [(String, Int, ([Tensor]) throws -> Tensor)] = [
+            ("mul", 0, { try $0[0] * $0[1] }), ("exp", 0, { try $0[0].exp() }), ("multiplyAdd", 0, { try $0[0].multiplied(by: $0[1], adding: $0[0]) }),
+            ("a CPU scalar", StoragePool.capacity(for: 8), { try $0[0] * 2.5 }),
+            ("a row broadcast", 0, { try $0[2] - $0[0] }), ("a column broadcast", 0, { try $0[0] / $0[3] }),
+            ("a broadcast multiply-add", 0, { try $0[2].multiplied(by: $0[3], adding: $0[0]) }),
         ]
         for (name, extra, f) in elementwise {
-            _ = try f(dp, dq)   // the program made
+            _ = try f([dp, dq, drow, dcolumn])   // the program made
             try device.synchronize()
             tensors.pool.resetPeak()
             let live = tensors.pool.statistics.liveBytes
-            let y = try f(dp, dq)
+            let y = try f([dp, dq, drow, dcolumn])
             #expect(tensors.pool.statistics.peakBytes - live == StoragePool.capacity(for: 64 * 64 * 8) + extra, "\(name)")
-            #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f(p, q)), "\(name)")
+            #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f([p, q, row, column])), "\(name)")
         }
         // A matrix product reads its operands where they are and writes its result's block: the
         // peak rises by the result alone (no frame, no copies), for one product and a batch.
