@@ -566,7 +566,7 @@ extension NativeCodeGenerator {
     /// element's bytes copied as an unsigned word, so the result is the CPU's bit for bit, NaN
     /// payloads and signed zeros included.
     private static func selectionBody(_ f: CompiledProgram.Fallback) -> String {
-        var out = broadcastOffsets(f.output.type.shape, f.inputs.map(\.type.shape), index: "q")
+        let out = broadcastOffsets(f.output.type.shape, f.inputs.map(\.type.shape), index: "q")
         if f.op == .select {
             let word = unsignedWord(f.output.type.dtype)
             return out + "const unsigned char *c = base + \(f.inputs[0].offset);\n"
