@@ -686,20 +686,41 @@ public final class CompiledProgram: @unchecked Sendable {
     /// reductions over axes no run holds, a kernel each; `elementwise`: elementwise instructions
     /// no run holds, a kernel each; `interpreted`: instructions the CPU interprets that have a
     /// device kernel (`NativeCodeGenerator.interpretedKernel(_:_:)`), a kernel each, with its index
-    /// check where it has one; `direct`: elementwise instructions without folded gathers, each also
-    /// as a kernel on its operands' and result's addresses, broadcasting through strides
-    /// (`NativeCodeGenerator.cudaElementwise(_:direct:broadcast:shape:)`).
-    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = [],
-                            direct: [Int] = []) -> String? {
+    /// check where it has one.
+    package func cudaSource(segments: [Range<Int>] = [], reductions: [Int] = [], elementwise: [Int] = [], interpreted: [Int] = []) -> String? {
         // Kernels of single instructions need no native runs (a program may have none).
         let runs = native?.runs ?? []
-        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty || !interpreted.isEmpty || !direct.isEmpty else { return nil }
-        var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])
-        generator.bound = native?.bound.map { ($0.offset, $0.bytes) } ?? []
+        guard !runs.isEmpty || !segments.isEmpty || !reductions.isEmpty || !elementwise.isEmpty || !interpreted.isEmpty else { return nil }
+        let generator = kernelGenerator
         return generator.cudaSource(segments: segments, chunked: runs, fusion: generator.fusion(runs, splits: native?.splits ?? []),
                                     reductions: reductions, elementwise: elementwise)
             + interpreted.map { NativeCodeGenerator.cudaInterpreted(fallbacks[$0], $0) }.joined()
-            + direct.map { generator.cudaElementwise($0, direct: true, broadcast: fallbacks[$0].inputs.map(\.type.shape), shape: fallbacks[$0].output.type.shape) }.joined()
+    }
+
+    /// The kernels of instructions `direct` on their operands' and result's addresses
+    /// (`adjoint_direct_<k>`, for a program run with no frame), and nothing else (nil: none):
+    /// elementwise ones without folded gathers, broadcasting through strides
+    /// (`NativeCodeGenerator.cudaElementwise(_:direct:broadcast:shape:)`), reductions
+    /// (`NativeCodeGenerator.cudaReduction(_:direct:)`) and interpreted ones
+    /// (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`). (A direct kernel's helper functions
+    /// have the names of its frame form's, so the two forms are separate sources.)
+    package func cudaSource(direct: [Int]) -> String? {
+        guard !direct.isEmpty else { return nil }
+        let generator = kernelGenerator
+        return NativeCodeGenerator.cudaPrelude + direct.map { k in
+            switch instructions[k].kind {
+            case .reduce: generator.cudaReduction(k, direct: true)
+            case .fallback: NativeCodeGenerator.cudaInterpreted(fallbacks[k], k, direct: true)
+            default: generator.cudaElementwise(k, direct: true, broadcast: fallbacks[k].inputs.map(\.type.shape), shape: fallbacks[k].output.type.shape)
+            }
+        }.joined()
+    }
+
+    /// A code generator over the program's instructions and tables.
+    private var kernelGenerator: NativeCodeGenerator {
+        var generator = NativeCodeGenerator(instructions: Array(instructions), tables: Array(tables), lastReaders: native?.lastReaders ?? [])
+        generator.bound = native?.bound.map { ($0.offset, $0.bytes) } ?? []
+        return generator
     }
 
     /// The plain runs with the instructions of chunked runs taken out: what runs between the

@@ -88,7 +88,7 @@ package enum DeviceRuntime {
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
 /// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel
 /// of its own, one thread per output element, in the CPU's strict order
-/// (`NativeCodeGenerator.cudaReduction(_:)`), over axes that are not one run too (read through
+/// (`NativeCodeGenerator.cudaReduction(_:direct:)`), over axes that are not one run too (read through
 /// strides in the order the CPU's permuted copy has); so is an elementwise instruction no run
 /// holds (a broadcast too large for a plain run), one thread per element, its index tables
 /// copied to the device with the program, or, when they are compact, their rules in its source
@@ -100,7 +100,7 @@ package enum DeviceRuntime {
 /// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an index
 /// tensor, a scatter-add (its base copied into its output first, one device copy), a cast
 /// between float64, float32, float16, bfloat16, int64, int32 and bool, and an `argmax`
-/// (`NativeCodeGenerator.cudaInterpreted(_:_:)`) — the index operators
+/// (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`) — the index operators
 /// and the casts to an integer type after a one-block kernel that checks their operand, whose
 /// status words a call reads back to throw the CPU's error.
 /// Each matmul is one GEMM, or one batched GEMM, through ``KernelDevice/gemm(_:on:)``
@@ -120,7 +120,7 @@ package final class DeviceProgram {
     private let module: (any KernelModule)?
     /// Where the program's copies and launches run.
     package let stream: any KernelStream
-    /// The work of one call, in order.
+    /// The work of one call, in order (none where the program runs ``direct``).
     package let steps: [Step]
     /// The device memory held: the frame (or, with a frame per call, the constants' image), then
     /// (where the program has them) the reductions' operands, their partials, the index checks'
@@ -144,9 +144,12 @@ package final class DeviceProgram {
     /// The frame the program holds (0: a frame per call).
     private let residentFrame: UInt64
     /// Where every instruction of the program reads whole arguments (or constants) and writes a
-    /// whole output — an operator on device tensors that is a matrix product or elementwise
-    /// arithmetic, broadcasting or not — its instructions so, which ``callResident(_:on:)`` runs on
-    /// the arguments' device blocks and new output blocks, with no frame and no copies.
+    /// whole output — an operator on device tensors that is a matrix product, elementwise
+    /// arithmetic (broadcasting or not), a reduction, or an interpreted operator without a check —
+    /// its instructions so, which ``callResident(_:on:)`` runs on the arguments' device blocks and
+    /// new output blocks, with no frame and no copies (``callAsFunction(_:)`` on blocks it copies
+    /// the arguments into); the module then holds their direct kernels alone, and there are no
+    /// ``steps``.
     private let direct: [Direct]?
 
     /// An instruction run where its operands and result are (``direct``).
@@ -156,6 +159,8 @@ package final class DeviceProgram {
         let instruction: Int
         let operands: [Place]
         let output: Int
+        /// The threads its kernel's launch runs (none for a product, which is a GEMM).
+        let threads: Int
     }
 
     /// One step of a call: a generated kernel, or a matrix product (cuBLAS on a GPU).
@@ -198,6 +203,8 @@ package final class DeviceProgram {
         // The runs' kernels come from the native code where there is some (a C compiler, and not
         // `NativeCode.off`); without it, each instruction is a kernel of its own.
         let native = program.native
+        // A program that runs direct needs none of the frame's kernels.
+        let direct = framePerCall ? Self.directInstructions(program, range) : nil
         // The order of the work: the chunked runs as the CPU runs them, the plain runs without
         // the instructions chunked runs hold (``CompiledProgram/deviceSegments``), and the
         // matmuls, reductions over axes, elementwise instructions that no run holds, and the
@@ -207,7 +214,7 @@ package final class DeviceProgram {
         for (j, segment) in segments.enumerated() { segmentAt[segment.lowerBound] = j }
         enum Work { case chunked(Int), segment(Int), matmul(Int), reduce(Int), elementwise(Int), interpreted(Int), host(Int) }
         var order: [Work] = []
-        var k = range.lowerBound
+        var k = direct == nil ? range.lowerBound : range.upperBound
         while k < range.upperBound {
             let s = native.map { Int($0.start[k]) } ?? -1, i = program.instructions[k]
             if let native, s <= -2 {
@@ -244,9 +251,8 @@ package final class DeviceProgram {
             NativeCodeGenerator.deviceCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, check: $0) }
         }
         // A program of matmuls alone has no kernels to compile.
-        let direct = framePerCall ? Self.directInstructions(program, range) : nil
-        let module = try program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted,
-                                            direct: direct?.map(\.instruction).filter { program.instructions[$0].kind != .matmul } ?? [])
+        let module = try (direct.map { direct in program.cudaSource(direct: direct.map(\.instruction).filter { program.instructions[$0].kind != .matmul }) }
+            ?? program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted))
             .map { try device.load($0) }
         // The elementwise kernels' index tables, one after another (8 bytes an entry).
         var tableAt: [Int: Int] = [:], tableEntries = 0
@@ -256,10 +262,9 @@ package final class DeviceProgram {
         }
         let scratchBytes = native.flatMap { native in native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() } ?? 0
         // Batched products read their operands' addresses from device memory: one array image for all.
-        let batched = order.compactMap { work -> Int? in
-            guard case let .matmul(k) = work, program.products[program.instructions[k].product].jobs.count > 1 else { return nil }
-            return k
-        }
+        let products = direct?.map(\.instruction).filter { program.instructions[$0].kind == .matmul }
+            ?? order.compactMap { work -> Int? in if case let .matmul(k) = work { k } else { nil } }
+        let batched = products.filter { program.products[program.instructions[$0].product].jobs.count > 1 }
         let arrayBytes = batched.reduce(0) { $0 + program.products[program.instructions[$1].product].jobs.count * 24 }
         var blocks: [(address: UInt64, capacity: Int)] = []
         var arrays: [UInt64] = []
@@ -375,9 +380,11 @@ package final class DeviceProgram {
                     batch: plan.jobs.count, arrays: plan.jobs.count == 1 ? 0 : arrays)
     }
 
-    /// The instructions of a program each of whose instructions is a matrix product or elementwise
-    /// arithmetic (its tables, if any, a broadcast's), reading whole arguments (or constants) and
-    /// writing a whole output, every output written by one of them (nil otherwise).
+    /// The instructions of a program each of whose instructions is a matrix product, elementwise
+    /// arithmetic (its tables, if any, a broadcast's), a reduction, or an interpreted operator
+    /// with a direct kernel (no check, no copy before it, at most three operands), reading whole
+    /// arguments (or constants) and writing a whole output, every output written by one of them
+    /// (nil otherwise).
     private static func directInstructions(_ program: CompiledProgram, _ range: Range<Int>) -> [Direct]? {
         guard !range.isEmpty else { return nil }
         let constants = program.constantImage.count
@@ -387,24 +394,26 @@ package final class DeviceProgram {
         }
         var result: [Direct] = []
         for k in range {
-            let i = program.instructions[k]
-            let offsets: [Int]
+            let i = program.instructions[k], f = program.fallbacks[k]
+            let offsets: [Int], threads: Int
             switch i.kind {
-            case .matmul: offsets = [i.a, i.b]
-            case .unary: offsets = [i.a]
-            case .binary: offsets = [i.a, i.b]
-            case .multiplyAdd: offsets = [i.a, i.b, i.c]
+            case .matmul: (offsets, threads) = ([i.a, i.b], 0)
+            case .unary: (offsets, threads) = ([i.a], i.n)
+            case .binary: (offsets, threads) = ([i.a, i.b], i.n)
+            case .multiplyAdd: (offsets, threads) = ([i.a, i.b, i.c], i.n)
+            case .reduce where NativeCodeGenerator.hasReductionKernel(i) && i.table < 0: (offsets, threads) = ([i.a], i.outer * i.inner)
+            case .fallback where NativeCodeGenerator.hasDirectKernel(f): (offsets, threads) = (f.inputs.map(\.offset), NativeCodeGenerator.interpretedKernel(f, k)!.threads)
             default: return nil
             }
             // Tables only from broadcasts (no folded gathers, no accumulation in place): the
             // direct kernel walks the operands' broadcast strides instead.
-            guard i.table < 0 || (i.accumulator < 0 && i.kind != .matmul), program.fallbacks[k].inputs.allSatisfy({ $0.table < 0 }),
-                  i.kind == .matmul || NativeCodeGenerator.hasElementwiseKernel(i),
-                  let o = program.outputs.firstIndex(where: { $0.offset == i.y }) else { return nil }
+            guard i.table < 0 || (i.accumulator < 0 && i.kind != .matmul), f.inputs.allSatisfy({ $0.table < 0 }),
+                  [.matmul, .reduce, .fallback].contains(i.kind) || NativeCodeGenerator.hasElementwiseKernel(i),
+                  let o = program.outputs.firstIndex(where: { $0.offset == (i.kind == .fallback ? f.output.offset : i.y) }) else { return nil }
             let operands = offsets.compactMap(place)
             // A product's operands are arguments: a batch's address arrays are written per call.
             guard operands.count == offsets.count, i.kind != .matmul || operands.allSatisfy({ if case .argument = $0 { true } else { false } }) else { return nil }
-            result.append(Direct(instruction: k, operands: operands, output: o))
+            result.append(Direct(instruction: k, operands: operands, output: o, threads: threads))
         }
         // Every output an instruction's own (none an argument's region, none written twice).
         guard Set(result.map(\.output)).count == result.count, result.count == program.outputs.count else { return nil }
@@ -565,9 +574,7 @@ package final class DeviceProgram {
             guard let memory = value.storage.deviceMemory else {
                 // Given back when this returns, behind the work enqueued on the stream.
                 let block = try DeviceBlock(bytes: program.arguments[a].type.byteCount, stream: stream, tensors: tensors)
-                if program.arguments[a].type.byteCount > 0 {
-                    try stream.copy(value.rawPointer, toDevice: block.address, bytes: program.arguments[a].type.byteCount)
-                }
+                try copyIn(value, to: block.address, argument: a)
                 copies.append(block)
                 addresses.append(block.address)
                 continue
@@ -578,14 +585,26 @@ package final class DeviceProgram {
             try block.use(on: stream)
             addresses.append(value.deviceAddress!)
         }
-        var outputs = [Tensor?](repeating: nil, count: program.outputs.count)
+        let outputs = try program.outputs.map { place in try DeviceBlock(bytes: place.type.byteCount, stream: stream, tensors: tensors) }
+        try enqueueDirect(direct, arguments: addresses, outputs: outputs.map(\.address))
+        return withExtendedLifetime(copies) { zip(outputs, program.outputs).map { $0.tensor($1.type) } }
+    }
+
+    /// Enqueues a copy of host argument `a` (`value`) to device address `address`.
+    private func copyIn(_ value: Tensor, to address: UInt64, argument a: Int) throws {
+        let bytes = program.arguments[a].type.byteCount
+        // From pageable host memory the copy has taken the bytes when it returns.
+        if bytes > 0 { try stream.copy(value.rawPointer, toDevice: address, bytes: bytes) }
+    }
+
+    /// Enqueues the ``direct`` instructions on the arguments at `arguments` (device addresses),
+    /// each writing its output at its address in `outputs`.
+    private func enqueueDirect(_ direct: [Direct], arguments: [UInt64], outputs: [UInt64]) throws {
         for step in direct {
-            let i = program.instructions[step.instruction], place = program.outputs[step.output]
-            let block = try DeviceBlock(bytes: place.type.byteCount, stream: stream, tensors: tensors)
-            outputs[step.output] = block.tensor(place.type)
+            let i = program.instructions[step.instruction], result = outputs[step.output]
             let operands = step.operands.map { p -> UInt64 in
                 switch p {
-                case let .argument(j): addresses[j]
+                case let .argument(j): arguments[j]
                 case let .constant(offset): constantsAddress + UInt64(offset)
                 }
             }
@@ -595,17 +614,44 @@ package final class DeviceProgram {
                 var array: UInt64 = 0
                 if let batch = batches.first(where: { $0.instruction == step.instruction }) {
                     array = batch.array
-                    try Self.writeArrays(program, step.instruction, a: operands[0], b: operands[1], c: block.address, at: array, on: stream)
+                    try Self.writeArrays(program, step.instruction, a: operands[0], b: operands[1], c: result, at: array, on: stream)
                 }
-                try device.gemm(Self.columnMajor(plan, float64: i.float64, a: operands[0], b: operands[1], c: block.address, arrays: array), on: stream)
-            } else if i.n > 0 {
+                try device.gemm(Self.columnMajor(plan, float64: i.float64, a: operands[0], b: operands[1], c: result, arrays: array), on: stream)
+            } else if step.threads > 0 {
                 guard let module else { throw KernelDeviceError.noKernel(NativeCodeGenerator.directName(step.instruction)) }
-                let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [block.address]
-                try module.launch(NativeCodeGenerator.directName(step.instruction), blocks: (i.n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [result]
+                try module.launch(NativeCodeGenerator.directName(step.instruction), blocks: (step.threads + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                   threads: Self.threadsPerBlock, arguments: pointers, on: stream)
             }
         }
-        return withExtendedLifetime(copies) { outputs.map { $0! } }
+    }
+
+    /// ``callAsFunction(_:)`` for a program of ``direct`` instructions: the arguments copied into
+    /// blocks from the pool, the instructions run on them into blocks of their own, the outputs
+    /// copied back; the blocks given back behind that work.
+    private func callDirect(_ direct: [Direct], _ arguments: [Tensor]) throws -> [Tensor] {
+        try checkArguments(arguments)
+        var blocks: [(address: UInt64, capacity: Int)] = []
+        defer {
+            let pending = try? stream.record()
+            if pending == nil { try? stream.synchronize() }
+            for block in blocks { pool.release(block.address, capacity: block.capacity, pending: pending, stream: stream) }
+        }
+        let outputs = program.outputs.map { Tensor(uninitialized: $0.type.shape, dtype: $0.type.dtype) }
+        try enqueuing {
+            for (a, value) in arguments.enumerated() {
+                blocks.append(try pool.allocate(program.arguments[a].type.byteCount, on: stream))
+                try copyIn(value, to: blocks.last!.address, argument: a)
+            }
+            for place in program.outputs { blocks.append(try pool.allocate(place.type.byteCount, on: stream)) }
+            let results = blocks[arguments.count...].map(\.address)
+            try enqueueDirect(direct, arguments: blocks.prefix(arguments.count).map(\.address), outputs: Array(results))
+            for ((place, t), address) in zip(zip(program.outputs, outputs), results) where place.type.byteCount > 0 {
+                try stream.copy(address, toHost: t.rawPointer, bytes: place.type.byteCount)
+            }
+            try stream.synchronize()
+        }
+        return outputs
     }
 
     /// Enqueues every step of one call on the stream, in order (``KernelStream/synchronize()`` waits).
@@ -678,7 +724,8 @@ package final class DeviceProgram {
     ///   check found a label or an index out of range (the first in program order); the device's
     ///   errors.
     package func callAsFunction(_ arguments: [Tensor]) throws -> [Tensor] {
-        try withExtendedLifetime(arguments) {
+        if let direct { return try withExtendedLifetime(arguments) { try callDirect(direct, arguments) } }
+        return try withExtendedLifetime(arguments) {
             let outputs = try withFrame { frame in
                 try upload(arguments, frame: frame)
                 try enqueuing { try launch(frame: frame) }

@@ -248,9 +248,17 @@ extension NativeCodeGenerator {
     }
 
     /// The kernel of interpreted instruction `k` (`f`, which has an ``interpretedKernel(_:_:)``),
-    /// computing what the CPU's kernel computes, operation for operation.
-    static func cudaInterpreted(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
-        let (name, threads) = interpretedKernel(f, k)!
+    /// computing what the CPU's kernel computes, operation for operation, with its check kernel
+    /// first where it has one (``deviceCheck(_:)``).
+    ///
+    /// `direct`: the kernel `adjoint_direct_<k>(p0, p1, p2, out)` instead (``directName(_:)``),
+    /// reading its operands (at most three; no check, no copy before it) at the addresses it is
+    /// given and writing its result at `out` — for an operator whose operands and result stay
+    /// where they are.
+    static func cudaInterpreted(_ f: CompiledProgram.Fallback, _ k: Int, direct: Bool = false) -> String {
+        let (frameName, threads) = interpretedKernel(f, k)!
+        precondition(!direct || hasDirectKernel(f), "a direct kernel has no check, no copy before it and at most three operands")
+        let at = KernelOperands(f, direct: direct), name = at.name(frameName, k)
         var out = ""
         switch deviceCheck(f) {
         case let .indices(operand, bound, _)?: out += checkKernel(f.inputs[operand], bound: bound, k)
@@ -259,28 +267,34 @@ extension NativeCodeGenerator {
         }
         let body: String
         switch f.op {
-        case .cast: body = castBody(f)
-        case .argmax: body = argmaxBody(f)
-        case .softmax, .logSoftmax: body = softmaxBody(f)
+        case .cast: body = castBody(f, at)
+        case .argmax: body = argmaxBody(f, at)
+        case .softmax, .logSoftmax: body = softmaxBody(f, at)
         case .crossEntropyWithLogits:
             out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
-            body = crossEntropyBody(f, k)
+            body = crossEntropyBody(f, at, k)
         case .meanSquaredError:
-            return out + meanSquaredErrorKernel(f, k)
+            return out + meanSquaredErrorKernel(f, k, at)
         case .sum, .mean, .max, .min, .logsumexp:
             let reduction = stridedReduction(f)!
             return out + reductionKernel(k, op: f.op, float64: f.inputs[0].type.dtype == .float64, outer: reduction.kept.reduce(1) { $0 * $1.size },
-                                         extent: reduction.reduced.reduce(1) { $0 * $1.size }, inner: 1, x: f.inputs[0].offset, y: f.output.offset,
-                                         strided: reduction)
-        case .oneHot: body = oneHotBody(f)
-        case .gather: body = gatherBody(f)
-        case .scatterAdd: body = scatterAddBody(f)
-        case .reshape, .transpose, .broadcastTo, .slice, .concat, .stack, .pad: body = layoutBody(f)
-        default: body = selectionBody(f)
+                                         extent: reduction.reduced.reduce(1) { $0 * $1.size }, inner: 1, at: at, strided: reduction)
+        case .oneHot: body = oneHotBody(f, at)
+        case .gather: body = gatherBody(f, at)
+        case .scatterAdd: body = scatterAddBody(f, at)
+        case .reshape, .transpose, .broadcastTo, .slice, .concat, .stack, .pad: body = layoutBody(f, at)
+        default: body = selectionBody(f, at)
         }
-        return out + "\nextern \"C\" __global__ void \(name)(unsigned char *base) {\n"
+        return out + "\nextern \"C\" __global__ void \(name)(\(at.parameters)) {\n"
             + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (q >= \(threads)) return;\n" + body + "}\n"
+    }
+
+    /// Whether interpreted instruction `f`'s kernel also has a direct form (``cudaInterpreted(_:_:direct:)``):
+    /// it has a kernel, no check (whose status a call reads back), no copy before it (a
+    /// scatter-add's) and at most three operands (a direct kernel's pointers).
+    static func hasDirectKernel(_ f: CompiledProgram.Fallback) -> Bool {
+        interpretedKernel(f, 0) != nil && deviceCheck(f) == nil && deviceCopyBefore(f) == nil && f.inputs.count <= 3
     }
 
     static func checkName(_ k: Int) -> String { "adjoint_check_\(k)" }
@@ -391,11 +405,11 @@ extension NativeCodeGenerator {
     /// rounds twice, as there), floats to integers truncated toward zero (a value out of range
     /// writes 0: its check fails the call), anything to bool as `x != 0`; to float16 rounded from
     /// the float64 once, to bfloat16 through float32 (``NativeCodeGenerator/sixteenBitConversions``).
-    private static func castBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func castBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         let (from, to) = (f.inputs[0].type.dtype, f.output.type.dtype)
         let c = castElement
-        var out = "const \(c(from)) *x = (const \(c(from)) *)(base + \(f.inputs[0].offset));\n"
-            + "\(c(to)) *y = (\(c(to)) *)(base + \(f.output.offset));\n"
+        var out = "const \(c(from)) *x = (const \(c(from)) *)\(at.input(0));\n"
+            + "\(c(to)) *y = (\(c(to)) *)\(at.output);\n"
         if from == to { return out + "y[q] = x[q];\n" }
         if [.float16, .bfloat16].contains(from) || [.float16, .bfloat16].contains(to) {
             if (from, to) == (.float32, .bfloat16) { return out + "y[q] = adjoint_bf16_from_float(x[q]);\n" }
@@ -423,12 +437,12 @@ extension NativeCodeGenerator {
 
     /// Line `q` (an (outer, inner) pair) of an `argmax`, as `Kernels.argmax` finds it: the first
     /// largest element's position along the axis, or the first NaN's.
-    private static func argmaxBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func argmaxBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         guard case let .axisKeepDims(raw, _) = f.attributes,
               let axis = try? ShapeRules.axis(raw, rank: f.inputs[0].type.shape.count, op: f.op.rawValue) else { preconditionFailure("an argmax without its axis") }
         let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: axis)
         let t = f.inputs[0].type.dtype == .float64 ? "double" : "float"
-        return "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+        return "const \(t) *x = (const \(t) *)\(at.input(0)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
             + "\(t) best = x[0]; long long index = 0;\n"
             + "if (best == best) {\n"
             + "for (long r = 1; r < \(extent); r++) {\n"
@@ -436,7 +450,7 @@ extension NativeCodeGenerator {
             + "if (v != v) { index = r; break; }\n"
             + "if (v > best) { best = v; index = r; }\n"
             + "}\n}\n"
-            + "((long long *)(base + \(f.output.offset)))[q] = index;\n"
+            + "((long long *)\(at.output))[q] = index;\n"
     }
 
     /// `Summation.pairwise` as a device function `name(<pointers>, <bases>, <offsets>, <values>,
@@ -486,7 +500,7 @@ extension NativeCodeGenerator {
         }
     }
 
-    /// The mean squared error's kernel (`adjoint_mse_<k>(base)`), as `Kernels.meanSquaredError`
+    /// The mean squared error's kernel (`adjoint_mse_<k>(base)`, or its direct form: `at`), as `Kernels.meanSquaredError`
     /// computes it: the strict policy's sum of the squared differences (each `(a - b) * (a - b)`,
     /// computed where the sum reads it) divided by the element count, NaN for none. One block of
     /// ``NativeCodeGenerator/blockThreads`` threads: each sums a run of `m` of `Summation`'s
@@ -494,7 +508,7 @@ extension NativeCodeGenerator {
     /// of the sum's tree; thread 0 combines the runs' sums in the same tree order. `runsAtMost`:
     /// the threads that sum runs (fewer than the block's only in tests, to make runs of several
     /// blocks from a small input).
-    static func meanSquaredErrorKernel(_ f: CompiledProgram.Fallback, _ k: Int, runsAtMost: Int = NativeCodeGenerator.blockThreads) -> String {
+    static func meanSquaredErrorKernel(_ f: CompiledProgram.Fallback, _ k: Int, _ at: KernelOperands, runsAtMost: Int = NativeCodeGenerator.blockThreads) -> String {
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", n = f.inputs[0].type.elementCount
         let threads = NativeCodeGenerator.blockThreads, blocks = Swift.max(1, (n + Summation.blockSize - 1) / Summation.blockSize)
         var m = 1
@@ -502,11 +516,11 @@ extension NativeCodeGenerator {
         let runs = (blocks + m - 1) / m, name = "adjoint_pairwise_squared_\(k)"
         let nan = float64 ? "adjoint_bits_d(0x7ff8000000000000ULL)" : "adjoint_bits_f(0x7fc00000U)"
         var out = pairwiseFunction(name, float64: float64, pointers: ["a", "b"]) { i in "((a[\(i)] - b[\(i)]) * (a[\(i)] - b[\(i)]))" }
-        out += "\nextern \"C\" __global__ void __launch_bounds__(\(threads)) adjoint_mse_\(k)(unsigned char *base) {\n"
+        out += "\nextern \"C\" __global__ void __launch_bounds__(\(threads)) \(at.name("adjoint_mse_\(k)", k))(\(at.parameters)) {\n"
             + "__shared__ \(t) runs[\(runs)];\n"
             // (Not `a` and `b`: the block loop's index is `b`.)
-            + "const \(t) *left = (const \(t) *)(base + \(f.inputs[0].offset)), *right = (const \(t) *)(base + \(f.inputs[1].offset));\n"
-            + "\(t) *y = (\(t) *)(base + \(f.output.offset));\n"
+            + "const \(t) *left = (const \(t) *)\(at.input(0)), *right = (const \(t) *)\(at.input(1));\n"
+            + "\(t) *y = (\(t) *)\(at.output);\n"
         if n == 0 { return out + "if (threadIdx.x == 0) y[0] = \(nan);\n}\n" }
         return out + "ADJOINT_PHASES(2)\n"
             + "ADJOINT_PHASE(0) if (threadIdx.x < \(runs)) {\n"
@@ -529,23 +543,23 @@ extension NativeCodeGenerator {
     /// classes by blocks (``strictSum(_:from:to:float64:_:)``) — the maximum plus the sum's
     /// logarithm, or the maximum itself where it is not finite) less the logit of its label. A
     /// label out of range reads class 0: its check fails the call.
-    private static func crossEntropyBody(_ f: CompiledProgram.Fallback, _ k: Int) -> String {
+    private static func crossEntropyBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands, _ k: Int) -> String {
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", classes = f.inputs[0].type.shape.last!
         let l = indexType(f.inputs[1].type.dtype)
-        return "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + q * \(classes);\n"
-            + "long long c = ((const \(l) *)(base + \(f.inputs[1].offset)))[q];\n"
+        return "const \(t) *x = (const \(t) *)\(at.input(0)) + q * \(classes);\n"
+            + "long long c = ((const \(l) *)\(at.input(1)))[q];\n"
             + "if (c < 0 || c >= \(classes)) c = 0;\n"
             + "\(t) m = x[0];\n"
             + "for (long j = 1; j < \(classes); j++) m = \(binaryExpression(.maximum, "m", "x[j]", float64: float64)!);\n"
             + "\(t) acc = 0;\n"
             + "if (m - m == 0) \(strictSum(classes, float64: float64) { "adjoint_pairwise_shifted_\(k)(x + \($0), m, \($1))" })"
             + "\(t) lse = m - m == 0 ? m + \(unaryExpression(.log, "acc", float64: float64)!) : m;\n"
-            + "((\(t) *)(base + \(f.output.offset)))[q] = lse - x[c];\n"
+            + "((\(t) *)\(at.output))[q] = lse - x[c];\n"
     }
 
     /// Element `q` of a one-hot encoding, as `Kernels.oneHot` writes it: the dtype's one where the
     /// row's index is the column, zero elsewhere, as an unsigned word of the dtype's width.
-    private static func oneHotBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func oneHotBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         guard case let .oneHot(depth, dtype) = f.attributes else { preconditionFailure("a one-hot without its attributes") }
         let one: String
         switch dtype {
@@ -556,8 +570,8 @@ extension NativeCodeGenerator {
         case .int32, .int64, .bool: one = "1U"
         }
         let word = unsignedWord(dtype)
-        return "long long v = ((const \(indexType(f.inputs[0].type.dtype)) *)(base + \(f.inputs[0].offset)))[q / \(depth)];\n"
-            + "((\(word) *)(base + \(f.output.offset)))[q] = v == q % \(depth) ? (\(word))\(one) : (\(word))0;\n"
+        return "long long v = ((const \(indexType(f.inputs[0].type.dtype)) *)\(at.input(0)))[q / \(depth)];\n"
+            + "((\(word) *)\(at.output))[q] = v == q % \(depth) ? (\(word))\(one) : (\(word))0;\n"
     }
 
     /// A comparison or a `where` at output element `q`: each operand's element found through its
@@ -565,13 +579,13 @@ extension NativeCodeGenerator {
     /// walk them), then compared as the CPU compares (one byte, 0 or 1) or selected — the chosen
     /// element's bytes copied as an unsigned word, so the result is the CPU's bit for bit, NaN
     /// payloads and signed zeros included.
-    private static func selectionBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func selectionBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         let out = broadcastOffsets(f.output.type.shape, f.inputs.map(\.type.shape), index: "q")
         if f.op == .select {
             let word = unsignedWord(f.output.type.dtype)
-            return out + "const unsigned char *c = base + \(f.inputs[0].offset);\n"
-                + "const \(word) *a = (const \(word) *)(base + \(f.inputs[1].offset)), *b = (const \(word) *)(base + \(f.inputs[2].offset));\n"
-                + "((\(word) *)(base + \(f.output.offset)))[q] = c[o0] ? a[o1] : b[o2];\n"
+            return out + "const unsigned char *c = \(at.input(0));\n"
+                + "const \(word) *a = (const \(word) *)\(at.input(1)), *b = (const \(word) *)\(at.input(2));\n"
+                + "((\(word) *)\(at.output))[q] = c[o0] ? a[o1] : b[o2];\n"
         }
         let t = comparedType(f.inputs[0].type.dtype)!
         let relation: String
@@ -583,8 +597,8 @@ extension NativeCodeGenerator {
         case .greater: relation = ">"
         default: relation = ">="
         }
-        return out + "const \(t) *a = (const \(t) *)(base + \(f.inputs[0].offset)), *b = (const \(t) *)(base + \(f.inputs[1].offset));\n"
-            + "base[\(f.output.offset) + q] = (unsigned char)(a[o0] \(relation) b[o1]);\n"
+        return out + "const \(t) *a = (const \(t) *)\(at.input(0)), *b = (const \(t) *)\(at.input(1));\n"
+            + "\(at.output)[q] = (unsigned char)(a[o0] \(relation) b[o1]);\n"
     }
 
     /// Softmax or log-softmax of line `q` (an (outer, inner) pair) along the axis, as
@@ -593,13 +607,13 @@ extension NativeCodeGenerator {
     /// as a product with its reciprocal — or, for the log form, the input less the maximum plus the
     /// sum's logarithm. `exp` and `log` are the operators' own (`Pointwise`), so the emulation gives
     /// the CPU's bits and a GPU its math library's.
-    private static func softmaxBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func softmaxBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         let (_, extent, inner) = softmaxLayout(f)!
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float"
         let negativeInfinity = float64 ? "adjoint_bits_d(0xfff0000000000000ULL)" : "adjoint_bits_f(0xff800000U)"
         let exp = unaryExpression(.exp, "(x[j] - m)", float64: float64)!, log = unaryExpression(.log, "s", float64: float64)!
-        var out = "const \(t) *x = (const \(t) *)(base + \(f.inputs[0].offset)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
-            + "\(t) *y = (\(t) *)(base + \(f.output.offset)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+        var out = "const \(t) *x = (const \(t) *)\(at.input(0)) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
+            + "\(t) *y = (\(t) *)\(at.output) + (q / \(inner)) * \(extent * inner) + q % \(inner);\n"
             + "\(t) m = \(negativeInfinity);\n"
             + "for (long j = 0; j < \(extent * inner); j += \(inner)) m = \(binaryExpression(.maximum, "m", "x[j]", float64: float64)!);\n"
             // Not finite: infinite (0) or NaN (kept).
@@ -619,25 +633,25 @@ extension NativeCodeGenerator {
     /// Element `q` of a gather along its axis, as `Kernels.gather` copies it: the element of row
     /// `indices[j]` as a word of the dtype's width (an index out of range reads row 0: its check
     /// fails the call).
-    private static func gatherBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func gatherBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: indexedAxis(f)!)
         let count = f.inputs[1].type.elementCount, word = unsignedWord(f.output.type.dtype)
         return "long o = q / \(Swift.max(1, count * inner)), j = (q / \(Swift.max(1, inner))) % \(Swift.max(1, count)), i = q % \(Swift.max(1, inner));\n"
-            + "long long r = ((const \(indexType(f.inputs[1].type.dtype)) *)(base + \(f.inputs[1].offset)))[j];\n"
+            + "long long r = ((const \(indexType(f.inputs[1].type.dtype)) *)\(at.input(1)))[j];\n"
             + "if (r < 0 || r >= \(extent)) r = 0;\n"
-            + "((\(word) *)(base + \(f.output.offset)))[q] = ((const \(word) *)(base + \(f.inputs[0].offset)))[(o * \(extent) + r) * \(inner) + i];\n"
+            + "((\(word) *)\(at.output))[q] = ((const \(word) *)\(at.input(0)))[(o * \(extent) + r) * \(inner) + i];\n"
     }
 
     /// Output element `q` of a layout operator (``layoutCopies(_:)``), copied as a word: its
     /// coordinates, last axis first; the first box holding them gives the input and element; the
     /// fill outside every box.
-    private static func layoutBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func layoutBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         let copies = layoutCopies(f)!, shape = copies.shape, word = unsignedWord(f.output.type.dtype)
         var out = "long r = q;\n"
         for d in shape.indices.reversed() {
             out += shape[d] > 1 ? "long c\(d) = r % \(shape[d]); r /= \(shape[d]);\n" : "const long c\(d) = 0;\n"
         }
-        out += "\(word) *y = (\(word) *)(base + \(f.output.offset));\n"
+        out += "\(word) *y = (\(word) *)\(at.output);\n"
         for box in copies.boxes {
             // Only the axes the box does not cover whole are tested.
             let tests = shape.indices.filter { box.low[$0] != 0 || box.extent[$0] != shape[$0] }.map { d in
@@ -646,7 +660,7 @@ extension NativeCodeGenerator {
             let element = ([String(box.first)] + shape.indices.filter { box.strides[$0] != 0 }.map { d in
                 box.low[d] == 0 ? "c\(d) * \(box.strides[d])" : "(c\(d) - \(box.low[d])) * \(box.strides[d])"
             }).joined(separator: " + ")
-            let copy = "{ y[q] = ((const \(word) *)(base + \(f.inputs[box.input].offset)))[\(element)]; return; }\n"
+            let copy = "{ y[q] = ((const \(word) *)\(at.input(box.input)))[\(element)]; return; }\n"
             out += tests.isEmpty ? copy : "if (\(tests.joined(separator: " && "))) " + copy
         }
         if let fill = copies.fill { out += "y[q] = (\(word))\(fill)ULL;\n" }
@@ -658,13 +672,13 @@ extension NativeCodeGenerator {
     /// additions in the CPU's order, and no two threads writing one element (an index out of
     /// range is skipped: its check fails the call). The base is in the output already: a device
     /// copy runs first (``deviceCopyBefore(_:)``).
-    private static func scatterAddBody(_ f: CompiledProgram.Fallback) -> String {
+    private static func scatterAddBody(_ f: CompiledProgram.Fallback, _ at: KernelOperands) -> String {
         let (_, extent, inner) = ShapeRules.split(f.inputs[0].type.shape, at: indexedAxis(f)!)
         let count = f.inputs[1].type.elementCount, t = f.inputs[0].type.dtype == .float64 ? "double" : "float"
         return "long o = q / \(Swift.max(1, inner)), i = q % \(Swift.max(1, inner));\n"
-            + "const \(t) *u = (const \(t) *)(base + \(f.inputs[2].offset)) + o * \(count * inner) + i;\n"
-            + "\(t) *y = (\(t) *)(base + \(f.output.offset)) + o * \(extent * inner) + i;\n"
-            + "const \(indexType(f.inputs[1].type.dtype)) *index = (const \(indexType(f.inputs[1].type.dtype)) *)(base + \(f.inputs[1].offset));\n"
+            + "const \(t) *u = (const \(t) *)\(at.input(2)) + o * \(count * inner) + i;\n"
+            + "\(t) *y = (\(t) *)\(at.output) + o * \(extent * inner) + i;\n"
+            + "const \(indexType(f.inputs[1].type.dtype)) *index = (const \(indexType(f.inputs[1].type.dtype)) *)\(at.input(1));\n"
             + "for (long j = 0; j < \(count); j++) {\n"
             + "long long r = index[j];\n"
             + "if (r < 0 || r >= \(extent)) continue;\n"

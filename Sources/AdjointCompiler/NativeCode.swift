@@ -104,7 +104,7 @@ struct NativeCodeGenerator {
     /// the device (`DeviceProgram`).
     ///
     /// `reductions`: instructions reducing over axes (sum, mean, max, min) that no run holds, each
-    /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:)``); `elementwise`: elementwise
+    /// a kernel `adjoint_reduce_<k>(base)` (``cudaReduction(_:direct:)``); `elementwise`: elementwise
     /// instructions no run holds, each a kernel `adjoint_elementwise_<k>(base, tables)`
     /// (``cudaElementwise(_:direct:broadcast:shape:)``).
     func cudaSource(segments: [Range<Int>] = [], chunked: [Range<Int>], fusion: Fusion? = nil, reductions: [Int] = [], elementwise: [Int] = []) -> String {
@@ -154,6 +154,34 @@ struct NativeCodeGenerator {
 
     static func directName(_ k: Int) -> String { "adjoint_direct_\(k)" }
 
+    /// Where a generated kernel of one instruction finds its operands and writes its result: at
+    /// their offsets in the frame (its one parameter, `base`), or — a direct kernel
+    /// (``directName(_:)``), for an operator whose operands and result stay where they are — each
+    /// at a pointer parameter of its own: `p0`, `p1`, `p2` in operand order, `out` for the result.
+    struct KernelOperands {
+        /// A direct kernel's parameters (the pointers of operands it does not have are null).
+        static let directParameters = "unsigned char *p0, unsigned char *p1, unsigned char *p2, unsigned char *out"
+        /// The operands' and the result's frame offsets (nil: a direct kernel).
+        let offsets: (inputs: [Int], output: Int)?
+
+        init(inputs: [Int], output: Int, direct: Bool) {
+            precondition(!direct || inputs.count <= 3, "a direct kernel takes at most three operands")
+            offsets = direct ? nil : (inputs, output)
+        }
+
+        init(_ f: CompiledProgram.Fallback, direct: Bool) {
+            self.init(inputs: f.inputs.map(\.offset), output: f.output.offset, direct: direct)
+        }
+
+        var parameters: String { offsets == nil ? Self.directParameters : "unsigned char *base" }
+        /// Operand `j`'s address (a C `unsigned char *` expression).
+        func input(_ j: Int) -> String { offsets.map { "(base + \($0.inputs[j]))" } ?? "p\(j)" }
+        /// The result's address.
+        var output: String { offsets.map { "(base + \($0.output))" } ?? "out" }
+        /// The kernel's name: `frameName`, or instruction `k`'s direct kernel's.
+        func name(_ frameName: String, _ k: Int) -> String { offsets == nil ? directName(k) : frameName }
+    }
+
     /// A kernel `adjoint_elementwise_<k>(base, tables)` for elementwise instruction `k`, one
     /// thread per element, with the formula of ``emit(_:)``'s loop; operands read through index
     /// tables take them from `tables` (the instruction's ``tableOperands(_:)`` tables, copied to
@@ -171,7 +199,7 @@ struct NativeCodeGenerator {
         let i = instructions[k], t = i.float64 ? "double" : "float", zero = i.float64 ? "0.0" : "0.0f", n = i.n
         precondition(!direct || i.table < 0 || (!broadcast.isEmpty && i.kind != .gather && i.accumulator < 0), "a direct kernel reads no tables")
         var out = direct
-            ? "\nextern \"C\" __global__ void \(Self.directName(k))(unsigned char *p0, unsigned char *p1, unsigned char *p2, unsigned char *out) {\n"
+            ? "\nextern \"C\" __global__ void \(Self.directName(k))(\(KernelOperands.directParameters)) {\n"
             : "\nextern \"C\" __global__ void \(Self.elementwiseName(k))(unsigned char *base, void *tables) {\n"
         out += "long k = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (k >= \(n)) return;\n"
@@ -214,7 +242,7 @@ struct NativeCodeGenerator {
         return out + "}\n"
     }
 
-    /// Whether instruction `i` has a device kernel of its own (``cudaReduction(_:)``): a sum,
+    /// Whether instruction `i` has a device kernel of its own (``cudaReduction(_:direct:)``): a sum,
     /// mean, maximum, minimum or log-sum-exp over an axis layout.
     static func hasReductionKernel(_ i: Instruction) -> Bool {
         i.kind == .reduce && [.sum, .mean, .max, .min, .logsumexp].contains(i.op)
@@ -241,15 +269,17 @@ struct NativeCodeGenerator {
     /// for operation: along a contiguous axis, a sum is ``Summation``'s (pairwise within 2¹⁵-element
     /// blocks, the blocks' sums in its fixed tree) and a maximum or minimum runs left to right;
     /// along a strided axis, rows are combined in blocks of 64, the blocks in the same fixed tree.
-    /// The tree is built as the blocks arrive: equal-sized subtrees are combined left with right as
+    /// `direct`: the kernel `adjoint_direct_<k>(p0, p1, p2, out)` on its operand's and result's
+    /// addresses (``directName(_:)``). The tree is built as the blocks arrive: equal-sized subtrees are combined left with right as
     /// soon as both exist, and what is left is combined from the right — the order of
     /// `Summation.tree`'s in-place passes, with a stack of at most 64 entries instead of an array
     /// per block. A log-sum-exp is `Kernels.logsumexp`'s: the maximum so, then where it is finite
     /// the sum so of the shifted exponentials — computed where the sum reads them, so nothing is
     /// stored — and the maximum plus the sum's logarithm; the maximum itself where it is not finite.
-    func cudaReduction(_ k: Int) -> String {
+    func cudaReduction(_ k: Int, direct: Bool = false) -> String {
         let i = instructions[k]
-        return Self.reductionKernel(k, op: i.op, float64: i.float64, outer: i.outer, extent: i.extent, inner: i.inner, x: i.a, y: i.y)
+        return Self.reductionKernel(k, op: i.op, float64: i.float64, outer: i.outer, extent: i.extent, inner: i.inner,
+                                    at: KernelOperands(inputs: [i.a], output: i.y, direct: direct))
     }
 
     /// One axis of a strided read: its length and its operand's stride along it.
@@ -266,13 +296,13 @@ struct NativeCodeGenerator {
         return terms.isEmpty ? "0" : terms.reversed().joined(separator: " + ")
     }
 
-    /// The kernel `adjoint_reduce_<k>(base)` reducing the (outer, extent, inner) layout of the
-    /// operand at frame offset `x` into the `outer · inner` elements at `y`, one thread per output
-    /// element (see ``cudaReduction(_:)``). `strided`: the operand is not in that layout but read
+    /// The kernel `adjoint_reduce_<k>(base)` — or `adjoint_direct_<k>(p0, p1, p2, out)` (`at`) —
+    /// reducing the (outer, extent, inner) layout of its operand into the `outer · inner` elements
+    /// of its result, one thread per output element (see ``cudaReduction(_:direct:)``). `strided`: the operand is not in that layout but read
     /// through strides, as `Kernels.groupReducedAxes` permutes it (the kept axes, then the reduced
     /// ones; `inner` 1): output element `q` walks the kept axes, and its row's element `r` the
     /// reduced ones, so each row's elements are read, and combined, in the permuted copy's order.
-    static func reductionKernel(_ k: Int, op: OpCode, float64: Bool, outer: Int, extent: Int, inner: Int, x: Int, y: Int,
+    static func reductionKernel(_ k: Int, op: OpCode, float64: Bool, outer: Int, extent: Int, inner: Int, at: KernelOperands,
                                 strided: (kept: [StridedAxis], reduced: [StridedAxis])? = nil) -> String {
         let t = float64 ? "double" : "float", s = float64 ? "d" : "f", zero = float64 ? "0.0" : "0.0f"
         /// C statements setting `acc` to the sum, maximum or minimum (`kind`) of the axis's
@@ -314,10 +344,10 @@ struct NativeCodeGenerator {
                 }
             }
         }
-        out += "\nextern \"C\" __global__ void \(reductionName(k))(unsigned char *base) {\n"
+        out += "\nextern \"C\" __global__ void \(at.name(reductionName(k), k))(\(at.parameters)) {\n"
             + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (q >= \(outer * inner)) return;\n"
-            + "const \(t) *x = (const \(t) *)(base + \(x)); \(t) *y = (\(t) *)(base + \(y));\n"
+            + "const \(t) *x = (const \(t) *)\(at.input(0)); \(t) *y = (\(t) *)\(at.output);\n"
             + "\(t) acc = \(zero);\n"
         if extent > 0 {
             if let strided {

@@ -113,6 +113,10 @@ struct CUDASourceTests {
                 for k in part { #expect(text.contains(".entry adjoint_reduce_\(k)("), "\(dtype)") }
                 if ieee { #expect(!text.contains("fma.rn"), "\(dtype)") }
                 #expect(try nvrtc.compile(source, name: "reductions", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+                // And as kernels on their operand's and result's addresses.
+                let directText = String(decoding: try nvrtc.compile(try #require(program.cudaSource(direct: part)), name: "direct", target: .ptx(compute: 90)),
+                                        as: UTF8.self)
+                for k in part { #expect(directText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
             }
             // Elementwise kernels reading index tables from device memory (broadcasts, a gather,
             // a multiply-add), each a kernel of its own.
@@ -152,6 +156,12 @@ struct CUDASourceTests {
             for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
             #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 8, "\(dtype)")
             #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            // Those without a check or a copy before them also as kernels on their operands' addresses.
+            let directSelections = selections.filter { NativeCodeGenerator.hasDirectKernel(selecting.fallbacks[$0]) }
+            #expect(directSelections.count == 16, "\(dtype)")
+            let directSelectText = String(decoding: try nvrtc.compile(try #require(selecting.cudaSource(direct: directSelections)), name: "direct",
+                                                                      target: .ptx(compute: 90)), as: UTF8.self)
+            for k in directSelections { #expect(directSelectText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
             // Reductions over axes that are not one run (read through strides, rows over one and
             // several of Summation's blocks), an empty log-sum-exp, and layout operators on
             // integers, bools and 16-bit floats; compact tables read by programs without native code.
@@ -175,19 +185,24 @@ struct CUDASourceTests {
             #expect(interpreted.filter { others.fallbacks[$0].op.family == .reduction }.count == 8, "\(dtype)")
             #expect(interpreted.filter { others.fallbacks[$0].op.family == .layout }.count >= 6, "\(dtype)")
             #expect(compactTables.count >= 2, "\(dtype)")
-            // Elementwise instructions without folded gathers also as kernels on their operands'
-            // addresses, a broadcast's through strides.
+            let otherSource = try #require(others.cudaSource(elementwise: compactTables, interpreted: interpreted))
+            let otherText = String(decoding: try nvrtc.compile(otherSource, name: "others", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in interpreted { #expect(otherText.contains(".entry \(NativeCodeGenerator.interpretedKernel(others.fallbacks[k], k)!.name)("), "\(dtype)") }
+            for k in compactTables { #expect(otherText.contains(".entry \(NativeCodeGenerator.elementwiseName(k))("), "\(dtype)") }
+            #expect(try nvrtc.compile(otherSource, name: "others", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            // Elementwise instructions without folded gathers, reductions and interpreted operators
+            // also as kernels on their operands' addresses, a broadcast's through strides.
             let direct = others.instructions.indices.filter { k in
                 let i = others.instructions[k]
                 return NativeCodeGenerator.hasElementwiseKernel(i) && i.kind != .gather && i.accumulator < 0 && others.fallbacks[k].inputs.allSatisfy { $0.table < 0 }
             }
             #expect(direct.count >= 3 && direct.contains { others.instructions[$0].table >= 0 }, "\(dtype)")
-            let otherSource = try #require(others.cudaSource(elementwise: compactTables, interpreted: interpreted, direct: direct))
-            let otherText = String(decoding: try nvrtc.compile(otherSource, name: "others", target: .ptx(compute: 90)), as: UTF8.self)
-            for k in interpreted { #expect(otherText.contains(".entry \(NativeCodeGenerator.interpretedKernel(others.fallbacks[k], k)!.name)("), "\(dtype)") }
-            for k in compactTables { #expect(otherText.contains(".entry \(NativeCodeGenerator.elementwiseName(k))("), "\(dtype)") }
-            for k in direct { #expect(otherText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
-            #expect(try nvrtc.compile(otherSource, name: "others", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            let directInterpreted = interpreted.filter { NativeCodeGenerator.hasDirectKernel(others.fallbacks[$0]) }
+            #expect(directInterpreted.count >= 14, "\(dtype)")
+            let directSource = try #require(others.cudaSource(direct: direct + directInterpreted))
+            let directText = String(decoding: try nvrtc.compile(directSource, name: "direct", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in direct + directInterpreted { #expect(directText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
+            #expect(try nvrtc.compile(directSource, name: "direct", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
         }
     }
 

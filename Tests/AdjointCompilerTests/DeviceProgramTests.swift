@@ -487,7 +487,7 @@ struct DeviceProgramTests {
             let f = CompiledProgram.Fallback(op: .meanSquaredError, attributes: .none,
                                              inputs: [.init(offset: 0, type: type), .init(offset: n * size, type: type)],
                                              output: .init(offset: 2 * n * size, type: ValueType(dtype: dtype, shape: [])))
-            let module = try emulator.load(NativeCodeGenerator.cudaPrelude + NativeCodeGenerator.meanSquaredErrorKernel(f, 0, runsAtMost: 2))
+            let module = try emulator.load(NativeCodeGenerator.cudaPrelude + NativeCodeGenerator.meanSquaredErrorKernel(f, 0, .init(f, direct: false), runsAtMost: 2))
             let frame = try emulator.allocate(2 * n * size + 8)
             defer { emulator.release(frame) }
             try emulator.copy(a.rawPointer, toDevice: frame, bytes: n * size)
@@ -786,6 +786,22 @@ struct DeviceMemoryPoolTests {
         #expect(throws: TensorError.self) { try perCall.upload([x]) }
         #expect(throws: TensorError.self) { try perCall.launch() }
         #expect(throws: TensorError.self) { try perCall.download() }
+        // A program each of whose instructions reads arguments and writes an output whole runs
+        // with no frame and no kernel of the frame's (no steps): its arguments copied into
+        // blocks, its results written into blocks of their own, all given back behind the call.
+        let (m, row) = (try DeviceProgramTests.uniform([30, 40], 42, .float64), try DeviceProgramTests.uniform([40], 43, .float64))
+        let direct = try compile(native: .off) { (v: [Tensor]) in
+            [try v[0].sum(axes: [0]), try v[0].softmax(axis: 1), try v[0].logsumexp(axes: [1]), try v[0].less(v[1]), try v[0] * v[1]]
+        }.trace(for: [m, row]).program
+        let framed = try DeviceProgram(direct, pool: pool), before = pool.statistics.liveBytes
+        let unframed = try DeviceProgram(direct, pool: pool, framePerCall: true)
+        #expect(!framed.steps.isEmpty && unframed.steps.isEmpty)
+        #expect(pool.statistics.liveBytes == before, "no constants, no tables")
+        let reference = try direct([m, row])
+        for got in [try framed([m, row]), try unframed([m, row]), try unframed([m, row])] {
+            #expect(zip(got, reference).allSatisfy { DeviceProgramTests.bits($0) == DeviceProgramTests.bits($1) })
+        }
+        #expect(pool.statistics.liveBytes == before, "the call's blocks went back")
     }
 
     @Test("device programs take their frames from the pool and give them back; a second program reuses them")
