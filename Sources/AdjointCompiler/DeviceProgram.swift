@@ -145,7 +145,7 @@ package final class DeviceProgram {
     private let residentFrame: UInt64
     /// Where every instruction of the program reads whole arguments (or constants) and writes a
     /// whole output — an operator on device tensors that is a matrix product, elementwise
-    /// arithmetic (broadcasting or not), a reduction, or an interpreted operator without a check —
+    /// arithmetic (broadcasting or not), a reduction, or an interpreted operator (its check first) —
     /// its instructions so, which ``callResident(_:on:)`` runs on the arguments' device blocks and
     /// new output blocks, with no frame and no copies (``callAsFunction(_:)`` on blocks it copies
     /// the arguments into); the module then holds their direct kernels alone, and there are no
@@ -247,7 +247,7 @@ package final class DeviceProgram {
         let reductions = order.compactMap { work -> Int? in if case let .reduce(k) = work { k } else { nil } }
         let elementwise = order.compactMap { work -> Int? in if case let .elementwise(k) = work { k } else { nil } }
         let interpreted = order.compactMap { work -> Int? in if case let .interpreted(k) = work { k } else { nil } }
-        let checks = interpreted.compactMap { k in
+        let checks = (direct?.map(\.instruction).filter { program.instructions[$0].kind == .fallback } ?? interpreted).compactMap { k in
             NativeCodeGenerator.deviceCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, check: $0) }
         }
         // A program of matmuls alone has no kernels to compile.
@@ -382,7 +382,7 @@ package final class DeviceProgram {
 
     /// The instructions of a program each of whose instructions is a matrix product, elementwise
     /// arithmetic (its tables, if any, a broadcast's), a reduction, or an interpreted operator
-    /// with a direct kernel (no check, no copy before it, at most three operands), reading whole
+    /// with a direct kernel (at most three operands), reading whole
     /// arguments (or constants) and writing a whole output, every output written by one of them
     /// (nil otherwise).
     private static func directInstructions(_ program: CompiledProgram, _ range: Range<Int>) -> [Direct]? {
@@ -556,10 +556,7 @@ package final class DeviceProgram {
                     if bytes > 0 { try stream.copy(device: frame + UInt64(place.offset), toDevice: block.address, bytes: bytes) }
                     outputs.append(block.tensor(place.type))
                 }
-                if let status = try downloadStatus() {
-                    try stream.synchronize()
-                    try Self.throwFailedCheck(status, checks)
-                }
+                try throwFailedChecks()
                 return outputs
             } }
         }
@@ -587,7 +584,16 @@ package final class DeviceProgram {
         }
         let outputs = try program.outputs.map { place in try DeviceBlock(bytes: place.type.byteCount, stream: stream, tensors: tensors) }
         try enqueueDirect(direct, arguments: addresses, outputs: outputs.map(\.address))
+        try throwFailedChecks()
         return withExtendedLifetime(copies) { zip(outputs, program.outputs).map { $0.tensor($1.type) } }
+    }
+
+    /// Where the program checks indices or values: waits for the stream and throws the CPU's
+    /// error for the first check that failed.
+    private func throwFailedChecks() throws {
+        guard let status = try downloadStatus() else { return }
+        try stream.synchronize()
+        try Self.throwFailedCheck(status, checks)
     }
 
     /// Enqueues a copy of host argument `a` (`value`) to device address `address`.
@@ -619,6 +625,19 @@ package final class DeviceProgram {
                 try device.gemm(Self.columnMajor(plan, float64: i.float64, a: operands[0], b: operands[1], c: result, arrays: array), on: stream)
             } else if step.threads > 0 {
                 guard let module else { throw KernelDeviceError.noKernel(NativeCodeGenerator.directName(step.instruction)) }
+                if let c = checks.firstIndex(where: { $0.instruction == step.instruction }) {
+                    // The check kernel reads the operand it checks at its `base`.
+                    let operand: Int
+                    switch checks[c].check {
+                    case let .indices(checked, _, _): operand = checked
+                    case .castValues: operand = 0
+                    }
+                    try module.launch(NativeCodeGenerator.checkName(step.instruction), blocks: 1, threads: NativeCodeGenerator.blockThreads,
+                                      arguments: [operands[operand], statusAddress + UInt64(24 * c)], on: stream)
+                }
+                if i.kind == .fallback, let (_, _, bytes) = NativeCodeGenerator.deviceCopyBefore(program.fallbacks[step.instruction]) {
+                    try stream.copy(device: operands[0], toDevice: result, bytes: bytes)
+                }
                 let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [result]
                 try module.launch(NativeCodeGenerator.directName(step.instruction), blocks: (step.threads + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                   threads: Self.threadsPerBlock, arguments: pointers, on: stream)
@@ -649,6 +668,7 @@ package final class DeviceProgram {
             for ((place, t), address) in zip(zip(program.outputs, outputs), results) where place.type.byteCount > 0 {
                 try stream.copy(address, toHost: t.rawPointer, bytes: place.type.byteCount)
             }
+            try throwFailedChecks()
             try stream.synchronize()
         }
         return outputs

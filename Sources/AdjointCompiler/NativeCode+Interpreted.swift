@@ -252,17 +252,18 @@ extension NativeCodeGenerator {
     /// first where it has one (``deviceCheck(_:)``).
     ///
     /// `direct`: the kernel `adjoint_direct_<k>(p0, p1, p2, out)` instead (``directName(_:)``),
-    /// reading its operands (at most three; no check, no copy before it) at the addresses it is
-    /// given and writing its result at `out` — for an operator whose operands and result stay
-    /// where they are.
+    /// reading its operands (at most three) at the addresses it is given and writing its result
+    /// at `out` — for an operator whose operands and result stay where they are. Its check kernel
+    /// reads the checked operand at `base` itself (the launch passes the operand's address), and a
+    /// copy before it (``deviceCopyBefore(_:)``) copies from the operand's address to `out`.
     static func cudaInterpreted(_ f: CompiledProgram.Fallback, _ k: Int, direct: Bool = false) -> String {
         let (frameName, threads) = interpretedKernel(f, k)!
-        precondition(!direct || hasDirectKernel(f), "a direct kernel has no check, no copy before it and at most three operands")
+        precondition(!direct || hasDirectKernel(f), "a direct kernel takes at most three operands")
         let at = KernelOperands(f, direct: direct), name = at.name(frameName, k)
         var out = ""
         switch deviceCheck(f) {
-        case let .indices(operand, bound, _)?: out += checkKernel(f.inputs[operand], bound: bound, k)
-        case let .castValues(from, to)?: out += castCheckKernel(f.inputs[0], from: from, to: to, k)
+        case let .indices(operand, bound, _)?: out += checkKernel(f.inputs[operand], at: direct ? 0 : f.inputs[operand].offset, bound: bound, k)
+        case let .castValues(from, to)?: out += castCheckKernel(f.inputs[0], at: direct ? 0 : f.inputs[0].offset, from: from, to: to, k)
         case nil: break
         }
         let body: String
@@ -291,10 +292,9 @@ extension NativeCodeGenerator {
     }
 
     /// Whether interpreted instruction `f`'s kernel also has a direct form (``cudaInterpreted(_:_:direct:)``):
-    /// it has a kernel, no check (whose status a call reads back), no copy before it (a
-    /// scatter-add's) and at most three operands (a direct kernel's pointers).
+    /// it has a kernel and at most three operands (a direct kernel's pointers).
     static func hasDirectKernel(_ f: CompiledProgram.Fallback) -> Bool {
-        interpretedKernel(f, 0) != nil && deviceCheck(f) == nil && deviceCopyBefore(f) == nil && f.inputs.count <= 3
+        interpretedKernel(f, 0) != nil && f.inputs.count <= 3
     }
 
     static func checkName(_ k: Int) -> String { "adjoint_check_\(k)" }
@@ -362,9 +362,10 @@ extension NativeCodeGenerator {
     }
 
     /// ``deviceCheck(_:)``'s kernel over `indices` (``parallelCheck(_:element:offset:count:setup:failing:value:)``):
-    /// the first index outside `0..<bound`, as `Kernels.readIndices` finds it.
-    private static func checkKernel(_ indices: CompiledProgram.Operand, bound: Int, _ k: Int) -> String {
-        parallelCheck(k, element: indexType(indices.type.dtype), offset: indices.offset, count: indices.type.elementCount,
+    /// the first index outside `0..<bound`, as `Kernels.readIndices` finds it, the indices at
+    /// `offset` from the kernel's `base`.
+    private static func checkKernel(_ indices: CompiledProgram.Operand, at offset: Int, bound: Int, _ k: Int) -> String {
+        parallelCheck(k, element: indexType(indices.type.dtype), offset: offset, count: indices.type.elementCount,
                       setup: "long long v = p[i];", failing: "v < 0 || v >= \(bound)", value: "v")
     }
 
@@ -390,13 +391,14 @@ extension NativeCodeGenerator {
     /// ``deviceCheck(_:)``'s kernel for a cast to an integer type (``parallelCheck(_:element:offset:count:setup:failing:value:)``):
     /// the first element `Kernels.cast` refuses — from a float, one whose value truncated is not
     /// finite or not within the target's range; from int64 to int32, one that does not fit. The
-    /// status's value word is the float's value as float64 bits, or the integer.
-    private static func castCheckKernel(_ x: CompiledProgram.Operand, from: DType, to: DType, _ k: Int) -> String {
+    /// status's value word is the float's value as float64 bits, or the integer. The operand is
+    /// at `offset` from the kernel's `base`.
+    private static func castCheckKernel(_ x: CompiledProgram.Operand, at offset: Int, from: DType, to: DType, _ k: Int) -> String {
         if from == .int64 {
-            return parallelCheck(k, element: "long long", offset: x.offset, count: x.type.elementCount,
+            return parallelCheck(k, element: "long long", offset: offset, count: x.type.elementCount,
                                  setup: "long long v = p[i];", failing: "v < -2147483648LL || v > 2147483647LL", value: "v")
         }
-        return parallelCheck(k, element: castElement(from), offset: x.offset, count: x.type.elementCount,
+        return parallelCheck(k, element: castElement(from), offset: offset, count: x.type.elementCount,
                              setup: "double v = \(castRead(from, "p[i]")), t = trunc(v); union { double d; long long l; } u; u.d = v;",
                              failing: "!(\(representable("t", as: to)))", value: "u.l")
     }

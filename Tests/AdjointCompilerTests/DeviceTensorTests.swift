@@ -432,30 +432,35 @@ struct DeviceTensorTests {
             ("a broadcast multiply-add", 0, { try $0[2].multiplied(by: $0[3], adding: $0[0]) }),
         ]
         // So do reductions (over one run of axes, over axes that are not one, a log-sum-exp) and
-        // the operators the CPU interprets that check nothing first: the peak rises by the
-        // result alone.
+        // the operators the CPU interprets, those that check their indices or values first too
+        // (the check's status read back): the peak rises by the result alone.
         let cube = try Self.uniform([8, 16, 32], 29), dcube = try cube.to(device)
         let square = try Tensor((0..<64).map { Int64($0 % 7) }, shape: [8, 8]), dsquare = try square.to(device)
-        // The blocks each call adds, its result's last (one made of other operators holds
+        let labels = try Tensor((0..<64).map { Int64($0 * 5 % 64) }, shape: [64]), dlabels = try labels.to(device)
+        // The blocks each call adds besides its result's (one made of other operators holds
         // theirs too: a `where`'s comparison, a product with a scalar).
         let others: [(String, [Int], ([Tensor]) throws -> Tensor)] = [
-            ("sum", [8], { try $0[0].sum() }), ("mean over rows", [64 * 8], { try $0[0].mean(axes: [0]) }),
-            ("max over columns", [64 * 8], { try $0[0].max(axes: [1]) }), ("logsumexp", [64 * 8], { try $0[0].logsumexp(axes: [1]) }),
-            ("sum over axes 0 and 2", [16 * 8], { try $0[1].sum(axes: [0, 2]) }), ("min over axes 0 and 2", [16 * 8], { try $0[1].min(axes: [0, 2]) }),
-            ("softmax", [64 * 64 * 8], { try $0[0].softmax(axis: 1) }), ("log-softmax", [64 * 64 * 8], { try $0[0].logSoftmax(axis: 0) }),
-            ("less", [64 * 64], { try $0[0].less($0[2]) }), ("where", [64 * 64, 64 * 64 * 8], { try Tensor.select($0[0].greater(0), $0[0], $0[2]) }),
-            ("argmax", [64 * 8], { try $0[0].argmax(axis: 1) }), ("mean squared error", [64 * 64 * 8, 8], { try $0[0].meanSquaredError($0[0] * 0.5) }),
-            ("cast to float32", [64 * 64 * 4], { try $0[0].cast(to: .float32) }), ("an int64 transpose", [64 * 8], { try $0[3].transposed() }),
+            ("sum", [], { try $0[0].sum() }), ("mean over rows", [], { try $0[0].mean(axes: [0]) }),
+            ("max over columns", [], { try $0[0].max(axes: [1]) }), ("logsumexp", [], { try $0[0].logsumexp(axes: [1]) }),
+            ("sum over axes 0 and 2", [], { try $0[1].sum(axes: [0, 2]) }), ("min over axes 0 and 2", [], { try $0[1].min(axes: [0, 2]) }),
+            ("softmax", [], { try $0[0].softmax(axis: 1) }), ("log-softmax", [], { try $0[0].logSoftmax(axis: 0) }),
+            ("less", [], { try $0[0].less($0[2]) }), ("where", [64 * 64], { try Tensor.select($0[0].greater(0), $0[0], $0[2]) }),
+            ("argmax", [], { try $0[0].argmax(axis: 1) }), ("mean squared error", [64 * 64 * 8], { try $0[0].meanSquaredError($0[0] * 0.5) }),
+            ("cast to float32", [], { try $0[0].cast(to: .float32) }), ("an int64 transpose", [], { try $0[3].transposed() }),
+            ("cast to int32", [], { try $0[0].cast(to: .int32) }), ("one-hot", [], { try $0[3].oneHot(depth: 7) }),
+            ("gather", [], { try $0[0].gather($0[4], axis: 1) }), ("scatter-add", [], { try $0[0].scatterAdd($0[4], $0[0]) }),
+            ("cross-entropy", [], { try $0[0].crossEntropy(labels: $0[4]) }),
         ]
-        for (name, blocks, f) in others {
-            let operands = [dp, dcube, drow, dsquare]
+        for (name, extra, f) in others {
+            let operands = [dp, dcube, drow, dsquare, dlabels]
             _ = try f(operands)   // the program made
             try device.synchronize()
             tensors.pool.resetPeak()
             let live = tensors.pool.statistics.liveBytes
             let y = try f(operands)
+            let blocks = extra + [y.elementCount * y.dtype.byteSize]
             #expect(tensors.pool.statistics.peakBytes - live == blocks.reduce(0) { $0 + StoragePool.capacity(for: $1) }, "\(name)")
-            #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f([p, cube, row, square])), "\(name)")
+            #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f([p, cube, row, square, labels])), "\(name)")
         }
         for (name, extra, f) in elementwise {
             _ = try f([dp, dq, drow, dcolumn])   // the program made
