@@ -89,7 +89,8 @@ package enum DeviceRuntime {
 /// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel
 /// of its own, one thread per output element, in the CPU's strict order
 /// (`NativeCodeGenerator.cudaReduction(_:direct:)`), over axes that are not one run too (read through
-/// strides in the order the CPU's permuted copy has); so is an elementwise instruction no run
+/// strides in the order the CPU's permuted copy has) — a sum or mean along a long contiguous axis
+/// two, splitting each row's pairwise tree over threads (`NativeCodeGenerator.sumSplit(_:)`); so is an elementwise instruction no run
 /// holds (a broadcast too large for a plain run), one thread per element, its index tables
 /// copied to the device with the program, or, when they are compact, their rules in its source
 /// (`NativeCodeGenerator.cudaElementwise(_:direct:)`); so is a layout operator on elements the
@@ -124,7 +125,8 @@ package final class DeviceProgram {
     package let steps: [Step]
     /// The device memory held: the frame (or, with a frame per call, the constants' image), then
     /// (where the program has them) the reductions' operands, their partials, the index checks'
-    /// status words, the batched products' address arrays and the elementwise kernels' index tables.
+    /// status words, the batched products' address arrays, the elementwise kernels' index tables
+    /// and the split sums' partials.
     private let blocks: [(address: UInt64, capacity: Int)]
     /// Whether each call takes a frame of its own from the pool (and gives it back behind its
     /// work) instead of the program holding one: the steps' frame addresses are then offsets,
@@ -141,6 +143,9 @@ package final class DeviceProgram {
     /// `statusAddress + 24·c`.
     private let checks: [(instruction: Int, op: OpCode, check: DeviceCheck)]
     private let statusAddress: UInt64
+    /// The split sums' partials (``NativeCodeGenerator/sumSplit(_:)``; 0: none), which the
+    /// program holds: its calls run one after another on its stream.
+    private let sumScratch: UInt64
     /// The frame the program holds (0: a frame per call).
     private let residentFrame: UInt64
     /// Where every instruction of the program reads whole arguments (or constants) and writes a
@@ -270,7 +275,12 @@ package final class DeviceProgram {
         var arrays: [UInt64] = []
         // With a frame per call the steps' frame addresses are offsets (a frame at 0).
         var frame: UInt64 = 0, constantsAddress: UInt64 = 0, scratch: UInt64 = 0, partials: UInt64 = 0
-        var statusAddress: UInt64 = 0, arrayBase: UInt64 = 0, tableBase: UInt64 = 0
+        var statusAddress: UInt64 = 0, arrayBase: UInt64 = 0, tableBase: UInt64 = 0, sumScratch: UInt64 = 0
+        // The split sums' partials (one split sum runs at a time on the stream: one block for all).
+        let sumScratchBytes = (direct?.map(\.instruction) ?? reductions).compactMap { k -> Int? in
+            let i = program.instructions[k]
+            return NativeCodeGenerator.sumSplit(i)?.scratchBytes(outer: i.outer)
+        }.max() ?? 0
         do {
             func take(_ bytes: Int) throws -> UInt64 {
                 let block = try pool.allocate(bytes, on: stream)
@@ -283,6 +293,7 @@ package final class DeviceProgram {
             if !checks.isEmpty { statusAddress = try take(checks.count * 24) }
             if arrayBytes > 0 { arrayBase = try take(arrayBytes) }
             if tableEntries > 0 { tableBase = try take(tableEntries * 8) }
+            if sumScratchBytes > 0 { sumScratch = try take(sumScratchBytes) }
             // A block's last use has run, or is on this stream and runs first (the pool checks its
             // event and stream). The constants go in
             // on the program's stream, ahead of its launches: a copy on the default stream would
@@ -337,6 +348,14 @@ package final class DeviceProgram {
             case let .reduce(k):
                 let outputs = program.instructions[k].outer * program.instructions[k].inner
                 guard outputs > 0 else { continue }
+                if let split = NativeCodeGenerator.sumSplit(program.instructions[k]) {
+                    let name = NativeCodeGenerator.reductionName(k), leaves = split.threads(outer: outputs)
+                    steps.append(.kernel(Launch(kernel: name + "_leaves", blocks: (leaves + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                                                threads: Self.threadsPerBlock, arguments: [frame, sumScratch])))
+                    steps.append(.kernel(Launch(kernel: name + "_combine", blocks: (outputs + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
+                                                threads: Self.threadsPerBlock, arguments: [sumScratch, frame], frameArguments: 2)))
+                    continue
+                }
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.reductionName(k), blocks: (outputs + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                             threads: Self.threadsPerBlock, arguments: [frame])))
             case let .matmul(k):
@@ -360,7 +379,7 @@ package final class DeviceProgram {
         }
         (self.program, self.pool, self.module, self.steps, self.blocks, self.stream) = (program, pool, module, steps, blocks, stream)
         (self.checks, self.statusAddress, self.residentFrame, self.framePerCall) = (checks, statusAddress, frame, framePerCall)
-        (self.constantsAddress, self.batches) = (constantsAddress, zip(batched, arrays).map { ($0, $1) })
+        (self.constantsAddress, self.batches, self.sumScratch) = (constantsAddress, zip(batched, arrays).map { ($0, $1) }, sumScratch)
         self.direct = direct
     }
 
@@ -637,6 +656,14 @@ package final class DeviceProgram {
                 }
                 if i.kind == .fallback, let (_, _, bytes) = NativeCodeGenerator.deviceCopyBefore(program.fallbacks[step.instruction]) {
                     try stream.copy(device: operands[0], toDevice: result, bytes: bytes)
+                }
+                if let split = NativeCodeGenerator.sumSplit(i) {
+                    let name = NativeCodeGenerator.directName(step.instruction), leaves = split.threads(outer: i.outer)
+                    try module.launch(name + "_leaves", blocks: (leaves + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
+                                      arguments: [operands[0], sumScratch], on: stream)
+                    try module.launch(name + "_combine", blocks: (step.threads + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
+                                      arguments: [sumScratch, result], on: stream)
+                    continue
                 }
                 let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [result]
                 try module.launch(NativeCodeGenerator.directName(step.instruction), blocks: (step.threads + Self.threadsPerBlock - 1) / Self.threadsPerBlock,

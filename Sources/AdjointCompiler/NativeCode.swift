@@ -174,6 +174,9 @@ struct NativeCodeGenerator {
         }
 
         var parameters: String { offsets == nil ? Self.directParameters : "unsigned char *base" }
+        /// The parameter a kernel that only reads operand 0 takes for it; one that only writes the result, for it.
+        var inputParameter: String { offsets == nil ? "unsigned char *p0" : "unsigned char *base" }
+        var outputParameter: String { offsets == nil ? "unsigned char *out" : "unsigned char *base" }
         /// Operand `j`'s address (a C `unsigned char *` expression).
         func input(_ j: Int) -> String { offsets.map { "(base + \($0.inputs[j]))" } ?? "p\(j)" }
         /// The result's address.
@@ -276,10 +279,88 @@ struct NativeCodeGenerator {
     /// per block. A log-sum-exp is `Kernels.logsumexp`'s: the maximum so, then where it is finite
     /// the sum so of the shifted exponentials — computed where the sum reads them, so nothing is
     /// stored — and the maximum plus the sum's logarithm; the maximum itself where it is not finite.
+    ///
+    /// A sum or mean along a contiguous axis of at least 2 · ``sumLeaf`` elements is split over
+    /// threads instead (``sumSplit(_:)``, ``splitSumKernels(_:float64:outer:extent:mean:split:at:)``).
     func cudaReduction(_ k: Int, direct: Bool = false) -> String {
-        let i = instructions[k]
-        return Self.reductionKernel(k, op: i.op, float64: i.float64, outer: i.outer, extent: i.extent, inner: i.inner,
-                                    at: KernelOperands(inputs: [i.a], output: i.y, direct: direct))
+        let i = instructions[k], at = KernelOperands(inputs: [i.a], output: i.y, direct: direct)
+        if let split = Self.sumSplit(i) {
+            return Self.splitSumKernels(k, float64: i.float64, outer: i.outer, extent: i.extent, mean: i.op == .mean, split: split, at: at)
+        }
+        return Self.reductionKernel(k, op: i.op, float64: i.float64, outer: i.outer, extent: i.extent, inner: i.inner, at: at)
+    }
+
+    /// The elements a thread of a split sum (``sumSplit(_:)``) adds up, about.
+    static let sumLeaf = 2048
+
+    /// How a strict sum along a contiguous axis is split over threads: each row's `blocks` of
+    /// ``Summation``'s, each block's pairwise tree cut at `depth` into `leaves` subtrees (fewer
+    /// where a branch ends above it), one thread each.
+    struct SumSplit: Equatable {
+        let blocks: Int, depth: Int
+        var leaves: Int { 1 << depth }
+        /// The threads of the leaves' kernel for `outer` rows (one per subtree, some idle).
+        func threads(outer: Int) -> Int { outer * blocks * leaves }
+        /// The partial sums' bytes for `outer` rows (8 each, float32 ones too).
+        func scratchBytes(outer: Int) -> Int { threads(outer: outer) * 8 }
+    }
+
+    /// The split of reduction instruction `i` (nil: it runs one thread per output element): a sum
+    /// or mean along a contiguous axis (`inner` 1) of at least 2 · ``sumLeaf`` elements. One
+    /// thread per row would add them all one after another; the split's leaves are at most about
+    /// ``sumLeaf`` elements each.
+    static func sumSplit(_ i: Instruction) -> SumSplit? {
+        guard i.kind == .reduce, i.op == .sum || i.op == .mean, i.inner == 1, i.extent >= 2 * sumLeaf else { return nil }
+        let first = Swift.min(i.extent, Summation.blockSize)
+        var depth = 0
+        while first >> depth > sumLeaf { depth += 1 }
+        return SumSplit(blocks: (i.extent + Summation.blockSize - 1) / Summation.blockSize, depth: depth)
+    }
+
+    /// The kernels of a split strict sum or mean (``sumSplit(_:)``) of reduction `k`: the
+    /// operations of ``Summation``'s, in its order, over more threads. `adjoint_reduce_<k>_leaves(x, partials)`
+    /// runs one thread per (row, block, leaf): it walks its block's pairwise tree (`half = (n / 2)
+    /// & ~3` on the left, the rest on the right, down to 64 elements) along its leaf's path for
+    /// `depth` levels and writes the pairwise sum of the subtree there (a thread whose path ends
+    /// early, at a node of at most 64 elements, writes it only for the path's leftmost leaf).
+    /// `adjoint_reduce_<k>_combine(partials, y)` runs one thread per row: each block's tree over
+    /// its leaves, left plus right as the pairwise sum adds, then the blocks in ``Summation``'s
+    /// tree (``blockTree(from:to:_:_:_:)``), divided by the count for a mean. (Direct forms:
+    /// `adjoint_direct_<k>_leaves(p0, partials)` and `adjoint_direct_<k>_combine(partials, out)`.)
+    static func splitSumKernels(_ k: Int, float64: Bool, outer: Int, extent: Int, mean: Bool, split: SumSplit, at: KernelOperands) -> String {
+        let t = float64 ? "double" : "float", s = float64 ? "d" : "f", block = Summation.blockSize, name = at.name(reductionName(k), k)
+        let (blocks, depth, leaves) = (split.blocks, split.depth, split.leaves), node = "adjoint_sumnode_\(k)"
+        /// Block `b`'s length (C).
+        let length = "(\(extent) - b * \(block) < \(block) ? \(extent) - b * \(block) : \(block))"
+        var out = "\nstatic __device__ \(t) \(node)(const \(t) *leaf, long n, int level) {\n"
+            + "if (level == \(depth) || n <= 64) return leaf[0];\n"
+            + "long half = (n / 2) & ~3L;\n"
+            + "return \(node)(leaf, half, level + 1) + \(node)(leaf + (1L << (\(depth) - level - 1)), n - half, level + 1);\n"
+            + "}\n"
+        out += "\nextern \"C\" __global__ void \(name)_leaves(\(at.inputParameter), void *scratch) {\n"
+            + "long j = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+            + "if (j >= \(split.threads(outer: outer))) return;\n"
+            + "long q = j / \(blocks * leaves), b = (j / \(leaves)) % \(blocks), leaf = j % \(leaves);\n"
+            + "long start = b * \(block), n = \(length);\n"
+            + "for (int level = 0; level < \(depth); level++) {\n"
+            + "long below = 1L << (\(depth) - level - 1);\n"
+            + "if (n <= 64) { if (leaf % (2 * below) != 0) return; break; }\n"
+            + "long half = (n / 2) & ~3L;\n"
+            + "if ((leaf / below) % 2) { start += half; n -= half; } else n = half;\n"
+            + "}\n"
+            + "((\(t) *)scratch)[j] = adjoint_pairwise_\(s)((const \(t) *)\(at.input(0)) + q * \(extent) + start, n);\n"
+            + "}\n"
+        let combine: (String, String) -> String = { binaryExpression(.add, $0, $1, float64: float64)! }
+        out += "\nextern \"C\" __global__ void \(name)_combine(void *scratch, \(at.outputParameter)) {\n"
+            + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
+            + "if (q >= \(outer)) return;\n"
+            + "const \(t) *partials = (const \(t) *)scratch + q * \(blocks * leaves);\n"
+            + "\(t) acc;\n"
+            + (blocks == 1 ? "{ long b = 0; acc = \(node)(partials, \(length), 0); }\n"
+                           : blockTree(from: "0", to: String(blocks), t, "\(t) v = \(node)(partials + b * \(leaves), \(length), 0);\n", combine))
+            + "((\(t) *)\(at.output))[q] = \(mean ? "acc / (\(t))\(extent)" : "acc");\n"
+            + "}\n"
+        return out
     }
 
     /// One axis of a strided read: its length and its operand's stride along it.

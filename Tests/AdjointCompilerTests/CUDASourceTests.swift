@@ -110,13 +110,23 @@ struct CUDASourceTests {
             for (part, ieee) in [(reductions.filter { !exponential.contains($0) }, true), (exponential, false)] {
                 let source = try #require(program.cudaSource(reductions: part))
                 let text = String(decoding: try nvrtc.compile(source, name: "reductions", target: .ptx(compute: 90)), as: UTF8.self)
-                for k in part { #expect(text.contains(".entry adjoint_reduce_\(k)("), "\(dtype)") }
+                // A mean along 70,000 elements is split over threads: its leaves, then their combination.
+                for k in part {
+                    let names = NativeCodeGenerator.sumSplit(program.instructions[k]) == nil ? ["adjoint_reduce_\(k)"] : ["adjoint_reduce_\(k)_leaves", "adjoint_reduce_\(k)_combine"]
+                    for name in names { #expect(text.contains(".entry \(name)("), "\(dtype)") }
+                }
+                #expect(part.contains { NativeCodeGenerator.sumSplit(program.instructions[$0]) != nil } == ieee, "\(dtype)")
                 if ieee { #expect(!text.contains("fma.rn"), "\(dtype)") }
                 #expect(try nvrtc.compile(source, name: "reductions", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
                 // And as kernels on their operand's and result's addresses.
                 let directText = String(decoding: try nvrtc.compile(try #require(program.cudaSource(direct: part)), name: "direct", target: .ptx(compute: 90)),
                                         as: UTF8.self)
-                for k in part { #expect(directText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
+                for k in part {
+                    let name = NativeCodeGenerator.directName(k)
+                    for entry in NativeCodeGenerator.sumSplit(program.instructions[k]) == nil ? [name] : [name + "_leaves", name + "_combine"] {
+                        #expect(directText.contains(".entry \(entry)("), "\(dtype)")
+                    }
+                }
             }
             // Elementwise kernels reading index tables from device memory (broadcasts, a gather,
             // a multiply-add), each a kernel of its own.

@@ -293,12 +293,23 @@ struct DeviceProgramTests {
             // Rows of +∞ and of −∞: a maximum that is not finite is the result.
             ("log-sum-exp of infinite rows", try uniform([2, 5000], 14).abs() * Tensor([Double.infinity, -Double.infinity]).reshaped([2, 1]).cast(to: dtype),
              { try $0.logsumexp(axes: [1]) }),
+            // Sums and means split over threads (NativeCodeGenerator.sumSplit): two leaves; a last
+            // block of 10 elements (one leaf), and of 100 (its paths end above the leaves' depth).
+            ("split sum, 4,096 long", try uniform([1, 4096], 15), { try $0.sum(axes: [1]) }),
+            ("split mean, 32,778 long", try uniform([3, 32778], 16), { try $0.mean(axes: [1]) }),
+            ("split sum, 32,868 long", try uniform([2, 32868], 17), { try $0.sum(axes: [1]) }),
+            ("split sum, 100,003 long", try uniform([100_003], 18), { try $0.sum() }),
         ]
         for (name, x, reduction) in cases {
             // Arithmetic around the reduction: its operand is computed on the device, its result read there.
-            let program = try compile(native: .required) { (v: [Tensor]) in [try reduction(v[0] * 2 + 1) * 3] }.trace(for: [x]).program
+            // (The split cases without native code: there, one row's sum is a chunked run's.)
+            let program = try compile(native: name.hasPrefix("split") ? .off : .required) { (v: [Tensor]) in [try reduction(v[0] * 2 + 1) * 3] }
+                .trace(for: [x]).program
             let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator))
             #expect(device.launches.contains { $0.kernel.hasPrefix("adjoint_reduce_") }, "\(name): the case this test is about")
+            // Sums and means along at least 4,096 contiguous elements are split.
+            let split = name.hasPrefix("split") || name.hasPrefix("sum, axis 1") || name.hasPrefix("mean, axis 1")
+            #expect(device.launches.contains { $0.kernel.hasSuffix("_leaves") } == split, "\(name): split or not")
             let same = Self.bits(try device([x])[0]) == Self.bits(try program([x])[0])
             #expect(same, "\(name)")
         }
