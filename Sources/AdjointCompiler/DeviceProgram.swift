@@ -97,8 +97,8 @@ package enum DeviceRuntime {
 /// planner does not alias or gather (integers, bools, 16-bit floats), one thread per element
 /// copied as a word; so is a comparison or a `where` that the CPU
 /// interprets, broadcasting through its operands' strides, a softmax or log-softmax, one
-/// thread per line, a cross-entropy, one thread per example, a mean squared error, one block
-/// (each thread a run of `Summation`'s blocks), a one-hot encoding, a gather with an index
+/// thread per line, a cross-entropy, one thread per example, a mean squared error, a split sum
+/// (`NativeCodeGenerator.sumSplit(_:)`), a one-hot encoding, a gather with an index
 /// tensor, a scatter-add (its base copied into its output first, one device copy), a cast
 /// between float64, float32, float16, bfloat16, int64, int32 and bool, and an `argmax`
 /// (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`) — the index operators
@@ -277,9 +277,10 @@ package final class DeviceProgram {
         var frame: UInt64 = 0, constantsAddress: UInt64 = 0, scratch: UInt64 = 0, partials: UInt64 = 0
         var statusAddress: UInt64 = 0, arrayBase: UInt64 = 0, tableBase: UInt64 = 0, sumScratch: UInt64 = 0
         // The split sums' partials (one split sum runs at a time on the stream: one block for all).
-        let sumScratchBytes = (direct?.map(\.instruction) ?? reductions).compactMap { k -> Int? in
+        let sumScratchBytes = (direct?.map(\.instruction) ?? (reductions + interpreted)).compactMap { k -> Int? in
             let i = program.instructions[k]
-            return NativeCodeGenerator.sumSplit(i)?.scratchBytes(outer: i.outer)
+            return i.kind == .fallback ? NativeCodeGenerator.sumSplit(program.fallbacks[k])?.scratchBytes(outer: 1)
+                                       : NativeCodeGenerator.sumSplit(i)?.scratchBytes(outer: i.outer)
         }.max() ?? 0
         do {
             func take(_ bytes: Int) throws -> UInt64 {
@@ -342,6 +343,10 @@ package final class DeviceProgram {
                     steps.append(.copy(source: source, destination: destination, bytes: bytes))
                 }
                 let (name, n) = NativeCodeGenerator.interpretedKernel(program.fallbacks[k], k)!
+                if let split = NativeCodeGenerator.sumSplit(program.fallbacks[k]) {
+                    steps += Self.splitLaunches(name, split, outer: 1, scratch: sumScratch, frame: frame).map { .kernel($0) }
+                    continue
+                }
                 guard n > 0 else { continue }
                 steps.append(.kernel(Launch(kernel: name, blocks: (n + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                             threads: Self.threadsPerBlock, arguments: [frame])))
@@ -349,11 +354,7 @@ package final class DeviceProgram {
                 let outputs = program.instructions[k].outer * program.instructions[k].inner
                 guard outputs > 0 else { continue }
                 if let split = NativeCodeGenerator.sumSplit(program.instructions[k]) {
-                    let name = NativeCodeGenerator.reductionName(k), leaves = split.threads(outer: outputs)
-                    steps.append(.kernel(Launch(kernel: name + "_leaves", blocks: (leaves + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
-                                                threads: Self.threadsPerBlock, arguments: [frame, sumScratch])))
-                    steps.append(.kernel(Launch(kernel: name + "_combine", blocks: (outputs + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
-                                                threads: Self.threadsPerBlock, arguments: [sumScratch, frame], frameArguments: 2)))
+                    steps += Self.splitLaunches(NativeCodeGenerator.reductionName(k), split, outer: outputs, scratch: sumScratch, frame: frame).map { .kernel($0) }
                     continue
                 }
                 steps.append(.kernel(Launch(kernel: NativeCodeGenerator.reductionName(k), blocks: (outputs + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
@@ -437,6 +438,23 @@ package final class DeviceProgram {
         // Every output an instruction's own (none an argument's region, none written twice).
         guard Set(result.map(\.output)).count == result.count, result.count == program.outputs.count else { return nil }
         return result
+    }
+
+    /// The launches of split sum `name` (`NativeCodeGenerator.splitSumKernels`) over `outer` rows
+    /// with its partials at `scratch`: its leaves (none for an empty sum), then their combination —
+    /// on the frame at `frame`, or (`direct`: the operands' three pointers and the result's) on
+    /// those addresses.
+    private static func splitLaunches(_ name: String, _ split: NativeCodeGenerator.SumSplit, outer: Int, scratch: UInt64,
+                                      frame: UInt64 = 0, direct: [UInt64]? = nil) -> [Launch] {
+        let leaves = split.threads(outer: outer)
+        var launches: [Launch] = []
+        if leaves > 0 {
+            launches.append(Launch(kernel: name + "_leaves", blocks: (leaves + threadsPerBlock - 1) / threadsPerBlock, threads: threadsPerBlock,
+                                   arguments: direct.map { Array($0.prefix(3)) + [scratch] } ?? [frame, scratch], frameArguments: direct == nil ? 1 : 0))
+        }
+        launches.append(Launch(kernel: name + "_combine", blocks: (outer + threadsPerBlock - 1) / threadsPerBlock, threads: threadsPerBlock,
+                               arguments: [scratch, direct?[3] ?? frame], frameArguments: direct == nil ? 2 : 0))
+        return launches
     }
 
     /// Enqueues the address arrays of batched product `k` (instruction) with the frame at `frame`.
@@ -657,15 +675,14 @@ package final class DeviceProgram {
                 if i.kind == .fallback, let (_, _, bytes) = NativeCodeGenerator.deviceCopyBefore(program.fallbacks[step.instruction]) {
                     try stream.copy(device: operands[0], toDevice: result, bytes: bytes)
                 }
-                if let split = NativeCodeGenerator.sumSplit(i) {
-                    let name = NativeCodeGenerator.directName(step.instruction), leaves = split.threads(outer: i.outer)
-                    try module.launch(name + "_leaves", blocks: (leaves + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
-                                      arguments: [operands[0], sumScratch], on: stream)
-                    try module.launch(name + "_combine", blocks: (step.threads + Self.threadsPerBlock - 1) / Self.threadsPerBlock, threads: Self.threadsPerBlock,
-                                      arguments: [sumScratch, result], on: stream)
+                let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [result]
+                if let split = i.kind == .fallback ? NativeCodeGenerator.sumSplit(program.fallbacks[step.instruction]) : NativeCodeGenerator.sumSplit(i) {
+                    for l in Self.splitLaunches(NativeCodeGenerator.directName(step.instruction), split, outer: i.kind == .fallback ? 1 : i.outer,
+                                                scratch: sumScratch, direct: pointers) {
+                        try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
+                    }
                     continue
                 }
-                let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [result]
                 try module.launch(NativeCodeGenerator.directName(step.instruction), blocks: (step.threads + Self.threadsPerBlock - 1) / Self.threadsPerBlock,
                                   threads: Self.threadsPerBlock, arguments: pointers, on: stream)
             }

@@ -16,8 +16,8 @@ extension NativeCodeGenerator {
     /// The device kernel of interpreted instruction `k` (`f`), when it has one: its name and the
     /// threads a launch runs (one per output element of a comparison, a `where`, a one-hot
     /// encoding, a gather or a cast; one per line of a softmax or an `argmax`, per example of a
-    /// cross-entropy, per column of a scatter-add; one for a mean squared error, whose kernel is one
-    /// block of ``NativeCodeGenerator/blockThreads``). Operands must each be in a frame region of
+    /// cross-entropy, per column of a scatter-add; one for a mean squared error, whose kernels
+    /// are a split sum's instead: ``sumSplit(_:)-(CompiledProgram.Fallback)``, `name` their prefix). Operands must each be in a frame region of
     /// their own (none read through a folded gather's table), and the output in one no operand
     /// shares: the threads write their elements while others still read theirs (a softmax's log
     /// form even reads its operand after writing its output), which the CPU's kernels, writing a
@@ -275,7 +275,7 @@ extension NativeCodeGenerator {
             out += shiftedPairwise(float64: f.inputs[0].type.dtype == .float64, k)
             body = crossEntropyBody(f, at, k)
         case .meanSquaredError:
-            return out + meanSquaredErrorKernel(f, k, at)
+            return out + meanSquaredErrorKernels(f, k, at)
         case .sum, .mean, .max, .min, .logsumexp:
             let reduction = stridedReduction(f)!
             return out + reductionKernel(k, op: f.op, float64: f.inputs[0].type.dtype == .float64, outer: reduction.kept.reduce(1) { $0 * $1.size },
@@ -502,41 +502,24 @@ extension NativeCodeGenerator {
         }
     }
 
-    /// The mean squared error's kernel (`adjoint_mse_<k>(base)`, or its direct form: `at`), as `Kernels.meanSquaredError`
-    /// computes it: the strict policy's sum of the squared differences (each `(a - b) * (a - b)`,
-    /// computed where the sum reads it) divided by the element count, NaN for none. One block of
-    /// ``NativeCodeGenerator/blockThreads`` threads: each sums a run of `m` of `Summation`'s
-    /// blocks (`m` the smallest power of two that leaves at most one run per thread), a subtree
-    /// of the sum's tree; thread 0 combines the runs' sums in the same tree order. `runsAtMost`:
-    /// the threads that sum runs (fewer than the block's only in tests, to make runs of several
-    /// blocks from a small input).
-    static func meanSquaredErrorKernel(_ f: CompiledProgram.Fallback, _ k: Int, _ at: KernelOperands, runsAtMost: Int = NativeCodeGenerator.blockThreads) -> String {
+    /// The mean squared error's kernels (`adjoint_mse_<k>_leaves` and `_combine`, or their direct
+    /// forms: `at`), as `Kernels.meanSquaredError` computes it: the strict policy's sum of the
+    /// squared differences (each `(a - b) * (a - b)`, computed where the sum reads it) divided by
+    /// the element count, NaN for none — a split sum (``NativeCodeGenerator/splitSumKernels(_:_:float64:outer:extent:split:at:leaf:result:)``)
+    /// of one row, each leaf's pairwise sum over the squares.
+    static func meanSquaredErrorKernels(_ f: CompiledProgram.Fallback, _ k: Int, _ at: KernelOperands) -> String {
         let float64 = f.inputs[0].type.dtype == .float64, t = float64 ? "double" : "float", n = f.inputs[0].type.elementCount
-        let threads = NativeCodeGenerator.blockThreads, blocks = Swift.max(1, (n + Summation.blockSize - 1) / Summation.blockSize)
-        var m = 1
-        while (blocks + m - 1) / m > Swift.min(runsAtMost, threads) { m *= 2 }
-        let runs = (blocks + m - 1) / m, name = "adjoint_pairwise_squared_\(k)"
-        let nan = float64 ? "adjoint_bits_d(0x7ff8000000000000ULL)" : "adjoint_bits_f(0x7fc00000U)"
-        var out = pairwiseFunction(name, float64: float64, pointers: ["a", "b"]) { i in "((a[\(i)] - b[\(i)]) * (a[\(i)] - b[\(i)]))" }
-        out += "\nextern \"C\" __global__ void __launch_bounds__(\(threads)) \(at.name("adjoint_mse_\(k)", k))(\(at.parameters)) {\n"
-            + "__shared__ \(t) runs[\(runs)];\n"
-            // (Not `a` and `b`: the block loop's index is `b`.)
-            + "const \(t) *left = (const \(t) *)\(at.input(0)), *right = (const \(t) *)\(at.input(1));\n"
-            + "\(t) *y = (\(t) *)\(at.output);\n"
-        if n == 0 { return out + "if (threadIdx.x == 0) y[0] = \(nan);\n}\n" }
-        return out + "ADJOINT_PHASES(2)\n"
-            + "ADJOINT_PHASE(0) if (threadIdx.x < \(runs)) {\n"
-            + "\(t) acc = 0;\n"
-            + "long first = (long)threadIdx.x * \(m), last = first + \(m) < \(blocks) ? first + \(m) : \(blocks);\n"
-            + strictSum(n, from: "first", to: "last", float64: float64) { "\(name)(left + \($0), right + \($0), \($1))" }
-            + "runs[threadIdx.x] = acc;\n"
-            + "} ADJOINT_PHASE_END\n"
-            + "ADJOINT_PHASE(1) if (threadIdx.x == 0) {\n"
-            + "\(t) acc = 0;\n"
-            + blockTree(from: "0", to: String(runs), t, "\(t) v = runs[b];\n") { binaryExpression(.add, $0, $1, float64: float64)! }
-            + "y[0] = acc / (\(t))\(n)LL;\n"
-            + "} ADJOINT_PHASE_END\n"
-            + "ADJOINT_PHASES_END\n}\n"
+        let pairwise = "adjoint_pairwise_squared_\(k)", nan = float64 ? "adjoint_bits_d(0x7ff8000000000000ULL)" : "adjoint_bits_f(0x7fc00000U)"
+        return pairwiseFunction(pairwise, float64: float64, pointers: ["a", "b"]) { i in "((a[\(i)] - b[\(i)]) * (a[\(i)] - b[\(i)]))" }
+            + splitSumKernels(at.name("adjoint_mse_\(k)", k), k, float64: float64, outer: 1, extent: n, split: sumSplit(extent: n), at: at,
+                              leaf: { "\(pairwise)((const \(t) *)\(at.input(0)) + \($0), (const \(t) *)\(at.input(1)) + \($0), \($1))" },
+                              result: { n == 0 ? nan : "\($0) / (\(t))\(n)LL" })
+    }
+
+    /// The split sum interpreted instruction `f` runs as (nil: none): a mean squared error's.
+    static func sumSplit(_ f: CompiledProgram.Fallback) -> SumSplit? {
+        guard f.op == .meanSquaredError, let a = f.inputs.first else { return nil }
+        return sumSplit(extent: a.type.elementCount)
     }
 
     /// Example `q`'s loss, as `Kernels.crossEntropy` computes it: the log-sum-exp of its logits

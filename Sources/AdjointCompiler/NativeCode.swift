@@ -174,8 +174,9 @@ struct NativeCodeGenerator {
         }
 
         var parameters: String { offsets == nil ? Self.directParameters : "unsigned char *base" }
-        /// The parameter a kernel that only reads operand 0 takes for it; one that only writes the result, for it.
-        var inputParameter: String { offsets == nil ? "unsigned char *p0" : "unsigned char *base" }
+        /// The parameters of a kernel that reads the operands and writes partial sums to `scratch`.
+        var leavesParameters: String { offsets == nil ? "unsigned char *p0, unsigned char *p1, unsigned char *p2, void *scratch" : "unsigned char *base, void *scratch" }
+        /// The parameter of a kernel that only writes the result.
         var outputParameter: String { offsets == nil ? "unsigned char *out" : "unsigned char *base" }
         /// Operand `j`'s address (a C `unsigned char *` expression).
         func input(_ j: Int) -> String { offsets.map { "(base + \($0.inputs[j]))" } ?? "p\(j)" }
@@ -285,7 +286,10 @@ struct NativeCodeGenerator {
     func cudaReduction(_ k: Int, direct: Bool = false) -> String {
         let i = instructions[k], at = KernelOperands(inputs: [i.a], output: i.y, direct: direct)
         if let split = Self.sumSplit(i) {
-            return Self.splitSumKernels(k, float64: i.float64, outer: i.outer, extent: i.extent, mean: i.op == .mean, split: split, at: at)
+            let t = i.float64 ? "double" : "float"
+            return Self.splitSumKernels(at.name(Self.reductionName(k), k), k, float64: i.float64, outer: i.outer, extent: i.extent, split: split, at: at,
+                                        leaf: { "adjoint_pairwise_\(i.float64 ? "d" : "f")((const \(t) *)\(at.input(0)) + q * \(i.extent) + \($0), \($1))" },
+                                        result: { i.op == .mean ? "\($0) / (\(t))\(i.extent)" : $0 })
         }
         return Self.reductionKernel(k, op: i.op, float64: i.float64, outer: i.outer, extent: i.extent, inner: i.inner, at: at)
     }
@@ -311,24 +315,32 @@ struct NativeCodeGenerator {
     /// ``sumLeaf`` elements each.
     static func sumSplit(_ i: Instruction) -> SumSplit? {
         guard i.kind == .reduce, i.op == .sum || i.op == .mean, i.inner == 1, i.extent >= 2 * sumLeaf else { return nil }
-        let first = Swift.min(i.extent, Summation.blockSize)
-        var depth = 0
-        while first >> depth > sumLeaf { depth += 1 }
-        return SumSplit(blocks: (i.extent + Summation.blockSize - 1) / Summation.blockSize, depth: depth)
+        return sumSplit(extent: i.extent)
     }
 
-    /// The kernels of a split strict sum or mean (``sumSplit(_:)``) of reduction `k`: the
-    /// operations of ``Summation``'s, in its order, over more threads. `adjoint_reduce_<k>_leaves(x, partials)`
-    /// runs one thread per (row, block, leaf): it walks its block's pairwise tree (`half = (n / 2)
-    /// & ~3` on the left, the rest on the right, down to 64 elements) along its leaf's path for
-    /// `depth` levels and writes the pairwise sum of the subtree there (a thread whose path ends
-    /// early, at a node of at most 64 elements, writes it only for the path's leftmost leaf).
-    /// `adjoint_reduce_<k>_combine(partials, y)` runs one thread per row: each block's tree over
-    /// its leaves, left plus right as the pairwise sum adds, then the blocks in ``Summation``'s
-    /// tree (``blockTree(from:to:_:_:_:)``), divided by the count for a mean. (Direct forms:
-    /// `adjoint_direct_<k>_leaves(p0, partials)` and `adjoint_direct_<k>_combine(partials, out)`.)
-    static func splitSumKernels(_ k: Int, float64: Bool, outer: Int, extent: Int, mean: Bool, split: SumSplit, at: KernelOperands) -> String {
-        let t = float64 ? "double" : "float", s = float64 ? "d" : "f", block = Summation.blockSize, name = at.name(reductionName(k), k)
+    /// The split of a strict sum of `extent` elements (no blocks for none; one leaf for up to
+    /// about 2 · ``sumLeaf``).
+    static func sumSplit(extent: Int) -> SumSplit {
+        let first = Swift.min(extent, Summation.blockSize)
+        var depth = 0
+        while first >> depth > sumLeaf { depth += 1 }
+        return SumSplit(blocks: (extent + Summation.blockSize - 1) / Summation.blockSize, depth: depth)
+    }
+
+    /// The kernels `<name>_leaves` and `<name>_combine` of a split strict sum (``SumSplit``) of
+    /// `outer` rows of `extent` elements: ``Summation``'s operations, in its order, over more
+    /// threads. `<name>_leaves(base, scratch)` runs one thread per (row `q`, block, leaf): it walks
+    /// its block's pairwise tree (`half = (n / 2) & ~3` on the left, the rest on the right, down
+    /// to 64 elements) along its leaf's path for `depth` levels and writes `leaf(start, count)`,
+    /// the pairwise sum of that subtree's elements (C, with `q` in scope), to `scratch` (a thread
+    /// whose path ends early, at a node of at most 64 elements, writes it only for the path's
+    /// leftmost leaf). `<name>_combine(scratch, base)` runs one thread per row: each block's tree
+    /// over its leaves, left plus right as the pairwise sum adds, then the blocks in
+    /// ``Summation``'s tree (``blockTree(from:to:_:_:_:)``), and stores `result(acc)`. (Direct
+    /// forms, `at`: `<name>_leaves(p0, p1, p2, scratch)` and `<name>_combine(scratch, out)`.)
+    static func splitSumKernels(_ name: String, _ k: Int, float64: Bool, outer: Int, extent: Int, split: SumSplit, at: KernelOperands,
+                                leaf: (_ start: String, _ count: String) -> String, result: (String) -> String) -> String {
+        let t = float64 ? "double" : "float", block = Summation.blockSize
         let (blocks, depth, leaves) = (split.blocks, split.depth, split.leaves), node = "adjoint_sumnode_\(k)"
         /// Block `b`'s length (C).
         let length = "(\(extent) - b * \(block) < \(block) ? \(extent) - b * \(block) : \(block))"
@@ -337,10 +349,10 @@ struct NativeCodeGenerator {
             + "long half = (n / 2) & ~3L;\n"
             + "return \(node)(leaf, half, level + 1) + \(node)(leaf + (1L << (\(depth) - level - 1)), n - half, level + 1);\n"
             + "}\n"
-        out += "\nextern \"C\" __global__ void \(name)_leaves(\(at.inputParameter), void *scratch) {\n"
+        out += "\nextern \"C\" __global__ void \(name)_leaves(\(at.leavesParameters)) {\n"
             + "long j = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (j >= \(split.threads(outer: outer))) return;\n"
-            + "long q = j / \(blocks * leaves), b = (j / \(leaves)) % \(blocks), leaf = j % \(leaves);\n"
+            + "long q = j / \(Swift.max(1, blocks * leaves)), b = (j / \(leaves)) % \(Swift.max(1, blocks)), leaf = j % \(leaves);\n"
             + "long start = b * \(block), n = \(length);\n"
             + "for (int level = 0; level < \(depth); level++) {\n"
             + "long below = 1L << (\(depth) - level - 1);\n"
@@ -348,17 +360,17 @@ struct NativeCodeGenerator {
             + "long half = (n / 2) & ~3L;\n"
             + "if ((leaf / below) % 2) { start += half; n -= half; } else n = half;\n"
             + "}\n"
-            + "((\(t) *)scratch)[j] = adjoint_pairwise_\(s)((const \(t) *)\(at.input(0)) + q * \(extent) + start, n);\n"
+            + "((\(t) *)scratch)[j] = \(leaf("start", "n"));\n"
             + "}\n"
         let combine: (String, String) -> String = { binaryExpression(.add, $0, $1, float64: float64)! }
         out += "\nextern \"C\" __global__ void \(name)_combine(void *scratch, \(at.outputParameter)) {\n"
             + "long q = (long)blockIdx.x * (long)blockDim.x + (long)threadIdx.x;\n"
             + "if (q >= \(outer)) return;\n"
             + "const \(t) *partials = (const \(t) *)scratch + q * \(blocks * leaves);\n"
-            + "\(t) acc;\n"
-            + (blocks == 1 ? "{ long b = 0; acc = \(node)(partials, \(length), 0); }\n"
+            + "\(t) acc = 0;\n"
+            + (blocks == 0 ? "" : blocks == 1 ? "{ long b = 0; acc = \(node)(partials, \(length), 0); }\n"
                            : blockTree(from: "0", to: String(blocks), t, "\(t) v = \(node)(partials + b * \(leaves), \(length), 0);\n", combine))
-            + "((\(t) *)\(at.output))[q] = \(mean ? "acc / (\(t))\(extent)" : "acc");\n"
+            + "((\(t) *)\(at.output))[q] = \(result("acc"));\n"
             + "}\n"
         return out
     }

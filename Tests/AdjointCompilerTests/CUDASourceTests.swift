@@ -163,7 +163,15 @@ struct CUDASourceTests {
             #expect(selections.count == 24, "\(dtype)")   // the int64 labels' reshape among them
             let selectSource = try #require(selecting.cudaSource(interpreted: selections))
             let selectText = String(decoding: try nvrtc.compile(selectSource, name: "selections", target: .ptx(compute: 90)), as: UTF8.self)
-            for k in selections { #expect(selectText.contains(".entry \(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name)("), "\(dtype)") }
+            /// Kernel `name`'s entries: a split sum's two (a mean squared error's), or itself.
+            func entries(_ name: String, _ k: Int) -> [String] {
+                NativeCodeGenerator.sumSplit(selecting.fallbacks[k]) == nil ? [name] : [name + "_leaves", name + "_combine"]
+            }
+            for k in selections {
+                for entry in entries(NativeCodeGenerator.interpretedKernel(selecting.fallbacks[k], k)!.name, k) {
+                    #expect(selectText.contains(".entry \(entry)("), "\(dtype)")
+                }
+            }
             #expect(selections.filter { selectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 8, "\(dtype)")
             #expect(try nvrtc.compile(selectSource, name: "selections", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
             // Each also as a kernel on its operands' addresses, with its check.
@@ -171,7 +179,9 @@ struct CUDASourceTests {
             #expect(directSelections.count == selections.count, "\(dtype)")
             let directSelectText = String(decoding: try nvrtc.compile(try #require(selecting.cudaSource(direct: directSelections)), name: "direct",
                                                                       target: .ptx(compute: 90)), as: UTF8.self)
-            for k in directSelections { #expect(directSelectText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
+            for k in directSelections {
+                for entry in entries(NativeCodeGenerator.directName(k), k) { #expect(directSelectText.contains(".entry \(entry)("), "\(dtype)") }
+            }
             #expect(selections.filter { directSelectText.contains(".entry \(NativeCodeGenerator.checkName($0))(") }.count == 8, "\(dtype)")
             // Reductions over axes that are not one run (read through strides, rows over one and
             // several of Summation's blocks), an empty log-sum-exp, and layout operators on

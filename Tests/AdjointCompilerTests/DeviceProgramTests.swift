@@ -478,35 +478,30 @@ struct DeviceProgramTests {
         }
     }
 
-    @Test("a mean squared error's runs of several blocks, each summed by one thread, combine in the strict tree: the CPU's bits")
-    func meanSquaredErrorRuns() throws {
+    @Test("a mean squared error is a split sum: leaves of its blocks' pairwise trees, combined up the trees and across the blocks in the strict order: the CPU's bits")
+    func meanSquaredErrorSplit() throws {
         let emulator = try HostKernelEmulator()
-        // Six of `Summation`'s blocks in runs of four (two threads): blocks 0 to 3, then 4 and 5.
-        // Uniform differences, and differences whose squares sum to 1 in block 0 and to 0.38 units
-        // in the last place of 1 in each of blocks 1 to 3: run 0's sum is 1 + ulp in the tree,
-        // 1 left to right.
+        // Six of `Summation`'s blocks. Uniform differences, and differences whose squares sum to 1
+        // in block 0 and to 0.38 units in the last place of 1 in each of blocks 1 to 3: the sum is
+        // 1 + ulp in the tree, 1 left to right. Then one leaf (3,000 elements), and none.
         let n = 5 * Summation.blockSize + 3, ulp = [DType.float64: Double.ulpOfOne, .float32: Double(Float.ulpOfOne)]
         let cases = try [DType.float64, .float32].flatMap { dtype -> [(Tensor, Tensor)] in
             var tied = [Double](repeating: 0, count: n)
             tied[0] = 1
             for b in 1...3 { tied[b * Summation.blockSize] = Foundation.sqrt(0.38 * ulp[dtype]!) }
             return [(try Self.uniform([n], 11, dtype) * 4, try Self.uniform([n], 12, dtype)),
-                    (try Tensor(tied).cast(to: dtype), try Tensor.full([n], 0, dtype: dtype))]
+                    (try Tensor(tied).cast(to: dtype), try Tensor.full([n], 0, dtype: dtype)),
+                    (try Self.uniform([3000], 13, dtype), try Self.uniform([3000], 14, dtype)),
+                    (try Tensor.full([0], 0, dtype: dtype), try Tensor.full([0], 0, dtype: dtype))]
         }
         for (a, b) in cases {
-            let dtype = a.dtype, size = dtype.byteSize, type = ValueType(dtype: dtype, shape: [n])
-            let f = CompiledProgram.Fallback(op: .meanSquaredError, attributes: .none,
-                                             inputs: [.init(offset: 0, type: type), .init(offset: n * size, type: type)],
-                                             output: .init(offset: 2 * n * size, type: ValueType(dtype: dtype, shape: [])))
-            let module = try emulator.load(NativeCodeGenerator.cudaPrelude + NativeCodeGenerator.meanSquaredErrorKernel(f, 0, .init(f, direct: false), runsAtMost: 2))
-            let frame = try emulator.allocate(2 * n * size + 8)
-            defer { emulator.release(frame) }
-            try emulator.copy(a.rawPointer, toDevice: frame, bytes: n * size)
-            try emulator.copy(b.rawPointer, toDevice: frame + UInt64(n * size), bytes: n * size)
-            try module.launch("adjoint_mse_0", blocks: 1, threads: NativeCodeGenerator.blockThreads, arguments: [frame])
-            let y = Tensor(uninitialized: [], dtype: dtype)
-            try emulator.copy(frame + UInt64(2 * n * size), toHost: y.rawPointer, bytes: size)
-            #expect(Self.bits(y) == Self.bits(try a.meanSquaredError(b)), "\(dtype)")
+            let program = try compile(native: .off) { (v: [Tensor]) in [try v[0].meanSquaredError(v[1])] }.trace(for: [a, b]).program
+            let expected = try a.meanSquaredError(b)
+            for framePerCall in [false, true] {
+                let device = try DeviceProgram(program, pool: DeviceMemoryPool(device: emulator), framePerCall: framePerCall)
+                #expect(framePerCall || device.launches.map(\.kernel).allSatisfy { $0.hasPrefix("adjoint_mse_") }, "\(a.dtype) [\(a.elementCount)]")
+                #expect(Self.bits(try device([a, b])[0]) == Self.bits(expected), "\(a.dtype) [\(a.elementCount)], frame per call \(framePerCall)")
+            }
         }
     }
 
