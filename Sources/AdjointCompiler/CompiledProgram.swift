@@ -701,8 +701,8 @@ public final class CompiledProgram: @unchecked Sendable {
     /// (`adjoint_direct_<k>`, for a program run with no frame), and nothing else (nil: none):
     /// elementwise ones without folded gathers, broadcasting through strides
     /// (`NativeCodeGenerator.cudaElementwise(_:direct:broadcast:shape:)`), reductions
-    /// (`NativeCodeGenerator.cudaReduction(_:direct:)`) and interpreted ones
-    /// (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`). (A direct kernel's helper functions
+    /// (`NativeCodeGenerator.cudaReduction(_:direct:)`) and interpreted ones, or layout operators
+    /// the planner made gathers, as their operators' kernels (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`). (A direct kernel's helper functions
     /// have the names of its frame form's, so the two forms are separate sources.)
     package func cudaSource(direct: [Int]) -> String? {
         guard !direct.isEmpty else { return nil }
@@ -710,7 +710,7 @@ public final class CompiledProgram: @unchecked Sendable {
         return NativeCodeGenerator.cudaPrelude + direct.map { k in
             switch instructions[k].kind {
             case .reduce: generator.cudaReduction(k, direct: true)
-            case .fallback: NativeCodeGenerator.cudaInterpreted(fallbacks[k], k, direct: true)
+            case .fallback, .gather: NativeCodeGenerator.cudaInterpreted(fallbacks[k], k, direct: true)
             default: generator.cudaElementwise(k, direct: true, broadcast: fallbacks[k].inputs.map(\.type.shape), shape: fallbacks[k].output.type.shape)
             }
         }.joined()

@@ -149,13 +149,25 @@ package final class DeviceProgram {
     /// The frame the program holds (0: a frame per call).
     private let residentFrame: UInt64
     /// Where every instruction of the program reads whole arguments (or constants) and writes a
-    /// whole output — an operator on device tensors that is a matrix product, elementwise
-    /// arithmetic (broadcasting or not), a reduction, or an interpreted operator (its check first) —
-    /// its instructions so, which ``callResident(_:on:)`` runs on the arguments' device blocks and
-    /// new output blocks, with no frame and no copies (``callAsFunction(_:)`` on blocks it copies
-    /// the arguments into); the module then holds their direct kernels alone, and there are no
-    /// ``steps``.
-    private let direct: [Direct]?
+    /// whole output, and every other output is a view of an argument — an operator on device
+    /// tensors that is a matrix product, elementwise arithmetic (broadcasting or not), a
+    /// reduction, a layout operator, or an interpreted operator (its check first); a reshape — the
+    /// plan, which ``callResident(_:on:)`` runs on the arguments' device blocks and new output
+    /// blocks (views of the arguments' storage for views), with no frame and no copies
+    /// (``callAsFunction(_:)`` on blocks it copies the arguments into); the module then holds the
+    /// instructions' direct kernels alone, and there are no ``steps``.
+    private let direct: DirectPlan?
+
+    /// A program run where its operands and results are: its instructions, and the outputs that
+    /// are views of arguments (a reshape's, a contiguous slice's: the planner's aliases).
+    private struct DirectPlan {
+        var steps: [Direct]
+        var views: [View]
+        var instructions: [Int] { steps.map(\.instruction) }
+    }
+
+    /// Output `output`: argument `argument`'s elements from `elementOffset` on.
+    private struct View { let output: Int, argument: Int, elementOffset: Int }
 
     /// An instruction run where its operands and result are (``direct``).
     private struct Direct {
@@ -252,11 +264,11 @@ package final class DeviceProgram {
         let reductions = order.compactMap { work -> Int? in if case let .reduce(k) = work { k } else { nil } }
         let elementwise = order.compactMap { work -> Int? in if case let .elementwise(k) = work { k } else { nil } }
         let interpreted = order.compactMap { work -> Int? in if case let .interpreted(k) = work { k } else { nil } }
-        let checks = (direct?.map(\.instruction).filter { program.instructions[$0].kind == .fallback } ?? interpreted).compactMap { k in
+        let checks = (direct?.instructions.filter { Self.runsInterpreted(program, $0) } ?? interpreted).compactMap { k in
             NativeCodeGenerator.deviceCheck(program.fallbacks[k]).map { (instruction: k, op: program.fallbacks[k].op, check: $0) }
         }
         // A program of matmuls alone has no kernels to compile.
-        let module = try (direct.map { direct in program.cudaSource(direct: direct.map(\.instruction).filter { program.instructions[$0].kind != .matmul }) }
+        let module = try (direct.map { direct in program.cudaSource(direct: direct.instructions.filter { program.instructions[$0].kind != .matmul }) }
             ?? program.cudaSource(segments: segments, reductions: reductions, elementwise: elementwise, interpreted: interpreted))
             .map { try device.load($0) }
         // The elementwise kernels' index tables, one after another (8 bytes an entry).
@@ -267,7 +279,7 @@ package final class DeviceProgram {
         }
         let scratchBytes = native.flatMap { native in native.runs.indices.map { native.chunkedReductions[$0].count * native.chunkedElements[$0] * 8 }.max() } ?? 0
         // Batched products read their operands' addresses from device memory: one array image for all.
-        let products = direct?.map(\.instruction).filter { program.instructions[$0].kind == .matmul }
+        let products = direct?.instructions.filter { program.instructions[$0].kind == .matmul }
             ?? order.compactMap { work -> Int? in if case let .matmul(k) = work { k } else { nil } }
         let batched = products.filter { program.products[program.instructions[$0].product].jobs.count > 1 }
         let arrayBytes = batched.reduce(0) { $0 + program.products[program.instructions[$1].product].jobs.count * 24 }
@@ -277,9 +289,9 @@ package final class DeviceProgram {
         var frame: UInt64 = 0, constantsAddress: UInt64 = 0, scratch: UInt64 = 0, partials: UInt64 = 0
         var statusAddress: UInt64 = 0, arrayBase: UInt64 = 0, tableBase: UInt64 = 0, sumScratch: UInt64 = 0
         // The split sums' partials (one split sum runs at a time on the stream: one block for all).
-        let sumScratchBytes = (direct?.map(\.instruction) ?? (reductions + interpreted)).compactMap { k -> Int? in
+        let sumScratchBytes = (direct?.instructions ?? (reductions + interpreted)).compactMap { k -> Int? in
             let i = program.instructions[k]
-            return i.kind == .fallback ? NativeCodeGenerator.sumSplit(program.fallbacks[k])?.scratchBytes(outer: 1)
+            return Self.runsInterpreted(program, k) ? NativeCodeGenerator.sumSplit(program.fallbacks[k])?.scratchBytes(outer: 1)
                                        : NativeCodeGenerator.sumSplit(i)?.scratchBytes(outer: i.outer)
         }.max() ?? 0
         do {
@@ -400,13 +412,12 @@ package final class DeviceProgram {
                     batch: plan.jobs.count, arrays: plan.jobs.count == 1 ? 0 : arrays)
     }
 
-    /// The instructions of a program each of whose instructions is a matrix product, elementwise
-    /// arithmetic (its tables, if any, a broadcast's), a reduction, or an interpreted operator
-    /// with a direct kernel (at most three operands), reading whole
-    /// arguments (or constants) and writing a whole output, every output written by one of them
-    /// (nil otherwise).
-    private static func directInstructions(_ program: CompiledProgram, _ range: Range<Int>) -> [Direct]? {
-        guard !range.isEmpty else { return nil }
+    /// The plan of a program each of whose instructions is a matrix product, elementwise
+    /// arithmetic (its tables, if any, a broadcast's), a reduction, or an operator with a direct
+    /// interpreted kernel (at most three operands; a layout operator the planner made a gather
+    /// too), reading whole arguments (or constants) and writing a whole output, each output
+    /// written by one of them or a view of an argument (nil otherwise).
+    private static func directInstructions(_ program: CompiledProgram, _ range: Range<Int>) -> DirectPlan? {
         let constants = program.constantImage.count
         func place(_ offset: Int) -> Direct.Place? {
             if let j = program.arguments.firstIndex(where: { $0.offset == offset }) { return .argument(j) }
@@ -422,22 +433,40 @@ package final class DeviceProgram {
             case .binary: (offsets, threads) = ([i.a, i.b], i.n)
             case .multiplyAdd: (offsets, threads) = ([i.a, i.b, i.c], i.n)
             case .reduce where NativeCodeGenerator.hasReductionKernel(i) && i.table < 0: (offsets, threads) = ([i.a], i.outer * i.inner)
-            case .fallback where NativeCodeGenerator.hasDirectKernel(f): (offsets, threads) = (f.inputs.map(\.offset), NativeCodeGenerator.interpretedKernel(f, k)!.threads)
+            case _ where runsInterpreted(program, k) && NativeCodeGenerator.hasDirectKernel(f):
+                (offsets, threads) = (f.inputs.map(\.offset), NativeCodeGenerator.interpretedKernel(f, k)!.threads)
             default: return nil
             }
             // Tables only from broadcasts (no folded gathers, no accumulation in place): the
             // direct kernel walks the operands' broadcast strides instead.
             guard i.table < 0 || (i.accumulator < 0 && i.kind != .matmul), f.inputs.allSatisfy({ $0.table < 0 }),
-                  [.matmul, .reduce, .fallback].contains(i.kind) || NativeCodeGenerator.hasElementwiseKernel(i),
+                  [.matmul, .reduce, .fallback, .gather].contains(i.kind) || NativeCodeGenerator.hasElementwiseKernel(i),
                   let o = program.outputs.firstIndex(where: { $0.offset == (i.kind == .fallback ? f.output.offset : i.y) }) else { return nil }
             let operands = offsets.compactMap(place)
             // A product's operands are arguments: a batch's address arrays are written per call.
             guard operands.count == offsets.count, i.kind != .matmul || operands.allSatisfy({ if case .argument = $0 { true } else { false } }) else { return nil }
             result.append(Direct(instruction: k, operands: operands, output: o, threads: threads))
         }
-        // Every output an instruction's own (none an argument's region, none written twice).
-        guard Set(result.map(\.output)).count == result.count, result.count == program.outputs.count else { return nil }
-        return result
+        // Every output an instruction's own (none written twice) or an argument's elements.
+        guard Set(result.map(\.output)).count == result.count else { return nil }
+        var views: [View] = []
+        for (o, output) in program.outputs.enumerated() where !result.contains(where: { $0.output == o }) {
+            let size = output.type.dtype.byteSize
+            guard let j = program.arguments.firstIndex(where: { argument in
+                argument.type.dtype == output.type.dtype && output.offset >= argument.offset
+                    && output.offset + output.type.byteCount <= argument.offset + argument.type.byteCount && (output.offset - argument.offset) % size == 0
+            }) else { return nil }
+            views.append(View(output: o, argument: j, elementOffset: (output.offset - program.arguments[j].offset) / size))
+        }
+        return DirectPlan(steps: result, views: views)
+    }
+
+    /// Whether instruction `k` runs as the kernel of the operator it comes from
+    /// (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`): one the CPU interprets, or — run
+    /// direct — a layout operator the planner turned into a gather (its layout kernel copies the
+    /// same elements, as words).
+    private static func runsInterpreted(_ program: CompiledProgram, _ k: Int) -> Bool {
+        program.instructions[k].kind == .fallback || (program.instructions[k].kind == .gather && program.fallbacks[k].op.family == .layout)
     }
 
     /// The launches of split sum `name` (`NativeCodeGenerator.splitSumKernels`) over `outer` rows
@@ -601,28 +630,36 @@ package final class DeviceProgram {
 
     /// A program of ``direct`` instructions: each reads its operands where they are on the device
     /// and writes a new block that becomes its output — no frame, no copies but a host
-    /// argument's (a CPU scalar's), copied into a block of its own.
-    private func runDirect(_ direct: [Direct], _ arguments: [Tensor], on tensors: DeviceTensors) throws -> [Tensor] {
-        var addresses: [UInt64] = [], copies: [DeviceBlock] = []
+    /// argument's (a CPU scalar's), copied into a block of its own; an output that is a view of an
+    /// argument is a view of its storage, as the CPU's reshape is.
+    private func runDirect(_ direct: DirectPlan, _ arguments: [Tensor], on tensors: DeviceTensors) throws -> [Tensor] {
+        var resident: [Tensor] = []
         for (a, value) in arguments.enumerated() {
             guard let memory = value.storage.deviceMemory else {
-                // Given back when this returns, behind the work enqueued on the stream.
+                // Given back when its tensor goes, behind the work enqueued on the stream.
                 let block = try DeviceBlock(bytes: program.arguments[a].type.byteCount, stream: stream, tensors: tensors)
                 try copyIn(value, to: block.address, argument: a)
-                copies.append(block)
-                addresses.append(block.address)
+                resident.append(block.tensor(program.arguments[a].type))
                 continue
             }
             guard let block = memory as? DeviceBlock, block.tensors === tensors else {
                 throw TensorError.deviceMismatch(op: "DeviceProgram", detail: "argument \(a) is on \(value.device), the program on \(tensors.device)")
             }
             try block.use(on: stream)
-            addresses.append(value.deviceAddress!)
+            resident.append(value)
         }
-        let outputs = try program.outputs.map { place in try DeviceBlock(bytes: place.type.byteCount, stream: stream, tensors: tensors) }
-        try enqueueDirect(direct, arguments: addresses, outputs: outputs.map(\.address))
+        var outputs = [Tensor?](repeating: nil, count: program.outputs.count), addresses = [UInt64](repeating: 0, count: program.outputs.count)
+        for step in direct.steps {
+            let block = try DeviceBlock(bytes: program.outputs[step.output].type.byteCount, stream: stream, tensors: tensors)
+            (outputs[step.output], addresses[step.output]) = (block.tensor(program.outputs[step.output].type), block.address)
+        }
+        for view in direct.views {
+            let t = resident[view.argument]
+            outputs[view.output] = Tensor(storage: t.storage, offset: t.offset + view.elementOffset, shape: program.outputs[view.output].type.shape)
+        }
+        try enqueueDirect(direct.steps, arguments: resident.map { $0.deviceAddress! }, outputs: addresses)
         try throwFailedChecks()
-        return withExtendedLifetime(copies) { zip(outputs, program.outputs).map { $0.tensor($1.type) } }
+        return withExtendedLifetime(resident) { outputs.map { $0! } }
     }
 
     /// Where the program checks indices or values: waits for the stream and throws the CPU's
@@ -672,12 +709,13 @@ package final class DeviceProgram {
                     try module.launch(NativeCodeGenerator.checkName(step.instruction), blocks: 1, threads: NativeCodeGenerator.blockThreads,
                                       arguments: [operands[operand], statusAddress + UInt64(24 * c)], on: stream)
                 }
-                if i.kind == .fallback, let (_, _, bytes) = NativeCodeGenerator.deviceCopyBefore(program.fallbacks[step.instruction]) {
+                if Self.runsInterpreted(program, step.instruction), let (_, _, bytes) = NativeCodeGenerator.deviceCopyBefore(program.fallbacks[step.instruction]) {
                     try stream.copy(device: operands[0], toDevice: result, bytes: bytes)
                 }
                 let pointers = operands + [UInt64](repeating: 0, count: 3 - operands.count) + [result]
-                if let split = i.kind == .fallback ? NativeCodeGenerator.sumSplit(program.fallbacks[step.instruction]) : NativeCodeGenerator.sumSplit(i) {
-                    for l in Self.splitLaunches(NativeCodeGenerator.directName(step.instruction), split, outer: i.kind == .fallback ? 1 : i.outer,
+                let interpreted = Self.runsInterpreted(program, step.instruction)
+                if let split = interpreted ? NativeCodeGenerator.sumSplit(program.fallbacks[step.instruction]) : NativeCodeGenerator.sumSplit(i) {
+                    for l in Self.splitLaunches(NativeCodeGenerator.directName(step.instruction), split, outer: interpreted ? 1 : i.outer,
                                                 scratch: sumScratch, direct: pointers) {
                         try module.launch(l.kernel, blocks: l.blocks, threads: l.threads, arguments: l.arguments, on: stream)
                     }
@@ -691,8 +729,8 @@ package final class DeviceProgram {
 
     /// ``callAsFunction(_:)`` for a program of ``direct`` instructions: the arguments copied into
     /// blocks from the pool, the instructions run on them into blocks of their own, the outputs
-    /// copied back; the blocks given back behind that work.
-    private func callDirect(_ direct: [Direct], _ arguments: [Tensor]) throws -> [Tensor] {
+    /// (a view's from its argument's block) copied back; the blocks given back behind that work.
+    private func callDirect(_ direct: DirectPlan, _ arguments: [Tensor]) throws -> [Tensor] {
         try checkArguments(arguments)
         var blocks: [(address: UInt64, capacity: Int)] = []
         defer {
@@ -706,9 +744,15 @@ package final class DeviceProgram {
                 blocks.append(try pool.allocate(program.arguments[a].type.byteCount, on: stream))
                 try copyIn(value, to: blocks.last!.address, argument: a)
             }
-            for place in program.outputs { blocks.append(try pool.allocate(place.type.byteCount, on: stream)) }
-            let results = blocks[arguments.count...].map(\.address)
-            try enqueueDirect(direct, arguments: blocks.prefix(arguments.count).map(\.address), outputs: Array(results))
+            var results = [UInt64](repeating: 0, count: program.outputs.count)
+            for step in direct.steps {
+                blocks.append(try pool.allocate(program.outputs[step.output].type.byteCount, on: stream))
+                results[step.output] = blocks.last!.address
+            }
+            for view in direct.views {
+                results[view.output] = blocks[view.argument].address + UInt64(view.elementOffset * program.outputs[view.output].type.dtype.byteSize)
+            }
+            try enqueueDirect(direct.steps, arguments: blocks.prefix(arguments.count).map(\.address), outputs: results)
             for ((place, t), address) in zip(zip(program.outputs, outputs), results) where place.type.byteCount > 0 {
                 try stream.copy(address, toHost: t.rawPointer, bytes: place.type.byteCount)
             }

@@ -15,8 +15,9 @@ import AdjointTensor
 /// device's caching allocator (``DeviceMemoryPool``; the one the thread's previous call gave back),
 /// copies the operands into it, runs the program, copies the result into a block of its own and
 /// gives the frame back behind that work — except that nearly every operator (a matrix product,
-/// elementwise arithmetic, broadcasting or not, a reduction, an interpreted operator of at most
-/// three operands) reads its operands where they are and writes its result's block directly
+/// elementwise arithmetic, broadcasting or not, a reduction, a layout operator, an interpreted
+/// operator of at most three operands) reads its operands where they are and writes its result's
+/// block directly, and a reshape, or a slice of whole rows, is a view of its operand's storage
 /// — all on the calling thread's stream, without waiting for it.
 ///
 /// Each thread has a stream of its own on the device: its operators run in order, asynchronously

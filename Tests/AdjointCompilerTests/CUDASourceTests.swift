@@ -141,6 +141,15 @@ struct CUDASourceTests {
             for k in elementwise { #expect(tableText.contains(".entry adjoint_elementwise_\(k)("), "\(dtype)") }
             #expect(!tableText.contains("fma.rn"), "\(dtype)")
             #expect(try nvrtc.compile(tableSource, name: "elementwise", target: .cubin(sm: 90)).starts(with: [0x7f, 0x45, 0x4c, 0x46]))
+            // Layout operators the planner made gathers, as their operators' kernels on their operands' addresses.
+            let layouts = try compile(native: .off) { (v: [Tensor]) in
+                [try v[0].transposed(), try v[0].slice(starts: [1, 2], ends: [300, 200]), try v[1].broadcast(to: [420, 300]),
+                 try v[0].padded(low: [1, 1], high: [2, 0], value: 0.5), try Tensor.concat([v[0], v[0]], axis: 1)]
+            }.trace(for: [x, row]).program
+            let gathers = layouts.instructions.indices.filter { layouts.instructions[$0].kind == .gather && NativeCodeGenerator.hasDirectKernel(layouts.fallbacks[$0]) }
+            #expect(gathers.count == 5, "\(dtype)")
+            let layoutText = String(decoding: try nvrtc.compile(try #require(layouts.cudaSource(direct: gathers)), name: "layouts", target: .ptx(compute: 90)), as: UTF8.self)
+            for k in gathers { #expect(layoutText.contains(".entry \(NativeCodeGenerator.directName(k))("), "\(dtype)") }
             // Instructions the CPU interprets that have device kernels: comparisons and selections,
             // broadcasting, of float, integer and bool operands; softmax and log-softmax;
             // cross-entropy (over up to one of `Summation`'s blocks of classes, and over more), one-hot,

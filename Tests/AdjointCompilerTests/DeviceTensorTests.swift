@@ -450,6 +450,10 @@ struct DeviceTensorTests {
             ("cast to int32", [], { try $0[0].cast(to: .int32) }), ("one-hot", [], { try $0[3].oneHot(depth: 7) }),
             ("gather", [], { try $0[0].gather($0[4], axis: 1) }), ("scatter-add", [], { try $0[0].scatterAdd($0[4], $0[0]) }),
             ("cross-entropy", [], { try $0[0].crossEntropy(labels: $0[4]) }),
+            // Layout operators on floats, which the planner makes gathers: their layout kernels.
+            ("a float transpose", [], { try $0[0].transposed() }), ("a float slice of columns", [], { try $0[0].slice(starts: [0, 8], ends: [64, 40]) }),
+            ("a float broadcast", [], { try $0[2].broadcast(to: [64, 64]) }), ("a float pad", [], { try $0[0].padded(low: [1, 0], high: [0, 2], value: 0.5) }),
+            ("a float concatenation", [], { try Tensor.concat([$0[0], $0[2].reshaped([1, 64])], axis: 0) }),
         ]
         for (name, extra, f) in others {
             let operands = [dp, dcube, drow, dsquare, dlabels]
@@ -461,6 +465,18 @@ struct DeviceTensorTests {
             let blocks = extra + [y.elementCount * y.dtype.byteSize]
             #expect(tensors.pool.statistics.peakBytes - live == blocks.reduce(0) { $0 + StoragePool.capacity(for: $1) }, "\(name)")
             #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f([p, cube, row, square, labels])), "\(name)")
+        }
+        // A reshape, or a slice of whole rows, is a view of its operand's storage, as the CPU's
+        // is: nothing allocated, nothing copied.
+        let views: [(String, (Tensor) throws -> Tensor)] = [("reshape", { try $0.reshaped([32, 128]) }), ("rows", { try $0.slice(starts: [8, 0], ends: [40, 64]) })]
+        for (name, f) in views {
+            _ = try f(dp)   // the program made
+            try device.synchronize()
+            tensors.pool.resetPeak()
+            let live = tensors.pool.statistics.liveBytes
+            let y = try f(dp)
+            #expect(tensors.pool.statistics.peakBytes == live && y.storage === dp.storage, "\(name)")
+            #expect(Self.bits(try y.to(.cpu)) == Self.bits(try f(p)), "\(name)")
         }
         for (name, extra, f) in elementwise {
             _ = try f([dp, dq, drow, dcolumn])   // the program made
