@@ -794,10 +794,12 @@ struct DeviceMemoryPoolTests {
         #expect(throws: TensorError.self) { try perCall.download() }
         // A program each of whose instructions reads arguments and writes an output whole runs
         // with no frame and no kernel of the frame's (no steps): its arguments copied into
-        // blocks, its results written into blocks of their own, all given back behind the call.
+        // blocks, its results written into blocks of their own (a reshape's and a row slice's
+        // read from their argument's), all given back behind the call.
         let (m, row) = (try DeviceProgramTests.uniform([30, 40], 42, .float64), try DeviceProgramTests.uniform([40], 43, .float64))
         let direct = try compile(native: .off) { (v: [Tensor]) in
-            [try v[0].sum(axes: [0]), try v[0].softmax(axis: 1), try v[0].logsumexp(axes: [1]), try v[0].less(v[1]), try v[0] * v[1]]
+            [try v[0].sum(axes: [0]), try v[0].softmax(axis: 1), try v[0].logsumexp(axes: [1]), try v[0].less(v[1]), try v[0] * v[1],
+             try v[0].reshaped([40, 30]), try v[0].slice(starts: [10, 0], ends: [20, 40]), try v[0].transposed()]
         }.trace(for: [m, row]).program
         let framed = try DeviceProgram(direct, pool: pool), before = pool.statistics.liveBytes
         let unframed = try DeviceProgram(direct, pool: pool, framePerCall: true)
