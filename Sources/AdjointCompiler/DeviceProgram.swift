@@ -88,10 +88,10 @@ package enum DeviceRuntime {
 /// strict tree (and dividing for a mean) into the frame — so later runs read the result on the
 /// device. A sum, mean, maximum, minimum or log-sum-exp over axes that no run holds is a kernel
 /// of its own, one thread per output element, in the CPU's strict order
-/// (`NativeCodeGenerator.cudaReduction(_:direct:)`), over axes that are not one run too (read through
-/// strides in the order the CPU's permuted copy has) — a sum or mean along a long contiguous axis
-/// two, splitting each row's pairwise tree over threads (`NativeCodeGenerator.sumSplit(_:)`); so is an elementwise instruction no run
-/// holds (a broadcast too large for a plain run), one thread per element, its index tables
+/// (`NativeCodeGenerator.cudaReduction(_:direct:)`), over axes that are not one run too (read
+/// through strides in the order the CPU's permuted copy has), and a sum or mean along a long
+/// contiguous axis two kernels that split each row's pairwise tree over threads
+/// (`NativeCodeGenerator.sumSplit(_:)`); so is an elementwise instruction no run holds (a broadcast too large for a plain run), one thread per element, its index tables
 /// copied to the device with the program, or, when they are compact, their rules in its source
 /// (`NativeCodeGenerator.cudaElementwise(_:direct:)`); so is a layout operator on elements the
 /// planner does not alias or gather (integers, bools, 16-bit floats), one thread per element
@@ -149,12 +149,12 @@ package final class DeviceProgram {
     /// The frame the program holds (0: a frame per call).
     private let residentFrame: UInt64
     /// Where every instruction of the program reads whole arguments (or constants) and writes a
-    /// whole output, and every other output is a view of an argument — an operator on device
-    /// tensors that is a matrix product, elementwise arithmetic (broadcasting or not), a
-    /// reduction, a layout operator, or an interpreted operator (its check first); a reshape — the
-    /// plan, which ``callResident(_:on:)`` runs on the arguments' device blocks and new output
-    /// blocks (views of the arguments' storage for views), with no frame and no copies
-    /// (``callAsFunction(_:)`` on blocks it copies the arguments into); the module then holds the
+    /// whole output, and every other output is a view of an argument (an operator on device
+    /// tensors that is a matrix product, elementwise arithmetic, broadcasting or not, a
+    /// reduction, a layout operator or an interpreted operator, its check first; a reshape): the
+    /// plan, which ``callResident(_:on:)`` runs on the arguments' device blocks into new output
+    /// blocks (a view: a view of its argument's storage), with no frame and no copies
+    /// (``callAsFunction(_:)`` on blocks it copies the arguments into). The module then holds the
     /// instructions' direct kernels alone, and there are no ``steps``.
     private let direct: DirectPlan?
 
