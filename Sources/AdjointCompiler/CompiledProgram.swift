@@ -702,7 +702,8 @@ public final class CompiledProgram: @unchecked Sendable {
     /// elementwise ones without folded gathers, broadcasting through strides
     /// (`NativeCodeGenerator.cudaElementwise(_:direct:broadcast:shape:)`), reductions
     /// (`NativeCodeGenerator.cudaReduction(_:direct:)`) and interpreted ones, or layout operators
-    /// the planner made gathers, as their operators' kernels (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`). (A direct kernel's helper functions
+    /// the planner made gathers, as their operators' kernels
+    /// (`NativeCodeGenerator.cudaInterpreted(_:_:direct:)`). (A direct kernel's helper functions
     /// have the names of its frame form's, so the two forms are separate sources.)
     package func cudaSource(direct: [Int]) -> String? {
         guard !direct.isEmpty else { return nil }

@@ -17,7 +17,8 @@ extension NativeCodeGenerator {
     /// threads a launch runs (one per output element of a comparison, a `where`, a one-hot
     /// encoding, a gather or a cast; one per line of a softmax or an `argmax`, per example of a
     /// cross-entropy, per column of a scatter-add; one for a mean squared error, whose kernels
-    /// are a split sum's instead: ``sumSplit(_:)-(CompiledProgram.Fallback)``, `name` their prefix). Operands must each be in a frame region of
+    /// are a split sum's instead, `name` their prefix: `sumSplit(_:)` of `f`). Operands must
+    /// each be in a frame region of
     /// their own (none read through a folded gather's table), and the output in one no operand
     /// shares: the threads write their elements while others still read theirs (a softmax's log
     /// form even reads its operand after writing its output), which the CPU's kernels, writing a

@@ -274,15 +274,16 @@ struct NativeCodeGenerator {
     /// blocks, the blocks' sums in its fixed tree) and a maximum or minimum runs left to right;
     /// along a strided axis, rows are combined in blocks of 64, the blocks in the same fixed tree.
     /// `direct`: the kernel `adjoint_direct_<k>(p0, p1, p2, out)` on its operand's and result's
-    /// addresses (``directName(_:)``). The tree is built as the blocks arrive: equal-sized subtrees are combined left with right as
-    /// soon as both exist, and what is left is combined from the right — the order of
+    /// addresses (``directName(_:)``). The tree is built as the blocks arrive: equal-sized
+    /// subtrees are combined left with right as soon as both exist, and what is left is combined
+    /// from the right — the order of
     /// `Summation.tree`'s in-place passes, with a stack of at most 64 entries instead of an array
     /// per block. A log-sum-exp is `Kernels.logsumexp`'s: the maximum so, then where it is finite
     /// the sum so of the shifted exponentials — computed where the sum reads them, so nothing is
     /// stored — and the maximum plus the sum's logarithm; the maximum itself where it is not finite.
     ///
     /// A sum or mean along a contiguous axis of at least 2 · ``sumLeaf`` elements is split over
-    /// threads instead (``sumSplit(_:)``, ``splitSumKernels(_:float64:outer:extent:mean:split:at:)``).
+    /// threads instead (``sumSplit(_:)``, ``splitSumKernels(_:_:float64:outer:extent:split:at:leaf:result:)``).
     func cudaReduction(_ k: Int, direct: Bool = false) -> String {
         let i = instructions[k], at = KernelOperands(inputs: [i.a], output: i.y, direct: direct)
         if let split = Self.sumSplit(i) {
@@ -391,7 +392,8 @@ struct NativeCodeGenerator {
 
     /// The kernel `adjoint_reduce_<k>(base)` — or `adjoint_direct_<k>(p0, p1, p2, out)` (`at`) —
     /// reducing the (outer, extent, inner) layout of its operand into the `outer · inner` elements
-    /// of its result, one thread per output element (see ``cudaReduction(_:direct:)``). `strided`: the operand is not in that layout but read
+    /// of its result, one thread per output element (see ``cudaReduction(_:direct:)``).
+    /// `strided`: the operand is not in that layout but read
     /// through strides, as `Kernels.groupReducedAxes` permutes it (the kept axes, then the reduced
     /// ones; `inner` 1): output element `q` walks the kept axes, and its row's element `r` the
     /// reduced ones, so each row's elements are read, and combined, in the permuted copy's order.
