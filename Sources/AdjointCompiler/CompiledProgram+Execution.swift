@@ -41,6 +41,9 @@ extension CompiledProgram {
         }
     }
 
+    /// Each thread's block buffers for the fused reductions of chunked runs.
+    static let blockBuffers = ThreadLocal { BlockBuffers() }
+
     /// Runs chunked run `run` natively on the frame at `base`: its chunks over the worker threads,
     /// then its fused reductions' partials combined into their results.
     func runChunked(_ run: Int, _ native: NativeSegments, _ base: UnsafeMutableRawPointer, bound: UnsafePointer<UnsafeMutableRawPointer?>? = nil) {
@@ -50,15 +53,17 @@ extension CompiledProgram {
         if native.chunkedReductions[run].isEmpty {
             let frame = FrameAddress(base, bound, nil)
             Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
-                function(frame.base, r.lowerBound, r.upperBound, frame.bound, nil)
+                function(frame.base, r.lowerBound, r.upperBound, frame.bound, nil, nil)
             }
             return
         }
-        // Each chunk writes its own partial; they are combined when all are done.
+        // Each chunk writes its own partial; they are combined when all are done. A chunk fills
+        // its reductions' block buffers, the buffers of the thread it runs on.
+        let blockBytes = native.chunkedReductions[run].count * NativeCodeGenerator.fusedBlockBytes
         withUnsafeTemporaryAllocation(byteCount: native.partialBytes[run], alignment: 8) { partials in
             let frame = FrameAddress(base, bound, partials.baseAddress)
             Parallelism.forEachRange(n, chunkSize: Parallelism.elementChunk) { r in
-                function(frame.base, r.lowerBound, r.upperBound, frame.bound, frame.partials)
+                function(frame.base, r.lowerBound, r.upperBound, frame.bound, frame.partials, Self.blockBuffers.value.bytes(blockBytes))
             }
             combine(native.chunkedReductions[run], partials: partials.baseAddress!, elements: n, into: base)
         }
@@ -116,6 +121,25 @@ extension CompiledProgram {
         }
         return output
     }
+}
+
+/// A thread's block buffers for fused reductions (`NativeCodeGenerator.fusedBlockBytes` each):
+/// grown to the most a run on the thread has asked for, freed when the thread ends.
+final class BlockBuffers {
+    private var buffer: UnsafeMutableRawPointer?
+    private var capacity = 0
+
+    /// At least `count` bytes, 64-byte aligned; their contents are the last run's.
+    func bytes(_ count: Int) -> UnsafeMutableRawPointer {
+        if count > capacity || buffer == nil {
+            buffer?.deallocate()
+            buffer = .allocate(byteCount: Swift.max(count, 1), alignment: 64)
+            capacity = count
+        }
+        return buffer!
+    }
+
+    deinit { buffer?.deallocate() }
 }
 
 /// The frame's base address, handed to the threads of a chunked run: each writes only the

@@ -21,7 +21,7 @@ struct NativeCodeGenerator {
     typealias Instruction = CompiledProgram.Instruction
 
     /// Bumped whenever the emitted code changes meaning (it is part of the cache key).
-    static let version = 8
+    static let version = 9
     /// The largest elementwise instruction compiled into a plain run: larger ones go to chunked
     /// runs (``chunkable(_:)``) or keep the interpreter's parallel loops.
     static let elementLimit = 4096
@@ -536,6 +536,10 @@ struct NativeCodeGenerator {
             && Parallelism.elementChunk == Summation.blockSize
     }
 
+    /// The bytes of one fused reduction's block buffer, a chunk's elements (8 bytes each, float32
+    /// too): a chunked run with fused reductions is handed their buffers, one after the other.
+    static let fusedBlockBytes = Parallelism.elementChunk * 8
+
     /// The reductions run `run` takes in (``fusedReduction(_:elements:)``), in order, with the
     /// byte offset of each one's partials (one element per chunk, 8 bytes apart) in the buffer its
     /// function is handed.
@@ -782,19 +786,21 @@ struct NativeCodeGenerator {
         }
         let edges = body(interior: false)
         if cuda { return cudaKernels(run, name: name, declarations: declarations, body: edges, reductions: reductions) }
-        // Fused reductions: each thread's block buffer (a chunk's elements, in L2), and after the
-        // loops the chunk's pairwise sum into its partial.
-        // The loops index the thread's buffer through a local pointer, taken once: an access to a
-        // thread-local array of a loaded library is a call (`__tls_get_addr`).
-        var blocks = "", locals = "", sums = ""
+        // Fused reductions: each a block buffer of the calling thread's (a chunk's elements, in
+        // L2; `blocks`, ``fusedBlockBytes`` per reduction), and after the loops the chunk's
+        // pairwise sum into its partial.
+        // The buffers come from the caller, not from `_Thread_local` arrays of the library: those
+        // are dynamic TLS, allocated per thread by the loader and left to it after `dlclose`,
+        // where LeakSanitizer's exit-time scan of every thread's dynamic TLS reads them after
+        // they are unmapped.
+        var locals = "", sums = ""
         for (j, r) in reductions.enumerated() {
             let float64 = instructions[r.instruction].float64, t = type(float64)
-            blocks += "static _Thread_local \(t) \(name)_block\(j)[\(Parallelism.elementChunk)];\n"
-            locals += "\(t) *\(blockName(j)) = \(name)_block\(j);\n"
+            locals += "\(t) *\(blockName(j)) = (\(t) *)((unsigned char *)blocks + \(j * Self.fusedBlockBytes));\n"
             sums += "((\(t) *)((unsigned char *)partials + \(r.partials)))[begin / \(Parallelism.elementChunk)] = "
                 + "adjoint_pairwise_\(float64 ? "d" : "f")(\(blockName(j)), end - begin);\n"
         }
-        let head = "\n" + blocks + "void \(name)(unsigned char *base, long begin, long end, void *const *bound, void *partials) {\n"
+        let head = "\nvoid \(name)(unsigned char *base, long begin, long end, void *const *bound, void *partials, void *blocks) {\n"
             + declarations + locals
         guard padded else {
             return head + "for (long k = begin; k < end; k++) {\n" + edges + "}\n" + sums + "}\n"

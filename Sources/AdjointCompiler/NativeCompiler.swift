@@ -205,10 +205,12 @@ final class NativeLibrary: @unchecked Sendable {
     deinit { dlclose(handle) }
 
     /// A chunked run: the frame, the elements `begin ..< end`, the pointers bound in place of
-    /// frame regions (`NativeCodeGenerator.bound`; null: none), and where the run's fused
-    /// reductions put each chunk's partial (`NativeCodeGenerator.fusedReductions(_:)`; null when
-    /// it has none).
-    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int, UnsafePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?) -> Void
+    /// frame regions (`NativeCodeGenerator.bound`; null: none), where the run's fused
+    /// reductions put each chunk's partial (`NativeCodeGenerator.fusedReductions(_:)`), and the
+    /// calling thread's block buffers for them (`NativeCodeGenerator.fusedBlockBytes` each);
+    /// both null when it has none.
+    typealias ChunkedSegment = @convention(c) (UnsafeMutableRawPointer, Int, Int, UnsafePointer<UnsafeMutableRawPointer?>?,
+                                               UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void
 
     func function(_ name: String) throws -> Segment {
         guard let symbol = dlsym(handle, name) else { throw NativeCodeError.loadFailed(path: path, message: "no symbol \(name)") }
